@@ -1,0 +1,239 @@
+//! The two interfaces a protocol front end holds: `Authority` (one per listener: who is this
+//! agent, may it open a session?) and `Gate` (one per admitted session: record, decide, end).
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use crate::action::{Action, Decision};
+use crate::event::{Event, Outcome, Privilege, Protocol};
+
+/// Errors a protocol sees from the core. Every one of them means: stop forwarding.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum GateError {
+    /// The recorder could not make the event durable; the action must fail (fail closed).
+    #[error("recording failed, action refused: {0}")]
+    Recorder(String),
+    /// The session was already ended (killed, or `end` was called).
+    #[error("session is closed: {0}")]
+    Closed(String),
+}
+
+/// Resolves once an enqueued event is durable on disk.
+pub struct Durable(pub Pin<Box<dyn Future<Output = Result<(), GateError>> + Send>>);
+
+impl Durable {
+    pub async fn wait(self) -> Result<(), GateError> {
+        self.0.await
+    }
+}
+
+impl fmt::Debug for Durable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Durable")
+    }
+}
+
+/// One admitted agent session, as the protocol sees the core.
+#[async_trait]
+pub trait Gate: Send + Sync {
+    fn session_id(&self) -> &str;
+
+    /// Records an event; returns once it is durable. Use for anything that must be on disk
+    /// before the protocol forwards it (agent input, requests).
+    async fn record(&self, event: Event) -> Result<(), GateError>;
+
+    /// Queues an event and returns at once with a handle that resolves when it is durable.
+    /// The queue is bounded in bytes: when it is full this waits (the session pauses) rather
+    /// than dropping anything. Use for output and results, then await the handles in order
+    /// to keep the amount of unrecorded forwarded data bounded.
+    async fn enqueue(&self, event: Event) -> Result<Durable, GateError>;
+
+    /// Judges an action. The action's own event and the verdict are durable before this
+    /// returns. A `Held` decision must be awaited without blocking the connection's other
+    /// channels.
+    async fn decide(&self, action: Action) -> Result<Decision, GateError>;
+
+    /// Fires with the reason when an operator kills the session. The protocol then tells the
+    /// agent, closes both sides and calls `end`.
+    fn kill_signal(&self) -> watch::Receiver<Option<String>>;
+
+    /// Ends the session: revokes its credentials, records the end and the seal.
+    /// `Killed` is recorded instead of `outcome` when a kill was requested.
+    async fn end(&self, outcome: Outcome, reason: &str) -> Result<(), GateError>;
+}
+
+/// What an agent asks for when it connects.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    pub protocol: Protocol,
+    pub agent: String,
+    pub target: String,
+    /// SSH login or requested database role; `None` means "the grant's default".
+    pub login: Option<String>,
+    pub client_addr: SocketAddr,
+    /// Startup parameters or environment the client sent before the session opened.
+    pub params: Vec<(String, String)>,
+}
+
+/// Where and how a protocol reaches a target.
+#[derive(Debug, Clone)]
+pub enum TargetEndpoint {
+    Postgres(PostgresTarget),
+    Ssh(SshTarget),
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresTarget {
+    pub host: String,
+    pub port: u16,
+    /// Database name on the target (the agent names the target, not the database).
+    pub dbname: String,
+    pub tls: TargetTls,
+    pub connect_timeout: Duration,
+}
+
+/// TLS towards a PostgreSQL target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetTls {
+    Disable,
+    /// Encrypt, and verify the certificate against this PEM bundle and the host name.
+    VerifyFull { ca_pem: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: u16,
+    /// Pinned host keys, OpenSSH public key lines (`ssh-ed25519 AAAA...`).
+    pub host_keys: Vec<String>,
+    /// Host certificate authorities, OpenSSH public key lines.
+    pub host_cas: Vec<String>,
+    pub connect_timeout: Duration,
+    /// The grant allows `direct-tcpip` port forwarding.
+    pub allow_port_forwarding: bool,
+    pub allow_pty: bool,
+}
+
+/// A just-in-time secret for the target side. Only the protocol sees it; it is never recorded.
+pub enum Credential {
+    PostgresRole {
+        user: String,
+        password: Zeroizing<String>,
+    },
+    SshCertificate {
+        login: String,
+        /// The ephemeral private key, OpenSSH format.
+        private_key_openssh: Zeroizing<String>,
+        /// The certificate, OpenSSH one-line format.
+        certificate_openssh: String,
+    },
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::PostgresRole { user, .. } => f
+                .debug_struct("PostgresRole")
+                .field("user", user)
+                .finish_non_exhaustive(),
+            Credential::SshCertificate { login, .. } => f
+                .debug_struct("SshCertificate")
+                .field("login", login)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// An admitted session.
+pub struct OpenSession {
+    pub gate: Arc<dyn Gate>,
+    pub session_id: String,
+    pub privilege: Privilege,
+    pub target: TargetEndpoint,
+    pub credential: Credential,
+}
+
+impl fmt::Debug for OpenSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenSession")
+            .field("session_id", &self.session_id)
+            .field("privilege", &self.privilege)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a session was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    UnknownAgent,
+    BadCredential,
+    UnknownTarget,
+    NotGranted,
+    /// Credentials for the target could not be issued.
+    CredentialFailed,
+    /// The recorder is not writable: nothing may happen that cannot be recorded.
+    RecorderFailed,
+    /// The client broke the protocol before a session existed.
+    ProtocolViolation,
+    Overloaded,
+}
+
+impl RefusalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::UnknownAgent => "unknown_agent",
+            RefusalKind::BadCredential => "bad_credential",
+            RefusalKind::UnknownTarget => "unknown_target",
+            RefusalKind::NotGranted => "not_granted",
+            RefusalKind::CredentialFailed => "credential_failed",
+            RefusalKind::RecorderFailed => "recorder_failed",
+            RefusalKind::ProtocolViolation => "protocol_violation",
+            RefusalKind::Overloaded => "overloaded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    /// Safe to show to the agent.
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, message: impl Into<String>) -> Self {
+        Refusal {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The core as a listener sees it.
+#[async_trait]
+pub trait Authority: Send + Sync {
+    /// The agent's SCRAM-SHA-256 verifier (`SCRAM-SHA-256$iter:salt$stored:server`), if the agent
+    /// exists and may use PostgreSQL.
+    fn agent_scram_verifier(&self, agent: &str) -> Option<String>;
+
+    /// The agent owning this public key (OpenSSH `algo base64` form, comment ignored).
+    fn agent_for_ssh_key(&self, public_key_openssh: &str) -> Option<String>;
+
+    /// Admits a session: checks the grant, starts the recording, issues target credentials.
+    /// A refusal is recorded by the core as a denied session.
+    async fn open(&self, request: SessionRequest) -> Result<OpenSession, Refusal>;
+
+    /// Records a session that was refused before `open` could be called (failed
+    /// authentication, protocol violation).
+    async fn refuse(&self, request: SessionRequest, refusal: Refusal);
+}

@@ -1,0 +1,16 @@
+//! `proctor-gate`: the vocabulary between a protocol front end and proctor's core.
+//!
+//! A protocol crate terminates the agent's connection, talks to the target, and turns traffic
+//! into [`Event`]s and [`Action`]s. It knows nothing of storage, policy or HTTP: it asks an
+//! [`Authority`] to admit a session and a [`Gate`] to record and decide.
+
+pub mod action;
+pub mod event;
+pub mod gate;
+
+pub use action::{Action, Decision, DenyCause, Hold, Resolution};
+pub use event::*;
+pub use gate::{
+    Authority, Credential, Durable, Gate, GateError, OpenSession, PostgresTarget, Refusal,
+    RefusalKind, SessionRequest, SshTarget, TargetEndpoint, TargetTls,
+};

@@ -1,0 +1,397 @@
+//! The session index in sled: metadata for search and the byte spans where each session's
+//! records live. It is derived entirely from the log and can be rebuilt (`proctor reindex`);
+//! nothing here is evidence, so sled's weak flush only ever costs a rescan.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use proctor_gate::{Event, VerdictKind};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::codec::{self, Body, kind};
+use super::frame::{JOURNAL_SESSION, SessionKey};
+
+#[derive(Debug, Error)]
+pub enum IndexError {
+    #[error("index database: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("index entry for {key} is unreadable: {detail}")]
+    Corrupt { key: String, detail: String },
+}
+
+/// Where a session's records sit: a byte range of one segment. Other sessions' records may be
+/// interleaved inside the range; readers filter by session id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub segment: u64,
+    pub start: u64,
+    pub end: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialSummary {
+    pub kind: String,
+    pub name: String,
+    pub valid_before_ns: i64,
+    pub revoked: bool,
+}
+
+/// Everything the index knows about one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SessionMeta {
+    pub id: String,
+    pub agent: String,
+    pub target: String,
+    pub protocol: String,
+    pub login: String,
+    pub privilege: String,
+    pub client_addr: String,
+    pub grant: String,
+    pub started_ns: i64,
+    pub ended_ns: Option<i64>,
+    pub outcome: Option<String>,
+    pub end_reason: String,
+    pub credentials: Vec<CredentialSummary>,
+    pub sealed: bool,
+    pub last_seq: u64,
+    pub last_hash: String,
+    pub last_ts_ns: i64,
+    pub events: u64,
+    pub record_bytes: u64,
+    pub statements: u64,
+    pub commands: u64,
+    pub holds: u64,
+    pub denies: u64,
+    pub alerts: u64,
+    pub spans: Vec<Span>,
+    pub ledger_index: Option<u64>,
+}
+
+impl SessionMeta {
+    pub fn is_open(&self) -> bool {
+        !self.sealed
+    }
+}
+
+/// One record as the writer (or a rescan) hands it to the index.
+#[derive(Debug, Clone)]
+pub struct Indexed<'a> {
+    pub session: SessionKey,
+    pub kind: u8,
+    pub seq: u64,
+    pub ts_ns: i64,
+    pub hash: [u8; 32],
+    pub segment: u64,
+    pub offset: u64,
+    pub frame_len: u64,
+    pub body: &'a [u8],
+}
+
+/// Whether the index needs a record's body (only a few kinds carry searchable metadata).
+pub fn wants_body(kind_code: u8) -> bool {
+    matches!(
+        kind_code,
+        kind::SESSION_START
+            | kind::SESSION_END
+            | kind::CREDENTIAL_ISSUED
+            | kind::CREDENTIAL_REVOKED
+            | kind::VERDICT
+    )
+}
+
+pub fn session_id_string(key: &SessionKey) -> String {
+    uuid::Uuid::from_bytes(*key).to_string()
+}
+
+pub fn parse_session_id(s: &str) -> Option<SessionKey> {
+    uuid::Uuid::parse_str(s.trim()).ok().map(|u| *u.as_bytes())
+}
+
+const META_PREFIX: &[u8] = b"s/";
+const TIME_PREFIX: &[u8] = b"t/";
+const UPTO_KEY: &[u8] = b"m/indexed_upto";
+
+fn meta_key(session: &SessionKey) -> Vec<u8> {
+    [META_PREFIX, session.as_slice()].concat()
+}
+
+fn time_key(started_ns: i64, session: &SessionKey) -> Vec<u8> {
+    // Offset so that negative timestamps still sort before positive ones.
+    let t = (started_ns as u64) ^ (1u64 << 63);
+    [TIME_PREFIX, &t.to_be_bytes(), session.as_slice()].concat()
+}
+
+pub struct Index {
+    tree: sled::Db,
+    /// Sessions changed since the last flush (open ones stay here until sealed and flushed).
+    live: HashMap<SessionKey, SessionMeta>,
+    dirty: HashSet<SessionKey>,
+    /// Segment and offset just after the last record applied.
+    upto: (u64, u64),
+    upto_dirty: bool,
+}
+
+impl Index {
+    pub fn open(dir: &Path) -> Result<Index, IndexError> {
+        let tree = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(1000))
+            .open()?;
+        let upto = match tree.get(UPTO_KEY)? {
+            Some(v) if v.len() == 16 => {
+                let mut a = [0u8; 8];
+                let mut b = [0u8; 8];
+                a.copy_from_slice(&v[..8]);
+                b.copy_from_slice(&v[8..]);
+                (u64::from_be_bytes(a), u64::from_be_bytes(b))
+            }
+            _ => (0, 0),
+        };
+        let mut index = Index {
+            tree,
+            live: HashMap::new(),
+            dirty: HashSet::new(),
+            upto,
+            upto_dirty: false,
+        };
+        // Open sessions are kept in memory so the writer's updates never touch sled.
+        for meta in index.scan_metas()? {
+            if meta.is_open()
+                && let Some(key) = parse_session_id(&meta.id)
+            {
+                index.live.insert(key, meta);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Where a rescan of the log must start to bring the index up to date.
+    pub fn indexed_upto(&self) -> (u64, u64) {
+        self.upto
+    }
+
+    fn load(&self, session: &SessionKey) -> Result<Option<SessionMeta>, IndexError> {
+        match self.tree.get(meta_key(session))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| IndexError::Corrupt {
+                    key: session_id_string(session),
+                    detail: e.to_string(),
+                }),
+        }
+    }
+
+    fn scan_metas(&self) -> Result<Vec<SessionMeta>, IndexError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(META_PREFIX) {
+            let (k, v) = item?;
+            let meta: SessionMeta = serde_json::from_slice(&v).map_err(|e| IndexError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                detail: e.to_string(),
+            })?;
+            out.push(meta);
+        }
+        Ok(out)
+    }
+
+    /// Applies one record. Idempotent for a record already applied (a rescan after a crash may
+    /// replay records the index had seen).
+    pub fn apply(&mut self, rec: &Indexed<'_>) -> Result<(), IndexError> {
+        let end = rec.offset + rec.frame_len;
+        if (rec.segment, end) > self.upto {
+            self.upto = (rec.segment, end);
+            self.upto_dirty = true;
+        }
+        if !self.live.contains_key(&rec.session) {
+            let meta = match self.load(&rec.session)? {
+                Some(m) => m,
+                None => SessionMeta {
+                    id: session_id_string(&rec.session),
+                    started_ns: rec.ts_ns,
+                    ..Default::default()
+                },
+            };
+            self.live.insert(rec.session, meta);
+        }
+        let Some(meta) = self.live.get_mut(&rec.session) else {
+            return Ok(());
+        };
+        if meta.events > 0 && rec.seq <= meta.last_seq {
+            return Ok(());
+        }
+        meta.events += 1;
+        meta.last_seq = rec.seq;
+        meta.last_hash = hex::encode(rec.hash);
+        meta.last_ts_ns = rec.ts_ns;
+        meta.record_bytes += rec.frame_len;
+        match meta.spans.last_mut() {
+            Some(span) if span.segment == rec.segment => span.end = end,
+            _ => meta.spans.push(Span {
+                segment: rec.segment,
+                start: rec.offset,
+                end,
+            }),
+        }
+        match rec.kind {
+            kind::STATEMENT => meta.statements += 1,
+            kind::EXEC | kind::COMMAND_LINE => meta.commands += 1,
+            kind::ALERT => meta.alerts += 1,
+            kind::SEAL => meta.sealed = true,
+            _ => {}
+        }
+        if wants_body(rec.kind)
+            && let Ok(Body::Event(event)) = codec::decode_body(rec.kind, rec.body)
+        {
+            match event {
+                Event::SessionStart(info) => {
+                    meta.agent = info.agent;
+                    meta.target = info.target;
+                    meta.protocol = info.protocol.as_str().into();
+                    meta.login = info.login;
+                    meta.privilege = info.privilege.as_str().into();
+                    meta.client_addr = info.client_addr;
+                    meta.grant = info.grant;
+                    meta.started_ns = rec.ts_ns;
+                }
+                Event::SessionEnd { outcome, reason } => {
+                    meta.outcome = Some(outcome.as_str().into());
+                    meta.end_reason = reason;
+                    meta.ended_ns = Some(rec.ts_ns);
+                }
+                Event::CredentialIssued(c) => meta.credentials.push(CredentialSummary {
+                    kind: c.kind,
+                    name: c.name,
+                    valid_before_ns: c.valid_before_ns,
+                    revoked: false,
+                }),
+                Event::CredentialRevoked { name, .. } => {
+                    for c in meta.credentials.iter_mut().filter(|c| c.name == name) {
+                        c.revoked = true;
+                    }
+                }
+                Event::Verdict(v) => match v.verdict {
+                    VerdictKind::Hold => meta.holds += 1,
+                    VerdictKind::Deny => meta.denies += 1,
+                    VerdictKind::Allow => {}
+                },
+                _ => {}
+            }
+        }
+        if rec.session == JOURNAL_SESSION {
+            meta.agent = "proctor".into();
+            meta.target = "store".into();
+            meta.protocol = "journal".into();
+        }
+        self.dirty.insert(rec.session);
+        Ok(())
+    }
+
+    pub fn set_ledger_index(&mut self, session: &SessionKey, index: u64) -> Result<(), IndexError> {
+        if !self.live.contains_key(session)
+            && let Some(m) = self.load(session)?
+        {
+            self.live.insert(*session, m);
+        }
+        if let Some(m) = self.live.get_mut(session) {
+            m.ledger_index = Some(index);
+            self.dirty.insert(*session);
+        }
+        Ok(())
+    }
+
+    /// Writes dirty metadata to sled in one atomic batch and drops sealed sessions from memory.
+    pub fn flush(&mut self) -> Result<(), IndexError> {
+        if self.dirty.is_empty() && !self.upto_dirty {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for key in self.dirty.drain() {
+            if let Some(meta) = self.live.get(&key) {
+                let json = serde_json::to_vec(meta).map_err(|e| IndexError::Corrupt {
+                    key: meta.id.clone(),
+                    detail: e.to_string(),
+                })?;
+                batch.insert(meta_key(&key), json);
+                batch.insert(time_key(meta.started_ns, &key), &[][..]);
+                if meta.sealed && meta.ledger_index.is_some() {
+                    self.live.remove(&key);
+                }
+            }
+        }
+        let mut upto = [0u8; 16];
+        upto[..8].copy_from_slice(&self.upto.0.to_be_bytes());
+        upto[8..].copy_from_slice(&self.upto.1.to_be_bytes());
+        batch.insert(UPTO_KEY, &upto[..]);
+        self.tree.apply_batch(batch)?;
+        self.upto_dirty = false;
+        Ok(())
+    }
+
+    /// Flushes and asks sled to write everything out (used at shutdown and after reindex).
+    pub fn persist(&mut self) -> Result<(), IndexError> {
+        self.flush()?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    pub fn get(&self, session: &SessionKey) -> Result<Option<SessionMeta>, IndexError> {
+        if let Some(m) = self.live.get(session) {
+            return Ok(Some(m.clone()));
+        }
+        self.load(session)
+    }
+
+    /// Sessions still open (no seal), journal excluded.
+    pub fn open_sessions(&self) -> Vec<SessionMeta> {
+        self.live
+            .iter()
+            .filter(|(k, m)| **k != JOURNAL_SESSION && m.is_open())
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
+    /// Sealed sessions the ledger does not list yet (a crash between seal and ledger append).
+    pub fn unledgered_sessions(&self) -> Result<Vec<SessionMeta>, IndexError> {
+        let mut out: Vec<SessionMeta> = self
+            .live
+            .values()
+            .filter(|m| m.sealed && m.ledger_index.is_none())
+            .cloned()
+            .collect();
+        for m in self.scan_metas()? {
+            if m.sealed && m.ledger_index.is_none() && !out.iter().any(|o| o.id == m.id) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every session, newest first (journal excluded), with in-memory state overriding sled.
+    pub fn all_sessions(&self) -> Result<Vec<SessionMeta>, IndexError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(TIME_PREFIX).rev() {
+            let (k, _) = item?;
+            if k.len() != TIME_PREFIX.len() + 8 + 16 {
+                continue;
+            }
+            let mut key = [0u8; 16];
+            key.copy_from_slice(&k[TIME_PREFIX.len() + 8..]);
+            if key == JOURNAL_SESSION || !seen.insert(key) {
+                continue;
+            }
+            if let Some(m) = self.get(&key)? {
+                out.push(m);
+            }
+        }
+        for (key, m) in &self.live {
+            if *key != JOURNAL_SESSION && seen.insert(*key) {
+                out.push(m.clone());
+            }
+        }
+        out.sort_by(|a, b| b.started_ns.cmp(&a.started_ns));
+        Ok(out)
+    }
+}

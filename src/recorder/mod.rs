@@ -1,0 +1,348 @@
+//! The evidence recorder: hash-chained, signed, group-committed session recordings, a
+//! store-wide Merkle ledger, an index that can always be rebuilt, and verification.
+//! The byte layout is specified in `FORMAT.md` beside this file.
+
+pub mod codec;
+pub mod frame;
+pub mod index;
+pub mod ledger;
+pub mod reader;
+pub mod recover;
+pub mod segment;
+pub mod signing;
+pub mod verify;
+pub mod wire;
+pub mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use proctor_gate::{Event, Outcome};
+use thiserror::Error;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use self::codec::Body;
+use self::frame::{JOURNAL_SESSION, SessionKey};
+use self::index::Index;
+use self::ledger::Ledger;
+use self::signing::RecorderKey;
+use self::wire::Writer;
+pub use self::writer::{SealInfo, WriterOptions};
+use self::writer::{Command, WriterThread};
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RecorderError {
+    /// The writer could not make data durable; proctor refuses all actions until restarted.
+    #[error("recorder failed: {0}")]
+    Failed(String),
+    #[error("recorder closed: {0}")]
+    Closed(String),
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("data directory {0} is in use by a running proctor (its lock is held); use the control socket or stop it")]
+    Locked(PathBuf),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] signing::KeyError),
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+}
+
+impl StoreError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Io { context, source }
+    }
+}
+
+/// Encodes an event's body; done by the calling session so that encoding runs in parallel.
+pub fn encode_event(event: &Event) -> (u8, Vec<u8>) {
+    let mut w = Writer::with_capacity(event.weight());
+    codec::encode_event_into(event, &mut w);
+    (codec::event_kind(event), w.buf)
+}
+
+/// Bytes of encoded-but-unwritten events allowed in memory before sessions are paused.
+pub const DEFAULT_QUEUE_BUDGET: usize = 64 * 1024 * 1024;
+
+/// A durability ticket: resolves when the event is on disk.
+pub struct Ticket(oneshot::Receiver<Result<(), RecorderError>>);
+
+impl Ticket {
+    pub async fn wait(self) -> Result<(), RecorderError> {
+        match self.0.await {
+            Ok(r) => r,
+            Err(_) => Err(RecorderError::Closed("recorder stopped".into())),
+        }
+    }
+}
+
+/// Cheap, clonable handle to the writer.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::UnboundedSender<Command>,
+    budget: Arc<Semaphore>,
+    budget_max: usize,
+    failed: watch::Receiver<Option<String>>,
+}
+
+impl Recorder {
+    pub fn failure(&self) -> Option<String> {
+        self.failed.borrow().clone()
+    }
+
+    pub fn failure_watch(&self) -> watch::Receiver<Option<String>> {
+        self.failed.clone()
+    }
+
+    fn check(&self) -> Result<(), RecorderError> {
+        match self.failure() {
+            Some(r) => Err(RecorderError::Failed(r)),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues an event; waits only for room in the bounded queue. The ticket resolves when the
+    /// event is durable.
+    pub async fn append(&self, session: SessionKey, ts_ns: i64, event: &Event) -> Result<Ticket, RecorderError> {
+        self.check()?;
+        let (kind, body) = encode_event(event);
+        self.append_raw(session, ts_ns, kind, body).await
+    }
+
+    pub async fn append_raw(
+        &self,
+        session: SessionKey,
+        ts_ns: i64,
+        kind: u8,
+        body: Vec<u8>,
+    ) -> Result<Ticket, RecorderError> {
+        let weight = (body.len() + 128).min(self.budget_max) as u32;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(weight)
+            .await
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append {
+                session,
+                kind,
+                ts_ns,
+                body,
+                ack: Some(ack),
+                _permit: Some(permit),
+            })
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        Ok(Ticket(rx))
+    }
+
+    /// Records an event and waits until it is durable.
+    pub async fn record(&self, session: SessionKey, ts_ns: i64, event: &Event) -> Result<(), RecorderError> {
+        self.append(session, ts_ns, event).await?.wait().await
+    }
+
+    /// Ends a recording: `SessionEnd`, the signed seal, and the ledger leaf, all durable.
+    pub async fn seal(
+        &self,
+        session: SessionKey,
+        ts_ns: i64,
+        outcome: Outcome,
+        reason: &str,
+    ) -> Result<SealInfo, RecorderError> {
+        self.check()?;
+        let (_, end_body) = encode_event(&Event::SessionEnd {
+            outcome,
+            reason: reason.to_string(),
+        });
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Seal {
+                session,
+                ts_ns,
+                end_body,
+                outcome: outcome.as_str().to_string(),
+                ack,
+            })
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        rx.await
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?
+    }
+
+    /// Records a store-level fact in the journal chain, durably.
+    pub async fn journal(&self, topic: &str, text: &str) -> Result<(), RecorderError> {
+        self.check()?;
+        let mut w = Writer::default();
+        codec::encode_body(
+            &Body::JournalNote {
+                topic: topic.into(),
+                text: text.into(),
+            },
+            &mut w,
+        );
+        self.append_raw(JOURNAL_SESSION, crate::clock::now_ns(), codec::kind::JOURNAL_NOTE, w.buf)
+            .await?
+            .wait()
+            .await
+    }
+
+    pub async fn ledger(&self, leaves: Vec<ledger::Leaf>) -> Result<Vec<u64>, RecorderError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Ledger { leaves, ack })
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        rx.await
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?
+    }
+
+    /// Waits until everything queued so far is durable.
+    pub async fn barrier(&self) -> Result<(), RecorderError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Barrier { ack })
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        Ticket(rx).wait().await
+    }
+}
+
+/// An open store: the data directory, locked, with its writer running.
+pub struct Store {
+    pub data: PathBuf,
+    pub recorder: Recorder,
+    pub key: Arc<RecorderKey>,
+    index: Arc<Mutex<Index>>,
+    ledger: Arc<Mutex<Ledger>>,
+    writer: Option<JoinHandle<()>>,
+    pub recovery: recover::RecoveryReport,
+    _lock: File,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Store {
+    /// Opens the store for writing: locks it, recovers from any crash (torn tails quarantined,
+    /// index brought up to date) and starts the writer. Sessions left open by a crash are
+    /// sealed `interrupted` by `finish_recovery`, which needs the writer running.
+    pub fn open(data: &Path, opts: WriterOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data).map_err(StoreError::io(format!("create {}", data.display())))?;
+        let lock = lock_data_dir(data)?;
+        let key = Arc::new(RecorderKey::load_or_init(data)?);
+        let prepared = recover::prepare(data)?;
+        let (failed_tx, failed_rx) = watch::channel(None);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let index = Arc::new(Mutex::new(prepared.index));
+        let ledger = Arc::new(Mutex::new(prepared.ledger));
+        let thread = WriterThread {
+            data: data.to_path_buf(),
+            key: key.clone(),
+            opts,
+            segment: prepared.segment,
+            ledger: ledger.clone(),
+            index: index.clone(),
+            chains: prepared.chains,
+            failed: failed_tx,
+        };
+        let writer = std::thread::Builder::new()
+            .name("proctor-recorder".into())
+            .spawn(move || thread.run(rx))
+            .map_err(StoreError::io("start the recorder thread"))?;
+        Ok(Store {
+            data: data.to_path_buf(),
+            recorder: Recorder {
+                tx,
+                budget: Arc::new(Semaphore::new(DEFAULT_QUEUE_BUDGET)),
+                budget_max: DEFAULT_QUEUE_BUDGET,
+                failed: failed_rx,
+            },
+            key,
+            index,
+            ledger,
+            writer: Some(writer),
+            recovery: prepared.report,
+            _lock: lock,
+        })
+    }
+
+    /// Seals sessions a crash left open, fills ledger gaps, and journals what recovery found.
+    pub async fn finish_recovery(&mut self) -> Result<(), RecorderError> {
+        recover::finish(self).await
+    }
+
+    pub fn index(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+
+    pub fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        lock(&self.ledger)
+    }
+
+    pub fn flush_index(&self) {
+        if let Err(e) = self.index().flush() {
+            tracing::warn!(error = %e, "index flush failed");
+        }
+    }
+
+    /// Stops the writer after everything queued is durable, and persists the index.
+    pub fn close(mut self) {
+        let (tx, _) = mpsc::unbounded_channel();
+        let old = std::mem::replace(&mut self.recorder.tx, tx);
+        drop(old);
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        if let Err(e) = self.index().persist() {
+            tracing::warn!(error = %e, "index persist failed");
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            if let Err(e) = lock(&self.index).persist() {
+                tracing::warn!(error = %e, "index persist failed");
+            }
+        }
+    }
+}
+
+/// Takes the data directory's exclusive lock, held for the life of the process.
+pub fn lock_data_dir(data: &Path) -> Result<File, StoreError> {
+    let path = data.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(StoreError::io(format!("open {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(data.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::io(format!("lock {}", path.display()))(e))
+        }
+    }
+}
+
+/// Whether a running proctor holds the data directory.
+pub fn is_locked(data: &Path) -> bool {
+    let path = data.join("LOCK");
+    match std::fs::OpenOptions::new().write(true).open(&path) {
+        Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,255 @@
+//! Segment files: the append-only log that is the source of truth (FORMAT.md, "Segments").
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::frame::{self, FRAME_HEADER_LEN, MAX_RECORD_LEN, RECORD_HEADER_LEN, HASH_LEN, RawRecord};
+
+pub const SEGMENT_MAGIC: &[u8; 8] = b"PRCTLOG1";
+pub const SEGMENT_HEADER_LEN: u64 = 16;
+
+pub fn segments_dir(data: &Path) -> PathBuf {
+    data.join("segments")
+}
+
+pub fn segment_path(data: &Path, number: u64) -> PathBuf {
+    segments_dir(data).join(format!("{number:016}.log"))
+}
+
+/// Segment numbers present, ascending.
+pub fn list_segments(data: &Path) -> io::Result<Vec<u64>> {
+    let dir = segments_dir(data);
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".log")
+            && let Ok(n) = stem.parse::<u64>()
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+pub fn segment_header(number: u64) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[..8].copy_from_slice(SEGMENT_MAGIC);
+    h[8..].copy_from_slice(&number.to_be_bytes());
+    h
+}
+
+/// Checks a segment's header; returns the segment number it claims.
+pub fn check_header(buf: &[u8]) -> Result<u64, String> {
+    if buf.len() < SEGMENT_HEADER_LEN as usize {
+        return Err(format!("segment shorter than its header ({} bytes)", buf.len()));
+    }
+    if &buf[..8] != SEGMENT_MAGIC {
+        return Err("segment header magic is wrong".into());
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&buf[8..16]);
+    Ok(u64::from_be_bytes(n))
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The active segment being appended to.
+pub struct SegmentWriter {
+    pub number: u64,
+    pub len: u64,
+    file: File,
+}
+
+impl SegmentWriter {
+    /// Creates a new, empty segment (header written and synced, directory synced).
+    pub fn create(data: &Path, number: u64) -> io::Result<Self> {
+        let dir = segments_dir(data);
+        fs::create_dir_all(&dir)?;
+        let path = segment_path(data, number);
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        file.write_all(&segment_header(number))?;
+        file.sync_all()?;
+        sync_dir(&dir)?;
+        Ok(SegmentWriter {
+            number,
+            len: SEGMENT_HEADER_LEN,
+            file,
+        })
+    }
+
+    pub fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)?;
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// fdatasync: the data and the size needed to read it back.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// One item found while scanning a segment.
+#[derive(Debug)]
+pub enum Scanned<'a> {
+    Frame {
+        offset: u64,
+        record: RawRecord<'a>,
+        /// The whole frame, header included, as it sits in the file.
+        frame: &'a [u8],
+    },
+    /// Bytes that are not a valid frame. `resumed_at` is where the next valid frame starts, if
+    /// any; scanning continues from there.
+    Damage {
+        offset: u64,
+        what: String,
+        resumed_at: Option<u64>,
+    },
+    /// The segment ends inside a frame: a write that never completed (or a cut file).
+    TornTail { offset: u64, bytes: u64 },
+}
+
+/// Result of checking one frame at `offset`.
+enum Probe<'a> {
+    Ok(RawRecord<'a>, usize),
+    Torn,
+    Bad(String),
+}
+
+fn probe(buf: &[u8], offset: usize) -> Probe<'_> {
+    let rest = &buf[offset..];
+    let Some((len, crc)) = frame::frame_header(rest) else {
+        return Probe::Torn;
+    };
+    if !(RECORD_HEADER_LEN + HASH_LEN..=MAX_RECORD_LEN).contains(&len) {
+        return Probe::Bad(format!("impossible record length {len}"));
+    }
+    if rest.len() < FRAME_HEADER_LEN + len {
+        return Probe::Torn;
+    }
+    let record = &rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
+    if crc32fast::hash(record) != crc {
+        return Probe::Bad("frame checksum mismatch".into());
+    }
+    match frame::parse_record(record) {
+        Ok(r) => Probe::Ok(r, FRAME_HEADER_LEN + len),
+        Err(e) => Probe::Bad(e.to_string()),
+    }
+}
+
+/// Walks the frames of a segment held in memory, starting at `start` (after the header).
+pub struct Scanner<'a> {
+    buf: &'a [u8],
+    at: usize,
+    end: usize,
+    done: bool,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(buf: &'a [u8], start: usize) -> Self {
+        Scanner {
+            buf,
+            at: start.min(buf.len()),
+            end: buf.len(),
+            done: false,
+        }
+    }
+
+    /// Scans only `[start, end)`, e.g. one session's span.
+    pub fn range(buf: &'a [u8], start: usize, end: usize) -> Self {
+        let end = end.min(buf.len());
+        Scanner {
+            buf: &buf[..end],
+            at: start.min(end),
+            end,
+            done: false,
+        }
+    }
+
+    /// Finds the next offset after `from` where a complete, checksum-valid frame starts.
+    fn resync(&self, from: usize) -> Option<usize> {
+        (from + 1..self.end.saturating_sub(FRAME_HEADER_LEN))
+            .find(|&off| matches!(probe(self.buf, off), Probe::Ok(..)))
+    }
+}
+
+impl<'a> Iterator for Scanner<'a> {
+    type Item = Scanned<'a>;
+
+    fn next(&mut self) -> Option<Scanned<'a>> {
+        if self.done || self.at >= self.end {
+            return None;
+        }
+        let offset = self.at;
+        match probe(self.buf, offset) {
+            Probe::Ok(record, n) => {
+                self.at += n;
+                Some(Scanned::Frame {
+                    offset: offset as u64,
+                    record,
+                    frame: &self.buf[offset..offset + n],
+                })
+            }
+            Probe::Torn => {
+                // A cut in the middle of the file followed by valid frames is damage, not a
+                // torn tail: only the end of a segment can be torn by a crash.
+                if let Some(next) = self.resync(offset) {
+                    self.at = next;
+                    return Some(Scanned::Damage {
+                        offset: offset as u64,
+                        what: "frame length runs past the next frame".into(),
+                        resumed_at: Some(next as u64),
+                    });
+                }
+                self.done = true;
+                Some(Scanned::TornTail {
+                    offset: offset as u64,
+                    bytes: (self.end - offset) as u64,
+                })
+            }
+            Probe::Bad(what) => {
+                let next = self.resync(offset);
+                match next {
+                    Some(n) => self.at = n,
+                    None => self.done = true,
+                }
+                Some(Scanned::Damage {
+                    offset: offset as u64,
+                    what,
+                    resumed_at: next.map(|n| n as u64),
+                })
+            }
+        }
+    }
+}
+
+/// Reads `[start, end)` of a segment file into memory.
+pub fn read_range(data: &Path, number: u64, start: u64, end: Option<u64>) -> io::Result<Vec<u8>> {
+    read_range_path(&segment_path(data, number), start, end.unwrap_or(u64::MAX))
+}
+
+pub fn read_range_path(path: &Path, start: u64, end: u64) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    let file_len = file.metadata()?.len();
+    let end = end.min(file_len);
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = vec![0u8; (end - start) as usize];
+    file.read_exact(&mut buf)?;
+    Ok(buf)
+}

@@ -1,0 +1,547 @@
+//! The single writer: takes encoded events from every session, chains and frames them, appends
+//! them to the active segment, and acknowledges a whole batch with one fdatasync (group commit).
+//! It also signs checkpoints and seals, and appends sealed sessions to the ledger.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proctor_gate::Event;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+
+use super::RecorderError;
+use super::codec::{self, Body, Signed, kind};
+use super::frame::{self, FORMAT_VERSION, GENESIS_HASH, JOURNAL_SESSION, RecordHeader, SessionKey};
+use super::index::{Index, Indexed, wants_body};
+use super::ledger::{LEAF_SESSION_SEALED, Leaf, Ledger};
+use super::segment::SegmentWriter;
+use super::signing::{self, RecorderKey};
+use super::wire::Writer;
+use crate::clock::now_ns;
+
+/// Tunables of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub checkpoint_every_events: u32,
+    pub checkpoint_every: Duration,
+    pub max_segment_bytes: u64,
+    /// Largest amount of framed data written under one fdatasync.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            checkpoint_every_events: 1024,
+            checkpoint_every: Duration::from_secs(2),
+            max_segment_bytes: 128 * 1024 * 1024,
+            max_batch_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The chain position of one open session.
+#[derive(Debug, Clone)]
+pub struct ChainState {
+    pub next_seq: u64,
+    pub prev_hash: [u8; 32],
+    pub started_ns: i64,
+    pub agent: String,
+    pub target: String,
+    /// Events since the last checkpoint, and when the first of them was written.
+    pub unsigned: u32,
+    pub unsigned_since: Option<Instant>,
+}
+
+impl ChainState {
+    pub fn new() -> Self {
+        ChainState {
+            next_seq: 0,
+            prev_hash: GENESIS_HASH,
+            started_ns: 0,
+            agent: String::new(),
+            target: String::new(),
+            unsigned: 0,
+            unsigned_since: None,
+        }
+    }
+}
+
+impl Default for ChainState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a seal produced: the session's last record and its place in the ledger.
+#[derive(Debug, Clone, Copy)]
+pub struct SealInfo {
+    pub final_seq: u64,
+    pub final_hash: [u8; 32],
+    pub ledger_index: u64,
+}
+
+pub type Ack = oneshot::Sender<Result<(), RecorderError>>;
+
+pub enum Command {
+    Append {
+        session: SessionKey,
+        kind: u8,
+        ts_ns: i64,
+        body: Vec<u8>,
+        ack: Option<Ack>,
+        _permit: Option<OwnedSemaphorePermit>,
+    },
+    /// Appends `SessionEnd` (already encoded), then the seal, then the ledger leaf.
+    Seal {
+        session: SessionKey,
+        ts_ns: i64,
+        end_body: Vec<u8>,
+        outcome: String,
+        ack: oneshot::Sender<Result<SealInfo, RecorderError>>,
+    },
+    /// Adds ledger leaves for sessions sealed before a crash cut off their ledger append.
+    Ledger {
+        leaves: Vec<Leaf>,
+        ack: oneshot::Sender<Result<Vec<u64>, RecorderError>>,
+    },
+    /// Acknowledged once everything queued before it is durable.
+    Barrier { ack: Ack },
+}
+
+/// A record written in this batch, for the index once the batch is durable.
+struct PendingIndex {
+    session: SessionKey,
+    kind: u8,
+    seq: u64,
+    ts_ns: i64,
+    hash: [u8; 32],
+    /// Offset of the frame within the batch buffer, and its length.
+    at: usize,
+    frame_len: usize,
+    /// Body bytes within the batch buffer, for the kinds the index reads.
+    body: Option<(usize, usize)>,
+}
+
+struct Pending {
+    acks: Vec<Ack>,
+    seals: Vec<(SessionKey, Leaf, oneshot::Sender<Result<SealInfo, RecorderError>>)>,
+    ledger_requests: Vec<(Vec<Leaf>, oneshot::Sender<Result<Vec<u64>, RecorderError>>)>,
+    index: Vec<PendingIndex>,
+    buf: Vec<u8>,
+}
+
+impl Pending {
+    fn new() -> Self {
+        Pending {
+            acks: Vec::new(),
+            seals: Vec::new(),
+            ledger_requests: Vec::new(),
+            index: Vec::new(),
+            buf: Vec::with_capacity(1 << 20),
+        }
+    }
+}
+
+pub struct WriterThread {
+    pub data: PathBuf,
+    pub key: Arc<RecorderKey>,
+    pub opts: WriterOptions,
+    pub segment: SegmentWriter,
+    pub ledger: Arc<Mutex<Ledger>>,
+    pub index: Arc<Mutex<Index>>,
+    pub chains: HashMap<SessionKey, ChainState>,
+    pub failed: watch::Sender<Option<String>>,
+}
+
+impl WriterThread {
+    pub fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                self.fail(format!("cannot start the writer's timer: {e}"));
+                return;
+            }
+        };
+        let tick = self.opts.checkpoint_every.min(Duration::from_millis(500));
+        loop {
+            let first = rt.block_on(async { tokio::time::timeout(tick, rx.recv()).await });
+            let mut p = Pending::new();
+            match first {
+                Ok(None) => {
+                    self.checkpoint_all(&mut p, true);
+                    self.commit(p);
+                    return;
+                }
+                Ok(Some(cmd)) => self.handle(cmd, &mut p),
+                Err(_) => {}
+            }
+            while p.buf.len() < self.opts.max_batch_bytes {
+                match rx.try_recv() {
+                    Ok(cmd) => self.handle(cmd, &mut p),
+                    Err(_) => break,
+                }
+            }
+            self.checkpoint_all(&mut p, false);
+            self.commit(p);
+        }
+    }
+
+    fn failed_reason(&self) -> Option<String> {
+        self.failed.borrow().clone()
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(%reason, "recorder failed; refusing all further actions");
+        self.failed.send_replace(Some(reason));
+    }
+
+    fn handle(&mut self, cmd: Command, p: &mut Pending) {
+        if let Some(reason) = self.failed_reason() {
+            reject(cmd, &reason);
+            return;
+        }
+        match cmd {
+            Command::Append {
+                session,
+                kind,
+                ts_ns,
+                body,
+                ack,
+                _permit,
+            } => {
+                self.append(p, session, kind, ts_ns, &body);
+                if let Some(ack) = ack {
+                    p.acks.push(ack);
+                }
+                self.maybe_checkpoint(p, session, false);
+            }
+            Command::Seal {
+                session,
+                ts_ns,
+                end_body,
+                outcome,
+                ack,
+            } => {
+                if !self.chains.contains_key(&session) {
+                    let _ = ack.send(Err(RecorderError::Closed(
+                        "session has no open recording to seal".into(),
+                    )));
+                    return;
+                }
+                self.append(p, session, kind::SESSION_END, ts_ns, &end_body);
+                let Some((covered_seq, covered_hash)) = self
+                    .chains
+                    .get(&session)
+                    .map(|c| (c.next_seq - 1, c.prev_hash))
+                else {
+                    return;
+                };
+                let signed = self.sign(&session, signing::SEAL_CONTEXT, covered_seq, &covered_hash);
+                let mut w = Writer::with_capacity(160);
+                codec::encode_body(&Body::Seal(signed), &mut w);
+                let seal_ts = now_ns();
+                self.append(p, session, kind::SEAL, seal_ts, &w.buf);
+                let Some(chain) = self.chains.remove(&session) else {
+                    return;
+                };
+                let leaf = Leaf {
+                    kind: LEAF_SESSION_SEALED,
+                    session,
+                    final_seq: chain.next_seq - 1,
+                    final_hash: chain.prev_hash,
+                    started_ns: chain.started_ns,
+                    ended_ns: seal_ts,
+                    agent: chain.agent,
+                    target: chain.target,
+                    outcome,
+                    logged_ns: 0,
+                    note: String::new(),
+                };
+                p.seals.push((session, leaf, ack));
+            }
+            Command::Ledger { leaves, ack } => p.ledger_requests.push((leaves, ack)),
+            Command::Barrier { ack } => p.acks.push(ack),
+        }
+    }
+
+    fn append(&mut self, p: &mut Pending, session: SessionKey, kind_code: u8, ts_ns: i64, body: &[u8]) {
+        let chain = self.chains.entry(session).or_default();
+        let seq = chain.next_seq;
+        if seq == 0 {
+            chain.started_ns = ts_ns;
+            if kind_code == kind::SESSION_START
+                && let Ok(Body::Event(Event::SessionStart(info))) = codec::decode_body(kind_code, body)
+            {
+                chain.agent = info.agent;
+                chain.target = info.target;
+            }
+        }
+        let header = RecordHeader {
+            version: FORMAT_VERSION,
+            kind: kind_code,
+            session,
+            seq,
+            ts_ns,
+        };
+        let at = p.buf.len();
+        let hash = frame::write_frame(&mut p.buf, &header, body, &chain.prev_hash);
+        let frame_len = p.buf.len() - at;
+        chain.prev_hash = hash;
+        chain.next_seq += 1;
+        if kind_code != kind::CHECKPOINT && kind_code != kind::SEAL {
+            chain.unsigned += 1;
+            chain.unsigned_since.get_or_insert_with(Instant::now);
+        } else {
+            chain.unsigned = 0;
+            chain.unsigned_since = None;
+        }
+        let body_range = wants_body(kind_code).then(|| {
+            let start = at + frame::FRAME_HEADER_LEN + frame::RECORD_HEADER_LEN;
+            (start, start + body.len())
+        });
+        p.index.push(PendingIndex {
+            session,
+            kind: kind_code,
+            seq,
+            ts_ns,
+            hash,
+            at,
+            frame_len,
+            body: body_range,
+        });
+    }
+
+    fn sign(&self, session: &SessionKey, context: &[u8], seq: u64, hash: &[u8; 32]) -> Signed {
+        Signed {
+            covered_seq: seq,
+            covered_hash: *hash,
+            key_id: self.key.key_id,
+            signature: self
+                .key
+                .sign(&signing::checkpoint_message(context, session, seq, hash)),
+        }
+    }
+
+    fn maybe_checkpoint(&mut self, p: &mut Pending, session: SessionKey, by_time: bool) {
+        let Some(chain) = self.chains.get(&session) else {
+            return;
+        };
+        let due = chain.unsigned >= self.opts.checkpoint_every_events
+            || (by_time
+                && chain.unsigned > 0
+                && chain
+                    .unsigned_since
+                    .is_some_and(|t| t.elapsed() >= self.opts.checkpoint_every));
+        if !due {
+            return;
+        }
+        let covered_seq = chain.next_seq - 1;
+        let signed = self.sign(&session, signing::CHECKPOINT_CONTEXT, covered_seq, &chain.prev_hash);
+        let mut w = Writer::with_capacity(160);
+        codec::encode_body(&Body::Checkpoint(signed), &mut w);
+        self.append(p, session, kind::CHECKPOINT, now_ns(), &w.buf);
+    }
+
+    /// Signs every session whose unsigned events are older than the checkpoint interval
+    /// (or all of them at shutdown).
+    fn checkpoint_all(&mut self, p: &mut Pending, everything: bool) {
+        if self.failed_reason().is_some() {
+            return;
+        }
+        let keys: Vec<SessionKey> = self
+            .chains
+            .iter()
+            .filter(|(_, c)| {
+                c.unsigned > 0
+                    && (everything
+                        || c.unsigned_since
+                            .is_some_and(|t| t.elapsed() >= self.opts.checkpoint_every))
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if everything {
+                if let Some(c) = self.chains.get_mut(&k) {
+                    c.unsigned = self.opts.checkpoint_every_events;
+                }
+                self.maybe_checkpoint(p, k, false);
+            } else {
+                self.maybe_checkpoint(p, k, true);
+            }
+        }
+    }
+
+    fn commit(&mut self, p: Pending) {
+        let Pending {
+            acks,
+            seals,
+            ledger_requests,
+            index,
+            buf,
+        } = p;
+        if buf.is_empty() && seals.is_empty() && ledger_requests.is_empty() {
+            for a in acks {
+                let _ = a.send(match self.failed_reason() {
+                    Some(r) => Err(RecorderError::Failed(r)),
+                    None => Ok(()),
+                });
+            }
+            return;
+        }
+        let base = self.segment.len;
+        let segment_no = self.segment.number;
+        let result = if buf.is_empty() {
+            Ok(())
+        } else {
+            self.segment
+                .append(&buf)
+                .and_then(|()| self.segment.sync())
+                .map_err(|e| format!("cannot write segment {segment_no}: {e}"))
+        };
+        if let Err(reason) = result {
+            self.fail(reason.clone());
+            for a in acks {
+                let _ = a.send(Err(RecorderError::Failed(reason.clone())));
+            }
+            for (_, _, a) in seals {
+                let _ = a.send(Err(RecorderError::Failed(reason.clone())));
+            }
+            for (_, a) in ledger_requests {
+                let _ = a.send(Err(RecorderError::Failed(reason.clone())));
+            }
+            return;
+        }
+        // The events are durable: acknowledge before the ledger and index work.
+        for a in acks {
+            let _ = a.send(Ok(()));
+        }
+        {
+            let mut idx = match self.index.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            for pi in &index {
+                let body = pi.body.map_or(&[][..], |(s, e)| &buf[s..e]);
+                let rec = Indexed {
+                    session: pi.session,
+                    kind: pi.kind,
+                    seq: pi.seq,
+                    ts_ns: pi.ts_ns,
+                    hash: pi.hash,
+                    segment: segment_no,
+                    offset: base + pi.at as u64,
+                    frame_len: pi.frame_len as u64,
+                    body,
+                };
+                if let Err(e) = idx.apply(&rec) {
+                    tracing::warn!(error = %e, "index update failed; `proctor reindex` will rebuild it");
+                }
+            }
+        }
+        self.commit_ledger(seals, ledger_requests);
+        if self.segment.len >= self.opts.max_segment_bytes {
+            let next = self.segment.number + 1;
+            match SegmentWriter::create(&self.data, next) {
+                Ok(s) => self.segment = s,
+                Err(e) => self.fail(format!("cannot create segment {next}: {e}")),
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn commit_ledger(
+        &mut self,
+        seals: Vec<(SessionKey, Leaf, oneshot::Sender<Result<SealInfo, RecorderError>>)>,
+        requests: Vec<(Vec<Leaf>, oneshot::Sender<Result<Vec<u64>, RecorderError>>)>,
+    ) {
+        if seals.is_empty() && requests.is_empty() {
+            return;
+        }
+        let now = now_ns();
+        let mut leaves: Vec<Leaf> = seals.iter().map(|(_, l, _)| l.clone()).collect();
+        for (ls, _) in &requests {
+            leaves.extend(ls.iter().cloned());
+        }
+        for l in leaves.iter_mut() {
+            l.logged_ns = now;
+        }
+        let result = {
+            let mut ledger = match self.ledger.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            ledger.append(&leaves, &self.key, now)
+        };
+        let indexes = match result {
+            Ok(i) => i,
+            Err(e) => {
+                let reason = format!("cannot append to the ledger: {e}");
+                self.fail(reason.clone());
+                for (_, _, a) in seals {
+                    let _ = a.send(Err(RecorderError::Failed(reason.clone())));
+                }
+                for (_, a) in requests {
+                    let _ = a.send(Err(RecorderError::Failed(reason.clone())));
+                }
+                return;
+            }
+        };
+        let mut it = indexes.into_iter();
+        let mut idx = match self.index.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (session, leaf, ack) in seals {
+            let li = it.next().unwrap_or_default();
+            if let Err(e) = idx.set_ledger_index(&session, li) {
+                tracing::warn!(error = %e, "index update failed");
+            }
+            let _ = ack.send(Ok(SealInfo {
+                final_seq: leaf.final_seq,
+                final_hash: leaf.final_hash,
+                ledger_index: li,
+            }));
+        }
+        for (ls, ack) in requests {
+            let mut out = Vec::with_capacity(ls.len());
+            for leaf in &ls {
+                let li = it.next().unwrap_or_default();
+                if let Err(e) = idx.set_ledger_index(&leaf.session, li) {
+                    tracing::warn!(error = %e, "index update failed");
+                }
+                out.push(li);
+            }
+            let _ = ack.send(Ok(out));
+        }
+        if let Err(e) = idx.flush() {
+            tracing::warn!(error = %e, "index flush failed");
+        }
+    }
+}
+
+fn reject(cmd: Command, reason: &str) {
+    let err = || RecorderError::Failed(reason.to_string());
+    match cmd {
+        Command::Append { ack, .. } => {
+            if let Some(a) = ack {
+                let _ = a.send(Err(err()));
+            }
+        }
+        Command::Seal { ack, .. } => {
+            let _ = ack.send(Err(err()));
+        }
+        Command::Ledger { ack, .. } => {
+            let _ = ack.send(Err(err()));
+        }
+        Command::Barrier { ack } => {
+            let _ = ack.send(Err(err()));
+        }
+    }
+}
+
+/// The journal's chain starts like any other; it is never sealed.
+pub fn is_journal(session: &SessionKey) -> bool {
+    *session == JOURNAL_SESSION
+}
