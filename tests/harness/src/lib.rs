@@ -1,0 +1,35 @@
+//! Real local targets for tests and `proctor dev`: a PostgreSQL cluster from `initdb` and an
+//! OpenSSH `sshd`, each on a random loopback port in its own directory, always cleaned up.
+//!
+//! PostgreSQL refuses to run as root, so when the current user is root the cluster runs as
+//! `nobody` (data directory owned by it); sshd runs as whoever we are.
+
+mod process;
+pub mod postgres;
+pub mod sshd;
+
+pub use postgres::{LocalPostgres, PostgresOptions};
+pub use process::{ChildGuard, free_port, is_root, wait_for_port};
+pub use sshd::{LocalSshd, SshdOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Failed(String),
+    #[error("{program} not found; {hint}")]
+    Missing { program: String, hint: String },
+}
+
+impl HarnessError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+        let what = what.into();
+        move |source| HarnessError::Io { what, source }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, HarnessError>;
