@@ -3,4 +3,10 @@
 
 pub mod clock;
 pub mod fsutil;
+pub mod config;
+pub mod policy;
 pub mod recorder;
+pub mod approvals;
+pub mod bus;
+pub mod credentials;
+pub mod session;

@@ -1,0 +1,49 @@
+//! State of one admitted agent session, shared by its channels.
+
+use std::sync::Arc;
+
+use proctor_gate::{Gate, SshTarget};
+use tokio::sync::watch;
+
+use crate::target::TargetConn;
+
+/// Why every channel of a session must end now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Killed(String),
+    TargetLost,
+    Shutdown,
+}
+
+impl Stop {
+    /// What the agent is told.
+    pub(crate) fn notice(&self) -> String {
+        match self {
+            Stop::Killed(reason) => format!("proctor: session killed by an operator: {reason}"),
+            Stop::TargetLost => "proctor: the connection to the target was lost".to_string(),
+            Stop::Shutdown => "proctor: proctor is shutting down".to_string(),
+        }
+    }
+}
+
+/// Bounds that keep a session's memory use fixed.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Agent input buffered while a request waits for a verdict or an approval.
+    pub held_input_bytes: usize,
+    /// Largest batch of agent input recorded and forwarded at once.
+    pub input_batch_bytes: usize,
+    /// Largest batch of target output recorded as one event.
+    pub output_batch_bytes: usize,
+    /// Output events queued but not yet known durable.
+    pub output_tickets: usize,
+    pub output_ticket_bytes: usize,
+}
+
+pub(crate) struct Session {
+    pub gate: Arc<dyn Gate>,
+    pub target: SshTarget,
+    pub conn: TargetConn,
+    pub stop: watch::Receiver<Option<Stop>>,
+    pub limits: Limits,
+}

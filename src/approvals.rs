@@ -1,0 +1,255 @@
+//! Held actions waiting for a person. A hold ends exactly once: approved, denied, timed out, or
+//! cancelled (the client went away or the session was killed). The outcome is recorded in the
+//! session before the protocol hears it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use proctor_gate::ApprovalOutcome;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::{broadcast, oneshot};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ApprovalError {
+    #[error("no pending approval {0} (it may have been decided, timed out or cancelled)")]
+    NotFound(String),
+    #[error("{0} may not decide a hold in their own session")]
+    SelfApproval(String),
+    #[error("{approver} already approved {id}; it needs {needed} distinct approvers")]
+    AlreadyApproved {
+        id: String,
+        approver: String,
+        needed: u32,
+    },
+    #[error("a reason is required to deny")]
+    ReasonRequired,
+}
+
+/// What an approver sees about a held action.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingView {
+    pub id: String,
+    pub session_id: String,
+    pub agent: String,
+    pub target: String,
+    pub protocol: String,
+    pub privilege: String,
+    /// `statement`, `exec`, `line`, `channel`, `sftp`.
+    pub kind: String,
+    /// The statement text or command line.
+    pub detail: String,
+    pub class: String,
+    pub tables: Vec<String>,
+    pub rule: String,
+    pub reason: String,
+    /// The agent's reasoning captured so far in the session (clause 4.6).
+    pub reasoning: Vec<String>,
+    pub created_ns: i64,
+    pub expires_ns: i64,
+    pub min_approvals: u32,
+    pub approvals: Vec<String>,
+}
+
+/// A person's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub outcome: ApprovalOutcome,
+    pub approver: String,
+    pub reason: String,
+}
+
+struct Pending {
+    view: PendingView,
+    answer: Option<oneshot::Sender<Answer>>,
+}
+
+/// Change notifications for live views (SSE, web console).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ApprovalEvent {
+    Held { approval: PendingView },
+    Resolved { id: String, session_id: String, outcome: String, approver: String, reason: String },
+}
+
+#[derive(Clone)]
+pub struct Approvals {
+    inner: Arc<Mutex<HashMap<String, Pending>>>,
+    pub timeout: Duration,
+    events: broadcast::Sender<ApprovalEvent>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Approvals {
+    pub fn new(timeout: Duration) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Approvals {
+            inner: Arc::new(Mutex::new(HashMap::new())),
+            timeout,
+            events,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ApprovalEvent> {
+        self.events.subscribe()
+    }
+
+    /// Registers a hold; the receiver yields the first final answer.
+    pub fn hold(&self, view: PendingView) -> oneshot::Receiver<Answer> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.events.send(ApprovalEvent::Held {
+            approval: view.clone(),
+        });
+        lock(&self.inner).insert(
+            view.id.clone(),
+            Pending {
+                view,
+                answer: Some(tx),
+            },
+        );
+        rx
+    }
+
+    pub fn list(&self) -> Vec<PendingView> {
+        let mut v: Vec<PendingView> = lock(&self.inner).values().map(|p| p.view.clone()).collect();
+        v.sort_by_key(|p| p.created_ns);
+        v
+    }
+
+    pub fn get(&self, id: &str) -> Option<PendingView> {
+        lock(&self.inner).get(id).map(|p| p.view.clone())
+    }
+
+    /// Approves; the hold resolves once `min_approvals` distinct approvers have approved.
+    /// Returns whether the action is now released.
+    pub fn approve(&self, id: &str, approver: &str, reason: &str) -> Result<bool, ApprovalError> {
+        let mut map = lock(&self.inner);
+        let p = map
+            .get_mut(id)
+            .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
+        if p.view.agent == approver {
+            return Err(ApprovalError::SelfApproval(approver.to_string()));
+        }
+        if p.view.approvals.iter().any(|a| a == approver) {
+            return Err(ApprovalError::AlreadyApproved {
+                id: id.to_string(),
+                approver: approver.to_string(),
+                needed: p.view.min_approvals,
+            });
+        }
+        p.view.approvals.push(approver.to_string());
+        if (p.view.approvals.len() as u32) < p.view.min_approvals.max(1) {
+            return Ok(false);
+        }
+        let approvers = p.view.approvals.join(", ");
+        if let Some(p) = map.remove(id) {
+            self.resolve(p, ApprovalOutcome::Approved, &approvers, reason);
+        }
+        Ok(true)
+    }
+
+    pub fn deny(&self, id: &str, approver: &str, reason: &str) -> Result<(), ApprovalError> {
+        if reason.trim().is_empty() {
+            return Err(ApprovalError::ReasonRequired);
+        }
+        let mut map = lock(&self.inner);
+        let p = map
+            .get(id)
+            .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
+        if p.view.agent == approver {
+            return Err(ApprovalError::SelfApproval(approver.to_string()));
+        }
+        if let Some(p) = map.remove(id) {
+            self.resolve(p, ApprovalOutcome::Denied, approver, reason);
+        }
+        Ok(())
+    }
+
+    /// Ends a hold without a person's answer (timeout, client gone, session killed).
+    pub fn expire(&self, id: &str, outcome: ApprovalOutcome, reason: &str) {
+        if let Some(p) = lock(&self.inner).remove(id) {
+            self.resolve(p, outcome, "", reason);
+        }
+    }
+
+    fn resolve(&self, mut p: Pending, outcome: ApprovalOutcome, approver: &str, reason: &str) {
+        let _ = self.events.send(ApprovalEvent::Resolved {
+            id: p.view.id.clone(),
+            session_id: p.view.session_id.clone(),
+            outcome: outcome.as_str().into(),
+            approver: approver.into(),
+            reason: reason.into(),
+        });
+        if let Some(tx) = p.answer.take() {
+            let _ = tx.send(Answer {
+                outcome,
+                approver: approver.into(),
+                reason: reason.into(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: &str, min: u32) -> PendingView {
+        PendingView {
+            id: id.into(),
+            session_id: "s".into(),
+            agent: "agent-a".into(),
+            target: "db".into(),
+            protocol: "postgres".into(),
+            privilege: "elevated".into(),
+            kind: "statement".into(),
+            detail: "drop table t".into(),
+            class: "ddl".into(),
+            tables: vec![],
+            rule: "r".into(),
+            reason: "x".into(),
+            reasoning: vec![],
+            created_ns: 0,
+            expires_ns: 0,
+            min_approvals: min,
+            approvals: vec![],
+        }
+    }
+
+    #[test]
+    fn two_person_rule_and_no_self_approval() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let mut rx = a.hold(view("h1", 2));
+        assert_eq!(
+            a.approve("h1", "agent-a", ""),
+            Err(ApprovalError::SelfApproval("agent-a".into()))
+        );
+        assert_eq!(a.approve("h1", "alice", "ok"), Ok(false));
+        assert!(matches!(
+            a.approve("h1", "alice", "again"),
+            Err(ApprovalError::AlreadyApproved { .. })
+        ));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(a.approve("h1", "bob", "ok"), Ok(true));
+        let ans = rx.try_recv().expect("resolved");
+        assert_eq!(ans.outcome, ApprovalOutcome::Approved);
+        assert_eq!(ans.approver, "alice, bob");
+        assert!(a.list().is_empty());
+    }
+
+    #[test]
+    fn deny_needs_a_reason() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let _rx = a.hold(view("h2", 1));
+        assert_eq!(a.deny("h2", "bob", " "), Err(ApprovalError::ReasonRequired));
+        assert_eq!(a.deny("h2", "bob", "no"), Ok(()));
+        assert_eq!(a.deny("h2", "bob", "no"), Err(ApprovalError::NotFound("h2".into())));
+    }
+}

@@ -1,0 +1,543 @@
+//! The TOML configuration: listeners, agents, targets, grants. Unknown keys are errors (a typo
+//! must not silently disable a control), and every error names the offending key or entry.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use proctor_gate::{Privilege, Protocol};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where recordings, keys and the index live. Relative paths are relative to the config file.
+    pub data_dir: PathBuf,
+    /// Policy files or directories of `*.toml` rule files.
+    #[serde(default)]
+    pub policies: Vec<PathBuf>,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub postgres: PostgresFrontend,
+    #[serde(default)]
+    pub ssh: SshFrontend,
+    #[serde(default)]
+    pub recorder: RecorderSettings,
+    #[serde(default)]
+    pub approvals: ApprovalSettings,
+    #[serde(default)]
+    pub agents: Vec<Agent>,
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    #[serde(default)]
+    pub api: ApiSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub postgres: Option<SocketAddr>,
+    pub ssh: Option<SocketAddr>,
+    pub api: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresFrontend {
+    /// PEM certificate chain and key for TLS towards agents.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub require_tls: bool,
+    #[serde(default = "default_sample_rows")]
+    pub sample_rows: usize,
+    #[serde(default = "default_max_message", with = "bytesize")]
+    pub max_message_bytes: u64,
+}
+
+fn default_sample_rows() -> usize {
+    5
+}
+
+fn default_max_message() -> u64 {
+    64 * 1024 * 1024
+}
+
+impl Default for PostgresFrontend {
+    fn default() -> Self {
+        PostgresFrontend {
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
+            sample_rows: default_sample_rows(),
+            max_message_bytes: default_max_message(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshFrontend {
+    /// Proctor's host key (OpenSSH private key). Created under the data directory if absent.
+    pub host_key: Option<PathBuf>,
+    /// `source-address` put in issued certificates: where targets will see proctor connect from.
+    #[serde(default = "default_source_address")]
+    pub certificate_source_address: String,
+    #[serde(default = "default_cert_validity", with = "humantime_serde_compat")]
+    pub certificate_validity: Duration,
+}
+
+fn default_source_address() -> String {
+    "127.0.0.1/32,::1/128".into()
+}
+
+fn default_cert_validity() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for SshFrontend {
+    fn default() -> Self {
+        SshFrontend {
+            host_key: None,
+            certificate_source_address: default_source_address(),
+            certificate_validity: default_cert_validity(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecorderSettings {
+    #[serde(default = "default_checkpoint_events")]
+    pub checkpoint_every_events: u32,
+    #[serde(default = "default_checkpoint_every", with = "humantime_serde_compat")]
+    pub checkpoint_every: Duration,
+}
+
+fn default_checkpoint_events() -> u32 {
+    1024
+}
+
+fn default_checkpoint_every() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl Default for RecorderSettings {
+    fn default() -> Self {
+        RecorderSettings {
+            checkpoint_every_events: default_checkpoint_events(),
+            checkpoint_every: default_checkpoint_every(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// How long a held action waits for a person before it is refused.
+    #[serde(default = "default_approval_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+fn default_approval_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings {
+            timeout: default_approval_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Bearer tokens by role, stored as `sha256:<hex>` of the token.
+    #[serde(default)]
+    pub tokens: Vec<ApiToken>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    /// `operator`, `approver`, `auditor`, or `agent`.
+    pub role: String,
+    /// For `agent` tokens: the agent whose live sessions it may annotate.
+    #[serde(default)]
+    pub agent: Option<String>,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    pub name: String,
+    /// SCRAM-SHA-256 verifier for PostgreSQL logins (never the secret itself).
+    #[serde(default)]
+    pub postgres_scram: Option<String>,
+    /// OpenSSH public keys (`ssh-ed25519 AAAA... comment`) the agent may log in with.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetTlsMode {
+    Disable,
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    /// `postgres` or `ssh`.
+    pub kind: String,
+    pub host: String,
+    pub port: u16,
+    /// PostgreSQL: database on the target.
+    #[serde(default)]
+    pub dbname: Option<String>,
+    /// PostgreSQL: admin connection (a role with CREATEROLE) used to issue and drop roles.
+    #[serde(default)]
+    pub admin_dsn: Option<String>,
+    /// PostgreSQL: file holding the admin DSN, so the secret stays out of the config.
+    #[serde(default)]
+    pub admin_dsn_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: Option<TargetTlsMode>,
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// SSH: pinned host keys (`ssh-ed25519 AAAA...`).
+    #[serde(default)]
+    pub host_keys: Vec<String>,
+    /// SSH: trusted host certificate authorities.
+    #[serde(default)]
+    pub host_cas: Vec<String>,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Target {
+    pub fn protocol(&self) -> Option<Protocol> {
+        Protocol::parse(&self.kind)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub name: String,
+    pub agent: String,
+    pub target: String,
+    /// `routine`, `elevated` or `break-glass`.
+    pub privilege: String,
+    /// PostgreSQL: the target role the issued role becomes a member of.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// SSH: logins the agent may use; the first is the default.
+    #[serde(default)]
+    pub logins: Vec<String>,
+    #[serde(default = "default_max_session", with = "humantime_serde_compat")]
+    pub max_session: Duration,
+    #[serde(default = "default_connection_limit")]
+    pub connection_limit: u32,
+    #[serde(default = "default_true")]
+    pub pty: bool,
+    #[serde(default)]
+    pub port_forwarding: bool,
+}
+
+fn default_max_session() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_connection_limit() -> u32 {
+    3
+}
+
+impl Grant {
+    pub fn privilege_level(&self) -> Privilege {
+        Privilege::parse(&self.privilege).unwrap_or(Privilege::Elevated)
+    }
+}
+
+/// `"5m"`, `"1h 30m"`... in TOML, `Duration` in Rust.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Sizes as integers of bytes or strings like `"64MiB"`.
+mod bytesize {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*v)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Int(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Size::deserialize(d)? {
+            Size::Int(n) => Ok(n),
+            Size::Text(t) => parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+
+    pub fn parse(t: &str) -> Result<u64, String> {
+        let t = t.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| format!("{t}: not a size"))?;
+        let mult = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1024,
+            "m" | "mb" | "mib" => 1024 * 1024,
+            "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+            other => return Err(format!("{t}: unknown unit {other:?}")),
+        };
+        Ok(n * mult)
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        self.policies.iter_mut().for_each(fix);
+        if let Some(p) = self.postgres.tls_cert.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.postgres.tls_key.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.ssh.host_key.as_mut() {
+            fix(p);
+        }
+        for t in &mut self.targets {
+            if let Some(p) = t.admin_dsn_file.as_mut() {
+                fix(p);
+            }
+            if let Some(p) = t.tls_ca_file.as_mut() {
+                fix(p);
+            }
+        }
+    }
+
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let mut names = HashSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            if !valid_name(&a.name) {
+                return Err(invalid(
+                    format!("agents[{i}].name"),
+                    format!("{:?}: use letters, digits, '-', '_' (at most 48)", a.name),
+                ));
+            }
+            if !names.insert(a.name.clone()) {
+                return Err(invalid(format!("agents[{i}].name"), format!("duplicate agent {:?}", a.name)));
+            }
+            if let Some(v) = &a.postgres_scram
+                && !v.starts_with("SCRAM-SHA-256$")
+            {
+                return Err(invalid(
+                    format!("agents[{i}].postgres_scram"),
+                    "must be a SCRAM-SHA-256 verifier (`proctor agent-secret` makes one), never a plain secret".into(),
+                ));
+            }
+            for (k, key) in a.ssh_keys.iter().enumerate() {
+                if russh::keys::PublicKey::from_openssh(key.trim()).is_err() {
+                    return Err(invalid(
+                        format!("agents[{i}].ssh_keys[{k}]"),
+                        "not an OpenSSH public key line".into(),
+                    ));
+                }
+            }
+        }
+        let mut tnames = HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            if !valid_name(&t.name) || !tnames.insert(t.name.clone()) {
+                return Err(invalid(
+                    format!("targets[{i}].name"),
+                    format!("{:?} is invalid or duplicate", t.name),
+                ));
+            }
+            match t.protocol() {
+                Some(Protocol::Postgres) => {
+                    if t.admin_dsn.is_none() && t.admin_dsn_file.is_none() {
+                        return Err(invalid(
+                            format!("targets[{i}].admin_dsn"),
+                            "a PostgreSQL target needs admin_dsn or admin_dsn_file (a role with CREATEROLE) to issue roles".into(),
+                        ));
+                    }
+                    if t.tls == Some(TargetTlsMode::VerifyFull) && t.tls_ca_file.is_none() {
+                        return Err(invalid(
+                            format!("targets[{i}].tls_ca_file"),
+                            "tls = \"verify-full\" needs tls_ca_file".into(),
+                        ));
+                    }
+                }
+                Some(Protocol::Ssh) => {
+                    if t.host_keys.is_empty() && t.host_cas.is_empty() {
+                        return Err(invalid(
+                            format!("targets[{i}].host_keys"),
+                            "an SSH target needs pinned host_keys or host_cas; proctor never trusts on first use".into(),
+                        ));
+                    }
+                }
+                None => {
+                    return Err(invalid(
+                        format!("targets[{i}].kind"),
+                        format!("{:?}: expected \"postgres\" or \"ssh\"", t.kind),
+                    ));
+                }
+            }
+        }
+        for (i, g) in self.grants.iter().enumerate() {
+            if !names.contains(&g.agent) {
+                return Err(invalid(format!("grants[{i}].agent"), format!("no agent named {:?}", g.agent)));
+            }
+            let Some(t) = self.targets.iter().find(|t| t.name == g.target) else {
+                return Err(invalid(format!("grants[{i}].target"), format!("no target named {:?}", g.target)));
+            };
+            if Privilege::parse(&g.privilege).is_none() {
+                return Err(invalid(
+                    format!("grants[{i}].privilege"),
+                    format!("{:?}: expected routine, elevated or break-glass", g.privilege),
+                ));
+            }
+            match t.protocol() {
+                Some(Protocol::Postgres) if g.role.is_none() => {
+                    return Err(invalid(
+                        format!("grants[{i}].role"),
+                        "a PostgreSQL grant names the target role its sessions join (e.g. app_write)".into(),
+                    ));
+                }
+                Some(Protocol::Ssh) if g.logins.is_empty() => {
+                    return Err(invalid(
+                        format!("grants[{i}].logins"),
+                        "an SSH grant lists the logins it allows".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            if !matches!(t.role.as_str(), "operator" | "approver" | "auditor" | "agent") {
+                return Err(invalid(
+                    format!("api.tokens[{i}].role"),
+                    format!("{:?}: expected operator, approver, auditor or agent", t.role),
+                ));
+            }
+            if t.role == "agent" && t.agent.is_none() {
+                return Err(invalid(format!("api.tokens[{i}].agent"), "agent tokens name their agent".into()));
+            }
+            if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
+                return Err(invalid(
+                    format!("api.tokens[{i}].sha256"),
+                    "64 hex digits: the SHA-256 of the token, never the token".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The grant admitting `agent` to `target` (with `login`, for SSH), if any.
+    pub fn grant_for(&self, agent: &str, target: &str, login: Option<&str>) -> Option<&Grant> {
+        self.grants.iter().find(|g| {
+            g.agent == agent
+                && g.target == target
+                && login.is_none_or(|l| g.logins.is_empty() || g.logins.iter().any(|x| x == l))
+        })
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 48
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+pub use bytesize::parse as parse_size;

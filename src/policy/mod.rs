@@ -1,0 +1,361 @@
+//! Policy: rule files loaded at start-up and on SIGHUP, evaluated for every action an agent
+//! takes. The first matching `allow`, `deny` or `hold` rule decides; every matching `alert`
+//! rule raises an alert on the way. When nothing decides, the action is allowed and the
+//! verdict names the `default` rule.
+
+pub mod rule;
+pub mod sql;
+pub mod shell;
+
+use std::path::{Path, PathBuf};
+
+use proctor_gate::{Action, AlertRecord, ChannelKind, Privilege, Protocol, Statement};
+use serde::Deserialize;
+use thiserror::Error;
+
+pub use self::rule::{Rule, RuleAction, RuleSpec};
+use self::shell::ShellFacts;
+
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RuleSpec>>,
+}
+
+/// Who is acting, for matching.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub agent: &'a str,
+    pub target: &'a str,
+    pub login: &'a str,
+    pub privilege: Privilege,
+    pub protocol: Protocol,
+}
+
+/// The outcome of evaluating an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub action: RuleAction,
+    pub rule: String,
+    pub reason: String,
+    pub alerts: Vec<AlertRecord>,
+    pub min_approvals: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    pub files: Vec<PathBuf>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl Policy {
+    /// Loads files and directories (a directory contributes its `*.toml` files, sorted by name).
+    pub fn load(paths: &[PathBuf]) -> Result<Policy, PolicyError> {
+        let mut files = Vec::new();
+        for p in paths {
+            if p.is_dir() {
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map_err(|source| PolicyError::Read {
+                        path: p.clone(),
+                        source,
+                    })?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| f.extension().is_some_and(|x| x == "toml") && f.is_file())
+                    .collect();
+                entries.sort();
+                files.extend(entries);
+            } else {
+                files.push(p.clone());
+            }
+        }
+        let mut policy = Policy::default();
+        for f in &files {
+            policy.rules.extend(Self::load_file(f)?);
+        }
+        policy.files = files;
+        Ok(policy)
+    }
+
+    pub fn load_file(path: &Path) -> Result<Vec<Rule>, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let parsed: PolicyFile = toml::from_str(&text).map_err(|e| PolicyError::Invalid {
+            path: path.to_path_buf(),
+            line: e.span().map_or(0, |s| line_of(&text, s.start)),
+            message: e.message().to_string(),
+        })?;
+        let mut rules = Vec::new();
+        for spanned in parsed.rule {
+            let line = line_of(&text, spanned.span().start);
+            let spec = spanned.into_inner();
+            let source = format!("{}:{line}", path.display());
+            let rule = Rule::compile(spec, source).map_err(|message| PolicyError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                message,
+            })?;
+            rules.push(rule);
+        }
+        Ok(rules)
+    }
+
+    pub fn judge(&self, ctx: &Context<'_>, action: &Action) -> Judgement {
+        let mut subject = Subject::new(action);
+        let mut alerts = Vec::new();
+        for rule in &self.rules {
+            if !matches_rule(rule, ctx, &mut subject) {
+                continue;
+            }
+            if rule.action == RuleAction::Alert {
+                alerts.push(AlertRecord {
+                    rule: rule.name.clone(),
+                    severity: rule.severity.clone(),
+                    message: if rule.reason.is_empty() {
+                        format!("{} matched", action.subject())
+                    } else {
+                        format!("{}: {}", rule.reason, action.subject())
+                    },
+                });
+                continue;
+            }
+            return Judgement {
+                action: rule.action,
+                rule: rule.name.clone(),
+                reason: rule.reason.clone(),
+                alerts,
+                min_approvals: rule.min_approvals,
+            };
+        }
+        Judgement {
+            action: RuleAction::Allow,
+            rule: "default".into(),
+            reason: "no rule matched".into(),
+            alerts,
+            min_approvals: 1,
+        }
+    }
+}
+
+/// The action being judged, with facts derived on first use.
+struct Subject<'a> {
+    action: &'a Action,
+    normalized_sql: Option<String>,
+    unqualified: Option<bool>,
+    shell: Option<ShellFacts>,
+}
+
+impl<'a> Subject<'a> {
+    fn new(action: &'a Action) -> Self {
+        Subject {
+            action,
+            normalized_sql: None,
+            unqualified: None,
+            shell: None,
+        }
+    }
+
+    fn statement(&self) -> Option<&'a Statement> {
+        match self.action {
+            Action::Statement(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn normalized_sql(&mut self) -> &str {
+        if self.normalized_sql.is_none() {
+            let text = self.statement().map_or("", |s| s.text.as_str());
+            self.normalized_sql = Some(sql::normalize(text));
+        }
+        self.normalized_sql.as_deref().unwrap_or("")
+    }
+
+    fn unqualified_dml(&mut self) -> bool {
+        if let Some(v) = self.unqualified {
+            return v;
+        }
+        let v = self.statement().is_some_and(|s| {
+            let c = s.command.to_ascii_uppercase();
+            // Parsing again is only worth it for statements that can be unqualified DML.
+            (c.contains("DELETE") || c.contains("UPDATE") || c.contains("WITH") || c.contains("SELECT"))
+                && sql::has_unqualified_dml(&s.text)
+        });
+        self.unqualified = Some(v);
+        v
+    }
+
+    /// The command text of an SSH action.
+    fn command_text(&self) -> Option<&'a str> {
+        match self.action {
+            Action::Exec { command, .. } => Some(command),
+            Action::CommandLine { line, .. } => Some(line),
+            _ => None,
+        }
+    }
+
+    fn shell(&mut self) -> Option<&ShellFacts> {
+        let text = self.command_text()?;
+        if self.shell.is_none() {
+            self.shell = Some(shell::analyze(text));
+        }
+        self.shell.as_ref()
+    }
+
+    fn channel_name(&self) -> &'static str {
+        match self.action {
+            Action::Statement(_) => "",
+            Action::Exec { .. } => "exec",
+            Action::CommandLine { .. } => "line",
+            Action::SftpChange { .. } => "sftp-change",
+            Action::Channel { kind, .. } => match kind {
+                ChannelKind::Shell | ChannelKind::Session => "shell",
+                ChannelKind::Sftp => "sftp",
+                ChannelKind::Subsystem | ChannelKind::Exec => "subsystem",
+                ChannelKind::DirectTcpip | ChannelKind::ForwardedTcpip => "direct-tcpip",
+            },
+        }
+    }
+}
+
+fn any_glob(globs: &[globset::GlobMatcher], value: &str) -> bool {
+    globs.is_empty() || globs.iter().any(|g| g.is_match(value))
+}
+
+fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bool {
+    if rule.protocol.is_some_and(|p| p != ctx.protocol) {
+        return false;
+    }
+    if !rule.privilege.is_empty() && !rule.privilege.contains(&ctx.privilege) {
+        return false;
+    }
+    if !any_glob(&rule.agents, ctx.agent) || !any_glob(&rule.targets, ctx.target) {
+        return false;
+    }
+    if !rule.logins.is_empty() && !any_glob(&rule.logins, ctx.login) {
+        return false;
+    }
+    let sql_fields = !rule.class.is_empty()
+        || !rule.tables.is_empty()
+        || rule.sql.is_some()
+        || rule.unqualified_dml;
+    let ssh_fields = !rule.channel.is_empty()
+        || rule.command.is_some()
+        || rule.line.is_some()
+        || rule.writes.is_some()
+        || rule.pipe_to_shell.is_some();
+    if let Some(stmt) = subject.statement() {
+        if ssh_fields {
+            return false;
+        }
+        if !rule.class.is_empty() && !rule.class.contains(&stmt.class) {
+            return false;
+        }
+        if !rule.commands.is_empty() {
+            let c = stmt.command.to_ascii_uppercase();
+            if !rule
+                .commands
+                .iter()
+                .any(|w| c == *w || c.starts_with(&format!("{w} ")))
+            {
+                return false;
+            }
+        }
+        if !rule.tables.is_empty()
+            && !stmt
+                .tables
+                .iter()
+                .any(|t| rule.tables.iter().any(|g| g.is_match(t)))
+        {
+            return false;
+        }
+        if rule.unqualified_dml && !subject.unqualified_dml() {
+            return false;
+        }
+        if let Some(re) = &rule.sql
+            && !re.is_match(subject.normalized_sql())
+        {
+            return false;
+        }
+        return true;
+    }
+    if sql_fields {
+        return false;
+    }
+    let channel = subject.channel_name();
+    if !rule.channel.is_empty() && !rule.channel.iter().any(|c| c == channel) {
+        return false;
+    }
+    if let Action::SftpChange { path, op, .. } = subject.action {
+        if !rule.commands.is_empty() || rule.command.is_some() || rule.line.is_some() || rule.pipe_to_shell.is_some() {
+            return false;
+        }
+        if let Some(re) = &rule.writes {
+            return re.is_match(path) && op != "remove";
+        }
+        return true;
+    }
+    let needs_text = !rule.commands.is_empty()
+        || rule.command.is_some()
+        || rule.line.is_some()
+        || rule.writes.is_some()
+        || rule.pipe_to_shell.is_some();
+    if !needs_text {
+        return true;
+    }
+    let Some(text) = subject.command_text() else {
+        return false;
+    };
+    if let Some(re) = &rule.line
+        && !re.is_match(text)
+    {
+        return false;
+    }
+    let Some(facts) = subject.shell() else {
+        return false;
+    };
+    if !rule.commands.is_empty()
+        && !facts
+            .programs
+            .iter()
+            .any(|p| rule.commands.iter().any(|c| c.eq_ignore_ascii_case(p)))
+    {
+        return false;
+    }
+    if let Some(re) = &rule.command
+        && !facts.commands.iter().any(|c| re.is_match(c))
+    {
+        return false;
+    }
+    if let Some(re) = &rule.writes
+        && !facts.write_paths.iter().any(|p| re.is_match(p))
+    {
+        return false;
+    }
+    if let Some(want) = rule.pipe_to_shell
+        && facts.pipe_to_shell != want
+    {
+        return false;
+    }
+    true
+}

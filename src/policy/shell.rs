@@ -1,0 +1,431 @@
+//! What a shell command line would run, for policy: every simple command (through pipes, lists,
+//! subshells, `$(...)`, backticks, `bash -c '...'` and wrappers such as `sudo`, `env`, `nohup`),
+//! program names without their directories, files written by redirection, and whether data is
+//! piped into an interpreter (`base64 -d | sh`). It is a conservative reading, not a shell: what
+//! it cannot follow is reported so the policy can hold it.
+
+/// Facts about one command line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShellFacts {
+    /// Each simple command, program basename first, arguments joined by single spaces.
+    pub commands: Vec<String>,
+    /// Program basenames, in order of appearance (wrappers included).
+    pub programs: Vec<String>,
+    /// Targets of `>`, `>>`, `tee`, and similar writes.
+    pub write_paths: Vec<String>,
+    /// An interpreter reads commands from a pipe.
+    pub pipe_to_shell: bool,
+    /// Quotes or substitutions were left open.
+    pub unbalanced: bool,
+}
+
+const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "busybox"];
+const INTERPRETERS: &[&str] = &[
+    "sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "python", "python3", "perl", "ruby", "node",
+    "php",
+];
+/// Programs that run their arguments as another command.
+const WRAPPERS: &[&str] = &[
+    "sudo", "doas", "env", "nohup", "time", "exec", "command", "builtin", "nice", "ionice",
+    "timeout", "stdbuf", "setsid", "xargs", "watch", "chroot", "su", "runuser", "strace",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Word(String),
+    /// `|`
+    Pipe,
+    /// `;`, `&&`, `||`, `&`, newline, parentheses: command separators.
+    Sep,
+    /// `>`, `>>`, `>|`, `&>`: the next word is written.
+    Redirect,
+    /// `<`, `<<`, `2>&1`-like forms that do not write a file we track.
+    OtherRedirect,
+}
+
+/// Splits a line into tokens, collecting `$(...)` and backtick bodies for separate analysis.
+fn tokenize(line: &str, nested: &mut Vec<String>, unbalanced: &mut bool) -> Vec<Tok> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut toks = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut i = 0;
+    let flush = |toks: &mut Vec<Tok>, word: &mut String, in_word: &mut bool| {
+        if *in_word {
+            toks.push(Tok::Word(std::mem::take(word)));
+            *in_word = false;
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' => {
+                if let Some(&n) = chars.get(i + 1) {
+                    if n != '\n' {
+                        word.push(n);
+                        in_word = true;
+                    }
+                    i += 2;
+                } else {
+                    i += 1;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                match chars[i + 1..].iter().position(|&x| x == '\'') {
+                    Some(end) => {
+                        word.extend(&chars[i + 1..i + 1 + end]);
+                        i += end + 2;
+                    }
+                    None => {
+                        *unbalanced = true;
+                        word.extend(&chars[i + 1..]);
+                        i = chars.len();
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                i += 1;
+                let mut closed = false;
+                while i < chars.len() {
+                    match chars[i] {
+                        '"' => {
+                            closed = true;
+                            i += 1;
+                            break;
+                        }
+                        '\\' if i + 1 < chars.len() => {
+                            word.push(chars[i + 1]);
+                            i += 2;
+                        }
+                        '$' if chars.get(i + 1) == Some(&'(') => {
+                            let (body, next) = take_parens(&chars, i + 1, unbalanced);
+                            nested.push(body);
+                            i = next;
+                        }
+                        '`' => {
+                            let (body, next) = take_backticks(&chars, i, unbalanced);
+                            nested.push(body);
+                            i = next;
+                        }
+                        other => {
+                            word.push(other);
+                            i += 1;
+                        }
+                    }
+                }
+                if !closed {
+                    *unbalanced = true;
+                }
+            }
+            '$' if chars.get(i + 1) == Some(&'(') => {
+                let (body, next) = take_parens(&chars, i + 1, unbalanced);
+                nested.push(body);
+                in_word = true;
+                i = next;
+            }
+            '`' => {
+                let (body, next) = take_backticks(&chars, i, unbalanced);
+                nested.push(body);
+                in_word = true;
+                i = next;
+            }
+            ' ' | '\t' => {
+                flush(&mut toks, &mut word, &mut in_word);
+                i += 1;
+            }
+            '\n' | ';' | '(' | ')' => {
+                flush(&mut toks, &mut word, &mut in_word);
+                toks.push(Tok::Sep);
+                i += 1;
+            }
+            '{' | '}' if !in_word => {
+                toks.push(Tok::Sep);
+                i += 1;
+            }
+            '&' => {
+                flush(&mut toks, &mut word, &mut in_word);
+                if chars.get(i + 1) == Some(&'>') {
+                    toks.push(Tok::Redirect);
+                    i += if chars.get(i + 2) == Some(&'>') { 3 } else { 2 };
+                } else {
+                    toks.push(Tok::Sep);
+                    i += if chars.get(i + 1) == Some(&'&') { 2 } else { 1 };
+                }
+            }
+            '|' => {
+                flush(&mut toks, &mut word, &mut in_word);
+                if chars.get(i + 1) == Some(&'|') {
+                    toks.push(Tok::Sep);
+                    i += 2;
+                } else {
+                    toks.push(Tok::Pipe);
+                    i += if chars.get(i + 1) == Some(&'&') { 2 } else { 1 };
+                }
+            }
+            '>' => {
+                // `2>` / `1>`: the digit belongs to the redirection, not to a word.
+                if in_word && word.chars().all(|d| d.is_ascii_digit()) {
+                    word.clear();
+                    in_word = false;
+                }
+                flush(&mut toks, &mut word, &mut in_word);
+                if chars.get(i + 1) == Some(&'&') {
+                    toks.push(Tok::OtherRedirect);
+                    i += 2;
+                    // Skip the descriptor number.
+                    while chars.get(i).is_some_and(|d| d.is_ascii_digit() || *d == '-') {
+                        i += 1;
+                    }
+                } else {
+                    toks.push(Tok::Redirect);
+                    i += 1;
+                    while matches!(chars.get(i), Some('>') | Some('|')) {
+                        i += 1;
+                    }
+                }
+            }
+            '<' => {
+                flush(&mut toks, &mut word, &mut in_word);
+                toks.push(Tok::OtherRedirect);
+                i += 1;
+                while matches!(chars.get(i), Some('<') | Some('-')) {
+                    i += 1;
+                }
+            }
+            other => {
+                word.push(other);
+                in_word = true;
+                i += 1;
+            }
+        }
+    }
+    flush(&mut toks, &mut word, &mut in_word);
+    toks
+}
+
+/// `chars[open]` is `(`: returns the text up to the matching `)` and the index after it.
+fn take_parens(chars: &[char], open: usize, unbalanced: &mut bool) -> (String, usize) {
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < chars.len() {
+        match chars[i] {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return (chars[open + 1..i].iter().collect(), i + 1);
+                }
+            }
+            '\\' => i += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    *unbalanced = true;
+    (chars[(open + 1).min(chars.len())..].iter().collect(), chars.len())
+}
+
+fn take_backticks(chars: &[char], open: usize, unbalanced: &mut bool) -> (String, usize) {
+    match chars[open + 1..].iter().position(|&c| c == '`') {
+        Some(end) => (chars[open + 1..open + 1 + end].iter().collect(), open + end + 2),
+        None => {
+            *unbalanced = true;
+            (chars[open + 1..].iter().collect(), chars.len())
+        }
+    }
+}
+
+fn basename(word: &str) -> String {
+    word.rsplit('/').next().unwrap_or(word).to_string()
+}
+
+fn is_assignment(word: &str) -> bool {
+    match word.find('=') {
+        Some(eq) if eq > 0 => word[..eq]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        _ => false,
+    }
+}
+
+/// Reads a command line. `depth` bounds recursion through nested shells.
+pub fn analyze(line: &str) -> ShellFacts {
+    let mut facts = ShellFacts::default();
+    analyze_into(line, &mut facts, 0);
+    facts
+}
+
+fn analyze_into(line: &str, facts: &mut ShellFacts, depth: usize) {
+    if depth > 8 {
+        facts.unbalanced = true;
+        return;
+    }
+    let mut nested = Vec::new();
+    let toks = tokenize(line, &mut nested, &mut facts.unbalanced);
+    let mut current: Vec<String> = Vec::new();
+    let mut in_pipe = false;
+    let mut expect_write_target = false;
+    let mut expect_other_target = false;
+    let finish = |words: &mut Vec<String>, piped: bool, facts: &mut ShellFacts| {
+        if !words.is_empty() {
+            simple_command(std::mem::take(words), piped, facts, depth);
+        }
+    };
+    for t in toks {
+        match t {
+            Tok::Word(w) => {
+                if expect_write_target {
+                    facts.write_paths.push(w);
+                    expect_write_target = false;
+                } else if expect_other_target {
+                    expect_other_target = false;
+                } else {
+                    current.push(w);
+                }
+            }
+            Tok::Redirect => expect_write_target = true,
+            Tok::OtherRedirect => expect_other_target = true,
+            Tok::Pipe => {
+                finish(&mut current, in_pipe, facts);
+                in_pipe = true;
+            }
+            Tok::Sep => {
+                finish(&mut current, in_pipe, facts);
+                in_pipe = false;
+            }
+        }
+    }
+    finish(&mut current, in_pipe, facts);
+    for body in nested {
+        analyze_into(&body, facts, depth + 1);
+    }
+}
+
+fn simple_command(words: Vec<String>, piped: bool, facts: &mut ShellFacts, depth: usize) {
+    let mut rest: &[String] = &words;
+    while let Some(first) = rest.first() {
+        if is_assignment(first) {
+            rest = &rest[1..];
+        } else {
+            break;
+        }
+    }
+    let Some(first) = rest.first() else {
+        return;
+    };
+    let program = basename(first);
+    facts.programs.push(program.clone());
+    let mut normalized = program.clone();
+    for a in &rest[1..] {
+        normalized.push(' ');
+        normalized.push_str(a);
+    }
+    facts.commands.push(normalized);
+    let args = &rest[1..];
+    if program == "tee" {
+        facts
+            .write_paths
+            .extend(args.iter().filter(|a| !a.starts_with('-')).cloned());
+    }
+    if SHELLS.contains(&program.as_str()) {
+        if let Some(pos) = args.iter().position(|a| a == "-c" || (a.starts_with('-') && a.contains('c') && !a.starts_with("--"))) {
+            if let Some(script) = args.get(pos + 1) {
+                analyze_into(script, facts, depth + 1);
+            }
+        } else if piped || args.iter().all(|a| a.starts_with('-')) {
+            facts.pipe_to_shell |= piped;
+        }
+    } else if INTERPRETERS.contains(&program.as_str()) && piped && args.iter().all(|a| a.starts_with('-')) {
+        facts.pipe_to_shell = true;
+    }
+    if WRAPPERS.contains(&program.as_str()) {
+        // The wrapped command is a command too: skip the wrapper's own options and arguments
+        // that look like values (e.g. `timeout 5`, `sudo -u user`, `env A=b`).
+        let mut i = 0;
+        while i < args.len() {
+            let a = &args[i];
+            if a == "--" {
+                i += 1;
+                break;
+            }
+            if a.starts_with('-') {
+                let takes_value = matches!(
+                    (program.as_str(), a.as_str()),
+                    ("sudo", "-u" | "-g" | "-C" | "-h" | "-p" | "-U" | "-r" | "-t")
+                        | ("su" | "runuser", "-c" | "-g" | "-G" | "-s")
+                        | ("nice", "-n")
+                        | ("timeout", "-s" | "-k")
+                        | ("xargs", "-I" | "-n" | "-P" | "-d" | "-L" | "-s" | "-E")
+                        | ("watch", "-n" | "-d")
+                        | ("env", "-u" | "-C")
+                );
+                if matches!((program.as_str(), a.as_str()), ("su" | "runuser", "-c"))
+                    && let Some(script) = args.get(i + 1)
+                {
+                    analyze_into(script, facts, depth + 1);
+                }
+                i += if takes_value { 2 } else { 1 };
+                continue;
+            }
+            if is_assignment(a) || (program == "timeout" && a.chars().next().is_some_and(|c| c.is_ascii_digit())) || (program == "nice" && a.parse::<i32>().is_ok()) {
+                i += 1;
+                continue;
+            }
+            if matches!(program.as_str(), "su" | "runuser" | "chroot") {
+                // `su user`, `chroot dir cmd`: the first plain argument is not a command.
+                i += 1;
+                if program != "chroot" {
+                    break;
+                }
+                continue;
+            }
+            break;
+        }
+        if i < args.len() {
+            simple_command(args[i..].to_vec(), piped, facts, depth);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_through_wrappers_and_paths() {
+        let f = analyze("/usr/bin/sudo -u root /bin/rm -rf /var/lib/x");
+        assert_eq!(f.programs, vec!["sudo", "rm"]);
+        assert!(f.commands.contains(&"rm -rf /var/lib/x".to_string()));
+    }
+
+    #[test]
+    fn sees_inside_shell_c_and_substitution() {
+        let f = analyze("bash -c 'systemctl restart nginx && echo ok'");
+        assert!(f.commands.contains(&"systemctl restart nginx".to_string()));
+        let f = analyze("echo $(sudo -i id) `shutdown -h now`");
+        assert!(f.programs.contains(&"sudo".to_string()));
+        assert!(f.programs.contains(&"shutdown".to_string()));
+        let f = analyze("sh -c \"kill -9 1\"");
+        assert!(f.commands.contains(&"kill -9 1".to_string()));
+    }
+
+    #[test]
+    fn pipe_into_interpreter_and_writes() {
+        let f = analyze("echo c3VkbyBpZAo= | base64 -d | sh");
+        assert!(f.pipe_to_shell);
+        let f = analyze("echo x > /etc/shadow; cat a | tee -a /etc/shadow 2>&1");
+        assert_eq!(f.write_paths, vec!["/etc/shadow", "/etc/shadow"]);
+        let f = analyze("ls -l 2> /dev/null");
+        assert_eq!(f.write_paths, vec!["/dev/null"]);
+        assert_eq!(f.commands, vec!["ls -l"]);
+    }
+
+    #[test]
+    fn quoting_keeps_words_together() {
+        let f = analyze("grep 'a b' \"c d\" e\\ f");
+        assert_eq!(f.commands, vec!["grep a b c d e f"]);
+        assert!(analyze("echo 'open").unbalanced);
+    }
+}

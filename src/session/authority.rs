@@ -1,0 +1,428 @@
+//! `CoreAuthority`: admits agent sessions. Every admission and every refusal is recorded as a
+//! session of its own, so a failed login is evidence too.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use proctor_gate::{
+    AlertRecord, Authority, Credential, Event, OpenSession, Outcome, PostgresTarget, Privilege,
+    Protocol, Refusal, RefusalKind, SessionInfo, SessionRequest, SshTarget, TargetEndpoint,
+    TargetTls, VerdictKind, VerdictRecord,
+};
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use super::core::{Core, key_fingerprint_text};
+use super::gate::{Revocation, SessionGate};
+use super::registry::LiveSession;
+use crate::bus::LiveEvent;
+use crate::clock::now_ns;
+use crate::config::{Grant, Target, TargetTlsMode};
+use crate::credentials::pg_roles::AdminTarget;
+use crate::credentials::ssh_ca::CertRequest;
+use crate::recorder::frame::SessionKey;
+
+/// Startup parameters / environment variables whose value is the agent's stated reason.
+const REASON_PARAMS: &[&str] = &["PROCTOR_REASON", "proctor_reason", "proctor.reason"];
+
+pub struct CoreAuthority {
+    pub core: Arc<Core>,
+}
+
+fn new_session() -> (String, SessionKey) {
+    let id = uuid::Uuid::now_v7();
+    (id.to_string(), *id.as_bytes())
+}
+
+pub fn admin_target(target: &Target) -> Result<AdminTarget, String> {
+    let dsn = match (&target.admin_dsn, &target.admin_dsn_file) {
+        (Some(d), _) => d.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| format!("cannot read {}: {e}", f.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => return Err("no admin_dsn configured".into()),
+    };
+    Ok(AdminTarget {
+        name: target.name.clone(),
+        dsn: Zeroizing::new(dsn),
+    })
+}
+
+fn endpoint(target: &Target, grant: &Grant) -> Result<TargetEndpoint, String> {
+    match target.protocol() {
+        Some(Protocol::Postgres) => {
+            let tls = match target.tls {
+                Some(TargetTlsMode::VerifyFull) => {
+                    let path = target.tls_ca_file.as_ref().ok_or("tls_ca_file missing")?;
+                    let ca_pem = std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    TargetTls::VerifyFull { ca_pem }
+                }
+                _ => TargetTls::Disable,
+            };
+            Ok(TargetEndpoint::Postgres(PostgresTarget {
+                host: target.host.clone(),
+                port: target.port,
+                dbname: target.dbname.clone().unwrap_or_else(|| target.name.clone()),
+                tls,
+                connect_timeout: target.connect_timeout,
+            }))
+        }
+        Some(Protocol::Ssh) => Ok(TargetEndpoint::Ssh(SshTarget {
+            host: target.host.clone(),
+            port: target.port,
+            host_keys: target.host_keys.clone(),
+            host_cas: target.host_cas.clone(),
+            connect_timeout: target.connect_timeout,
+            allow_port_forwarding: grant.port_forwarding,
+            allow_pty: grant.pty,
+        })),
+        None => Err(format!("target {} has an unknown kind", target.name)),
+    }
+}
+
+impl CoreAuthority {
+    pub fn new(core: Arc<Core>) -> Self {
+        CoreAuthority { core }
+    }
+
+    async fn record_all(&self, key: SessionKey, events: &[Event]) -> Result<(), Refusal> {
+        let mut last = None;
+        for e in events {
+            last = Some(
+                self.core
+                    .recorder
+                    .append(key, now_ns(), e)
+                    .await
+                    .map_err(|e| Refusal::new(RefusalKind::RecorderFailed, format!("proctor cannot record right now ({e}); no session may open")))?,
+            );
+        }
+        if let Some(t) = last {
+            t.wait().await.map_err(|e| {
+                Refusal::new(RefusalKind::RecorderFailed, format!("proctor cannot record right now ({e}); no session may open"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Records a whole refused session: start, the refusal as a verdict, a sealed `denied` end.
+    async fn record_refusal(&self, req: &SessionRequest, refusal: &Refusal, privilege: Privilege, grant: &str) {
+        let (id, key) = new_session();
+        let mut events = vec![Event::SessionStart(SessionInfo {
+            agent: req.agent.clone(),
+            target: req.target.clone(),
+            protocol: req.protocol,
+            login: req.login.clone().unwrap_or_default(),
+            privilege,
+            client_addr: req.client_addr.to_string(),
+            grant: grant.to_string(),
+            proctor_version: env!("CARGO_PKG_VERSION").into(),
+        })];
+        if !req.params.is_empty() {
+            events.push(Event::ClientParams {
+                params: req.params.clone(),
+            });
+        }
+        events.push(Event::Verdict(VerdictRecord {
+            subject: "session".into(),
+            verdict: VerdictKind::Deny,
+            rule: refusal.kind.as_str().into(),
+            reason: refusal.message.clone(),
+            approval_id: String::new(),
+        }));
+        if self.record_all(key, &events).await.is_ok()
+            && let Err(e) = self
+                .core
+                .recorder
+                .seal(key, now_ns(), Outcome::Denied, &refusal.message)
+                .await
+        {
+            tracing::error!(error = %e, "could not seal a refused session");
+        }
+        tracing::info!(session = %id, agent = %req.agent, target = %req.target, kind = refusal.kind.as_str(), "session refused: {}", refusal.message);
+        self.core.bus.publish(LiveEvent::Refused {
+            agent: req.agent.clone(),
+            target: req.target.clone(),
+            protocol: req.protocol.as_str().into(),
+            reason: refusal.message.clone(),
+            ts_ns: now_ns(),
+        });
+    }
+
+    fn check(&self, req: &SessionRequest) -> Result<(Target, Grant), Refusal> {
+        let config = &self.core.config;
+        if let Some(reason) = self.core.recorder.failure() {
+            return Err(Refusal::new(
+                RefusalKind::RecorderFailed,
+                format!("proctor cannot record right now ({reason}); no session may open"),
+            ));
+        }
+        if config.agent(&req.agent).is_none() {
+            return Err(Refusal::new(RefusalKind::UnknownAgent, format!("unknown agent {:?}", req.agent)));
+        }
+        let target = match config.target(&req.target) {
+            Some(t) if t.protocol() == Some(req.protocol) => t.clone(),
+            _ => {
+                return Err(Refusal::new(
+                    RefusalKind::UnknownTarget,
+                    format!("no {} target named {:?}", req.protocol.as_str(), req.target),
+                ));
+            }
+        };
+        let grant = config
+            .grant_for(&req.agent, &req.target, req.login.as_deref())
+            .cloned()
+            .ok_or_else(|| {
+                Refusal::new(
+                    RefusalKind::NotGranted,
+                    match &req.login {
+                        Some(l) => format!("agent {:?} has no grant for {:?} as {l:?}", req.agent, req.target),
+                        None => format!("agent {:?} has no grant for target {:?}", req.agent, req.target),
+                    },
+                )
+            })?;
+        Ok((target, grant))
+    }
+}
+
+fn reason_from(params: &[(String, String)]) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, v)| REASON_PARAMS.contains(&k.as_str()) && !v.trim().is_empty())
+        .map(|(_, v)| v.clone())
+}
+
+#[async_trait]
+impl Authority for CoreAuthority {
+    fn agent_scram_verifier(&self, agent: &str) -> Option<String> {
+        self.core.config.agent(agent)?.postgres_scram.clone()
+    }
+
+    fn agent_for_ssh_key(&self, public_key_openssh: &str) -> Option<String> {
+        let text = key_fingerprint_text(public_key_openssh)?;
+        self.core.ssh_keys.get(&text).cloned()
+    }
+
+    async fn open(&self, req: SessionRequest) -> Result<OpenSession, Refusal> {
+        let (target, grant) = match self.check(&req) {
+            Ok(x) => x,
+            Err(refusal) => {
+                if refusal.kind != RefusalKind::RecorderFailed {
+                    self.record_refusal(&req, &refusal, Privilege::Routine, "").await;
+                }
+                return Err(refusal);
+            }
+        };
+        let privilege = grant.privilege_level();
+        let reason = reason_from(&req.params);
+        if privilege == Privilege::BreakGlass && reason.is_none() {
+            let refusal = Refusal::new(
+                RefusalKind::NotGranted,
+                "break-glass access needs a stated reason: set PROCTOR_REASON (SSH: -o SetEnv=PROCTOR_REASON=...; PostgreSQL: options=-cproctor.reason=...)",
+            );
+            self.record_refusal(&req, &refusal, privilege, &grant.name).await;
+            return Err(refusal);
+        }
+        let login = match target.protocol() {
+            Some(Protocol::Ssh) => req
+                .login
+                .clone()
+                .or_else(|| grant.logins.first().cloned())
+                .unwrap_or_default(),
+            _ => grant.role.clone().unwrap_or_default(),
+        };
+        let (id, key) = new_session();
+        let mut events = vec![Event::SessionStart(SessionInfo {
+            agent: req.agent.clone(),
+            target: req.target.clone(),
+            protocol: req.protocol,
+            login: login.clone(),
+            privilege,
+            client_addr: req.client_addr.to_string(),
+            grant: grant.name.clone(),
+            proctor_version: env!("CARGO_PKG_VERSION").into(),
+        })];
+        if !req.params.is_empty() {
+            events.push(Event::ClientParams {
+                params: req.params.clone(),
+            });
+        }
+        if let Some(r) = &reason {
+            events.push(Event::Annotation {
+                source: "agent".into(),
+                text: r.clone(),
+            });
+        }
+        let mut alerts = Vec::new();
+        if privilege == Privilege::BreakGlass {
+            alerts.push(AlertRecord {
+                rule: "break-glass".into(),
+                severity: "critical".into(),
+                message: format!(
+                    "break-glass session by {} on {}: {}",
+                    req.agent,
+                    req.target,
+                    reason.clone().unwrap_or_default()
+                ),
+            });
+        }
+        events.extend(alerts.iter().cloned().map(Event::Alert));
+        self.record_all(key, &events).await?;
+        let endpoint = match endpoint(&target, &grant) {
+            Ok(e) => e,
+            Err(msg) => {
+                return Err(self.fail_open(key, &id, RefusalKind::CredentialFailed, msg).await);
+            }
+        };
+        let (credential, revocation, record) = match target.protocol() {
+            Some(Protocol::Postgres) => {
+                let admin = match admin_target(&target) {
+                    Ok(a) => a,
+                    Err(msg) => return Err(self.fail_open(key, &id, RefusalKind::CredentialFailed, msg).await),
+                };
+                let member_of = grant.role.clone().unwrap_or_default();
+                match self
+                    .core
+                    .pg_roles
+                    .issue(&admin, &req.agent, &id, &member_of, grant.max_session, grant.connection_limit)
+                    .await
+                {
+                    Ok(issued) => (
+                        Credential::PostgresRole {
+                            user: issued.user.clone(),
+                            password: issued.password,
+                        },
+                        Revocation::PostgresRole {
+                            target: admin,
+                            user: issued.user,
+                            member_of,
+                        },
+                        issued.record,
+                    ),
+                    Err(e) => return Err(self.fail_open(key, &id, RefusalKind::CredentialFailed, e.to_string()).await),
+                }
+            }
+            _ => {
+                let cfg = &self.core.config.ssh;
+                let request = CertRequest {
+                    login: &login,
+                    session_id: &id,
+                    agent: &req.agent,
+                    validity: cfg.certificate_validity,
+                    source_address: &cfg.certificate_source_address,
+                    permit_pty: grant.pty,
+                    permit_port_forwarding: grant.port_forwarding,
+                };
+                match self.core.ssh_ca.issue(&request) {
+                    Ok(issued) => (
+                        Credential::SshCertificate {
+                            login: login.clone(),
+                            private_key_openssh: issued.private_key_openssh,
+                            certificate_openssh: issued.certificate_openssh,
+                        },
+                        Revocation::SshCertificate {
+                            name: issued.record.name.clone(),
+                            valid_before_ns: issued.record.valid_before_ns,
+                        },
+                        issued.record,
+                    ),
+                    Err(e) => return Err(self.fail_open(key, &id, RefusalKind::CredentialFailed, e.to_string()).await),
+                }
+            }
+        };
+        let (kill, _) = watch::channel(None);
+        let live = Arc::new(LiveSession {
+            id: id.clone(),
+            key,
+            agent: req.agent.clone(),
+            target: req.target.clone(),
+            protocol: req.protocol,
+            privilege,
+            login,
+            client_addr: req.client_addr.to_string(),
+            grant: grant.name.clone(),
+            started_ns: now_ns(),
+            kill,
+            reasoning: Mutex::new(reason.into_iter().collect()),
+            holds: Mutex::new(Vec::new()),
+        });
+        let gate = Arc::new(SessionGate::new(self.core.clone(), live.clone(), revocation));
+        // Registered before the credential record is durable so that a failure below still
+        // goes through `end`, which revokes.
+        self.core.sessions.insert(live.clone());
+        if let Err(e) = self
+            .core
+            .recorder
+            .record(key, now_ns(), &Event::CredentialIssued(record))
+            .await
+        {
+            let _ = proctor_gate::Gate::end(gate.as_ref(), Outcome::Interrupted, "recorder failed").await;
+            return Err(Refusal::new(RefusalKind::RecorderFailed, format!("proctor cannot record right now ({e})")));
+        }
+        self.core.bus.publish(LiveEvent::SessionStart {
+            session_id: id.clone(),
+            agent: req.agent.clone(),
+            target: req.target.clone(),
+            protocol: req.protocol.as_str().into(),
+            privilege: privilege.as_str().into(),
+            ts_ns: now_ns(),
+        });
+        for a in alerts {
+            self.core.bus.publish(LiveEvent::Alert {
+                session_id: id.clone(),
+                agent: req.agent.clone(),
+                rule: a.rule,
+                severity: a.severity,
+                message: a.message,
+                ts_ns: now_ns(),
+            });
+        }
+        spawn_max_session_timer(self.core.clone(), id.clone(), grant.max_session);
+        tracing::info!(session = %id, agent = %req.agent, target = %req.target, privilege = privilege.as_str(), "session opened");
+        Ok(OpenSession {
+            gate,
+            session_id: id,
+            privilege,
+            target: endpoint,
+            credential,
+        })
+    }
+
+    async fn refuse(&self, request: SessionRequest, refusal: Refusal) {
+        self.record_refusal(&request, &refusal, Privilege::Routine, "").await;
+    }
+}
+
+impl CoreAuthority {
+    /// Seals a session whose start was recorded but whose credentials could not be issued.
+    async fn fail_open(&self, key: SessionKey, id: &str, kind: RefusalKind, msg: String) -> Refusal {
+        let message = format!("cannot issue credentials for the target: {msg}");
+        let _ = self
+            .core
+            .recorder
+            .record(
+                key,
+                now_ns(),
+                &Event::ProtocolError {
+                    party: proctor_gate::Party::Proctor,
+                    message: message.clone(),
+                },
+            )
+            .await;
+        if let Err(e) = self.core.recorder.seal(key, now_ns(), Outcome::Denied, &message).await {
+            tracing::error!(session = %id, error = %e, "could not seal a failed session");
+        }
+        tracing::warn!(session = %id, "{message}");
+        Refusal::new(kind, "proctor could not issue credentials for the target; see the proctor log")
+    }
+}
+
+fn spawn_max_session_timer(core: Arc<Core>, id: String, max: std::time::Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(max).await;
+        if core.sessions.kill(&id, &format!("maximum session length ({}) reached", humantime::format_duration(max))) {
+            tracing::info!(session = %id, "maximum session length reached");
+        }
+    });
+}

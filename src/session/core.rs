@@ -1,0 +1,80 @@
+//! Everything a session needs from the rest of proctor, in one place.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use crate::approvals::Approvals;
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::credentials::pg_roles::PgRoles;
+use crate::credentials::ssh_ca::SshCa;
+use crate::policy::Policy;
+use crate::recorder::{Recorder, Store};
+
+use super::registry::Registry;
+
+pub struct Core {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+    pub recorder: Recorder,
+    policy: RwLock<Arc<Policy>>,
+    pub approvals: Approvals,
+    pub sessions: Registry,
+    pub ssh_ca: SshCa,
+    pub pg_roles: PgRoles,
+    pub bus: Bus,
+    /// OpenSSH public key (`algo base64`) -> agent name.
+    pub ssh_keys: HashMap<String, String>,
+}
+
+/// `algo base64` of an OpenSSH public key line, without its comment.
+pub fn key_fingerprint_text(line: &str) -> Option<String> {
+    let key = russh::keys::PublicKey::from_openssh(line.trim()).ok()?;
+    let text = key.to_openssh().ok()?;
+    Some(text.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+}
+
+impl Core {
+    pub fn new(config: Arc<Config>, store: Arc<Store>, policy: Policy, ssh_ca: SshCa) -> Core {
+        let mut ssh_keys = HashMap::new();
+        for a in &config.agents {
+            for k in &a.ssh_keys {
+                if let Some(t) = key_fingerprint_text(k) {
+                    ssh_keys.insert(t, a.name.clone());
+                }
+            }
+        }
+        Core {
+            recorder: store.recorder.clone(),
+            approvals: Approvals::new(config.approvals.timeout),
+            config,
+            store,
+            policy: RwLock::new(Arc::new(policy)),
+            sessions: Registry::default(),
+            ssh_ca,
+            pg_roles: PgRoles::default(),
+            bus: Bus::default(),
+            ssh_keys,
+        }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn set_policy(&self, policy: Policy) {
+        let mut g = match self.policy.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Arc::new(policy);
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.store.data.clone()
+    }
+}

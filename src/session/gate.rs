@@ -1,0 +1,439 @@
+//! `SessionGate`: one session's door into the core. Every action is judged by policy, recorded
+//! with its verdict, and only then answered; holds wait for a person without blocking the
+//! protocol; the end revokes credentials and seals the recording.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use proctor_gate::{
+    Action, ApprovalOutcome, ApprovalRecord, Decision, DenyCause, Durable, Event, Gate,
+    GateError, Hold, Outcome, Resolution, SftpOp, VerdictKind, VerdictRecord,
+};
+use tokio::sync::{Mutex, oneshot, watch};
+
+use super::core::Core;
+use super::registry::LiveSession;
+use crate::approvals::{Answer, PendingView};
+use crate::bus::LiveEvent;
+use crate::clock::now_ns;
+use crate::credentials::pg_roles::AdminTarget;
+use crate::policy::{Context, RuleAction};
+use crate::recorder::{RecorderError, Ticket};
+
+/// What must be undone when the session ends.
+pub enum Revocation {
+    PostgresRole {
+        target: AdminTarget,
+        user: String,
+        member_of: String,
+    },
+    SshCertificate {
+        name: String,
+        valid_before_ns: i64,
+    },
+    None,
+}
+
+pub struct SessionGate {
+    core: Arc<Core>,
+    live: Arc<LiveSession>,
+    revocation: Mutex<Revocation>,
+    ended: AtomicBool,
+}
+
+fn recorder_err(e: RecorderError) -> GateError {
+    GateError::Recorder(e.to_string())
+}
+
+/// The event that records an action itself.
+fn action_event(action: &Action) -> Event {
+    match action {
+        Action::Statement(s) => Event::Statement(s.clone()),
+        Action::Exec { channel, command } => Event::Exec {
+            channel: *channel,
+            command: command.clone(),
+        },
+        Action::CommandLine { channel, line } => Event::CommandLine {
+            channel: *channel,
+            line: line.clone(),
+        },
+        Action::Channel {
+            channel,
+            kind,
+            detail,
+        } => Event::ChannelOpen {
+            channel: *channel,
+            kind: *kind,
+            detail: detail.clone(),
+        },
+        Action::SftpChange { channel, op, path } => Event::Sftp(SftpOp {
+            channel: *channel,
+            op: op.clone(),
+            path: path.clone(),
+            target_path: String::new(),
+            detail: "requested".into(),
+            bytes_read: 0,
+            bytes_written: 0,
+            digest_read: None,
+            digest_written: None,
+            status: String::new(),
+        }),
+    }
+}
+
+/// How an approver sees the action: its kind, text, class and tables.
+fn describe(action: &Action) -> (String, String, String, Vec<String>) {
+    match action {
+        Action::Statement(s) => (
+            "statement".into(),
+            s.text.clone(),
+            s.class.as_str().into(),
+            s.tables.clone(),
+        ),
+        Action::Exec { command, .. } => ("exec".into(), command.clone(), String::new(), vec![]),
+        Action::CommandLine { line, .. } => ("line".into(), line.clone(), String::new(), vec![]),
+        Action::Channel { kind, detail, .. } => (
+            "channel".into(),
+            if detail.is_empty() {
+                kind.as_str().to_string()
+            } else {
+                format!("{} {detail}", kind.as_str())
+            },
+            String::new(),
+            vec![],
+        ),
+        Action::SftpChange { op, path, .. } => ("sftp".into(), format!("{op} {path}"), String::new(), vec![]),
+    }
+}
+
+fn new_approval_id() -> String {
+    hex::encode(rand::random::<[u8; 5]>())
+}
+
+impl SessionGate {
+    pub fn new(core: Arc<Core>, live: Arc<LiveSession>, revocation: Revocation) -> Self {
+        SessionGate {
+            core,
+            live,
+            revocation: Mutex::new(revocation),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    pub fn live(&self) -> &Arc<LiveSession> {
+        &self.live
+    }
+
+    fn check_open(&self) -> Result<(), GateError> {
+        if self.ended.load(Ordering::Acquire) {
+            return Err(GateError::Closed("session already ended".into()));
+        }
+        Ok(())
+    }
+
+    async fn append(&self, event: &Event) -> Result<Ticket, GateError> {
+        if let Event::Annotation { text, .. } = event {
+            self.live.add_reasoning(text);
+        }
+        self.core
+            .recorder
+            .append(self.live.key, now_ns(), event)
+            .await
+            .map_err(recorder_err)
+    }
+
+    fn publish_verdict(&self, v: &VerdictRecord) {
+        if v.verdict == VerdictKind::Allow {
+            return;
+        }
+        self.core.bus.publish(LiveEvent::Verdict {
+            session_id: self.live.id.clone(),
+            agent: self.live.agent.clone(),
+            subject: v.subject.clone(),
+            verdict: v.verdict.as_str().into(),
+            rule: v.rule.clone(),
+            reason: v.reason.clone(),
+            approval_id: v.approval_id.clone(),
+            ts_ns: now_ns(),
+        });
+    }
+
+    fn start_hold(&self, approval_id: String, view: PendingView) -> Hold {
+        let answer_rx = self.core.approvals.hold(view.clone());
+        self.live.add_hold(&approval_id);
+        let (res_tx, res_rx) = oneshot::channel::<Resolution>();
+        let core = self.core.clone();
+        let live = self.live.clone();
+        let id = approval_id.clone();
+        let timeout = self.core.approvals.timeout;
+        tokio::spawn(async move {
+            hold_task(core, live, id, answer_rx, res_tx, timeout).await;
+        });
+        Hold {
+            approval_id,
+            rule: view.rule,
+            reason: view.reason,
+            outcome: Box::pin(async move {
+                res_rx.await.unwrap_or(Resolution::Deny {
+                    rule: "approval".into(),
+                    reason: "the approval was cancelled".into(),
+                    cause: DenyCause::Killed,
+                })
+            }),
+        }
+    }
+}
+
+/// Waits for the first of: a person's answer, the timeout, the protocol dropping the hold, or
+/// a kill. Records the outcome durably, then tells the protocol.
+async fn hold_task(
+    core: Arc<Core>,
+    live: Arc<LiveSession>,
+    id: String,
+    answer_rx: oneshot::Receiver<Answer>,
+    mut res_tx: oneshot::Sender<Resolution>,
+    timeout: std::time::Duration,
+) {
+    let mut kill: watch::Receiver<Option<String>> = live.kill.subscribe();
+    let answer = tokio::select! {
+        a = answer_rx => a.ok(),
+        _ = tokio::time::sleep(timeout) => {
+            core.approvals.expire(&id, ApprovalOutcome::TimedOut, "no decision in time");
+            Some(Answer { outcome: ApprovalOutcome::TimedOut, approver: String::new(), reason: format!("no decision within {}", humantime::format_duration(timeout)) })
+        }
+        _ = res_tx.closed() => {
+            core.approvals.expire(&id, ApprovalOutcome::Cancelled, "the client went away");
+            Some(Answer { outcome: ApprovalOutcome::Cancelled, approver: String::new(), reason: "the agent disconnected while the action was held".into() })
+        }
+        _ = kill.wait_for(|k| k.is_some()) => {
+            core.approvals.expire(&id, ApprovalOutcome::Cancelled, "session killed");
+            Some(Answer { outcome: ApprovalOutcome::Cancelled, approver: String::new(), reason: "the session was killed".into() })
+        }
+    };
+    let answer = answer.unwrap_or(Answer {
+        outcome: ApprovalOutcome::Cancelled,
+        approver: String::new(),
+        reason: "approval withdrawn".into(),
+    });
+    live.remove_hold(&id);
+    let event = Event::Approval(ApprovalRecord {
+        approval_id: id.clone(),
+        outcome: answer.outcome,
+        approver: answer.approver.clone(),
+        reason: answer.reason.clone(),
+    });
+    let recorded = match core.recorder.append(live.key, now_ns(), &event).await {
+        Ok(t) => t.wait().await,
+        Err(e) => Err(e),
+    };
+    core.bus.publish(LiveEvent::Approval {
+        session_id: live.id.clone(),
+        approval_id: id,
+        outcome: answer.outcome.as_str().into(),
+        approver: answer.approver.clone(),
+        reason: answer.reason.clone(),
+        ts_ns: now_ns(),
+    });
+    let resolution = match (recorded, answer.outcome) {
+        (Err(e), _) => Resolution::Deny {
+            rule: "recorder".into(),
+            reason: format!("the approval could not be recorded: {e}"),
+            cause: DenyCause::Killed,
+        },
+        (Ok(()), ApprovalOutcome::Approved) => Resolution::Allow,
+        (Ok(()), ApprovalOutcome::Denied) => Resolution::Deny {
+            rule: "approval".into(),
+            reason: format!("denied by {}: {}", answer.approver, answer.reason),
+            cause: DenyCause::Approver,
+        },
+        (Ok(()), ApprovalOutcome::TimedOut) => Resolution::Deny {
+            rule: "timeout".into(),
+            reason: answer.reason,
+            cause: DenyCause::Timeout,
+        },
+        (Ok(()), ApprovalOutcome::Cancelled) => Resolution::Deny {
+            rule: "cancelled".into(),
+            reason: answer.reason,
+            cause: DenyCause::Killed,
+        },
+    };
+    let _ = res_tx.send(resolution);
+}
+
+#[async_trait]
+impl Gate for SessionGate {
+    fn session_id(&self) -> &str {
+        &self.live.id
+    }
+
+    async fn record(&self, event: Event) -> Result<(), GateError> {
+        self.check_open()?;
+        self.append(&event).await?.wait().await.map_err(recorder_err)
+    }
+
+    async fn enqueue(&self, event: Event) -> Result<Durable, GateError> {
+        self.check_open()?;
+        let ticket = self.append(&event).await?;
+        Ok(Durable(Box::pin(async move { ticket.wait().await.map_err(recorder_err) })))
+    }
+
+    async fn decide(&self, action: Action) -> Result<Decision, GateError> {
+        self.check_open()?;
+        let policy = self.core.policy();
+        let ctx = Context {
+            agent: &self.live.agent,
+            target: &self.live.target,
+            login: &self.live.login,
+            privilege: self.live.privilege,
+            protocol: self.live.protocol,
+        };
+        let mut judgement = policy.judge(&ctx, &action);
+        if let Some(reason) = self.live.kill_reason() {
+            judgement.action = RuleAction::Deny;
+            judgement.rule = "killed".into();
+            judgement.reason = reason;
+        }
+        if let Action::Statement(s) = &action
+            && let Some(r) = &s.reasoning
+        {
+            self.live.add_reasoning(r);
+        }
+        let subject = action.subject();
+        let approval_id = if judgement.action == RuleAction::Hold {
+            new_approval_id()
+        } else {
+            String::new()
+        };
+        let verdict = VerdictRecord {
+            subject,
+            verdict: match judgement.action {
+                RuleAction::Deny => VerdictKind::Deny,
+                RuleAction::Hold => VerdictKind::Hold,
+                _ => VerdictKind::Allow,
+            },
+            rule: judgement.rule.clone(),
+            reason: judgement.reason.clone(),
+            approval_id: approval_id.clone(),
+        };
+        // Action, alerts and verdict go to the writer together; the writer acknowledges in
+        // order, so the verdict's ticket covers them all.
+        self.append(&action_event(&action)).await?;
+        for a in &judgement.alerts {
+            self.append(&Event::Alert(a.clone())).await?;
+        }
+        let ticket = self.append(&Event::Verdict(verdict.clone())).await?;
+        ticket.wait().await.map_err(recorder_err)?;
+        for a in &judgement.alerts {
+            self.core.bus.publish(LiveEvent::Alert {
+                session_id: self.live.id.clone(),
+                agent: self.live.agent.clone(),
+                rule: a.rule.clone(),
+                severity: a.severity.clone(),
+                message: a.message.clone(),
+                ts_ns: now_ns(),
+            });
+        }
+        self.publish_verdict(&verdict);
+        Ok(match judgement.action {
+            RuleAction::Deny => Decision::Deny {
+                rule: judgement.rule,
+                reason: judgement.reason,
+            },
+            RuleAction::Hold => {
+                let (kind, detail, class, tables) = describe(&action);
+                let now = now_ns();
+                let view = PendingView {
+                    id: approval_id.clone(),
+                    session_id: self.live.id.clone(),
+                    agent: self.live.agent.clone(),
+                    target: self.live.target.clone(),
+                    protocol: self.live.protocol.as_str().into(),
+                    privilege: self.live.privilege.as_str().into(),
+                    kind,
+                    detail,
+                    class,
+                    tables,
+                    rule: judgement.rule,
+                    reason: judgement.reason,
+                    reasoning: self.live.reasoning(),
+                    created_ns: now,
+                    expires_ns: now + self.core.approvals.timeout.as_nanos() as i64,
+                    min_approvals: judgement.min_approvals,
+                    approvals: vec![],
+                };
+                Decision::Held(self.start_hold(approval_id, view))
+            }
+            RuleAction::Allow | RuleAction::Alert => Decision::Allow,
+        })
+    }
+
+    fn kill_signal(&self) -> watch::Receiver<Option<String>> {
+        self.live.kill.subscribe()
+    }
+
+    async fn end(&self, outcome: Outcome, reason: &str) -> Result<(), GateError> {
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (outcome, reason) = match self.live.kill_reason() {
+            Some(k) => (Outcome::Killed, format!("killed: {k}")),
+            None => (outcome, reason.to_string()),
+        };
+        for id in self.live.take_holds() {
+            self.core
+                .approvals
+                .expire(&id, ApprovalOutcome::Cancelled, "session ended");
+        }
+        let revocation = std::mem::replace(&mut *self.revocation.lock().await, Revocation::None);
+        let revoke_event = match revocation {
+            Revocation::PostgresRole {
+                target,
+                user,
+                member_of,
+            } => Some(match self.core.pg_roles.revoke(&target, &user, &member_of).await {
+                Ok(detail) => Event::CredentialRevoked { name: user, detail },
+                Err(e) => Event::ProtocolError {
+                    party: proctor_gate::Party::Proctor,
+                    message: format!("could not drop role {user}: {e}; the reaper will retry"),
+                },
+            }),
+            Revocation::SshCertificate {
+                name,
+                valid_before_ns,
+            } => Some(Event::CredentialRevoked {
+                name,
+                detail: format!(
+                    "ephemeral key discarded; the certificate expires at {}",
+                    crate::clock::format_ns(valid_before_ns)
+                ),
+            }),
+            Revocation::None => None,
+        };
+        let mut result = Ok(());
+        if let Some(ev) = revoke_event
+            && let Err(e) = self.core.recorder.record(self.live.key, now_ns(), &ev).await
+        {
+            result = Err(recorder_err(e));
+        }
+        if let Err(e) = self
+            .core
+            .recorder
+            .seal(self.live.key, now_ns(), outcome, &reason)
+            .await
+        {
+            tracing::error!(session = %self.live.id, error = %e, "could not seal a session");
+            result = Err(recorder_err(e));
+        }
+        self.core.sessions.remove(&self.live.id);
+        self.core.bus.publish(LiveEvent::SessionEnd {
+            session_id: self.live.id.clone(),
+            agent: self.live.agent.clone(),
+            outcome: outcome.as_str().into(),
+            reason,
+            ts_ns: now_ns(),
+        });
+        tracing::info!(session = %self.live.id, outcome = outcome.as_str(), "session ended");
+        result
+    }
+}

@@ -1,0 +1,12 @@
+//! Live sessions: the core's side of `proctor_gate`. `CoreAuthority` admits sessions,
+//! `SessionGate` records and decides for one of them, `Registry` lists and kills them.
+
+pub mod authority;
+pub mod core;
+pub mod gate;
+pub mod registry;
+
+pub use self::authority::CoreAuthority;
+pub use self::core::Core;
+pub use self::gate::SessionGate;
+pub use self::registry::{LiveSession, Registry};
