@@ -28,7 +28,7 @@ struct ScrollCounter {
 }
 
 impl vt100::Callbacks for ScrollCounter {
-    fn on_scroll(&mut self, _contents: vt100::RowContents<'_>, alternate_screen: bool) {
+    fn on_scroll(&mut self, _contents: vt100::capture::RowContents<'_>, alternate_screen: bool) {
         if !alternate_screen {
             self.scrolled += 1;
         }

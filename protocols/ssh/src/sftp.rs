@@ -67,10 +67,6 @@ impl Framer {
         self.buf.extend_from_slice(data);
     }
 
-    pub(crate) fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
     /// The next whole packet, if one is buffered.
     pub(crate) fn next_packet(&mut self) -> Result<Option<Bytes>, SftpError> {
         if self.buf.len() < 4 {

@@ -6,10 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proctor_gate::{Credential, SshTarget};
-use russh::cert::PublicKeyOrCertificate;
 use russh::client;
 use russh::keys::ssh_key::certificate::CertType;
-use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
+use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey, PublicKeyOrCertificate};
 use tokio::sync::watch;
 
 use crate::algorithms;
@@ -261,7 +260,6 @@ pub(crate) struct TargetConn {
     /// `true` once the connection is gone.
     pub lost: watch::Receiver<bool>,
     socket: std::net::TcpStream,
-    pub addr: String,
 }
 
 impl TargetConn {
@@ -379,7 +377,6 @@ pub(crate) async fn connect(
         handle,
         lost: lost_rx,
         socket: killer,
-        addr,
     })
 }
 

@@ -1,0 +1,1283 @@
+//! One agent channel relayed to one target channel.
+//!
+//! Each channel is an actor task: it collects the channel's setup requests, has the
+//! activating request (`shell`, `exec`, `subsystem`) judged, opens the target channel, and
+//! then pumps agent input towards the target itself while a companion task pumps target
+//! output towards the agent. Approvals are awaited here, never in russh's callbacks, so a
+//! held command stalls only its own channel. Every await that depends on a peer also watches
+//! the session's stop signal and the other direction's end, so nothing hangs on a peer that
+//! went away.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use proctor_gate::{
+    Action, ChannelKind, Decision, Event, GateError, OutputStream, Resolution, TransferSummary,
+};
+use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig, client, server};
+use tokio::sync::watch;
+
+use crate::lines::{LineTracker, Step};
+use crate::record::{OutputLog, Tally};
+use crate::session::{Session, Stop};
+use crate::sftp::{self, Framer, SftpTracker};
+
+/// Exit status reported to the agent when proctor refuses a command.
+pub const DENIED_EXIT_STATUS: u32 = 126;
+
+/// How long a line read from the screen waits for the echo to settle.
+const ECHO_QUIET: Duration = Duration::from_millis(40);
+const ECHO_MAX_WAIT: Duration = Duration::from_millis(500);
+
+pub(crate) struct ChanCtx {
+    pub sess: Arc<Session>,
+    pub agent: server::Handle,
+    pub id: ChannelId,
+}
+
+impl ChanCtx {
+    fn num(&self) -> u32 {
+        self.id.number()
+    }
+}
+
+/// How the channel's data is interpreted.
+enum Mode {
+    Raw,
+    Shell(Arc<Mutex<LineTracker>>),
+    Sftp(Arc<Mutex<SftpTracker>>),
+}
+
+impl Mode {
+    fn share(&self) -> Mode {
+        match self {
+            Mode::Raw => Mode::Raw,
+            Mode::Shell(t) => Mode::Shell(t.clone()),
+            Mode::Sftp(t) => Mode::Sftp(t.clone()),
+        }
+    }
+}
+
+/// Why the target-to-agent pump stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DownEnd {
+    /// The target closed its channel; the agent's was closed in turn.
+    TargetClosed,
+    /// The target connection vanished under the channel.
+    TargetGone,
+    /// Told to stop by the other direction.
+    Cancelled,
+    /// Recording failed: nothing more may be forwarded.
+    RecordFailed,
+}
+
+/// Something that ends a wait early.
+#[derive(Debug, Clone)]
+enum Interrupt {
+    Stop(Stop),
+    Down(DownEnd),
+    /// The agent closed the channel (or its connection).
+    AgentGone,
+}
+
+/// A verdict as the channel acts on it.
+enum Judged {
+    Allow,
+    Deny(String),
+    Gone(Interrupt),
+}
+
+fn sig_name(sig: &Sig) -> String {
+    match sig {
+        Sig::ABRT => "ABRT".into(),
+        Sig::ALRM => "ALRM".into(),
+        Sig::FPE => "FPE".into(),
+        Sig::HUP => "HUP".into(),
+        Sig::ILL => "ILL".into(),
+        Sig::INT => "INT".into(),
+        Sig::KILL => "KILL".into(),
+        Sig::PIPE => "PIPE".into(),
+        Sig::QUIT => "QUIT".into(),
+        Sig::SEGV => "SEGV".into(),
+        Sig::TERM => "TERM".into(),
+        Sig::USR1 => "USR1".into(),
+        Sig::Custom(s) => s.clone(),
+    }
+}
+
+/// Agent input: the channel's read half plus messages read ahead while something was held.
+struct AgentIn {
+    rx: ChannelReadHalf,
+    backlog: VecDeque<ChannelMsg>,
+    backlog_bytes: usize,
+    gone: bool,
+}
+
+fn msg_size(m: &ChannelMsg) -> usize {
+    match m {
+        ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
+        _ => 64,
+    }
+}
+
+impl AgentIn {
+    fn new(rx: ChannelReadHalf) -> Self {
+        AgentIn {
+            rx,
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            gone: false,
+        }
+    }
+
+    async fn next(&mut self) -> Option<ChannelMsg> {
+        if let Some(m) = self.backlog.pop_front() {
+            self.backlog_bytes -= msg_size(&m);
+            return Some(m);
+        }
+        if self.gone {
+            return None;
+        }
+        let m = self.rx.wait().await;
+        if m.is_none() {
+            self.gone = true;
+        }
+        m
+    }
+
+    /// The next message if one is already there.
+    fn try_next(&mut self) -> Option<ChannelMsg> {
+        if let Some(m) = self.backlog.pop_front() {
+            self.backlog_bytes -= msg_size(&m);
+            return Some(m);
+        }
+        if self.gone {
+            return None;
+        }
+        match self.rx.wait().now_or_never() {
+            Some(Some(m)) => Some(m),
+            Some(None) => {
+                self.gone = true;
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn unread(&mut self, m: ChannelMsg) {
+        self.backlog_bytes += msg_size(&m);
+        self.backlog.push_front(m);
+    }
+
+    /// Reads one message into the backlog (used while waiting on something else). Pending
+    /// forever once `limit` bytes are buffered, so a flood only stalls this connection's reads.
+    async fn read_ahead(&mut self, limit: usize) -> bool {
+        if self.gone || self.backlog_bytes >= limit {
+            return std::future::pending().await;
+        }
+        match self.rx.wait().await {
+            Some(m) => {
+                let closing = matches!(m, ChannelMsg::Close);
+                self.backlog_bytes += msg_size(&m);
+                self.backlog.push_back(m);
+                !closing
+            }
+            None => {
+                self.gone = true;
+                false
+            }
+        }
+    }
+}
+
+/// Watches that end waits: the session's stop signal and the downstream pump's end.
+struct Watches {
+    stop: watch::Receiver<Option<Stop>>,
+    down: watch::Receiver<Option<DownEnd>>,
+}
+
+impl Watches {
+    async fn interrupted(&mut self) -> Interrupt {
+        let stop = &mut self.stop;
+        let down = &mut self.down;
+        let stopped = async {
+            let s = stop.wait_for(|s| s.is_some()).await.map(|s| s.clone());
+            Interrupt::Stop(s.ok().flatten().unwrap_or(Stop::Shutdown))
+        };
+        let down_ended = async {
+            let d = down.wait_for(|d| d.is_some()).await.map(|d| *d);
+            match d {
+                Ok(d) => Interrupt::Down(d.unwrap_or(DownEnd::TargetGone)),
+                // The pump always reports before it goes; no report means no end yet.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            i = stopped => i,
+            i = down_ended => i,
+        }
+    }
+}
+
+/// What the client asked for before the channel was activated.
+#[derive(Default)]
+struct Setup {
+    pty: Option<PtyReq>,
+    env: Vec<(String, String)>,
+}
+
+struct PtyReq {
+    term: String,
+    cols: u32,
+    rows: u32,
+    px_w: u32,
+    px_h: u32,
+    modes: Vec<(Pty, u32)>,
+}
+
+enum Activation {
+    Shell,
+    Exec(Vec<u8>),
+    Subsystem(String),
+}
+
+const MAX_ENV: usize = 64;
+
+/// The relay of one session channel, from its opening to its close.
+pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Msg>) {
+    let gate = ctx.sess.gate.clone();
+    let num = ctx.num();
+    let (rx, atx) = channel.split();
+    let mut input = AgentIn::new(rx);
+    let (_down_tx, down_rx) = watch::channel(None);
+    let mut w = Watches {
+        stop: ctx.sess.stop.clone(),
+        down: down_rx,
+    };
+    if gate
+        .record(Event::ChannelOpen {
+            channel: num,
+            kind: ChannelKind::Session,
+            detail: String::new(),
+        })
+        .await
+        .is_err()
+    {
+        close_agent(&ctx).await;
+        return;
+    }
+
+    // Setup requests, up to the one that starts something.
+    let mut setup = Setup::default();
+    let mut early: Vec<ChannelMsg> = Vec::new();
+    let mut early_bytes = 0usize;
+    let activation = loop {
+        let msg = tokio::select! {
+            m = input.next() => m,
+            i = w.interrupted() => {
+                end_on_interrupt(&ctx, &i, Style::Plain).await;
+                return;
+            }
+        };
+        let Some(msg) = msg else {
+            return;
+        };
+        match msg {
+            ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                terminal_modes,
+                ..
+            } => {
+                let allowed = ctx.sess.target.allow_pty;
+                let _ = gate
+                    .record(Event::ChannelRequest {
+                        channel: num,
+                        request: "pty-req".into(),
+                        detail: format!("term={term} cols={col_width} rows={row_height}"),
+                        accepted: allowed,
+                    })
+                    .await;
+                let _ = gate
+                    .record(Event::Resize {
+                        channel: num,
+                        cols: col_width,
+                        rows: row_height,
+                    })
+                    .await;
+                if allowed {
+                    setup.pty = Some(PtyReq {
+                        term,
+                        cols: col_width,
+                        rows: row_height,
+                        px_w: pix_width,
+                        px_h: pix_height,
+                        modes: terminal_modes,
+                    });
+                }
+            }
+            ChannelMsg::SetEnv {
+                variable_name,
+                variable_value,
+                ..
+            } => {
+                record_env(&ctx, &variable_name, &variable_value).await;
+                if setup.env.len() < MAX_ENV {
+                    setup.env.push((variable_name, variable_value));
+                }
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            } => {
+                let _ = gate
+                    .record(Event::Resize {
+                        channel: num,
+                        cols: col_width,
+                        rows: row_height,
+                    })
+                    .await;
+                if let Some(p) = setup.pty.as_mut() {
+                    p.cols = col_width;
+                    p.rows = row_height;
+                    p.px_w = pix_width;
+                    p.px_h = pix_height;
+                }
+            }
+            ChannelMsg::RequestShell { .. } => break Activation::Shell,
+            ChannelMsg::Exec { command, .. } => break Activation::Exec(command),
+            ChannelMsg::RequestSubsystem { name, .. } => break Activation::Subsystem(name),
+            ChannelMsg::RequestX11 { .. } => {
+                record_refused_request(&ctx, "x11-req").await;
+            }
+            ChannelMsg::AgentForward { .. } => {
+                record_refused_request(&ctx, "auth-agent-req@openssh.com").await;
+            }
+            ChannelMsg::Data { .. } | ChannelMsg::Eof => {
+                // Input sent before the command starts is kept for it, within bounds.
+                early_bytes += msg_size(&msg);
+                early.push(msg);
+                if early_bytes > ctx.sess.limits.held_input_bytes {
+                    let _ = gate
+                        .record(Event::ProtocolError {
+                            party: proctor_gate::Party::Agent,
+                            message: "too much input before the channel's command".into(),
+                        })
+                        .await;
+                    close_agent(&ctx).await;
+                    return;
+                }
+            }
+            ChannelMsg::Close => return,
+            _ => {}
+        }
+    };
+    // Input that came with the setup goes first, before anything read while judging.
+    for m in early.into_iter().rev() {
+        input.unread(m);
+    }
+
+    let (kind, action, label) = match &activation {
+        Activation::Shell => (
+            ChannelKind::Shell,
+            Action::Channel {
+                channel: num,
+                kind: ChannelKind::Shell,
+                detail: String::new(),
+            },
+            "shell".to_string(),
+        ),
+        Activation::Exec(cmd) => {
+            let command = String::from_utf8_lossy(cmd).into_owned();
+            (
+                ChannelKind::Exec,
+                Action::Exec {
+                    channel: num,
+                    command: command.clone(),
+                },
+                format!("command `{}`", shorten(&command)),
+            )
+        }
+        Activation::Subsystem(name) => {
+            let kind = if name == "sftp" {
+                ChannelKind::Sftp
+            } else {
+                ChannelKind::Subsystem
+            };
+            (
+                kind,
+                Action::Channel {
+                    channel: num,
+                    kind,
+                    detail: name.clone(),
+                },
+                format!("subsystem {name}"),
+            )
+        }
+    };
+    let pty = setup.pty.is_some();
+    let style = if pty { Style::Terminal } else { Style::Plain };
+    match judge(&ctx, action, &label, style, &mut input, &mut w).await {
+        Judged::Allow => {}
+        Judged::Deny(msg) => {
+            refuse_channel(&ctx, &msg, style).await;
+            return;
+        }
+        Judged::Gone(i) => {
+            end_on_interrupt(&ctx, &i, style).await;
+            return;
+        }
+    }
+
+    // Open the target side only now that the request is allowed.
+    let target = match open_target_session(&ctx, &setup, &activation).await {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = format!("proctor: the target refused the channel: {e}");
+            let _ = gate
+                .record(Event::ProtocolError {
+                    party: proctor_gate::Party::Target,
+                    message: msg.clone(),
+                })
+                .await;
+            let _ = ctx.agent.channel_failure(ctx.id).await;
+            notice(&ctx, &msg, style).await;
+            close_agent(&ctx).await;
+            return;
+        }
+    };
+    let mode = match (&activation, kind) {
+        (_, ChannelKind::Sftp) => Mode::Sftp(Arc::new(Mutex::new(SftpTracker::new(num)))),
+        (Activation::Shell, _) => Mode::Shell(Arc::new(Mutex::new(LineTracker::new(
+            setup.pty.as_ref().map(|p| (p.cols, p.rows)),
+        )))),
+        _ => Mode::Raw,
+    };
+    relay(ctx, input, atx, target, mode, style, true).await;
+}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 200;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(MAX).collect();
+        format!("{t}...")
+    }
+}
+
+async fn open_target_session(
+    ctx: &ChanCtx,
+    setup: &Setup,
+    activation: &Activation,
+) -> Result<russh::Channel<client::Msg>, russh::Error> {
+    let ch = ctx.sess.conn.handle.channel_open_session().await?;
+    if let Some(p) = &setup.pty {
+        ch.request_pty(false, &p.term, p.cols, p.rows, p.px_w, p.px_h, &p.modes)
+            .await?;
+    }
+    for (k, v) in &setup.env {
+        ch.set_env(false, k.clone(), v.clone()).await?;
+    }
+    match activation {
+        Activation::Shell => ch.request_shell(true).await?,
+        Activation::Exec(cmd) => ch.exec(true, cmd.clone()).await?,
+        Activation::Subsystem(name) => ch.request_subsystem(true, name.clone()).await?,
+    }
+    Ok(ch)
+}
+
+async fn record_env(ctx: &ChanCtx, name: &str, value: &str) {
+    let gate = &ctx.sess.gate;
+    let _ = gate
+        .record(Event::ChannelRequest {
+            channel: ctx.num(),
+            request: "env".into(),
+            detail: format!("{name}={value}"),
+            accepted: true,
+        })
+        .await;
+    if name == "PROCTOR_REASON" {
+        let _ = gate
+            .record(Event::Annotation {
+                source: "agent".into(),
+                text: value.to_string(),
+            })
+            .await;
+    }
+}
+
+async fn record_refused_request(ctx: &ChanCtx, request: &str) {
+    let _ = ctx
+        .sess
+        .gate
+        .record(Event::ChannelRequest {
+            channel: ctx.num(),
+            request: request.into(),
+            detail: "refused: forwarding to the agent is not supported".into(),
+            accepted: false,
+        })
+        .await;
+}
+
+/// How notices are written into the agent's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// A terminal in raw mode: lines need CR LF and a fresh line first.
+    Terminal,
+    Plain,
+    /// Not a session channel (port forward): nowhere to show text.
+    Silent,
+}
+
+pub(crate) async fn notice(ctx: &ChanCtx, text: &str, style: Style) {
+    let text = match style {
+        Style::Terminal => format!("\r\n{}\r\n", text.replace('\n', "\r\n")),
+        Style::Plain => format!("{text}\n"),
+        Style::Silent => return,
+    };
+    let _ = ctx
+        .agent
+        .extended_data(ctx.id, 1, Bytes::from(text.into_bytes()))
+        .await;
+}
+
+pub(crate) async fn close_agent(ctx: &ChanCtx) {
+    let _ = ctx.agent.eof(ctx.id).await;
+    let _ = ctx.agent.close(ctx.id).await;
+}
+
+/// A refused command: the request "succeeds" so the client shows the message and the exit
+/// status instead of a generic failure.
+async fn refuse_channel(ctx: &ChanCtx, msg: &str, style: Style) {
+    let _ = ctx.agent.channel_success(ctx.id).await;
+    notice(ctx, msg, style).await;
+    let _ = ctx
+        .sess
+        .gate
+        .record(Event::ExitStatus {
+            channel: ctx.num(),
+            status: DENIED_EXIT_STATUS,
+        })
+        .await;
+    let _ = ctx
+        .agent
+        .exit_status_request(ctx.id, DENIED_EXIT_STATUS)
+        .await;
+    close_agent(ctx).await;
+}
+
+async fn end_on_interrupt(ctx: &ChanCtx, i: &Interrupt, style: Style) {
+    match i {
+        Interrupt::Stop(s) => {
+            notice(ctx, &s.notice(), style).await;
+            close_agent(ctx).await;
+        }
+        Interrupt::Down(DownEnd::TargetGone) => {
+            notice(ctx, &Stop::TargetLost.notice(), style).await;
+            close_agent(ctx).await;
+        }
+        Interrupt::Down(DownEnd::RecordFailed) => {
+            notice(ctx, "proctor: recording failed; the channel is closed", style).await;
+            close_agent(ctx).await;
+        }
+        Interrupt::Down(_) | Interrupt::AgentGone => {}
+    }
+}
+
+/// Asks the gate, and waits out a hold while still reading (and buffering) agent input.
+async fn judge(
+    ctx: &ChanCtx,
+    action: Action,
+    label: &str,
+    style: Style,
+    input: &mut AgentIn,
+    w: &mut Watches,
+) -> Judged {
+    let decision = tokio::select! {
+        d = ctx.sess.gate.decide(action) => d,
+        i = w.interrupted() => return Judged::Gone(i),
+    };
+    match decision {
+        Err(e) => Judged::Deny(format!("proctor: {label} refused: {e}")),
+        Ok(Decision::Allow) => Judged::Allow,
+        Ok(Decision::Deny { rule, reason }) => Judged::Deny(format!(
+            "proctor: {label} denied by policy (rule {rule}): {reason}"
+        )),
+        Ok(Decision::Held(hold)) => {
+            notice(
+                ctx,
+                &format!(
+                    "proctor: {label} is held for approval {} (rule {}: {}); waiting for a decision...",
+                    hold.approval_id, hold.rule, hold.reason
+                ),
+                style,
+            )
+            .await;
+            let mut outcome = hold.outcome;
+            let limit = ctx.sess.limits.held_input_bytes;
+            loop {
+                tokio::select! {
+                    r = &mut outcome => {
+                        return match r {
+                            Resolution::Allow => {
+                                notice(ctx, &format!("proctor: {label} approved"), style).await;
+                                Judged::Allow
+                            }
+                            Resolution::Deny { rule, reason, .. } => Judged::Deny(format!(
+                                "proctor: {label} denied (rule {rule}): {reason}"
+                            )),
+                        };
+                    }
+                    i = w.interrupted() => return Judged::Gone(i),
+                    more = input.read_ahead(limit) => {
+                        // Dropping the outcome future cancels the approval.
+                        if !more {
+                            return Judged::Gone(Interrupt::AgentGone);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Relays an activated channel until either side ends it, then records its summary.
+async fn relay(
+    ctx: ChanCtx,
+    mut input: AgentIn,
+    atx: ChannelWriteHalf<server::Msg>,
+    target: russh::Channel<client::Msg>,
+    mode: Mode,
+    style: Style,
+    forward_first_reply: bool,
+) {
+    let ctx = Arc::new(ctx);
+    let (trx, ttx) = target.split();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (down_tx, down_rx) = watch::channel(None);
+    let down = tokio::spawn(downstream(
+        ctx.clone(),
+        trx,
+        atx,
+        mode.share(),
+        cancel_rx,
+        down_tx,
+        forward_first_reply,
+    ));
+    let mut up = Upstream {
+        ctx: ctx.clone(),
+        ttx,
+        w: Watches {
+            stop: ctx.sess.stop.clone(),
+            down: down_rx,
+        },
+        mode,
+        style,
+        tally: Tally::default(),
+        framer: Framer::default(),
+        eof_sent: false,
+    };
+    let ended = up.run(&mut input).await;
+    let _ = cancel_tx.send(true);
+    match &ended {
+        Interrupt::AgentGone => {
+            let _ = up.ttx.close().await;
+        }
+        Interrupt::Stop(_) | Interrupt::Down(DownEnd::TargetGone | DownEnd::RecordFailed) => {
+            end_on_interrupt(&ctx, &ended, style).await;
+            let _ = up.ttx.close().await;
+        }
+        Interrupt::Down(_) => {}
+    }
+    let (bytes_out, digest_out) = match down.await {
+        Ok(t) => t.finish(),
+        Err(_) => Tally::default().finish(),
+    };
+    let gate = &ctx.sess.gate;
+    if let Mode::Sftp(t) = &up.mode {
+        let rest = t.lock().map(|mut t| t.finish()).unwrap_or_default();
+        for op in rest {
+            let _ = gate.record(Event::Sftp(op)).await;
+        }
+    }
+    let (bytes_in, digest_in) = std::mem::take(&mut up.tally).finish();
+    let _ = gate
+        .record(Event::ChannelClose {
+            channel: ctx.num(),
+            summary: TransferSummary {
+                bytes_in,
+                bytes_out,
+                digest_in,
+                digest_out,
+            },
+        })
+        .await;
+}
+
+struct Upstream {
+    ctx: Arc<ChanCtx>,
+    ttx: ChannelWriteHalf<client::Msg>,
+    w: Watches,
+    mode: Mode,
+    style: Style,
+    tally: Tally,
+    framer: Framer,
+    eof_sent: bool,
+}
+
+type Flow<T> = Result<T, Interrupt>;
+
+impl Upstream {
+    async fn run(&mut self, input: &mut AgentIn) -> Interrupt {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                i = self.w.interrupted() => return i,
+                m = input.next() => m,
+            };
+            let Some(msg) = msg else {
+                return Interrupt::AgentGone;
+            };
+            let r = match msg {
+                ChannelMsg::Data { data } => {
+                    let batch = self.collect(data, input);
+                    self.input(batch, input).await
+                }
+                ChannelMsg::Eof => {
+                    if !self.eof_sent {
+                        self.eof_sent = true;
+                        let _ = self.ttx.eof().await;
+                    }
+                    Ok(())
+                }
+                ChannelMsg::Close => return Interrupt::AgentGone,
+                ChannelMsg::WindowChange {
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                } => {
+                    let _ = self
+                        .ctx
+                        .sess
+                        .gate
+                        .record(Event::Resize {
+                            channel: self.ctx.num(),
+                            cols: col_width,
+                            rows: row_height,
+                        })
+                        .await;
+                    if let Mode::Shell(t) = &self.mode
+                        && let Ok(mut t) = t.lock()
+                    {
+                        t.resize(col_width, row_height);
+                    }
+                    let _ = self
+                        .ttx
+                        .window_change(col_width, row_height, pix_width, pix_height)
+                        .await;
+                    Ok(())
+                }
+                ChannelMsg::Signal { signal } => {
+                    let _ = self
+                        .ctx
+                        .sess
+                        .gate
+                        .record(Event::ChannelRequest {
+                            channel: self.ctx.num(),
+                            request: "signal".into(),
+                            detail: sig_name(&signal),
+                            accepted: true,
+                        })
+                        .await;
+                    let _ = self.ttx.signal(signal).await;
+                    Ok(())
+                }
+                ChannelMsg::SetEnv {
+                    variable_name,
+                    variable_value,
+                    ..
+                } => {
+                    // Too late for the target's environment, still part of the record.
+                    record_env(&self.ctx, &variable_name, &variable_value).await;
+                    Ok(())
+                }
+                ChannelMsg::RequestX11 { .. } => {
+                    record_refused_request(&self.ctx, "x11-req").await;
+                    Ok(())
+                }
+                ChannelMsg::AgentForward { .. } => {
+                    record_refused_request(&self.ctx, "auth-agent-req@openssh.com").await;
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if let Err(i) = r {
+                return i;
+            }
+        }
+    }
+
+    /// Drains the input already waiting so it is recorded with one durable write.
+    fn collect(&mut self, first: Bytes, input: &mut AgentIn) -> Bytes {
+        let max = self.ctx.sess.limits.input_batch_bytes;
+        let mut batch: Option<BytesMut> = None;
+        let mut len = first.len();
+        while len < max {
+            match input.try_next() {
+                Some(ChannelMsg::Data { data }) => {
+                    len += data.len();
+                    batch
+                        .get_or_insert_with(|| {
+                            let mut b = BytesMut::with_capacity(max.min(len * 2));
+                            b.extend_from_slice(&first);
+                            b
+                        })
+                        .extend_from_slice(&data);
+                }
+                Some(other) => {
+                    input.unread(other);
+                    break;
+                }
+                None => break,
+            }
+        }
+        match batch {
+            Some(b) => b.freeze(),
+            None => first,
+        }
+    }
+
+    async fn input(&mut self, data: Bytes, input: &mut AgentIn) -> Flow<()> {
+        if self.eof_sent {
+            return Ok(());
+        }
+        let gate = self.ctx.sess.gate.clone();
+        let recorded = tokio::select! {
+            r = gate.record(Event::Input { channel: self.ctx.num(), data: data.clone() }) => r,
+            i = self.w.interrupted() => return Err(i),
+        };
+        if recorded.is_err() {
+            return Err(Interrupt::Down(DownEnd::RecordFailed));
+        }
+        self.tally.add(&data);
+        match &self.mode {
+            Mode::Raw => self.forward(data).await,
+            Mode::Shell(t) => {
+                let t = t.clone();
+                self.shell_input(&t, data, input).await
+            }
+            Mode::Sftp(t) => {
+                let t = t.clone();
+                self.sftp_input(&t, data, input).await
+            }
+        }
+    }
+
+    async fn forward(&mut self, data: Bytes) -> Flow<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            r = self.ttx.data_bytes(data) => r.map_err(|_| Interrupt::Down(DownEnd::TargetGone)),
+            i = self.w.interrupted() => Err(i),
+        }
+    }
+
+    async fn shell_input(
+        &mut self,
+        tracker: &Arc<Mutex<LineTracker>>,
+        data: Bytes,
+        input: &mut AgentIn,
+    ) -> Flow<()> {
+        let mut start = 0;
+        for i in 0..data.len() {
+            let step = match tracker.lock() {
+                Ok(mut t) => t.input_byte(data[i]),
+                Err(_) => Step::Continue,
+            };
+            if step != Step::Submit {
+                continue;
+            }
+            self.forward(data.slice(start..i)).await?;
+            start = i + 1;
+            let needs_screen = tracker.lock().map(|t| t.needs_screen()).unwrap_or(false);
+            if needs_screen {
+                self.settle(tracker).await?;
+            }
+            let line = tracker.lock().map(|t| t.line()).unwrap_or_default();
+            let verdict = if line.trim().is_empty() {
+                Judged::Allow
+            } else {
+                let action = Action::CommandLine {
+                    channel: self.ctx.num(),
+                    line: line.clone(),
+                };
+                let label = format!("line `{}`", shorten(&line));
+                judge(&self.ctx, action, &label, self.style, input, &mut self.w).await
+            };
+            if let Ok(mut t) = tracker.lock() {
+                t.finish_line(&line);
+            }
+            match verdict {
+                Judged::Allow => self.forward(data.slice(i..i + 1)).await?,
+                Judged::Deny(msg) => {
+                    // Clear what was typed on the target instead of submitting it.
+                    self.forward(Bytes::from_static(b"\x15")).await?;
+                    notice(&self.ctx, &msg, self.style).await;
+                }
+                Judged::Gone(i) => return Err(i),
+            }
+        }
+        self.forward(data.slice(start..)).await
+    }
+
+    /// Waits until the target's echo has stopped changing the screen.
+    async fn settle(&mut self, tracker: &Arc<Mutex<LineTracker>>) -> Flow<()> {
+        let began = Instant::now();
+        loop {
+            let last = tracker
+                .lock()
+                .map(|t| t.last_output())
+                .unwrap_or_else(|_| Instant::now());
+            let now = Instant::now();
+            let quiet_since = last.max(began);
+            if now.duration_since(quiet_since) >= ECHO_QUIET
+                || now.duration_since(began) >= ECHO_MAX_WAIT
+            {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                i = self.w.interrupted() => return Err(i),
+            }
+        }
+    }
+
+    async fn sftp_input(
+        &mut self,
+        tracker: &Arc<Mutex<SftpTracker>>,
+        data: Bytes,
+        input: &mut AgentIn,
+    ) -> Flow<()> {
+        self.framer.push(&data);
+        let mut out = BytesMut::new();
+        loop {
+            let packet = match self.framer.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => return Err(self.sftp_violation(e.to_string()).await),
+            };
+            let req = match sftp::parse_request(&packet) {
+                Ok(r) => r,
+                Err(e) => return Err(self.sftp_violation(e.to_string()).await),
+            };
+            let changes = tracker
+                .lock()
+                .map(|t| t.changes(&req))
+                .unwrap_or_default();
+            if changes.is_empty() {
+                if let Ok(mut t) = tracker.lock() {
+                    t.forwarded(req);
+                }
+                out.extend_from_slice(&packet);
+                continue;
+            }
+            // Keep request order: what was allowed so far goes first.
+            if !out.is_empty() {
+                self.forward(out.split().freeze()).await?;
+            }
+            let mut denied = None;
+            for c in changes {
+                let label = format!("sftp {} {}", c.op, c.path);
+                let action = Action::SftpChange {
+                    channel: self.ctx.num(),
+                    op: c.op,
+                    path: c.path,
+                };
+                match judge(&self.ctx, action, &label, Style::Plain, input, &mut self.w).await {
+                    Judged::Allow => {}
+                    Judged::Deny(msg) => {
+                        denied = Some(msg);
+                        break;
+                    }
+                    Judged::Gone(i) => return Err(i),
+                }
+            }
+            match denied {
+                None => {
+                    if let Ok(mut t) = tracker.lock() {
+                        t.forwarded(req);
+                    }
+                    self.forward(packet).await?;
+                }
+                Some(msg) => {
+                    let rec = tracker.lock().ok().and_then(|t| t.denied(&req, &msg));
+                    if let Some(rec) = rec {
+                        let _ = self.ctx.sess.gate.record(Event::Sftp(rec)).await;
+                    }
+                    if let Some(id) = req.id {
+                        let reply = sftp::status_packet(id, sftp::FX_PERMISSION_DENIED, &msg);
+                        let _ = self.ctx.agent.data(self.ctx.id, reply).await;
+                    }
+                }
+            }
+        }
+        if !out.is_empty() {
+            self.forward(out.freeze()).await?;
+        }
+        Ok(())
+    }
+
+    async fn sftp_violation(&mut self, what: String) -> Interrupt {
+        let message = format!("undecodable SFTP request: {what}");
+        let _ = self
+            .ctx
+            .sess
+            .gate
+            .record(Event::ProtocolError {
+                party: proctor_gate::Party::Agent,
+                message: message.clone(),
+            })
+            .await;
+        notice(
+            &self.ctx,
+            &format!("proctor: {message}; the channel is closed"),
+            Style::Plain,
+        )
+        .await;
+        close_agent(&self.ctx).await;
+        let _ = self.ttx.close().await;
+        let _ = self.framer.take_rest();
+        Interrupt::AgentGone
+    }
+}
+
+/// Target to agent: records output (without waiting for each event to be durable), feeds
+/// the line tracker or SFTP decoder, forwards within the agent's window.
+async fn downstream(
+    ctx: Arc<ChanCtx>,
+    mut trx: ChannelReadHalf,
+    atx: ChannelWriteHalf<server::Msg>,
+    mode: Mode,
+    mut cancel: watch::Receiver<bool>,
+    down: watch::Sender<Option<DownEnd>>,
+    mut forward_first_reply: bool,
+) -> Tally {
+    let gate = ctx.sess.gate.clone();
+    let limits = ctx.sess.limits.clone();
+    let mut log = OutputLog::new(gate.clone(), limits.output_tickets, limits.output_ticket_bytes);
+    let mut tally = Tally::default();
+    let num = ctx.num();
+    let mut peeked: Option<ChannelMsg> = None;
+    let end = loop {
+        let msg = match peeked.take() {
+            Some(m) => Some(m),
+            None => tokio::select! {
+                m = trx.wait() => m,
+                _ = cancel.wait_for(|c| *c) => break DownEnd::Cancelled,
+            },
+        };
+        let Some(msg) = msg else {
+            break DownEnd::TargetGone;
+        };
+        let r: Result<(), DownEnd> = match msg {
+            ChannelMsg::Data { data } => {
+                let (data, next) = gather(&mut trx, data, None, limits.output_batch_bytes);
+                peeked = next;
+                output(&ctx, &atx, &mut log, &mut tally, &mode, &mut cancel, OutputStream::Stdout, data).await
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                let (data, next) = gather(&mut trx, data, Some(ext), limits.output_batch_bytes);
+                peeked = next;
+                let stream = OutputStream::Stderr;
+                output_ext(&ctx, &atx, &mut log, &mut tally, &mut cancel, stream, ext, data).await
+            }
+            ChannelMsg::ExitStatus { exit_status } => {
+                let _ = log
+                    .push(Event::ExitStatus {
+                        channel: num,
+                        status: exit_status,
+                    })
+                    .await;
+                let _ = ctx.agent.exit_status_request(ctx.id, exit_status).await;
+                Ok(())
+            }
+            ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            } => {
+                let _ = log
+                    .push(Event::ExitSignal {
+                        channel: num,
+                        signal: sig_name(&signal_name),
+                        message: error_message.clone(),
+                    })
+                    .await;
+                let _ = ctx
+                    .agent
+                    .exit_signal_request(ctx.id, signal_name, core_dumped, error_message, lang_tag)
+                    .await;
+                Ok(())
+            }
+            ChannelMsg::Eof => {
+                let _ = ctx.agent.eof(ctx.id).await;
+                Ok(())
+            }
+            ChannelMsg::Close => Err(DownEnd::TargetClosed),
+            ChannelMsg::Success => {
+                if forward_first_reply {
+                    forward_first_reply = false;
+                    let _ = ctx.agent.channel_success(ctx.id).await;
+                }
+                Ok(())
+            }
+            ChannelMsg::Failure => {
+                if forward_first_reply {
+                    forward_first_reply = false;
+                    let _ = ctx.agent.channel_failure(ctx.id).await;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            break e;
+        }
+    };
+    if log.flush().await.is_err() && end != DownEnd::Cancelled {
+        let _ = down.send(Some(DownEnd::RecordFailed));
+        return tally;
+    }
+    if end == DownEnd::TargetClosed {
+        close_agent(&ctx).await;
+    }
+    let _ = down.send(Some(end));
+    tally
+}
+
+/// Joins output messages already waiting on the same stream into one event.
+fn gather(
+    trx: &mut ChannelReadHalf,
+    first: Bytes,
+    ext: Option<u32>,
+    max: usize,
+) -> (Bytes, Option<ChannelMsg>) {
+    let mut batch: Option<BytesMut> = None;
+    let mut len = first.len();
+    while len < max {
+        let Some(Some(m)) = trx.wait().now_or_never() else {
+            break;
+        };
+        let data = match (&m, ext) {
+            (ChannelMsg::Data { data }, None) => data.clone(),
+            (ChannelMsg::ExtendedData { data, ext: e }, Some(x)) if *e == x => data.clone(),
+            _ => {
+                let b = batch.map(|b| b.freeze()).unwrap_or(first);
+                return (b, Some(m));
+            }
+        };
+        len += data.len();
+        batch
+            .get_or_insert_with(|| {
+                let mut b = BytesMut::with_capacity(max.min(len * 2));
+                b.extend_from_slice(&first);
+                b
+            })
+            .extend_from_slice(&data);
+    }
+    (batch.map(|b| b.freeze()).unwrap_or(first), None)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn output(
+    ctx: &ChanCtx,
+    atx: &ChannelWriteHalf<server::Msg>,
+    log: &mut OutputLog,
+    tally: &mut Tally,
+    mode: &Mode,
+    cancel: &mut watch::Receiver<bool>,
+    stream: OutputStream,
+    data: Bytes,
+) -> Result<(), DownEnd> {
+    record_output(ctx, log, tally, stream, &data).await?;
+    match mode {
+        Mode::Shell(t) => {
+            if let Ok(mut t) = t.lock() {
+                t.feed_output(&data);
+            }
+        }
+        Mode::Sftp(t) => {
+            let done = t.lock().map(|mut t| t.replies(&data)).unwrap_or_default();
+            for op in done {
+                log.push(Event::Sftp(op))
+                    .await
+                    .map_err(|_| DownEnd::RecordFailed)?;
+            }
+        }
+        Mode::Raw => {}
+    }
+    tokio::select! {
+        r = atx.data_bytes(data) => r.map_err(|_| DownEnd::Cancelled),
+        _ = cancel.wait_for(|c| *c) => Err(DownEnd::Cancelled),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn output_ext(
+    ctx: &ChanCtx,
+    atx: &ChannelWriteHalf<server::Msg>,
+    log: &mut OutputLog,
+    tally: &mut Tally,
+    cancel: &mut watch::Receiver<bool>,
+    stream: OutputStream,
+    ext: u32,
+    data: Bytes,
+) -> Result<(), DownEnd> {
+    record_output(ctx, log, tally, stream, &data).await?;
+    tokio::select! {
+        r = atx.extended_data_bytes(ext, data) => r.map_err(|_| DownEnd::Cancelled),
+        _ = cancel.wait_for(|c| *c) => Err(DownEnd::Cancelled),
+    }
+}
+
+async fn record_output(
+    ctx: &ChanCtx,
+    log: &mut OutputLog,
+    tally: &mut Tally,
+    stream: OutputStream,
+    data: &Bytes,
+) -> Result<(), DownEnd> {
+    tally.add(data);
+    log.push(Event::Output {
+        channel: ctx.num(),
+        stream,
+        data: data.clone(),
+    })
+    .await
+    .map_err(|e: GateError| {
+        tracing::warn!(error = %e, "recording output failed");
+        DownEnd::RecordFailed
+    })
+}
+
+/// Relay of an already-open pair of channels without requests (port forwards).
+pub(crate) async fn relay_raw(
+    ctx: ChanCtx,
+    agent: russh::Channel<server::Msg>,
+    target: russh::Channel<client::Msg>,
+) {
+    let (rx, atx) = agent.split();
+    relay(ctx, AgentIn::new(rx), atx, target, Mode::Raw, Style::Silent, false).await;
+}

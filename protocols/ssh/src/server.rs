@@ -1,0 +1,707 @@
+//! The agent side: russh server callbacks (public-key authentication, channel opens, quick
+//! replies to setup requests) and the per-connection supervisor that bounds pre-auth time,
+//! admits the session, watches kill / target loss / shutdown and ends the session once.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use proctor_gate::{
+    Authority, Event, Outcome, Party, Protocol, Refusal, RefusalKind, SessionRequest,
+    TargetEndpoint,
+};
+use russh::keys::HashAlg;
+use russh::server::{self, Auth, Msg, PublicKeyOffer, VerifiedPublicKey};
+use russh::{ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::SshFrontendConfig;
+use crate::channel::{ChanCtx, run_session};
+use crate::forward::{ForwardRequest, direct_tcpip};
+use crate::session::{Session, Stop};
+use crate::target::{self, TargetTuning};
+
+/// Counts connections that have not authenticated yet, per address and in total.
+pub(crate) struct PreAuthLimiter {
+    per_ip: usize,
+    total: usize,
+    counts: Mutex<(HashMap<IpAddr, usize>, usize)>,
+}
+
+pub(crate) struct PreAuthPermit {
+    limiter: Arc<PreAuthLimiter>,
+    ip: IpAddr,
+}
+
+impl PreAuthLimiter {
+    pub(crate) fn new(per_ip: usize, total: usize) -> Self {
+        PreAuthLimiter {
+            per_ip: per_ip.max(1),
+            total: total.max(1),
+            counts: Mutex::new((HashMap::new(), 0)),
+        }
+    }
+
+    pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<PreAuthPermit> {
+        let mut g = self.counts.lock().ok()?;
+        let (map, total) = &mut *g;
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.per_ip || *total >= self.total {
+            if *n == 0 {
+                map.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        *total += 1;
+        Some(PreAuthPermit {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PreAuthPermit {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.limiter.counts.lock() {
+            let (map, total) = &mut *g;
+            *total = total.saturating_sub(1);
+            if let Some(n) = map.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// What every connection of one listener shares.
+pub(crate) struct Frontend {
+    pub config: Arc<SshFrontendConfig>,
+    pub russh: Arc<server::Config>,
+    pub authority: Arc<dyn Authority>,
+    pub limiter: Arc<PreAuthLimiter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthState {
+    Waiting,
+    /// The key belongs to an agent: pre-auth limits no longer apply.
+    KeyAccepted,
+    /// Admitted or refused.
+    Decided,
+}
+
+enum Phase {
+    PreAuth,
+    Refused(String),
+    Established(Arc<Session>),
+    Closing,
+}
+
+struct Conn {
+    peer: SocketAddr,
+    phase: Mutex<Phase>,
+    auth: watch::Sender<AuthState>,
+    actors: Mutex<JoinSet<()>>,
+    /// `(ssh user, key fingerprint)` of an offered key no agent owns.
+    unknown_key: Mutex<Option<(String, String)>>,
+    client_version: Mutex<String>,
+    stop: watch::Sender<Option<Stop>>,
+}
+
+impl Conn {
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Ok(mut set) = self.actors.lock() {
+            while set.try_join_next().is_some() {}
+            set.spawn(fut);
+        }
+    }
+
+    fn live_actors(&self) -> usize {
+        self.actors
+            .lock()
+            .map(|mut set| {
+                while set.try_join_next().is_some() {}
+                set.len()
+            })
+            .unwrap_or(usize::MAX)
+    }
+
+    fn session(&self) -> Option<Arc<Session>> {
+        match &*self.phase.lock().ok()? {
+            Phase::Established(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits (bounded) for every channel actor to finish; the rest are aborted.
+    async fn drain_actors(&self, within: Duration) {
+        let mut set = match self.actors.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
+            Err(_) => return,
+        };
+        let all = async { while set.join_next().await.is_some() {} };
+        if tokio::time::timeout(within, all).await.is_err() {
+            set.abort_all();
+        }
+    }
+}
+
+/// The SSH user name selects the target: `TARGET` or `LOGIN@TARGET`.
+pub(crate) fn parse_user(user: &str) -> Result<(Option<String>, String), String> {
+    let (login, target) = match user.rsplit_once('@') {
+        Some((l, t)) => (Some(l.to_string()), t.to_string()),
+        None => (None, user.to_string()),
+    };
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    if !name_ok(&target) {
+        return Err(format!(
+            "proctor: `{}` does not name a target; log in as TARGET or LOGIN@TARGET",
+            user.chars().take(128).collect::<String>()
+        ));
+    }
+    if let Some(l) = &login
+        && (!name_ok(l) || l.starts_with('-'))
+    {
+        return Err(format!("proctor: `{l}` is not a valid login"));
+    }
+    Ok((login, target))
+}
+
+fn key_line(key: &russh::keys::PublicKey) -> String {
+    let mut k = key.clone();
+    k.set_comment("");
+    k.to_openssh()
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+struct AgentHandler {
+    fe: Arc<Frontend>,
+    conn: Arc<Conn>,
+    permit: Option<PreAuthPermit>,
+}
+
+impl AgentHandler {
+    fn request(&self, agent: &str, user: &str) -> SessionRequest {
+        let (login, target) = match parse_user(user) {
+            Ok(x) => x,
+            Err(_) => (None, user.chars().take(128).collect()),
+        };
+        SessionRequest {
+            protocol: Protocol::Ssh,
+            agent: agent.to_string(),
+            target,
+            login,
+            client_addr: self.conn.peer,
+            params: vec![("ssh_user".into(), user.chars().take(256).collect())],
+        }
+    }
+
+    /// Admits the session and connects to the target. Runs inside the authentication
+    /// callback: nothing else can happen on this connection before it is decided anyway.
+    async fn establish(&self, user: &str, agent: &str) -> Phase {
+        let request = self.request(agent, user);
+        if let Err(msg) = parse_user(user) {
+            self.fe
+                .authority
+                .refuse(request, Refusal::new(RefusalKind::UnknownTarget, msg.clone()))
+                .await;
+            return Phase::Refused(msg);
+        }
+        let open = match self.fe.authority.open(request).await {
+            Ok(o) => o,
+            Err(r) => return Phase::Refused(format!("proctor: session refused: {}", r.message)),
+        };
+        let gate = open.gate.clone();
+        let TargetEndpoint::Ssh(target) = open.target.clone() else {
+            let msg = "proctor: the target is not an SSH target".to_string();
+            let _ = gate
+                .record(Event::ProtocolError {
+                    party: Party::Proctor,
+                    message: msg.clone(),
+                })
+                .await;
+            let _ = gate.end(Outcome::Denied, &msg).await;
+            return Phase::Refused(msg);
+        };
+        let cfg = &self.fe.config;
+        let tuning = TargetTuning {
+            window_size: cfg.window_size,
+            max_packet_size: cfg.max_packet_size,
+            channel_buffer_size: cfg.channel_buffer_size,
+            keepalive_interval: cfg.keepalive_interval,
+        };
+        match target::connect(&target, &open.credential, &tuning).await {
+            Ok(conn) => {
+                let limits = cfg.limits();
+                Phase::Established(Arc::new(Session {
+                    gate,
+                    target,
+                    conn,
+                    stop: self.conn.stop.subscribe(),
+                    limits,
+                }))
+            }
+            Err(e) => {
+                let msg = format!("proctor: {e}; session refused");
+                let _ = gate
+                    .record(Event::ProtocolError {
+                        party: Party::Target,
+                        message: e.to_string(),
+                    })
+                    .await;
+                let outcome = if e.is_host_key() {
+                    Outcome::Denied
+                } else {
+                    Outcome::TargetLost
+                };
+                let _ = gate.end(outcome, &e.to_string()).await;
+                Phase::Refused(msg)
+            }
+        }
+    }
+
+    fn set_phase(&self, p: Phase) {
+        if let Ok(mut g) = self.conn.phase.lock() {
+            *g = p;
+        }
+    }
+}
+
+impl server::Handler for AgentHandler {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
+            partial_success: false,
+        })
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self
+            .fe
+            .authority
+            .agent_for_ssh_key(&key_line(offer.public_key))
+            .is_some()
+        {
+            return Ok(Auth::Accept);
+        }
+        if let Ok(mut u) = self.conn.unknown_key.lock() {
+            *u = Some((
+                user.chars().take(256).collect(),
+                offer.public_key.fingerprint(HashAlg::Sha256).to_string(),
+            ));
+        }
+        Ok(Auth::reject())
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(agent) = self
+            .fe
+            .authority
+            .agent_for_ssh_key(&key_line(key.public_key))
+        else {
+            return Ok(Auth::reject());
+        };
+        // From here on the connection is an agent's, not an anonymous one.
+        self.permit.take();
+        if let Ok(mut u) = self.conn.unknown_key.lock() {
+            *u = None;
+        }
+        let _ = self.conn.auth.send(AuthState::KeyAccepted);
+        let phase = self.establish(user, &agent).await;
+        self.set_phase(phase);
+        let _ = self.conn.auth.send(AuthState::Decided);
+        Ok(Auth::Accept)
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut server::Session) -> Result<(), Self::Error> {
+        if let Ok(mut v) = self.conn.client_version.lock() {
+            *v = String::from_utf8_lossy(session.remote_sshid()).into_owned();
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: russh::Channel<Msg>,
+        reply: server::ChannelOpenHandle,
+        session: &mut server::Session,
+    ) -> Result<(), Self::Error> {
+        let refused = match &*self.conn.phase.lock().map_err(|_| russh::Error::Inconsistent)? {
+            Phase::Refused(m) => Some(m.clone()),
+            _ => None,
+        };
+        if let Some(msg) = refused {
+            reply.accept().await;
+            let handle = session.handle();
+            let id = channel.id();
+            self.conn.spawn(async move {
+                refusal_channel(handle, id, msg).await;
+                drop(channel);
+            });
+            return Ok(());
+        }
+        let Some(sess) = self.conn.session() else {
+            return Ok(());
+        };
+        if self.conn.live_actors() >= self.fe.config.max_channels_per_connection {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        reply.accept().await;
+        let ctx = ChanCtx {
+            sess,
+            agent: session.handle(),
+            id: channel.id(),
+        };
+        self.conn.spawn(run_session(ctx, channel));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: russh::Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: server::ChannelOpenHandle,
+        session: &mut server::Session,
+    ) -> Result<(), Self::Error> {
+        let Some(sess) = self.conn.session() else {
+            return Ok(());
+        };
+        if self.conn.live_actors() >= self.fe.config.max_channels_per_connection {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        let ctx = ChanCtx {
+            sess,
+            agent: session.handle(),
+            id: channel.id(),
+        };
+        let req = ForwardRequest {
+            host: host_to_connect.chars().take(256).collect(),
+            port: port_to_connect,
+            originator_address: originator_address.chars().take(64).collect(),
+            originator_port,
+        };
+        self.conn.spawn(direct_tcpip(ctx, channel, reply, req));
+        Ok(())
+    }
+
+    // Setup requests are answered here at once: russh keeps a single "wants reply" flag per
+    // channel, so a reply deferred past the next request could be lost. The channel actor
+    // receives the same requests in order and forwards them.
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut server::Session,
+    ) -> Result<(), Self::Error> {
+        let allowed = self.conn.session().is_some_and(|s| s.target.allow_pty);
+        if allowed {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _variable_name: &str,
+        _variable_value: &str,
+        session: &mut server::Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        session: &mut server::Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut server::Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+}
+
+/// A channel of a refused session: it only carries the reason.
+async fn refusal_channel(handle: server::Handle, id: ChannelId, msg: String) {
+    let _ = handle
+        .extended_data(id, 1, Bytes::from(format!("{msg}\n").into_bytes()))
+        .await;
+    let _ = handle.exit_status_request(id, 255).await;
+    let _ = handle.eof(id).await;
+    let _ = handle.close(id).await;
+}
+
+/// One agent connection from accept to the end of its session.
+pub(crate) async fn run_connection(
+    fe: Arc<Frontend>,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: PreAuthPermit,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = socket.set_nodelay(true);
+    // A duplicate of the socket lets proctor cut a connection russh would keep waiting on.
+    let (socket, killer) = match split_killer(socket) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot duplicate an accepted socket");
+            return;
+        }
+    };
+    let (stop_tx, _) = watch::channel(None);
+    let conn = Arc::new(Conn {
+        peer,
+        phase: Mutex::new(Phase::PreAuth),
+        auth: watch::Sender::new(AuthState::Waiting),
+        actors: Mutex::new(JoinSet::new()),
+        unknown_key: Mutex::new(None),
+        client_version: Mutex::new(String::new()),
+        stop: stop_tx,
+    });
+    let handler = AgentHandler {
+        fe: fe.clone(),
+        conn: conn.clone(),
+        permit: Some(permit),
+    };
+    let deadline = tokio::time::Instant::now() + fe.config.auth_timeout;
+    let started = tokio::time::timeout_at(
+        deadline,
+        server::run_stream(fe.russh.clone(), socket, handler),
+    )
+    .await;
+    let mut running = match started {
+        Ok(Ok(r)) => r,
+        _ => {
+            let _ = killer.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    let handle = running.handle();
+    let mut auth = conn.auth.subscribe();
+
+    // Bounded pre-auth time.
+    let authed = tokio::select! {
+        _ = &mut running => false,
+        r = auth.wait_for(|a| *a != AuthState::Waiting) => r.is_ok(),
+        _ = tokio::time::sleep_until(deadline) => false,
+        _ = shutdown.wait_for(|s| *s) => false,
+    };
+    if !authed {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            handle.disconnect(
+                russh::Disconnect::ByApplication,
+                "proctor: authentication did not complete".into(),
+                "en".into(),
+            ),
+        )
+        .await;
+        let _ = killer.shutdown(Shutdown::Both);
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut running).await;
+        record_unknown_key(&fe, &conn).await;
+        return;
+    }
+    // The target connection is bounded by its own connect timeout.
+    let decided = tokio::select! {
+        _ = &mut running => false,
+        r = auth.wait_for(|a| *a == AuthState::Decided) => r.is_ok(),
+    };
+    let phase_session = conn.session();
+    let refused = conn.phase.lock().ok().and_then(|p| match &*p {
+        Phase::Refused(m) => Some(m.clone()),
+        _ => None,
+    });
+    let Some(sess) = phase_session.filter(|_| decided) else {
+        // Refused: the agent sees why on its first channel; a client that opens none is
+        // disconnected with the reason after a short while.
+        let why = refused.unwrap_or_else(|| "proctor: session refused".into());
+        tokio::select! {
+            _ = &mut running => {}
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+        conn.drain_actors(Duration::from_secs(1)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            handle.disconnect(russh::Disconnect::ByApplication, why, "en".into()),
+        )
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut running).await;
+        let _ = killer.shutdown(Shutdown::Both);
+        return;
+    };
+
+    let gate = sess.gate.clone();
+    let version = conn
+        .client_version
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    let _ = gate
+        .record(Event::ClientParams {
+            params: vec![("client_version".into(), version)],
+        })
+        .await;
+    let mut kill = gate.kill_signal();
+    let mut lost = sess.conn.lost.clone();
+    let (outcome, reason, stop) = tokio::select! {
+        _ = &mut running => (Outcome::Completed, "agent disconnected".to_string(), None),
+        k = kill.wait_for(|k| k.is_some()) => {
+            let reason = k.ok().and_then(|k| k.clone()).unwrap_or_default();
+            (Outcome::Killed, reason.clone(), Some(Stop::Killed(reason)))
+        }
+        _ = lost.wait_for(|l| *l) => (
+            Outcome::TargetLost,
+            "the connection to the target was lost".to_string(),
+            Some(Stop::TargetLost),
+        ),
+        _ = shutdown.wait_for(|s| *s) => (
+            Outcome::Interrupted,
+            "proctor shutting down".to_string(),
+            Some(Stop::Shutdown),
+        ),
+    };
+    if let Ok(mut p) = conn.phase.lock() {
+        *p = Phase::Closing;
+    }
+    if let Some(stop) = stop {
+        let notice = stop.notice();
+        let _ = conn.stop.send(Some(stop));
+        // Channels tell the agent why and close; then the connection goes.
+        conn.drain_actors(Duration::from_secs(3)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            handle.disconnect(russh::Disconnect::ByApplication, notice, "en".into()),
+        )
+        .await;
+        if tokio::time::timeout(Duration::from_secs(2), &mut running)
+            .await
+            .is_err()
+        {
+            let _ = killer.shutdown(Shutdown::Both);
+        }
+    } else {
+        conn.drain_actors(Duration::from_secs(5)).await;
+    }
+    sess.conn.close("session ended").await;
+    let _ = killer.shutdown(Shutdown::Both);
+    if let Err(e) = gate.end(outcome, &reason).await {
+        tracing::warn!(error = %e, "ending the session failed");
+    }
+}
+
+async fn record_unknown_key(fe: &Frontend, conn: &Conn) {
+    let unknown = conn.unknown_key.lock().ok().and_then(|mut u| u.take());
+    if let Some((user, fingerprint)) = unknown {
+        let (login, target) = parse_user(&user).unwrap_or((None, user.clone()));
+        let request = SessionRequest {
+            protocol: Protocol::Ssh,
+            agent: String::new(),
+            target,
+            login,
+            client_addr: conn.peer,
+            params: vec![
+                ("ssh_user".into(), user),
+                ("key_fingerprint".into(), fingerprint.clone()),
+            ],
+        };
+        fe.authority
+            .refuse(
+                request,
+                Refusal::new(
+                    RefusalKind::UnknownAgent,
+                    format!("public key {fingerprint} belongs to no agent"),
+                ),
+            )
+            .await;
+    }
+}
+
+fn split_killer(
+    socket: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let std_socket = socket.into_std()?;
+    let killer = std_socket.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(std_socket)?, killer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_select_targets() {
+        assert_eq!(parse_user("web1"), Ok((None, "web1".into())));
+        assert_eq!(
+            parse_user("root@web1"),
+            Ok((Some("root".into()), "web1".into()))
+        );
+        assert!(parse_user("root@").is_err());
+        assert!(parse_user("a b").is_err());
+        assert!(parse_user("-oProxy@web1").is_err());
+    }
+
+    #[test]
+    fn limiter_bounds_per_address_and_releases() {
+        let l = Arc::new(PreAuthLimiter::new(2, 10));
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let a = l.try_acquire(ip).expect("first");
+        let _b = l.try_acquire(ip).expect("second");
+        assert!(l.try_acquire(ip).is_none());
+        drop(a);
+        assert!(l.try_acquire(ip).is_some());
+    }
+}
