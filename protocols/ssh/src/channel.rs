@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::lines::{LineTracker, Step};
 use crate::record::{OutputLog, Tally};
-use crate::session::{Session, Stop};
+use crate::session::{Session, Stop, wait_some, wait_true};
 use crate::sftp::{self, Framer, SftpTracker};
 
 /// Exit status reported to the agent when proctor refuses a command.
@@ -203,16 +203,12 @@ impl Watches {
     async fn interrupted(&mut self) -> Interrupt {
         let stop = &mut self.stop;
         let down = &mut self.down;
-        let stopped = async {
-            let s = stop.wait_for(|s| s.is_some()).await.map(|s| s.clone());
-            Interrupt::Stop(s.ok().flatten().unwrap_or(Stop::Shutdown))
-        };
+        let stopped = async { Interrupt::Stop(wait_some(stop).await.unwrap_or(Stop::Shutdown)) };
         let down_ended = async {
-            let d = down.wait_for(|d| d.is_some()).await.map(|d| *d);
-            match d {
-                Ok(d) => Interrupt::Down(d.unwrap_or(DownEnd::TargetGone)),
+            match wait_some(down).await {
+                Some(d) => Interrupt::Down(d),
                 // The pump always reports before it goes; no report means no end yet.
-                Err(_) => std::future::pending().await,
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -586,7 +582,12 @@ async fn end_on_interrupt(ctx: &ChanCtx, i: &Interrupt, style: Style) {
             close_agent(ctx).await;
         }
         Interrupt::Down(DownEnd::RecordFailed) => {
-            notice(ctx, "proctor: recording failed; the channel is closed", style).await;
+            notice(
+                ctx,
+                "proctor: recording failed; the channel is closed",
+                style,
+            )
+            .await;
             close_agent(ctx).await;
         }
         Interrupt::Down(_) | Interrupt::AgentGone => {}
@@ -685,6 +686,7 @@ async fn relay(
         tally: Tally::default(),
         framer: Framer::default(),
         eof_sent: false,
+        raw_line: BytesMut::new(),
     };
     let ended = up.run(&mut input).await;
     let _ = cancel_tx.send(true);
@@ -732,6 +734,9 @@ struct Upstream {
     tally: Tally,
     framer: Framer,
     eof_sent: bool,
+    /// Without a terminal, a line is held back whole until it is judged: the target cannot be
+    /// told to forget part of a line.
+    raw_line: BytesMut,
 }
 
 type Flow<T> = Result<T, Interrupt>;
@@ -753,11 +758,16 @@ impl Upstream {
                     self.input(batch, input).await
                 }
                 ChannelMsg::Eof => {
-                    if !self.eof_sent {
+                    let mut r = Ok(());
+                    if let Mode::Shell(t) = &self.mode {
+                        let t = t.clone();
+                        r = self.flush_raw_line(&t, input).await;
+                    }
+                    if r.is_ok() && !self.eof_sent {
                         self.eof_sent = true;
                         let _ = self.ttx.eof().await;
                     }
-                    Ok(())
+                    r
                 }
                 ChannelMsg::Close => return Interrupt::AgentGone,
                 ChannelMsg::WindowChange {
@@ -899,6 +909,9 @@ impl Upstream {
         data: Bytes,
         input: &mut AgentIn,
     ) -> Flow<()> {
+        if tracker.lock().map(|t| t.is_raw()).unwrap_or(false) {
+            return self.raw_shell_input(tracker, data, input).await;
+        }
         let mut start = 0;
         for i in 0..data.len() {
             let step = match tracker.lock() {
@@ -915,16 +928,7 @@ impl Upstream {
                 self.settle(tracker).await?;
             }
             let line = tracker.lock().map(|t| t.line()).unwrap_or_default();
-            let verdict = if line.trim().is_empty() {
-                Judged::Allow
-            } else {
-                let action = Action::CommandLine {
-                    channel: self.ctx.num(),
-                    line: line.clone(),
-                };
-                let label = format!("line `{}`", shorten(&line));
-                judge(&self.ctx, action, &label, self.style, input, &mut self.w).await
-            };
+            let verdict = self.judge_line(&line, input).await;
             if let Ok(mut t) = tracker.lock() {
                 t.finish_line(&line);
             }
@@ -939,6 +943,82 @@ impl Upstream {
             }
         }
         self.forward(data.slice(start..)).await
+    }
+
+    async fn judge_line(&mut self, line: &str, input: &mut AgentIn) -> Judged {
+        if line.trim().is_empty() {
+            return Judged::Allow;
+        }
+        let action = Action::CommandLine {
+            channel: self.ctx.num(),
+            line: line.to_string(),
+        };
+        let label = format!("line `{}`", shorten(line));
+        judge(&self.ctx, action, &label, self.style, input, &mut self.w).await
+    }
+
+    async fn raw_shell_input(
+        &mut self,
+        tracker: &Arc<Mutex<LineTracker>>,
+        data: Bytes,
+        input: &mut AgentIn,
+    ) -> Flow<()> {
+        let mut start = 0;
+        for i in 0..data.len() {
+            let step = match tracker.lock() {
+                Ok(mut t) => t.input_byte(data[i]),
+                Err(_) => Step::Continue,
+            };
+            if step != Step::Submit {
+                continue;
+            }
+            self.raw_line.extend_from_slice(&data[start..=i]);
+            start = i + 1;
+            self.submit_raw_line(tracker, input).await?;
+        }
+        self.raw_line.extend_from_slice(&data[start..]);
+        if self.raw_line.len() > self.ctx.sess.limits.held_input_bytes {
+            // An endless line (data piped into a shell): judge what there is and move on.
+            self.submit_raw_line(tracker, input).await?;
+        }
+        Ok(())
+    }
+
+    async fn submit_raw_line(
+        &mut self,
+        tracker: &Arc<Mutex<LineTracker>>,
+        input: &mut AgentIn,
+    ) -> Flow<()> {
+        let line = tracker.lock().map(|t| t.line()).unwrap_or_default();
+        let verdict = self.judge_line(&line, input).await;
+        if let Ok(mut t) = tracker.lock() {
+            t.finish_line(&line);
+        }
+        let bytes = self.raw_line.split().freeze();
+        match verdict {
+            Judged::Allow => self.forward(bytes).await,
+            Judged::Deny(msg) => {
+                notice(&self.ctx, &msg, self.style).await;
+                Ok(())
+            }
+            Judged::Gone(i) => Err(i),
+        }
+    }
+
+    /// At end of input, a last line without a newline is still run by the shell.
+    async fn flush_raw_line(
+        &mut self,
+        tracker: &Arc<Mutex<LineTracker>>,
+        input: &mut AgentIn,
+    ) -> Flow<()> {
+        let pending = tracker
+            .lock()
+            .map(|t| t.is_raw() && t.has_partial_line())
+            .unwrap_or(false);
+        if pending || !self.raw_line.is_empty() {
+            self.submit_raw_line(tracker, input).await?;
+        }
+        Ok(())
     }
 
     /// Waits until the target's echo has stopped changing the screen.
@@ -981,10 +1061,7 @@ impl Upstream {
                 Ok(r) => r,
                 Err(e) => return Err(self.sftp_violation(e.to_string()).await),
             };
-            let changes = tracker
-                .lock()
-                .map(|t| t.changes(&req))
-                .unwrap_or_default();
+            let changes = tracker.lock().map(|t| t.changes(&req)).unwrap_or_default();
             if changes.is_empty() {
                 if let Ok(mut t) = tracker.lock() {
                     t.forwarded(req);
@@ -1075,7 +1152,11 @@ async fn downstream(
 ) -> Tally {
     let gate = ctx.sess.gate.clone();
     let limits = ctx.sess.limits.clone();
-    let mut log = OutputLog::new(gate.clone(), limits.output_tickets, limits.output_ticket_bytes);
+    let mut log = OutputLog::new(
+        gate.clone(),
+        limits.output_tickets,
+        limits.output_ticket_bytes,
+    );
     let mut tally = Tally::default();
     let num = ctx.num();
     let mut peeked: Option<ChannelMsg> = None;
@@ -1084,7 +1165,7 @@ async fn downstream(
             Some(m) => Some(m),
             None => tokio::select! {
                 m = trx.wait() => m,
-                _ = cancel.wait_for(|c| *c) => break DownEnd::Cancelled,
+                _ = wait_true(&mut cancel) => break DownEnd::Cancelled,
             },
         };
         let Some(msg) = msg else {
@@ -1094,13 +1175,33 @@ async fn downstream(
             ChannelMsg::Data { data } => {
                 let (data, next) = gather(&mut trx, data, None, limits.output_batch_bytes);
                 peeked = next;
-                output(&ctx, &atx, &mut log, &mut tally, &mode, &mut cancel, OutputStream::Stdout, data).await
+                output(
+                    &ctx,
+                    &atx,
+                    &mut log,
+                    &mut tally,
+                    &mode,
+                    &mut cancel,
+                    OutputStream::Stdout,
+                    data,
+                )
+                .await
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 let (data, next) = gather(&mut trx, data, Some(ext), limits.output_batch_bytes);
                 peeked = next;
                 let stream = OutputStream::Stderr;
-                output_ext(&ctx, &atx, &mut log, &mut tally, &mut cancel, stream, ext, data).await
+                output_ext(
+                    &ctx,
+                    &atx,
+                    &mut log,
+                    &mut tally,
+                    &mut cancel,
+                    stream,
+                    ext,
+                    data,
+                )
+                .await
             }
             ChannelMsg::ExitStatus { exit_status } => {
                 let _ = log
@@ -1230,7 +1331,7 @@ async fn output(
     }
     tokio::select! {
         r = atx.data_bytes(data) => r.map_err(|_| DownEnd::Cancelled),
-        _ = cancel.wait_for(|c| *c) => Err(DownEnd::Cancelled),
+        _ = wait_true(cancel) => Err(DownEnd::Cancelled),
     }
 }
 
@@ -1248,7 +1349,7 @@ async fn output_ext(
     record_output(ctx, log, tally, stream, &data).await?;
     tokio::select! {
         r = atx.extended_data_bytes(ext, data) => r.map_err(|_| DownEnd::Cancelled),
-        _ = cancel.wait_for(|c| *c) => Err(DownEnd::Cancelled),
+        _ = wait_true(cancel) => Err(DownEnd::Cancelled),
     }
 }
 
@@ -1279,5 +1380,14 @@ pub(crate) async fn relay_raw(
     target: russh::Channel<client::Msg>,
 ) {
     let (rx, atx) = agent.split();
-    relay(ctx, AgentIn::new(rx), atx, target, Mode::Raw, Style::Silent, false).await;
+    relay(
+        ctx,
+        AgentIn::new(rx),
+        atx,
+        target,
+        Mode::Raw,
+        Style::Silent,
+        false,
+    )
+    .await;
 }

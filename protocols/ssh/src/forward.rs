@@ -5,6 +5,7 @@ use proctor_gate::{Action, ChannelKind, Decision, Event, Party, Resolution};
 use russh::{ChannelOpenFailure, server};
 
 use crate::channel::{ChanCtx, relay_raw};
+use crate::session::wait_some;
 
 pub(crate) struct ForwardRequest {
     pub host: String,
@@ -48,7 +49,7 @@ pub(crate) async fn direct_tcpip(
         Ok(Decision::Deny { .. }) | Err(_) => false,
         Ok(Decision::Held(hold)) => tokio::select! {
             r = hold.outcome => r == Resolution::Allow,
-            _ = stop.wait_for(|s| s.is_some()) => false,
+            _ = wait_some(&mut stop) => false,
         },
     };
     if !allowed {

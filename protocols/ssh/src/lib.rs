@@ -100,11 +100,7 @@ impl SshFrontendConfig {
 
     /// The `known_hosts` line agents need to trust proctor at `host:port`.
     pub fn known_hosts_line(&self, host: &str, port: u16) -> String {
-        let key = self
-            .host_key
-            .public_key()
-            .to_openssh()
-            .unwrap_or_default();
+        let key = self.host_key.public_key().to_openssh().unwrap_or_default();
         let key: Vec<&str> = key.split_whitespace().take(2).collect();
         if port == 22 {
             format!("{host} {}", key.join(" "))
@@ -159,7 +155,8 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, SshError> {
     if path.exists() {
         return PrivateKey::read_openssh_file(path).map_err(|e| err(e.to_string()));
     }
-    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).map_err(|e| err(e.to_string()))?;
+    let key =
+        PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).map_err(|e| err(e.to_string()))?;
     key.write_openssh_file(path, russh::keys::ssh_key::LineEnding::LF)
         .map_err(|e| err(e.to_string()))?;
     Ok(key)
@@ -187,7 +184,7 @@ pub async fn serve(
     let for_connections = shutdown.clone();
     loop {
         tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = session::wait_true(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let Some(permit) = fe.limiter.try_acquire(peer.ip()) else {
@@ -214,7 +211,10 @@ pub async fn serve(
     }
     drop(listener);
     let all = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(config.shutdown_grace, all).await.is_err() {
+    if tokio::time::timeout(config.shutdown_grace, all)
+        .await
+        .is_err()
+    {
         tracing::warn!("sessions still running after the shutdown grace period; aborted");
         connections.abort_all();
     }

@@ -317,9 +317,17 @@ impl Screen {
         // The start column only applies if the line still begins on the row it started on.
         if let Some((abs, col)) = self.start {
             let first_abs = self.parser.callbacks().scrolled + u64::from(first);
-            if abs == first_abs && !self.start_prefix.is_empty() && text.starts_with(&self.start_prefix) {
+            if abs == first_abs
+                && !self.start_prefix.is_empty()
+                && text.starts_with(&self.start_prefix)
+            {
                 let skip = usize::from(col).min(text.chars().count());
-                return text.chars().skip(skip).collect::<String>().trim_end().to_string();
+                return text
+                    .chars()
+                    .skip(skip)
+                    .collect::<String>()
+                    .trim_end()
+                    .to_string();
             }
         }
         if let Some(p) = last_prompt
@@ -390,6 +398,16 @@ impl LineTracker {
         }
     }
 
+    /// No terminal: the program reads lines as sent, nothing can be edited or cleared.
+    pub(crate) fn is_raw(&self) -> bool {
+        self.editor.raw
+    }
+
+    /// Whether anything was typed since the last submitted line.
+    pub(crate) fn has_partial_line(&self) -> bool {
+        self.editor.started
+    }
+
     pub(crate) fn last_output(&self) -> Instant {
         self.last_output
     }
@@ -458,11 +476,17 @@ mod tests {
         let mut t = LineTracker::new(Some((80, 24)));
         assert_eq!(typed(&mut t, b"lss\x7f -l\r"), vec!["ls -l"]);
         assert_eq!(typed(&mut t, b"rm -rf /\x15echo hi\r"), vec!["echo hi"]);
-        assert_eq!(typed(&mut t, b"echo one two\x17three\r"), vec!["echo one three"]);
+        assert_eq!(
+            typed(&mut t, b"echo one two\x17three\r"),
+            vec!["echo one three"]
+        );
         assert_eq!(typed(&mut t, b"cho x\x01e\r"), vec!["echo x"]);
         assert_eq!(typed(&mut t, b"echo ab\x1b[D\x1b[Dx\r"), vec!["echo xab"]);
         assert_eq!(typed(&mut t, b"echo abc\x1b[D\x1b[D\x0b\r"), vec!["echo a"]);
-        assert_eq!(typed(&mut t, b"\x1b[200~echo a\necho b\x1b[201~\r"), vec!["echo a\necho b"]);
+        assert_eq!(
+            typed(&mut t, b"\x1b[200~echo a\necho b\x1b[201~\r"),
+            vec!["echo a\necho b"]
+        );
         assert_eq!(typed(&mut t, b"abc\x03ls\r"), vec!["ls"]);
         assert_eq!(typed(&mut t, "echo é\r".as_bytes()), vec!["echo é"]);
     }

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::SshFrontendConfig;
 use crate::channel::{ChanCtx, run_session};
 use crate::forward::{ForwardRequest, direct_tcpip};
-use crate::session::{Session, Stop};
+use crate::session::{Session, Stop, wait_some, wait_true, wait_until};
 use crate::target::{self, TargetTuning};
 
 /// Counts connections that have not authenticated yet, per address and in total.
@@ -161,8 +161,7 @@ pub(crate) fn parse_user(user: &str) -> Result<(Option<String>, String), String>
     let name_ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 128
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
     };
     if !name_ok(&target) {
@@ -216,7 +215,10 @@ impl AgentHandler {
         if let Err(msg) = parse_user(user) {
             self.fe
                 .authority
-                .refuse(request, Refusal::new(RefusalKind::UnknownTarget, msg.clone()))
+                .refuse(
+                    request,
+                    Refusal::new(RefusalKind::UnknownTarget, msg.clone()),
+                )
                 .await;
             return Phase::Refused(msg);
         }
@@ -349,7 +351,12 @@ impl server::Handler for AgentHandler {
         reply: server::ChannelOpenHandle,
         session: &mut server::Session,
     ) -> Result<(), Self::Error> {
-        let refused = match &*self.conn.phase.lock().map_err(|_| russh::Error::Inconsistent)? {
+        let refused = match &*self
+            .conn
+            .phase
+            .lock()
+            .map_err(|_| russh::Error::Inconsistent)?
+        {
             Phase::Refused(m) => Some(m.clone()),
             _ => None,
         };
@@ -522,7 +529,7 @@ pub(crate) async fn run_connection(
         server::run_stream(fe.russh.clone(), socket, handler),
     )
     .await;
-    let mut running = match started {
+    let running = match started {
         Ok(Ok(r)) => r,
         _ => {
             let _ = killer.shutdown(Shutdown::Both);
@@ -530,14 +537,20 @@ pub(crate) async fn run_connection(
         }
     };
     let handle = running.handle();
+    // Several waits below need "the agent connection is over"; a watch can be awaited again.
+    let (gone_tx, mut gone) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = running.await;
+        let _ = gone_tx.send(true);
+    });
     let mut auth = conn.auth.subscribe();
 
     // Bounded pre-auth time.
     let authed = tokio::select! {
-        _ = &mut running => false,
-        r = auth.wait_for(|a| *a != AuthState::Waiting) => r.is_ok(),
+        _ = wait_true(&mut gone) => false,
+        r = wait_until(&mut auth, |a| *a != AuthState::Waiting) => r,
         _ = tokio::time::sleep_until(deadline) => false,
-        _ = shutdown.wait_for(|s| *s) => false,
+        _ = wait_true(&mut shutdown) => false,
     };
     if !authed {
         let _ = tokio::time::timeout(
@@ -550,14 +563,14 @@ pub(crate) async fn run_connection(
         )
         .await;
         let _ = killer.shutdown(Shutdown::Both);
-        let _ = tokio::time::timeout(Duration::from_secs(1), &mut running).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), wait_true(&mut gone)).await;
         record_unknown_key(&fe, &conn).await;
         return;
     }
     // The target connection is bounded by its own connect timeout.
     let decided = tokio::select! {
-        _ = &mut running => false,
-        r = auth.wait_for(|a| *a == AuthState::Decided) => r.is_ok(),
+        _ = wait_true(&mut gone) => false,
+        r = wait_until(&mut auth, |a| *a == AuthState::Decided) => r,
     };
     let phase_session = conn.session();
     let refused = conn.phase.lock().ok().and_then(|p| match &*p {
@@ -569,9 +582,9 @@ pub(crate) async fn run_connection(
         // disconnected with the reason after a short while.
         let why = refused.unwrap_or_else(|| "proctor: session refused".into());
         tokio::select! {
-            _ = &mut running => {}
+            _ = wait_true(&mut gone) => {}
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-            _ = shutdown.wait_for(|s| *s) => {}
+            _ = wait_true(&mut shutdown) => {}
         }
         conn.drain_actors(Duration::from_secs(1)).await;
         let _ = tokio::time::timeout(
@@ -579,7 +592,7 @@ pub(crate) async fn run_connection(
             handle.disconnect(russh::Disconnect::ByApplication, why, "en".into()),
         )
         .await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), &mut running).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), wait_true(&mut gone)).await;
         let _ = killer.shutdown(Shutdown::Both);
         return;
     };
@@ -598,17 +611,17 @@ pub(crate) async fn run_connection(
     let mut kill = gate.kill_signal();
     let mut lost = sess.conn.lost.clone();
     let (outcome, reason, stop) = tokio::select! {
-        _ = &mut running => (Outcome::Completed, "agent disconnected".to_string(), None),
-        k = kill.wait_for(|k| k.is_some()) => {
-            let reason = k.ok().and_then(|k| k.clone()).unwrap_or_default();
+        _ = wait_true(&mut gone) => (Outcome::Completed, "agent disconnected".to_string(), None),
+        k = wait_some(&mut kill) => {
+            let reason = k.unwrap_or_default();
             (Outcome::Killed, reason.clone(), Some(Stop::Killed(reason)))
         }
-        _ = lost.wait_for(|l| *l) => (
+        _ = wait_true(&mut lost) => (
             Outcome::TargetLost,
             "the connection to the target was lost".to_string(),
             Some(Stop::TargetLost),
         ),
-        _ = shutdown.wait_for(|s| *s) => (
+        _ = wait_true(&mut shutdown) => (
             Outcome::Interrupted,
             "proctor shutting down".to_string(),
             Some(Stop::Shutdown),
@@ -627,7 +640,7 @@ pub(crate) async fn run_connection(
             handle.disconnect(russh::Disconnect::ByApplication, notice, "en".into()),
         )
         .await;
-        if tokio::time::timeout(Duration::from_secs(2), &mut running)
+        if tokio::time::timeout(Duration::from_secs(2), wait_true(&mut gone))
             .await
             .is_err()
         {

@@ -47,3 +47,27 @@ pub(crate) struct Session {
     pub stop: watch::Receiver<Option<Stop>>,
     pub limits: Limits,
 }
+
+// Waits on watch channels that return only owned values: a `watch::Ref` held inside a
+// `select!` would make the enclosing future non-`Send`.
+
+/// `true` once `rx` holds `true`; `false` if its sender is gone first.
+pub(crate) async fn wait_true(rx: &mut watch::Receiver<bool>) -> bool {
+    rx.wait_for(|v| *v).await.is_ok()
+}
+
+/// The value once `rx` holds `Some`; `None` if its sender is gone first.
+pub(crate) async fn wait_some<T: Clone>(rx: &mut watch::Receiver<Option<T>>) -> Option<T> {
+    rx.wait_for(|v| v.is_some())
+        .await
+        .ok()
+        .and_then(|v| v.clone())
+}
+
+/// Whether `rx` came to satisfy `pred` (rather than losing its sender).
+pub(crate) async fn wait_until<T>(
+    rx: &mut watch::Receiver<T>,
+    pred: impl FnMut(&T) -> bool,
+) -> bool {
+    rx.wait_for(pred).await.is_ok()
+}

@@ -182,12 +182,31 @@ pub(crate) struct Request {
 
 #[derive(Debug)]
 enum Kind {
-    Open { path: String, flags: u32, attrs: String },
-    OpenDir { path: String },
-    Close { handle: Vec<u8> },
-    Read { handle: Vec<u8> },
-    Write { handle: Vec<u8>, data: Bytes },
-    Op { op: String, path: String, target: String, detail: String, handle: Option<Vec<u8>> },
+    Open {
+        path: String,
+        flags: u32,
+        attrs: String,
+    },
+    OpenDir {
+        path: String,
+    },
+    Close {
+        handle: Vec<u8>,
+    },
+    Read {
+        handle: Vec<u8>,
+    },
+    Write {
+        handle: Vec<u8>,
+        data: Bytes,
+    },
+    Op {
+        op: String,
+        path: String,
+        target: String,
+        detail: String,
+        handle: Option<Vec<u8>>,
+    },
     Other,
 }
 
@@ -220,12 +239,14 @@ pub(crate) fn parse_request(packet: &Bytes) -> Result<Request, SftpError> {
         });
     }
     let id = r.u32()?;
-    let op = |op: &str, path: String, target: String, detail: String, handle: Option<Vec<u8>>| Kind::Op {
-        op: op.to_string(),
-        path,
-        target,
-        detail,
-        handle,
+    let op = |op: &str, path: String, target: String, detail: String, handle: Option<Vec<u8>>| {
+        Kind::Op {
+            op: op.to_string(),
+            path,
+            target,
+            detail,
+            handle,
+        }
     };
     let kind = match ty {
         FXP_OPEN => {
@@ -263,7 +284,13 @@ pub(crate) fn parse_request(packet: &Bytes) -> Result<Request, SftpError> {
         FXP_FSETSTAT => {
             let handle = r.string()?.to_vec();
             let attrs = r.attrs()?;
-            op("fsetstat", String::new(), String::new(), attrs, Some(handle))
+            op(
+                "fsetstat",
+                String::new(),
+                String::new(),
+                attrs,
+                Some(handle),
+            )
         }
         FXP_REMOVE => op("remove", r.path()?, String::new(), String::new(), None),
         FXP_MKDIR => {
@@ -310,7 +337,13 @@ pub(crate) fn parse_request(packet: &Bytes) -> Result<Request, SftpError> {
                 | "home-directory"
                 | "users-groups-by-id@openssh.com"
                 | "copy-data" => Kind::Other,
-                _ => op(&format!("extended:{name}"), String::new(), String::new(), String::new(), None),
+                _ => op(
+                    &format!("extended:{name}"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    None,
+                ),
             }
         }
         _ => Kind::Other,
@@ -572,7 +605,13 @@ impl SftpTracker {
         };
         match pending {
             Pending::Open { path, detail } => {
-                let mut rec = op_record(self.channel, "open", path.clone(), String::new(), detail.clone());
+                let mut rec = op_record(
+                    self.channel,
+                    "open",
+                    path.clone(),
+                    String::new(),
+                    detail.clone(),
+                );
                 if ty == FXP_HANDLE {
                     let h = r.string()?.to_vec();
                     if self.handles.len() < MAX_HANDLES {
@@ -588,10 +627,12 @@ impl SftpTracker {
                 if ty == FXP_HANDLE {
                     let h = r.string()?.to_vec();
                     if self.handles.len() < MAX_HANDLES {
-                        self.handles.insert(h, new_handle(path, String::new(), true));
+                        self.handles
+                            .insert(h, new_handle(path, String::new(), true));
                     }
                 } else {
-                    let mut rec = op_record(self.channel, "opendir", path, String::new(), String::new());
+                    let mut rec =
+                        op_record(self.channel, "opendir", path, String::new(), String::new());
                     rec.status = status.unwrap_or_else(|| "unexpected reply".into());
                     self.completed.push(rec);
                 }
@@ -748,7 +789,8 @@ mod tests {
     #[test]
     fn rename_judges_both_paths() {
         let t = SftpTracker::new(0);
-        let req = parse_request(&packet(FXP_RENAME, 4, &[b"/a", b"/etc/shadow"], &[])).expect("rename");
+        let req =
+            parse_request(&packet(FXP_RENAME, 4, &[b"/a", b"/etc/shadow"], &[])).expect("rename");
         let c = t.changes(&req);
         assert_eq!(c.len(), 2);
         assert_eq!(c[1].path, "/etc/shadow");

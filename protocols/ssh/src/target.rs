@@ -115,7 +115,9 @@ impl HostPins {
             .map(|k| k.fingerprint(HashAlg::Sha256))
             .collect();
         if fps.is_empty() {
-            return Err("the target presented a host certificate, and no host CA is trusted for it".into());
+            return Err(
+                "the target presented a host certificate, and no host CA is trusted for it".into(),
+            );
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -336,9 +338,11 @@ pub(crate) async fn connect(
         rejection: rejection.clone(),
         lost: lost_tx,
     };
-    let connected =
-        tokio::time::timeout_at(deadline, client::connect_stream(Arc::new(config), stream, handler))
-            .await;
+    let connected = tokio::time::timeout_at(
+        deadline,
+        client::connect_stream(Arc::new(config), stream, handler),
+    )
+    .await;
     let mut handle = match connected {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
@@ -408,7 +412,9 @@ mod tests {
         };
         let pins = HostPins::new(&target);
         assert!(pins.check(&a.public_key().clone().into()).is_ok());
-        let err = pins.check(&b.public_key().clone().into()).expect_err("mismatch");
+        let err = pins
+            .check(&b.public_key().clone().into())
+            .expect_err("mismatch");
         assert!(err.contains("does not match"), "{err}");
     }
 }

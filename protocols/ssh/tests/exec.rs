@@ -1,0 +1,554 @@
+//! Real OpenSSH client -> proctor -> real sshd: exec, verdicts, holds, kill, target loss,
+//! refusals, multiplexing and a large transfer checked against the recorded digest.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Env, eventually, keygen};
+use proctor_gate::{ChannelKind, Event, Outcome, RefusalKind};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+const T: Duration = Duration::from_secs(20);
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_relays_output_and_exit_status() {
+    let env = Env::start().await;
+    let out = env
+        .ssh("web1")
+        .arg("echo hello; echo oops >&2; exit 3")
+        .output()
+        .await
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello\n");
+    assert!(text(&out.stderr).contains("oops"));
+
+    let gate = env.session(0);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    assert_eq!(gate.outcome(), Some(Outcome::Completed));
+    let events = gate.events();
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Exec { command, .. } if command == "echo hello; echo oops >&2; exit 3")
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ExitStatus { status: 3, .. }))
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Output { stream: proctor_gate::OutputStream::Stderr, data, .. } if data.as_ref() == b"oops\n"
+    )));
+    let close = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ChannelClose { summary, .. } => Some(summary.clone()),
+            _ => None,
+        })
+        .expect("channel close");
+    assert_eq!(close.bytes_out, 11);
+    let want: [u8; 32] = Sha256::digest(b"hello\noops\n").into();
+    let want_alt: [u8; 32] = Sha256::digest(b"oops\nhello\n").into();
+    assert!(close.digest_out == want || close.digest_out == want_alt);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_at_target_and_reasoning_env() {
+    let env = Env::start().await;
+    let user = format!("{}@web1", proctor_harness::sshd::current_user());
+    let out = env
+        .ssh(&user)
+        .args([
+            "-o",
+            "SetEnv=PROCTOR_REASON=\"checking the kernel version\"",
+        ])
+        .arg("uname -s")
+        .output()
+        .await
+        .expect("ssh");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "Linux");
+    let gate = env.session(0);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    assert!(gate.events().iter().any(|e| matches!(
+        e,
+        Event::Annotation { source, text } if source == "agent" && text == "checking the kernel version"
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_exec_gets_126_and_the_reason() {
+    let env = Env::start().await;
+    let out = env
+        .ssh("web1")
+        .arg("touch /tmp/forbidden-proctor-test")
+        .output()
+        .await
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(126));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("denied by policy (rule no-forbidden)"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new("/tmp/forbidden-proctor-test").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_exec_runs_after_approval_without_blocking_other_channels() {
+    let env = Env::start().await;
+    let sock = env.dir.path().join("cm");
+    let master = env
+        .ssh("web1")
+        .args(["-M", "-S"])
+        .arg(&sock)
+        .args(["-o", "ControlPersist=no", "-N"])
+        .spawn()
+        .expect("master");
+    assert!(eventually(T, || sock.exists()).await, "control socket");
+    let held = env
+        .ssh("web1")
+        .arg("-S")
+        .arg(&sock)
+        .arg("echo needs_approval-ran")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("held ssh");
+    let gate = env.session(0);
+    assert!(eventually(T, || !gate.pending_holds().is_empty()).await);
+
+    // Another channel on the same connection runs while the first one waits.
+    let started = Instant::now();
+    let other = env
+        .ssh("web1")
+        .arg("-S")
+        .arg(&sock)
+        .arg("echo meanwhile")
+        .output()
+        .await
+        .expect("other");
+    assert_eq!(text(&other.stdout), "meanwhile\n");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let id = gate.pending_holds().remove(0);
+    gate.resolve(&id, true);
+    let out = tokio::time::timeout(T, held.wait_with_output())
+        .await
+        .expect("held finishes")
+        .expect("output");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "needs_approval-ran\n");
+    assert!(text(&out.stderr).contains(&format!("held for approval {id}")));
+
+    let _ = std::process::Command::new("ssh")
+        .args(env.ssh_options())
+        .arg("-S")
+        .arg(&sock)
+        .args(["-O", "exit", "web1@127.0.0.1"])
+        .output();
+    let _ = tokio::time::timeout(T, master.wait_with_output()).await;
+    // Both commands went through one agent connection, one session.
+    assert_eq!(env.authority.sessions().len(), 1);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    let execs: Vec<String> = gate
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Exec { command, .. } => Some(command),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(execs.len(), 2, "{execs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_exec_denied_by_approver_never_runs() {
+    let env = Env::start().await;
+    let marker = env.dir.path().join("ran");
+    let held = env
+        .ssh("web1")
+        .arg(format!("touch {} # needs_approval", marker.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    assert!(eventually(T, || !env.authority.sessions().is_empty()).await);
+    let gate = env.session(0);
+    assert!(eventually(T, || !gate.pending_holds().is_empty()).await);
+    let id = gate.pending_holds().remove(0);
+    gate.resolve(&id, false);
+    let out = tokio::time::timeout(T, held.wait_with_output())
+        .await
+        .expect("ends")
+        .expect("output");
+    assert_eq!(out.status.code(), Some(126));
+    assert!(
+        text(&out.stderr).contains("an approver said no"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!marker.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_ends_a_running_command_with_the_reason() {
+    let env = Env::start().await;
+    let child = env
+        .ssh("web1")
+        .arg("echo started; sleep 60; echo finished")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    assert!(eventually(T, || !env.authority.sessions().is_empty()).await);
+    let gate = env.session(0);
+    assert!(
+        eventually(T, || gate
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Output { .. })))
+        .await
+    );
+    let t0 = Instant::now();
+    gate.kill("operator says stop");
+    let out = tokio::time::timeout(T, child.wait_with_output())
+        .await
+        .expect("ssh ends after kill")
+        .expect("output");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert!(!out.status.success());
+    assert!(!text(&out.stdout).contains("finished"));
+    assert!(
+        text(&out.stderr).contains("killed by an operator: operator says stop"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    assert_eq!(gate.outcome(), Some(Outcome::Killed));
+}
+
+/// Every process below `pid` (per /proc), deepest first.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut all = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
+            let Some(after) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let ppid = after
+                .1
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<i32>().ok());
+            if ppid == Some(p) {
+                all.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    all.reverse();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_killed_mid_session_is_target_lost() {
+    let mut env = Env::start().await;
+    let child = env
+        .ssh("web1")
+        .arg("echo started; sleep 60")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    assert!(eventually(T, || !env.authority.sessions().is_empty()).await);
+    let gate = env.session(0);
+    assert!(
+        eventually(T, || gate
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Output { .. })))
+        .await
+    );
+    let pid: i32 = std::fs::read_to_string(env.sshd.dir.join("sshd.pid"))
+        .expect("sshd pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let below = descendants(pid);
+    env.sshd.kill();
+    for p in below {
+        // SAFETY: signalling processes started by this test's own sshd.
+        unsafe {
+            libc::kill(p, libc::SIGKILL);
+        }
+    }
+    let out = tokio::time::timeout(T, child.wait_with_output())
+        .await
+        .expect("ssh ends")
+        .expect("output");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("connection to the target was lost"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    assert_eq!(gate.outcome(), Some(Outcome::TargetLost));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_key_is_refused_and_recorded() {
+    let env = Env::start().await;
+    let other = env.dir.path().join("stranger");
+    keygen(&other);
+    let out = tokio::process::Command::new("ssh")
+        .args(["-F", "/dev/null", "-i"])
+        .arg(&other)
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", env.known_hosts.display()))
+        .args([
+            "-p",
+            &env.port.to_string(),
+            "-l",
+            "web1",
+            "127.0.0.1",
+            "true",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("Permission denied (publickey)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        eventually(T, || env
+            .authority
+            .refusals()
+            .iter()
+            .any(|(_, r)| r.kind == RefusalKind::UnknownAgent))
+        .await
+    );
+    assert!(env.authority.sessions().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_ungranted_targets_are_refused_with_a_message() {
+    let env = Env::start().await;
+    let out = env.ssh("nosuch").arg("true").output().await.expect("ssh");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("proctor: session refused: unknown target nosuch"),
+        "{}",
+        text(&out.stderr)
+    );
+    env.authority
+        .targets
+        .lock()
+        .unwrap()
+        .insert("db9".into(), common::target_for(&env.sshd));
+    let out = env.ssh("db9").arg("true").output().await.expect("ssh");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("is not granted db9"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env
+        .ssh("bad name!")
+        .arg("true")
+        .output()
+        .await
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("does not name a target"),
+        "{}",
+        text(&out.stderr)
+    );
+    let kinds: Vec<RefusalKind> = env
+        .authority
+        .refusals()
+        .iter()
+        .map(|(_, r)| r.kind)
+        .collect();
+    assert!(kinds.contains(&RefusalKind::UnknownTarget));
+    assert!(kinds.contains(&RefusalKind::NotGranted));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_host_key_is_refused() {
+    let other = russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+        .expect("key");
+    let line = other.public_key().to_openssh().expect("line");
+    let env = Env::start_with(|t| t.host_keys = vec![line]).await;
+    let out = env
+        .ssh("web1")
+        .arg("echo should-not-run")
+        .output()
+        .await
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stdout).is_empty());
+    assert!(
+        text(&out.stderr).contains("does not match the pinned key"),
+        "{}",
+        text(&out.stderr)
+    );
+    let gate = env.session(0);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    assert_eq!(gate.outcome(), Some(Outcome::Denied));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_output_matches_the_recorded_digest() {
+    let env = Env::start().await;
+    const N: u64 = 100_000_000;
+    let mut child = env
+        .ssh("web1")
+        .arg(format!("head -c {N} /dev/urandom"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let t0 = Instant::now();
+    let mut hash = Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = stdout.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        hash.update(&buf[..n]);
+    }
+    let elapsed = t0.elapsed();
+    let status = child.wait().await.expect("wait");
+    assert!(status.success());
+    assert_eq!(total, N);
+    eprintln!(
+        "100 MB through proctor (debug build of proctor-ssh): {:.1} MiB/s",
+        N as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
+    );
+    let gate = env.session(0);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    let summary = gate
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            Event::ChannelClose { summary, .. } => Some(summary.clone()),
+            _ => None,
+        })
+        .expect("close");
+    let digest: [u8; 32] = hash.finalize().into();
+    assert_eq!(summary.bytes_out, N);
+    assert_eq!(summary.digest_out, digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forwarding_is_refused_unless_granted() {
+    let env = Env::start().await;
+    let out = env
+        .ssh("web1")
+        .args(["-o", "ExitOnForwardFailure=yes", "-W"])
+        .arg(format!("127.0.0.1:{}", env.sshd.port))
+        .output()
+        .await
+        .expect("ssh");
+    assert!(!out.status.success());
+    let gate = env.session(0);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    assert!(gate.events().iter().any(|e| matches!(
+        e,
+        Event::ChannelOpen { kind: ChannelKind::DirectTcpip, detail, .. } if detail.contains("refused")
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_port_forward_is_relayed_and_summarised() {
+    let env = Env::start_with(|t| t.allow_port_forwarding = true).await;
+    // `ssh -W` to the target's own sshd port: the banner comes back through the forward.
+    let out = env
+        .ssh("web1")
+        .arg("-W")
+        .arg(format!("127.0.0.1:{}", env.sshd.port))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    let out = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut out = out;
+        let mut stdout = out.stdout.take().expect("stdout");
+        let mut buf = vec![0u8; 256];
+        let n = stdout.read(&mut buf).await.expect("read");
+        drop(out);
+        buf.truncate(n);
+        buf
+    })
+    .await
+    .expect("banner");
+    assert!(text(&out).starts_with("SSH-2.0-"), "{}", text(&out));
+    let gate = env.session(0);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    let events = gate.events();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::ChannelOpen { kind: ChannelKind::DirectTcpip, detail, .. } if detail.ends_with(&env.sshd.port.to_string())
+    )));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ChannelClose { summary, .. } if summary.bytes_out > 0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_interrupts_sessions() {
+    let mut env = Env::start().await;
+    let child = env
+        .ssh("web1")
+        .arg("echo started; sleep 60")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    assert!(eventually(T, || !env.authority.sessions().is_empty()).await);
+    let gate = env.session(0);
+    assert!(
+        eventually(T, || gate
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Output { .. })))
+        .await
+    );
+    env.shutdown().await;
+    let out = tokio::time::timeout(T, child.wait_with_output())
+        .await
+        .expect("ends")
+        .expect("output");
+    assert!(
+        text(&out.stderr).contains("shutting down"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(gate.outcome(), Some(Outcome::Interrupted));
+}
