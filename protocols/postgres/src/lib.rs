@@ -1,1 +1,139 @@
+//! `proctor-postgres`: the PostgreSQL front end of proctor.
+//!
+//! Agents connect with any PostgreSQL client. Proctor terminates the connection (TLS, SCRAM),
+//! asks the core to admit the session, logs in to the real target with the just-in-time role
+//! the core issued, and relays the protocol message by message: every statement is classified,
+//! judged by the gate and recorded durably before it is forwarded, and its outcome is recorded
+//! as it streams back.
+//!
+//! Module map: [`wire`] framing and proctor's own messages; [`startup`] SSL/GSS negotiation and
+//! the startup packet; [`scram_server`] agent authentication; [`target`] the target login;
+//! [`sqllex`] and [`classify`] statement splitting and classification; [`frontend`] decoding of
+//! client messages; [`relay`] the message loop; [`results`] result digests and samples;
+//! [`cancel`] cancel keys; [`session`] one connection from accept to end.
 
+pub mod cancel;
+pub mod classify;
+pub mod frontend;
+pub mod relay;
+pub mod results;
+pub mod scram_server;
+pub mod session;
+pub mod sqllex;
+pub mod startup;
+pub mod stream;
+pub mod target;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proctor_gate::Authority;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Listener configuration.
+#[derive(Clone)]
+pub struct PgFrontendConfig {
+    /// Server certificate for SSLRequest; `None` answers `N` (no TLS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Refuse sessions that did not negotiate TLS (SQLSTATE 28000).
+    pub require_tls: bool,
+    /// Largest message accepted from the client or the target after startup (default 64 MiB).
+    /// Startup-phase messages are limited to 10,000 bytes regardless.
+    pub max_message_bytes: usize,
+    /// Result rows kept as samples per statement (default 5).
+    pub sample_rows: usize,
+    /// Time allowed from accept to a completed client authentication (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Text of the notice sent when a statement is held. `{id}`, `{rule}` and `{reason}` are
+    /// replaced.
+    pub hold_notice: String,
+}
+
+impl Default for PgFrontendConfig {
+    fn default() -> Self {
+        PgFrontendConfig {
+            tls: None,
+            require_tls: false,
+            max_message_bytes: 64 << 20,
+            sample_rows: 5,
+            handshake_timeout: Duration::from_secs(10),
+            hold_notice: "proctor: statement held for approval {id} (rule {rule}: {reason})"
+                .to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PgFrontendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgFrontendConfig")
+            .field("tls", &self.tls.is_some())
+            .field("require_tls", &self.require_tls)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("sample_rows", &self.sample_rows)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long sessions get to say goodbye once shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `shutdown` turns true; one task per connection, so a slow or
+/// silent client never holds up the accept loop. On shutdown every session is ended with
+/// `Interrupted` ("proctor shutting down", FATAL 57P01 to its client) before this returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<PgFrontendConfig>,
+    authority: Arc<dyn Authority>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut tasks = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let (config, authority, rx) = (config.clone(), authority.clone(), shutdown.clone());
+                    tasks.spawn(async move {
+                        session::run(stream, peer, config, authority, Some(rx)).await;
+                    });
+                }
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "postgres listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!("postgres listener: sessions still running after the grace period");
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Serves one accepted connection to its end (for tests and embedding). Never panics on
+/// client or target input; every admitted session is ended through `Gate::end`.
+pub async fn handle_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<PgFrontendConfig>,
+    authority: Arc<dyn Authority>,
+) {
+    session::run(stream, peer, config, authority, None).await;
+}

@@ -1,0 +1,736 @@
+//! Statement classification with sqlparser, cached by normalized text.
+//!
+//! The rule throughout: when in doubt the class is `Unknown`, never `Read`. sqlparser is a
+//! syntax parser, so the traps PostgreSQL allows inside a "query" (DML in CTEs, `SELECT INTO`,
+//! row locks, side-effecting functions, `EXPLAIN ANALYZE <dml>`) are found by walking the tree.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use proctor_gate::StatementClass;
+use sqlparser::ast::{
+    CopySource, CopyTarget, Expr, ObjectName, ObjectType, Query, Select, Set, SetExpr,
+    Statement as Ast, TableFactor, Visit, Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::sqllex::{self, Piece};
+
+/// What proctor knows about one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub class: StatementClass,
+    /// `SELECT`, `DELETE`, `CREATE TABLE`... or the leading keywords when unparsed.
+    pub command: String,
+    pub tables: Vec<String>,
+    /// Why the class is `Unknown`, when it is.
+    pub note: Option<String>,
+}
+
+/// One statement of a message, ready to become a `proctor_gate::Statement`.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub text: String,
+    pub reasoning: Option<String>,
+    pub info: Arc<Classified>,
+}
+
+/// Session facts that change how text must be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LexContext {
+    /// `standard_conforming_strings` is on (the default since PostgreSQL 9.1).
+    pub standard_strings: bool,
+    /// The client encoding can hide `\` or `'` inside multi-byte characters (SJIS, BIG5, GBK,
+    /// UHC, GB18030, JOHAB); then any non-ASCII text is not trusted to split correctly.
+    pub unsafe_encoding: bool,
+}
+
+impl Default for LexContext {
+    fn default() -> Self {
+        LexContext {
+            standard_strings: true,
+            unsafe_encoding: false,
+        }
+    }
+}
+
+impl LexContext {
+    pub fn set_client_encoding(&mut self, enc: &str) {
+        let e = enc.to_ascii_uppercase().replace(['-', '_'], "");
+        self.unsafe_encoding = matches!(
+            e.as_str(),
+            "SJIS"
+                | "SHIFTJIS"
+                | "SHIFTJIS2004"
+                | "BIG5"
+                | "GBK"
+                | "UHC"
+                | "GB18030"
+                | "JOHAB"
+                | "WIN932"
+                | "WIN936"
+                | "WIN949"
+                | "WIN950"
+                | "CP932"
+                | "CP936"
+                | "CP949"
+                | "CP950"
+        );
+    }
+}
+
+/// Splits and classifies a simple-query string (one entry per statement; an empty string
+/// gives one `Empty` entry, as the server answers it with one EmptyQueryResponse).
+pub fn classify_query(sql: &str, ctx: LexContext) -> Vec<Judged> {
+    match sqllex::split(sql) {
+        Ok(pieces) if pieces.is_empty() => vec![Judged {
+            text: sql.trim().to_string(),
+            reasoning: None,
+            info: Arc::new(Classified {
+                class: StatementClass::Empty,
+                command: String::new(),
+                tables: Vec::new(),
+                note: None,
+            }),
+        }],
+        Ok(pieces) => pieces
+            .into_iter()
+            .map(|p| Judged {
+                text: p.text.to_string(),
+                reasoning: p.reason.clone(),
+                info: classify_piece(&p, ctx),
+            })
+            .collect(),
+        Err(e) => vec![Judged {
+            text: sql.trim().to_string(),
+            reasoning: None,
+            info: Arc::new(unknown(leading_words(sql), format!("not lexed: {e}"))),
+        }],
+    }
+}
+
+/// Classifies the text of a Parse message: the extended protocol allows one statement only,
+/// so more than one is itself suspicious and is judged by its most dangerous part.
+pub fn classify_prepared(sql: &str, ctx: LexContext) -> Judged {
+    let mut all = classify_query(sql, ctx);
+    if all.len() == 1 {
+        return all.remove(0);
+    }
+    let worst = all
+        .iter()
+        .max_by_key(|j| j.info.class.danger())
+        .map(|j| j.info.clone())
+        .unwrap_or_else(|| Arc::new(unknown(String::new(), "empty".into())));
+    let mut tables: Vec<String> = Vec::new();
+    for j in &all {
+        for t in &j.info.tables {
+            if !tables.contains(t) {
+                tables.push(t.clone());
+            }
+        }
+    }
+    Judged {
+        text: sql.trim().to_string(),
+        reasoning: all.first().and_then(|j| j.reasoning.clone()),
+        info: Arc::new(Classified {
+            class: worst.class,
+            command: worst.command.clone(),
+            tables,
+            note: Some("several statements in one Parse".into()),
+        }),
+    }
+}
+
+fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
+    if p.backslash_in_string && !ctx.standard_strings {
+        return Arc::new(unknown(
+            leading_words(&p.key),
+            "backslash in a string with standard_conforming_strings off".into(),
+        ));
+    }
+    if p.non_ascii && ctx.unsafe_encoding {
+        return Arc::new(unknown(
+            leading_words(&p.key),
+            "non-ASCII text in a client encoding that can hide quotes".into(),
+        ));
+    }
+    cached(&p.key)
+}
+
+const CACHE_LIMIT: usize = 8192;
+
+fn cache() -> &'static Mutex<HashMap<String, Arc<Classified>>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Classified>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Classification of a normalized statement, computed once per distinct key.
+fn cached(key: &str) -> Arc<Classified> {
+    if let Ok(c) = cache().lock()
+        && let Some(hit) = c.get(key)
+    {
+        return hit.clone();
+    }
+    let fresh = Arc::new(classify_key(key));
+    if let Ok(mut c) = cache().lock() {
+        if c.len() >= CACHE_LIMIT {
+            // Crude but bounded: a workload with this many distinct shapes re-parses anyway.
+            c.clear();
+        }
+        c.insert(key.to_string(), fresh.clone());
+    }
+    fresh
+}
+
+fn unknown(command: String, note: String) -> Classified {
+    Classified {
+        class: StatementClass::Unknown,
+        command,
+        tables: Vec::new(),
+        note: Some(note),
+    }
+}
+
+/// The first keywords of a statement, upper-cased, for the `command` of an unparsed statement.
+pub fn leading_words(sql: &str) -> String {
+    let words: Vec<String> = sql
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .take(3)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let n = match words.first().map(String::as_str) {
+        Some("CREATE")
+            if words.get(1).is_some_and(|w| {
+                w == "OR"
+                    || w == "UNIQUE"
+                    || w == "MATERIALIZED"
+                    || w == "TEMP"
+                    || w == "TEMPORARY"
+                    || w == "UNLOGGED"
+            }) =>
+        {
+            3
+        }
+        Some(
+            "CREATE" | "ALTER" | "DROP" | "COMMENT" | "REFRESH" | "SECURITY" | "REASSIGN"
+            | "PREPARE" | "COMMIT" | "ROLLBACK" | "START",
+        ) => 2,
+        _ => 1,
+    };
+    words.into_iter().take(n).collect::<Vec<_>>().join(" ")
+}
+
+fn classify_key(key: &str) -> Classified {
+    let words = leading_words(key);
+    let ast = match Parser::parse_sql(&PostgreSqlDialect {}, key) {
+        Ok(ast) => ast,
+        Err(e) => return unknown(words, format!("not parsed: {e}")),
+    };
+    let [stmt] = ast.as_slice() else {
+        return unknown(words, format!("parsed into {} statements", ast.len()));
+    };
+    let mut walk = Walk::default();
+    let _ = stmt.visit(&mut walk);
+    let base = base_class(stmt, &words);
+    let mut class = base;
+    // EXPLAIN without ANALYZE runs nothing; with ANALYZE, base_class judged the inner statement.
+    let explain = matches!(stmt, Ast::Explain { .. });
+    if !explain
+        && let Some(c) = walk.escalation()
+        && c.danger() > class.danger()
+    {
+        class = c;
+    }
+    let mut tables = walk.tables;
+    extra_tables(stmt, &mut tables);
+    tables.retain(|t| {
+        !walk.ctes.iter().any(|c| c.eq_ignore_ascii_case(t)) && !walk.table_functions.contains(t)
+    });
+    Classified {
+        class,
+        command: command_of(stmt, &words),
+        tables,
+        note: (class == StatementClass::Unknown).then(|| "statement kind not classified".into()),
+    }
+}
+
+fn command_of(stmt: &Ast, words: &str) -> String {
+    match stmt {
+        Ast::Query(q) => query_command(q).to_string(),
+        _ => words.to_string(),
+    }
+}
+
+fn query_command(q: &Query) -> &'static str {
+    match q.body.as_ref() {
+        SetExpr::Insert(_) => "INSERT",
+        SetExpr::Update(_) => "UPDATE",
+        SetExpr::Delete(_) => "DELETE",
+        SetExpr::Merge(_) => "MERGE",
+        SetExpr::Values(_) => "VALUES",
+        SetExpr::Table(_) => "TABLE",
+        _ => "SELECT",
+    }
+}
+
+fn is_role_variable(name: &ObjectName) -> bool {
+    let n = name.to_string().to_ascii_lowercase();
+    let last = n.rsplit('.').next().unwrap_or(&n).trim_matches('"');
+    last == "role" || last == "session_authorization"
+}
+
+/// The class of a statement from its kind alone; the walk may raise it.
+fn base_class(stmt: &Ast, words: &str) -> StatementClass {
+    use StatementClass::*;
+    let first = words.split(' ').next().unwrap_or("");
+    match stmt {
+        Ast::Query(q) => match q.body.as_ref() {
+            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+                Write
+            }
+            _ => Read,
+        },
+        Ast::Insert(_) | Ast::Update(_) | Ast::Delete(_) | Ast::Merge(_) | Ast::Truncate(_) => {
+            Write
+        }
+        Ast::Copy { to, target, .. } => match target {
+            CopyTarget::Stdin | CopyTarget::Stdout => {
+                if *to {
+                    Read
+                } else {
+                    Write
+                }
+            }
+            // Server-side files and programs run with the server's rights.
+            CopyTarget::File { .. } | CopyTarget::Program { .. } => Admin,
+        },
+        Ast::Explain {
+            analyze,
+            statement,
+            options,
+            ..
+        } => {
+            let analyze = *analyze
+                || options
+                    .iter()
+                    .flatten()
+                    .any(|o| o.name.value.eq_ignore_ascii_case("analyze"));
+            if analyze {
+                // EXPLAIN ANALYZE runs the statement.
+                let inner_words = leading_words(&statement.to_string());
+                let mut walk = Walk::default();
+                let _ = statement.visit(&mut walk);
+                let mut c = base_class(statement, &inner_words);
+                if let Some(e) = walk.escalation()
+                    && e.danger() > c.danger()
+                {
+                    c = e;
+                }
+                c
+            } else {
+                Read
+            }
+        }
+        Ast::ExplainTable { .. } => Read,
+        Ast::StartTransaction { .. }
+        | Ast::Commit { .. }
+        | Ast::Rollback { .. }
+        | Ast::Savepoint { .. }
+        | Ast::ReleaseSavepoint { .. } => Tcl,
+        Ast::Set(set) => match set {
+            Set::SetRole { .. } | Set::SetSessionAuthorization(_) => Dcl,
+            Set::SingleAssignment { variable, .. } if is_role_variable(variable) => Dcl,
+            Set::ParenthesizedAssignments { variables, .. }
+                if variables.iter().any(is_role_variable) =>
+            {
+                Dcl
+            }
+            Set::MultipleAssignments { assignments } => {
+                if assignments.iter().any(|a| is_role_variable(&a.name)) {
+                    Dcl
+                } else {
+                    Session
+                }
+            }
+            _ => Session,
+        },
+        Ast::ShowVariable { .. }
+        | Ast::ShowVariables { .. }
+        | Ast::ShowStatus { .. }
+        | Ast::ShowFunctions { .. }
+        | Ast::ShowTables { .. }
+        | Ast::ShowColumns { .. }
+        | Ast::ShowCreate { .. }
+        | Ast::ShowCollation { .. }
+        | Ast::Reset(_)
+        | Ast::Discard { .. }
+        | Ast::Deallocate { .. }
+        | Ast::LISTEN { .. }
+        | Ast::UNLISTEN { .. } => Session,
+        Ast::NOTIFY { .. } => Write,
+        Ast::Prepare { statement, .. } => {
+            let inner_words = leading_words(&statement.to_string());
+            base_class(statement, &inner_words)
+        }
+        Ast::Declare { stmts } => {
+            if stmts.iter().any(|d| d.for_query.is_some()) {
+                Read
+            } else {
+                Unknown
+            }
+        }
+        Ast::Fetch { .. } | Ast::Close { .. } => Read,
+        Ast::Vacuum(_)
+        | Ast::Analyze(_)
+        | Ast::Lock(_)
+        | Ast::LockTables { .. }
+        | Ast::Kill { .. }
+        | Ast::Load { .. } => Admin,
+        Ast::Grant(_)
+        | Ast::Revoke(_)
+        | Ast::Deny(_)
+        | Ast::CreateRole(_)
+        | Ast::AlterRole { .. }
+        | Ast::CreateUser(_)
+        | Ast::AlterUser(_) => Dcl,
+        Ast::Drop {
+            object_type: ObjectType::Role | ObjectType::User,
+            ..
+        } => Dcl,
+        // `EXECUTE name` runs a statement prepared earlier whose text proctor did not judge
+        // here; `CALL` runs a procedure that may do anything.
+        Ast::Execute { .. } | Ast::Call(_) => Unknown,
+        _ => match first {
+            "CREATE" | "ALTER" | "DROP" | "COMMENT" => {
+                let second = words.split(' ').nth(1).unwrap_or("");
+                if matches!(second, "ROLE" | "USER" | "GROUP") {
+                    Dcl
+                } else {
+                    Ddl
+                }
+            }
+            "GRANT" | "REVOKE" => Dcl,
+            _ => Unknown,
+        },
+    }
+}
+
+/// Tables sqlparser's visitor does not report as relations.
+fn extra_tables(stmt: &Ast, tables: &mut Vec<String>) {
+    let mut add = |n: &ObjectName| {
+        let s = n.to_string();
+        if !tables.contains(&s) {
+            tables.push(s);
+        }
+    };
+    match stmt {
+        Ast::Copy {
+            source: CopySource::Table { table_name, .. },
+            ..
+        } => add(table_name),
+        Ast::Drop {
+            object_type: ObjectType::Table | ObjectType::View | ObjectType::MaterializedView,
+            names,
+            ..
+        } => names.iter().for_each(add),
+        _ => {}
+    }
+}
+
+/// Functions whose call changes something, by the class they imply. Matched on the last part
+/// of the name, lower-cased, so `pg_catalog.` prefixes and quoting do not hide them.
+fn function_class(name: &str) -> Option<StatementClass> {
+    use StatementClass::*;
+    Some(match name {
+        "nextval" | "setval" | "pg_notify" | "lo_create" | "lo_creat" | "lo_unlink" | "lo_put"
+        | "lo_from_bytea" | "lo_open" | "lowrite" | "lo_write" | "lo_truncate" | "lo_truncate64"
+        | "pg_advisory_lock" | "pg_advisory_xact_lock" | "pg_try_advisory_lock"
+        | "pg_try_advisory_xact_lock" => Write,
+        "pg_terminate_backend" | "pg_cancel_backend" | "pg_reload_conf" | "pg_rotate_logfile"
+        | "pg_read_file" | "pg_read_binary_file" | "pg_ls_dir" | "pg_stat_file"
+        | "pg_ls_logdir" | "pg_ls_waldir" | "pg_ls_tmpdir" | "pg_ls_archive_statusdir"
+        | "lo_import" | "lo_export" | "pg_file_write" | "pg_file_rename" | "pg_file_unlink"
+        | "pg_switch_wal" | "pg_create_restore_point" | "pg_start_backup" | "pg_stop_backup"
+        | "pg_backup_start" | "pg_backup_stop" | "pg_create_physical_replication_slot"
+        | "pg_create_logical_replication_slot" | "pg_drop_replication_slot"
+        | "pg_copy_physical_replication_slot" | "pg_copy_logical_replication_slot"
+        | "pg_logical_emit_message" | "pg_promote" | "pg_wal_replay_pause"
+        | "pg_wal_replay_resume" | "pg_stat_reset" | "pg_stat_reset_shared"
+        | "pg_stat_reset_single_table_counters" | "pg_stat_reset_single_function_counters"
+        | "pg_stat_reset_slru" | "pg_stat_reset_replication_slot"
+        | "pg_log_backend_memory_contexts" | "pg_import_system_collations"
+        | "pg_replication_origin_create" | "pg_replication_origin_drop"
+        | "pg_logical_slot_get_changes" | "pg_replication_slot_advance"
+        // set_config can switch `role`; its arguments are literals the cache key erased.
+        | "set_config" => Admin,
+        // Run arbitrary SQL, possibly elsewhere.
+        "dblink" | "dblink_exec" | "dblink_send_query" | "dblink_open" | "dblink_connect"
+        | "dblink_connect_u" | "query_to_xml" | "query_to_xml_and_xmlschema"
+        | "query_to_xmlschema" | "cursor_to_xml" | "ts_stat" => Unknown,
+        _ => return None,
+    })
+}
+
+#[derive(Default)]
+struct Walk {
+    tables: Vec<String>,
+    ctes: Vec<String>,
+    nested_dml: bool,
+    select_into: bool,
+    locks: bool,
+    functions: Option<StatementClass>,
+    /// Set-returning functions in FROM, which sqlparser reports as relations.
+    table_functions: Vec<String>,
+    depth: u32,
+}
+
+impl Walk {
+    fn function(&mut self, name: &ObjectName) {
+        let name = name.to_string().to_ascii_lowercase();
+        let last = name.rsplit('.').next().unwrap_or(&name).trim_matches('"');
+        if let Some(c) = function_class(last)
+            && self.functions.is_none_or(|cur| c.danger() > cur.danger())
+        {
+            self.functions = Some(c);
+        }
+    }
+
+    /// What the inside of a statement adds to its kind.
+    fn escalation(&self) -> Option<StatementClass> {
+        let mut c: Option<StatementClass> = None;
+        let mut raise = |x: StatementClass| {
+            if c.is_none_or(|cur| x.danger() > cur.danger()) {
+                c = Some(x);
+            }
+        };
+        if self.nested_dml || self.locks {
+            raise(StatementClass::Write);
+        }
+        if self.select_into {
+            raise(StatementClass::Ddl);
+        }
+        if let Some(f) = self.functions {
+            raise(f);
+        }
+        c
+    }
+}
+
+impl Visitor for Walk {
+    type Break = ();
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        let s = relation.to_string();
+        if !self.tables.contains(&s) {
+            self.tables.push(s);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.ctes.push(cte.alias.name.value.clone());
+            }
+        }
+        if !query.locks.is_empty() {
+            self.locks = true;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+        if select.into.is_some() {
+            self.select_into = true;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_statement(&mut self, statement: &Ast) -> ControlFlow<()> {
+        // The statement itself is depth 0; anything deeper is nested in a query.
+        if self.depth > 0
+            && matches!(
+                statement,
+                Ast::Insert(_) | Ast::Update(_) | Ast::Delete(_) | Ast::Merge(_)
+            )
+        {
+            self.nested_dml = true;
+        }
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_statement(&mut self, _statement: &Ast) -> ControlFlow<()> {
+        self.depth = self.depth.saturating_sub(1);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = expr {
+            self.function(&f.name);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        match factor {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            }
+            | TableFactor::Function { name, .. } => {
+                self.function(name);
+                self.table_functions.push(name.to_string());
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use StatementClass::*;
+
+    fn one(sql: &str) -> Arc<Classified> {
+        let v = classify_query(sql, LexContext::default());
+        assert_eq!(v.len(), 1, "{sql}");
+        v[0].info.clone()
+    }
+
+    fn class(sql: &str) -> StatementClass {
+        one(sql).class
+    }
+
+    #[test]
+    fn plain_kinds() {
+        assert_eq!(
+            class("SELECT abalance FROM pgbench_accounts WHERE aid = 5"),
+            Read
+        );
+        assert_eq!(class("select 1"), Read);
+        assert_eq!(class("INSERT INTO t VALUES (1)"), Write);
+        assert_eq!(class("update t set a = 1"), Write);
+        assert_eq!(class("DELETE FROM t WHERE id = $1"), Write);
+        assert_eq!(class("TRUNCATE t"), Write);
+        assert_eq!(class("BEGIN"), Tcl);
+        assert_eq!(class("commit"), Tcl);
+        assert_eq!(class("SAVEPOINT a"), Tcl);
+        assert_eq!(class("SET search_path = public"), Session);
+        assert_eq!(class("SHOW server_version"), Session);
+        assert_eq!(class("RESET ALL"), Session);
+        assert_eq!(class("SET ROLE admin"), Dcl);
+        assert!(matches!(class("SET role TO admin"), Dcl | Unknown));
+        assert_eq!(class("SET role = admin"), Dcl);
+        assert_eq!(class("SET SESSION AUTHORIZATION admin"), Dcl);
+        assert_eq!(class("GRANT SELECT ON t TO x"), Dcl);
+        assert_eq!(class("CREATE ROLE x LOGIN"), Dcl);
+        assert_eq!(class("DROP ROLE x"), Dcl);
+        assert_eq!(class("CREATE TABLE t (a int)"), Ddl);
+        assert_eq!(class("DROP TABLE t"), Ddl);
+        assert_eq!(class("ALTER TABLE t ADD COLUMN b int"), Ddl);
+        assert_eq!(class("CREATE INDEX i ON t (a)"), Ddl);
+        assert_eq!(class("VACUUM t"), Admin);
+        assert_eq!(class("ANALYZE t"), Admin);
+        assert_eq!(class("LOCK TABLE t"), Admin);
+        assert_eq!(class("COPY t FROM STDIN"), Write);
+        assert_eq!(class("COPY t TO STDOUT"), Read);
+        assert_eq!(class("COPY (SELECT 1) TO STDOUT"), Read);
+        assert_eq!(class("COPY t TO PROGRAM 'curl x'"), Admin);
+        assert_eq!(class("COPY t FROM '/etc/passwd'"), Admin);
+        assert_eq!(class("LISTEN ch"), Session);
+        assert_eq!(class("NOTIFY ch, 'x'"), Write);
+        assert_eq!(class("EXPLAIN DELETE FROM t"), Read);
+    }
+
+    #[test]
+    fn traps() {
+        assert_eq!(
+            class("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"),
+            Write
+        );
+        assert_eq!(class("SELECT * INTO newt FROM t"), Ddl);
+        assert_eq!(class("SELECT nextval('s')"), Write);
+        assert_eq!(class("SELECT pg_terminate_backend(123)"), Admin);
+        assert_eq!(
+            class("select pg_catalog.set_config('role', 'x', false)"),
+            Admin
+        );
+        assert_eq!(class("SELECT * FROM t FOR UPDATE"), Write);
+        assert_eq!(class("EXPLAIN ANALYZE DELETE FROM t"), Write);
+        assert_eq!(class("EXPLAIN (ANALYZE) DELETE FROM t"), Write);
+        assert_eq!(
+            class("SELECT * FROM dblink('x', 'DELETE FROM t') AS r(a int)"),
+            Unknown
+        );
+        assert_eq!(class("SELECT lo_import('/etc/passwd')"), Admin);
+        assert_eq!(class("SELECT (SELECT nextval('s'))"), Write);
+        assert_eq!(class("SELECT * FROM pg_ls_dir('.') d"), Admin);
+        assert_eq!(
+            class("SELECT * FROM LATERAL pg_catalog.pg_ls_dir('.') x"),
+            Admin
+        );
+        let g = one("SELECT * FROM t, generate_series(1,2) g");
+        assert_eq!((g.class, g.tables.clone()), (Read, vec!["t".to_string()]));
+        for sql in [
+            "DO $$BEGIN DELETE FROM t; END$$",
+            "ALTER SYSTEM SET work_mem = '1GB'",
+            "VACUUM ANALYZE t",
+            "CHECKPOINT",
+            "REINDEX TABLE t",
+            "CLUSTER t",
+            "REFRESH MATERIALIZED VIEW v",
+            "PREPARE TRANSACTION 'x'",
+            "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO x",
+            "REASSIGN OWNED BY a TO b",
+            "CALL p()",
+            "EXECUTE plan1",
+            "select 'unterminated",
+            "SELEKT 1",
+        ] {
+            assert_eq!(class(sql), Unknown, "{sql}");
+        }
+        assert_eq!(one("ALTER SYSTEM SET x = 1").command, "ALTER SYSTEM");
+        assert_eq!(one("DO $$ begin end $$").command, "DO");
+    }
+
+    #[test]
+    fn multi_statement_and_tables() {
+        let v = classify_query(
+            "/* reason: look */ SELECT a FROM s.t1 JOIN t2 ON true; DELETE FROM t3 WHERE x = 1",
+            LexContext::default(),
+        );
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].info.class, Read);
+        assert_eq!(v[0].info.tables, vec!["s.t1".to_string(), "t2".to_string()]);
+        assert_eq!(v[0].reasoning.as_deref(), Some("look"));
+        assert_eq!(v[1].info.class, Write);
+        assert_eq!(v[1].info.command, "DELETE");
+        assert_eq!(v[1].info.tables, vec!["t3".to_string()]);
+        let w = one("WITH d AS (SELECT 1) SELECT * FROM d, real_t");
+        assert_eq!(w.tables, vec!["real_t".to_string()]);
+        assert_eq!(one("COPY t (a) FROM STDIN").tables, vec!["t".to_string()]);
+        let e = classify_query("", LexContext::default());
+        assert_eq!(e[0].info.class, Empty);
+        let p = classify_prepared("SELECT 1; DROP TABLE x", LexContext::default());
+        assert_eq!(p.info.class, Ddl);
+    }
+
+    #[test]
+    fn session_context() {
+        let off = LexContext {
+            standard_strings: false,
+            unsafe_encoding: false,
+        };
+        assert_eq!(classify_query("select 'a\\'", off)[0].info.class, Unknown);
+        let mut sjis = LexContext::default();
+        sjis.set_client_encoding("SJIS");
+        assert_eq!(classify_query("select 'ｱ'", sjis)[0].info.class, Unknown);
+        assert_eq!(classify_query("select 'a'", sjis)[0].info.class, Read);
+    }
+}

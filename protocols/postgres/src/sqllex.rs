@@ -1,0 +1,469 @@
+//! A PostgreSQL-faithful lexer just deep enough to split a query string into statements the way
+//! the server will, find each statement's leading `reason:` comment, and build a cache key with
+//! literals collapsed.
+//!
+//! Splitting must agree with the server: if proctor saw one harmless statement where the server
+//! sees two, the second would run unjudged. So strings, quoted identifiers, dollar quotes and
+//! nested comments follow PostgreSQL's rules, an unterminated one is an error (the caller treats
+//! the whole text as unknown), and `BEGIN ATOMIC ... END` bodies of `CREATE FUNCTION` are kept
+//! whole as psql does.
+
+/// One statement of a query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece<'a> {
+    /// Original text of the statement, trimmed, without its terminating `;`.
+    pub text: &'a str,
+    /// The statement with comments removed, whitespace collapsed and every literal replaced by a
+    /// placeholder of the same kind (`0`, `''`). Classification depends only on this.
+    pub key: String,
+    /// Text of a leading `/* reason: ... */` or `-- reason: ...` comment.
+    pub reason: Option<String>,
+    /// A backslash appears inside a string literal (its meaning depends on
+    /// `standard_conforming_strings`).
+    pub backslash_in_string: bool,
+    /// Bytes outside ASCII appear somewhere.
+    pub non_ascii: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LexError {
+    #[error("unterminated quoted string")]
+    UnterminatedString,
+    #[error("unterminated quoted identifier")]
+    UnterminatedIdent,
+    #[error("unterminated dollar-quoted string")]
+    UnterminatedDollar,
+    #[error("unterminated comment")]
+    UnterminatedComment,
+}
+
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+}
+
+fn is_ident_cont(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' | b'\x0b')
+}
+
+struct Builder<'a> {
+    src: &'a str,
+    start: usize,
+    key: String,
+    reason: Option<String>,
+    seen_token: bool,
+    backslash_in_string: bool,
+    non_ascii: bool,
+    first_word_create: bool,
+    words: u32,
+    prev_begin: bool,
+    atomic_depth: u32,
+}
+
+impl<'a> Builder<'a> {
+    fn new(src: &'a str, start: usize) -> Self {
+        Builder {
+            src,
+            start,
+            key: String::new(),
+            reason: None,
+            seen_token: false,
+            backslash_in_string: false,
+            non_ascii: false,
+            first_word_create: false,
+            words: 0,
+            prev_begin: false,
+            atomic_depth: 0,
+        }
+    }
+
+    fn space(&mut self) {
+        if !self.key.is_empty() && !self.key.ends_with(' ') {
+            self.key.push(' ');
+        }
+    }
+
+    fn token(&mut self, s: &str) {
+        self.seen_token = true;
+        self.key.push_str(s);
+    }
+
+    fn comment(&mut self, body: &str) {
+        if self.seen_token || self.reason.is_some() {
+            return;
+        }
+        let t = body.trim();
+        if t.len() >= 7 && t[..7].eq_ignore_ascii_case("reason:") {
+            let r = t[7..].trim();
+            if !r.is_empty() {
+                self.reason = Some(r.to_string());
+            }
+        }
+    }
+
+    fn word(&mut self, w: &str) {
+        self.words += 1;
+        if self.words == 1 {
+            self.first_word_create = w.eq_ignore_ascii_case("create");
+        }
+        if self.first_word_create {
+            let opens = (self.prev_begin && w.eq_ignore_ascii_case("atomic"))
+                || (self.atomic_depth > 0 && w.eq_ignore_ascii_case("case"));
+            if opens {
+                self.atomic_depth += 1;
+            } else if self.atomic_depth > 0 && w.eq_ignore_ascii_case("end") {
+                self.atomic_depth -= 1;
+            }
+            self.prev_begin = w.eq_ignore_ascii_case("begin");
+        }
+    }
+
+    fn finish(mut self, end: usize, out: &mut Vec<Piece<'a>>) {
+        if !self.seen_token {
+            return;
+        }
+        while self.key.ends_with(' ') {
+            self.key.pop();
+        }
+        out.push(Piece {
+            text: self.src[self.start..end].trim(),
+            key: self.key,
+            reason: self.reason,
+            backslash_in_string: self.backslash_in_string,
+            non_ascii: self.non_ascii,
+        });
+    }
+}
+
+/// Splits `sql` into statements. Empty statements (only whitespace and comments) are dropped.
+pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut cur = Builder::new(sql, 0);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if is_space(c) {
+            cur.space();
+            i += 1;
+        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            let end = b[i..]
+                .iter()
+                .position(|&x| x == b'\n' || x == b'\r')
+                .map_or(b.len(), |p| i + p);
+            cur.comment(&sql[i + 2..end]);
+            cur.space();
+            i = end;
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            // Comments nest in PostgreSQL.
+            let mut depth = 1;
+            let mut j = i + 2;
+            while depth > 0 {
+                if j + 1 >= b.len() {
+                    return Err(LexError::UnterminatedComment);
+                }
+                if b[j] == b'/' && b[j + 1] == b'*' {
+                    depth += 1;
+                    j += 2;
+                } else if b[j] == b'*' && b[j + 1] == b'/' {
+                    depth -= 1;
+                    j += 2;
+                } else {
+                    j += 1;
+                }
+            }
+            cur.comment(&sql[i + 2..j - 2]);
+            cur.space();
+            i = j;
+        } else if c == b'\'' {
+            i = string(b, i, false, &mut cur)?;
+        } else if c == b'"' {
+            let end = quoted_ident(b, i)?;
+            if sql[i..end].bytes().any(|x| x >= 0x80) {
+                cur.non_ascii = true;
+            }
+            cur.token(&sql[i..end]);
+            i = end;
+        } else if c == b'$' {
+            if b.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
+                // Positional parameter $n.
+                let mut j = i + 1;
+                while j < b.len() && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                cur.token(&sql[i..j]);
+                i = j;
+            } else if let Some(tag_end) = dollar_tag(b, i) {
+                let tag = &b[i..tag_end];
+                let body_end = find(b, tag_end, tag).ok_or(LexError::UnterminatedDollar)?;
+                if sql[tag_end..body_end].bytes().any(|x| x >= 0x80) {
+                    cur.non_ascii = true;
+                }
+                cur.token("''");
+                i = body_end + tag.len();
+            } else {
+                cur.token("$");
+                i += 1;
+            }
+        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+        {
+            let end = number(b, i);
+            if b.get(end).is_some_and(|&x| is_ident_cont(x)) {
+                // Trailing junk (`0x1F`, `123abc`): how the server reads it depends on its
+                // version, so keep it verbatim rather than guess.
+                let mut j = end;
+                while j < b.len() && is_ident_cont(b[j]) {
+                    j += 1;
+                }
+                cur.token(&sql[i..j]);
+                i = j;
+            } else {
+                cur.token("0");
+                i = end;
+            }
+        } else if is_ident_start(c) {
+            let mut j = i + 1;
+            while j < b.len() && is_ident_cont(b[j]) {
+                j += 1;
+            }
+            let w = &sql[i..j];
+            if w.bytes().any(|x| x >= 0x80) {
+                cur.non_ascii = true;
+            }
+            if b.get(j) == Some(&b'\'') {
+                // Typed or prefixed literal: E'..' has backslash escapes; B, X, N, and any type
+                // name ('date' '...') use the ordinary rules.
+                let escaped = w.eq_ignore_ascii_case("e");
+                cur.word(w);
+                cur.token(w);
+                i = string(b, j, escaped, &mut cur)?;
+            } else if b.get(j) == Some(&b'&')
+                && w.eq_ignore_ascii_case("u")
+                && matches!(b.get(j + 1), Some(b'\'') | Some(b'"'))
+            {
+                cur.token("U&");
+                if b[j + 1] == b'\'' {
+                    i = string(b, j + 1, false, &mut cur)?;
+                } else {
+                    let end = quoted_ident(b, j + 1)?;
+                    cur.token(&sql[j + 1..end]);
+                    i = end;
+                }
+            } else {
+                cur.word(w);
+                cur.token(w);
+                i = j;
+            }
+        } else if c == b';' && cur.atomic_depth == 0 {
+            let next = Builder::new(sql, i + 1);
+            std::mem::replace(&mut cur, next).finish(i, &mut out);
+            i += 1;
+        } else {
+            if c >= 0x80 {
+                cur.non_ascii = true;
+            }
+            // ASCII punctuation and operators; a multi-byte character is handled as an
+            // identifier above, so this never splits a UTF-8 sequence.
+            let ch = &sql[i..i + 1];
+            cur.token(ch);
+            i += 1;
+        }
+    }
+    cur.finish(b.len(), &mut out);
+    Ok(out)
+}
+
+/// A quoted string starting at `b[i] == '\''`; returns the index after it. Writes `''` to the key.
+fn string(b: &[u8], i: usize, escaped: bool, cur: &mut Builder<'_>) -> Result<usize, LexError> {
+    let mut j = i + 1;
+    loop {
+        let Some(&c) = b.get(j) else {
+            return Err(LexError::UnterminatedString);
+        };
+        if c >= 0x80 {
+            cur.non_ascii = true;
+        }
+        if c == b'\\' {
+            cur.backslash_in_string = true;
+            if escaped {
+                j += 2;
+                continue;
+            }
+        }
+        if c == b'\'' {
+            if b.get(j + 1) == Some(&b'\'') {
+                j += 2;
+                continue;
+            }
+            cur.token("''");
+            return Ok(j + 1);
+        }
+        j += 1;
+    }
+}
+
+fn quoted_ident(b: &[u8], i: usize) -> Result<usize, LexError> {
+    let mut j = i + 1;
+    loop {
+        match b.get(j) {
+            None => return Err(LexError::UnterminatedIdent),
+            Some(b'"') if b.get(j + 1) == Some(&b'"') => j += 2,
+            Some(b'"') => return Ok(j + 1),
+            Some(_) => j += 1,
+        }
+    }
+}
+
+/// If a dollar-quote opening tag starts at `i`, the index just after it.
+fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    if b.get(j) == Some(&b'$') {
+        return Some(j + 1);
+    }
+    if !b.get(j).is_some_and(|&c| is_ident_start(c)) {
+        return None;
+    }
+    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
+        j += 1;
+    }
+    (b.get(j) == Some(&b'$')).then_some(j + 1)
+}
+
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| from + p)
+}
+
+fn number(b: &[u8], i: usize) -> usize {
+    let mut j = i;
+    while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'_') {
+        j += 1;
+    }
+    if b.get(j) == Some(&b'.') && b.get(j + 1) != Some(&b'.') {
+        j += 1;
+        while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'_') {
+            j += 1;
+        }
+    }
+    if matches!(b.get(j), Some(b'e') | Some(b'E')) {
+        let mut k = j + 1;
+        if matches!(b.get(k), Some(b'+') | Some(b'-')) {
+            k += 1;
+        }
+        if b.get(k).is_some_and(u8::is_ascii_digit) {
+            while k < b.len() && b[k].is_ascii_digit() {
+                k += 1;
+            }
+            j = k;
+        }
+    }
+    j
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(sql: &str) -> Vec<&str> {
+        split(sql).unwrap().into_iter().map(|p| p.text).collect()
+    }
+
+    #[test]
+    fn splits_like_the_server() {
+        assert_eq!(texts("SELECT 1; SELECT 2;"), vec!["SELECT 1", "SELECT 2"]);
+        assert_eq!(
+            texts("select ';' ; select $$;$$"),
+            vec!["select ';'", "select $$;$$"]
+        );
+        assert_eq!(
+            texts("select $a$ $$; $a$;x"),
+            vec!["select $a$ $$; $a$", "x"]
+        );
+        assert_eq!(
+            texts("select \"a;b\" from t"),
+            vec!["select \"a;b\" from t"]
+        );
+        assert_eq!(
+            texts("/* a; /* b; */ c; */ select 1"),
+            vec!["/* a; /* b; */ c; */ select 1"]
+        );
+        assert_eq!(texts("-- x;\nselect 1"), vec!["-- x;\nselect 1"]);
+        assert_eq!(texts(" ; ;  "), Vec::<&str>::new());
+        assert_eq!(
+            texts("select E'\\';' ; select 2"),
+            vec!["select E'\\';'", "select 2"]
+        );
+        assert_eq!(
+            texts("select 'a\\'; select 2"),
+            vec!["select 'a\\'", "select 2"]
+        );
+        assert_eq!(
+            texts(
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 1 END; END; SELECT 3"
+            ),
+            vec![
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 1 END; END",
+                "SELECT 3"
+            ]
+        );
+        assert_eq!(texts("begin; end"), vec!["begin", "end"]);
+    }
+
+    #[test]
+    fn unterminated_is_an_error() {
+        assert_eq!(split("select 'abc"), Err(LexError::UnterminatedString));
+        assert_eq!(
+            split("select $x$ abc $y$"),
+            Err(LexError::UnterminatedDollar)
+        );
+        assert_eq!(
+            split("/* /* */ select 1"),
+            Err(LexError::UnterminatedComment)
+        );
+        assert_eq!(split("select \"abc"), Err(LexError::UnterminatedIdent));
+        assert_eq!(split("select E'\\'"), Err(LexError::UnterminatedString));
+    }
+
+    #[test]
+    fn keys_collapse_literals_and_comments() {
+        let a = split("SELECT abalance FROM pgbench_accounts WHERE aid = 4711;").unwrap();
+        let b = split("/* hi */ SELECT  abalance\nFROM pgbench_accounts WHERE aid = 12").unwrap();
+        assert_eq!(a[0].key, b[0].key);
+        assert_eq!(
+            a[0].key,
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 0"
+        );
+        let c = split("select x from t where s = 'it''s' and y = $1 and z = 1.5e3").unwrap();
+        assert_eq!(
+            c[0].key,
+            "select x from t where s = '' and y = $1 and z = 0"
+        );
+        let d = split("select 0x1F, t1.c2 from t1").unwrap();
+        assert_eq!(d[0].key, "select 0x1F, t1.c2 from t1");
+    }
+
+    #[test]
+    fn reasons() {
+        let p =
+            split("/* reason: check the backlog */ SELECT 1; -- reason: cleanup\nDELETE FROM t")
+                .unwrap();
+        assert_eq!(p[0].reason.as_deref(), Some("check the backlog"));
+        assert_eq!(p[1].reason.as_deref(), Some("cleanup"));
+        let q = split("SELECT 1 /* reason: late */").unwrap();
+        assert_eq!(q[0].reason, None);
+        let r = split("-- REASON:   spaced  \nselect 1").unwrap();
+        assert_eq!(r[0].reason.as_deref(), Some("spaced"));
+    }
+
+    #[test]
+    fn flags() {
+        let p = split("select 'a\\b', 'é'").unwrap();
+        assert!(p[0].backslash_in_string);
+        assert!(p[0].non_ascii);
+    }
+}
