@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use proctor_gate::ApprovalOutcome;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{broadcast, oneshot};
 
@@ -28,7 +28,7 @@ pub enum ApprovalError {
 }
 
 /// What an approver sees about a held action.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingView {
     pub id: String,
     pub session_id: String,

@@ -502,3 +502,31 @@ mod tests {
         }
     }
 }
+
+/// Inclusion proof and latest tree head for leaf `index`, read from the ledger file alone.
+pub fn proof_from_file(data: &Path, index: u64) -> io::Result<Option<(Vec<u8>, Vec<[u8; 32]>, TreeHead)>> {
+    let scan = scan_ledger(&ledger_path(data))?;
+    let mut leaves = Vec::new();
+    let mut leaf_data = None;
+    let mut head = None;
+    for (_, e) in scan.entries {
+        match e {
+            Entry::Leaf { index: i, data } => {
+                if i == index {
+                    leaf_data = Some(data.clone());
+                }
+                leaves.push(leaf_hash(&data));
+            }
+            Entry::TreeHead(th) => head = Some(th),
+        }
+    }
+    let (Some(leaf_data), Some(head)) = (leaf_data, head) else {
+        return Ok(None);
+    };
+    let n = usize::try_from(head.size).unwrap_or(usize::MAX).min(leaves.len());
+    let m = usize::try_from(index).unwrap_or(usize::MAX);
+    if m >= n {
+        return Ok(None);
+    }
+    Ok(Some((leaf_data, inclusion_proof(&leaves[..n], m), head)))
+}

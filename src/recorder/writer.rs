@@ -177,15 +177,36 @@ impl WriterThread {
                 Ok(Some(cmd)) => self.handle(cmd, &mut p),
                 Err(_) => {}
             }
-            while p.buf.len() < self.opts.max_batch_bytes {
-                match rx.try_recv() {
-                    Ok(cmd) => self.handle(cmd, &mut p),
-                    Err(_) => break,
+            self.drain(&mut rx, &mut p);
+            // Sessions woken by the previous commit are still re-queuing: waiting a few tens of
+            // microseconds for them lets one fdatasync cover all of them instead of a few.
+            let busy = self.chains.len().min(64);
+            let mut rounds = 0;
+            while !p.acks.is_empty() && p.acks.len() < busy && rounds < 4 {
+                std::thread::sleep(Duration::from_micros(30));
+                if self.drain(&mut rx, &mut p) == 0 {
+                    break;
                 }
+                rounds += 1;
             }
             self.checkpoint_all(&mut p, false);
             self.commit(p);
         }
+    }
+
+    /// Takes every queued command (up to the batch size limit); returns how many.
+    fn drain(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>, p: &mut Pending) -> usize {
+        let mut n = 0;
+        while p.buf.len() < self.opts.max_batch_bytes {
+            match rx.try_recv() {
+                Ok(cmd) => {
+                    self.handle(cmd, p);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        n
     }
 
     fn failed_reason(&self) -> Option<String> {

@@ -1,6 +1,6 @@
-//! Cancel keys. Clients get proctor's own random key; a CancelRequest with that key is turned
-//! into one to the target backend with the target's real key, and also cancels a statement
-//! that is waiting for approval inside proctor.
+//! Cancel keys. Clients get proctor's own random key; a CancelRequest with that key reaches the
+//! session, which withdraws a statement held for approval or sends a CancelRequest with the
+//! target's real key to the target backend.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,15 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+/// What a cancel key leads to: the session, which decides whether the cancel withdraws a held
+/// statement or goes on to the target backend.
 #[derive(Clone)]
 pub struct CancelTarget {
-    pub host: String,
-    pub port: u16,
-    pub connect_timeout: Duration,
-    /// The target backend's key, when it sent one.
-    pub backend: Option<(i32, i32)>,
-    /// Woken to cancel a held statement.
-    pub hold: Arc<watch::Sender<u64>>,
+    pub notify: Arc<watch::Sender<u64>>,
 }
 
 type Key = (i32, i32);
@@ -65,27 +61,37 @@ impl Drop for CancelKey {
 
 /// Handles a CancelRequest from a client. Unknown keys are ignored silently, as PostgreSQL
 /// does, so that keys cannot be probed.
-pub async fn cancel(pid: i32, secret: i32) {
+pub fn cancel(pid: i32, secret: i32) {
     let target = registry()
         .lock()
         .ok()
         .and_then(|m| m.get(&(pid, secret)).cloned());
-    let Some(t) = target else {
-        tracing::debug!("cancel request with an unknown key");
-        return;
-    };
-    t.hold.send_modify(|n| *n = n.wrapping_add(1));
-    let Some((tpid, tsecret)) = t.backend else {
-        return;
-    };
+    match target {
+        Some(t) => t.notify.send_modify(|n| *n = n.wrapping_add(1)),
+        None => tracing::debug!("cancel request with an unknown key"),
+    }
+}
+
+/// Where the session sends a cancel for its target backend.
+#[derive(Debug, Clone)]
+pub struct BackendCancel {
+    pub host: String,
+    pub port: u16,
+    pub connect_timeout: Duration,
+    pub pid: i32,
+    pub secret: i32,
+}
+
+/// Sends a CancelRequest to the target over a new connection, as libpq does.
+pub async fn cancel_backend(t: BackendCancel) {
     let connect = TcpStream::connect((t.host.as_str(), t.port));
     match tokio::time::timeout(t.connect_timeout, connect).await {
         Ok(Ok(mut s)) => {
             let mut msg = [0u8; 16];
             msg[0..4].copy_from_slice(&16i32.to_be_bytes());
             msg[4..8].copy_from_slice(&80877102i32.to_be_bytes());
-            msg[8..12].copy_from_slice(&tpid.to_be_bytes());
-            msg[12..16].copy_from_slice(&tsecret.to_be_bytes());
+            msg[8..12].copy_from_slice(&t.pid.to_be_bytes());
+            msg[12..16].copy_from_slice(&t.secret.to_be_bytes());
             if s.write_all(&msg).await.is_ok() {
                 // The server closes the connection once it has handled the request.
                 let mut sink = [0u8; 16];

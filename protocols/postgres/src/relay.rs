@@ -25,6 +25,7 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 
 use crate::PgFrontendConfig;
+use crate::cancel::BackendCancel;
 use crate::classify::{self, Classified, Judged, LexContext};
 use crate::frontend;
 use crate::results::{Columns, CopyAcc, ResultAcc};
@@ -181,8 +182,10 @@ pub struct Relay {
     kill: watch::Receiver<Option<String>>,
     kill_live: bool,
     shutdown: Option<watch::Receiver<bool>>,
-    hold_cancel: watch::Receiver<u64>,
-    _hold_cancel_tx: Arc<watch::Sender<u64>>,
+    /// Bumped by CancelRequests carrying this session's key.
+    cancels: watch::Receiver<u64>,
+    _cancels_tx: Arc<watch::Sender<u64>>,
+    backend_cancel: Option<BackendCancel>,
 
     next_id: u64,
     status: u8,
@@ -215,6 +218,7 @@ impl Relay {
         greeting: BytesMut,
         shutdown: Option<watch::Receiver<bool>>,
         hold_cancel_tx: Arc<watch::Sender<u64>>,
+        backend_cancel: Option<BackendCancel>,
     ) -> Relay {
         let (crd, cwr) = tokio::io::split(client);
         let (trd, twr) = tokio::io::split(target.stream);
@@ -244,8 +248,9 @@ impl Relay {
             kill,
             kill_live: true,
             shutdown,
-            hold_cancel: hold_cancel_tx.subscribe(),
-            _hold_cancel_tx: hold_cancel_tx,
+            cancels: hold_cancel_tx.subscribe(),
+            _cancels_tx: hold_cancel_tx,
+            backend_cancel,
             next_id: 0,
             status: target.status,
             lex,
@@ -312,7 +317,7 @@ impl Relay {
                 biased;
                 r = self.kill.changed(), if self.kill_live => Ev::Kill(r.is_ok()),
                 _ = shutdown_requested(&mut self.shutdown) => Ev::Shutdown,
-                r = self.hold_cancel.changed(), if paused => Ev::HoldCancel(r.is_ok()),
+                r = self.cancels.changed() => Ev::Cancel(r.is_ok()),
                 res = hold_outcome(&mut self.paused), if paused => Ev::Hold(res),
                 r = write_or_flush(&mut self.cwr, &self.cout), if !self.cout.is_empty() || self.c_dirty => Ev::ClientWrote(r),
                 r = write_or_flush(&mut self.twr, &self.tout), if !self.tout.is_empty() || self.t_dirty => Ev::TargetWrote(r),
@@ -331,9 +336,9 @@ impl Relay {
                     }
                 }
                 Ev::Shutdown => Err(End::Shutdown),
-                Ev::HoldCancel(alive) => {
+                Ev::Cancel(alive) => {
                     if alive {
-                        self.hold_cancelled().await
+                        self.cancel_requested()
                     } else {
                         Ok(())
                     }
@@ -748,8 +753,6 @@ impl Relay {
     }
 
     fn hold_notice(&mut self, hold: &Hold) {
-        // Only cancels sent from now on withdraw this hold.
-        self.hold_cancel.borrow_and_update();
         let text = self
             .cfg
             .hold_notice
@@ -817,9 +820,14 @@ impl Relay {
         }
     }
 
-    async fn hold_cancelled(&mut self) -> Result<(), End> {
-        self.hold_cancel.borrow_and_update();
+    /// A CancelRequest with this session's key: withdraw the held statement if there is one,
+    /// otherwise pass the cancel on to the target backend.
+    fn cancel_requested(&mut self) -> Result<(), End> {
+        self.cancels.borrow_and_update();
         let Some(paused) = self.paused.take() else {
+            if let Some(b) = self.backend_cancel.clone() {
+                tokio::spawn(crate::cancel::cancel_backend(b));
+            }
             return Ok(());
         };
         let ready = matches!(paused.cont, Cont::Query { .. });
@@ -1299,7 +1307,7 @@ impl Relay {
 enum Ev {
     Kill(bool),
     Shutdown,
-    HoldCancel(bool),
+    Cancel(bool),
     Hold(Resolution),
     ClientWrote(std::io::Result<usize>),
     TargetWrote(std::io::Result<usize>),

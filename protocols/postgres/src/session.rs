@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::PgFrontendConfig;
-use crate::cancel::{self, CancelKey, CancelTarget};
+use crate::cancel::{self, BackendCancel, CancelKey, CancelTarget};
 use crate::relay::Relay;
 use crate::scram_server::{MECHANISM, ServerFirst, Verifier};
 use crate::startup::{self, Hello, StartupError};
@@ -40,7 +40,7 @@ pub async fn run(
     let startup = match hello {
         Ok(Ok(Hello::Startup(s))) => s,
         Ok(Ok(Hello::Cancel { pid, secret })) => {
-            cancel::cancel(pid, secret).await;
+            cancel::cancel(pid, secret);
             return;
         }
         Ok(Err(StartupError::Closed)) => return,
@@ -263,11 +263,14 @@ pub async fn run(
     let (hold_cancel, _) = watch::channel(0u64);
     let hold_cancel = Arc::new(hold_cancel);
     let key = CancelKey::register(CancelTarget {
+        notify: hold_cancel.clone(),
+    });
+    let backend_cancel = tconn.backend_key.map(|(pid, secret)| BackendCancel {
         host: pg.host.clone(),
         port: pg.port,
         connect_timeout: pg.connect_timeout,
-        backend: tconn.backend_key,
-        hold: hold_cancel.clone(),
+        pid,
+        secret,
     });
     let _ = Authentication::Ok.encode(&mut out);
     for f in &tconn.relay {
@@ -285,6 +288,7 @@ pub async fn run(
         out,
         shutdown,
         hold_cancel,
+        backend_cancel,
     );
     let (outcome, reason) = relay.run().await;
     drop(key);

@@ -264,6 +264,10 @@ impl TestAuthority {
         }
     }
 
+    pub fn ca_private_openssh(&self) -> String {
+        self.ca.to_openssh(LineEnding::LF).expect("ca").to_string()
+    }
+
     pub fn ca_line(&self) -> String {
         self.ca.public_key().to_openssh().expect("ca line")
     }

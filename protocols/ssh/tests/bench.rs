@@ -1,0 +1,104 @@
+//! Throughput comparison (ignored by default; run with
+//! `cargo test -p proctor-ssh --release --test bench -- --ignored --nocapture`):
+//! 512 MiB piped through `cat` on the target, interleaved runs of direct ssh, an OpenSSH
+//! double hop (ProxyJump through a second sshd) and proctor.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Env, eventually};
+use proctor_harness::sshd::current_user;
+use proctor_harness::{LocalSshd, SshdOptions};
+
+const MIB: u64 = 1024 * 1024;
+
+fn sign_agent_key(env: &Env) -> std::path::PathBuf {
+    // The test CA signs the agent key so plain OpenSSH can log in to the sshd directly.
+    let ca = env.dir.path().join("ca");
+    std::fs::write(&ca, env.authority.ca_private_openssh()).expect("ca");
+    std::fs::set_permissions(&ca, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca)
+        .args(["-I", "bench", "-n", &current_user(), "-V", "-5m:+1h"])
+        .arg(env.key.with_extension("pub"))
+        .status()
+        .expect("sign");
+    assert!(ok.success());
+    env.key.clone()
+}
+
+async fn run(cmdline: &str, bytes: u64) -> f64 {
+    let script = format!("head -c {bytes} /dev/zero | {cmdline} cat | wc -c");
+    let t0 = Instant::now();
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("sh");
+    let secs = t0.elapsed().as_secs_f64();
+    let got: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    assert_eq!(got, bytes, "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    bytes as f64 / MIB as f64 / secs
+}
+
+fn base_opts(env: &Env, known: &Path) -> String {
+    format!(
+        "-F /dev/null -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o LogLevel=ERROR",
+        env.key.display(),
+        known.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_through_cat() {
+    let env = Env::start().await;
+    sign_agent_key(&env);
+    let jump = LocalSshd::start(SshdOptions {
+        trusted_user_ca_keys: vec![env.authority.ca_line()],
+        ..Default::default()
+    })
+    .expect("jump sshd");
+    let known = env.dir.path().join("known_direct");
+    std::fs::write(
+        &known,
+        format!(
+            "{}\n{}\n{}\n",
+            env.sshd.known_hosts_line(),
+            jump.known_hosts_line(),
+            std::fs::read_to_string(&env.known_hosts).expect("kh").trim()
+        ),
+    )
+    .expect("known");
+    let opts = base_opts(&env, &known);
+    let user = current_user();
+    let direct = format!("ssh {opts} -p {} {user}@127.0.0.1", env.sshd.port);
+    let double = format!(
+        "ssh {opts} -o ProxyCommand='ssh {opts} -p {} -W %h:%p {user}@127.0.0.1' -p {} {user}@127.0.0.1",
+        jump.port, env.sshd.port
+    );
+    let proctor = format!("ssh {opts} -p {} web1@127.0.0.1", env.port);
+    let bytes: u64 = std::env::var("PROCTOR_BENCH_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512)
+        * MIB;
+    let mut results = vec![Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..3 {
+        for (i, c) in [&direct, &double, &proctor].iter().enumerate() {
+            results[i].push(run(c, bytes).await);
+        }
+    }
+    for (name, r) in ["direct", "double hop", "proctor"].iter().zip(&results) {
+        let mut r = r.clone();
+        r.sort_by(|a, b| a.total_cmp(b));
+        eprintln!("{name:>10}: median {:.1} MiB/s  (runs {:?})", r[1], r);
+    }
+    let last = env.authority.sessions().last().cloned().expect("session");
+    assert!(eventually(Duration::from_secs(20), || last.outcome().is_some()).await);
+}

@@ -1,0 +1,109 @@
+//! `proctor approvals list|approve|deny` and `proctor kill`: these act on the running proctor.
+
+use anyhow::{Result, anyhow, bail};
+use clap::Subcommand;
+
+use super::{StoreArgs, is_running};
+use crate::approvals::PendingView;
+use crate::control::{self, Request};
+
+#[derive(Subcommand)]
+pub enum ApprovalsCommand {
+    /// Held actions, oldest first.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a held action.
+    Approve {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who approves (recorded); defaults to $USER.
+        #[arg(long = "as")]
+        approver: Option<String>,
+    },
+    /// Refuse a held action; the agent sees the reason.
+    Deny {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long = "as")]
+        approver: Option<String>,
+    },
+}
+
+fn approver(a: Option<String>) -> String {
+    a.or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "operator".into())
+}
+
+async fn call(store: &StoreArgs, req: Request) -> Result<serde_json::Value> {
+    let data = store.data_dir()?;
+    if !is_running(&data) {
+        bail!("no proctor is running on {} (approvals and kills act on live sessions)", data.display());
+    }
+    control::call(&data, &req).await.map_err(|e| anyhow!(e))
+}
+
+pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
+    match cmd {
+        ApprovalsCommand::List { store, json } => {
+            let v = call(&store, Request::ApprovalsList).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(0);
+            }
+            let list: Vec<PendingView> = serde_json::from_value(v)?;
+            if list.is_empty() {
+                println!("no held actions");
+            }
+            for p in list {
+                println!(
+                    "{}  session {}  agent {}  target {} ({}, {})\n    {} [{}{}]: {}\n    held by rule {}: {}{}",
+                    p.id,
+                    p.session_id,
+                    p.agent,
+                    p.target,
+                    p.protocol,
+                    p.privilege,
+                    p.kind,
+                    p.class,
+                    if p.tables.is_empty() { String::new() } else { format!(" on {}", p.tables.join(", ")) },
+                    p.detail,
+                    p.rule,
+                    p.reason,
+                    if p.reasoning.is_empty() { String::new() } else { format!("\n    agent's reasoning: {}", p.reasoning.join(" | ")) }
+                );
+            }
+            Ok(0)
+        }
+        ApprovalsCommand::Approve { store, id, reason, approver: a } => {
+            let v = call(&store, Request::Approve { id: id.clone(), approver: approver(a), reason }).await?;
+            if v.get("released").and_then(|r| r.as_bool()) == Some(true) {
+                println!("approved {id}: the action proceeds");
+            } else {
+                println!("approval of {id} recorded; more distinct approvers are needed");
+            }
+            Ok(0)
+        }
+        ApprovalsCommand::Deny { store, id, reason, approver: a } => {
+            call(&store, Request::Deny { id: id.clone(), approver: approver(a), reason }).await?;
+            println!("denied {id}");
+            Ok(0)
+        }
+    }
+}
+
+pub async fn kill(store: StoreArgs, session: &str, reason: &str) -> Result<i32> {
+    let v = call(&store, Request::Kill { id: session.to_string(), reason: reason.to_string() }).await?;
+    println!("killed {}", v.get("killed").and_then(|s| s.as_str()).unwrap_or(session));
+    Ok(0)
+}

@@ -1,0 +1,191 @@
+//! `proctor verify`, `export`, `keys`, `reindex`, `policy`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Subcommand;
+
+use super::StoreArgs;
+use super::sessions::find_session;
+use crate::ops::{self, ExportFormat};
+use crate::recorder::signing;
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create the recorder's signing key pair (refuses to overwrite one).
+    Init {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the recorder's public key (for auditors), or the SSH CA line targets trust.
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print the `TrustedUserCAKeys` line of proctor's SSH user CA instead.
+        #[arg(long)]
+        ssh_ca: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Load policy files or directories and report errors with file and line.
+    Check { paths: Vec<PathBuf> },
+}
+
+pub async fn verify(
+    store: StoreArgs,
+    session: Option<String>,
+    pubkey: Option<PathBuf>,
+    bundle: Option<PathBuf>,
+    json: bool,
+) -> Result<i32> {
+    if let Some(path) = bundle {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let key = pubkey
+            .as_deref()
+            .map(signing::load_public_key)
+            .transpose()?;
+        let report = crate::export::bundle::verify_bundle(&bytes, key.as_ref()).map_err(|e| anyhow!(e))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!(
+                "bundle {}: session {}, {} records, key: {}",
+                path.display(),
+                report.session,
+                report.records,
+                report.key_source
+            );
+            for p in &report.problems {
+                println!("FAIL {p}");
+            }
+            if report.problems.is_empty() {
+                println!("OK: the chain, its signatures, the seal, the ledger inclusion proof and the tree head verify");
+            }
+        }
+        return Ok(if report.problems.is_empty() { 0 } else { 1 });
+    }
+    let data = store.data_dir()?;
+    let live = crate::recorder::is_locked(&data);
+    let full_id = match &session {
+        None => None,
+        Some(s) if crate::recorder::index::parse_session_id(s).is_some() => Some(s.clone()),
+        // A prefix needs the index to resolve; the verification itself never uses the index.
+        Some(s) => Some(find_session(&store, s).await?.id),
+    };
+    let (report, key_source) = ops::verify(&data, full_id.as_deref(), pubkey.as_deref(), live)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": report.ok(), "key": key_source, "report": report }))?);
+    } else {
+        for n in &report.notes {
+            println!("note: {n}");
+        }
+        for p in &report.problems {
+            println!("FAIL {p}");
+        }
+        let mb = report.bytes as f64 / 1e6;
+        println!(
+            "{}: {} sessions ({} sealed, {} open), {} records, {:.1} MB in {} segments, {} ledger leaves, {} tree heads; {:.2}s ({:.0} MB/s); key: {}",
+            if report.ok() { "OK" } else { "FAILED" },
+            report.sessions,
+            report.sealed,
+            report.open,
+            report.records,
+            mb,
+            report.segments,
+            report.ledger_leaves,
+            report.tree_heads,
+            report.seconds,
+            if report.seconds > 0.0 { mb / report.seconds } else { 0.0 },
+            key_source
+        );
+    }
+    Ok(if report.ok() { 0 } else { 1 })
+}
+
+pub async fn export(store: StoreArgs, session: &str, format: &str, output: Option<PathBuf>) -> Result<i32> {
+    let format = ExportFormat::parse(format)?;
+    let data = store.data_dir()?;
+    let meta = find_session(&store, session).await?;
+    match output {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+            );
+            ops::export(&data, &meta, format, &mut f)?;
+            f.flush()?;
+            drop(f);
+            std::fs::rename(&tmp, &path)?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            ops::export(&data, &meta, format, &mut lock)?;
+            lock.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+pub fn keys(cmd: KeysCommand) -> Result<i32> {
+    match cmd {
+        KeysCommand::Init { store } => {
+            let data = store.data_dir()?;
+            let key = signing::RecorderKey::init(&data)?;
+            println!("{}", signing::public_key_pem(&key.verifying_key()).trim_end());
+            eprintln!("recorder key written to {}", signing::private_key_path(&data).display());
+            Ok(0)
+        }
+        KeysCommand::Show { store, ssh_ca } => {
+            let data = store.data_dir()?;
+            if ssh_ca {
+                let ca = crate::credentials::ssh_ca::SshCa::load_or_init(&data)?;
+                println!("{}", ca.public_line());
+                return Ok(0);
+            }
+            let path = signing::public_key_path(&data);
+            let key = signing::load_public_key(&path)?;
+            print!("{}", signing::public_key_pem(&key));
+            println!("ed25519 raw (hex): {}", hex::encode(key.as_bytes()));
+            println!("key id (sha256):   {}", hex::encode(signing::key_id(&key)));
+            Ok(0)
+        }
+    }
+}
+
+pub fn reindex(store: StoreArgs) -> Result<i32> {
+    let data = store.data_dir()?;
+    if super::is_running(&data) {
+        bail!("proctor is running on {}; stop it first (the index is rebuilt at start-up when missing)", data.display());
+    }
+    let report = crate::recorder::recover::reindex(&data)?;
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    println!("reindexed {} records", report.reindexed_records);
+    Ok(0)
+}
+
+pub fn policy(cmd: PolicyCommand) -> Result<i32> {
+    match cmd {
+        PolicyCommand::Check { paths } => {
+            if paths.is_empty() {
+                bail!("name the policy files or directories to check");
+            }
+            match crate::policy::Policy::load(&paths) {
+                Ok(p) => {
+                    println!("OK: {} rules in {} files", p.rules.len(), p.files.len());
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("{e}");
+                    Ok(1)
+                }
+            }
+        }
+    }
+}

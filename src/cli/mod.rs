@@ -1,0 +1,186 @@
+//! The `proctor` command line. Command names and flags are an interface: scripts depend on them.
+
+mod approvals;
+mod bench;
+mod evidence;
+mod sessions;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "proctor", version, about = "A privileged-access bastion for AI agents that records every session as tamper-evident evidence")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the store is: `--data DIR`, or the `data_dir` of `--config FILE`, or `$PROCTOR_DATA`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Data directory of the store.
+    #[arg(long, global = true, env = "PROCTOR_DATA")]
+    pub data: Option<PathBuf>,
+    /// Config file (its data_dir is used when --data is absent).
+    #[arg(long, global = true, env = "PROCTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        if let Some(d) = &self.data {
+            return Ok(d.clone());
+        }
+        if let Some(c) = &self.config {
+            return Ok(Config::load(c)?.data_dir);
+        }
+        bail!("which store? pass --data DIR (or --config FILE, or set PROCTOR_DATA)")
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the bastion with a config file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run proctor with real local targets (PostgreSQL, and sshd when installed) for trying it out.
+    Dev(crate::dev::DevArgs),
+    /// Check recordings: chains, checkpoints, seals, the ledger and its signed tree heads.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Verify one session (full id or unique prefix); all sessions when absent.
+        session: Option<String>,
+        /// The recorder's public key to verify against (PEM or hex); pin it out of band.
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+        /// Verify an exported bundle offline instead of a store.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a session: jsonl (every record), asciicast (terminal player), bundle (evidence).
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        session: String,
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Search and show recorded sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: sessions::SessionsCommand,
+    },
+    /// The recorder's key pair and the SSH user CA.
+    Keys {
+        #[command(subcommand)]
+        command: evidence::KeysCommand,
+    },
+    /// Rebuild the index from the log.
+    Reindex {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Held actions waiting for a person.
+    Approvals {
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
+    },
+    /// End a live session now.
+    Kill {
+        #[command(flatten)]
+        store: StoreArgs,
+        session: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Make a SCRAM-SHA-256 verifier for an agent's PostgreSQL secret (read from stdin, or random).
+    AgentSecret {
+        /// Print a new random secret too, instead of reading one from stdin.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Measure the recorder: durable events per second (also the crash tests' load).
+    #[command(hide = true)]
+    BenchRecorder(bench::BenchArgs),
+    /// Check and test policy files.
+    Policy {
+        #[command(subcommand)]
+        command: evidence::PolicyCommand,
+    },
+}
+
+pub fn is_running(data: &Path) -> bool {
+    crate::recorder::is_locked(data) && crate::control::socket_path(data).exists()
+}
+
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Serve { config } => {
+            crate::serve::run(config).await?;
+            Ok(0)
+        }
+        Command::Dev(args) => {
+            crate::dev::run(args).await?;
+            Ok(0)
+        }
+        Command::Verify {
+            store,
+            session,
+            pubkey,
+            bundle,
+            json,
+        } => evidence::verify(store, session, pubkey, bundle, json).await,
+        Command::Export {
+            store,
+            session,
+            format,
+            output,
+        } => evidence::export(store, &session, &format, output).await,
+        Command::Sessions { command } => sessions::run(command).await,
+        Command::Keys { command } => evidence::keys(command),
+        Command::Reindex { store } => evidence::reindex(store),
+        Command::Approvals { command } => approvals::run(command).await,
+        Command::Kill {
+            store,
+            session,
+            reason,
+        } => approvals::kill(store, &session, &reason).await,
+        Command::AgentSecret { generate } => {
+            let secret = if generate {
+                let s = hex::encode(rand::random::<[u8; 24]>());
+                println!("secret:   {s}");
+                s
+            } else {
+                let mut s = String::new();
+                std::io::stdin().read_line(&mut s).context("reading the secret from stdin")?;
+                s.trim_end_matches(['\n', '\r']).to_string()
+            };
+            if secret.is_empty() {
+                bail!("empty secret");
+            }
+            println!(
+                "verifier: {}",
+                postgres_protocol::password::scram_sha_256(secret.as_bytes())
+            );
+            Ok(0)
+        }
+        Command::Policy { command } => evidence::policy(command),
+        Command::BenchRecorder(args) => bench::run(args).await,
+    }
+}
+
+/// Formats nanoseconds as a short local-independent timestamp for tables.
+pub fn ts(ns: i64) -> String {
+    crate::clock::format_ns_short(ns)
+}

@@ -1,0 +1,184 @@
+//! The local control socket (`DATA/control.sock`, mode 0600): lets the CLI work while a proctor
+//! holds the store's lock. One JSON request per connection, one JSON response. Recordings are
+//! read by the CLI from the files themselves; the socket only answers what needs the running
+//! process (index, live sessions, approvals, kill).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::ops::{self, Filter};
+use crate::session::Core;
+
+pub fn socket_path(data: &Path) -> PathBuf {
+    data.join("control.sock")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    SessionsList { filter: Filter },
+    SessionsShow { id: String },
+    Live,
+    ApprovalsList,
+    Approve { id: String, approver: String, reason: String },
+    Deny { id: String, approver: String, reason: String },
+    Kill { id: String, reason: String },
+    /// Records an annotation (agent reasoning) in a live session.
+    Annotate { id: String, source: String, text: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default)]
+    pub result: Value,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Response {
+    fn ok(result: Value) -> Self {
+        Response {
+            ok: true,
+            result,
+            error: None,
+        }
+    }
+
+    fn err(e: impl ToString) -> Self {
+        Response {
+            ok: false,
+            result: Value::Null,
+            error: Some(e.to_string()),
+        }
+    }
+}
+
+/// Handles one request against the running core (shared with the HTTP API).
+pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
+    match req {
+        Request::Status => Response::ok(json!({
+            "data_dir": core.data_dir(),
+            "live_sessions": core.sessions.len(),
+            "pending_approvals": core.approvals.list().len(),
+            "recorder_failure": core.recorder.failure(),
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+        Request::SessionsList { filter } => {
+            core.store.flush_index();
+            let index = core.store.index();
+            match ops::list_sessions(&index, &filter) {
+                Ok(v) => Response::ok(json!(v)),
+                Err(e) => Response::err(e),
+            }
+        }
+        Request::SessionsShow { id } => {
+            core.store.flush_index();
+            let index = core.store.index();
+            match ops::find_session(&index, &id) {
+                Ok(m) => Response::ok(json!(m)),
+                Err(e) => Response::err(e),
+            }
+        }
+        Request::Live => Response::ok(json!(core.sessions.list())),
+        Request::ApprovalsList => Response::ok(json!(core.approvals.list())),
+        Request::Approve { id, approver, reason } => match core.approvals.approve(&id, &approver, &reason) {
+            Ok(released) => Response::ok(json!({ "released": released })),
+            Err(e) => Response::err(e),
+        },
+        Request::Deny { id, approver, reason } => match core.approvals.deny(&id, &approver, &reason) {
+            Ok(()) => Response::ok(json!({ "denied": true })),
+            Err(e) => Response::err(e),
+        },
+        Request::Kill { id, reason } => {
+            let target = core
+                .sessions
+                .list()
+                .into_iter()
+                .find(|s| s.id == id || (id.len() >= 4 && s.id.starts_with(&id)));
+            match target {
+                Some(s) => {
+                    core.sessions.kill(&s.id, &reason);
+                    Response::ok(json!({ "killed": s.id }))
+                }
+                None => Response::err(format!("no live session matches {id:?}")),
+            }
+        }
+        Request::Annotate { id, source, text } => match core.sessions.get(&id) {
+            None => Response::err(format!("no live session {id:?}")),
+            Some(s) => {
+                s.add_reasoning(&text);
+                let ev = proctor_gate::Event::Annotation { source, text };
+                match core.recorder.record(s.key, crate::clock::now_ns(), &ev).await {
+                    Ok(()) => Response::ok(json!({ "recorded": true })),
+                    Err(e) => Response::err(e),
+                }
+            }
+        },
+    }
+}
+
+async fn serve_one(core: Arc<Core>, stream: UnixStream) {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    let resp = match lines.next_line().await {
+        Ok(Some(line)) => match serde_json::from_str::<Request>(&line) {
+            Ok(req) => handle(&core, req).await,
+            Err(e) => Response::err(format!("bad request: {e}")),
+        },
+        Ok(None) => return,
+        Err(e) => Response::err(e),
+    };
+    let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+    out.push(b'\n');
+    let _ = w.write_all(&out).await;
+}
+
+/// Binds the socket (replacing a stale one) with owner-only permissions and serves it.
+pub async fn serve(core: Arc<Core>, path: PathBuf, mut shutdown: tokio::sync::watch::Receiver<bool>) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        tokio::select! {
+            a = listener.accept() => match a {
+                Ok((s, _)) => { tokio::spawn(serve_one(core.clone(), s)); }
+                Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
+            },
+            _ = crate::serve::stopped(&mut shutdown) => break,
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Sends one request to a running proctor.
+pub async fn call(data: &Path, req: &Request) -> Result<Value, String> {
+    let path = socket_path(data);
+    let stream = UnixStream::connect(&path)
+        .await
+        .map_err(|e| format!("cannot reach the running proctor at {}: {e}", path.display()))?;
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    w.write_all(&line).await.map_err(|e| e.to_string())?;
+    let mut lines = BufReader::new(r).lines();
+    let resp = lines
+        .next_line()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the running proctor closed the control connection")?;
+    let resp: Response = serde_json::from_str(&resp).map_err(|e| e.to_string())?;
+    if resp.ok {
+        Ok(resp.result)
+    } else {
+        Err(resp.error.unwrap_or_else(|| "failed".into()))
+    }
+}

@@ -1,0 +1,92 @@
+//! `--format asciicast`: an SSH session's terminal as asciicast v2, which asciinema and
+//! asciinema-player play unchanged. Output is `o`, input `i`, resizes `r`, and each submitted
+//! command line a marker `m`, so players can seek by command.
+
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use proctor_gate::{ChannelKind, Event};
+use serde_json::json;
+
+use crate::recorder::codec::Body;
+use crate::recorder::index::SessionMeta;
+use crate::recorder::reader;
+
+/// Picks the terminal channel: the first interactive shell, else the first channel with output.
+fn pick_channel(data: &Path, meta: &SessionMeta) -> io::Result<(Option<u32>, u32, u32)> {
+    let mut shell = None;
+    let mut first_output = None;
+    let mut size: std::collections::HashMap<u32, (u32, u32)> = Default::default();
+    reader::for_each_record(data, meta, |r| {
+        if let Ok(Body::Event(e)) = &r.body {
+            match e {
+                Event::ChannelOpen { channel, kind: ChannelKind::Shell, .. } if shell.is_none() => shell = Some(*channel),
+                Event::ChannelRequest { channel, request, .. } if request == "shell" && shell.is_none() => shell = Some(*channel),
+                Event::Output { channel, .. } if first_output.is_none() => first_output = Some(*channel),
+                Event::Resize { channel, cols, rows } => {
+                    size.entry(*channel).or_insert((*cols, *rows));
+                }
+                _ => {}
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    let channel = shell.or(first_output);
+    let (cols, rows) = channel.and_then(|c| size.get(&c).copied()).unwrap_or((80, 24));
+    Ok((channel, cols.max(1), rows.max(1)))
+}
+
+pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> io::Result<()> {
+    let (channel, cols, rows) = pick_channel(data, meta)?;
+    let start = meta.started_ns;
+    let header = json!({
+        "version": 2,
+        "width": cols,
+        "height": rows,
+        "timestamp": start / 1_000_000_000,
+        "title": format!("{} on {} ({})", meta.agent, meta.target, meta.id),
+        "env": { "TERM": "xterm-256color", "SHELL": "/bin/sh" },
+    });
+    serde_json::to_writer(&mut *out, &header)?;
+    out.write_all(b"\n")?;
+    let mut err = None;
+    let mut seen_size = false;
+    reader::for_each_record(data, meta, |r| {
+        let Ok(Body::Event(e)) = &r.body else {
+            return ControlFlow::Continue(());
+        };
+        let t = (r.header.ts_ns - start).max(0) as f64 / 1e9;
+        let line = match e {
+            Event::Output { channel: c, data, .. } if Some(*c) == channel => {
+                Some(json!([t, "o", String::from_utf8_lossy(data)]))
+            }
+            Event::Input { channel: c, data } if Some(*c) == channel => {
+                Some(json!([t, "i", String::from_utf8_lossy(data)]))
+            }
+            Event::Resize { channel: c, cols, rows } if Some(*c) == channel => {
+                // The first size is the header's; later ones are resizes.
+                if seen_size {
+                    Some(json!([t, "r", format!("{cols}x{rows}")]))
+                } else {
+                    seen_size = true;
+                    None
+                }
+            }
+            Event::CommandLine { channel: c, line } if Some(*c) == channel => Some(json!([t, "m", line])),
+            Event::Exec { command, .. } => Some(json!([t, "m", format!("exec: {command}")])),
+            _ => None,
+        };
+        if let Some(l) = line
+            && let Err(e) = serde_json::to_writer(&mut *out, &l).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"))
+        {
+            err = Some(e);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,259 @@
+//! Evidence bundles: one file holding a sealed session's frames exactly as stored, its ledger
+//! leaf, the inclusion proof and the signed tree head. `verify_bundle` needs nothing but the
+//! file and the recorder's public key (FORMAT.md, "Bundles").
+
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::recorder::frame::FRAME_HEADER_LEN;
+use crate::recorder::index::{SessionMeta, parse_session_id};
+use crate::recorder::ledger::{self, LEAF_SESSION_SEALED, Leaf, TreeHead};
+use crate::recorder::segment::{Scanned, Scanner};
+use crate::recorder::signing;
+use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, check_record};
+use crate::recorder::reader;
+
+pub const MAGIC_LINE: &str = "PROCTOR-BUNDLE 1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreeHeadJson {
+    pub size: u64,
+    pub root: String,
+    pub ts_ns: i64,
+    pub key_id: String,
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub session: String,
+    pub meta: SessionMeta,
+    pub public_key_pem: String,
+    pub leaf_index: u64,
+    pub leaf_data: String,
+    pub inclusion_proof: Vec<String>,
+    pub tree_head: TreeHeadJson,
+    pub frames: u64,
+    pub frames_sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("session {0} is not sealed yet; only finished sessions can be bundled")]
+    NotSealed(String),
+    #[error("session {0} is not in the ledger yet")]
+    NotLedgered(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Writes a bundle for a sealed session, from the store's files alone.
+pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> Result<(), BundleError> {
+    if !meta.sealed {
+        return Err(BundleError::NotSealed(meta.id.clone()));
+    }
+    let leaf_index = meta
+        .ledger_index
+        .ok_or_else(|| BundleError::NotLedgered(meta.id.clone()))?;
+    let (leaf_data, proof, head) =
+        ledger::proof_from_file(data, leaf_index)?.ok_or_else(|| BundleError::NotLedgered(meta.id.clone()))?;
+    let public_key_pem = std::fs::read_to_string(signing::public_key_path(data))?;
+    let mut frames = Vec::new();
+    reader::for_each_record(data, meta, |r| {
+        frames.extend_from_slice(r.frame);
+        ControlFlow::Continue(())
+    })?;
+    let count = Scanner::new(&frames, 0).count() as u64;
+    let manifest = Manifest {
+        format: 1,
+        session: meta.id.clone(),
+        meta: meta.clone(),
+        public_key_pem,
+        leaf_index,
+        leaf_data: hex::encode(&leaf_data),
+        inclusion_proof: proof.iter().map(hex::encode).collect(),
+        tree_head: TreeHeadJson {
+            size: head.size,
+            root: hex::encode(head.root),
+            ts_ns: head.ts_ns,
+            key_id: hex::encode(head.key_id),
+            signature: hex::encode(head.signature),
+        },
+        frames: count,
+        frames_sha256: hex::encode(Sha256::digest(&frames)),
+    };
+    out.write_all(MAGIC_LINE.as_bytes())?;
+    out.write_all(b"\n")?;
+    serde_json::to_writer(&mut *out, &manifest).map_err(io::Error::from)?;
+    out.write_all(b"\n")?;
+    out.write_all(&frames)?;
+    Ok(())
+}
+
+/// What checking a bundle found.
+#[derive(Debug, Serialize)]
+pub struct BundleReport {
+    pub session: String,
+    pub records: u64,
+    pub sealed: bool,
+    pub key_source: String,
+    pub tree_size: u64,
+    pub problems: Vec<Problem>,
+}
+
+fn problem(session: &str, seq: Option<u64>, kind: ProblemKind, detail: impl Into<String>) -> Problem {
+    Problem {
+        session: Some(session.to_string()),
+        seq,
+        kind,
+        detail: detail.into(),
+    }
+}
+
+fn h32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok().map(|()| out)
+}
+
+/// Verifies a bundle. With `pinned` the bundle's embedded key must be that key; without it the
+/// embedded key is used and the report says so.
+pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<BundleReport, String> {
+    let nl = bytes.iter().position(|&b| b == b'\n').ok_or("not a proctor bundle")?;
+    if &bytes[..nl] != MAGIC_LINE.as_bytes() {
+        return Err("not a proctor bundle (first line)".into());
+    }
+    let rest = &bytes[nl + 1..];
+    let nl2 = rest.iter().position(|&b| b == b'\n').ok_or("bundle manifest is cut")?;
+    let manifest: Manifest =
+        serde_json::from_slice(&rest[..nl2]).map_err(|e| format!("bundle manifest is unreadable: {e}"))?;
+    let frames = &rest[nl2 + 1..];
+    let id = manifest.session.clone();
+    let mut report = BundleReport {
+        session: id.clone(),
+        records: 0,
+        sealed: false,
+        key_source: String::new(),
+        tree_size: manifest.tree_head.size,
+        problems: Vec::new(),
+    };
+    let embedded = signing::parse_public_key(&manifest.public_key_pem).map_err(|e| format!("bundle public key: {e}"))?;
+    let key = match pinned {
+        Some(k) => {
+            report.key_source = "pinned (--pubkey)".into();
+            if k.as_bytes() != embedded.as_bytes() {
+                report.problems.push(problem(
+                    &id,
+                    None,
+                    ProblemKind::BadSignature,
+                    "the bundle names a different recorder key than the pinned one",
+                ));
+            }
+            *k
+        }
+        None => {
+            report.key_source = "embedded in the bundle (pin it with --pubkey to prove origin)".into();
+            embedded
+        }
+    };
+    let key_id = signing::key_id(&key);
+    let Some(session_key) = parse_session_id(&id) else {
+        return Err(format!("bundle session id {id:?} is not a UUID"));
+    };
+    if hex::encode(Sha256::digest(frames)) != manifest.frames_sha256 {
+        report.problems.push(problem(
+            &id,
+            None,
+            ProblemKind::Edited,
+            "the frames' SHA-256 differs from the manifest (checking the chain to find where)",
+        ));
+    }
+    let mut chain = ChainCheck::new();
+    let mut first: Option<Problem> = None;
+    for item in Scanner::new(frames, 0) {
+        match item {
+            Scanned::Frame { record, .. } => {
+                if record.header.session != session_key {
+                    first.get_or_insert(problem(&id, Some(record.header.seq), ProblemKind::Edited, "a record of another session is in the bundle"));
+                    continue;
+                }
+                report.records += 1;
+                if let Some((seq, kind, detail)) = check_record(&mut chain, &record, &key, &key_id) {
+                    first.get_or_insert(problem(&id, Some(seq), kind, detail));
+                }
+            }
+            Scanned::Damage { offset, what, .. } => {
+                let seq = frames
+                    .get(offset as usize + FRAME_HEADER_LEN..)
+                    .and_then(|r| crate::recorder::frame::parse_record(r).ok())
+                    .map(|r| r.header.seq);
+                first.get_or_insert(problem(&id, seq, ProblemKind::Edited, format!("{what} at byte {offset} of the frames")));
+            }
+            Scanned::TornTail { offset, .. } => {
+                first.get_or_insert(problem(&id, None, ProblemKind::Truncated, format!("the frames are cut at byte {offset}")));
+            }
+        }
+    }
+    report.problems.extend(first);
+    let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
+    match Leaf::decode(&leaf_data) {
+        Err(e) => report.problems.push(problem(&id, None, ProblemKind::Ledger, format!("ledger leaf unreadable: {e}"))),
+        Ok(leaf) => {
+            if leaf.kind != LEAF_SESSION_SEALED || leaf.session != session_key {
+                report.problems.push(problem(&id, None, ProblemKind::Ledger, "the ledger leaf is not this session's seal"));
+            }
+            match chain.sealed {
+                None => report.problems.push(problem(
+                    &id,
+                    None,
+                    ProblemKind::Truncated,
+                    format!("the chain has no seal; the ledger records one at seq {}", leaf.final_seq),
+                )),
+                Some((seq, hash, _)) => {
+                    report.sealed = true;
+                    if seq != leaf.final_seq || hash != leaf.final_hash {
+                        report.problems.push(problem(
+                            &id,
+                            Some(seq),
+                            ProblemKind::Replaced,
+                            format!("the seal (seq {seq}) differs from the ledger's (seq {})", leaf.final_seq),
+                        ));
+                    }
+                }
+            }
+            if chain.started_ns.is_some_and(|s| s != leaf.started_ns) {
+                report.problems.push(problem(&id, Some(0), ProblemKind::BackDated, "the session start differs from the ledger's"));
+            }
+        }
+    }
+    let proof: Option<Vec<[u8; 32]>> = manifest.inclusion_proof.iter().map(|p| h32(p)).collect();
+    let root = h32(&manifest.tree_head.root);
+    let head = (|| {
+        let signature: [u8; 64] = hex::decode(&manifest.tree_head.signature).ok()?.try_into().ok()?;
+        Some(TreeHead {
+            size: manifest.tree_head.size,
+            root: root?,
+            ts_ns: manifest.tree_head.ts_ns,
+            key_id: h32(&manifest.tree_head.key_id)?,
+            signature,
+        })
+    })();
+    match (proof, head) {
+        (Some(proof), Some(head)) => {
+            let computed = ledger::root_from_proof(ledger::leaf_hash(&leaf_data), manifest.leaf_index, head.size, &proof);
+            if computed != Some(head.root) {
+                report.problems.push(problem(&id, None, ProblemKind::Ledger, "the inclusion proof does not lead to the tree head's root"));
+            }
+            if head.key_id != key_id || !head.verify(&key) {
+                report.problems.push(problem(&id, None, ProblemKind::BadSignature, "the tree head's signature does not verify with the recorder key"));
+            }
+        }
+        _ => report.problems.push(problem(&id, None, ProblemKind::Ledger, "the inclusion proof or tree head is malformed")),
+    }
+    Ok(report)
+}

@@ -1,0 +1,215 @@
+//! `proctor serve`: open the store (recovering from any crash), start the listeners, the control
+//! socket and the housekeeping tasks, and shut down cleanly on SIGINT/SIGTERM.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use proctor_gate::Protocol;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::credentials::ssh_ca::SshCa;
+use crate::listeners;
+use crate::policy::Policy;
+use crate::recorder::{Store, WriterOptions};
+use crate::session::authority::admin_target;
+use crate::session::{Core, CoreAuthority};
+
+/// What a started server tells its caller (dev mode prints and writes these).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub postgres: Option<std::net::SocketAddr>,
+    pub ssh: Option<std::net::SocketAddr>,
+    pub api: Option<std::net::SocketAddr>,
+}
+
+pub struct Server {
+    pub core: Arc<Core>,
+    pub started: Started,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub fn writer_options(config: &Config) -> WriterOptions {
+    WriterOptions {
+        checkpoint_every_events: config.recorder.checkpoint_every_events.max(1),
+        checkpoint_every: config.recorder.checkpoint_every,
+        ..WriterOptions::default()
+    }
+}
+
+/// Opens everything and starts serving; returns once the listeners are bound.
+pub async fn start(config: Config) -> Result<Server> {
+    let config = Arc::new(config);
+    let data = config.data_dir.clone();
+    let mut store = Store::open(&data, writer_options(&config))
+        .with_context(|| format!("opening the store in {}", data.display()))?;
+    store
+        .finish_recovery()
+        .await
+        .context("recovering the store after an unclean stop")?;
+    for n in &store.recovery.notes {
+        tracing::warn!("recovery: {n}");
+    }
+    if !store.recovery.interrupted_sessions.is_empty() {
+        tracing::warn!(
+            count = store.recovery.interrupted_sessions.len(),
+            "sealed sessions left open by an unclean stop as interrupted"
+        );
+    }
+    let policy = Policy::load(&config.policies).context("loading policies")?;
+    tracing::info!(rules = policy.rules.len(), files = policy.files.len(), "policies loaded");
+    let ssh_ca = SshCa::load_or_init(&data).context("loading the SSH user CA")?;
+    let core = Arc::new(Core::new(config.clone(), Arc::new(store), policy, ssh_ca));
+    let authority: Arc<dyn proctor_gate::Authority> = Arc::new(CoreAuthority::new(core.clone()));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    reap_roles(&core, true).await;
+    tasks.push(tokio::spawn(housekeeping(core.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(reload_on_sighup(core.clone(), shutdown_rx.clone())));
+    let sock = crate::control::socket_path(&data);
+    let (c, rx) = (core.clone(), shutdown_rx.clone());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = crate::control::serve(c, sock, rx).await {
+            tracing::error!(error = %e, "control socket failed");
+        }
+    }));
+    let started = listeners::start(&core, authority, &config, shutdown_rx.clone(), &mut tasks).await?;
+    Ok(Server {
+        core,
+        started,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Server {
+    /// Stops accepting, ends live sessions (`interrupted`), and closes the store.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for s in self.core.sessions.all() {
+            s.kill.send_replace(Some("proctor is shutting down".into()));
+        }
+        // Protocols end their sessions when they see the kill; give them a moment.
+        for _ in 0..100 {
+            if self.core.sessions.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+        self.core.store.flush_index();
+        if let Err(e) = self.core.recorder.barrier().await {
+            tracing::warn!(error = %e, "final flush failed");
+        }
+        tracing::info!("proctor stopped");
+    }
+}
+
+/// Drops leftover `proctor_` roles on every PostgreSQL target.
+async fn reap_roles(core: &Arc<Core>, at_startup: bool) {
+    let live: HashSet<String> = core
+        .sessions
+        .all()
+        .iter()
+        .filter(|s| s.protocol == Protocol::Postgres)
+        .map(|s| crate::credentials::pg_roles::role_name(&s.agent, &s.id))
+        .collect();
+    for t in &core.config.targets {
+        if t.protocol() != Some(Protocol::Postgres) {
+            continue;
+        }
+        let admin = match admin_target(t) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(target = %t.name, error = %e, "cannot reap roles");
+                continue;
+            }
+        };
+        match core.pg_roles.reap(&admin, &live, at_startup).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                let text = format!("target {}: dropped leftover roles {}", t.name, dropped.join(", "));
+                tracing::warn!("{text}");
+                let _ = core.recorder.journal("reaper", &text).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(target = %t.name, error = %e, "role reaper failed"),
+        }
+    }
+}
+
+async fn housekeeping(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+    let mut flush = tokio::time::interval(Duration::from_millis(500));
+    let mut reap = tokio::time::interval(Duration::from_secs(60));
+    reap.tick().await;
+    loop {
+        tokio::select! {
+            _ = flush.tick() => core.store.flush_index(),
+            _ = reap.tick() => reap_roles(&core, false).await,
+            _ = crate::serve::stopped(&mut shutdown) => break,
+        }
+    }
+}
+
+async fn reload_on_sighup(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match Policy::load(&core.config.policies) {
+                Ok(p) => {
+                    tracing::info!(rules = p.rules.len(), "policies reloaded");
+                    let _ = core.recorder.journal("policy", &format!("reloaded {} rules from {}", p.rules.len(), p.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "))).await;
+                    core.set_policy(p);
+                }
+                Err(e) => tracing::error!(error = %e, "policy reload failed; keeping the previous rules"),
+            },
+            _ = crate::serve::stopped(&mut shutdown) => break,
+        }
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(config_path: PathBuf) -> Result<()> {
+    let config = Config::load(&config_path)?;
+    let server = start(config).await?;
+    print_started(&server.started);
+    wait_for_termination().await;
+    server.stop().await;
+    Ok(())
+}
+
+pub fn print_started(s: &Started) {
+    if let Some(a) = s.postgres {
+        tracing::info!("PostgreSQL listener on {a}");
+    }
+    if let Some(a) = s.ssh {
+        tracing::info!("SSH listener on {a}");
+    }
+    if let Some(a) = s.api {
+        tracing::info!("HTTP API on http://{a}");
+    }
+}
+
+pub async fn wait_for_termination() {
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Resolves once `rx` says the server is stopping (the guard `wait_for` returns is not held
+/// across other awaits, which would make the task !Send).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
