@@ -370,15 +370,18 @@ impl Relay {
                         "reading from the target failed: {e}"
                     ))),
                 },
-                Ev::ClientRead(r) => match r {
-                    Ok(0) => Err(End::Client(if paused {
-                        "client disconnected while a statement was held".into()
+                Ev::ClientRead(r) => {
+                    let held = if paused {
+                        " while a statement was held"
                     } else {
-                        "client disconnected".into()
-                    })),
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(End::Client(format!("client connection lost: {e}"))),
-                },
+                        ""
+                    };
+                    match r {
+                        Ok(0) => Err(End::Client(format!("client disconnected{held}"))),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(End::Client(format!("client connection lost{held}: {e}"))),
+                    }
+                }
             };
             if let Err(end) = step {
                 return end;
@@ -1289,6 +1292,16 @@ impl Relay {
         };
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, client).await;
         if to_target {
+            // A backend busy with a statement would not read the Terminate until the statement
+            // ends (it does not notice a closed socket either), so stop the statement first.
+            let busy = self
+                .expect
+                .iter()
+                .any(|e| !matches!(e, Expect::Inject { .. } | Expect::CopyEnd));
+            if busy && let Some(b) = self.backend_cancel.clone() {
+                let _ =
+                    tokio::time::timeout(GOODBYE_TIMEOUT, crate::cancel::cancel_backend(b)).await;
+            }
             let target = async {
                 if !matches!(outcome, Outcome::Completed) || !self.tout.ends_with(terminate) {
                     self.tout.extend_from_slice(terminate);

@@ -122,7 +122,12 @@ impl Gate for TestGate {
             })
         };
         if text.contains("forbidden_table") {
-            self.push(verdict(VerdictKind::Deny, "no_forbidden", "forbidden_table is off limits", ""));
+            self.push(verdict(
+                VerdictKind::Deny,
+                "no_forbidden",
+                "forbidden_table is off limits",
+                "",
+            ));
             return Ok(Decision::Deny {
                 rule: "no_forbidden".into(),
                 reason: "forbidden_table is off limits".into(),
@@ -131,7 +136,12 @@ impl Gate for TestGate {
         if text.contains("needs_approval") {
             let n = self.hold_seq.fetch_add(1, Ordering::SeqCst);
             let approval_id = format!("{}-a{n}", self.id);
-            self.push(verdict(VerdictKind::Hold, "ask_human", "needs a human", &approval_id));
+            self.push(verdict(
+                VerdictKind::Hold,
+                "ask_human",
+                "needs a human",
+                &approval_id,
+            ));
             let (tx, rx) = oneshot::channel();
             let _ = self.holds.send(PendingHold {
                 approval_id: approval_id.clone(),
@@ -211,7 +221,10 @@ impl Authority for TestAuthority {
             self.refusals.lock().unwrap().push((request, r.clone()));
             return Err(r);
         }
-        self.opened_params.lock().unwrap().push(request.params.clone());
+        self.opened_params
+            .lock()
+            .unwrap()
+            .push(request.params.clone());
         let n = self.sessions.lock().unwrap().len();
         let (kill_tx, _) = watch::channel(None);
         let gate = Arc::new(TestGate {
@@ -273,10 +286,16 @@ pub struct Fixture {
 pub async fn start_pg() -> LocalPostgres {
     tokio::task::spawn_blocking(|| {
         let pg = LocalPostgres::start(PostgresOptions::default()).expect("start postgres");
-        pg.psql("postgres", &format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{ROLE_PASSWORD}'"))
-            .expect("create role");
-        pg.psql("postgres", &format!("CREATE DATABASE {TARGET} OWNER {ROLE}"))
-            .expect("create database");
+        pg.psql(
+            "postgres",
+            &format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{ROLE_PASSWORD}'"),
+        )
+        .expect("create role");
+        pg.psql(
+            "postgres",
+            &format!("CREATE DATABASE {TARGET} OWNER {ROLE}"),
+        )
+        .expect("create database");
         pg
     })
     .await
@@ -434,7 +453,12 @@ impl RawClient {
                 b'R' => {
                     let code = (&body[..4]).get_i32();
                     match code {
-                        10 => frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out).unwrap(),
+                        10 => frontend::sasl_initial_response(
+                            "SCRAM-SHA-256",
+                            scram.message(),
+                            &mut out,
+                        )
+                        .unwrap(),
                         11 => {
                             scram.update(&body[4..]).unwrap();
                             frontend::sasl_response(scram.message(), &mut out).unwrap();
@@ -465,10 +489,11 @@ impl RawClient {
                     return Some((tag, frame[5..].to_vec()));
                 }
             }
-            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("read within 10 s")
-                .ok()?;
+            let n =
+                tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .expect("read within 10 s")
+                    .ok()?;
             if n == 0 {
                 return None;
             }
