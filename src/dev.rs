@@ -65,12 +65,10 @@ fn load_state(data: &Path) -> Result<DevState> {
 
 /// The requested address, or a free loopback port when it is taken.
 fn pick(addr: SocketAddr) -> SocketAddr {
-    match TcpListener::bind(addr) {
-        Ok(_) => addr,
-        Err(_) => TcpListener::bind((addr.ip(), 0))
-            .and_then(|l| l.local_addr())
-            .unwrap_or(addr),
-    }
+    TcpListener::bind(addr)
+        .or_else(|_| TcpListener::bind((addr.ip(), 0)))
+        .and_then(|l| l.local_addr())
+        .unwrap_or(addr)
 }
 
 fn ensure_tls(data: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {

@@ -2,23 +2,92 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::serve::Started;
 use crate::session::Core;
 
+fn postgres_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    let (Some(cert), Some(key)) = (&config.postgres.tls_cert, &config.postgres.tls_key) else {
+        return Ok(None);
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("postgres.tls_cert: cannot read {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("postgres.tls_cert: {} is not a PEM certificate chain", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("postgres.tls_key: cannot read a PEM private key from {}", key.display()))?;
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("postgres.tls_cert/tls_key: the key does not match the certificate")?;
+    Ok(Some(Arc::new(tls)))
+}
+
 pub async fn start(
-    _core: &Arc<Core>,
-    _authority: Arc<dyn proctor_gate::Authority>,
-    _config: &Config,
-    _shutdown: watch::Receiver<bool>,
-    _tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    core: &Arc<Core>,
+    authority: Arc<dyn proctor_gate::Authority>,
+    config: &Config,
+    shutdown: watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Started> {
-    Ok(Started {
+    let mut started = Started {
         postgres: None,
         ssh: None,
         api: None,
-    })
+    };
+    if let Some(addr) = config.listen.postgres {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen.postgres: cannot listen on {addr}"))?;
+        started.postgres = Some(listener.local_addr()?);
+        let fe = proctor_postgres::PgFrontendConfig {
+            tls: postgres_tls(config)?,
+            require_tls: config.postgres.require_tls,
+            max_message_bytes: usize::try_from(config.postgres.max_message_bytes).unwrap_or(usize::MAX),
+            sample_rows: config.postgres.sample_rows,
+            ..Default::default()
+        };
+        if fe.require_tls && fe.tls.is_none() {
+            anyhow::bail!("postgres.require_tls needs postgres.tls_cert and postgres.tls_key");
+        }
+        let (authority, rx) = (authority.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = proctor_postgres::serve(listener, Arc::new(fe), authority, rx).await {
+                tracing::error!(error = %e, "PostgreSQL listener failed");
+            }
+        }));
+    }
+    if let Some(addr) = config.listen.ssh {
+        let path = config
+            .ssh
+            .host_key
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("keys").join("ssh_host_ed25519_key"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let host_key = proctor_ssh::load_or_create_host_key(&path)
+            .with_context(|| format!("ssh.host_key: {}", path.display()))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen.ssh: cannot listen on {addr}"))?;
+        started.ssh = Some(listener.local_addr()?);
+        let fe = Arc::new(proctor_ssh::SshFrontendConfig::new(host_key));
+        let (authority, rx) = (authority.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = proctor_ssh::serve(listener, fe, authority, rx).await {
+                tracing::error!(error = %e, "SSH listener failed");
+            }
+        }));
+    }
+    let _ = core;
+    Ok(started)
 }
