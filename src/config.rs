@@ -57,6 +57,9 @@ pub struct Config {
     pub grants: Vec<Grant>,
     #[serde(default)]
     pub api: ApiSettings,
+    /// Real-time detectors (bursts, first use, egress, active hours).
+    #[serde(default)]
+    pub monitor: crate::monitor::MonitorConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -197,6 +200,36 @@ pub struct ApiToken {
     pub sha256: String,
 }
 
+/// Event kinds a webhook may subscribe to.
+pub const WEBHOOK_EVENTS: &[&str] = &["hold", "alert", "session_start", "session_end", "verdict", "approval", "refused"];
+
+fn default_webhook_events() -> Vec<String> {
+    vec!["hold".into(), "alert".into()]
+}
+
+fn default_webhook_queue() -> usize {
+    1000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub name: String,
+    /// `http://` or `https://` receiver.
+    pub url: String,
+    /// File holding the HMAC-SHA256 key (trailing newline ignored); never inline in the config.
+    pub secret_file: PathBuf,
+    /// Which events to send; see `WEBHOOK_EVENTS`.
+    #[serde(default = "default_webhook_events")]
+    pub events: Vec<String>,
+    /// Undelivered events kept per webhook; beyond it the oldest are dropped (and journaled).
+    #[serde(default = "default_webhook_queue")]
+    pub queue: usize,
+    /// PEM CA bundle for an `https://` receiver with a private CA; system roots otherwise.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Agent {
@@ -279,6 +312,9 @@ pub struct Grant {
     pub pty: bool,
     #[serde(default)]
     pub port_forwarding: bool,
+    /// `HH:MM-HH:MM` (UTC): activity outside raises an alert.
+    #[serde(default)]
+    pub active_hours: Option<String>,
 }
 
 fn default_max_session() -> Duration {
@@ -382,6 +418,12 @@ impl Config {
         if let Some(p) = self.ssh.host_key.as_mut() {
             fix(p);
         }
+        for w in &mut self.webhooks {
+            fix(&mut w.secret_file);
+            if let Some(p) = w.ca_file.as_mut() {
+                fix(p);
+            }
+        }
         for t in &mut self.targets {
             if let Some(p) = t.admin_dsn_file.as_mut() {
                 fix(p);
@@ -478,6 +520,11 @@ impl Config {
                     format!("{:?}: expected routine, elevated or break-glass", g.privilege),
                 ));
             }
+            if let Some(h) = &g.active_hours
+                && let Err(e) = crate::monitor::parse_hours(h)
+            {
+                return Err(invalid(format!("grants[{i}].active_hours"), e));
+            }
             match t.protocol() {
                 Some(Protocol::Postgres) if g.role.is_none() => {
                     return Err(invalid(
@@ -509,6 +556,33 @@ impl Config {
                     format!("api.tokens[{i}].sha256"),
                     "64 hex digits: the SHA-256 of the token, never the token".into(),
                 ));
+            }
+        }
+        let mut hooks = HashSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if !valid_name(&w.name) || !hooks.insert(w.name.clone()) {
+                return Err(invalid(format!("webhooks[{i}].name"), format!("{:?} is invalid or duplicate", w.name)));
+            }
+            let scheme_ok = w.url.starts_with("http://") || w.url.starts_with("https://");
+            if !scheme_ok || !w.url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some()) {
+                return Err(invalid(
+                    format!("webhooks[{i}].url"),
+                    format!("{:?}: expected an http:// or https:// URL with a host", w.url),
+                ));
+            }
+            if w.events.is_empty() {
+                return Err(invalid(format!("webhooks[{i}].events"), "subscribe to at least one event".into()));
+            }
+            for (k, e) in w.events.iter().enumerate() {
+                if !WEBHOOK_EVENTS.contains(&e.as_str()) {
+                    return Err(invalid(
+                        format!("webhooks[{i}].events[{k}]"),
+                        format!("{e:?}: expected one of {}", WEBHOOK_EVENTS.join(", ")),
+                    ));
+                }
+            }
+            if w.queue == 0 {
+                return Err(invalid(format!("webhooks[{i}].queue"), "must be at least 1".into()));
             }
         }
         Ok(())

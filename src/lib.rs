@@ -15,5 +15,6 @@ pub mod control;
 pub mod dev;
 pub mod export;
 pub mod listeners;
+pub mod monitor;
 pub mod ops;
 pub mod serve;

@@ -394,4 +394,19 @@ impl Index {
         out.sort_by(|a, b| b.started_ns.cmp(&a.started_ns));
         Ok(out)
     }
+
+    /// Records that `agent` used `item` (a table or program); returns whether it was new.
+    pub fn baseline_insert(&self, agent: &str, item: &str, session: &str) -> Result<bool, IndexError> {
+        let tree = self.tree.open_tree("baseline")?;
+        let key = [agent.as_bytes(), b"\0", item.as_bytes()].concat();
+        let previous = tree.compare_and_swap(key, None as Option<&[u8]>, Some(session.as_bytes()))?;
+        Ok(previous.is_ok())
+    }
+
+    /// Whether the agent has any baseline yet (an agent's first session teaches it).
+    pub fn baseline_has_agent(&self, agent: &str) -> Result<bool, IndexError> {
+        let tree = self.tree.open_tree("baseline")?;
+        let prefix = [agent.as_bytes(), b"\0"].concat();
+        Ok(tree.scan_prefix(prefix).next().is_some())
+    }
 }

@@ -346,6 +346,18 @@ impl Authority for CoreAuthority {
             kill,
             reasoning: Mutex::new(reason.into_iter().collect()),
             holds: Mutex::new(Vec::new()),
+            watch: Mutex::new(crate::monitor::Watch::new(
+                self.core
+                    .store
+                    .index()
+                    .baseline_has_agent(&req.agent)
+                    .unwrap_or(false),
+            )),
+            hold_next: Mutex::new(None),
+            active_hours: grant
+                .active_hours
+                .as_deref()
+                .and_then(|h| crate::monitor::parse_hours(h).ok()),
         });
         let gate = Arc::new(SessionGate::new(self.core.clone(), live.clone(), revocation));
         // Registered before the credential record is durable so that a failure below still

@@ -24,6 +24,7 @@ pub struct Core {
     pub ssh_ca: SshCa,
     pub pg_roles: PgRoles,
     pub bus: Bus,
+    pub monitor: crate::monitor::Monitor,
     /// OpenSSH public key (`algo base64`) -> agent name.
     pub ssh_keys: HashMap<String, String>,
 }
@@ -45,6 +46,7 @@ impl Core {
                 }
             }
         }
+        let monitor_config = config.monitor.clone();
         Core {
             recorder: store.recorder.clone(),
             approvals: Approvals::new(config.approvals.timeout),
@@ -55,6 +57,7 @@ impl Core {
             ssh_ca,
             pg_roles: PgRoles::default(),
             bus: Bus::default(),
+            monitor: crate::monitor::Monitor::new(monitor_config),
             ssh_keys,
         }
     }

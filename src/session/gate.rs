@@ -19,7 +19,15 @@ use crate::bus::LiveEvent;
 use crate::clock::now_ns;
 use crate::credentials::pg_roles::AdminTarget;
 use crate::policy::{Context, RuleAction};
+use crate::monitor::Response;
 use crate::recorder::{RecorderError, Ticket};
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
 
 /// What must be undone when the session ends.
 pub enum Revocation {
@@ -141,6 +149,43 @@ impl SessionGate {
             .append(self.live.key, now_ns(), event)
             .await
             .map_err(recorder_err)
+    }
+
+    fn publish_alert(&self, a: &proctor_gate::AlertRecord) {
+        self.core.bus.publish(LiveEvent::Alert {
+            session_id: self.live.id.clone(),
+            agent: self.live.agent.clone(),
+            rule: a.rule.clone(),
+            severity: a.severity.clone(),
+            message: a.message.clone(),
+            ts_ns: now_ns(),
+        });
+    }
+
+    /// Runs the egress detectors over recorded traffic; their alerts follow the event.
+    async fn observe(&self, event: &Event) -> Result<(), GateError> {
+        if !matches!(
+            event,
+            Event::StatementResult(_) | Event::Output { .. } | Event::Sftp(_) | Event::Copy { .. }
+        ) {
+            return Ok(());
+        }
+        let findings = {
+            let mut w = lock(&self.live.watch);
+            self.core.monitor.on_event(&mut w, event)
+        };
+        for f in findings {
+            self.append(&Event::Alert(f.alert.clone())).await?;
+            self.publish_alert(&f.alert);
+            match f.response {
+                Response::Alert => {}
+                Response::Hold => *lock(&self.live.hold_next) = Some((f.alert.rule.clone(), f.alert.message.clone())),
+                Response::Kill => {
+                    self.core.sessions.kill(&self.live.id, &f.alert.message);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn publish_verdict(&self, v: &VerdictRecord) {
@@ -269,12 +314,15 @@ impl Gate for SessionGate {
 
     async fn record(&self, event: Event) -> Result<(), GateError> {
         self.check_open()?;
-        self.append(&event).await?.wait().await.map_err(recorder_err)
+        let ticket = self.append(&event).await?;
+        self.observe(&event).await?;
+        ticket.wait().await.map_err(recorder_err)
     }
 
     async fn enqueue(&self, event: Event) -> Result<Durable, GateError> {
         self.check_open()?;
         let ticket = self.append(&event).await?;
+        self.observe(&event).await?;
         Ok(Durable(Box::pin(async move { ticket.wait().await.map_err(recorder_err) })))
     }
 
@@ -289,6 +337,41 @@ impl Gate for SessionGate {
             protocol: self.live.protocol,
         };
         let mut judgement = policy.judge(&ctx, &action);
+        let now = now_ns();
+        let findings = {
+            let mut w = lock(&self.live.watch);
+            let (core, live) = (&self.core, &self.live);
+            core.monitor
+                .on_action(&live.agent, live.active_hours, &mut w, &action, now, |item| {
+                    core.store
+                        .index()
+                        .baseline_insert(&live.agent, item, &live.id)
+                        .unwrap_or(false)
+                })
+        };
+        let mut monitor_hold = lock(&self.live.hold_next).take();
+        let mut kill_after = None;
+        for f in findings {
+            match f.response {
+                Response::Alert => {}
+                Response::Hold => monitor_hold = Some((f.alert.rule.clone(), f.alert.message.clone())),
+                Response::Kill => kill_after = Some(f.alert.message.clone()),
+            }
+            judgement.alerts.push(f.alert);
+        }
+        if let Some((rule, reason)) = monitor_hold
+            && matches!(judgement.action, RuleAction::Allow | RuleAction::Alert)
+        {
+            judgement.action = RuleAction::Hold;
+            judgement.rule = rule;
+            judgement.reason = reason;
+            judgement.min_approvals = 1;
+        }
+        if let Some(reason) = &kill_after {
+            judgement.action = RuleAction::Deny;
+            judgement.rule = "monitor:kill".into();
+            judgement.reason = reason.clone();
+        }
         if let Some(reason) = self.live.kill_reason() {
             judgement.action = RuleAction::Deny;
             judgement.rule = "killed".into();
@@ -325,16 +408,12 @@ impl Gate for SessionGate {
         let ticket = self.append(&Event::Verdict(verdict.clone())).await?;
         ticket.wait().await.map_err(recorder_err)?;
         for a in &judgement.alerts {
-            self.core.bus.publish(LiveEvent::Alert {
-                session_id: self.live.id.clone(),
-                agent: self.live.agent.clone(),
-                rule: a.rule.clone(),
-                severity: a.severity.clone(),
-                message: a.message.clone(),
-                ts_ns: now_ns(),
-            });
+            self.publish_alert(a);
         }
         self.publish_verdict(&verdict);
+        if let Some(reason) = kill_after {
+            self.core.sessions.kill(&self.live.id, &reason);
+        }
         Ok(match judgement.action {
             RuleAction::Deny => Decision::Deny {
                 rule: judgement.rule,

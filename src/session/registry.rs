@@ -25,6 +25,11 @@ pub struct LiveSession {
     pub reasoning: Mutex<Vec<String>>,
     /// Holds not yet resolved, so a session end can cancel them.
     pub holds: Mutex<Vec<String>>,
+    /// Detector state (bursts, egress, first use).
+    pub watch: Mutex<crate::monitor::Watch>,
+    /// A detector asked to hold the next action: (rule, reason).
+    pub hold_next: Mutex<Option<(String, String)>>,
+    pub active_hours: Option<(u32, u32)>,
 }
 
 /// A live session as the CLI and API show it.

@@ -1,0 +1,421 @@
+//! Real-time detectors (AG-305 clause 4.7): alerts raised while the session runs, not after.
+//! - a burst of destructive statements or commands,
+//! - first use by an agent of a table or program it has never used before (a per-agent baseline
+//!   kept in the store's index),
+//! - large data egress (rows returned, bytes of output),
+//! - activity outside the grant's active hours.
+//! Each finding is an alert recorded in the session; a detector may also hold the session's next
+//! action or kill it.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use proctor_gate::{Action, AlertRecord, Event, StatementClass};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::shell;
+
+/// What a detector does besides alerting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Response {
+    #[default]
+    Alert,
+    /// Hold the session's next action for approval.
+    Hold,
+    Kill,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Destructive actions within `burst_window` that make a burst.
+    #[serde(default = "d_burst_count")]
+    pub burst_count: u32,
+    #[serde(default = "d_burst_window", with = "humantime_serde")]
+    pub burst_window: Duration,
+    #[serde(default)]
+    pub burst_action: Response,
+    #[serde(default = "d_true")]
+    pub first_use: bool,
+    #[serde(default)]
+    pub first_use_action: Response,
+    #[serde(default = "d_egress_rows")]
+    pub egress_rows: u64,
+    #[serde(default = "d_egress_bytes")]
+    pub egress_bytes: u64,
+    #[serde(default)]
+    pub egress_action: Response,
+    #[serde(default)]
+    pub outside_hours_action: Response,
+}
+
+fn d_burst_count() -> u32 {
+    10
+}
+fn d_burst_window() -> Duration {
+    Duration::from_secs(60)
+}
+fn d_true() -> bool {
+    true
+}
+fn d_egress_rows() -> u64 {
+    100_000
+}
+fn d_egress_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            burst_count: d_burst_count(),
+            burst_window: d_burst_window(),
+            burst_action: Response::Alert,
+            first_use: true,
+            first_use_action: Response::Alert,
+            egress_rows: d_egress_rows(),
+            egress_bytes: d_egress_bytes(),
+            egress_action: Response::Alert,
+            outside_hours_action: Response::Alert,
+        }
+    }
+}
+
+mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        humantime::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A detector's finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub alert: AlertRecord,
+    pub response: Response,
+}
+
+/// Per-session detector state.
+#[derive(Debug, Default)]
+pub struct Watch {
+    destructive: VecDeque<i64>,
+    burst_alerted_until: i64,
+    rows: u64,
+    bytes: u64,
+    rows_alerted: bool,
+    bytes_alerted: bool,
+    hours_alerted: bool,
+    /// The agent had a baseline before this session: first uses are worth an alert.
+    pub established: bool,
+    seen: HashSet<String>,
+}
+
+/// Active hours `HH:MM-HH:MM` (UTC); a range past midnight wraps.
+pub fn parse_hours(s: &str) -> Result<(u32, u32), String> {
+    let parse = |t: &str| -> Result<u32, String> {
+        let (h, m) = t.trim().split_once(':').ok_or_else(|| format!("{t:?}: expected HH:MM"))?;
+        let h: u32 = h.parse().map_err(|_| format!("{t:?}: bad hour"))?;
+        let m: u32 = m.parse().map_err(|_| format!("{t:?}: bad minute"))?;
+        if h > 23 || m > 59 {
+            return Err(format!("{t:?}: out of range"));
+        }
+        Ok(h * 60 + m)
+    };
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?}: expected HH:MM-HH:MM (UTC)"))?;
+    Ok((parse(a)?, parse(b)?))
+}
+
+fn within(hours: (u32, u32), now_ns: i64) -> bool {
+    let minute = ((now_ns / 60_000_000_000).rem_euclid(24 * 60)) as u32;
+    let (a, b) = hours;
+    if a <= b {
+        (a..b).contains(&minute)
+    } else {
+        minute >= a || minute < b
+    }
+}
+
+fn destructive_sql(class: StatementClass, command: &str) -> bool {
+    let c = command.to_ascii_uppercase();
+    matches!(class, StatementClass::Ddl | StatementClass::Dcl)
+        || c.starts_with("DELETE")
+        || c.starts_with("TRUNCATE")
+        || c.starts_with("DROP")
+        || c.starts_with("UPDATE")
+}
+
+const DESTRUCTIVE_PROGRAMS: &[&str] = &[
+    "rm", "rmdir", "shred", "dd", "mkfs", "wipefs", "truncate", "kill", "pkill", "killall",
+    "shutdown", "reboot", "halt", "poweroff", "iptables", "nft", "userdel", "deluser", "chmod",
+    "chown", "mv",
+];
+
+pub struct Monitor {
+    pub config: MonitorConfig,
+    /// (agent, item) pairs known to the baseline, cached in memory.
+    known: Mutex<HashSet<(String, String)>>,
+}
+
+impl Watch {
+    pub fn new(established: bool) -> Self {
+        Watch {
+            established,
+            ..Default::default()
+        }
+    }
+}
+
+impl Monitor {
+    pub fn new(config: MonitorConfig) -> Self {
+        Monitor {
+            config,
+            known: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn alert(rule: &str, severity: &str, message: String, response: Response) -> Finding {
+        Finding {
+            alert: AlertRecord {
+                rule: format!("monitor:{rule}"),
+                severity: severity.into(),
+                message,
+            },
+            response,
+        }
+    }
+
+    /// Items an action uses, for the baseline: tables (SQL) or programs (SSH).
+    fn items(action: &Action) -> Vec<String> {
+        match action {
+            Action::Statement(s) => s.tables.iter().map(|t| format!("table:{t}")).collect(),
+            Action::Exec { command, .. } | Action::CommandLine { line: command, .. } => shell::analyze(command)
+                .programs
+                .into_iter()
+                .map(|p| format!("program:{p}"))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn is_destructive(action: &Action) -> bool {
+        match action {
+            Action::Statement(s) => destructive_sql(s.class, &s.command),
+            Action::Exec { command, .. } | Action::CommandLine { line: command, .. } => shell::analyze(command)
+                .programs
+                .iter()
+                .any(|p| DESTRUCTIVE_PROGRAMS.contains(&p.as_str())),
+            Action::SftpChange { op, .. } => matches!(op.as_str(), "remove" | "rmdir" | "rename"),
+            _ => false,
+        }
+    }
+
+    /// Looks at an action before it is judged. `baseline` says whether an (agent, item) pair
+    /// was new to the store (and records it).
+    pub fn on_action(
+        &self,
+        agent: &str,
+        active_hours: Option<(u32, u32)>,
+        watch: &mut Watch,
+        action: &Action,
+        now_ns: i64,
+        mut baseline: impl FnMut(&str) -> bool,
+    ) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if let Some(h) = active_hours
+            && !watch.hours_alerted
+            && !within(h, now_ns)
+        {
+            watch.hours_alerted = true;
+            out.push(Self::alert(
+                "outside-hours",
+                "high",
+                format!(
+                    "{agent} acted outside the grant's active hours ({:02}:{:02}-{:02}:{:02} UTC): {}",
+                    h.0 / 60,
+                    h.0 % 60,
+                    h.1 / 60,
+                    h.1 % 60,
+                    action.subject()
+                ),
+                self.config.outside_hours_action,
+            ));
+        }
+        if Self::is_destructive(action) {
+            let window = self.config.burst_window.as_nanos() as i64;
+            watch.destructive.push_back(now_ns);
+            while watch.destructive.front().is_some_and(|&t| now_ns - t > window) {
+                watch.destructive.pop_front();
+            }
+            if watch.destructive.len() as u32 >= self.config.burst_count.max(1) && now_ns >= watch.burst_alerted_until {
+                watch.burst_alerted_until = now_ns + window;
+                out.push(Self::alert(
+                    "destructive-burst",
+                    "high",
+                    format!(
+                        "{} destructive actions within {} (latest: {})",
+                        watch.destructive.len(),
+                        humantime::format_duration(self.config.burst_window),
+                        action.subject()
+                    ),
+                    self.config.burst_action,
+                ));
+            }
+        }
+        if self.config.first_use {
+            for item in Self::items(action) {
+                if !watch.seen.insert(item.clone()) {
+                    continue;
+                }
+                let key = (agent.to_string(), item.clone());
+                let cached = match self.known.lock() {
+                    Ok(k) => k.contains(&key),
+                    Err(p) => p.into_inner().contains(&key),
+                };
+                if cached {
+                    continue;
+                }
+                let new = baseline(&item);
+                if let Ok(mut k) = self.known.lock() {
+                    k.insert(key);
+                }
+                if new && watch.established {
+                    let (kind, name) = item.split_once(':').unwrap_or(("item", &item));
+                    out.push(Self::alert(
+                        "first-use",
+                        "medium",
+                        format!("{agent} used {kind} {name} for the first time"),
+                        self.config.first_use_action,
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Looks at recorded traffic for egress.
+    pub fn on_event(&self, watch: &mut Watch, event: &Event) -> Vec<Finding> {
+        let mut out = Vec::new();
+        match event {
+            Event::StatementResult(r) => watch.rows += r.rows,
+            Event::Output { data, .. } => watch.bytes += data.len() as u64,
+            Event::Sftp(op) => watch.bytes += op.bytes_read,
+            Event::Copy { bytes, direction: proctor_gate::Direction::Download, .. } => watch.bytes += bytes,
+            _ => return out,
+        }
+        if !watch.rows_alerted && watch.rows >= self.config.egress_rows {
+            watch.rows_alerted = true;
+            out.push(Self::alert(
+                "egress-rows",
+                "high",
+                format!("{} rows returned in this session (threshold {})", watch.rows, self.config.egress_rows),
+                self.config.egress_action,
+            ));
+        }
+        if !watch.bytes_alerted && watch.bytes >= self.config.egress_bytes {
+            watch.bytes_alerted = true;
+            out.push(Self::alert(
+                "egress-bytes",
+                "high",
+                format!("{} bytes sent to the agent in this session (threshold {})", watch.bytes, self.config.egress_bytes),
+                self.config.egress_action,
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proctor_gate::Statement;
+
+    fn stmt(cmd: &str, class: StatementClass, tables: &[&str]) -> Action {
+        Action::Statement(Statement {
+            id: 1,
+            text: cmd.into(),
+            params: vec![],
+            statement_name: String::new(),
+            portal: String::new(),
+            extended: false,
+            class,
+            command: cmd.into(),
+            tables: tables.iter().map(|s| s.to_string()).collect(),
+            reasoning: None,
+        })
+    }
+
+    #[test]
+    fn burst_fires_once_per_window() {
+        let m = Monitor::new(MonitorConfig {
+            burst_count: 3,
+            ..Default::default()
+        });
+        let mut w = Watch::default();
+        let a = stmt("DELETE", StatementClass::Write, &[]);
+        let mut fired = 0;
+        for i in 0..6 {
+            fired += m.on_action("a", None, &mut w, &a, i * 1_000_000_000, |_| false).len();
+        }
+        assert_eq!(fired, 1);
+    }
+
+    #[test]
+    fn first_use_only_for_established_agents() {
+        let m = Monitor::new(MonitorConfig::default());
+        let mut w = Watch::default();
+        let a = stmt("SELECT", StatementClass::Read, &["public.t"]);
+        assert!(m.on_action("a", None, &mut w, &a, 0, |_| true).is_empty());
+        let mut w = Watch {
+            established: true,
+            ..Default::default()
+        };
+        let b = stmt("SELECT", StatementClass::Read, &["public.u"]);
+        let f = m.on_action("b", None, &mut w, &b, 0, |_| true);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].alert.message.contains("public.u"));
+        // Seen again: no second alert.
+        assert!(m.on_action("b", None, &mut w, &b, 0, |_| true).is_empty());
+    }
+
+    #[test]
+    fn hours_wrap_midnight() {
+        let h = parse_hours("22:00-06:00").expect("parses");
+        let at = |hh: i64| hh * 3_600_000_000_000;
+        assert!(within(h, at(23)));
+        assert!(within(h, at(5)));
+        assert!(!within(h, at(12)));
+        assert!(parse_hours("25:00-01:00").is_err());
+    }
+
+    #[test]
+    fn egress_rows_threshold() {
+        let m = Monitor::new(MonitorConfig {
+            egress_rows: 10,
+            ..Default::default()
+        });
+        let mut w = Watch::default();
+        let r = Event::StatementResult(proctor_gate::StatementResult {
+            statement_id: 1,
+            tag: "SELECT 6".into(),
+            rows: 6,
+            error: None,
+            duration_ns: 0,
+            columns: vec![],
+            sample_rows: vec![],
+            digest: [0; 32],
+            suspended: false,
+        });
+        assert!(m.on_event(&mut w, &r).is_empty());
+        assert_eq!(m.on_event(&mut w, &r).len(), 1);
+        assert!(m.on_event(&mut w, &r).is_empty());
+    }
+}
