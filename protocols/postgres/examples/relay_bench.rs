@@ -111,8 +111,15 @@ fn start_pgbouncer(dir: &std::path::Path, pg_port: u16) -> (ChildGuard, u16) {
         ),
     )
     .unwrap();
-    fs::write(dir.join("userlist.txt"), format!("\"{ROLE}\" \"{PASSWORD}\"\n")).unwrap();
-    let _ = Command::new("chown").args(["-R", "nobody"]).arg(dir).status();
+    fs::write(
+        dir.join("userlist.txt"),
+        format!("\"{ROLE}\" \"{PASSWORD}\"\n"),
+    )
+    .unwrap();
+    let _ = Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(dir)
+        .status();
     let mut cmd = if proctor_harness::is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "nobody", "--", "pgbouncer"]);
@@ -131,15 +138,21 @@ fn start_pgbouncer(dir: &std::path::Path, pg_port: u16) -> (ChildGuard, u16) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<u32> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u32> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let secs = args.first().copied().unwrap_or(10);
     let rounds = args.get(1).copied().unwrap_or(3);
     let clients = args.get(2).copied().unwrap_or(8);
 
     let pg = tokio::task::spawn_blocking(|| {
         let pg = LocalPostgres::start(PostgresOptions::default()).unwrap();
-        pg.psql("postgres", &format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'"))
-            .unwrap();
+        pg.psql(
+            "postgres",
+            &format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'"),
+        )
+        .unwrap();
         pg.psql("postgres", &format!("CREATE DATABASE bench OWNER {ROLE}"))
             .unwrap();
         pg
@@ -154,7 +167,11 @@ async fn main() {
         ))
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
 
     let gate = Arc::new(NullGate {
         kill: watch::channel(None).0,
@@ -183,7 +200,19 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (_bouncer, bouncer_port) = start_pgbouncer(dir.path(), pg.port);
 
-    for mode in ["simple", "prepared"] {
+    // BENCH_ONLY=proctor (or direct, pgbouncer) runs just that one, e.g. under a profiler.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let modes: Vec<String> = std::env::var("BENCH_MODES")
+        .unwrap_or_else(|_| "simple,prepared".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    for mode in modes {
+        let mode: &'static str = if mode == "prepared" {
+            "prepared"
+        } else {
+            "simple"
+        };
         let mut sums = [0.0f64; 3];
         for round in 0..rounds {
             let mut line = format!("{mode:8} round {round}:");
@@ -195,6 +224,10 @@ async fn main() {
             .into_iter()
             .enumerate()
             {
+                if only.as_deref().is_some_and(|o| o != name) {
+                    sums[i] = f64::NAN;
+                    continue;
+                }
                 let tps = tokio::task::spawn_blocking(move || pgbench(port, mode, secs, clients))
                     .await
                     .unwrap();

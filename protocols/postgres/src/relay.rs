@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -21,8 +22,9 @@ use proctor_gate::{
     Action, Decision, DenyCause, Direction, Durable, Event, Gate, GateError, Hold, Outcome, Party,
     Resolution, Statement, StatementClass,
 };
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
+use tokio_util::io::poll_read_buf;
 
 use crate::PgFrontendConfig;
 use crate::cancel::BackendCancel;
@@ -177,13 +179,15 @@ pub struct Relay {
     cout: BytesMut,
     tin: BytesMut,
     tout: BytesMut,
+    /// Written but maybe not yet flushed out of TLS buffers.
     c_dirty: bool,
     t_dirty: bool,
-    kill: watch::Receiver<Option<String>>,
-    kill_live: bool,
-    shutdown: Option<watch::Receiver<bool>>,
-    /// Bumped by CancelRequests carrying this session's key.
-    cancels: watch::Receiver<u64>,
+    c_tls: bool,
+    t_tls: bool,
+    /// Kill, shutdown, and CancelRequests carrying this session's key.
+    control: ControlFuture,
+    /// For reading the kill reason outside the control future.
+    kill_view: watch::Receiver<Option<String>>,
     _cancels_tx: Arc<watch::Sender<u64>>,
     backend_cancel: Option<BackendCancel>,
 
@@ -205,6 +209,7 @@ pub struct Relay {
     events: Vec<Event>,
     tickets: Tickets,
     target_sent_fatal: bool,
+    last_row_description: Option<(Vec<u8>, Arc<Columns>)>,
 }
 
 impl Relay {
@@ -220,6 +225,7 @@ impl Relay {
         hold_cancel_tx: Arc<watch::Sender<u64>>,
         backend_cancel: Option<BackendCancel>,
     ) -> Relay {
+        let (c_tls, t_tls) = (client.is_tls(), target.stream.is_tls());
         let (crd, cwr) = tokio::io::split(client);
         let (trd, twr) = tokio::io::split(target.stream);
         let mut lex = LexContext::default();
@@ -232,6 +238,13 @@ impl Relay {
             });
         }
         let kill = gate.kill_signal();
+        let kill_view = kill.clone();
+        let control: ControlFuture = Box::pin(control(ControlRx {
+            kill,
+            kill_live: true,
+            shutdown,
+            cancels: hold_cancel_tx.subscribe(),
+        }));
         Relay {
             gate,
             cfg,
@@ -245,10 +258,10 @@ impl Relay {
             tout: BytesMut::with_capacity(CLIENT_READ_CHUNK),
             c_dirty: false,
             t_dirty: false,
-            kill,
-            kill_live: true,
-            shutdown,
-            cancels: hold_cancel_tx.subscribe(),
+            c_tls,
+            t_tls,
+            control,
+            kill_view,
             _cancels_tx: hold_cancel_tx,
             backend_cancel,
             next_id: 0,
@@ -269,6 +282,7 @@ impl Relay {
                 bytes: 0,
             },
             target_sent_fatal: false,
+            last_row_description: None,
         }
     }
 
@@ -279,7 +293,7 @@ impl Relay {
     }
 
     async fn main_loop(&mut self) -> End {
-        if let Some(reason) = self.kill.borrow().clone() {
+        if let Some(reason) = self.kill_view.borrow().clone() {
             return End::Killed(reason);
         }
         if let Err(e) = self.flush_events().await {
@@ -300,93 +314,136 @@ impl Relay {
             if let Err(e) = self.flush_events().await {
                 return e;
             }
-            let paused = self.paused.is_some();
-            let c_can_read = if paused {
-                self.cin.len() < PAUSED_READ_LIMIT
-            } else {
-                self.tout.len() < HIGH_WATER
-            };
-            let t_can_read = self.cout.len() < HIGH_WATER;
-            if c_can_read {
-                self.cin.reserve(CLIENT_READ_CHUNK);
-            }
-            if t_can_read {
-                self.tin.reserve(TARGET_READ_CHUNK);
-            }
-            let ev = tokio::select! {
-                biased;
-                r = self.kill.changed(), if self.kill_live => Ev::Kill(r.is_ok()),
-                _ = shutdown_requested(&mut self.shutdown) => Ev::Shutdown,
-                r = self.cancels.changed() => Ev::Cancel(r.is_ok()),
-                res = hold_outcome(&mut self.paused), if paused => Ev::Hold(res),
-                r = write_or_flush(&mut self.cwr, &self.cout), if !self.cout.is_empty() || self.c_dirty => Ev::ClientWrote(r),
-                r = write_or_flush(&mut self.twr, &self.tout), if !self.tout.is_empty() || self.t_dirty => Ev::TargetWrote(r),
-                r = tokio::io::AsyncReadExt::read_buf(&mut self.trd, &mut self.tin), if t_can_read => Ev::TargetRead(r),
-                r = tokio::io::AsyncReadExt::read_buf(&mut self.crd, &mut self.cin), if c_can_read => Ev::ClientRead(r),
-            };
+            let ev = std::future::poll_fn(|cx| self.poll_io(cx)).await;
             let step = match ev {
-                Ev::Kill(alive) => {
-                    if !alive {
-                        self.kill_live = false;
-                        Ok(())
-                    } else if let Some(reason) = self.kill.borrow_and_update().clone() {
-                        Err(End::Killed(reason))
-                    } else {
-                        Ok(())
-                    }
-                }
-                Ev::Shutdown => Err(End::Shutdown),
-                Ev::Cancel(alive) => {
-                    if alive {
-                        self.cancel_requested()
-                    } else {
-                        Ok(())
-                    }
-                }
+                Ev::Control(Control::Killed(reason)) => Err(End::Killed(reason)),
+                Ev::Control(Control::Shutdown) => Err(End::Shutdown),
+                Ev::Control(Control::Cancel) => self.cancel_requested(),
                 Ev::Hold(res) => self.hold_resolved(res).await,
-                Ev::ClientWrote(r) => match r {
-                    // A write leaves TLS records to flush; a flush (n == 0) leaves nothing.
-                    Ok(n) => {
-                        self.cout.advance(n);
-                        self.c_dirty = n > 0;
-                        Ok(())
-                    }
-                    Err(e) => Err(End::Client(format!("client connection lost: {e}"))),
-                },
-                Ev::TargetWrote(r) => match r {
-                    Ok(n) => {
-                        self.tout.advance(n);
-                        self.t_dirty = n > 0;
-                        Ok(())
-                    }
-                    Err(e) => Err(End::TargetLost(format!(
-                        "writing to the target failed: {e}"
-                    ))),
-                },
-                Ev::TargetRead(r) => match r {
-                    Ok(0) => Err(End::TargetLost("the target closed the connection".into())),
-                    Ok(_) => self.process_target().await,
-                    Err(e) => Err(End::TargetLost(format!(
-                        "reading from the target failed: {e}"
-                    ))),
-                },
-                Ev::ClientRead(r) => {
-                    let held = if paused {
+                Ev::TargetData => self.process_target().await,
+                Ev::ClientData => Ok(()),
+                Ev::TargetGone(r) => Err(End::TargetLost(r)),
+                Ev::ClientGone(r) => {
+                    let held = if self.paused.is_some() {
                         " while a statement was held"
                     } else {
                         ""
                     };
-                    match r {
-                        Ok(0) => Err(End::Client(format!("client disconnected{held}"))),
-                        Ok(_) => Ok(()),
-                        Err(e) => Err(End::Client(format!("client connection lost{held}: {e}"))),
-                    }
+                    Err(End::Client(format!("{r}{held}")))
                 }
             };
             if let Err(end) = step {
                 return end;
             }
         }
+    }
+
+    /// One pass over everything the session waits for. Writes are pushed as far as the sockets
+    /// take them without returning; the pass returns on the first thing that needs handling
+    /// (data read, an approval, a kill...). Every branch that is not ready has registered its
+    /// waker, so `Pending` is safe.
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Ev> {
+        if let Poll::Ready((ev, rx)) = self.control.as_mut().poll(cx) {
+            self.control = Box::pin(control(rx));
+            return Poll::Ready(Ev::Control(ev));
+        }
+        if let Some(p) = self.paused.as_mut()
+            && let Poll::Ready(r) = p.hold.outcome.as_mut().poll(cx)
+        {
+            return Poll::Ready(Ev::Hold(r));
+        }
+        // Writes.
+        while !self.cout.is_empty() {
+            match Pin::new(&mut self.cwr).poll_write(cx, &self.cout) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Ev::ClientGone("client connection closed".into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.cout.advance(n);
+                    self.c_dirty = self.c_tls;
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Ev::ClientGone(format!("client connection lost: {e}")));
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.cout.is_empty() && self.c_dirty {
+            match Pin::new(&mut self.cwr).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.c_dirty = false,
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Ev::ClientGone(format!("client connection lost: {e}")));
+                }
+                Poll::Pending => {}
+            }
+        }
+        while !self.tout.is_empty() {
+            match Pin::new(&mut self.twr).poll_write(cx, &self.tout) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Ev::TargetGone("the target closed the connection".into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.tout.advance(n);
+                    self.t_dirty = self.t_tls;
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Ev::TargetGone(format!(
+                        "writing to the target failed: {e}"
+                    )));
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.tout.is_empty() && self.t_dirty {
+            match Pin::new(&mut self.twr).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.t_dirty = false,
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Ev::TargetGone(format!(
+                        "writing to the target failed: {e}"
+                    )));
+                }
+                Poll::Pending => {}
+            }
+        }
+        // Reads, each side only while the other side's outgoing buffer has room.
+        if self.cout.len() < HIGH_WATER {
+            if self.tin.capacity() - self.tin.len() < TARGET_READ_CHUNK / 4 {
+                self.tin.reserve(TARGET_READ_CHUNK);
+            }
+            match poll_read_buf(Pin::new(&mut self.trd), cx, &mut self.tin) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Ev::TargetGone("the target closed the connection".into()));
+                }
+                Poll::Ready(Ok(_)) => return Poll::Ready(Ev::TargetData),
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Ev::TargetGone(format!(
+                        "reading from the target failed: {e}"
+                    )));
+                }
+                Poll::Pending => {}
+            }
+        }
+        let client_room = if self.paused.is_some() {
+            self.cin.len() < PAUSED_READ_LIMIT
+        } else {
+            self.tout.len() < HIGH_WATER
+        };
+        if client_room {
+            if self.cin.capacity() - self.cin.len() < CLIENT_READ_CHUNK / 4 {
+                self.cin.reserve(CLIENT_READ_CHUNK);
+            }
+            match poll_read_buf(Pin::new(&mut self.crd), cx, &mut self.cin) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Ev::ClientGone("client disconnected".into()));
+                }
+                Poll::Ready(Ok(_)) => return Poll::Ready(Ev::ClientData),
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Ev::ClientGone(format!("client connection lost: {e}")));
+                }
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
     }
 
     // ----- client side -----
@@ -582,8 +639,20 @@ impl Relay {
         let judged = classify::classify_query(text, self.lex);
         let mut rest = VecDeque::with_capacity(judged.len());
         let mut ids = Vec::with_capacity(judged.len());
-        for j in &judged {
-            let s = self.statement_from(j, &j.info, false);
+        for j in judged {
+            let info = &j.info;
+            let s = Statement {
+                id: self.next_statement_id(),
+                text: j.text,
+                params: Vec::new(),
+                statement_name: String::new(),
+                portal: String::new(),
+                extended: false,
+                class: info.class,
+                command: info.command.clone(),
+                tables: info.tables.clone(),
+                reasoning: j.reasoning,
+            };
             ids.push(s.id);
             rest.push_back(s);
         }
@@ -746,7 +815,7 @@ impl Relay {
     }
 
     fn gate_error(&self, e: GateError) -> End {
-        if let Some(reason) = self.kill.borrow().clone() {
+        if let Some(reason) = self.kill_view.borrow().clone() {
             return End::Killed(reason);
         }
         match e {
@@ -801,7 +870,7 @@ impl Relay {
                         format!("proctor: approval {approval_id} timed out; statement not run"),
                     ),
                     DenyCause::Killed => {
-                        let reason = self.kill.borrow().clone().unwrap_or(reason);
+                        let reason = self.kill_view.borrow().clone().unwrap_or(reason);
                         return Err(End::Killed(reason));
                     }
                     DenyCause::Approver => (
@@ -826,7 +895,6 @@ impl Relay {
     /// A CancelRequest with this session's key: withdraw the held statement if there is one,
     /// otherwise pass the cancel on to the target backend.
     fn cancel_requested(&mut self) -> Result<(), End> {
-        self.cancels.borrow_and_update();
         let Some(paused) = self.paused.take() else {
             if let Some(b) = self.backend_cancel.clone() {
                 tokio::spawn(crate::cancel::cancel_backend(b));
@@ -918,8 +986,7 @@ impl Relay {
                 }
             }
             b'T' => {
-                let cols = Columns::parse(body).map_err(|e| End::Target(e.to_string()))?;
-                let cols = Arc::new(cols);
+                let cols = self.columns(body)?;
                 match self.expect.front_mut() {
                     Some(Expect::Describe { portal, name }) => {
                         if *portal {
@@ -1051,6 +1118,20 @@ impl Relay {
         Ok(())
     }
 
+    /// Parsed RowDescription; the last one is kept because a workload tends to repeat it.
+    fn columns(&mut self, body: &[u8]) -> Result<Arc<Columns>, End> {
+        if let Some((raw, cols)) = &self.last_row_description
+            && raw.as_slice() == body
+        {
+            return Ok(cols.clone());
+        }
+        let cols = Arc::new(Columns::parse(body).map_err(|e| End::Target(e.to_string()))?);
+        if body.len() <= 4096 {
+            self.last_row_description = Some((body.to_vec(), cols.clone()));
+        }
+        Ok(cols)
+    }
+
     fn forward_target(&mut self, frame: &[u8]) {
         self.cout.extend_from_slice(frame);
     }
@@ -1175,18 +1256,26 @@ impl Relay {
         if self.events.is_empty() {
             return Ok(());
         }
-        let events = std::mem::take(&mut self.events);
-        for ev in events {
+        // Swapped out and back so the vector's allocation is reused.
+        let mut events = std::mem::take(&mut self.events);
+        let mut result = Ok(());
+        for ev in events.drain(..) {
             let w = ev.weight();
             let d = match self.gate.enqueue(ev).await {
                 Ok(d) => d,
-                Err(e) => return Err(self.gate_error(e)),
+                Err(e) => {
+                    result = Err(self.gate_error(e));
+                    break;
+                }
             };
             if let Err(e) = self.tickets.push(d, w).await {
-                return Err(self.gate_error(e));
+                result = Err(self.gate_error(e));
+                break;
             }
         }
-        Ok(())
+        events.clear();
+        self.events = events;
+        result
     }
 
     // ----- the end -----
@@ -1318,14 +1407,55 @@ impl Relay {
 }
 
 enum Ev {
-    Kill(bool),
-    Shutdown,
-    Cancel(bool),
+    Control(Control),
     Hold(Resolution),
-    ClientWrote(std::io::Result<usize>),
-    TargetWrote(std::io::Result<usize>),
-    TargetRead(std::io::Result<usize>),
-    ClientRead(std::io::Result<usize>),
+    ClientData,
+    TargetData,
+    ClientGone(String),
+    TargetGone(String),
+}
+
+/// Kill, shutdown and cancel, watched by one long-lived future so that the hot loop does not
+/// re-register with three channels on every pass.
+enum Control {
+    Killed(String),
+    Shutdown,
+    Cancel,
+}
+
+struct ControlRx {
+    kill: watch::Receiver<Option<String>>,
+    kill_live: bool,
+    shutdown: Option<watch::Receiver<bool>>,
+    cancels: watch::Receiver<u64>,
+}
+
+type ControlFuture = Pin<Box<dyn Future<Output = (Control, ControlRx)> + Send>>;
+
+async fn control(mut rx: ControlRx) -> (Control, ControlRx) {
+    loop {
+        tokio::select! {
+            r = rx.kill.changed(), if rx.kill_live => {
+                if r.is_err() {
+                    // The gate dropped its sender: no kill can come any more.
+                    rx.kill_live = false;
+                } else {
+                    let reason = rx.kill.borrow_and_update().clone();
+                    if let Some(reason) = reason {
+                        return (Control::Killed(reason), rx);
+                    }
+                }
+            }
+            _ = shutdown_requested(&mut rx.shutdown) => return (Control::Shutdown, rx),
+            r = rx.cancels.changed() => {
+                if r.is_ok() {
+                    rx.cancels.borrow_and_update();
+                    return (Control::Cancel, rx);
+                }
+                std::future::pending::<()>().await;
+            }
+        }
+    }
 }
 
 fn note_parameter(lex: &mut LexContext, name: &str, value: &str) {
@@ -1348,30 +1478,5 @@ async fn shutdown_requested(rx: &mut Option<watch::Receiver<bool>>) {
             // The listener is gone without asking for a shutdown: keep serving.
             return std::future::pending().await;
         }
-    }
-}
-
-/// Writes what it can of `buf`, or flushes when `buf` is empty (returning 0).
-async fn write_or_flush(w: &mut WriteHalf<Stream>, buf: &[u8]) -> std::io::Result<usize> {
-    if buf.is_empty() {
-        w.flush().await.map(|()| 0)
-    } else {
-        match w.write(buf).await {
-            Ok(0) => Err(std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                "connection closed",
-            )),
-            r => r,
-        }
-    }
-}
-
-async fn hold_outcome(p: &mut Option<Paused>) -> Resolution {
-    match p.as_mut() {
-        Some(p) => {
-            let fut: Pin<&mut (dyn Future<Output = Resolution> + Send)> = p.hold.outcome.as_mut();
-            fut.await
-        }
-        None => std::future::pending().await,
     }
 }
