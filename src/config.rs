@@ -60,6 +60,9 @@ pub struct Config {
     /// Real-time detectors (bursts, first use, egress, active hours).
     #[serde(default)]
     pub monitor: crate::monitor::MonitorConfig,
+    /// Outbound notifications (holds, alerts...) as signed JSON POSTs.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -18,3 +18,5 @@ pub mod listeners;
 pub mod monitor;
 pub mod ops;
 pub mod serve;
+pub mod api;
+pub mod webhooks;

@@ -88,6 +88,14 @@ pub async fn start(
             }
         }));
     }
-    let _ = core;
+    if let Some(addr) = config.listen.api {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen.api: cannot listen on {addr}"))?;
+        started.api = Some(listener.local_addr()?);
+        let app = crate::api::router(core.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(crate::api::serve(listener, app, shutdown.clone())));
+    }
+    crate::webhooks::start(core, &config.webhooks, shutdown, tasks)?;
     Ok(started)
 }

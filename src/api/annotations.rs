@@ -1,0 +1,97 @@
+//! `POST /api/sessions/{id}/annotations`: agent frameworks push reasoning or tool-selection
+//! rationale into the agent's own live session (clause 4.6); operators may annotate any live
+//! session. Annotations are appended to the recording like any other event; nothing existing
+//! is changed.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{Principal, Role};
+use super::{ApiError, ApiJson, ApiPath, ApiState};
+use crate::control::{self, Request};
+
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+pub const MAX_SOURCE_BYTES: usize = 128;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotationBody {
+    /// What produced the text (`planner`, `tool-router`...); the token's name is prefixed.
+    #[serde(default)]
+    pub source: Option<String>,
+    pub text: String,
+}
+
+pub async fn create(
+    State(st): State<ApiState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<AnnotationBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.require(&[Role::Agent, Role::Operator], "annotate sessions")?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::BadRequest("text is empty".into()));
+    }
+    if body.text.len() > MAX_TEXT_BYTES {
+        return Err(ApiError::BadRequest(format!("text is longer than {MAX_TEXT_BYTES} bytes")));
+    }
+    let source = body.source.as_deref().map(str::trim).unwrap_or_default();
+    if source.len() > MAX_SOURCE_BYTES || source.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "source must be at most {MAX_SOURCE_BYTES} bytes without control characters"
+        )));
+    }
+    // The recorded source says which credential spoke, whatever the body claims.
+    let source = if source.is_empty() { p.name.clone() } else { format!("{}/{source}", p.name) };
+
+    let (id, owner) = match st.core.sessions.get(&id) {
+        Some(s) => (id, s.agent.clone()),
+        None => {
+            // A prefix, an ended session or no session: the index knows which. An agent token
+            // learns nothing about other agents' sessions either way.
+            let meta = super::sessions::find(&st, id.clone()).await?;
+            if p.role == Role::Agent && p.agent.as_deref() != Some(meta.agent.as_str()) {
+                return Err(forbidden(&p));
+            }
+            if st.core.sessions.get(&meta.id).is_none() {
+                return Err(ApiError::Conflict(format!(
+                    "session {} is not live; annotations go to live sessions only",
+                    meta.id
+                )));
+            }
+            (meta.id, meta.agent)
+        }
+    };
+    if p.role == Role::Agent && p.agent.as_deref() != Some(owner.as_str()) {
+        return Err(forbidden(&p));
+    }
+    let resp = control::handle(
+        &st.core,
+        Request::Annotate {
+            id: id.clone(),
+            source: source.clone(),
+            text: body.text,
+        },
+    )
+    .await;
+    if !resp.ok {
+        let e = resp.error.unwrap_or_default();
+        return Err(if st.core.sessions.get(&id).is_none() {
+            ApiError::Conflict(format!("session {id} ended before the annotation was recorded"))
+        } else {
+            ApiError::Unavailable(format!("the annotation could not be recorded: {e}"))
+        });
+    }
+    Ok((StatusCode::CREATED, Json(json!({ "session": id, "source": source, "recorded": true }))))
+}
+
+fn forbidden(p: &Principal) -> ApiError {
+    ApiError::Forbidden(format!(
+        "agent token {:?} may only annotate live sessions of agent {:?}",
+        p.name,
+        p.agent.as_deref().unwrap_or_default()
+    ))
+}

@@ -1,0 +1,59 @@
+//! Held actions (approver). The approver recorded is the token's name, never something the
+//! caller types, so the evidence says which credential released an action; self-approval and
+//! the distinct-approver count are enforced by `crate::approvals`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{Principal, Role};
+use super::{ApiError, ApiJson, ApiPath, ApiState};
+use crate::approvals::{ApprovalError, PendingView};
+
+impl From<ApprovalError> for ApiError {
+    fn from(e: ApprovalError) -> Self {
+        match e {
+            ApprovalError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            ApprovalError::SelfApproval(_) => ApiError::Forbidden(e.to_string()),
+            ApprovalError::AlreadyApproved { .. } => ApiError::Conflict(e.to_string()),
+            ApprovalError::ReasonRequired => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+pub async fn list(State(st): State<ApiState>, p: Principal) -> Result<Json<Vec<PendingView>>, ApiError> {
+    p.require(&[Role::Approver], "list held actions")?;
+    Ok(Json(st.core.approvals.list()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    #[serde(default)]
+    pub reason: String,
+}
+
+pub async fn approve(
+    State(st): State<ApiState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(&[Role::Approver], "approve held actions")?;
+    let released = st.core.approvals.approve(&id, &p.name, body.reason.trim())?;
+    tracing::info!(approval = %id, approver = %p.name, released, "approval given over the API");
+    Ok(Json(json!({ "id": id, "approver": p.name, "released": released })))
+}
+
+pub async fn deny(
+    State(st): State<ApiState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(&[Role::Approver], "deny held actions")?;
+    st.core.approvals.deny(&id, &p.name, body.reason.trim())?;
+    tracing::info!(approval = %id, approver = %p.name, "held action denied over the API");
+    Ok(Json(json!({ "id": id, "approver": p.name, "denied": true })))
+}
