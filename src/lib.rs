@@ -17,6 +17,7 @@ pub mod export;
 pub mod listeners;
 pub mod monitor;
 pub mod ops;
+pub mod replay;
 pub mod serve;
 pub mod api;
 pub mod webhooks;

@@ -3,6 +3,7 @@
 mod approvals;
 mod bench;
 mod evidence;
+mod replay;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ pub enum Command {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
+    /// Step through a recorded session, or re-run a PostgreSQL one against a sandbox.
+    Replay(replay::ReplayArgs),
     /// Search and show recorded sessions.
     Sessions {
         #[command(subcommand)]
@@ -148,6 +151,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             output,
         } => evidence::export(store, &session, &format, output).await,
         Command::Sessions { command } => sessions::run(command).await,
+        Command::Replay(args) => replay::run(args).await,
         Command::Keys { command } => evidence::keys(command),
         Command::Reindex { store } => evidence::reindex(store),
         Command::Approvals { command } => approvals::run(command).await,

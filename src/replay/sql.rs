@@ -1,0 +1,215 @@
+//! PostgreSQL replay: one step per statement, with everything recorded about it.
+
+use std::collections::HashMap;
+use std::io::{self, IsTerminal, Write};
+
+use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent};
+use crossterm::terminal;
+use proctor_gate::{Event, Statement, StatementResult};
+
+use super::{Rec, ReplayOptions};
+use crate::clock::format_ns;
+use crate::export::json::param_json;
+
+/// Everything recorded about one statement.
+#[derive(Debug, Clone, Default)]
+pub struct StatementStep {
+    pub seq: u64,
+    pub ts_ns: i64,
+    pub statement: Option<Statement>,
+    pub verdicts: Vec<String>,
+    pub approvals: Vec<String>,
+    pub alerts: Vec<String>,
+    pub result: Option<StatementResult>,
+    pub copies: Vec<String>,
+}
+
+/// Groups a session's events into statement steps, in order.
+pub fn steps(recs: &[Rec]) -> Vec<StatementStep> {
+    let mut out: Vec<StatementStep> = Vec::new();
+    let mut by_id: HashMap<u64, usize> = HashMap::new();
+    let mut last: Option<usize> = None;
+    for r in recs {
+        match &r.event {
+            Event::Statement(s) => {
+                by_id.insert(s.id, out.len());
+                last = Some(out.len());
+                out.push(StatementStep {
+                    seq: r.seq,
+                    ts_ns: r.ts_ns,
+                    statement: Some(s.clone()),
+                    ..Default::default()
+                });
+            }
+            Event::Verdict(v) => {
+                if let Some(i) = last {
+                    out[i].verdicts.push(if v.approval_id.is_empty() {
+                        format!("{} by rule {}: {}", v.verdict.as_str(), v.rule, v.reason)
+                    } else {
+                        format!("{} by rule {} (approval {}): {}", v.verdict.as_str(), v.rule, v.approval_id, v.reason)
+                    });
+                }
+            }
+            Event::Approval(a) => {
+                if let Some(i) = last {
+                    out[i].approvals.push(format!(
+                        "{} {}{}",
+                        a.outcome.as_str(),
+                        if a.approver.is_empty() { String::new() } else { format!("by {} ", a.approver) },
+                        a.reason
+                    ));
+                }
+            }
+            Event::Alert(a) => {
+                if let Some(i) = last {
+                    out[i].alerts.push(format!("[{}] {}: {}", a.severity, a.rule, a.message));
+                }
+            }
+            Event::StatementResult(res) => {
+                if let Some(&i) = by_id.get(&res.statement_id) {
+                    out[i].result = Some(res.clone());
+                }
+            }
+            Event::Copy {
+                statement_id,
+                direction,
+                bytes,
+                digest,
+            } => {
+                if let Some(&i) = by_id.get(statement_id) {
+                    out[i].copies.push(format!(
+                        "COPY {}: {bytes} bytes, sha256 {}",
+                        direction.as_str(),
+                        &hex::encode(digest)[..16]
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
+    let mut s = String::new();
+    let Some(st) = &step.statement else {
+        return s;
+    };
+    s.push_str(&format!(
+        "── statement {} of {} · seq {} · {} ──\n",
+        index + 1,
+        total,
+        step.seq,
+        format_ns(step.ts_ns)
+    ));
+    s.push_str(&format!(
+        "class {} · {}{}{}\n",
+        st.class.as_str(),
+        st.command,
+        if st.tables.is_empty() { String::new() } else { format!(" on {}", st.tables.join(", ")) },
+        if st.extended {
+            format!(" · extended protocol{}", if st.statement_name.is_empty() { String::new() } else { format!(" ({})", st.statement_name) })
+        } else {
+            String::new()
+        }
+    ));
+    if let Some(r) = &st.reasoning {
+        s.push_str(&format!("reasoning: {r}\n"));
+    }
+    s.push_str(&format!("  {}\n", st.text.trim().replace('\n', "\n  ")));
+    if !st.params.is_empty() {
+        let params: Vec<String> = st.params.iter().map(|p| param_json(p).to_string()).collect();
+        s.push_str(&format!("params: [{}]\n", params.join(", ")));
+    }
+    for v in &step.verdicts {
+        s.push_str(&format!("verdict: {v}\n"));
+    }
+    for a in &step.approvals {
+        s.push_str(&format!("approval: {a}\n"));
+    }
+    for a in &step.alerts {
+        s.push_str(&format!("alert: {a}\n"));
+    }
+    for c in &step.copies {
+        s.push_str(&format!("{c}\n"));
+    }
+    match &step.result {
+        None => s.push_str("outcome: not forwarded or no result recorded\n"),
+        Some(r) => {
+            match &r.error {
+                Some(e) => s.push_str(&format!("outcome: {} {}: {}\n", e.severity, e.code, e.message)),
+                None => s.push_str(&format!(
+                    "outcome: {}{} · {} rows · {:.3} ms · digest {}\n",
+                    r.tag,
+                    if r.suspended { " (suspended)" } else { "" },
+                    r.rows,
+                    r.duration_ns as f64 / 1e6,
+                    &hex::encode(r.digest)[..16]
+                )),
+            }
+            if !r.columns.is_empty() {
+                s.push_str(&format!("  {}\n", r.columns.join(" | ")));
+                for row in &r.sample_rows {
+                    let cells: Vec<String> = row.iter().map(|c| c.clone().unwrap_or_else(|| "NULL".into())).collect();
+                    s.push_str(&format!("  {}\n", cells.join(" | ")));
+                }
+                if r.rows > r.sample_rows.len() as u64 {
+                    s.push_str(&format!("  ... {} more rows (all hashed into the digest)\n", r.rows - r.sample_rows.len() as u64));
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Prints every step (scripts), or steps interactively on a terminal: Enter/Space/→ next,
+/// ← previous, q quit.
+pub fn replay(recs: &[Rec], opts: &ReplayOptions) -> io::Result<()> {
+    let all = steps(recs);
+    let start = recs.first().map_or(0, |r| r.ts_ns);
+    let from_ns = start + (opts.from_secs * 1e9) as i64;
+    let first = all.iter().position(|s| s.ts_ns >= from_ns).unwrap_or(all.len());
+    let mut out = io::stdout();
+    let interactive = !opts.step && io::stdin().is_terminal() && out.is_terminal();
+    if !interactive {
+        for (i, step) in all.iter().enumerate().skip(first) {
+            write!(out, "{}", render(step, i, all.len()))?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    if all.is_empty() {
+        writeln!(out, "no statements recorded in this session")?;
+        return Ok(());
+    }
+    let mut i = first.min(all.len() - 1);
+    terminal::enable_raw_mode()?;
+    let result = (|| -> io::Result<()> {
+        loop {
+            let text = render(&all[i], i, all.len()).replace('\n', "\r\n");
+            write!(out, "{text}\r\n[Enter/→ next · ← previous · q quit]\r\n")?;
+            out.flush()?;
+            loop {
+                if let TermEvent::Key(KeyEvent { code, .. }) = event::read()? {
+                    match code {
+                        KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                        KeyCode::Enter | KeyCode::Char(' ') | KeyCode::Right | KeyCode::Down => {
+                            if i + 1 < all.len() {
+                                i += 1;
+                                break;
+                            }
+                            return Ok(());
+                        }
+                        KeyCode::Left | KeyCode::Up => {
+                            i = i.saturating_sub(1);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    })();
+    terminal::disable_raw_mode()?;
+    result
+}
