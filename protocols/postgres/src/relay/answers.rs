@@ -1,0 +1,341 @@
+//! Answers from the target: the ordered queue of expected replies, proctor's own answers
+//! slotted into it, and the results recorded as they stream back.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use proctor_gate::{Direction, Event};
+
+use super::*;
+use crate::results::{Columns, CopyAcc, ResultAcc};
+use crate::wire::{ErrorFields, Reader, lossy, put_ready, typed_frame_len};
+
+impl Relay {
+    // ----- ordering of answers -----
+
+    pub(super) fn expect_reply(&mut self, e: Expect) {
+        self.expect.push_back(e);
+    }
+
+    /// Queues proctor's own answer behind everything already forwarded.
+    pub(super) fn inject(&mut self, bytes: Bytes, ready: bool) {
+        self.expect.push_back(Expect::Inject { bytes, ready });
+        self.emit_ready_injects();
+    }
+
+    /// Writes proctor's answers (and drops COPY markers) that have reached the head.
+    pub(super) fn emit_ready_injects(&mut self) {
+        loop {
+            match self.expect.front() {
+                Some(Expect::Inject { .. }) => {
+                    if let Some(Expect::Inject { bytes, ready }) = self.expect.pop_front() {
+                        self.cout.extend_from_slice(&bytes);
+                        if ready {
+                            put_ready(&mut self.cout, self.status);
+                        }
+                    }
+                }
+                Some(Expect::CopyEnd) => {
+                    self.expect.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    // ----- target side -----
+
+    pub(super) async fn process_target(&mut self) -> Result<(), End> {
+        let mut tin = std::mem::take(&mut self.tin);
+        let mut off = 0;
+        let result = loop {
+            let len = match typed_frame_len(&tin[off..], self.cfg.max_message_bytes) {
+                Ok(Some(len)) if tin.len() - off >= len => len,
+                Ok(_) => break Ok(()),
+                Err(e) => break Err(End::Target(e.to_string())),
+            };
+            if let Err(e) = self.on_target_frame(&tin[off..off + len]) {
+                break Err(e);
+            }
+            off += len;
+        };
+        tin.advance(off);
+        self.tin = tin;
+        result?;
+        self.flush_events().await
+    }
+
+    pub(super) fn on_target_frame(&mut self, frame: &[u8]) -> Result<(), End> {
+        let tag = frame[0];
+        let body = &frame[5..];
+        match tag {
+            b'D' => {
+                self.with_result(|acc| acc.data_row(body));
+            }
+            b'd' => {
+                if let Some(acc) = self.download.as_mut() {
+                    acc.data(body);
+                }
+            }
+            b'T' => {
+                let cols = self.columns(body)?;
+                match self.expect.front_mut() {
+                    Some(Expect::Describe { portal, name }) => {
+                        if *portal {
+                            if let Some(p) = self.portals.get_mut(name.as_str()) {
+                                p.columns = Some(cols);
+                            }
+                        } else if let Some(s) = self.statements.get_mut(name.as_str()) {
+                            s.columns = Some(cols);
+                        }
+                        self.pop_head();
+                    }
+                    Some(Expect::Query(_)) => {
+                        self.with_result(|acc| acc.set_columns(cols));
+                    }
+                    _ => {}
+                }
+            }
+            b'n' => {
+                if matches!(self.expect.front(), Some(Expect::Describe { .. })) {
+                    self.pop_head();
+                }
+            }
+            b'1' => self.pop_if(|e| matches!(e, Expect::Parse)),
+            b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
+            b'3' => self.pop_if(|e| matches!(e, Expect::Close)),
+            b'C' | b'I' => {
+                let tag_text = if tag == b'C' {
+                    Reader::new(body, "CommandComplete")
+                        .cstr()
+                        .map(lossy)
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                self.complete(|acc| acc.complete(tag_text));
+            }
+            b's' => self.complete(|acc| acc.suspended()),
+            b'E' => {
+                let f = ErrorFields::parse(body);
+                if f.is_fatal() {
+                    self.target_sent_fatal = Some(format!("{} {}", f.code, f.message));
+                }
+                self.on_target_error(&f);
+            }
+            b'Z' => {
+                self.status = body.first().copied().unwrap_or(b'I');
+                while let Some(e) = self.expect.pop_front() {
+                    if matches!(e, Expect::Sync | Expect::Query(_)) {
+                        if let Expect::Query(mut q) = e {
+                            // Statements the server never reached (an earlier one failed).
+                            q.acc = None;
+                        }
+                        break;
+                    }
+                }
+                self.forward_target(frame);
+                self.emit_ready_injects();
+                return Ok(());
+            }
+            b'N' => {
+                let f = ErrorFields::parse(body);
+                self.events.push(Event::TargetMessage {
+                    kind: "notice".into(),
+                    text: format!("{} {}: {}", f.severity, f.code, f.message),
+                });
+            }
+            b'A' => {
+                let mut r = Reader::new(body, "NotificationResponse");
+                let pid = r.i32().unwrap_or(0);
+                let channel = r.cstr().map(lossy).unwrap_or_default();
+                let payload = r.cstr().map(lossy).unwrap_or_default();
+                self.events.push(Event::TargetMessage {
+                    kind: "notification".into(),
+                    text: format!("{channel}: {payload} (pid {pid})"),
+                });
+            }
+            b'S' => {
+                let mut r = Reader::new(body, "ParameterStatus");
+                let name = r.cstr().map(lossy).unwrap_or_default();
+                let value = r.cstr().map(lossy).unwrap_or_default();
+                note_parameter(&mut self.lex, &name, &value);
+                self.events.push(Event::TargetMessage {
+                    kind: "parameter_status".into(),
+                    text: format!("{name}={value}"),
+                });
+            }
+            b'G' => {
+                // The server now ignores Sync until the copy ends; forget the Syncs it will
+                // not answer.
+                let mut i = 1;
+                let mut saw_end = false;
+                while i < self.expect.len() {
+                    match self.expect[i] {
+                        Expect::CopyEnd => {
+                            saw_end = true;
+                            break;
+                        }
+                        Expect::Sync => {
+                            self.expect.remove(i);
+                        }
+                        _ => i += 1,
+                    }
+                }
+                if !saw_end {
+                    self.ignore_syncs_in_copy = true;
+                }
+            }
+            b'H' => {
+                let id = self.head_statement().unwrap_or(self.last_forwarded);
+                self.download = Some(CopyAcc::new(id));
+            }
+            b'c' => {
+                if let Some(acc) = self.download.take() {
+                    let statement_id = acc.statement_id;
+                    let bytes = acc.bytes;
+                    self.events.push(Event::Copy {
+                        statement_id,
+                        direction: Direction::Download,
+                        bytes,
+                        digest: acc.digest(),
+                    });
+                }
+            }
+            // Never relay the target's own cancel key or authentication traffic.
+            b'K' | b'R' | b'v' => return Ok(()),
+            _ => {}
+        }
+        self.forward_target(frame);
+        Ok(())
+    }
+
+    /// Parsed RowDescription; the last one is kept because a workload tends to repeat it.
+    pub(super) fn columns(&mut self, body: &[u8]) -> Result<Arc<Columns>, End> {
+        if let Some((raw, cols)) = &self.last_row_description
+            && raw.as_slice() == body
+        {
+            return Ok(cols.clone());
+        }
+        let cols = Arc::new(Columns::parse(body).map_err(|e| End::Target(e.to_string()))?);
+        if body.len() <= 4096 {
+            self.last_row_description = Some((body.to_vec(), cols.clone()));
+        }
+        Ok(cols)
+    }
+
+    pub(super) fn forward_target(&mut self, frame: &[u8]) {
+        self.cout.extend_from_slice(frame);
+    }
+
+    pub(super) fn pop_head(&mut self) {
+        self.expect.pop_front();
+        self.emit_ready_injects();
+    }
+
+    pub(super) fn pop_if(&mut self, f: impl Fn(&Expect) -> bool) {
+        if self.expect.front().is_some_and(f) {
+            self.pop_head();
+        }
+    }
+
+    pub(super) fn head_statement(&self) -> Option<u64> {
+        match self.expect.front()? {
+            Expect::Execute(x) => Some(x.acc.statement_id),
+            Expect::Query(q) => q.ids.get(q.idx).or(q.ids.last()).copied(),
+            _ => None,
+        }
+    }
+
+    /// The result accumulator of the statement now answering, if any.
+    pub(super) fn with_result(&mut self, f: impl FnOnce(&mut ResultAcc)) {
+        let sample = self.cfg.sample_rows;
+        match self.expect.front_mut() {
+            Some(Expect::Execute(x)) => {
+                if !x.columns_resolved {
+                    x.columns_resolved = true;
+                    let cols = self
+                        .portals
+                        .get(&x.portal)
+                        .and_then(|p| p.columns.clone())
+                        .or_else(|| {
+                            self.statements.get(&x.statement).and_then(|s| {
+                                s.columns
+                                    .as_ref()
+                                    .map(|c| Arc::new(c.with_bind_formats(&x.result_formats)))
+                            })
+                        });
+                    if let Some(c) = cols {
+                        x.acc.set_columns(c);
+                    }
+                }
+                f(&mut x.acc);
+            }
+            Some(Expect::Query(q)) => {
+                let acc = q.acc.get_or_insert_with(|| {
+                    let id = q.ids.get(q.idx).or(q.ids.last()).copied().unwrap_or(0);
+                    let mut a = ResultAcc::new(id, sample, None);
+                    a.set_start(q.next_start);
+                    a
+                });
+                f(acc);
+            }
+            _ => {}
+        }
+    }
+
+    /// A statement finished (CommandComplete, EmptyQueryResponse, PortalSuspended).
+    pub(super) fn complete(&mut self, f: impl FnOnce(ResultAcc) -> proctor_gate::StatementResult) {
+        // Make sure an accumulator exists (statements without rows have none yet).
+        self.with_result(|_| {});
+        match self.expect.front_mut() {
+            Some(Expect::Execute(_)) => {
+                if let Some(Expect::Execute(x)) = self.expect.pop_front() {
+                    self.events.push(Event::StatementResult(f(x.acc)));
+                }
+                self.emit_ready_injects();
+            }
+            Some(Expect::Query(q)) => {
+                if let Some(acc) = q.acc.take() {
+                    self.events.push(Event::StatementResult(f(acc)));
+                }
+                q.idx += 1;
+                q.next_start = Instant::now();
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_target_error(&mut self, err: &ErrorFields) {
+        match self.expect.front() {
+            Some(Expect::Query(_)) => {
+                self.with_result(|_| {});
+                if let Some(Expect::Query(q)) = self.expect.front_mut() {
+                    if let Some(acc) = q.acc.take() {
+                        self.events.push(Event::StatementResult(acc.failed(err)));
+                    }
+                    // The server abandons the rest of the query string.
+                    q.idx = q.ids.len();
+                }
+            }
+            Some(Expect::Sync) | None => {}
+            Some(_) => {
+                if matches!(self.expect.front(), Some(Expect::Execute(_))) {
+                    self.with_result(|_| {});
+                    if let Some(Expect::Execute(x)) = self.expect.pop_front() {
+                        self.events.push(Event::StatementResult(x.acc.failed(err)));
+                    }
+                }
+                // The server now skips everything up to the next Sync, including anything
+                // proctor would have said in between.
+                while let Some(e) = self.expect.front() {
+                    if matches!(e, Expect::Sync) {
+                        break;
+                    }
+                    self.expect.pop_front();
+                }
+            }
+        }
+    }
+}
