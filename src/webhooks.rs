@@ -21,7 +21,7 @@ use thiserror::Error;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, watch};
 
-use crate::api::client::{HttpClient, http_client};
+use crate::api::client::{HttpClient, error_chain, http_client};
 use crate::bus::LiveEvent;
 use crate::config::Webhook;
 use crate::session::Core;
@@ -322,7 +322,7 @@ async fn attempt(hook: &Hook, d: &Delivery, n: u32) -> Attempt {
     };
     match tokio::time::timeout(hook.retry.timeout, exchange).await {
         Err(_) => Attempt::Retry(format!("no answer within {:?}", hook.retry.timeout)),
-        Ok(Err(e)) => Attempt::Retry(format!("{e}: {}", source_chain(&e))),
+        Ok(Err(e)) => Attempt::Retry(error_chain(&e)),
         Ok(Ok(s)) if s.is_success() => Attempt::Delivered,
         Ok(Ok(s)) if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT => {
             Attempt::Retry(format!("receiver answered {s}"))
@@ -330,16 +330,6 @@ async fn attempt(hook: &Hook, d: &Delivery, n: u32) -> Attempt {
         // Other 4xx: the receiver refuses this request as such; repeating it cannot help.
         Ok(Ok(s)) => Attempt::GiveUp(format!("receiver answered {s}")),
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push(s.to_string());
-        cur = s.source();
-    }
-    out.join(": ")
 }
 
 async fn deliver(hook: &Hook, d: &Delivery) -> Result<(), String> {

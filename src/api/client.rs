@@ -81,6 +81,18 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<HttpClient, ClientError> {
         .build(connector))
 }
 
+/// An error with its causes (`client error (Connect): tcp connect error: Connection refused`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 /// Percent-encodes one path segment (ids are plain, but the CLI passes user input).
 pub fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -146,9 +158,9 @@ impl ApiClient {
             url: url.clone(),
             message: e.to_string(),
         })?;
-        let transport = |e: &dyn std::fmt::Display| ClientError::Transport {
+        let transport = |e: &dyn std::error::Error| ClientError::Transport {
             url: url.clone(),
-            message: e.to_string(),
+            message: error_chain(e),
         };
         let fut = async {
             let resp = self.client.request(req).await.map_err(|e| transport(&e))?;

@@ -3,7 +3,8 @@
 use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
 
-use super::{StoreArgs, is_running};
+use super::{RemoteArgs, StoreArgs, is_running};
+use crate::api::client::{ApiClient, segment};
 use crate::approvals::PendingView;
 use crate::control::{self, Request};
 
@@ -13,6 +14,8 @@ pub enum ApprovalsCommand {
     List {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[arg(long)]
         json: bool,
     },
@@ -20,6 +23,8 @@ pub enum ApprovalsCommand {
     Approve {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         id: String,
         #[arg(long, default_value = "")]
         reason: String,
@@ -31,6 +36,8 @@ pub enum ApprovalsCommand {
     Deny {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         id: String,
         #[arg(long)]
         reason: String,
@@ -53,10 +60,22 @@ async fn call(store: &StoreArgs, req: Request) -> Result<serde_json::Value> {
     control::call(&data, &req).await.map_err(|e| anyhow!(e))
 }
 
+/// With --server the approver is the token's name, so `--as` would be a lie in the evidence.
+fn remote_decider(remote: &RemoteArgs, a: &Option<String>) -> Result<Option<ApiClient>> {
+    let client = remote.client()?;
+    if client.is_some() && a.is_some() {
+        bail!("--as does not apply with --server: the approver recorded is the API token's name");
+    }
+    Ok(client)
+}
+
 pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
     match cmd {
-        ApprovalsCommand::List { store, json } => {
-            let v = call(&store, Request::ApprovalsList).await?;
+        ApprovalsCommand::List { store, remote, json } => {
+            let v = match remote.client()? {
+                Some(c) => c.get("/api/approvals").await?,
+                None => call(&store, Request::ApprovalsList).await?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(0);
@@ -85,8 +104,14 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        ApprovalsCommand::Approve { store, id, reason, approver: a } => {
-            let v = call(&store, Request::Approve { id: id.clone(), approver: approver(a), reason }).await?;
+        ApprovalsCommand::Approve { store, remote, id, reason, approver: a } => {
+            let v = match remote_decider(&remote, &a)? {
+                Some(c) => {
+                    c.post(&format!("/api/approvals/{}/approve", segment(&id)), &serde_json::json!({ "reason": reason }))
+                        .await?
+                }
+                None => call(&store, Request::Approve { id: id.clone(), approver: approver(a), reason }).await?,
+            };
             if v.get("released").and_then(|r| r.as_bool()) == Some(true) {
                 println!("approved {id}: the action proceeds");
             } else {
@@ -94,16 +119,30 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        ApprovalsCommand::Deny { store, id, reason, approver: a } => {
-            call(&store, Request::Deny { id: id.clone(), approver: approver(a), reason }).await?;
+        ApprovalsCommand::Deny { store, remote, id, reason, approver: a } => {
+            match remote_decider(&remote, &a)? {
+                Some(c) => {
+                    c.post(&format!("/api/approvals/{}/deny", segment(&id)), &serde_json::json!({ "reason": reason }))
+                        .await?;
+                }
+                None => {
+                    call(&store, Request::Deny { id: id.clone(), approver: approver(a), reason }).await?;
+                }
+            }
             println!("denied {id}");
             Ok(0)
         }
     }
 }
 
-pub async fn kill(store: StoreArgs, session: &str, reason: &str) -> Result<i32> {
-    let v = call(&store, Request::Kill { id: session.to_string(), reason: reason.to_string() }).await?;
+pub async fn kill(store: StoreArgs, remote: RemoteArgs, session: &str, reason: &str) -> Result<i32> {
+    let v = match remote.client()? {
+        Some(c) => {
+            c.post(&format!("/api/sessions/{}/kill", segment(session)), &serde_json::json!({ "reason": reason }))
+                .await?
+        }
+        None => call(&store, Request::Kill { id: session.to_string(), reason: reason.to_string() }).await?,
+    };
     println!("killed {}", v.get("killed").and_then(|s| s.as_str()).unwrap_or(session));
     Ok(0)
 }

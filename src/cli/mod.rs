@@ -43,6 +43,37 @@ impl StoreArgs {
     }
 }
 
+/// A remote proctor's HTTP API instead of the local store (approvals, kill, sessions).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct RemoteArgs {
+    /// URL of a proctor's HTTP API (`https://bastion:8080`); the local store when absent.
+    #[arg(long, global = true, env = "PROCTOR_SERVER")]
+    pub server: Option<String>,
+    /// File holding the bearer token for --server; its role must allow the command.
+    #[arg(long, global = true, env = "PROCTOR_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA bundle to trust for an https --server with a private CA (system roots otherwise).
+    #[arg(long, global = true, env = "PROCTOR_SERVER_CA")]
+    pub server_ca: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    /// The API client when --server is given.
+    pub fn client(&self) -> Result<Option<crate::api::client::ApiClient>> {
+        let Some(server) = &self.server else {
+            return Ok(None);
+        };
+        let Some(token_file) = &self.token_file else {
+            bail!("--server needs --token-file FILE (a file holding the API token)");
+        };
+        Ok(Some(crate::api::client::ApiClient::from_token_file(
+            server,
+            token_file,
+            self.server_ca.as_deref(),
+        )?))
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the bastion with a config file.
@@ -103,6 +134,8 @@ pub enum Command {
     Kill {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         session: String,
         #[arg(long)]
         reason: String,
@@ -157,9 +190,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Approvals { command } => approvals::run(command).await,
         Command::Kill {
             store,
+            remote,
             session,
             reason,
-        } => approvals::kill(store, &session, &reason).await,
+        } => approvals::kill(store, remote, &session, &reason).await,
         Command::AgentSecret { generate } => {
             let secret = if generate {
                 let s = hex::encode(rand::random::<[u8; 24]>());

@@ -3,7 +3,8 @@
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
 
-use super::{StoreArgs, is_running, ts};
+use super::{RemoteArgs, StoreArgs, is_running, ts};
+use crate::api::client::segment;
 use crate::control::{self, Request};
 use crate::ops::{self, Filter};
 use crate::recorder::index::SessionMeta;
@@ -14,6 +15,8 @@ pub enum SessionsCommand {
     List {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[arg(long)]
         agent: Option<String>,
         #[arg(long)]
@@ -44,6 +47,8 @@ pub enum SessionsCommand {
     Show {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         session: String,
         #[arg(long)]
         json: bool,
@@ -88,6 +93,7 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
     match cmd {
         SessionsCommand::List {
             store,
+            remote,
             agent,
             target,
             since,
@@ -99,18 +105,40 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
             limit,
             json,
         } => {
-            let filter = Filter {
-                agent,
-                target,
-                since_ns: parse_time(&since)?,
-                until_ns: parse_time(&until)?,
-                privilege,
-                protocol: protocol.map(|p| if p == "pg" || p == "postgresql" { "postgres".into() } else { p }),
-                outcome,
-                open,
-                limit,
+            let sessions = if let Some(c) = remote.client()? {
+                // The server parses the times, so `--since 2h` means two hours before its clock.
+                let limit = limit.unwrap_or(crate::api::sessions::MAX_LIST_LIMIT).to_string();
+                let open = open.then(|| "true".to_string());
+                let params = [
+                    ("agent", agent),
+                    ("target", target),
+                    ("since", since),
+                    ("until", until),
+                    ("privilege", privilege),
+                    ("protocol", protocol),
+                    ("outcome", outcome),
+                    ("open", open),
+                    ("limit", Some(limit)),
+                ];
+                let query: Vec<String> = params
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| format!("{k}={}", segment(&v))))
+                    .collect();
+                serde_json::from_value(c.get(&format!("/api/sessions?{}", query.join("&"))).await?)?
+            } else {
+                let filter = Filter {
+                    agent,
+                    target,
+                    since_ns: parse_time(&since)?,
+                    until_ns: parse_time(&until)?,
+                    privilege,
+                    protocol: protocol.map(|p| if p == "pg" || p == "postgresql" { "postgres".into() } else { p }),
+                    outcome,
+                    open,
+                    limit,
+                };
+                query_sessions(&store, filter).await?
             };
-            let sessions = query_sessions(&store, filter).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&sessions)?);
                 return Ok(0);
@@ -136,8 +164,11 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        SessionsCommand::Show { store, session, json } => {
-            let m = find_session(&store, &session).await?;
+        SessionsCommand::Show { store, remote, session, json } => {
+            let m = match remote.client()? {
+                Some(c) => serde_json::from_value(c.get(&format!("/api/sessions/{}", segment(&session))).await?)?,
+                None => find_session(&store, &session).await?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
                 return Ok(0);
