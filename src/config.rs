@@ -63,6 +63,42 @@ pub struct Config {
     /// Outbound notifications (holds, alerts...) as signed JSON POSTs.
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
+    /// Secrets kept out of recordings, and fields sealed to the auditors (AG-305 4.8).
+    #[serde(default)]
+    pub redaction: RedactionSettings,
+}
+
+/// `[redaction]`: which optional detectors are on, which columns are sealed, and to whom.
+/// Detector rules themselves (`[[redact]]`) live in the policy files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionSettings {
+    /// `false` records secrets in the clear (for measurements only).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The auditors' public key file (`proctor keys auditor-init`); without it, values meant to
+    /// be sealed are redacted.
+    #[serde(default)]
+    pub auditor_key: Option<PathBuf>,
+    /// `schema.table.column` whose values are sealed in parameters, statement literals and
+    /// result samples.
+    #[serde(default)]
+    pub sensitive_columns: Vec<String>,
+    /// Optional detectors to turn on: `us-ssn`, `uk-nino`, `email` (the secret detectors are
+    /// always on).
+    #[serde(default)]
+    pub detectors: Vec<String>,
+}
+
+impl Default for RedactionSettings {
+    fn default() -> Self {
+        RedactionSettings {
+            enabled: true,
+            auditor_key: None,
+            sensitive_columns: Vec::new(),
+            detectors: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -421,6 +457,9 @@ impl Config {
         if let Some(p) = self.ssh.host_key.as_mut() {
             fix(p);
         }
+        if let Some(p) = self.redaction.auditor_key.as_mut() {
+            fix(p);
+        }
         for w in &mut self.webhooks {
             fix(&mut w.secret_file);
             if let Some(p) = w.ca_file.as_mut() {
@@ -560,6 +599,9 @@ impl Config {
                     "64 hex digits: the SHA-256 of the token, never the token".into(),
                 ));
             }
+        }
+        if let Err(e) = crate::redact::Redactor::build(&self.redaction, &[]) {
+            return Err(invalid("redaction".into(), e.to_string()));
         }
         let mut hooks = HashSet::new();
         for (i, w) in self.webhooks.iter().enumerate() {

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod fsutil;
 pub mod config;
 pub mod policy;
+pub mod redact;
 pub mod recorder;
 pub mod approvals;
 pub mod bus;

@@ -36,6 +36,9 @@ pub enum PolicyError {
 struct PolicyFile {
     #[serde(default)]
     rule: Vec<toml::Spanned<RuleSpec>>,
+    /// Redaction rules (`crate::redact::rules`), loaded with the policy so they reload with it.
+    #[serde(default)]
+    redact: Vec<toml::Spanned<crate::redact::rules::RedactSpec>>,
 }
 
 /// Who is acting, for matching.
@@ -62,6 +65,8 @@ pub struct Judgement {
 pub struct Policy {
     pub rules: Vec<Rule>,
     pub files: Vec<PathBuf>,
+    /// `[[redact]]` tables of the same files, in order.
+    pub redact: Vec<crate::redact::rules::RedactRule>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -90,13 +95,20 @@ impl Policy {
         }
         let mut policy = Policy::default();
         for f in &files {
-            policy.rules.extend(Self::load_file(f)?);
+            let (rules, redact) = Self::load_file_all(f)?;
+            policy.rules.extend(rules);
+            policy.redact.extend(redact);
         }
         policy.files = files;
         Ok(policy)
     }
 
     pub fn load_file(path: &Path) -> Result<Vec<Rule>, PolicyError> {
+        Ok(Self::load_file_all(path)?.0)
+    }
+
+    /// A file's `[[rule]]` and `[[redact]]` tables.
+    pub fn load_file_all(path: &Path) -> Result<(Vec<Rule>, Vec<crate::redact::rules::RedactRule>), PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
@@ -118,7 +130,20 @@ impl Policy {
             })?;
             rules.push(rule);
         }
-        Ok(rules)
+        let mut redact = Vec::new();
+        for spanned in parsed.redact {
+            let line = line_of(&text, spanned.span().start);
+            let source = format!("{}:{line}", path.display());
+            let r = crate::redact::rules::RedactRule::compile(spanned.into_inner(), source).map_err(|message| {
+                PolicyError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    message: format!("[[redact]] {message}"),
+                }
+            })?;
+            redact.push(r);
+        }
+        Ok((rules, redact))
     }
 
     pub fn judge(&self, ctx: &Context<'_>, action: &Action) -> Judgement {

@@ -19,6 +19,8 @@ pub struct Core {
     pub store: Arc<Store>,
     pub recorder: Recorder,
     policy: RwLock<Arc<Policy>>,
+    /// Compiled from `[redaction]` and the policy's `[[redact]]` rules; rebuilt with the policy.
+    redactor: RwLock<Arc<crate::redact::Redactor>>,
     pub approvals: Approvals,
     pub sessions: Registry,
     pub ssh_ca: SshCa,
@@ -47,7 +49,12 @@ impl Core {
             }
         }
         let monitor_config = config.monitor.clone();
+        let redactor = build_redactor(&config, &policy, None);
+        for n in &redactor.notes {
+            tracing::info!("{n}");
+        }
         Core {
+            redactor: RwLock::new(Arc::new(redactor)),
             recorder: store.recorder.clone(),
             approvals: Approvals::new(config.approvals.timeout),
             config,
@@ -69,7 +76,19 @@ impl Core {
         }
     }
 
+    pub fn redactor(&self) -> Arc<crate::redact::Redactor> {
+        match self.redactor.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     pub fn set_policy(&self, policy: Policy) {
+        let redactor = build_redactor(&self.config, &policy, Some(self.redactor()));
+        match self.redactor.write() {
+            Ok(mut g) => *g = Arc::new(redactor),
+            Err(p) => *p.into_inner() = Arc::new(redactor),
+        }
         let mut g = match self.policy.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -79,5 +98,28 @@ impl Core {
 
     pub fn data_dir(&self) -> PathBuf {
         self.store.data.clone()
+    }
+}
+
+/// The redactor for `config` and `policy`. The configuration was validated at load, so this
+/// fails only if the auditor key file changed since; then it keeps `previous` or, at start-up,
+/// redacts everything it would have sealed. It never records in the clear because of an error.
+fn build_redactor(
+    config: &Config,
+    policy: &Policy,
+    previous: Option<Arc<crate::redact::Redactor>>,
+) -> crate::redact::Redactor {
+    match crate::redact::Redactor::build(&config.redaction, &policy.redact) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "redaction settings failed to load");
+            if let Some(p) = previous {
+                return (*p).clone();
+            }
+            let mut fallback = config.redaction.clone();
+            fallback.auditor_key = None;
+            fallback.enabled = true;
+            crate::redact::Redactor::build(&fallback, &policy.redact).unwrap_or_default()
+        }
     }
 }

@@ -48,6 +48,8 @@ pub struct SessionGate {
     live: Arc<LiveSession>,
     revocation: Mutex<Revocation>,
     ended: AtomicBool,
+    /// Redaction state (sensitive result columns, open key blocks) of this session.
+    redaction: std::sync::Mutex<crate::redact::SessionRedaction>,
 }
 
 fn recorder_err(e: RecorderError) -> GateError {
@@ -122,6 +124,7 @@ fn new_approval_id() -> String {
 impl SessionGate {
     pub fn new(core: Arc<Core>, live: Arc<LiveSession>, revocation: Revocation) -> Self {
         SessionGate {
+            redaction: std::sync::Mutex::new(crate::redact::SessionRedaction::new(&live.id)),
             core,
             live,
             revocation: Mutex::new(revocation),
@@ -140,7 +143,14 @@ impl SessionGate {
         Ok(())
     }
 
+    /// Records `event` as redaction leaves it: only the redacted/sealed form is hashed.
     async fn append(&self, event: &Event) -> Result<Ticket, GateError> {
+        let redacted = self.core.redactor().event(&mut lock(&self.redaction), event);
+        self.append_recorded(redacted.as_ref().unwrap_or(event)).await
+    }
+
+    /// Records an event that is already in its recorded (redacted) form.
+    async fn append_recorded(&self, event: &Event) -> Result<Ticket, GateError> {
         if let Event::Annotation { text, .. } = event {
             self.live.add_reasoning(text);
         }
@@ -377,6 +387,10 @@ impl Gate for SessionGate {
             judgement.rule = "killed".into();
             judgement.reason = reason;
         }
+        // Policy judged the clear action; what is recorded, and shown to approvers, is the
+        // redacted one.
+        let redacted = self.core.redactor().action(&mut lock(&self.redaction), &action);
+        let action = redacted.unwrap_or(action);
         if let Action::Statement(s) = &action
             && let Some(r) = &s.reasoning
         {
@@ -401,7 +415,7 @@ impl Gate for SessionGate {
         };
         // Action, alerts and verdict go to the writer together; the writer acknowledges in
         // order, so the verdict's ticket covers them all.
-        self.append(&action_event(&action)).await?;
+        self.append_recorded(&action_event(&action)).await?;
         for a in &judgement.alerts {
             self.append(&Event::Alert(a.clone())).await?;
         }

@@ -1,0 +1,569 @@
+//! Typed secret detectors. Each finds byte spans of one kind of secret in a text; the redactor
+//! replaces the spans by markers. A detector reports only the secret itself, not its context:
+//! for `PGPASSWORD=hunter2` the span is `hunter2`, so the record still says a password was set.
+//!
+//! Detectors read text, not protocols: the same `PASSWORD '...'` detector finds a password in a
+//! SQL statement and in `psql -c "ALTER ROLE x PASSWORD '...'"` typed in a shell.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// A built-in detector. `name` is how configuration and policy files refer to it; `kind` is
+/// what its markers say stood there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    /// `PASSWORD '...'` (also `E'...'` and dollar-quoted) as in CREATE/ALTER ROLE/USER.
+    SqlPassword,
+    /// `PGPASSWORD=...`, `DB_PASSWORD=...`, `password=...` in connection strings, `"password": "..."`.
+    PasswordAssignment,
+    /// `scheme://user:password@host`.
+    UriPassword,
+    /// `Authorization: <scheme> <credentials>` and `Proxy-Authorization:`.
+    Authorization,
+    /// `X-Api-Key:`, `Private-Token:` and similar headers.
+    ApiKeyHeader,
+    /// `Bearer <token>` anywhere (also `--oauth2-bearer <token>`).
+    BearerToken,
+    /// PEM/OpenSSH/PGP private key blocks.
+    PrivateKey,
+    /// AWS access key ids (`AKIA...`, `ASIA...`).
+    AwsAccessKey,
+    /// `aws_secret_access_key = ...` / `AWS_SECRET_ACCESS_KEY=...`.
+    AwsSecretKey,
+    /// Google API keys (`AIza...`).
+    GcpApiKey,
+    /// Google OAuth access tokens (`ya29....`).
+    GcpAccessToken,
+    /// Payment card numbers: known issuer prefix and length, Luhn-checked.
+    CardNumber,
+    /// US social security numbers in the dashed form (optional).
+    UsSsn,
+    /// UK national insurance numbers (optional).
+    UkNino,
+    /// E-mail addresses (optional).
+    Email,
+}
+
+pub const ALL: &[Builtin] = &[
+    Builtin::SqlPassword,
+    Builtin::PasswordAssignment,
+    Builtin::UriPassword,
+    Builtin::Authorization,
+    Builtin::ApiKeyHeader,
+    Builtin::BearerToken,
+    Builtin::PrivateKey,
+    Builtin::AwsAccessKey,
+    Builtin::AwsSecretKey,
+    Builtin::GcpApiKey,
+    Builtin::GcpAccessToken,
+    Builtin::CardNumber,
+    Builtin::UsSsn,
+    Builtin::UkNino,
+    Builtin::Email,
+];
+
+impl Builtin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::SqlPassword => "sql-password",
+            Builtin::PasswordAssignment => "password-assignment",
+            Builtin::UriPassword => "uri-password",
+            Builtin::Authorization => "authorization",
+            Builtin::ApiKeyHeader => "api-key-header",
+            Builtin::BearerToken => "bearer-token",
+            Builtin::PrivateKey => "private-key",
+            Builtin::AwsAccessKey => "aws-access-key",
+            Builtin::AwsSecretKey => "aws-secret-key",
+            Builtin::GcpApiKey => "gcp-api-key",
+            Builtin::GcpAccessToken => "gcp-access-token",
+            Builtin::CardNumber => "card-number",
+            Builtin::UsSsn => "us-ssn",
+            Builtin::UkNino => "uk-nino",
+            Builtin::Email => "email",
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Builtin::SqlPassword | Builtin::PasswordAssignment | Builtin::UriPassword => "password",
+            Builtin::Authorization => "authorization",
+            Builtin::ApiKeyHeader => "api-key",
+            Builtin::BearerToken => "bearer-token",
+            Builtin::PrivateKey => "private-key",
+            Builtin::AwsAccessKey => "aws-access-key",
+            Builtin::AwsSecretKey => "aws-secret-key",
+            Builtin::GcpApiKey => "gcp-api-key",
+            Builtin::GcpAccessToken => "gcp-access-token",
+            Builtin::CardNumber => "card-number",
+            Builtin::UsSsn | Builtin::UkNino => "national-id",
+            Builtin::Email => "email",
+        }
+    }
+
+    /// Secrets are always looked for; personal data only where configured, since what counts
+    /// as personal data (and what an auditor must still read) differs between deployments.
+    pub fn on_by_default(self) -> bool {
+        !matches!(self, Builtin::UsSsn | Builtin::UkNino | Builtin::Email)
+    }
+
+    pub fn parse(name: &str) -> Option<Builtin> {
+        ALL.iter().copied().find(|b| b.name() == name)
+    }
+
+    /// Cheap test that the text may hold this kind of secret, so most texts skip the scan.
+    fn may_match(self, text: &str) -> bool {
+        let b = text.as_bytes();
+        match self {
+            Builtin::SqlPassword | Builtin::PasswordAssignment => {
+                contains_ci(b, b"passw") || contains_ci(b, b"mysql_pwd")
+            }
+            Builtin::UriPassword => memchr::memmem::find(b, b"://").is_some() && b.contains(&b'@'),
+            Builtin::Authorization => contains_ci(b, b"authorization"),
+            Builtin::ApiKeyHeader => contains_ci(b, b"key") || contains_ci(b, b"token"),
+            Builtin::BearerToken => contains_ci(b, b"bearer"),
+            Builtin::PrivateKey => memchr::memmem::find(b, b"PRIVATE KEY").is_some(),
+            Builtin::AwsAccessKey => b.windows(2).any(|w| w[0] == b'A' && w[1].is_ascii_uppercase()),
+            Builtin::AwsSecretKey => contains_ci(b, b"secret"),
+            Builtin::GcpApiKey => memchr::memmem::find(b, b"AIza").is_some(),
+            Builtin::GcpAccessToken => memchr::memmem::find(b, b"ya29.").is_some(),
+            Builtin::CardNumber => digit_run_at_least(b, 4),
+            Builtin::UsSsn => b.contains(&b'-') && digit_run_at_least(b, 3),
+            Builtin::UkNino => digit_run_at_least(b, 2),
+            Builtin::Email => b.contains(&b'@'),
+        }
+    }
+
+    /// Appends the byte spans of every secret of this kind in `text`.
+    pub fn find(self, text: &str, out: &mut Vec<(usize, usize)>) {
+        if !self.may_match(text) {
+            return;
+        }
+        match self {
+            Builtin::SqlPassword => sql_passwords(text, out),
+            Builtin::CardNumber => card_numbers(text, out),
+            Builtin::UsSsn => {
+                for c in US_SSN.captures_iter(text) {
+                    let (Some(all), Some(a), Some(g), Some(s)) = (c.get(0), c.get(1), c.get(2), c.get(3)) else {
+                        continue;
+                    };
+                    let (a, g, s) = (a.as_str(), g.as_str(), s.as_str());
+                    // Never issued: area 000, 666 or 9xx, group 00, serial 0000.
+                    if a == "000" || a == "666" || a.starts_with('9') || g == "00" || s == "0000" {
+                        continue;
+                    }
+                    out.push((all.start(), all.end()));
+                }
+            }
+            Builtin::PasswordAssignment => {
+                for c in PASSWORD_ASSIGNMENT.captures_iter(text) {
+                    let Some(v) = c.get(1) else { continue };
+                    let (start, end) = unquote(text, v.start(), v.end());
+                    let value = &text[start..end];
+                    // Placeholders and function calls are not the secret itself.
+                    let placeholder = value.starts_with('$') && value[1..].bytes().all(|d| d.is_ascii_digit())
+                        || value == "?"
+                        || text[v.end()..].starts_with('(');
+                    if !placeholder && start < end {
+                        out.push((start, end));
+                    }
+                }
+            }
+            _ => {
+                let re: &Regex = match self {
+                    Builtin::UriPassword => &URI_PASSWORD,
+                    Builtin::Authorization => &AUTHORIZATION,
+                    Builtin::ApiKeyHeader => &API_KEY_HEADER,
+                    Builtin::BearerToken => &BEARER,
+                    Builtin::PrivateKey => &PRIVATE_KEY,
+                    Builtin::AwsAccessKey => &AWS_ACCESS_KEY,
+                    Builtin::AwsSecretKey => &AWS_SECRET_KEY,
+                    Builtin::GcpApiKey => &GCP_API_KEY,
+                    Builtin::GcpAccessToken => &GCP_ACCESS_TOKEN,
+                    Builtin::UkNino => &UK_NINO,
+                    Builtin::Email => &EMAIL,
+                    _ => return,
+                };
+                find_regex(re, text, out);
+            }
+        }
+    }
+}
+
+/// Spans of a regex's `secret` group, else its first group, else the whole match.
+pub fn find_regex(re: &Regex, text: &str, out: &mut Vec<(usize, usize)>) {
+    let secret_idx = re.capture_names().position(|n| n == Some("secret"));
+    for c in re.captures_iter(text) {
+        let m = secret_idx
+            .and_then(|i| c.get(i))
+            .or_else(|| if re.captures_len() > 1 { c.get(1) } else { None })
+            .or_else(|| c.get(0));
+        if let Some(m) = m
+            && m.start() < m.end()
+        {
+            out.push((m.start(), m.end()));
+        }
+    }
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len() && hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn digit_run_at_least(b: &[u8], n: usize) -> bool {
+    let mut run = 0;
+    for &c in b {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run >= n {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+/// Strips one level of matching quotes around a captured value.
+fn unquote(text: &str, start: usize, end: usize) -> (usize, usize) {
+    let v = &text.as_bytes()[start..end];
+    if v.len() >= 2 && (v[0] == b'"' || v[0] == b'\'') && v[v.len() - 1] == v[0] {
+        (start + 1, end - 1)
+    } else if !v.is_empty() && (v[0] == b'"' || v[0] == b'\'') {
+        (start + 1, end)
+    } else {
+        (start, end)
+    }
+}
+
+fn re(p: &str) -> Regex {
+    // The patterns are constants; a typo is caught by the unit tests.
+    Regex::new(p).unwrap_or_else(|e| panic!("built-in detector pattern {p:?}: {e}"))
+}
+
+static PASSWORD_ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
+    re(r#"(?i)\b(?:[a-z0-9]+_)*(?:pgpassword|password|passwd|mysql_pwd)["']?\s*[:=]\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s"'&;,)]+)"#)
+});
+static URI_PASSWORD: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:([^@\s/]+)@"));
+static AUTHORIZATION: LazyLock<Regex> = LazyLock::new(|| {
+    re(r#"(?i)\b(?:proxy-)?authorization\s*:\s*(?:(?:basic|bearer|digest|token|negotiate|ntlm|aws4-hmac-sha256|apikey|hoba|mutual|vapid|scram-sha-256)\s+)?([^\r\n'"]+)"#)
+});
+static API_KEY_HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    re(r#"(?i)\b(?:x-api-key|api-key|x-auth-token|private-token|x-vault-token|x-goog-api-key)\s*:\s*([^\s'"]+)"#)
+});
+static BEARER: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)(?:\bbearer\s+|--oauth2-bearer[=\s]+)([A-Za-z0-9\-._~+/]{8,}=*)"));
+static PRIVATE_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\z)")
+});
+static AWS_ACCESS_KEY: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"));
+static AWS_SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    re(r#"(?i)\baws_?secret_?access_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})"#)
+});
+static GCP_API_KEY: LazyLock<Regex> = LazyLock::new(|| re(r"\bAIza[0-9A-Za-z_\-]{35}"));
+static GCP_ACCESS_TOKEN: LazyLock<Regex> = LazyLock::new(|| re(r"\bya29\.[0-9A-Za-z_\-]{20,}"));
+static US_SSN: LazyLock<Regex> = LazyLock::new(|| re(r"\b(\d{3})-(\d{2})-(\d{4})\b"));
+static UK_NINO: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"));
+static EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b"));
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
+}
+
+/// Every `PASSWORD <literal>`: the literal's contents. Comments between the keyword and the
+/// literal are skipped, so `PASSWORD /* x */ 'secret'` is found too.
+fn sql_passwords(text: &str, out: &mut Vec<(usize, usize)>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let word = &b[i..i + 8];
+        if !word.eq_ignore_ascii_case(b"password")
+            || (i > 0 && is_ident(b[i - 1]))
+            || b.get(i + 8).is_some_and(|&c| is_ident(c))
+        {
+            i += 1;
+            continue;
+        }
+        let mut j = skip_space_and_comments(b, i + 8);
+        if let Some((start, end, next)) = literal_at(b, j) {
+            if start < end {
+                out.push((start, end));
+            }
+            j = next;
+        }
+        i = j.max(i + 8);
+    }
+}
+
+fn skip_space_and_comments(b: &[u8], mut j: usize) -> usize {
+    loop {
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        if b[j..].starts_with(b"--") {
+            while j < b.len() && b[j] != b'\n' {
+                j += 1;
+            }
+        } else if b[j..].starts_with(b"/*") {
+            let mut depth = 0usize;
+            while j < b.len() {
+                if b[j..].starts_with(b"/*") {
+                    depth += 1;
+                    j += 2;
+                } else if b[j..].starts_with(b"*/") {
+                    depth -= 1;
+                    j += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    j += 1;
+                }
+            }
+        } else {
+            return j;
+        }
+    }
+}
+
+/// A string literal starting at `j`: (contents start, contents end, index after it). An
+/// unterminated literal runs to the end of the text (a secret cut by a chunk boundary is
+/// still a secret).
+fn literal_at(b: &[u8], j: usize) -> Option<(usize, usize, usize)> {
+    let c = *b.get(j)?;
+    if c == b'\'' {
+        return Some(quoted(b, j + 1, false));
+    }
+    if (c == b'E' || c == b'e') && b.get(j + 1) == Some(&b'\'') {
+        return Some(quoted(b, j + 2, true));
+    }
+    if (c == b'U' || c == b'u') && b.get(j + 1) == Some(&b'&') && b.get(j + 2) == Some(&b'\'') {
+        return Some(quoted(b, j + 3, false));
+    }
+    if c == b'$' {
+        let mut tag_end = j + 1;
+        while tag_end < b.len() && is_ident(b[tag_end]) {
+            tag_end += 1;
+        }
+        // `$1` is a parameter, not a dollar quote.
+        if b.get(tag_end) != Some(&b'$') || b.get(j + 1).is_some_and(|d| d.is_ascii_digit()) {
+            return None;
+        }
+        let tag = &b[j..=tag_end];
+        let start = tag_end + 1;
+        return Some(match memchr::memmem::find(&b[start..], tag) {
+            Some(p) => (start, start + p, start + p + tag.len()),
+            None => (start, b.len(), b.len()),
+        });
+    }
+    None
+}
+
+fn quoted(b: &[u8], start: usize, backslash: bool) -> (usize, usize, usize) {
+    let mut k = start;
+    while k < b.len() {
+        match b[k] {
+            b'\\' if backslash => k += 2,
+            b'\'' if b.get(k + 1) == Some(&b'\'') => k += 2,
+            b'\'' => return (start, k, k + 1),
+            _ => k += 1,
+        }
+    }
+    (start, b.len(), b.len())
+}
+
+/// Whether the digits form a card number: an issuer prefix with a length that issuer uses,
+/// and a valid Luhn check digit. The prefix test keeps timestamps and ids from matching.
+pub fn is_card_number(digits: &[u8]) -> bool {
+    let n = digits.len();
+    if !(13..=19).contains(&n) || !digits.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let p = |k: usize| -> u32 {
+        digits[..k].iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
+    };
+    let issuer = match digits[0] {
+        b'4' => matches!(n, 13 | 16 | 19),
+        b'5' => (51..=55).contains(&p(2)) && n == 16,
+        b'2' => (2221..=2720).contains(&p(4)) && n == 16,
+        b'3' => {
+            (matches!(p(2), 34 | 37) && n == 15)
+                || ((3528..=3589).contains(&p(4)) && (16..=19).contains(&n))
+                || ((300..=305).contains(&p(3)) || matches!(p(2), 36 | 38 | 39)) && (14..=19).contains(&n)
+        }
+        b'6' => {
+            (p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)) || p(2) == 62) && (16..=19).contains(&n)
+        }
+        _ => false,
+    };
+    issuer && luhn(digits)
+}
+
+pub fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d - b'0');
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+/// Card numbers written as digits with optional single spaces or dashes between groups.
+fn card_numbers(text: &str, out: &mut Vec<(usize, usize)>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.')) {
+            i += 1;
+            continue;
+        }
+        // A run of digits with single separators; positions of each digit.
+        let mut digits: Vec<u8> = Vec::with_capacity(24);
+        let mut pos: Vec<usize> = Vec::with_capacity(24);
+        let mut k = i;
+        while k < b.len() && digits.len() < 40 {
+            if b[k].is_ascii_digit() {
+                digits.push(b[k]);
+                pos.push(k);
+                k += 1;
+            } else if (b[k] == b' ' || b[k] == b'-') && b.get(k + 1).is_some_and(u8::is_ascii_digit) && !digits.is_empty() {
+                k += 1;
+            } else {
+                break;
+            }
+        }
+        let run_end = k;
+        // Part of a longer alphanumeric token (hex digest, identifier): not a card.
+        if b.get(run_end).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') {
+            i = run_end;
+            continue;
+        }
+        // Group boundaries: a candidate starts at the run start or after a separator and ends
+        // before a separator or at the run end.
+        let boundary_after = |d: usize| d + 1 == pos.len() || pos[d + 1] != pos[d] + 1;
+        let mut found = None;
+        'outer: for s in 0..digits.len() {
+            if s > 0 && !boundary_after(s - 1) {
+                continue;
+            }
+            for e in (s + 13..=(s + 19).min(digits.len())).rev() {
+                if boundary_after(e - 1) && is_card_number(&digits[s..e]) {
+                    found = Some((pos[s], pos[e - 1] + 1));
+                    break 'outer;
+                }
+            }
+        }
+        match found {
+            Some((s, e)) => {
+                out.push((s, e));
+                i = e;
+            }
+            None => i = run_end.max(i + 1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(b: Builtin, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        b.find(text, &mut out);
+        out.iter().map(|&(s, e)| text[s..e].to_string()).collect()
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        for b in ALL {
+            let mut out = Vec::new();
+            b.find("password=x AKIA a@b.cd 4111 -----BEGIN PRIVATE KEY----- ya29. AIza bearer key", &mut out);
+        }
+    }
+
+    #[test]
+    fn sql_password_literals() {
+        let b = Builtin::SqlPassword;
+        assert_eq!(spans(b, "ALTER ROLE app PASSWORD 's3cr''et'"), vec!["s3cr''et"]);
+        assert_eq!(spans(b, "create user x with encrypted password E'a\\'b' valid until 'x'"), vec!["a\\'b"]);
+        assert_eq!(spans(b, "alter role x password $pw$ hunter2 $pw$"), vec![" hunter2 "]);
+        assert_eq!(spans(b, "alter role x password $$dollar$$"), vec!["dollar"]);
+        assert_eq!(spans(b, "alter role x password /* c */ 'c1'"), vec!["c1"]);
+        assert_eq!(spans(b, "psql -c \"ALTER USER bob PASSWORD 'pw1'\""), vec!["pw1"]);
+        assert_eq!(spans(b, "alter role x password 'unterminated"), vec!["unterminated"]);
+        assert!(spans(b, "alter role x password null").is_empty());
+        assert!(spans(b, "set password_encryption = 'scram-sha-256'").is_empty());
+    }
+
+    #[test]
+    fn password_assignments() {
+        let b = Builtin::PasswordAssignment;
+        assert_eq!(spans(b, "PGPASSWORD=hunter2 psql -h db"), vec!["hunter2"]);
+        assert_eq!(spans(b, "export DB_PASSWORD='a b c'"), vec!["a b c"]);
+        assert_eq!(spans(b, "host=db password=xyz dbname=app"), vec!["xyz"]);
+        assert_eq!(spans(b, r#"{"password": "p4ss"}"#), vec!["p4ss"]);
+        assert_eq!(spans(b, "mysql --password=top"), vec!["top"]);
+        assert!(spans(b, "update users set password = $1 where id = $2").is_empty());
+        assert!(spans(b, "PWD=/home/x ls").is_empty());
+    }
+
+    #[test]
+    fn headers_tokens_and_uris() {
+        assert_eq!(
+            spans(Builtin::Authorization, "curl -H 'Authorization: Basic dXNlcjpwYXNz' https://x"),
+            vec!["dXNlcjpwYXNz"]
+        );
+        assert_eq!(
+            spans(Builtin::BearerToken, "curl -H \"X: Bearer eyJhbGciOi.J9.xyz\" x"),
+            vec!["eyJhbGciOi.J9.xyz"]
+        );
+        assert_eq!(spans(Builtin::ApiKeyHeader, "-H 'X-Api-Key: k-123'"), vec!["k-123"]);
+        assert_eq!(spans(Builtin::UriPassword, "psql postgresql://app:s3cret@db/app"), vec!["s3cret"]);
+    }
+
+    #[test]
+    fn keys() {
+        let pem = "x\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA==\n-----END OPENSSH PRIVATE KEY-----\ny";
+        assert_eq!(spans(Builtin::PrivateKey, pem), vec![pem[2..pem.len() - 2].to_string()]);
+        assert_eq!(spans(Builtin::PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\nMIIE"), vec!["-----BEGIN RSA PRIVATE KEY-----\nMIIE"]);
+        assert_eq!(spans(Builtin::AwsAccessKey, "id=AKIAIOSFODNN7EXAMPLE,"), vec!["AKIAIOSFODNN7EXAMPLE"]);
+        assert_eq!(
+            spans(Builtin::AwsSecretKey, "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            vec!["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]
+        );
+        assert_eq!(spans(Builtin::GcpApiKey, "key=AIzaSyA-1234567890abcdefghijklmnopqrstu"), vec!["AIzaSyA-1234567890abcdefghijklmnopqrstu"]);
+        assert_eq!(spans(Builtin::GcpAccessToken, "ya29.a0AfH6SMBx-abcdefghijklmnop"), vec!["ya29.a0AfH6SMBx-abcdefghijklmnop"]);
+    }
+
+    #[test]
+    fn cards_are_luhn_checked() {
+        let b = Builtin::CardNumber;
+        assert_eq!(spans(b, "card 4111 1111 1111 1111 ok"), vec!["4111 1111 1111 1111"]);
+        assert_eq!(spans(b, "5500-0000-0000-0004"), vec!["5500-0000-0000-0004"]);
+        assert_eq!(spans(b, "amex 378282246310005."), vec!["378282246310005"]);
+        assert!(spans(b, "4111 1111 1111 1112").is_empty(), "bad check digit");
+        assert!(spans(b, "ts 1718000000000000000").is_empty(), "no issuer starts with 17");
+        assert!(spans(b, "sha 4111111111111111abcdef").is_empty(), "inside a hex token");
+        assert_eq!(spans(b, "4111111111111111 2"), vec!["4111111111111111"]);
+    }
+
+    #[test]
+    fn personal_data() {
+        assert_eq!(spans(Builtin::UsSsn, "ssn 123-45-6789."), vec!["123-45-6789"]);
+        assert!(spans(Builtin::UsSsn, "000-12-3456 666-12-3456 900-12-3456 123-00-4567").is_empty());
+        assert_eq!(spans(Builtin::UkNino, "AB 12 34 56 C"), vec!["AB 12 34 56 C"]);
+        assert_eq!(spans(Builtin::Email, "mail ann.lee+x@example.co.uk now"), vec!["ann.lee+x@example.co.uk"]);
+        assert!(spans(Builtin::Email, "ssh deploy@web1").is_empty());
+    }
+}

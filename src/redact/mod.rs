@@ -1,0 +1,651 @@
+//! Redaction and field-level encryption (AG-305 clause 4.8): what the recorder writes never
+//! holds a clear secret.
+//!
+//! The session gate lets policy judge the clear action first, then passes every event through
+//! the [`Redactor`] before it is encoded, so the hash chain, the index, exports, the API and
+//! approvers only ever see the recorded form:
+//!
+//! - a secret found by a detector is replaced by `[REDACTED:<kind>:<length in characters>]`;
+//! - a value auditors may need (a configured sensitive column, a span of a detector set to
+//!   `seal`) is sealed to the auditors' public key: `[SEALED:v1:<field>:<ciphertext>]`
+//!   ([`seal`]). Without an auditor key, sealing falls back to redaction.
+//!
+//! Terminal input and output are scanned chunk by chunk: a secret split across two chunks, or
+//! typed one keystroke at a time, is not found in the raw keystrokes (the rebuilt command line
+//! is). Private key blocks are followed across output chunks.
+
+pub mod columns;
+pub mod detectors;
+pub mod rules;
+pub mod seal;
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
+
+use bytes::Bytes;
+use proctor_gate::{Action, Event, Param, Statement};
+use regex::Regex;
+use thiserror::Error;
+
+use self::columns::{SensitiveColumn, StatementColumns};
+use self::detectors::Builtin;
+use self::rules::{Matcher, Mode, RedactRule};
+use self::seal::Sealer;
+use crate::config::RedactionSettings;
+
+#[derive(Debug, Error)]
+pub enum RedactError {
+    #[error("redaction.sensitive_columns: {0}")]
+    Column(String),
+    #[error("redaction.detectors: {0:?}: expected one of {1}")]
+    Detector(String, String),
+    #[error("redaction.auditor_key: {0}")]
+    Key(#[from] seal::SealError),
+}
+
+#[derive(Debug, Clone)]
+struct Det {
+    matcher: Matcher,
+    kind: String,
+    mode: Mode,
+}
+
+/// The compiled redaction configuration: detectors, sensitive columns, the auditors' key.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    enabled: bool,
+    dets: Vec<Det>,
+    columns: Vec<SensitiveColumn>,
+    sealer: Option<Sealer>,
+    /// Said at start-up: what is on, and any fallback.
+    pub notes: Vec<String>,
+}
+
+/// Per-session redaction state.
+#[derive(Debug, Default)]
+pub struct SessionRedaction {
+    pub session_id: String,
+    /// Statement id -> its sensitive result columns, until its result is recorded.
+    results: HashMap<u64, Arc<StatementColumns>>,
+    /// (channel, direction) streams inside a private key block.
+    key_open: HashSet<(u32, u8)>,
+}
+
+impl SessionRedaction {
+    pub fn new(session_id: &str) -> Self {
+        SessionRedaction {
+            session_id: session_id.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+static MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\[(?:REDACTED:[A-Za-z0-9._\-]+:\d+|SEALED:v1:[A-Za-z0-9._\-]+:[A-Za-z0-9_\-]+)\]")
+        .unwrap_or_else(|e| panic!("marker pattern: {e}"))
+});
+static KEY_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----").unwrap_or_else(|e| panic!("key end pattern: {e}"))
+});
+
+/// A span to replace: byte range, what stood there, how.
+#[derive(Debug, Clone)]
+struct Hit<'a> {
+    start: usize,
+    end: usize,
+    kind: &'a str,
+    mode: Mode,
+}
+
+fn redacted_marker(kind: &str, clear: &str) -> String {
+    format!("[REDACTED:{}:{}]", seal::field_label(kind), clear.chars().count())
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Redactor::build(&RedactionSettings::default(), &[]).unwrap_or_else(|_| Redactor::off())
+    }
+}
+
+impl Redactor {
+    /// Records everything in the clear (`[redaction] enabled = false`).
+    pub fn off() -> Redactor {
+        Redactor {
+            enabled: false,
+            dets: Vec::new(),
+            columns: Vec::new(),
+            sealer: None,
+            notes: vec!["redaction is OFF: recordings keep secrets in the clear".into()],
+        }
+    }
+
+    /// Built-in detectors that are on by default, those `settings` turns on, then the policy's
+    /// `[[redact]]` rules (which may turn a built-in on or switch it to sealing).
+    pub fn build(settings: &RedactionSettings, rules: &[RedactRule]) -> Result<Redactor, RedactError> {
+        if !settings.enabled {
+            return Ok(Redactor::off());
+        }
+        let mut dets: Vec<Det> = detectors::ALL
+            .iter()
+            .filter(|b| b.on_by_default())
+            .map(|b| Det {
+                matcher: Matcher::Builtin(*b),
+                kind: b.kind().into(),
+                mode: Mode::Redact,
+            })
+            .collect();
+        let enable = |b: Builtin, mode: Option<Mode>, dets: &mut Vec<Det>| {
+            match dets.iter_mut().find(|d| matches!(d.matcher, Matcher::Builtin(x) if x == b)) {
+                Some(d) => {
+                    if let Some(m) = mode {
+                        d.mode = m;
+                    }
+                }
+                None => dets.push(Det {
+                    matcher: Matcher::Builtin(b),
+                    kind: b.kind().into(),
+                    mode: mode.unwrap_or(Mode::Redact),
+                }),
+            }
+        };
+        for name in &settings.detectors {
+            let b = Builtin::parse(name).ok_or_else(|| {
+                RedactError::Detector(
+                    name.clone(),
+                    detectors::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "),
+                )
+            })?;
+            enable(b, None, &mut dets);
+        }
+        for r in rules {
+            match &r.matcher {
+                Matcher::Builtin(b) => enable(*b, Some(r.mode), &mut dets),
+                Matcher::Pattern(_) => dets.push(Det {
+                    matcher: r.matcher.clone(),
+                    kind: r.kind.clone(),
+                    mode: r.mode,
+                }),
+            }
+        }
+        let columns = settings
+            .sensitive_columns
+            .iter()
+            .map(|c| SensitiveColumn::parse(c).map_err(RedactError::Column))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sealer = settings.auditor_key.as_deref().map(Sealer::load).transpose()?;
+        let mut notes = vec![format!(
+            "redaction: {} detectors ({}), {} sensitive columns",
+            dets.len(),
+            dets.iter()
+                .map(|d| match &d.matcher {
+                    Matcher::Builtin(b) => format!("{}/{}", b.name(), d.mode.as_str()),
+                    Matcher::Pattern(_) => format!("{}/{}", d.kind, d.mode.as_str()),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            columns.len()
+        )];
+        let wants_seal = !columns.is_empty() || dets.iter().any(|d| d.mode == Mode::Seal);
+        match &sealer {
+            Some(s) => notes.push(format!("sealing to auditor key {}", s.public_hex())),
+            None if wants_seal => notes.push(
+                "no [redaction] auditor_key: sensitive columns and `seal` detectors are REDACTED instead of sealed (nobody can reveal them)"
+                    .into(),
+            ),
+            None => {}
+        }
+        Ok(Redactor {
+            enabled: true,
+            dets,
+            columns,
+            sealer,
+            notes,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn sealing(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// The marker for a clear value: sealed when asked and possible, else redacted. Never
+    /// returns the clear value.
+    fn marker(&self, session: &str, kind: &str, mode: Mode, clear: &str) -> String {
+        if mode == Mode::Seal
+            && let Some(s) = &self.sealer
+        {
+            match s.seal(session, kind, clear.as_bytes()) {
+                Ok(m) => return m,
+                Err(e) => tracing::error!(error = %e, "sealing failed; the value is redacted instead"),
+            }
+        }
+        redacted_marker(kind, clear)
+    }
+
+    fn seal_bytes(&self, session: &str, field: &str, clear: &[u8]) -> String {
+        if let Some(s) = &self.sealer {
+            match s.seal(session, field, clear) {
+                Ok(m) => return m,
+                Err(e) => tracing::error!(error = %e, "sealing failed; the value is redacted instead"),
+            }
+        }
+        format!("[REDACTED:{}:{}]", seal::field_label(field), String::from_utf8_lossy(clear).chars().count())
+    }
+
+    fn find<'a>(&'a self, text: &str, hits: &mut Vec<Hit<'a>>) {
+        let mut spans = Vec::new();
+        for d in &self.dets {
+            spans.clear();
+            match &d.matcher {
+                Matcher::Builtin(b) => b.find(text, &mut spans),
+                Matcher::Pattern(re) => detectors::find_regex(re, text, &mut spans),
+            }
+            hits.extend(spans.iter().map(|&(start, end)| Hit {
+                start,
+                end,
+                kind: &d.kind,
+                mode: d.mode,
+            }));
+        }
+    }
+
+    /// Replaces `hits` in `text`. Overlapping hits merge (redaction wins over sealing), and
+    /// markers already in the text are left alone, so redacting twice changes nothing.
+    fn apply(&self, session: &str, text: &str, mut hits: Vec<Hit<'_>>) -> Option<String> {
+        if hits.is_empty() {
+            return None;
+        }
+        if text.contains("[REDACTED:") || text.contains("[SEALED:v1:") {
+            let markers: Vec<(usize, usize)> = MARKER.find_iter(text).map(|m| (m.start(), m.end())).collect();
+            hits.retain(|h| !markers.iter().any(|&(s, e)| h.start < e && s < h.end));
+            if hits.is_empty() {
+                return None;
+            }
+        }
+        hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+        let mut merged: Vec<Hit<'_>> = Vec::with_capacity(hits.len());
+        for h in hits {
+            match merged.last_mut() {
+                Some(last) if h.start < last.end => {
+                    last.end = last.end.max(h.end);
+                    if h.mode == Mode::Redact {
+                        last.mode = Mode::Redact;
+                    }
+                }
+                _ => merged.push(h),
+            }
+        }
+        let mut out = String::with_capacity(text.len() + 32 * merged.len());
+        let mut at = 0;
+        for h in merged {
+            let (s, e) = (floor_char(text, h.start), ceil_char(text, h.end));
+            if s < at {
+                continue;
+            }
+            out.push_str(&text[at..s]);
+            out.push_str(&self.marker(session, h.kind, h.mode, &text[s..e]));
+            at = e;
+        }
+        out.push_str(&text[at..]);
+        Some(out)
+    }
+
+    /// `text` with every detected secret replaced; borrowed when nothing was found.
+    pub fn text<'t>(&self, session: &str, text: &'t str) -> Cow<'t, str> {
+        if !self.enabled || text.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut hits = Vec::new();
+        self.find(text, &mut hits);
+        match self.apply(session, text, hits) {
+            Some(s) => Cow::Owned(s),
+            None => Cow::Borrowed(text),
+        }
+    }
+
+    fn text_opt(&self, session: &str, text: &str) -> Option<String> {
+        match self.text(session, text) {
+            Cow::Owned(s) => Some(s),
+            Cow::Borrowed(_) => None,
+        }
+    }
+
+    /// A terminal chunk. `key_open` says the stream is inside a private key block (and is
+    /// updated), so the lines of a key printed over many chunks are all redacted.
+    fn stream_text(&self, session: &str, text: &str, key_open: &mut bool) -> Option<String> {
+        let mut prefix_end = 0;
+        if *key_open {
+            match KEY_END.find(text) {
+                Some(m) => {
+                    prefix_end = m.end();
+                    *key_open = false;
+                }
+                None => return Some(redacted_marker("private-key", text)),
+            }
+        }
+        let rest = &text[prefix_end..];
+        let mut hits = Vec::new();
+        self.find(rest, &mut hits);
+        if hits
+            .iter()
+            .any(|h| h.kind == "private-key" && h.end == rest.len() && !KEY_END.is_match(&rest[h.start..h.end]))
+        {
+            *key_open = true;
+        }
+        let body = self.apply(session, rest, hits);
+        if prefix_end == 0 {
+            return body;
+        }
+        let mut out = redacted_marker("private-key", &text[..prefix_end]);
+        out.push_str(body.as_deref().unwrap_or(rest));
+        Some(out)
+    }
+
+    fn stream_bytes(&self, session: &str, data: &Bytes, key_open: &mut bool) -> Option<Bytes> {
+        if let Ok(text) = std::str::from_utf8(data) {
+            return self.stream_text(session, text, key_open).map(Bytes::from);
+        }
+        // Binary or cut inside a character: scan the valid stretches, keep the rest as is.
+        let mut out = Vec::with_capacity(data.len());
+        let mut changed = false;
+        for chunk in data.utf8_chunks() {
+            match self.stream_text(session, chunk.valid(), key_open) {
+                Some(s) => {
+                    changed = true;
+                    out.extend_from_slice(s.as_bytes());
+                }
+                None => out.extend_from_slice(chunk.valid().as_bytes()),
+            }
+            out.extend_from_slice(chunk.invalid());
+        }
+        changed.then(|| Bytes::from(out))
+    }
+
+    /// The statement as it is recorded: secrets redacted, sensitive columns sealed in its text
+    /// and parameters. Remembers which result columns to seal.
+    fn statement(&self, st: &mut SessionRedaction, s: &Statement) -> Option<Statement> {
+        let sid = st.session_id.as_str();
+        let sensitive = if self.columns.is_empty() {
+            None
+        } else {
+            let relevant = columns::relevant(&self.columns, &s.tables);
+            (!relevant.is_empty()).then(|| columns::analyze(&s.text, &relevant))
+        };
+        let mut hits = Vec::new();
+        let mut literal_fields: Vec<String> = Vec::new();
+        if let Some(c) = &sensitive {
+            literal_fields = c.literals.iter().map(|(_, _, f)| f.clone()).collect();
+        }
+        if let Some(c) = &sensitive {
+            for ((start, end, _), field) in c.literals.iter().zip(&literal_fields) {
+                let (mut a, mut b) = (*start, *end);
+                let lit = &s.text.as_bytes()[a..b];
+                // Keep the quotes so the recorded statement still reads as SQL.
+                if lit.len() >= 2 && lit[lit.len() - 1] == b'\'' {
+                    if lit[0] == b'\'' {
+                        a += 1;
+                    } else if lit.len() >= 3 && lit[1] == b'\'' {
+                        a += 2;
+                    }
+                    b -= 1;
+                }
+                if a < b {
+                    hits.push(Hit {
+                        start: a,
+                        end: b,
+                        kind: field,
+                        mode: Mode::Seal,
+                    });
+                }
+            }
+        }
+        self.find(&s.text, &mut hits);
+        let text = self.apply(sid, &s.text, hits);
+        let mut params: Option<Vec<Param>> = None;
+        for (i, p) in s.params.iter().enumerate() {
+            let Some(v) = &p.value else { continue };
+            let field = sensitive
+                .as_ref()
+                .and_then(|c| c.params.iter().find(|(n, _)| *n == i + 1).map(|(_, f)| f.as_str()));
+            let new = match field {
+                Some(f) => Some(self.seal_bytes(sid, f, v)),
+                None if !p.binary => std::str::from_utf8(v).ok().and_then(|t| self.text_opt(sid, t)),
+                None => None,
+            };
+            if let Some(new) = new {
+                let ps = params.get_or_insert_with(|| s.params.clone());
+                // The marker is text, whatever the value's wire format was.
+                ps[i] = Param {
+                    binary: false,
+                    value: Some(Bytes::from(new)),
+                };
+            }
+        }
+        let reasoning = s.reasoning.as_deref().and_then(|r| self.text_opt(sid, r));
+        if let Some(c) = sensitive
+            && !c.outputs.is_empty()
+        {
+            if st.results.len() >= 4096 {
+                // Statements denied or abandoned never get a result; do not grow forever.
+                st.results.clear();
+            }
+            st.results.insert(s.id, Arc::new(c));
+        }
+        if text.is_none() && params.is_none() && reasoning.is_none() {
+            return None;
+        }
+        let mut out = s.clone();
+        if let Some(t) = text {
+            out.text = t;
+        }
+        if let Some(p) = params {
+            out.params = p;
+        }
+        if reasoning.is_some() {
+            out.reasoning = reasoning;
+        }
+        Some(out)
+    }
+
+    /// The action as it may be recorded and shown to approvers; `None` when unchanged.
+    pub fn action(&self, st: &mut SessionRedaction, action: &Action) -> Option<Action> {
+        if !self.enabled {
+            return None;
+        }
+        let sid = st.session_id.clone();
+        match action {
+            Action::Statement(s) => self.statement(st, s).map(Action::Statement),
+            Action::Exec { channel, command } => self.text_opt(&sid, command).map(|command| Action::Exec {
+                channel: *channel,
+                command,
+            }),
+            Action::CommandLine { channel, line } => self.text_opt(&sid, line).map(|line| Action::CommandLine {
+                channel: *channel,
+                line,
+            }),
+            Action::Channel { channel, kind, detail } => self.text_opt(&sid, detail).map(|detail| Action::Channel {
+                channel: *channel,
+                kind: *kind,
+                detail,
+            }),
+            // SFTP paths are not secrets, and policy rules name them.
+            Action::SftpChange { .. } => None,
+        }
+    }
+
+    /// The event as it is recorded; `None` when unchanged.
+    pub fn event(&self, st: &mut SessionRedaction, event: &Event) -> Option<Event> {
+        if !self.enabled {
+            return None;
+        }
+        let sid = st.session_id.clone();
+        let t = |s: &str| self.text_opt(&sid, s);
+        match event {
+            Event::Statement(s) => self.statement(st, s).map(Event::Statement),
+            Event::StatementResult(r) => {
+                let cols = if r.suspended {
+                    st.results.get(&r.statement_id).cloned()
+                } else {
+                    st.results.remove(&r.statement_id)
+                };
+                let fields: Vec<Option<&str>> = r
+                    .columns
+                    .iter()
+                    .map(|name| {
+                        let lower = name.to_ascii_lowercase();
+                        cols.as_ref()
+                            .and_then(|c| c.outputs.iter().find(|(n, _)| *n == lower).map(|(_, f)| f.as_str()))
+                    })
+                    .collect();
+                let mut changed = false;
+                let rows: Vec<Vec<Option<String>>> = r
+                    .sample_rows
+                    .iter()
+                    .map(|row| {
+                        row.iter()
+                            .enumerate()
+                            .map(|(i, v)| {
+                                let v = v.as_deref()?;
+                                let new = match fields.get(i).copied().flatten() {
+                                    Some(f) => Some(self.seal_bytes(&sid, f, v.as_bytes())),
+                                    None => t(v),
+                                };
+                                changed |= new.is_some();
+                                Some(new.unwrap_or_else(|| v.to_string()))
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let message = r.error.as_ref().and_then(|e| t(&e.message));
+                if !changed && message.is_none() {
+                    return None;
+                }
+                let mut out = r.clone();
+                out.sample_rows = rows;
+                if let (Some(m), Some(e)) = (message, out.error.as_mut()) {
+                    e.message = m;
+                }
+                Some(Event::StatementResult(out))
+            }
+            Event::Input { channel, data } => {
+                let mut open = st.key_open.contains(&(*channel, 0));
+                let new = self.stream_bytes(&sid, data, &mut open);
+                set_open(&mut st.key_open, (*channel, 0), open);
+                new.map(|data| Event::Input { channel: *channel, data })
+            }
+            Event::Output { channel, stream, data } => {
+                let dir = match stream {
+                    proctor_gate::OutputStream::Stdout => 1,
+                    proctor_gate::OutputStream::Stderr => 2,
+                };
+                let mut open = st.key_open.contains(&(*channel, dir));
+                let new = self.stream_bytes(&sid, data, &mut open);
+                set_open(&mut st.key_open, (*channel, dir), open);
+                new.map(|data| Event::Output {
+                    channel: *channel,
+                    stream: *stream,
+                    data,
+                })
+            }
+            Event::Exec { channel, command } => t(command).map(|command| Event::Exec {
+                channel: *channel,
+                command,
+            }),
+            Event::CommandLine { channel, line } => t(line).map(|line| Event::CommandLine { channel: *channel, line }),
+            Event::Annotation { source, text } => t(text).map(|text| Event::Annotation {
+                source: source.clone(),
+                text,
+            }),
+            Event::ClientParams { params } => {
+                let new: Vec<Option<String>> = params.iter().map(|(_, v)| t(v)).collect();
+                new.iter().any(Option::is_some).then(|| Event::ClientParams {
+                    params: params
+                        .iter()
+                        .zip(new)
+                        .map(|((k, v), n)| (k.clone(), n.unwrap_or_else(|| v.clone())))
+                        .collect(),
+                })
+            }
+            Event::ChannelOpen { channel, kind, detail } => t(detail).map(|detail| Event::ChannelOpen {
+                channel: *channel,
+                kind: *kind,
+                detail,
+            }),
+            Event::ChannelRequest {
+                channel,
+                request,
+                detail,
+                accepted,
+            } => t(detail).map(|detail| Event::ChannelRequest {
+                channel: *channel,
+                request: request.clone(),
+                detail,
+                accepted: *accepted,
+            }),
+            Event::ExitSignal { channel, signal, message } => t(message).map(|message| Event::ExitSignal {
+                channel: *channel,
+                signal: signal.clone(),
+                message,
+            }),
+            Event::TargetMessage { kind, text } => t(text).map(|text| Event::TargetMessage {
+                kind: kind.clone(),
+                text,
+            }),
+            Event::Alert(a) => t(&a.message).map(|message| {
+                let mut a = a.clone();
+                a.message = message;
+                Event::Alert(a)
+            }),
+            Event::Verdict(v) => {
+                let (subject, reason) = (t(&v.subject), t(&v.reason));
+                (subject.is_some() || reason.is_some()).then(|| {
+                    let mut v = v.clone();
+                    if let Some(s) = subject {
+                        v.subject = s;
+                    }
+                    if let Some(r) = reason {
+                        v.reason = r;
+                    }
+                    Event::Verdict(v)
+                })
+            }
+            Event::ProtocolError { party, message } => t(message).map(|message| Event::ProtocolError {
+                party: *party,
+                message,
+            }),
+            Event::SessionEnd { outcome, reason } => t(reason).map(|reason| Event::SessionEnd {
+                outcome: *outcome,
+                reason,
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn set_open(set: &mut HashSet<(u32, u8)>, key: (u32, u8), open: bool) {
+    if open {
+        set.insert(key);
+    } else {
+        set.remove(&key);
+    }
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
