@@ -225,9 +225,12 @@ pub fn leading_words(sql: &str) -> String {
 
 fn classify_key(key: &str) -> Classified {
     let words = leading_words(key);
-    let ast = match Parser::parse_sql(&PostgreSqlDialect {}, key) {
-        Ok(ast) => ast,
-        Err(e) => return unknown(words, format!("not parsed: {e}")),
+    // A parser bug must not take the session down with it: a panic is just "not parsed".
+    let parsed = std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, key));
+    let ast = match parsed {
+        Ok(Ok(ast)) => ast,
+        Ok(Err(e)) => return unknown(words, format!("not parsed: {e}")),
+        Err(_) => return unknown(words, "the SQL parser failed".into()),
     };
     let [stmt] = ast.as_slice() else {
         return unknown(words, format!("parsed into {} statements", ast.len()));

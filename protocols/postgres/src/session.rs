@@ -228,12 +228,24 @@ pub async fn run(
         }
     };
 
-    let params: Vec<(String, String)> = s
-        .params
-        .iter()
-        .filter(|(k, _)| target::forwardable_param(k))
-        .cloned()
-        .collect();
+    let (params, dropped) = target::forwardable_params(&s.params);
+    if !dropped.is_empty() {
+        tracing::info!(
+            session = open.session_id,
+            ?dropped,
+            "postgres: startup parameters not passed to the target"
+        );
+        let _ = open
+            .gate
+            .enqueue(Event::ProtocolError {
+                party: Party::Agent,
+                message: format!(
+                    "startup parameters not passed to the target: {}",
+                    dropped.join(", ")
+                ),
+            })
+            .await;
+    }
     let tconn = match target::connect(&pg, &user, &password, &params).await {
         Ok(c) => c,
         Err(e) => {

@@ -96,8 +96,11 @@ impl<'a> Builder<'a> {
             return;
         }
         let t = body.trim();
-        if t.len() >= 7 && t[..7].eq_ignore_ascii_case("reason:") {
-            let r = t[7..].trim();
+        // `get` rather than indexing: byte 7 may fall inside a multi-byte character.
+        if let (Some(head), Some(rest)) = (t.get(..7), t.get(7..))
+            && head.eq_ignore_ascii_case("reason:")
+        {
+            let r = rest.trim();
             if !r.is_empty() {
                 self.reason = Some(r.to_string());
             }
@@ -458,6 +461,25 @@ mod tests {
         assert_eq!(q[0].reason, None);
         let r = split("-- REASON:   spaced  \nselect 1").unwrap();
         assert_eq!(r[0].reason.as_deref(), Some("spaced"));
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_text() {
+        let alphabet: Vec<char> = "ab;'\"$-/*\\eEuU&0123 .\néß€😀()".chars().collect();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            for _ in 0..(x % 24) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let _ = split(&s);
+            let _ = crate::classify::classify_query(&s, crate::classify::LexContext::default());
+        }
+        assert!(split("/* ééééé */ select 1").is_ok());
+        assert!(split("-- é\nselect 1").is_ok());
     }
 
     #[test]

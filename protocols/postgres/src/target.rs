@@ -124,13 +124,130 @@ async fn open_stream(t: &PostgresTarget) -> Result<Stream, TargetError> {
     }
 }
 
-/// Client startup parameters that are passed on to the target. Everything else (`user`,
-/// `database`, `replication`, protocol extensions `_pq_.*`) is proctor's to decide.
-pub fn forwardable_param(name: &str) -> bool {
-    !matches!(name, "user" | "database" | "replication") && !name.starts_with("_pq_.")
+/// Settings a client may pass in its startup packet (directly or as `-c name=value` in
+/// `options`) that proctor passes on. Anything else is dropped: a startup parameter such as
+/// `role` or `session_authorization` would change privileges without a statement proctor can
+/// judge. (The client's full list is in the session record either way.)
+fn allowed_setting(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "application_name"
+            | "client_encoding"
+            | "datestyle"
+            | "timezone"
+            | "intervalstyle"
+            | "extra_float_digits"
+            | "search_path"
+            | "statement_timeout"
+            | "lock_timeout"
+            | "idle_in_transaction_session_timeout"
+            | "idle_session_timeout"
+            | "default_transaction_isolation"
+            | "default_transaction_read_only"
+            | "default_transaction_deferrable"
+            | "bytea_output"
+            | "client_min_messages"
+            | "standard_conforming_strings"
+            | "lc_monetary"
+            | "lc_numeric"
+            | "lc_time"
+            | "xmlbinary"
+            | "xmloption"
+            | "work_mem"
+            | "jit"
+            | "geqo"
+    ) || n.starts_with("enable_")
 }
 
-/// Connects and logs in. `params` are the client's startup parameters (already filtered).
+/// Splits `options` into its settings, following PostgreSQL's rules: words separated by
+/// spaces, `\` escapes the next character.
+fn option_words(options: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            c if c.is_ascii_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+fn escape_option(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c == '\\' || c.is_ascii_whitespace() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The client's startup parameters proctor passes on to the target, and the names it dropped.
+/// `user`, `database` and `replication` are proctor's to decide; protocol extensions
+/// (`_pq_.*`) are declined at negotiation.
+pub fn forwardable_params(params: &[(String, String)]) -> (Vec<(String, String)>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "user" | "database" | "replication" => {}
+            _ if k.starts_with("_pq_.") => {}
+            "options" => {
+                let words = option_words(v);
+                let mut settings: Vec<String> = Vec::new();
+                let mut it = words.into_iter();
+                while let Some(w) = it.next() {
+                    let setting = if w == "-c" {
+                        it.next()
+                    } else if let Some(s) = w.strip_prefix("-c") {
+                        Some(s.to_string())
+                    } else {
+                        w.strip_prefix("--").map(str::to_string)
+                    };
+                    match setting {
+                        Some(s) if s.split_once('=').is_some_and(|(n, _)| allowed_setting(n)) => {
+                            settings.push(s)
+                        }
+                        Some(s) => {
+                            dropped.push(format!("options: {}", s.split('=').next().unwrap_or("")))
+                        }
+                        None => dropped.push(format!("options: {w}")),
+                    }
+                }
+                if !settings.is_empty() {
+                    let joined = settings
+                        .iter()
+                        .map(|s| format!("-c {}", escape_option(s)))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    kept.push((k.clone(), joined));
+                }
+            }
+            _ if allowed_setting(k) => kept.push((k.clone(), v.clone())),
+            _ => dropped.push(k.clone()),
+        }
+    }
+    (kept, dropped)
+}
+
+/// Connects and logs in. `params` are the client's startup parameters after
+/// [`forwardable_params`].
 pub async fn connect(
     t: &PostgresTarget,
     user: &str,
@@ -291,5 +408,41 @@ async fn read_frame(
                 "the target closed the connection",
             )));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn startup_parameters_are_filtered() {
+        let (kept, dropped) = forwardable_params(&p(&[
+            ("user", "alice"),
+            ("database", "appdb"),
+            ("application_name", "psql"),
+            ("DateStyle", "ISO"),
+            ("role", "admin"),
+            ("_pq_.x", "1"),
+            (
+                "options",
+                "-c search_path=a\\ b --statement_timeout=5s -c role=admin -crole=x",
+            ),
+        ]));
+        assert_eq!(
+            kept,
+            p(&[
+                ("application_name", "psql"),
+                ("DateStyle", "ISO"),
+                ("options", "-c search_path=a\\ b -c statement_timeout=5s"),
+            ])
+        );
+        assert_eq!(dropped, vec!["role", "options: role", "options: role"]);
     }
 }

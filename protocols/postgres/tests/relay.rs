@@ -530,33 +530,13 @@ async fn auth_failures_are_refused_and_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_verify_full_with_psql() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "proctor test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let server_cert = server_params.signed_by(&server_key, &ca).unwrap();
+    let ca = TestCa::new();
+    let server = ca.issue(&["localhost"]);
     let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    let server_config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![server_cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&ca_path, &ca.pem).unwrap();
     let f = Fixture::start(PgFrontendConfig {
-        tls: Some(std::sync::Arc::new(server_config)),
+        tls: Some(server_tls(&server)),
         require_tls: true,
         ..PgFrontendConfig::default()
     })
@@ -845,4 +825,133 @@ async fn shutdown_interrupts_sessions() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_over_tls_verify_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let cert = ca.issue(&["127.0.0.1"]);
+    let (crt, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    std::fs::write(&crt, &cert.pem).unwrap();
+    std::fs::write(&key, &cert.key_pem).unwrap();
+    if proctor_harness::is_root() {
+        // PostgreSQL runs as nobody and insists on a private key only it can read.
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "nobody"])
+            .arg(dir.path())
+            .status();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conf = vec![
+        "ssl = on".to_string(),
+        format!("ssl_cert_file = '{}'", crt.display()),
+        format!("ssl_key_file = '{}'", key.display()),
+    ];
+    let pg = tokio::task::spawn_blocking(move || {
+        let pg = proctor_harness::LocalPostgres::start(proctor_harness::PostgresOptions {
+            extra_conf: conf,
+            ..Default::default()
+        })
+        .expect("start postgres with TLS");
+        pg.psql(
+            "postgres",
+            &format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{ROLE_PASSWORD}'"),
+        )
+        .unwrap();
+        pg.psql(
+            "postgres",
+            &format!("CREATE DATABASE {TARGET} OWNER {ROLE}"),
+        )
+        .unwrap();
+        pg
+    })
+    .await
+    .unwrap();
+    let f = Fixture::with_target_tls(
+        pg,
+        PgFrontendConfig::default(),
+        proctor_gate::TargetTls::VerifyFull {
+            ca_pem: ca.pem.clone(),
+        },
+    )
+    .await;
+    let (client, _conn) = f.connect().await;
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "proctor -> target must be TLS");
+
+    // A target whose certificate does not chain to the configured CA is refused.
+    let other = TestCa::new();
+    let f2 = Fixture::with_target_tls(
+        f.pg.unwrap(),
+        PgFrontendConfig::default(),
+        proctor_gate::TargetTls::VerifyFull { ca_pem: other.pem },
+    )
+    .await;
+    let Err(e) = f2
+        .config(AGENT, AGENT_SECRET)
+        .connect(tokio_postgres::NoTls)
+        .await
+    else {
+        panic!("an unverifiable target must not be used");
+    };
+    assert_eq!(db_error(&e).0, "08006");
+    let g = f2.wait_ended(0).await;
+    assert_eq!(g.end().unwrap().0, Outcome::TargetLost);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_errors_mid_pipeline() {
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    let (client, conn) = f.connect().await;
+    let (a, b, c) = tokio::join!(
+        client.query_one("SELECT 1::int4", &[]),
+        client.query_one("SELECT 1 / $1::int4", &[&0i32]),
+        client.query_one("SELECT 3::int4", &[]),
+    );
+    assert_eq!(a.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(db_error(&b.unwrap_err()).0, "22012");
+    assert_eq!(c.unwrap().get::<_, i32>(0), 3);
+    // In a transaction the error aborts it, as without proctor.
+    client.batch_execute("BEGIN").await.unwrap();
+    let e = client.simple_query("SELECT 1/0").await.unwrap_err();
+    assert_eq!(db_error(&e).0, "22012");
+    let e = client.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(db_error(&e).0, "25P02");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    // A denied statement is refused where it stood; the failed one still reports its error.
+    let (x, y) = tokio::join!(
+        client.query_one("SELECT 1 / $1::int4", &[&0i32]),
+        client.query("SELECT 'forbidden_table'", &[]),
+    );
+    assert_eq!(db_error(&x.unwrap_err()).0, "22012");
+    assert_eq!(db_error(&y.unwrap_err()).0, "42501");
+    client.simple_query("SELECT 1").await.unwrap();
+    drop(client);
+    let _ = conn.await;
+    let g = f.wait_ended(0).await;
+    let stmts = g.statements();
+    let div = stmts
+        .iter()
+        .find(|s| s.text == "SELECT 1 / $1::int4")
+        .unwrap();
+    let r = g
+        .results()
+        .into_iter()
+        .find(|r| r.statement_id == div.id)
+        .unwrap();
+    let err = r.error.unwrap();
+    assert_eq!(
+        (err.code.as_str(), err.severity.as_str()),
+        ("22012", "ERROR")
+    );
+    assert!(err.message.contains("division by zero"));
 }

@@ -322,18 +322,24 @@ impl Relay {
             Some(Expect::Sync) | None => {}
             Some(_) => {
                 if matches!(self.expect.front(), Some(Expect::Execute(_))) {
+                    // Resolve the columns while the Execute is still at the head.
                     self.with_result(|_| {});
-                    if let Some(Expect::Execute(x)) = self.expect.pop_front() {
-                        self.events.push(Event::StatementResult(x.acc.failed(err)));
-                    }
                 }
                 // The server now skips everything up to the next Sync, including anything
-                // proctor would have said in between.
+                // proctor would have said in between. The error belongs to the first statement
+                // in that stretch: it failed while running, or its Parse/Bind did (a custom
+                // plan is made, and constants folded, at Bind). Later ones never ran.
+                let mut reported = false;
                 while let Some(e) = self.expect.front() {
                     if matches!(e, Expect::Sync) {
                         break;
                     }
-                    self.expect.pop_front();
+                    if let Some(Expect::Execute(x)) = self.expect.pop_front()
+                        && !reported
+                    {
+                        reported = true;
+                        self.events.push(Event::StatementResult(x.acc.failed(err)));
+                    }
                 }
             }
         }

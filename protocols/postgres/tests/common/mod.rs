@@ -309,6 +309,14 @@ impl Fixture {
     }
 
     pub async fn with_pg(pg: LocalPostgres, config: PgFrontendConfig) -> Fixture {
+        Self::with_target_tls(pg, config, TargetTls::Disable).await
+    }
+
+    pub async fn with_target_tls(
+        pg: LocalPostgres,
+        config: PgFrontendConfig,
+        tls: TargetTls,
+    ) -> Fixture {
         let (holds_tx, holds) = mpsc::unbounded_channel();
         let mut verifiers = HashMap::new();
         verifiers.insert(
@@ -325,7 +333,7 @@ impl Fixture {
                 host: "127.0.0.1".into(),
                 port: pg.port,
                 dbname: TARGET.into(),
-                tls: TargetTls::Disable,
+                tls,
                 connect_timeout: Duration::from_secs(5),
             },
             refusals: Mutex::new(Vec::new()),
@@ -536,4 +544,63 @@ pub fn psql(conninfo: &str, args: &[&str]) -> std::process::Output {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run psql")
+}
+
+/// A throw-away CA.
+pub struct TestCa {
+    pub pem: String,
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A certificate issued by [`TestCa`]: PEM, DER and the private key (PKCS#8 DER and PEM).
+pub struct TestCert {
+    pub pem: String,
+    pub der: rustls::pki_types::CertificateDer<'static>,
+    pub key_der: Vec<u8>,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "proctor test CA");
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
+        TestCa {
+            pem: issuer.pem(),
+            issuer,
+        }
+    }
+
+    pub fn issue(&self, names: &[&str]) -> TestCert {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        TestCert {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            key_der: key.serialize_der(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+pub fn server_tls(cert: &TestCert) -> Arc<rustls::ServerConfig> {
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der.clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(cert.key_der.clone()).unwrap(),
+    )
+    .unwrap();
+    Arc::new(cfg)
 }
