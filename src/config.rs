@@ -60,6 +60,9 @@ pub struct Config {
     /// Real-time detectors (bursts, first use, egress, active hours).
     #[serde(default)]
     pub monitor: crate::monitor::MonitorConfig,
+    /// How long recordings are kept (AG-305 4.4).
+    #[serde(default)]
+    pub retention: RetentionSettings,
     /// Outbound notifications (holds, alerts...) as signed JSON POSTs.
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
@@ -97,6 +100,34 @@ impl Default for RedactionSettings {
             auditor_key: None,
             sensitive_columns: Vec::new(),
             detectors: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Kept in the hot store at least this long, then archivable.
+    #[serde(default = "default_online", with = "humantime_serde_compat")]
+    pub online: Duration,
+    /// Kept in total (online and archived) at least this long, then purgeable.
+    #[serde(default = "default_total", with = "humantime_serde_compat")]
+    pub total: Duration,
+}
+
+fn default_online() -> Duration {
+    Duration::from_secs(365 * 86_400)
+}
+
+fn default_total() -> Duration {
+    Duration::from_secs(5 * 365 * 86_400 + 86_400)
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            online: default_online(),
+            total: default_total(),
         }
     }
 }
@@ -317,6 +348,12 @@ pub struct Target {
     pub host_cas: Vec<String>,
     #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
     pub connect_timeout: Duration,
+    /// Overrides `retention.online` for this target's sessions (e.g. "400days").
+    #[serde(default)]
+    pub retention_online: Option<String>,
+    /// Overrides `retention.total` for this target's sessions (e.g. "7years").
+    #[serde(default)]
+    pub retention_total: Option<String>,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -518,6 +555,13 @@ impl Config {
                     format!("{:?} is invalid or duplicate", t.name),
                 ));
             }
+            for (key, v) in [("retention_online", &t.retention_online), ("retention_total", &t.retention_total)] {
+                if let Some(v) = v
+                    && humantime::parse_duration(v).is_err()
+                {
+                    return Err(invalid(format!("targets[{i}].{key}"), format!("{v:?}: expected a duration like \"400days\"")));
+                }
+            }
             match t.protocol() {
                 Some(Protocol::Postgres) => {
                     if t.admin_dsn.is_none() && t.admin_dsn_file.is_none() {
@@ -631,6 +675,30 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// (online, total) retention for a target's sessions, and a description for the record.
+    pub fn retention_for(&self, target: &str) -> (Duration, Duration, String) {
+        let t = self.target(target);
+        let parse = |v: Option<&String>| v.and_then(|s| humantime::parse_duration(s).ok());
+        let online = parse(t.and_then(|t| t.retention_online.as_ref())).unwrap_or(self.retention.online);
+        let total = parse(t.and_then(|t| t.retention_total.as_ref()))
+            .unwrap_or(self.retention.total)
+            .max(online);
+        let source = if t.is_some_and(|t| t.retention_online.is_some() || t.retention_total.is_some()) {
+            format!("target {target}")
+        } else {
+            "default".to_string()
+        };
+        (
+            online,
+            total,
+            format!(
+                "{source}: {} online, {} in total",
+                humantime::format_duration(online),
+                humantime::format_duration(total)
+            ),
+        )
     }
 
     pub fn agent(&self, name: &str) -> Option<&Agent> {

@@ -30,6 +30,9 @@ pub enum Request {
     Approve { id: String, approver: String, reason: String },
     Deny { id: String, approver: String, reason: String },
     Kill { id: String, reason: String },
+    Archive { older_than: Option<String>, to: std::path::PathBuf },
+    Purge { session: Option<String>, by: String },
+    LegalHold { session: String, reason: String, release: bool, by: String },
     /// Records an annotation (agent reasoning) in a live session.
     Annotate { id: String, source: String, text: String },
 }
@@ -109,6 +112,28 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
                     Response::ok(json!({ "killed": s.id }))
                 }
                 None => Response::err(format!("no live session matches {id:?}")),
+            }
+        }
+        Request::Archive { older_than, to } => {
+            let older = match older_than.as_deref().map(humantime::parse_duration).transpose() {
+                Ok(d) => d,
+                Err(e) => return Response::err(e),
+            };
+            match crate::retention::archive(&core.store, older, &to, core.config.retention.online).await {
+                Ok(r) => Response::ok(json!(r)),
+                Err(e) => Response::err(e),
+            }
+        }
+        Request::Purge { session, by } => {
+            match crate::retention::purge(&core.store, session.as_deref(), core.config.retention.total, &by).await {
+                Ok(r) => Response::ok(json!(r)),
+                Err(e) => Response::err(e),
+            }
+        }
+        Request::LegalHold { session, reason, release, by } => {
+            match crate::retention::legal_hold(&core.store, &session, &reason, release, &by).await {
+                Ok(id) => Response::ok(json!({ "session": id })),
+                Err(e) => Response::err(e),
             }
         }
         Request::Annotate { id, source, text } => match core.sessions.get(&id) {

@@ -19,6 +19,7 @@ pub mod listeners;
 pub mod monitor;
 pub mod ops;
 pub mod replay;
+pub mod retention;
 pub mod serve;
 pub mod api;
 pub mod webhooks;

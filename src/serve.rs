@@ -48,6 +48,7 @@ pub async fn start(config: Config) -> Result<Server> {
     let data = config.data_dir.clone();
     let mut store = Store::open(&data, writer_options(&config))
         .with_context(|| format!("opening the store in {}", data.display()))?;
+    store.default_retention = (config.retention.online, config.retention.total);
     store
         .finish_recovery()
         .await

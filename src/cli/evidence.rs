@@ -105,6 +105,26 @@ pub async fn verify(
     Ok(if report.ok() { 0 } else { 1 })
 }
 
+pub fn verify_archive(dir: &std::path::Path, pubkey: Option<&std::path::Path>, json: bool) -> Result<i32> {
+    let key = pubkey.map(signing::load_public_key).transpose()?;
+    let check = crate::retention::verify_archive(dir, key.as_ref())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&check)?);
+    } else {
+        for p in &check.problems {
+            println!("FAIL {p}");
+        }
+        println!(
+            "{}: {} sessions in {} manifests{}",
+            if check.problems.is_empty() { "OK" } else { "FAILED" },
+            check.sessions,
+            check.manifests,
+            if key.is_some() { " (pinned key)" } else { " (key from the manifest; pin it with --pubkey)" }
+        );
+    }
+    Ok(if check.problems.is_empty() { 0 } else { 1 })
+}
+
 pub async fn export(store: StoreArgs, session: &str, format: &str, output: Option<PathBuf>) -> Result<i32> {
     let format = ExportFormat::parse(format)?;
     let data = store.data_dir()?;

@@ -4,6 +4,7 @@ mod approvals;
 mod bench;
 mod evidence;
 mod replay;
+mod retention;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -95,6 +96,9 @@ pub enum Command {
         /// Verify an exported bundle offline instead of a store.
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// Verify an archive directory (manifests and bundles) on its own.
+        #[arg(long)]
+        archive: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -110,6 +114,12 @@ pub enum Command {
     },
     /// Step through a recorded session, or re-run a PostgreSQL one against a sandbox.
     Replay(replay::ReplayArgs),
+    /// Archive sealed sessions past their online retention into self-verifying bundles.
+    Archive(retention::ArchiveArgs),
+    /// Delete sessions past their retention (recorded in the ledger); nothing else deletes.
+    Purge(retention::PurgeArgs),
+    /// Place (or release) a legal hold on a session: it never expires while held.
+    Hold(retention::HoldArgs),
     /// Search and show recorded sessions.
     Sessions {
         #[command(subcommand)]
@@ -175,8 +185,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             session,
             pubkey,
             bundle,
+            archive,
             json,
-        } => evidence::verify(store, session, pubkey, bundle, json).await,
+        } => match archive {
+            Some(dir) => evidence::verify_archive(&dir, pubkey.as_deref(), json),
+            None => evidence::verify(store, session, pubkey, bundle, json).await,
+        },
         Command::Export {
             store,
             session,
@@ -185,6 +199,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         } => evidence::export(store, &session, &format, output).await,
         Command::Sessions { command } => sessions::run(command).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Archive(args) => retention::archive(args).await,
+        Command::Purge(args) => retention::purge(args).await,
+        Command::Hold(args) => retention::hold(args).await,
         Command::Keys { command } => evidence::keys(command),
         Command::Reindex { store } => evidence::reindex(store),
         Command::Approvals { command } => approvals::run(command).await,

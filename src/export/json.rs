@@ -107,6 +107,9 @@ pub fn event_fields(e: &Event) -> Value {
         }),
         Event::CredentialRevoked { name, detail } => json!({ "name": name, "detail": detail }),
         Event::ProtocolError { party, message } => json!({ "party": party.as_str(), "message": message }),
+        Event::Retention { online_until_ns, retain_until_ns, policy } => json!({
+            "online_until": format_ns(*online_until_ns), "retain_until": format_ns(*retain_until_ns), "policy": policy,
+        }),
     }
 }
 

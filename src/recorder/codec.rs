@@ -56,6 +56,7 @@ pub mod kind {
     pub const CREDENTIAL_ISSUED: u8 = 23;
     pub const CREDENTIAL_REVOKED: u8 = 24;
     pub const PROTOCOL_ERROR: u8 = 25;
+    pub const RETENTION: u8 = 26;
     pub const CHECKPOINT: u8 = 64;
     pub const SEAL: u8 = 65;
     pub const JOURNAL_NOTE: u8 = 96;
@@ -98,6 +99,7 @@ pub fn event_kind(e: &Event) -> u8 {
             Event::CredentialIssued(_) => CREDENTIAL_ISSUED,
             Event::CredentialRevoked { .. } => CREDENTIAL_REVOKED,
         Event::ProtocolError { .. } => PROTOCOL_ERROR,
+        Event::Retention { .. } => RETENTION,
     }
 }
 
@@ -130,6 +132,7 @@ pub fn kind_name(code: u8) -> &'static str {
         CREDENTIAL_ISSUED => "credential_issued",
         CREDENTIAL_REVOKED => "credential_revoked",
         PROTOCOL_ERROR => "protocol_error",
+        RETENTION => "retention",
         CHECKPOINT => "checkpoint",
         SEAL => "seal",
         JOURNAL_NOTE => "journal_note",
@@ -367,6 +370,15 @@ pub fn encode_event_into(e: &Event, w: &mut Writer) {
         Event::ProtocolError { party, message } => {
             w.str(party.as_str());
             w.str(message);
+        }
+        Event::Retention {
+            online_until_ns,
+            retain_until_ns,
+            policy,
+        } => {
+            w.i64(*online_until_ns);
+            w.i64(*retain_until_ns);
+            w.str(policy);
         }
     }
 }
@@ -634,6 +646,11 @@ fn decode_event(kind_code: u8, r: &mut Reader<'_>) -> Result<Event, DecodeError>
                 message: r.str()?,
             }
         }
+        RETENTION => Event::Retention {
+            online_until_ns: r.i64()?,
+            retain_until_ns: r.i64()?,
+            policy: r.str()?,
+        },
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -66,6 +66,18 @@ pub struct SessionMeta {
     pub alerts: u64,
     pub spans: Vec<Span>,
     pub ledger_index: Option<u64>,
+    #[serde(default)]
+    pub online_until_ns: Option<i64>,
+    #[serde(default)]
+    pub retain_until_ns: Option<i64>,
+    /// Reason of a legal hold, which suspends expiry.
+    #[serde(default)]
+    pub legal_hold: Option<String>,
+    /// Where the session was archived (its online frames are then gone).
+    #[serde(default)]
+    pub archived: Option<String>,
+    #[serde(default)]
+    pub purged: bool,
 }
 
 impl SessionMeta {
@@ -97,6 +109,8 @@ pub fn wants_body(kind_code: u8) -> bool {
             | kind::CREDENTIAL_ISSUED
             | kind::CREDENTIAL_REVOKED
             | kind::VERDICT
+            | kind::RETENTION
+            | kind::JOURNAL_NOTE
     )
 }
 
@@ -276,15 +290,29 @@ impl Index {
                     VerdictKind::Deny => meta.denies += 1,
                     VerdictKind::Allow => {}
                 },
+                Event::Retention {
+                    online_until_ns,
+                    retain_until_ns,
+                    ..
+                } => {
+                    meta.online_until_ns = Some(online_until_ns);
+                    meta.retain_until_ns = Some(retain_until_ns);
+                }
                 _ => {}
             }
         }
+
         if rec.session == JOURNAL_SESSION {
             meta.agent = "proctor".into();
             meta.target = "store".into();
             meta.protocol = "journal".into();
         }
         self.dirty.insert(rec.session);
+        if rec.kind == kind::JOURNAL_NOTE
+            && let Ok(Body::JournalNote { topic, text }) = codec::decode_body(rec.kind, rec.body)
+        {
+            self.apply_journal(&topic, &text)?;
+        }
         Ok(())
     }
 
@@ -408,5 +436,48 @@ impl Index {
         let tree = self.tree.open_tree("baseline")?;
         let prefix = [agent.as_bytes(), b"\0"].concat();
         Ok(tree.scan_prefix(prefix).next().is_some())
+    }
+
+    /// Store-level facts that change a session's metadata: legal holds and their release.
+    /// The note's text starts with the session id.
+    fn apply_journal(&mut self, topic: &str, text: &str) -> Result<(), IndexError> {
+        if topic != "legal_hold" && topic != "legal_hold_release" {
+            return Ok(());
+        }
+        let Some(key) = text.split_whitespace().next().and_then(parse_session_id) else {
+            return Ok(());
+        };
+        let reason = text.split_once(' ').map(|(_, r)| r.to_string()).unwrap_or_default();
+        self.update(&key, |m| {
+            m.legal_hold = if topic == "legal_hold" { Some(reason.clone()) } else { None };
+        })
+    }
+
+    /// Changes a session's metadata (loading it from sled if it is not in memory).
+    pub fn update(&mut self, session: &SessionKey, f: impl FnOnce(&mut SessionMeta)) -> Result<(), IndexError> {
+        if !self.live.contains_key(session) {
+            match self.load(session)? {
+                Some(m) => {
+                    self.live.insert(*session, m);
+                }
+                None => return Ok(()),
+            }
+        }
+        if let Some(m) = self.live.get_mut(session) {
+            f(m);
+            self.dirty.insert(*session);
+        }
+        Ok(())
+    }
+
+    /// Replaces the spans a session has in `segment` (after the segment was compacted).
+    pub fn set_segment_span(&mut self, session: &SessionKey, segment: u64, span: Option<Span>) -> Result<(), IndexError> {
+        self.update(session, |m| {
+            m.spans.retain(|s| s.segment != segment);
+            if let Some(s) = span {
+                m.spans.push(s);
+                m.spans.sort_by_key(|s| (s.segment, s.start));
+            }
+        })
     }
 }

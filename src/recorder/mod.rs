@@ -204,6 +204,15 @@ impl Recorder {
             .map_err(|_| RecorderError::Closed("recorder stopped".into()))?
     }
 
+    /// Starts a new segment once everything queued so far is durable.
+    pub async fn rotate(&self) -> Result<(), RecorderError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Rotate { ack })
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        Ticket(rx).wait().await
+    }
+
     /// Waits until everything queued so far is durable.
     pub async fn barrier(&self) -> Result<(), RecorderError> {
         let (ack, rx) = oneshot::channel();
@@ -223,6 +232,8 @@ pub struct Store {
     ledger: Arc<Mutex<Ledger>>,
     writer: Option<JoinHandle<()>>,
     pub recovery: recover::RecoveryReport,
+    /// Retention (online, total) given to sessions recovery seals; `serve` sets the config's.
+    pub default_retention: (std::time::Duration, std::time::Duration),
     _lock: File,
 }
 
@@ -273,6 +284,10 @@ impl Store {
             ledger,
             writer: Some(writer),
             recovery: prepared.report,
+            default_retention: (
+                std::time::Duration::from_secs(365 * 86_400),
+                std::time::Duration::from_secs(5 * 365 * 86_400 + 86_400),
+            ),
             _lock: lock,
         })
     }

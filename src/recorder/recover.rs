@@ -238,6 +238,20 @@ pub async fn finish(store: &mut Store) -> Result<(), RecorderError> {
             continue;
         };
         let reason = "proctor stopped before this session ended (sealed at restart)";
+        let now = now_ns();
+        let (online, total) = store.default_retention;
+        store
+            .recorder
+            .record(
+                key,
+                now,
+                &proctor_gate::Event::Retention {
+                    online_until_ns: now.saturating_add(online.as_nanos() as i64),
+                    retain_until_ns: now.saturating_add(total.as_nanos() as i64),
+                    policy: "default (sealed at restart)".into(),
+                },
+            )
+            .await?;
         store
             .recorder
             .seal(key, now_ns(), Outcome::Interrupted, reason)

@@ -108,6 +108,8 @@ pub enum Command {
     },
     /// Acknowledged once everything queued before it is durable.
     Barrier { ack: Ack },
+    /// Closes the active segment and starts the next one (so closed ones can be compacted).
+    Rotate { ack: Ack },
 }
 
 /// A record written in this batch, for the index once the batch is durable.
@@ -130,6 +132,7 @@ struct Pending {
     ledger_requests: Vec<(Vec<Leaf>, oneshot::Sender<Result<Vec<u64>, RecorderError>>)>,
     index: Vec<PendingIndex>,
     buf: Vec<u8>,
+    rotate: Vec<Ack>,
 }
 
 impl Pending {
@@ -140,6 +143,7 @@ impl Pending {
             ledger_requests: Vec::new(),
             index: Vec::new(),
             buf: Vec::with_capacity(1 << 20),
+            rotate: Vec::new(),
         }
     }
 }
@@ -284,6 +288,7 @@ impl WriterThread {
             }
             Command::Ledger { leaves, ack } => p.ledger_requests.push((leaves, ack)),
             Command::Barrier { ack } => p.acks.push(ack),
+            Command::Rotate { ack } => p.rotate.push(ack),
         }
     }
 
@@ -401,8 +406,9 @@ impl WriterThread {
             ledger_requests,
             index,
             buf,
+            rotate,
         } = p;
-        if buf.is_empty() && seals.is_empty() && ledger_requests.is_empty() {
+        if buf.is_empty() && seals.is_empty() && ledger_requests.is_empty() && rotate.is_empty() {
             for a in acks {
                 let _ = a.send(match self.failed_reason() {
                     Some(r) => Err(RecorderError::Failed(r)),
@@ -430,6 +436,9 @@ impl WriterThread {
                 let _ = a.send(Err(RecorderError::Failed(reason.clone())));
             }
             for (_, a) in ledger_requests {
+                let _ = a.send(Err(RecorderError::Failed(reason.clone())));
+            }
+            for a in rotate {
                 let _ = a.send(Err(RecorderError::Failed(reason.clone())));
             }
             return;
@@ -462,12 +471,19 @@ impl WriterThread {
             }
         }
         self.commit_ledger(seals, ledger_requests);
-        if self.segment.len >= self.opts.max_segment_bytes {
+        let rotate_now = !rotate.is_empty() && self.segment.len > super::segment::SEGMENT_HEADER_LEN;
+        if self.segment.len >= self.opts.max_segment_bytes || rotate_now {
             let next = self.segment.number + 1;
             match SegmentWriter::create(&self.data, next) {
                 Ok(s) => self.segment = s,
                 Err(e) => self.fail(format!("cannot create segment {next}: {e}")),
             }
+        }
+        for a in rotate {
+            let _ = a.send(match self.failed_reason() {
+                Some(r) => Err(RecorderError::Failed(r)),
+                None => Ok(()),
+            });
         }
     }
 
@@ -556,7 +572,7 @@ fn reject(cmd: Command, reason: &str) {
         Command::Ledger { ack, .. } => {
             let _ = ack.send(Err(err()));
         }
-        Command::Barrier { ack } => {
+        Command::Barrier { ack } | Command::Rotate { ack } => {
             let _ = ack.send(Err(err()));
         }
     }

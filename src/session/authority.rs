@@ -131,6 +131,7 @@ impl CoreAuthority {
             reason: refusal.message.clone(),
             approval_id: String::new(),
         }));
+        events.push(self.core.retention_event(&req.target));
         if self.record_all(key, &events).await.is_ok()
             && let Err(e) = self
                 .core
@@ -272,14 +273,14 @@ impl Authority for CoreAuthority {
         let endpoint = match endpoint(&target, &grant) {
             Ok(e) => e,
             Err(msg) => {
-                return Err(self.fail_open(key, &id, RefusalKind::CredentialFailed, msg).await);
+                return Err(self.fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, msg).await);
             }
         };
         let (credential, revocation, record) = match target.protocol() {
             Some(Protocol::Postgres) => {
                 let admin = match admin_target(&target) {
                     Ok(a) => a,
-                    Err(msg) => return Err(self.fail_open(key, &id, RefusalKind::CredentialFailed, msg).await),
+                    Err(msg) => return Err(self.fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, msg).await),
                 };
                 let member_of = grant.role.clone().unwrap_or_default();
                 match self
@@ -300,7 +301,7 @@ impl Authority for CoreAuthority {
                         },
                         issued.record,
                     ),
-                    Err(e) => return Err(self.fail_open(key, &id, RefusalKind::CredentialFailed, e.to_string()).await),
+                    Err(e) => return Err(self.fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, e.to_string()).await),
                 }
             }
             _ => {
@@ -327,7 +328,7 @@ impl Authority for CoreAuthority {
                         },
                         issued.record,
                     ),
-                    Err(e) => return Err(self.fail_open(key, &id, RefusalKind::CredentialFailed, e.to_string()).await),
+                    Err(e) => return Err(self.fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, e.to_string()).await),
                 }
             }
         };
@@ -408,18 +409,18 @@ impl Authority for CoreAuthority {
 
 impl CoreAuthority {
     /// Seals a session whose start was recorded but whose credentials could not be issued.
-    async fn fail_open(&self, key: SessionKey, id: &str, kind: RefusalKind, msg: String) -> Refusal {
+    async fn fail_open(&self, key: SessionKey, id: &str, target: &str, kind: RefusalKind, msg: String) -> Refusal {
         let message = format!("cannot issue credentials for the target: {msg}");
         let _ = self
-            .core
-            .recorder
-            .record(
+            .record_all(
                 key,
-                now_ns(),
-                &Event::ProtocolError {
-                    party: proctor_gate::Party::Proctor,
-                    message: message.clone(),
-                },
+                &[
+                    Event::ProtocolError {
+                        party: proctor_gate::Party::Proctor,
+                        message: message.clone(),
+                    },
+                    self.core.retention_event(target),
+                ],
             )
             .await;
         if let Err(e) = self.core.recorder.seal(key, now_ns(), Outcome::Denied, &message).await {

@@ -96,6 +96,17 @@ impl Core {
         *g = Arc::new(policy);
     }
 
+    /// The retention event recorded just before a session of `target` is sealed.
+    pub fn retention_event(&self, target: &str) -> proctor_gate::Event {
+        let (online, total, policy) = self.config.retention_for(target);
+        let now = crate::clock::now_ns();
+        proctor_gate::Event::Retention {
+            online_until_ns: now.saturating_add(online.as_nanos().min(i64::MAX as u128) as i64),
+            retain_until_ns: now.saturating_add(total.as_nanos().min(i64::MAX as u128) as i64),
+            policy,
+        }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.store.data.clone()
     }

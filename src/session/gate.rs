@@ -509,6 +509,10 @@ impl Gate for SessionGate {
         {
             result = Err(recorder_err(e));
         }
+        let retention = self.core.retention_event(&self.live.target);
+        if let Err(e) = self.core.recorder.record(self.live.key, now_ns(), &retention).await {
+            result = Err(recorder_err(e));
+        }
         if let Err(e) = self
             .core
             .recorder

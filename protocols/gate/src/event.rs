@@ -492,6 +492,12 @@ pub enum Event {
         party: Party,
         message: String,
     },
+    /// How long the recording is kept (clause 4.4), fixed when the session ends.
+    Retention {
+        online_until_ns: i64,
+        retain_until_ns: i64,
+        policy: String,
+    },
 }
 
 impl Event {
@@ -523,6 +529,7 @@ impl Event {
             Event::CredentialIssued(_) => "credential_issued",
             Event::CredentialRevoked { .. } => "credential_revoked",
             Event::ProtocolError { .. } => "protocol_error",
+            Event::Retention { .. } => "retention",
         }
     }
 
