@@ -69,8 +69,16 @@ struct Pending {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ApprovalEvent {
-    Held { approval: PendingView },
-    Resolved { id: String, session_id: String, outcome: String, approver: String, reason: String },
+    Held {
+        approval: Box<PendingView>,
+    },
+    Resolved {
+        id: String,
+        session_id: String,
+        outcome: String,
+        approver: String,
+        reason: String,
+    },
 }
 
 #[derive(Clone)]
@@ -105,7 +113,7 @@ impl Approvals {
     pub fn hold(&self, view: PendingView) -> oneshot::Receiver<Answer> {
         let (tx, rx) = oneshot::channel();
         let _ = self.events.send(ApprovalEvent::Held {
-            approval: view.clone(),
+            approval: Box::new(view.clone()),
         });
         lock(&self.inner).insert(
             view.id.clone(),
@@ -250,6 +258,9 @@ mod tests {
         let _rx = a.hold(view("h2", 1));
         assert_eq!(a.deny("h2", "bob", " "), Err(ApprovalError::ReasonRequired));
         assert_eq!(a.deny("h2", "bob", "no"), Ok(()));
-        assert_eq!(a.deny("h2", "bob", "no"), Err(ApprovalError::NotFound("h2".into())));
+        assert_eq!(
+            a.deny("h2", "bob", "no"),
+            Err(ApprovalError::NotFound("h2".into()))
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! Real-time detectors (AG-305 clause 4.7): alerts raised while the session runs, not after.
+//!
 //! - a burst of destructive statements or commands,
 //! - first use by an agent of a table or program it has never used before (a per-agent baseline
 //!   kept in the store's index),
 //! - large data egress (rows returned, bytes of output),
 //! - activity outside the grant's active hours.
+//!
 //! Each finding is an alert recorded in the session; a detector may also hold the session's next
 //! action or kill it.
 
@@ -122,7 +124,10 @@ pub struct Watch {
 /// Active hours `HH:MM-HH:MM` (UTC); a range past midnight wraps.
 pub fn parse_hours(s: &str) -> Result<(u32, u32), String> {
     let parse = |t: &str| -> Result<u32, String> {
-        let (h, m) = t.trim().split_once(':').ok_or_else(|| format!("{t:?}: expected HH:MM"))?;
+        let (h, m) = t
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| format!("{t:?}: expected HH:MM"))?;
         let h: u32 = h.parse().map_err(|_| format!("{t:?}: bad hour"))?;
         let m: u32 = m.parse().map_err(|_| format!("{t:?}: bad minute"))?;
         if h > 23 || m > 59 {
@@ -130,7 +135,9 @@ pub fn parse_hours(s: &str) -> Result<(u32, u32), String> {
         }
         Ok(h * 60 + m)
     };
-    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?}: expected HH:MM-HH:MM (UTC)"))?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?}: expected HH:MM-HH:MM (UTC)"))?;
     Ok((parse(a)?, parse(b)?))
 }
 
@@ -197,11 +204,13 @@ impl Monitor {
     fn items(action: &Action) -> Vec<String> {
         match action {
             Action::Statement(s) => s.tables.iter().map(|t| format!("table:{t}")).collect(),
-            Action::Exec { command, .. } | Action::CommandLine { line: command, .. } => shell::analyze(command)
-                .programs
-                .into_iter()
-                .map(|p| format!("program:{p}"))
-                .collect(),
+            Action::Exec { command, .. } | Action::CommandLine { line: command, .. } => {
+                shell::analyze(command)
+                    .programs
+                    .into_iter()
+                    .map(|p| format!("program:{p}"))
+                    .collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -209,10 +218,12 @@ impl Monitor {
     fn is_destructive(action: &Action) -> bool {
         match action {
             Action::Statement(s) => destructive_sql(s.class, &s.command),
-            Action::Exec { command, .. } | Action::CommandLine { line: command, .. } => shell::analyze(command)
-                .programs
-                .iter()
-                .any(|p| DESTRUCTIVE_PROGRAMS.contains(&p.as_str())),
+            Action::Exec { command, .. } | Action::CommandLine { line: command, .. } => {
+                shell::analyze(command)
+                    .programs
+                    .iter()
+                    .any(|p| DESTRUCTIVE_PROGRAMS.contains(&p.as_str()))
+            }
             Action::SftpChange { op, .. } => matches!(op.as_str(), "remove" | "rmdir" | "rename"),
             _ => false,
         }
@@ -252,10 +263,16 @@ impl Monitor {
         if Self::is_destructive(action) {
             let window = self.config.burst_window.as_nanos() as i64;
             watch.destructive.push_back(now_ns);
-            while watch.destructive.front().is_some_and(|&t| now_ns - t > window) {
+            while watch
+                .destructive
+                .front()
+                .is_some_and(|&t| now_ns - t > window)
+            {
                 watch.destructive.pop_front();
             }
-            if watch.destructive.len() as u32 >= self.config.burst_count.max(1) && now_ns >= watch.burst_alerted_until {
+            if watch.destructive.len() as u32 >= self.config.burst_count.max(1)
+                && now_ns >= watch.burst_alerted_until
+            {
                 watch.burst_alerted_until = now_ns + window;
                 out.push(Self::alert(
                     "destructive-burst",
@@ -308,7 +325,11 @@ impl Monitor {
             Event::StatementResult(r) => watch.rows += r.rows,
             Event::Output { data, .. } => watch.bytes += data.len() as u64,
             Event::Sftp(op) => watch.bytes += op.bytes_read,
-            Event::Copy { bytes, direction: proctor_gate::Direction::Download, .. } => watch.bytes += bytes,
+            Event::Copy {
+                bytes,
+                direction: proctor_gate::Direction::Download,
+                ..
+            } => watch.bytes += bytes,
             _ => return out,
         }
         if !watch.rows_alerted && watch.rows >= self.config.egress_rows {
@@ -316,7 +337,10 @@ impl Monitor {
             out.push(Self::alert(
                 "egress-rows",
                 "high",
-                format!("{} rows returned in this session (threshold {})", watch.rows, self.config.egress_rows),
+                format!(
+                    "{} rows returned in this session (threshold {})",
+                    watch.rows, self.config.egress_rows
+                ),
                 self.config.egress_action,
             ));
         }
@@ -325,7 +349,10 @@ impl Monitor {
             out.push(Self::alert(
                 "egress-bytes",
                 "high",
-                format!("{} bytes sent to the agent in this session (threshold {})", watch.bytes, self.config.egress_bytes),
+                format!(
+                    "{} bytes sent to the agent in this session (threshold {})",
+                    watch.bytes, self.config.egress_bytes
+                ),
                 self.config.egress_action,
             ));
         }
@@ -363,7 +390,9 @@ mod tests {
         let a = stmt("DELETE", StatementClass::Write, &[]);
         let mut fired = 0;
         for i in 0..6 {
-            fired += m.on_action("a", None, &mut w, &a, i * 1_000_000_000, |_| false).len();
+            fired += m
+                .on_action("a", None, &mut w, &a, i * 1_000_000_000, |_| false)
+                .len();
         }
         assert_eq!(fired, 1);
     }

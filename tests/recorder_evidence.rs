@@ -23,7 +23,10 @@ fn proctor() -> Command {
 
 /// Writes `n` sealed sessions of `events` outputs each; returns their ids.
 fn make_store(data: &Path, n: usize, events: u64) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(async {
         let opts = WriterOptions {
             checkpoint_every_events: 8,
@@ -65,7 +68,9 @@ fn make_store(data: &Path, n: usize, events: u64) -> Vec<String> {
                 .await
                 .expect("event");
             }
-            rec.seal(key, now_ns(), Outcome::Completed, "done").await.expect("seal");
+            rec.seal(key, now_ns(), Outcome::Completed, "done")
+                .await
+                .expect("seal");
             ids.push(id.to_string());
         }
         store.close();
@@ -123,7 +128,12 @@ fn frames(data: &Path) -> Vec<FrameAt> {
         let path = segment::segment_path(data, n);
         let buf = std::fs::read(&path).expect("read segment");
         for item in Scanner::new(&buf, segment::SEGMENT_HEADER_LEN as usize) {
-            if let Scanned::Frame { offset, record, frame } = item {
+            if let Scanned::Frame {
+                offset,
+                record,
+                frame,
+            } = item
+            {
                 out.push(FrameAt {
                     segment: path.clone(),
                     offset: offset as usize,
@@ -178,22 +188,34 @@ fn rechain(data: &Path, session: SessionKey, key: Option<&RecorderKey>) {
             let rec_end = f.offset + f.len;
             let body_start = rec_start + frame::RECORD_HEADER_LEN;
             let hash_at = rec_end - 32;
-            if f.kind == kind::CHECKPOINT || f.kind == kind::SEAL {
-                if let Ok(Body::Checkpoint(mut s) | Body::Seal(mut s)) =
+            if (f.kind == kind::CHECKPOINT || f.kind == kind::SEAL)
+                && let Ok(Body::Checkpoint(mut s) | Body::Seal(mut s)) =
                     codec::decode_body(f.kind, &buf[body_start..hash_at])
-                {
-                    s.covered_hash = prev;
-                    if let Some(k) = key {
-                        let ctx = if f.kind == kind::SEAL { signing::SEAL_CONTEXT } else { signing::CHECKPOINT_CONTEXT };
-                        s.key_id = k.key_id;
-                        s.signature = k.sign(&signing::checkpoint_message(ctx, &session, s.covered_seq, &prev));
-                    }
-                    let body = if f.kind == kind::SEAL { Body::Seal(s) } else { Body::Checkpoint(s) };
-                    let mut w = Writer::default();
-                    codec::encode_body(&body, &mut w);
-                    assert_eq!(w.buf.len(), hash_at - body_start);
-                    buf[body_start..hash_at].copy_from_slice(&w.buf);
+            {
+                s.covered_hash = prev;
+                if let Some(k) = key {
+                    let ctx = if f.kind == kind::SEAL {
+                        signing::SEAL_CONTEXT
+                    } else {
+                        signing::CHECKPOINT_CONTEXT
+                    };
+                    s.key_id = k.key_id;
+                    s.signature = k.sign(&signing::checkpoint_message(
+                        ctx,
+                        &session,
+                        s.covered_seq,
+                        &prev,
+                    ));
                 }
+                let body = if f.kind == kind::SEAL {
+                    Body::Seal(s)
+                } else {
+                    Body::Checkpoint(s)
+                };
+                let mut w = Writer::default();
+                codec::encode_body(&body, &mut w);
+                assert_eq!(w.buf.len(), hash_at - body_start);
+                buf[body_start..hash_at].copy_from_slice(&w.buf);
             }
             let h = frame::chain_hash(&prev, &buf[rec_start..hash_at]);
             buf[hash_at..rec_end].copy_from_slice(&h);
@@ -210,7 +232,10 @@ fn assert_detected(text: &str, session: &str, seq: Option<u64>, what: &str) {
         .find(|l| l.starts_with("FAIL") && l.contains(session))
         .unwrap_or_else(|| panic!("no FAIL line names session {session}:\n{text}"));
     if let Some(q) = seq {
-        assert!(line.contains(&format!("seq {q}:")), "wrong seq in {line:?} (want {q})\n{text}");
+        assert!(
+            line.contains(&format!("seq {q}:")),
+            "wrong seq in {line:?} (want {q})\n{text}"
+        );
     }
     assert!(line.contains(what), "expected {what:?} in {line:?}");
 }
@@ -233,7 +258,9 @@ fn tamper_cases_are_detected_and_named() {
     // 1. One byte of an event body changed: the frame checksum catches it.
     let d = case("edit-byte");
     let f = find(&frames(&d), victim, 5);
-    rewrite(&f.segment, |b| b[f.offset + FRAME_HEADER_LEN + frame::RECORD_HEADER_LEN + 10] ^= 1);
+    rewrite(&f.segment, |b| {
+        b[f.offset + FRAME_HEADER_LEN + frame::RECORD_HEADER_LEN + 10] ^= 1
+    });
     let (_, t) = verify(&d, &[]);
     assert_detected(&t, victim, Some(5), "edited");
 
@@ -288,7 +315,11 @@ fn tamper_cases_are_detected_and_named() {
     let d = case("cut-tail");
     let all = frames(&d);
     let k = key_of(victim);
-    let mut tail: Vec<FrameAt> = all.iter().filter(|f| f.session == k && f.seq >= 38).cloned().collect();
+    let mut tail: Vec<FrameAt> = all
+        .iter()
+        .filter(|f| f.session == k && f.seq >= 38)
+        .cloned()
+        .collect();
     tail.sort_by_key(|f| std::cmp::Reverse(f.offset));
     rewrite(&tail[0].segment, |buf| {
         for f in &tail {
@@ -324,7 +355,11 @@ fn tamper_cases_are_detected_and_named() {
     for id in &ids {
         rechain(&d, key_of(id), Some(&mallory));
     }
-    std::fs::write(signing::public_key_path(&d), signing::public_key_pem(&mallory.verifying_key())).expect("pub");
+    std::fs::write(
+        signing::public_key_path(&d),
+        signing::public_key_pem(&mallory.verifying_key()),
+    )
+    .expect("pub");
     let (_, t) = verify(&d, &["--pubkey", original_pub.to_str().expect("utf8")]);
     assert_detected(&t, victim, None, "bad signature");
     assert!(t.contains("not the recorder key"), "{t}");
@@ -355,7 +390,11 @@ fn bundles_verify_offline_and_detect_edits() {
         .arg(&data)
         .output()
         .expect("export");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pubkey = signing::public_key_path(&data);
     let run = |p: &Path| {
         let o = proctor()
@@ -365,7 +404,10 @@ fn bundles_verify_offline_and_detect_edits() {
             .arg(&pubkey)
             .output()
             .expect("verify bundle");
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
     };
     let (ok, t) = run(&bundle);
     assert!(ok, "{t}");
@@ -385,7 +427,15 @@ fn crash_loses_nothing_acknowledged() {
     let base = tempfile::tempdir().expect("tempdir");
     let data = base.path().join("store");
     let mut child = proctor()
-        .args(["bench-recorder", "--sessions", "16", "--events", "1000000", "--print-acks", "--data"])
+        .args([
+            "bench-recorder",
+            "--sessions",
+            "16",
+            "--events",
+            "1000000",
+            "--print-acks",
+            "--data",
+        ])
         .arg(&data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -395,7 +445,10 @@ fn crash_loses_nothing_acknowledged() {
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut acked: HashMap<String, u64> = HashMap::new();
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let mut parts = line.split_whitespace();
             if let (Some("ack"), Some(id), Some(seq)) = (parts.next(), parts.next(), parts.next())
                 && let Ok(seq) = seq.parse::<u64>()
@@ -412,9 +465,15 @@ fn crash_loses_nothing_acknowledged() {
     assert!(acked.len() >= 8, "the writer made progress: {acked:?}");
     // Before restart: the chains verify up to the last durable event (sessions are open).
     let (ok, t) = verify(&data, &[]);
-    assert!(ok, "a crashed store verifies up to its last durable record:\n{t}");
+    assert!(
+        ok,
+        "a crashed store verifies up to its last durable record:\n{t}"
+    );
     // Restart: recovery seals the open sessions as interrupted.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     let interrupted = rt.block_on(async {
         let mut store = Store::open(&data, WriterOptions::default()).expect("reopen");
         store.finish_recovery().await.expect("recover");
@@ -427,14 +486,21 @@ fn crash_loses_nothing_acknowledged() {
                 .unwrap_or_else(|| panic!("session {id} is in the index"));
             // seq counts outputs after the start (seq 0); the recording has them all, plus
             // checkpoints, the end and the seal.
-            assert!(meta.last_seq > *seq, "session {id}: acked seq {seq}, recorded up to {}", meta.last_seq);
+            assert!(
+                meta.last_seq > *seq,
+                "session {id}: acked seq {seq}, recorded up to {}",
+                meta.last_seq
+            );
             assert_eq!(meta.outcome.as_deref(), Some("interrupted"));
         }
         drop(index);
         store.close();
         n
     });
-    assert!(interrupted >= acked.len(), "every open session was sealed interrupted");
+    assert!(
+        interrupted >= acked.len(),
+        "every open session was sealed interrupted"
+    );
     let (ok, t) = verify(&data, &[]);
     assert!(ok, "after recovery the store verifies:\n{t}");
 }
@@ -449,10 +515,21 @@ fn full_disk_fails_closed_and_keeps_what_was_acknowledged() {
         env!("CARGO_BIN_EXE_proctor"),
         data.display()
     );
-    let out = Command::new("bash").arg("-c").arg(&script).output().expect("run");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "the writer reports a recording failure: {stderr}");
-    assert!(stderr.contains("recording failed") || stderr.contains("recorder failed"), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the writer reports a recording failure: {stderr}"
+    );
+    assert!(
+        stderr.contains("recording failed") || stderr.contains("recorder failed"),
+        "{stderr}"
+    );
     let mut acked: HashMap<String, u64> = HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let p: Vec<&str> = line.split_whitespace().collect();
@@ -461,13 +538,19 @@ fn full_disk_fails_closed_and_keeps_what_was_acknowledged() {
         }
     }
     assert!(!acked.is_empty());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(async {
         let mut store = Store::open(&data, WriterOptions::default()).expect("reopen with space");
         store.finish_recovery().await.expect("recover");
         let index = store.index();
         for (id, seq) in &acked {
-            let meta = index.get(&key_of(id)).expect("index").expect("session present");
+            let meta = index
+                .get(&key_of(id))
+                .expect("index")
+                .expect("session present");
             assert!(meta.last_seq > *seq, "acknowledged events survive");
         }
         drop(index);

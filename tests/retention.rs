@@ -14,7 +14,12 @@ use proctor_gate::{Event, Outcome, OutputStream, Privilege, Protocol, SessionInf
 
 const DAY: i64 = 86_400_000_000_000;
 
-async fn session(store: &Store, agent: &str, online_days: i64, total_days: i64) -> (String, SessionKey) {
+async fn session(
+    store: &Store,
+    agent: &str,
+    online_days: i64,
+    total_days: i64,
+) -> (String, SessionKey) {
     let id = uuid::Uuid::now_v7();
     let key = *id.as_bytes();
     let r = &store.recorder;
@@ -59,7 +64,9 @@ async fn session(store: &Store, agent: &str, online_days: i64, total_days: i64) 
     )
     .await
     .expect("retention");
-    r.seal(key, now_ns(), Outcome::Completed, "done").await.expect("seal");
+    r.seal(key, now_ns(), Outcome::Completed, "done")
+        .await
+        .expect("seal");
     (id.to_string(), key)
 }
 
@@ -79,10 +86,17 @@ fn frames_of(data: &Path, key: &SessionKey) -> usize {
 }
 
 fn proctor(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_proctor")).args(args).output().expect("proctor runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(args)
+        .output()
+        .expect("proctor runs");
     (
         out.status.success(),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -103,24 +117,45 @@ async fn archive_purge_and_legal_hold() {
     let (gone_id, gone_key) = session(&store, "gone", -10, -1).await;
     let days = std::time::Duration::from_secs(86_400);
 
-    retention::legal_hold(&store, &held_id, "litigation 2026-17", false, "counsel").await.expect("hold");
-    assert!(store.index().get(&held_key).expect("index").expect("meta").legal_hold.is_some());
+    retention::legal_hold(&store, &held_id, "litigation 2026-17", false, "counsel")
+        .await
+        .expect("hold");
+    assert!(
+        store
+            .index()
+            .get(&held_key)
+            .expect("index")
+            .expect("meta")
+            .legal_hold
+            .is_some()
+    );
 
-    let report = retention::archive(&store, None, &archive_dir, 365 * days).await.expect("archive");
+    let report = retention::archive(&store, None, &archive_dir, 365 * days)
+        .await
+        .expect("archive");
     assert!(report.archived.contains(&old_id), "{report:?}");
-    assert!(!report.archived.contains(&fresh_id), "a session still online is not archived");
+    assert!(
+        !report.archived.contains(&fresh_id),
+        "a session still online is not archived"
+    );
     assert!(report.manifest.is_some());
     assert_eq!(frames_of(&data, &old_key), 0, "the online copy is dropped");
     assert!(frames_of(&data, &fresh_key) > 0);
 
     // Early purge of a session within its retention: refused and recorded.
-    let early = retention::purge(&store, Some(&fresh_id), 5 * 365 * days, "mallory").await.expect("purge call");
+    let early = retention::purge(&store, Some(&fresh_id), 5 * 365 * days, "mallory")
+        .await
+        .expect("purge call");
     assert!(early.purged.is_empty());
     assert!(early.refused[0].1.contains("retained until"), "{early:?}");
-    let held = retention::purge(&store, Some(&held_id), 5 * 365 * days, "mallory").await.expect("purge call");
+    let held = retention::purge(&store, Some(&held_id), 5 * 365 * days, "mallory")
+        .await
+        .expect("purge call");
     assert!(held.refused[0].1.contains("legal hold"), "{held:?}");
     // Purge of everything expired: only `gone` goes (`held` is on hold).
-    let purge = retention::purge(&store, None, 5 * 365 * days, "records-officer").await.expect("purge");
+    let purge = retention::purge(&store, None, 5 * 365 * days, "records-officer")
+        .await
+        .expect("purge");
     assert_eq!(purge.purged, vec![gone_id.clone()]);
     assert_eq!(frames_of(&data, &gone_key), 0);
     // `held` was archived too (its online period ended), but its ledger entry says archived,
@@ -131,9 +166,18 @@ async fn archive_purge_and_legal_hold() {
 
     let d = data.to_str().expect("utf8");
     let (ok, text) = proctor(&["verify", "--data", d]);
-    assert!(ok, "the store still verifies and accounts for archived and purged sessions:\n{text}");
-    assert!(text.contains(&format!("session {old_id} was archived")), "{text}");
-    assert!(text.contains(&format!("session {gone_id} was purged")), "{text}");
+    assert!(
+        ok,
+        "the store still verifies and accounts for archived and purged sessions:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("session {old_id} was archived")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("session {gone_id} was purged")),
+        "{text}"
+    );
     let pubkey = proctor::recorder::signing::public_key_path(&data);
     let (ok, text) = proctor(&[
         "verify",
@@ -168,5 +212,8 @@ async fn archive_purge_and_legal_hold() {
             }
         }
     }
-    assert_eq!(found, 3, "two refused purges and one legal hold are in the journal");
+    assert_eq!(
+        found, 3,
+        "two refused purges and one legal hold are in the journal"
+    );
 }

@@ -27,7 +27,10 @@ pub enum Body {
     Checkpoint(Signed),
     Seal(Signed),
     /// Store-level facts (recovery, auditor access...), only in the store journal chain.
-    JournalNote { topic: String, text: String },
+    JournalNote {
+        topic: String,
+        text: String,
+    },
 }
 
 pub mod kind {
@@ -74,30 +77,30 @@ pub fn kind_of(body: &Body) -> u8 {
 pub fn event_kind(e: &Event) -> u8 {
     use kind::*;
     match e {
-            Event::SessionStart(_) => SESSION_START,
-            Event::SessionEnd { .. } => SESSION_END,
-            Event::ClientParams { .. } => CLIENT_PARAMS,
-            Event::ChannelOpen { .. } => CHANNEL_OPEN,
-            Event::ChannelRequest { .. } => CHANNEL_REQUEST,
-            Event::Resize { .. } => RESIZE,
-            Event::Input { .. } => INPUT,
-            Event::Output { .. } => OUTPUT,
-            Event::Exec { .. } => EXEC,
-            Event::CommandLine { .. } => COMMAND_LINE,
-            Event::ExitStatus { .. } => EXIT_STATUS,
-            Event::ExitSignal { .. } => EXIT_SIGNAL,
-            Event::ChannelClose { .. } => CHANNEL_CLOSE,
-            Event::Sftp(_) => SFTP,
-            Event::Statement(_) => STATEMENT,
-            Event::StatementResult(_) => RESULT,
-            Event::Copy { .. } => COPY,
-            Event::TargetMessage { .. } => TARGET_MESSAGE,
-            Event::Verdict(_) => VERDICT,
-            Event::Approval(_) => APPROVAL,
-            Event::Alert(_) => ALERT,
-            Event::Annotation { .. } => ANNOTATION,
-            Event::CredentialIssued(_) => CREDENTIAL_ISSUED,
-            Event::CredentialRevoked { .. } => CREDENTIAL_REVOKED,
+        Event::SessionStart(_) => SESSION_START,
+        Event::SessionEnd { .. } => SESSION_END,
+        Event::ClientParams { .. } => CLIENT_PARAMS,
+        Event::ChannelOpen { .. } => CHANNEL_OPEN,
+        Event::ChannelRequest { .. } => CHANNEL_REQUEST,
+        Event::Resize { .. } => RESIZE,
+        Event::Input { .. } => INPUT,
+        Event::Output { .. } => OUTPUT,
+        Event::Exec { .. } => EXEC,
+        Event::CommandLine { .. } => COMMAND_LINE,
+        Event::ExitStatus { .. } => EXIT_STATUS,
+        Event::ExitSignal { .. } => EXIT_SIGNAL,
+        Event::ChannelClose { .. } => CHANNEL_CLOSE,
+        Event::Sftp(_) => SFTP,
+        Event::Statement(_) => STATEMENT,
+        Event::StatementResult(_) => RESULT,
+        Event::Copy { .. } => COPY,
+        Event::TargetMessage { .. } => TARGET_MESSAGE,
+        Event::Verdict(_) => VERDICT,
+        Event::Approval(_) => APPROVAL,
+        Event::Alert(_) => ALERT,
+        Event::Annotation { .. } => ANNOTATION,
+        Event::CredentialIssued(_) => CREDENTIAL_ISSUED,
+        Event::CredentialRevoked { .. } => CREDENTIAL_REVOKED,
         Event::ProtocolError { .. } => PROTOCOL_ERROR,
         Event::Retention { .. } => RETENTION,
     }
@@ -312,7 +315,9 @@ pub fn encode_event_into(e: &Event, w: &mut Writer) {
             w.u64(r.duration_ns);
             w.list(r.columns.iter(), |w, c| w.str(c));
             w.list(r.sample_rows.iter(), |w, row| {
-                w.list(row.iter(), |w, cell| w.opt(cell.as_deref(), |w, c| w.str(c)));
+                w.list(row.iter(), |w, cell| {
+                    w.opt(cell.as_deref(), |w, c| w.str(c))
+                });
             });
             w.h32(&r.digest);
             w.bool(r.suspended);

@@ -201,10 +201,11 @@ impl Index {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(META_PREFIX) {
             let (k, v) = item?;
-            let meta: SessionMeta = serde_json::from_slice(&v).map_err(|e| IndexError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                detail: e.to_string(),
-            })?;
+            let meta: SessionMeta =
+                serde_json::from_slice(&v).map_err(|e| IndexError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    detail: e.to_string(),
+                })?;
             out.push(meta);
         }
         Ok(out)
@@ -419,15 +420,21 @@ impl Index {
                 out.push(m.clone());
             }
         }
-        out.sort_by(|a, b| b.started_ns.cmp(&a.started_ns));
+        out.sort_by_key(|m| std::cmp::Reverse(m.started_ns));
         Ok(out)
     }
 
     /// Records that `agent` used `item` (a table or program); returns whether it was new.
-    pub fn baseline_insert(&self, agent: &str, item: &str, session: &str) -> Result<bool, IndexError> {
+    pub fn baseline_insert(
+        &self,
+        agent: &str,
+        item: &str,
+        session: &str,
+    ) -> Result<bool, IndexError> {
         let tree = self.tree.open_tree("baseline")?;
         let key = [agent.as_bytes(), b"\0", item.as_bytes()].concat();
-        let previous = tree.compare_and_swap(key, None as Option<&[u8]>, Some(session.as_bytes()))?;
+        let previous =
+            tree.compare_and_swap(key, None as Option<&[u8]>, Some(session.as_bytes()))?;
         Ok(previous.is_ok())
     }
 
@@ -447,14 +454,25 @@ impl Index {
         let Some(key) = text.split_whitespace().next().and_then(parse_session_id) else {
             return Ok(());
         };
-        let reason = text.split_once(' ').map(|(_, r)| r.to_string()).unwrap_or_default();
+        let reason = text
+            .split_once(' ')
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_default();
         self.update(&key, |m| {
-            m.legal_hold = if topic == "legal_hold" { Some(reason.clone()) } else { None };
+            m.legal_hold = if topic == "legal_hold" {
+                Some(reason.clone())
+            } else {
+                None
+            };
         })
     }
 
     /// Changes a session's metadata (loading it from sled if it is not in memory).
-    pub fn update(&mut self, session: &SessionKey, f: impl FnOnce(&mut SessionMeta)) -> Result<(), IndexError> {
+    pub fn update(
+        &mut self,
+        session: &SessionKey,
+        f: impl FnOnce(&mut SessionMeta),
+    ) -> Result<(), IndexError> {
         if !self.live.contains_key(session) {
             match self.load(session)? {
                 Some(m) => {
@@ -471,7 +489,12 @@ impl Index {
     }
 
     /// Replaces the spans a session has in `segment` (after the segment was compacted).
-    pub fn set_segment_span(&mut self, session: &SessionKey, segment: u64, span: Option<Span>) -> Result<(), IndexError> {
+    pub fn set_segment_span(
+        &mut self,
+        session: &SessionKey,
+        segment: u64,
+        span: Option<Span>,
+    ) -> Result<(), IndexError> {
         self.update(session, |m| {
             m.spans.retain(|s| s.segment != segment);
             if let Some(s) = span {

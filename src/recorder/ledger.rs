@@ -197,7 +197,12 @@ pub fn inclusion_proof(leaves: &[[u8; 32]], m: usize) -> Vec<[u8; 32]> {
 }
 
 /// Recomputes the root from a leaf hash and its audit path (RFC 9162 section 2.1.3.2).
-pub fn root_from_proof(leaf: [u8; 32], index: u64, size: u64, proof: &[[u8; 32]]) -> Option<[u8; 32]> {
+pub fn root_from_proof(
+    leaf: [u8; 32],
+    index: u64,
+    size: u64,
+    proof: &[[u8; 32]],
+) -> Option<[u8; 32]> {
     if index >= size {
         return None;
     }
@@ -365,7 +370,10 @@ impl Ledger {
         fs::create_dir_all(&dir)?;
         let mut note = None;
         if !path.exists() {
-            let mut f = OpenOptions::new().create_new(true).write(true).open(&path)?;
+            let mut f = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(&path)?;
             let mut header = [0u8; LEDGER_HEADER_LEN];
             header[..8].copy_from_slice(LEDGER_MAGIC);
             f.write_all(&header)?;
@@ -412,7 +420,12 @@ impl Ledger {
     }
 
     /// Appends leaves and one signed tree head over them, then fdatasyncs.
-    pub fn append(&mut self, leaves: &[Leaf], key: &RecorderKey, now_ns: i64) -> io::Result<Vec<u64>> {
+    pub fn append(
+        &mut self,
+        leaves: &[Leaf],
+        key: &RecorderKey,
+        now_ns: i64,
+    ) -> io::Result<Vec<u64>> {
         let mut buf = Vec::new();
         let mut indexes = Vec::with_capacity(leaves.len());
         for leaf in leaves {
@@ -466,12 +479,47 @@ impl Ledger {
     }
 }
 
+/// A leaf's data, its audit path, and the tree head it leads to.
+pub type LeafProof = (Vec<u8>, Vec<[u8; 32]>, TreeHead);
+
+/// Inclusion proof and latest tree head for leaf `index`, read from the ledger file alone.
+pub fn proof_from_file(data: &Path, index: u64) -> io::Result<Option<LeafProof>> {
+    let scan = scan_ledger(&ledger_path(data))?;
+    let mut leaves = Vec::new();
+    let mut leaf_data = None;
+    let mut head = None;
+    for (_, e) in scan.entries {
+        match e {
+            Entry::Leaf { index: i, data } => {
+                if i == index {
+                    leaf_data = Some(data.clone());
+                }
+                leaves.push(leaf_hash(&data));
+            }
+            Entry::TreeHead(th) => head = Some(th),
+        }
+    }
+    let (Some(leaf_data), Some(head)) = (leaf_data, head) else {
+        return Ok(None);
+    };
+    let n = usize::try_from(head.size)
+        .unwrap_or(usize::MAX)
+        .min(leaves.len());
+    let m = usize::try_from(index).unwrap_or(usize::MAX);
+    if m >= n {
+        return Ok(None);
+    }
+    Ok(Some((leaf_data, inclusion_proof(&leaves[..n], m), head)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<[u8; 32]> {
-        (0..n).map(|i| leaf_hash(&(i as u64).to_be_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(&(i as u64).to_be_bytes()))
+            .collect()
     }
 
     #[test]
@@ -497,36 +545,11 @@ mod tests {
                     "n={n} m={m}"
                 );
                 let wrong = leaf_hash(b"other");
-                assert_ne!(root_from_proof(wrong, m as u64, n as u64, &proof), Some(root));
+                assert_ne!(
+                    root_from_proof(wrong, m as u64, n as u64, &proof),
+                    Some(root)
+                );
             }
         }
     }
-}
-
-/// Inclusion proof and latest tree head for leaf `index`, read from the ledger file alone.
-pub fn proof_from_file(data: &Path, index: u64) -> io::Result<Option<(Vec<u8>, Vec<[u8; 32]>, TreeHead)>> {
-    let scan = scan_ledger(&ledger_path(data))?;
-    let mut leaves = Vec::new();
-    let mut leaf_data = None;
-    let mut head = None;
-    for (_, e) in scan.entries {
-        match e {
-            Entry::Leaf { index: i, data } => {
-                if i == index {
-                    leaf_data = Some(data.clone());
-                }
-                leaves.push(leaf_hash(&data));
-            }
-            Entry::TreeHead(th) => head = Some(th),
-        }
-    }
-    let (Some(leaf_data), Some(head)) = (leaf_data, head) else {
-        return Ok(None);
-    };
-    let n = usize::try_from(head.size).unwrap_or(usize::MAX).min(leaves.len());
-    let m = usize::try_from(index).unwrap_or(usize::MAX);
-    if m >= n {
-        return Ok(None);
-    }
-    Ok(Some((leaf_data, inclusion_proof(&leaves[..n], m), head)))
 }

@@ -29,8 +29,8 @@ use self::index::Index;
 use self::ledger::Ledger;
 use self::signing::RecorderKey;
 use self::wire::Writer;
-pub use self::writer::{SealInfo, WriterOptions};
 use self::writer::{Command, WriterThread};
+pub use self::writer::{SealInfo, WriterOptions};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RecorderError {
@@ -43,7 +43,9 @@ pub enum RecorderError {
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("data directory {0} is in use by a running proctor (its lock is held); use the control socket or stop it")]
+    #[error(
+        "data directory {0} is in use by a running proctor (its lock is held); use the control socket or stop it"
+    )]
     Locked(PathBuf),
     #[error("{context}: {source}")]
     Io {
@@ -112,7 +114,12 @@ impl Recorder {
 
     /// Queues an event; waits only for room in the bounded queue. The ticket resolves when the
     /// event is durable.
-    pub async fn append(&self, session: SessionKey, ts_ns: i64, event: &Event) -> Result<Ticket, RecorderError> {
+    pub async fn append(
+        &self,
+        session: SessionKey,
+        ts_ns: i64,
+        event: &Event,
+    ) -> Result<Ticket, RecorderError> {
         self.check()?;
         let (kind, body) = encode_event(event);
         self.append_raw(session, ts_ns, kind, body).await
@@ -147,7 +154,12 @@ impl Recorder {
     }
 
     /// Records an event and waits until it is durable.
-    pub async fn record(&self, session: SessionKey, ts_ns: i64, event: &Event) -> Result<(), RecorderError> {
+    pub async fn record(
+        &self,
+        session: SessionKey,
+        ts_ns: i64,
+        event: &Event,
+    ) -> Result<(), RecorderError> {
         self.append(session, ts_ns, event).await?.wait().await
     }
 
@@ -189,10 +201,15 @@ impl Recorder {
             },
             &mut w,
         );
-        self.append_raw(JOURNAL_SESSION, crate::clock::now_ns(), codec::kind::JOURNAL_NOTE, w.buf)
-            .await?
-            .wait()
-            .await
+        self.append_raw(
+            JOURNAL_SESSION,
+            crate::clock::now_ns(),
+            codec::kind::JOURNAL_NOTE,
+            w.buf,
+        )
+        .await?
+        .wait()
+        .await
     }
 
     pub async fn ledger(&self, leaves: Vec<ledger::Leaf>) -> Result<Vec<u64>, RecorderError> {
@@ -249,7 +266,8 @@ impl Store {
     /// index brought up to date) and starts the writer. Sessions left open by a crash are
     /// sealed `interrupted` by `finish_recovery`, which needs the writer running.
     pub fn open(data: &Path, opts: WriterOptions) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data).map_err(StoreError::io(format!("create {}", data.display())))?;
+        std::fs::create_dir_all(data)
+            .map_err(StoreError::io(format!("create {}", data.display())))?;
         let lock = lock_data_dir(data)?;
         let key = Arc::new(RecorderKey::load_or_init(data)?);
         let prepared = recover::prepare(data)?;
@@ -327,10 +345,10 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if self.writer.is_some() {
-            if let Err(e) = lock(&self.index).persist() {
-                tracing::warn!(error = %e, "index persist failed");
-            }
+        if self.writer.is_some()
+            && let Err(e) = lock(&self.index).persist()
+        {
+            tracing::warn!(error = %e, "index persist failed");
         }
     }
 }

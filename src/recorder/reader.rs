@@ -61,7 +61,10 @@ fn visit(
 }
 
 /// All records of a session, decoded (for exports and replay of ordinary sizes).
-pub fn read_all(data: &Path, meta: &SessionMeta) -> io::Result<Vec<(RecordHeader, [u8; 32], Result<Body, DecodeError>)>> {
+/// A record read back: header, chain hash, decoded body.
+pub type DecodedRecord = (RecordHeader, [u8; 32], Result<Body, DecodeError>);
+
+pub fn read_all(data: &Path, meta: &SessionMeta) -> io::Result<Vec<DecodedRecord>> {
     let mut out = Vec::new();
     for_each_record(data, meta, |r| {
         out.push((r.header, r.hash, r.body));

@@ -39,7 +39,13 @@ pub fn index_dir(data: &Path) -> PathBuf {
 
 /// Copies `bytes` bytes at `offset` of `path` into `DATA/quarantine/` and truncates the file
 /// there. Returns the quarantine file.
-pub fn quarantine(data: &Path, label: &str, path: &Path, offset: u64, bytes: u64) -> io::Result<PathBuf> {
+pub fn quarantine(
+    data: &Path,
+    label: &str,
+    path: &Path,
+    offset: u64,
+    bytes: u64,
+) -> io::Result<PathBuf> {
     let qdir = data.join("quarantine");
     fs::create_dir_all(&qdir)?;
     let content = segment::read_range_path(path, offset, offset + bytes)?;
@@ -83,12 +89,18 @@ pub fn catch_up_index(
         let path = segment::segment_path(data, number);
         let buf = fs::read(&path).map_err(StoreError::io(format!("read {}", path.display())))?;
         if let Err(what) = segment::check_header(&buf) {
-            report.notes.push(format!("segment {number}: {what}; skipped"));
+            report
+                .notes
+                .push(format!("segment {number}: {what}; skipped"));
             continue;
         }
         for item in Scanner::new(&buf, start as usize) {
             match item {
-                Scanned::Frame { offset, record, frame } => {
+                Scanned::Frame {
+                    offset,
+                    record,
+                    frame,
+                } => {
                     let rec = Indexed {
                         session: record.header.session,
                         kind: record.header.kind,
@@ -139,7 +151,11 @@ pub fn catch_up_index(
 }
 
 /// Opens the index, rebuilding it from the log when it is missing or unreadable.
-pub fn open_index(data: &Path, report: &mut RecoveryReport, repair_tail: bool) -> Result<Index, StoreError> {
+pub fn open_index(
+    data: &Path,
+    report: &mut RecoveryReport,
+    repair_tail: bool,
+) -> Result<Index, StoreError> {
     let dir = index_dir(data);
     let mut index = match Index::open(&dir) {
         Ok(i) => i,
@@ -169,7 +185,8 @@ pub fn open_index(data: &Path, report: &mut RecoveryReport, repair_tail: bool) -
 
 /// After a full rebuild, the index learns each session's ledger position from the ledger.
 fn restore_ledger_positions(data: &Path, index: &mut Index) -> Result<(), StoreError> {
-    let scan = ledger::scan_ledger(&ledger::ledger_path(data)).map_err(StoreError::io("read the ledger"))?;
+    let scan = ledger::scan_ledger(&ledger::ledger_path(data))
+        .map_err(StoreError::io("read the ledger"))?;
     let mut n = 0u64;
     for (_, e) in scan.entries {
         if let Entry::Leaf { data, .. } = e {
@@ -203,9 +220,10 @@ pub fn prepare(data: &Path) -> Result<Prepared, StoreError> {
         };
         let mut prev = [0u8; 32];
         if hex::decode_to_slice(&meta.last_hash, &mut prev).is_err() {
-            report
-                .notes
-                .push(format!("session {}: index has no usable chain position", meta.id));
+            report.notes.push(format!(
+                "session {}: index has no usable chain position",
+                meta.id
+            ));
             continue;
         }
         chains.insert(
@@ -297,12 +315,13 @@ pub async fn finish(store: &mut Store) -> Result<(), RecorderError> {
             target: meta.target.clone(),
             outcome: meta.outcome.clone().unwrap_or_default(),
             logged_ns: 0,
-            note: "appended at restart: the seal was durable but the ledger append was interrupted".into(),
+            note: "appended at restart: the seal was durable but the ledger append was interrupted"
+                .into(),
         });
-        store
-            .recovery
-            .notes
-            .push(format!("session {}: ledger entry completed at restart", meta.id));
+        store.recovery.notes.push(format!(
+            "session {}: ledger entry completed at restart",
+            meta.id
+        ));
     }
     if !leaves.is_empty() {
         store.recorder.ledger(leaves).await?;

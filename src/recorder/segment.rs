@@ -4,7 +4,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::frame::{self, FRAME_HEADER_LEN, MAX_RECORD_LEN, RECORD_HEADER_LEN, HASH_LEN, RawRecord};
+use super::frame::{
+    self, FRAME_HEADER_LEN, HASH_LEN, MAX_RECORD_LEN, RECORD_HEADER_LEN, RawRecord,
+};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"PRCTLOG1";
 pub const SEGMENT_HEADER_LEN: u64 = 16;
@@ -49,7 +51,10 @@ pub fn segment_header(number: u64) -> [u8; 16] {
 /// Checks a segment's header; returns the segment number it claims.
 pub fn check_header(buf: &[u8]) -> Result<u64, String> {
     if buf.len() < SEGMENT_HEADER_LEN as usize {
-        return Err(format!("segment shorter than its header ({} bytes)", buf.len()));
+        return Err(format!(
+            "segment shorter than its header ({} bytes)",
+            buf.len()
+        ));
     }
     if &buf[..8] != SEGMENT_MAGIC {
         return Err("segment header magic is wrong".into());

@@ -46,7 +46,12 @@ pub fn key_id(key: &VerifyingKey) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-pub fn checkpoint_message(context: &[u8], session: &SessionKey, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+pub fn checkpoint_message(
+    context: &[u8],
+    session: &SessionKey,
+    seq: u64,
+    hash: &[u8; 32],
+) -> Vec<u8> {
     let mut m = Vec::with_capacity(context.len() + 16 + 8 + 32);
     m.extend_from_slice(context);
     m.extend_from_slice(session);
@@ -109,9 +114,11 @@ impl RecorderKey {
             source,
         })?;
         let public = public_key_path(data);
-        fs::write(&public, public_key_pem(&key.verifying_key())).map_err(|source| KeyError::Io {
-            path: public.clone(),
-            source,
+        fs::write(&public, public_key_pem(&key.verifying_key())).map_err(|source| {
+            KeyError::Io {
+                path: public.clone(),
+                source,
+            }
         })?;
         Ok(key)
     }

@@ -13,7 +13,9 @@ use serde::Serialize;
 use super::codec::{self, Body, Signed, kind};
 use super::frame::{self, FRAME_HEADER_LEN, GENESIS_HASH, JOURNAL_SESSION, SessionKey};
 use super::index::session_id_string;
-use super::ledger::{self, Entry, Frontier, LEAF_SESSION_ARCHIVED, LEAF_SESSION_PURGED, LEAF_SESSION_SEALED, Leaf};
+use super::ledger::{
+    self, Entry, Frontier, LEAF_SESSION_ARCHIVED, LEAF_SESSION_PURGED, LEAF_SESSION_SEALED, Leaf,
+};
 use super::segment::{self, Scanned, Scanner};
 use super::signing;
 use proctor_gate::Event;
@@ -72,7 +74,12 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.session, self.seq) {
-            (Some(s), Some(q)) => write!(f, "session {s} seq {q}: {}: {}", self.kind.as_str(), self.detail),
+            (Some(s), Some(q)) => write!(
+                f,
+                "session {s} seq {q}: {}: {}",
+                self.kind.as_str(),
+                self.detail
+            ),
             (Some(s), None) => write!(f, "session {s}: {}: {}", self.kind.as_str(), self.detail),
             _ => write!(f, "{}: {}", self.kind.as_str(), self.detail),
         }
@@ -109,7 +116,6 @@ pub struct VerifyOptions {
 }
 
 /// Chain-checking state of one session.
-#[derive(Default)]
 pub struct ChainCheck {
     expected: u64,
     prev: [u8; 32],
@@ -124,12 +130,26 @@ pub struct ChainCheck {
     pub records: u64,
 }
 
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck {
+            expected: 0,
+            prev: GENESIS_HASH,
+            bad: false,
+            ahead: None,
+            last_checkpoint: None,
+            started_ns: None,
+            agent: String::new(),
+            target: String::new(),
+            sealed: None,
+            records: 0,
+        }
+    }
+}
+
 impl ChainCheck {
     pub fn new() -> Self {
-        ChainCheck {
-            prev: GENESIS_HASH,
-            ..Default::default()
-        }
+        Self::default()
     }
 }
 
@@ -148,7 +168,11 @@ pub fn check_record(
     let seq = h.seq;
     if let Some((sealed_at, _, _)) = c.sealed {
         c.bad = true;
-        return Some((seq, ProblemKind::Edited, format!("record found after the seal at seq {sealed_at}")));
+        return Some((
+            seq,
+            ProblemKind::Edited,
+            format!("record found after the seal at seq {sealed_at}"),
+        ));
     }
     if seq != c.expected {
         if seq > c.expected {
@@ -159,7 +183,10 @@ pub fn check_record(
         return Some((
             seq,
             ProblemKind::Reordered,
-            format!("seq {seq} appears again after seq {}", c.expected.saturating_sub(1)),
+            format!(
+                "seq {seq} appears again after seq {}",
+                c.expected.saturating_sub(1)
+            ),
         ));
     }
     if let Some(ahead) = c.ahead {
@@ -185,7 +212,11 @@ pub fn check_record(
     let is_journal = h.session == JOURNAL_SESSION;
     if seq == 0 && !is_journal && h.kind != kind::SESSION_START {
         c.bad = true;
-        return Some((seq, ProblemKind::Edited, "first record is not a session start".into()));
+        return Some((
+            seq,
+            ProblemKind::Edited,
+            "first record is not a session start".into(),
+        ));
     }
     let body = match codec::decode_body(h.kind, record.body) {
         Ok(b) => b,
@@ -245,7 +276,11 @@ fn check_signed(
         return Some((
             seq,
             ProblemKind::Edited,
-            format!("{what} covers seq {} but follows seq {}", s.covered_seq, seq.saturating_sub(1)),
+            format!(
+                "{what} covers seq {} but follows seq {}",
+                s.covered_seq,
+                seq.saturating_sub(1)
+            ),
         ));
     }
     let since = c
@@ -304,7 +339,9 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                     session: None,
                     seq: None,
                     kind: ProblemKind::Damaged,
-                    detail: format!("segment file {number} claims to be segment {n} (files renamed or replaced)"),
+                    detail: format!(
+                        "segment file {number} claims to be segment {n} (files renamed or replaced)"
+                    ),
                 });
             }
             Err(what) => {
@@ -325,8 +362,9 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                         continue;
                     }
                     report.records += 1;
-                    let c = checks.entry(s).or_insert_with(ChainCheck::new);
-                    if let Some((seq, kind, detail)) = check_record(c, &record, &opts.key, &key_id) {
+                    let c = checks.entry(s).or_default();
+                    if let Some((seq, kind, detail)) = check_record(c, &record, &opts.key, &key_id)
+                    {
                         problems.entry(s).or_insert(Problem {
                             session: Some(session_id_string(&s)),
                             seq: Some(seq),
@@ -340,7 +378,7 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                         if !wanted(&s) {
                             continue;
                         }
-                        let c = checks.entry(s).or_insert_with(ChainCheck::new);
+                        let c = checks.entry(s).or_default();
                         if !c.bad {
                             c.bad = true;
                             problems.entry(s).or_insert(Problem {
@@ -385,11 +423,22 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                 session: Some(session_id_string(s)),
                 seq: Some(c.expected),
                 kind: ProblemKind::Missing,
-                detail: format!("seq {} is missing (the log jumps to seq {ahead})", c.expected),
+                detail: format!(
+                    "seq {} is missing (the log jumps to seq {ahead})",
+                    c.expected
+                ),
             });
         }
     }
-    verify_ledger(data, opts, &key_id, &checks, &mut problems, &mut general, &mut report)?;
+    verify_ledger(
+        data,
+        opts,
+        &key_id,
+        &checks,
+        &mut problems,
+        &mut general,
+        &mut report,
+    )?;
     for (s, c) in &checks {
         if *s == JOURNAL_SESSION {
             continue;
@@ -457,7 +506,9 @@ fn verify_ledger(
                         last_logged = leaf.logged_ns;
                         leaves.push(leaf);
                     }
-                    Err(e) => general.push(ledger_problem(format!("leaf {index} is malformed: {e}"))),
+                    Err(e) => {
+                        general.push(ledger_problem(format!("leaf {index} is malformed: {e}")))
+                    }
                 }
             }
             Entry::TreeHead(th) => {
@@ -519,8 +570,14 @@ fn verify_ledger(
         let id = session_id_string(s);
         let Some(c) = checks.get(s) else {
             if let Some(g) = gone.get(s) {
-                let what = if g.kind == LEAF_SESSION_ARCHIVED { "archived" } else { "purged" };
-                report.notes.push(format!("session {id} was {what}: {}", g.note));
+                let what = if g.kind == LEAF_SESSION_ARCHIVED {
+                    "archived"
+                } else {
+                    "purged"
+                };
+                report
+                    .notes
+                    .push(format!("session {id} was {what}: {}", g.note));
             } else {
                 problems.entry(*s).or_insert(Problem {
                     session: Some(id),

@@ -9,7 +9,11 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record body ends early (wanted {wanted} bytes at offset {at}, {left} left)")]
-    Short { at: usize, wanted: usize, left: usize },
+    Short {
+        at: usize,
+        wanted: usize,
+        left: usize,
+    },
     #[error("bad tag {tag} at offset {at}")]
     BadTag { at: usize, tag: u8 },
     #[error("{0} trailing bytes after the record body")]
@@ -55,7 +59,8 @@ impl Writer {
     pub fn bytes(&mut self, v: &[u8]) {
         // Bodies are bounded far below 4 GiB by the protocol crates' message limits.
         self.u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
-        self.buf.extend_from_slice(&v[..v.len().min(u32::MAX as usize)]);
+        self.buf
+            .extend_from_slice(&v[..v.len().min(u32::MAX as usize)]);
     }
 
     pub fn str(&mut self, v: &str) {
@@ -76,7 +81,11 @@ impl Writer {
         }
     }
 
-    pub fn list<T>(&mut self, items: impl ExactSizeIterator<Item = T>, mut f: impl FnMut(&mut Self, T)) {
+    pub fn list<T>(
+        &mut self,
+        items: impl ExactSizeIterator<Item = T>,
+        mut f: impl FnMut(&mut Self, T),
+    ) {
         self.u32(u32::try_from(items.len()).unwrap_or(u32::MAX));
         for item in items {
             f(self, item);
@@ -155,7 +164,10 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
-    pub fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, DecodeError>) -> Result<Option<T>, DecodeError> {
+    pub fn opt<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
         let at = self.at;
         match self.u8()? {
             0 => Ok(None),
@@ -164,7 +176,10 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn list<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, DecodeError>) -> Result<Vec<T>, DecodeError> {
+    pub fn list<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
         let n = self.u32()? as usize;
         // Each item takes at least one byte, so a count larger than what is left is a lie;
         // capping the reservation keeps a forged count from allocating gigabytes.

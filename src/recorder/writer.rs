@@ -126,10 +126,13 @@ struct PendingIndex {
     body: Option<(usize, usize)>,
 }
 
+type SealAck = oneshot::Sender<Result<SealInfo, RecorderError>>;
+type LedgerAck = oneshot::Sender<Result<Vec<u64>, RecorderError>>;
+
 struct Pending {
     acks: Vec<Ack>,
-    seals: Vec<(SessionKey, Leaf, oneshot::Sender<Result<SealInfo, RecorderError>>)>,
-    ledger_requests: Vec<(Vec<Leaf>, oneshot::Sender<Result<Vec<u64>, RecorderError>>)>,
+    seals: Vec<(SessionKey, Leaf, SealAck)>,
+    ledger_requests: Vec<(Vec<Leaf>, LedgerAck)>,
     index: Vec<PendingIndex>,
     buf: Vec<u8>,
     rotate: Vec<Ack>,
@@ -161,7 +164,10 @@ pub struct WriterThread {
 
 impl WriterThread {
     pub fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 self.fail(format!("cannot start the writer's timer: {e}"));
@@ -292,13 +298,21 @@ impl WriterThread {
         }
     }
 
-    fn append(&mut self, p: &mut Pending, session: SessionKey, kind_code: u8, ts_ns: i64, body: &[u8]) {
+    fn append(
+        &mut self,
+        p: &mut Pending,
+        session: SessionKey,
+        kind_code: u8,
+        ts_ns: i64,
+        body: &[u8],
+    ) {
         let chain = self.chains.entry(session).or_default();
         let seq = chain.next_seq;
         if seq == 0 {
             chain.started_ns = ts_ns;
             if kind_code == kind::SESSION_START
-                && let Ok(Body::Event(Event::SessionStart(info))) = codec::decode_body(kind_code, body)
+                && let Ok(Body::Event(Event::SessionStart(info))) =
+                    codec::decode_body(kind_code, body)
             {
                 chain.agent = info.agent;
                 chain.target = info.target;
@@ -364,7 +378,12 @@ impl WriterThread {
             return;
         }
         let covered_seq = chain.next_seq - 1;
-        let signed = self.sign(&session, signing::CHECKPOINT_CONTEXT, covered_seq, &chain.prev_hash);
+        let signed = self.sign(
+            &session,
+            signing::CHECKPOINT_CONTEXT,
+            covered_seq,
+            &chain.prev_hash,
+        );
         let mut w = Writer::with_capacity(160);
         codec::encode_body(&Body::Checkpoint(signed), &mut w);
         self.append(p, session, kind::CHECKPOINT, now_ns(), &w.buf);
@@ -471,7 +490,8 @@ impl WriterThread {
             }
         }
         self.commit_ledger(seals, ledger_requests);
-        let rotate_now = !rotate.is_empty() && self.segment.len > super::segment::SEGMENT_HEADER_LEN;
+        let rotate_now =
+            !rotate.is_empty() && self.segment.len > super::segment::SEGMENT_HEADER_LEN;
         if self.segment.len >= self.opts.max_segment_bytes || rotate_now {
             let next = self.segment.number + 1;
             match SegmentWriter::create(&self.data, next) {
@@ -487,11 +507,10 @@ impl WriterThread {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn commit_ledger(
         &mut self,
-        seals: Vec<(SessionKey, Leaf, oneshot::Sender<Result<SealInfo, RecorderError>>)>,
-        requests: Vec<(Vec<Leaf>, oneshot::Sender<Result<Vec<u64>, RecorderError>>)>,
+        seals: Vec<(SessionKey, Leaf, SealAck)>,
+        requests: Vec<(Vec<Leaf>, LedgerAck)>,
     ) {
         if seals.is_empty() && requests.is_empty() {
             return;

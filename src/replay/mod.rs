@@ -10,7 +10,6 @@ pub mod terminal;
 use proctor_gate::Event;
 
 use crate::recorder::codec::Body;
-use crate::recorder::frame::RecordHeader;
 
 /// A decoded record of the session being replayed.
 #[derive(Debug, Clone)]
@@ -21,7 +20,7 @@ pub struct Rec {
 }
 
 /// Keeps the events (checkpoints, seals and undecodable records are not replayed).
-pub fn events(records: Vec<(RecordHeader, [u8; 32], Result<Body, crate::recorder::wire::DecodeError>)>) -> Vec<Rec> {
+pub fn events(records: Vec<crate::recorder::reader::DecodedRecord>) -> Vec<Rec> {
     records
         .into_iter()
         .filter_map(|(h, _, b)| match b {
