@@ -194,7 +194,12 @@ pub fn start_with(
             },
         });
         let rx = core.bus.subscribe();
-        tasks.push(tokio::spawn(intake(core.clone(), hook.clone(), rx, shutdown.clone())));
+        tasks.push(tokio::spawn(intake(
+            core.clone(),
+            hook.clone(),
+            rx,
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(sender(core.clone(), hook, shutdown.clone())));
         tracing::info!(webhook = %w.name, url = %w.url, events = ?w.events, "webhook started");
     }
@@ -217,7 +222,10 @@ impl LossNotes {
         if self.last.is_some_and(|t| t.elapsed() < LOSS_NOTE_EVERY) {
             return;
         }
-        let text = format!("webhook {hook}: dropped {} undelivered event(s): {why}", self.pending);
+        let text = format!(
+            "webhook {hook}: dropped {} undelivered event(s): {why}",
+            self.pending
+        );
         if core.recorder.journal("webhook", &text).await.is_ok() {
             self.pending = 0;
             self.last = Some(Instant::now());
@@ -231,7 +239,10 @@ async fn intake(
     mut rx: tokio::sync::broadcast::Receiver<LiveEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut losses = LossNotes { pending: 0, last: None };
+    let mut losses = LossNotes {
+        pending: 0,
+        last: None,
+    };
     loop {
         let next = tokio::select! {
             r = rx.recv() => r,
@@ -241,7 +252,12 @@ async fn intake(
             Ok(e) => e,
             Err(RecvError::Lagged(n)) => {
                 losses
-                    .add(&core, &hook.name, n, "the live event bus overran this webhook's intake")
+                    .add(
+                        &core,
+                        &hook.name,
+                        n,
+                        "the live event bus overran this webhook's intake",
+                    )
                     .await;
                 continue;
             }
@@ -267,7 +283,10 @@ async fn intake(
                     &core,
                     &hook.name,
                     dropped as u64,
-                    &format!("the receiver is not keeping up (queue of {} full; oldest dropped)", hook.queue.capacity),
+                    &format!(
+                        "the receiver is not keeping up (queue of {} full; oldest dropped)",
+                        hook.queue.capacity
+                    ),
                 )
                 .await;
         }
@@ -303,7 +322,10 @@ enum Attempt {
 async fn attempt(hook: &Hook, d: &Delivery, n: u32) -> Attempt {
     let req = Request::post(hook.url.clone())
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::USER_AGENT, concat!("proctor/", env!("CARGO_PKG_VERSION")))
+        .header(
+            header::USER_AGENT,
+            concat!("proctor/", env!("CARGO_PKG_VERSION")),
+        )
         .header("X-Proctor-Event", d.kind)
         .header("X-Proctor-Delivery", d.id.as_str())
         .header("X-Proctor-Attempt", n.to_string())
@@ -324,7 +346,11 @@ async fn attempt(hook: &Hook, d: &Delivery, n: u32) -> Attempt {
         Err(_) => Attempt::Retry(format!("no answer within {:?}", hook.retry.timeout)),
         Ok(Err(e)) => Attempt::Retry(error_chain(&e)),
         Ok(Ok(s)) if s.is_success() => Attempt::Delivered,
-        Ok(Ok(s)) if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT => {
+        Ok(Ok(s))
+            if s.is_server_error()
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || s == StatusCode::REQUEST_TIMEOUT =>
+        {
             Attempt::Retry(format!("receiver answered {s}"))
         }
         // Other 4xx: the receiver refuses this request as such; repeating it cannot help.
@@ -350,7 +376,10 @@ async fn deliver(hook: &Hook, d: &Delivery) -> Result<(), String> {
             tokio::time::sleep(hook.retry.delay(n)).await;
         }
     }
-    Err(format!("gave up after {} attempts: {last}", hook.retry.attempts.max(1)))
+    Err(format!(
+        "gave up after {} attempts: {last}",
+        hook.retry.attempts.max(1)
+    ))
 }
 
 #[cfg(test)]

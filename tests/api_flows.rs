@@ -26,19 +26,38 @@ async fn psql_waits_for_an_approval_given_over_http() {
     assert_eq!(hold["protocol"], "postgres");
     assert_eq!(hold["rule"], "pg-hold-unqualified-dml");
     assert_eq!(hold["kind"], "statement");
-    assert!(hold["tables"].as_array().unwrap().iter().any(|t| t.as_str().unwrap().ends_with('t')), "{hold}");
+    assert!(
+        hold["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().ends_with('t')),
+        "{hold}"
+    );
     let id = hold["id"].as_str().unwrap();
     let session = hold["session_id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(p.pg.psql("app", "select count(*) from t").unwrap(), "5", "nothing ran while held");
+    assert_eq!(
+        p.pg.psql("app", "select count(*) from t").unwrap(),
+        "5",
+        "nothing ran while held"
+    );
 
     // An approver token named like the session's agent may not decide its holds.
     let (s, v) = p
-        .post(SELF_APPROVER, &format!("/api/approvals/{id}/approve"), json!({ "reason": "me" }))
+        .post(
+            SELF_APPROVER,
+            &format!("/api/approvals/{id}/approve"),
+            json!({ "reason": "me" }),
+        )
         .await;
     assert_eq!(s, 403, "{v}");
     let (s, v) = p
-        .post(APPROVER, &format!("/api/approvals/{id}/approve"), json!({ "reason": "ticket 42" }))
+        .post(
+            APPROVER,
+            &format!("/api/approvals/{id}/approve"),
+            json!({ "reason": "ticket 42" }),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["released"], true);
@@ -52,7 +71,11 @@ async fn psql_waits_for_an_approval_given_over_http() {
     assert_eq!(p.pg.psql("app", "select count(*) from t").unwrap(), "0");
     // Deciding again: it is gone.
     let (s, _) = p
-        .post(APPROVER_2, &format!("/api/approvals/{id}/approve"), json!({}))
+        .post(
+            APPROVER_2,
+            &format!("/api/approvals/{id}/approve"),
+            json!({}),
+        )
         .await;
     assert_eq!(s, 404);
 
@@ -60,10 +83,20 @@ async fn psql_waits_for_an_approval_given_over_http() {
     let psql = p.psql(AGENT_A, SECRET_A, "delete from t2");
     let hold = p.wait_for_hold("delete from t2").await;
     let id = hold["id"].as_str().unwrap();
-    let (s, v) = p.post(APPROVER, &format!("/api/approvals/{id}/deny"), json!({ "reason": " " })).await;
+    let (s, v) = p
+        .post(
+            APPROVER,
+            &format!("/api/approvals/{id}/deny"),
+            json!({ "reason": " " }),
+        )
+        .await;
     assert_eq!(s, 400, "a denial needs a reason: {v}");
     let (s, v) = p
-        .post(APPROVER_2, &format!("/api/approvals/{id}/deny"), json!({ "reason": "not during the freeze" }))
+        .post(
+            APPROVER_2,
+            &format!("/api/approvals/{id}/deny"),
+            json!({ "reason": "not during the freeze" }),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let out = tokio::time::timeout(Duration::from_secs(15), psql.wait_with_output())
@@ -72,7 +105,10 @@ async fn psql_waits_for_an_approval_given_over_http() {
         .unwrap();
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("not during the freeze") && err.contains(APPROVER_2), "{err}");
+    assert!(
+        err.contains("not during the freeze") && err.contains(APPROVER_2),
+        "{err}"
+    );
     assert_eq!(p.pg.psql("app", "select count(*) from t2").unwrap(), "5");
 
     // The recording holds the approval with the token's name as the approver.
@@ -112,7 +148,11 @@ async fn event_stream_delivers_within_a_second_and_by_role() {
         .await
         .expect("session_start");
     assert_eq!(start.json()["agent"], AGENT_A);
-    assert!(fresh(&start) < within, "session_start after {:?}", fresh(&start));
+    assert!(
+        fresh(&start) < within,
+        "session_start after {:?}",
+        fresh(&start)
+    );
     let session = start.json()["session_id"].as_str().unwrap().to_string();
     let alert = auditor
         .wait_for(Duration::from_secs(10), |e| {
@@ -131,7 +171,11 @@ async fn event_stream_delivers_within_a_second_and_by_role() {
     let approval_id = hold.json()["approval_id"].as_str().unwrap().to_string();
 
     let (s, v) = p
-        .post(APPROVER, &format!("/api/approvals/{approval_id}/deny"), json!({ "reason": "no new tables" }))
+        .post(
+            APPROVER,
+            &format!("/api/approvals/{approval_id}/deny"),
+            json!({ "reason": "no new tables" }),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let decided = auditor
@@ -157,15 +201,26 @@ async fn event_stream_delivers_within_a_second_and_by_role() {
             .unwrap_or_else(|| panic!("bot-a missed {kind}"));
         assert!(e.data.contains(&session) || kind == "alert", "{e:?}");
     }
-    let out = p.psql(AGENT_B, SECRET_B, "select 1").wait_with_output().await.unwrap();
+    let out = p
+        .psql(AGENT_B, SECRET_B, "select 1")
+        .wait_with_output()
+        .await
+        .unwrap();
     assert!(out.status.success());
     let mine = bot_b
         .wait_for(Duration::from_secs(10), |e| e.event == "session_start")
         .await
         .expect("bot-b sees its own agent's session");
-    assert_eq!(mine.json()["agent"], AGENT_B, "bot-b must not see agent-a's events: {mine:?}");
+    assert_eq!(
+        mine.json()["agent"],
+        AGENT_B,
+        "bot-b must not see agent-a's events: {mine:?}"
+    );
     while let Some(e) = bot_b.next(Duration::from_millis(500)).await {
-        assert!(!e.data.contains(AGENT_A) && !e.data.contains(&session), "bot-b saw {e:?}");
+        assert!(
+            !e.data.contains(AGENT_A) && !e.data.contains(&session),
+            "bot-b saw {e:?}"
+        );
     }
     p.stop().await;
 }
@@ -185,22 +240,38 @@ async fn annotations_land_in_the_right_session_and_reach_approvers() {
 
     let note = "the user asked to purge test rows; t holds only test data";
     let (s, v) = p
-        .post(BOT_A, &format!("/api/sessions/{a1_id}/annotations"), json!({ "source": "planner", "text": note }))
+        .post(
+            BOT_A,
+            &format!("/api/sessions/{a1_id}/annotations"),
+            json!({ "source": "planner", "text": note }),
+        )
         .await;
     assert_eq!(s, 201, "{v}");
     // A unique prefix works too.
     let (s, v) = p
-        .post(BOT_A, &format!("/api/sessions/{}/annotations", &a1_id[..18]), json!({ "text": "second thought" }))
+        .post(
+            BOT_A,
+            &format!("/api/sessions/{}/annotations", &a1_id[..18]),
+            json!({ "text": "second thought" }),
+        )
         .await;
     assert_eq!(s, 201, "{v}");
     for (who, id) in [(BOT_A, &b1_id), (BOT_B, &a1_id), (BOT_B, &a2_id)] {
         let (s, v) = p
-            .post(who, &format!("/api/sessions/{id}/annotations"), json!({ "text": "sneaky" }))
+            .post(
+                who,
+                &format!("/api/sessions/{id}/annotations"),
+                json!({ "text": "sneaky" }),
+            )
             .await;
         assert_eq!(s, 403, "{who} on {id}: {v}");
     }
     let (s, _) = p
-        .post(BOT_A, "/api/sessions/ffffffff-ffff-ffff-ffff-ffffffffffff/annotations", json!({ "text": "x" }))
+        .post(
+            BOT_A,
+            "/api/sessions/ffffffff-ffff-ffff-ffff-ffffffffffff/annotations",
+            json!({ "text": "x" }),
+        )
         .await;
     assert_eq!(s, 404);
 
@@ -208,22 +279,39 @@ async fn annotations_land_in_the_right_session_and_reach_approvers() {
     let task = tokio::spawn(async move { a1.execute("delete from t", &[]).await });
     let hold = p.wait_for_hold("delete from t").await;
     assert_eq!(hold["session_id"], a1_id.as_str());
-    let reasoning: Vec<&str> = hold["reasoning"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let reasoning: Vec<&str> = hold["reasoning"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(reasoning.contains(&note), "{reasoning:?}");
     let (s, _) = p
-        .post(APPROVER, &format!("/api/approvals/{}/approve", hold["id"].as_str().unwrap()), json!({ "reason": "ok" }))
+        .post(
+            APPROVER,
+            &format!("/api/approvals/{}/approve", hold["id"].as_str().unwrap()),
+            json!({ "reason": "ok" }),
+        )
         .await;
     assert_eq!(s, 200);
     assert_eq!(task.await.unwrap().unwrap(), 5);
 
-    let in_a1: Vec<Value> = p.events(&a1_id).await.into_iter().filter(|e| e["kind"] == "annotation").collect();
+    let in_a1: Vec<Value> = p
+        .events(&a1_id)
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "annotation")
+        .collect();
     assert_eq!(in_a1.len(), 2, "{in_a1:?}");
     assert_eq!(in_a1[0]["source"], "bot-a/planner");
     assert_eq!(in_a1[0]["text"], note);
     assert_eq!(in_a1[1]["source"], "bot-a");
     for other in [&a2_id, &b1_id] {
         assert!(
-            !p.events(other).await.iter().any(|e| e["kind"] == "annotation"),
+            !p.events(other)
+                .await
+                .iter()
+                .any(|e| e["kind"] == "annotation"),
             "annotation leaked into {other}"
         );
     }
@@ -233,9 +321,16 @@ async fn annotations_land_in_the_right_session_and_reach_approvers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auditor_reads_are_journaled() {
     let p = Proctor::start("").await;
-    let out = p.psql(AGENT_B, SECRET_B, "select 1").wait_with_output().await.unwrap();
+    let out = p
+        .psql(AGENT_B, SECRET_B, "select 1")
+        .wait_with_output()
+        .await
+        .unwrap();
     assert!(out.status.success());
-    let id = p.get(AUDITOR, "/api/sessions").await[0]["id"].as_str().unwrap().to_string();
+    let id = p.get(AUDITOR, "/api/sessions").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     p.wait_sealed(&id).await;
 
     let aud = Some(p.token(AUDITOR));
@@ -253,13 +348,25 @@ async fn auditor_reads_are_journaled() {
         }
         if path.contains("jsonl") {
             let lines = text(&body);
-            assert!(lines.lines().count() >= 3 && lines.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()));
+            assert!(
+                lines.lines().count() >= 3
+                    && lines
+                        .lines()
+                        .all(|l| serde_json::from_str::<Value>(l).is_ok())
+            );
         }
     }
     let v = p.get(AUDITOR, "/api/verify").await;
     assert_eq!(v["ok"], true, "{v}");
     // Refused reads (wrong role) are not reads.
-    let (s, _) = p.call("GET", &format!("/api/sessions/{id}"), Some(p.token(OPERATOR)), None).await;
+    let (s, _) = p
+        .call(
+            "GET",
+            &format!("/api/sessions/{id}"),
+            Some(p.token(OPERATOR)),
+            None,
+        )
+        .await;
     assert_eq!(s, 403);
 
     let notes: Vec<String> = p
@@ -279,13 +386,16 @@ async fn auditor_reads_are_journaled() {
     ];
     for what in expect {
         assert!(
-            notes
-                .iter()
-                .any(|n| n.contains(what) && n.contains(AUDITOR) && (what.contains("whole") || n.contains(&id))),
+            notes.iter().any(|n| n.contains(what)
+                && n.contains(AUDITOR)
+                && (what.contains("whole") || n.contains(&id))),
             "no audit note for {what:?}: {notes:#?}"
         );
     }
-    assert!(notes.iter().all(|n| n.starts_with("auditor \"aud-1\"")), "{notes:#?}");
+    assert!(
+        notes.iter().all(|n| n.starts_with("auditor \"aud-1\"")),
+        "{notes:#?}"
+    );
     p.stop().await;
 }
 
@@ -321,14 +431,58 @@ async fn cli_works_against_a_remote_proctor() {
     let psql = p.psql(AGENT_A, SECRET_A, "delete from t");
     let hold = p.wait_for_hold("delete from t").await;
     let id = hold["id"].as_str().unwrap();
-    let (ok, out, err) = run(s(&["approvals", "list", "--server", &url, "--token-file", &approver])).await;
+    let (ok, out, err) = run(s(&[
+        "approvals",
+        "list",
+        "--server",
+        &url,
+        "--token-file",
+        &approver,
+    ]))
+    .await;
     assert!(ok, "{err}");
-    assert!(out.contains(id) && out.contains("pg-hold-unqualified-dml"), "{out}");
-    let (ok, _, err) = run(s(&["approvals", "list", "--server", &url, "--token-file", &auditor])).await;
-    assert!(!ok && err.contains("403"), "an auditor token cannot list approvals: {err}");
-    let (ok, _, err) = run(s(&["approvals", "approve", id, "--as", "someone", "--server", &url, "--token-file", &approver])).await;
+    assert!(
+        out.contains(id) && out.contains("pg-hold-unqualified-dml"),
+        "{out}"
+    );
+    let (ok, _, err) = run(s(&[
+        "approvals",
+        "list",
+        "--server",
+        &url,
+        "--token-file",
+        &auditor,
+    ]))
+    .await;
+    assert!(
+        !ok && err.contains("403"),
+        "an auditor token cannot list approvals: {err}"
+    );
+    let (ok, _, err) = run(s(&[
+        "approvals",
+        "approve",
+        id,
+        "--as",
+        "someone",
+        "--server",
+        &url,
+        "--token-file",
+        &approver,
+    ]))
+    .await;
     assert!(!ok && err.contains("--as"), "{err}");
-    let (ok, out, err) = run(s(&["approvals", "approve", id, "--reason", "cli ok", "--server", &url, "--token-file", &approver])).await;
+    let (ok, out, err) = run(s(&[
+        "approvals",
+        "approve",
+        id,
+        "--reason",
+        "cli ok",
+        "--server",
+        &url,
+        "--token-file",
+        &approver,
+    ]))
+    .await;
     assert!(ok, "{err}");
     assert!(out.contains("approved"), "{out}");
     let done = psql.wait_with_output().await.unwrap();
@@ -336,8 +490,22 @@ async fn cli_works_against_a_remote_proctor() {
 
     // deny
     let psql = p.psql(AGENT_A, SECRET_A, "delete from t2");
-    let id = p.wait_for_hold("delete from t2").await["id"].as_str().unwrap().to_string();
-    let (ok, _, err) = run(s(&["approvals", "deny", &id, "--reason", "cli says no", "--server", &url, "--token-file", &approver])).await;
+    let id = p.wait_for_hold("delete from t2").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = run(s(&[
+        "approvals",
+        "deny",
+        &id,
+        "--reason",
+        "cli says no",
+        "--server",
+        &url,
+        "--token-file",
+        &approver,
+    ]))
+    .await;
     assert!(ok, "{err}");
     let done = psql.wait_with_output().await.unwrap();
     assert!(!done.status.success() && text(&done.stderr).contains("cli says no"));
@@ -346,28 +514,87 @@ async fn cli_works_against_a_remote_proctor() {
     let known = p.live_of(AGENT_B).await;
     let live = p.connect(AGENT_B, SECRET_B).await;
     let live_id = p.wait_new_live(AGENT_B, &known).await;
-    let (ok, out, err) = run(s(&["kill", &live_id, "--reason", "cli kill", "--server", &url, "--token-file", &operator])).await;
+    let (ok, out, err) = run(s(&[
+        "kill",
+        &live_id,
+        "--reason",
+        "cli kill",
+        "--server",
+        &url,
+        "--token-file",
+        &operator,
+    ]))
+    .await;
     assert!(ok, "{err}");
     assert!(out.contains(&live_id), "{out}");
     assert!(live.simple_query("select 1").await.is_err());
     p.wait_sealed(&live_id).await;
 
     // sessions list / show with the auditor's token
-    let (ok, out, err) = run(s(&["sessions", "list", "--agent", AGENT_B, "--outcome", "killed", "--json", "--server", &url, "--token-file", &auditor])).await;
+    let (ok, out, err) = run(s(&[
+        "sessions",
+        "list",
+        "--agent",
+        AGENT_B,
+        "--outcome",
+        "killed",
+        "--json",
+        "--server",
+        &url,
+        "--token-file",
+        &auditor,
+    ]))
+    .await;
     assert!(ok, "{err}");
     let list: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(list.len(), 1, "{out}");
     assert_eq!(list[0]["id"], live_id.as_str());
-    let (ok, out, err) = run(s(&["sessions", "list", "--since", "1h", "--server", &url, "--token-file", &auditor])).await;
+    let (ok, out, err) = run(s(&[
+        "sessions",
+        "list",
+        "--since",
+        "1h",
+        "--server",
+        &url,
+        "--token-file",
+        &auditor,
+    ]))
+    .await;
     assert!(ok, "{err}");
     assert!(out.lines().count() >= 4, "{out}");
-    let (ok, out, err) = run(s(&["sessions", "show", &live_id[..13], "--server", &url, "--token-file", &auditor])).await;
+    let (ok, out, err) = run(s(&[
+        "sessions",
+        "show",
+        &live_id[..13],
+        "--server",
+        &url,
+        "--token-file",
+        &auditor,
+    ]))
+    .await;
     assert!(ok, "{err}");
     assert!(out.contains("killed") && out.contains("cli kill"), "{out}");
-    let (ok, _, err) = run(s(&["sessions", "show", &live_id, "--server", &url, "--token-file", &operator])).await;
+    let (ok, _, err) = run(s(&[
+        "sessions",
+        "show",
+        &live_id,
+        "--server",
+        &url,
+        "--token-file",
+        &operator,
+    ]))
+    .await;
     assert!(!ok && err.contains("403"), "{err}");
     let started = Instant::now();
-    let (ok, _, err) = run(s(&["sessions", "list", "--server", "http://127.0.0.1:1", "--token-file", &auditor])).await;
+    let (ok, _, err) = run(s(&[
+        "sessions",
+        "list",
+        "--server",
+        "http://127.0.0.1:1",
+        "--token-file",
+        &auditor,
+    ]))
+    .await;
     assert!(!ok && err.contains("127.0.0.1:1"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30));
     p.stop().await;

@@ -37,8 +37,16 @@ async fn every_role_on_every_route() {
 
     // A finished session to read, a live one of each agent to annotate and kill, and two held
     // statements to approve and deny.
-    let out = p.psql(AGENT_A, SECRET_A, "select count(*) from t").wait_with_output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = p
+        .psql(AGENT_A, SECRET_A, "select count(*) from t")
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sealed = p.get(AUDITOR, "/api/sessions?agent=agent-a&limit=1").await[0]["id"]
         .as_str()
         .unwrap()
@@ -58,7 +66,10 @@ async fn every_role_on_every_route() {
     let held_b = p.connect(AGENT_B, SECRET_B).await;
     let deny_task = tokio::spawn(async move { held_b.execute("delete from t2", &[]).await });
     let hold_b = p.wait_for_hold("delete from t2").await;
-    let (approve_id, deny_id) = (hold_a["id"].as_str().unwrap(), hold_b["id"].as_str().unwrap());
+    let (approve_id, deny_id) = (
+        hold_a["id"].as_str().unwrap(),
+        hold_b["id"].as_str().unwrap(),
+    );
 
     //          nobody forged  op  appr  aud  bot-a bot-b
     let public = [200, 200, 200, 200, 200, 200, 200];
@@ -69,14 +80,49 @@ async fn every_role_on_every_route() {
         ("GET", "/api/health".into(), None, public),
         ("GET", "/api/openapi.json".into(), None, public),
         ("GET", "/api/sessions".into(), None, auditor),
-        ("GET", "/api/sessions?agent=agent-a&open=false&since=1h&limit=5".into(), None, auditor),
+        (
+            "GET",
+            "/api/sessions?agent=agent-a&open=false&since=1h&limit=5".into(),
+            None,
+            auditor,
+        ),
         ("GET", format!("/api/sessions/{sealed}"), None, auditor),
-        ("GET", format!("/api/sessions/{}", &sealed[..13]), None, auditor),
-        ("GET", format!("/api/sessions/{sealed}/events?from=1&limit=3"), None, auditor),
-        ("GET", format!("/api/sessions/{sealed}/verify"), None, auditor),
-        ("GET", format!("/api/sessions/{sealed}/export?format=jsonl"), None, auditor),
-        ("GET", format!("/api/sessions/{sealed}/export?format=asciicast"), None, auditor),
-        ("GET", format!("/api/sessions/{sealed}/export?format=bundle"), None, auditor),
+        (
+            "GET",
+            format!("/api/sessions/{}", &sealed[..13]),
+            None,
+            auditor,
+        ),
+        (
+            "GET",
+            format!("/api/sessions/{sealed}/events?from=1&limit=3"),
+            None,
+            auditor,
+        ),
+        (
+            "GET",
+            format!("/api/sessions/{sealed}/verify"),
+            None,
+            auditor,
+        ),
+        (
+            "GET",
+            format!("/api/sessions/{sealed}/export?format=jsonl"),
+            None,
+            auditor,
+        ),
+        (
+            "GET",
+            format!("/api/sessions/{sealed}/export?format=asciicast"),
+            None,
+            auditor,
+        ),
+        (
+            "GET",
+            format!("/api/sessions/{sealed}/export?format=bundle"),
+            None,
+            auditor,
+        ),
         ("GET", "/api/verify".into(), None, auditor),
         ("GET", "/api/live".into(), None, operator),
         ("GET", "/api/approvals".into(), None, approver),
@@ -87,7 +133,12 @@ async fn every_role_on_every_route() {
             Some(json!({ "source": "planner", "text": "checking the row count first" })),
             [401, 401, 201, 403, 403, 201, 403],
         ),
-        ("GET", "/api/events".into(), None, [401, 401, 200, 200, 200, 200, 200]),
+        (
+            "GET",
+            "/api/events".into(),
+            None,
+            [401, 401, 200, 200, 200, 200, 200],
+        ),
         // Decisions and the kill last: each succeeds once, for the one role allowed.
         (
             "POST",
@@ -117,7 +168,12 @@ async fn every_role_on_every_route() {
                 Caller::Token(name) => Some(p.token(name)),
             };
             let resp = p
-                .send(method, path, token, body.as_ref().map(|b| b.to_string().into_bytes()))
+                .send(
+                    method,
+                    path,
+                    token,
+                    body.as_ref().map(|b| b.to_string().into_bytes()),
+                )
                 .await;
             let status = resp.status().as_u16();
             let is_json = resp
@@ -129,22 +185,34 @@ async fn every_role_on_every_route() {
             let text = if path.starts_with("/api/events") && status == 200 {
                 String::new()
             } else {
-                let b = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+                let b = http_body_util::BodyExt::collect(resp.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
                 String::from_utf8_lossy(&b).into_owned()
             };
             if status != *want {
-                failures.push(format!("{method} {path} as {caller:?}: {status}, expected {want}: {text}"));
+                failures.push(format!(
+                    "{method} {path} as {caller:?}: {status}, expected {want}: {text}"
+                ));
                 continue;
             }
             if status >= 400 {
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 if !is_json || !v["error"].is_string() {
-                    failures.push(format!("{method} {path} as {caller:?}: error is not JSON {{\"error\"}}: {text}"));
+                    failures.push(format!(
+                        "{method} {path} as {caller:?}: error is not JSON {{\"error\"}}: {text}"
+                    ));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} role failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} role failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 
     // The decisions took effect: the approved delete ran, the denied one got the reason.
     let n = tokio::time::timeout(Duration::from_secs(10), approve_task)
@@ -158,7 +226,10 @@ async fn every_role_on_every_route() {
         .unwrap()
         .unwrap()
         .expect_err("denied statement fails");
-    let msg = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_else(|| err.to_string());
+    let msg = err
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_else(|| err.to_string());
     assert!(msg.contains("not today") && msg.contains(APPROVER), "{msg}");
     // The kill ended the session, sealed `killed` with the operator's name.
     assert!(kill_me.simple_query("select 1").await.is_err());
@@ -172,7 +243,10 @@ async fn every_role_on_every_route() {
         .into_iter()
         .filter(|e| e["kind"] == "annotation")
         .collect();
-    let sources: BTreeSet<&str> = annotations.iter().filter_map(|e| e["source"].as_str()).collect();
+    let sources: BTreeSet<&str> = annotations
+        .iter()
+        .filter_map(|e| e["source"].as_str())
+        .collect();
     assert_eq!(
         sources,
         BTreeSet::from(["bot-a/planner", "ops-1/planner"]),
@@ -185,7 +259,11 @@ async fn every_role_on_every_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_json_and_recordings_cannot_be_changed() {
     let p = Proctor::start("").await;
-    let out = p.psql(AGENT_B, SECRET_B, "select 1").wait_with_output().await.unwrap();
+    let out = p
+        .psql(AGENT_B, SECRET_B, "select 1")
+        .wait_with_output()
+        .await
+        .unwrap();
     assert!(out.status.success());
     let id = p.get(AUDITOR, "/api/sessions?agent=agent-b").await[0]["id"]
         .as_str()
@@ -207,7 +285,9 @@ async fn errors_are_json_and_recordings_cannot_be_changed() {
     ] {
         for method in ["DELETE", "PUT", "PATCH", "POST"] {
             for who in [OPERATOR, APPROVER, AUDITOR, BOT_B] {
-                let (s, v) = p.call(method, &path, Some(p.token(who)), Some(json!({}))).await;
+                let (s, v) = p
+                    .call(method, &path, Some(p.token(who)), Some(json!({})))
+                    .await;
                 json_error(s, &v, 405);
             }
         }
@@ -219,49 +299,118 @@ async fn errors_are_json_and_recordings_cannot_be_changed() {
     let aud = Some(p.token(AUDITOR));
     let (s, v) = p.call("GET", "/api/nope", aud, None).await;
     json_error(s, &v, 404);
-    let (s, v) = p.call("GET", "/api/sessions/ffffffff-ffff-ffff-ffff-ffffffffffff", aud, None).await;
+    let (s, v) = p
+        .call(
+            "GET",
+            "/api/sessions/ffffffff-ffff-ffff-ffff-ffffffffffff",
+            aud,
+            None,
+        )
+        .await;
     json_error(s, &v, 404);
     let (s, v) = p.call("GET", "/api/sessions?agnet=typo", aud, None).await;
     json_error(s, &v, 400);
     let (s, v) = p.call("GET", "/api/sessions?limit=0", aud, None).await;
     json_error(s, &v, 400);
-    let (s, v) = p.call("GET", "/api/sessions?since=yesterday-ish", aud, None).await;
+    let (s, v) = p
+        .call("GET", "/api/sessions?since=yesterday-ish", aud, None)
+        .await;
     json_error(s, &v, 400);
-    let (s, v) = p.call("GET", &format!("/api/sessions/{id}/events?from=-1"), aud, None).await;
+    let (s, v) = p
+        .call(
+            "GET",
+            &format!("/api/sessions/{id}/events?from=-1"),
+            aud,
+            None,
+        )
+        .await;
     json_error(s, &v, 400);
-    let (s, v) = p.call("GET", &format!("/api/sessions/{id}/export?format=pdf"), aud, None).await;
+    let (s, v) = p
+        .call(
+            "GET",
+            &format!("/api/sessions/{id}/export?format=pdf"),
+            aud,
+            None,
+        )
+        .await;
     json_error(s, &v, 400);
 
     let op = Some(p.token(OPERATOR));
     let (status, _, body) = p
-        .raw("POST", &format!("/api/sessions/{id}/kill"), op, Some(b"{not json".to_vec()))
+        .raw(
+            "POST",
+            &format!("/api/sessions/{id}/kill"),
+            op,
+            Some(b"{not json".to_vec()),
+        )
         .await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
-    let (s, v) = p.call("POST", &format!("/api/sessions/{id}/kill"), op, Some(json!({ "reason": "" }))).await;
+    let (s, v) = p
+        .call(
+            "POST",
+            &format!("/api/sessions/{id}/kill"),
+            op,
+            Some(json!({ "reason": "" })),
+        )
+        .await;
     json_error(s, &v, 400);
-    let (s, v) = p.call("POST", &format!("/api/sessions/{id}/kill"), op, Some(json!({ "reason": "x" }))).await;
+    let (s, v) = p
+        .call(
+            "POST",
+            &format!("/api/sessions/{id}/kill"),
+            op,
+            Some(json!({ "reason": "x" })),
+        )
+        .await;
     json_error(s, &v, 404);
     let huge = json!({ "text": "x".repeat(100 * 1024) });
     let (s, v) = p
-        .call("POST", &format!("/api/sessions/{id}/annotations"), op, Some(huge))
+        .call(
+            "POST",
+            &format!("/api/sessions/{id}/annotations"),
+            op,
+            Some(huge),
+        )
         .await;
     json_error(s, &v, 413);
     let (s, v) = p
-        .call("POST", &format!("/api/sessions/{id}/annotations"), op, Some(json!({ "text": "late" })))
+        .call(
+            "POST",
+            &format!("/api/sessions/{id}/annotations"),
+            op,
+            Some(json!({ "text": "late" })),
+        )
         .await;
     json_error(s, &v, 409);
     let (s, v) = p
-        .call("POST", &format!("/api/sessions/{id}/annotations"), Some(p.token(BOT_A)), Some(json!({ "text": "not mine" })))
+        .call(
+            "POST",
+            &format!("/api/sessions/{id}/annotations"),
+            Some(p.token(BOT_A)),
+            Some(json!({ "text": "not mine" })),
+        )
         .await;
     json_error(s, &v, 403);
     let appr = Some(p.token(APPROVER));
-    let (s, v) = p.call("POST", "/api/approvals/abc/approve", appr, Some(json!({}))).await;
+    let (s, v) = p
+        .call("POST", "/api/approvals/abc/approve", appr, Some(json!({})))
+        .await;
     json_error(s, &v, 404);
     let (status, headers, _) = p.raw("GET", "/api/live", None, None).await;
     assert_eq!(status, 401);
     assert_eq!(headers.get("www-authenticate").unwrap(), "Bearer");
-    let (status, _, _) = p.raw("GET", "/api/live", Some(&format!("{} ", p.token(OPERATOR))), None).await;
-    assert_eq!(status, 200, "surrounding whitespace in the header is tolerated");
+    let (status, _, _) = p
+        .raw(
+            "GET",
+            "/api/live",
+            Some(&format!("{} ", p.token(OPERATOR))),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "surrounding whitespace in the header is tolerated"
+    );
 
     let h = p.call("GET", "/api/health", None, None).await;
     assert_eq!(h.0, 200);
@@ -275,7 +424,10 @@ async fn errors_are_json_and_recordings_cannot_be_changed() {
 fn openapi_describes_every_route_and_nothing_else() {
     let doc = proctor::api::openapi::document();
     assert_eq!(doc["openapi"], "3.1.0");
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -285,7 +437,10 @@ fn openapi_describes_every_route_and_nothing_else() {
                 .iter()
                 .map(|r| r.as_str().unwrap().to_string())
                 .collect();
-            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path}"
+            );
             assert!(op["operationId"].is_string(), "{method} {path}");
             documented.insert((method.to_uppercase(), path.clone(), roles));
         }
@@ -295,8 +450,12 @@ fn openapi_describes_every_route_and_nothing_else() {
         .map(|(m, p, access)| {
             let roles = match access {
                 proctor::api::Access::Public => BTreeSet::new(),
-                proctor::api::Access::AnyToken => ["operator", "approver", "auditor", "agent"].map(String::from).into(),
-                proctor::api::Access::Roles(r) => r.iter().map(|r| r.as_str().to_string()).collect(),
+                proctor::api::Access::AnyToken => ["operator", "approver", "auditor", "agent"]
+                    .map(String::from)
+                    .into(),
+                proctor::api::Access::Roles(r) => {
+                    r.iter().map(|r| r.as_str().to_string()).collect()
+                }
             };
             (m.to_string(), p.to_string(), roles)
         })
@@ -311,7 +470,10 @@ fn openapi_describes_every_route_and_nothing_else() {
     let text = doc.to_string();
     for part in text.split("\"#/components/schemas/").skip(1) {
         let name = &part[..part.find('"').unwrap()];
-        assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {name}");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "dangling $ref {name}"
+        );
     }
 }
 
@@ -326,13 +488,15 @@ async fn served_openapi_matches_and_routes_exist() {
     for (method, path, _) in proctor::api::route_list() {
         let concrete = path.replace("{id}", "00000000-0000-0000-0000-0000000000aa");
         let (s, v) = p
-            .call(method, &concrete, None, (method == "POST").then(|| json!({})))
+            .call(
+                method,
+                &concrete,
+                None,
+                (method == "POST").then(|| json!({})),
+            )
             .await;
         // Without a token: 401 for protected routes, 200 for public ones; never "no route".
-        assert!(
-            s == 401 || s == 200,
-            "{method} {path}: {s} {v}"
-        );
+        assert!(s == 401 || s == 200, "{method} {path}: {s} {v}");
     }
     p.stop().await;
 }

@@ -28,7 +28,12 @@ struct Receiver {
 }
 
 /// `/flaky`: 503 for a delivery's first two attempts, then 200. `/reject`: always 400.
-async fn receive(State(r): State<Receiver>, Path(path): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+async fn receive(
+    State(r): State<Receiver>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
     let delivery = headers
         .get("x-proctor-delivery")
         .and_then(|v| v.to_str().ok())
@@ -37,7 +42,12 @@ async fn receive(State(r): State<Receiver>, Path(path): Path<String>, headers: H
     let mut hits = r.hits.lock().unwrap();
     let earlier = hits
         .iter()
-        .filter(|h| h.headers.get("x-proctor-delivery").and_then(|v| v.to_str().ok()) == Some(delivery.as_str()))
+        .filter(|h| {
+            h.headers
+                .get("x-proctor-delivery")
+                .and_then(|v| v.to_str().ok())
+                == Some(delivery.as_str())
+        })
         .count();
     hits.push(Hit {
         path: path.clone(),
@@ -68,7 +78,10 @@ async fn signed_deliveries_retry_until_the_receiver_recovers() {
         .with_state(receiver.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     // A port with nothing listening: the "dead" receiver.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
 
     let secrets = tempfile::tempdir().unwrap();
     let secret = "whsec-3f9a1c";
@@ -108,37 +121,66 @@ queue = 2
     // 200 (after ~1 s more).
     let deadline = Instant::now() + Duration::from_secs(20);
     let by_delivery = loop {
-        let hits: Vec<Hit> = receiver.hits.lock().unwrap().iter().filter(|h| h.path == "flaky").cloned().collect();
+        let hits: Vec<Hit> = receiver
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path == "flaky")
+            .cloned()
+            .collect();
         let mut by: BTreeMap<String, Vec<Hit>> = BTreeMap::new();
         for h in hits {
-            let id = h.headers["x-proctor-delivery"].to_str().unwrap().to_string();
+            let id = h.headers["x-proctor-delivery"]
+                .to_str()
+                .unwrap()
+                .to_string();
             by.entry(id).or_default().push(h);
         }
         let kinds: Vec<String> = by
             .values()
             .filter(|v| v.len() >= 3)
-            .map(|v| v[0].headers["x-proctor-event"].to_str().unwrap().to_string())
+            .map(|v| {
+                v[0].headers["x-proctor-event"]
+                    .to_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         if kinds.contains(&"hold".to_string()) && kinds.contains(&"alert".to_string()) {
             break by;
         }
-        assert!(Instant::now() < deadline, "pager deliveries incomplete: {by:?}");
+        assert!(
+            Instant::now() < deadline,
+            "pager deliveries incomplete: {by:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut saw_hold = false;
     for (id, attempts) in &by_delivery {
-        assert_eq!(attempts.len(), 3, "delivery {id} retried until success, then stopped");
+        assert_eq!(
+            attempts.len(),
+            3,
+            "delivery {id} retried until success, then stopped"
+        );
         for (n, h) in attempts.iter().enumerate() {
             assert_eq!(h.headers["x-proctor-attempt"], (n + 1).to_string().as_str());
             assert_eq!(h.headers["content-type"], "application/json");
             let sig = h.headers["x-proctor-signature"].to_str().unwrap();
-            assert_eq!(sig, format!("sha256={}", hmac_hex(secret.as_bytes(), &h.body)), "valid HMAC");
+            assert_eq!(
+                sig,
+                format!("sha256={}", hmac_hex(secret.as_bytes(), &h.body)),
+                "valid HMAC"
+            );
             assert_ne!(sig, format!("sha256={}", hmac_hex(b"wrong", &h.body)));
             assert_eq!(h.body, attempts[0].body, "a retry resends the same body");
         }
         let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1].at - w[0].at).collect();
         assert!(gaps[0] >= Duration::from_millis(400), "backoff {gaps:?}");
-        assert!(gaps[1] >= Duration::from_millis(900), "backoff doubles {gaps:?}");
+        assert!(
+            gaps[1] >= Duration::from_millis(900),
+            "backoff doubles {gaps:?}"
+        );
         let body: Value = serde_json::from_slice(&attempts[0].body).unwrap();
         assert_eq!(body["delivery"], id.as_str());
         assert_eq!(body["webhook"], "pager");
@@ -159,14 +201,22 @@ queue = 2
     assert!(saw_hold);
 
     let (s, _) = p
-        .post(APPROVER, &format!("/api/approvals/{approval_id}/deny"), json!({ "reason": "no" }))
+        .post(
+            APPROVER,
+            &format!("/api/approvals/{approval_id}/deny"),
+            json!({ "reason": "no" }),
+        )
         .await;
     assert_eq!(s, 200);
     assert!(!psql.wait_with_output().await.unwrap().status.success());
 
     // More sessions, so the dead receiver's queue of two overflows.
     for _ in 0..3 {
-        let out = p.psql(AGENT_B, SECRET_B, "select 1").wait_with_output().await.unwrap();
+        let out = p
+            .psql(AGENT_B, SECRET_B, "select 1")
+            .wait_with_output()
+            .await
+            .unwrap();
         assert!(out.status.success());
     }
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -178,18 +228,32 @@ queue = 2
             .filter(|e| e["topic"] == "webhook")
             .filter_map(|e| e["text"].as_str().map(String::from))
             .collect();
-        let dropped = notes.iter().any(|n| n.starts_with("webhook dead: dropped") && n.contains("queue of 2"));
-        let refused = notes
+        let dropped = notes
             .iter()
-            .any(|n| n.starts_with("webhook picky: delivery") && n.contains("400") && n.contains("not retried"));
+            .any(|n| n.starts_with("webhook dead: dropped") && n.contains("queue of 2"));
+        let refused = notes.iter().any(|n| {
+            n.starts_with("webhook picky: delivery")
+                && n.contains("400")
+                && n.contains("not retried")
+        });
         if dropped && refused {
             break;
         }
-        assert!(Instant::now() < deadline, "journal notes missing: {notes:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "journal notes missing: {notes:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The refusing receiver got each delivery once.
-    let picky: Vec<Hit> = receiver.hits.lock().unwrap().iter().filter(|h| h.path == "reject").cloned().collect();
+    let picky: Vec<Hit> = receiver
+        .hits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.path == "reject")
+        .cloned()
+        .collect();
     assert!(!picky.is_empty());
     for h in &picky {
         assert_eq!(h.headers["x-proctor-attempt"], "1", "a 4xx is not retried");
@@ -205,14 +269,25 @@ fn webhook_config_errors_name_the_key() {
     let write = |body: &str| {
         let path = dir.path().join("proctor.toml");
         std::fs::write(&path, format!("data_dir = \"data\"\n{body}")).unwrap();
-        proctor::config::Config::load(&path).map(|_| ()).unwrap_err().to_string()
+        proctor::config::Config::load(&path)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
     };
     let e = write("[[webhooks]]\nname = \"x\"\nurl = \"ftp://h/\"\nsecret_file = \"s\"\n");
     assert!(e.contains("webhooks[0].url"), "{e}");
-    let e = write("[[webhooks]]\nname = \"x\"\nurl = \"http://h/\"\nsecret_file = \"s\"\nevents = [\"holds\"]\n");
-    assert!(e.contains("webhooks[0].events[0]") && e.contains("hold, alert"), "{e}");
-    let e = write("[[webhooks]]\nname = \"x\"\nurl = \"http://h/\"\nsecret_file = \"s\"\nsecret = \"inline\"\n");
+    let e = write(
+        "[[webhooks]]\nname = \"x\"\nurl = \"http://h/\"\nsecret_file = \"s\"\nevents = [\"holds\"]\n",
+    );
+    assert!(
+        e.contains("webhooks[0].events[0]") && e.contains("hold, alert"),
+        "{e}"
+    );
+    let e = write(
+        "[[webhooks]]\nname = \"x\"\nurl = \"http://h/\"\nsecret_file = \"s\"\nsecret = \"inline\"\n",
+    );
     assert!(e.contains("secret"), "unknown keys are errors: {e}");
-    let e = write("[[webhooks]]\nname = \"x\"\nurl = \"http://h/\"\nsecret_file = \"s\"\nqueue = 0\n");
+    let e =
+        write("[[webhooks]]\nname = \"x\"\nurl = \"http://h/\"\nsecret_file = \"s\"\nqueue = 0\n");
     assert!(e.contains("webhooks[0].queue"), "{e}");
 }

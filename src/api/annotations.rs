@@ -36,7 +36,9 @@ pub async fn create(
         return Err(ApiError::BadRequest("text is empty".into()));
     }
     if body.text.len() > MAX_TEXT_BYTES {
-        return Err(ApiError::BadRequest(format!("text is longer than {MAX_TEXT_BYTES} bytes")));
+        return Err(ApiError::BadRequest(format!(
+            "text is longer than {MAX_TEXT_BYTES} bytes"
+        )));
     }
     let source = body.source.as_deref().map(str::trim).unwrap_or_default();
     if source.len() > MAX_SOURCE_BYTES || source.chars().any(char::is_control) {
@@ -45,7 +47,11 @@ pub async fn create(
         )));
     }
     // The recorded source says which credential spoke, whatever the body claims.
-    let source = if source.is_empty() { p.name.clone() } else { format!("{}/{source}", p.name) };
+    let source = if source.is_empty() {
+        p.name.clone()
+    } else {
+        format!("{}/{source}", p.name)
+    };
 
     let (id, owner) = match st.core.sessions.get(&id) {
         Some(s) => (id, s.agent.clone()),
@@ -80,12 +86,17 @@ pub async fn create(
     if !resp.ok {
         let e = resp.error.unwrap_or_default();
         return Err(if st.core.sessions.get(&id).is_none() {
-            ApiError::Conflict(format!("session {id} ended before the annotation was recorded"))
+            ApiError::Conflict(format!(
+                "session {id} ended before the annotation was recorded"
+            ))
         } else {
             ApiError::Unavailable(format!("the annotation could not be recorded: {e}"))
         });
     }
-    Ok((StatusCode::CREATED, Json(json!({ "session": id, "source": source, "recorded": true }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "session": id, "source": source, "recorded": true })),
+    ))
 }
 
 fn forbidden(p: &Principal) -> ApiError {

@@ -22,7 +22,10 @@ impl From<ApprovalError> for ApiError {
     }
 }
 
-pub async fn list(State(st): State<ApiState>, p: Principal) -> Result<Json<Vec<PendingView>>, ApiError> {
+pub async fn list(
+    State(st): State<ApiState>,
+    p: Principal,
+) -> Result<Json<Vec<PendingView>>, ApiError> {
     p.require(&[Role::Approver], "list held actions")?;
     Ok(Json(st.core.approvals.list()))
 }
@@ -41,9 +44,14 @@ pub async fn approve(
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(&[Role::Approver], "approve held actions")?;
-    let released = st.core.approvals.approve(&id, &p.name, body.reason.trim())?;
+    let released = st
+        .core
+        .approvals
+        .approve(&id, &p.name, body.reason.trim())?;
     tracing::info!(approval = %id, approver = %p.name, released, "approval given over the API");
-    Ok(Json(json!({ "id": id, "approver": p.name, "released": released })))
+    Ok(Json(
+        json!({ "id": id, "approver": p.name, "released": released }),
+    ))
 }
 
 pub async fn deny(
@@ -55,5 +63,7 @@ pub async fn deny(
     p.require(&[Role::Approver], "deny held actions")?;
     st.core.approvals.deny(&id, &p.name, body.reason.trim())?;
     tracing::info!(approval = %id, approver = %p.name, "held action denied over the API");
-    Ok(Json(json!({ "id": id, "approver": p.name, "denied": true })))
+    Ok(Json(
+        json!({ "id": id, "approver": p.name, "denied": true }),
+    ))
 }

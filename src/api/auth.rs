@@ -97,7 +97,11 @@ impl Tokens {
                 principal: Principal {
                     name: t.name.clone(),
                     role,
-                    agent: if role == Role::Agent { t.agent.clone() } else { None },
+                    agent: if role == Role::Agent {
+                        t.agent.clone()
+                    } else {
+                        None
+                    },
                 },
             });
         }
@@ -140,14 +144,27 @@ impl FromRequestParts<ApiState> for Principal {
 
 /// Journals an auditor's read of a recording before it is served. If the journal cannot be
 /// written the read is refused: an unrecorded read would break "the auditors are audited".
-pub async fn audit(state: &ApiState, who: &Principal, what: &str, session: &str) -> Result<(), ApiError> {
-    let text = format!("{} {:?} {what} session {session}", who.role.as_str(), who.name);
+pub async fn audit(
+    state: &ApiState,
+    who: &Principal,
+    what: &str,
+    session: &str,
+) -> Result<(), ApiError> {
+    let text = format!(
+        "{} {:?} {what} session {session}",
+        who.role.as_str(),
+        who.name
+    );
     state
         .core
         .recorder
         .journal("audit", &text)
         .await
-        .map_err(|e| ApiError::Unavailable(format!("the read could not be recorded in the audit journal, so it is refused: {e}")))
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "the read could not be recorded in the audit journal, so it is refused: {e}"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -178,6 +195,9 @@ mod tests {
         assert!(t.authenticate("s3").is_none());
         assert!(t.authenticate("s4").is_none());
         assert!(t.authenticate("").is_none());
-        assert!(t.authenticate(&hex::encode(Sha256::digest(b"s1"))).is_none());
+        assert!(
+            t.authenticate(&hex::encode(Sha256::digest(b"s1")))
+                .is_none()
+        );
     }
 }

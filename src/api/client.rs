@@ -118,7 +118,9 @@ impl ApiClient {
     pub fn new(base: &str, token: &str, ca_file: Option<&Path>) -> Result<ApiClient, ClientError> {
         let base = base.trim().trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Config(format!("{base:?}: expected an http:// or https:// URL")));
+            return Err(ClientError::Config(format!(
+                "{base:?}: expected an http:// or https:// URL"
+            )));
         }
         let token = token.trim().to_string();
         if token.is_empty() {
@@ -133,14 +135,27 @@ impl ApiClient {
     }
 
     /// Reads the token from a file (trailing whitespace ignored), as `--token-file` does.
-    pub fn from_token_file(base: &str, token_file: &Path, ca_file: Option<&Path>) -> Result<ApiClient, ClientError> {
-        let token = std::fs::read_to_string(token_file)
-            .map_err(|e| ClientError::Config(format!("cannot read the token file {}: {e}", token_file.display())))?;
+    pub fn from_token_file(
+        base: &str,
+        token_file: &Path,
+        ca_file: Option<&Path>,
+    ) -> Result<ApiClient, ClientError> {
+        let token = std::fs::read_to_string(token_file).map_err(|e| {
+            ClientError::Config(format!(
+                "cannot read the token file {}: {e}",
+                token_file.display()
+            ))
+        })?;
         ApiClient::new(base, &token, ca_file)
     }
 
     /// One request; returns the status and body whatever the status.
-    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Bytes), ClientError> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let url = format!("{}{path}", self.base);
         let mut req = Request::builder()
             .method(method)
@@ -154,10 +169,12 @@ impl ApiClient {
             }
             None => Bytes::new(),
         };
-        let req = req.body(Full::new(payload)).map_err(|e| ClientError::Transport {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
+        let req = req
+            .body(Full::new(payload))
+            .map_err(|e| ClientError::Transport {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
         let transport = |e: &dyn std::error::Error| ClientError::Transport {
             url: url.clone(),
             message: error_chain(e),
@@ -165,7 +182,12 @@ impl ApiClient {
         let fut = async {
             let resp = self.client.request(req).await.map_err(|e| transport(&e))?;
             let status = resp.status();
-            let bytes = resp.into_body().collect().await.map_err(|e| transport(&e))?.to_bytes();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| transport(&e))?
+                .to_bytes();
             Ok((status, bytes))
         };
         tokio::time::timeout(self.timeout, fut)
@@ -178,7 +200,12 @@ impl ApiClient {
 
     /// A JSON request that must succeed; an error status becomes `ClientError::Status` with the
     /// server's message.
-    pub async fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
         let (status, bytes) = self.request(method, path, body).await?;
         let value: Option<Value> = serde_json::from_slice(&bytes).ok();
         if !status.is_success() {

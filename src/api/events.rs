@@ -43,33 +43,41 @@ fn to_sse(e: &LiveEvent) -> Event {
     Event::default().event(event_kind(e)).data(data)
 }
 
-pub async fn stream(State(st): State<ApiState>, p: Principal) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn stream(
+    State(st): State<ApiState>,
+    p: Principal,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Subscribe before answering, so nothing published after the response starts is missed.
     let rx = st.core.bus.subscribe();
-    let hello = Event::default().event("ready").data(
-        json!({ "token": p.name, "role": p.role.as_str(), "agent": p.agent }).to_string(),
-    );
+    let hello = Event::default()
+        .event("ready")
+        .data(json!({ "token": p.name, "role": p.role.as_str(), "agent": p.agent }).to_string());
     let shutdown = st.shutdown.clone();
-    let live = stream::unfold((rx, st, p, shutdown), |(mut rx, st, p, mut shutdown)| async move {
-        loop {
-            let next = tokio::select! {
-                r = rx.recv() => r,
-                _ = crate::serve::stopped(&mut shutdown) => return None,
-            };
-            match next {
-                Ok(e) if visible(&st, &p, &e) => return Some((Ok(to_sse(&e)), (rx, st, p, shutdown))),
-                Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    // The client was too slow; say so rather than silently skipping events.
-                    let ev = Event::default()
-                        .event("lagged")
-                        .data(json!({ "missed": n }).to_string());
-                    return Some((Ok(ev), (rx, st, p, shutdown)));
+    let live = stream::unfold(
+        (rx, st, p, shutdown),
+        |(mut rx, st, p, mut shutdown)| async move {
+            loop {
+                let next = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = crate::serve::stopped(&mut shutdown) => return None,
+                };
+                match next {
+                    Ok(e) if visible(&st, &p, &e) => {
+                        return Some((Ok(to_sse(&e)), (rx, st, p, shutdown)));
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => {
+                        // The client was too slow; say so rather than silently skipping events.
+                        let ev = Event::default()
+                            .event("lagged")
+                            .data(json!({ "missed": n }).to_string());
+                        return Some((Ok(ev), (rx, st, p, shutdown)));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    });
+        },
+    );
     let all = stream::once(async move { Ok(hello) }).chain(live);
     Sse::new(all).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
 }

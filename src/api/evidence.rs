@@ -31,11 +31,15 @@ pub async fn verify_session(
     let meta = super::sessions::find(&st, id).await?;
     audit(&st, &p, "verified", &meta.id).await?;
     let data = st.core.data_dir();
-    let (report, key) = blocking(move || Ok(ops::verify(&data, Some(&meta.id), None, true)?)).await?;
+    let (report, key) =
+        blocking(move || Ok(ops::verify(&data, Some(&meta.id), None, true)?)).await?;
     Ok(Json(verify_json(report, key)))
 }
 
-pub async fn verify_store(State(st): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn verify_store(
+    State(st): State<ApiState>,
+    p: Principal,
+) -> Result<Json<Value>, ApiError> {
     p.require(&[Role::Auditor], "verify recordings")?;
     audit(&st, &p, "verified the whole store, every", "in it").await?;
     let data = st.core.data_dir();
@@ -64,9 +68,9 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
     }
 }
 

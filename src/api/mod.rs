@@ -184,7 +184,11 @@ where
     H: Handler<T, ApiState>,
     T: 'static,
 {
-    let filter = if method == "POST" { MethodFilter::POST } else { MethodFilter::GET };
+    let filter = if method == "POST" {
+        MethodFilter::POST
+    } else {
+        MethodFilter::GET
+    };
     Route {
         method,
         path,
@@ -205,15 +209,45 @@ pub fn routes() -> Vec<Route> {
         route("GET", "/api/openapi.json", Access::Public, openapi::serve),
         route("GET", "/api/sessions", AUDITOR, sessions::list),
         route("GET", "/api/sessions/{id}", AUDITOR, sessions::show),
-        route("GET", "/api/sessions/{id}/events", AUDITOR, sessions::events),
-        route("GET", "/api/sessions/{id}/verify", AUDITOR, evidence::verify_session),
-        route("GET", "/api/sessions/{id}/export", AUDITOR, evidence::export),
-        route("POST", "/api/sessions/{id}/annotations", ANNOTATOR, annotations::create),
+        route(
+            "GET",
+            "/api/sessions/{id}/events",
+            AUDITOR,
+            sessions::events,
+        ),
+        route(
+            "GET",
+            "/api/sessions/{id}/verify",
+            AUDITOR,
+            evidence::verify_session,
+        ),
+        route(
+            "GET",
+            "/api/sessions/{id}/export",
+            AUDITOR,
+            evidence::export,
+        ),
+        route(
+            "POST",
+            "/api/sessions/{id}/annotations",
+            ANNOTATOR,
+            annotations::create,
+        ),
         route("POST", "/api/sessions/{id}/kill", OPERATOR, sessions::kill),
         route("GET", "/api/live", OPERATOR, sessions::live),
         route("GET", "/api/approvals", APPROVER, approvals::list),
-        route("POST", "/api/approvals/{id}/approve", APPROVER, approvals::approve),
-        route("POST", "/api/approvals/{id}/deny", APPROVER, approvals::deny),
+        route(
+            "POST",
+            "/api/approvals/{id}/approve",
+            APPROVER,
+            approvals::approve,
+        ),
+        route(
+            "POST",
+            "/api/approvals/{id}/deny",
+            APPROVER,
+            approvals::deny,
+        ),
         route("GET", "/api/verify", AUDITOR, evidence::verify_store),
         route("GET", "/api/events", Access::AnyToken, events::stream),
     ]
@@ -221,7 +255,10 @@ pub fn routes() -> Vec<Route> {
 
 /// `(method, path)` of every route, for the OpenAPI completeness test.
 pub fn route_list() -> Vec<(&'static str, &'static str, Access)> {
-    routes().into_iter().map(|r| (r.method, r.path, r.access)).collect()
+    routes()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.access))
+        .collect()
 }
 
 async fn not_found() -> ApiError {
@@ -238,7 +275,11 @@ async fn method_not_allowed() -> ApiError {
 /// The API router with its state; a web console may merge its own routes beside it.
 pub fn router(core: Arc<Core>, shutdown: watch::Receiver<bool>) -> Router {
     let tokens = Arc::new(Tokens::from_config(&core.config.api.tokens));
-    let state = ApiState { core, tokens, shutdown };
+    let state = ApiState {
+        core,
+        tokens,
+        shutdown,
+    };
     let mut r = Router::new();
     for rt in routes() {
         r = r.route(rt.path, rt.router);
@@ -262,7 +303,11 @@ pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Rece
 /// Liveness for load balancers: no token, and nothing about sessions.
 async fn health(State(st): State<ApiState>) -> Response {
     let failure = st.core.recorder.failure();
-    let status = if failure.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if failure.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         axum::Json(json!({

@@ -37,12 +37,25 @@ fn body(schema: &str) -> Value {
 }
 
 /// One operation. `roles` empty means no token is needed.
-fn op(id: &str, summary: &str, roles: &[&str], params: Vec<Value>, request: Option<Value>, ok: (&str, Value)) -> Value {
+fn op(
+    id: &str,
+    summary: &str,
+    roles: &[&str],
+    params: Vec<Value>,
+    request: Option<Value>,
+    ok: (&str, Value),
+) -> Value {
     let mut responses = Map::new();
     responses.insert(ok.0.to_string(), ok.1);
     if !roles.is_empty() {
-        responses.insert("401".into(), error_response("missing or invalid bearer token"));
-        responses.insert("403".into(), error_response("the token's role may not do this"));
+        responses.insert(
+            "401".into(),
+            error_response("missing or invalid bearer token"),
+        );
+        responses.insert(
+            "403".into(),
+            error_response("the token's role may not do this"),
+        );
     }
     responses.insert("400".into(), error_response("invalid parameters or body"));
     let mut o = json!({
@@ -76,13 +89,41 @@ pub fn document() -> Value {
     let session_filters = vec![
         query("agent", "agent name", string.clone()),
         query("target", "target name", string.clone()),
-        query("since", "RFC 3339 time, a date, or a duration ago (`2h`)", string.clone()),
-        query("until", "RFC 3339 time, a date, or a duration ago", string.clone()),
-        query("privilege", "routine, elevated or break-glass", string.clone()),
-        query("protocol", "ssh or postgres", json!({ "type": "string", "enum": ["ssh", "postgres"] })),
-        query("outcome", "completed, killed, interrupted, target_lost, denied", string.clone()),
-        query("open", "only sessions still open", json!({ "type": "boolean" })),
-        query("limit", "at most this many (default 500, at most 10000)", json!({ "type": "integer", "minimum": 1, "maximum": 10000 })),
+        query(
+            "since",
+            "RFC 3339 time, a date, or a duration ago (`2h`)",
+            string.clone(),
+        ),
+        query(
+            "until",
+            "RFC 3339 time, a date, or a duration ago",
+            string.clone(),
+        ),
+        query(
+            "privilege",
+            "routine, elevated or break-glass",
+            string.clone(),
+        ),
+        query(
+            "protocol",
+            "ssh or postgres",
+            json!({ "type": "string", "enum": ["ssh", "postgres"] }),
+        ),
+        query(
+            "outcome",
+            "completed, killed, interrupted, target_lost, denied",
+            string.clone(),
+        ),
+        query(
+            "open",
+            "only sessions still open",
+            json!({ "type": "boolean" }),
+        ),
+        query(
+            "limit",
+            "at most this many (default 500, at most 10000)",
+            json!({ "type": "integer", "minimum": 1, "maximum": 10000 }),
+        ),
     ];
     let paths = json!({
         "/api/health": {

@@ -45,7 +45,9 @@ impl ListQuery {
     pub fn into_filter(self) -> Result<Filter, ApiError> {
         let limit = self.limit.unwrap_or(DEFAULT_LIST_LIMIT);
         if limit == 0 || limit > MAX_LIST_LIMIT {
-            return Err(ApiError::BadRequest(format!("limit must be 1..={MAX_LIST_LIMIT}")));
+            return Err(ApiError::BadRequest(format!(
+                "limit must be 1..={MAX_LIST_LIMIT}"
+            )));
         }
         Ok(Filter {
             agent: self.agent,
@@ -53,9 +55,13 @@ impl ListQuery {
             since_ns: time("since", self.since)?,
             until_ns: time("until", self.until)?,
             privilege: self.privilege,
-            protocol: self
-                .protocol
-                .map(|p| if p == "pg" || p == "postgresql" { "postgres".into() } else { p }),
+            protocol: self.protocol.map(|p| {
+                if p == "pg" || p == "postgresql" {
+                    "postgres".into()
+                } else {
+                    p
+                }
+            }),
             outcome: self.outcome,
             open: self.open.unwrap_or(false),
             limit: Some(limit),
@@ -118,11 +124,19 @@ pub async fn events(
     p.require(&[Role::Auditor], "read recorded sessions")?;
     let limit = q.limit.unwrap_or(DEFAULT_EVENTS_LIMIT);
     if limit == 0 || limit > MAX_EVENTS_LIMIT {
-        return Err(ApiError::BadRequest(format!("limit must be 1..={MAX_EVENTS_LIMIT}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1..={MAX_EVENTS_LIMIT}"
+        )));
     }
     let from = q.from.unwrap_or(0);
     let meta = find(&st, id).await?;
-    audit(&st, &p, &format!("read events from seq {from} (at most {limit}) of"), &meta.id).await?;
+    audit(
+        &st,
+        &p,
+        &format!("read events from seq {from} (at most {limit}) of"),
+        &meta.id,
+    )
+    .await?;
     let data = st.core.data_dir();
     let session = meta.id.clone();
     let events = blocking(move || Ok(ops::events(&data, &meta, from, limit)?)).await?;
@@ -135,7 +149,9 @@ pub async fn events(
     } else {
         None
     };
-    Ok(Json(json!({ "session": session, "events": events, "next_from": next_from })))
+    Ok(Json(
+        json!({ "session": session, "events": events, "next_from": next_from }),
+    ))
 }
 
 pub async fn live(State(st): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
@@ -157,20 +173,39 @@ pub async fn kill(
 ) -> Result<Json<Value>, ApiError> {
     p.require(&[Role::Operator], "kill sessions")?;
     if body.reason.trim().is_empty() {
-        return Err(ApiError::BadRequest("a reason is required to kill a session".into()));
+        return Err(ApiError::BadRequest(
+            "a reason is required to kill a session".into(),
+        ));
     }
     // The seal's reason names the operator, so the recording says who ended it.
     let reason = format!("{} (killed by {})", body.reason.trim(), p.name);
-    let resp = control::handle(&st.core, Request::Kill { id, reason: reason.clone() }).await;
+    let resp = control::handle(
+        &st.core,
+        Request::Kill {
+            id,
+            reason: reason.clone(),
+        },
+    )
+    .await;
     if !resp.ok {
-        return Err(ApiError::NotFound(resp.error.unwrap_or_else(|| "no such live session".into())));
+        return Err(ApiError::NotFound(
+            resp.error.unwrap_or_else(|| "no such live session".into()),
+        ));
     }
-    let killed = resp.result.get("killed").and_then(Value::as_str).unwrap_or_default().to_string();
+    let killed = resp
+        .result
+        .get("killed")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     tracing::info!(session = %killed, operator = %p.name, "session killed over the API");
     let _ = st
         .core
         .recorder
-        .journal("kill", &format!("operator {:?} killed session {killed}: {reason}", p.name))
+        .journal(
+            "kill",
+            &format!("operator {:?} killed session {killed}: {reason}", p.name),
+        )
         .await;
     Ok(Json(json!({ "killed": killed, "reason": reason })))
 }

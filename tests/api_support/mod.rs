@@ -64,7 +64,8 @@ impl Proctor {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let pg = tokio::task::spawn_blocking(|| {
             let pg = LocalPostgres::start(PostgresOptions::default()).expect("PostgreSQL starts");
-            pg.psql("postgres", "CREATE DATABASE app").expect("create database");
+            pg.psql("postgres", "CREATE DATABASE app")
+                .expect("create database");
             pg.psql(
                 "app",
                 "CREATE ROLE app_write NOLOGIN;
@@ -80,7 +81,10 @@ impl Proctor {
         })
         .await
         .expect("join");
-        let dir = tempfile::Builder::new().prefix("proctor-api-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("proctor-api-test-")
+            .tempdir()
+            .expect("tempdir");
         let mut tokens = HashMap::new();
         let mut token_toml = String::new();
         for (name, role, agent) in [
@@ -94,7 +98,9 @@ impl Proctor {
         ] {
             let token = format!("prt_{}", hex::encode(rand::random::<[u8; 16]>()));
             let digest = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-            let agent_line = agent.map(|a| format!("agent = {}\n", toml_str(a))).unwrap_or_default();
+            let agent_line = agent
+                .map(|a| format!("agent = {}\n", toml_str(a)))
+                .unwrap_or_default();
             token_toml.push_str(&format!(
                 "\n[[api.tokens]]\nname = {}\nrole = \"{role}\"\n{agent_line}sha256 = \"{digest}\"\n",
                 toml_str(name)
@@ -146,8 +152,12 @@ role = "app_write"
 "#,
             data = toml_str(&dir.path().join("data").to_string_lossy()),
             policies = toml_str(&repo_policies().to_string_lossy()),
-            scram_a = toml_str(&postgres_protocol::password::scram_sha_256(SECRET_A.as_bytes())),
-            scram_b = toml_str(&postgres_protocol::password::scram_sha_256(SECRET_B.as_bytes())),
+            scram_a = toml_str(&postgres_protocol::password::scram_sha_256(
+                SECRET_A.as_bytes()
+            )),
+            scram_b = toml_str(&postgres_protocol::password::scram_sha_256(
+                SECRET_B.as_bytes()
+            )),
             pg_port = pg.port,
             admin = toml_str(&pg.admin_dsn("app")),
         );
@@ -183,7 +193,10 @@ role = "app_write"
     }
 
     pub fn token(&self, name: &str) -> &str {
-        self.tokens.get(name).map(String::as_str).expect("known token name")
+        self.tokens
+            .get(name)
+            .map(String::as_str)
+            .expect("known token name")
     }
 
     /// libpq connection string for an agent (plain TCP; the listener has no TLS here).
@@ -196,9 +209,10 @@ role = "app_write"
 
     /// A live agent session over tokio-postgres (the connection task runs until dropped).
     pub async fn connect(&self, agent: &str, secret: &str) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.conninfo(agent, secret), tokio_postgres::NoTls)
-            .await
-            .expect("agent connects through proctor");
+        let (client, conn) =
+            tokio_postgres::connect(&self.conninfo(agent, secret), tokio_postgres::NoTls)
+                .await
+                .expect("agent connects through proctor");
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -224,9 +238,23 @@ role = "app_write"
     }
 
     /// One HTTP request; the body parsed as JSON when it is JSON, else as a string.
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let (status, _, bytes) = self.raw(method, path, token, body.map(|b| b.to_string().into_bytes())).await;
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, _, bytes) = self
+            .raw(
+                method,
+                path,
+                token,
+                body.map(|b| b.to_string().into_bytes()),
+            )
+            .await;
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, value)
     }
 
@@ -247,7 +275,13 @@ role = "app_write"
         (parts.status, parts.headers, bytes)
     }
 
-    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> hyper::Response<Incoming> {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> hyper::Response<Incoming> {
         let mut req = Request::builder().method(method).uri(self.url(path));
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -255,7 +289,9 @@ role = "app_write"
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("request");
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("request");
         tokio::time::timeout(Duration::from_secs(30), self.http.request(req))
             .await
             .expect("answer within 30s")
@@ -270,7 +306,8 @@ role = "app_write"
     }
 
     pub async fn post(&self, who: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call("POST", path, Some(self.token(who)), Some(body)).await
+        self.call("POST", path, Some(self.token(who)), Some(body))
+            .await
     }
 
     /// Waits until a hold shows up in the approval queue whose statement contains `needle`.
@@ -278,13 +315,16 @@ role = "app_write"
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let list = self.get(APPROVER, "/api/approvals").await;
-            if let Some(h) = list
-                .as_array()
-                .and_then(|a| a.iter().find(|h| h["detail"].as_str().is_some_and(|d| d.contains(needle))))
-            {
+            if let Some(h) = list.as_array().and_then(|a| {
+                a.iter()
+                    .find(|h| h["detail"].as_str().is_some_and(|d| d.contains(needle)))
+            }) {
                 return h.clone();
             }
-            assert!(Instant::now() < deadline, "no hold for {needle:?} in 20s: {list}");
+            assert!(
+                Instant::now() < deadline,
+                "no hold for {needle:?} in 20s: {list}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -295,7 +335,10 @@ role = "app_write"
         let mut from = 0;
         loop {
             let page = self
-                .get(AUDITOR, &format!("/api/sessions/{session}/events?from={from}&limit=200"))
+                .get(
+                    AUDITOR,
+                    &format!("/api/sessions/{session}/events?from={from}&limit=200"),
+                )
                 .await;
             out.extend(page["events"].as_array().cloned().unwrap_or_default());
             match page["next_from"].as_u64() {
@@ -313,7 +356,10 @@ role = "app_write"
             if m["sealed"].as_bool() == Some(true) {
                 return m;
             }
-            assert!(Instant::now() < deadline, "session {session} not sealed in 20s: {m}");
+            assert!(
+                Instant::now() < deadline,
+                "session {session} not sealed in 20s: {m}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -335,7 +381,12 @@ role = "app_write"
     pub async fn wait_new_live(&self, agent: &str, known: &[String]) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(id) = self.live_of(agent).await.into_iter().find(|id| !known.contains(id)) {
+            if let Some(id) = self
+                .live_of(agent)
+                .await
+                .into_iter()
+                .find(|id| !known.contains(id))
+            {
                 return id;
             }
             assert!(Instant::now() < deadline, "no new live session of {agent}");
@@ -368,7 +419,9 @@ impl SseStream {
         let resp = p.send("GET", "/api/events", Some(token), None).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(
-            resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            resp.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
             Some("text/event-stream")
         );
         SseStream {
@@ -403,7 +456,10 @@ impl SseStream {
                 }
                 return Some(ev);
             }
-            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await.ok()??.ok()?;
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .ok()??
+                .ok()?;
             if let Ok(data) = frame.into_data() {
                 self.buf.push_str(&String::from_utf8_lossy(&data));
             }
@@ -411,7 +467,11 @@ impl SseStream {
     }
 
     /// Waits for the first event (not comment) satisfying `f`.
-    pub async fn wait_for(&mut self, wait: Duration, mut f: impl FnMut(&SseEvent) -> bool) -> Option<SseEvent> {
+    pub async fn wait_for(
+        &mut self,
+        wait: Duration,
+        mut f: impl FnMut(&SseEvent) -> bool,
+    ) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
