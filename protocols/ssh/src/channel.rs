@@ -9,6 +9,7 @@
 //! went away.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,11 +19,11 @@ use proctor_gate::{
     Action, ChannelKind, Decision, Event, GateError, OutputStream, Resolution, TransferSummary,
 };
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig, client, server};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::lines::{LineTracker, Step};
 use crate::record::{OutputLog, Tally};
-use crate::session::{Session, Stop, wait_some, wait_true};
+use crate::session::{Pressure, Session, Stop, wait_some, wait_true};
 use crate::sftp::{self, Framer, SftpTracker};
 
 /// Exit status reported to the agent when proctor refuses a command.
@@ -108,12 +109,29 @@ fn sig_name(sig: &Sig) -> String {
     }
 }
 
-/// Agent input: the channel's read half plus messages read ahead while something was held.
-struct AgentIn {
-    rx: ChannelReadHalf,
-    backlog: VecDeque<ChannelMsg>,
-    backlog_bytes: usize,
-    gone: bool,
+/// Agent input, read by its own task into a queue.
+///
+/// russh hands a channel's messages over from inside its connection read loop and grants
+/// window as soon as data arrives, so the only brake on an agent is a reader that stops
+/// reading, which stalls the whole connection, the agent's window adjustments included. With
+/// output waiting for those adjustments while input waits for the target, the relay would
+/// deadlock (`... | ssh proctor cat` does it at once). So the reader never stops early:
+/// past `soft` queued bytes the connection's window grants are throttled instead (see
+/// `Pressure`), which bounds the queue to about `soft` plus one window; `hard` is only a
+/// safety net.
+struct Feed {
+    queue: Mutex<VecDeque<ChannelMsg>>,
+    bytes: AtomicUsize,
+    ended: AtomicBool,
+    channel: u32,
+    soft: usize,
+    pressure: Arc<Pressure>,
+    /// A message arrived, or the reader ended (one consumer).
+    data: Notify,
+    /// Room in the queue (one waiter: the reader).
+    space: Notify,
+    /// Flipped when the agent closes the channel or its connection.
+    gone: watch::Sender<bool>,
 }
 
 fn msg_size(m: &ChannelMsg) -> usize {
@@ -123,73 +141,115 @@ fn msg_size(m: &ChannelMsg) -> usize {
     }
 }
 
-impl AgentIn {
-    fn new(rx: ChannelReadHalf) -> Self {
-        AgentIn {
-            rx,
-            backlog: VecDeque::new(),
-            backlog_bytes: 0,
-            gone: false,
+impl Feed {
+    fn added(&self, n: usize) {
+        let b = self.bytes.fetch_add(n, Ordering::AcqRel) + n;
+        if b > self.soft {
+            self.pressure.set(self.channel, true);
         }
     }
 
+    fn removed(&self, n: usize) {
+        let b = self.bytes.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
+        if b <= self.soft / 2 {
+            self.pressure.set(self.channel, false);
+        }
+        self.space.notify_one();
+    }
+}
+
+async fn read_agent(mut rx: ChannelReadHalf, feed: Arc<Feed>, hard: usize) {
+    loop {
+        while feed.bytes.load(Ordering::Acquire) >= hard {
+            feed.space.notified().await;
+        }
+        let Some(m) = rx.wait().await else {
+            break;
+        };
+        let closing = matches!(m, ChannelMsg::Close);
+        feed.added(msg_size(&m));
+        if let Ok(mut q) = feed.queue.lock() {
+            q.push_back(m);
+        }
+        feed.data.notify_one();
+        if closing {
+            break;
+        }
+    }
+    feed.ended.store(true, Ordering::Release);
+    feed.pressure.set(feed.channel, false);
+    let _ = feed.gone.send(true);
+    feed.data.notify_one();
+}
+
+struct AgentIn {
+    feed: Arc<Feed>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AgentIn {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl AgentIn {
+    fn new(rx: ChannelReadHalf, ctx: &ChanCtx) -> Self {
+        let limits = &ctx.sess.limits;
+        let soft = limits.held_input_bytes.max(1);
+        let feed = Arc::new(Feed {
+            queue: Mutex::new(VecDeque::new()),
+            bytes: AtomicUsize::new(0),
+            ended: AtomicBool::new(false),
+            channel: ctx.num(),
+            soft,
+            pressure: ctx.sess.pressure.clone(),
+            data: Notify::new(),
+            space: Notify::new(),
+            gone: watch::Sender::new(false),
+        });
+        let reader = tokio::spawn(read_agent(
+            rx,
+            feed.clone(),
+            limits.input_hard_bytes.max(soft),
+        ));
+        AgentIn { feed, reader }
+    }
+
+    fn pop(&mut self) -> Option<ChannelMsg> {
+        let m = self.feed.queue.lock().ok()?.pop_front()?;
+        self.feed.removed(msg_size(&m));
+        Some(m)
+    }
+
     async fn next(&mut self) -> Option<ChannelMsg> {
-        if let Some(m) = self.backlog.pop_front() {
-            self.backlog_bytes -= msg_size(&m);
-            return Some(m);
+        loop {
+            if let Some(m) = self.pop() {
+                return Some(m);
+            }
+            if self.feed.ended.load(Ordering::Acquire) {
+                // The reader may have queued its last message just before ending.
+                return self.pop();
+            }
+            self.feed.data.notified().await;
         }
-        if self.gone {
-            return None;
-        }
-        let m = self.rx.wait().await;
-        if m.is_none() {
-            self.gone = true;
-        }
-        m
     }
 
     /// The next message if one is already there.
     fn try_next(&mut self) -> Option<ChannelMsg> {
-        if let Some(m) = self.backlog.pop_front() {
-            self.backlog_bytes -= msg_size(&m);
-            return Some(m);
-        }
-        if self.gone {
-            return None;
-        }
-        match self.rx.wait().now_or_never() {
-            Some(Some(m)) => Some(m),
-            Some(None) => {
-                self.gone = true;
-                None
-            }
-            None => None,
-        }
+        self.pop()
     }
 
     fn unread(&mut self, m: ChannelMsg) {
-        self.backlog_bytes += msg_size(&m);
-        self.backlog.push_front(m);
+        self.feed.added(msg_size(&m));
+        if let Ok(mut q) = self.feed.queue.lock() {
+            q.push_front(m);
+        }
     }
 
-    /// Reads one message into the backlog (used while waiting on something else). Pending
-    /// forever once `limit` bytes are buffered, so a flood only stalls this connection's reads.
-    async fn read_ahead(&mut self, limit: usize) -> bool {
-        if self.gone || self.backlog_bytes >= limit {
-            return std::future::pending().await;
-        }
-        match self.rx.wait().await {
-            Some(m) => {
-                let closing = matches!(m, ChannelMsg::Close);
-                self.backlog_bytes += msg_size(&m);
-                self.backlog.push_back(m);
-                !closing
-            }
-            None => {
-                self.gone = true;
-                false
-            }
-        }
+    /// Resolves once the agent has closed the channel (the close may still be queued).
+    fn gone(&self) -> watch::Receiver<bool> {
+        self.feed.gone.subscribe()
     }
 }
 
@@ -247,7 +307,7 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     let gate = ctx.sess.gate.clone();
     let num = ctx.num();
     let (rx, atx) = channel.split();
-    let mut input = AgentIn::new(rx);
+    let mut input = AgentIn::new(rx, &ctx);
     let (_down_tx, down_rx) = watch::channel(None);
     let mut w = Watches {
         stop: ctx.sess.stop.clone(),
@@ -623,29 +683,21 @@ async fn judge(
                 style,
             )
             .await;
-            let mut outcome = hold.outcome;
-            let limit = ctx.sess.limits.held_input_bytes;
-            loop {
-                tokio::select! {
-                    r = &mut outcome => {
-                        return match r {
-                            Resolution::Allow => {
-                                notice(ctx, &format!("proctor: {label} approved"), style).await;
-                                Judged::Allow
-                            }
-                            Resolution::Deny { rule, reason, .. } => Judged::Deny(format!(
-                                "proctor: {label} denied (rule {rule}): {reason}"
-                            )),
-                        };
+            let outcome = hold.outcome;
+            let mut gone = input.gone();
+            tokio::select! {
+                r = outcome => match r {
+                    Resolution::Allow => {
+                        notice(ctx, &format!("proctor: {label} approved"), style).await;
+                        Judged::Allow
                     }
-                    i = w.interrupted() => return Judged::Gone(i),
-                    more = input.read_ahead(limit) => {
-                        // Dropping the outcome future cancels the approval.
-                        if !more {
-                            return Judged::Gone(Interrupt::AgentGone);
-                        }
-                    }
-                }
+                    Resolution::Deny { rule, reason, .. } => Judged::Deny(format!(
+                        "proctor: {label} denied (rule {rule}): {reason}"
+                    )),
+                },
+                i = w.interrupted() => Judged::Gone(i),
+                // Dropping the outcome future cancels the approval.
+                _ = wait_true(&mut gone) => Judged::Gone(Interrupt::AgentGone),
             }
         }
     }
@@ -1380,14 +1432,6 @@ pub(crate) async fn relay_raw(
     target: russh::Channel<client::Msg>,
 ) {
     let (rx, atx) = agent.split();
-    relay(
-        ctx,
-        AgentIn::new(rx),
-        atx,
-        target,
-        Mode::Raw,
-        Style::Silent,
-        false,
-    )
-    .await;
+    let input = AgentIn::new(rx, &ctx);
+    relay(ctx, input, atx, target, Mode::Raw, Style::Silent, false).await;
 }

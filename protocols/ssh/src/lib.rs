@@ -112,6 +112,9 @@ impl SshFrontendConfig {
     pub(crate) fn limits(&self) -> session::Limits {
         session::Limits {
             held_input_bytes: self.held_input_bytes,
+            input_hard_bytes: self
+                .held_input_bytes
+                .saturating_add(2 * self.window_size as usize),
             input_batch_bytes: self.input_batch_bytes.max(1),
             output_batch_bytes: self.output_batch_bytes.max(1),
             output_tickets: self.output_unacked_events,

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::SshFrontendConfig;
 use crate::channel::{ChanCtx, run_session};
 use crate::forward::{ForwardRequest, direct_tcpip};
-use crate::session::{Session, Stop, wait_some, wait_true, wait_until};
+use crate::session::{Pressure, Session, Stop, TRICKLE_WINDOW, wait_some, wait_true, wait_until};
 use crate::target::{self, TargetTuning};
 
 /// Counts connections that have not authenticated yet, per address and in total.
@@ -112,6 +112,7 @@ struct Conn {
     unknown_key: Mutex<Option<(String, String)>>,
     client_version: Mutex<String>,
     stop: watch::Sender<Option<Stop>>,
+    pressure: Arc<Pressure>,
 }
 
 impl Conn {
@@ -250,6 +251,7 @@ impl AgentHandler {
                 let limits = cfg.limits();
                 Phase::Established(Arc::new(Session {
                     gate,
+                    pressure: self.conn.pressure.clone(),
                     target,
                     conn,
                     stop: self.conn.stop.subscribe(),
@@ -284,6 +286,14 @@ impl AgentHandler {
 
 impl server::Handler for AgentHandler {
     type Error = russh::Error;
+
+    fn adjust_window(&mut self, _channel: ChannelId, _current: u32) -> u32 {
+        if self.conn.pressure.any() {
+            TRICKLE_WINDOW
+        } else {
+            self.fe.config.window_size
+        }
+    }
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
         Ok(Auth::Reject {
@@ -517,6 +527,7 @@ pub(crate) async fn run_connection(
         unknown_key: Mutex::new(None),
         client_version: Mutex::new(String::new()),
         stop: stop_tx,
+        pressure: Arc::new(Pressure::default()),
     });
     let handler = AgentHandler {
         fe: fe.clone(),

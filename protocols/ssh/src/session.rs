@@ -1,6 +1,8 @@
 //! State of one admitted agent session, shared by its channels.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use proctor_gate::{Gate, SshTarget};
 use tokio::sync::watch;
@@ -31,6 +33,8 @@ impl Stop {
 pub(crate) struct Limits {
     /// Agent input buffered while a request waits for a verdict or an approval.
     pub held_input_bytes: usize,
+    /// Agent input read ahead while output waits for the agent's window (see `channel`).
+    pub input_hard_bytes: usize,
     /// Largest batch of agent input recorded and forwarded at once.
     pub input_batch_bytes: usize,
     /// Largest batch of target output recorded as one event.
@@ -40,8 +44,44 @@ pub(crate) struct Limits {
     pub output_ticket_bytes: usize,
 }
 
+/// Channels of one agent connection whose input is queued beyond the soft bound.
+///
+/// russh grants window to the agent as data arrives and lets the handler only choose the
+/// connection-wide size of the next grants; while any channel is under pressure, grants
+/// shrink to a trickle (a couple of bytes), which still brings a packet, and so the next
+/// chance to grant in full, once the pressure is gone.
+#[derive(Default)]
+pub(crate) struct Pressure {
+    over: Mutex<HashSet<u32>>,
+    any: AtomicBool,
+}
+
+/// The grant size while throttled: enough to keep packets (and decisions) coming.
+pub(crate) const TRICKLE_WINDOW: u32 = 2;
+
+impl Pressure {
+    pub(crate) fn set(&self, channel: u32, on: bool) {
+        if on == self.any.load(Ordering::Acquire) && !on {
+            return;
+        }
+        if let Ok(mut over) = self.over.lock() {
+            if on {
+                over.insert(channel);
+            } else {
+                over.remove(&channel);
+            }
+            self.any.store(!over.is_empty(), Ordering::Release);
+        }
+    }
+
+    pub(crate) fn any(&self) -> bool {
+        self.any.load(Ordering::Acquire)
+    }
+}
+
 pub(crate) struct Session {
     pub gate: Arc<dyn Gate>,
+    pub pressure: Arc<Pressure>,
     pub target: SshTarget,
     pub conn: TargetConn,
     pub stop: watch::Receiver<Option<Stop>>,

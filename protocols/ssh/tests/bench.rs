@@ -19,7 +19,8 @@ fn sign_agent_key(env: &Env) -> std::path::PathBuf {
     // The test CA signs the agent key so plain OpenSSH can log in to the sshd directly.
     let ca = env.dir.path().join("ca");
     std::fs::write(&ca, env.authority.ca_private_openssh()).expect("ca");
-    std::fs::set_permissions(&ca, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(&ca, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
     let ok = std::process::Command::new("ssh-keygen")
         .args(["-q", "-s"])
         .arg(&ca)
@@ -41,8 +42,16 @@ async fn run(cmdline: &str, bytes: u64) -> f64 {
         .await
         .expect("sh");
     let secs = t0.elapsed().as_secs_f64();
-    let got: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-    assert_eq!(got, bytes, "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    let got: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert_eq!(
+        got,
+        bytes,
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     bytes as f64 / MIB as f64 / secs
 }
 
@@ -71,7 +80,9 @@ async fn throughput_through_cat() {
             "{}\n{}\n{}\n",
             env.sshd.known_hosts_line(),
             jump.known_hosts_line(),
-            std::fs::read_to_string(&env.known_hosts).expect("kh").trim()
+            std::fs::read_to_string(&env.known_hosts)
+                .expect("kh")
+                .trim()
         ),
     )
     .expect("known");

@@ -234,7 +234,8 @@ async fn kill_ends_a_running_command_with_the_reason() {
     assert_eq!(gate.outcome(), Some(Outcome::Killed));
 }
 
-/// Every process below `pid` (per /proc), deepest first.
+/// Every process below `pid` (per /proc), parents first: the sshd processes must die before
+/// the shell, or they would report its death as a normal exit.
 fn descendants(pid: i32) -> Vec<i32> {
     let mut all = Vec::new();
     let mut frontier = vec![pid];
@@ -260,7 +261,6 @@ fn descendants(pid: i32) -> Vec<i32> {
             }
         }
     }
-    all.reverse();
     all
 }
 
@@ -289,13 +289,18 @@ async fn target_killed_mid_session_is_target_lost() {
         .parse()
         .expect("pid");
     let below = descendants(pid);
-    env.sshd.kill();
+    // SAFETY: signalling processes started by this test's own sshd.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
     for p in below {
         // SAFETY: signalling processes started by this test's own sshd.
         unsafe {
             libc::kill(p, libc::SIGKILL);
         }
     }
+    // Reap the listener.
+    env.sshd.kill();
     let out = tokio::time::timeout(T, child.wait_with_output())
         .await
         .expect("ssh ends")
@@ -551,4 +556,53 @@ async fn shutdown_interrupts_sessions() {
         text(&out.stderr)
     );
     assert_eq!(gate.outcome(), Some(Outcome::Interrupted));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidirectional_stream_through_cat_does_not_stall() {
+    // Input and output at full speed at once: the agent's window adjustments must never be
+    // stuck behind input waiting for the target.
+    let env = Env::start().await;
+    let n: u64 = std::env::var("PROCTOR_CAT_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(67108864);
+    let script = format!(
+        "head -c {n} /dev/zero | {} -l web1 127.0.0.1 cat | wc -c",
+        {
+            let mut v = vec!["ssh".to_string()];
+            v.extend(env.ssh_options());
+            v.push("-p".into());
+            v.push(env.port.to_string());
+            v.join(" ")
+        }
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("sh")
+            .args(["-c", &script])
+            .output(),
+    )
+    .await
+    .expect("no stall")
+    .expect("sh");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        n.to_string(),
+        "{}",
+        text(&out.stderr)
+    );
+    let gate = env.session(0);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    let summary = gate
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            Event::ChannelClose { summary, .. } => Some(summary.clone()),
+            _ => None,
+        })
+        .expect("close");
+    assert_eq!(summary.bytes_in, n);
+    assert_eq!(summary.bytes_out, n);
+    assert_eq!(summary.digest_in, summary.digest_out);
 }
