@@ -35,6 +35,8 @@ pub enum Request {
     LegalHold { session: String, reason: String, release: bool, by: String },
     /// Records an annotation (agent reasoning) in a live session.
     Annotate { id: String, source: String, text: String },
+    /// Records an audit note in the store journal (e.g. an auditor revealed sealed fields).
+    Journal { topic: String, text: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,9 +138,21 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
                 Err(e) => Response::err(e),
             }
         }
+        Request::Journal { topic, text } => {
+            // Only audit notes: recovery, policy and reaper notes are proctor's own.
+            if topic != "audit" {
+                return Response::err(format!("journal topic {topic:?}: only \"audit\" may be written"));
+            }
+            match core.recorder.journal(&topic, &text).await {
+                Ok(()) => Response::ok(json!({ "recorded": true })),
+                Err(e) => Response::err(e),
+            }
+        }
         Request::Annotate { id, source, text } => match core.sessions.get(&id) {
             None => Response::err(format!("no live session {id:?}")),
             Some(s) => {
+                // Annotations bypass the session gate: redact them here.
+                let text = core.redactor().text(&s.id, &text).into_owned();
                 s.add_reasoning(&text);
                 let ev = proctor_gate::Event::Annotation { source, text };
                 match core.recorder.record(s.key, crate::clock::now_ns(), &ev).await {

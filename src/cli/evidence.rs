@@ -26,12 +26,25 @@ pub enum KeysCommand {
         #[arg(long)]
         ssh_ca: bool,
     },
+    /// Make an auditor X25519 key pair for sealed fields: FILE (private, 0600) and FILE.pub
+    /// (for `[redaction] auditor_key`).
+    AuditorInit {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Load policy files or directories and report errors with file and line.
     Check { paths: Vec<PathBuf> },
+    /// Run a case file (action -> expected verdict) against a policy; exit 1 on any failure.
+    Test {
+        /// Policy directory (or file).
+        policy: PathBuf,
+        /// TOML file of `[[case]]` tables (see policies/tests/cases.toml).
+        cases: PathBuf,
+    },
 }
 
 pub async fn verify(
@@ -153,6 +166,16 @@ pub async fn export(store: StoreArgs, session: &str, format: &str, output: Optio
 
 pub fn keys(cmd: KeysCommand) -> Result<i32> {
     match cmd {
+        KeysCommand::AuditorInit { out } => {
+            let public = crate::redact::seal::generate_key_files(&out)?;
+            print!("{}", std::fs::read_to_string(&public)?);
+            eprintln!(
+                "auditor private key written to {} (keep it offline); public key to {} (set [redaction] auditor_key to it)",
+                out.display(),
+                public.display()
+            );
+            Ok(0)
+        }
         KeysCommand::Init { store } => {
             let data = store.data_dir()?;
             let key = signing::RecorderKey::init(&data)?;
@@ -190,8 +213,77 @@ pub fn reindex(store: StoreArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `export --reveal --key FILE`: jsonl with sealed fields opened. The reveal is journaled in
+/// the store (through the running proctor, or by opening the store) before anything is written.
+pub async fn export_reveal(
+    store: StoreArgs,
+    session: &str,
+    format: &str,
+    output: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<i32> {
+    if !matches!(ExportFormat::parse(format)?, ExportFormat::Jsonl) {
+        bail!("--reveal writes jsonl only (a bundle must stay exactly as recorded)");
+    }
+    let key = key.ok_or_else(|| anyhow!("--reveal needs --key AUDITOR_KEY_FILE"))?;
+    let opener = crate::redact::seal::Opener::load(&key)?;
+    let data = store.data_dir()?;
+    let meta = find_session(&store, session).await?;
+    let who = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "an unnamed user".into());
+    let note = format!(
+        "reveal: session {} exported with sealed fields opened by auditor key {} (by {who}, to {})",
+        meta.id,
+        opener.sealer().public_hex(),
+        output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string())
+    );
+    if super::is_running(&data) {
+        crate::control::call(&data, &crate::control::Request::Journal { topic: "audit".into(), text: note })
+            .await
+            .map_err(|e| anyhow!("could not record the reveal, so nothing is revealed: {e}"))?;
+    } else {
+        let mut s = crate::recorder::Store::open(&data, crate::recorder::WriterOptions::default())?;
+        s.finish_recovery().await?;
+        s.recorder
+            .journal("audit", &note)
+            .await
+            .map_err(|e| anyhow!("could not record the reveal, so nothing is revealed: {e}"))?;
+        s.close();
+    }
+    let (opened, failed) = match &output {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+            let mut w = crate::redact::reveal::RevealWriter::new(f, &opener, &meta.id);
+            ops::export(&data, &meta, ExportFormat::Jsonl, &mut w)?;
+            let r = w.finish()?;
+            std::fs::rename(&tmp, path)?;
+            r
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = crate::redact::reveal::RevealWriter::new(std::io::BufWriter::new(stdout.lock()), &opener, &meta.id);
+            ops::export(&data, &meta, ExportFormat::Jsonl, &mut w)?;
+            w.finish()?
+        }
+    };
+    eprintln!("revealed {opened} sealed values; {failed} did not open with this key; the reveal is recorded in the store journal");
+    Ok(0)
+}
+
 pub fn policy(cmd: PolicyCommand) -> Result<i32> {
     match cmd {
+        PolicyCommand::Test { policy, cases } => match crate::policy::cases::run_cli(&[policy], &cases) {
+            Ok((text, ok)) => {
+                print!("{text}");
+                Ok(if ok { 0 } else { 1 })
+            }
+            Err(e) => {
+                println!("{e}");
+                Ok(1)
+            }
+        },
         PolicyCommand::Check { paths } => {
             if paths.is_empty() {
                 bail!("name the policy files or directories to check");

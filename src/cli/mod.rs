@@ -111,6 +111,13 @@ pub enum Command {
         format: String,
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+        /// Open sealed fields (jsonl only) with the auditor private key given by --key; the
+        /// reveal is recorded in the store.
+        #[arg(long, requires = "key")]
+        reveal: bool,
+        /// Auditor private key file (`proctor keys auditor-init`).
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
     /// Step through a recorded session, or re-run a PostgreSQL one against a sandbox.
     Replay(replay::ReplayArgs),
@@ -196,7 +203,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             session,
             format,
             output,
-        } => evidence::export(store, &session, &format, output).await,
+            reveal,
+            key,
+        } => match reveal {
+            true => evidence::export_reveal(store, &session, &format, output, key).await,
+            false => evidence::export(store, &session, &format, output).await,
+        },
         Command::Sessions { command } => sessions::run(command).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Archive(args) => retention::archive(args).await,

@@ -3,9 +3,10 @@
 //! rule raises an alert on the way. When nothing decides, the action is allowed and the
 //! verdict names the `default` rule.
 
+pub mod cases;
 pub mod rule;
-pub mod sql;
 pub mod shell;
+pub mod sql;
 
 use std::path::{Path, PathBuf};
 
@@ -108,7 +109,9 @@ impl Policy {
     }
 
     /// A file's `[[rule]]` and `[[redact]]` tables.
-    pub fn load_file_all(path: &Path) -> Result<(Vec<Rule>, Vec<crate::redact::rules::RedactRule>), PolicyError> {
+    pub fn load_file_all(
+        path: &Path,
+    ) -> Result<(Vec<Rule>, Vec<crate::redact::rules::RedactRule>), PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
@@ -134,13 +137,12 @@ impl Policy {
         for spanned in parsed.redact {
             let line = line_of(&text, spanned.span().start);
             let source = format!("{}:{line}", path.display());
-            let r = crate::redact::rules::RedactRule::compile(spanned.into_inner(), source).map_err(|message| {
-                PolicyError::Invalid {
+            let r = crate::redact::rules::RedactRule::compile(spanned.into_inner(), source)
+                .map_err(|message| PolicyError::Invalid {
                     path: path.to_path_buf(),
                     line,
                     message: format!("[[redact]] {message}"),
-                }
-            })?;
+                })?;
             redact.push(r);
         }
         Ok((rules, redact))
@@ -223,7 +225,11 @@ impl<'a> Subject<'a> {
         let v = self.statement().is_some_and(|s| {
             let c = s.command.to_ascii_uppercase();
             // Parsing again is only worth it for statements that can be unqualified DML.
-            (c.contains("DELETE") || c.contains("UPDATE") || c.contains("WITH") || c.contains("SELECT"))
+            (c.contains("DELETE")
+                || c.contains("UPDATE")
+                || c.contains("WITH")
+                || c.contains("SELECT")
+                || c.contains("EXPLAIN"))
                 && sql::has_unqualified_dml(&s.text)
         });
         self.unqualified = Some(v);
@@ -332,11 +338,15 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
         return false;
     }
     if let Action::SftpChange { path, op, .. } = subject.action {
-        if !rule.commands.is_empty() || rule.command.is_some() || rule.line.is_some() || rule.pipe_to_shell.is_some() {
+        if !rule.commands.is_empty()
+            || rule.command.is_some()
+            || rule.line.is_some()
+            || rule.pipe_to_shell.is_some()
+        {
             return false;
         }
         if let Some(re) = &rule.writes {
-            return re.is_match(path) && op != "remove";
+            return re.is_match(&shell::normalize_path(path)) && op != "remove";
         }
         return true;
     }

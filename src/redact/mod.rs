@@ -16,6 +16,7 @@
 
 pub mod columns;
 pub mod detectors;
+pub mod reveal;
 pub mod rules;
 pub mod seal;
 
@@ -86,7 +87,8 @@ static MARKER: LazyLock<Regex> = LazyLock::new(|| {
         .unwrap_or_else(|e| panic!("marker pattern: {e}"))
 });
 static KEY_END: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----").unwrap_or_else(|e| panic!("key end pattern: {e}"))
+    Regex::new(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+        .unwrap_or_else(|e| panic!("key end pattern: {e}"))
 });
 
 /// A span to replace: byte range, what stood there, how.
@@ -99,7 +101,11 @@ struct Hit<'a> {
 }
 
 fn redacted_marker(kind: &str, clear: &str) -> String {
-    format!("[REDACTED:{}:{}]", seal::field_label(kind), clear.chars().count())
+    format!(
+        "[REDACTED:{}:{}]",
+        seal::field_label(kind),
+        clear.chars().count()
+    )
 }
 
 impl Default for Redactor {
@@ -122,7 +128,10 @@ impl Redactor {
 
     /// Built-in detectors that are on by default, those `settings` turns on, then the policy's
     /// `[[redact]]` rules (which may turn a built-in on or switch it to sealing).
-    pub fn build(settings: &RedactionSettings, rules: &[RedactRule]) -> Result<Redactor, RedactError> {
+    pub fn build(
+        settings: &RedactionSettings,
+        rules: &[RedactRule],
+    ) -> Result<Redactor, RedactError> {
         if !settings.enabled {
             return Ok(Redactor::off());
         }
@@ -135,25 +144,30 @@ impl Redactor {
                 mode: Mode::Redact,
             })
             .collect();
-        let enable = |b: Builtin, mode: Option<Mode>, dets: &mut Vec<Det>| {
-            match dets.iter_mut().find(|d| matches!(d.matcher, Matcher::Builtin(x) if x == b)) {
-                Some(d) => {
-                    if let Some(m) = mode {
-                        d.mode = m;
-                    }
+        let enable = |b: Builtin, mode: Option<Mode>, dets: &mut Vec<Det>| match dets
+            .iter_mut()
+            .find(|d| matches!(d.matcher, Matcher::Builtin(x) if x == b))
+        {
+            Some(d) => {
+                if let Some(m) = mode {
+                    d.mode = m;
                 }
-                None => dets.push(Det {
-                    matcher: Matcher::Builtin(b),
-                    kind: b.kind().into(),
-                    mode: mode.unwrap_or(Mode::Redact),
-                }),
             }
+            None => dets.push(Det {
+                matcher: Matcher::Builtin(b),
+                kind: b.kind().into(),
+                mode: mode.unwrap_or(Mode::Redact),
+            }),
         };
         for name in &settings.detectors {
             let b = Builtin::parse(name).ok_or_else(|| {
                 RedactError::Detector(
                     name.clone(),
-                    detectors::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "),
+                    detectors::ALL
+                        .iter()
+                        .map(|b| b.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 )
             })?;
             enable(b, None, &mut dets);
@@ -173,7 +187,11 @@ impl Redactor {
             .iter()
             .map(|c| SensitiveColumn::parse(c).map_err(RedactError::Column))
             .collect::<Result<Vec<_>, _>>()?;
-        let sealer = settings.auditor_key.as_deref().map(Sealer::load).transpose()?;
+        let sealer = settings
+            .auditor_key
+            .as_deref()
+            .map(Sealer::load)
+            .transpose()?;
         let mut notes = vec![format!(
             "redaction: {} detectors ({}), {} sensitive columns",
             dets.len(),
@@ -220,7 +238,9 @@ impl Redactor {
         {
             match s.seal(session, kind, clear.as_bytes()) {
                 Ok(m) => return m,
-                Err(e) => tracing::error!(error = %e, "sealing failed; the value is redacted instead"),
+                Err(e) => {
+                    tracing::error!(error = %e, "sealing failed; the value is redacted instead")
+                }
             }
         }
         redacted_marker(kind, clear)
@@ -230,10 +250,16 @@ impl Redactor {
         if let Some(s) = &self.sealer {
             match s.seal(session, field, clear) {
                 Ok(m) => return m,
-                Err(e) => tracing::error!(error = %e, "sealing failed; the value is redacted instead"),
+                Err(e) => {
+                    tracing::error!(error = %e, "sealing failed; the value is redacted instead")
+                }
             }
         }
-        format!("[REDACTED:{}:{}]", seal::field_label(field), String::from_utf8_lossy(clear).chars().count())
+        format!(
+            "[REDACTED:{}:{}]",
+            seal::field_label(field),
+            String::from_utf8_lossy(clear).chars().count()
+        )
     }
 
     fn find<'a>(&'a self, text: &str, hits: &mut Vec<Hit<'a>>) {
@@ -260,7 +286,10 @@ impl Redactor {
             return None;
         }
         if text.contains("[REDACTED:") || text.contains("[SEALED:v1:") {
-            let markers: Vec<(usize, usize)> = MARKER.find_iter(text).map(|m| (m.start(), m.end())).collect();
+            let markers: Vec<(usize, usize)> = MARKER
+                .find_iter(text)
+                .map(|m| (m.start(), m.end()))
+                .collect();
             hits.retain(|h| !markers.iter().any(|&(s, e)| h.start < e && s < h.end));
             if hits.is_empty() {
                 return None;
@@ -330,10 +359,11 @@ impl Redactor {
         let rest = &text[prefix_end..];
         let mut hits = Vec::new();
         self.find(rest, &mut hits);
-        if hits
-            .iter()
-            .any(|h| h.kind == "private-key" && h.end == rest.len() && !KEY_END.is_match(&rest[h.start..h.end]))
-        {
+        if hits.iter().any(|h| {
+            h.kind == "private-key"
+                && h.end == rest.len()
+                && !KEY_END.is_match(&rest[h.start..h.end])
+        }) {
             *key_open = true;
         }
         let body = self.apply(session, rest, hits);
@@ -408,12 +438,17 @@ impl Redactor {
         let mut params: Option<Vec<Param>> = None;
         for (i, p) in s.params.iter().enumerate() {
             let Some(v) = &p.value else { continue };
-            let field = sensitive
-                .as_ref()
-                .and_then(|c| c.params.iter().find(|(n, _)| *n == i + 1).map(|(_, f)| f.as_str()));
+            let field = sensitive.as_ref().and_then(|c| {
+                c.params
+                    .iter()
+                    .find(|(n, _)| *n == i + 1)
+                    .map(|(_, f)| f.as_str())
+            });
             let new = match field {
                 Some(f) => Some(self.seal_bytes(sid, f, v)),
-                None if !p.binary => std::str::from_utf8(v).ok().and_then(|t| self.text_opt(sid, t)),
+                None if !p.binary => std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| self.text_opt(sid, t)),
                 None => None,
             };
             if let Some(new) = new {
@@ -459,15 +494,23 @@ impl Redactor {
         let sid = st.session_id.clone();
         match action {
             Action::Statement(s) => self.statement(st, s).map(Action::Statement),
-            Action::Exec { channel, command } => self.text_opt(&sid, command).map(|command| Action::Exec {
-                channel: *channel,
-                command,
-            }),
-            Action::CommandLine { channel, line } => self.text_opt(&sid, line).map(|line| Action::CommandLine {
-                channel: *channel,
-                line,
-            }),
-            Action::Channel { channel, kind, detail } => self.text_opt(&sid, detail).map(|detail| Action::Channel {
+            Action::Exec { channel, command } => {
+                self.text_opt(&sid, command).map(|command| Action::Exec {
+                    channel: *channel,
+                    command,
+                })
+            }
+            Action::CommandLine { channel, line } => {
+                self.text_opt(&sid, line).map(|line| Action::CommandLine {
+                    channel: *channel,
+                    line,
+                })
+            }
+            Action::Channel {
+                channel,
+                kind,
+                detail,
+            } => self.text_opt(&sid, detail).map(|detail| Action::Channel {
                 channel: *channel,
                 kind: *kind,
                 detail,
@@ -497,8 +540,12 @@ impl Redactor {
                     .iter()
                     .map(|name| {
                         let lower = name.to_ascii_lowercase();
-                        cols.as_ref()
-                            .and_then(|c| c.outputs.iter().find(|(n, _)| *n == lower).map(|(_, f)| f.as_str()))
+                        cols.as_ref().and_then(|c| {
+                            c.outputs
+                                .iter()
+                                .find(|(n, _)| *n == lower)
+                                .map(|(_, f)| f.as_str())
+                        })
                     })
                     .collect();
                 let mut changed = false;
@@ -535,9 +582,16 @@ impl Redactor {
                 let mut open = st.key_open.contains(&(*channel, 0));
                 let new = self.stream_bytes(&sid, data, &mut open);
                 set_open(&mut st.key_open, (*channel, 0), open);
-                new.map(|data| Event::Input { channel: *channel, data })
+                new.map(|data| Event::Input {
+                    channel: *channel,
+                    data,
+                })
             }
-            Event::Output { channel, stream, data } => {
+            Event::Output {
+                channel,
+                stream,
+                data,
+            } => {
                 let dir = match stream {
                     proctor_gate::OutputStream::Stdout => 1,
                     proctor_gate::OutputStream::Stderr => 2,
@@ -555,22 +609,31 @@ impl Redactor {
                 channel: *channel,
                 command,
             }),
-            Event::CommandLine { channel, line } => t(line).map(|line| Event::CommandLine { channel: *channel, line }),
+            Event::CommandLine { channel, line } => t(line).map(|line| Event::CommandLine {
+                channel: *channel,
+                line,
+            }),
             Event::Annotation { source, text } => t(text).map(|text| Event::Annotation {
                 source: source.clone(),
                 text,
             }),
             Event::ClientParams { params } => {
                 let new: Vec<Option<String>> = params.iter().map(|(_, v)| t(v)).collect();
-                new.iter().any(Option::is_some).then(|| Event::ClientParams {
-                    params: params
-                        .iter()
-                        .zip(new)
-                        .map(|((k, v), n)| (k.clone(), n.unwrap_or_else(|| v.clone())))
-                        .collect(),
-                })
+                new.iter()
+                    .any(Option::is_some)
+                    .then(|| Event::ClientParams {
+                        params: params
+                            .iter()
+                            .zip(new)
+                            .map(|((k, v), n)| (k.clone(), n.unwrap_or_else(|| v.clone())))
+                            .collect(),
+                    })
             }
-            Event::ChannelOpen { channel, kind, detail } => t(detail).map(|detail| Event::ChannelOpen {
+            Event::ChannelOpen {
+                channel,
+                kind,
+                detail,
+            } => t(detail).map(|detail| Event::ChannelOpen {
                 channel: *channel,
                 kind: *kind,
                 detail,
@@ -586,7 +649,11 @@ impl Redactor {
                 detail,
                 accepted: *accepted,
             }),
-            Event::ExitSignal { channel, signal, message } => t(message).map(|message| Event::ExitSignal {
+            Event::ExitSignal {
+                channel,
+                signal,
+                message,
+            } => t(message).map(|message| Event::ExitSignal {
                 channel: *channel,
                 signal: signal.clone(),
                 message,
@@ -613,10 +680,12 @@ impl Redactor {
                     Event::Verdict(v)
                 })
             }
-            Event::ProtocolError { party, message } => t(message).map(|message| Event::ProtocolError {
-                party: *party,
-                message,
-            }),
+            Event::ProtocolError { party, message } => {
+                t(message).map(|message| Event::ProtocolError {
+                    party: *party,
+                    message,
+                })
+            }
             Event::SessionEnd { outcome, reason } => t(reason).map(|reason| Event::SessionEnd {
                 outcome: *outcome,
                 reason,

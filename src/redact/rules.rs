@@ -80,7 +80,10 @@ pub struct RedactRule {
 }
 
 fn valid_kind(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 40 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !k.is_empty()
+        && k.len() <= 40
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl RedactRule {
@@ -94,7 +97,11 @@ impl RedactRule {
                 let b = Builtin::parse(d).ok_or_else(|| {
                     format!(
                         "detector: {d:?}: expected one of {}",
-                        detectors::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+                        detectors::ALL
+                            .iter()
+                            .map(|b| b.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 })?;
                 if spec.kind.is_some() {
@@ -109,11 +116,16 @@ impl RedactRule {
                     .build()
                     .map_err(|e| format!("pattern: {e}"))?;
                 if re.is_match("") {
-                    return Err("pattern: matches the empty string, which would redact nothing useful".into());
+                    return Err(
+                        "pattern: matches the empty string, which would redact nothing useful"
+                            .into(),
+                    );
                 }
                 let kind = spec.kind.clone().unwrap_or_else(|| spec.name.clone());
                 if !valid_kind(&kind) {
-                    return Err(format!("kind: {kind:?}: use letters, digits, '-', '_' (at most 40)"));
+                    return Err(format!(
+                        "kind: {kind:?}: use letters, digits, '-', '_' (at most 40)"
+                    ));
                 }
                 (Matcher::Pattern(re), kind)
             }
@@ -140,9 +152,17 @@ mod tests {
 
     #[test]
     fn compiles_builtins_and_patterns() {
-        let r = RedactRule::compile(spec("name = \"c\"\ndetector = \"card-number\"\naction = \"seal\""), "f:1".into()).unwrap();
+        let r = RedactRule::compile(
+            spec("name = \"c\"\ndetector = \"card-number\"\naction = \"seal\""),
+            "f:1".into(),
+        )
+        .unwrap();
         assert_eq!((r.kind.as_str(), r.mode), ("card-number", Mode::Seal));
-        let r = RedactRule::compile(spec("name = \"gh\"\npattern = 'gh[pousr]_[A-Za-z0-9]{36}'"), "f:1".into()).unwrap();
+        let r = RedactRule::compile(
+            spec("name = \"gh\"\npattern = 'gh[pousr]_[A-Za-z0-9]{36}'"),
+            "f:1".into(),
+        )
+        .unwrap();
         assert_eq!((r.kind.as_str(), r.mode), ("gh", Mode::Redact));
         for bad in [
             "name = \"x\"",
@@ -152,8 +172,13 @@ mod tests {
             "name = \"x\"\npattern = 'a'\nkind = \"a b\"",
             "name = \"x\"\npattern = 'a'\ndetector = \"email\"",
         ] {
-            assert!(RedactRule::compile(spec(bad), "f:1".into()).is_err(), "{bad}");
+            assert!(
+                RedactRule::compile(spec(bad), "f:1".into()).is_err(),
+                "{bad}"
+            );
         }
-        assert!(toml::from_str::<RedactSpec>("name = \"x\"\npattern = 'a'\naction = \"drop\"").is_err());
+        assert!(
+            toml::from_str::<RedactSpec>("name = \"x\"\npattern = 'a'\naction = \"drop\"").is_err()
+        );
     }
 }

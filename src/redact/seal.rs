@@ -46,18 +46,24 @@ fn key_err(path: &Path, message: impl Into<String>) -> SealError {
 
 /// Reads the hex key following `tag` in a key file (comments and blank lines allowed).
 fn read_tagged(path: &Path, tag: &str) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| key_err(path, e.to_string()))?);
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).map_err(|e| key_err(path, e.to_string()))?);
     for line in text.lines() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix(tag) {
-            let bytes = Zeroizing::new(hex::decode(rest.trim()).map_err(|_| key_err(path, format!("{tag}: not hex")))?);
+            let bytes = Zeroizing::new(
+                hex::decode(rest.trim()).map_err(|_| key_err(path, format!("{tag}: not hex")))?,
+            );
             if bytes.len() != 32 {
                 return Err(key_err(path, format!("{tag}: expected 32 bytes")));
             }
             return Ok(bytes);
         }
     }
-    Err(key_err(path, format!("no `{tag}` line (make one with `proctor keys auditor-init`)")))
+    Err(key_err(
+        path,
+        format!("no `{tag}` line (make one with `proctor keys auditor-init`)"),
+    ))
 }
 
 /// The auditors' public key: what proctor seals to.
@@ -85,7 +91,13 @@ fn info(session: &str, field: &str) -> Vec<u8> {
 pub fn field_label(field: &str) -> String {
     field
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -93,7 +105,8 @@ impl Sealer {
     pub fn load(path: &Path) -> Result<Sealer, SealError> {
         // A public key file, or the private key file (its public half is derived).
         if let Ok(bytes) = read_tagged(path, PUBLIC_TAG) {
-            let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&bytes).map_err(|e| key_err(path, e.to_string()))?;
+            let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&bytes)
+                .map_err(|e| key_err(path, e.to_string()))?;
             return Ok(Sealer { pk });
         }
         Ok(Opener::load(path)?.sealer())
@@ -112,7 +125,10 @@ impl Sealer {
         .map_err(|e| SealError::Seal(e.to_string()))?;
         let mut blob = enc.to_bytes().to_vec();
         blob.extend_from_slice(&ct);
-        Ok(format!("{MARKER_PREFIX}{field}:{}]", URL_SAFE_NO_PAD.encode(blob)))
+        Ok(format!(
+            "{MARKER_PREFIX}{field}:{}]",
+            URL_SAFE_NO_PAD.encode(blob)
+        ))
     }
 
     pub fn public_hex(&self) -> String {
@@ -129,13 +145,16 @@ pub struct Opener {
 impl Opener {
     pub fn load(path: &Path) -> Result<Opener, SealError> {
         let bytes = read_tagged(path, SECRET_TAG)?;
-        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&bytes).map_err(|e| key_err(path, e.to_string()))?;
+        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&bytes)
+            .map_err(|e| key_err(path, e.to_string()))?;
         let pk = Kem::sk_to_pk(&sk);
         Ok(Opener { sk, pk })
     }
 
     pub fn sealer(&self) -> Sealer {
-        Sealer { pk: self.pk.clone() }
+        Sealer {
+            pk: self.pk.clone(),
+        }
     }
 
     /// Opens one marker (the whole `[SEALED:v1:...]` text).
@@ -145,11 +164,14 @@ impl Opener {
             .and_then(|m| m.strip_suffix(']'))
             .ok_or(SealError::NotAMarker)?;
         let (field, b64) = body.rsplit_once(':').ok_or(SealError::NotAMarker)?;
-        let blob = URL_SAFE_NO_PAD.decode(b64).map_err(|_| SealError::NotAMarker)?;
+        let blob = URL_SAFE_NO_PAD
+            .decode(b64)
+            .map_err(|_| SealError::NotAMarker)?;
         if blob.len() < 32 + 16 {
             return Err(SealError::NotAMarker);
         }
-        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&blob[..32]).map_err(|_| SealError::NotAMarker)?;
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&blob[..32])
+            .map_err(|_| SealError::NotAMarker)?;
         hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
             &OpModeR::Base,
             &self.sk,
@@ -246,7 +268,9 @@ mod tests {
         let sealer = Sealer::load(&pub_path).unwrap();
         let opener = Opener::load(&key).unwrap();
         assert_eq!(sealer.public_hex(), opener.sealer().public_hex());
-        let m = sealer.seal("s1", "public.customers.ssn", b"123-45-6789").unwrap();
+        let m = sealer
+            .seal("s1", "public.customers.ssn", b"123-45-6789")
+            .unwrap();
         assert!(m.starts_with("[SEALED:v1:public.customers.ssn:"));
         assert!(!m.contains("123-45-6789"));
         assert_eq!(opener.open("s1", &m).unwrap(), b"123-45-6789");
@@ -254,7 +278,10 @@ mod tests {
         let moved = m.replace("public.customers.ssn", "public.customers.name");
         assert!(opener.open("s1", &moved).is_err(), "bound to the field");
         let (text, ok, bad) = opener.reveal_text("s1", &format!("a {m} b [SEALED:v1:x:AAAA] c"));
-        assert_eq!((text.as_str(), ok, bad), ("a 123-45-6789 b [SEALED:v1:x:AAAA] c", 1, 1));
+        assert_eq!(
+            (text.as_str(), ok, bad),
+            ("a 123-45-6789 b [SEALED:v1:x:AAAA] c", 1, 1)
+        );
         let other = tempfile::tempdir().unwrap();
         let k2 = other.path().join("k");
         generate_key_files(&k2).unwrap();
