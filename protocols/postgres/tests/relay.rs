@@ -955,3 +955,207 @@ async fn target_errors_mid_pipeline() {
     );
     assert!(err.message.contains("division by zero"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_copy_in_and_out() {
+    use futures_util::{SinkExt, StreamExt};
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    let (client, conn) = f.connect().await;
+    client
+        .batch_execute("CREATE TABLE c (a int, b text)")
+        .await
+        .unwrap();
+    let mut payload = Vec::new();
+    for i in 0..500 {
+        payload.extend_from_slice(format!("{i}\tvalue {i}\n").as_bytes());
+    }
+    let sink = client.copy_in("COPY c FROM STDIN").await.unwrap();
+    futures_util::pin_mut!(sink);
+    for chunk in payload.chunks(1000) {
+        sink.send(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), 500);
+    // The Sync sent with the COPY and the one after CopyDone are answered once: the session's
+    // ordering must still be right, including a denied statement right after.
+    let e = client
+        .query("SELECT 'forbidden_table'", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).0, "42501");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM c", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 500);
+    let stream = client
+        .copy_out("COPY (SELECT * FROM c ORDER BY a) TO STDOUT")
+        .await
+        .unwrap();
+    futures_util::pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(out, payload);
+    client.simple_query("SELECT 1").await.unwrap();
+    drop(client);
+    let _ = conn.await;
+    let g = f.wait_ended(0).await;
+    let want: [u8; 32] = Sha256::digest(&payload).into();
+    let copies: Vec<_> = g
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Copy {
+                direction,
+                bytes,
+                digest,
+                statement_id,
+            } => Some((direction, bytes, digest, statement_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copies.len(), 2);
+    assert!(
+        copies
+            .iter()
+            .all(|c| c.1 == payload.len() as u64 && c.2 == want)
+    );
+    let stmts = g.statements();
+    let copy_in = stmts
+        .iter()
+        .find(|s| s.text == "COPY c FROM STDIN")
+        .unwrap();
+    assert_eq!(copies[0].3, copy_in.id);
+    let r = g
+        .results()
+        .into_iter()
+        .find(|r| r.statement_id == copy_in.id)
+        .unwrap();
+    assert_eq!(r.tag, "COPY 500");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_extended_protocol_flush_describe_close() {
+    use bytes::BytesMut;
+    use postgres_protocol::message::frontend;
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    let mut raw = RawClient::login(f.port).await;
+    let mut b = BytesMut::new();
+    frontend::parse(
+        "st",
+        "SELECT g, g::text AS t FROM generate_series(1, $1::int4) g",
+        [],
+        &mut b,
+    )
+    .unwrap();
+    frontend::describe(b'S', "st", &mut b).unwrap();
+    frontend::bind(
+        "po",
+        "st",
+        [0i16],
+        [Some(&b"3"[..])],
+        |v: Option<&[u8]>, buf: &mut BytesMut| {
+            buf.extend_from_slice(v.unwrap_or_default());
+            Ok(postgres_protocol::IsNull::No)
+        },
+        [1i16, 0],
+        &mut b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+    frontend::describe(b'P', "po", &mut b).unwrap();
+    frontend::execute("po", 2, &mut b).unwrap();
+    frontend::execute("po", 0, &mut b).unwrap();
+    frontend::close(b'P', "po", &mut b).unwrap();
+    frontend::close(b'S', "st", &mut b).unwrap();
+    frontend::sync(&mut b);
+    raw.send(&b).await;
+    let mut tags = Vec::new();
+    loop {
+        let (tag, _) = raw.read().await.unwrap();
+        tags.push(tag);
+        if tag == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(
+        String::from_utf8(tags).unwrap(),
+        "1tT2TDDsDC33Z",
+        "ParseComplete, ParameterDescription, RowDescription, BindComplete, RowDescription, 2 rows, suspended, 1 row, complete, 2x CloseComplete, ready"
+    );
+
+    // Deny with Flush (no Sync yet): the error comes after the answers before it.
+    let mut b = BytesMut::new();
+    frontend::parse("", "SELECT 'forbidden_table'", [], &mut b).unwrap();
+    frontend::bind(
+        "",
+        "",
+        [],
+        [] as [Option<&[u8]>; 0],
+        |_: Option<&[u8]>, _: &mut BytesMut| Ok(postgres_protocol::IsNull::No),
+        [],
+        &mut b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+    frontend::execute("", 0, &mut b).unwrap();
+    frontend::parse("", "SELECT 'after the denial, skipped'", [], &mut b).unwrap();
+    frontend::flush(&mut b);
+    raw.send(&b).await;
+    let mut tags = Vec::new();
+    for _ in 0..3 {
+        tags.push(raw.read().await.unwrap().0);
+    }
+    assert_eq!(String::from_utf8(tags).unwrap(), "12E");
+    let mut b = BytesMut::new();
+    frontend::sync(&mut b);
+    frontend::query("SELECT 7", &mut b).unwrap();
+    raw.send(&b).await;
+    let mut tags = Vec::new();
+    loop {
+        let (tag, _) = raw.read().await.unwrap();
+        tags.push(tag);
+        if tag == b'Z' && tags.len() > 1 {
+            break;
+        }
+    }
+    assert_eq!(String::from_utf8(tags).unwrap(), "ZTDCZ");
+    raw.send(&typed(b'X', b"")).await;
+    assert!(raw.read().await.is_none());
+    let g = f.wait_ended(0).await;
+    assert_eq!(g.end().unwrap().0, Outcome::Completed);
+    let stmts = g.statements();
+    let st = stmts
+        .iter()
+        .find(|s| s.text.contains("generate_series"))
+        .unwrap();
+    assert_eq!(
+        (st.statement_name.as_str(), st.portal.as_str()),
+        ("st", "po")
+    );
+    assert_eq!(st.params[0].value.as_deref(), Some(&b"3"[..]));
+    let parts: Vec<_> = g
+        .results()
+        .into_iter()
+        .filter(|r| r.statement_id == st.id)
+        .collect();
+    assert_eq!(parts.len(), 2);
+    assert!(parts[0].suspended && !parts[1].suspended);
+    assert_eq!(parts[0].columns, vec!["g", "t"]);
+    // Column 0 is binary (format 1), column 1 text.
+    assert_eq!(
+        parts[0].sample_rows[0],
+        vec![Some("00000001".into()), Some("1".into())]
+    );
+    // The skipped Parse after the denial was never judged (it is not a statement) and the
+    // denied one has no result.
+    let denied = stmts
+        .iter()
+        .find(|s| s.text.contains("forbidden_table"))
+        .unwrap();
+    assert!(g.results().iter().all(|r| r.statement_id != denied.id));
+}

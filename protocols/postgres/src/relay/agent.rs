@@ -374,13 +374,27 @@ impl Relay {
         }
         self.forward(frame);
         self.last_forwarded = id;
-        let acc = ResultAcc::new(id, self.cfg.sample_rows, None);
+        // Columns known already (the usual prepare-then-execute) are taken now; otherwise a
+        // Describe answer still on its way fills them in.
+        let cols = self
+            .portals
+            .get(&portal)
+            .and_then(|p| p.columns.clone())
+            .or_else(|| {
+                self.statements.get(&statement).and_then(|s| {
+                    s.columns
+                        .as_ref()
+                        .map(|c| Arc::new(c.with_bind_formats(&result_formats)))
+                })
+            });
+        let columns_resolved = cols.is_some();
+        let acc = ResultAcc::new(id, self.cfg.sample_rows, cols);
         self.expect_reply(Expect::Execute(Box::new(ExecRun {
             acc,
             portal,
             statement,
             result_formats,
-            columns_resolved: false,
+            columns_resolved,
         })));
     }
 

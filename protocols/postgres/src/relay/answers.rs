@@ -69,6 +69,11 @@ impl Relay {
     pub(super) fn on_target_frame(&mut self, frame: &[u8]) -> Result<(), End> {
         let tag = frame[0];
         let body = &frame[5..];
+        // Forwarded before the bookkeeping below, which may release proctor's own answers
+        // queued behind this one. Never relay the target's own cancel key or authentication.
+        if !matches!(tag, b'K' | b'R' | b'v') {
+            self.forward_target(frame);
+        }
         match tag {
             b'D' => {
                 self.with_result(|acc| acc.data_row(body));
@@ -82,12 +87,33 @@ impl Relay {
                 let cols = self.columns(body)?;
                 match self.expect.front_mut() {
                     Some(Expect::Describe { portal, name }) => {
-                        if *portal {
+                        let (portal, name) = (*portal, std::mem::take(name));
+                        if portal {
                             if let Some(p) = self.portals.get_mut(name.as_str()) {
-                                p.columns = Some(cols);
+                                p.columns = Some(cols.clone());
                             }
                         } else if let Some(s) = self.statements.get_mut(name.as_str()) {
-                            s.columns = Some(cols);
+                            s.columns = Some(cols.clone());
+                        }
+                        // Executes already queued behind this Describe (a pipeline) get the
+                        // columns now: by the time their rows arrive, the client may have closed
+                        // the portal or statement.
+                        for e in self.expect.iter_mut().skip(1) {
+                            if let Expect::Execute(x) = e
+                                && !x.columns_resolved
+                                && (if portal {
+                                    x.portal == name
+                                } else {
+                                    x.statement == name
+                                })
+                            {
+                                x.columns_resolved = true;
+                                x.acc.set_columns(if portal {
+                                    cols.clone()
+                                } else {
+                                    Arc::new(cols.with_bind_formats(&x.result_formats))
+                                });
+                            }
                         }
                         self.pop_head();
                     }
@@ -135,9 +161,7 @@ impl Relay {
                         break;
                     }
                 }
-                self.forward_target(frame);
                 self.emit_ready_injects();
-                return Ok(());
             }
             b'N' => {
                 let f = ErrorFields::parse(body);
@@ -203,11 +227,8 @@ impl Relay {
                     });
                 }
             }
-            // Never relay the target's own cancel key or authentication traffic.
-            b'K' | b'R' | b'v' => return Ok(()),
             _ => {}
         }
-        self.forward_target(frame);
         Ok(())
     }
 
