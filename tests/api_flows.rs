@@ -599,3 +599,21 @@ async fn cli_works_against_a_remote_proctor() {
     assert!(started.elapsed() < Duration::from_secs(30));
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_stream_sends_keep_alives() {
+    let p = Proctor::start("").await;
+    let mut s = SseStream::open(&p, p.token(OPERATOR)).await;
+    let started = Instant::now();
+    let mut comment = None;
+    while let Some(e) = s.next(Duration::from_secs(25)).await {
+        if e.event == ":" {
+            comment = Some(e);
+            break;
+        }
+    }
+    let comment = comment.expect("a keep-alive comment on an idle stream");
+    assert_eq!(comment.data, "keep-alive");
+    assert!(started.elapsed() <= proctor::api::events::KEEP_ALIVE + Duration::from_secs(3));
+    p.stop().await;
+}

@@ -291,3 +291,31 @@ fn webhook_config_errors_name_the_key() {
         write("[[webhooks]]\nname = \"x\"\nurl = \"http://h/\"\nsecret_file = \"s\"\nqueue = 0\n");
     assert!(e.contains("webhooks[0].queue"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_without_its_secret_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proctor.toml");
+    std::fs::write(
+        &path,
+        "data_dir = \"data\"\n[[webhooks]]\nname = \"pager\"\nurl = \"https://pager.invalid/hook\"\nsecret_file = \"missing.secret\"\n",
+    )
+    .unwrap();
+    let config = proctor::config::Config::load(&path).expect("valid config");
+    assert_eq!(
+        config.webhooks[0].events,
+        ["hold", "alert"],
+        "default events"
+    );
+    let err = match proctor::serve::start(config).await {
+        Ok(s) => {
+            s.stop().await;
+            panic!("started without the webhook secret");
+        }
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("webhooks[pager].secret_file") && err.contains("missing.secret"),
+        "{err}"
+    );
+}
