@@ -617,3 +617,41 @@ async fn event_stream_sends_keep_alives() {
     assert!(started.elapsed() <= proctor::api::events::KEEP_ALIVE + Duration::from_secs(3));
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_person_rule_over_http() {
+    let rule = r#"
+[[rule]]
+name = "two-person-truncate"
+action = "hold"
+protocol = "postgres"
+commands = ["TRUNCATE"]
+min_approvals = 2
+reason = "TRUNCATE needs two approvers"
+"#;
+    let p = Proctor::start_with("", Some(rule)).await;
+    let psql = p.psql(AGENT_A, SECRET_A, "truncate t2");
+    let hold = p.wait_for_hold("truncate t2").await;
+    assert_eq!(hold["rule"], "two-person-truncate");
+    assert_eq!(hold["min_approvals"], 2);
+    let path = format!("/api/approvals/{}/approve", hold["id"].as_str().unwrap());
+    let (s, v) = p.post(APPROVER, &path, json!({ "reason": "first" })).await;
+    assert_eq!((s.as_u16(), &v["released"]), (200, &json!(false)), "{v}");
+    let (s, v) = p.post(APPROVER, &path, json!({ "reason": "again" })).await;
+    assert_eq!(s, 409, "the same approver twice is not two people: {v}");
+    let list = p.get(APPROVER, "/api/approvals").await;
+    assert_eq!(list[0]["approvals"], json!([APPROVER]), "{list}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(p.pg.psql("app", "select count(*) from t2").unwrap(), "5");
+    let (s, v) = p
+        .post(APPROVER_2, &path, json!({ "reason": "second" }))
+        .await;
+    assert_eq!((s.as_u16(), &v["released"]), (200, &json!(true)), "{v}");
+    let out = tokio::time::timeout(Duration::from_secs(15), psql.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(p.pg.psql("app", "select count(*) from t2").unwrap(), "0");
+    p.stop().await;
+}

@@ -61,6 +61,11 @@ pub fn repo_policies() -> PathBuf {
 impl Proctor {
     /// Starts PostgreSQL and proctor; `extra` is appended to the config (webhooks...).
     pub async fn start(extra: &str) -> Proctor {
+        Proctor::start_with(extra, None).await
+    }
+
+    /// As `start`, with a policy file evaluated before the repository's rules.
+    pub async fn start_with(extra: &str, first_policy: Option<&str>) -> Proctor {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let pg = tokio::task::spawn_blocking(|| {
             let pg = LocalPostgres::start(PostgresOptions::default()).expect("PostgreSQL starts");
@@ -74,7 +79,7 @@ impl Proctor {
                  INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 5) g;
                  INSERT INTO t2 SELECT g, 'row ' || g FROM generate_series(1, 5) g;
                  GRANT USAGE, CREATE ON SCHEMA public TO app_write;
-                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app_write;",
+                 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO app_write;",
             )
             .expect("prepare the database");
             pg
@@ -161,6 +166,18 @@ role = "app_write"
             pg_port = pg.port,
             admin = toml_str(&pg.admin_dsn("app")),
         );
+        let config = match first_policy {
+            Some(rules) => {
+                let file = dir.path().join("00-test.toml");
+                std::fs::write(&file, rules).expect("write policy");
+                config.replacen(
+                    "policies = [",
+                    &format!("policies = [{}, ", toml_str(&file.to_string_lossy())),
+                    1,
+                )
+            }
+            None => config,
+        };
         let path = dir.path().join("proctor.toml");
         std::fs::write(&path, config).expect("write config");
         let config = Config::load(&path).expect("config loads");
