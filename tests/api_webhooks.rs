@@ -319,3 +319,101 @@ async fn a_webhook_without_its_secret_stops_start_up() {
         "{err}"
     );
 }
+
+/// An https receiver with a private CA (`ca_file`): the client side is rustls on aws-lc-rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_delivery_trusts_the_configured_ca() {
+    use hyper_util::rt::TokioIo;
+
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(HeaderMap, Vec<u8>)>();
+    let receiver = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+                            let _ = tx.send((parts.headers, body.to_vec()));
+                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+
+    let secret_file = dir.path().join("hook.secret");
+    std::fs::write(&secret_file, "tls-secret").unwrap();
+    let path = dir.path().join("proctor.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"data\"\n[[webhooks]]\nname = \"tls\"\nurl = \"https://localhost:{port}/hook\"\nsecret_file = \"hook.secret\"\nca_file = \"ca.pem\"\n"
+        ),
+    )
+    .unwrap();
+    let config = proctor::config::Config::load(&path).unwrap();
+    let server = proctor::serve::start(config).await.expect("proctor starts");
+    server.core.bus.publish(proctor::bus::LiveEvent::Alert {
+        session_id: "s-1".into(),
+        agent: "agent-x".into(),
+        rule: "r".into(),
+        severity: "high".into(),
+        message: "over tls".into(),
+        ts_ns: proctor::clock::now_ns(),
+    });
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("delivered over https")
+        .unwrap();
+    assert_eq!(headers["x-proctor-event"], "alert");
+    assert_eq!(
+        headers["x-proctor-signature"].to_str().unwrap(),
+        format!("sha256={}", hmac_hex(b"tls-secret", &body))
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["data"]["message"], "over tls");
+    server.stop().await;
+    receiver.abort();
+}
