@@ -13,5 +13,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+if command -v npm >/dev/null 2>&1; then
+  npm --prefix src/api/console ci --no-audit --no-fund
+  npm --prefix src/api/console run build
+fi
 cargo build --locked --bin proctor
 exec target/debug/proctor dev "$@"

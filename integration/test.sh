@@ -10,6 +10,8 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# The console's browser tests drive Debian's Chromium (integration/ci/console.sh).
+if command -v npm >/dev/null 2>&1; then [ -x /usr/bin/chromium ] || need+=(chromium); fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -18,6 +20,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 export CARGO_TERM_COLOR=never
+if command -v npm >/dev/null 2>&1; then
+  echo "== web console assets (embedded by build.rs)"
+  npm --prefix src/api/console ci --no-audit --no-fund
+  npm --prefix src/api/console run build
+fi
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

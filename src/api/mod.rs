@@ -10,6 +10,7 @@ pub mod annotations;
 pub mod approvals;
 pub mod auth;
 pub mod client;
+pub mod console;
 pub mod events;
 pub mod evidence;
 pub mod openapi;
@@ -261,8 +262,18 @@ pub fn route_list() -> Vec<(&'static str, &'static str, Access)> {
         .collect()
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such API route (see /api/openapi.json)".into())
+/// Unknown `/api/...` paths are JSON 404s; every other path belongs to the web console.
+async fn fallback(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let path = uri.path();
+    if path == "/api" || path.starts_with("/api/") {
+        return ApiError::NotFound("no such API route (see /api/openapi.json)".into())
+            .into_response();
+    }
+    console::serve(method, uri, headers).await
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -284,7 +295,7 @@ pub fn router(core: Arc<Core>, shutdown: watch::Receiver<bool>) -> Router {
     for rt in routes() {
         r = r.route(rt.path, rt.router);
     }
-    r.fallback(not_found)
+    r.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -124,6 +124,14 @@ pub fn document() -> Value {
             "at most this many (default 500, at most 10000)",
             json!({ "type": "integer", "minimum": 1, "maximum": 10000 }),
         ),
+        query(
+            "q",
+            "text inside the sessions' SQL statements, exec commands and command lines (case-insensitive); \
+             each result then carries `matches`. Bounded: at most 2000 sessions, 512 MiB of records and 10 s \
+             are read, newest first; when a bound stops it, the header X-Proctor-Search-Incomplete gives the \
+             number of candidate sessions left unread. The search is journaled",
+            json!({ "type": "string", "maxLength": 256 }),
+        ),
     ];
     let paths = json!({
         "/api/health": {
@@ -136,8 +144,13 @@ pub fn document() -> Value {
                 ("200", json_response("OpenAPI 3.1 document", json!({ "type": "object" }))))
         },
         "/api/sessions": {
-            "get": op("listSessions", "Search recorded sessions, newest first (the CLI's filters)", AUDITOR, session_filters, None,
-                ("200", json_response("matching sessions", json!({ "type": "array", "items": schema_ref("SessionMeta") }))))
+            "get": with(op("listSessions", "Search recorded sessions, newest first (the CLI's filters, and text with q)", AUDITOR, session_filters, None,
+                ("200", json!({
+                    "description": "matching sessions (with q: each with its first matches)",
+                    "headers": { "X-Proctor-Search-Incomplete": { "description": "with q: candidate sessions left unread because a bound was reached", "schema": { "type": "integer" } } },
+                    "content": { "application/json": { "schema": { "type": "array", "items": schema_ref("SessionMeta") } } }
+                }))),
+                "503", "with q: the search could not be journaled")
         },
         "/api/sessions/{id}": {
             "get": with(op("showSession", "One session's record; the read is journaled", AUDITOR,
@@ -228,7 +241,7 @@ pub fn document() -> Value {
                         "x-event-data": schema_ref("LiveEvent") } } })))
         }
     });
-    let schemas = json!({
+    let mut schemas = json!({
         "Error": { "type": "object", "required": ["error"], "properties": { "error": string.clone() } },
         "Health": { "type": "object", "properties": {
             "ok": { "type": "boolean" }, "recorder_failure": nullable_string.clone(), "version": string.clone() } },
@@ -284,6 +297,13 @@ pub fn document() -> Value {
             "privilege": string.clone(), "outcome": string.clone(), "reason": string.clone(), "subject": string.clone(),
             "verdict": string.clone(), "rule": string.clone(), "approval_id": string.clone(), "severity": string.clone(),
             "message": string.clone(), "approver": string.clone(), "ts_ns": { "type": "integer" } } }
+    });
+    schemas["SessionMeta"]["properties"]["matches"] = json!({
+        "type": "array", "description": "only with q: where the text was found",
+        "items": { "type": "object", "properties": {
+            "seq": { "type": "integer" },
+            "kind": { "type": "string", "enum": ["statement", "exec", "command_line"] },
+            "ts_ns": { "type": "integer" }, "text": string.clone() } }
     });
     json!({
         "openapi": "3.1.0",

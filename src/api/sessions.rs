@@ -1,8 +1,15 @@
 //! Sessions: search, one session's record and its events (auditor); live sessions and kill
 //! (operator).
 
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use proctor_gate::Event;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -10,12 +17,25 @@ use super::auth::{Principal, Role, audit};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiState, blocking};
 use crate::control::{self, Request};
 use crate::ops::{self, Filter};
+use crate::recorder::codec::Body;
 use crate::recorder::index::SessionMeta;
+use crate::recorder::reader;
 
 pub const DEFAULT_LIST_LIMIT: usize = 500;
 pub const MAX_LIST_LIMIT: usize = 10_000;
 pub const DEFAULT_EVENTS_LIMIT: usize = 500;
 pub const MAX_EVENTS_LIMIT: usize = 5_000;
+
+/// Text search (`q`) reads the recordings themselves, so it is bounded: the longest query, the
+/// newest matching sessions it opens, the recorded bytes it reads, how long it may run, and the
+/// matches it reports per session. When a bound stops it early the response says so in the
+/// `X-Proctor-Search-Incomplete` header (how many candidate sessions were left unread).
+pub const MAX_QUERY_CHARS: usize = 256;
+pub const TEXT_SCAN_SESSIONS: usize = 2_000;
+pub const TEXT_SCAN_BYTES: u64 = 512 * 1024 * 1024;
+pub const TEXT_SCAN_TIME: Duration = Duration::from_secs(10);
+pub const MATCHES_PER_SESSION: usize = 5;
+pub const SEARCH_INCOMPLETE_HEADER: &str = "x-proctor-search-incomplete";
 
 /// The CLI's `sessions list` filters. Unknown parameters are refused: a misspelt filter must
 /// not silently widen a search into "everything".
@@ -32,6 +52,9 @@ pub struct ListQuery {
     pub outcome: Option<String>,
     pub open: Option<bool>,
     pub limit: Option<usize>,
+    /// Text inside the sessions' statements, exec commands and submitted command lines
+    /// (case-insensitive substring).
+    pub q: Option<String>,
 }
 
 fn time(name: &str, v: Option<String>) -> Result<Option<i64>, ApiError> {
@@ -83,18 +106,142 @@ pub async fn find(state: &ApiState, id: String) -> Result<SessionMeta, ApiError>
 pub async fn list(
     State(st): State<ApiState>,
     p: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<SessionMeta>>, ApiError> {
+    ApiQuery(mut q): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
     p.require(&[Role::Auditor], "search recorded sessions")?;
-    let filter = q.into_filter()?;
+    let text = q.q.take().map(|t| t.trim().to_string());
+    let mut filter = q.into_filter()?;
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        let core = st.core.clone();
+        let found = blocking(move || {
+            core.store.flush_index();
+            let index = core.store.index();
+            Ok(ops::list_sessions(&index, &filter)?)
+        })
+        .await?;
+        return Ok(Json(found).into_response());
+    };
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "q must be at most {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    let wanted = filter.limit.take().unwrap_or(DEFAULT_LIST_LIMIT);
     let core = st.core.clone();
-    let found = blocking(move || {
+    let data = st.core.data_dir();
+    let needle = text.clone();
+    let search = blocking(move || {
         core.store.flush_index();
         let index = core.store.index();
-        Ok(ops::list_sessions(&index, &filter)?)
+        let candidates = ops::list_sessions(&index, &filter)?;
+        Ok(search_text(&data, candidates, &needle, wanted))
     })
     .await?;
-    Ok(Json(found))
+    // Reading recorded statements and commands is a read of those recordings.
+    let note = format!(
+        "{} {:?} searched the text of {} sessions for {:?} ({} matched)",
+        p.role.as_str(),
+        p.name,
+        search.scanned,
+        text,
+        search.found.len()
+    );
+    st.core
+        .recorder
+        .journal("audit", &note)
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "the search could not be recorded in the audit journal, so it is refused: {e}"
+            ))
+        })?;
+    let mut resp = Json(search.found).into_response();
+    if search.unread > 0 {
+        resp.headers_mut()
+            .insert(SEARCH_INCOMPLETE_HEADER, HeaderValue::from(search.unread));
+    }
+    Ok(resp)
+}
+
+pub struct TextSearch {
+    /// Each matching session's record with `matches`: `[{seq, kind, ts_ns, text}]`.
+    pub found: Vec<Value>,
+    /// Candidate sessions whose recordings were read.
+    pub scanned: usize,
+    /// Candidate sessions left unread because a bound was reached (0: the search was complete).
+    pub unread: usize,
+}
+
+/// Searches the statements, exec commands and command lines of `candidates` (newest first)
+/// for `needle`, case-insensitively, within the `TEXT_SCAN_*` bounds, until `wanted` sessions
+/// matched.
+pub fn search_text(
+    data: &Path,
+    candidates: Vec<SessionMeta>,
+    needle: &str,
+    wanted: usize,
+) -> TextSearch {
+    let needle = needle.to_lowercase();
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    let mut out = TextSearch {
+        found: Vec::new(),
+        scanned: 0,
+        unread: 0,
+    };
+    let total = candidates.len();
+    for (i, meta) in candidates.into_iter().enumerate() {
+        if out.found.len() >= wanted {
+            break;
+        }
+        // Sessions with nothing to search, or whose frames are no longer online.
+        if (meta.statements == 0 && meta.commands == 0) || meta.purged || meta.archived.is_some() {
+            continue;
+        }
+        if out.scanned >= TEXT_SCAN_SESSIONS
+            || bytes.saturating_add(meta.record_bytes) > TEXT_SCAN_BYTES
+            || started.elapsed() > TEXT_SCAN_TIME
+        {
+            out.unread = total - i;
+            break;
+        }
+        out.scanned += 1;
+        bytes += meta.record_bytes;
+        let mut matches = Vec::new();
+        let result = reader::for_each_record(data, &meta, |r| {
+            let Ok(Body::Event(e)) = &r.body else {
+                return ControlFlow::Continue(());
+            };
+            let (kind, text) = match e {
+                Event::Statement(s) => ("statement", s.text.as_str()),
+                Event::Exec { command, .. } => ("exec", command.as_str()),
+                Event::CommandLine { line, .. } => ("command_line", line.as_str()),
+                _ => return ControlFlow::Continue(()),
+            };
+            if text.to_lowercase().contains(&needle) {
+                matches.push(json!({
+                    "seq": r.header.seq,
+                    "kind": kind,
+                    "ts_ns": r.header.ts_ns,
+                    "text": text,
+                }));
+                if matches.len() >= MATCHES_PER_SESSION {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if let Err(e) = result {
+            tracing::warn!(session = %meta.id, error = %e, "text search could not read a session");
+            continue;
+        }
+        if !matches.is_empty() {
+            let mut v = json!(meta);
+            v["matches"] = Value::Array(matches);
+            out.found.push(v);
+        }
+    }
+    out
 }
 
 pub async fn show(

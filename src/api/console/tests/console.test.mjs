@@ -1,0 +1,294 @@
+// Browser tests of the web console, with real parts only: `proctor dev` (proctor with a real
+// PostgreSQL and sshd on random loopback ports), real `psql` and `ssh` clients, and Debian's
+// Chromium driven headless by playwright-core. Screenshots go to target/console-artifacts/.
+//
+//   node --test src/api/console/tests/        (after `cargo build` and `npm run build`)
+//
+// PROCTOR_BIN overrides target/debug/proctor; CHROMIUM overrides /usr/bin/chromium.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
+const BIN = process.env.PROCTOR_BIN ?? join(ROOT, "target/debug/proctor");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const ARTIFACTS = join(ROOT, "target/console-artifacts");
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const children = new Set();
+let dev; // { proc, data, info, log }
+let browser;
+const pageErrors = [];
+const timings = {};
+
+/** Spawns a process whose output is collected; `done(ms)` resolves with code and output. */
+function run(cmd, args, opts = {}) {
+  const proc = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], ...opts });
+  children.add(proc);
+  let stdout = "";
+  let stderr = "";
+  proc.stdout.on("data", (d) => (stdout += d));
+  proc.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise((res) =>
+    proc.on("close", (code, signal) => {
+      children.delete(proc);
+      res({ code, signal });
+    }),
+  );
+  return {
+    proc,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    async done(ms) {
+      const t = setTimeout(() => proc.kill("SIGKILL"), ms);
+      const r = await exited;
+      clearTimeout(t);
+      return { ...r, stdout, stderr };
+    },
+  };
+}
+
+async function api(path, token, init = {}) {
+  const r = await fetch(dev.info.api_url + path, {
+    ...init,
+    headers: { Authorization: `Bearer ${token}`, ...(init.headers ?? {}) },
+  });
+  if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+  return r.json();
+}
+
+async function newPage(name) {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") pageErrors.push(`${name} console: ${m.text()}`);
+  });
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+async function login(page, token, role) {
+  await page.goto(dev.info.api_url + "/");
+  await page.fill("#token", token);
+  await page.click("button[type=submit]");
+  await page.getByTestId("who").filter({ hasText: `(${role})` }).waitFor({ timeout: 10_000 });
+  // The live event stream is connected (updates arrive without reloading).
+  await page.locator("#live-state.live-live").waitFor({ timeout: 10_000 });
+}
+
+before(async () => {
+  assert.ok(existsSync(BIN), `${BIN} is missing: run cargo build first`);
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const data = mkdtempSync(join(tmpdir(), "proctor-console-"));
+  const started = Date.now();
+  const proc = run(BIN, [
+    "dev",
+    "--data",
+    data,
+    "--postgres-listen",
+    "127.0.0.1:0",
+    "--ssh-listen",
+    "127.0.0.1:0",
+    "--api-listen",
+    "127.0.0.1:0",
+  ]);
+  dev = { proc, data, info: null };
+  const file = join(data, "dev.json");
+  for (let i = 0; i < 240 && !dev.info; i++) {
+    if (proc.proc.exitCode !== null) break;
+    try {
+      dev.info = JSON.parse(readFileSync(file, "utf8"));
+    } catch {
+      await sleep(250);
+    }
+  }
+  assert.ok(dev.info, `proctor dev did not start:\n${proc.stdout}\n${proc.stderr}`);
+  timings.dev_start_ms = Date.now() - started;
+  const index = await fetch(dev.info.api_url + "/");
+  assert.equal(index.status, 200);
+  assert.match(await index.text(), /<div id="app">/, "the binary embeds the built console");
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  for (const c of children) if (c !== dev?.proc.proc) c.kill("SIGKILL");
+  if (dev) {
+    dev.proc.proc.kill("SIGTERM");
+    const r = await dev.proc.done(20_000);
+    writeFileSync(join(ARTIFACTS, "proctor-dev.log"), dev.proc.stdout + dev.proc.stderr);
+    if (r.signal === "SIGKILL") console.log("proctor dev had to be killed");
+    rmSync(dev.data, { recursive: true, force: true });
+  }
+  writeFileSync(join(ARTIFACTS, "timings.json"), JSON.stringify(timings, null, 2) + "\n");
+  console.log("timings (ms):", JSON.stringify(timings));
+});
+
+test("an approver approves a held DELETE on the approval page and psql completes", async () => {
+  const t0 = Date.now();
+  const page = await newPage("approver");
+  await login(page, dev.info.tokens.approver, "approver");
+  assert.match(page.url(), /#\/approvals/);
+  await page.getByText("Nothing is waiting for approval.").waitFor();
+
+  // psql starts after the page is open: the hold must arrive over the event stream.
+  const psql = run("psql", [dev.info.postgres_dsn, "-XAtc", "delete from accounts"], {
+    env: { ...process.env, PGCONNECT_TIMEOUT: "10" },
+  });
+  const held = Date.now();
+  const card = page.locator("article.card", { hasText: "delete from accounts" });
+  await card.waitFor({ timeout: 10_000 });
+  timings.hold_shown_ms = Date.now() - held;
+  assert.ok(timings.hold_shown_ms < 5_000, `the hold took ${timings.hold_shown_ms} ms to appear`);
+  await sleep(300);
+  assert.equal(psql.proc.exitCode, null, "psql waits while the statement is held");
+  await assert.doesNotReject(card.getByText("dev-agent").first().waitFor());
+  await shot(page, "1-approval-held");
+
+  const reason = "console test: reviewed, dev data only";
+  await card.locator("textarea").fill(reason);
+  const clicked = Date.now();
+  await card.getByRole("button", { name: "Approve" }).click();
+  await page.getByTestId("approval-status").filter({ hasText: "Approved and released" }).waitFor({ timeout: 10_000 });
+  const r = await psql.done(30_000);
+  timings.approve_to_psql_done_ms = Date.now() - clicked;
+  assert.equal(r.code, 0, `psql: ${r.stderr}`);
+  assert.match(r.stdout, /DELETE 5/);
+  await card.waitFor({ state: "detached", timeout: 10_000 });
+  await page.getByText("Nothing is waiting for approval.").waitFor();
+  await shot(page, "2-approval-released");
+
+  // The recording names the approver's token and the reason typed in the page.
+  const sessions = await api("/api/sessions?protocol=postgres&limit=5", dev.info.tokens.auditor);
+  let found = null;
+  for (const s of sessions) {
+    const { events } = await api(`/api/sessions/${s.id}/events?limit=5000`, dev.info.tokens.auditor);
+    found ??= events.find((e) => e.kind === "approval" && e.reason === reason);
+  }
+  assert.ok(found, "the approval with its reason is in the recording");
+  assert.equal(found.outcome, "approved");
+  await page.context().close();
+  timings.scenario_approval_ms = Date.now() - t0;
+});
+
+test("an auditor finds a recorded SSH session by its commands and plays it", async () => {
+  const t0 = Date.now();
+  // An interactive shell on a pty, one line at a time, as a person or an agent would type.
+  const ssh = run("ssh", ["-tt", "-o", "BatchMode=yes", ...dev.info.ssh_args]);
+  const lines = ["echo one", "sleep 0.3; echo two", "printf '%s\\n' proctor-$((6*7))", "exit"];
+  await sleep(800);
+  for (const line of lines) {
+    ssh.proc.stdin.write(line + "\n");
+    await sleep(500);
+  }
+  const r = await ssh.done(20_000);
+  assert.equal(r.code, 0, `ssh: ${r.stderr}`);
+  assert.match(r.stdout, /proctor-42/);
+
+  const page = await newPage("auditor");
+  await login(page, dev.info.tokens.auditor, "auditor");
+  assert.match(page.url(), /#\/sessions/);
+  // Text search across sessions, then open the match.
+  await page.fill("input[name=q]", "echo two");
+  await page.click("form.search button[type=submit]");
+  const match = page.locator("a.match", { hasText: "sleep 0.3; echo two" });
+  await match.waitFor({ timeout: 10_000 });
+  await shot(page, "3-search");
+  await match.click();
+
+  await page.getByTestId("verify").filter({ hasText: "verified" }).waitFor({ timeout: 15_000 });
+  assert.equal(await page.getByTestId("verify").textContent(), "✓ verified");
+  const timeline = page.getByTestId("timeline");
+  const commands = await timeline.locator(".item-command .cmd").allTextContents();
+  for (const line of lines) assert.ok(commands.includes(`$ ${line}`), `timeline lists ${line}: ${commands}`);
+
+  // Seek by command: from "echo two" on, the player shows the output that followed.
+  const player = page.getByTestId("player");
+  await player.locator(".ap-term").waitFor({ timeout: 10_000 });
+  const played = Date.now();
+  await timeline.locator(".item-command", { hasText: "echo two" }).locator("button.offset").click();
+  await page.waitForFunction(
+    () => (document.querySelector("[data-testid=player] .ap-term")?.textContent ?? "").includes("proctor-42"),
+    null,
+    { timeout: 15_000 },
+  );
+  timings.seek_to_output_ms = Date.now() - played;
+  const screen = await player.locator(".ap-term").textContent();
+  assert.match(screen, /two/);
+  await page.locator(".item-command.current").first().waitFor({ timeout: 5_000 });
+  await shot(page, "4-session-player");
+  await page.context().close();
+  timings.scenario_ssh_ms = Date.now() - t0;
+});
+
+test("an auditor reads the approved DELETE in its PostgreSQL statement timeline", async () => {
+  const page = await newPage("auditor-pg");
+  await login(page, dev.info.tokens.auditor, "auditor");
+  await page.goto(`${dev.info.api_url}/#/sessions?q=${encodeURIComponent("DELETE FROM accounts")}&protocol=postgres`);
+  const match = page.locator("a.match", { hasText: "delete from accounts" });
+  await match.waitFor({ timeout: 10_000 });
+  await match.click();
+  await page.getByTestId("verify").filter({ hasText: "verified" }).waitFor({ timeout: 15_000 });
+  const item = page.locator(".item-statement", { hasText: "delete from accounts" });
+  await item.waitFor();
+  await item.locator(".note", { hasText: "hold" }).waitFor();
+  await item.locator(".note", { hasText: "approved by dev-approver" }).waitFor();
+  await item.locator(".note", { hasText: "console test: reviewed" }).waitFor();
+  await item.locator(".note.result", { hasText: "DELETE 5" }).waitFor();
+  assert.ok(await item.evaluate((el) => el.classList.contains("found")), "the search hit is highlighted");
+  await shot(page, "5-session-postgres");
+  await page.context().close();
+});
+
+test("an operator kills a live session from the live sessions page", async () => {
+  const t0 = Date.now();
+  const psql = run("psql", [dev.info.postgres_dsn, "-XAtc", "select pg_sleep(60)"], {
+    env: { ...process.env, PGCONNECT_TIMEOUT: "10" },
+  });
+  const page = await newPage("operator");
+  await login(page, dev.info.tokens.operator, "operator");
+  const row = page.locator("tr[data-session]", { hasText: "appdb" });
+  await row.waitFor({ timeout: 10_000 });
+  await row.getByRole("button", { name: "Kill…" }).click();
+  await row.locator("input").fill("console test: runaway query");
+  await row.getByRole("button", { name: "Kill session" }).click();
+  await page.locator(".status", { hasText: "Killed" }).waitFor({ timeout: 10_000 });
+  const r = await psql.done(20_000);
+  assert.notEqual(r.code, 0, "psql was cut off");
+  await row.waitFor({ state: "detached", timeout: 10_000 });
+  await shot(page, "6-live-killed");
+  const [s] = await api("/api/sessions?protocol=postgres&outcome=killed&limit=1", dev.info.tokens.auditor);
+  assert.ok(s, "a killed session is recorded");
+  assert.match(s.end_reason, /runaway query/);
+  await page.context().close();
+  timings.scenario_kill_ms = Date.now() - t0;
+});
+
+test("no script errors in any page", () => {
+  assert.deepEqual(pageErrors, []);
+});
