@@ -3,7 +3,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("PROCTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(proctor::redact::log_filter(
+            EnvFilter::try_from_env("PROCTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        ))
         .with_writer(std::io::stderr)
         .init();
     // One crypto provider for every TLS config in the process (rustls panics when it must guess).

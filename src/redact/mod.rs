@@ -718,3 +718,17 @@ fn ceil_char(s: &str, mut i: usize) -> usize {
     }
     i
 }
+
+/// The process's log filter with the libraries that echo SQL text (statements with their
+/// literals, bound parameter values, the issued roles' passwords) held at `info`, whatever the
+/// operator asked for: a debug log must not become a copy of the secrets redaction removes.
+pub fn log_filter(base: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    [
+        "sqlparser=info",
+        "tokio_postgres=info",
+        "postgres_protocol=info",
+    ]
+    .iter()
+    .filter_map(|d| d.parse().ok())
+    .fold(base, |f, d| f.add_directive(d))
+}

@@ -89,7 +89,12 @@ impl CoreAuthority {
 
     async fn record_all(&self, key: SessionKey, events: &[Event]) -> Result<(), Refusal> {
         let mut last = None;
+        // Start-up parameters and the stated reason bypass the session gate: redact them here.
+        let redactor = self.core.redactor();
+        let mut redaction = crate::redact::SessionRedaction::new(&crate::recorder::index::session_id_string(&key));
         for e in events {
+            let redacted = redactor.event(&mut redaction, e);
+            let e = redacted.as_ref().unwrap_or(e);
             last = Some(
                 self.core
                     .recorder
