@@ -417,4 +417,54 @@ mod tests {
             .expect_err("mismatch");
         assert!(err.contains("does not match"), "{err}");
     }
+
+    fn host_cert(
+        ca: &PrivateKey,
+        host: &PrivateKey,
+        principal: &str,
+        kind: CertType,
+    ) -> Certificate {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("time")
+            .as_secs();
+        let mut b = russh::keys::ssh_key::certificate::Builder::new_with_random_nonce(
+            &mut rand::rng(),
+            host.public_key().key_data().clone(),
+            now - 60,
+            now + 600,
+        )
+        .expect("builder");
+        b.cert_type(kind).expect("type");
+        b.valid_principal(principal).expect("principal");
+        b.sign(ca).expect("sign")
+    }
+
+    #[test]
+    fn host_certificates_need_a_trusted_ca_and_the_right_name() {
+        let key =
+            || PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519).expect("key");
+        let (ca, other_ca, host) = (key(), key(), key());
+        let target = SshTarget {
+            host: "web1.example".into(),
+            port: 22,
+            host_keys: vec![],
+            host_cas: vec![format!(
+                "@cert-authority * {}",
+                ca.public_key().to_openssh().expect("openssh")
+            )],
+            connect_timeout: Duration::from_secs(1),
+            allow_port_forwarding: false,
+            allow_pty: true,
+        };
+        let pins = HostPins::new(&target);
+        let good = host_cert(&ca, &host, "web1.example", CertType::Host);
+        assert!(pins.check(&good.into()).is_ok());
+        let wrong_name = host_cert(&ca, &host, "db1.example", CertType::Host);
+        assert!(pins.check(&wrong_name.into()).is_err());
+        let user_cert = host_cert(&ca, &host, "web1.example", CertType::User);
+        assert!(pins.check(&user_cert.into()).is_err());
+        let untrusted = host_cert(&other_ca, &host, "web1.example", CertType::Host);
+        assert!(pins.check(&untrusted.into()).is_err());
+    }
 }
