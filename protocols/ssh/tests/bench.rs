@@ -113,3 +113,74 @@ async fn throughput_through_cat() {
     let last = env.authority.sessions().last().cloned().expect("session");
     assert!(eventually(Duration::from_secs(20), || last.outcome().is_some()).await);
 }
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// Round trip of one typed character to its echo, in microseconds.
+async fn echo_latency(mut cmd: std::process::Command, samples: usize) -> Vec<f64> {
+    cmd.arg("-tt");
+    let mut pty = common::pty::Pty::spawn(cmd);
+    pty.quiet().await;
+    let mut out = Vec::new();
+    for i in 0..samples {
+        let key: &[u8] = if i % 2 == 0 { b"a" } else { b"\x7f" };
+        let t0 = Instant::now();
+        pty.type_in(key);
+        let deadline = t0 + Duration::from_secs(5);
+        let got = loop {
+            if let Some(t) = pty.first_output_after(t0) {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "no echo");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        out.push(got.duration_since(t0).as_secs_f64() * 1e6);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pty.type_in(b"exit\r");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn keystroke_echo_latency() {
+    let env = Env::start().await;
+    sign_agent_key(&env);
+    let known = env.dir.path().join("known_direct");
+    std::fs::write(
+        &known,
+        format!(
+            "{}\n{}\n",
+            env.sshd.known_hosts_line(),
+            std::fs::read_to_string(&env.known_hosts)
+                .expect("kh")
+                .trim()
+        ),
+    )
+    .expect("known");
+    let opts = base_opts(&env, &known);
+    let user = current_user();
+    let mk = |port: u16, user: &str| {
+        let mut c = std::process::Command::new("ssh");
+        c.args(opts.split_whitespace())
+            .args(["-p", &port.to_string(), "-l", user, "127.0.0.1"]);
+        c
+    };
+    let mut direct = Vec::new();
+    let mut proctor = Vec::new();
+    for _ in 0..3 {
+        direct.extend(echo_latency(mk(env.sshd.port, &user), 100).await);
+        proctor.extend(echo_latency(mk(env.port, "web1"), 100).await);
+    }
+    eprintln!(
+        "echo round trip: direct p50 {:.0} us p99 {:.0} us; proctor p50 {:.0} us p99 {:.0} us",
+        percentile(&mut direct, 0.5),
+        percentile(&mut direct, 0.99),
+        percentile(&mut proctor, 0.5),
+        percentile(&mut proctor, 0.99)
+    );
+}
