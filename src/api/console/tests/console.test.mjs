@@ -133,7 +133,7 @@ before(async () => {
   assert.equal(index.status, 200);
   assert.match(await index.text(), /<div id="app">/, "the binary embeds the built console");
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-});
+}, { timeout: 120_000 });
 
 after(async () => {
   await browser?.close().catch(() => {});
@@ -147,9 +147,18 @@ after(async () => {
   }
   writeFileSync(join(ARTIFACTS, "timings.json"), JSON.stringify(timings, null, 2) + "\n");
   console.log("timings (ms):", JSON.stringify(timings));
-});
+}, { timeout: 60_000 });
 
-test("an approver approves a held DELETE on the approval page and psql completes", async () => {
+// Interrupted (Ctrl-C, a CI timeout): stop proctor dev gracefully so it stops its PostgreSQL
+// and sshd too, and kill the clients.
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, () => {
+    for (const c of children) c.kill(c === dev?.proc.proc ? "SIGTERM" : "SIGKILL");
+    setTimeout(() => process.exit(130), 3000).unref();
+  });
+}
+
+test("an approver approves a held DELETE on the approval page and psql completes", { timeout: 90_000 }, async () => {
   const t0 = Date.now();
   const page = await newPage("approver");
   await login(page, dev.info.tokens.approver, "approver");
@@ -196,13 +205,24 @@ test("an approver approves a held DELETE on the approval page and psql completes
   timings.scenario_approval_ms = Date.now() - t0;
 });
 
-test("an auditor finds a recorded SSH session by its commands and plays it", async () => {
+test("an auditor finds a recorded SSH session by its commands and plays it", { timeout: 90_000 }, async () => {
   const t0 = Date.now();
   // An interactive shell on a pty, one line at a time, as a person or an agent would type.
   const ssh = run("ssh", ["-tt", "-o", "BatchMode=yes", ...dev.info.ssh_args]);
   const lines = ["echo one", "sleep 0.3; echo two", "printf '%s\\n' proctor-$((6*7))", "exit"];
   await sleep(800);
   for (const line of lines) {
+    if (line === "exit") {
+      // The agent's framework records its reasoning in the live session (clause 4.6).
+      const live = await api("/api/live", dev.info.tokens.operator);
+      const s = live.find((x) => x.protocol === "ssh");
+      assert.ok(s, `the ssh session is live: ${JSON.stringify(live)}`);
+      await api(`/api/sessions/${s.id}/annotations`, dev.info.tokens.agent, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ source: "planner", text: "checked the arithmetic before leaving" }),
+      });
+    }
     ssh.proc.stdin.write(line + "\n");
     await sleep(500);
   }
@@ -226,6 +246,10 @@ test("an auditor finds a recorded SSH session by its commands and plays it", asy
   const timeline = page.getByTestId("timeline");
   const commands = await timeline.locator(".item-command .cmd").allTextContents();
   for (const line of lines) assert.ok(commands.includes(`$ ${line}`), `timeline lists ${line}: ${commands}`);
+  // Reasoning and alerts in line with the commands.
+  await timeline.locator(".item-annotation", { hasText: "checked the arithmetic before leaving" }).waitFor();
+  assert.match(await timeline.locator(".item-annotation .label").first().textContent(), /dev-agent.*planner/);
+  assert.ok((await timeline.locator(".item-alert").count()) > 0, "first-use alerts are shown");
 
   // Seek by command: from "echo two" on, the player shows the output that followed.
   const player = page.getByTestId("player");
@@ -246,7 +270,7 @@ test("an auditor finds a recorded SSH session by its commands and plays it", asy
   timings.scenario_ssh_ms = Date.now() - t0;
 });
 
-test("an auditor reads the approved DELETE in its PostgreSQL statement timeline", async () => {
+test("an auditor reads the approved DELETE in its PostgreSQL statement timeline", { timeout: 90_000 }, async () => {
   const page = await newPage("auditor-pg");
   await login(page, dev.info.tokens.auditor, "auditor");
   await page.goto(`${dev.info.api_url}/#/sessions?q=${encodeURIComponent("DELETE FROM accounts")}&protocol=postgres`);
@@ -265,7 +289,7 @@ test("an auditor reads the approved DELETE in its PostgreSQL statement timeline"
   await page.context().close();
 });
 
-test("an operator kills a live session from the live sessions page", async () => {
+test("an operator kills a live session from the live sessions page", { timeout: 90_000 }, async () => {
   const t0 = Date.now();
   const psql = run("psql", [dev.info.postgres_dsn, "-XAtc", "select pg_sleep(60)"], {
     env: { ...process.env, PGCONNECT_TIMEOUT: "10" },
@@ -289,6 +313,6 @@ test("an operator kills a live session from the live sessions page", async () =>
   timings.scenario_kill_ms = Date.now() - t0;
 });
 
-test("no script errors in any page", () => {
+test("no script errors in any page", { timeout: 90_000 }, () => {
   assert.deepEqual(pageErrors, []);
 });
