@@ -21,10 +21,23 @@ fn pick_channel(data: &Path, meta: &SessionMeta) -> io::Result<(Option<u32>, u32
     reader::for_each_record(data, meta, |r| {
         if let Ok(Body::Event(e)) = &r.body {
             match e {
-                Event::ChannelOpen { channel, kind: ChannelKind::Shell, .. } if shell.is_none() => shell = Some(*channel),
-                Event::ChannelRequest { channel, request, .. } if request == "shell" && shell.is_none() => shell = Some(*channel),
-                Event::Output { channel, .. } if first_output.is_none() => first_output = Some(*channel),
-                Event::Resize { channel, cols, rows } => {
+                Event::ChannelOpen {
+                    channel,
+                    kind: ChannelKind::Shell,
+                    ..
+                } if shell.is_none() => shell = Some(*channel),
+                Event::ChannelRequest {
+                    channel, request, ..
+                } if request == "shell" && shell.is_none() => shell = Some(*channel),
+                Event::Output { channel, .. } if first_output.is_none() => {
+                    first_output = Some(*channel)
+                }
+                Event::Resize {
+                    channel,
+                    cols,
+                    rows,
+                } if *cols > 0 && *rows > 0 => {
+                    // A pty requested from a pipe reports 0x0; players need a real size.
                     size.entry(*channel).or_insert((*cols, *rows));
                 }
                 _ => {}
@@ -33,8 +46,10 @@ fn pick_channel(data: &Path, meta: &SessionMeta) -> io::Result<(Option<u32>, u32
         ControlFlow::Continue(())
     })?;
     let channel = shell.or(first_output);
-    let (cols, rows) = channel.and_then(|c| size.get(&c).copied()).unwrap_or((80, 24));
-    Ok((channel, cols.max(1), rows.max(1)))
+    let (cols, rows) = channel
+        .and_then(|c| size.get(&c).copied())
+        .unwrap_or((80, 24));
+    Ok((channel, cols, rows))
 }
 
 pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> io::Result<()> {
@@ -58,13 +73,17 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> io::Result
         };
         let t = (r.header.ts_ns - start).max(0) as f64 / 1e9;
         let line = match e {
-            Event::Output { channel: c, data, .. } if Some(*c) == channel => {
-                Some(json!([t, "o", String::from_utf8_lossy(data)]))
-            }
+            Event::Output {
+                channel: c, data, ..
+            } if Some(*c) == channel => Some(json!([t, "o", String::from_utf8_lossy(data)])),
             Event::Input { channel: c, data } if Some(*c) == channel => {
                 Some(json!([t, "i", String::from_utf8_lossy(data)]))
             }
-            Event::Resize { channel: c, cols, rows } if Some(*c) == channel => {
+            Event::Resize {
+                channel: c,
+                cols,
+                rows,
+            } if Some(*c) == channel && *cols > 0 && *rows > 0 => {
                 // The first size is the header's; later ones are resizes.
                 if seen_size {
                     Some(json!([t, "r", format!("{cols}x{rows}")]))
@@ -73,12 +92,16 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> io::Result
                     None
                 }
             }
-            Event::CommandLine { channel: c, line } if Some(*c) == channel => Some(json!([t, "m", line])),
+            Event::CommandLine { channel: c, line } if Some(*c) == channel => {
+                Some(json!([t, "m", line]))
+            }
             Event::Exec { command, .. } => Some(json!([t, "m", format!("exec: {command}")])),
             _ => None,
         };
         if let Some(l) = line
-            && let Err(e) = serde_json::to_writer(&mut *out, &l).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"))
+            && let Err(e) = serde_json::to_writer(&mut *out, &l)
+                .map_err(io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
         {
             err = Some(e);
             return ControlFlow::Break(());
