@@ -302,8 +302,23 @@ pub async fn run(
         hold_cancel,
         backend_cancel,
     );
-    let (outcome, reason) = relay.run().await;
+    tracing::info!(session = open.session_id, %peer, agent, target, "postgres: session started");
+    // Run in its own task so that even a panic (a bug) ends in `Gate::end` and not in a
+    // session left open.
+    let (outcome, reason) = match tokio::spawn(relay.run()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(session = open.session_id, error = %e, "postgres: session task failed");
+            (Outcome::Interrupted, format!("proctor internal error: {e}"))
+        }
+    };
     drop(key);
+    tracing::info!(
+        session = open.session_id,
+        outcome = outcome.as_str(),
+        reason,
+        "postgres: session ended"
+    );
     if let Err(e) = open.gate.end(outcome, &reason).await {
         tracing::warn!(session = open.session_id, error = %e, "postgres: ending the session failed");
     }

@@ -1159,3 +1159,40 @@ async fn raw_extended_protocol_flush_describe_close() {
         .unwrap();
     assert!(g.results().iter().all(|r| r.statement_id != denied.id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_results_and_parameters() {
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    let (client, conn) = f.connect().await;
+    // ~20 MB of rows, read slowly enough that proctor must apply backpressure.
+    let rows = client
+        .query("SELECT repeat('x', 1000) FROM generate_series(1, 20000)", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 20000);
+    // A 5 MB binary parameter.
+    let blob = vec![0xa5u8; 5 << 20];
+    let n: i32 = client
+        .query_one("SELECT length($1::bytea)", &[&blob])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 5 << 20);
+    drop(client);
+    let _ = conn.await;
+    let g = f.wait_ended(0).await;
+    let stmts = g.statements();
+    let big = stmts.iter().find(|s| s.text.contains("repeat('x', 1000)")).unwrap();
+    let r = g.results().into_iter().find(|r| r.statement_id == big.id).unwrap();
+    assert_eq!(r.rows, 20000);
+    let mut h = Sha256::new();
+    let row = text_row(&"x".repeat(1000));
+    for _ in 0..20000 {
+        h.update(&row);
+    }
+    let want: [u8; 32] = h.finalize().into();
+    assert_eq!(r.digest, want);
+    assert_eq!(r.sample_rows.len(), 5);
+    let p = stmts.iter().find(|s| s.text.contains("length($1::bytea)")).unwrap();
+    assert_eq!(p.params[0].value.as_ref().map(|v| v.len()), Some(5 << 20));
+}

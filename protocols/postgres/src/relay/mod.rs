@@ -432,6 +432,16 @@ impl Relay {
                 Poll::Pending => {}
             }
         }
+        // Client messages left unprocessed while the target's buffer was full: process them now
+        // that it has drained (nothing else would wake the loop for them).
+        if self.paused.is_none() && self.tout.len() < HIGH_WATER {
+            match crate::wire::typed_frame_len(&self.cin, self.cfg.max_message_bytes) {
+                Ok(Some(len)) if self.cin.len() >= len => return Poll::Ready(Ev::ClientData),
+                // Let process_client report the bad frame.
+                Err(_) => return Poll::Ready(Ev::ClientData),
+                _ => {}
+            }
+        }
         let client_room = if self.paused.is_some() {
             self.cin.len() < PAUSED_READ_LIMIT
         } else {
