@@ -11,6 +11,13 @@
 //! [`sqllex`] and [`classify`] statement splitting and classification; [`frontend`] decoding of
 //! client messages; [`relay`] the message loop; [`results`] result digests and samples;
 //! [`cancel`] cancel keys; [`session`] one connection from accept to end.
+//!
+//! Codecs: pgwire is used as a codec only (SSL/GSS request detection, Authentication and
+//! NegotiateProtocolVersion encoding); postgres-protocol for the target login (SCRAM client,
+//! frontend messages). The relay keeps its own length-prefixed framing and forwards the
+//! original bytes of every message: pgwire decodes text lossily, re-orders startup parameters,
+//! allocates per message, and rejects FunctionCall, none of which a faithful relay can afford.
+//! Only the fields proctor needs are read, borrowing from the frame.
 
 pub mod cancel;
 pub mod classify;

@@ -340,7 +340,13 @@ impl Relay {
                     q.idx = q.ids.len();
                 }
             }
-            Some(Expect::Sync) | None => {}
+            Some(Expect::Sync) | None => {
+                // Not tied to a statement: a failing COMMIT at Sync, or the server going away.
+                self.events.push(Event::TargetMessage {
+                    kind: "error".into(),
+                    text: format!("{} {}: {}", err.severity, err.code, err.message),
+                });
+            }
             Some(_) => {
                 if matches!(self.expect.front(), Some(Expect::Execute(_))) {
                     // Resolve the columns while the Execute is still at the head.
