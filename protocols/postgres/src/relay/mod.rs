@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use proctor_gate::{Durable, Event, Gate, GateError, Hold, Outcome, Party, Resolution, Statement};
-use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
@@ -169,10 +169,9 @@ impl Tickets {
 pub struct Relay {
     gate: Arc<dyn Gate>,
     cfg: Arc<PgFrontendConfig>,
-    crd: ReadHalf<Stream>,
-    cwr: WriteHalf<Stream>,
-    trd: ReadHalf<Stream>,
-    twr: WriteHalf<Stream>,
+    /// Both streams are read and written from the single poll pass, so they are not split.
+    client: Stream,
+    target: Stream,
     cin: BytesMut,
     cout: BytesMut,
     tin: BytesMut,
@@ -225,8 +224,6 @@ impl Relay {
         backend_cancel: Option<BackendCancel>,
     ) -> Relay {
         let (c_tls, t_tls) = (client.is_tls(), target.stream.is_tls());
-        let (crd, cwr) = tokio::io::split(client);
-        let (trd, twr) = tokio::io::split(target.stream);
         let mut lex = LexContext::default();
         let mut events = Vec::new();
         for (k, v) in &target.params {
@@ -247,10 +244,8 @@ impl Relay {
         Relay {
             gate,
             cfg,
-            crd,
-            cwr,
-            trd,
-            twr,
+            client,
+            target: target.stream,
             cin: client_buffered,
             cout: greeting,
             tin: target.leftover,
@@ -363,7 +358,7 @@ impl Relay {
         }
         // Writes.
         while !self.cout.is_empty() {
-            match Pin::new(&mut self.cwr).poll_write(cx, &self.cout) {
+            match Pin::new(&mut self.client).poll_write(cx, &self.cout) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Ev::ClientGone("client connection closed".into()));
                 }
@@ -378,7 +373,7 @@ impl Relay {
             }
         }
         if self.cout.is_empty() && self.c_dirty {
-            match Pin::new(&mut self.cwr).poll_flush(cx) {
+            match Pin::new(&mut self.client).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.c_dirty = false,
                 Poll::Ready(Err(e)) => {
                     return Poll::Ready(Ev::ClientGone(format!("client connection lost: {e}")));
@@ -387,7 +382,7 @@ impl Relay {
             }
         }
         while !self.tout.is_empty() {
-            match Pin::new(&mut self.twr).poll_write(cx, &self.tout) {
+            match Pin::new(&mut self.target).poll_write(cx, &self.tout) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Ev::TargetGone("the target closed the connection".into()));
                 }
@@ -404,7 +399,7 @@ impl Relay {
             }
         }
         if self.tout.is_empty() && self.t_dirty {
-            match Pin::new(&mut self.twr).poll_flush(cx) {
+            match Pin::new(&mut self.target).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.t_dirty = false,
                 Poll::Ready(Err(e)) => {
                     return Poll::Ready(Ev::TargetGone(format!(
@@ -419,7 +414,7 @@ impl Relay {
             if self.tin.capacity() - self.tin.len() < TARGET_READ_CHUNK / 4 {
                 self.tin.reserve(TARGET_READ_CHUNK);
             }
-            match poll_read_buf(Pin::new(&mut self.trd), cx, &mut self.tin) {
+            match poll_read_buf(Pin::new(&mut self.target), cx, &mut self.tin) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Ev::TargetGone("the target closed the connection".into()));
                 }
@@ -451,7 +446,7 @@ impl Relay {
             if self.cin.capacity() - self.cin.len() < CLIENT_READ_CHUNK / 4 {
                 self.cin.reserve(CLIENT_READ_CHUNK);
             }
-            match poll_read_buf(Pin::new(&mut self.crd), cx, &mut self.cin) {
+            match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.cin) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Ev::ClientGone("client disconnected".into()));
                 }
@@ -594,9 +589,9 @@ impl Relay {
         }
         let cout = std::mem::take(&mut self.cout);
         let client = async {
-            let _ = self.cwr.write_all(&cout).await;
-            let _ = self.cwr.flush().await;
-            let _ = self.cwr.shutdown().await;
+            let _ = self.client.write_all(&cout).await;
+            let _ = self.client.flush().await;
+            let _ = self.client.shutdown().await;
         };
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, client).await;
         if to_target {
@@ -614,9 +609,9 @@ impl Relay {
                 if !matches!(outcome, Outcome::Completed) || !self.tout.ends_with(terminate) {
                     self.tout.extend_from_slice(terminate);
                 }
-                let _ = self.twr.write_all(&self.tout).await;
-                let _ = self.twr.flush().await;
-                let _ = self.twr.shutdown().await;
+                let _ = self.target.write_all(&self.tout).await;
+                let _ = self.target.flush().await;
+                let _ = self.target.shutdown().await;
             };
             let _ = tokio::time::timeout(GOODBYE_TIMEOUT, target).await;
         }
