@@ -286,7 +286,7 @@ async fn no_clear_secret_anywhere() {
     assert_ne!(rc, 0, "a public key reveals nothing: {err}");
 
     // Keep the store: stopping the test proctor would otherwise delete its directory.
-    let kept = std::mem::replace(&mut p.dir, tempfile::tempdir().unwrap());
+    let _kept = std::mem::replace(&mut p.dir, tempfile::tempdir().unwrap());
     p.stop().await;
     // Every byte under the data directory, after all of the above.
     let mut files = Vec::new();

@@ -443,7 +443,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Card numbers written as digits with optional single spaces or dashes between groups.
