@@ -63,7 +63,11 @@ pub async fn start(config: Config) -> Result<Server> {
         );
     }
     let policy = Policy::load(&config.policies).context("loading policies")?;
-    tracing::info!(rules = policy.rules.len(), files = policy.files.len(), "policies loaded");
+    tracing::info!(
+        rules = policy.rules.len(),
+        files = policy.files.len(),
+        "policies loaded"
+    );
     let ssh_ca = SshCa::load_or_init(&data).context("loading the SSH user CA")?;
     let core = Arc::new(Core::new(config.clone(), Arc::new(store), policy, ssh_ca));
     let authority: Arc<dyn proctor_gate::Authority> = Arc::new(CoreAuthority::new(core.clone()));
@@ -71,8 +75,14 @@ pub async fn start(config: Config) -> Result<Server> {
     let mut tasks = Vec::new();
 
     reap_roles(&core, true).await;
-    tasks.push(tokio::spawn(housekeeping(core.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(reload_on_sighup(core.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(housekeeping(
+        core.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(reload_on_sighup(
+        core.clone(),
+        shutdown_rx.clone(),
+    )));
     let sock = crate::control::socket_path(&data);
     let (c, rx) = (core.clone(), shutdown_rx.clone());
     tasks.push(tokio::spawn(async move {
@@ -80,7 +90,8 @@ pub async fn start(config: Config) -> Result<Server> {
             tracing::error!(error = %e, "control socket failed");
         }
     }));
-    let started = listeners::start(&core, authority, &config, shutdown_rx.clone(), &mut tasks).await?;
+    let started =
+        listeners::start(&core, authority, &config, shutdown_rx.clone(), &mut tasks).await?;
     Ok(Server {
         core,
         started,
@@ -106,10 +117,9 @@ impl Server {
         for t in self.tasks {
             t.abort();
         }
-        self.core.store.flush_index();
-        if let Err(e) = self.core.recorder.barrier().await {
-            tracing::warn!(error = %e, "final flush failed");
-        }
+        // Everything recorded is durable and signed, the index persisted, the lock released,
+        // even if some task still holds the core.
+        self.core.store.shutdown().await;
         tracing::info!("proctor stopped");
     }
 }
@@ -136,7 +146,11 @@ async fn reap_roles(core: &Arc<Core>, at_startup: bool) {
         };
         match core.pg_roles.reap(&admin, &live, at_startup).await {
             Ok(dropped) if !dropped.is_empty() => {
-                let text = format!("target {}: dropped leftover roles {}", t.name, dropped.join(", "));
+                let text = format!(
+                    "target {}: dropped leftover roles {}",
+                    t.name,
+                    dropped.join(", ")
+                );
                 tracing::warn!("{text}");
                 let _ = core.recorder.journal("reaper", &text).await;
             }

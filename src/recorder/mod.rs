@@ -247,11 +247,11 @@ pub struct Store {
     pub key: Arc<RecorderKey>,
     index: Arc<Mutex<Index>>,
     ledger: Arc<Mutex<Ledger>>,
-    writer: Option<JoinHandle<()>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
     pub recovery: recover::RecoveryReport,
     /// Retention (online, total) given to sessions recovery seals; `serve` sets the config's.
     pub default_retention: (std::time::Duration, std::time::Duration),
-    _lock: File,
+    lock: Mutex<Option<File>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -284,6 +284,7 @@ impl Store {
             index: index.clone(),
             chains: prepared.chains,
             failed: failed_tx,
+            stopping: None,
         };
         let writer = std::thread::Builder::new()
             .name("proctor-recorder".into())
@@ -300,13 +301,13 @@ impl Store {
             key,
             index,
             ledger,
-            writer: Some(writer),
+            writer: Mutex::new(Some(writer)),
             recovery: prepared.report,
             default_retention: (
                 std::time::Duration::from_secs(365 * 86_400),
                 std::time::Duration::from_secs(5 * 365 * 86_400 + 86_400),
             ),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -329,27 +330,48 @@ impl Store {
         }
     }
 
-    /// Stops the writer after everything queued is durable, and persists the index.
-    pub fn close(mut self) {
-        let (tx, _) = mpsc::unbounded_channel();
-        let old = std::mem::replace(&mut self.recorder.tx, tx);
-        drop(old);
-        if let Some(w) = self.writer.take() {
+    /// Stops the writer after everything queued is durable (signing what is unsigned),
+    /// persists the index and releases the data directory's lock. Later appends fail.
+    pub async fn shutdown(&self) {
+        let (ack, rx) = oneshot::channel();
+        if self.recorder.tx.send(Command::Shutdown { ack }).is_ok() {
+            let _ = rx.await;
+        }
+        self.finish_shutdown();
+    }
+
+    fn finish_shutdown(&self) {
+        let writer = lock(&self.writer).take();
+        if let Some(w) = writer {
             let _ = w.join();
         }
         if let Err(e) = self.index().persist() {
             tracing::warn!(error = %e, "index persist failed");
         }
+        lock(&self.lock).take();
+    }
+
+    /// `shutdown` for callers outside a runtime.
+    pub fn close(self) {
+        let (ack, _rx) = oneshot::channel();
+        let _ = self.recorder.tx.send(Command::Shutdown { ack });
+        self.finish_shutdown();
     }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if self.writer.is_some()
-            && let Err(e) = lock(&self.index).persist()
-        {
-            tracing::warn!(error = %e, "index persist failed");
+        if lock(&self.lock).is_some() {
+            self.finish_shutdown_on_drop();
         }
+    }
+}
+
+impl Store {
+    fn finish_shutdown_on_drop(&self) {
+        let (ack, _rx) = oneshot::channel();
+        let _ = self.recorder.tx.send(Command::Shutdown { ack });
+        self.finish_shutdown();
     }
 }
 

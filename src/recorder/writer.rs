@@ -110,6 +110,8 @@ pub enum Command {
     Barrier { ack: Ack },
     /// Closes the active segment and starts the next one (so closed ones can be compacted).
     Rotate { ack: Ack },
+    /// Signs what is unsigned, makes everything durable, acknowledges and stops the writer.
+    Shutdown { ack: Ack },
 }
 
 /// A record written in this batch, for the index once the batch is durable.
@@ -160,6 +162,7 @@ pub struct WriterThread {
     pub index: Arc<Mutex<Index>>,
     pub chains: HashMap<SessionKey, ChainState>,
     pub failed: watch::Sender<Option<String>>,
+    pub stopping: Option<Ack>,
 }
 
 impl WriterThread {
@@ -201,6 +204,13 @@ impl WriterThread {
             }
             self.checkpoint_all(&mut p, false);
             self.commit(p);
+            if let Some(ack) = self.stopping.take() {
+                let mut p = Pending::new();
+                self.checkpoint_all(&mut p, true);
+                self.commit(p);
+                let _ = ack.send(Ok(()));
+                return;
+            }
         }
     }
 
@@ -230,6 +240,10 @@ impl WriterThread {
 
     fn handle(&mut self, cmd: Command, p: &mut Pending) {
         if let Some(reason) = self.failed_reason() {
+            if let Command::Shutdown { ack } = cmd {
+                self.stopping = Some(ack);
+                return;
+            }
             reject(cmd, &reason);
             return;
         }
@@ -295,6 +309,7 @@ impl WriterThread {
             Command::Ledger { leaves, ack } => p.ledger_requests.push((leaves, ack)),
             Command::Barrier { ack } => p.acks.push(ack),
             Command::Rotate { ack } => p.rotate.push(ack),
+            Command::Shutdown { ack } => self.stopping = Some(ack),
         }
     }
 
@@ -593,6 +608,9 @@ fn reject(cmd: Command, reason: &str) {
         }
         Command::Barrier { ack } | Command::Rotate { ack } => {
             let _ = ack.send(Err(err()));
+        }
+        Command::Shutdown { ack } => {
+            let _ = ack.send(Ok(()));
         }
     }
 }
