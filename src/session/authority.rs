@@ -193,10 +193,30 @@ impl CoreAuthority {
 }
 
 fn reason_from(params: &[(String, String)]) -> Option<String> {
-    params
+    if let Some((_, v)) = params
         .iter()
         .find(|(k, v)| REASON_PARAMS.contains(&k.as_str()) && !v.trim().is_empty())
-        .map(|(_, v)| v.clone())
+    {
+        return Some(v.clone());
+    }
+    // PostgreSQL clients pass custom settings in `options`: `-c proctor.reason=...`, with
+    // spaces in the value escaped by a backslash (libpq's convention).
+    let options = params.iter().find(|(k, _)| k == "options").map(|(_, v)| v.as_str())?;
+    let at = options.find("proctor.reason=")? + "proctor.reason=".len();
+    let mut reason = String::new();
+    let mut chars = options[at..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    reason.push(n);
+                }
+            }
+            c if c.is_whitespace() => break,
+            c => reason.push(c),
+        }
+    }
+    (!reason.trim().is_empty()).then_some(reason)
 }
 
 #[async_trait]
@@ -222,7 +242,9 @@ impl Authority for CoreAuthority {
         };
         let privilege = grant.privilege_level();
         let reason = reason_from(&req.params);
-        if privilege == Privilege::BreakGlass && reason.is_none() {
+        // SSH clients send their environment (PROCTOR_REASON) only after authentication, so
+        // for SSH the reason is required before the first action instead (SessionGate::decide).
+        if privilege == Privilege::BreakGlass && reason.is_none() && req.protocol == Protocol::Postgres {
             let refusal = Refusal::new(
                 RefusalKind::NotGranted,
                 "break-glass access needs a stated reason: set PROCTOR_REASON (SSH: -o SetEnv=PROCTOR_REASON=...; PostgreSQL: options=-cproctor.reason=...)",

@@ -382,6 +382,11 @@ impl Gate for SessionGate {
             judgement.rule = "monitor:kill".into();
             judgement.reason = reason.clone();
         }
+        if self.live.privilege == proctor_gate::Privilege::BreakGlass && self.live.reasoning().is_empty() {
+            judgement.action = RuleAction::Deny;
+            judgement.rule = "break-glass".into();
+            judgement.reason = "break-glass access needs a stated reason first: set PROCTOR_REASON (ssh -o SetEnv=PROCTOR_REASON=...)".into();
+        }
         if let Some(reason) = self.live.kill_reason() {
             judgement.action = RuleAction::Deny;
             judgement.rule = "killed".into();
