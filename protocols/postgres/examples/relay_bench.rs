@@ -136,8 +136,22 @@ fn start_pgbouncer(dir: &std::path::Path, pg_port: u16) -> (ChildGuard, u16) {
     (child, port)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
+    // BENCH_RT=current runs everything on one thread (default: two workers, like the daemon).
+    let rt = if std::env::var("BENCH_RT").as_deref() == Ok("current") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    rt.expect("tokio runtime").block_on(run());
+}
+
+async fn run() {
     let args: Vec<u32> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -193,7 +207,14 @@ async fn main() {
     let (_stop, rx) = watch::channel(false);
     tokio::spawn(proctor_postgres::serve(
         listener,
-        Arc::new(proctor_postgres::PgFrontendConfig::default()),
+        Arc::new(proctor_postgres::PgFrontendConfig {
+            // BENCH_THREADS=n runs sessions on n dedicated single-threaded runtimes.
+            session_threads: std::env::var("BENCH_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            ..Default::default()
+        }),
         authority,
         rx,
     ));

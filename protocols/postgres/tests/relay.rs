@@ -808,23 +808,53 @@ async fn hostile_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_interrupts_sessions() {
-    let f = Fixture::start(PgFrontendConfig::default()).await;
-    let (client, conn) = f.connect().await;
-    client.simple_query("SELECT 1").await.unwrap();
-    f.shutdown.send(true).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), conn)
-        .await
-        .unwrap();
-    let g = f.wait_ended(0).await;
-    assert_eq!(
-        g.end().unwrap(),
-        (Outcome::Interrupted, "proctor shutting down".to_string())
-    );
-    tokio::time::timeout(Duration::from_secs(5), f.server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut pg = Some(start_pg().await);
+    // On the caller's runtime, then on a dedicated session thread.
+    for threads in [0, 1] {
+        let f = Fixture::with_pg(
+            pg.take().unwrap(),
+            PgFrontendConfig {
+                session_threads: threads,
+                ..PgFrontendConfig::default()
+            },
+        )
+        .await;
+        let (client, conn) = f.connect().await;
+        client.simple_query("SELECT 1").await.unwrap();
+        let (client2, conn2) = f.connect().await;
+        let q = tokio::spawn(async move { client2.simple_query("SELECT pg_sleep(30)").await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        f.shutdown.send(true).unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), q)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        let (code, sev, msg) = db_error(&e);
+        assert_eq!(
+            (code.as_str(), sev.as_str(), msg.as_str()),
+            ("57P01", "FATAL", "proctor shutting down")
+        );
+        let _ = conn2.await;
+        for i in 0..2 {
+            let g = f.wait_ended(i).await;
+            assert_eq!(
+                g.end().unwrap(),
+                (Outcome::Interrupted, "proctor shutting down".to_string())
+            );
+        }
+        let Fixture { server, pg: p, .. } = f;
+        tokio::time::timeout(Duration::from_secs(15), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        drop(client);
+        pg = p;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1166,7 +1196,10 @@ async fn large_results_and_parameters() {
     let (client, conn) = f.connect().await;
     // ~20 MB of rows, read slowly enough that proctor must apply backpressure.
     let rows = client
-        .query("SELECT repeat('x', 1000) FROM generate_series(1, 20000)", &[])
+        .query(
+            "SELECT repeat('x', 1000) FROM generate_series(1, 20000)",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 20000);
@@ -1182,8 +1215,15 @@ async fn large_results_and_parameters() {
     let _ = conn.await;
     let g = f.wait_ended(0).await;
     let stmts = g.statements();
-    let big = stmts.iter().find(|s| s.text.contains("repeat('x', 1000)")).unwrap();
-    let r = g.results().into_iter().find(|r| r.statement_id == big.id).unwrap();
+    let big = stmts
+        .iter()
+        .find(|s| s.text.contains("repeat('x', 1000)"))
+        .unwrap();
+    let r = g
+        .results()
+        .into_iter()
+        .find(|r| r.statement_id == big.id)
+        .unwrap();
     assert_eq!(r.rows, 20000);
     let mut h = Sha256::new();
     let row = text_row(&"x".repeat(1000));
@@ -1193,6 +1233,9 @@ async fn large_results_and_parameters() {
     let want: [u8; 32] = h.finalize().into();
     assert_eq!(r.digest, want);
     assert_eq!(r.sample_rows.len(), 5);
-    let p = stmts.iter().find(|s| s.text.contains("length($1::bytea)")).unwrap();
+    let p = stmts
+        .iter()
+        .find(|s| s.text.contains("length($1::bytea)"))
+        .unwrap();
     assert_eq!(p.params[0].value.as_ref().map(|v| v.len()), Some(5 << 20));
 }
