@@ -17,7 +17,10 @@ use crate::credentials::ssh_ca::SshCa;
 use crate::fsutil::write_private;
 
 pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
-    ("10-postgres.toml", include_str!("../policies/10-postgres.toml")),
+    (
+        "10-postgres.toml",
+        include_str!("../policies/10-postgres.toml"),
+    ),
     ("20-ssh.toml", include_str!("../policies/20-ssh.toml")),
 ];
 
@@ -53,7 +56,10 @@ fn load_state(data: &Path) -> Result<DevState> {
     }
     let mut tokens = std::collections::BTreeMap::new();
     for role in ["operator", "approver", "auditor", "agent"] {
-        tokens.insert(role.to_string(), format!("prt_{role}_{}", hex::encode(rand::random::<[u8; 16]>())));
+        tokens.insert(
+            role.to_string(),
+            format!("prt_{role}_{}", hex::encode(rand::random::<[u8; 16]>())),
+        );
     }
     let state = DevState {
         agent_secret: hex::encode(rand::random::<[u8; 16]>()),
@@ -73,7 +79,11 @@ fn pick(addr: SocketAddr) -> SocketAddr {
 
 fn ensure_tls(data: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
     let dir = data.join("tls");
-    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
     if ca.exists() && cert.exists() && key.exists() {
         return Ok((ca, cert, key));
     }
@@ -86,7 +96,8 @@ fn ensure_tls(data: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
     let ca_key = rcgen::KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "proctor dev server");
@@ -99,7 +110,11 @@ fn ensure_tls(data: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
 }
 
 /// The agent's SSH key pair and a known_hosts file pinning proctor's host key.
-fn ensure_agent_ssh(data: &Path, proctor_host_key: &Path, ssh_listen: SocketAddr) -> Result<(PathBuf, PathBuf, String)> {
+fn ensure_agent_ssh(
+    data: &Path,
+    proctor_host_key: &Path,
+    ssh_listen: SocketAddr,
+) -> Result<(PathBuf, PathBuf, String)> {
     use russh::keys::ssh_key::{Algorithm, LineEnding, PrivateKey};
     let dir = data.join("agent");
     std::fs::create_dir_all(&dir)?;
@@ -110,14 +125,24 @@ fn ensure_agent_ssh(data: &Path, proctor_host_key: &Path, ssh_listen: SocketAddr
         let mut k = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)?;
         k.set_comment("dev-agent@proctor");
         write_private(&key_path, k.to_openssh(LineEnding::LF)?.as_bytes())?;
-        std::fs::write(key_path.with_extension("pub"), k.public_key().to_openssh()? + "\n")?;
+        std::fs::write(
+            key_path.with_extension("pub"),
+            k.public_key().to_openssh()? + "\n",
+        )?;
         k
     };
     let host = PrivateKey::read_openssh_file(proctor_host_key)?;
     let known = dir.join("known_hosts");
     let host_line = host.public_key().to_openssh()?;
-    let host_line: String = host_line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-    std::fs::write(&known, format!("[{}]:{} {host_line}\n", ssh_listen.ip(), ssh_listen.port()))?;
+    let host_line: String = host_line
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(
+        &known,
+        format!("[{}]:{} {host_line}\n", ssh_listen.ip(), ssh_listen.port()),
+    )?;
     Ok((key_path, known, key.public_key().to_openssh()?))
 }
 
@@ -137,9 +162,11 @@ fn postgres_dir(data: &Path) -> PathBuf {
     if !proctor_harness::is_root() {
         return dir;
     }
-    let reachable = data
-        .ancestors()
-        .all(|a| std::fs::metadata(a).map(|m| m.permissions().mode() & 0o001 != 0).unwrap_or(false));
+    let reachable = data.ancestors().all(|a| {
+        std::fs::metadata(a)
+            .map(|m| m.permissions().mode() & 0o001 != 0)
+            .unwrap_or(false)
+    });
     if reachable {
         dir
     } else {
@@ -151,7 +178,10 @@ fn postgres_dir(data: &Path) -> PathBuf {
 use sha2::Digest;
 
 fn setup_database(pg: &LocalPostgres) -> Result<()> {
-    let exists = pg.psql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'app'")?;
+    let exists = pg.psql(
+        "postgres",
+        "SELECT 1 FROM pg_database WHERE datname = 'app'",
+    )?;
     if exists.trim() != "1" {
         pg.psql("postgres", "CREATE DATABASE app")?;
     }
@@ -198,7 +228,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
         // Let the unprivileged PostgreSQL reach its directory below this one.
         let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o711));
         let _ = std::fs::create_dir_all(data.join("targets"));
-        let _ = std::fs::set_permissions(data.join("targets"), std::fs::Permissions::from_mode(0o711));
+        let _ =
+            std::fs::set_permissions(data.join("targets"), std::fs::Permissions::from_mode(0o711));
     }
     let state = load_state(&data)?;
     let policies = data.join("policies");
@@ -317,7 +348,11 @@ max_session = "8h"
     }
     for (role, token) in &state.tokens {
         let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-        let agent_line = if role == "agent" { format!("agent = \"{AGENT}\"\n") } else { String::new() };
+        let agent_line = if role == "agent" {
+            format!("agent = \"{AGENT}\"\n")
+        } else {
+            String::new()
+        };
         config.push_str(&format!(
             "\n[[api.tokens]]\nname = \"dev-{role}\"\nrole = \"{role}\"\n{agent_line}sha256 = \"{hash}\"\n"
         ));
@@ -374,14 +409,26 @@ max_session = "8h"
     println!();
     println!("  PostgreSQL as the agent:  psql \"{dsn}\"");
     if facts["ssh_args"].is_array() {
-        println!("  SSH as the agent:         ssh {} 'uname -a'", ssh_args.join(" "));
+        println!(
+            "  SSH as the agent:         ssh {} 'uname -a'",
+            ssh_args.join(" ")
+        );
     }
     if let Some(u) = &api_url {
         println!("  Web console and API:      {u}/  (tokens in dev.json)");
     }
-    println!("  Held actions:             proctor approvals list --data {}", data.display());
-    println!("  Recorded sessions:        proctor sessions list --data {}", data.display());
-    println!("  Verify the evidence:      proctor verify --data {}", data.display());
+    println!(
+        "  Held actions:             proctor approvals list --data {}",
+        data.display()
+    );
+    println!(
+        "  Recorded sessions:        proctor sessions list --data {}",
+        data.display()
+    );
+    println!(
+        "  Verify the evidence:      proctor verify --data {}",
+        data.display()
+    );
     println!();
     println!("Facts for scripts: {}", data.join("dev.json").display());
     if args.data.is_none() {

@@ -19,15 +19,26 @@ fn postgres_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("postgres.tls_cert: cannot read {}", cert.display()))?
         .collect::<Result<_, _>>()
-        .with_context(|| format!("postgres.tls_cert: {} is not a PEM certificate chain", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("postgres.tls_key: cannot read a PEM private key from {}", key.display()))?;
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("postgres.tls_cert/tls_key: the key does not match the certificate")?;
+        .with_context(|| {
+            format!(
+                "postgres.tls_cert: {} is not a PEM certificate chain",
+                cert.display()
+            )
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+        format!(
+            "postgres.tls_key: cannot read a PEM private key from {}",
+            key.display()
+        )
+    })?;
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("postgres.tls_cert/tls_key: the key does not match the certificate")?;
     Ok(Some(Arc::new(tls)))
 }
 
@@ -51,7 +62,8 @@ pub async fn start(
         let fe = proctor_postgres::PgFrontendConfig {
             tls: postgres_tls(config)?,
             require_tls: config.postgres.require_tls,
-            max_message_bytes: usize::try_from(config.postgres.max_message_bytes).unwrap_or(usize::MAX),
+            max_message_bytes: usize::try_from(config.postgres.max_message_bytes)
+                .unwrap_or(usize::MAX),
             sample_rows: config.postgres.sample_rows,
             ..Default::default()
         };
@@ -94,7 +106,11 @@ pub async fn start(
             .with_context(|| format!("listen.api: cannot listen on {addr}"))?;
         started.api = Some(listener.local_addr()?);
         let app = crate::api::router(core.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(crate::api::serve(listener, app, shutdown.clone())));
+        tasks.push(tokio::spawn(crate::api::serve(
+            listener,
+            app,
+            shutdown.clone(),
+        )));
     }
     crate::webhooks::start(core, &config.webhooks, shutdown, tasks)?;
     Ok(started)

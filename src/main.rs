@@ -11,7 +11,10 @@ fn main() {
     // One crypto provider for every TLS config in the process (rustls panics when it must guess).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = proctor::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("proctor: cannot start the runtime: {e}");

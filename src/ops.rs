@@ -53,7 +53,9 @@ impl Filter {
     pub fn matches(&self, m: &SessionMeta) -> bool {
         self.agent.as_ref().is_none_or(|a| &m.agent == a)
             && self.target.as_ref().is_none_or(|t| &m.target == t)
-            && self.since_ns.is_none_or(|s| m.started_ns >= s || m.ended_ns.is_none_or(|e| e >= s))
+            && self
+                .since_ns
+                .is_none_or(|s| m.started_ns >= s || m.ended_ns.is_none_or(|e| e >= s))
             && self.until_ns.is_none_or(|u| m.started_ns <= u)
             && self.privilege.as_ref().is_none_or(|p| &m.privilege == p)
             && self.protocol.as_ref().is_none_or(|p| &m.protocol == p)
@@ -66,7 +68,9 @@ impl Filter {
 }
 
 pub fn list_sessions(index: &Index, filter: &Filter) -> Result<Vec<SessionMeta>, OpsError> {
-    let all = index.all_sessions().map_err(|e| OpsError::Failed(e.to_string()))?;
+    let all = index
+        .all_sessions()
+        .map_err(|e| OpsError::Failed(e.to_string()))?;
     let mut out: Vec<SessionMeta> = all.into_iter().filter(|m| filter.matches(m)).collect();
     if let Some(l) = filter.limit {
         out.truncate(l);
@@ -78,14 +82,18 @@ pub fn list_sessions(index: &Index, filter: &Filter) -> Result<Vec<SessionMeta>,
 pub fn find_session(index: &Index, id: &str) -> Result<SessionMeta, OpsError> {
     let id = id.trim();
     if let Some(key) = crate::recorder::index::parse_session_id(id)
-        && let Some(m) = index.get(&key).map_err(|e| OpsError::Failed(e.to_string()))?
+        && let Some(m) = index
+            .get(&key)
+            .map_err(|e| OpsError::Failed(e.to_string()))?
     {
         return Ok(m);
     }
     if id.len() < 4 {
         return Err(OpsError::NoSuchSession(id.to_string()));
     }
-    let all = index.all_sessions().map_err(|e| OpsError::Failed(e.to_string()))?;
+    let all = index
+        .all_sessions()
+        .map_err(|e| OpsError::Failed(e.to_string()))?;
     let mut found = all.into_iter().filter(|m| m.id.starts_with(id));
     match (found.next(), found.next()) {
         (Some(m), None) => Ok(m),
@@ -95,7 +103,12 @@ pub fn find_session(index: &Index, id: &str) -> Result<SessionMeta, OpsError> {
 }
 
 /// Records of a session as JSON, from `from_seq`, at most `limit`.
-pub fn events(data: &Path, meta: &SessionMeta, from_seq: u64, limit: usize) -> Result<Vec<Value>, OpsError> {
+pub fn events(
+    data: &Path,
+    meta: &SessionMeta,
+    from_seq: u64,
+    limit: usize,
+) -> Result<Vec<Value>, OpsError> {
     let mut out = Vec::new();
     reader::for_each_record(data, meta, |r| {
         if r.header.seq >= from_seq {
@@ -130,11 +143,18 @@ impl ExportFormat {
     }
 }
 
-pub fn export(data: &Path, meta: &SessionMeta, format: ExportFormat, out: &mut dyn Write) -> Result<(), OpsError> {
+pub fn export(
+    data: &Path,
+    meta: &SessionMeta,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> Result<(), OpsError> {
     match format {
         ExportFormat::Jsonl => export::jsonl::write(data, meta, out)?,
         ExportFormat::Asciicast => export::asciicast::write(data, meta, out)?,
-        ExportFormat::Bundle => export::bundle::write(data, meta, out).map_err(|e| OpsError::Failed(e.to_string()))?,
+        ExportFormat::Bundle => {
+            export::bundle::write(data, meta, out).map_err(|e| OpsError::Failed(e.to_string()))?
+        }
     }
     Ok(())
 }
@@ -153,7 +173,9 @@ pub fn verify(
         ),
         None => (
             signing::load_public_key(&signing::public_key_path(data)).map_err(|e| {
-                OpsError::Invalid(format!("{e} (pass --pubkey with the recorder's public key)"))
+                OpsError::Invalid(format!(
+                    "{e} (pass --pubkey with the recorder's public key)"
+                ))
             })?,
             "the store's own public key (pin it with --pubkey)".to_string(),
         ),

@@ -55,7 +55,10 @@ fn approver(a: Option<String>) -> String {
 async fn call(store: &StoreArgs, req: Request) -> Result<serde_json::Value> {
     let data = store.data_dir()?;
     if !is_running(&data) {
-        bail!("no proctor is running on {} (approvals and kills act on live sessions)", data.display());
+        bail!(
+            "no proctor is running on {} (approvals and kills act on live sessions)",
+            data.display()
+        );
     }
     control::call(&data, &req).await.map_err(|e| anyhow!(e))
 }
@@ -71,7 +74,11 @@ fn remote_decider(remote: &RemoteArgs, a: &Option<String>) -> Result<Option<ApiC
 
 pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
     match cmd {
-        ApprovalsCommand::List { store, remote, json } => {
+        ApprovalsCommand::List {
+            store,
+            remote,
+            json,
+        } => {
             let v = match remote.client()? {
                 Some(c) => c.get("/api/approvals").await?,
                 None => call(&store, Request::ApprovalsList).await?,
@@ -95,22 +102,49 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
                     p.privilege,
                     p.kind,
                     p.class,
-                    if p.tables.is_empty() { String::new() } else { format!(" on {}", p.tables.join(", ")) },
+                    if p.tables.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" on {}", p.tables.join(", "))
+                    },
                     p.detail,
                     p.rule,
                     p.reason,
-                    if p.reasoning.is_empty() { String::new() } else { format!("\n    agent's reasoning: {}", p.reasoning.join(" | ")) }
+                    if p.reasoning.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n    agent's reasoning: {}", p.reasoning.join(" | "))
+                    }
                 );
             }
             Ok(0)
         }
-        ApprovalsCommand::Approve { store, remote, id, reason, approver: a } => {
+        ApprovalsCommand::Approve {
+            store,
+            remote,
+            id,
+            reason,
+            approver: a,
+        } => {
             let v = match remote_decider(&remote, &a)? {
                 Some(c) => {
-                    c.post(&format!("/api/approvals/{}/approve", segment(&id)), &serde_json::json!({ "reason": reason }))
-                        .await?
+                    c.post(
+                        &format!("/api/approvals/{}/approve", segment(&id)),
+                        &serde_json::json!({ "reason": reason }),
+                    )
+                    .await?
                 }
-                None => call(&store, Request::Approve { id: id.clone(), approver: approver(a), reason }).await?,
+                None => {
+                    call(
+                        &store,
+                        Request::Approve {
+                            id: id.clone(),
+                            approver: approver(a),
+                            reason,
+                        },
+                    )
+                    .await?
+                }
             };
             if v.get("released").and_then(|r| r.as_bool()) == Some(true) {
                 println!("approved {id}: the action proceeds");
@@ -119,14 +153,31 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        ApprovalsCommand::Deny { store, remote, id, reason, approver: a } => {
+        ApprovalsCommand::Deny {
+            store,
+            remote,
+            id,
+            reason,
+            approver: a,
+        } => {
             match remote_decider(&remote, &a)? {
                 Some(c) => {
-                    c.post(&format!("/api/approvals/{}/deny", segment(&id)), &serde_json::json!({ "reason": reason }))
-                        .await?;
+                    c.post(
+                        &format!("/api/approvals/{}/deny", segment(&id)),
+                        &serde_json::json!({ "reason": reason }),
+                    )
+                    .await?;
                 }
                 None => {
-                    call(&store, Request::Deny { id: id.clone(), approver: approver(a), reason }).await?;
+                    call(
+                        &store,
+                        Request::Deny {
+                            id: id.clone(),
+                            approver: approver(a),
+                            reason,
+                        },
+                    )
+                    .await?;
                 }
             }
             println!("denied {id}");
@@ -135,14 +186,34 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
     }
 }
 
-pub async fn kill(store: StoreArgs, remote: RemoteArgs, session: &str, reason: &str) -> Result<i32> {
+pub async fn kill(
+    store: StoreArgs,
+    remote: RemoteArgs,
+    session: &str,
+    reason: &str,
+) -> Result<i32> {
     let v = match remote.client()? {
         Some(c) => {
-            c.post(&format!("/api/sessions/{}/kill", segment(session)), &serde_json::json!({ "reason": reason }))
-                .await?
+            c.post(
+                &format!("/api/sessions/{}/kill", segment(session)),
+                &serde_json::json!({ "reason": reason }),
+            )
+            .await?
         }
-        None => call(&store, Request::Kill { id: session.to_string(), reason: reason.to_string() }).await?,
+        None => {
+            call(
+                &store,
+                Request::Kill {
+                    id: session.to_string(),
+                    reason: reason.to_string(),
+                },
+            )
+            .await?
+        }
     };
-    println!("killed {}", v.get("killed").and_then(|s| s.as_str()).unwrap_or(session));
+    println!(
+        "killed {}",
+        v.get("killed").and_then(|s| s.as_str()).unwrap_or(session)
+    );
     Ok(0)
 }

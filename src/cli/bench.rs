@@ -85,7 +85,8 @@ pub async fn run(args: BenchArgs) -> Result<i32> {
                 }
             }
             if !no_seal {
-                rec.seal(key, now_ns(), Outcome::Completed, "bench done").await?;
+                rec.seal(key, now_ns(), Outcome::Completed, "bench done")
+                    .await?;
             }
             Ok::<(), crate::recorder::RecorderError>(())
         }));

@@ -60,7 +60,8 @@ pub async fn verify(
             .as_deref()
             .map(signing::load_public_key)
             .transpose()?;
-        let report = crate::export::bundle::verify_bundle(&bytes, key.as_ref()).map_err(|e| anyhow!(e))?;
+        let report =
+            crate::export::bundle::verify_bundle(&bytes, key.as_ref()).map_err(|e| anyhow!(e))?;
         if json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -75,7 +76,9 @@ pub async fn verify(
                 println!("FAIL {p}");
             }
             if report.problems.is_empty() {
-                println!("OK: the chain, its signatures, the seal, the ledger inclusion proof and the tree head verify");
+                println!(
+                    "OK: the chain, its signatures, the seal, the ledger inclusion proof and the tree head verify"
+                );
             }
         }
         return Ok(if report.problems.is_empty() { 0 } else { 1 });
@@ -90,7 +93,12 @@ pub async fn verify(
     };
     let (report, key_source) = ops::verify(&data, full_id.as_deref(), pubkey.as_deref(), live)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": report.ok(), "key": key_source, "report": report }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "ok": report.ok(), "key": key_source, "report": report })
+            )?
+        );
     } else {
         for n in &report.notes {
             println!("note: {n}");
@@ -111,14 +119,22 @@ pub async fn verify(
             report.ledger_leaves,
             report.tree_heads,
             report.seconds,
-            if report.seconds > 0.0 { mb / report.seconds } else { 0.0 },
+            if report.seconds > 0.0 {
+                mb / report.seconds
+            } else {
+                0.0
+            },
             key_source
         );
     }
     Ok(if report.ok() { 0 } else { 1 })
 }
 
-pub fn verify_archive(dir: &std::path::Path, pubkey: Option<&std::path::Path>, json: bool) -> Result<i32> {
+pub fn verify_archive(
+    dir: &std::path::Path,
+    pubkey: Option<&std::path::Path>,
+    json: bool,
+) -> Result<i32> {
     let key = pubkey.map(signing::load_public_key).transpose()?;
     let check = crate::retention::verify_archive(dir, key.as_ref())?;
     if json {
@@ -129,16 +145,29 @@ pub fn verify_archive(dir: &std::path::Path, pubkey: Option<&std::path::Path>, j
         }
         println!(
             "{}: {} sessions in {} manifests{}",
-            if check.problems.is_empty() { "OK" } else { "FAILED" },
+            if check.problems.is_empty() {
+                "OK"
+            } else {
+                "FAILED"
+            },
             check.sessions,
             check.manifests,
-            if key.is_some() { " (pinned key)" } else { " (key from the manifest; pin it with --pubkey)" }
+            if key.is_some() {
+                " (pinned key)"
+            } else {
+                " (key from the manifest; pin it with --pubkey)"
+            }
         );
     }
     Ok(if check.problems.is_empty() { 0 } else { 1 })
 }
 
-pub async fn export(store: StoreArgs, session: &str, format: &str, output: Option<PathBuf>) -> Result<i32> {
+pub async fn export(
+    store: StoreArgs,
+    session: &str,
+    format: &str,
+    output: Option<PathBuf>,
+) -> Result<i32> {
     let format = ExportFormat::parse(format)?;
     let data = store.data_dir()?;
     let meta = find_session(&store, session).await?;
@@ -146,7 +175,8 @@ pub async fn export(store: StoreArgs, session: &str, format: &str, output: Optio
         Some(path) => {
             let tmp = path.with_extension("partial");
             let mut f = std::io::BufWriter::new(
-                std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+                std::fs::File::create(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?,
             );
             ops::export(&data, &meta, format, &mut f)?;
             f.flush()?;
@@ -179,8 +209,14 @@ pub fn keys(cmd: KeysCommand) -> Result<i32> {
         KeysCommand::Init { store } => {
             let data = store.data_dir()?;
             let key = signing::RecorderKey::init(&data)?;
-            println!("{}", signing::public_key_pem(&key.verifying_key()).trim_end());
-            eprintln!("recorder key written to {}", signing::private_key_path(&data).display());
+            println!(
+                "{}",
+                signing::public_key_pem(&key.verifying_key()).trim_end()
+            );
+            eprintln!(
+                "recorder key written to {}",
+                signing::private_key_path(&data).display()
+            );
             Ok(0)
         }
         KeysCommand::Show { store, ssh_ca } => {
@@ -203,7 +239,10 @@ pub fn keys(cmd: KeysCommand) -> Result<i32> {
 pub fn reindex(store: StoreArgs) -> Result<i32> {
     let data = store.data_dir()?;
     if super::is_running(&data) {
-        bail!("proctor is running on {}; stop it first (the index is rebuilt at start-up when missing)", data.display());
+        bail!(
+            "proctor is running on {}; stop it first (the index is rebuilt at start-up when missing)",
+            data.display()
+        );
     }
     let report = crate::recorder::recover::reindex(&data)?;
     for n in &report.notes {
@@ -236,12 +275,20 @@ pub async fn export_reveal(
         "reveal: session {} exported with sealed fields opened by auditor key {} (by {who}, to {})",
         meta.id,
         opener.sealer().public_hex(),
-        output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string())
+        output
+            .as_ref()
+            .map_or("stdout".to_string(), |p| p.display().to_string())
     );
     if super::is_running(&data) {
-        crate::control::call(&data, &crate::control::Request::Journal { topic: "audit".into(), text: note })
-            .await
-            .map_err(|e| anyhow!("could not record the reveal, so nothing is revealed: {e}"))?;
+        crate::control::call(
+            &data,
+            &crate::control::Request::Journal {
+                topic: "audit".into(),
+                text: note,
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("could not record the reveal, so nothing is revealed: {e}"))?;
     } else {
         let mut s = crate::recorder::Store::open(&data, crate::recorder::WriterOptions::default())?;
         s.finish_recovery().await?;
@@ -254,7 +301,10 @@ pub async fn export_reveal(
     let (opened, failed) = match &output {
         Some(path) => {
             let tmp = path.with_extension("partial");
-            let f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+            let f = std::io::BufWriter::new(
+                std::fs::File::create(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?,
+            );
             let mut w = crate::redact::reveal::RevealWriter::new(f, &opener, &meta.id);
             ops::export(&data, &meta, ExportFormat::Jsonl, &mut w)?;
             let r = w.finish()?;
@@ -263,27 +313,35 @@ pub async fn export_reveal(
         }
         None => {
             let stdout = std::io::stdout();
-            let mut w = crate::redact::reveal::RevealWriter::new(std::io::BufWriter::new(stdout.lock()), &opener, &meta.id);
+            let mut w = crate::redact::reveal::RevealWriter::new(
+                std::io::BufWriter::new(stdout.lock()),
+                &opener,
+                &meta.id,
+            );
             ops::export(&data, &meta, ExportFormat::Jsonl, &mut w)?;
             w.finish()?
         }
     };
-    eprintln!("revealed {opened} sealed values; {failed} did not open with this key; the reveal is recorded in the store journal");
+    eprintln!(
+        "revealed {opened} sealed values; {failed} did not open with this key; the reveal is recorded in the store journal"
+    );
     Ok(0)
 }
 
 pub fn policy(cmd: PolicyCommand) -> Result<i32> {
     match cmd {
-        PolicyCommand::Test { policy, cases } => match crate::policy::cases::run_cli(&[policy], &cases) {
-            Ok((text, ok)) => {
-                print!("{text}");
-                Ok(if ok { 0 } else { 1 })
+        PolicyCommand::Test { policy, cases } => {
+            match crate::policy::cases::run_cli(&[policy], &cases) {
+                Ok((text, ok)) => {
+                    print!("{text}");
+                    Ok(if ok { 0 } else { 1 })
+                }
+                Err(e) => {
+                    println!("{e}");
+                    Ok(1)
+                }
             }
-            Err(e) => {
-                println!("{e}");
-                Ok(1)
-            }
-        },
+        }
         PolicyCommand::Check { paths } => {
             if paths.is_empty() {
                 bail!("name the policy files or directories to check");

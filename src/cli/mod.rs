@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "proctor", version, about = "A privileged-access bastion for AI agents that records every session as tamper-evident evidence")]
+#[command(
+    name = "proctor",
+    version,
+    about = "A privileged-access bastion for AI agents that records every session as tamper-evident evidence"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -230,7 +234,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 s
             } else {
                 let mut s = String::new();
-                std::io::stdin().read_line(&mut s).context("reading the secret from stdin")?;
+                std::io::stdin()
+                    .read_line(&mut s)
+                    .context("reading the secret from stdin")?;
                 s.trim_end_matches(['\n', '\r']).to_string()
             };
             if secret.is_empty() {

@@ -46,9 +46,15 @@ pub async fn run(args: ReplayArgs) -> Result<i32> {
     let recs = replay::events(records);
     if let Some(url) = &args.against {
         if meta.protocol != "postgres" {
-            anyhow::bail!("--against re-runs PostgreSQL sessions; {} is an {} session", meta.id, meta.protocol);
+            anyhow::bail!(
+                "--against re-runs PostgreSQL sessions; {} is an {} session",
+                meta.id,
+                meta.protocol
+            );
         }
-        let checks = replay::against::run(url, &recs).await.map_err(|e| anyhow!(e))?;
+        let checks = replay::against::run(url, &recs)
+            .await
+            .map_err(|e| anyhow!(e))?;
         let mismatches = checks.iter().filter(|c| c.verdict == "mismatch").count();
         if args.json {
             println!("{}", serde_json::to_string_pretty(&checks)?);
@@ -58,11 +64,19 @@ pub async fn run(args: ReplayArgs) -> Result<i32> {
                     "statement {:>4}  {:<8}  recorded {:<14} {}  replayed {:<14} {}  {}",
                     c.statement_id,
                     c.verdict.to_uppercase(),
-                    c.recorded_error.clone().unwrap_or_else(|| c.recorded_tag.clone()),
+                    c.recorded_error
+                        .clone()
+                        .unwrap_or_else(|| c.recorded_tag.clone()),
                     c.recorded_digest.get(..12).unwrap_or("-"),
-                    c.replayed_error.clone().unwrap_or_else(|| c.replayed_tag.clone()),
+                    c.replayed_error
+                        .clone()
+                        .unwrap_or_else(|| c.replayed_tag.clone()),
                     c.replayed_digest.get(..12).unwrap_or("-"),
-                    c.text.chars().take(60).collect::<String>().replace('\n', " ")
+                    c.text
+                        .chars()
+                        .take(60)
+                        .collect::<String>()
+                        .replace('\n', " ")
                 );
             }
             println!(
@@ -78,7 +92,12 @@ pub async fn run(args: ReplayArgs) -> Result<i32> {
     }
     let opts = ReplayOptions {
         speed: args.speed,
-        from_secs: args.from.as_deref().map(parse_offset).transpose()?.unwrap_or(0.0),
+        from_secs: args
+            .from
+            .as_deref()
+            .map(parse_offset)
+            .transpose()?
+            .unwrap_or(0.0),
         step: args.step,
         max_idle: args.max_idle.max(0.0),
     };

@@ -54,7 +54,8 @@ pub struct HoldArgs {
 }
 
 fn who(by: Option<String>) -> String {
-    by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into())
+    by.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into())
 }
 
 fn retention_settings(store: &StoreArgs) -> RetentionSettings {
@@ -108,7 +109,11 @@ pub async fn archive(args: ArchiveArgs) -> Result<i32> {
         println!("manifest: {m}");
     }
     for s in v["skipped"].as_array().into_iter().flatten() {
-        println!("skipped {}: {}", s[0].as_str().unwrap_or(""), s[1].as_str().unwrap_or(""));
+        println!(
+            "skipped {}: {}",
+            s[0].as_str().unwrap_or(""),
+            s[1].as_str().unwrap_or("")
+        );
     }
     Ok(0)
 }
@@ -135,11 +140,18 @@ pub async fn purge(args: PurgeArgs) -> Result<i32> {
     let refused: Vec<&Value> = v["refused"].as_array().into_iter().flatten().collect();
     if args.session.is_some() {
         for r in &refused {
-            println!("refused {}: {}", r[0].as_str().unwrap_or(""), r[1].as_str().unwrap_or(""));
+            println!(
+                "refused {}: {}",
+                r[0].as_str().unwrap_or(""),
+                r[1].as_str().unwrap_or("")
+            );
         }
         return Ok(if refused.is_empty() { 0 } else { 1 });
     }
-    println!("{} kept (not expired, under legal hold, or open)", refused.len());
+    println!(
+        "{} kept (not expired, under legal hold, or open)",
+        refused.len()
+    );
     Ok(0)
 }
 
@@ -160,7 +172,11 @@ pub async fn hold(args: HoldArgs) -> Result<i32> {
     .await?;
     println!(
         "{} {}",
-        if args.release { "released the legal hold on" } else { "legal hold placed on" },
+        if args.release {
+            "released the legal hold on"
+        } else {
+            "legal hold placed on"
+        },
         v["session"].as_str().unwrap_or("")
     );
     Ok(0)

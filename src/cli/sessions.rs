@@ -107,7 +107,9 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
         } => {
             let sessions = if let Some(c) = remote.client()? {
                 // The server parses the times, so `--since 2h` means two hours before its clock.
-                let limit = limit.unwrap_or(crate::api::sessions::MAX_LIST_LIMIT).to_string();
+                let limit = limit
+                    .unwrap_or(crate::api::sessions::MAX_LIST_LIMIT)
+                    .to_string();
                 let open = open.then(|| "true".to_string());
                 let params = [
                     ("agent", agent),
@@ -132,7 +134,13 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
                     since_ns: parse_time(&since)?,
                     until_ns: parse_time(&until)?,
                     privilege,
-                    protocol: protocol.map(|p| if p == "pg" || p == "postgresql" { "postgres".into() } else { p }),
+                    protocol: protocol.map(|p| {
+                        if p == "pg" || p == "postgresql" {
+                            "postgres".into()
+                        } else {
+                            p
+                        }
+                    }),
                     outcome,
                     open,
                     limit,
@@ -145,7 +153,16 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
             }
             println!(
                 "{:<36}  {:<20}  {:<12}  {:<14}  {:<8}  {:<11}  {:<12}  {:>6}  {:>5}  {:>5}",
-                "SESSION", "STARTED", "AGENT", "TARGET", "PROTO", "PRIVILEGE", "OUTCOME", "EVENTS", "HOLDS", "DENY"
+                "SESSION",
+                "STARTED",
+                "AGENT",
+                "TARGET",
+                "PROTO",
+                "PRIVILEGE",
+                "OUTCOME",
+                "EVENTS",
+                "HOLDS",
+                "DENY"
             );
             for m in sessions {
                 println!(
@@ -164,9 +181,17 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        SessionsCommand::Show { store, remote, session, json } => {
+        SessionsCommand::Show {
+            store,
+            remote,
+            session,
+            json,
+        } => {
             let m = match remote.client()? {
-                Some(c) => serde_json::from_value(c.get(&format!("/api/sessions/{}", segment(&session))).await?)?,
+                Some(c) => serde_json::from_value(
+                    c.get(&format!("/api/sessions/{}", segment(&session)))
+                        .await?,
+                )?,
                 None => find_session(&store, &session).await?,
             };
             if json {
@@ -182,12 +207,18 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
             println!("started      {}", crate::clock::format_ns(m.started_ns));
             println!(
                 "ended        {}",
-                m.ended_ns.map(crate::clock::format_ns).unwrap_or_else(|| "-".into())
+                m.ended_ns
+                    .map(crate::clock::format_ns)
+                    .unwrap_or_else(|| "-".into())
             );
             println!(
                 "outcome      {}{}",
                 m.outcome.clone().unwrap_or_else(|| "open".into()),
-                if m.end_reason.is_empty() { String::new() } else { format!(" ({})", m.end_reason) }
+                if m.end_reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", m.end_reason)
+                }
             );
             for c in &m.credentials {
                 println!(
@@ -202,7 +233,13 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
                 "events       {} ({} bytes): {} statements, {} commands, {} holds, {} denials, {} alerts",
                 m.events, m.record_bytes, m.statements, m.commands, m.holds, m.denies, m.alerts
             );
-            println!("sealed       {}{}", m.sealed, m.ledger_index.map(|i| format!(" (ledger leaf {i})")).unwrap_or_default());
+            println!(
+                "sealed       {}{}",
+                m.sealed,
+                m.ledger_index
+                    .map(|i| format!(" (ledger leaf {i})"))
+                    .unwrap_or_default()
+            );
             println!("last hash    {} (seq {})", m.last_hash, m.last_seq);
             Ok(0)
         }

@@ -52,10 +52,21 @@ pub struct PgRoles {
 pub fn role_name(agent: &str, session_id: &str) -> String {
     let agent: String = agent
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(40)
         .collect();
-    let short: String = session_id.chars().filter(|c| c.is_ascii_hexdigit()).rev().take(8).collect();
+    let short: String = session_id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .rev()
+        .take(8)
+        .collect();
     let short: String = short.chars().rev().collect();
     format!("{ROLE_PREFIX}{agent}_{short}")
 }
@@ -144,21 +155,27 @@ impl PgRoles {
                 principals: vec![member_of.to_string()],
                 valid_after_ns: valid_after,
                 valid_before_ns: valid_before,
-                detail: format!("target={}; member of {member_of}; connection limit {connection_limit}", target.name),
+                detail: format!(
+                    "target={}; member of {member_of}; connection limit {connection_limit}",
+                    target.name
+                ),
             },
         })
     }
 
     /// Ends the role's sessions on the target and drops it (reassigning anything it created to
     /// the role it was a member of). Returns what was done, for the record.
-    pub async fn revoke(&self, target: &AdminTarget, user: &str, member_of: &str) -> Result<String, RoleError> {
+    pub async fn revoke(
+        &self,
+        target: &AdminTarget,
+        user: &str,
+        member_of: &str,
+    ) -> Result<String, RoleError> {
         let client = self.admin(target).await?;
         let terminated = terminate(&client, &target.name, user).await?;
         let drop = format!("DROP ROLE IF EXISTS {}", escape_identifier(user));
         if let Err(e) = client.batch_execute(&drop).await {
-            let dependent = e
-                .as_db_error()
-                .is_some_and(|d| d.code().code() == "2BP01");
+            let dependent = e.as_db_error().is_some_and(|d| d.code().code() == "2BP01");
             if !dependent {
                 return Err(sql_err(&target.name, "DROP ROLE")(e));
             }
@@ -211,7 +228,9 @@ impl PgRoles {
                 .to_string();
             match self.revoke(target, &name, &member).await {
                 Ok(_) => dropped.push(name),
-                Err(e) => tracing::warn!(error = %e, role = %name, "could not reap a leftover role"),
+                Err(e) => {
+                    tracing::warn!(error = %e, role = %name, "could not reap a leftover role")
+                }
             }
         }
         Ok(dropped)

@@ -58,8 +58,11 @@ impl SshCa {
             let key = PrivateKey::read_openssh_file(&path).map_err(|e| err(e.to_string()))?;
             return Ok(SshCa { key });
         }
-        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).map_err(|e| err(e.to_string()))?;
-        let pem = key.to_openssh(LineEnding::LF).map_err(|e| err(e.to_string()))?;
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+            .map_err(|e| err(e.to_string()))?;
+        let pem = key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| err(e.to_string()))?;
         crate::fsutil::write_private(&path, pem.as_bytes()).map_err(|e| err(e.to_string()))?;
         Ok(SshCa { key })
     }
@@ -75,7 +78,8 @@ impl SshCa {
 
     pub fn issue(&self, req: &CertRequest<'_>) -> Result<Issued, CaError> {
         let mut rng = rand::rng();
-        let ephemeral = PrivateKey::random(&mut rng, Algorithm::Ed25519).map_err(|e| CaError::Sign(e.to_string()))?;
+        let ephemeral = PrivateKey::random(&mut rng, Algorithm::Ed25519)
+            .map_err(|e| CaError::Sign(e.to_string()))?;
         let now = (now_ns() / 1_000_000_000).max(0) as u64;
         // A minute of skew for targets whose clocks lag; the certificate is only needed to log in.
         let valid_after = now.saturating_sub(60);
@@ -83,14 +87,20 @@ impl SshCa {
         let serial: u64 = rand::random();
         let key_id = format!("proctor session={} agent={}", req.session_id, req.agent);
         let sign = |e: russh::keys::ssh_key::Error| CaError::Sign(e.to_string());
-        let mut b = Builder::new_with_random_nonce(&mut rng, ephemeral.public_key(), valid_after, valid_before)
-            .map_err(sign)?;
+        let mut b = Builder::new_with_random_nonce(
+            &mut rng,
+            ephemeral.public_key(),
+            valid_after,
+            valid_before,
+        )
+        .map_err(sign)?;
         b.serial(serial).map_err(sign)?;
         b.key_id(key_id.clone()).map_err(sign)?;
         b.cert_type(CertType::User).map_err(sign)?;
         b.valid_principal(req.login).map_err(sign)?;
         if !req.source_address.is_empty() {
-            b.critical_option("source-address", req.source_address).map_err(sign)?;
+            b.critical_option("source-address", req.source_address)
+                .map_err(sign)?;
         }
         let mut extensions = Vec::new();
         if req.permit_pty {
@@ -117,7 +127,11 @@ impl SshCa {
                 detail: format!(
                     "source-address={}; extensions={}; ca={}",
                     req.source_address,
-                    if extensions.is_empty() { "none".to_string() } else { extensions.join(",") },
+                    if extensions.is_empty() {
+                        "none".to_string()
+                    } else {
+                        extensions.join(",")
+                    },
                     self.key.public_key().fingerprint(Default::default())
                 ),
             },

@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 use crate::recorder::frame::FRAME_HEADER_LEN;
 use crate::recorder::index::{SessionMeta, parse_session_id};
 use crate::recorder::ledger::{self, LEAF_SESSION_SEALED, Leaf, TreeHead};
+use crate::recorder::reader;
 use crate::recorder::segment::{Scanned, Scanner};
 use crate::recorder::signing;
 use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, check_record};
-use crate::recorder::reader;
 
 pub const MAGIC_LINE: &str = "PROCTOR-BUNDLE 1";
 
@@ -61,8 +61,8 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> Result<(),
     let leaf_index = meta
         .ledger_index
         .ok_or_else(|| BundleError::NotLedgered(meta.id.clone()))?;
-    let (leaf_data, proof, head) =
-        ledger::proof_from_file(data, leaf_index)?.ok_or_else(|| BundleError::NotLedgered(meta.id.clone()))?;
+    let (leaf_data, proof, head) = ledger::proof_from_file(data, leaf_index)?
+        .ok_or_else(|| BundleError::NotLedgered(meta.id.clone()))?;
     let public_key_pem = std::fs::read_to_string(signing::public_key_path(data))?;
     let mut frames = Vec::new();
     reader::for_each_record(data, meta, |r| {
@@ -107,7 +107,12 @@ pub struct BundleReport {
     pub problems: Vec<Problem>,
 }
 
-fn problem(session: &str, seq: Option<u64>, kind: ProblemKind, detail: impl Into<String>) -> Problem {
+fn problem(
+    session: &str,
+    seq: Option<u64>,
+    kind: ProblemKind,
+    detail: impl Into<String>,
+) -> Problem {
     Problem {
         session: Some(session.to_string()),
         seq,
@@ -124,14 +129,20 @@ fn h32(s: &str) -> Option<[u8; 32]> {
 /// Verifies a bundle. With `pinned` the bundle's embedded key must be that key; without it the
 /// embedded key is used and the report says so.
 pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<BundleReport, String> {
-    let nl = bytes.iter().position(|&b| b == b'\n').ok_or("not a proctor bundle")?;
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("not a proctor bundle")?;
     if &bytes[..nl] != MAGIC_LINE.as_bytes() {
         return Err("not a proctor bundle (first line)".into());
     }
     let rest = &bytes[nl + 1..];
-    let nl2 = rest.iter().position(|&b| b == b'\n').ok_or("bundle manifest is cut")?;
-    let manifest: Manifest =
-        serde_json::from_slice(&rest[..nl2]).map_err(|e| format!("bundle manifest is unreadable: {e}"))?;
+    let nl2 = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("bundle manifest is cut")?;
+    let manifest: Manifest = serde_json::from_slice(&rest[..nl2])
+        .map_err(|e| format!("bundle manifest is unreadable: {e}"))?;
     let frames = &rest[nl2 + 1..];
     let id = manifest.session.clone();
     let mut report = BundleReport {
@@ -142,7 +153,8 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
         tree_size: manifest.tree_head.size,
         problems: Vec::new(),
     };
-    let embedded = signing::parse_public_key(&manifest.public_key_pem).map_err(|e| format!("bundle public key: {e}"))?;
+    let embedded = signing::parse_public_key(&manifest.public_key_pem)
+        .map_err(|e| format!("bundle public key: {e}"))?;
     let key = match pinned {
         Some(k) => {
             report.key_source = "pinned (--pubkey)".into();
@@ -157,7 +169,8 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
             *k
         }
         None => {
-            report.key_source = "embedded in the bundle (pin it with --pubkey to prove origin)".into();
+            report.key_source =
+                "embedded in the bundle (pin it with --pubkey to prove origin)".into();
             embedded
         }
     };
@@ -179,11 +192,17 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
         match item {
             Scanned::Frame { record, .. } => {
                 if record.header.session != session_key {
-                    first.get_or_insert(problem(&id, Some(record.header.seq), ProblemKind::Edited, "a record of another session is in the bundle"));
+                    first.get_or_insert(problem(
+                        &id,
+                        Some(record.header.seq),
+                        ProblemKind::Edited,
+                        "a record of another session is in the bundle",
+                    ));
                     continue;
                 }
                 report.records += 1;
-                if let Some((seq, kind, detail)) = check_record(&mut chain, &record, &key, &key_id) {
+                if let Some((seq, kind, detail)) = check_record(&mut chain, &record, &key, &key_id)
+                {
                     first.get_or_insert(problem(&id, Some(seq), kind, detail));
                 }
             }
@@ -192,27 +211,50 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
                     .get(offset as usize + FRAME_HEADER_LEN..)
                     .and_then(|r| crate::recorder::frame::parse_record(r).ok())
                     .map(|r| r.header.seq);
-                first.get_or_insert(problem(&id, seq, ProblemKind::Edited, format!("{what} at byte {offset} of the frames")));
+                first.get_or_insert(problem(
+                    &id,
+                    seq,
+                    ProblemKind::Edited,
+                    format!("{what} at byte {offset} of the frames"),
+                ));
             }
             Scanned::TornTail { offset, .. } => {
-                first.get_or_insert(problem(&id, None, ProblemKind::Truncated, format!("the frames are cut at byte {offset}")));
+                first.get_or_insert(problem(
+                    &id,
+                    None,
+                    ProblemKind::Truncated,
+                    format!("the frames are cut at byte {offset}"),
+                ));
             }
         }
     }
     report.problems.extend(first);
     let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
     match Leaf::decode(&leaf_data) {
-        Err(e) => report.problems.push(problem(&id, None, ProblemKind::Ledger, format!("ledger leaf unreadable: {e}"))),
+        Err(e) => report.problems.push(problem(
+            &id,
+            None,
+            ProblemKind::Ledger,
+            format!("ledger leaf unreadable: {e}"),
+        )),
         Ok(leaf) => {
             if leaf.kind != LEAF_SESSION_SEALED || leaf.session != session_key {
-                report.problems.push(problem(&id, None, ProblemKind::Ledger, "the ledger leaf is not this session's seal"));
+                report.problems.push(problem(
+                    &id,
+                    None,
+                    ProblemKind::Ledger,
+                    "the ledger leaf is not this session's seal",
+                ));
             }
             match chain.sealed {
                 None => report.problems.push(problem(
                     &id,
                     None,
                     ProblemKind::Truncated,
-                    format!("the chain has no seal; the ledger records one at seq {}", leaf.final_seq),
+                    format!(
+                        "the chain has no seal; the ledger records one at seq {}",
+                        leaf.final_seq
+                    ),
                 )),
                 Some((seq, hash, _)) => {
                     report.sealed = true;
@@ -221,20 +263,31 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
                             &id,
                             Some(seq),
                             ProblemKind::Replaced,
-                            format!("the seal (seq {seq}) differs from the ledger's (seq {})", leaf.final_seq),
+                            format!(
+                                "the seal (seq {seq}) differs from the ledger's (seq {})",
+                                leaf.final_seq
+                            ),
                         ));
                     }
                 }
             }
             if chain.started_ns.is_some_and(|s| s != leaf.started_ns) {
-                report.problems.push(problem(&id, Some(0), ProblemKind::BackDated, "the session start differs from the ledger's"));
+                report.problems.push(problem(
+                    &id,
+                    Some(0),
+                    ProblemKind::BackDated,
+                    "the session start differs from the ledger's",
+                ));
             }
         }
     }
     let proof: Option<Vec<[u8; 32]>> = manifest.inclusion_proof.iter().map(|p| h32(p)).collect();
     let root = h32(&manifest.tree_head.root);
     let head = (|| {
-        let signature: [u8; 64] = hex::decode(&manifest.tree_head.signature).ok()?.try_into().ok()?;
+        let signature: [u8; 64] = hex::decode(&manifest.tree_head.signature)
+            .ok()?
+            .try_into()
+            .ok()?;
         Some(TreeHead {
             size: manifest.tree_head.size,
             root: root?,
@@ -245,15 +298,35 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
     })();
     match (proof, head) {
         (Some(proof), Some(head)) => {
-            let computed = ledger::root_from_proof(ledger::leaf_hash(&leaf_data), manifest.leaf_index, head.size, &proof);
+            let computed = ledger::root_from_proof(
+                ledger::leaf_hash(&leaf_data),
+                manifest.leaf_index,
+                head.size,
+                &proof,
+            );
             if computed != Some(head.root) {
-                report.problems.push(problem(&id, None, ProblemKind::Ledger, "the inclusion proof does not lead to the tree head's root"));
+                report.problems.push(problem(
+                    &id,
+                    None,
+                    ProblemKind::Ledger,
+                    "the inclusion proof does not lead to the tree head's root",
+                ));
             }
             if head.key_id != key_id || !head.verify(&key) {
-                report.problems.push(problem(&id, None, ProblemKind::BadSignature, "the tree head's signature does not verify with the recorder key"));
+                report.problems.push(problem(
+                    &id,
+                    None,
+                    ProblemKind::BadSignature,
+                    "the tree head's signature does not verify with the recorder key",
+                ));
             }
         }
-        _ => report.problems.push(problem(&id, None, ProblemKind::Ledger, "the inclusion proof or tree head is malformed")),
+        _ => report.problems.push(problem(
+            &id,
+            None,
+            ProblemKind::Ledger,
+            "the inclusion proof or tree head is malformed",
+        )),
     }
     Ok(report)
 }

@@ -16,7 +16,10 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> io::Result
     let mut err = None;
     reader::for_each_record(data, meta, |r| {
         let line = record_json(&r.header, &r.hash, &r.body);
-        if let Err(e) = serde_json::to_writer(&mut *out, &line).map_err(io::Error::from).and_then(|()| out.write_all(b"\n")) {
+        if let Err(e) = serde_json::to_writer(&mut *out, &line)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+        {
             err = Some(e);
             return ControlFlow::Break(());
         }

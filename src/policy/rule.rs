@@ -124,7 +124,11 @@ fn globs(field: &str, items: &[String]) -> Result<Vec<GlobMatcher>, String> {
         .collect()
 }
 
-fn regex(field: &str, pattern: &Option<String>, case_insensitive: bool) -> Result<Option<Regex>, String> {
+fn regex(
+    field: &str,
+    pattern: &Option<String>,
+    case_insensitive: bool,
+) -> Result<Option<Regex>, String> {
     pattern
         .as_ref()
         .map(|p| {
@@ -141,12 +145,19 @@ impl Rule {
     pub fn compile(spec: RuleSpec, source: String) -> Result<Rule, String> {
         let protocol = match spec.protocol.as_deref() {
             None => None,
-            Some(p) => Some(Protocol::parse(p).ok_or_else(|| format!("protocol: {p:?}: expected postgres or ssh"))?),
+            Some(p) => Some(
+                Protocol::parse(p)
+                    .ok_or_else(|| format!("protocol: {p:?}: expected postgres or ssh"))?,
+            ),
         };
         let privilege = spec
             .privilege
             .iter()
-            .map(|p| Privilege::parse(p).ok_or_else(|| format!("privilege: {p:?}: expected routine, elevated or break-glass")))
+            .map(|p| {
+                Privilege::parse(p).ok_or_else(|| {
+                    format!("privilege: {p:?}: expected routine, elevated or break-glass")
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let class = spec
             .class
@@ -186,7 +197,11 @@ impl Rule {
             privilege,
             logins: globs("logins", &spec.logins)?,
             class,
-            commands: spec.commands.iter().map(|c| c.to_ascii_uppercase()).collect(),
+            commands: spec
+                .commands
+                .iter()
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
             tables: globs("tables", &spec.tables)?,
             sql: regex("sql", &spec.sql, true)?,
             unqualified_dml,

@@ -118,7 +118,11 @@ async fn run_one(
         };
         match frame.tag {
             b'D' => hasher.update(frame.body()),
-            b'C' => tag = String::from_utf8_lossy(frame.body().strip_suffix(&[0]).unwrap_or(frame.body())).into_owned(),
+            b'C' => {
+                tag =
+                    String::from_utf8_lossy(frame.body().strip_suffix(&[0]).unwrap_or(frame.body()))
+                        .into_owned()
+            }
             b'E' => {
                 let e = ErrorFields::parse(frame.body());
                 error = Some(format!("{} {}", e.code, e.message));
@@ -159,7 +163,11 @@ pub async fn run(url: &str, recs: &[Rec]) -> Result<Vec<Check>, String> {
             recorded_digest: recorded.map(|x| hex::encode(x.digest)).unwrap_or_default(),
             replayed_tag: String::new(),
             replayed_digest: String::new(),
-            recorded_error: recorded.and_then(|x| x.error.as_ref().map(|e| format!("{} {}", e.code, e.message))),
+            recorded_error: recorded.and_then(|x| {
+                x.error
+                    .as_ref()
+                    .map(|e| format!("{} {}", e.code, e.message))
+            }),
             replayed_error: None,
             verdict: String::new(),
         };
@@ -173,11 +181,23 @@ pub async fn run(url: &str, recs: &[Rec]) -> Result<Vec<Check>, String> {
         check.replayed_digest = hex::encode(o.digest);
         check.replayed_error = o.error;
         let same_outcome = check.replayed_tag == check.recorded_tag
-            && check.replayed_error.as_ref().map(|e| e.split(' ').next().unwrap_or_default().to_string())
+            && check
+                .replayed_error
+                .as_ref()
+                .map(|e| e.split(' ').next().unwrap_or_default().to_string())
                 == recorded.error.as_ref().map(|e| e.code.clone());
         check.verdict = if same_outcome && o.digest == recorded.digest {
             "match"
-        } else if same_outcome && s.extended && recorded.rows > 0 && recorded.sample_rows.iter().flatten().flatten().any(|c| c.starts_with("\\x")) {
+        } else if same_outcome
+            && s.extended
+            && recorded.rows > 0
+            && recorded
+                .sample_rows
+                .iter()
+                .flatten()
+                .flatten()
+                .any(|c| c.starts_with("\\x"))
+        {
             "format"
         } else {
             "mismatch"

@@ -46,7 +46,13 @@ pub fn steps(recs: &[Rec]) -> Vec<StatementStep> {
                     out[i].verdicts.push(if v.approval_id.is_empty() {
                         format!("{} by rule {}: {}", v.verdict.as_str(), v.rule, v.reason)
                     } else {
-                        format!("{} by rule {} (approval {}): {}", v.verdict.as_str(), v.rule, v.approval_id, v.reason)
+                        format!(
+                            "{} by rule {} (approval {}): {}",
+                            v.verdict.as_str(),
+                            v.rule,
+                            v.approval_id,
+                            v.reason
+                        )
                     });
                 }
             }
@@ -55,14 +61,20 @@ pub fn steps(recs: &[Rec]) -> Vec<StatementStep> {
                     out[i].approvals.push(format!(
                         "{} {}{}",
                         a.outcome.as_str(),
-                        if a.approver.is_empty() { String::new() } else { format!("by {} ", a.approver) },
+                        if a.approver.is_empty() {
+                            String::new()
+                        } else {
+                            format!("by {} ", a.approver)
+                        },
                         a.reason
                     ));
                 }
             }
             Event::Alert(a) => {
                 if let Some(i) = last {
-                    out[i].alerts.push(format!("[{}] {}: {}", a.severity, a.rule, a.message));
+                    out[i]
+                        .alerts
+                        .push(format!("[{}] {}: {}", a.severity, a.rule, a.message));
                 }
             }
             Event::StatementResult(res) => {
@@ -106,9 +118,20 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
         "class {} · {}{}{}\n",
         st.class.as_str(),
         st.command,
-        if st.tables.is_empty() { String::new() } else { format!(" on {}", st.tables.join(", ")) },
+        if st.tables.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", st.tables.join(", "))
+        },
         if st.extended {
-            format!(" · extended protocol{}", if st.statement_name.is_empty() { String::new() } else { format!(" ({})", st.statement_name) })
+            format!(
+                " · extended protocol{}",
+                if st.statement_name.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", st.statement_name)
+                }
+            )
         } else {
             String::new()
         }
@@ -118,7 +141,11 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
     }
     s.push_str(&format!("  {}\n", st.text.trim().replace('\n', "\n  ")));
     if !st.params.is_empty() {
-        let params: Vec<String> = st.params.iter().map(|p| param_json(p).to_string()).collect();
+        let params: Vec<String> = st
+            .params
+            .iter()
+            .map(|p| param_json(p).to_string())
+            .collect();
         s.push_str(&format!("params: [{}]\n", params.join(", ")));
     }
     for v in &step.verdicts {
@@ -137,7 +164,10 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
         None => s.push_str("outcome: not forwarded or no result recorded\n"),
         Some(r) => {
             match &r.error {
-                Some(e) => s.push_str(&format!("outcome: {} {}: {}\n", e.severity, e.code, e.message)),
+                Some(e) => s.push_str(&format!(
+                    "outcome: {} {}: {}\n",
+                    e.severity, e.code, e.message
+                )),
                 None => s.push_str(&format!(
                     "outcome: {}{} · {} rows · {:.3} ms · digest {}\n",
                     r.tag,
@@ -150,11 +180,17 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
             if !r.columns.is_empty() {
                 s.push_str(&format!("  {}\n", r.columns.join(" | ")));
                 for row in &r.sample_rows {
-                    let cells: Vec<String> = row.iter().map(|c| c.clone().unwrap_or_else(|| "NULL".into())).collect();
+                    let cells: Vec<String> = row
+                        .iter()
+                        .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                        .collect();
                     s.push_str(&format!("  {}\n", cells.join(" | ")));
                 }
                 if r.rows > r.sample_rows.len() as u64 {
-                    s.push_str(&format!("  ... {} more rows (all hashed into the digest)\n", r.rows - r.sample_rows.len() as u64));
+                    s.push_str(&format!(
+                        "  ... {} more rows (all hashed into the digest)\n",
+                        r.rows - r.sample_rows.len() as u64
+                    ));
                 }
             }
         }
@@ -168,7 +204,10 @@ pub fn replay(recs: &[Rec], opts: &ReplayOptions) -> io::Result<()> {
     let all = steps(recs);
     let start = recs.first().map_or(0, |r| r.ts_ns);
     let from_ns = start + (opts.from_secs * 1e9) as i64;
-    let first = all.iter().position(|s| s.ts_ns >= from_ns).unwrap_or(all.len());
+    let first = all
+        .iter()
+        .position(|s| s.ts_ns >= from_ns)
+        .unwrap_or(all.len());
     let mut out = io::stdout();
     let interactive = !opts.step && io::stdin().is_terminal() && out.is_terminal();
     if !interactive {

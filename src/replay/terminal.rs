@@ -29,23 +29,44 @@ pub fn timeline(recs: &[Rec]) -> Vec<(f64, Frame)> {
             kind: ChannelKind::Shell,
             ..
         } => Some(*channel),
-        Event::ChannelRequest { channel, request, .. } if request == "shell" => Some(*channel),
+        Event::ChannelRequest {
+            channel, request, ..
+        } if request == "shell" => Some(*channel),
         _ => None,
     });
     let mut out = Vec::new();
     for r in recs {
         let t = (r.ts_ns - start).max(0) as f64 / 1e9;
         let frame = match &r.event {
-            Event::Output { channel, data, .. } if shell.is_none_or(|c| c == *channel) => Frame::Output(data.to_vec()),
-            Event::CommandLine { line, .. } => Frame::Marker(line.clone()),
-            Event::Exec { command, channel } => Frame::Marker(format!("exec (channel {channel}): {command}")),
-            Event::Verdict(v) if v.verdict != proctor_gate::VerdictKind::Allow => {
-                Frame::Note(format!("{} {} by rule {}: {}", v.subject, v.verdict.as_str(), v.rule, v.reason))
+            Event::Output { channel, data, .. } if shell.is_none_or(|c| c == *channel) => {
+                Frame::Output(data.to_vec())
             }
-            Event::Approval(a) => Frame::Note(format!("approval {} {} {}", a.approval_id, a.outcome.as_str(), a.reason)),
-            Event::Alert(a) => Frame::Note(format!("alert [{}] {}: {}", a.severity, a.rule, a.message)),
+            Event::CommandLine { line, .. } => Frame::Marker(line.clone()),
+            Event::Exec { command, channel } => {
+                Frame::Marker(format!("exec (channel {channel}): {command}"))
+            }
+            Event::Verdict(v) if v.verdict != proctor_gate::VerdictKind::Allow => {
+                Frame::Note(format!(
+                    "{} {} by rule {}: {}",
+                    v.subject,
+                    v.verdict.as_str(),
+                    v.rule,
+                    v.reason
+                ))
+            }
+            Event::Approval(a) => Frame::Note(format!(
+                "approval {} {} {}",
+                a.approval_id,
+                a.outcome.as_str(),
+                a.reason
+            )),
+            Event::Alert(a) => {
+                Frame::Note(format!("alert [{}] {}: {}", a.severity, a.rule, a.message))
+            }
             Event::Sftp(op) => Frame::Note(format!("sftp {} {} {}", op.op, op.path, op.status)),
-            Event::SessionEnd { outcome, reason } => Frame::Note(format!("session ended: {} ({reason})", outcome.as_str())),
+            Event::SessionEnd { outcome, reason } => {
+                Frame::Note(format!("session ended: {} ({reason})", outcome.as_str()))
+            }
             _ => continue,
         };
         out.push((t, frame));
@@ -74,7 +95,11 @@ pub fn replay(recs: &[Rec], opts: &ReplayOptions) -> io::Result<()> {
     let frames = timeline(recs);
     let mut out = io::stdout();
     if let Some(first) = recs.first() {
-        eprintln!("session started {} — {} events", format_ns(first.ts_ns), recs.len());
+        eprintln!(
+            "session started {} — {} events",
+            format_ns(first.ts_ns),
+            recs.len()
+        );
     }
     if opts.step {
         return step_print(&frames, opts.from_secs, &mut out);
@@ -101,9 +126,17 @@ fn render_upto(frames: &[(f64, Frame)], end: usize, out: &mut impl Write) -> io:
     out.flush()
 }
 
-fn play(frames: &[(f64, Frame)], opts: &ReplayOptions, interactive: bool, out: &mut impl Write) -> io::Result<()> {
+fn play(
+    frames: &[(f64, Frame)],
+    opts: &ReplayOptions,
+    interactive: bool,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let speed = if opts.speed > 0.0 { opts.speed } else { 1.0 };
-    let mut i = frames.iter().position(|(t, _)| *t >= opts.from_secs).unwrap_or(frames.len());
+    let mut i = frames
+        .iter()
+        .position(|(t, _)| *t >= opts.from_secs)
+        .unwrap_or(frames.len());
     if i > 0 {
         render_upto(frames, i, out)?;
     }
@@ -123,7 +156,11 @@ fn play(frames: &[(f64, Frame)], opts: &ReplayOptions, interactive: bool, out: &
                 std::thread::sleep(deadline.saturating_duration_since(now));
                 break;
             }
-            let timeout = if paused { Duration::from_millis(200) } else { deadline - now };
+            let timeout = if paused {
+                Duration::from_millis(200)
+            } else {
+                deadline - now
+            };
             if event::poll(timeout)?
                 && let TermEvent::Key(KeyEvent { code, .. }) = event::read()?
             {
@@ -150,7 +187,11 @@ fn play(frames: &[(f64, Frame)], opts: &ReplayOptions, interactive: bool, out: &
                         let prev = frames[..i]
                             .iter()
                             .rposition(|(_, f)| matches!(f, Frame::Marker(_)))
-                            .and_then(|p| frames[..p].iter().rposition(|(_, f)| matches!(f, Frame::Marker(_))))
+                            .and_then(|p| {
+                                frames[..p]
+                                    .iter()
+                                    .rposition(|(_, f)| matches!(f, Frame::Marker(_)))
+                            })
                             .unwrap_or(0);
                         render_upto(frames, prev, out)?;
                         i = prev;
@@ -167,7 +208,9 @@ fn play(frames: &[(f64, Frame)], opts: &ReplayOptions, interactive: bool, out: &
         let (t, f) = &frames[i];
         match f {
             Frame::Output(d) => out.write_all(d)?,
-            Frame::Marker(m) if !interactive => write!(out, "{}", note_text(&format!("command: {m}")))?,
+            Frame::Marker(m) if !interactive => {
+                write!(out, "{}", note_text(&format!("command: {m}")))?
+            }
             Frame::Marker(_) => {}
             Frame::Note(n) => write!(out, "{}", note_text(n))?,
         }

@@ -23,7 +23,11 @@ pub struct Compacted {
 
 /// Rewrites segment `number` without the frames of `drop`. Damaged bytes are kept as they are
 /// (compaction must never hide damage from `verify`).
-pub fn compact_segment(data: &Path, number: u64, drop: &HashSet<SessionKey>) -> io::Result<Compacted> {
+pub fn compact_segment(
+    data: &Path,
+    number: u64,
+    drop: &HashSet<SessionKey>,
+) -> io::Result<Compacted> {
     let path = segment::segment_path(data, number);
     let buf = fs::read(&path)?;
     segment::check_header(&buf).map_err(io::Error::other)?;
@@ -34,7 +38,11 @@ pub fn compact_segment(data: &Path, number: u64, drop: &HashSet<SessionKey>) -> 
     let mut last_end = header_len;
     for item in Scanner::new(&buf, header_len) {
         match item {
-            Scanned::Frame { offset, record, frame } => {
+            Scanned::Frame {
+                offset,
+                record,
+                frame,
+            } => {
                 let offset = offset as usize;
                 // Bytes between frames (damage) are carried over untouched.
                 out.extend_from_slice(&buf[last_end..offset]);
@@ -67,7 +75,11 @@ pub fn compact_segment(data: &Path, number: u64, drop: &HashSet<SessionKey>) -> 
     }
     let tmp = path.with_extension("compacting");
     {
-        let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&tmp)?;
         f.write_all(&out)?;
         f.sync_all()?;
     }

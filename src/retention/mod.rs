@@ -71,13 +71,19 @@ pub struct ArchiveReport {
 
 /// When a session leaves the hot store, when it may be deleted.
 fn online_until(m: &SessionMeta, default: Duration) -> i64 {
-    m.online_until_ns
-        .unwrap_or_else(|| m.ended_ns.unwrap_or(m.started_ns).saturating_add(default.as_nanos() as i64))
+    m.online_until_ns.unwrap_or_else(|| {
+        m.ended_ns
+            .unwrap_or(m.started_ns)
+            .saturating_add(default.as_nanos() as i64)
+    })
 }
 
 fn retain_until(m: &SessionMeta, default: Duration) -> i64 {
-    m.retain_until_ns
-        .unwrap_or_else(|| m.ended_ns.unwrap_or(m.started_ns).saturating_add(default.as_nanos() as i64))
+    m.retain_until_ns.unwrap_or_else(|| {
+        m.ended_ns
+            .unwrap_or(m.started_ns)
+            .saturating_add(default.as_nanos() as i64)
+    })
 }
 
 fn final_hash(m: &SessionMeta) -> [u8; 32] {
@@ -134,7 +140,9 @@ async fn drop_online(store: &Store, sessions: &HashSet<SessionKey>) -> Result<u6
             index.set_segment_span(key, number, None).map_err(failed)?;
         }
         for (key, span) in result.spans {
-            index.set_segment_span(&key, number, Some(span)).map_err(failed)?;
+            index
+                .set_segment_span(&key, number, Some(span))
+                .map_err(failed)?;
         }
     }
     store.flush_index();
@@ -177,7 +185,13 @@ pub async fn archive(
         let file = format!("{}.bundle.gz", m.id);
         let path = to.join(&file);
         if path.exists() {
-            report.skipped.push((m.id.clone(), format!("{} already exists; archives are written once", path.display())));
+            report.skipped.push((
+                m.id.clone(),
+                format!(
+                    "{} already exists; archives are written once",
+                    path.display()
+                ),
+            ));
             continue;
         }
         let mut raw = Vec::new();
@@ -228,7 +242,9 @@ pub async fn archive(
         for (e, _) in entries.iter().zip(indexes) {
             if let Some(k) = parse_session_id(&e.session) {
                 let place = to.join(&e.file).display().to_string();
-                index.update(&k, |m| m.archived = Some(place)).map_err(failed)?;
+                index
+                    .update(&k, |m| m.archived = Some(place))
+                    .map_err(failed)?;
             }
         }
     }
@@ -240,8 +256,15 @@ pub async fn archive(
     };
     let mpath = to.join(format!("MANIFEST-{now}.json"));
     {
-        let mut f = std::fs::OpenOptions::new().create_new(true).write(true).open(&mpath)?;
-        f.write_all(serde_json::to_string_pretty(&manifest).map_err(failed)?.as_bytes())?;
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&mpath)?;
+        f.write_all(
+            serde_json::to_string_pretty(&manifest)
+                .map_err(failed)?
+                .as_bytes(),
+        )?;
         f.sync_all()?;
     }
     crate::recorder::segment::sync_dir(to)?;
@@ -251,7 +274,12 @@ pub async fn archive(
         .recorder
         .journal(
             "archive",
-            &format!("archived {} session(s) to {}; manifest {}", report.archived.len(), to.display(), mpath.display()),
+            &format!(
+                "archived {} session(s) to {}; manifest {}",
+                report.archived.len(),
+                to.display(),
+                mpath.display()
+            ),
         )
         .await
         .map_err(failed)?;
@@ -306,7 +334,10 @@ pub async fn purge(
             if session.is_some() {
                 store
                     .recorder
-                    .journal("purge_refused", &format!("{} purge requested by {by} refused: {why}", m.id))
+                    .journal(
+                        "purge_refused",
+                        &format!("{} purge requested by {by} refused: {why}", m.id),
+                    )
                     .await
                     .map_err(failed)?;
             }
@@ -338,25 +369,46 @@ pub async fn purge(
     report.compacted_bytes = drop_online(store, &keys).await?;
     store
         .recorder
-        .journal("purge", &format!("{by} purged {} expired session(s): {}", report.purged.len(), report.purged.join(", ")))
+        .journal(
+            "purge",
+            &format!(
+                "{by} purged {} expired session(s): {}",
+                report.purged.len(),
+                report.purged.join(", ")
+            ),
+        )
         .await
         .map_err(failed)?;
     Ok(report)
 }
 
 /// Places or releases a legal hold (recorded in the journal, which the index follows).
-pub async fn legal_hold(store: &Store, session: &str, reason: &str, release: bool, by: &str) -> Result<String, RetentionError> {
+pub async fn legal_hold(
+    store: &Store,
+    session: &str,
+    reason: &str,
+    release: bool,
+    by: &str,
+) -> Result<String, RetentionError> {
     let meta = {
         let index = store.index();
         crate::ops::find_session(&index, session).map_err(failed)?
     };
     if !release && reason.trim().is_empty() {
-        return Err(RetentionError::Refused("a legal hold needs a reason".into()));
+        return Err(RetentionError::Refused(
+            "a legal hold needs a reason".into(),
+        ));
     }
     let (topic, text) = if release {
-        ("legal_hold_release", format!("{} released by {by}: {reason}", meta.id))
+        (
+            "legal_hold_release",
+            format!("{} released by {by}: {reason}", meta.id),
+        )
     } else {
-        ("legal_hold", format!("{} {reason} (placed by {by})", meta.id))
+        (
+            "legal_hold",
+            format!("{} {reason} (placed by {by})", meta.id),
+        )
     };
     store.recorder.journal(topic, &text).await.map_err(failed)?;
     // The index learns it from the journal record once the writer has indexed it.
@@ -374,7 +426,10 @@ pub struct ArchiveCheck {
 
 /// Verifies an archive directory on its own: every manifest entry's file exists, has the
 /// recorded SHA-256, and its bundle verifies with the pinned key (or the manifest's key).
-pub fn verify_archive(dir: &Path, pinned: Option<&ed25519_dalek::VerifyingKey>) -> Result<ArchiveCheck, RetentionError> {
+pub fn verify_archive(
+    dir: &Path,
+    pinned: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<ArchiveCheck, RetentionError> {
     let mut check = ArchiveCheck::default();
     let mut manifests: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -386,11 +441,15 @@ pub fn verify_archive(dir: &Path, pinned: Option<&ed25519_dalek::VerifyingKey>) 
         .collect();
     manifests.sort();
     if manifests.is_empty() {
-        return Err(RetentionError::Failed(format!("{}: no MANIFEST-*.json", dir.display())));
+        return Err(RetentionError::Failed(format!(
+            "{}: no MANIFEST-*.json",
+            dir.display()
+        )));
     }
     for mp in manifests {
         check.manifests += 1;
-        let m: Manifest = serde_json::from_slice(&std::fs::read(&mp)?).map_err(|e| failed(format!("{}: {e}", mp.display())))?;
+        let m: Manifest = serde_json::from_slice(&std::fs::read(&mp)?)
+            .map_err(|e| failed(format!("{}: {e}", mp.display())))?;
         let key = match pinned {
             Some(k) => *k,
             None => signing::parse_public_key(&m.public_key_pem).map_err(failed)?,
@@ -401,22 +460,34 @@ pub fn verify_archive(dir: &Path, pinned: Option<&ed25519_dalek::VerifyingKey>) 
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
                 Err(err) => {
-                    check.problems.push(format!("session {}: {} unreadable: {err}", e.session, path.display()));
+                    check.problems.push(format!(
+                        "session {}: {} unreadable: {err}",
+                        e.session,
+                        path.display()
+                    ));
                     continue;
                 }
             };
             if hex::encode(Sha256::digest(&bytes)) != e.sha256 {
-                check.problems.push(format!("session {}: {} does not match the manifest's SHA-256", e.session, e.file));
+                check.problems.push(format!(
+                    "session {}: {} does not match the manifest's SHA-256",
+                    e.session, e.file
+                ));
                 continue;
             }
             let mut raw = Vec::new();
             if let Err(err) = flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut raw) {
-                check.problems.push(format!("session {}: {} is not valid gzip: {err}", e.session, e.file));
+                check.problems.push(format!(
+                    "session {}: {} is not valid gzip: {err}",
+                    e.session, e.file
+                ));
                 continue;
             }
             match bundle::verify_bundle(&raw, Some(&key)) {
                 Ok(r) if r.problems.is_empty() => {}
-                Ok(r) => check.problems.push(format!("session {}: {}", e.session, r.problems[0])),
+                Ok(r) => check
+                    .problems
+                    .push(format!("session {}: {}", e.session, r.problems[0])),
                 Err(err) => check.problems.push(format!("session {}: {err}", e.session)),
             }
         }

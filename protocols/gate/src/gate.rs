@@ -105,7 +105,9 @@ pub struct PostgresTarget {
 pub enum TargetTls {
     Disable,
     /// Encrypt, and verify the certificate against this PEM bundle and the host name.
-    VerifyFull { ca_pem: String },
+    VerifyFull {
+        ca_pem: String,
+    },
 }
 
 #[derive(Debug, Clone)]

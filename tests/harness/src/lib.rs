@@ -4,8 +4,8 @@
 //! PostgreSQL refuses to run as root, so when the current user is root the cluster runs as
 //! `nobody` (data directory owned by it); sshd runs as whoever we are.
 
-mod process;
 pub mod postgres;
+mod process;
 pub mod sshd;
 
 pub use postgres::{LocalPostgres, PostgresOptions};

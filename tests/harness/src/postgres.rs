@@ -67,13 +67,11 @@ impl LocalPostgres {
         // /usr/local/bin may hold only links to a few server programs; pg_isready and friends
         // live beside the real initdb.
         let initdb = fs::canonicalize(&initdb).unwrap_or(initdb);
-        let bin_dir = initdb
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let bin_dir = initdb.parent().map(Path::to_path_buf).unwrap_or_default();
         let (root, temp) = match &opts.dir {
             Some(d) => {
-                fs::create_dir_all(d).map_err(HarnessError::io(format!("create {}", d.display())))?;
+                fs::create_dir_all(d)
+                    .map_err(HarnessError::io(format!("create {}", d.display())))?;
                 (d.clone(), None)
             }
             None => {
@@ -96,7 +94,8 @@ impl LocalPostgres {
         } else {
             let password = hex::encode(rand::random::<[u8; 16]>());
             let pwfile = root.join("pwfile");
-            fs::write(&pwfile, format!("{password}\n")).map_err(HarnessError::io("write pwfile"))?;
+            fs::write(&pwfile, format!("{password}\n"))
+                .map_err(HarnessError::io("write pwfile"))?;
             chown_to_nobody(&pwfile)?;
             let out = unprivileged(&initdb)
                 .arg("-D")
@@ -170,7 +169,9 @@ impl LocalPostgres {
                 .unwrap_or_else(|| PathBuf::from("/dev/null"));
             let logf = fs::File::create(&log).map_err(HarnessError::io("create the server log"))?;
             chown_to_nobody(&log)?;
-            let errf = logf.try_clone().map_err(HarnessError::io("clone the log handle"))?;
+            let errf = logf
+                .try_clone()
+                .map_err(HarnessError::io("clone the log handle"))?;
             let mut cmd = unprivileged(&self.bin_dir.join("postgres"));
             cmd.arg("-D")
                 .arg(&self.data_dir)
@@ -190,7 +191,12 @@ impl LocalPostgres {
         }
         Err(HarnessError::Failed(format!(
             "postgres did not start: {}",
-            last_err.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+            last_err
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ")
         )))
     }
 

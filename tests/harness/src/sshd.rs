@@ -43,7 +43,13 @@ pub fn current_user() -> String {
     std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| if is_root() { "root".into() } else { "nobody".into() })
+        .unwrap_or_else(|| {
+            if is_root() {
+                "root".into()
+            } else {
+                "nobody".into()
+            }
+        })
 }
 
 impl LocalSshd {
@@ -51,7 +57,8 @@ impl LocalSshd {
         let sshd = sshd_program()?;
         let (dir, temp) = match &opts.dir {
             Some(d) => {
-                fs::create_dir_all(d).map_err(HarnessError::io(format!("create {}", d.display())))?;
+                fs::create_dir_all(d)
+                    .map_err(HarnessError::io(format!("create {}", d.display())))?;
                 (d.clone(), None)
             }
             None => {
@@ -69,7 +76,16 @@ impl LocalSshd {
         let host_key_path = dir.join("ssh_host_ed25519_key");
         if !host_key_path.exists() {
             let out = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", "proctor-test-host", "-f"])
+                .args([
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "proctor-test-host",
+                    "-f",
+                ])
                 .arg(&host_key_path)
                 .stdin(Stdio::null())
                 .output()
@@ -143,7 +159,10 @@ impl LocalSshd {
                 break;
             }
         }
-        Err(HarnessError::Failed(format!("sshd did not start: {}", last.trim())))
+        Err(HarnessError::Failed(format!(
+            "sshd did not start: {}",
+            last.trim()
+        )))
     }
 
     /// A `known_hosts` line for this server.

@@ -66,7 +66,14 @@ fn sshd_trusts_only_its_user_ca() {
             .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", known.display()))
-            .args(["-p", &sshd.port.to_string(), "-l", &login, "127.0.0.1", "echo hello"])
+            .args([
+                "-p",
+                &sshd.port.to_string(),
+                "-l",
+                &login,
+                "127.0.0.1",
+                "echo hello",
+            ])
             .output()
             .expect("ssh runs")
     };
@@ -79,5 +86,8 @@ fn sshd_trusts_only_its_user_ca() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
     let out = run(&other_ca);
-    assert!(!out.status.success(), "a cert from an untrusted CA must be refused");
+    assert!(
+        !out.status.success(),
+        "a cert from an untrusted CA must be refused"
+    );
 }
