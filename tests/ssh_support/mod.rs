@@ -1,0 +1,645 @@
+//! Shared fixtures for the end-to-end SSH tests: a real `proctor serve` process with its real
+//! recorder and the shipped policies, a real `sshd` trusting proctor's user CA, the real
+//! OpenSSH tools as the agent, and the auditor CLI to check what was recorded.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proctor_harness::sshd::current_user;
+use proctor_harness::{ChildGuard, LocalSshd, SshdOptions, free_port, wait_for_port};
+use serde_json::Value;
+
+/// Upper bound for anything a test waits on.
+pub const T: Duration = Duration::from_secs(30);
+
+pub const AGENT: &str = "e2e-agent";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_proctor")
+}
+
+pub fn keygen(path: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success(), "ssh-keygen failed");
+    let line = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Polls `f` until it holds or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// Waits for a child with a deadline; kills it when the deadline passes.
+pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "child did not finish in {timeout:?}; stderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    child.wait_with_output().expect("output")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// What a test may change in the generated configuration.
+pub struct Options {
+    pub privilege: &'static str,
+    pub port_forwarding: bool,
+    pub approval_timeout: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            privilege: "elevated",
+            port_forwarding: false,
+            approval_timeout: "2m",
+        }
+    }
+}
+
+/// One proctor serving SSH in front of one real sshd.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub config: PathBuf,
+    pub port: u16,
+    /// The agent's key (registered and granted).
+    pub key: PathBuf,
+    /// A key no agent owns.
+    pub stranger_key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub login: String,
+    pub sshd: LocalSshd,
+    pub log: PathBuf,
+    proctor: Option<ChildGuard>,
+}
+
+impl Env {
+    pub fn start() -> Env {
+        Env::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let ca = proctor::credentials::ssh_ca::SshCa::load_or_init(&data).expect("ssh ca");
+        let sshd = LocalSshd::start(SshdOptions {
+            trusted_user_ca_keys: vec![ca.public_line()],
+            ..Default::default()
+        })
+        .expect("sshd");
+        let host_key = dir.path().join("proctor_host_key");
+        let host_line = keygen(&host_key);
+        let key = dir.path().join("agent_key");
+        let agent_line = keygen(&key);
+        let stranger_key = dir.path().join("stranger_key");
+        keygen(&stranger_key);
+        // Keys for targets pinned to something sshd does not present.
+        let wrong_host = keygen(&dir.path().join("wrong_host_key"));
+        let host_ca = keygen(&dir.path().join("host_ca"));
+        let port = free_port().expect("port");
+        let known_hosts = dir.path().join("known_hosts");
+        std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_line}\n"))
+            .expect("known_hosts");
+        let login = current_user();
+        let config = dir.path().join("proctor.toml");
+        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let target = |name: &str, keys: &str| {
+            format!(
+                "[[targets]]\nname = \"{name}\"\nkind = \"ssh\"\nhost = \"127.0.0.1\"\nport = {}\n{keys}\nconnect_timeout = \"5s\"\n",
+                sshd.port
+            )
+        };
+        let cfg = format!(
+            r#"data_dir = "{data}"
+policies = ["{policies}"]
+[listen]
+ssh = "127.0.0.1:{port}"
+[ssh]
+host_key = "{host_key}"
+[approvals]
+timeout = "{timeout}"
+[[agents]]
+name = "{AGENT}"
+ssh_keys = ["{agent_line}"]
+[[agents]]
+name = "bystander"
+ssh_keys = []
+{box_target}
+{changed}
+{unknown}
+{other}
+[[grants]]
+name = "box"
+agent = "{AGENT}"
+target = "box"
+privilege = "{privilege}"
+logins = ["{login}"]
+port_forwarding = {forwarding}
+[[grants]]
+name = "changed"
+agent = "{AGENT}"
+target = "changed-key"
+privilege = "routine"
+logins = ["{login}"]
+[[grants]]
+name = "unknown"
+agent = "{AGENT}"
+target = "unknown-key"
+privilege = "routine"
+logins = ["{login}"]
+[[grants]]
+name = "other"
+agent = "bystander"
+target = "other"
+privilege = "routine"
+logins = ["{login}"]
+"#,
+            data = data.display(),
+            policies = policies.display(),
+            host_key = host_key.display(),
+            timeout = opts.approval_timeout,
+            privilege = opts.privilege,
+            forwarding = opts.port_forwarding,
+            box_target = target("box", &format!("host_keys = [\"{}\"]", sshd.host_key)),
+            changed = target("changed-key", &format!("host_keys = [\"{wrong_host}\"]")),
+            unknown = target("unknown-key", &format!("host_cas = [\"{host_ca}\"]")),
+            other = target("other", &format!("host_keys = [\"{}\"]", sshd.host_key)),
+        );
+        std::fs::write(&config, cfg).expect("config");
+        let log = dir.path().join("proctor.log");
+        let mut env = Env {
+            data,
+            config,
+            port,
+            key,
+            stranger_key,
+            known_hosts,
+            login,
+            sshd,
+            log,
+            proctor: None,
+            dir,
+        };
+        env.start_proctor();
+        env
+    }
+
+    fn start_proctor(&mut self) {
+        let logf = std::fs::File::create(&self.log).expect("log");
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--config"])
+            .arg(&self.config)
+            .env("PROCTOR_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf);
+        let mut child = ChildGuard::spawn("proctor", &mut cmd).expect("spawn proctor");
+        let up = wait_for_port(self.port, T);
+        assert!(
+            up && !child.exited(),
+            "proctor did not start: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        self.proctor = Some(child);
+    }
+
+    pub fn proctor_pid(&self) -> u32 {
+        self.proctor
+            .as_ref()
+            .and_then(ChildGuard::pid)
+            .expect("proctor runs")
+    }
+
+    /// Stops proctor with SIGTERM (open sessions are sealed `interrupted`).
+    pub fn stop_proctor(&mut self) {
+        if let Some(mut p) = self.proctor.take() {
+            p.stop(Duration::from_secs(20));
+        }
+    }
+
+    pub fn proctor_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// OpenSSH options shared by ssh, scp, sftp and rsync (no port: scp/sftp spell it `-P`).
+    pub fn client_options(&self, key: &Path) -> Vec<String> {
+        [
+            "-F",
+            "/dev/null",
+            "-i",
+            &key.display().to_string(),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            &format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    pub fn ssh_with_key(&self, key: &Path, user: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(self.client_options(key))
+            .args(["-p", &self.port.to_string(), "-l", user, "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// `ssh -l USER 127.0.0.1` as the agent.
+    pub fn ssh(&self, user: &str) -> Command {
+        self.ssh_with_key(&self.key, user)
+    }
+
+    /// Runs `command` on `box` and returns its output (bounded by `T`).
+    pub fn exec(&self, command: &str) -> Output {
+        let child = self.ssh("box").arg(command).spawn().expect("ssh");
+        wait_output(child, T)
+    }
+
+    /// The `-e` argument of rsync.
+    pub fn ssh_command_line(&self) -> String {
+        let mut v = vec!["ssh".to_string()];
+        v.extend(self.client_options(&self.key));
+        v.push("-p".into());
+        v.push(self.port.to_string());
+        v.join(" ")
+    }
+
+    /// A proctor CLI command against this store (`--data` appended).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("proctor cli")
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "proctor {args:?} failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let out = self.cli_ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("proctor {args:?}: {e}: {out}"))
+    }
+
+    /// Every session, newest first.
+    pub fn sessions(&self) -> Vec<Value> {
+        match self.cli_json(&["sessions", "list", "--json"]) {
+            Value::Array(v) => v,
+            other => panic!("sessions list: {other}"),
+        }
+    }
+
+    /// Waits for exactly one session matching `pred` to be sealed, and returns it.
+    pub fn sealed_session(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut found = None;
+        let ok = eventually(T, || {
+            found = self
+                .sessions()
+                .into_iter()
+                .find(|s| pred(s) && s["sealed"] == Value::Bool(true));
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "no sealed session matched; sessions: {:?}",
+            self.sessions()
+        );
+        found.expect("session")
+    }
+
+    /// The one live session of the agent (waits for it to appear).
+    pub fn live_session(&self) -> String {
+        let mut id = None;
+        let ok = eventually(T, || {
+            id = self
+                .sessions()
+                .into_iter()
+                .find(|s| s["sealed"] != Value::Bool(true) && s["agent"] == AGENT)
+                .and_then(|s| s["id"].as_str().map(String::from));
+            id.is_some()
+        });
+        assert!(ok, "no live session");
+        id.expect("id")
+    }
+
+    /// `proctor export SESSION --format jsonl`, one value per record; records of the kinds in
+    /// `skip` are left out unparsed (large outputs).
+    pub fn export_filtered(&self, session: &str, skip: &[&str]) -> Vec<Value> {
+        let mut child = Command::new(bin())
+            .args(["export", session, "--format", "jsonl", "--data"])
+            .arg(&self.data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("export");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut out = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            if skip
+                .iter()
+                .any(|k| line.contains(&format!("\"kind\":\"{k}\"")))
+            {
+                continue;
+            }
+            out.push(serde_json::from_str(&line).expect("json line"));
+        }
+        let status = child.wait().expect("export");
+        assert!(status.success(), "export failed");
+        out
+    }
+
+    pub fn export(&self, session: &str) -> Vec<Value> {
+        self.export_filtered(session, &[])
+    }
+
+    /// `proctor verify` over the whole store must pass.
+    pub fn verify(&self) {
+        let out = self.cli(&["verify"]);
+        assert!(
+            out.status.success(),
+            "verify failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).starts_with("OK"), "{}", text(&out.stdout));
+    }
+
+    /// Pending approvals as the CLI lists them.
+    pub fn approvals(&self) -> Vec<Value> {
+        match self.cli_json(&["approvals", "list", "--json"]) {
+            Value::Array(v) => v,
+            other => panic!("approvals list: {other}"),
+        }
+    }
+
+    pub fn wait_approval(&self) -> Value {
+        let mut found = None;
+        assert!(
+            eventually(T, || {
+                found = self.approvals().into_iter().next();
+                found.is_some()
+            }),
+            "nothing was held"
+        );
+        found.expect("approval")
+    }
+
+    /// Kills every process of the target sshd (listener and per-connection children).
+    pub fn kill_target(&mut self) {
+        let pid: i32 = std::fs::read_to_string(self.sshd.dir.join("sshd.pid"))
+            .expect("sshd pid")
+            .trim()
+            .parse()
+            .expect("pid");
+        let below = descendants(pid);
+        // SAFETY: signalling processes started by this test's own sshd.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        for p in below {
+            // SAFETY: as above; parents first so none reports a child's death as an exit.
+            unsafe {
+                libc::kill(p, libc::SIGKILL);
+            }
+        }
+        self.sshd.kill();
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop_proctor();
+    }
+}
+
+/// Records of `kind` in an export.
+pub fn of_kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["kind"] == kind).collect()
+}
+
+pub fn str_field(v: &Value, field: &str) -> String {
+    v[field].as_str().unwrap_or_default().to_string()
+}
+
+/// Every process below `pid` (per /proc), parents first.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut all = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            break;
+        };
+        for entry in entries.flatten() {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
+            let Some((_, after)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let ppid = after
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<i32>().ok());
+            if ppid == Some(p) {
+                all.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    all
+}
+
+/// Resident set size of a process in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A real pseudo-terminal around the agent's `ssh -tt`.
+pub struct Pty {
+    pub master: std::fs::File,
+    screen: Arc<Mutex<Vec<u8>>>,
+    child: Child,
+}
+
+pub fn set_size(fd: i32, cols: u16, rows: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ on a pty we own, with a valid winsize.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+    assert_eq!(r, 0, "TIOCSWINSZ");
+}
+
+impl Pty {
+    pub fn spawn(mut cmd: Command) -> Pty {
+        let mut master: i32 = -1;
+        let mut slave: i32 = -1;
+        // SAFETY: openpty writes two descriptors into the provided ints.
+        let r = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(r, 0, "openpty");
+        // SAFETY: both descriptors were just returned by openpty and are owned here.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        set_size(master.as_raw_fd(), 80, 24);
+        cmd.stdin(Stdio::from(slave.try_clone().expect("dup")))
+            .stdout(Stdio::from(slave.try_clone().expect("dup")))
+            .stderr(Stdio::from(slave.try_clone().expect("dup")));
+        // SAFETY: setsid and TIOCSCTTY are async-signal-safe; the slave is fd 0 in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn ssh");
+        drop(slave);
+        let master = std::fs::File::from(master);
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = master.try_clone().expect("dup master");
+        let sink = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        Pty {
+            master,
+            screen,
+            child,
+        }
+    }
+
+    pub fn type_in(&mut self, s: &[u8]) {
+        self.master.write_all(s).expect("write to pty");
+    }
+
+    pub fn output(&self) -> String {
+        text(&self.screen.lock().expect("screen"))
+    }
+
+    pub fn wait_for(&self, needle: &str, count: usize) -> bool {
+        eventually(T, || self.output().matches(needle).count() >= count)
+    }
+
+    /// Waits until nothing new has been printed for a moment.
+    pub fn quiet(&self) {
+        let len = || self.screen.lock().map(|s| s.len()).unwrap_or(0);
+        let mut last = len();
+        let mut since = Instant::now();
+        let start = Instant::now();
+        while start.elapsed() < T {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = len();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() > Duration::from_millis(300) {
+                return;
+            }
+        }
+    }
+
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
