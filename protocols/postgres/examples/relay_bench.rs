@@ -96,6 +96,34 @@ fn pgbench(port: u16, mode: &str, secs: u32, clients: u32) -> f64 {
         .unwrap_or_else(|| panic!("pgbench failed: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+fn clk_tck() -> f64 {
+    100.0
+}
+
+fn bouncer_pid(launcher: Option<u32>) -> Option<u32> {
+    let launcher = launcher?;
+    std::thread::sleep(Duration::from_millis(200));
+    let children = fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children"))
+        .unwrap_or_default();
+    Some(
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(launcher),
+    )
+}
+
 fn start_pgbouncer(dir: &std::path::Path, pg_port: u16) -> (ChildGuard, u16) {
     let port = free_port().unwrap();
     let ini = dir.join("pgbouncer.ini");
@@ -207,19 +235,14 @@ async fn run() {
     let (_stop, rx) = watch::channel(false);
     tokio::spawn(proctor_postgres::serve(
         listener,
-        Arc::new(proctor_postgres::PgFrontendConfig {
-            // BENCH_THREADS=n runs sessions on n dedicated single-threaded runtimes.
-            session_threads: std::env::var("BENCH_THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            ..Default::default()
-        }),
+        Arc::new(proctor_postgres::PgFrontendConfig::default()),
         authority,
         rx,
     ));
     let dir = tempfile::tempdir().unwrap();
-    let (_bouncer, bouncer_port) = start_pgbouncer(dir.path(), pg.port);
+    let (bouncer, bouncer_port) = start_pgbouncer(dir.path(), pg.port);
+    // pgbouncer runs under runuser when we are root: find the real process.
+    let bouncer_pid = bouncer_pid(bouncer.pid());
 
     // BENCH_ONLY=proctor (or direct, pgbouncer) runs just that one, e.g. under a profiler.
     let only = std::env::var("BENCH_ONLY").ok();
@@ -249,11 +272,24 @@ async fn run() {
                     sums[i] = f64::NAN;
                     continue;
                 }
+                let pid = match name {
+                    "proctor" => Some(std::process::id()),
+                    "pgbouncer" => bouncer_pid,
+                    _ => None,
+                };
+                let cpu0 = pid.map(cpu_ticks);
                 let tps = tokio::task::spawn_blocking(move || pgbench(port, mode, secs, clients))
                     .await
                     .unwrap();
                 sums[i] += tps;
                 line.push_str(&format!("  {name} {tps:8.0}"));
+                if let (Some(pid), Some(c0)) = (pid, cpu0) {
+                    // CPU time of the proxy process per transaction: independent of how busy
+                    // the rest of the machine is.
+                    let ticks = cpu_ticks(pid).saturating_sub(c0) as f64;
+                    let us = ticks * 1e6 / clk_tck() / (tps * secs as f64);
+                    line.push_str(&format!(" ({us:.1} us cpu/tx)"));
+                }
             }
             println!("{line}");
         }

@@ -22,7 +22,6 @@
 pub mod cancel;
 pub mod classify;
 pub mod frontend;
-pub mod pool;
 pub mod relay;
 pub mod results;
 pub mod scram_server;
@@ -59,10 +58,6 @@ pub struct PgFrontendConfig {
     /// Text of the notice sent when a statement is held. `{id}`, `{rule}` and `{reason}` are
     /// replaced.
     pub hold_notice: String,
-    /// Run sessions on this many dedicated threads, each with its own single-threaded runtime,
-    /// instead of on the caller's runtime (0, the default). Saves cross-thread wake-ups per
-    /// message; 1 suits a 2-core machine shared with the database.
-    pub session_threads: usize,
 }
 
 impl Default for PgFrontendConfig {
@@ -75,7 +70,6 @@ impl Default for PgFrontendConfig {
             handshake_timeout: Duration::from_secs(10),
             hold_notice: "proctor: statement held for approval {id} (rule {rule}: {reason})"
                 .to_string(),
-            session_threads: 0,
         }
     }
 }
@@ -88,7 +82,6 @@ impl std::fmt::Debug for PgFrontendConfig {
             .field("max_message_bytes", &self.max_message_bytes)
             .field("sample_rows", &self.sample_rows)
             .field("handshake_timeout", &self.handshake_timeout)
-            .field("session_threads", &self.session_threads)
             .finish_non_exhaustive()
     }
 }
@@ -106,16 +99,6 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut tasks = JoinSet::new();
-    let mut pool = match config.session_threads {
-        0 => None,
-        n => Some(pool::SessionPool::start(
-            n,
-            config.clone(),
-            authority.clone(),
-            shutdown.clone(),
-            SHUTDOWN_GRACE,
-        )?),
-    };
     loop {
         if *shutdown.borrow() {
             break;
@@ -127,15 +110,12 @@ pub async fn serve(
                 }
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match pool.as_mut() {
-                    Some(p) => p.dispatch(stream, peer),
-                    None => {
-                        let (config, authority, rx) = (config.clone(), authority.clone(), shutdown.clone());
-                        tasks.spawn(async move {
-                            session::run(stream, peer, config, authority, Some(rx)).await;
-                        });
-                    }
-                },
+                Ok((stream, peer)) => {
+                    let (config, authority, rx) = (config.clone(), authority.clone(), shutdown.clone());
+                    tasks.spawn(async move {
+                        session::run(stream, peer, config, authority, Some(rx)).await;
+                    });
+                }
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning.
                     tracing::warn!(error = %e, "postgres listener: accept failed");
@@ -146,9 +126,6 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if let Some(p) = pool {
-        p.join().await;
-    }
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         tracing::warn!("postgres listener: sessions still running after the grace period");

@@ -808,53 +808,40 @@ async fn hostile_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_interrupts_sessions() {
-    let mut pg = Some(start_pg().await);
-    // On the caller's runtime, then on a dedicated session thread.
-    for threads in [0, 1] {
-        let f = Fixture::with_pg(
-            pg.take().unwrap(),
-            PgFrontendConfig {
-                session_threads: threads,
-                ..PgFrontendConfig::default()
-            },
-        )
-        .await;
-        let (client, conn) = f.connect().await;
-        client.simple_query("SELECT 1").await.unwrap();
-        let (client2, conn2) = f.connect().await;
-        let q = tokio::spawn(async move { client2.simple_query("SELECT pg_sleep(30)").await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        f.shutdown.send(true).unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn)
-            .await
-            .unwrap();
-        let e = tokio::time::timeout(Duration::from_secs(5), q)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap_err();
-        let (code, sev, msg) = db_error(&e);
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    let (client, conn) = f.connect().await;
+    client.simple_query("SELECT 1").await.unwrap();
+    let (client2, conn2) = f.connect().await;
+    let q = tokio::spawn(async move { client2.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.shutdown.send(true).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), q)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    let (code, sev, msg) = db_error(&e);
+    assert_eq!(
+        (code.as_str(), sev.as_str(), msg.as_str()),
+        ("57P01", "FATAL", "proctor shutting down")
+    );
+    let _ = conn2.await;
+    for i in 0..2 {
+        let g = f.wait_ended(i).await;
         assert_eq!(
-            (code.as_str(), sev.as_str(), msg.as_str()),
-            ("57P01", "FATAL", "proctor shutting down")
+            g.end().unwrap(),
+            (Outcome::Interrupted, "proctor shutting down".to_string())
         );
-        let _ = conn2.await;
-        for i in 0..2 {
-            let g = f.wait_ended(i).await;
-            assert_eq!(
-                g.end().unwrap(),
-                (Outcome::Interrupted, "proctor shutting down".to_string())
-            );
-        }
-        let Fixture { server, pg: p, .. } = f;
-        tokio::time::timeout(Duration::from_secs(15), server)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        drop(client);
-        pg = p;
     }
+    tokio::time::timeout(Duration::from_secs(15), f.server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    drop(client);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
