@@ -271,7 +271,15 @@ pub struct ApiToken {
 }
 
 /// Event kinds a webhook may subscribe to.
-pub const WEBHOOK_EVENTS: &[&str] = &["hold", "alert", "session_start", "session_end", "verdict", "approval", "refused"];
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "hold",
+    "alert",
+    "session_start",
+    "session_end",
+    "verdict",
+    "approval",
+    "refused",
+];
 
 fn default_webhook_events() -> Vec<String> {
     vec!["hold".into(), "alert".into()]
@@ -528,7 +536,10 @@ impl Config {
                 ));
             }
             if !names.insert(a.name.clone()) {
-                return Err(invalid(format!("agents[{i}].name"), format!("duplicate agent {:?}", a.name)));
+                return Err(invalid(
+                    format!("agents[{i}].name"),
+                    format!("duplicate agent {:?}", a.name),
+                ));
             }
             if let Some(v) = &a.postgres_scram
                 && !v.starts_with("SCRAM-SHA-256$")
@@ -555,11 +566,17 @@ impl Config {
                     format!("{:?} is invalid or duplicate", t.name),
                 ));
             }
-            for (key, v) in [("retention_online", &t.retention_online), ("retention_total", &t.retention_total)] {
+            for (key, v) in [
+                ("retention_online", &t.retention_online),
+                ("retention_total", &t.retention_total),
+            ] {
                 if let Some(v) = v
                     && humantime::parse_duration(v).is_err()
                 {
-                    return Err(invalid(format!("targets[{i}].{key}"), format!("{v:?}: expected a duration like \"400days\"")));
+                    return Err(invalid(
+                        format!("targets[{i}].{key}"),
+                        format!("{v:?}: expected a duration like \"400days\""),
+                    ));
                 }
             }
             match t.protocol() {
@@ -595,15 +612,24 @@ impl Config {
         }
         for (i, g) in self.grants.iter().enumerate() {
             if !names.contains(&g.agent) {
-                return Err(invalid(format!("grants[{i}].agent"), format!("no agent named {:?}", g.agent)));
+                return Err(invalid(
+                    format!("grants[{i}].agent"),
+                    format!("no agent named {:?}", g.agent),
+                ));
             }
             let Some(t) = self.targets.iter().find(|t| t.name == g.target) else {
-                return Err(invalid(format!("grants[{i}].target"), format!("no target named {:?}", g.target)));
+                return Err(invalid(
+                    format!("grants[{i}].target"),
+                    format!("no target named {:?}", g.target),
+                ));
             };
             if Privilege::parse(&g.privilege).is_none() {
                 return Err(invalid(
                     format!("grants[{i}].privilege"),
-                    format!("{:?}: expected routine, elevated or break-glass", g.privilege),
+                    format!(
+                        "{:?}: expected routine, elevated or break-glass",
+                        g.privilege
+                    ),
                 ));
             }
             if let Some(h) = &g.active_hours
@@ -628,14 +654,23 @@ impl Config {
             }
         }
         for (i, t) in self.api.tokens.iter().enumerate() {
-            if !matches!(t.role.as_str(), "operator" | "approver" | "auditor" | "agent") {
+            if !matches!(
+                t.role.as_str(),
+                "operator" | "approver" | "auditor" | "agent"
+            ) {
                 return Err(invalid(
                     format!("api.tokens[{i}].role"),
-                    format!("{:?}: expected operator, approver, auditor or agent", t.role),
+                    format!(
+                        "{:?}: expected operator, approver, auditor or agent",
+                        t.role
+                    ),
                 ));
             }
             if t.role == "agent" && t.agent.is_none() {
-                return Err(invalid(format!("api.tokens[{i}].agent"), "agent tokens name their agent".into()));
+                return Err(invalid(
+                    format!("api.tokens[{i}].agent"),
+                    "agent tokens name their agent".into(),
+                ));
             }
             if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
                 return Err(invalid(
@@ -650,17 +685,26 @@ impl Config {
         let mut hooks = HashSet::new();
         for (i, w) in self.webhooks.iter().enumerate() {
             if !valid_name(&w.name) || !hooks.insert(w.name.clone()) {
-                return Err(invalid(format!("webhooks[{i}].name"), format!("{:?} is invalid or duplicate", w.name)));
+                return Err(invalid(
+                    format!("webhooks[{i}].name"),
+                    format!("{:?} is invalid or duplicate", w.name),
+                ));
             }
             let scheme_ok = w.url.starts_with("http://") || w.url.starts_with("https://");
             if !scheme_ok || !w.url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some()) {
                 return Err(invalid(
                     format!("webhooks[{i}].url"),
-                    format!("{:?}: expected an http:// or https:// URL with a host", w.url),
+                    format!(
+                        "{:?}: expected an http:// or https:// URL with a host",
+                        w.url
+                    ),
                 ));
             }
             if w.events.is_empty() {
-                return Err(invalid(format!("webhooks[{i}].events"), "subscribe to at least one event".into()));
+                return Err(invalid(
+                    format!("webhooks[{i}].events"),
+                    "subscribe to at least one event".into(),
+                ));
             }
             for (k, e) in w.events.iter().enumerate() {
                 if !WEBHOOK_EVENTS.contains(&e.as_str()) {
@@ -671,7 +715,10 @@ impl Config {
                 }
             }
             if w.queue == 0 {
-                return Err(invalid(format!("webhooks[{i}].queue"), "must be at least 1".into()));
+                return Err(invalid(
+                    format!("webhooks[{i}].queue"),
+                    "must be at least 1".into(),
+                ));
             }
         }
         Ok(())
@@ -681,15 +728,17 @@ impl Config {
     pub fn retention_for(&self, target: &str) -> (Duration, Duration, String) {
         let t = self.target(target);
         let parse = |v: Option<&String>| v.and_then(|s| humantime::parse_duration(s).ok());
-        let online = parse(t.and_then(|t| t.retention_online.as_ref())).unwrap_or(self.retention.online);
+        let online =
+            parse(t.and_then(|t| t.retention_online.as_ref())).unwrap_or(self.retention.online);
         let total = parse(t.and_then(|t| t.retention_total.as_ref()))
             .unwrap_or(self.retention.total)
             .max(online);
-        let source = if t.is_some_and(|t| t.retention_online.is_some() || t.retention_total.is_some()) {
-            format!("target {target}")
-        } else {
-            "default".to_string()
-        };
+        let source =
+            if t.is_some_and(|t| t.retention_online.is_some() || t.retention_total.is_some()) {
+                format!("target {target}")
+            } else {
+                "default".to_string()
+            };
         (
             online,
             total,
@@ -722,8 +771,7 @@ impl Config {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 48
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 

@@ -23,20 +23,53 @@ pub fn socket_path(data: &Path) -> PathBuf {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    SessionsList { filter: Filter },
-    SessionsShow { id: String },
+    SessionsList {
+        filter: Filter,
+    },
+    SessionsShow {
+        id: String,
+    },
     Live,
     ApprovalsList,
-    Approve { id: String, approver: String, reason: String },
-    Deny { id: String, approver: String, reason: String },
-    Kill { id: String, reason: String },
-    Archive { older_than: Option<String>, to: std::path::PathBuf },
-    Purge { session: Option<String>, by: String },
-    LegalHold { session: String, reason: String, release: bool, by: String },
+    Approve {
+        id: String,
+        approver: String,
+        reason: String,
+    },
+    Deny {
+        id: String,
+        approver: String,
+        reason: String,
+    },
+    Kill {
+        id: String,
+        reason: String,
+    },
+    Archive {
+        older_than: Option<String>,
+        to: std::path::PathBuf,
+    },
+    Purge {
+        session: Option<String>,
+        by: String,
+    },
+    LegalHold {
+        session: String,
+        reason: String,
+        release: bool,
+        by: String,
+    },
     /// Records an annotation (agent reasoning) in a live session.
-    Annotate { id: String, source: String, text: String },
+    Annotate {
+        id: String,
+        source: String,
+        text: String,
+    },
     /// Records an audit note in the store journal (e.g. an auditor revealed sealed fields).
-    Journal { topic: String, text: String },
+    Journal {
+        topic: String,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,11 +127,19 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
         }
         Request::Live => Response::ok(json!(core.sessions.list())),
         Request::ApprovalsList => Response::ok(json!(core.approvals.list())),
-        Request::Approve { id, approver, reason } => match core.approvals.approve(&id, &approver, &reason) {
+        Request::Approve {
+            id,
+            approver,
+            reason,
+        } => match core.approvals.approve(&id, &approver, &reason) {
             Ok(released) => Response::ok(json!({ "released": released })),
             Err(e) => Response::err(e),
         },
-        Request::Deny { id, approver, reason } => match core.approvals.deny(&id, &approver, &reason) {
+        Request::Deny {
+            id,
+            approver,
+            reason,
+        } => match core.approvals.deny(&id, &approver, &reason) {
             Ok(()) => Response::ok(json!({ "denied": true })),
             Err(e) => Response::err(e),
         },
@@ -117,22 +158,40 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
             }
         }
         Request::Archive { older_than, to } => {
-            let older = match older_than.as_deref().map(humantime::parse_duration).transpose() {
+            let older = match older_than
+                .as_deref()
+                .map(humantime::parse_duration)
+                .transpose()
+            {
                 Ok(d) => d,
                 Err(e) => return Response::err(e),
             };
-            match crate::retention::archive(&core.store, older, &to, core.config.retention.online).await {
+            match crate::retention::archive(&core.store, older, &to, core.config.retention.online)
+                .await
+            {
                 Ok(r) => Response::ok(json!(r)),
                 Err(e) => Response::err(e),
             }
         }
         Request::Purge { session, by } => {
-            match crate::retention::purge(&core.store, session.as_deref(), core.config.retention.total, &by).await {
+            match crate::retention::purge(
+                &core.store,
+                session.as_deref(),
+                core.config.retention.total,
+                &by,
+            )
+            .await
+            {
                 Ok(r) => Response::ok(json!(r)),
                 Err(e) => Response::err(e),
             }
         }
-        Request::LegalHold { session, reason, release, by } => {
+        Request::LegalHold {
+            session,
+            reason,
+            release,
+            by,
+        } => {
             match crate::retention::legal_hold(&core.store, &session, &reason, release, &by).await {
                 Ok(id) => Response::ok(json!({ "session": id })),
                 Err(e) => Response::err(e),
@@ -141,7 +200,9 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
         Request::Journal { topic, text } => {
             // Only audit notes: recovery, policy and reaper notes are proctor's own.
             if topic != "audit" {
-                return Response::err(format!("journal topic {topic:?}: only \"audit\" may be written"));
+                return Response::err(format!(
+                    "journal topic {topic:?}: only \"audit\" may be written"
+                ));
             }
             match core.recorder.journal(&topic, &text).await {
                 Ok(()) => Response::ok(json!({ "recorded": true })),
@@ -155,7 +216,11 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
                 let text = core.redactor().text(&s.id, &text).into_owned();
                 s.add_reasoning(&text);
                 let ev = proctor_gate::Event::Annotation { source, text };
-                match core.recorder.record(s.key, crate::clock::now_ns(), &ev).await {
+                match core
+                    .recorder
+                    .record(s.key, crate::clock::now_ns(), &ev)
+                    .await
+                {
                     Ok(()) => Response::ok(json!({ "recorded": true })),
                     Err(e) => Response::err(e),
                 }
@@ -181,7 +246,11 @@ async fn serve_one(core: Arc<Core>, stream: UnixStream) {
 }
 
 /// Binds the socket (replacing a stale one) with owner-only permissions and serves it.
-pub async fn serve(core: Arc<Core>, path: PathBuf, mut shutdown: tokio::sync::watch::Receiver<bool>) -> std::io::Result<()> {
+pub async fn serve(
+    core: Arc<Core>,
+    path: PathBuf,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
@@ -201,9 +270,12 @@ pub async fn serve(core: Arc<Core>, path: PathBuf, mut shutdown: tokio::sync::wa
 /// Sends one request to a running proctor.
 pub async fn call(data: &Path, req: &Request) -> Result<Value, String> {
     let path = socket_path(data);
-    let stream = UnixStream::connect(&path)
-        .await
-        .map_err(|e| format!("cannot reach the running proctor at {}: {e}", path.display()))?;
+    let stream = UnixStream::connect(&path).await.map_err(|e| {
+        format!(
+            "cannot reach the running proctor at {}: {e}",
+            path.display()
+        )
+    })?;
     let (r, mut w) = stream.into_split();
     let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
     line.push(b'\n');

@@ -13,7 +13,10 @@ fn text_or_b64(data: &[u8]) -> (&'static str, Value) {
         Ok(s) => ("data", Value::String(s.to_string())),
         Err(_) => {
             use base64::Engine;
-            ("data_base64", Value::String(base64::engine::general_purpose::STANDARD.encode(data)))
+            (
+                "data_base64",
+                Value::String(base64::engine::general_purpose::STANDARD.encode(data)),
+            )
         }
     }
 }
@@ -34,24 +37,43 @@ pub fn event_fields(e: &Event) -> Value {
             "privilege": s.privilege.as_str(), "client_addr": s.client_addr, "grant": s.grant,
             "proctor_version": s.proctor_version,
         }),
-        Event::SessionEnd { outcome, reason } => json!({ "outcome": outcome.as_str(), "reason": reason }),
+        Event::SessionEnd { outcome, reason } => {
+            json!({ "outcome": outcome.as_str(), "reason": reason })
+        }
         Event::ClientParams { params } => {
             json!({ "params": params.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>() })
         }
-        Event::ChannelOpen { channel, kind, detail } => {
+        Event::ChannelOpen {
+            channel,
+            kind,
+            detail,
+        } => {
             json!({ "channel": channel, "channel_kind": kind.as_str(), "detail": detail })
         }
-        Event::ChannelRequest { channel, request, detail, accepted } => {
+        Event::ChannelRequest {
+            channel,
+            request,
+            detail,
+            accepted,
+        } => {
             json!({ "channel": channel, "request": request, "detail": detail, "accepted": accepted })
         }
-        Event::Resize { channel, cols, rows } => json!({ "channel": channel, "cols": cols, "rows": rows }),
+        Event::Resize {
+            channel,
+            cols,
+            rows,
+        } => json!({ "channel": channel, "cols": cols, "rows": rows }),
         Event::Input { channel, data } => {
             let (k, v) = text_or_b64(data);
             let mut o = json!({ "channel": channel, "bytes": data.len() });
             o[k] = v;
             o
         }
-        Event::Output { channel, stream, data } => {
+        Event::Output {
+            channel,
+            stream,
+            data,
+        } => {
             let (k, v) = text_or_b64(data);
             let mut o = json!({
                 "channel": channel,
@@ -64,7 +86,11 @@ pub fn event_fields(e: &Event) -> Value {
         Event::Exec { channel, command } => json!({ "channel": channel, "command": command }),
         Event::CommandLine { channel, line } => json!({ "channel": channel, "line": line }),
         Event::ExitStatus { channel, status } => json!({ "channel": channel, "status": status }),
-        Event::ExitSignal { channel, signal, message } => {
+        Event::ExitSignal {
+            channel,
+            signal,
+            message,
+        } => {
             json!({ "channel": channel, "signal": signal, "message": message })
         }
         Event::ChannelClose { channel, summary } => json!({
@@ -88,7 +114,12 @@ pub fn event_fields(e: &Event) -> Value {
             "duration_ns": r.duration_ns, "columns": r.columns, "sample_rows": r.sample_rows,
             "digest": hex::encode(r.digest), "suspended": r.suspended,
         }),
-        Event::Copy { statement_id, direction, bytes, digest } => json!({
+        Event::Copy {
+            statement_id,
+            direction,
+            bytes,
+            digest,
+        } => json!({
             "statement_id": statement_id, "direction": direction.as_str(), "bytes": bytes, "sha256": hex::encode(digest),
         }),
         Event::TargetMessage { kind, text } => json!({ "message_kind": kind, "text": text }),
@@ -106,14 +137,24 @@ pub fn event_fields(e: &Event) -> Value {
             "valid_after": format_ns(c.valid_after_ns), "valid_before": format_ns(c.valid_before_ns), "detail": c.detail,
         }),
         Event::CredentialRevoked { name, detail } => json!({ "name": name, "detail": detail }),
-        Event::ProtocolError { party, message } => json!({ "party": party.as_str(), "message": message }),
-        Event::Retention { online_until_ns, retain_until_ns, policy } => json!({
+        Event::ProtocolError { party, message } => {
+            json!({ "party": party.as_str(), "message": message })
+        }
+        Event::Retention {
+            online_until_ns,
+            retain_until_ns,
+            policy,
+        } => json!({
             "online_until": format_ns(*online_until_ns), "retain_until": format_ns(*retain_until_ns), "policy": policy,
         }),
     }
 }
 
-pub fn record_json(header: &RecordHeader, hash: &[u8; 32], body: &Result<Body, DecodeError>) -> Value {
+pub fn record_json(
+    header: &RecordHeader,
+    hash: &[u8; 32],
+    body: &Result<Body, DecodeError>,
+) -> Value {
     let mut o = json!({
         "seq": header.seq,
         "ts": format_ns(header.ts_ns),

@@ -91,7 +91,8 @@ impl CoreAuthority {
         let mut last = None;
         // Start-up parameters and the stated reason bypass the session gate: redact them here.
         let redactor = self.core.redactor();
-        let mut redaction = crate::redact::SessionRedaction::new(&crate::recorder::index::session_id_string(&key));
+        let mut redaction =
+            crate::redact::SessionRedaction::new(&crate::recorder::index::session_id_string(&key));
         for e in events {
             let redacted = redactor.event(&mut redaction, e);
             let e = redacted.as_ref().unwrap_or(e);
@@ -100,19 +101,33 @@ impl CoreAuthority {
                     .recorder
                     .append(key, now_ns(), e)
                     .await
-                    .map_err(|e| Refusal::new(RefusalKind::RecorderFailed, format!("proctor cannot record right now ({e}); no session may open")))?,
+                    .map_err(|e| {
+                        Refusal::new(
+                            RefusalKind::RecorderFailed,
+                            format!("proctor cannot record right now ({e}); no session may open"),
+                        )
+                    })?,
             );
         }
         if let Some(t) = last {
             t.wait().await.map_err(|e| {
-                Refusal::new(RefusalKind::RecorderFailed, format!("proctor cannot record right now ({e}); no session may open"))
+                Refusal::new(
+                    RefusalKind::RecorderFailed,
+                    format!("proctor cannot record right now ({e}); no session may open"),
+                )
             })?;
         }
         Ok(())
     }
 
     /// Records a whole refused session: start, the refusal as a verdict, a sealed `denied` end.
-    async fn record_refusal(&self, req: &SessionRequest, refusal: &Refusal, privilege: Privilege, grant: &str) {
+    async fn record_refusal(
+        &self,
+        req: &SessionRequest,
+        refusal: &Refusal,
+        privilege: Privilege,
+        grant: &str,
+    ) {
         let (id, key) = new_session();
         let mut events = vec![Event::SessionStart(SessionInfo {
             agent: req.agent.clone(),
@@ -165,7 +180,10 @@ impl CoreAuthority {
             ));
         }
         if config.agent(&req.agent).is_none() {
-            return Err(Refusal::new(RefusalKind::UnknownAgent, format!("unknown agent {:?}", req.agent)));
+            return Err(Refusal::new(
+                RefusalKind::UnknownAgent,
+                format!("unknown agent {:?}", req.agent),
+            ));
         }
         let target = match config.target(&req.target) {
             Some(t) if t.protocol() == Some(req.protocol) => t.clone(),
@@ -183,8 +201,14 @@ impl CoreAuthority {
                 Refusal::new(
                     RefusalKind::NotGranted,
                     match &req.login {
-                        Some(l) => format!("agent {:?} has no grant for {:?} as {l:?}", req.agent, req.target),
-                        None => format!("agent {:?} has no grant for target {:?}", req.agent, req.target),
+                        Some(l) => format!(
+                            "agent {:?} has no grant for {:?} as {l:?}",
+                            req.agent, req.target
+                        ),
+                        None => format!(
+                            "agent {:?} has no grant for target {:?}",
+                            req.agent, req.target
+                        ),
                     },
                 )
             })?;
@@ -201,7 +225,10 @@ fn reason_from(params: &[(String, String)]) -> Option<String> {
     }
     // PostgreSQL clients pass custom settings in `options`: `-c proctor.reason=...`, with
     // spaces in the value escaped by a backslash (libpq's convention).
-    let options = params.iter().find(|(k, _)| k == "options").map(|(_, v)| v.as_str())?;
+    let options = params
+        .iter()
+        .find(|(k, _)| k == "options")
+        .map(|(_, v)| v.as_str())?;
     let at = options.find("proctor.reason=")? + "proctor.reason=".len();
     let mut reason = String::new();
     let mut chars = options[at..].chars();
@@ -235,7 +262,8 @@ impl Authority for CoreAuthority {
             Ok(x) => x,
             Err(refusal) => {
                 if refusal.kind != RefusalKind::RecorderFailed {
-                    self.record_refusal(&req, &refusal, Privilege::Routine, "").await;
+                    self.record_refusal(&req, &refusal, Privilege::Routine, "")
+                        .await;
                 }
                 return Err(refusal);
             }
@@ -244,12 +272,16 @@ impl Authority for CoreAuthority {
         let reason = reason_from(&req.params);
         // SSH clients send their environment (PROCTOR_REASON) only after authentication, so
         // for SSH the reason is required before the first action instead (SessionGate::decide).
-        if privilege == Privilege::BreakGlass && reason.is_none() && req.protocol == Protocol::Postgres {
+        if privilege == Privilege::BreakGlass
+            && reason.is_none()
+            && req.protocol == Protocol::Postgres
+        {
             let refusal = Refusal::new(
                 RefusalKind::NotGranted,
                 "break-glass access needs a stated reason: set PROCTOR_REASON (SSH: -o SetEnv=PROCTOR_REASON=...; PostgreSQL: options=-cproctor.reason=...)",
             );
-            self.record_refusal(&req, &refusal, privilege, &grant.name).await;
+            self.record_refusal(&req, &refusal, privilege, &grant.name)
+                .await;
             return Err(refusal);
         }
         let login = match target.protocol() {
@@ -300,20 +332,33 @@ impl Authority for CoreAuthority {
         let endpoint = match endpoint(&target, &grant) {
             Ok(e) => e,
             Err(msg) => {
-                return Err(self.fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, msg).await);
+                return Err(self
+                    .fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, msg)
+                    .await);
             }
         };
         let (credential, revocation, record) = match target.protocol() {
             Some(Protocol::Postgres) => {
                 let admin = match admin_target(&target) {
                     Ok(a) => a,
-                    Err(msg) => return Err(self.fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, msg).await),
+                    Err(msg) => {
+                        return Err(self
+                            .fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, msg)
+                            .await);
+                    }
                 };
                 let member_of = grant.role.clone().unwrap_or_default();
                 match self
                     .core
                     .pg_roles
-                    .issue(&admin, &req.agent, &id, &member_of, grant.max_session, grant.connection_limit)
+                    .issue(
+                        &admin,
+                        &req.agent,
+                        &id,
+                        &member_of,
+                        grant.max_session,
+                        grant.connection_limit,
+                    )
                     .await
                 {
                     Ok(issued) => (
@@ -328,7 +373,17 @@ impl Authority for CoreAuthority {
                         },
                         issued.record,
                     ),
-                    Err(e) => return Err(self.fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, e.to_string()).await),
+                    Err(e) => {
+                        return Err(self
+                            .fail_open(
+                                key,
+                                &id,
+                                &req.target,
+                                RefusalKind::CredentialFailed,
+                                e.to_string(),
+                            )
+                            .await);
+                    }
                 }
             }
             _ => {
@@ -355,7 +410,17 @@ impl Authority for CoreAuthority {
                         },
                         issued.record,
                     ),
-                    Err(e) => return Err(self.fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, e.to_string()).await),
+                    Err(e) => {
+                        return Err(self
+                            .fail_open(
+                                key,
+                                &id,
+                                &req.target,
+                                RefusalKind::CredentialFailed,
+                                e.to_string(),
+                            )
+                            .await);
+                    }
                 }
             }
         };
@@ -387,7 +452,11 @@ impl Authority for CoreAuthority {
                 .as_deref()
                 .and_then(|h| crate::monitor::parse_hours(h).ok()),
         });
-        let gate = Arc::new(SessionGate::new(self.core.clone(), live.clone(), revocation));
+        let gate = Arc::new(SessionGate::new(
+            self.core.clone(),
+            live.clone(),
+            revocation,
+        ));
         // Registered before the credential record is durable so that a failure below still
         // goes through `end`, which revokes.
         self.core.sessions.insert(live.clone());
@@ -397,8 +466,12 @@ impl Authority for CoreAuthority {
             .record(key, now_ns(), &Event::CredentialIssued(record))
             .await
         {
-            let _ = proctor_gate::Gate::end(gate.as_ref(), Outcome::Interrupted, "recorder failed").await;
-            return Err(Refusal::new(RefusalKind::RecorderFailed, format!("proctor cannot record right now ({e})")));
+            let _ = proctor_gate::Gate::end(gate.as_ref(), Outcome::Interrupted, "recorder failed")
+                .await;
+            return Err(Refusal::new(
+                RefusalKind::RecorderFailed,
+                format!("proctor cannot record right now ({e})"),
+            ));
         }
         self.core.bus.publish(LiveEvent::SessionStart {
             session_id: id.clone(),
@@ -430,13 +503,21 @@ impl Authority for CoreAuthority {
     }
 
     async fn refuse(&self, request: SessionRequest, refusal: Refusal) {
-        self.record_refusal(&request, &refusal, Privilege::Routine, "").await;
+        self.record_refusal(&request, &refusal, Privilege::Routine, "")
+            .await;
     }
 }
 
 impl CoreAuthority {
     /// Seals a session whose start was recorded but whose credentials could not be issued.
-    async fn fail_open(&self, key: SessionKey, id: &str, target: &str, kind: RefusalKind, msg: String) -> Refusal {
+    async fn fail_open(
+        &self,
+        key: SessionKey,
+        id: &str,
+        target: &str,
+        kind: RefusalKind,
+        msg: String,
+    ) -> Refusal {
         let message = format!("cannot issue credentials for the target: {msg}");
         let _ = self
             .record_all(
@@ -450,18 +531,32 @@ impl CoreAuthority {
                 ],
             )
             .await;
-        if let Err(e) = self.core.recorder.seal(key, now_ns(), Outcome::Denied, &message).await {
+        if let Err(e) = self
+            .core
+            .recorder
+            .seal(key, now_ns(), Outcome::Denied, &message)
+            .await
+        {
             tracing::error!(session = %id, error = %e, "could not seal a failed session");
         }
         tracing::warn!(session = %id, "{message}");
-        Refusal::new(kind, "proctor could not issue credentials for the target; see the proctor log")
+        Refusal::new(
+            kind,
+            "proctor could not issue credentials for the target; see the proctor log",
+        )
     }
 }
 
 fn spawn_max_session_timer(core: Arc<Core>, id: String, max: std::time::Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(max).await;
-        if core.sessions.kill(&id, &format!("maximum session length ({}) reached", humantime::format_duration(max))) {
+        if core.sessions.kill(
+            &id,
+            &format!(
+                "maximum session length ({}) reached",
+                humantime::format_duration(max)
+            ),
+        ) {
             tracing::info!(session = %id, "maximum session length reached");
         }
     });

@@ -35,7 +35,12 @@ pub struct Core {
 pub fn key_fingerprint_text(line: &str) -> Option<String> {
     let key = russh::keys::PublicKey::from_openssh(line.trim()).ok()?;
     let text = key.to_openssh().ok()?;
-    Some(text.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+    Some(
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 impl Core {

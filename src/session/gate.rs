@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use proctor_gate::{
-    Action, ApprovalOutcome, ApprovalRecord, Decision, DenyCause, Durable, Event, Gate,
-    GateError, Hold, Outcome, Resolution, SftpOp, VerdictKind, VerdictRecord,
+    Action, ApprovalOutcome, ApprovalRecord, Decision, DenyCause, Durable, Event, Gate, GateError,
+    Hold, Outcome, Resolution, SftpOp, VerdictKind, VerdictRecord,
 };
 use tokio::sync::{Mutex, oneshot, watch};
 
@@ -18,8 +18,8 @@ use crate::approvals::{Answer, PendingView};
 use crate::bus::LiveEvent;
 use crate::clock::now_ns;
 use crate::credentials::pg_roles::AdminTarget;
-use crate::policy::{Context, RuleAction};
 use crate::monitor::Response;
+use crate::policy::{Context, RuleAction};
 use crate::recorder::{RecorderError, Ticket};
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -113,7 +113,9 @@ fn describe(action: &Action) -> (String, String, String, Vec<String>) {
             String::new(),
             vec![],
         ),
-        Action::SftpChange { op, path, .. } => ("sftp".into(), format!("{op} {path}"), String::new(), vec![]),
+        Action::SftpChange { op, path, .. } => {
+            ("sftp".into(), format!("{op} {path}"), String::new(), vec![])
+        }
     }
 }
 
@@ -145,8 +147,12 @@ impl SessionGate {
 
     /// Records `event` as redaction leaves it: only the redacted/sealed form is hashed.
     async fn append(&self, event: &Event) -> Result<Ticket, GateError> {
-        let redacted = self.core.redactor().event(&mut lock(&self.redaction), event);
-        self.append_recorded(redacted.as_ref().unwrap_or(event)).await
+        let redacted = self
+            .core
+            .redactor()
+            .event(&mut lock(&self.redaction), event);
+        self.append_recorded(redacted.as_ref().unwrap_or(event))
+            .await
     }
 
     /// Records an event that is already in its recorded (redacted) form.
@@ -189,7 +195,10 @@ impl SessionGate {
             self.publish_alert(&f.alert);
             match f.response {
                 Response::Alert => {}
-                Response::Hold => *lock(&self.live.hold_next) = Some((f.alert.rule.clone(), f.alert.message.clone())),
+                Response::Hold => {
+                    *lock(&self.live.hold_next) =
+                        Some((f.alert.rule.clone(), f.alert.message.clone()))
+                }
                 Response::Kill => {
                     self.core.sessions.kill(&self.live.id, &f.alert.message);
                 }
@@ -333,7 +342,9 @@ impl Gate for SessionGate {
         self.check_open()?;
         let ticket = self.append(&event).await?;
         self.observe(&event).await?;
-        Ok(Durable(Box::pin(async move { ticket.wait().await.map_err(recorder_err) })))
+        Ok(Durable(Box::pin(async move {
+            ticket.wait().await.map_err(recorder_err)
+        })))
     }
 
     async fn decide(&self, action: Action) -> Result<Decision, GateError> {
@@ -351,20 +362,28 @@ impl Gate for SessionGate {
         let findings = {
             let mut w = lock(&self.live.watch);
             let (core, live) = (&self.core, &self.live);
-            core.monitor
-                .on_action(&live.agent, live.active_hours, &mut w, &action, now, |item| {
+            core.monitor.on_action(
+                &live.agent,
+                live.active_hours,
+                &mut w,
+                &action,
+                now,
+                |item| {
                     core.store
                         .index()
                         .baseline_insert(&live.agent, item, &live.id)
                         .unwrap_or(false)
-                })
+                },
+            )
         };
         let mut monitor_hold = lock(&self.live.hold_next).take();
         let mut kill_after = None;
         for f in findings {
             match f.response {
                 Response::Alert => {}
-                Response::Hold => monitor_hold = Some((f.alert.rule.clone(), f.alert.message.clone())),
+                Response::Hold => {
+                    monitor_hold = Some((f.alert.rule.clone(), f.alert.message.clone()))
+                }
                 Response::Kill => kill_after = Some(f.alert.message.clone()),
             }
             judgement.alerts.push(f.alert);
@@ -382,7 +401,9 @@ impl Gate for SessionGate {
             judgement.rule = "monitor:kill".into();
             judgement.reason = reason.clone();
         }
-        if self.live.privilege == proctor_gate::Privilege::BreakGlass && self.live.reasoning().is_empty() {
+        if self.live.privilege == proctor_gate::Privilege::BreakGlass
+            && self.live.reasoning().is_empty()
+        {
             judgement.action = RuleAction::Deny;
             judgement.rule = "break-glass".into();
             judgement.reason = "break-glass access needs a stated reason first: set PROCTOR_REASON (ssh -o SetEnv=PROCTOR_REASON=...)".into();
@@ -394,7 +415,10 @@ impl Gate for SessionGate {
         }
         // Policy judged the clear action; what is recorded, and shown to approvers, is the
         // redacted one.
-        let redacted = self.core.redactor().action(&mut lock(&self.redaction), &action);
+        let redacted = self
+            .core
+            .redactor()
+            .action(&mut lock(&self.redaction), &action);
         let action = redacted.unwrap_or(action);
         if let Action::Statement(s) = &action
             && let Some(r) = &s.reasoning
@@ -489,13 +513,15 @@ impl Gate for SessionGate {
                 target,
                 user,
                 member_of,
-            } => Some(match self.core.pg_roles.revoke(&target, &user, &member_of).await {
-                Ok(detail) => Event::CredentialRevoked { name: user, detail },
-                Err(e) => Event::ProtocolError {
-                    party: proctor_gate::Party::Proctor,
-                    message: format!("could not drop role {user}: {e}; the reaper will retry"),
+            } => Some(
+                match self.core.pg_roles.revoke(&target, &user, &member_of).await {
+                    Ok(detail) => Event::CredentialRevoked { name: user, detail },
+                    Err(e) => Event::ProtocolError {
+                        party: proctor_gate::Party::Proctor,
+                        message: format!("could not drop role {user}: {e}; the reaper will retry"),
+                    },
                 },
-            }),
+            ),
             Revocation::SshCertificate {
                 name,
                 valid_before_ns,
@@ -510,12 +536,21 @@ impl Gate for SessionGate {
         };
         let mut result = Ok(());
         if let Some(ev) = revoke_event
-            && let Err(e) = self.core.recorder.record(self.live.key, now_ns(), &ev).await
+            && let Err(e) = self
+                .core
+                .recorder
+                .record(self.live.key, now_ns(), &ev)
+                .await
         {
             result = Err(recorder_err(e));
         }
         let retention = self.core.retention_event(&self.live.target);
-        if let Err(e) = self.core.recorder.record(self.live.key, now_ns(), &retention).await {
+        if let Err(e) = self
+            .core
+            .recorder
+            .record(self.live.key, now_ns(), &retention)
+            .await
+        {
             result = Err(recorder_err(e));
         }
         if let Err(e) = self
