@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod dev;
 pub mod export;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod listeners;
 pub mod monitor;
 pub mod ops;
