@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# PostgreSQL front end benchmark (issue 3): pgbench select-only (-S), 8 clients, `-M simple`
+# and `-M prepared`, against a local PostgreSQL directly, through `proctor serve` (its real
+# durable recorder, the shipped policies, a `routine` grant so nothing is held: every statement
+# and its verdict are fdatasync'd before the statement is forwarded), and through Debian's
+# pgbouncer (session pooling). Runs are interleaved (direct, proctor, pgbouncer, repeated) to
+# spread drift; prints TPS and mean latency per run, the means, the ratios proctor/direct and
+# proctor/pgbouncer, and the events per second proctor recorded during its runs. Ends with
+# `proctor verify` over everything recorded.
+#
+# Env: PROCTOR_BIN (default: build target/release/proctor), DURATION (s per run, default 12),
+# ROUNDS (default 3), CLIENTS (default 8), SCALE (default 10), MODES (default "simple prepared"),
+# KEEP=1 keeps the work directory.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+duration=${DURATION:-12}
+rounds=${ROUNDS:-3}
+clients=${CLIENTS:-8}
+scale=${SCALE:-10}
+modes=${MODES:-simple prepared}
+if [[ -z "${PROCTOR_BIN:-}" ]]; then
+  cargo build --release --locked --bin proctor >/dev/null
+  PROCTOR_BIN=$repo/target/release/proctor
+fi
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[[ -x "$pgbin/initdb" ]] || { echo "needs PostgreSQL server binaries (apt-get install postgresql)" >&2; exit 2; }
+command -v pgbench >/dev/null || { echo "needs pgbench (apt-get install postgresql-contrib)" >&2; exit 2; }
+pgbouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+if [[ ! -x "$pgbouncer" ]]; then
+  if [[ $(id -u) == 0 ]]; then
+    apt-get install -y pgbouncer >/dev/null
+  else
+    echo "needs pgbouncer (apt-get install pgbouncer)" >&2; exit 2
+  fi
+fi
+
+# The recorder's store must be on a real disk (fdatasync is the point), not a tmpfs.
+dir=$(mktemp -d /var/tmp/proctor-pg-bench.XXXXXX)
+chmod 755 "$dir"
+as_pg=()
+if [[ $(id -u) == 0 ]]; then
+  chown postgres "$dir"
+  as_pg=(runuser -u postgres --)
+fi
+proctor_pid=
+bouncer_pid=
+cleanup() {
+  [[ -n "$proctor_pid" ]] && kill "$proctor_pid" 2>/dev/null && wait "$proctor_pid" 2>/dev/null || true
+  [[ -n "$bouncer_pid" ]] && kill "$bouncer_pid" 2>/dev/null || true
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/pg" -m immediate stop >/dev/null 2>&1 || true
+  if [[ -z "${KEEP:-}" ]]; then rm -rf "$dir"; else echo "kept $dir" >&2; fi
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+# --- the target -------------------------------------------------------------------------------
+pg_port=$(free_port)
+"${as_pg[@]}" "$pgbin/initdb" -D "$dir/pg" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+"${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w \
+  -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=128MB" \
+  start >/dev/null
+psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$pg_port user=postgres dbname=$1" -c "$2"; }
+psql_admin postgres "CREATE DATABASE bench"
+pgbench -q -i -s "$scale" "host=127.0.0.1 port=$pg_port user=postgres dbname=bench" >/dev/null 2>&1
+# The grant's role: proctor's just-in-time role for each session is a member of it.
+psql_admin bench "CREATE ROLE bench_read NOLOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_read;"
+psql_admin bench "VACUUM ANALYZE"
+
+# --- pgbouncer (session pooling, trust towards it as towards the target) -----------------------
+bouncer_port=$(free_port)
+mkdir -p "$dir/bouncer"
+cat >"$dir/bouncer/pgbouncer.ini" <<EOF
+[databases]
+bench = host=127.0.0.1 port=$pg_port dbname=bench user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/bouncer/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 50
+logfile = $dir/bouncer/pgbouncer.log
+pidfile = $dir/bouncer/pgbouncer.pid
+EOF
+echo '"postgres" ""' >"$dir/bouncer/userlist.txt"
+[[ $(id -u) == 0 ]] && chown -R postgres "$dir/bouncer"
+"${as_pg[@]}" "$pgbouncer" -q "$dir/bouncer/pgbouncer.ini" &
+bouncer_pid=$!
+wait_port "$bouncer_port" || { echo "pgbouncer did not start" >&2; cat "$dir/bouncer/pgbouncer.log" >&2; exit 1; }
+
+# --- proctor --------------------------------------------------------------------------------
+secret=bench-agent-secret
+verifier=$(printf '%s\n' "$secret" | "$PROCTOR_BIN" agent-secret | sed -n 's/^verifier: //p')
+proctor_port=$(free_port)
+mkdir -p "$dir/proctor"
+cat >"$dir/proctor/proctor.toml" <<EOF
+data_dir = "$dir/proctor/data"
+policies = ["$repo/policies"]
+
+[listen]
+postgres = "127.0.0.1:$proctor_port"
+
+[[agents]]
+name = "bench-agent"
+postgres_scram = "$verifier"
+
+[[targets]]
+name = "bench"
+kind = "postgres"
+host = "127.0.0.1"
+port = $pg_port
+dbname = "bench"
+admin_dsn = "host=127.0.0.1 port=$pg_port user=postgres dbname=bench"
+
+[[grants]]
+name = "bench"
+agent = "bench-agent"
+target = "bench"
+privilege = "routine"
+role = "bench_read"
+connection_limit = 1000
+EOF
+PROCTOR_LOG=${PROCTOR_LOG:-warn} "$PROCTOR_BIN" serve --config "$dir/proctor/proctor.toml" \
+  >"$dir/proctor/proctor.log" 2>&1 &
+proctor_pid=$!
+wait_port "$proctor_port" || { echo "proctor did not start" >&2; cat "$dir/proctor/proctor.log" >&2; exit 1; }
+
+conninfo() { # $1 = direct | proctor | pgbouncer
+  case $1 in
+    direct) echo "host=127.0.0.1 port=$pg_port user=postgres dbname=bench sslmode=disable" ;;
+    proctor) echo "host=127.0.0.1 port=$proctor_port user=bench-agent dbname=bench sslmode=disable" ;;
+    pgbouncer) echo "host=127.0.0.1 port=$bouncer_port user=postgres dbname=bench sslmode=disable" ;;
+  esac
+}
+
+# Events recorded so far, over every session in the store.
+recorded_events() {
+  "$PROCTOR_BIN" sessions list --json --data "$dir/proctor/data" 2>/dev/null \
+    | python3 -c 'import json,sys; print(sum(s.get("events",0) for s in json.load(sys.stdin)))'
+}
+
+results=$dir/results.txt
+: >"$results"
+printf '%-9s %-10s %5s %10s %10s\n' mode via run tps "lat ms"
+for mode in $modes; do
+  for r in $(seq "$rounds"); do
+    # Rotate the order each round so no configuration always runs first.
+    case $(( r % 3 )) in
+      1) order="direct proctor pgbouncer" ;;
+      2) order="proctor pgbouncer direct" ;;
+      0) order="pgbouncer direct proctor" ;;
+    esac
+    for via in $order; do
+      [[ $via == proctor ]] && before=$(recorded_events)
+      out=$(PGPASSWORD=$secret pgbench -n -S -M "$mode" -T "$duration" -c "$clients" -j "$clients" \
+        "$(conninfo "$via")" 2>&1) || { echo "$out" >&2; exit 1; }
+      tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+      lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
+      events=0
+      if [[ $via == proctor ]]; then
+        # Sessions end (and their last events land) just after pgbench disconnects.
+        sleep 1
+        events=$(( $(recorded_events) - before ))
+      fi
+      printf '%-9s %-10s %5d %10.0f %10.3f\n' "$mode" "$via" "$r" "$tps" "$lat"
+      echo "$mode $via $r $tps $lat $events" >>"$results"
+    done
+  done
+done
+
+echo
+python3 - "$results" "$duration" <<'EOF'
+import sys, collections
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+duration = float(sys.argv[2])
+tps, lat, ev = collections.defaultdict(list), collections.defaultdict(list), collections.defaultdict(list)
+for mode, via, _r, t, l, e in rows:
+    tps[mode, via].append(float(t)); lat[mode, via].append(float(l)); ev[mode, via].append(int(e))
+mean = lambda v: sum(v) / len(v)
+print("%-9s %10s %10s %10s %10s %10s %10s %10s %10s" % (
+    "mode", "direct", "proctor", "pgbouncer", "lat dir", "lat prx", "lat bnc", "prx/dir", "prx/bnc"))
+for mode in dict.fromkeys(m for m, _ in tps):
+    d, p, b = (mean(tps[mode, v]) for v in ("direct", "proctor", "pgbouncer"))
+    ld, lp, lb = (mean(lat[mode, v]) for v in ("direct", "proctor", "pgbouncer"))
+    print("%-9s %10.0f %10.0f %10.0f %10.3f %10.3f %10.3f %10.3f %10.3f" % (mode, d, p, b, ld, lp, lb, p / d, p / b))
+for mode in dict.fromkeys(m for m, _ in tps):
+    # Each pgbench -S transaction is one statement: its action event and its verdict (plus the
+    # statement result), all durable.
+    print("%-9s proctor recorded %.0f events/s (%.0f events per transaction)" % (
+        mode, mean(ev[mode, "proctor"]) / duration,
+        mean(ev[mode, "proctor"]) / (mean(tps[mode, "proctor"]) * duration)))
+EOF
+kill "$proctor_pid"; wait "$proctor_pid" 2>/dev/null || true; proctor_pid=
+echo
+"$PROCTOR_BIN" verify --data "$dir/proctor/data" | tail -1
