@@ -73,7 +73,7 @@ if [ ${#ssh_args[@]} -gt 0 ]; then
   # 5. interactive shells typing commands.
   ( while [ "$(date +%s)" -lt "$end" ]; do
       { for i in 1 2 3 4 5; do echo "echo soak-$i; date"; sleep 0.2; done; echo exit; } |
-        ssh -tt -o BatchMode=yes "${ssh_args[@]}" >/dev/null 2>>"$errors" || echo "ssh shell failed" >>"$errors"
+        ssh -tt -o BatchMode=yes "${ssh_args[@]}" >/dev/null 2>>"$work/stderr" || echo "ssh shell failed" >>"$errors"
     done ) & pids+=($!)
 fi
 
@@ -89,10 +89,10 @@ fd_end=$(fds)
 r=$(rss_kb); [ "$r" -gt "$peak" ] && peak=$r
 kill -TERM "$proctor"; wait "$proctor" || true; proctor=
 
-sessions=$("$bin" sessions list --data "$data" --json)
-python3 - "$sessions" <<'EOF'
+"$bin" sessions list --data "$data" --json >"$work/sessions.json"
+python3 - "$work/sessions.json" <<'EOF'
 import json, sys
-s = json.loads(sys.argv[1])
+s = json.load(open(sys.argv[1]))
 print(f"sessions:    {len(s)} ({sum(1 for x in s if x.get('protocol')=='postgres')} postgres, {sum(1 for x in s if x.get('protocol')=='ssh')} ssh)")
 print(f"statements:  {sum(x.get('statements',0) for x in s)}")
 print(f"commands:    {sum(x.get('commands',0) for x in s)}")
@@ -101,8 +101,8 @@ outcomes = {}
 for x in s: outcomes[x.get('outcome')] = outcomes.get(x.get('outcome'), 0) + 1
 print(f"outcomes:    {outcomes}")
 EOF
-echo "errors:      $(grep -c . "$errors" || true) client errors"
-grep . "$errors" | sort | uniq -c | sort -rn | head -5 || true
+echo "errors:      $(grep -c 'failed' "$errors" || true) client failures"
+grep 'failed' "$errors" | sort | uniq -c | sort -rn | head -5 || true
 echo "peak RSS:    $((peak / 1024)) MiB"
 echo "open fds:    $fd_start at start, $fd_end at the end"
 "$bin" verify --data "$data" | tail -1
