@@ -123,9 +123,8 @@ impl Builtin {
             Builtin::ApiKeyHeader => contains_ci(b, b"key") || contains_ci(b, b"token"),
             Builtin::BearerToken => contains_ci(b, b"bearer"),
             Builtin::PrivateKey => memchr::memmem::find(b, b"PRIVATE KEY").is_some(),
-            Builtin::AwsAccessKey => b
-                .windows(2)
-                .any(|w| w[0] == b'A' && w[1].is_ascii_uppercase()),
+            Builtin::AwsAccessKey => memchr::memchr_iter(b'A', b)
+                .any(|i| b.get(i + 1).is_some_and(u8::is_ascii_uppercase)),
             Builtin::AwsSecretKey => contains_ci(b, b"secret"),
             Builtin::GcpApiKey => memchr::memmem::find(b, b"AIza").is_some(),
             Builtin::GcpAccessToken => memchr::memmem::find(b, b"ya29.").is_some(),
@@ -217,11 +216,23 @@ pub fn find_regex(re: &Regex, text: &str, out: &mut Vec<(usize, usize)>) {
     }
 }
 
+/// ASCII case-insensitive substring test. Terminal output and SSH input pass through here
+/// chunk by chunk at line rate, so candidates are found with `memchr` on the first byte (both
+/// cases) rather than by comparing at every position.
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.len() >= needle.len()
-        && hay
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    if hay.len() < needle.len() {
+        return false;
+    }
+    let last_start = hay.len() - needle.len();
+    memchr::memchr2_iter(
+        first.to_ascii_lowercase(),
+        first.to_ascii_uppercase(),
+        &hay[..=last_start],
+    )
+    .any(|i| hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest))
 }
 
 fn digit_run_at_least(b: &[u8], n: usize) -> bool {
@@ -511,6 +522,17 @@ fn card_numbers(text: &str, out: &mut Vec<(usize, usize)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contains_ci_finds_any_case_at_any_position() {
+        assert!(contains_ci(b"PassWord=1", b"passw"));
+        assert!(contains_ci(b"xx pASSw", b"passw"));
+        assert!(contains_ci(b"passw", b"passw"));
+        assert!(!contains_ci(b"pass", b"passw"));
+        assert!(!contains_ci(b"p a s s w", b"passw"));
+        assert!(contains_ci(b"anything", b""));
+        assert!(!contains_ci(b"", b"key"));
+    }
 
     fn spans(b: Builtin, text: &str) -> Vec<String> {
         let mut out = Vec::new();

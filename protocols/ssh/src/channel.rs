@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use proctor_gate::{
-    Action, ChannelKind, Decision, Event, GateError, OutputStream, Resolution, TransferSummary,
+    Action, ChannelKind, Decision, Durable, Event, GateError, OutputStream, Resolution,
+    TransferSummary,
 };
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig, client, server};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::lines::{LineTracker, Step};
 use crate::record::{OutputLog, Tally};
@@ -115,17 +116,14 @@ fn sig_name(sig: &Sig) -> String {
 /// window as soon as data arrives, so the only brake on an agent is a reader that stops
 /// reading, which stalls the whole connection, the agent's window adjustments included. With
 /// output waiting for those adjustments while input waits for the target, the relay would
-/// deadlock (`... | ssh proctor cat` does it at once). So the reader never stops early:
-/// past `soft` queued bytes the connection's window grants are throttled instead (see
-/// `Pressure`), which bounds the queue to about `soft` plus one window; `hard` is only a
-/// safety net.
+/// deadlock (`... | ssh proctor cat` does it at once). So the reader never stops early: the
+/// window grants of this channel shrink with its queue instead (see `Pressure`), which keeps
+/// the queue near one window; `hard` is only a safety net.
 struct Feed {
     queue: Mutex<VecDeque<ChannelMsg>>,
-    bytes: AtomicUsize,
+    /// Queued bytes; shared with the connection's `Pressure`, which sizes window grants.
+    bytes: Arc<AtomicUsize>,
     ended: AtomicBool,
-    channel: u32,
-    soft: usize,
-    pressure: Arc<Pressure>,
     /// A message arrived, or the reader ended (one consumer).
     data: Notify,
     /// Room in the queue (one waiter: the reader).
@@ -143,17 +141,11 @@ fn msg_size(m: &ChannelMsg) -> usize {
 
 impl Feed {
     fn added(&self, n: usize) {
-        let b = self.bytes.fetch_add(n, Ordering::AcqRel) + n;
-        if b > self.soft {
-            self.pressure.set(self.channel, true);
-        }
+        self.bytes.fetch_add(n, Ordering::AcqRel);
     }
 
     fn removed(&self, n: usize) {
-        let b = self.bytes.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
-        if b <= self.soft / 2 {
-            self.pressure.set(self.channel, false);
-        }
+        self.bytes.fetch_sub(n, Ordering::AcqRel);
         self.space.notify_one();
     }
 }
@@ -177,7 +169,6 @@ async fn read_agent(mut rx: ChannelReadHalf, feed: Arc<Feed>, hard: usize) {
         }
     }
     feed.ended.store(true, Ordering::Release);
-    feed.pressure.set(feed.channel, false);
     let _ = feed.gone.send(true);
     feed.data.notify_one();
 }
@@ -185,35 +176,36 @@ async fn read_agent(mut rx: ChannelReadHalf, feed: Arc<Feed>, hard: usize) {
 struct AgentIn {
     feed: Arc<Feed>,
     reader: tokio::task::JoinHandle<()>,
+    pressure: Arc<Pressure>,
+    channel: u32,
 }
 
 impl Drop for AgentIn {
     fn drop(&mut self) {
         self.reader.abort();
+        self.pressure.unregister(self.channel);
     }
 }
 
 impl AgentIn {
     fn new(rx: ChannelReadHalf, ctx: &ChanCtx) -> Self {
         let limits = &ctx.sess.limits;
-        let soft = limits.held_input_bytes.max(1);
+        let pressure = ctx.sess.pressure.clone();
         let feed = Arc::new(Feed {
             queue: Mutex::new(VecDeque::new()),
-            bytes: AtomicUsize::new(0),
+            bytes: pressure.register(ctx.num()),
             ended: AtomicBool::new(false),
-            channel: ctx.num(),
-            soft,
-            pressure: ctx.sess.pressure.clone(),
             data: Notify::new(),
             space: Notify::new(),
             gone: watch::Sender::new(false),
         });
-        let reader = tokio::spawn(read_agent(
-            rx,
-            feed.clone(),
-            limits.input_hard_bytes.max(soft),
-        ));
-        AgentIn { feed, reader }
+        let reader = tokio::spawn(read_agent(rx, feed.clone(), limits.input_hard_bytes.max(1)));
+        AgentIn {
+            feed,
+            reader,
+            pressure,
+            channel: ctx.num(),
+        }
     }
 
     fn pop(&mut self) -> Option<ChannelMsg> {
@@ -253,16 +245,19 @@ impl AgentIn {
     }
 }
 
-/// Watches that end waits: the session's stop signal and the downstream pump's end.
+/// Watches that end waits: the session's stop signal, the downstream pump's end and, once
+/// the channel relays, the end of the forwarder towards the target.
 struct Watches {
     stop: watch::Receiver<Option<Stop>>,
     down: watch::Receiver<Option<DownEnd>>,
+    fwd: Option<watch::Receiver<Option<DownEnd>>>,
 }
 
 impl Watches {
     async fn interrupted(&mut self) -> Interrupt {
         let stop = &mut self.stop;
         let down = &mut self.down;
+        let fwd = &mut self.fwd;
         let stopped = async { Interrupt::Stop(wait_some(stop).await.unwrap_or(Stop::Shutdown)) };
         let down_ended = async {
             match wait_some(down).await {
@@ -271,9 +266,19 @@ impl Watches {
                 None => std::future::pending().await,
             }
         };
+        let fwd_failed = async {
+            match fwd {
+                Some(f) => match wait_some(f).await {
+                    Some(d) => Interrupt::Down(d),
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             i = stopped => i,
             i = down_ended => i,
+            i = fwd_failed => i,
         }
     }
 }
@@ -312,6 +317,7 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     let mut w = Watches {
         stop: ctx.sess.stop.clone(),
         down: down_rx,
+        fwd: None,
     };
     if gate
         .record(Event::ChannelOpen {
@@ -726,12 +732,24 @@ async fn relay(
         down_tx,
         forward_first_reply,
     ));
+    let (fwd_end_tx, fwd_end_rx) = watch::channel(None);
+    let (fwd_cancel_tx, fwd_cancel_rx) = watch::channel(false);
+    let (fwd_tx, fwd_rx) = tokio::sync::mpsc::unbounded_channel();
+    let budget = Arc::new(Semaphore::new(
+        ctx.sess
+            .limits
+            .forward_bytes
+            .clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    let forwarder = tokio::spawn(forward_to_target(ttx, fwd_rx, fwd_cancel_rx, fwd_end_tx));
     let mut up = Upstream {
         ctx: ctx.clone(),
-        ttx,
+        fwd: Some(fwd_tx),
+        budget,
         w: Watches {
             stop: ctx.sess.stop.clone(),
             down: down_rx,
+            fwd: Some(fwd_end_rx),
         },
         mode,
         style,
@@ -740,17 +758,42 @@ async fn relay(
         eof_sent: false,
         raw_line: BytesMut::new(),
     };
-    let ended = up.run(&mut input).await;
-    let _ = cancel_tx.send(true);
-    match &ended {
-        Interrupt::AgentGone => {
-            let _ = up.ttx.close().await;
+    let mut ended = up.run(&mut input).await;
+    if matches!(ended, Interrupt::AgentGone) {
+        // What the agent sent before it closed still goes to the target, in order.
+        up.fwd.take();
+        let drained = async {
+            let mut f = forwarder;
+            let ttx = (&mut f).await.ok();
+            (f, ttx)
+        };
+        tokio::select! {
+            (_, ttx) = drained => {
+                if let Some(ttx) = ttx {
+                    let _ = ttx.close().await;
+                }
+            }
+            i = up.w.interrupted() => {
+                let _ = fwd_cancel_tx.send(true);
+                ended = i;
+            }
         }
-        Interrupt::Stop(_) | Interrupt::Down(DownEnd::TargetGone | DownEnd::RecordFailed) => {
+        let _ = cancel_tx.send(true);
+        if !matches!(ended, Interrupt::AgentGone) {
             end_on_interrupt(&ctx, &ended, style).await;
-            let _ = up.ttx.close().await;
         }
-        Interrupt::Down(_) => {}
+    } else {
+        let _ = fwd_cancel_tx.send(true);
+        let _ = cancel_tx.send(true);
+        let ttx = forwarder.await.ok();
+        if let Interrupt::Stop(_) | Interrupt::Down(DownEnd::TargetGone | DownEnd::RecordFailed) =
+            &ended
+        {
+            end_on_interrupt(&ctx, &ended, style).await;
+            if let Some(ttx) = ttx {
+                let _ = ttx.close().await;
+            }
+        }
     }
     let (bytes_out, digest_out) = match down.await {
         Ok(t) => t.finish(),
@@ -777,9 +820,77 @@ async fn relay(
         .await;
 }
 
+/// What the upstream hands to the forwarder, in order.
+enum Fwd {
+    /// Everything after this waits until the input event it stands for is durable.
+    Durable(Durable),
+    Data(Bytes, OwnedSemaphorePermit),
+    Eof,
+    WindowChange {
+        cols: u32,
+        rows: u32,
+        px_w: u32,
+        px_h: u32,
+    },
+    Signal(Sig),
+}
+
+/// Agent to target, the last step: waits for each input event to be durable, then forwards
+/// what it carried. Running apart from the upstream lets the next input be read, judged and
+/// queued for the recorder while the previous one is being made durable, so one fdatasync
+/// covers more data; the order of everything sent to the target is kept. Returns the target
+/// channel's write half so the relay can close it.
+async fn forward_to_target(
+    ttx: ChannelWriteHalf<client::Msg>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Fwd>,
+    mut cancel: watch::Receiver<bool>,
+    end: watch::Sender<Option<DownEnd>>,
+) -> ChannelWriteHalf<client::Msg> {
+    loop {
+        let op = tokio::select! {
+            op = rx.recv() => op,
+            _ = wait_true(&mut cancel) => break,
+        };
+        let Some(op) = op else {
+            break;
+        };
+        let failed = tokio::select! {
+            f = async {
+                match op {
+                    Fwd::Durable(d) => d.wait().await.err().map(|e| {
+                        tracing::warn!(error = %e, "recording input failed");
+                        DownEnd::RecordFailed
+                    }),
+                    Fwd::Data(data, _permit) => {
+                        ttx.data_bytes(data).await.err().map(|_| DownEnd::TargetGone)
+                    }
+                    Fwd::Eof => ttx.eof().await.err().map(|_| DownEnd::TargetGone),
+                    Fwd::WindowChange { cols, rows, px_w, px_h } => {
+                        let _ = ttx.window_change(cols, rows, px_w, px_h).await;
+                        None
+                    }
+                    Fwd::Signal(sig) => {
+                        let _ = ttx.signal(sig).await;
+                        None
+                    }
+                }
+            } => f,
+            _ = wait_true(&mut cancel) => break,
+        };
+        if let Some(e) = failed {
+            let _ = end.send(Some(e));
+            break;
+        }
+    }
+    ttx
+}
+
 struct Upstream {
     ctx: Arc<ChanCtx>,
-    ttx: ChannelWriteHalf<client::Msg>,
+    /// Towards the forwarder; `None` once handed over for draining.
+    fwd: Option<tokio::sync::mpsc::UnboundedSender<Fwd>>,
+    /// Bytes queued for the forwarder but not yet written to the target.
+    budget: Arc<Semaphore>,
     w: Watches,
     mode: Mode,
     style: Style,
@@ -817,7 +928,7 @@ impl Upstream {
                     }
                     if r.is_ok() && !self.eof_sent {
                         self.eof_sent = true;
-                        let _ = self.ttx.eof().await;
+                        r = self.send(Fwd::Eof);
                     }
                     r
                 }
@@ -843,11 +954,12 @@ impl Upstream {
                     {
                         t.resize(col_width, row_height);
                     }
-                    let _ = self
-                        .ttx
-                        .window_change(col_width, row_height, pix_width, pix_height)
-                        .await;
-                    Ok(())
+                    self.send(Fwd::WindowChange {
+                        cols: col_width,
+                        rows: row_height,
+                        px_w: pix_width,
+                        px_h: pix_height,
+                    })
                 }
                 ChannelMsg::Signal { signal } => {
                     let _ = self
@@ -861,8 +973,7 @@ impl Upstream {
                             accepted: true,
                         })
                         .await;
-                    let _ = self.ttx.signal(signal).await;
-                    Ok(())
+                    self.send(Fwd::Signal(signal))
                 }
                 ChannelMsg::SetEnv {
                     variable_name,
@@ -924,13 +1035,15 @@ impl Upstream {
             return Ok(());
         }
         let gate = self.ctx.sess.gate.clone();
-        let recorded = tokio::select! {
-            r = gate.record(Event::Input { channel: self.ctx.num(), data: data.clone() }) => r,
+        // Queued for the recorder; the forwarder sends nothing of it before it is durable.
+        let queued = tokio::select! {
+            r = gate.enqueue(Event::Input { channel: self.ctx.num(), data: data.clone() }) => r,
             i = self.w.interrupted() => return Err(i),
         };
-        if recorded.is_err() {
+        let Ok(durable) = queued else {
             return Err(Interrupt::Down(DownEnd::RecordFailed));
-        }
+        };
+        self.send(Fwd::Durable(durable))?;
         self.tally.add(&data);
         match &self.mode {
             Mode::Raw => self.forward(data).await,
@@ -945,14 +1058,36 @@ impl Upstream {
         }
     }
 
+    /// Queues an operation for the forwarder.
+    fn send(&mut self, op: Fwd) -> Flow<()> {
+        match &self.fwd {
+            Some(tx) if tx.send(op).is_ok() => Ok(()),
+            // The forwarder ended: it reported why, or the channel is being torn down.
+            _ => Err(Interrupt::Down(
+                self.w
+                    .fwd
+                    .as_ref()
+                    .and_then(|f| *f.borrow())
+                    .unwrap_or(DownEnd::Cancelled),
+            )),
+        }
+    }
+
+    /// Queues data for the target, within the bound of bytes not yet written there.
     async fn forward(&mut self, data: Bytes) -> Flow<()> {
         if data.is_empty() {
             return Ok(());
         }
-        tokio::select! {
-            r = self.ttx.data_bytes(data) => r.map_err(|_| Interrupt::Down(DownEnd::TargetGone)),
-            i = self.w.interrupted() => Err(i),
-        }
+        let n = u32::try_from(data.len().min(self.ctx.sess.limits.forward_bytes.max(1)))
+            .unwrap_or(u32::MAX);
+        let permit = tokio::select! {
+            p = self.budget.clone().acquire_many_owned(n) => p,
+            i = self.w.interrupted() => return Err(i),
+        };
+        let Ok(permit) = permit else {
+            return Err(Interrupt::Down(DownEnd::Cancelled));
+        };
+        self.send(Fwd::Data(data, permit))
     }
 
     async fn shell_input(
@@ -1185,7 +1320,6 @@ impl Upstream {
         )
         .await;
         close_agent(&self.ctx).await;
-        let _ = self.ttx.close().await;
         let _ = self.framer.take_rest();
         Interrupt::AgentGone
     }

@@ -116,6 +116,7 @@ impl SshFrontendConfig {
                 .held_input_bytes
                 .saturating_add(2 * self.window_size as usize),
             input_batch_bytes: self.input_batch_bytes.max(1),
+            forward_bytes: self.input_batch_bytes.max(1).saturating_mul(2),
             output_batch_bytes: self.output_batch_bytes.max(1),
             output_tickets: self.output_unacked_events,
             output_ticket_bytes: self.output_unacked_bytes,

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::SshFrontendConfig;
 use crate::channel::{ChanCtx, run_session};
 use crate::forward::{ForwardRequest, direct_tcpip};
-use crate::session::{Pressure, Session, Stop, TRICKLE_WINDOW, wait_some, wait_true, wait_until};
+use crate::session::{Pressure, Session, Stop, wait_some, wait_true, wait_until};
 use crate::target::{self, TargetTuning};
 
 /// Counts connections that have not authenticated yet, per address and in total.
@@ -287,12 +287,10 @@ impl AgentHandler {
 impl server::Handler for AgentHandler {
     type Error = russh::Error;
 
-    fn adjust_window(&mut self, _channel: ChannelId, _current: u32) -> u32 {
-        if self.conn.pressure.any() {
-            TRICKLE_WINDOW
-        } else {
-            self.fe.config.window_size
-        }
+    fn adjust_window(&mut self, channel: ChannelId, _current: u32) -> u32 {
+        self.conn
+            .pressure
+            .grant(channel.number(), self.fe.config.window_size)
     }
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {

@@ -1,7 +1,7 @@
 //! State of one admitted agent session, shared by its channels.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use proctor_gate::{Gate, SshTarget};
@@ -37,6 +37,8 @@ pub(crate) struct Limits {
     pub input_hard_bytes: usize,
     /// Largest batch of agent input recorded and forwarded at once.
     pub input_batch_bytes: usize,
+    /// Agent input recorded (or waiting to be) but not yet written to the target.
+    pub forward_bytes: usize,
     /// Largest batch of target output recorded as one event.
     pub output_batch_bytes: usize,
     /// Output events queued but not yet known durable.
@@ -44,38 +46,53 @@ pub(crate) struct Limits {
     pub output_ticket_bytes: usize,
 }
 
-/// Channels of one agent connection whose input is queued beyond the soft bound.
+/// Agent input queued per channel of one connection, for per-channel flow control.
 ///
-/// russh grants window to the agent as data arrives and lets the handler only choose the
-/// connection-wide size of the next grants; while any channel is under pressure, grants
-/// shrink to a trickle (a couple of bytes), which still brings a packet, and so the next
-/// chance to grant in full, once the pressure is gone.
+/// russh grants window to the agent as data arrives (not as it is consumed) and lets the
+/// handler choose only the size of the next grant, connection-wide. So each grant is sized from
+/// the queue of the channel that just received one: what is left of a full window after the
+/// bytes that channel still has queued. A channel whose consumer is slow (a durable write, a
+/// hold, a slow target) thus shrinks its agent's window in proportion, while an idle channel
+/// keeps full-size grants; the queue stays near one window instead of flapping between full
+/// speed and a standstill.
 #[derive(Default)]
 pub(crate) struct Pressure {
-    over: Mutex<HashSet<u32>>,
-    any: AtomicBool,
+    queued: Mutex<HashMap<u32, Arc<AtomicUsize>>>,
 }
 
-/// The grant size while throttled: enough to keep packets (and decisions) coming.
+/// The smallest grant: still brings a packet, and with it the next chance to grant more.
 pub(crate) const TRICKLE_WINDOW: u32 = 2;
 
 impl Pressure {
-    pub(crate) fn set(&self, channel: u32, on: bool) {
-        if on == self.any.load(Ordering::Acquire) && !on {
-            return;
+    /// The counter a channel's input queue keeps up to date.
+    pub(crate) fn register(&self, channel: u32) -> Arc<AtomicUsize> {
+        let counter = Arc::new(AtomicUsize::new(0));
+        if let Ok(mut q) = self.queued.lock() {
+            q.insert(channel, counter.clone());
         }
-        if let Ok(mut over) = self.over.lock() {
-            if on {
-                over.insert(channel);
-            } else {
-                over.remove(&channel);
-            }
-            self.any.store(!over.is_empty(), Ordering::Release);
+        counter
+    }
+
+    pub(crate) fn unregister(&self, channel: u32) {
+        if let Ok(mut q) = self.queued.lock() {
+            q.remove(&channel);
         }
     }
 
-    pub(crate) fn any(&self) -> bool {
-        self.any.load(Ordering::Acquire)
+    pub(crate) fn queued(&self, channel: u32) -> usize {
+        self.queued
+            .lock()
+            .ok()
+            .and_then(|q| q.get(&channel).map(|c| c.load(Ordering::Acquire)))
+            .unwrap_or(0)
+    }
+
+    /// Size of the next window grant after `channel` received data.
+    pub(crate) fn grant(&self, channel: u32, window: u32) -> u32 {
+        let left = (window as usize).saturating_sub(self.queued(channel));
+        u32::try_from(left)
+            .unwrap_or(window)
+            .clamp(TRICKLE_WINDOW, window.max(TRICKLE_WINDOW))
     }
 }
 
