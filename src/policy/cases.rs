@@ -183,13 +183,15 @@ fn actions(c: &CaseSpec) -> Result<(Protocol, Vec<Action>), String> {
             line: line.clone(),
         }
     } else if let Some(change) = &c.sftp_change {
-        let (op, path) = change
-            .split_once(' ')
-            .ok_or("sftp_change: expected \"<op> <path>\", e.g. \"write /etc/shadow\"")?;
+        let (op, path) = change.split_once(' ').ok_or(
+            "sftp_change: expected \"<op> <path>\" or \"<op> <path> -> <target>\", e.g. \"write /etc/shadow\"",
+        )?;
+        let (path, target_path) = path.split_once(" -> ").unwrap_or((path, ""));
         Action::SftpChange {
             channel: 0,
             op: op.to_string(),
             path: path.trim().to_string(),
+            target_path: target_path.trim().to_string(),
         }
     } else {
         let spec = c.channel.as_deref().unwrap_or_default();

@@ -337,7 +337,13 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
     if !rule.channel.is_empty() && !rule.channel.iter().any(|c| c == channel) {
         return false;
     }
-    if let Action::SftpChange { path, op, .. } = subject.action {
+    if let Action::SftpChange {
+        path,
+        op,
+        target_path,
+        ..
+    } = subject.action
+    {
         if !rule.commands.is_empty()
             || rule.command.is_some()
             || rule.line.is_some()
@@ -346,7 +352,10 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
             return false;
         }
         if let Some(re) = &rule.writes {
-            return re.is_match(&shell::normalize_path(path)) && op != "remove";
+            // Both ends of a rename or link are written: the file moved away and the one
+            // replaced (or created).
+            return (re.is_match(&shell::normalize_path(path)) && op != "remove")
+                || (!target_path.is_empty() && re.is_match(&shell::normalize_path(target_path)));
         }
         return true;
     }

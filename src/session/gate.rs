@@ -77,11 +77,16 @@ fn action_event(action: &Action) -> Event {
             kind: *kind,
             detail: detail.clone(),
         },
-        Action::SftpChange { channel, op, path } => Event::Sftp(SftpOp {
+        Action::SftpChange {
+            channel,
+            op,
+            path,
+            target_path,
+        } => Event::Sftp(SftpOp {
             channel: *channel,
             op: op.clone(),
             path: path.clone(),
-            target_path: String::new(),
+            target_path: target_path.clone(),
             detail: "requested".into(),
             bytes_read: 0,
             bytes_written: 0,
@@ -113,8 +118,18 @@ fn describe(action: &Action) -> (String, String, String, Vec<String>) {
             String::new(),
             vec![],
         ),
-        Action::SftpChange { op, path, .. } => {
-            ("sftp".into(), format!("{op} {path}"), String::new(), vec![])
+        Action::SftpChange {
+            op,
+            path,
+            target_path,
+            ..
+        } => {
+            let detail = if target_path.is_empty() {
+                format!("{op} {path}")
+            } else {
+                format!("{op} {path} -> {target_path}")
+            };
+            ("sftp".into(), detail, String::new(), vec![])
         }
     }
 }

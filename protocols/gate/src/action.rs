@@ -29,6 +29,9 @@ pub enum Action {
         channel: u32,
         op: String,
         path: String,
+        /// The other path of a rename, hard link or symlink (where it goes or points); empty
+        /// for operations on one path. Policy judges both: moving a file away changes it too.
+        target_path: String,
     },
 }
 
@@ -51,8 +54,17 @@ impl Action {
                 }
             }
             Action::SftpChange {
-                channel, op, path, ..
-            } => format!("sftp {op} {path} channel {channel}"),
+                channel,
+                op,
+                path,
+                target_path,
+            } => {
+                if target_path.is_empty() {
+                    format!("sftp {op} {path} channel {channel}")
+                } else {
+                    format!("sftp {op} {path} -> {target_path} channel {channel}")
+                }
+            }
         }
     }
 }

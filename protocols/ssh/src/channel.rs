@@ -1262,11 +1262,16 @@ impl Upstream {
             }
             let mut denied = None;
             for c in changes {
-                let label = format!("sftp {} {}", c.op, c.path);
+                let label = if c.target_path.is_empty() {
+                    format!("sftp {} {}", c.op, c.path)
+                } else {
+                    format!("sftp {} {} -> {}", c.op, c.path, c.target_path)
+                };
                 let action = Action::SftpChange {
                     channel: self.ctx.num(),
                     op: c.op,
                     path: c.path,
+                    target_path: c.target_path,
                 };
                 match judge(&self.ctx, action, &label, Style::Plain, input, &mut self.w).await {
                     Judged::Allow => {}

@@ -171,6 +171,8 @@ impl<'a> Reader<'a> {
 pub(crate) struct Change {
     pub op: String,
     pub path: String,
+    /// The other path of a rename or link; empty otherwise.
+    pub target_path: String,
 }
 
 /// What the relay must do with one request.
@@ -451,6 +453,7 @@ impl SftpTracker {
                 vec![Change {
                     op: "open-write".into(),
                     path: path.clone(),
+                    target_path: String::new(),
                 }]
             }
             Kind::Op {
@@ -464,18 +467,18 @@ impl SftpTracker {
                     Some(h) => self.handle_path(h),
                     None => path.clone(),
                 };
-                let mut v = vec![Change {
+                // Both ends of a rename or link matter (moving a file away is a change too):
+                // one action carries both, and policy judges both.
+                let linked = op == "rename" || op == "hardlink" || op == "symlink";
+                vec![Change {
                     op: op.clone(),
                     path,
-                }];
-                // Both ends of a rename or link matter: moving a file away is a change too.
-                if (op == "rename" || op == "hardlink" || op == "symlink") && !target.is_empty() {
-                    v.push(Change {
-                        op: format!("{op}-other"),
-                        path: target.clone(),
-                    });
-                }
-                v
+                    target_path: if linked {
+                        target.clone()
+                    } else {
+                        String::new()
+                    },
+                }]
             }
             _ => Vec::new(),
         }
@@ -761,7 +764,8 @@ mod tests {
             t.changes(&open),
             vec![Change {
                 op: "open-write".into(),
-                path: "/tmp/x".into()
+                path: "/tmp/x".into(),
+                target_path: String::new(),
             }]
         );
         t.forwarded(open);
@@ -792,7 +796,8 @@ mod tests {
         let req =
             parse_request(&packet(FXP_RENAME, 4, &[b"/a", b"/etc/shadow"], &[])).expect("rename");
         let c = t.changes(&req);
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[1].path, "/etc/shadow");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].path, "/a");
+        assert_eq!(c[0].target_path, "/etc/shadow");
     }
 }

@@ -173,7 +173,9 @@ impl Gate for TestGate {
                 });
                 detail.clone()
             }
-            Action::SftpChange { path, .. } => path.clone(),
+            Action::SftpChange {
+                path, target_path, ..
+            } => format!("{path} {target_path}"),
             Action::Statement(s) => s.text.clone(),
         };
         if text.contains("forbidden") {
