@@ -192,8 +192,15 @@ impl WriterThread {
             }
             self.drain(&mut rx, &mut p);
             // Sessions woken by the previous commit are still re-queuing: waiting a few tens of
-            // microseconds for them lets one fdatasync cover all of them instead of a few.
-            let busy = self.chains.len().min(64);
+            // microseconds for them lets one fdatasync cover all of them instead of a few. The
+            // journal's chain never waits on a commit, so it does not count: a lone session
+            // (an interactive keystroke, say) is committed at once.
+            let busy = self
+                .chains
+                .keys()
+                .filter(|k| !is_journal(k))
+                .count()
+                .min(64);
             let mut rounds = 0;
             while !p.acks.is_empty() && p.acks.len() < busy && rounds < 4 {
                 std::thread::sleep(Duration::from_micros(30));
