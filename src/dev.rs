@@ -413,6 +413,9 @@ max_session = "8h"
             "  SSH as the agent:         ssh {} 'uname -a'",
             ssh_args.join(" ")
         );
+        if let Ok(line) = std::fs::read_to_string(&known_hosts) {
+            println!("  proctor's host key:       {}", line.trim());
+        }
     }
     if let Some(u) = &api_url {
         println!("  Web console and API:      {u}/  (tokens in dev.json)");
