@@ -21,8 +21,9 @@ pub const T: Duration = Duration::from_secs(30);
 
 pub const AGENT: &str = "e2e-agent";
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_proctor")
+/// The proctor binary under test; `PROCTOR_BIN` points the scale tests at a release build.
+pub fn bin() -> String {
+    std::env::var("PROCTOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_proctor").to_string())
 }
 
 pub fn keygen(path: &Path) -> String {
