@@ -488,6 +488,7 @@ impl WriterThread {
         for a in acks {
             let _ = a.send(Ok(()));
         }
+        self.segment.release_cache();
         {
             let mut idx = match self.index.lock() {
                 Ok(g) => g,
