@@ -21,7 +21,7 @@ fn proctor_postgres_targets() -> &'static [Target] {
 }
 
 fn proctor_ssh_targets() -> &'static [Target] {
-    &[]
+    proctor_ssh::fuzzing::TARGETS
 }
 
 /// xorshift64*: deterministic per seed, no dependency.

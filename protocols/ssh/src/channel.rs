@@ -526,7 +526,7 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     relay(ctx, input, atx, target, mode, style, true).await;
 }
 
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     const MAX: usize = 200;
     if s.chars().count() <= MAX {
         s.to_string()

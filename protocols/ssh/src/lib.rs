@@ -11,6 +11,7 @@
 mod algorithms;
 mod channel;
 mod forward;
+pub mod fuzzing;
 mod lines;
 mod record;
 mod server;
