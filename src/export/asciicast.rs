@@ -9,6 +9,7 @@ use std::path::Path;
 use proctor_gate::{ChannelKind, Event};
 use serde_json::json;
 
+use super::{write_line, write_record_lines};
 use crate::recorder::codec::Body;
 use crate::recorder::index::SessionMeta;
 use crate::recorder::reader;
@@ -63,21 +64,20 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> io::Result
         "title": format!("{} on {} ({})", meta.agent, meta.target, meta.id),
         "env": { "TERM": "xterm-256color", "SHELL": "/bin/sh" },
     });
-    serde_json::to_writer(&mut *out, &header)?;
-    out.write_all(b"\n")?;
-    let mut err = None;
+    write_line(out, &header)?;
     let mut seen_size = false;
-    reader::for_each_record(data, meta, |r| {
+    let (mut carry_out, mut carry_in) = (Vec::new(), Vec::new());
+    write_record_lines(data, meta, out, |r| {
         let Ok(Body::Event(e)) = &r.body else {
-            return ControlFlow::Continue(());
+            return None;
         };
         let t = (r.header.ts_ns - start).max(0) as f64 / 1e9;
-        let line = match e {
+        match e {
             Event::Output {
                 channel: c, data, ..
-            } if Some(*c) == channel => Some(json!([t, "o", String::from_utf8_lossy(data)])),
+            } if Some(*c) == channel => Some(json!([t, "o", utf8_chunk(&mut carry_out, data)])),
             Event::Input { channel: c, data } if Some(*c) == channel => {
-                Some(json!([t, "i", String::from_utf8_lossy(data)]))
+                Some(json!([t, "i", utf8_chunk(&mut carry_in, data)]))
             }
             Event::Resize {
                 channel: c,
@@ -97,19 +97,37 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> io::Result
             }
             Event::Exec { command, .. } => Some(json!([t, "m", format!("exec: {command}")])),
             _ => None,
-        };
-        if let Some(l) = line
-            && let Err(e) = serde_json::to_writer(&mut *out, &l)
-                .map_err(io::Error::from)
-                .and_then(|()| out.write_all(b"\n"))
-        {
-            err = Some(e);
-            return ControlFlow::Break(());
         }
-        ControlFlow::Continue(())
-    })?;
-    match err {
-        Some(e) => Err(e),
-        None => Ok(()),
+    })
+}
+
+/// Text of a terminal chunk. A multi-byte character split across two chunks is carried to the
+/// next one instead of becoming two replacement characters.
+fn utf8_chunk(carry: &mut Vec<u8>, data: &[u8]) -> String {
+    carry.extend_from_slice(data);
+    let valid = match std::str::from_utf8(carry) {
+        Ok(_) => carry.len(),
+        // An incomplete sequence at the very end: keep it for the next chunk.
+        Err(e) if e.error_len().is_none() && carry.len() - e.valid_up_to() < 4 => e.valid_up_to(),
+        Err(_) => carry.len(),
+    };
+    let text = String::from_utf8_lossy(&carry[..valid]).into_owned();
+    carry.drain(..valid);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utf8_chunk;
+
+    #[test]
+    fn split_characters_survive() {
+        let s = "héllo ✓".as_bytes();
+        let mut carry = Vec::new();
+        let a = utf8_chunk(&mut carry, &s[..2]);
+        let b = utf8_chunk(&mut carry, &s[2..8]);
+        let c = utf8_chunk(&mut carry, &s[8..]);
+        assert_eq!(format!("{a}{b}{c}"), "héllo ✓");
+        assert_eq!(utf8_chunk(&mut carry, b"\xff!"), "\u{fffd}!");
     }
 }

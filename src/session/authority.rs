@@ -337,91 +337,15 @@ impl Authority for CoreAuthority {
                     .await);
             }
         };
-        let (credential, revocation, record) = match target.protocol() {
-            Some(Protocol::Postgres) => {
-                let admin = match admin_target(&target) {
-                    Ok(a) => a,
-                    Err(msg) => {
-                        return Err(self
-                            .fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, msg)
-                            .await);
-                    }
-                };
-                let member_of = grant.role.clone().unwrap_or_default();
-                match self
-                    .core
-                    .pg_roles
-                    .issue(
-                        &admin,
-                        &req.agent,
-                        &id,
-                        &member_of,
-                        grant.max_session,
-                        grant.connection_limit,
-                    )
-                    .await
-                {
-                    Ok(issued) => (
-                        Credential::PostgresRole {
-                            user: issued.user.clone(),
-                            password: issued.password,
-                        },
-                        Revocation::PostgresRole {
-                            target: admin,
-                            user: issued.user,
-                            member_of,
-                        },
-                        issued.record,
-                    ),
-                    Err(e) => {
-                        return Err(self
-                            .fail_open(
-                                key,
-                                &id,
-                                &req.target,
-                                RefusalKind::CredentialFailed,
-                                e.to_string(),
-                            )
-                            .await);
-                    }
-                }
-            }
-            _ => {
-                let cfg = &self.core.config.ssh;
-                let request = CertRequest {
-                    login: &login,
-                    session_id: &id,
-                    agent: &req.agent,
-                    validity: cfg.certificate_validity,
-                    source_address: &cfg.certificate_source_address,
-                    permit_pty: grant.pty,
-                    permit_port_forwarding: grant.port_forwarding,
-                };
-                match self.core.ssh_ca.issue(&request) {
-                    Ok(issued) => (
-                        Credential::SshCertificate {
-                            login: login.clone(),
-                            private_key_openssh: issued.private_key_openssh,
-                            certificate_openssh: issued.certificate_openssh,
-                        },
-                        Revocation::SshCertificate {
-                            name: issued.record.name.clone(),
-                            valid_before_ns: issued.record.valid_before_ns,
-                        },
-                        issued.record,
-                    ),
-                    Err(e) => {
-                        return Err(self
-                            .fail_open(
-                                key,
-                                &id,
-                                &req.target,
-                                RefusalKind::CredentialFailed,
-                                e.to_string(),
-                            )
-                            .await);
-                    }
-                }
+        let (credential, revocation, record) = match self
+            .issue_credential(&target, &grant, &req, &id, &login)
+            .await
+        {
+            Ok(c) => c,
+            Err(msg) => {
+                return Err(self
+                    .fail_open(key, &id, &req.target, RefusalKind::CredentialFailed, msg)
+                    .await);
             }
         };
         let (kill, _) = watch::channel(None);
@@ -509,6 +433,72 @@ impl Authority for CoreAuthority {
 }
 
 impl CoreAuthority {
+    /// The just-in-time credential for the target, what revokes it, and its record.
+    async fn issue_credential(
+        &self,
+        target: &Target,
+        grant: &Grant,
+        req: &SessionRequest,
+        id: &str,
+        login: &str,
+    ) -> Result<(Credential, Revocation, proctor_gate::CredentialRecord), String> {
+        if target.protocol() == Some(Protocol::Postgres) {
+            let admin = admin_target(target)?;
+            let member_of = grant.role.clone().unwrap_or_default();
+            let issued = self
+                .core
+                .pg_roles
+                .issue(
+                    &admin,
+                    &req.agent,
+                    id,
+                    &member_of,
+                    grant.max_session,
+                    grant.connection_limit,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok((
+                Credential::PostgresRole {
+                    user: issued.user.clone(),
+                    password: issued.password,
+                },
+                Revocation::PostgresRole {
+                    target: admin,
+                    user: issued.user,
+                    member_of,
+                },
+                issued.record,
+            ));
+        }
+        let cfg = &self.core.config.ssh;
+        let issued = self
+            .core
+            .ssh_ca
+            .issue(&CertRequest {
+                login,
+                session_id: id,
+                agent: &req.agent,
+                validity: cfg.certificate_validity,
+                source_address: &cfg.certificate_source_address,
+                permit_pty: grant.pty,
+                permit_port_forwarding: grant.port_forwarding,
+            })
+            .map_err(|e| e.to_string())?;
+        Ok((
+            Credential::SshCertificate {
+                login: login.to_string(),
+                private_key_openssh: issued.private_key_openssh,
+                certificate_openssh: issued.certificate_openssh,
+            },
+            Revocation::SshCertificate {
+                name: issued.record.name.clone(),
+                valid_before_ns: issued.record.valid_before_ns,
+            },
+            issued.record,
+        ))
+    }
+
     /// Seals a session whose start was recorded but whose credentials could not be issued.
     async fn fail_open(
         &self,
