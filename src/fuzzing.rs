@@ -50,8 +50,11 @@ pub fn sql_policy(data: &[u8]) {
     let _ = crate::policy::sql::has_unqualified_dml(&sql);
 }
 
+/// A named fuzz entry point.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name, for runners.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("recording_decoder", recording_decoder),
     ("shell_reader", shell_reader),
     ("sql_policy", sql_policy),

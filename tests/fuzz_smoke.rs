@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-type Target = (&'static str, fn(&[u8]));
+use proctor::fuzzing::Target;
 
 fn targets() -> Vec<Target> {
     let mut t: Vec<Target> = proctor::fuzzing::TARGETS.to_vec();
