@@ -188,7 +188,7 @@ impl Policy {
 /// The action being judged, with facts derived on first use.
 struct Subject<'a> {
     action: &'a Action,
-    normalized_sql: Option<String>,
+    normalized_sql: Option<std::sync::Arc<str>>,
     unqualified: Option<bool>,
     shell: Option<ShellFacts>,
 }
@@ -213,7 +213,7 @@ impl<'a> Subject<'a> {
     fn normalized_sql(&mut self) -> &str {
         if self.normalized_sql.is_none() {
             let text = self.statement().map_or("", |s| s.text.as_str());
-            self.normalized_sql = Some(sql::normalize(text));
+            self.normalized_sql = Some(sql::normalize_cached(text));
         }
         self.normalized_sql.as_deref().unwrap_or("")
     }

@@ -1,12 +1,48 @@
 //! SQL facts the policy needs beyond the protocol's classification: normalized text for
 //! regexes, and structural features such as a DELETE or UPDATE without WHERE.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sqlparser::ast::{Expr, Statement, visit_expressions, visit_statements};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+
+/// Statement texts whose normalized form is remembered (prepared statements and drivers with
+/// bind parameters send the same text again and again; tokenizing it costs microseconds).
+const CACHE_ENTRIES: usize = 4096;
+const CACHE_MAX_TEXT: usize = 2048;
+
+type NormCache = Mutex<HashMap<Box<str>, Arc<str>>>;
+
+fn cache() -> &'static NormCache {
+    static CACHE: OnceLock<NormCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// [`normalize`], remembered by exact text for short texts.
+pub fn normalize_cached(sql: &str) -> Arc<str> {
+    if sql.len() > CACHE_MAX_TEXT {
+        return normalize(sql).into();
+    }
+    let lock = || match cache().lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if let Some(n) = lock().get(sql) {
+        return n.clone();
+    }
+    let n: Arc<str> = normalize(sql).into();
+    let mut c = lock();
+    if c.len() >= CACHE_ENTRIES {
+        // Crude but bounded: a workload with that many distinct texts gains little anyway.
+        c.clear();
+    }
+    c.insert(sql.into(), n.clone());
+    n
+}
 
 /// Comment-free text with runs of whitespace collapsed, so a regex cannot be dodged with
 /// comments or line breaks. Falls back to the raw text when it does not tokenize.

@@ -153,6 +153,41 @@ impl Recorder {
         Ok(Ticket(rx))
     }
 
+    /// Queues several events of one session in order under one ticket, which resolves when the
+    /// last (and so every one) of them is durable.
+    pub async fn append_many(
+        &self,
+        session: SessionKey,
+        events: &[(i64, &Event)],
+    ) -> Result<Ticket, RecorderError> {
+        self.check()?;
+        let records: Vec<(u8, i64, Vec<u8>)> = events
+            .iter()
+            .map(|(ts, ev)| {
+                let (kind, body) = encode_event(ev);
+                (kind, *ts, body)
+            })
+            .collect();
+        let bytes: usize = records.iter().map(|(_, _, b)| b.len() + 128).sum();
+        let weight = bytes.min(self.budget_max) as u32;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(weight)
+            .await
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Command::AppendMany {
+                session,
+                records,
+                ack,
+                _permit: Some(permit),
+            })
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        Ok(Ticket(rx))
+    }
+
     /// Records an event and waits until it is durable.
     pub async fn record(
         &self,

@@ -94,6 +94,9 @@ pub fn catch_up_index(
                 .push(format!("segment {number}: {what}; skipped"));
             continue;
         }
+        // Where the data ends (after the last frame), for trimming a preallocated tail.
+        let mut data_end = start as usize;
+        let mut torn = false;
         for item in Scanner::new(&buf, start as usize) {
             match item {
                 Scanned::Frame {
@@ -101,6 +104,7 @@ pub fn catch_up_index(
                     record,
                     frame,
                 } => {
+                    data_end = offset as usize + frame.len();
                     let rec = Indexed {
                         session: record.header.session,
                         kind: record.header.kind,
@@ -127,6 +131,7 @@ pub fn catch_up_index(
                     report.notes.push(msg);
                 }
                 Scanned::TornTail { offset, bytes } => {
+                    torn = true;
                     if repair_tail && Some(number) == last {
                         let q = quarantine(data, "segment", &path, offset, bytes)
                             .map_err(StoreError::io("quarantine a torn tail"))?;
@@ -144,6 +149,21 @@ pub fn catch_up_index(
                         report.notes.push(msg);
                     }
                 }
+            }
+        }
+        // A segment its writer never closed (a crash) ends with preallocated zeros: cut them
+        // so that only the active segment ever has a zero tail.
+        if repair_tail && !torn && Some(number) == last {
+            match segment::trim_zero_tail(&path, &buf, data_end) {
+                Ok(true) => tracing::info!(
+                    segment = number,
+                    bytes = buf.len() - data_end,
+                    "trimmed the preallocated tail of a segment left open"
+                ),
+                Ok(false) => {}
+                Err(e) => report.notes.push(format!(
+                    "segment {number}: cannot trim its preallocated tail: {e}"
+                )),
             }
         }
     }

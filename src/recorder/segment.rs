@@ -68,10 +68,23 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Space zero-filled ahead of the data in the active segment. Overwriting blocks that already
+/// exist lets fdatasync skip the journal commit an appending write (a new file size) needs: on
+/// ext4 that makes every group commit about a third cheaper in latency and CPU.
+pub const PREALLOCATE_BYTES: u64 = 1 << 20;
+
+/// A run of zero bytes at least this long ending the file is preallocated space, never data.
+pub const MIN_ZERO_TAIL: usize = 512;
+
 /// The active segment being appended to.
 pub struct SegmentWriter {
     pub number: u64,
+    /// Logical length: the header and every frame written so far.
     pub len: u64,
+    /// Bytes the file holds (`len` plus a zero-filled tail).
+    allocated: u64,
+    /// Cleared when zero-filling fails (e.g. the disk is full); appends then extend the file.
+    preallocate: bool,
     file: File,
     /// Offset up to which synced pages were handed back to the kernel (`release_cache`).
     released: u64,
@@ -85,22 +98,29 @@ impl SegmentWriter {
         let path = segment_path(data, number);
         let mut file = OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .read(true)
+            .write(true)
             .open(&path)?;
         file.write_all(&segment_header(number))?;
         file.sync_all()?;
         sync_dir(&dir)?;
-        Ok(SegmentWriter {
+        let mut w = SegmentWriter {
             number,
             len: SEGMENT_HEADER_LEN,
+            allocated: SEGMENT_HEADER_LEN,
+            preallocate: true,
             file,
             released: 0,
-        })
+        };
+        w.reserve();
+        Ok(w)
     }
 
     pub fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)?;
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(buf, self.len)?;
         self.len += buf.len() as u64;
+        self.allocated = self.allocated.max(self.len);
         Ok(())
     }
 
@@ -141,6 +161,53 @@ impl SegmentWriter {
         }
         self.released = upto;
     }
+
+    /// Keeps at least half of [`PREALLOCATE_BYTES`] zero-filled (and synced) past the data, so
+    /// the next commits overwrite existing blocks. Best effort: on failure the segment simply
+    /// grows by appending, and a real lack of space surfaces on the next append.
+    pub fn reserve(&mut self) {
+        use std::os::unix::fs::FileExt;
+        if !self.preallocate || self.allocated - self.len >= PREALLOCATE_BYTES / 2 {
+            return;
+        }
+        let target = self.len + PREALLOCATE_BYTES;
+        let zeros = vec![0u8; (target - self.allocated) as usize];
+        let result = self
+            .file
+            .write_all_at(&zeros, self.allocated)
+            .and_then(|()| self.file.sync_data());
+        match result {
+            Ok(()) => self.allocated = target,
+            Err(e) => {
+                tracing::debug!(segment = self.number, error = %e, "cannot preallocate segment space");
+                self.preallocate = false;
+                // Whatever part of the zeros landed is still a valid zero tail.
+                self.allocated = self.file.metadata().map_or(self.allocated, |m| m.len());
+            }
+        }
+    }
+
+    /// Cuts the zero-filled tail so a closed segment ends with its last frame.
+    pub fn close(&mut self) -> io::Result<()> {
+        if self.allocated > self.len {
+            self.file.set_len(self.len)?;
+            self.allocated = self.len;
+        }
+        self.preallocate = false;
+        self.file.sync_all()
+    }
+}
+
+/// Cuts a zero-filled tail from `[data_end, EOF)` of a segment (left by a process that stopped
+/// without closing it). Does nothing unless every byte there is zero.
+pub fn trim_zero_tail(path: &Path, buf: &[u8], data_end: usize) -> io::Result<bool> {
+    if data_end >= buf.len() || buf[data_end..].iter().any(|&b| b != 0) {
+        return Ok(false);
+    }
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(data_end as u64)?;
+    f.sync_all()?;
+    Ok(true)
 }
 
 /// One item found while scanning a segment.
@@ -197,6 +264,8 @@ pub struct Scanner<'a> {
     at: usize,
     end: usize,
     done: bool,
+    /// Where the trailing run of zero bytes starts (computed on first need).
+    zeros_from: Option<usize>,
 }
 
 impl<'a> Scanner<'a> {
@@ -206,6 +275,7 @@ impl<'a> Scanner<'a> {
             at: start.min(buf.len()),
             end: buf.len(),
             done: false,
+            zeros_from: None,
         }
     }
 
@@ -217,13 +287,32 @@ impl<'a> Scanner<'a> {
             at: start.min(end),
             end,
             done: false,
+            zeros_from: None,
         }
     }
 
-    /// Finds the next offset after `from` where a complete, checksum-valid frame starts.
-    fn resync(&self, from: usize) -> Option<usize> {
-        (from + 1..self.end.saturating_sub(FRAME_HEADER_LEN))
-            .find(|&off| matches!(probe(self.buf, off), Probe::Ok(..)))
+    /// Start of the run of zero bytes that ends the buffer (`end` when the last byte is not 0).
+    fn zeros_from(&mut self) -> usize {
+        *self.zeros_from.get_or_insert_with(|| {
+            self.buf[..self.end]
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(0, |i| i + 1)
+        })
+    }
+
+    /// The buffer ends with preallocated space: a zero run too long to be the end of a hash.
+    fn has_zero_tail(&mut self) -> bool {
+        self.end - self.zeros_from() >= MIN_ZERO_TAIL
+    }
+
+    /// Finds the next offset after `from` where a complete, checksum-valid frame starts. No frame
+    /// starts inside the trailing zero run (its length field would be zero).
+    fn resync(&mut self, from: usize) -> Option<usize> {
+        let limit = self
+            .zeros_from()
+            .min(self.end.saturating_sub(FRAME_HEADER_LEN));
+        (from + 1..limit).find(|&off| matches!(probe(self.buf, off), Probe::Ok(..)))
     }
 }
 
@@ -235,6 +324,12 @@ impl<'a> Iterator for Scanner<'a> {
             return None;
         }
         let offset = self.at;
+        // Zero bytes up to the end are preallocated space (a frame's length is never zero). The
+        // check stops at the first non-zero byte, within a frame's length field.
+        if self.buf[offset..self.end].iter().all(|&b| b == 0) {
+            self.done = true;
+            return None;
+        }
         match probe(self.buf, offset) {
             Probe::Ok(record, n) => {
                 self.at += n;
@@ -263,6 +358,15 @@ impl<'a> Iterator for Scanner<'a> {
             }
             Probe::Bad(what) => {
                 let next = self.resync(offset);
+                if next.is_none() && self.has_zero_tail() {
+                    // In preallocated space a write cut by a crash leaves a broken frame followed
+                    // by zeros instead of a short file: the same torn tail.
+                    self.done = true;
+                    return Some(Scanned::TornTail {
+                        offset: offset as u64,
+                        bytes: (self.zeros_from().max(offset) - offset) as u64,
+                    });
+                }
                 match next {
                     Some(n) => self.at = n,
                     None => self.done = true,

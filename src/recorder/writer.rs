@@ -93,6 +93,15 @@ pub enum Command {
         ack: Option<Ack>,
         _permit: Option<OwnedSemaphorePermit>,
     },
+    /// Several records of one session, in order, acknowledged together (an action, its alerts
+    /// and its verdict): one message and one wake-up instead of one per record.
+    AppendMany {
+        session: SessionKey,
+        /// (kind, ts_ns, body) of each record.
+        records: Vec<(u8, i64, Vec<u8>)>,
+        ack: Ack,
+        _permit: Option<OwnedSemaphorePermit>,
+    },
     /// Appends `SessionEnd` (already encoded), then the seal, then the ledger leaf.
     Seal {
         session: SessionKey,
@@ -185,6 +194,7 @@ impl WriterThread {
                 Ok(None) => {
                     self.checkpoint_all(&mut p, true);
                     self.commit(p);
+                    self.close_segment();
                     return;
                 }
                 Ok(Some(cmd)) => self.handle(cmd, &mut p),
@@ -215,6 +225,7 @@ impl WriterThread {
                 let mut p = Pending::new();
                 self.checkpoint_all(&mut p, true);
                 self.commit(p);
+                self.close_segment();
                 let _ = ack.send(Ok(()));
                 return;
             }
@@ -234,6 +245,13 @@ impl WriterThread {
             }
         }
         n
+    }
+
+    /// Cuts the active segment's preallocated tail (at shutdown; recovery does it after a crash).
+    fn close_segment(&mut self) {
+        if let Err(e) = self.segment.close() {
+            tracing::warn!(segment = self.segment.number, error = %e, "cannot close the segment");
+        }
     }
 
     fn failed_reason(&self) -> Option<String> {
@@ -268,6 +286,18 @@ impl WriterThread {
                     p.acks.push(ack);
                 }
                 self.maybe_checkpoint(p, session, false);
+            }
+            Command::AppendMany {
+                session,
+                records,
+                ack,
+                _permit,
+            } => {
+                for (kind, ts_ns, body) in &records {
+                    self.append(p, session, *kind, *ts_ns, body);
+                    self.maybe_checkpoint(p, session, false);
+                }
+                p.acks.push(ack);
             }
             Command::Seal {
                 session,
@@ -517,10 +547,14 @@ impl WriterThread {
             !rotate.is_empty() && self.segment.len > super::segment::SEGMENT_HEADER_LEN;
         if self.segment.len >= self.opts.max_segment_bytes || rotate_now {
             let next = self.segment.number + 1;
+            self.close_segment();
             match SegmentWriter::create(&self.data, next) {
                 Ok(s) => self.segment = s,
                 Err(e) => self.fail(format!("cannot create segment {next}: {e}")),
             }
+        } else {
+            // After the acknowledgements: zero-filling ahead costs the next batch, not this one.
+            self.segment.reserve();
         }
         for a in rotate {
             let _ = a.send(match self.failed_reason() {
@@ -607,6 +641,9 @@ fn reject(cmd: Command, reason: &str) {
             if let Some(a) = ack {
                 let _ = a.send(Err(err()));
             }
+        }
+        Command::AppendMany { ack, .. } => {
+            let _ = ack.send(Err(err()));
         }
         Command::Seal { ack, .. } => {
             let _ = ack.send(Err(err()));

@@ -264,6 +264,203 @@ impl SessionGate {
     }
 }
 
+/// One action judged, not yet recorded.
+struct JudgedAction {
+    /// The action as recorded (redacted).
+    action: Action,
+    judgement: crate::policy::Judgement,
+    verdict: VerdictRecord,
+    approval_id: String,
+    kill_after: Option<String>,
+}
+
+impl SessionGate {
+    /// Policy, monitor, break-glass and kill checks for one action; no I/O.
+    fn judge(&self, action: Action) -> JudgedAction {
+        let policy = self.core.policy();
+        let ctx = Context {
+            agent: &self.live.agent,
+            target: &self.live.target,
+            login: &self.live.login,
+            privilege: self.live.privilege,
+            protocol: self.live.protocol,
+        };
+        let mut judgement = policy.judge(&ctx, &action);
+        let now = now_ns();
+        let findings = {
+            let mut w = lock(&self.live.watch);
+            let (core, live) = (&self.core, &self.live);
+            core.monitor.on_action(
+                &live.agent,
+                live.active_hours,
+                &mut w,
+                &action,
+                now,
+                |item| {
+                    core.store
+                        .index()
+                        .baseline_insert(&live.agent, item, &live.id)
+                        .unwrap_or(false)
+                },
+            )
+        };
+        let mut monitor_hold = lock(&self.live.hold_next).take();
+        let mut kill_after = None;
+        for f in findings {
+            match f.response {
+                Response::Alert => {}
+                Response::Hold => {
+                    monitor_hold = Some((f.alert.rule.clone(), f.alert.message.clone()))
+                }
+                Response::Kill => kill_after = Some(f.alert.message.clone()),
+            }
+            judgement.alerts.push(f.alert);
+        }
+        if let Some((rule, reason)) = monitor_hold
+            && matches!(judgement.action, RuleAction::Allow | RuleAction::Alert)
+        {
+            judgement.action = RuleAction::Hold;
+            judgement.rule = rule;
+            judgement.reason = reason;
+            judgement.min_approvals = 1;
+        }
+        if let Some(reason) = &kill_after {
+            judgement.action = RuleAction::Deny;
+            judgement.rule = "monitor:kill".into();
+            judgement.reason = reason.clone();
+        }
+        if self.live.privilege == proctor_gate::Privilege::BreakGlass
+            && self.live.reasoning().is_empty()
+        {
+            judgement.action = RuleAction::Deny;
+            judgement.rule = "break-glass".into();
+            judgement.reason = "break-glass access needs a stated reason first: set PROCTOR_REASON (ssh -o SetEnv=PROCTOR_REASON=...)".into();
+        }
+        if let Some(reason) = self.live.kill_reason() {
+            judgement.action = RuleAction::Deny;
+            judgement.rule = "killed".into();
+            judgement.reason = reason;
+        }
+        // Policy judged the clear action; what is recorded, and shown to approvers, is the
+        // redacted one.
+        let redacted = self
+            .core
+            .redactor()
+            .action(&mut lock(&self.redaction), &action);
+        let action = redacted.unwrap_or(action);
+        if let Action::Statement(s) = &action
+            && let Some(r) = &s.reasoning
+        {
+            self.live.add_reasoning(r);
+        }
+        let subject = action.subject();
+        let approval_id = if judgement.action == RuleAction::Hold {
+            new_approval_id()
+        } else {
+            String::new()
+        };
+        let verdict = VerdictRecord {
+            subject,
+            verdict: match judgement.action {
+                RuleAction::Deny => VerdictKind::Deny,
+                RuleAction::Hold => VerdictKind::Hold,
+                _ => VerdictKind::Allow,
+            },
+            rule: judgement.rule.clone(),
+            reason: judgement.reason.clone(),
+            approval_id: approval_id.clone(),
+        };
+        JudgedAction {
+            action,
+            judgement,
+            verdict,
+            approval_id,
+            kill_after,
+        }
+    }
+
+    /// Records every judged action with its alerts and verdict in one batch, waits until all of
+    /// it is durable, then publishes and answers (starting holds).
+    async fn commit_judged(&self, judged: Vec<JudgedAction>) -> Result<Vec<Decision>, GateError> {
+        let mut events: Vec<Event> = Vec::with_capacity(judged.len() * 2);
+        {
+            let mut red = lock(&self.redaction);
+            let redactor = self.core.redactor();
+            for j in &judged {
+                events.push(action_event(&j.action));
+                for a in &j.judgement.alerts {
+                    let ev = Event::Alert(a.clone());
+                    events.push(redactor.event(&mut red, &ev).unwrap_or(ev));
+                }
+                let ev = Event::Verdict(j.verdict.clone());
+                events.push(redactor.event(&mut red, &ev).unwrap_or(ev));
+            }
+        }
+        let ts = now_ns();
+        let refs: Vec<(i64, &Event)> = events.iter().map(|e| (ts, e)).collect();
+        // The writer acknowledges in order, so one ticket covers the whole batch.
+        let ticket = self
+            .core
+            .recorder
+            .append_many(self.live.key, &refs)
+            .await
+            .map_err(recorder_err)?;
+        ticket.wait().await.map_err(recorder_err)?;
+        let mut out = Vec::with_capacity(judged.len());
+        for j in judged {
+            for a in &j.judgement.alerts {
+                self.publish_alert(a);
+            }
+            self.publish_verdict(&j.verdict);
+            if let Some(reason) = &j.kill_after {
+                self.core.sessions.kill(&self.live.id, reason);
+            }
+            out.push(self.answer(j));
+        }
+        Ok(out)
+    }
+
+    fn answer(&self, j: JudgedAction) -> Decision {
+        let JudgedAction {
+            action,
+            judgement,
+            approval_id,
+            ..
+        } = j;
+        match judgement.action {
+            RuleAction::Deny => Decision::Deny {
+                rule: judgement.rule,
+                reason: judgement.reason,
+            },
+            RuleAction::Hold => {
+                let (kind, detail, class, tables) = describe(&action);
+                let now = now_ns();
+                let view = PendingView {
+                    id: approval_id.clone(),
+                    session_id: self.live.id.clone(),
+                    agent: self.live.agent.clone(),
+                    target: self.live.target.clone(),
+                    protocol: self.live.protocol.as_str().into(),
+                    privilege: self.live.privilege.as_str().into(),
+                    kind,
+                    detail,
+                    class,
+                    tables,
+                    rule: judgement.rule,
+                    reason: judgement.reason,
+                    reasoning: self.live.reasoning(),
+                    created_ns: now,
+                    expires_ns: now + self.core.approvals.timeout.as_nanos() as i64,
+                    min_approvals: judgement.min_approvals,
+                    approvals: vec![],
+                };
+                Decision::Held(self.start_hold(approval_id, view))
+            }
+            RuleAction::Allow | RuleAction::Alert => Decision::Allow,
+        }
+    }
+}
+
 /// Waits for the first of: a person's answer, the timeout, the protocol dropping the hold, or
 /// a kill. Records the outcome durably, then tells the protocol.
 async fn hold_task(
@@ -364,145 +561,27 @@ impl Gate for SessionGate {
 
     async fn decide(&self, action: Action) -> Result<Decision, GateError> {
         self.check_open()?;
-        let policy = self.core.policy();
-        let ctx = Context {
-            agent: &self.live.agent,
-            target: &self.live.target,
-            login: &self.live.login,
-            privilege: self.live.privilege,
-            protocol: self.live.protocol,
-        };
-        let mut judgement = policy.judge(&ctx, &action);
-        let now = now_ns();
-        let findings = {
-            let mut w = lock(&self.live.watch);
-            let (core, live) = (&self.core, &self.live);
-            core.monitor.on_action(
-                &live.agent,
-                live.active_hours,
-                &mut w,
-                &action,
-                now,
-                |item| {
-                    core.store
-                        .index()
-                        .baseline_insert(&live.agent, item, &live.id)
-                        .unwrap_or(false)
-                },
-            )
-        };
-        let mut monitor_hold = lock(&self.live.hold_next).take();
-        let mut kill_after = None;
-        for f in findings {
-            match f.response {
-                Response::Alert => {}
-                Response::Hold => {
-                    monitor_hold = Some((f.alert.rule.clone(), f.alert.message.clone()))
-                }
-                Response::Kill => kill_after = Some(f.alert.message.clone()),
+        let judged = self.judge(action);
+        let mut out = self.commit_judged(vec![judged]).await?;
+        out.pop()
+            .ok_or_else(|| GateError::Recorder("no decision was produced".into()))
+    }
+
+    /// Judges in order and records everything judged under one group commit; stops after the
+    /// first action that is not allowed (the protocol forwards nothing after it).
+    async fn decide_all(&self, actions: Vec<Action>) -> Result<Vec<Decision>, GateError> {
+        self.check_open()?;
+        let mut judged = Vec::with_capacity(actions.len());
+        for action in actions {
+            let j = self.judge(action);
+            let stop =
+                j.judgement.action != RuleAction::Allow && j.judgement.action != RuleAction::Alert;
+            judged.push(j);
+            if stop {
+                break;
             }
-            judgement.alerts.push(f.alert);
         }
-        if let Some((rule, reason)) = monitor_hold
-            && matches!(judgement.action, RuleAction::Allow | RuleAction::Alert)
-        {
-            judgement.action = RuleAction::Hold;
-            judgement.rule = rule;
-            judgement.reason = reason;
-            judgement.min_approvals = 1;
-        }
-        if let Some(reason) = &kill_after {
-            judgement.action = RuleAction::Deny;
-            judgement.rule = "monitor:kill".into();
-            judgement.reason = reason.clone();
-        }
-        if self.live.privilege == proctor_gate::Privilege::BreakGlass
-            && self.live.reasoning().is_empty()
-        {
-            judgement.action = RuleAction::Deny;
-            judgement.rule = "break-glass".into();
-            judgement.reason = "break-glass access needs a stated reason first: set PROCTOR_REASON (ssh -o SetEnv=PROCTOR_REASON=...)".into();
-        }
-        if let Some(reason) = self.live.kill_reason() {
-            judgement.action = RuleAction::Deny;
-            judgement.rule = "killed".into();
-            judgement.reason = reason;
-        }
-        // Policy judged the clear action; what is recorded, and shown to approvers, is the
-        // redacted one.
-        let redacted = self
-            .core
-            .redactor()
-            .action(&mut lock(&self.redaction), &action);
-        let action = redacted.unwrap_or(action);
-        if let Action::Statement(s) = &action
-            && let Some(r) = &s.reasoning
-        {
-            self.live.add_reasoning(r);
-        }
-        let subject = action.subject();
-        let approval_id = if judgement.action == RuleAction::Hold {
-            new_approval_id()
-        } else {
-            String::new()
-        };
-        let verdict = VerdictRecord {
-            subject,
-            verdict: match judgement.action {
-                RuleAction::Deny => VerdictKind::Deny,
-                RuleAction::Hold => VerdictKind::Hold,
-                _ => VerdictKind::Allow,
-            },
-            rule: judgement.rule.clone(),
-            reason: judgement.reason.clone(),
-            approval_id: approval_id.clone(),
-        };
-        // Action, alerts and verdict go to the writer together; the writer acknowledges in
-        // order, so the verdict's ticket covers them all.
-        self.append_recorded(&action_event(&action)).await?;
-        for a in &judgement.alerts {
-            self.append(&Event::Alert(a.clone())).await?;
-        }
-        let ticket = self.append(&Event::Verdict(verdict.clone())).await?;
-        ticket.wait().await.map_err(recorder_err)?;
-        for a in &judgement.alerts {
-            self.publish_alert(a);
-        }
-        self.publish_verdict(&verdict);
-        if let Some(reason) = kill_after {
-            self.core.sessions.kill(&self.live.id, &reason);
-        }
-        Ok(match judgement.action {
-            RuleAction::Deny => Decision::Deny {
-                rule: judgement.rule,
-                reason: judgement.reason,
-            },
-            RuleAction::Hold => {
-                let (kind, detail, class, tables) = describe(&action);
-                let now = now_ns();
-                let view = PendingView {
-                    id: approval_id.clone(),
-                    session_id: self.live.id.clone(),
-                    agent: self.live.agent.clone(),
-                    target: self.live.target.clone(),
-                    protocol: self.live.protocol.as_str().into(),
-                    privilege: self.live.privilege.as_str().into(),
-                    kind,
-                    detail,
-                    class,
-                    tables,
-                    rule: judgement.rule,
-                    reason: judgement.reason,
-                    reasoning: self.live.reasoning(),
-                    created_ns: now,
-                    expires_ns: now + self.core.approvals.timeout.as_nanos() as i64,
-                    min_approvals: judgement.min_approvals,
-                    approvals: vec![],
-                };
-                Decision::Held(self.start_hold(approval_id, view))
-            }
-            RuleAction::Allow | RuleAction::Alert => Decision::Allow,
-        })
+        self.commit_judged(judged).await
     }
 
     fn kill_signal(&self) -> watch::Receiver<Option<String>> {

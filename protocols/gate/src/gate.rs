@@ -61,6 +61,24 @@ pub trait Gate: Send + Sync {
     /// channels.
     async fn decide(&self, action: Action) -> Result<Decision, GateError>;
 
+    /// Judges several actions in order, as a protocol forwards them (the statements of one
+    /// message, a pipeline): one decision per action up to and including the first that is
+    /// not `Allow`; the rest are neither judged nor recorded, and the protocol forwards none of
+    /// them. Everything judged is durable before this returns. The default decides one by one;
+    /// a core can record the whole batch under one durable write.
+    async fn decide_all(&self, actions: Vec<Action>) -> Result<Vec<Decision>, GateError> {
+        let mut out = Vec::with_capacity(actions.len());
+        for action in actions {
+            let d = self.decide(action).await?;
+            let stop = !matches!(d, Decision::Allow);
+            out.push(d);
+            if stop {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Fires with the reason when an operator kills the session. The protocol then tells the
     /// agent, closes both sides and calls `end`.
     fn kill_signal(&self) -> watch::Receiver<Option<String>>;
