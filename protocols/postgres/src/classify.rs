@@ -226,7 +226,20 @@ pub fn leading_words(sql: &str) -> String {
 fn classify_key(key: &str) -> Classified {
     let words = leading_words(key);
     // A parser bug must not take the session down with it: a panic is just "not parsed".
-    let parsed = std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, key));
+    let parse =
+        |sql: &str| std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, sql));
+    let mut parsed = parse(key);
+    if matches!(parsed, Ok(Err(_)))
+        && let Some(alt) = copy_options_as_booleans(key)
+        && let Ok(Ok(ast)) = parse(&alt)
+    {
+        parsed = Ok(Ok(ast));
+    }
+    if matches!(parsed, Ok(Err(_)))
+        && let Some(c) = maintenance(key)
+    {
+        return c;
+    }
     let ast = match parsed {
         Ok(Ok(ast)) => ast,
         Ok(Err(e)) => return unknown(words, format!("not parsed: {e}")),
@@ -258,6 +271,116 @@ fn classify_key(key: &str) -> Classified {
         tables,
         note: (class == StatementClass::Unknown).then(|| "statement kind not classified".into()),
     }
+}
+
+/// `VACUUM` and `ANALYZE`, which sqlparser does not parse for PostgreSQL (`pgbench -i` sends
+/// `vacuum analyze pgbench_branches`). Their grammar is small: a command word, an optional
+/// parenthesized option list or option keywords, then tables with optional column lists; no
+/// expressions, strings or operators. Only text made of those pieces is accepted (class
+/// `admin`, tables named); anything else stays unparsed and so `unknown`.
+fn maintenance(key: &str) -> Option<Classified> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || " _,.()\"$".contains(c);
+    if !key.chars().all(allowed) {
+        return None;
+    }
+    let trimmed = key.trim();
+    let (word, mut rest) = trimmed.split_at(trimmed.find(' ').unwrap_or(trimmed.len()));
+    let command = word.to_ascii_uppercase();
+    if !matches!(command.as_str(), "VACUUM" | "ANALYZE" | "ANALYSE") {
+        return None;
+    }
+    rest = rest.trim_start();
+    if let Some(inner) = rest.strip_prefix('(') {
+        let close = inner.find(')')?;
+        rest = inner[close + 1..].trim_start();
+    }
+    loop {
+        let w = rest.split([' ', ',', '(']).next().unwrap_or("");
+        if ["FULL", "FREEZE", "VERBOSE", "ANALYZE", "ANALYSE"]
+            .iter()
+            .any(|k| w.eq_ignore_ascii_case(k))
+        {
+            rest = rest[w.len()..].trim_start();
+        } else {
+            break;
+        }
+    }
+    let mut tables = Vec::new();
+    let mut depth = 0usize;
+    let mut current = String::new();
+    for c in rest.chars().chain(std::iter::once(',')) {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.checked_sub(1)?,
+            ',' if depth == 0 => {
+                let name = current.trim();
+                if name.contains(' ') {
+                    return None;
+                }
+                if !name.is_empty() {
+                    tables.push(if name.contains('"') {
+                        name.replace('"', "")
+                    } else {
+                        name.to_ascii_lowercase()
+                    });
+                }
+                current.clear();
+            }
+            c if depth == 0 => current.push(c),
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return None;
+    }
+    Some(Classified {
+        class: StatementClass::Admin,
+        command,
+        tables,
+        note: None,
+    })
+}
+
+/// PostgreSQL spells COPY's boolean options `on`/`off` too (`pgbench -i` sends
+/// `copy ... from stdin with (freeze on)`), which sqlparser does not accept. For a COPY that did
+/// not parse, the same text with `ON`/`OFF` words inside its trailing option list spelled
+/// `TRUE`/`FALSE`: option values cannot change where the data goes, which is what the class
+/// depends on.
+fn copy_options_as_booleans(key: &str) -> Option<String> {
+    let trimmed = key.trim_start();
+    if !trimmed.get(..4)?.eq_ignore_ascii_case("copy") {
+        return None;
+    }
+    let open = key.rfind('(')?;
+    let close = key.rfind(')')?;
+    if close < open || !key[close + 1..].trim().is_empty() {
+        return None;
+    }
+    let before = key[..open].trim_end();
+    if !before
+        .get(before.len().saturating_sub(4)..)?
+        .eq_ignore_ascii_case("with")
+    {
+        return None;
+    }
+    let options: Vec<String> = key[open + 1..close]
+        .split(',')
+        .map(|opt| {
+            opt.split_whitespace()
+                .map(|w| {
+                    if w.eq_ignore_ascii_case("on") {
+                        "TRUE"
+                    } else if w.eq_ignore_ascii_case("off") {
+                        "FALSE"
+                    } else {
+                        w
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    Some(format!("{}({})", &key[..open], options.join(", ")))
 }
 
 fn command_of(stmt: &Ast, words: &str) -> String {
@@ -611,6 +734,49 @@ mod tests {
     }
 
     #[test]
+    fn pgbench_initialization_is_classified() {
+        // What `pgbench -i` (PostgreSQL 15) sends: none of it may be `unknown`, or the
+        // default policy holds it.
+        for sql in [
+            "drop table if exists pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers",
+            "create table pgbench_history(tid int,bid int,aid    int,delta int,mtime timestamp,filler char(22))",
+            "create table pgbench_tellers(tid int not null,bid int,tbalance int,filler char(84)) with (fillfactor=100)",
+            "begin",
+            "truncate table pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers",
+            "copy pgbench_branches from stdin with (freeze on)",
+            "copy pgbench_accounts from stdin",
+            "commit",
+            "vacuum analyze pgbench_branches",
+            "alter table pgbench_branches add primary key (bid)",
+            "select count(*) from pgbench_branches",
+            "select o.n, p.partstrat, pg_catalog.count(i.inhparent) from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on (n.oid = c.relnamespace) cross join lateral (select pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)) as o(n) left join pg_catalog.pg_partitioned_table as p on (p.partrelid = c.oid) left join pg_catalog.pg_inherits as i on (c.oid = i.inhparent) where c.relname = 'pgbench_accounts' and o.n is not null group by 1, 2 order by 1 asc limit 1",
+        ] {
+            let c = one(sql);
+            assert_ne!(c.class, Unknown, "{sql}: {:?}", c.note);
+        }
+        assert_eq!(
+            class("copy pgbench_branches from stdin with (freeze on)"),
+            Write
+        );
+        let v = one("VACUUM (VERBOSE, PARALLEL 2) public.t1, \"T2\" (a, b)");
+        assert_eq!(v.class, Admin);
+        assert_eq!(v.tables, vec!["public.t1".to_string(), "T2".to_string()]);
+        assert_eq!(one("analyze").class, Admin);
+        assert_eq!(one("vacuum full freeze t").tables, vec!["t".to_string()]);
+        // Anything beyond the grammar stays unknown.
+        assert_eq!(class("vacuum t (a) u"), Unknown);
+        assert_eq!(class("VACUUM ANALYZE t"), Admin);
+        assert_eq!(class("analyze t where 1 = 1"), Unknown);
+        assert_eq!(
+            class("COPY t TO STDOUT WITH (HEADER off, FORMAT csv)"),
+            Read
+        );
+        // The rewrite never turns a program or a file into something harmless.
+        assert!(class("copy t from program 'sh -c id' with (freeze on)") >= Admin);
+        assert!(class("copy t to '/tmp/x' with (header on)") >= Admin);
+    }
+
+    #[test]
     fn plain_kinds() {
         assert_eq!(
             class("SELECT abalance FROM pgbench_accounts WHERE aid = 5"),
@@ -683,7 +849,6 @@ mod tests {
         for sql in [
             "DO $$BEGIN DELETE FROM t; END$$",
             "ALTER SYSTEM SET work_mem = '1GB'",
-            "VACUUM ANALYZE t",
             "CHECKPOINT",
             "REINDEX TABLE t",
             "CLUSTER t",

@@ -1,6 +1,6 @@
 //! Messages from the agent: decoding, judging, holds, and what is forwarded to the target.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +16,10 @@ use crate::results::{CopyAcc, ResultAcc};
 use crate::wire::{
     Frame, FrameError, Malformed, Severity, error_bytes, put_error, take_typed_frame,
 };
+
+/// A portal bound during the look-ahead: statement name, its classification, parameters, and
+/// whether an Execute already ran it.
+type LookaheadPortal = (String, Option<Arc<Judged>>, Vec<proctor_gate::Param>, bool);
 
 impl Relay {
     // ----- client side -----
@@ -244,20 +248,43 @@ impl Relay {
         ids: Vec<u64>,
         mut rest: VecDeque<Statement>,
     ) -> Result<(), End> {
-        while let Some(stmt) = rest.pop_front() {
-            match self.decide(stmt).await? {
-                Decision::Allow => {}
-                Decision::Deny { rule, reason } => {
-                    self.deny_message(&rule, &reason, true);
-                    return Ok(());
+        while !rest.is_empty() {
+            // All statements of the message are judged in one batch (one durable write); the
+            // gate stops at the first one that is not allowed.
+            let decisions = if rest.len() == 1 {
+                let stmt = rest.pop_front().map(Action::Statement);
+                match stmt {
+                    Some(a) => vec![self.gate.decide(a).await.map_err(|e| self.gate_error(e))?],
+                    None => break,
                 }
-                Decision::Held(hold) => {
-                    self.hold_notice(&hold);
-                    self.paused = Some(Paused {
-                        hold,
-                        cont: Cont::Query { frame, ids, rest },
-                    });
-                    return Ok(());
+            } else {
+                let actions = rest.iter().cloned().map(Action::Statement).collect();
+                let d = self
+                    .gate
+                    .decide_all(actions)
+                    .await
+                    .map_err(|e| self.gate_error(e))?;
+                if d.is_empty() {
+                    return Err(End::Recorder("the gate returned no decision".into()));
+                }
+                rest.drain(..d.len().min(rest.len()));
+                d
+            };
+            for d in decisions {
+                match d {
+                    Decision::Allow => {}
+                    Decision::Deny { rule, reason } => {
+                        self.deny_message(&rule, &reason, true);
+                        return Ok(());
+                    }
+                    Decision::Held(hold) => {
+                        self.hold_notice(&hold);
+                        self.paused = Some(Paused {
+                            hold,
+                            cont: Cont::Query { frame, ids, rest },
+                        });
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -300,6 +327,32 @@ impl Relay {
             self.forward_execute(&frame, id, portal_name, statement, formats);
             return Ok(());
         }
+        if let Some(p) = self.predecided.pop_front() {
+            let matches = self.portals.get(&portal_name).is_some_and(|x| {
+                x.executed.is_none()
+                    && p.portal == portal_name
+                    && x.judged.as_ref().is_some_and(|j| j.text == p.text)
+            });
+            if matches && let Some(portal) = self.portals.get(&portal_name) {
+                let statement = portal.statement.clone();
+                let formats = portal.result_formats.clone();
+                return self.apply_execute_decision(
+                    frame,
+                    p.decision,
+                    p.id,
+                    portal_name,
+                    statement,
+                    formats,
+                );
+            }
+            // Cannot happen unless the look-ahead misread the pipeline: judge afresh.
+            tracing::warn!(
+                session = self.gate.session_id(),
+                "postgres: pipelined decision did not match its Execute; judging it again"
+            );
+            self.predecided.clear();
+        }
+
         let statement = portal.statement.clone();
         let formats = portal.result_formats.clone();
         let params = portal.params.clone();
@@ -336,7 +389,124 @@ impl Relay {
         statement: String,
         result_formats: Vec<i16>,
     ) -> Result<(), End> {
-        match self.decide(stmt).await? {
+        let decision = self.decide_with_lookahead(stmt).await?;
+        self.apply_execute_decision(frame, decision, id, portal, statement, result_formats)
+    }
+
+    /// Judges an Execute, together with the Executes of the same pipeline already waiting in
+    /// the client buffer: one durable write for the batch instead of one per statement.
+    async fn decide_with_lookahead(&mut self, stmt: Statement) -> Result<Decision, End> {
+        let extra = self.lookahead_executes();
+        if extra.is_empty() {
+            return self.decide(stmt).await;
+        }
+        let meta: Vec<(String, u64, String)> = extra
+            .iter()
+            .map(|(p, s)| (p.clone(), s.id, s.text.clone()))
+            .collect();
+        let mut actions = Vec::with_capacity(extra.len() + 1);
+        actions.push(Action::Statement(stmt));
+        actions.extend(extra.into_iter().map(|(_, s)| Action::Statement(s)));
+        let mut decisions = self
+            .gate
+            .decide_all(actions)
+            .await
+            .map_err(|e| self.gate_error(e))?
+            .into_iter();
+        let Some(first) = decisions.next() else {
+            return Err(End::Recorder("the gate returned no decision".into()));
+        };
+        for ((portal, id, text), decision) in meta.into_iter().zip(decisions) {
+            self.predecided.push_back(Predecided {
+                portal,
+                id,
+                text,
+                decision,
+            });
+        }
+        Ok(first)
+    }
+
+    /// Statements of the Executes that follow in the client buffer (complete frames only),
+    /// built as processing them would build them: Parse and Bind frames on the way are read
+    /// into an overlay, Describe, Sync and Flush are passed over, and anything else ends the
+    /// look-ahead. Consumes statement ids in order.
+    fn lookahead_executes(&mut self) -> Vec<(String, Statement)> {
+        let mut out = Vec::new();
+        let mut off = 0usize;
+        let mut statements: HashMap<String, Option<Arc<Judged>>> = HashMap::new();
+        // Portals bound in the look-ahead: statement name, its classification, parameters,
+        // and whether an Execute already ran it.
+        let mut portals: HashMap<String, LookaheadPortal> = HashMap::new();
+        while out.len() < MAX_PIPELINE_BATCH {
+            let rest = &self.cin[off..];
+            let len = match crate::wire::typed_frame_len(rest, self.cfg.max_message_bytes) {
+                Ok(Some(len)) if rest.len() >= len => len,
+                _ => break,
+            };
+            let frame = Frame {
+                tag: rest[0],
+                bytes: Bytes::copy_from_slice(&rest[..len]),
+            };
+            off += len;
+            match frame.tag {
+                b'P' => {
+                    let Ok(p) = frontend::parse(&frame) else {
+                        break;
+                    };
+                    let judged = Arc::new(classify::classify_prepared(&p.query, self.lex));
+                    statements.insert(p.name, Some(judged));
+                }
+                b'B' => {
+                    let Ok(b) = frontend::bind(&frame) else { break };
+                    let judged = match statements.get(&b.statement) {
+                        Some(j) => j.clone(),
+                        None => self.statements.get(&b.statement).map(|p| p.judged.clone()),
+                    };
+                    portals.insert(b.portal, (b.statement, judged, b.params, false));
+                }
+                b'E' => {
+                    let Ok(e) = frontend::execute(&frame) else {
+                        break;
+                    };
+                    let (statement, judged, params) = match portals.get_mut(&e.portal) {
+                        Some((_, _, _, true)) => continue,
+                        Some((name, judged, params, executed)) => {
+                            *executed = true;
+                            (name.clone(), judged.clone(), params.clone())
+                        }
+                        // A portal bound before this batch: a continuation needs no decision,
+                        // anything else is left to the normal path.
+                        None => match self.portals.get(&e.portal) {
+                            Some(p) if p.executed.is_some() => continue,
+                            _ => break,
+                        },
+                    };
+                    let Some(judged) = judged else { break };
+                    let mut stmt = self.statement_from(&judged, &judged.info, true);
+                    stmt.params = params;
+                    stmt.statement_name = statement;
+                    stmt.portal = e.portal.clone();
+                    out.push((e.portal, stmt));
+                }
+                b'D' | b'S' | b'H' => {}
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Acts on the decision for an Execute: forward it, answer a denial, or pause on a hold.
+    fn apply_execute_decision(
+        &mut self,
+        frame: Frame,
+        decision: Decision,
+        id: u64,
+        portal: String,
+        statement: String,
+        result_formats: Vec<i16>,
+    ) -> Result<(), End> {
+        match decision {
             Decision::Allow => {
                 self.forward_execute(&frame, id, portal, statement, result_formats);
             }

@@ -136,6 +136,18 @@ struct Paused {
     cont: Cont,
 }
 
+/// A later Execute of a pipeline, judged together with an earlier one (one durable write for
+/// the batch); used when its frame is processed.
+struct Predecided {
+    portal: String,
+    id: u64,
+    text: String,
+    decision: proctor_gate::Decision,
+}
+
+/// Most Executes judged in one batch.
+const MAX_PIPELINE_BATCH: usize = 64;
+
 /// Durability tickets of enqueued events, awaited oldest first once too many are pending.
 struct Tickets {
     q: VecDeque<(Durable, usize)>,
@@ -200,6 +212,7 @@ pub struct Relay {
     /// The server is in copy-in mode and ignores the client's Syncs until CopyDone/CopyFail.
     ignore_syncs_in_copy: bool,
     paused: Option<Paused>,
+    predecided: VecDeque<Predecided>,
     upload: Option<CopyAcc>,
     download: Option<CopyAcc>,
     last_forwarded: u64,
@@ -267,6 +280,7 @@ impl Relay {
             skip_until_sync: false,
             ignore_syncs_in_copy: false,
             paused: None,
+            predecided: VecDeque::new(),
             upload: None,
             download: None,
             last_forwarded: 0,
