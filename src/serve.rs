@@ -160,14 +160,25 @@ async fn reap_roles(core: &Arc<Core>, at_startup: bool) {
     }
 }
 
+/// Drops the roles of ended sessions whose target was unreachable at the time.
+async fn retry_revocations(core: &Arc<Core>) {
+    for (role, detail) in core.pg_roles.retry_pending().await {
+        let text = format!("dropped role {role} of an ended session on retry: {detail}");
+        tracing::info!("{text}");
+        let _ = core.recorder.journal("reaper", &text).await;
+    }
+}
+
 async fn housekeeping(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
     let mut flush = tokio::time::interval(Duration::from_millis(500));
     let mut reap = tokio::time::interval(Duration::from_secs(60));
     reap.tick().await;
+    let mut retry = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = flush.tick() => core.store.flush_index(),
             _ = reap.tick() => reap_roles(&core, false).await,
+            _ = retry.tick(), if core.pg_roles.pending() > 0 => retry_revocations(&core).await,
             _ = crate::serve::stopped(&mut shutdown) => break,
         }
     }

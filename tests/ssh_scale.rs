@@ -109,7 +109,7 @@ async fn many_idle_sessions_stay_small() {
         peak as f64 / 1024.0
     );
     // Every one of them is live and still relays.
-    let (h, ch) = sessions.last_mut().expect("sessions");
+    let (_, ch) = sessions.last_mut().expect("sessions");
     ch.data(&b"still alive\n"[..]).await.expect("data");
     let mut got = Vec::new();
     let deadline = Instant::now() + T;
@@ -121,7 +121,6 @@ async fn many_idle_sessions_stay_small() {
         }
     }
     assert_eq!(got, b"still alive\n");
-    let _ = h;
     assert!(
         rss < 256 * 1024,
         "proctor uses {} MiB with {n} idle SSH sessions (goal < 256 MiB)",

@@ -46,6 +46,10 @@ pub struct Issued {
 #[derive(Default)]
 pub struct PgRoles {
     admins: Mutex<HashMap<String, Arc<Client>>>,
+    /// Roles whose drop failed (the target was unreachable when their session ended), by
+    /// role name: retried until the target answers, so a role never outlives its session by
+    /// more than the target's outage.
+    pending: std::sync::Mutex<HashMap<String, (AdminTarget, String)>>,
 }
 
 /// `proctor_<agent>_<8 hex>`, lower case, within PostgreSQL's 63-byte identifier limit.
@@ -165,7 +169,55 @@ impl PgRoles {
 
     /// Ends the role's sessions on the target and drops it (reassigning anything it created to
     /// the role it was a member of). Returns what was done, for the record.
+    /// On failure the role is kept for [`PgRoles::retry_pending`].
     pub async fn revoke(
+        &self,
+        target: &AdminTarget,
+        user: &str,
+        member_of: &str,
+    ) -> Result<String, RoleError> {
+        let result = self.drop_role(target, user, member_of).await;
+        let mut pending = self.pending_lock();
+        match &result {
+            Ok(_) => {
+                pending.remove(user);
+            }
+            Err(_) => {
+                pending.insert(user.to_string(), (target.clone(), member_of.to_string()));
+            }
+        }
+        result
+    }
+
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AdminTarget, String)>> {
+        match self.pending.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Roles whose drop is still owed.
+    pub fn pending(&self) -> usize {
+        self.pending_lock().len()
+    }
+
+    /// Tries again to drop every role whose drop failed; returns the ones dropped now.
+    pub async fn retry_pending(&self) -> Vec<(String, String)> {
+        let owed: Vec<(String, AdminTarget, String)> = self
+            .pending_lock()
+            .iter()
+            .map(|(u, (t, m))| (u.clone(), t.clone(), m.clone()))
+            .collect();
+        let mut dropped = Vec::new();
+        for (user, target, member_of) in owed {
+            if let Ok(detail) = self.revoke(&target, &user, &member_of).await {
+                dropped.push((user, detail));
+            }
+        }
+        dropped
+    }
+
+    async fn drop_role(
         &self,
         target: &AdminTarget,
         user: &str,
