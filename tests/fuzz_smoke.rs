@@ -17,7 +17,7 @@ fn targets() -> Vec<Target> {
 }
 
 fn proctor_postgres_targets() -> &'static [Target] {
-    &[]
+    proctor_postgres::fuzzing::TARGETS
 }
 
 fn proctor_ssh_targets() -> &'static [Target] {

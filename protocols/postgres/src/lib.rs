@@ -22,6 +22,7 @@
 pub mod cancel;
 pub mod classify;
 pub mod frontend;
+pub mod fuzzing;
 pub mod relay;
 pub mod results;
 pub mod scram_server;

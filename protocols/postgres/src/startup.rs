@@ -111,68 +111,113 @@ async fn negotiate_inner(
     loop {
         let stream = slot.as_mut().ok_or(StartupError::Closed)?;
         let packet = read_untyped(stream, &mut buf).await?;
-        let code = i32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-        if SslRequest::is_ssl_request_packet(&packet) && packet.len() == 8 {
-            if stream.is_tls() {
-                return Err(StartupError::violation("08P01", "SSLRequest inside TLS"));
+        match decode_packet(&packet)? {
+            Packet::SslRequest => {
+                if stream.is_tls() {
+                    return Err(StartupError::violation("08P01", "SSLRequest inside TLS"));
+                }
+                let Some(tls) = config.tls.clone() else {
+                    stream.write_all(b"N").await?;
+                    continue;
+                };
+                // Anything the client sent after SSLRequest was written before it saw our
+                // answer, so it is not TLS: processing it as if it had come through the
+                // handshake is the CVE-2021-23214 class of bug.
+                if !buf.is_empty() {
+                    return Err(StartupError::violation(
+                        "08P01",
+                        "received unencrypted data after SSL request",
+                    ));
+                }
+                stream.write_all(b"S").await?;
+                let Some(Stream::Plain(tcp)) = slot.take() else {
+                    return Err(StartupError::violation("08P01", "SSLRequest inside TLS"));
+                };
+                let tls = tokio_rustls::TlsAcceptor::from(tls)
+                    .accept(tcp)
+                    .await
+                    .map_err(StartupError::Tls)?;
+                *slot = Some(Stream::Server(Box::new(tls)));
+                continue;
             }
-            let Some(tls) = config.tls.clone() else {
+            Packet::GssEncRequest => {
+                if gss_declined || stream.is_tls() {
+                    return Err(StartupError::violation("08P01", "unexpected GSSENCRequest"));
+                }
+                // Declined: libpq then falls back to SSL or plain.
+                gss_declined = true;
                 stream.write_all(b"N").await?;
                 continue;
-            };
-            // Anything the client sent after SSLRequest was written before it saw our answer,
-            // so it is not TLS: processing it as if it had come through the handshake is the
-            // CVE-2021-23214 class of bug.
-            if !buf.is_empty() {
-                return Err(StartupError::violation(
-                    "08P01",
-                    "received unencrypted data after SSL request",
-                ));
             }
-            stream.write_all(b"S").await?;
-            let Some(Stream::Plain(tcp)) = slot.take() else {
-                return Err(StartupError::violation("08P01", "SSLRequest inside TLS"));
-            };
-            let tls = tokio_rustls::TlsAcceptor::from(tls)
-                .accept(tcp)
-                .await
-                .map_err(StartupError::Tls)?;
-            *slot = Some(Stream::Server(Box::new(tls)));
-            continue;
-        }
-        if GssEncRequest::is_gss_enc_request_packet(&packet) && packet.len() == 8 {
-            if gss_declined || stream.is_tls() {
-                return Err(StartupError::violation("08P01", "unexpected GSSENCRequest"));
+            Packet::Cancel { pid, secret } => return Ok(Hello::Cancel { pid, secret }),
+            Packet::Startup {
+                minor_version,
+                params,
+            } => {
+                let stream = slot.take().ok_or(StartupError::Closed)?;
+                return Ok(Hello::Startup(Startup {
+                    stream,
+                    minor_version,
+                    params,
+                    buffered: buf,
+                }));
             }
-            // Declined: libpq then falls back to SSL or plain.
-            gss_declined = true;
-            stream.write_all(b"N").await?;
-            continue;
         }
-        if code == CANCEL_REQUEST_CODE {
-            let mut r = Reader::new(&packet[8..], "CancelRequest");
-            let (Ok(pid), Ok(secret)) = (r.i32(), r.i32()) else {
-                return Err(StartupError::violation("08P01", "malformed CancelRequest"));
-            };
-            return Ok(Hello::Cancel { pid, secret });
-        }
-        let major = (code >> 16) as u16;
-        let minor = (code & 0xffff) as u16;
-        if major != 3 {
-            return Err(StartupError::violation(
-                "0A000",
-                format!("unsupported frontend protocol {major}.{minor}: proctor supports 3.0"),
-            ));
-        }
-        let params = parse_params(&packet[8..])?;
-        let stream = slot.take().ok_or(StartupError::Closed)?;
-        return Ok(Hello::Startup(Startup {
-            stream,
-            minor_version: minor,
-            params,
-            buffered: buf,
-        }));
     }
+}
+
+/// One startup-phase packet, decoded; what to answer depends on the connection's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Packet {
+    SslRequest,
+    GssEncRequest,
+    Cancel {
+        pid: i32,
+        secret: i32,
+    },
+    Startup {
+        minor_version: u16,
+        params: Vec<(String, String)>,
+    },
+}
+
+/// Decodes a whole untyped packet (length word included) as framed by
+/// [`untyped_frame_len`].
+pub(crate) fn decode_packet(packet: &[u8]) -> Result<Packet, StartupError> {
+    let Some(&[a, b, c, d]) = packet.get(4..8) else {
+        // untyped_frame_len never frames fewer than 8 bytes.
+        return Err(StartupError::violation(
+            "08P01",
+            "invalid startup packet layout",
+        ));
+    };
+    let code = i32::from_be_bytes([a, b, c, d]);
+    if SslRequest::is_ssl_request_packet(packet) && packet.len() == 8 {
+        return Ok(Packet::SslRequest);
+    }
+    if GssEncRequest::is_gss_enc_request_packet(packet) && packet.len() == 8 {
+        return Ok(Packet::GssEncRequest);
+    }
+    if code == CANCEL_REQUEST_CODE {
+        let mut r = Reader::new(&packet[8..], "CancelRequest");
+        let (Ok(pid), Ok(secret)) = (r.i32(), r.i32()) else {
+            return Err(StartupError::violation("08P01", "malformed CancelRequest"));
+        };
+        return Ok(Packet::Cancel { pid, secret });
+    }
+    let major = (code >> 16) as u16;
+    let minor = (code & 0xffff) as u16;
+    if major != 3 {
+        return Err(StartupError::violation(
+            "0A000",
+            format!("unsupported frontend protocol {major}.{minor}: proctor supports 3.0"),
+        ));
+    }
+    let params = parse_params(&packet[8..])?;
+    Ok(Packet::Startup {
+        minor_version: minor,
+        params,
+    })
 }
 
 fn parse_params(body: &[u8]) -> Result<Vec<(String, String)>, StartupError> {

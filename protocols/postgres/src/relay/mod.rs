@@ -686,7 +686,7 @@ async fn control(mut rx: ControlRx) -> (Control, ControlRx) {
     }
 }
 
-fn note_parameter(lex: &mut LexContext, name: &str, value: &str) {
+pub(crate) fn note_parameter(lex: &mut LexContext, name: &str, value: &str) {
     match name {
         "standard_conforming_strings" => lex.standard_strings = value.eq_ignore_ascii_case("on"),
         "client_encoding" => lex.set_client_encoding(value),
