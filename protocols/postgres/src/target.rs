@@ -307,6 +307,7 @@ pub async fn connect(
                         let s = scram.as_mut().ok_or_else(|| {
                             TargetError::Protocol("SASL continue out of order".into())
                         })?;
+                        check_scram_iterations(data)?;
                         s.update(data)
                             .map_err(|e| TargetError::Auth(e.to_string()))?;
                         frontend::sasl_response(s.message(), &mut out).map_err(TargetError::Io)?;
@@ -411,6 +412,25 @@ async fn read_frame(
     }
 }
 
+/// Most PBKDF2 iterations a target may ask for (OWASP's figure for PBKDF2-HMAC-SHA256; PostgreSQL
+/// uses 4096). The count comes from the target, and the key derivation runs on proctor's CPU: a
+/// hostile target must not make every login burn seconds.
+const MAX_SCRAM_ITERATIONS: u64 = 600_000;
+
+fn check_scram_iterations(server_first: &[u8]) -> Result<(), TargetError> {
+    let text = String::from_utf8_lossy(server_first);
+    let iterations = text
+        .split(',')
+        .find_map(|attr| attr.strip_prefix("i="))
+        .and_then(|i| i.trim().parse::<u64>().ok());
+    match iterations {
+        Some(n) if n > MAX_SCRAM_ITERATIONS => Err(TargetError::Auth(format!(
+            "the target asks for {n} SCRAM iterations (at most {MAX_SCRAM_ITERATIONS} accepted)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +439,15 @@ mod tests {
         list.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn scram_iteration_count_is_bounded() {
+        assert!(check_scram_iterations(b"r=abc,s=c2FsdA==,i=4096").is_ok());
+        assert!(check_scram_iterations(b"r=abc,s=c2FsdA==,i=600000").is_ok());
+        assert!(check_scram_iterations(b"r=abc,s=c2FsdA==,i=2147483647").is_err());
+        // Malformed counts are left to the SCRAM client, which rejects them.
+        assert!(check_scram_iterations(b"r=abc,s=c2FsdA==,i=x").is_ok());
     }
 
     #[test]
