@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use proctor_gate::{Event, Outcome};
 use thiserror::Error;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use self::codec::Body;
 use self::frame::{JOURNAL_SESSION, SessionKey};
@@ -132,7 +132,26 @@ impl Recorder {
         kind: u8,
         body: Vec<u8>,
     ) -> Result<Ticket, RecorderError> {
-        let weight = (body.len() + 128).min(self.budget_max) as u32;
+        let bytes = body.len() + 128;
+        self.send_weighted(bytes, |ack, permit| Command::Append {
+            session,
+            kind,
+            ts_ns,
+            body,
+            ack: Some(ack),
+            _permit: Some(permit),
+        })
+        .await
+    }
+
+    /// Waits for `bytes` of the writer's memory budget, then queues the command built with the
+    /// acknowledgement channel and the budget permit.
+    async fn send_weighted(
+        &self,
+        bytes: usize,
+        command: impl FnOnce(writer::Ack, OwnedSemaphorePermit) -> Command,
+    ) -> Result<Ticket, RecorderError> {
+        let weight = bytes.min(self.budget_max) as u32;
         let permit = self
             .budget
             .clone()
@@ -141,14 +160,7 @@ impl Recorder {
             .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
         let (ack, rx) = oneshot::channel();
         self.tx
-            .send(Command::Append {
-                session,
-                kind,
-                ts_ns,
-                body,
-                ack: Some(ack),
-                _permit: Some(permit),
-            })
+            .send(command(ack, permit))
             .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
         Ok(Ticket(rx))
     }
@@ -169,23 +181,13 @@ impl Recorder {
             })
             .collect();
         let bytes: usize = records.iter().map(|(_, _, b)| b.len() + 128).sum();
-        let weight = bytes.min(self.budget_max) as u32;
-        let permit = self
-            .budget
-            .clone()
-            .acquire_many_owned(weight)
-            .await
-            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
-        let (ack, rx) = oneshot::channel();
-        self.tx
-            .send(Command::AppendMany {
-                session,
-                records,
-                ack,
-                _permit: Some(permit),
-            })
-            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
-        Ok(Ticket(rx))
+        self.send_weighted(bytes, |ack, permit| Command::AppendMany {
+            session,
+            records,
+            ack,
+            _permit: Some(permit),
+        })
+        .await
     }
 
     /// Records an event and waits until it is durable.

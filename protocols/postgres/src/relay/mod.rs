@@ -220,6 +220,9 @@ pub struct Relay {
     tickets: Tickets,
     /// The target sent a FATAL error: the session is over whatever happens next.
     target_sent_fatal: Option<String>,
+    /// A startup-only message (BackendKeyData, Authentication, NegotiateProtocolVersion) came
+    /// from the target mid-session and was recorded.
+    noted_late_startup_message: bool,
     last_row_description: Option<(Vec<u8>, Arc<Columns>)>,
 }
 
@@ -290,6 +293,7 @@ impl Relay {
                 bytes: 0,
             },
             target_sent_fatal: None,
+            noted_late_startup_message: false,
             last_row_description: None,
         }
     }

@@ -317,6 +317,22 @@ impl Fixture {
         config: PgFrontendConfig,
         tls: TargetTls,
     ) -> Fixture {
+        let port = pg.port;
+        Self::with_endpoint(Some(pg), port, config, tls).await
+    }
+
+    /// A proctor listener whose target is whatever listens on 127.0.0.1:`target_port` (a
+    /// scripted backend in the hostile-target tests), without TLS.
+    pub async fn with_target_port(target_port: u16, config: PgFrontendConfig) -> Fixture {
+        Self::with_endpoint(None, target_port, config, TargetTls::Disable).await
+    }
+
+    async fn with_endpoint(
+        pg: Option<LocalPostgres>,
+        target_port: u16,
+        config: PgFrontendConfig,
+        tls: TargetTls,
+    ) -> Fixture {
         let (holds_tx, holds) = mpsc::unbounded_channel();
         let mut verifiers = HashMap::new();
         verifiers.insert(
@@ -331,7 +347,7 @@ impl Fixture {
             verifiers,
             target: PostgresTarget {
                 host: "127.0.0.1".into(),
-                port: pg.port,
+                port: target_port,
                 dbname: TARGET.into(),
                 tls,
                 connect_timeout: Duration::from_secs(5),
@@ -352,8 +368,8 @@ impl Fixture {
             rx,
         ));
         Fixture {
-            pg_port: pg.port,
-            pg: Some(pg),
+            pg_port: target_port,
+            pg,
             authority,
             port,
             holds,
@@ -436,6 +452,8 @@ pub fn db_error(e: &tokio_postgres::Error) -> (String, String, String) {
 pub struct RawClient {
     pub stream: TcpStream,
     pub buf: BytesMut,
+    /// The cancel key from BackendKeyData at login.
+    pub key: Option<(i32, i32)>,
 }
 
 impl RawClient {
@@ -444,6 +462,7 @@ impl RawClient {
         RawClient {
             stream,
             buf: BytesMut::new(),
+            key: None,
         }
     }
 
@@ -478,6 +497,10 @@ impl RawClient {
                     if !out.is_empty() {
                         c.stream.write_all(&out).await.unwrap();
                     }
+                }
+                b'K' if body.len() == 8 => {
+                    let mut b = &body[..];
+                    c.key = Some((b.get_i32(), b.get_i32()));
                 }
                 b'Z' => return c,
                 b'E' => panic!("login failed: {}", String::from_utf8_lossy(&body)),
