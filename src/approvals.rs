@@ -112,9 +112,8 @@ impl Approvals {
     /// Registers a hold; the receiver yields the first final answer.
     pub fn hold(&self, view: PendingView) -> oneshot::Receiver<Answer> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.events.send(ApprovalEvent::Held {
-            approval: Box::new(view.clone()),
-        });
+        let approval = Box::new(view.clone());
+        // Queued first, announced after: whoever reacts to the announcement finds it pending.
         lock(&self.inner).insert(
             view.id.clone(),
             Pending {
@@ -122,6 +121,7 @@ impl Approvals {
                 answer: Some(tx),
             },
         );
+        let _ = self.events.send(ApprovalEvent::Held { approval });
         rx
     }
 

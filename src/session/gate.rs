@@ -411,11 +411,15 @@ impl SessionGate {
             for a in &j.judgement.alerts {
                 self.publish_alert(a);
             }
-            self.publish_verdict(&j.verdict);
-            if let Some(reason) = &j.kill_after {
+            let verdict = j.verdict.clone();
+            let kill_after = j.kill_after.clone();
+            // The hold is queued before it is announced, so an approver reacting to the
+            // announcement always finds it.
+            out.push(self.answer(j));
+            self.publish_verdict(&verdict);
+            if let Some(reason) = &kill_after {
                 self.core.sessions.kill(&self.live.id, reason);
             }
-            out.push(self.answer(j));
         }
         Ok(out)
     }

@@ -227,22 +227,20 @@ impl Relay {
                     });
                 }
             }
-            b'K' | b'R' | b'v' => {
-                // Startup-only messages after startup are dropped (never relayed, and a
-                // BackendKeyData here does not replace the cancel key taken at login). Noted
-                // once per session so that a flood of them cannot flood the record.
-                if !self.noted_late_startup_message {
-                    self.noted_late_startup_message = true;
-                    let what = match tag {
-                        b'K' => "BackendKeyData",
-                        b'R' => "an authentication request",
-                        _ => "NegotiateProtocolVersion",
-                    };
-                    self.events.push(Event::ProtocolError {
-                        party: Party::Target,
-                        message: format!("the target sent {what} after startup (ignored)"),
-                    });
-                }
+            // Startup-only messages after startup are dropped (never relayed, and a
+            // BackendKeyData here does not replace the cancel key taken at login). Noted once
+            // per session so that a flood of them cannot flood the record.
+            b'K' | b'R' | b'v' if !self.noted_late_startup_message => {
+                self.noted_late_startup_message = true;
+                let what = match tag {
+                    b'K' => "BackendKeyData",
+                    b'R' => "an authentication request",
+                    _ => "NegotiateProtocolVersion",
+                };
+                self.events.push(Event::ProtocolError {
+                    party: Party::Target,
+                    message: format!("the target sent {what} after startup (ignored)"),
+                });
             }
             _ => {}
         }
