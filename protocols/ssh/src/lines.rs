@@ -356,12 +356,22 @@ fn strip_prompt(text: &str) -> &str {
     }
 }
 
+/// Largest emulated screen. The emulator allocates every cell up front (tens of bytes each), and
+/// the size comes from the agent: 1000x1000 would cost ~40 MB per session. 600 columns by 300
+/// rows covers a 4K display at a small font; a larger terminal only wraps differently in the
+/// emulator, and the keystroke model still rebuilds its lines.
+const MAX_SCREEN_COLS: u32 = 600;
+const MAX_SCREEN_ROWS: u32 = 300;
+
 fn dims(cols: u32, rows: u32) -> (std::num::NonZeroU16, std::num::NonZeroU16) {
-    let clamp = |v: u32, default: u16| {
-        let v = if v == 0 { default } else { v.min(1000) as u16 };
+    let clamp = |v: u32, default: u16, max: u32| {
+        let v = if v == 0 { default } else { v.min(max) as u16 };
         std::num::NonZeroU16::new(v).unwrap_or(std::num::NonZeroU16::MIN)
     };
-    (clamp(rows, 24), clamp(cols, 80))
+    (
+        clamp(rows, 24, MAX_SCREEN_ROWS),
+        clamp(cols, 80, MAX_SCREEN_COLS),
+    )
 }
 
 /// Command-line tracking for one shell channel.
