@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use russh::client;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use ssh_support::{Env, T, eventually, rss_kib};
+use ssh_support::{Env, eventually, rss_kib};
 
 struct AcceptAny;
 
