@@ -65,7 +65,7 @@ fn psql_multi_statement_and_copy_both_ways() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("hundred"), "{stdout}");
-    let multi = env.sealed_session(|s| s["agent"] == AGENT);
+    let multi = env.store().sealed_session(|s| s["agent"] == AGENT);
     let multi_id = multi["id"].as_str().expect("id").to_string();
 
     // \copy both ways: COPY ... TO STDOUT and COPY ... FROM STDIN.
@@ -79,7 +79,9 @@ fn psql_multi_statement_and_copy_both_ways() {
     assert_eq!(text(&out.stdout).trim(), "106");
     let exported = std::fs::read_to_string(env.dir.path().join("out.csv")).expect("out.csv");
     assert_eq!(exported.lines().count(), 6, "{exported}");
-    let copy = env.sealed_session(|s| s["agent"] == AGENT && s["id"] != multi_id.as_str());
+    let copy = env
+        .store()
+        .sealed_session(|s| s["agent"] == AGENT && s["id"] != multi_id.as_str());
     let copy_id = copy["id"].as_str().expect("id").to_string();
 
     env.verify_session(&multi_id);
@@ -156,6 +158,7 @@ fn pgbench_init_and_run() {
     // Every pgbench session (init, 2 x 2 clients) is sealed and intact.
     assert!(eventually(T, || env.live_sessions(BENCH).is_empty()));
     let sessions: Vec<Value> = env
+        .store()
         .sessions()
         .into_iter()
         .filter(|s| s["agent"] == BENCH)
@@ -233,7 +236,7 @@ fn tokio_postgres_binary_parameters_and_pipelining() {
         assert_eq!(sqlstate(&b.expect_err("division by zero")), "22012");
         assert_eq!(c.expect("third").get::<_, i32>(0), 3);
     });
-    let s = env.sealed_session(|s| s["agent"] == AGENT);
+    let s = env.store().sealed_session(|s| s["agent"] == AGENT);
     let id = s["id"].as_str().expect("id");
     env.verify_session(id);
     let records = env.export(id);
@@ -280,7 +283,7 @@ fn query_cancel() {
         let row = client.query_one("SELECT 7::int", &[]).await.expect("after");
         assert_eq!(row.get::<_, i32>(0), 7);
     });
-    let s = env.sealed_session(|s| s["agent"] == AGENT);
+    let s = env.store().sealed_session(|s| s["agent"] == AGENT);
     let id = s["id"].as_str().expect("id");
     env.verify_session(id);
     let records = env.export(id);
@@ -314,7 +317,7 @@ fn tls_verify_full() {
     let out = wait_output(child, T);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // Proctor's hop to the target is plain here; what matters is the agent side.
-    let s = env.sealed_session(|s| s["agent"] == AGENT);
+    let s = env.store().sealed_session(|s| s["agent"] == AGENT);
     env.verify_session(s["id"].as_str().expect("id"));
 
     // Another CA: libpq refuses the certificate.
@@ -375,6 +378,7 @@ fn auth_failures_are_recorded_as_denied_sessions() {
     assert!(
         eventually(T, || {
             denied = env
+                .store()
                 .sessions()
                 .into_iter()
                 .filter(|s| s["outcome"] == "denied" && s["sealed"] == Value::Bool(true))
@@ -382,7 +386,7 @@ fn auth_failures_are_recorded_as_denied_sessions() {
             denied.len() >= 4
         }),
         "{:?}",
-        env.sessions()
+        env.store().sessions()
     );
     for (agent, target) in [
         ("nobody-agent", TARGET),
@@ -435,7 +439,8 @@ fn holds_approved_denied_and_timed_out_via_the_cli() {
         "5",
         "nothing ran while held"
     );
-    env.cli_ok(&["approvals", "approve", &id, "--reason", "cleanup is fine"]);
+    env.store()
+        .ok(&["approvals", "approve", &id, "--reason", "cleanup is fine"]);
     let out = wait_output(child, T);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -446,7 +451,7 @@ fn holds_approved_denied_and_timed_out_via_the_cli() {
         env.pg.psql("app", "SELECT count(*) FROM t").expect("count"),
         "0"
     );
-    let approved = env.sealed_session(|s| s["agent"] == AGENT);
+    let approved = env.store().sealed_session(|s| s["agent"] == AGENT);
     let approved_id = approved["id"].as_str().expect("id").to_string();
 
     // Deny with a reason: 42501 with the approver's reason.
@@ -462,7 +467,7 @@ fn holds_approved_denied_and_timed_out_via_the_cli() {
         .expect("psql");
     let a = env.wait_approval("UPDATE t SET v");
     let id = a["id"].as_str().expect("approval id").to_string();
-    env.cli_ok(&[
+    env.store().ok(&[
         "approvals",
         "deny",
         &id,
@@ -496,7 +501,12 @@ fn holds_approved_denied_and_timed_out_via_the_cli() {
     );
 
     assert!(eventually(T, || env.live_sessions(AGENT).is_empty()));
-    for s in env.sessions().iter().filter(|s| s["agent"] == AGENT) {
+    for s in env
+        .store()
+        .sessions()
+        .iter()
+        .filter(|s| s["agent"] == AGENT)
+    {
         let sid = s["id"].as_str().expect("id");
         env.verify_session(sid);
         let records = env.export(sid);
@@ -555,7 +565,8 @@ fn kill_mid_query_and_the_role_lifecycle() {
             .unwrap_or(false)
     }));
     let started = Instant::now();
-    env.cli_ok(&["kill", &session, "--reason", "runaway query"]);
+    env.store()
+        .ok(&["kill", &session, "--reason", "runaway query"]);
     let out = wait_output(child, T);
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(!out.status.success());
@@ -565,7 +576,7 @@ fn kill_mid_query_and_the_role_lifecycle() {
         text(&out.stdout).contains(&role),
         "current_user was the JIT role"
     );
-    let s = env.sealed_session(|s| s["id"] == session.as_str());
+    let s = env.store().sealed_session(|s| s["id"] == session.as_str());
     assert_eq!(s["outcome"], "killed");
     // The backend is gone and the role dropped.
     assert!(eventually(T, || env.proctor_roles().is_empty()));
@@ -607,7 +618,7 @@ fn target_restart_mid_session_is_target_lost() {
     let code = sqlstate(&e);
     assert!(code == "57P01" || code == "08006" || e.is_closed(), "{e:?}");
     env.pg.start_again().expect("PostgreSQL restarts");
-    let s = env.sealed_session(|s| s["agent"] == AGENT);
+    let s = env.store().sealed_session(|s| s["agent"] == AGENT);
     assert_eq!(s["outcome"], "target_lost", "{s}");
     let id = s["id"].as_str().expect("id");
     env.verify_session(id);
@@ -658,7 +669,7 @@ fn leftover_roles_are_reaped_at_start_up() {
         env.proctor_roles()
     );
     // The crashed session is sealed as interrupted and verifies; the reaper is journaled.
-    let s = env.sealed_session(|s| s["id"] == session.as_str());
+    let s = env.store().sealed_session(|s| s["id"] == session.as_str());
     assert_eq!(s["outcome"], "interrupted");
     env.verify_session(&session);
     let journal = env.export("00000000-0000-0000-0000-000000000000");

@@ -45,7 +45,7 @@ fn verdicts(records: &[Value]) -> Vec<(String, String)> {
 
 /// `replay --step` lists every command of the session.
 fn assert_replay_shows(env: &Env, session: &str, wanted: &[&str]) {
-    let step = env.cli_ok(&["replay", session, "--step"]);
+    let step = env.store().ok(&["replay", session, "--step"]);
     for w in wanted {
         assert!(step.contains(w), "replay --step lacks {w:?}:\n{step}");
     }
@@ -59,7 +59,7 @@ fn exec_relays_output_and_exit_status() {
     assert_eq!(text(&out.stdout), "hello-42\n");
     assert!(text(&out.stderr).contains("on-stderr"));
 
-    let s = env.sealed_session(by(AGENT, "box"));
+    let s = env.store().sealed_session(by(AGENT, "box"));
     assert_eq!(s["outcome"], "completed");
     assert_eq!(s["login"], env.login.as_str());
     let recs = env.export(&id(&s));
@@ -128,7 +128,8 @@ fn interactive_shell_resize_held_line_approved_and_denied_line() {
     );
     assert!(victim.exists(), "nothing runs before the approval");
     let approval_id = str_field(&approval, "id");
-    env.cli_ok(&["approvals", "approve", &approval_id, "--reason", "e2e ok"]);
+    env.store()
+        .ok(&["approvals", "approve", &approval_id, "--reason", "e2e ok"]);
     assert!(eventually(T, || !victim.exists()), "{}", pty.output());
     pty.quiet();
 
@@ -142,7 +143,7 @@ fn interactive_shell_resize_held_line_approved_and_denied_line() {
     pty.type_in(b"exit\r");
     assert!(eventually(T, || pty.exited()), "{}", pty.output());
 
-    let s = env.sealed_session(by(AGENT, "box"));
+    let s = env.store().sealed_session(by(AGENT, "box"));
     assert_eq!(s["outcome"], "completed");
     let sid = id(&s);
     let recs = env.export(&sid);
@@ -185,7 +186,7 @@ fn interactive_shell_resize_held_line_approved_and_denied_line() {
     );
 
     // The terminal export plays: a v2 header with the first terminal size, then events.
-    let cast = env.cli_ok(&["export", &sid, "--format", "asciicast"]);
+    let cast = env.store().ok(&["export", &sid, "--format", "asciicast"]);
     let mut lines = cast.lines();
     let header: Value = serde_json::from_str(lines.next().expect("header")).expect("json");
     assert_eq!(header["version"], 2);
@@ -211,7 +212,8 @@ fn held_exec_denied_by_an_approver_never_runs() {
     let approval = env.wait_approval();
     assert_eq!(approval["kind"], "exec");
     let aid = str_field(&approval, "id");
-    env.cli_ok(&["approvals", "deny", &aid, "--reason", "not on a Friday"]);
+    env.store()
+        .ok(&["approvals", "deny", &aid, "--reason", "not on a Friday"]);
     let out = wait_output(child, T);
     assert_eq!(
         out.status.code(),
@@ -222,7 +224,7 @@ fn held_exec_denied_by_an_approver_never_runs() {
     assert!(stderr.contains("not on a Friday"), "{stderr}");
     assert!(victim.exists());
 
-    let s = env.sealed_session(by(AGENT, "box"));
+    let s = env.store().sealed_session(by(AGENT, "box"));
     let recs = env.export(&id(&s));
     assert_eq!(commands(&recs), vec![rm]);
     assert_eq!(
@@ -313,6 +315,7 @@ fn scp_both_ways_and_sftp_batch() {
 
     // Five connections, five sealed sessions; every file operation is in the recording.
     assert!(eventually(T, || env
+        .store()
         .sessions()
         .iter()
         .filter(|s| s["sealed"] == true)
@@ -321,7 +324,7 @@ fn scp_both_ways_and_sftp_batch() {
     let digest = hex::encode(Sha256::digest(&content));
     let mut sftp_ops = Vec::new();
     let mut execs = Vec::new();
-    for s in env.sessions() {
+    for s in env.store().sessions() {
         assert_eq!(s["outcome"], "completed", "{s}");
         let recs = env.export(&id(&s));
         execs.extend(commands(&recs));
@@ -410,13 +413,14 @@ fn rsync_both_ways() {
     assert_eq!(std::fs::read(back.join("nested/b.bin")).expect("b"), big);
 
     assert!(eventually(T, || env
+        .store()
         .sessions()
         .iter()
         .filter(|s| s["sealed"] == true)
         .count()
         == 2));
     let mut execs = Vec::new();
-    for s in env.sessions() {
+    for s in env.store().sessions() {
         assert_eq!(s["outcome"], "completed");
         execs.extend(commands(&env.export(&id(&s))));
     }
@@ -467,7 +471,7 @@ fn control_master_carries_two_commands_on_one_connection() {
         assert_eq!(text(&out.stdout), format!("{word}-2\n"));
     }
     // Both ran inside the one session the master opened.
-    assert_eq!(env.sessions().len(), 1);
+    assert_eq!(env.store().sessions().len(), 1);
     let out = Command::new("ssh")
         .args(&opts)
         .args(["-O", "exit", "127.0.0.1"])
@@ -477,7 +481,7 @@ fn control_master_carries_two_commands_on_one_connection() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let _ = wait_output_or_kill(&mut master);
 
-    let s = env.sealed_session(by(AGENT, "box"));
+    let s = env.store().sealed_session(by(AGENT, "box"));
     assert_eq!(s["outcome"], "completed");
     let recs = env.export(&id(&s));
     assert_eq!(
@@ -545,7 +549,7 @@ fn large_output_matches_the_recorded_digest() {
     assert_eq!(got_len, SIZE);
     assert_eq!(got, expected, "the agent received the file");
 
-    let s = env.sealed_session(by(AGENT, "box"));
+    let s = env.store().sealed_session(by(AGENT, "box"));
     let recs = env.export_filtered(&id(&s), &["output"]);
     let close = of_kind(&recs, "channel_close");
     assert_eq!(close.len(), 1);
@@ -576,15 +580,16 @@ fn every_auth_refusal_is_a_recorded_denied_session() {
 
     assert!(
         eventually(T, || env
+            .store()
             .sessions()
             .iter()
             .filter(|s| s["outcome"] == "denied" && s["sealed"] == true)
             .count()
             == 4),
         "{:?}",
-        env.sessions()
+        env.store().sessions()
     );
-    let sessions = env.sessions();
+    let sessions = env.store().sessions();
     let denied = |pred: &dyn Fn(&Value) -> bool| {
         sessions.iter().any(|s| s["outcome"] == "denied" && pred(s))
     };
@@ -622,7 +627,7 @@ fn unknown_and_changed_target_host_keys_are_refused() {
         assert!(!text(&out.stdout).contains("should-not-run"));
     }
     for target in ["changed-key", "unknown-key"] {
-        let s = env.sealed_session(|s| s["target"] == target);
+        let s = env.store().sealed_session(|s| s["target"] == target);
         assert_eq!(s["outcome"], "denied", "{s}");
         let recs = env.export(&id(&s));
         assert!(
@@ -649,7 +654,8 @@ fn kill_ends_a_long_command() {
         let recs = env.export(&sid);
         !of_kind(&recs, "output").is_empty()
     }));
-    env.cli_ok(&["kill", &sid, "--reason", "e2e operator stop"]);
+    env.store()
+        .ok(&["kill", &sid, "--reason", "e2e operator stop"]);
     let out = wait_output(child, T);
     assert!(!out.status.success());
     assert!(
@@ -657,7 +663,7 @@ fn kill_ends_a_long_command() {
         "{}",
         text(&out.stderr)
     );
-    let s = env.sealed_session(|s| s["id"] == sid.as_str());
+    let s = env.store().sealed_session(|s| s["id"] == sid.as_str());
     assert_eq!(s["outcome"], "killed");
     assert!(str_field(&s, "end_reason").contains("e2e operator stop"));
     let recs = env.export(&sid);
@@ -686,7 +692,7 @@ fn target_killed_mid_session_is_target_lost() {
         "{}",
         text(&out.stderr)
     );
-    let s = env.sealed_session(|s| s["id"] == sid.as_str());
+    let s = env.store().sealed_session(|s| s["id"] == sid.as_str());
     assert_eq!(s["outcome"], "target_lost");
     let recs = env.export(&sid);
     assert_eq!(commands(&recs), vec!["echo started; sleep 120"]);

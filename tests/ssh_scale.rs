@@ -160,6 +160,7 @@ async fn many_idle_sessions_stay_small() {
     }
     assert!(
         eventually(Duration::from_secs(120), || env
+            .store()
             .sessions()
             .iter()
             .filter(|s| s["sealed"] == true && s["outcome"] == "completed")

@@ -5,14 +5,17 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+#[path = "../e2e_common/mod.rs"]
+mod e2e_common;
+pub use e2e_common::*;
 
-use proctor_harness::{ChildGuard, LocalPostgres, PostgresOptions, free_port, wait_for_port};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use proctor_harness::{ChildGuard, LocalPostgres, PostgresOptions, free_port};
 use serde_json::Value;
 
-/// Upper bound for anything a test waits on.
 pub const T: Duration = Duration::from_secs(30);
 
 /// Elevated on `appdb` (the shipped hold rules apply).
@@ -25,47 +28,6 @@ pub const BENCH_SECRET: &str = "secret-of-the-bench-agent";
 pub const STRANGER: &str = "stranger-agent";
 pub const STRANGER_SECRET: &str = "secret-of-the-stranger";
 pub const TARGET: &str = "appdb";
-
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_proctor")
-}
-
-/// Polls `f` until it holds or `timeout` passes.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-/// Waits for a child with a deadline; kills it (and fails) when the deadline passes.
-pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "child did not finish in {timeout:?}; stdout: {} stderr: {}",
-                    text(&out.stdout),
-                    text(&out.stderr)
-                );
-            }
-        }
-    }
-    child.wait_with_output().expect("output")
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
@@ -247,27 +209,7 @@ connection_limit = 300
     }
 
     pub fn start_proctor(&mut self) {
-        let logf = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log");
-        let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--config"])
-            .arg(&self.config)
-            .env("PROCTOR_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(logf);
-        let mut child = ChildGuard::spawn("proctor", &mut cmd).expect("spawn proctor");
-        let up = wait_for_port(self.port, T);
-        assert!(
-            up && !child.exited(),
-            "proctor did not start: {}",
-            self.proctor_log()
-        );
-        self.proctor = Some(child);
+        self.proctor = Some(start_serve(&self.config, &self.log, self.port));
     }
 
     pub fn proctor_pid(&self) -> u32 {
@@ -325,63 +267,15 @@ connection_limit = 300
         wait_output(child, T)
     }
 
-    /// A proctor CLI command against this store (`--data` appended).
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .arg("--data")
-            .arg(&self.data)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("proctor cli")
-    }
-
-    pub fn cli_ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "proctor {args:?} failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    pub fn cli_json(&self, args: &[&str]) -> Value {
-        let out = self.cli_ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("proctor {args:?}: {e}: {out}"))
-    }
-
-    /// Every session, newest first.
-    pub fn sessions(&self) -> Vec<Value> {
-        match self.cli_json(&["sessions", "list", "--json"]) {
-            Value::Array(v) => v,
-            other => panic!("sessions list: {other}"),
-        }
-    }
-
-    /// Waits for a session matching `pred` to be sealed, and returns it.
-    pub fn sealed_session(&self, pred: impl Fn(&Value) -> bool) -> Value {
-        let mut found = None;
-        let ok = eventually(T, || {
-            found = self
-                .sessions()
-                .into_iter()
-                .find(|s| pred(s) && s["sealed"] == Value::Bool(true));
-            found.is_some()
-        });
-        assert!(
-            ok,
-            "no sealed session matched; sessions: {:?}",
-            self.sessions()
-        );
-        found.expect("session")
+    /// The proctor CLI against this store.
+    pub fn store(&self) -> StoreCli<'_> {
+        StoreCli { data: &self.data }
     }
 
     /// Ids of the sessions of `agent` that are still open.
     pub fn live_sessions(&self, agent: &str) -> Vec<String> {
-        self.sessions()
+        self.store()
+            .sessions()
             .into_iter()
             .filter(|s| s["sealed"] != Value::Bool(true) && s["agent"] == agent)
             .filter_map(|s| s["id"].as_str().map(String::from))
@@ -404,7 +298,7 @@ connection_limit = 300
 
     /// `proctor export SESSION --format jsonl`, one value per record.
     pub fn export(&self, session: &str) -> Vec<Value> {
-        let out = self.cli_ok(&["export", session, "--format", "jsonl"]);
+        let out = self.store().ok(&["export", session, "--format", "jsonl"]);
         out.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).expect("json line"))
@@ -413,7 +307,7 @@ connection_limit = 300
 
     /// `proctor verify SESSION` must pass.
     pub fn verify_session(&self, session: &str) {
-        let out = self.cli(&["verify", session]);
+        let out = self.store().run(&["verify", session]);
         assert!(
             out.status.success() && text(&out.stdout).starts_with("OK"),
             "verify {session} failed: {}{}",
@@ -424,7 +318,7 @@ connection_limit = 300
 
     /// `proctor verify` over the whole store must pass.
     pub fn verify(&self) {
-        let out = self.cli(&["verify"]);
+        let out = self.store().run(&["verify"]);
         assert!(
             out.status.success() && text(&out.stdout).starts_with("OK"),
             "verify failed: {}{}",
@@ -435,7 +329,7 @@ connection_limit = 300
 
     /// Pending approvals as the CLI lists them.
     pub fn approvals(&self) -> Vec<Value> {
-        match self.cli_json(&["approvals", "list", "--json"]) {
+        match self.store().json(&["approvals", "list", "--json"]) {
             Value::Array(v) => v,
             other => panic!("approvals list: {other}"),
         }

@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+#[path = "../e2e_common/mod.rs"]
+mod e2e_common;
+pub use e2e_common::*;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -13,18 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proctor_harness::sshd::current_user;
-use proctor_harness::{ChildGuard, LocalSshd, SshdOptions, free_port, wait_for_port};
+use proctor_harness::{ChildGuard, LocalSshd, SshdOptions, free_port};
 use serde_json::Value;
 
-/// Upper bound for anything a test waits on.
 pub const T: Duration = Duration::from_secs(30);
 
 pub const AGENT: &str = "e2e-agent";
-
-/// The proctor binary under test; `PROCTOR_BIN` points the scale tests at a release build.
-pub fn bin() -> String {
-    std::env::var("PROCTOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_proctor").to_string())
-}
 
 pub fn keygen(path: &Path) -> String {
     let out = Command::new("ssh-keygen")
@@ -39,42 +37,6 @@ pub fn keygen(path: &Path) -> String {
         .take(2)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Polls `f` until it holds or `timeout` passes.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-/// Waits for a child with a deadline; kills it when the deadline passes.
-pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "child did not finish in {timeout:?}; stderr: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-    }
-    child.wait_with_output().expect("output")
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// What a test may change in the generated configuration.
@@ -224,23 +186,7 @@ logins = ["{login}"]
     }
 
     fn start_proctor(&mut self) {
-        let logf = std::fs::File::create(&self.log).expect("log");
-        let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--config"])
-            .arg(&self.config)
-            .env("PROCTOR_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(logf);
-        let mut child = ChildGuard::spawn("proctor", &mut cmd).expect("spawn proctor");
-        let up = wait_for_port(self.port, T);
-        assert!(
-            up && !child.exited(),
-            "proctor did not start: {}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-        self.proctor = Some(child);
+        self.proctor = Some(start_serve(&self.config, &self.log, self.port));
     }
 
     pub fn proctor_pid(&self) -> u32 {
@@ -314,58 +260,9 @@ logins = ["{login}"]
         v.join(" ")
     }
 
-    /// A proctor CLI command against this store (`--data` appended).
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .arg("--data")
-            .arg(&self.data)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("proctor cli")
-    }
-
-    pub fn cli_ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "proctor {args:?} failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    pub fn cli_json(&self, args: &[&str]) -> Value {
-        let out = self.cli_ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("proctor {args:?}: {e}: {out}"))
-    }
-
-    /// Every session, newest first.
-    pub fn sessions(&self) -> Vec<Value> {
-        match self.cli_json(&["sessions", "list", "--json"]) {
-            Value::Array(v) => v,
-            other => panic!("sessions list: {other}"),
-        }
-    }
-
-    /// Waits for exactly one session matching `pred` to be sealed, and returns it.
-    pub fn sealed_session(&self, pred: impl Fn(&Value) -> bool) -> Value {
-        let mut found = None;
-        let ok = eventually(T, || {
-            found = self
-                .sessions()
-                .into_iter()
-                .find(|s| pred(s) && s["sealed"] == Value::Bool(true));
-            found.is_some()
-        });
-        assert!(
-            ok,
-            "no sealed session matched; sessions: {:?}",
-            self.sessions()
-        );
-        found.expect("session")
+    /// The proctor CLI against this store.
+    pub fn store(&self) -> StoreCli<'_> {
+        StoreCli { data: &self.data }
     }
 
     /// The one live session of the agent (waits for it to appear).
@@ -373,6 +270,7 @@ logins = ["{login}"]
         let mut id = None;
         let ok = eventually(T, || {
             id = self
+                .store()
                 .sessions()
                 .into_iter()
                 .find(|s| s["sealed"] != Value::Bool(true) && s["agent"] == AGENT)
@@ -417,7 +315,7 @@ logins = ["{login}"]
 
     /// `proctor verify` over the whole store must pass.
     pub fn verify(&self) {
-        let out = self.cli(&["verify"]);
+        let out = self.store().run(&["verify"]);
         assert!(
             out.status.success(),
             "verify failed: {}{}",
@@ -429,7 +327,7 @@ logins = ["{login}"]
 
     /// Pending approvals as the CLI lists them.
     pub fn approvals(&self) -> Vec<Value> {
-        match self.cli_json(&["approvals", "list", "--json"]) {
+        match self.store().json(&["approvals", "list", "--json"]) {
             Value::Array(v) => v,
             other => panic!("approvals list: {other}"),
         }
