@@ -309,7 +309,7 @@ name = "dev-agent-appdb"
 agent = "{AGENT}"
 target = "appdb"
 privilege = "elevated"
-role = "app_write"
+role = "app_admin"
 max_session = "8h"
 connection_limit = 10
 "#,

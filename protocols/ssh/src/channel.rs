@@ -38,11 +38,37 @@ pub(crate) struct ChanCtx {
     pub sess: Arc<Session>,
     pub agent: server::Handle,
     pub id: ChannelId,
+    /// EOF was sent to the agent: nothing more may be sent on the channel but requests and
+    /// the close (a strict client such as asyncssh drops the connection on a second EOF).
+    pub agent_eof: std::sync::atomic::AtomicBool,
 }
 
 impl ChanCtx {
+    pub(crate) fn new(sess: Arc<Session>, agent: server::Handle, id: ChannelId) -> ChanCtx {
+        ChanCtx {
+            sess,
+            agent,
+            id,
+            agent_eof: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     fn num(&self) -> u32 {
         self.id.number()
+    }
+
+    /// Sends EOF to the agent once.
+    async fn eof_to_agent(&self) {
+        if !self
+            .agent_eof
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let _ = self.agent.eof(self.id).await;
+        }
+    }
+
+    fn agent_eof_sent(&self) -> bool {
+        self.agent_eof.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -601,6 +627,9 @@ pub(crate) enum Style {
 }
 
 pub(crate) async fn notice(ctx: &ChanCtx, text: &str, style: Style) {
+    if ctx.agent_eof_sent() {
+        return;
+    }
     let text = match style {
         Style::Terminal => format!("\r\n{}\r\n", text.replace('\n', "\r\n")),
         Style::Plain => format!("{text}\n"),
@@ -613,7 +642,7 @@ pub(crate) async fn notice(ctx: &ChanCtx, text: &str, style: Style) {
 }
 
 pub(crate) async fn close_agent(ctx: &ChanCtx) {
-    let _ = ctx.agent.eof(ctx.id).await;
+    ctx.eof_to_agent().await;
     let _ = ctx.agent.close(ctx.id).await;
 }
 
@@ -1424,7 +1453,7 @@ async fn downstream(
                 Ok(())
             }
             ChannelMsg::Eof => {
-                let _ = ctx.agent.eof(ctx.id).await;
+                ctx.eof_to_agent().await;
                 Ok(())
             }
             ChannelMsg::Close => Err(DownEnd::TargetClosed),

@@ -386,11 +386,7 @@ impl server::Handler for AgentHandler {
             return Ok(());
         }
         reply.accept().await;
-        let ctx = ChanCtx {
-            sess,
-            agent: session.handle(),
-            id: channel.id(),
-        };
+        let ctx = ChanCtx::new(sess, session.handle(), channel.id());
         self.conn.spawn(run_session(ctx, channel));
         Ok(())
     }
@@ -412,11 +408,7 @@ impl server::Handler for AgentHandler {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
-        let ctx = ChanCtx {
-            sess,
-            agent: session.handle(),
-            id: channel.id(),
-        };
+        let ctx = ChanCtx::new(sess, session.handle(), channel.id());
         let req = ForwardRequest {
             host: host_to_connect.chars().take(256).collect(),
             port: port_to_connect,

@@ -606,3 +606,55 @@ async fn bidirectional_stream_through_cat_does_not_stall() {
     assert_eq!(summary.bytes_out, n);
     assert_eq!(summary.digest_in, summary.digest_out);
 }
+
+struct AnyHostKey;
+
+impl russh::client::Handler for AnyHostKey {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// After EOF nothing but requests and the close may follow on a channel (RFC 4254 5.3):
+/// asyncssh drops the whole connection on a second EOF or on data after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_gets_one_eof_and_nothing_after_it() {
+    use russh::ChannelMsg;
+    let env = Env::start().await;
+    let key = russh::keys::PrivateKey::read_openssh_file(&env.key).expect("agent key");
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut h = russh::client::connect(config, ("127.0.0.1", env.port), AnyHostKey)
+        .await
+        .expect("connect");
+    let auth = h
+        .authenticate_publickey(
+            "web1",
+            russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None),
+        )
+        .await
+        .expect("auth");
+    assert!(auth.success());
+    let mut ch = h.channel_open_session().await.expect("channel");
+    ch.exec(true, "echo hello; echo oops >&2")
+        .await
+        .expect("exec");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + T;
+    while Instant::now() < deadline {
+        match tokio::time::timeout(T, ch.wait()).await {
+            Ok(Some(ChannelMsg::Data { .. })) => seen.push("data"),
+            Ok(Some(ChannelMsg::ExtendedData { .. })) => seen.push("stderr"),
+            Ok(Some(ChannelMsg::Eof)) => seen.push("eof"),
+            Ok(Some(ChannelMsg::Close)) | Ok(None) => break,
+            Ok(Some(_)) => {}
+            Err(_) => panic!("no close in time: {seen:?}"),
+        }
+    }
+    assert_eq!(seen.iter().filter(|s| **s == "eof").count(), 1, "{seen:?}");
+    assert_eq!(seen.last(), Some(&"eof"), "{seen:?}");
+}
