@@ -1361,6 +1361,9 @@ impl Upstream {
 
 /// Target to agent: records output (without waiting for each event to be durable), feeds
 /// the line tracker or SFTP decoder, forwards within the agent's window.
+/// How long the target's EOF waits for the exit status before it is passed on anyway.
+const EOF_GRACE: Duration = Duration::from_millis(100);
+
 async fn downstream(
     ctx: Arc<ChanCtx>,
     mut trx: ChannelReadHalf,
@@ -1380,12 +1383,22 @@ async fn downstream(
     let mut tally = Tally::default();
     let num = ctx.num();
     let mut peeked: Option<ChannelMsg> = None;
+    // The target's EOF, not yet passed on. sshd sends EOF and then the exit status; passed on
+    // one by one, a client that has already sent its own EOF may close the channel in between
+    // and lose the status (OpenSSH then exits 255). So the EOF waits for the status, the close,
+    // or a short grace period (a program may close its output and keep running).
+    let mut eof_pending = false;
     let end = loop {
         let msg = match peeked.take() {
             Some(m) => Some(m),
             None => tokio::select! {
                 m = trx.wait() => m,
                 _ = wait_true(&mut cancel) => break DownEnd::Cancelled,
+                _ = tokio::time::sleep(EOF_GRACE), if eof_pending => {
+                    eof_pending = false;
+                    ctx.eof_to_agent().await;
+                    continue;
+                }
             },
         };
         let Some(msg) = msg else {
@@ -1431,6 +1444,9 @@ async fn downstream(
                     })
                     .await;
                 let _ = ctx.agent.exit_status_request(ctx.id, exit_status).await;
+                if std::mem::take(&mut eof_pending) {
+                    ctx.eof_to_agent().await;
+                }
                 Ok(())
             }
             ChannelMsg::ExitSignal {
@@ -1450,10 +1466,13 @@ async fn downstream(
                     .agent
                     .exit_signal_request(ctx.id, signal_name, core_dumped, error_message, lang_tag)
                     .await;
+                if std::mem::take(&mut eof_pending) {
+                    ctx.eof_to_agent().await;
+                }
                 Ok(())
             }
             ChannelMsg::Eof => {
-                ctx.eof_to_agent().await;
+                eof_pending = true;
                 Ok(())
             }
             ChannelMsg::Close => Err(DownEnd::TargetClosed),

@@ -143,7 +143,14 @@ async fn held_exec_runs_after_approval_without_blocking_other_channels() {
         .await
         .expect("held finishes")
         .expect("output");
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?}; stdout: {:?}; stderr: {}; events: {:?}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr),
+        common::kinds(&gate.events())
+    );
     assert_eq!(text(&out.stdout), "needs_approval-ran\n");
     assert!(text(&out.stderr).contains(&format!("held for approval {id}")));
 
