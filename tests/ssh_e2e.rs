@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use ssh_support::{
-    AGENT, Env, Options, Pty, T, eventually, of_kind, set_size, str_field, text, wait_output,
+    AGENT, Env, Options, Pty, PtyWait, T, eventually, of_kind, set_size, str_field, text,
+    wait_output,
 };
 
 fn id(session: &Value) -> String {

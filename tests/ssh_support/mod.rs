@@ -8,12 +8,9 @@
 mod e2e_common;
 pub use e2e_common::*;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use proctor_harness::sshd::current_user;
@@ -424,104 +421,27 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A real pseudo-terminal around the agent's `ssh -tt`.
-pub struct Pty {
-    pub master: std::fs::File,
-    screen: Arc<Mutex<Vec<u8>>>,
-    child: Child,
+#[allow(unused_imports)]
+pub use proctor_harness::pty::{Pty, set_size};
+
+pub trait PtyWait {
+    fn wait_for(&self, needle: &str, count: usize) -> bool;
+    /// Waits until nothing new has been printed for a moment.
+    fn quiet(&self);
 }
 
-pub fn set_size(fd: i32, cols: u16, rows: u16) {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ on a pty we own, with a valid winsize.
-    let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
-    assert_eq!(r, 0, "TIOCSWINSZ");
-}
-
-impl Pty {
-    pub fn spawn(mut cmd: Command) -> Pty {
-        let mut master: i32 = -1;
-        let mut slave: i32 = -1;
-        // SAFETY: openpty writes two descriptors into the provided ints.
-        let r = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(r, 0, "openpty");
-        // SAFETY: both descriptors were just returned by openpty and are owned here.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        set_size(master.as_raw_fd(), 80, 24);
-        cmd.stdin(Stdio::from(slave.try_clone().expect("dup")))
-            .stdout(Stdio::from(slave.try_clone().expect("dup")))
-            .stderr(Stdio::from(slave.try_clone().expect("dup")));
-        // SAFETY: setsid and TIOCSCTTY are async-signal-safe; the slave is fd 0 in the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawn ssh");
-        drop(slave);
-        let master = std::fs::File::from(master);
-        let screen = Arc::new(Mutex::new(Vec::new()));
-        let mut reader = master.try_clone().expect("dup master");
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.extend_from_slice(&buf[..n]);
-                }
-            }
-        });
-        Pty {
-            master,
-            screen,
-            child,
-        }
-    }
-
-    pub fn type_in(&mut self, s: &[u8]) {
-        self.master.write_all(s).expect("write to pty");
-    }
-
-    pub fn output(&self) -> String {
-        text(&self.screen.lock().expect("screen"))
-    }
-
-    pub fn wait_for(&self, needle: &str, count: usize) -> bool {
+impl PtyWait for Pty {
+    fn wait_for(&self, needle: &str, count: usize) -> bool {
         eventually(T, || self.output().matches(needle).count() >= count)
     }
 
-    /// Waits until nothing new has been printed for a moment.
-    pub fn quiet(&self) {
-        let len = || self.screen.lock().map(|s| s.len()).unwrap_or(0);
-        let mut last = len();
+    fn quiet(&self) {
+        let mut last = self.printed();
         let mut since = Instant::now();
         let start = Instant::now();
         while start.elapsed() < T {
             std::thread::sleep(Duration::from_millis(50));
-            let now = len();
+            let now = self.printed();
             if now != last {
                 last = now;
                 since = Instant::now();
@@ -529,16 +449,5 @@ impl Pty {
                 return;
             }
         }
-    }
-
-    pub fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

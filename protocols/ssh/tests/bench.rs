@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::pty::PtyWait;
 use common::{Env, eventually};
 use proctor_harness::sshd::current_user;
 use proctor_harness::{LocalSshd, SshdOptions};

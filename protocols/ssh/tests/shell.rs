@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::pty::{Pty, set_size};
+use common::pty::{Pty, PtyWait, set_size};
 use common::{Env, eventually};
 use proctor_gate::{Event, Outcome};
 

@@ -6,6 +6,7 @@
 
 pub mod postgres;
 mod process;
+pub mod pty;
 pub mod sshd;
 
 pub use postgres::{LocalPostgres, PostgresOptions};
