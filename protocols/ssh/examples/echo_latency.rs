@@ -5,18 +5,10 @@
 //! types a character (alternately `a` and backspace) and times the first output that follows,
 //! N times, 5 ms apart. It prints one line: `p50_us=... p99_us=... mean_us=... samples=N`.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-struct Screen {
-    bytes: usize,
-    /// When each chunk of output arrived.
-    stamps: Vec<Instant>,
-}
+use proctor_harness::pty::Pty;
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -24,84 +16,17 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
-fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut master: i32 = -1;
-    let mut slave: i32 = -1;
-    // SAFETY: openpty writes two descriptors into the provided ints.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just returned by openpty and are owned here.
-    Ok(unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) })
-}
-
 fn run(samples: usize, argv: &[String]) -> Result<Vec<f64>, String> {
-    let (master, slave) = open_pty().map_err(|e| format!("openpty: {e}"))?;
-    let ws = libc::winsize {
-        ws_row: 24,
-        ws_col: 80,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ on a pty we own, with a valid winsize.
-    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::from(dup(&slave)?))
-        .stdout(Stdio::from(dup(&slave)?))
-        .stderr(Stdio::from(dup(&slave)?));
-    // SAFETY: setsid and TIOCSCTTY are async-signal-safe; the slave is fd 0 in the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", argv[0]))?;
-    drop(slave);
-    let mut master = std::fs::File::from(master);
-    let screen = Arc::new(Mutex::new(Screen {
-        bytes: 0,
-        stamps: Vec::new(),
-    }));
-    let mut reader = master.try_clone().map_err(|e| format!("dup: {e}"))?;
-    let sink = screen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            let now = Instant::now();
-            if let Ok(mut s) = sink.lock() {
-                s.bytes += n;
-                s.stamps.push(now);
-            }
-        }
-    });
-    let bytes = || screen.lock().map(|s| s.bytes).unwrap_or(0);
+    cmd.args(&argv[1..]);
+    let mut pty = Pty::spawn(cmd);
     // The prompt: output that has stopped changing for a moment.
     let start = Instant::now();
-    let mut last = bytes();
+    let mut last = pty.printed();
     let mut since = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(50));
-        let now = bytes();
+        let now = pty.printed();
         if now != last {
             last = now;
             since = Instant::now();
@@ -109,32 +34,20 @@ fn run(samples: usize, argv: &[String]) -> Result<Vec<f64>, String> {
             break;
         }
     }
-    if bytes() == 0 {
-        let _ = child.kill();
+    if pty.printed() == 0 {
         return Err("no prompt within 30 s".into());
     }
     let mut out = Vec::with_capacity(samples);
     for i in 0..samples {
         let key: &[u8] = if i % 2 == 0 { b"a" } else { b"\x7f" };
         let t0 = Instant::now();
-        master
-            .write_all(key)
-            .map_err(|e| format!("write to the pty: {e}"))?;
+        pty.type_in(key);
         let deadline = t0 + Duration::from_secs(5);
         let got = loop {
-            let first = screen.lock().ok().and_then(|s| {
-                s.stamps
-                    .iter()
-                    .rev()
-                    .take_while(|t| **t > t0)
-                    .last()
-                    .copied()
-            });
-            if let Some(t) = first {
+            if let Some(t) = pty.first_output_after(t0) {
                 break t;
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
                 return Err(format!("no echo for sample {i}"));
             }
             std::thread::sleep(Duration::from_micros(50));
@@ -142,16 +55,11 @@ fn run(samples: usize, argv: &[String]) -> Result<Vec<f64>, String> {
         out.push(got.duration_since(t0).as_secs_f64() * 1e6);
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = master.write_all(b"\x15exit\r");
+    pty.type_in(b"\x15exit\r");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return Ok(out);
-        }
+    while Instant::now() < deadline && !pty.exited() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.kill();
-    let _ = child.wait();
     Ok(out)
 }
 
