@@ -394,11 +394,5 @@ pub fn statement_with_result<'a>(
 
 /// Resident set size of a process in KiB (`VmRSS`).
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    proctor_harness::proc_status_kib(pid, "VmRSS")
 }

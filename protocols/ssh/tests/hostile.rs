@@ -181,13 +181,7 @@ async fn still_serves(env: &Env) {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    proctor_harness::proc_status_kib(std::process::id(), "VmRSS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

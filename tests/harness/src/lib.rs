@@ -10,7 +10,7 @@ pub mod pty;
 pub mod sshd;
 
 pub use postgres::{LocalPostgres, PostgresOptions};
-pub use process::{ChildGuard, free_port, is_root, wait_for_port};
+pub use process::{ChildGuard, free_port, is_root, proc_status_kib, wait_for_port};
 pub use sshd::{LocalSshd, SshdOptions};
 
 #[derive(Debug, thiserror::Error)]
