@@ -20,6 +20,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 export CARGO_TERM_COLOR=never
+# A one-off build gains nothing from incremental state, and it costs disk.
+export CARGO_INCREMENTAL=0
+echo "== disk before the build: $(df -h --output=avail . | tail -1 | tr -d ' ') free"
 if command -v npm >/dev/null 2>&1; then
   echo "== web console assets (embedded by build.rs)"
   npm --prefix src/api/console ci --no-audit --no-fund
@@ -38,4 +41,5 @@ for t in integration/ci/*.sh; do
   echo "-- $t"
   bash "$t"
 done
+echo "== disk after: target/ $(du -sh target | cut -f1), $(df -h --output=avail . | tail -1 | tr -d ' ') free"
 echo "all tests passed"
