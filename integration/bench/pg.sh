@@ -10,7 +10,8 @@
 #
 # Env: PROCTOR_BIN (default: build target/release/proctor), DURATION (s per run, default 12),
 # ROUNDS (default 3), CLIENTS (default 8), SCALE (default 10), MODES (default "simple prepared"),
-# KEEP=1 keeps the work directory.
+# KEEP=1 keeps the work directory. SERVE_ONLY=1 sets everything up, prints the three connection
+# strings and proctor's pid, and waits (for profiling by hand; Ctrl-C cleans up).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
@@ -143,6 +144,13 @@ recorded_events() {
   "$PROCTOR_BIN" sessions list --json --data "$dir/proctor/data" 2>/dev/null \
     | python3 -c 'import json,sys; print(sum(s.get("events",0) for s in json.load(sys.stdin)))'
 }
+
+if [[ -n "${SERVE_ONLY:-}" ]]; then
+  for via in direct proctor pgbouncer; do echo "$via: $(conninfo $via)"; done
+  echo "proctor pid $proctor_pid, agent password $secret"
+  wait "$proctor_pid"
+  exit 0
+fi
 
 results=$dir/results.txt
 : >"$results"

@@ -20,8 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use proctor_gate::{Event, Outcome};
+use std::sync::mpsc;
 use thiserror::Error;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use self::codec::Body;
 use self::frame::{JOURNAL_SESSION, SessionKey};
@@ -76,11 +78,31 @@ pub fn encode_event(event: &Event) -> (u8, Vec<u8>) {
 pub const DEFAULT_QUEUE_BUDGET: usize = 64 * 1024 * 1024;
 
 /// A durability ticket: resolves when the event is on disk.
-pub struct Ticket(oneshot::Receiver<Result<(), RecorderError>>);
+pub struct Ticket {
+    rx: oneshot::Receiver<Result<(), RecorderError>>,
+    /// Set for an event queued without urgency: waiting on it tells the writer that someone
+    /// now waits, so it commits at once instead of when its lazy delay runs out.
+    nudge: Option<mpsc::Sender<Command>>,
+}
 
 impl Ticket {
-    pub async fn wait(self) -> Result<(), RecorderError> {
-        match self.0.await {
+    fn urgent(rx: oneshot::Receiver<Result<(), RecorderError>>) -> Ticket {
+        Ticket { rx, nudge: None }
+    }
+
+    pub async fn wait(mut self) -> Result<(), RecorderError> {
+        if let Some(tx) = self.nudge.take() {
+            match self.rx.try_recv() {
+                Ok(r) => return r,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    let _ = tx.send(Command::Nudge);
+                }
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(RecorderError::Closed("recorder stopped".into()));
+                }
+            }
+        }
+        match self.rx.await {
             Ok(r) => r,
             Err(_) => Err(RecorderError::Closed("recorder stopped".into())),
         }
@@ -90,7 +112,7 @@ impl Ticket {
 /// Cheap, clonable handle to the writer.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::Sender<Command>,
     budget: Arc<Semaphore>,
     budget_max: usize,
     failed: watch::Receiver<Option<String>>,
@@ -113,7 +135,8 @@ impl Recorder {
     }
 
     /// Queues an event; waits only for room in the bounded queue. The ticket resolves when the
-    /// event is durable.
+    /// event is durable. Nobody is assumed to wait yet: the writer may hold the event back for
+    /// its lazy delay to commit it with later ones, unless the ticket is awaited.
     pub async fn append(
         &self,
         session: SessionKey,
@@ -122,7 +145,19 @@ impl Recorder {
     ) -> Result<Ticket, RecorderError> {
         self.check()?;
         let (kind, body) = encode_event(event);
-        self.append_raw(session, ts_ns, kind, body).await
+        self.append_raw(session, ts_ns, kind, body, false).await
+    }
+
+    /// Queues an event whose ticket is about to be awaited: the writer commits at once.
+    pub async fn append_urgent(
+        &self,
+        session: SessionKey,
+        ts_ns: i64,
+        event: &Event,
+    ) -> Result<Ticket, RecorderError> {
+        self.check()?;
+        let (kind, body) = encode_event(event);
+        self.append_raw(session, ts_ns, kind, body, true).await
     }
 
     pub async fn append_raw(
@@ -131,17 +166,24 @@ impl Recorder {
         ts_ns: i64,
         kind: u8,
         body: Vec<u8>,
+        urgent: bool,
     ) -> Result<Ticket, RecorderError> {
         let bytes = body.len() + 128;
-        self.send_weighted(bytes, |ack, permit| Command::Append {
-            session,
-            kind,
-            ts_ns,
-            body,
-            ack: Some(ack),
-            _permit: Some(permit),
-        })
-        .await
+        let mut ticket = self
+            .send_weighted(bytes, |ack, permit| Command::Append {
+                session,
+                kind,
+                ts_ns,
+                body,
+                ack: Some(ack),
+                urgent,
+                _permit: Some(permit),
+            })
+            .await?;
+        if !urgent {
+            ticket.nudge = Some(self.tx.clone());
+        }
+        Ok(ticket)
     }
 
     /// Waits for `bytes` of the writer's memory budget, then queues the command built with the
@@ -162,7 +204,7 @@ impl Recorder {
         self.tx
             .send(command(ack, permit))
             .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
-        Ok(Ticket(rx))
+        Ok(Ticket::urgent(rx))
     }
 
     /// Queues several events of one session in order under one ticket, which resolves when the
@@ -197,7 +239,10 @@ impl Recorder {
         ts_ns: i64,
         event: &Event,
     ) -> Result<(), RecorderError> {
-        self.append(session, ts_ns, event).await?.wait().await
+        self.append_urgent(session, ts_ns, event)
+            .await?
+            .wait()
+            .await
     }
 
     /// Ends a recording: `SessionEnd`, the signed seal, and the ledger leaf, all durable.
@@ -243,6 +288,7 @@ impl Recorder {
             crate::clock::now_ns(),
             codec::kind::JOURNAL_NOTE,
             w.buf,
+            true,
         )
         .await?
         .wait()
@@ -264,7 +310,7 @@ impl Recorder {
         self.tx
             .send(Command::Rotate { ack })
             .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
-        Ticket(rx).wait().await
+        Ticket::urgent(rx).wait().await
     }
 
     /// Waits until everything queued so far is durable.
@@ -273,7 +319,7 @@ impl Recorder {
         self.tx
             .send(Command::Barrier { ack })
             .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
-        Ticket(rx).wait().await
+        Ticket::urgent(rx).wait().await
     }
 }
 
@@ -309,7 +355,7 @@ impl Store {
         let key = Arc::new(RecorderKey::load_or_init(data)?);
         let prepared = recover::prepare(data)?;
         let (failed_tx, failed_rx) = watch::channel(None);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         let index = Arc::new(Mutex::new(prepared.index));
         let ledger = Arc::new(Mutex::new(prepared.ledger));
         let thread = WriterThread {

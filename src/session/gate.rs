@@ -161,25 +161,28 @@ impl SessionGate {
     }
 
     /// Records `event` as redaction leaves it: only the redacted/sealed form is hashed.
-    async fn append(&self, event: &Event) -> Result<Ticket, GateError> {
+    /// `urgent`: the caller waits for the ticket right away (see `Recorder::append_urgent`).
+    async fn append(&self, event: &Event, urgent: bool) -> Result<Ticket, GateError> {
         let redacted = self
             .core
             .redactor()
             .event(&mut lock(&self.redaction), event);
-        self.append_recorded(redacted.as_ref().unwrap_or(event))
+        self.append_recorded(redacted.as_ref().unwrap_or(event), urgent)
             .await
     }
 
     /// Records an event that is already in its recorded (redacted) form.
-    async fn append_recorded(&self, event: &Event) -> Result<Ticket, GateError> {
+    async fn append_recorded(&self, event: &Event, urgent: bool) -> Result<Ticket, GateError> {
         if let Event::Annotation { text, .. } = event {
             self.live.add_reasoning(text);
         }
-        self.core
-            .recorder
-            .append(self.live.key, now_ns(), event)
-            .await
-            .map_err(recorder_err)
+        let recorder = &self.core.recorder;
+        let queued = if urgent {
+            recorder.append_urgent(self.live.key, now_ns(), event).await
+        } else {
+            recorder.append(self.live.key, now_ns(), event).await
+        };
+        queued.map_err(recorder_err)
     }
 
     fn publish_alert(&self, a: &proctor_gate::AlertRecord) {
@@ -206,7 +209,7 @@ impl SessionGate {
             self.core.monitor.on_event(&mut w, event)
         };
         for f in findings {
-            self.append(&Event::Alert(f.alert.clone())).await?;
+            self.append(&Event::Alert(f.alert.clone()), false).await?;
             self.publish_alert(&f.alert);
             match f.response {
                 Response::Alert => {}
@@ -503,7 +506,11 @@ async fn hold_task(
         approver: answer.approver.clone(),
         reason: answer.reason.clone(),
     });
-    let recorded = match core.recorder.append(live.key, now_ns(), &event).await {
+    let recorded = match core
+        .recorder
+        .append_urgent(live.key, now_ns(), &event)
+        .await
+    {
         Ok(t) => t.wait().await,
         Err(e) => Err(e),
     };
@@ -549,14 +556,16 @@ impl Gate for SessionGate {
 
     async fn record(&self, event: Event) -> Result<(), GateError> {
         self.check_open()?;
-        let ticket = self.append(&event).await?;
+        let ticket = self.append(&event, true).await?;
         self.observe(&event).await?;
         ticket.wait().await.map_err(recorder_err)
     }
 
     async fn enqueue(&self, event: Event) -> Result<Durable, GateError> {
         self.check_open()?;
-        let ticket = self.append(&event).await?;
+        // Agent input is forwarded only once durable, so its ticket is awaited at once.
+        let urgent = matches!(event, Event::Input { .. });
+        let ticket = self.append(&event, urgent).await?;
         self.observe(&event).await?;
         Ok(Durable(Box::pin(async move {
             ticket.wait().await.map_err(recorder_err)
