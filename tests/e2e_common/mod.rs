@@ -55,6 +55,17 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Whether `proctor verify` passed. Its summary is the last line; notes may come before it
+/// (against a live store: a session sealed a moment ago whose ledger entry is being written).
+pub fn verified(out: &Output) -> bool {
+    out.status.success()
+        && text(&out.stdout)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.starts_with("OK"))
+}
+
 /// The proctor CLI against one data directory (`--data` appended to every command).
 pub struct StoreCli<'a> {
     pub data: &'a Path,

@@ -309,7 +309,7 @@ connection_limit = 300
     pub fn verify_session(&self, session: &str) {
         let out = self.store().run(&["verify", session]);
         assert!(
-            out.status.success() && text(&out.stdout).starts_with("OK"),
+            verified(&out),
             "verify {session} failed: {}{}",
             text(&out.stdout),
             text(&out.stderr)
@@ -320,7 +320,7 @@ connection_limit = 300
     pub fn verify(&self) {
         let out = self.store().run(&["verify"]);
         assert!(
-            out.status.success() && text(&out.stdout).starts_with("OK"),
+            verified(&out),
             "verify failed: {}{}",
             text(&out.stdout),
             text(&out.stderr)
