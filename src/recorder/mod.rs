@@ -77,6 +77,16 @@ pub fn encode_event(event: &Event) -> (u8, Vec<u8>) {
 /// Bytes of encoded-but-unwritten events allowed in memory before sessions are paused.
 pub const DEFAULT_QUEUE_BUDGET: usize = 64 * 1024 * 1024;
 
+/// Whether someone waits for an event as soon as it is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// Nobody waits yet (results, output): the writer may hold the event back for its lazy
+    /// delay to share one fdatasync with later ones; awaiting the ticket ends that delay.
+    Lazy,
+    /// The ticket is awaited at once (actions, anything forwarded only once durable).
+    Now,
+}
+
 /// A durability ticket: resolves when the event is on disk.
 pub struct Ticket {
     rx: oneshot::Receiver<Result<(), RecorderError>>,
@@ -135,29 +145,17 @@ impl Recorder {
     }
 
     /// Queues an event; waits only for room in the bounded queue. The ticket resolves when the
-    /// event is durable. Nobody is assumed to wait yet: the writer may hold the event back for
-    /// its lazy delay to commit it with later ones, unless the ticket is awaited.
+    /// event is durable.
     pub async fn append(
         &self,
         session: SessionKey,
         ts_ns: i64,
         event: &Event,
+        urgency: Urgency,
     ) -> Result<Ticket, RecorderError> {
         self.check()?;
         let (kind, body) = encode_event(event);
-        self.append_raw(session, ts_ns, kind, body, false).await
-    }
-
-    /// Queues an event whose ticket is about to be awaited: the writer commits at once.
-    pub async fn append_urgent(
-        &self,
-        session: SessionKey,
-        ts_ns: i64,
-        event: &Event,
-    ) -> Result<Ticket, RecorderError> {
-        self.check()?;
-        let (kind, body) = encode_event(event);
-        self.append_raw(session, ts_ns, kind, body, true).await
+        self.append_raw(session, ts_ns, kind, body, urgency).await
     }
 
     pub async fn append_raw(
@@ -166,8 +164,9 @@ impl Recorder {
         ts_ns: i64,
         kind: u8,
         body: Vec<u8>,
-        urgent: bool,
+        urgency: Urgency,
     ) -> Result<Ticket, RecorderError> {
+        let urgent = urgency == Urgency::Now;
         let bytes = body.len() + 128;
         let mut ticket = self
             .send_weighted(bytes, |ack, permit| Command::Append {
@@ -239,7 +238,7 @@ impl Recorder {
         ts_ns: i64,
         event: &Event,
     ) -> Result<(), RecorderError> {
-        self.append_urgent(session, ts_ns, event)
+        self.append(session, ts_ns, event, Urgency::Now)
             .await?
             .wait()
             .await
@@ -288,7 +287,7 @@ impl Recorder {
             crate::clock::now_ns(),
             codec::kind::JOURNAL_NOTE,
             w.buf,
-            true,
+            Urgency::Now,
         )
         .await?
         .wait()

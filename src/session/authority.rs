@@ -20,6 +20,7 @@ use crate::clock::now_ns;
 use crate::config::{Grant, Target, TargetTlsMode};
 use crate::credentials::pg_roles::AdminTarget;
 use crate::credentials::ssh_ca::CertRequest;
+use crate::recorder::Urgency;
 use crate::recorder::frame::SessionKey;
 
 /// Startup parameters / environment variables whose value is the agent's stated reason.
@@ -99,7 +100,7 @@ impl CoreAuthority {
             last = Some(
                 self.core
                     .recorder
-                    .append(key, now_ns(), e)
+                    .append(key, now_ns(), e, Urgency::Lazy)
                     .await
                     .map_err(|e| {
                         Refusal::new(

@@ -20,7 +20,7 @@ use crate::clock::now_ns;
 use crate::credentials::pg_roles::AdminTarget;
 use crate::monitor::Response;
 use crate::policy::{Context, RuleAction};
-use crate::recorder::{RecorderError, Ticket};
+use crate::recorder::{RecorderError, Ticket, Urgency};
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -176,13 +176,12 @@ impl SessionGate {
         if let Event::Annotation { text, .. } = event {
             self.live.add_reasoning(text);
         }
-        let recorder = &self.core.recorder;
-        let queued = if urgent {
-            recorder.append_urgent(self.live.key, now_ns(), event).await
-        } else {
-            recorder.append(self.live.key, now_ns(), event).await
-        };
-        queued.map_err(recorder_err)
+        let urgency = if urgent { Urgency::Now } else { Urgency::Lazy };
+        self.core
+            .recorder
+            .append(self.live.key, now_ns(), event, urgency)
+            .await
+            .map_err(recorder_err)
     }
 
     fn publish_alert(&self, a: &proctor_gate::AlertRecord) {
@@ -508,7 +507,7 @@ async fn hold_task(
     });
     let recorded = match core
         .recorder
-        .append_urgent(live.key, now_ns(), &event)
+        .append(live.key, now_ns(), &event, Urgency::Now)
         .await
     {
         Ok(t) => t.wait().await,
