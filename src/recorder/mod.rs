@@ -483,3 +483,71 @@ pub fn is_locked(data: &Path) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use proctor_gate::OutputStream;
+
+    use super::*;
+
+    fn output(n: u32) -> Event {
+        Event::Output {
+            channel: 0,
+            stream: OutputStream::Stdout,
+            data: Bytes::from(format!("line {n}\n")),
+        }
+    }
+
+    /// A lazy event waits at most the lazy delay when nobody asks for it, and not at all once
+    /// its ticket is awaited.
+    #[tokio::test]
+    async fn lazy_events_are_durable_within_the_delay_or_as_soon_as_awaited() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let delay = Duration::from_millis(300);
+        let opts = WriterOptions {
+            lazy_delay: delay,
+            ..Default::default()
+        };
+        let store = Store::open(dir.path(), opts).expect("store");
+        let key = [7u8; 16];
+        let rec = &store.recorder;
+
+        let awaited = rec
+            .append(key, crate::clock::now_ns(), &output(1), Urgency::Lazy)
+            .await
+            .expect("queued");
+        let start = Instant::now();
+        awaited.wait().await.expect("durable");
+        assert!(
+            start.elapsed() < delay / 2,
+            "an awaited lazy event took {:?}",
+            start.elapsed()
+        );
+
+        let mut alone = rec
+            .append(key, crate::clock::now_ns(), &output(2), Urgency::Lazy)
+            .await
+            .expect("queued");
+        let queued = Instant::now();
+        let durable_after = loop {
+            match alone.rx.try_recv() {
+                Ok(r) => {
+                    r.expect("durable");
+                    break queued.elapsed();
+                }
+                Err(oneshot::error::TryRecvError::Empty) if queued.elapsed() < delay * 20 => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("a lazy event nobody waits for never became durable: {e:?}"),
+            }
+        };
+        assert!(
+            durable_after >= delay - Duration::from_millis(20),
+            "a lazy event nobody waits for is held back for company, but was durable after {durable_after:?}"
+        );
+        store.shutdown().await;
+    }
+}

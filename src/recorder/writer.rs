@@ -248,19 +248,14 @@ impl WriterThread {
         false
     }
 
-    /// Takes every queued command (up to the batch size limit); returns how many.
-    fn drain(&mut self, rx: &mpsc::Receiver<Command>, p: &mut Pending) -> usize {
-        let mut n = 0;
+    /// Takes every queued command (up to the batch size limit).
+    fn drain(&mut self, rx: &mpsc::Receiver<Command>, p: &mut Pending) {
         while p.buf.len() < self.opts.max_batch_bytes {
             match rx.try_recv() {
-                Ok(cmd) => {
-                    self.handle(cmd, p);
-                    n += 1;
-                }
+                Ok(cmd) => self.handle(cmd, p),
                 Err(_) => break,
             }
         }
-        n
     }
 
     /// Cuts the active segment's preallocated tail (at shutdown; recovery does it after a crash).

@@ -161,22 +161,20 @@ impl SessionGate {
     }
 
     /// Records `event` as redaction leaves it: only the redacted/sealed form is hashed.
-    /// `urgent`: the caller waits for the ticket right away (see `Recorder::append_urgent`).
-    async fn append(&self, event: &Event, urgent: bool) -> Result<Ticket, GateError> {
+    async fn append(&self, event: &Event, urgency: Urgency) -> Result<Ticket, GateError> {
         let redacted = self
             .core
             .redactor()
             .event(&mut lock(&self.redaction), event);
-        self.append_recorded(redacted.as_ref().unwrap_or(event), urgent)
+        self.append_recorded(redacted.as_ref().unwrap_or(event), urgency)
             .await
     }
 
     /// Records an event that is already in its recorded (redacted) form.
-    async fn append_recorded(&self, event: &Event, urgent: bool) -> Result<Ticket, GateError> {
+    async fn append_recorded(&self, event: &Event, urgency: Urgency) -> Result<Ticket, GateError> {
         if let Event::Annotation { text, .. } = event {
             self.live.add_reasoning(text);
         }
-        let urgency = if urgent { Urgency::Now } else { Urgency::Lazy };
         self.core
             .recorder
             .append(self.live.key, now_ns(), event, urgency)
@@ -208,7 +206,8 @@ impl SessionGate {
             self.core.monitor.on_event(&mut w, event)
         };
         for f in findings {
-            self.append(&Event::Alert(f.alert.clone()), false).await?;
+            self.append(&Event::Alert(f.alert.clone()), Urgency::Lazy)
+                .await?;
             self.publish_alert(&f.alert);
             match f.response {
                 Response::Alert => {}
@@ -555,7 +554,7 @@ impl Gate for SessionGate {
 
     async fn record(&self, event: Event) -> Result<(), GateError> {
         self.check_open()?;
-        let ticket = self.append(&event, true).await?;
+        let ticket = self.append(&event, Urgency::Now).await?;
         self.observe(&event).await?;
         ticket.wait().await.map_err(recorder_err)
     }
@@ -563,8 +562,11 @@ impl Gate for SessionGate {
     async fn enqueue(&self, event: Event) -> Result<Durable, GateError> {
         self.check_open()?;
         // Agent input is forwarded only once durable, so its ticket is awaited at once.
-        let urgent = matches!(event, Event::Input { .. });
-        let ticket = self.append(&event, urgent).await?;
+        let urgency = match event {
+            Event::Input { .. } => Urgency::Now,
+            _ => Urgency::Lazy,
+        };
+        let ticket = self.append(&event, urgency).await?;
         self.observe(&event).await?;
         Ok(Durable(Box::pin(async move {
             ticket.wait().await.map_err(recorder_err)
