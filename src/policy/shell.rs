@@ -177,7 +177,14 @@ fn tokenize(line: &str, nested: &mut Vec<String>, unbalanced: &mut bool) -> Vec<
                 toks.push(Tok::Sep);
                 i += 1;
             }
-            '{' | '}' if !in_word => {
+            // `{` and `}` group commands only as words of their own: `{}` (find -exec) and
+            // `{a,b}` are ordinary words.
+            '{' | '}'
+                if !in_word
+                    && chars
+                        .get(i + 1)
+                        .is_none_or(|n| matches!(n, ' ' | '\t' | '\n' | ';' | '&' | '|' | ')')) =>
+            {
                 toks.push(Tok::Sep);
                 i += 1;
             }
@@ -209,14 +216,22 @@ fn tokenize(line: &str, nested: &mut Vec<String>, unbalanced: &mut bool) -> Vec<
                 }
                 flush(&mut toks, &mut word, &mut in_word);
                 if chars.get(i + 1) == Some(&'&') {
-                    toks.push(Tok::OtherRedirect);
                     i += 2;
-                    // Skip the descriptor number.
-                    while chars
+                    if chars
                         .get(i)
                         .is_some_and(|d| d.is_ascii_digit() || *d == '-')
                     {
-                        i += 1;
+                        // `>&2`, `2>&1`, `>&-`: a descriptor is duplicated or closed; no word
+                        // follows, so the next word is not a redirection target.
+                        while chars
+                            .get(i)
+                            .is_some_and(|d| d.is_ascii_digit() || *d == '-')
+                        {
+                            i += 1;
+                        }
+                    } else {
+                        // `>& file` writes the file (like `&>`).
+                        toks.push(Tok::Redirect);
                     }
                 } else {
                     toks.push(Tok::Redirect);
@@ -336,10 +351,14 @@ fn analyze_into(line: &str, facts: &mut ShellFacts, depth: usize) {
             Tok::Pipe => {
                 finish(&mut current, in_pipe, facts);
                 in_pipe = true;
+                expect_write_target = false;
+                expect_other_target = false;
             }
             Tok::Sep => {
                 finish(&mut current, in_pipe, facts);
                 in_pipe = false;
+                expect_write_target = false;
+                expect_other_target = false;
             }
         }
     }
@@ -352,10 +371,16 @@ fn analyze_into(line: &str, facts: &mut ShellFacts, depth: usize) {
 fn simple_command(words: Vec<String>, piped: bool, facts: &mut ShellFacts, depth: usize) {
     let mut rest: &[String] = &words;
     while let Some(first) = rest.first() {
-        if is_assignment(first) {
-            rest = &rest[1..];
-        } else {
-            break;
+        match first.as_str() {
+            // Reserved words that open or continue a compound command: the command follows
+            // (`do sudo id`, `if rm -r x; then`, `! sudo id`).
+            "!" | "if" | "then" | "else" | "elif" | "while" | "until" | "do" | "done" | "fi"
+            | "esac" | "{" | "}" => rest = &rest[1..],
+            // `for NAME in WORDS`, `select ...`, `case WORD in`: words, not a command (their
+            // substitutions are read separately).
+            "for" | "select" | "case" => return,
+            w if is_assignment(w) => rest = &rest[1..],
+            _ => break,
         }
     }
     let Some(first) = rest.first() else {
@@ -541,6 +566,40 @@ mod tests {
         let f = analyze("ls -l 2> /dev/null");
         assert_eq!(f.write_paths, vec!["/dev/null"]);
         assert_eq!(f.commands, vec!["ls -l"]);
+    }
+
+    #[test]
+    fn compound_commands_and_descriptor_redirections() {
+        for line in [
+            "for i in 1 2; do sudo id; done",
+            "while true; do sudo id; done",
+            "until false; do sudo id; done",
+            "if true; then sudo id; fi",
+            "if sudo id; then :; fi",
+            "if false; then :; else sudo id; fi",
+            "echo a; ! sudo id",
+            "echo x >&2; sudo id",
+            "ls 2>&1; sudo id",
+            "ls 2>&- | sudo tee /x",
+            "{ sudo id; }",
+        ] {
+            let f = analyze(line);
+            assert!(f.programs.contains(&"sudo".to_string()), "{line}: {f:?}");
+            assert!(
+                f.commands.iter().any(|c| c.starts_with("sudo ")),
+                "{line}: {f:?}"
+            );
+        }
+        let f = analyze("for i in 1; do rm -r $i; done");
+        assert_eq!(f.commands, vec!["rm -r $i"]);
+        assert!(analyze("echo x >& /etc/shadow").write_paths == vec!["/etc/shadow"]);
+        let f = analyze("find d -exec stat -c '%n' {} +");
+        assert_eq!(f.programs, vec!["find"]);
+        assert_eq!(f.commands, vec!["find d -exec stat -c %n {} +"]);
+        assert_eq!(
+            analyze("echo out; echo err >&2; exit 4").programs,
+            vec!["echo", "echo", "exit"]
+        );
     }
 
     #[test]

@@ -284,6 +284,28 @@ impl AgentHandler {
     }
 }
 
+impl AgentHandler {
+    /// A connection-level request proctor refuses (remote forwards): the attempt goes on
+    /// record as a refused request on channel 0, which no channel uses.
+    fn record_refused_global(&self, request: &str, detail: String) {
+        let Some(sess) = self.conn.session() else {
+            return;
+        };
+        let request = request.to_string();
+        self.conn.spawn(async move {
+            let _ = sess
+                .gate
+                .record(Event::ChannelRequest {
+                    channel: 0,
+                    request,
+                    detail: format!("{detail} refused: remote forwarding is not supported"),
+                    accepted: false,
+                })
+                .await;
+        });
+    }
+}
+
 impl server::Handler for AgentHandler {
     type Error = russh::Error;
 
@@ -465,6 +487,31 @@ impl server::Handler for AgentHandler {
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
         Ok(())
+    }
+
+    // `ssh -R`: proctor never listens on the target for the agent. russh refuses these by
+    // default; the attempt is recorded like a refused port forward.
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut server::Session,
+    ) -> Result<bool, Self::Error> {
+        let address: String = address.chars().take(256).collect();
+        self.record_refused_global("tcpip-forward", format!("{address}:{port}"));
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut server::Session,
+    ) -> Result<bool, Self::Error> {
+        self.record_refused_global(
+            "streamlocal-forward@openssh.com",
+            socket_path.chars().take(256).collect(),
+        );
+        Ok(false)
     }
 
     async fn x11_request(

@@ -209,6 +209,14 @@ enum Kind {
         detail: String,
         handle: Option<Vec<u8>>,
     },
+    /// `copy-data`: the target copies between two open handles itself, so the bytes never
+    /// cross proctor; the copy is recorded as an operation of its own (both handles were
+    /// judged when they were opened).
+    CopyData {
+        from: Vec<u8>,
+        to: Vec<u8>,
+        detail: String,
+    },
     Other,
 }
 
@@ -337,8 +345,21 @@ pub(crate) fn parse_request(packet: &Bytes) -> Result<Request, SftpError> {
                 | "limits@openssh.com"
                 | "expand-path@openssh.com"
                 | "home-directory"
-                | "users-groups-by-id@openssh.com"
-                | "copy-data" => Kind::Other,
+                | "users-groups-by-id@openssh.com" => Kind::Other,
+                "copy-data" => {
+                    let from = r.string()?.to_vec();
+                    let read_offset = r.u64()?;
+                    let length = r.u64()?;
+                    let to = r.string()?.to_vec();
+                    let write_offset = r.u64()?;
+                    Kind::CopyData {
+                        from,
+                        to,
+                        detail: format!(
+                            "read_offset={read_offset} length={length} write_offset={write_offset}"
+                        ),
+                    }
+                }
                 _ => op(
                     &format!("extended:{name}"),
                     String::new(),
@@ -553,6 +574,13 @@ impl SftpTracker {
                 };
                 Pending::Op(op_record(self.channel, &op, path, target, detail))
             }
+            Kind::CopyData { from, to, detail } => Pending::Op(op_record(
+                self.channel,
+                "copy-data",
+                self.handle_path(&to),
+                self.handle_path(&from),
+                detail,
+            )),
             Kind::Other => return,
         };
         if self.pending.len() < MAX_PENDING {
@@ -788,6 +816,57 @@ mod tests {
         assert_eq!(done[0].bytes_written, 5);
         let want: [u8; 32] = Sha256::digest(b"hello").into();
         assert_eq!(done[0].digest_written, Some(want));
+    }
+
+    #[test]
+    fn copy_data_is_recorded_with_both_paths() {
+        let mut t = SftpTracker::new(0);
+        let mut ok = 0u32.to_be_bytes().to_vec();
+        ok.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        for (id, path, flags, h) in [
+            (1, &b"/tmp/src"[..], FXF_READ, &b"hr"[..]),
+            (
+                2,
+                &b"/tmp/dst"[..],
+                FXF_WRITE | FXF_CREAT | FXF_TRUNC,
+                &b"hw"[..],
+            ),
+        ] {
+            let mut tail = flags.to_be_bytes().to_vec();
+            tail.extend_from_slice(&0u32.to_be_bytes());
+            t.forwarded(parse_request(&packet(FXP_OPEN, id, &[path], &tail)).expect("open"));
+            t.replies(&packet(FXP_HANDLE, id, &[h], &[]));
+        }
+        let mut body = vec![FXP_EXTENDED];
+        body.extend_from_slice(&3u32.to_be_bytes());
+        for (f, n) in [
+            (&b"copy-data"[..], None),
+            (b"hr", Some(0u64)),
+            (b"hw", None),
+        ] {
+            body.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            body.extend_from_slice(f);
+            if let Some(off) = n {
+                body.extend_from_slice(&off.to_be_bytes());
+                body.extend_from_slice(&0u64.to_be_bytes());
+            }
+        }
+        body.extend_from_slice(&0u64.to_be_bytes());
+        let mut p = (body.len() as u32).to_be_bytes().to_vec();
+        p.extend_from_slice(&body);
+        let req = parse_request(&Bytes::from(p)).expect("copy-data");
+        assert!(
+            t.changes(&req).is_empty(),
+            "both handles were judged at open"
+        );
+        t.forwarded(req);
+        let done = t.replies(&packet(FXP_STATUS, 3, &[], &ok));
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].op, "copy-data");
+        assert_eq!(done[0].path, "/tmp/dst");
+        assert_eq!(done[0].target_path, "/tmp/src");
+        assert_eq!(done[0].status, "ok");
+        assert_eq!(done[0].detail, "read_offset=0 length=0 write_offset=0");
     }
 
     #[test]

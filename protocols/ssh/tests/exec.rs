@@ -496,6 +496,36 @@ async fn port_forwarding_is_refused_unless_granted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_forward_is_refused_and_recorded() {
+    let env = Env::start().await;
+    let out = env
+        .ssh("web1")
+        .args([
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            "127.0.0.1:0:127.0.0.1:9",
+        ])
+        .arg("true")
+        .output()
+        .await
+        .expect("ssh");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("remote port forwarding failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let gate = env.session(0);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    assert!(gate.events().iter().any(|e| matches!(
+        e,
+        Event::ChannelRequest { request, accepted: false, detail, .. }
+            if request == "tcpip-forward" && detail.starts_with("127.0.0.1:0 refused")
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn granted_port_forward_is_relayed_and_summarised() {
     let env = Env::start_with(|t| t.allow_port_forwarding = true).await;
     // `ssh -W` to the target's own sshd port: the banner comes back through the forward.

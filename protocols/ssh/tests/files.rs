@@ -109,7 +109,7 @@ async fn sftp_batch_records_operations_and_denies_changes() {
     std::fs::write(
         &batch,
         format!(
-            "mkdir {r}/d\nput {l} {r}/d/a.txt\nrename {r}/d/a.txt {r}/d/b.txt\nls {r}/d\n-put {l} {r}/d/forbidden.txt\n-rm {r}/d/forbidden-not-there\nrm {r}/d/b.txt\nrmdir {r}/d\n",
+            "mkdir {r}/d\nput {l} {r}/d/a.txt\nrename {r}/d/a.txt {r}/d/b.txt\nls {r}/d\n-put {l} {r}/d/forbidden.txt\n-rm {r}/d/forbidden-not-there\ncopy {r}/d/b.txt {r}/d/c.txt\nrm {r}/d/c.txt\nrm {r}/d/b.txt\nrmdir {r}/d\n",
             l = local.display()
         ),
     )
@@ -148,6 +148,11 @@ async fn sftp_batch_records_operations_and_denies_changes() {
     let denied = find("open", &format!("{r}/d/forbidden.txt"));
     assert!(denied.status.starts_with("denied"), "{denied:?}");
     assert_eq!(find("remove", &format!("{r}/d/b.txt")).status, "ok");
+    // `copy` is done by the target itself (copy-data): the bytes never cross proctor, so the
+    // copy is an operation of its own, with both paths.
+    let copy = find("copy-data", &format!("{r}/d/c.txt"));
+    assert_eq!(copy.target_path, format!("{r}/d/b.txt"));
+    assert_eq!(copy.status, "ok");
     assert_eq!(find("rmdir", &format!("{r}/d")).status, "ok");
     let close = find("close", &format!("{r}/d/a.txt"));
     assert_eq!(close.bytes_written, 13);
