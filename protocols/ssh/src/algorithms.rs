@@ -1,11 +1,11 @@
 //! Algorithm lists for both sides: modern key exchange (ML-KEM hybrid, curve25519) with the
 //! strict-kex extension (Terrapin countermeasure), AEAD ciphers (AES-GCM where the CPU
-//! accelerates it), ed25519/ECDSA keys, no compression.
+//! accelerates it), ed25519/ECDSA/RSA-SHA2 keys, no compression.
 
 use std::borrow::Cow;
 
 use russh::keys::Algorithm;
-use russh::keys::ssh_key::EcdsaCurve;
+use russh::keys::ssh_key::{EcdsaCurve, HashAlg};
 use russh::{Preferred, cipher, compression, kex, mac};
 
 const SERVER_KEX: &[kex::Name] = &[
@@ -66,6 +66,9 @@ fn aes_gcm_accelerated() -> bool {
 // kept to encrypt-then-MAC SHA-2 so negotiation never falls back to anything weaker.
 const MACS: &[mac::Name] = &[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM];
 
+// RSA with SHA-2 signatures only (RFC 8332): many agents and targets still hold RSA keys;
+// SHA-1 `ssh-rsa` signatures are not accepted. A server only offers host key algorithms it
+// holds a key for, so listing RSA here changes nothing for proctor's own ed25519 host key.
 const KEYS: &[Algorithm] = &[
     Algorithm::Ed25519,
     Algorithm::Ecdsa {
@@ -76,6 +79,12 @@ const KEYS: &[Algorithm] = &[
     },
     Algorithm::Ecdsa {
         curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
     },
 ];
 

@@ -16,6 +16,56 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Agents holding RSA or ECDSA keys log in too (RSA with SHA-2 signatures, as OpenSSH signs
+/// since 8.8); the session is the same agent's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_and_ecdsa_agent_keys_log_in() {
+    let env = Env::start().await;
+    for kind in ["rsa", "ecdsa"] {
+        let key = env.dir.path().join(format!("agent_{kind}"));
+        let line = common::keygen_typed(&key, kind);
+        env.authority
+            .agents
+            .lock()
+            .unwrap()
+            .insert(line, "agent-a".into());
+        let out = tokio::process::Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-i",
+                &key.display().to_string(),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                &format!("UserKnownHostsFile={}", env.known_hosts.display()),
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-p",
+                &env.port.to_string(),
+                "-l",
+                "web1",
+                "127.0.0.1",
+                "echo key-ok",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("ssh");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{kind} key: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "key-ok\n", "{kind} key");
+    }
+    let sessions = env.authority.sessions();
+    assert_eq!(sessions.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_relays_output_and_exit_status() {
     let env = Env::start().await;

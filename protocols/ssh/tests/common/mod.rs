@@ -382,8 +382,13 @@ impl Authority for TestAuthority {
 }
 
 pub fn keygen(path: &Path) -> String {
+    keygen_typed(path, "ed25519")
+}
+
+/// An OpenSSH key pair of `kind` (`ed25519`, `rsa`, `ecdsa`); returns the public key line.
+pub fn keygen_typed(path: &Path, kind: &str) -> String {
     let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "agent", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", "agent", "-f"])
         .arg(path)
         .output()
         .expect("ssh-keygen");
