@@ -129,7 +129,7 @@ fn tokenize(line: &str, nested: &mut Vec<String>, unbalanced: &mut bool) -> Vec<
                         }
                         '$' if chars.get(i + 1) == Some(&'(') => {
                             let (body, next) = take_parens(&chars, i + 1, unbalanced);
-                            nested.push(body);
+                            push_substitution(body, nested);
                             word.push(DYNAMIC);
                             i = next;
                         }
@@ -156,7 +156,11 @@ fn tokenize(line: &str, nested: &mut Vec<String>, unbalanced: &mut bool) -> Vec<
                     flush(&mut toks, &mut word, &mut in_word);
                 }
                 let (body, next) = take_parens(&chars, i + 1, unbalanced);
-                nested.push(body);
+                if c == '$' {
+                    push_substitution(body, nested);
+                } else {
+                    nested.push(body);
+                }
                 word.push(DYNAMIC);
                 in_word = true;
                 i = next;
@@ -261,6 +265,19 @@ fn tokenize(line: &str, nested: &mut Vec<String>, unbalanced: &mut bool) -> Vec<
 }
 
 /// `chars[open]` is `(`: returns the text up to the matching `)` and the index after it.
+/// Queues the body of `$(...)` for analysis as commands. `$((...))` (closing `))` adjacent) is
+/// arithmetic, not a command: only substitutions inside it run (`$(( $(cmd) + 1 ))`).
+fn push_substitution(body: String, nested: &mut Vec<String>) {
+    if body.len() >= 2 && body.starts_with('(') && body.ends_with(')') {
+        let inner = &body[1..body.len() - 1];
+        if inner.contains("$(") || inner.contains('`') {
+            nested.push(inner.to_string());
+        }
+        return;
+    }
+    nested.push(body);
+}
+
 fn take_parens(chars: &[char], open: usize, unbalanced: &mut bool) -> (String, usize) {
     let mut depth = 0usize;
     let mut i = open;
@@ -296,6 +313,17 @@ fn take_backticks(chars: &[char], open: usize, unbalanced: &mut bool) -> (String
             (chars[open + 1..].iter().collect(), chars.len())
         }
     }
+}
+
+/// A program word the shell would rewrite before running it: brace expansion (`{sudo,id}`,
+/// `{a..z}`) or a glob (`/usr/bin/su?o`), so the program that runs is not the word read.
+fn expands_to_other_words(word: &str) -> bool {
+    let brace = word.find('{').is_some_and(|open| {
+        word[open..]
+            .find('}')
+            .is_some_and(|close| word[open..open + close].contains([',', '.']))
+    });
+    brace || word.contains(['*', '?', '['])
 }
 
 fn basename(word: &str) -> String {
@@ -389,7 +417,7 @@ fn simple_command(words: Vec<String>, piped: bool, facts: &mut ShellFacts, depth
     let program = basename(first);
     // A program named by a substitution or a variable hides the command that runs, like a
     // script piped into a shell.
-    if first.contains(DYNAMIC) || first.starts_with('$') {
+    if first.contains(DYNAMIC) || first.starts_with('$') || expands_to_other_words(first) {
         facts.pipe_to_shell = true;
     }
     facts.programs.push(program.clone());
@@ -525,6 +553,34 @@ mod tests {
         assert!(f.programs.contains(&"shutdown".to_string()));
         let f = analyze("sh -c \"kill -9 1\"");
         assert!(f.commands.contains(&"kill -9 1".to_string()));
+    }
+
+    #[test]
+    fn arithmetic_is_not_a_command_and_expansions_hide_the_program() {
+        let f = analyze("echo $((1+1)) \"$((2*3))\"");
+        assert_eq!(f.programs, vec!["echo"], "{f:?}");
+        assert!(!f.pipe_to_shell);
+        // Substitutions inside arithmetic still run; `$( (...) )` is a command substitution.
+        assert!(
+            analyze("echo $(( $(sudo id -u) + 1 ))")
+                .programs
+                .contains(&"sudo".to_string())
+        );
+        assert!(
+            analyze("echo $((sudo id) )")
+                .programs
+                .contains(&"sudo".to_string())
+        );
+        for line in [
+            "{sudo,id}",
+            "/usr/bin/su?o id",
+            "/usr/bin/s[u]do id",
+            "{a..b}",
+        ] {
+            assert!(analyze(line).pipe_to_shell, "{line}");
+        }
+        assert!(!analyze("find . -exec ls {} +").pipe_to_shell);
+        assert!(!analyze("ls *.txt").pipe_to_shell);
     }
 
     #[test]
