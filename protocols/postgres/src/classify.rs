@@ -240,6 +240,11 @@ fn classify_key(key: &str) -> Classified {
     {
         return c;
     }
+    if matches!(parsed, Ok(Err(_)))
+        && let Some(c) = cursor_move(key)
+    {
+        return c;
+    }
     let ast = match parsed {
         Ok(Ok(ast)) => ast,
         Ok(Err(e)) => return unknown(words, format!("not parsed: {e}")),
@@ -339,6 +344,111 @@ fn maintenance(key: &str) -> Option<Classified> {
         tables,
         note: None,
     })
+}
+
+/// `FETCH` and `MOVE` in the forms sqlparser does not parse: `MOVE` at all, and either without
+/// a direction or without `FROM`/`IN` (psycopg's `scroll()` sends `MOVE ABSOLUTE 10 FROM "c"`,
+/// asyncpg's `Cursor.forward()` `MOVE FORWARD 10 c`). Both only read or position a cursor
+/// whose query was judged at its `DECLARE`, so they are `read`; only text that is exactly
+/// PostgreSQL's grammar (`FETCH|MOVE [direction] [FROM|IN] cursor`) is accepted.
+fn cursor_move(key: &str) -> Option<Classified> {
+    let tokens = cursor_tokens(key)?;
+    let (first, mut rest) = tokens.split_first()?;
+    let command = first.to_ascii_uppercase();
+    if command != "FETCH" && command != "MOVE" {
+        return None;
+    }
+    // A count is an integer literal (the cache key spells every number `0`), maybe signed.
+    let count = |r: &[String]| -> usize {
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        match r {
+            [sign, n, ..] if (sign == "-" || sign == "+") && digits(n) => 2,
+            [t, ..] if digits(t.strip_prefix(['-', '+']).unwrap_or(t)) => 1,
+            _ => 0,
+        }
+    };
+    let upper = |r: &[String]| r.first().map(|t| t.to_ascii_uppercase());
+    match upper(rest).as_deref() {
+        Some("NEXT" | "PRIOR" | "FIRST" | "LAST" | "ALL") => rest = &rest[1..],
+        Some("ABSOLUTE" | "RELATIVE") => {
+            let n = count(&rest[1..]);
+            if n == 0 {
+                return None;
+            }
+            rest = &rest[1 + n..];
+        }
+        Some("FORWARD" | "BACKWARD") => {
+            rest = &rest[1..];
+            if upper(rest).as_deref() == Some("ALL") {
+                rest = &rest[1..];
+            } else {
+                rest = &rest[count(rest)..];
+            }
+        }
+        _ => rest = &rest[count(rest)..],
+    }
+    if matches!(upper(rest).as_deref(), Some("FROM" | "IN")) {
+        rest = &rest[1..];
+    }
+    let [name] = rest else {
+        return None;
+    };
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    if !plain && !name.starts_with('"') {
+        return None;
+    }
+    Some(Classified {
+        class: StatementClass::Read,
+        command,
+        tables: Vec::new(),
+        note: None,
+    })
+}
+
+/// Whitespace-separated words, a double-quoted identifier (`""` inside) being one word.
+fn cursor_tokens(key: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = key.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        if c == '"' {
+            word.push(chars.next()?);
+            loop {
+                let c = chars.next()?;
+                word.push(c);
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        word.push(chars.next()?);
+                    } else {
+                        break;
+                    }
+                }
+            }
+            if chars.peek().is_some_and(|c| !c.is_whitespace()) {
+                return None;
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() || c == '"' {
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+        }
+        out.push(word);
+    }
+    Some(out)
 }
 
 /// PostgreSQL spells COPY's boolean options `on`/`off` too (`pgbench -i` sends
@@ -813,6 +923,32 @@ mod tests {
         assert_eq!(class("COPY t TO PROGRAM 'curl x'"), Admin);
         assert_eq!(class("COPY t FROM '/etc/passwd'"), Admin);
         assert_eq!(class("LISTEN ch"), Session);
+        // Cursor positioning as drivers send it (psycopg scroll(), asyncpg Cursor.forward()).
+        for sql in [
+            "MOVE ABSOLUTE 10 FROM \"compat_ssc2\"",
+            "MOVE FORWARD 10 __asyncpg_portal_f__",
+            "MOVE RELATIVE -3 FROM \"c\"\"x y\"",
+            "move backward all in c",
+            "MOVE c",
+            "FETCH c",
+            "FETCH 5 c",
+            "FETCH FORWARD FROM c",
+            "FETCH ABSOLUTE 10 FROM c",
+        ] {
+            assert_eq!(class(sql), Read, "{sql}");
+        }
+        assert_eq!(cached("MOVE c").command, "MOVE");
+        for sql in [
+            "MOVE",
+            "MOVE FORWARD",
+            "MOVE ABSOLUTE FROM c",
+            "MOVE 1 FROM c d",
+            "MOVE FROM c(1)",
+            "MOVE \"c",
+            "MOVE \"c\"x",
+        ] {
+            assert_eq!(class(sql), Unknown, "{sql}");
+        }
         assert_eq!(class("NOTIFY ch, 'x'"), Write);
         assert_eq!(class("EXPLAIN DELETE FROM t"), Read);
     }

@@ -132,7 +132,10 @@ pub async fn run(
         .map(|(k, _)| k.clone())
         .collect();
     if s.minor_version > 0 || !unsupported.is_empty() {
-        let msg = NegotiateProtocolVersion::new(0, unsupported);
+        // The newest version proctor supports, as a whole protocol version number (3.0 is
+        // 196608), as PostgreSQL sends it: libpq 18 reads 0 as a downgrade below 3.0 and gives
+        // up on `max_protocol_version=3.2`.
+        let msg = NegotiateProtocolVersion::new(3 << 16, unsupported);
         if msg.encode(&mut out).is_err() {
             return;
         }

@@ -149,7 +149,13 @@ async fn negotiate_inner(
                 stream.write_all(b"N").await?;
                 continue;
             }
-            Packet::Cancel { pid, secret } => return Ok(Hello::Cancel { pid, secret }),
+            Packet::Cancel { pid, secret } => {
+                // Close as PostgreSQL does, with a TLS close_notify when the request came over
+                // TLS (libpq 17's PQcancelStart does that): a bare TCP close is an "unexpected
+                // eof" to OpenSSL, and the client reports the cancel as failed.
+                let _ = stream.shutdown().await;
+                return Ok(Hello::Cancel { pid, secret });
+            }
             Packet::Startup {
                 minor_version,
                 params,

@@ -245,6 +245,91 @@ async fn silence_after_ssl_request_times_out() {
     assert_eq!(f.authority.session_count(), 3);
 }
 
+/// What real drivers do at startup and on cancel that psql does not: protocol 3.2 with a
+/// `_pq_.` option (libpq 18 `max_protocol_version=3.2`) gets a NegotiateProtocolVersion naming
+/// 3.0 as a whole version number, then login goes on; a CancelRequest sent over TLS (libpq 17
+/// `PQcancelStart`) is answered by a clean TLS close, which OpenSSL requires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_startup_negotiation_and_tls_cancel() {
+    let ca = TestCa::new();
+    let cert = ca.issue(&["localhost"]);
+    let f = Fixture::start(PgFrontendConfig {
+        tls: Some(server_tls(&cert)),
+        ..PgFrontendConfig::default()
+    })
+    .await;
+
+    let mut raw = RawClient::connect(f.port).await;
+    let mut body = BytesMut::new();
+    body.put_i32((3 << 16) | 2);
+    for (k, v) in [
+        ("user", AGENT),
+        ("database", TARGET),
+        ("_pq_.test_option", "x"),
+    ] {
+        body.put_slice(k.as_bytes());
+        body.put_u8(0);
+        body.put_slice(v.as_bytes());
+        body.put_u8(0);
+    }
+    body.put_u8(0);
+    let mut packet = (body.len() as i32 + 4).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    raw.send(&packet).await;
+    let (tag, msg) = within(10, "NegotiateProtocolVersion", raw.read())
+        .await
+        .expect("an answer");
+    assert_eq!(tag, b'v', "{}", String::from_utf8_lossy(&msg));
+    let word = |i: usize| i32::from_be_bytes([msg[i], msg[i + 1], msg[i + 2], msg[i + 3]]);
+    assert_eq!(word(0), 3 << 16, "newest version supported: 3.0");
+    assert_eq!(word(4), 1);
+    assert_eq!(&msg[8..], b"_pq_.test_option\0");
+    let (tag, msg) = within(10, "AuthenticationSASL", raw.read())
+        .await
+        .expect("login goes on");
+    assert_eq!((tag, word_of(&msg)), (b'R', 10));
+    drop(raw);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let mut tcp = TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
+    tcp.write_all(&SSL_REQUEST).await.unwrap();
+    let mut s = [0u8; 1];
+    within(10, "'S'", tcp.read_exact(&mut s)).await.unwrap();
+    assert_eq!(s[0], b'S');
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = within(
+        10,
+        "TLS handshake",
+        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+    )
+    .await
+    .expect("TLS handshake with proctor");
+    tls.write_all(&cancel_request(1, 2)).await.unwrap();
+    let mut rest = Vec::new();
+    let end = within(10, "close after a cancel", tls.read_to_end(&mut rest)).await;
+    assert!(
+        end.is_ok() && rest.is_empty(),
+        "a TLS close_notify and nothing else: {end:?} {rest:?}"
+    );
+    still_serving(&f).await;
+}
+
+fn word_of(b: &[u8]) -> i32 {
+    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
 /// Up to AuthenticationSASL by hand.
 async fn at_sasl(port: u16) -> RawClient {
     let mut raw = RawClient::connect(port).await;
