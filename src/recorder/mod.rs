@@ -23,7 +23,7 @@ use proctor_gate::{Event, Outcome};
 use std::sync::mpsc;
 use thiserror::Error;
 
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use self::codec::Body;
 use self::frame::{JOURNAL_SESSION, SessionKey};
@@ -31,7 +31,7 @@ use self::index::Index;
 use self::ledger::Ledger;
 use self::signing::RecorderKey;
 use self::wire::Writer;
-use self::writer::{Command, Core, Step};
+use self::writer::{Command, WriterThread};
 pub use self::writer::{SealInfo, WriterOptions};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -90,85 +90,38 @@ pub enum Urgency {
 /// A durability ticket: resolves when the event is on disk.
 pub struct Ticket {
     rx: oneshot::Receiver<Result<(), RecorderError>>,
-    core: Arc<Core>,
-    /// The batch the event was staged into.
-    batch: u64,
-    /// Whether the stage already counts this event as awaited (queued with `Urgency::Now`).
-    counted: bool,
-}
-
-fn stopped() -> RecorderError {
-    RecorderError::Closed("recorder stopped".into())
-}
-
-/// A turn to lead the next commit, handed to a waiting session. If the session goes away
-/// (its ticket dropped) after the turn was handed to it, the turn goes to someone else.
-struct TurnWait<'a> {
-    rx: oneshot::Receiver<()>,
-    core: &'a Core,
-    used: bool,
-}
-
-impl Drop for TurnWait<'_> {
-    fn drop(&mut self) {
-        if !self.used && self.rx.try_recv().is_ok() {
-            self.core.turn_lost();
-        }
-    }
-}
-
-/// Commits on this thread. On a multi-threaded runtime the worker's other tasks move to
-/// another thread meanwhile, so they keep staging while the sync runs (they make the next
-/// batch) instead of queueing behind it.
-fn lead_here(core: &Core) {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-        tokio::task::block_in_place(|| core.lead_reserved());
-    } else {
-        core.lead_reserved();
-    }
+    /// Set for an event queued without urgency: waiting on it tells the writer that someone
+    /// now waits, so it commits at once instead of when its lazy delay runs out.
+    nudge: Option<mpsc::Sender<Command>>,
 }
 
 impl Ticket {
-    /// Resolves once the event is durable. If no commit is running, the calling task writes
-    /// and fdatasyncs everything staged itself (a short blocking call on this worker: a
-    /// hand-off to another thread was measured to cost more than the sync); otherwise it waits
-    /// for the running commit, and may be handed the turn to lead the next one.
+    fn urgent(rx: oneshot::Receiver<Result<(), RecorderError>>) -> Ticket {
+        Ticket { rx, nudge: None }
+    }
+
     pub async fn wait(mut self) -> Result<(), RecorderError> {
-        let mut newly_urgent = !self.counted;
-        loop {
+        if let Some(tx) = self.nudge.take() {
             match self.rx.try_recv() {
                 Ok(r) => return r,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(stopped()),
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-            match self.core.step(self.batch, newly_urgent) {
-                Step::Lead => lead_here(&self.core),
-                Step::Done => return (&mut self.rx).await.unwrap_or_else(|_| Err(stopped())),
-                Step::Wait(turn) => {
-                    let mut turn = TurnWait {
-                        rx: turn,
-                        core: &self.core,
-                        used: false,
-                    };
-                    tokio::select! {
-                        biased;
-                        r = &mut self.rx => return r.unwrap_or_else(|_| Err(stopped())),
-                        _ = &mut turn.rx => turn.used = true,
-                    }
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    let _ = tx.send(Command::Nudge);
+                }
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(RecorderError::Closed("recorder stopped".into()));
                 }
             }
-            newly_urgent = false;
+        }
+        match self.rx.await {
+            Ok(r) => r,
+            Err(_) => Err(RecorderError::Closed("recorder stopped".into())),
         }
     }
 }
 
-/// Cheap, clonable handle to the recorder.
+/// Cheap, clonable handle to the writer.
 #[derive(Clone)]
 pub struct Recorder {
-    core: Arc<Core>,
-    /// The background thread's commands (seals, ledger, barriers, rotation, shutdown).
     tx: mpsc::Sender<Command>,
     budget: Arc<Semaphore>,
     budget_max: usize,
@@ -191,7 +144,7 @@ impl Recorder {
         }
     }
 
-    /// Stages an event; waits only for room in the bounded queue. The ticket resolves when the
+    /// Queues an event; waits only for room in the bounded queue. The ticket resolves when the
     /// event is durable.
     pub async fn append(
         &self,
@@ -213,18 +166,31 @@ impl Recorder {
         body: Vec<u8>,
         urgency: Urgency,
     ) -> Result<Ticket, RecorderError> {
+        let urgent = urgency == Urgency::Now;
         let bytes = body.len() + 128;
-        self.stage(session, vec![(kind, ts_ns, body)], bytes, urgency)
-            .await
+        let mut ticket = self
+            .send_weighted(bytes, |ack, permit| Command::Append {
+                session,
+                kind,
+                ts_ns,
+                body,
+                ack: Some(ack),
+                urgent,
+                _permit: Some(permit),
+            })
+            .await?;
+        if !urgent {
+            ticket.nudge = Some(self.tx.clone());
+        }
+        Ok(ticket)
     }
 
-    /// Waits for `bytes` of the memory budget, then stages the records under one ticket.
-    async fn stage(
+    /// Waits for `bytes` of the writer's memory budget, then queues the command built with the
+    /// acknowledgement channel and the budget permit.
+    async fn send_weighted(
         &self,
-        session: SessionKey,
-        records: Vec<(u8, i64, Vec<u8>)>,
         bytes: usize,
-        urgency: Urgency,
+        command: impl FnOnce(writer::Ack, OwnedSemaphorePermit) -> Command,
     ) -> Result<Ticket, RecorderError> {
         let weight = bytes.min(self.budget_max) as u32;
         let permit = self
@@ -232,22 +198,16 @@ impl Recorder {
             .clone()
             .acquire_many_owned(weight)
             .await
-            .map_err(|_| stopped())?;
-        let urgent = urgency == Urgency::Now;
-        let staged = self.core.stage(session, &records, urgent, permit)?;
-        if staged.nudge {
-            let _ = self.tx.send(Command::Nudge);
-        }
-        Ok(Ticket {
-            rx: staged.rx,
-            core: self.core.clone(),
-            batch: staged.batch,
-            counted: urgent,
-        })
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(command(ack, permit))
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        Ok(Ticket::urgent(rx))
     }
 
-    /// Stages several events of one session in order under one ticket, which resolves when
-    /// the last (and so every one) of them is durable.
+    /// Queues several events of one session in order under one ticket, which resolves when the
+    /// last (and so every one) of them is durable.
     pub async fn append_many(
         &self,
         session: SessionKey,
@@ -262,7 +222,13 @@ impl Recorder {
             })
             .collect();
         let bytes: usize = records.iter().map(|(_, _, b)| b.len() + 128).sum();
-        self.stage(session, records, bytes, Urgency::Now).await
+        self.send_weighted(bytes, |ack, permit| Command::AppendMany {
+            session,
+            records,
+            ack,
+            _permit: Some(permit),
+        })
+        .await
     }
 
     /// Records an event and waits until it is durable.
@@ -342,8 +308,8 @@ impl Recorder {
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Command::Rotate { ack })
-            .map_err(|_| stopped())?;
-        rx.await.unwrap_or_else(|_| Err(stopped()))
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        Ticket::urgent(rx).wait().await
     }
 
     /// Waits until everything queued so far is durable.
@@ -351,8 +317,8 @@ impl Recorder {
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Command::Barrier { ack })
-            .map_err(|_| stopped())?;
-        rx.await.unwrap_or_else(|_| Err(stopped()))
+            .map_err(|_| RecorderError::Closed("recorder stopped".into()))?;
+        Ticket::urgent(rx).wait().await
     }
 }
 
@@ -391,27 +357,24 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let index = Arc::new(Mutex::new(prepared.index));
         let ledger = Arc::new(Mutex::new(prepared.ledger));
-        let core = Arc::new(Core::new(
-            writer::Parts {
-                data: data.to_path_buf(),
-                key: key.clone(),
-                opts,
-                segment: prepared.segment,
-                ledger: ledger.clone(),
-                index: index.clone(),
-                chains: prepared.chains,
-            },
-            failed_tx,
-        ));
-        let thread_core = core.clone();
+        let thread = WriterThread {
+            data: data.to_path_buf(),
+            key: key.clone(),
+            opts,
+            segment: prepared.segment,
+            ledger: ledger.clone(),
+            index: index.clone(),
+            chains: prepared.chains,
+            failed: failed_tx,
+            stopping: None,
+        };
         let writer = std::thread::Builder::new()
             .name("proctor-recorder".into())
-            .spawn(move || thread_core.run(rx))
+            .spawn(move || thread.run(rx))
             .map_err(StoreError::io("start the recorder thread"))?;
         Ok(Store {
             data: data.to_path_buf(),
             recorder: Recorder {
-                core,
                 tx,
                 budget: Arc::new(Semaphore::new(DEFAULT_QUEUE_BUDGET)),
                 budget_max: DEFAULT_QUEUE_BUDGET,
@@ -584,7 +547,7 @@ mod tests {
                         .await
                         .expect("staged");
                     match n % 7 {
-                        // Gives up at once: the commit it may have been handed goes to another.
+                        // Gives up at once, as a session whose client went away mid-commit.
                         0 => {
                             let _ =
                                 tokio::time::timeout(Duration::from_micros(1), ticket.wait()).await;
