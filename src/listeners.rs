@@ -31,7 +31,7 @@ fn postgres_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
             key.display()
         )
     })?;
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -39,6 +39,7 @@ fn postgres_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .context("postgres.tls_cert/tls_key: the key does not match the certificate")?;
+    tls.alpn_protocols = vec![proctor_postgres::ALPN_PROTOCOL.to_vec()];
     Ok(Some(Arc::new(tls)))
 }
 

@@ -310,6 +310,16 @@ def _():
         assert c.execute("select 1").fetchone() == (1,)
 
 
+@check("sslnegotiation=direct (libpq 17+): TLS without SSLRequest")
+def _():
+    # PostgreSQL 15 targets do not speak it, so this is checked through proctor only.
+    if os.environ.get("COMPAT_DIRECT") or psycopg.pq.version() < 170000:
+        return
+    with connect(sslnegotiation="direct") as c:
+        assert c.pgconn.ssl_in_use
+        assert c.execute("select 1").fetchone() == (1,)
+
+
 @check("row count on server")
 def _():
     with connect() as c:

@@ -19,6 +19,10 @@
 //! allocates per message, and rejects FunctionCall, none of which a faithful relay can afford.
 //! Only the fields proctor needs are read, borrowing from the frame.
 
+/// The ALPN protocol name PostgreSQL clients offer over TLS (required for direct TLS). A
+/// `rustls::ServerConfig` given to the front end should list it in `alpn_protocols`.
+pub const ALPN_PROTOCOL: &[u8] = b"postgresql";
+
 pub mod cancel;
 pub mod classify;
 pub mod frontend;

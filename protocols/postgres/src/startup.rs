@@ -87,6 +87,45 @@ async fn read_untyped(stream: &mut Stream, buf: &mut BytesMut) -> Result<BytesMu
     }
 }
 
+/// A TLS handshake record (0x16) where a startup packet's length would start: a client using
+/// `sslnegotiation=direct` (libpq 17+), which skips SSLRequest. A startup packet's first byte
+/// is the top byte of its length, which is never 0x16 for the sizes accepted here.
+async fn starts_with_tls_hello(slot: &mut Option<Stream>) -> Result<bool, StartupError> {
+    const TLS_HANDSHAKE: u8 = 0x16;
+    let Some(Stream::Plain(tcp)) = slot.as_mut() else {
+        return Ok(false);
+    };
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await? == 0 {
+        return Err(StartupError::Closed);
+    }
+    Ok(first[0] == TLS_HANDSHAKE)
+}
+
+/// Direct TLS, as PostgreSQL 17 does it: the client must name the `postgresql` protocol in
+/// ALPN, which keeps a TLS connection meant for another service from being taken for one.
+async fn accept_direct_tls(
+    slot: &mut Option<Stream>,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+) -> Result<(), StartupError> {
+    let Some(Stream::Plain(tcp)) = slot.take() else {
+        return Err(StartupError::Closed);
+    };
+    let tls = tokio_rustls::TlsAcceptor::from(tls)
+        .accept(tcp)
+        .await
+        .map_err(StartupError::Tls)?;
+    let alpn_ok = tls.get_ref().1.alpn_protocol() == Some(crate::ALPN_PROTOCOL);
+    *slot = Some(Stream::Server(Box::new(tls)));
+    if !alpn_ok {
+        return Err(StartupError::violation(
+            "08P01",
+            "received direct SSL connection request without ALPN protocol negotiation extension",
+        ));
+    }
+    Ok(())
+}
+
 /// Reads until the client sends a startup packet or a CancelRequest, answering SSLRequest and
 /// GSSENCRequest on the way. A protocol violation is answered with a FATAL ErrorResponse
 /// before the error is returned. The caller bounds the time this may take.
@@ -108,6 +147,11 @@ async fn negotiate_inner(
 ) -> Result<Hello, StartupError> {
     let mut buf = BytesMut::with_capacity(1024);
     let mut gss_declined = false;
+    if let Some(tls) = config.tls.clone()
+        && starts_with_tls_hello(slot).await?
+    {
+        accept_direct_tls(slot, tls).await?;
+    }
     loop {
         let stream = slot.as_mut().ok_or(StartupError::Closed)?;
         let packet = read_untyped(stream, &mut buf).await?;

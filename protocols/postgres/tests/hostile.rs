@@ -326,6 +326,60 @@ async fn driver_startup_negotiation_and_tls_cancel() {
     still_serving(&f).await;
 }
 
+/// `sslnegotiation=direct` (libpq 17+): TLS from the first byte, no SSLRequest. With the
+/// `postgresql` ALPN protocol the login goes on inside TLS; without ALPN it is refused with a
+/// FATAL error, as PostgreSQL 17 does.
+#[tokio::test]
+async fn direct_tls_needs_the_postgresql_alpn_protocol() {
+    let ca = TestCa::new();
+    let cert = ca.issue(&["localhost"]);
+    let f = Fixture::start(PgFrontendConfig {
+        tls: Some(server_tls(&cert)),
+        ..PgFrontendConfig::default()
+    })
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = |alpn: bool| {
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        if alpn {
+            cfg.alpn_protocols = vec![b"postgresql".to_vec()];
+        }
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    };
+    for alpn in [true, false] {
+        let tcp = TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = within(10, "direct TLS handshake", client(alpn).connect(name, tcp))
+            .await
+            .expect("TLS handshake with proctor");
+        tls.write_all(&startup_packet(AGENT)).await.unwrap();
+        let mut head = [0u8; 5];
+        within(10, "an answer inside TLS", tls.read_exact(&mut head))
+            .await
+            .expect("an answer");
+        let len = word_of(&head[1..]) as usize;
+        let mut body = vec![0u8; len - 4];
+        tls.read_exact(&mut body).await.unwrap();
+        if alpn {
+            assert_eq!((head[0], word_of(&body)), (b'R', 10), "AuthenticationSASL");
+        } else {
+            let text = String::from_utf8_lossy(&body);
+            assert_eq!(head[0], b'E', "{text}");
+            assert!(text.contains("08P01") && text.contains("ALPN"), "{text}");
+        }
+    }
+    still_serving(&f).await;
+}
+
 fn word_of(b: &[u8]) -> i32 {
     i32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }

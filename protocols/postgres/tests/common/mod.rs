@@ -614,7 +614,7 @@ impl TestCa {
 }
 
 pub fn server_tls(cert: &TestCert) -> Arc<rustls::ServerConfig> {
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -625,5 +625,6 @@ pub fn server_tls(cert: &TestCert) -> Arc<rustls::ServerConfig> {
         rustls::pki_types::PrivateKeyDer::try_from(cert.key_der.clone()).unwrap(),
     )
     .unwrap();
+    cfg.alpn_protocols = vec![proctor_postgres::ALPN_PROTOCOL.to_vec()];
     Arc::new(cfg)
 }
