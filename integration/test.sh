@@ -41,5 +41,9 @@ for t in integration/ci/*.sh; do
   echo "-- $t"
   bash "$t"
 done
+echo "== stock clients and drivers against proctor dev (each installs what it needs; SKIP when it cannot)"
+export PROCTOR_BIN=$PWD/target/debug/proctor
+integration/compat/pg-drivers.sh
+integration/compat/ssh-clients.sh
 echo "== disk after: target/ $(du -sh target | cut -f1), $(df -h --output=avail . | tail -1 | tr -d ' ') free"
 echo "all tests passed"
