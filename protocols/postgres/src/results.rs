@@ -64,6 +64,9 @@ pub fn rows_from_tag(tag: &str) -> u64 {
 /// byte `D` and the 4-byte length): the 2-byte column count followed, per column, by the 4-byte
 /// length (-1 for NULL) and the value bytes, exactly as on the wire. Nothing separates
 /// consecutive bodies, so the same rows in the same wire formats always give the same digest.
+/// The severity recorded for a statement the target skipped (see [`ResultAcc::not_executed`]).
+pub const NOT_EXECUTED: &str = "NOT EXECUTED";
+
 pub struct ResultAcc {
     pub statement_id: u64,
     started: Instant,
@@ -159,6 +162,31 @@ impl ResultAcc {
     pub fn suspended(self) -> StatementResult {
         let tag = String::new();
         self.base(tag, None, true)
+    }
+
+    /// A statement the target never ran: an earlier one in the same query string or pipeline
+    /// failed, and PostgreSQL skips the rest (up to Sync) without a word about them. Recorded
+    /// so every forwarded statement has an outcome; there is no SQLSTATE because the target
+    /// sent none.
+    pub fn not_executed(statement_id: u64, after: &ErrorFields) -> StatementResult {
+        StatementResult {
+            statement_id,
+            tag: String::new(),
+            rows: 0,
+            error: Some(SqlError {
+                severity: NOT_EXECUTED.into(),
+                code: String::new(),
+                message: format!(
+                    "not executed: the target skipped it after an earlier statement failed ({} {})",
+                    after.code, after.message
+                ),
+            }),
+            duration_ns: 0,
+            columns: Vec::new(),
+            sample_rows: Vec::new(),
+            digest: Sha256::new().finalize().into(),
+            suspended: false,
+        }
     }
 
     pub fn failed(self, e: &ErrorFields) -> StatementResult {

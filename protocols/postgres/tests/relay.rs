@@ -589,6 +589,89 @@ async fn tls_verify_full_with_psql() {
     assert_eq!(b[0], b'N');
 }
 
+/// Statements the target skips after an error (the rest of a query string, or of a pipeline up
+/// to Sync) were forwarded, so each gets an outcome: "not executed", never nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_skipped_after_an_error_are_recorded_as_not_executed() {
+    use bytes::BytesMut;
+    use postgres_protocol::message::frontend;
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    let mut raw = RawClient::login(f.port).await;
+    let mut b = BytesMut::new();
+    for sql in [
+        "SELECT 'pipe_before'",
+        "SELECT 1/0",
+        "SELECT 'pipe_skipped_a'",
+        "SELECT 'pipe_skipped_b'",
+    ] {
+        frontend::parse("", sql, [], &mut b).unwrap();
+        frontend::bind(
+            "",
+            "",
+            [],
+            [] as [Option<&[u8]>; 0],
+            |v: Option<&[u8]>, buf: &mut BytesMut| {
+                buf.extend_from_slice(v.unwrap_or_default());
+                Ok(postgres_protocol::IsNull::No)
+            },
+            [],
+            &mut b,
+        )
+        .map_err(|_| ())
+        .unwrap();
+        frontend::execute("", 0, &mut b).unwrap();
+    }
+    frontend::sync(&mut b);
+    frontend::query(
+        "SELECT 'query_before'; SELECT 1/0; SELECT 'query_skipped'",
+        &mut b,
+    )
+    .unwrap();
+    raw.send(&b).await;
+    let mut tags = Vec::new();
+    let mut ready = 0;
+    while ready < 2 {
+        let (tag, _) = raw.read().await.unwrap();
+        tags.push(tag);
+        ready += usize::from(tag == b'Z');
+    }
+    assert_eq!(
+        String::from_utf8(tags).unwrap(),
+        "12DC1EZTDCEZ",
+        "the pipeline: the first statement answered, the second parsed and failing at Bind (1/0 is folded when planned), ready; the query: one row, error, ready"
+    );
+    drop(raw);
+    let g = f.wait_ended(0).await;
+    let results = g.results();
+    let outcome = |text: &str| {
+        let s = g
+            .statements()
+            .into_iter()
+            .find(|s| s.text == text)
+            .unwrap_or_else(|| panic!("statement {text} recorded"));
+        let r = results
+            .iter()
+            .find(|r| r.statement_id == s.id)
+            .unwrap_or_else(|| panic!("an outcome for {text}"));
+        r.error
+            .as_ref()
+            .map(|e| (e.severity.clone(), e.code.clone()))
+    };
+    assert_eq!(outcome("SELECT 'pipe_before'"), None);
+    assert_eq!(outcome("SELECT 1/0").map(|e| e.1), Some("22012".into()));
+    for skipped in [
+        "SELECT 'pipe_skipped_a'",
+        "SELECT 'pipe_skipped_b'",
+        "SELECT 'query_skipped'",
+    ] {
+        assert_eq!(
+            outcome(skipped),
+            Some(("NOT EXECUTED".into(), String::new())),
+            "{skipped}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_multi_statement_and_copy_both_ways() {
     let f = Fixture::start(PgFrontendConfig::default()).await;

@@ -352,6 +352,10 @@ impl Relay {
                         self.events.push(Event::StatementResult(acc.failed(err)));
                     }
                     // The server abandons the rest of the query string.
+                    for &id in q.ids.iter().skip(q.idx + 1) {
+                        self.events
+                            .push(Event::StatementResult(ResultAcc::not_executed(id, err)));
+                    }
                     q.idx = q.ids.len();
                 }
             }
@@ -376,11 +380,14 @@ impl Relay {
                     if matches!(e, Expect::Sync) {
                         break;
                     }
-                    if let Some(Expect::Execute(x)) = self.expect.pop_front()
-                        && !reported
-                    {
-                        reported = true;
-                        self.events.push(Event::StatementResult(x.acc.failed(err)));
+                    if let Some(Expect::Execute(x)) = self.expect.pop_front() {
+                        let result = if reported {
+                            ResultAcc::not_executed(x.acc.statement_id, err)
+                        } else {
+                            reported = true;
+                            x.acc.failed(err)
+                        };
+                        self.events.push(Event::StatementResult(result));
                     }
                 }
             }
