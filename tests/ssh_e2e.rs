@@ -101,6 +101,8 @@ fn interactive_shell_resize_held_line_approved_and_denied_line() {
         "box",
         "127.0.0.1",
     ]);
+    // ssh asks for a terminal of this type; the asciicast export must say the same.
+    cmd.env("TERM", "vt220");
     let mut pty = Pty::spawn(cmd);
     pty.quiet();
 
@@ -194,6 +196,18 @@ fn interactive_shell_resize_held_line_approved_and_denied_line() {
     assert_eq!(header["width"], 80);
     assert_eq!(header["height"], 24);
     assert!(header["timestamp"].as_i64().unwrap_or(0) > 1_600_000_000);
+    // TERM is the one the client asked for in its pty request.
+    let pty_term = of_kind(&recs, "channel_request")
+        .iter()
+        .filter(|r| r["request"] == "pty-req")
+        .find_map(|r| {
+            str_field(r, "detail")
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("term=").map(str::to_string))
+        })
+        .expect("a recorded pty request");
+    assert_eq!(pty_term, "vt220");
+    assert_eq!(header["env"]["TERM"], "vt220");
     let events: Vec<Value> = lines
         .map(|l| serde_json::from_str(l).expect("event"))
         .collect();

@@ -14,11 +14,20 @@ use crate::recorder::codec::Body;
 use crate::recorder::index::SessionMeta;
 use crate::recorder::reader;
 
+/// The terminal being played: its channel, size and `TERM`.
+struct Terminal {
+    channel: Option<u32>,
+    cols: u32,
+    rows: u32,
+    term: String,
+}
+
 /// Picks the terminal channel: the first interactive shell, else the first channel with output.
-fn pick_channel(data: &Path, meta: &SessionMeta) -> io::Result<(Option<u32>, u32, u32)> {
+fn pick_channel(data: &Path, meta: &SessionMeta) -> io::Result<Terminal> {
     let mut shell = None;
     let mut first_output = None;
     let mut size: std::collections::HashMap<u32, (u32, u32)> = Default::default();
+    let mut terms: std::collections::HashMap<u32, String> = Default::default();
     reader::for_each_record(data, meta, |r| {
         if let Ok(Body::Event(e)) = &r.body {
             match e {
@@ -30,6 +39,21 @@ fn pick_channel(data: &Path, meta: &SessionMeta) -> io::Result<(Option<u32>, u32
                 Event::ChannelRequest {
                     channel, request, ..
                 } if request == "shell" && shell.is_none() => shell = Some(*channel),
+                // Recorded as `term=NAME cols=C rows=R`.
+                Event::ChannelRequest {
+                    channel,
+                    request,
+                    detail,
+                    ..
+                } if request == "pty-req" => {
+                    if let Some(term) = detail
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("term="))
+                        .filter(|t| !t.is_empty())
+                    {
+                        terms.entry(*channel).or_insert_with(|| term.to_string());
+                    }
+                }
                 Event::Output { channel, .. } if first_output.is_none() => {
                     first_output = Some(*channel)
                 }
@@ -50,11 +74,24 @@ fn pick_channel(data: &Path, meta: &SessionMeta) -> io::Result<(Option<u32>, u32
     let (cols, rows) = channel
         .and_then(|c| size.get(&c).copied())
         .unwrap_or((80, 24));
-    Ok((channel, cols, rows))
+    let term = channel
+        .and_then(|c| terms.remove(&c))
+        .unwrap_or_else(|| "xterm-256color".to_string());
+    Ok(Terminal {
+        channel,
+        cols,
+        rows,
+        term,
+    })
 }
 
 pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> io::Result<()> {
-    let (channel, cols, rows) = pick_channel(data, meta)?;
+    let Terminal {
+        channel,
+        cols,
+        rows,
+        term,
+    } = pick_channel(data, meta)?;
     let start = meta.started_ns;
     let header = json!({
         "version": 2,
@@ -62,7 +99,7 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> io::Result
         "height": rows,
         "timestamp": start / 1_000_000_000,
         "title": format!("{} on {} ({})", meta.agent, meta.target, meta.id),
-        "env": { "TERM": "xterm-256color", "SHELL": "/bin/sh" },
+        "env": { "TERM": term, "SHELL": "/bin/sh" },
     });
     write_line(out, &header)?;
     let mut seen_size = false;
