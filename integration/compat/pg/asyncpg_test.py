@@ -14,19 +14,11 @@ import uuid
 
 import asyncpg
 
-from compat_common import CHECK_TIMEOUT, describe_held, proctor
+from compat_common import CHECK_TIMEOUT, describe_held, proctor, registry
 
 DSN = sys.argv[1]
 T = "compat_asyncpg"
-checks = []
-
-
-def check(name):
-    def wrap(fn):
-        checks.append((name, fn))
-        return fn
-
-    return wrap
+checks, check = registry()
 
 
 async def connect(**kw):

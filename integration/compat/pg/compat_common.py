@@ -67,3 +67,17 @@ def run_checks(driver, checks):
     sys.stdout.flush()
     # A stalled check's thread may still be blocked in the driver: do not wait for it.
     os._exit(1 if failed or not ran else 0)
+
+
+def registry():
+    """A list of (name, function) checks, and the decorator that adds one to it."""
+    checks = []
+
+    def check(name):
+        def wrap(fn):
+            checks.append((name, fn))
+            return fn
+
+        return wrap
+
+    return checks, check

@@ -8,19 +8,11 @@ import sys
 
 import psycopg2
 import psycopg2.extras
-from compat_common import run_checks
+from compat_common import registry, run_checks
 
 DSN = sys.argv[1]
 T = "compat_psycopg2"
-checks = []
-
-
-def check(name):
-    def wrap(fn):
-        checks.append((name, fn))
-        return fn
-
-    return wrap
+checks, check = registry()
 
 
 @check("parameters")

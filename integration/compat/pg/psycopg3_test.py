@@ -15,19 +15,11 @@ import time
 import psycopg
 from psycopg.types.json import Jsonb
 
-from compat_common import run_checks
+from compat_common import registry, run_checks
 
 DSN = sys.argv[1]
 T = "compat_psycopg"
-checks = []
-
-
-def check(name):
-    def wrap(fn):
-        checks.append((name, fn))
-        return fn
-
-    return wrap
+checks, check = registry()
 
 
 def connect(**kw):

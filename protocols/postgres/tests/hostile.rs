@@ -111,13 +111,7 @@ async fn still_serving(f: &Fixture) {
 /// had come through the TLS handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_pipelined_after_ssl_request_is_refused() {
-    let ca = TestCa::new();
-    let cert = ca.issue(&["localhost"]);
-    let f = Fixture::start(PgFrontendConfig {
-        tls: Some(server_tls(&cert)),
-        ..PgFrontendConfig::default()
-    })
-    .await;
+    let (ca, f) = tls_fixture().await;
     let startup = startup_packet(AGENT);
 
     // SSLRequest and, in the same write, the start of a startup packet / a whole one.
@@ -162,17 +156,6 @@ async fn plaintext_pipelined_after_ssl_request_is_refused() {
     assert!(message.contains("TLS handshake failed"), "{message}");
 
     // TLS still works for a well-behaved client, and so does plain.
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     let mut tcp = TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
     tcp.write_all(&SSL_REQUEST).await.unwrap();
     within(10, "'S'", tcp.read_exact(&mut s)).await.unwrap();
@@ -181,7 +164,7 @@ async fn plaintext_pipelined_after_ssl_request_is_refused() {
     let mut tls = within(
         10,
         "TLS handshake",
-        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
+        tls_client(&ca, false).connect(name, tcp),
     )
     .await
     .expect("TLS handshake with proctor");
@@ -251,13 +234,7 @@ async fn silence_after_ssl_request_times_out() {
 /// `PQcancelStart`) is answered by a clean TLS close, which OpenSSL requires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn driver_startup_negotiation_and_tls_cancel() {
-    let ca = TestCa::new();
-    let cert = ca.issue(&["localhost"]);
-    let f = Fixture::start(PgFrontendConfig {
-        tls: Some(server_tls(&cert)),
-        ..PgFrontendConfig::default()
-    })
-    .await;
+    let (ca, f) = tls_fixture().await;
 
     let mut raw = RawClient::connect(f.port).await;
     let mut body = BytesMut::new();
@@ -290,19 +267,6 @@ async fn driver_startup_negotiation_and_tls_cancel() {
     assert_eq!((tag, word_of(&msg)), (b'R', 10));
     drop(raw);
 
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
     let mut tcp = TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
     tcp.write_all(&SSL_REQUEST).await.unwrap();
     let mut s = [0u8; 1];
@@ -312,7 +276,7 @@ async fn driver_startup_negotiation_and_tls_cancel() {
     let mut tls = within(
         10,
         "TLS handshake",
-        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+        tls_client(&ca, false).connect(name, tcp),
     )
     .await
     .expect("TLS handshake with proctor");
@@ -331,36 +295,17 @@ async fn driver_startup_negotiation_and_tls_cancel() {
 /// FATAL error, as PostgreSQL 17 does.
 #[tokio::test]
 async fn direct_tls_needs_the_postgresql_alpn_protocol() {
-    let ca = TestCa::new();
-    let cert = ca.issue(&["localhost"]);
-    let f = Fixture::start(PgFrontendConfig {
-        tls: Some(server_tls(&cert)),
-        ..PgFrontendConfig::default()
-    })
-    .await;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let client = |alpn: bool| {
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-        if alpn {
-            cfg.alpn_protocols = vec![b"postgresql".to_vec()];
-        }
-        tokio_rustls::TlsConnector::from(Arc::new(cfg))
-    };
+    let (ca, f) = tls_fixture().await;
     for alpn in [true, false] {
         let tcp = TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = within(10, "direct TLS handshake", client(alpn).connect(name, tcp))
-            .await
-            .expect("TLS handshake with proctor");
+        let mut tls = within(
+            10,
+            "direct TLS handshake",
+            tls_client(&ca, alpn).connect(name, tcp),
+        )
+        .await
+        .expect("TLS handshake with proctor");
         tls.write_all(&startup_packet(AGENT)).await.unwrap();
         let mut head = [0u8; 5];
         within(10, "an answer inside TLS", tls.read_exact(&mut head))
@@ -378,6 +323,37 @@ async fn direct_tls_needs_the_postgresql_alpn_protocol() {
         }
     }
     still_serving(&f).await;
+}
+
+/// A front end with TLS from a fresh test CA.
+async fn tls_fixture() -> (TestCa, Fixture) {
+    let ca = TestCa::new();
+    let cert = ca.issue(&["localhost"]);
+    let f = Fixture::start(PgFrontendConfig {
+        tls: Some(server_tls(&cert)),
+        ..PgFrontendConfig::default()
+    })
+    .await;
+    (ca, f)
+}
+
+/// A TLS client trusting `ca`; `alpn` offers the `postgresql` protocol as libpq 17+ does.
+fn tls_client(ca: &TestCa, alpn: bool) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    if alpn {
+        cfg.alpn_protocols = vec![b"postgresql".to_vec()];
+    }
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
 fn word_of(b: &[u8]) -> i32 {
