@@ -156,18 +156,7 @@ async fn plaintext_pipelined_after_ssl_request_is_refused() {
     assert!(message.contains("TLS handshake failed"), "{message}");
 
     // TLS still works for a well-behaved client, and so does plain.
-    let mut tcp = TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
-    tcp.write_all(&SSL_REQUEST).await.unwrap();
-    within(10, "'S'", tcp.read_exact(&mut s)).await.unwrap();
-    assert_eq!(s[0], b'S');
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = within(
-        10,
-        "TLS handshake",
-        tls_client(&ca, false).connect(name, tcp),
-    )
-    .await
-    .expect("TLS handshake with proctor");
+    let mut tls = tls_after_ssl_request(&f, &ca).await;
     tls.write_all(&startup).await.unwrap();
     let mut head = [0u8; 9];
     within(10, "AuthenticationSASL over TLS", tls.read_exact(&mut head))
@@ -267,19 +256,7 @@ async fn driver_startup_negotiation_and_tls_cancel() {
     assert_eq!((tag, word_of(&msg)), (b'R', 10));
     drop(raw);
 
-    let mut tcp = TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
-    tcp.write_all(&SSL_REQUEST).await.unwrap();
-    let mut s = [0u8; 1];
-    within(10, "'S'", tcp.read_exact(&mut s)).await.unwrap();
-    assert_eq!(s[0], b'S');
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = within(
-        10,
-        "TLS handshake",
-        tls_client(&ca, false).connect(name, tcp),
-    )
-    .await
-    .expect("TLS handshake with proctor");
+    let mut tls = tls_after_ssl_request(&f, &ca).await;
     tls.write_all(&cancel_request(1, 2)).await.unwrap();
     let mut rest = Vec::new();
     let end = within(10, "close after a cancel", tls.read_to_end(&mut rest)).await;
@@ -354,6 +331,26 @@ fn tls_client(ca: &TestCa, alpn: bool) -> tokio_rustls::TlsConnector {
         cfg.alpn_protocols = vec![b"postgresql".to_vec()];
     }
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// SSLRequest, proctor's 'S', then the TLS handshake, as libpq does by default.
+async fn tls_after_ssl_request(
+    f: &Fixture,
+    ca: &TestCa,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", f.port)).await.unwrap();
+    tcp.write_all(&SSL_REQUEST).await.unwrap();
+    let mut s = [0u8; 1];
+    within(10, "'S'", tcp.read_exact(&mut s)).await.unwrap();
+    assert_eq!(s[0], b'S');
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    within(
+        10,
+        "TLS handshake",
+        tls_client(ca, false).connect(name, tcp),
+    )
+    .await
+    .expect("TLS handshake with proctor")
 }
 
 fn word_of(b: &[u8]) -> i32 {

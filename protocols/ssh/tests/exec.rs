@@ -30,19 +30,8 @@ async fn rsa_and_ecdsa_agent_keys_log_in() {
             .unwrap()
             .insert(line, "agent-a".into());
         let out = tokio::process::Command::new("ssh")
+            .args(env.ssh_options_with_key(&key))
             .args([
-                "-F",
-                "/dev/null",
-                "-i",
-                &key.display().to_string(),
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                &format!("UserKnownHostsFile={}", env.known_hosts.display()),
-                "-o",
-                "StrictHostKeyChecking=yes",
                 "-p",
                 &env.port.to_string(),
                 "-l",

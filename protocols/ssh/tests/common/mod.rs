@@ -493,11 +493,16 @@ impl Env {
 
     /// OpenSSH client options shared by ssh, scp, sftp and rsync.
     pub fn ssh_options(&self) -> Vec<String> {
+        self.ssh_options_with_key(&self.key)
+    }
+
+    /// The same options, authenticating with `key` alone.
+    pub fn ssh_options_with_key(&self, key: &Path) -> Vec<String> {
         vec![
             "-F".into(),
             "/dev/null".into(),
             "-i".into(),
-            self.key.display().to_string(),
+            key.display().to_string(),
             "-o".into(),
             "IdentitiesOnly=yes".into(),
             "-o".into(),
