@@ -367,11 +367,7 @@ async fn unknown_key_is_refused_and_recorded() {
     let other = env.dir.path().join("stranger");
     keygen(&other);
     let out = tokio::process::Command::new("ssh")
-        .args(["-F", "/dev/null", "-i"])
-        .arg(&other)
-        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", env.known_hosts.display()))
+        .args(env.ssh_options_with_key(&other))
         .args([
             "-p",
             &env.port.to_string(),
