@@ -29,17 +29,9 @@ async fn rsa_and_ecdsa_agent_keys_log_in() {
             .lock()
             .unwrap()
             .insert(line, "agent-a".into());
-        let out = tokio::process::Command::new("ssh")
-            .args(env.ssh_options_with_key(&key))
-            .args([
-                "-p",
-                &env.port.to_string(),
-                "-l",
-                "web1",
-                "127.0.0.1",
-                "echo key-ok",
-            ])
-            .stdin(std::process::Stdio::null())
+        let out = env
+            .ssh_with_key(&key, "web1")
+            .arg("echo key-ok")
             .output()
             .await
             .expect("ssh");
@@ -366,17 +358,9 @@ async fn unknown_key_is_refused_and_recorded() {
     let env = Env::start().await;
     let other = env.dir.path().join("stranger");
     keygen(&other);
-    let out = tokio::process::Command::new("ssh")
-        .args(env.ssh_options_with_key(&other))
-        .args([
-            "-p",
-            &env.port.to_string(),
-            "-l",
-            "web1",
-            "127.0.0.1",
-            "true",
-        ])
-        .stdin(std::process::Stdio::null())
+    let out = env
+        .ssh_with_key(&other, "web1")
+        .arg("true")
         .output()
         .await
         .expect("ssh");

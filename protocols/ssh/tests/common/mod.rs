@@ -517,8 +517,13 @@ impl Env {
     }
 
     pub fn ssh(&self, user: &str) -> tokio::process::Command {
+        self.ssh_with_key(&self.key, user)
+    }
+
+    /// `ssh` as `user`, authenticating with `key` alone.
+    pub fn ssh_with_key(&self, key: &Path, user: &str) -> tokio::process::Command {
         let mut c = tokio::process::Command::new("ssh");
-        c.args(self.ssh_options())
+        c.args(self.ssh_options_with_key(key))
             .args(["-p", &self.port.to_string(), "-l", user, "127.0.0.1"])
             .kill_on_drop(true)
             .stdin(std::process::Stdio::null());
