@@ -2,16 +2,21 @@
 # PostgreSQL front end benchmark (issue 3): pgbench select-only (-S), 8 clients, `-M simple`
 # and `-M prepared`, against a local PostgreSQL directly, through `proctor serve` (its real
 # durable recorder, the shipped policies, a `routine` grant so nothing is held: every statement
-# and its verdict are fdatasync'd before the statement is forwarded), and through Debian's
-# pgbouncer (session pooling). Runs are interleaved (direct, proctor, pgbouncer, repeated) to
-# spread drift; prints TPS and mean latency per run, the means, the ratios proctor/direct and
-# proctor/pgbouncer, and the events per second proctor recorded during its runs. Ends with
+# and its verdict are fdatasync'd before the statement is forwarded), through Debian's
+# pgbouncer (session pooling), and through two builds of `relay/durable_relay.c`: the least a
+# relay can do, copying bytes and writing them to a file, without (`relay`) and with
+# (`durable`) an fdatasync before client bytes are forwarded. The last two measure what
+# durability itself costs on this machine, in the same run: `durable` is the ceiling for any
+# relay that keeps proctor's promise. Runs are interleaved (the order rotates each round) to
+# spread drift; prints TPS and mean latency per run, the means, the ratios of proctor to each
+# other path, and the events per second proctor recorded during its runs. Ends with
 # `proctor verify` over everything recorded.
 #
 # Env: PROCTOR_BIN (default: build target/release/proctor), DURATION (s per run, default 12),
 # ROUNDS (default 3), CLIENTS (default 8), SCALE (default 10), MODES (default "simple prepared"),
-# KEEP=1 keeps the work directory. SERVE_ONLY=1 sets everything up, prints the three connection
-# strings and proctor's pid, and waits (for profiling by hand; Ctrl-C cleans up).
+# VIAS (default "direct proctor pgbouncer relay durable"), KEEP=1 keeps the work directory.
+# SERVE_ONLY=1 sets everything up, prints the connection strings and proctor's pid, and waits
+# (for profiling by hand; Ctrl-C cleans up).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
@@ -20,6 +25,7 @@ rounds=${ROUNDS:-3}
 clients=${CLIENTS:-8}
 scale=${SCALE:-10}
 modes=${MODES:-simple prepared}
+vias=${VIAS:-direct proctor pgbouncer relay durable}
 if [[ -z "${PROCTOR_BIN:-}" ]]; then
   cargo build --release --locked --bin proctor >/dev/null
   PROCTOR_BIN=$repo/target/release/proctor
@@ -46,7 +52,9 @@ if [[ $(id -u) == 0 ]]; then
 fi
 proctor_pid=
 bouncer_pid=
+relay_pids=()
 cleanup() {
+  for p in "${relay_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [[ -n "$proctor_pid" ]] && kill "$proctor_pid" 2>/dev/null && wait "$proctor_pid" 2>/dev/null || true
   [[ -n "$bouncer_pid" ]] && kill "$bouncer_pid" 2>/dev/null || true
   "${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/pg" -m immediate stop >/dev/null 2>&1 || true
@@ -94,6 +102,16 @@ echo '"postgres" ""' >"$dir/bouncer/userlist.txt"
 bouncer_pid=$!
 wait_port "$bouncer_port" || { echo "pgbouncer did not start" >&2; cat "$dir/bouncer/pgbouncer.log" >&2; exit 1; }
 
+# --- the reference relays (see relay/durable_relay.c) -----------------------------------------
+cc -O2 -Wall -o "$dir/durable_relay" "$repo/integration/bench/relay/durable_relay.c"
+relay_port=$(free_port)
+durable_port=$(free_port)
+"$dir/durable_relay" "$relay_port" "$pg_port" "$dir/relay.rec" plain &
+relay_pids+=($!)
+"$dir/durable_relay" "$durable_port" "$pg_port" "$dir/durable.rec" durable &
+relay_pids+=($!)
+wait_port "$relay_port" && wait_port "$durable_port" || { echo "the reference relays did not start" >&2; exit 1; }
+
 # --- proctor --------------------------------------------------------------------------------
 secret=bench-agent-secret
 verifier=$(printf '%s\n' "$secret" | "$PROCTOR_BIN" agent-secret | sed -n 's/^verifier: //p')
@@ -136,6 +154,8 @@ conninfo() { # $1 = direct | proctor | pgbouncer
     direct) echo "host=127.0.0.1 port=$pg_port user=postgres dbname=bench sslmode=disable" ;;
     proctor) echo "host=127.0.0.1 port=$proctor_port user=bench-agent dbname=bench sslmode=disable" ;;
     pgbouncer) echo "host=127.0.0.1 port=$bouncer_port user=postgres dbname=bench sslmode=disable" ;;
+    relay) echo "host=127.0.0.1 port=$relay_port user=postgres dbname=bench sslmode=disable" ;;
+    durable) echo "host=127.0.0.1 port=$durable_port user=postgres dbname=bench sslmode=disable" ;;
   esac
 }
 
@@ -146,7 +166,7 @@ recorded_events() {
 }
 
 if [[ -n "${SERVE_ONLY:-}" ]]; then
-  for via in direct proctor pgbouncer; do echo "$via: $(conninfo $via)"; done
+  for via in direct proctor pgbouncer relay durable; do echo "$via: $(conninfo $via)"; done
   echo "proctor pid $proctor_pid, agent password $secret"
   wait "$proctor_pid"
   exit 0
@@ -158,12 +178,10 @@ printf '%-9s %-10s %5s %10s %10s\n' mode via run tps "lat ms"
 for mode in $modes; do
   for r in $(seq "$rounds"); do
     # Rotate the order each round so no configuration always runs first.
-    case $(( r % 3 )) in
-      1) order="direct proctor pgbouncer" ;;
-      2) order="proctor pgbouncer direct" ;;
-      0) order="pgbouncer direct proctor" ;;
-    esac
-    for via in $order; do
+    read -ra order <<<"$vias"
+    shift_by=$(( (r - 1) % ${#order[@]} ))
+    order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+    for via in "${order[@]}"; do
       [[ $via == proctor ]] && before=$(recorded_events)
       out=$(PGPASSWORD=$secret pgbench -n -S -M "$mode" -T "$duration" -c "$clients" -j "$clients" \
         "$(conninfo "$via")" 2>&1) || { echo "$out" >&2; exit 1; }
@@ -190,18 +208,25 @@ tps, lat, ev = collections.defaultdict(list), collections.defaultdict(list), col
 for mode, via, _r, t, l, e in rows:
     tps[mode, via].append(float(t)); lat[mode, via].append(float(l)); ev[mode, via].append(int(e))
 mean = lambda v: sum(v) / len(v)
-print("%-9s %10s %10s %10s %10s %10s %10s %10s %10s" % (
-    "mode", "direct", "proctor", "pgbouncer", "lat dir", "lat prx", "lat bnc", "prx/dir", "prx/bnc"))
-for mode in dict.fromkeys(m for m, _ in tps):
-    d, p, b = (mean(tps[mode, v]) for v in ("direct", "proctor", "pgbouncer"))
-    ld, lp, lb = (mean(lat[mode, v]) for v in ("direct", "proctor", "pgbouncer"))
-    print("%-9s %10.0f %10.0f %10.0f %10.3f %10.3f %10.3f %10.3f %10.3f" % (mode, d, p, b, ld, lp, lb, p / d, p / b))
-for mode in dict.fromkeys(m for m, _ in tps):
-    # Each pgbench -S transaction is one statement: its action event and its verdict (plus the
-    # statement result), all durable.
-    print("%-9s proctor recorded %.0f events/s (%.0f events per transaction)" % (
-        mode, mean(ev[mode, "proctor"]) / duration,
-        mean(ev[mode, "proctor"]) / (mean(tps[mode, "proctor"]) * duration)))
+modes = list(dict.fromkeys(m for m, _ in tps))
+vias = list(dict.fromkeys(v for _, v in tps))
+print("mean TPS (mean latency ms)")
+print("%-9s" % "mode" + "".join("%20s" % v for v in vias))
+for mode in modes:
+    print("%-9s" % mode + "".join("%12.0f (%5.3f)" % (mean(tps[mode, v]), mean(lat[mode, v])) for v in vias))
+if "proctor" in vias:
+    others = [v for v in vias if v != "proctor"]
+    print()
+    print("%-9s" % "mode" + "".join("%14s" % ("prx/" + v) for v in others))
+    for mode in modes:
+        p = mean(tps[mode, "proctor"])
+        print("%-9s" % mode + "".join("%14.3f" % (p / mean(tps[mode, v])) for v in others))
+    for mode in modes:
+        # Each pgbench -S transaction is one statement: its action event and its verdict (plus
+        # the statement result), all durable.
+        print("%-9s proctor recorded %.0f events/s (%.0f events per transaction)" % (
+            mode, mean(ev[mode, "proctor"]) / duration,
+            mean(ev[mode, "proctor"]) / (mean(tps[mode, "proctor"]) * duration)))
 EOF
 kill "$proctor_pid"; wait "$proctor_pid" 2>/dev/null || true; proctor_pid=
 echo
