@@ -43,6 +43,14 @@ pub struct MonitorConfig {
     pub first_use: bool,
     #[serde(default)]
     pub first_use_action: Response,
+    /// Tables whose first use is not worth an alert (`*` matches any run of characters, case
+    /// is ignored). Defaults to the system catalogs every driver and `psql \d` read.
+    #[serde(default = "d_first_use_ignore_tables")]
+    pub first_use_ignore_tables: Vec<String>,
+    /// Programs whose first use is not worth an alert: by default, utilities that only look
+    /// (`ls`, `cat`, `grep`...). Setting the list replaces the default.
+    #[serde(default = "d_first_use_ignore_programs")]
+    pub first_use_ignore_programs: Vec<String>,
     #[serde(default = "d_egress_rows")]
     pub egress_rows: u64,
     #[serde(default = "d_egress_bytes")]
@@ -62,6 +70,21 @@ fn d_burst_window() -> Duration {
 fn d_true() -> bool {
     true
 }
+fn d_first_use_ignore_tables() -> Vec<String> {
+    // Unqualified `pg_*` names resolve to pg_catalog first (it leads every search_path).
+    ["pg_catalog.*", "information_schema.*", "pg_*"]
+        .map(String::from)
+        .to_vec()
+}
+fn d_first_use_ignore_programs() -> Vec<String> {
+    "ls cat echo printf pwd cd true false test [ head tail wc grep egrep fgrep zgrep sort uniq \
+     cut tr date whoami id hostname uname env printenv which type command stat file df du free \
+     uptime ps less more sleep basename dirname realpath readlink diff cmp md5sum sha256sum tty \
+     locale clear exit set export unset read"
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
 fn d_egress_rows() -> u64 {
     100_000
 }
@@ -77,6 +100,8 @@ impl Default for MonitorConfig {
             burst_action: Response::Alert,
             first_use: true,
             first_use_action: Response::Alert,
+            first_use_ignore_tables: d_first_use_ignore_tables(),
+            first_use_ignore_programs: d_first_use_ignore_programs(),
             egress_rows: d_egress_rows(),
             egress_bytes: d_egress_bytes(),
             egress_action: Response::Alert,
@@ -119,6 +144,31 @@ pub struct Watch {
     /// The agent had a baseline before this session: first uses are worth an alert.
     pub established: bool,
     seen: HashSet<String>,
+}
+
+/// Whether `name` matches `pattern`, where `*` matches any run of characters; ASCII case is
+/// ignored (unquoted SQL names are case-insensitive; program names rarely differ by case).
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // Where the last `*` was, and the name position it is currently stretched to.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi].eq_ignore_ascii_case(&n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Active hours `HH:MM-HH:MM` (UTC); a range past midnight wraps.
@@ -200,14 +250,23 @@ impl Monitor {
         }
     }
 
-    /// Items an action uses, for the baseline: tables (SQL) or programs (SSH).
-    fn items(action: &Action) -> Vec<String> {
+    /// Items an action uses, for the baseline: tables (SQL) or programs (SSH), less the ones
+    /// whose first use is configured as not worth an alert.
+    fn items(&self, action: &Action) -> Vec<String> {
+        let ignored =
+            |patterns: &[String], name: &str| patterns.iter().any(|p| matches_pattern(p, name));
         match action {
-            Action::Statement(s) => s.tables.iter().map(|t| format!("table:{t}")).collect(),
+            Action::Statement(s) => s
+                .tables
+                .iter()
+                .filter(|t| !ignored(&self.config.first_use_ignore_tables, t))
+                .map(|t| format!("table:{t}"))
+                .collect(),
             Action::Exec { command, .. } | Action::CommandLine { line: command, .. } => {
                 shell::analyze(command)
                     .programs
                     .into_iter()
+                    .filter(|p| !ignored(&self.config.first_use_ignore_programs, p))
                     .map(|p| format!("program:{p}"))
                     .collect()
             }
@@ -288,7 +347,7 @@ impl Monitor {
             }
         }
         if self.config.first_use {
-            for item in Self::items(action) {
+            for item in self.items(action) {
                 if !watch.seen.insert(item.clone()) {
                     continue;
                 }
@@ -395,6 +454,75 @@ mod tests {
                 .len();
         }
         assert_eq!(fired, 1);
+    }
+
+    #[test]
+    fn first_use_ignores_catalogs_and_look_only_programs() {
+        let m = Monitor::new(MonitorConfig::default());
+        let mut w = Watch {
+            established: true,
+            ..Default::default()
+        };
+        let catalogs = stmt(
+            "SELECT",
+            StatementClass::Read,
+            &[
+                "pg_catalog.pg_type",
+                "PG_CLASS",
+                "information_schema.columns",
+            ],
+        );
+        assert!(
+            m.on_action("b", None, &mut w, &catalogs, 0, |_| true)
+                .is_empty()
+        );
+        let look = Action::Exec {
+            channel: 0,
+            command: "ls -la /srv | grep conf; cat /etc/hostname".into(),
+        };
+        assert!(
+            m.on_action("b", None, &mut w, &look, 0, |_| true)
+                .is_empty()
+        );
+        let mixed = Action::Exec {
+            channel: 0,
+            command: "ls /srv && pg_dump ledger | gzip > /tmp/l.gz".into(),
+        };
+        let f = m.on_action("b", None, &mut w, &mixed, 0, |_| true);
+        let names: Vec<&str> = f.iter().map(|f| f.alert.message.as_str()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names[0].contains("program pg_dump") && names[1].contains("program gzip"));
+        // A user table whose name merely contains the pattern text still counts.
+        let user = stmt("SELECT", StatementClass::Read, &["public.pg_stuff"]);
+        assert_eq!(m.on_action("b", None, &mut w, &user, 0, |_| true).len(), 1);
+        // Setting a list replaces the default.
+        let strict = Monitor::new(MonitorConfig {
+            first_use_ignore_programs: Vec::new(),
+            ..Default::default()
+        });
+        let mut w = Watch {
+            established: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            strict
+                .on_action("b", None, &mut w, &look, 0, |_| true)
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn patterns_match_with_stars_and_ignore_case() {
+        assert!(matches_pattern("pg_catalog.*", "PG_CATALOG.pg_type"));
+        assert!(matches_pattern("*", ""));
+        assert!(matches_pattern("a*b*c", "axxbyyc"));
+        assert!(matches_pattern("a*b*c", "abcbc"));
+        assert!(!matches_pattern("a*b*c", "axxbyy"));
+        assert!(!matches_pattern("pg_*", "public.pg_x"));
+        assert!(!matches_pattern("ls", "lsof"));
+        assert!(matches_pattern("", ""));
+        assert!(!matches_pattern("", "x"));
     }
 
     #[test]
