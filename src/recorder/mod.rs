@@ -592,6 +592,62 @@ mod tests {
         );
     }
 
+    /// `proctor verify` on a running bastion: sessions keep being sealed (seal, then ledger
+    /// leaf) while the store is verified again and again; no pass may see a sealed session as
+    /// truncated or unlisted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verify_while_sessions_are_sealed_sees_no_false_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), WriterOptions::default()).expect("store");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let verifier = {
+            let (data, key, stop) = (
+                dir.path().to_path_buf(),
+                store.key.verifying_key(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut passes = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || passes == 0 {
+                    let opts = verify::VerifyOptions {
+                        key,
+                        session: None,
+                        live: true,
+                    };
+                    let report = verify::verify_store(&data, &opts).expect("verify runs");
+                    assert!(report.ok(), "pass {passes}: {:?}", report.problems);
+                    passes += 1;
+                }
+                passes
+            })
+        };
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let rec = store.recorder.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..40 {
+                    let key = *uuid::Uuid::now_v7().as_bytes();
+                    rec.record(key, crate::clock::now_ns(), &start(i))
+                        .await
+                        .expect("start");
+                    rec.record(key, crate::clock::now_ns(), &output(1))
+                        .await
+                        .expect("output");
+                    rec.seal(key, crate::clock::now_ns(), Outcome::Completed, "done")
+                        .await
+                        .expect("sealed");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("session task");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let passes = verifier.join().expect("every verify pass was clean");
+        assert!(passes > 0);
+        store.shutdown().await;
+    }
+
     /// A lazy event waits at most the lazy delay when nobody asks for it, and not at all once
     /// its ticket is awaited.
     #[tokio::test]

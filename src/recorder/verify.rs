@@ -324,6 +324,10 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
     let mut checks: HashMap<SessionKey, ChainCheck> = HashMap::new();
     let mut problems: BTreeMap<SessionKey, Problem> = BTreeMap::new();
     let mut general = Vec::new();
+    // The ledger first: proctor appends a leaf only after the seal it names is durable in a
+    // segment, so segments read afterwards hold everything this ledger covers, even while
+    // proctor writes (read the other way round, a session sealed in between looks truncated).
+    let ledger_scan = ledger::scan_ledger(&ledger::ledger_path(data))?;
     let segments = segment::list_segments(data)?;
     let last_segment = segments.last().copied();
     report.segments = segments.len() as u64;
@@ -431,7 +435,7 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
         }
     }
     verify_ledger(
-        data,
+        ledger_scan,
         opts,
         &key_id,
         &checks,
@@ -457,7 +461,7 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
 }
 
 fn verify_ledger(
-    data: &Path,
+    scan: ledger::LedgerScan,
     opts: &VerifyOptions,
     key_id: &[u8; 32],
     checks: &HashMap<SessionKey, ChainCheck>,
@@ -465,7 +469,6 @@ fn verify_ledger(
     general: &mut Vec<Problem>,
     report: &mut Report,
 ) -> std::io::Result<()> {
-    let scan = ledger::scan_ledger(&ledger::ledger_path(data))?;
     let ledger_problem = |detail: String| Problem {
         session: None,
         seq: None,
