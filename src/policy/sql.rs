@@ -63,11 +63,37 @@ pub fn normalize(sql: &str) -> String {
                     out.push(' ');
                 }
                 pending_space = false;
-                out.push_str(&other.to_string());
+                push_token(&mut out, &other);
             }
         }
     }
     out
+}
+
+/// Appends a token as SQL. sqlparser prints string literals and quoted identifiers with their
+/// content unescaped (`'it''s'` as `'it's'`), which would let a literal pass for code in a
+/// regex (`'x''' || f() || '''y'` printing as `'x'' || f() || ''y'`); quotes are doubled back.
+fn push_token(out: &mut String, token: &Token) {
+    let quoted = |out: &mut String, prefix: &str, q: char, s: &str| {
+        out.push_str(prefix);
+        out.push(q);
+        for c in s.chars() {
+            if c == q {
+                out.push(q);
+            }
+            out.push(c);
+        }
+        out.push(q);
+    };
+    match token {
+        Token::SingleQuotedString(s) => quoted(out, "", '\'', s),
+        Token::NationalStringLiteral(s) => quoted(out, "N", '\'', s),
+        Token::UnicodeStringLiteral(s) => quoted(out, "U&", '\'', s),
+        Token::EscapedStringLiteral(s) => quoted(out, "E", '\'', &s.replace('\\', "\\\\")),
+        Token::DoubleQuotedString(s) => quoted(out, "", '"', s),
+        Token::Word(w) if w.quote_style == Some('"') => quoted(out, "", '"', &w.value),
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 /// Whether any DELETE or UPDATE in the text (including inside CTEs) lacks a WHERE clause.
@@ -111,6 +137,14 @@ fn constant(e: &Expr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalize_keeps_quotes_inside_literals_escaped() {
+        assert_eq!(
+            normalize("SELECT 'x''' || f() || '''y', \"a\"\"b\", E'it\\'s \\\\', N'n''n'"),
+            "SELECT 'x''' || f() || '''y', \"a\"\"b\", E'it''s \\\\', N'n''n'"
+        );
+    }
 
     #[test]
     fn normalize_strips_comments_and_space() {
