@@ -113,6 +113,100 @@ fn psql_multi_statement_and_copy_both_ways() {
 }
 
 #[test]
+fn pg_dump_and_sql_level_prepared_statements() {
+    let env = Env::start();
+    // pg_dump in an elevated session: its set_config calls are plain session settings and its
+    // per-object queries run as PREPARE/EXECUTE, so nothing waits for an approver.
+    let dump = Command::new("pg_dump")
+        .args(["-t", "t"])
+        .arg(env.conninfo(AGENT, SECRET))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pg_dump runs (apt-get install postgresql-client)");
+    let out = wait_output(dump, T);
+    assert!(
+        out.status.success(),
+        "pg_dump: {} (held: {:?})",
+        text(&out.stderr),
+        env.approvals()
+    );
+    let sql = text(&out.stdout);
+    assert!(sql.contains("CREATE TABLE public.t"), "{sql}");
+    assert!(sql.contains("COPY public.t"), "{sql}");
+    let dumped = env.store().sealed_session(|s| s["agent"] == AGENT);
+    let dumped_id = dumped["id"].as_str().expect("id").to_string();
+    let records = env.export(&dumped_id);
+    assert_statements_have_outcomes(&records);
+    let (s, _) = statement_with_result(&records, "set_config('search_path'").expect("recorded");
+    assert_eq!(
+        of_kind(&records, "verdict")
+            .iter()
+            .find(|v| v["subject"] == format!("statement {}", s["statement_id"]))
+            .map(|v| v["rule"].clone()),
+        Some(Value::from("pg-allow-set-config-as-set"))
+    );
+
+    // EXECUTE of a statement the session prepared is judged (and recorded) as that statement.
+    let out = env.psql(&[
+        "-c",
+        "PREPARE pick(int) AS SELECT v FROM t WHERE id = $1",
+        "-c",
+        "EXECUTE pick(1)",
+        "-c",
+        "DEALLOCATE pick",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "row 1");
+    let picked = env
+        .store()
+        .sealed_session(|s| s["agent"] == AGENT && s["id"] != dumped_id.as_str());
+    let picked_id = picked["id"].as_str().expect("id").to_string();
+    let records = env.export(&picked_id);
+    let (s, r) = statement_with_result(&records, "EXECUTE pick(1)").expect("recorded");
+    assert_eq!(s["class"], "read", "{s}");
+    assert_eq!(s["command"], "SELECT", "{s}");
+    assert_eq!(s["tables"], serde_json::json!(["t"]), "{s}");
+    assert_eq!(r.expect("result")["rows"], 1);
+
+    // A name the server never prepared (the PREPARE failed), or one deallocated since, is not
+    // known to proctor either: EXECUTE of it is `unknown` and held.
+    let child = env
+        .psql_cmd(
+            &env.conninfo(AGENT, SECRET),
+            &[
+                "-v",
+                "ON_ERROR_STOP=0",
+                "-c",
+                "PREPARE ghost AS SELECT * FROM no_such_table",
+                "-c",
+                "PREPARE gone AS SELECT 1",
+                "-c",
+                "DEALLOCATE gone",
+                "-c",
+                "EXECUTE ghost",
+                "-c",
+                "EXECUTE gone",
+            ],
+        )
+        .spawn()
+        .expect("psql");
+    for name in ["EXECUTE ghost", "EXECUTE gone"] {
+        let a = env.wait_approval(name);
+        assert_eq!(a["class"], "unknown", "{a}");
+        let id = a["id"].as_str().expect("approval id").to_string();
+        env.store()
+            .ok(&["approvals", "deny", &id, "--reason", "not prepared here"]);
+    }
+    let out = wait_output(child, T);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no_such_table"), "{stderr}");
+    assert_eq!(stderr.matches("not prepared here").count(), 2, "{stderr}");
+    env.verify();
+}
+
+#[test]
 fn pgbench_init_and_run() {
     let env = Env::start();
     let conninfo = env.conninfo(BENCH, BENCH_SECRET);

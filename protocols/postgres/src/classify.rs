@@ -27,6 +27,26 @@ pub struct Classified {
     pub tables: Vec<String>,
     /// Why the class is `Unknown`, when it is.
     pub note: Option<String>,
+    /// What the statement does to the session's SQL-level prepared statements.
+    pub prepared: Option<SqlPrepared>,
+}
+
+/// `PREPARE`, `EXECUTE`, `DEALLOCATE` and `DISCARD ALL`. The relay tracks the names a session
+/// prepared (once the server confirmed them), so `EXECUTE name` is judged as the statement it
+/// runs instead of as `unknown` (pg_dump runs its per-object queries this way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlPrepared {
+    /// `PREPARE name AS statement`: the class and tables of the `Classified` are the statement's;
+    /// `command` is its command (`SELECT`, `DELETE`...).
+    Prepare { name: String, command: String },
+    /// `EXECUTE name (args)`: `args_class` is what the argument expressions alone raise the
+    /// class to (a data-modifying function call, say).
+    Execute {
+        name: String,
+        args_class: Option<StatementClass>,
+    },
+    /// `DEALLOCATE name`, or every name (`DEALLOCATE ALL`, `DISCARD ALL`) when `None`.
+    Deallocate(Option<String>),
 }
 
 /// One statement of a message, ready to become a `proctor_gate::Statement`.
@@ -93,6 +113,7 @@ pub fn classify_query(sql: &str, ctx: LexContext) -> Vec<Judged> {
                 command: String::new(),
                 tables: Vec::new(),
                 note: None,
+                prepared: None,
             }),
         }],
         Ok(pieces) => pieces
@@ -139,6 +160,8 @@ pub fn classify_prepared(sql: &str, ctx: LexContext) -> Judged {
             command: worst.command.clone(),
             tables,
             note: Some("several statements in one Parse".into()),
+            // The server refuses several statements in one Parse: nothing gets prepared.
+            prepared: None,
         }),
     }
 }
@@ -190,6 +213,7 @@ fn unknown(command: String, note: String) -> Classified {
         command,
         tables: Vec::new(),
         note: Some(note),
+        prepared: None,
     }
 }
 
@@ -236,6 +260,12 @@ fn classify_key(key: &str) -> Classified {
         parsed = Ok(Ok(ast));
     }
     if matches!(parsed, Ok(Err(_)))
+        && let Some(alt) = catalog_operators_plain(key)
+        && let Ok(Ok(ast)) = parse(&alt)
+    {
+        parsed = Ok(Ok(ast));
+    }
+    if matches!(parsed, Ok(Err(_)))
         && let Some(c) = maintenance(key)
     {
         return c;
@@ -265,6 +295,7 @@ fn classify_key(key: &str) -> Classified {
     {
         class = c;
     }
+    let prepared = sql_prepared(stmt, walk.escalation());
     let mut tables = walk.tables;
     extra_tables(stmt, &mut tables);
     tables.retain(|t| {
@@ -275,7 +306,79 @@ fn classify_key(key: &str) -> Classified {
         command: command_of(stmt, &words),
         tables,
         note: (class == StatementClass::Unknown).then(|| "statement kind not classified".into()),
+        prepared,
     }
+}
+
+/// PostgreSQL folds unquoted names to lower case.
+fn folded(ident: &sqlparser::ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_ascii_lowercase()
+    }
+}
+
+fn sql_prepared(stmt: &Ast, escalation: Option<StatementClass>) -> Option<SqlPrepared> {
+    match stmt {
+        Ast::Prepare {
+            name, statement, ..
+        } => Some(SqlPrepared::Prepare {
+            name: folded(name),
+            command: command_of(statement, &leading_words(&statement.to_string())),
+        }),
+        Ast::Execute {
+            name: Some(name),
+            immediate: false,
+            into,
+            using,
+            ..
+        } if into.is_empty() && using.is_empty() => match name.0.as_slice() {
+            [part] => part.as_ident().map(|i| SqlPrepared::Execute {
+                name: folded(i),
+                args_class: escalation,
+            }),
+            _ => None,
+        },
+        Ast::Deallocate { name, .. } => Some(SqlPrepared::Deallocate(
+            (name.quote_style.is_some() || !name.value.eq_ignore_ascii_case("all"))
+                .then(|| folded(name)),
+        )),
+        Ast::Discard {
+            object_type: sqlparser::ast::DiscardObject::ALL,
+        } => Some(SqlPrepared::Deallocate(None)),
+        _ => None,
+    }
+}
+
+/// `a OPERATOR(pg_catalog.=) ANY (...)`, as psql's `\d` and pg_dump's pattern queries write
+/// it, which sqlparser parses only before a plain operand. For classification only, each
+/// pg_catalog operator (only a superuser can define one) is written plainly; any other schema
+/// or spelling leaves the statement unparsed, so `unknown`.
+fn catalog_operators_plain(key: &str) -> Option<String> {
+    const OPEN: &str = "operator(pg_catalog.";
+    let mut out = String::with_capacity(key.len());
+    let mut rest = key;
+    let mut replaced = false;
+    loop {
+        let Some(at) = rest.to_ascii_lowercase().find(OPEN) else {
+            out.push_str(rest);
+            break;
+        };
+        let after = &rest[at + OPEN.len()..];
+        let len = after.find(')')?;
+        let op = &after[..len];
+        if op.is_empty() || !op.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c)) {
+            return None;
+        }
+        out.push_str(&rest[..at]);
+        out.push(' ');
+        out.push_str(op);
+        out.push(' ');
+        rest = &after[len + 1..];
+        replaced = true;
+    }
+    replaced.then_some(out)
 }
 
 /// `VACUUM` and `ANALYZE`, which sqlparser does not parse for PostgreSQL (`pgbench -i` sends
@@ -343,6 +446,7 @@ fn maintenance(key: &str) -> Option<Classified> {
         command,
         tables,
         note: None,
+        prepared: None,
     })
 }
 
@@ -408,6 +512,7 @@ fn cursor_move(key: &str) -> Option<Classified> {
         command,
         tables: Vec::new(),
         note: None,
+        prepared: None,
     })
 }
 
@@ -841,6 +946,75 @@ mod tests {
 
     fn class(sql: &str) -> StatementClass {
         one(sql).class
+    }
+
+    #[test]
+    fn catalog_operators_before_any_are_read() {
+        // psql's `\d t` and `pg_dump -t t` resolve a table pattern this way.
+        let c = one(
+            "SELECT c.oid FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.relkind OPERATOR(pg_catalog.=) ANY (array['r', 'S']) AND c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default",
+        );
+        assert_eq!(c.class, Read);
+        assert!(c.tables.contains(&"pg_catalog.pg_class".to_string()));
+        // Another schema's operator could be anyone's function: still unknown.
+        assert_eq!(
+            class("SELECT 1 WHERE 'a' OPERATOR(public.=) ANY (array['a'])"),
+            Unknown
+        );
+        // A write stays a write.
+        assert_eq!(
+            class("DELETE FROM t WHERE k OPERATOR(pg_catalog.=) ANY (array[1, 2])"),
+            Write
+        );
+    }
+
+    #[test]
+    fn sql_level_prepared_statements_are_tracked() {
+        let p = one(
+            "PREPARE getColumnACLs(pg_catalog.oid) AS SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = $1",
+        );
+        assert_eq!(p.class, Read);
+        assert_eq!(
+            p.prepared,
+            Some(SqlPrepared::Prepare {
+                name: "getcolumnacls".into(),
+                command: "SELECT".into()
+            })
+        );
+        let w = one("PREPARE \"Wipe\" AS DELETE FROM t WHERE id = $1");
+        assert_eq!(w.class, Write);
+        assert_eq!(
+            w.prepared,
+            Some(SqlPrepared::Prepare {
+                name: "Wipe".into(),
+                command: "DELETE".into()
+            })
+        );
+        let e = one("EXECUTE getColumnACLs('6100')");
+        assert_eq!(
+            e.class, Unknown,
+            "judged by the relay, which knows what was prepared"
+        );
+        assert_eq!(
+            e.prepared,
+            Some(SqlPrepared::Execute {
+                name: "getcolumnacls".into(),
+                args_class: None
+            })
+        );
+        assert_eq!(
+            one("DEALLOCATE PREPARE \"Wipe\"").prepared,
+            Some(SqlPrepared::Deallocate(Some("Wipe".into())))
+        );
+        assert_eq!(
+            one("DEALLOCATE ALL").prepared,
+            Some(SqlPrepared::Deallocate(None))
+        );
+        assert_eq!(
+            one("DISCARD ALL").prepared,
+            Some(SqlPrepared::Deallocate(None))
+        );
+        assert_eq!(one("DISCARD PLANS").prepared, None);
     }
 
     #[test]

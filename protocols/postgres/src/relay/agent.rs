@@ -199,11 +199,19 @@ impl Relay {
     pub(super) fn statement_from(
         &mut self,
         judged: &Judged,
-        info: &Classified,
+        info: &Arc<Classified>,
         extended: bool,
     ) -> Statement {
+        let info = self.resolve_sql_execute(info);
+        let id = self.next_statement_id();
+        if matches!(
+            info.prepared,
+            Some(SqlPrepared::Prepare { .. } | SqlPrepared::Deallocate(_))
+        ) {
+            self.sql_effects.insert(id, info.clone());
+        }
         Statement {
-            id: self.next_statement_id(),
+            id,
             text: judged.text.clone(),
             params: Vec::new(),
             statement_name: String::new(),
@@ -216,24 +224,63 @@ impl Relay {
         }
     }
 
+    /// `EXECUTE name` of a statement this session prepared is judged as that statement (raised
+    /// by what its arguments call); of any other name it stays `unknown`.
+    fn resolve_sql_execute(&self, info: &Arc<Classified>) -> Arc<Classified> {
+        if let Some(SqlPrepared::Execute { name, args_class }) = &info.prepared
+            && let Some(prepared) = self.sql_prepared.get(name)
+        {
+            let mut c = Classified::clone(prepared);
+            if let Some(a) = *args_class
+                && a.danger() > c.class.danger()
+            {
+                c.class = a;
+            }
+            return Arc::new(c);
+        }
+        info.clone()
+    }
+
+    /// The server confirmed statement `id`: a PREPARE it carried now exists, a DEALLOCATE or
+    /// DISCARD ALL took effect. Effects of earlier statements that never completed (denied,
+    /// failed, skipped) are dropped.
+    pub(super) fn sql_statement_completed(&mut self, id: u64) {
+        if self.sql_effects.is_empty() {
+            return;
+        }
+        let later = self.sql_effects.split_off(&(id + 1));
+        let done = std::mem::replace(&mut self.sql_effects, later);
+        let Some(info) = done.get(&id) else {
+            return;
+        };
+        match &info.prepared {
+            // Past the limit a new name is not remembered: EXECUTE of it is judged `unknown`.
+            Some(SqlPrepared::Prepare { name, command })
+                if self.sql_prepared.len() < MAX_NAMES || self.sql_prepared.contains_key(name) =>
+            {
+                let runs = Classified {
+                    class: info.class,
+                    command: command.clone(),
+                    tables: info.tables.clone(),
+                    note: None,
+                    prepared: None,
+                };
+                self.sql_prepared.insert(name.clone(), Arc::new(runs));
+            }
+            Some(SqlPrepared::Deallocate(Some(name))) => {
+                self.sql_prepared.remove(name);
+            }
+            Some(SqlPrepared::Deallocate(None)) => self.sql_prepared.clear(),
+            _ => {}
+        }
+    }
+
     pub(super) async fn simple_query(&mut self, frame: Frame, text: &str) -> Result<(), End> {
         let judged = classify::classify_query(text, self.lex);
         let mut rest = VecDeque::with_capacity(judged.len());
         let mut ids = Vec::with_capacity(judged.len());
         for j in judged {
-            let info = &j.info;
-            let s = Statement {
-                id: self.next_statement_id(),
-                text: j.text,
-                params: Vec::new(),
-                statement_name: String::new(),
-                portal: String::new(),
-                extended: false,
-                class: info.class,
-                command: info.command.clone(),
-                tables: info.tables.clone(),
-                reasoning: j.reasoning,
-            };
+            let s = self.statement_from(&j, &j.info, false);
             ids.push(s.id);
             rest.push_back(s);
         }

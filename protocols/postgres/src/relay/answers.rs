@@ -132,6 +132,11 @@ impl Relay {
             b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
             b'3' => self.pop_if(|e| matches!(e, Expect::Close)),
             b'C' | b'I' => {
+                if tag == b'C'
+                    && let Some(id) = self.head_statement()
+                {
+                    self.sql_statement_completed(id);
+                }
                 let tag_text = if tag == b'C' {
                     Reader::new(body, "CommandComplete")
                         .cstr()

@@ -15,7 +15,7 @@
 mod agent;
 mod answers;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use tokio_util::io::poll_read_buf;
 
 use crate::PgFrontendConfig;
 use crate::cancel::BackendCancel;
-use crate::classify::{Judged, LexContext};
+use crate::classify::{Classified, Judged, LexContext, SqlPrepared};
 use crate::results::{Columns, CopyAcc, ResultAcc};
 use crate::stream::Stream;
 use crate::target::TargetConn;
@@ -205,6 +205,12 @@ pub struct Relay {
     lex: LexContext,
     statements: HashMap<String, Prepared>,
     portals: HashMap<String, Portal>,
+    /// SQL-level prepared statements (`PREPARE name AS ...`) the server confirmed, by name,
+    /// with what `EXECUTE name` is judged as.
+    sql_prepared: HashMap<String, Arc<Classified>>,
+    /// Forwarded `PREPARE`/`DEALLOCATE`/`DISCARD ALL` statements by statement id, applied to
+    /// `sql_prepared` when the server confirms them (a failed PREPARE prepares nothing).
+    sql_effects: BTreeMap<u64, Arc<Classified>>,
     expect: VecDeque<Expect>,
     /// After a denied Execute: drop client messages until Sync, as the server would after an
     /// error.
@@ -279,6 +285,8 @@ impl Relay {
             lex,
             statements: HashMap::new(),
             portals: HashMap::new(),
+            sql_prepared: HashMap::new(),
+            sql_effects: BTreeMap::new(),
             expect: VecDeque::new(),
             skip_until_sync: false,
             ignore_syncs_in_copy: false,
