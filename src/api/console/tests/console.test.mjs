@@ -209,7 +209,9 @@ test("an auditor finds a recorded SSH session by its commands and plays it", { t
   const t0 = Date.now();
   // An interactive shell on a pty, one line at a time, as a person or an agent would type.
   const ssh = run("ssh", ["-tt", "-o", "BatchMode=yes", ...dev.info.ssh_args]);
-  const lines = ["echo one", "sleep 0.3; echo two", "printf '%s\\n' proctor-$((6*7))", "exit"];
+  // nproc is a program the dev agent has not used before: a first-use alert (echo, sleep and
+  // printf only look, so they raise none).
+  const lines = ["echo one", "sleep 0.3; echo two", "printf '%s\\n' proctor-$((6*7))", "nproc", "exit"];
   await sleep(800);
   for (const line of lines) {
     if (line === "exit") {
