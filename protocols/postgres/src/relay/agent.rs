@@ -202,14 +202,8 @@ impl Relay {
         info: &Arc<Classified>,
         extended: bool,
     ) -> Statement {
-        let info = self.resolve_sql_execute(info);
         let id = self.next_statement_id();
-        if matches!(
-            info.prepared,
-            Some(SqlPrepared::Prepare { .. } | SqlPrepared::Deallocate(_))
-        ) {
-            self.sql_effects.insert(id, info.clone());
-        }
+        let info = self.judged_info(id, info);
         Statement {
             id,
             text: judged.text.clone(),
@@ -222,6 +216,19 @@ impl Relay {
             tables: info.tables.clone(),
             reasoning: judged.reasoning.clone(),
         }
+    }
+
+    /// What statement `id` is judged by (an EXECUTE resolved); a PREPARE or DEALLOCATE it
+    /// carries is noted, to take effect when the server confirms it.
+    fn judged_info(&mut self, id: u64, info: &Arc<Classified>) -> Arc<Classified> {
+        let info = self.resolve_sql_execute(info);
+        if matches!(
+            info.prepared,
+            Some(SqlPrepared::Prepare { .. } | SqlPrepared::Deallocate(_))
+        ) {
+            self.sql_effects.insert(id, info.clone());
+        }
+        info
     }
 
     /// `EXECUTE name` of a statement this session prepared is judged as that statement (raised
@@ -280,9 +287,21 @@ impl Relay {
         let mut rest = VecDeque::with_capacity(judged.len());
         let mut ids = Vec::with_capacity(judged.len());
         for j in judged {
-            let s = self.statement_from(&j, &j.info, false);
-            ids.push(s.id);
-            rest.push_back(s);
+            let id = self.next_statement_id();
+            let info = self.judged_info(id, &j.info);
+            ids.push(id);
+            rest.push_back(Statement {
+                id,
+                text: j.text,
+                params: Vec::new(),
+                statement_name: String::new(),
+                portal: String::new(),
+                extended: false,
+                class: info.class,
+                command: info.command.clone(),
+                tables: info.tables.clone(),
+                reasoning: j.reasoning,
+            });
         }
         self.judge_query(frame, ids, rest).await
     }
