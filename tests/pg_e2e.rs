@@ -170,6 +170,39 @@ fn pg_dump_and_sql_level_prepared_statements() {
     assert_eq!(s["tables"], serde_json::json!(["t"]), "{s}");
     assert_eq!(r.expect("result")["rows"], 1);
 
+    // Redefined in the same message as the EXECUTE: proctor cannot know which `pick` runs
+    // until the server confirms, so the EXECUTE is `unknown` and held (here: denied, and
+    // nothing of that message runs).
+    let child = env
+        .psql_cmd(
+            &env.conninfo(AGENT, SECRET),
+            &[
+                "-c",
+                "PREPARE pick AS SELECT v FROM t",
+                "-c",
+                "DEALLOCATE pick; PREPARE pick AS DELETE FROM t WHERE id = 1; EXECUTE pick",
+            ],
+        )
+        .spawn()
+        .expect("psql");
+    let a = env.wait_approval("EXECUTE pick");
+    assert_eq!(a["class"], "unknown", "{a}");
+    let id = a["id"].as_str().expect("approval id").to_string();
+    env.store()
+        .ok(&["approvals", "deny", &id, "--reason", "which pick?"]);
+    let out = wait_output(child, T);
+    assert!(
+        text(&out.stderr).contains("which pick?"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        env.pg
+            .psql("app", "SELECT count(*) FROM t WHERE id = 1")
+            .expect("count"),
+        "1"
+    );
+
     // A name the server never prepared (the PREPARE failed), or one deallocated since, is not
     // known to proctor either: EXECUTE of it is `unknown` and held.
     let child = env

@@ -226,16 +226,29 @@ impl Relay {
             info.prepared,
             Some(SqlPrepared::Prepare { .. } | SqlPrepared::Deallocate(_))
         ) {
+            // Effects of statements that never complete (denied ones) are dropped at the next
+            // completion; a client that only sends those must not grow this without bound.
+            // A forgotten effect only makes a later EXECUTE `unknown`.
+            if self.sql_effects.len() >= MAX_NAMES {
+                self.sql_effects.pop_first();
+            }
             self.sql_effects.insert(id, info.clone());
         }
         info
     }
 
     /// `EXECUTE name` of a statement this session prepared is judged as that statement (raised
-    /// by what its arguments call); of any other name it stays `unknown`.
+    /// by what its arguments call); of any other name it stays `unknown`, and so does a name a
+    /// PREPARE, DEALLOCATE or DISCARD ALL not yet confirmed may change (`DEALLOCATE p; PREPARE
+    /// p AS ...; EXECUTE p` in one message runs the new `p`, not the one proctor knows).
     fn resolve_sql_execute(&self, info: &Arc<Classified>) -> Arc<Classified> {
         if let Some(SqlPrepared::Execute { name, args_class }) = &info.prepared
             && let Some(prepared) = self.sql_prepared.get(name)
+            && !self.sql_effects.values().any(|e| match &e.prepared {
+                Some(SqlPrepared::Prepare { name: n, .. })
+                | Some(SqlPrepared::Deallocate(Some(n))) => n == name,
+                _ => true,
+            })
         {
             let mut c = Classified::clone(prepared);
             if let Some(a) = *args_class
