@@ -436,6 +436,7 @@ mod tests {
             command: cmd.into(),
             tables: tables.iter().map(|s| s.to_string()).collect(),
             reasoning: None,
+            runs: None,
         })
     }
 

@@ -170,9 +170,10 @@ fn pg_dump_and_sql_level_prepared_statements() {
     assert_eq!(s["tables"], serde_json::json!(["t"]), "{s}");
     assert_eq!(r.expect("result")["rows"], 1);
 
-    // Redefined in the same message as the EXECUTE: proctor cannot know which `pick` runs
-    // until the server confirms, so the EXECUTE is `unknown` and held (here: denied, and
-    // nothing of that message runs).
+    // Redefined in the same message as the EXECUTE: the server runs the new `pick` or, should
+    // the PREPARE fail, nothing after it; so the EXECUTE is judged as the new statement (an
+    // unqualified DELETE: held) and the approver is shown what it runs. Denied: nothing of
+    // that message runs.
     let child = env
         .psql_cmd(
             &env.conninfo(AGENT, SECRET),
@@ -180,13 +181,14 @@ fn pg_dump_and_sql_level_prepared_statements() {
                 "-c",
                 "PREPARE pick AS SELECT v FROM t",
                 "-c",
-                "DEALLOCATE pick; PREPARE pick AS DELETE FROM t WHERE id = 1; EXECUTE pick",
+                "DEALLOCATE pick; PREPARE pick AS DELETE FROM t; EXECUTE pick",
             ],
         )
         .spawn()
         .expect("psql");
-    let a = env.wait_approval("EXECUTE pick");
-    assert_eq!(a["class"], "unknown", "{a}");
+    let a = env.wait_approval("runs the prepared statement: DELETE FROM t");
+    assert_eq!(a["class"], "write", "{a}");
+    assert!(a.to_string().contains("EXECUTE pick"), "{a}");
     let id = a["id"].as_str().expect("approval id").to_string();
     env.store()
         .ok(&["approvals", "deny", &id, "--reason", "which pick?"]);
@@ -196,11 +198,33 @@ fn pg_dump_and_sql_level_prepared_statements() {
         "{}",
         text(&out.stderr)
     );
+    let rows = env.pg.psql("app", "SELECT count(*) FROM t").expect("count");
+
+    // Prepared in one message, executed in the next (issue 12, item 4): the EXECUTE carries
+    // the prepared statement's features, so the unqualified DELETE is held.
+    let child = env
+        .psql_cmd(
+            &env.conninfo(AGENT, SECRET),
+            &["-c", "PREPARE wipe AS DELETE FROM t", "-c", "EXECUTE wipe"],
+        )
+        .spawn()
+        .expect("psql");
+    let a = env.wait_approval("EXECUTE wipe");
+    assert_eq!(a["class"], "write", "{a}");
+    assert!(a.to_string().contains("DELETE FROM t"), "{a}");
+    let id = a["id"].as_str().expect("approval id").to_string();
+    env.store()
+        .ok(&["approvals", "deny", &id, "--reason", "no wiping"]);
+    let out = wait_output(child, T);
+    assert!(
+        text(&out.stderr).contains("no wiping"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(
-        env.pg
-            .psql("app", "SELECT count(*) FROM t WHERE id = 1")
-            .expect("count"),
-        "1"
+        env.pg.psql("app", "SELECT count(*) FROM t").expect("count"),
+        rows,
+        "nothing was deleted"
     );
 
     // A name the server never prepared (the PREPARE failed), or one deallocated since, is not

@@ -167,6 +167,7 @@ fn actions(c: &CaseSpec) -> Result<(Protocol, Vec<Action>), String> {
                     command: j.info.command.clone(),
                     tables: j.info.tables.clone(),
                     reasoning: j.reasoning,
+                    runs: None,
                 })
             })
             .collect();

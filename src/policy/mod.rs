@@ -213,7 +213,18 @@ impl<'a> Subject<'a> {
     fn normalized_sql(&mut self) -> &str {
         if self.normalized_sql.is_none() {
             let text = self.statement().map_or("", |s| s.text.as_str());
-            self.normalized_sql = Some(sql::normalize_cached(text));
+            let runs = self.statement().and_then(|s| s.runs.as_deref());
+            self.normalized_sql = Some(match runs {
+                // `EXECUTE name`: patterns see the prepared statement first (anchored
+                // patterns match it), then the EXECUTE with its arguments.
+                Some(body) => format!(
+                    "{}\n{}",
+                    sql::normalize_cached(body),
+                    sql::normalize_cached(text)
+                )
+                .into(),
+                None => sql::normalize_cached(text),
+            });
         }
         self.normalized_sql.as_deref().unwrap_or("")
     }
@@ -230,7 +241,7 @@ impl<'a> Subject<'a> {
                 || c.contains("WITH")
                 || c.contains("SELECT")
                 || c.contains("EXPLAIN"))
-                && sql::has_unqualified_dml(&s.text)
+                && sql::has_unqualified_dml(s.runs.as_deref().unwrap_or(&s.text))
         });
         self.unqualified = Some(v);
         v

@@ -548,6 +548,7 @@ fn decode_event(kind_code: u8, r: &mut Reader<'_>) -> Result<Event, DecodeError>
                 command: r.str()?,
                 tables: r.list(|r| r.str())?,
                 reasoning: r.opt(|r| r.str())?,
+                runs: None,
             })
         }
         RESULT => Event::StatementResult(StatementResult {
@@ -716,6 +717,7 @@ mod tests {
             command: "SELECT".into(),
             tables: vec!["public.t".into()],
             reasoning: Some("because".into()),
+            runs: None,
         }));
         roundtrip(Event::StatementResult(StatementResult {
             statement_id: 7,

@@ -102,7 +102,11 @@ fn describe(action: &Action) -> (String, String, String, Vec<String>) {
     match action {
         Action::Statement(s) => (
             "statement".into(),
-            s.text.clone(),
+            // An EXECUTE shows the statement it runs: the name alone says nothing.
+            match &s.runs {
+                Some(body) => format!("{}\n-- runs the prepared statement: {body}", s.text),
+                None => s.text.clone(),
+            },
             s.class.as_str().into(),
             s.tables.clone(),
         ),

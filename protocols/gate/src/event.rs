@@ -244,6 +244,10 @@ pub struct Statement {
     pub tables: Vec<String>,
     /// The agent's stated reason, from a leading `/* reason: ... */` or `-- reason: ...` comment.
     pub reasoning: Option<String>,
+    /// For SQL `EXECUTE name`: the text of the statement the server holds under that name (as
+    /// its PREPARE was read). Policy judges it along with `text`, and approvers are shown it.
+    /// Not part of the record's statement body: the record holds it in that PREPARE.
+    pub runs: Option<String>,
 }
 
 /// Error reported by the target for a statement.

@@ -37,8 +37,13 @@ pub struct Classified {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlPrepared {
     /// `PREPARE name AS statement`: the class and tables of the `Classified` are the statement's;
-    /// `command` is its command (`SELECT`, `DELETE`...).
-    Prepare { name: String, command: String },
+    /// `command` is its command (`SELECT`, `DELETE`...), `body` its text as the parser read
+    /// it (what policy features such as unqualified DML are computed from).
+    Prepare {
+        name: String,
+        command: String,
+        body: String,
+    },
     /// `EXECUTE name (args)`: `args_class` is what the argument expressions alone raise the
     /// class to (a data-modifying function call, say).
     Execute {
@@ -323,10 +328,14 @@ fn sql_prepared(stmt: &Ast, escalation: Option<StatementClass>) -> Option<SqlPre
     match stmt {
         Ast::Prepare {
             name, statement, ..
-        } => Some(SqlPrepared::Prepare {
-            name: folded(name),
-            command: command_of(statement, &leading_words(&statement.to_string())),
-        }),
+        } => {
+            let body = statement.to_string();
+            Some(SqlPrepared::Prepare {
+                name: folded(name),
+                command: command_of(statement, &leading_words(&body)),
+                body,
+            })
+        }
         Ast::Execute {
             name: Some(name),
             immediate: false,
@@ -978,7 +987,8 @@ mod tests {
             p.prepared,
             Some(SqlPrepared::Prepare {
                 name: "getcolumnacls".into(),
-                command: "SELECT".into()
+                command: "SELECT".into(),
+                body: "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = $1".into(),
             })
         );
         let w = one("PREPARE \"Wipe\" AS DELETE FROM t WHERE id = $1");
@@ -987,7 +997,8 @@ mod tests {
             w.prepared,
             Some(SqlPrepared::Prepare {
                 name: "Wipe".into(),
-                command: "DELETE".into()
+                command: "DELETE".into(),
+                body: "DELETE FROM t WHERE id = $1".into(),
             })
         );
         let e = one("EXECUTE getColumnACLs('6100')");

@@ -36,6 +36,14 @@ pub struct Bind {
     pub result_formats: Vec<i16>,
 }
 
+/// The statement a Bind names, without decoding its parameters (for deciding whether the
+/// Bind must wait; `bind` still checks the whole message when it is processed).
+pub fn bind_statement(frame: &Frame) -> Result<String, Malformed> {
+    let mut r = Reader::new(frame.body(), "Bind");
+    r.cstr()?;
+    Ok(lossy(r.cstr()?))
+}
+
 pub fn bind(frame: &Frame) -> Result<Bind, Malformed> {
     let body_offset = 5;
     let mut r = Reader::new(frame.body(), "Bind");

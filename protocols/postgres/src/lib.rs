@@ -63,6 +63,9 @@ pub struct PgFrontendConfig {
     /// Text of the notice sent when a statement is held. `{id}`, `{rule}` and `{reason}` are
     /// replaced.
     pub hold_notice: String,
+    /// `COPY ... FROM STDIN` data recorded per statement (default 64 MiB); past it the record
+    /// keeps the first part, the digest and size of all of it, and a note that it was cut.
+    pub copy_record_limit: u64,
 }
 
 impl Default for PgFrontendConfig {
@@ -75,6 +78,7 @@ impl Default for PgFrontendConfig {
             handshake_timeout: Duration::from_secs(10),
             hold_notice: "proctor: statement held for approval {id} (rule {rule}: {reason})"
                 .to_string(),
+            copy_record_limit: 64 << 20,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes};
 use proctor_gate::{Direction, Event};
 
+use super::names::Key;
 use super::*;
 use crate::results::{Columns, CopyAcc, ResultAcc};
 use crate::wire::{ErrorFields, Reader, lossy, put_ready, typed_frame_len};
@@ -88,11 +89,13 @@ impl Relay {
                 match self.expect.front_mut() {
                     Some(Expect::Describe { portal, name }) => {
                         let (portal, name) = (*portal, std::mem::take(name));
+                        // The Parse or Bind before this Describe was confirmed by now (answers
+                        // come in order).
                         if portal {
-                            if let Some(p) = self.portals.get_mut(name.as_str()) {
+                            if let Some(p) = self.names.confirmed_portal_mut(&name) {
                                 p.columns = Some(cols.clone());
                             }
-                        } else if let Some(s) = self.statements.get_mut(name.as_str()) {
+                        } else if let Some(s) = self.names.confirmed_statement_mut(&name) {
                             s.columns = Some(cols.clone());
                         }
                         // Executes already queued behind this Describe (a pipeline) get the
@@ -128,14 +131,21 @@ impl Relay {
                     self.pop_head();
                 }
             }
-            b'1' => self.pop_if(|e| matches!(e, Expect::Parse)),
-            b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
-            b'3' => self.pop_if(|e| matches!(e, Expect::Close)),
+            b'1' | b'2' | b'3' => {
+                // The server's word: the statement, portal or close now exists as asked.
+                if let Some(Expect::Parse(key) | Expect::Bind(key) | Expect::Close(key)) =
+                    self.expect.front()
+                {
+                    let key = *key;
+                    self.names.confirm(key);
+                    self.pop_head();
+                }
+            }
             b'C' | b'I' => {
                 if tag == b'C'
                     && let Some(id) = self.head_statement()
                 {
-                    self.sql_statement_completed(id);
+                    self.names.confirm(Key::Statement(id));
                 }
                 let tag_text = if tag == b'C' {
                     Reader::new(body, "CommandComplete")
@@ -157,14 +167,57 @@ impl Relay {
             }
             b'Z' => {
                 self.status = body.first().copied().unwrap_or(b'I');
+                // After an error in an extended-protocol block the server skipped everything
+                // up to the Sync, including messages proctor forwarded after the error arrived
+                // and simple Queries (which then were no sync point).
+                let skipped = self.target_skipping.take();
                 while let Some(e) = self.expect.pop_front() {
-                    if matches!(e, Expect::Sync | Expect::Query(_)) {
-                        if let Expect::Query(mut q) = e {
+                    match e {
+                        Expect::Parse(key) | Expect::Bind(key) | Expect::Close(key) => {
+                            self.names.discard(key);
+                        }
+                        Expect::Sync { upto } => {
+                            self.names.settle_statements(upto);
+                            break;
+                        }
+                        Expect::Execute(x) if skipped.is_some() => {
+                            let id = x.acc.statement_id;
+                            self.drop_changes([id]);
+                            if let Some(err) = &skipped {
+                                self.events
+                                    .push(Event::StatementResult(ResultAcc::not_executed(id, err)));
+                            }
+                        }
+                        Expect::Query(q) if skipped.is_some() => {
+                            self.drop_changes(q.ids.iter().copied());
+                            if let Some(err) = &skipped {
+                                for &id in &q.ids {
+                                    self.events.push(Event::StatementResult(
+                                        ResultAcc::not_executed(id, err),
+                                    ));
+                                }
+                            }
+                        }
+                        Expect::Query(mut q) => {
                             // Statements the server never reached (an earlier one failed).
                             q.acc = None;
+                            self.names
+                                .settle_statements(q.ids.last().copied().unwrap_or(0));
+                            break;
                         }
-                        break;
+                        _ => {}
                     }
+                }
+                if self.status == b'I' {
+                    // Outside a transaction the server holds no portal.
+                    self.names.transaction_ended();
+                }
+                if !self
+                    .expect
+                    .iter()
+                    .any(|e| matches!(e, Expect::Sync { .. } | Expect::Query(_)))
+                {
+                    self.names.settle_earlier_blocks();
                 }
                 self.emit_ready_injects();
             }
@@ -206,7 +259,7 @@ impl Relay {
                             saw_end = true;
                             break;
                         }
-                        Expect::Sync => {
+                        Expect::Sync { .. } => {
                             self.expect.remove(i);
                         }
                         _ => i += 1,
@@ -275,12 +328,6 @@ impl Relay {
         self.emit_ready_injects();
     }
 
-    pub(super) fn pop_if(&mut self, f: impl Fn(&Expect) -> bool) {
-        if self.expect.front().is_some_and(f) {
-            self.pop_head();
-        }
-    }
-
     pub(super) fn head_statement(&self) -> Option<u64> {
         match self.expect.front()? {
             Expect::Execute(x) => Some(x.acc.statement_id),
@@ -297,11 +344,11 @@ impl Relay {
                 if !x.columns_resolved {
                     x.columns_resolved = true;
                     let cols = self
-                        .portals
-                        .get(&x.portal)
+                        .names
+                        .confirmed_portal(&x.portal)
                         .and_then(|p| p.columns.clone())
                         .or_else(|| {
-                            self.statements.get(&x.statement).and_then(|s| {
+                            self.names.confirmed_statement(&x.statement).and_then(|s| {
                                 s.columns
                                     .as_ref()
                                     .map(|c| Arc::new(c.with_bind_formats(&x.result_formats)))
@@ -364,7 +411,7 @@ impl Relay {
                     q.idx = q.ids.len();
                 }
             }
-            Some(Expect::Sync) | None => {
+            Some(Expect::Sync { .. }) | None => {
                 // Not tied to a statement: a failing COMMIT at Sync, or the server going away.
                 self.events.push(Event::TargetMessage {
                     kind: "error".into(),
@@ -380,19 +427,70 @@ impl Relay {
                 // proctor would have said in between. The error belongs to the first statement
                 // in that stretch: it failed while running, or its Parse/Bind did (a custom
                 // plan is made, and constants folded, at Bind). Later ones never ran.
+                self.target_skipping = Some(err.clone());
+                // The error belongs to the first message in that stretch. A Parse, Bind,
+                // Close or Describe that failed is recorded as such (what it asked of the
+                // session's names did not happen), and the first Execute after it is still
+                // given the error as its outcome; nothing after that ran.
                 let mut reported = false;
+                let mut noted = false;
                 while let Some(e) = self.expect.front() {
-                    if matches!(e, Expect::Sync) {
+                    if matches!(e, Expect::Sync { .. }) {
                         break;
                     }
-                    if let Some(Expect::Execute(x)) = self.expect.pop_front() {
-                        let result = if reported {
-                            ResultAcc::not_executed(x.acc.statement_id, err)
-                        } else {
-                            reported = true;
-                            x.acc.failed(err)
-                        };
-                        self.events.push(Event::StatementResult(result));
+                    match self.expect.pop_front() {
+                        Some(Expect::Execute(x)) => {
+                            noted = true;
+                            // Whatever it asked of the names did not happen (it failed or
+                            // never ran). Dropped now, not at the Sync: a message waiting on
+                            // it may stand before that Sync in the client's pipeline.
+                            self.drop_changes([x.acc.statement_id]);
+                            let result = if reported {
+                                ResultAcc::not_executed(x.acc.statement_id, err)
+                            } else {
+                                reported = true;
+                                x.acc.failed(err)
+                            };
+                            self.events.push(Event::StatementResult(result));
+                        }
+                        Some(Expect::Parse(key) | Expect::Bind(key) | Expect::Close(key)) => {
+                            let change = self.names.discard(key);
+                            if !noted {
+                                noted = true;
+                                self.events.push(Event::TargetMessage {
+                                    kind: "error".into(),
+                                    text: format!(
+                                        "{} failed, nothing changed: {} {}: {}",
+                                        names::describe(change.as_ref()),
+                                        err.severity,
+                                        err.code,
+                                        err.message
+                                    ),
+                                });
+                            }
+                        }
+                        Some(Expect::Query(q)) => {
+                            // Skipped like everything else up to the Sync: no answer at all,
+                            // and no sync point either.
+                            noted = true;
+                            self.drop_changes(q.ids.iter().copied());
+                            for &id in &q.ids {
+                                self.events
+                                    .push(Event::StatementResult(ResultAcc::not_executed(id, err)));
+                            }
+                        }
+                        Some(Expect::Describe { portal, name }) if !noted => {
+                            noted = true;
+                            let what = if portal { "portal" } else { "statement" };
+                            self.events.push(Event::TargetMessage {
+                                kind: "error".into(),
+                                text: format!(
+                                    "Describe of {what} {name:?} failed: {} {}: {}",
+                                    err.severity, err.code, err.message
+                                ),
+                            });
+                        }
+                        _ => {}
                     }
                 }
             }

@@ -14,8 +14,11 @@
 
 mod agent;
 mod answers;
+mod execute;
+mod judge;
+mod names;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +33,7 @@ use tokio_util::io::poll_read_buf;
 
 use crate::PgFrontendConfig;
 use crate::cancel::BackendCancel;
-use crate::classify::{Classified, Judged, LexContext, SqlPrepared};
+use crate::classify::{LexContext, SqlPrepared};
 use crate::results::{Columns, CopyAcc, ResultAcc};
 use crate::stream::Stream;
 use crate::target::TargetConn;
@@ -45,9 +48,6 @@ const TARGET_READ_CHUNK: usize = 64 << 10;
 /// Un-awaited durability tickets allowed before the session waits for the recorder.
 const MAX_TICKETS: usize = 256;
 const MAX_TICKET_BYTES: usize = 4 << 20;
-/// Prepared statements and portals remembered per session (a client that never closes them
-/// cannot grow proctor's memory without bound; a forgotten one is judged as unknown).
-const MAX_NAMES: usize = 10_000;
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the loop ended.
@@ -63,22 +63,6 @@ enum End {
     /// The target broke the protocol.
     Target(String),
     Recorder(String),
-}
-
-struct Prepared {
-    judged: Arc<Judged>,
-    columns: Option<Arc<Columns>>,
-}
-
-struct Portal {
-    statement: String,
-    judged: Option<Arc<Judged>>,
-    params: Vec<proctor_gate::Param>,
-    result_formats: Vec<i16>,
-    columns: Option<Arc<Columns>>,
-    /// Set once an Execute of this portal was allowed: later Executes (after PortalSuspended)
-    /// continue the same statement.
-    executed: Option<u64>,
 }
 
 struct ExecRun {
@@ -97,15 +81,21 @@ struct QueryRun {
 }
 
 enum Expect {
-    Parse,
-    Bind,
-    Close,
+    /// Parse, Bind and Close carry the key of the change they ask for: the server's
+    /// ParseComplete/BindComplete/CloseComplete confirms it, an error or a skip drops it.
+    Parse(names::Key),
+    Bind(names::Key),
+    Close(names::Key),
     Describe {
         portal: bool,
         name: String,
     },
     Execute(Box<ExecRun>),
-    Sync,
+    /// `upto`: the last statement id judged before this Sync; SQL-level changes of statements
+    /// up to it that the server did not confirm by its ReadyForQuery did not happen.
+    Sync {
+        upto: u64,
+    },
     Query(Box<QueryRun>),
     /// Proctor's own ErrorResponse, followed by ReadyForQuery when `ready`.
     Inject {
@@ -168,6 +158,15 @@ impl Tickets {
         Ok(())
     }
 
+    /// Waits until every enqueued event is durable.
+    async fn settle(&mut self) -> Result<(), GateError> {
+        while let Some((d, w)) = self.q.pop_front() {
+            self.bytes -= w;
+            d.wait().await?;
+        }
+        Ok(())
+    }
+
     async fn drain(&mut self) {
         while let Some((d, _)) = self.q.pop_front() {
             if let Err(e) = d.wait().await {
@@ -202,15 +201,19 @@ pub struct Relay {
 
     next_id: u64,
     status: u8,
+    /// What the server has confirmed it reads text with (ParameterStatus).
     lex: LexContext,
-    statements: HashMap<String, Prepared>,
-    portals: HashMap<String, Portal>,
-    /// SQL-level prepared statements (`PREPARE name AS ...`) the server confirmed, by name,
-    /// with what `EXECUTE name` is judged as.
-    sql_prepared: HashMap<String, Arc<Classified>>,
-    /// Forwarded `PREPARE`/`DEALLOCATE`/`DISCARD ALL` statements by statement id, applied to
-    /// `sql_prepared` when the server confirms them (a failed PREPARE prepares nothing).
-    sql_effects: BTreeMap<u64, Arc<Classified>>,
+    /// Prepared statements and portals, changed only on the server's word.
+    names: names::Names,
+    /// A client message that cannot be judged until the server has answered what was
+    /// forwarded before it (see `must_wait`).
+    deferred: Option<Frame>,
+    /// An Execute went to the server since the last Sync: settings it changes are reported
+    /// only at the next ReadyForQuery, so text that depends on them cannot be read yet.
+    statement_in_block: bool,
+    /// The target reported an error in an extended-protocol block and skips every message
+    /// up to the next Sync (the error, for the record of what it skipped).
+    target_skipping: Option<crate::wire::ErrorFields>,
     expect: VecDeque<Expect>,
     /// After a denied Execute: drop client messages until Sync, as the server would after an
     /// error.
@@ -283,10 +286,10 @@ impl Relay {
             next_id: 0,
             status: target.status,
             lex,
-            statements: HashMap::new(),
-            portals: HashMap::new(),
-            sql_prepared: HashMap::new(),
-            sql_effects: BTreeMap::new(),
+            names: names::Names::default(),
+            deferred: None,
+            statement_in_block: false,
+            target_skipping: None,
             expect: VecDeque::new(),
             skip_until_sync: false,
             ignore_syncs_in_copy: false,
@@ -455,7 +458,7 @@ impl Relay {
         }
         // Client messages left unprocessed while the target's buffer was full: process them now
         // that it has drained (nothing else would wake the loop for them).
-        if self.paused.is_none() && self.tout.len() < HIGH_WATER {
+        if self.paused.is_none() && self.deferred.is_none() && self.tout.len() < HIGH_WATER {
             match crate::wire::typed_frame_len(&self.cin, self.cfg.max_message_bytes) {
                 Ok(Some(len)) if self.cin.len() >= len => return Poll::Ready(Ev::ClientData),
                 // Let process_client report the bad frame.
@@ -463,7 +466,9 @@ impl Relay {
                 _ => {}
             }
         }
-        let client_room = if self.paused.is_some() {
+        // While a message waits for a hold or for the server's answers, the client is read
+        // only so far (and to notice it going away).
+        let client_room = if self.paused.is_some() || self.deferred.is_some() {
             self.cin.len() < PAUSED_READ_LIMIT
         } else {
             self.tout.len() < HIGH_WATER

@@ -1,0 +1,313 @@
+//! Execute: judging the portal the server will run, batching the Executes of a pipeline into
+//! one decision, and forwarding.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proctor_gate::{Action, Decision, Statement, StatementClass};
+
+use super::agent::needs_settled_lex;
+use super::names::Lookup;
+use super::*;
+use crate::classify::{self, Judged};
+use crate::frontend;
+use crate::results::ResultAcc;
+use crate::wire::Frame;
+
+/// A portal bound during the look-ahead: statement name, its classification, parameters, and
+/// whether an Execute already ran it.
+type LookaheadPortal = (String, Option<Arc<Judged>>, Vec<proctor_gate::Param>, bool);
+
+fn unknown_statement(id: u64, portal: String) -> Statement {
+    Statement {
+        id,
+        text: String::new(),
+        params: Vec::new(),
+        statement_name: String::new(),
+        portal,
+        extended: true,
+        class: StatementClass::Unknown,
+        command: String::new(),
+        tables: Vec::new(),
+        reasoning: None,
+        runs: None,
+    }
+}
+
+/// Whether running this statement may change the session's names: its effects must be
+/// confirmed before a later Execute is judged, so the look-ahead stops before it.
+fn changes_names(judged: &Judged) -> bool {
+    judged.info.prepared.is_some()
+        || judged.info.class == StatementClass::Unknown
+        || matches!(
+            judged.info.command.split(' ').next(),
+            Some(
+                "CLOSE"
+                    | "DECLARE"
+                    | "ROLLBACK"
+                    | "ABORT"
+                    | "COMMIT"
+                    | "END"
+                    | "DISCARD"
+                    | "DO"
+                    | "CALL"
+                    | "PREPARE"
+            )
+        )
+}
+
+impl Relay {
+    pub(super) async fn execute(&mut self, frame: Frame, portal_name: String) -> Result<(), End> {
+        let portal = match self.names.portal(&portal_name) {
+            Lookup::Known(p) => p,
+            // Unknown to proctor (never bound, refused by the server, forgotten, or opened by
+            // SQL): judged as unknown rather than let through unseen. (`must_wait` holds back
+            // an Execute whose portal would wait.)
+            Lookup::Absent | Lookup::Wait => {
+                let stmt = unknown_statement(self.next_statement_id(), portal_name.clone());
+                let id = stmt.id;
+                let decision = self.decide(stmt).await?;
+                return self.apply_execute_decision(
+                    frame,
+                    decision,
+                    id,
+                    portal_name,
+                    String::new(),
+                    Vec::new(),
+                );
+            }
+        };
+        if let Some(id) = portal.executed {
+            // Fetching more rows of a statement that was already allowed.
+            let statement = portal.statement.clone();
+            let formats = portal.result_formats.clone();
+            self.forward_execute(&frame, id, portal_name, statement, formats);
+            return Ok(());
+        }
+        let statement = portal.statement.clone();
+        let formats = portal.result_formats.clone();
+        let params = portal.params.clone();
+        let judged = portal.judged.clone();
+        if let Some(p) = self.predecided.pop_front() {
+            let matches =
+                p.portal == portal_name && judged.as_ref().is_some_and(|j| j.text == p.text);
+            if matches {
+                return self.apply_execute_decision(
+                    frame,
+                    p.decision,
+                    p.id,
+                    portal_name,
+                    statement,
+                    formats,
+                );
+            }
+            // Cannot happen unless the look-ahead misread the pipeline: judge afresh.
+            tracing::warn!(
+                session = self.gate.session_id(),
+                "postgres: pipelined decision did not match its Execute; judging it again"
+            );
+            self.predecided.clear();
+        }
+        let batchable = judged.as_ref().is_some_and(|j| !changes_names(j));
+        let mut stmt = match &judged {
+            Some(j) => self.statement_from(j, &j.info, true),
+            None => unknown_statement(self.next_statement_id(), String::new()),
+        };
+        stmt.params = params;
+        stmt.statement_name = statement.clone();
+        stmt.portal = portal_name.clone();
+        let id = stmt.id;
+        let decision = if batchable {
+            self.decide_with_lookahead(stmt).await?
+        } else {
+            self.decide(stmt).await?
+        };
+        self.apply_execute_decision(frame, decision, id, portal_name, statement, formats)
+    }
+
+    /// Judges an Execute, together with the Executes of the same pipeline already waiting in
+    /// the client buffer: one durable write for the batch instead of one per statement.
+    async fn decide_with_lookahead(&mut self, stmt: Statement) -> Result<Decision, End> {
+        let extra = self.lookahead_executes();
+        if extra.is_empty() {
+            return self.decide(stmt).await;
+        }
+        let meta: Vec<(String, u64, String)> = extra
+            .iter()
+            .map(|(p, s)| (p.clone(), s.id, s.text.clone()))
+            .collect();
+        let mut actions = Vec::with_capacity(extra.len() + 1);
+        actions.push(Action::Statement(stmt));
+        actions.extend(extra.into_iter().map(|(_, s)| Action::Statement(s)));
+        let mut decisions = self
+            .gate
+            .decide_all(actions)
+            .await
+            .map_err(|e| self.gate_error(e))?
+            .into_iter();
+        let Some(first) = decisions.next() else {
+            return Err(End::Recorder("the gate returned no decision".into()));
+        };
+        for ((portal, id, text), decision) in meta.into_iter().zip(decisions) {
+            self.predecided.push_back(Predecided {
+                portal,
+                id,
+                text,
+                decision,
+            });
+        }
+        Ok(first)
+    }
+
+    /// Statements of the Executes that follow in the client buffer (complete frames only),
+    /// built as processing them would build them: Parse and Bind frames on the way are read
+    /// into an overlay, Describe and Flush are passed over. It stops at a Sync (a later block
+    /// runs even when this one fails, so its names are judged once this block is answered),
+    /// after a statement that may change names or settings, and at anything it cannot judge
+    /// exactly as processing would. Consumes statement ids in order.
+    fn lookahead_executes(&mut self) -> Vec<(String, Statement)> {
+        let mut out = Vec::new();
+        let mut off = 0usize;
+        let mut statements: HashMap<String, Arc<Judged>> = HashMap::new();
+        let mut portals: HashMap<String, LookaheadPortal> = HashMap::new();
+        while out.len() < MAX_PIPELINE_BATCH {
+            let rest = &self.cin[off..];
+            let len = match crate::wire::typed_frame_len(rest, self.cfg.max_message_bytes) {
+                Ok(Some(len)) if rest.len() >= len => len,
+                _ => break,
+            };
+            let frame = Frame {
+                tag: rest[0],
+                bytes: Bytes::copy_from_slice(&rest[..len]),
+            };
+            off += len;
+            match frame.tag {
+                b'P' => {
+                    let Ok(p) = frontend::parse(&frame) else {
+                        break;
+                    };
+                    if needs_settled_lex(&p.query) {
+                        break;
+                    }
+                    let judged = Arc::new(classify::classify_prepared(&p.query, self.lex));
+                    statements.insert(p.name, judged);
+                }
+                b'B' => {
+                    let Ok(b) = frontend::bind(&frame) else { break };
+                    let judged = match statements.get(&b.statement) {
+                        Some(j) => Some(j.clone()),
+                        None => match self.names.statement(&b.statement) {
+                            Lookup::Known(p) => Some(p.judged.clone()),
+                            Lookup::Absent => None,
+                            Lookup::Wait => break,
+                        },
+                    };
+                    portals.insert(b.portal, (b.statement, judged, b.params, false));
+                }
+                b'E' => {
+                    let Ok(e) = frontend::execute(&frame) else {
+                        break;
+                    };
+                    let (statement, judged, params) = match portals.get_mut(&e.portal) {
+                        Some((_, _, _, true)) => continue,
+                        Some((name, judged, params, executed)) => {
+                            *executed = true;
+                            (name.clone(), judged.clone(), params.clone())
+                        }
+                        // A portal bound before this batch: a continuation needs no decision,
+                        // anything else is left to the normal path.
+                        None => match self.names.portal(&e.portal) {
+                            Lookup::Known(p) if p.executed.is_some() => continue,
+                            _ => break,
+                        },
+                    };
+                    let Some(judged) = judged else { break };
+                    if changes_names(&judged) {
+                        break;
+                    }
+                    let mut stmt = self.statement_from(&judged, &judged.info, true);
+                    stmt.params = params;
+                    stmt.statement_name = statement;
+                    stmt.portal = e.portal.clone();
+                    out.push((e.portal, stmt));
+                }
+                b'D' | b'H' => {}
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Acts on the decision for an Execute: forward it, answer a denial, or pause on a hold.
+    pub(super) fn apply_execute_decision(
+        &mut self,
+        frame: Frame,
+        decision: Decision,
+        id: u64,
+        portal: String,
+        statement: String,
+        result_formats: Vec<i16>,
+    ) -> Result<(), End> {
+        match decision {
+            Decision::Allow => {
+                self.forward_execute(&frame, id, portal, statement, result_formats);
+            }
+            Decision::Deny { rule, reason } => {
+                self.drop_changes([id]);
+                self.deny_message(&rule, &reason, false);
+                self.skip_until_sync = true;
+            }
+            Decision::Held(hold) => {
+                self.hold_notice(&hold);
+                self.paused = Some(Paused {
+                    hold,
+                    cont: Cont::Execute {
+                        frame,
+                        id,
+                        portal,
+                        statement,
+                        result_formats,
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn forward_execute(
+        &mut self,
+        frame: &Frame,
+        id: u64,
+        portal: String,
+        statement: String,
+        result_formats: Vec<i16>,
+    ) {
+        let mut cols = None;
+        if let Some(p) = self.names.portal_mut(&portal) {
+            p.executed = Some(id);
+            cols = p.columns.clone();
+        }
+        self.forward(frame);
+        self.statement_in_block = true;
+        self.last_forwarded = id;
+        // Columns known already (the usual prepare-then-execute) are taken now; otherwise a
+        // Describe answer still on its way fills them in.
+        if cols.is_none()
+            && let Lookup::Known(s) = self.names.statement(&statement)
+        {
+            cols = s
+                .columns
+                .as_ref()
+                .map(|c| Arc::new(c.with_bind_formats(&result_formats)));
+        }
+        let columns_resolved = cols.is_some();
+        let acc = ResultAcc::new(id, self.cfg.sample_rows, cols);
+        self.expect_reply(Expect::Execute(Box::new(ExecRun {
+            acc,
+            portal,
+            statement,
+            result_formats,
+            columns_resolved,
+        })));
+    }
+}

@@ -1,0 +1,374 @@
+//! Judging statements: what a statement is judged as (SQL-level prepared statements resolved
+//! through the session's names), simple queries, decisions, denials and holds.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use proctor_gate::{Action, Decision, DenyCause, Event, GateError, Hold, Resolution, Statement};
+
+use super::agent::{needs_settled_lex, unsettled};
+use super::names::{Change, Key, Lookup, Prepared};
+use super::*;
+use crate::classify::{self, Classified, Judged};
+use crate::wire::{Frame, Severity, error_bytes, put_error};
+
+/// Leading keywords of statements that close or open portals by SQL: cursors, and the
+/// transaction control that ends or rolls back the transactions portals live in.
+const PORTAL_COMMANDS: &[&str] = &[
+    "CLOSE", "DECLARE", "ROLLBACK", "ABORT", "COMMIT", "END", "DISCARD", "DO", "CALL",
+];
+
+/// What judging one statement found: the facts it is judged by, and the text of the prepared
+/// statement an `EXECUTE` runs.
+pub(super) struct Resolved {
+    pub info: Arc<Classified>,
+    pub runs: Option<String>,
+}
+
+impl Relay {
+    pub(super) fn statement_from(
+        &mut self,
+        judged: &Judged,
+        info: &Arc<Classified>,
+        extended: bool,
+    ) -> Statement {
+        let id = self.next_statement_id();
+        let r = self.judged_info(id, info);
+        Statement {
+            id,
+            text: judged.text.clone(),
+            params: Vec::new(),
+            statement_name: String::new(),
+            portal: String::new(),
+            extended,
+            class: r.info.class,
+            command: r.info.command.clone(),
+            tables: r.info.tables.clone(),
+            reasoning: judged.reasoning.clone(),
+            runs: r.runs,
+        }
+    }
+
+    /// What statement `id` is judged by (an EXECUTE resolved to the statement the server
+    /// holds); the changes it asks of the session's names are noted, to take effect when the
+    /// server confirms the statement.
+    pub(super) fn judged_info(&mut self, id: u64, info: &Arc<Classified>) -> Resolved {
+        let resolved = self.resolve_sql_execute(info);
+        self.note_sql_changes(id, info);
+        resolved
+    }
+
+    /// `EXECUTE name` is judged as the statement the server holds under `name` (protocol Parse
+    /// and SQL PREPARE share one namespace), raised by what its arguments call. A name proctor
+    /// does not know, or one whose change is not confirmed, stays `unknown`.
+    fn resolve_sql_execute(&self, info: &Arc<Classified>) -> Resolved {
+        if let Some(SqlPrepared::Execute { name, args_class }) = &info.prepared
+            && let Lookup::Known(prepared) = self.names.statement(name)
+        {
+            let mut c = Classified::clone(&prepared.judged.info);
+            c.prepared = None;
+            if let Some(a) = *args_class
+                && a.danger() > c.class.danger()
+            {
+                c.class = a;
+            }
+            return Resolved {
+                info: Arc::new(c),
+                runs: Some(prepared.judged.text.clone()),
+            };
+        }
+        Resolved {
+            info: info.clone(),
+            runs: None,
+        }
+    }
+
+    fn note_sql_changes(&mut self, id: u64, info: &Classified) {
+        let key = Key::Statement(id);
+        match &info.prepared {
+            Some(SqlPrepared::Prepare {
+                name,
+                command,
+                body,
+            }) => {
+                let runs = Classified {
+                    class: info.class,
+                    command: command.clone(),
+                    tables: info.tables.clone(),
+                    note: None,
+                    prepared: None,
+                };
+                let judged = Judged {
+                    text: body.clone(),
+                    reasoning: None,
+                    info: Arc::new(runs),
+                };
+                let prepared = Prepared {
+                    judged: Arc::new(judged),
+                    columns: None,
+                };
+                self.names
+                    .push(key, Change::Statement(name.clone(), prepared));
+            }
+            Some(SqlPrepared::Deallocate(Some(name))) => {
+                self.names.push(key, Change::CloseStatement(name.clone()));
+            }
+            Some(SqlPrepared::Deallocate(None)) => self.names.push(key, Change::ForgetStatements),
+            _ => {}
+        }
+        let first = info.command.split(' ').next().unwrap_or("");
+        let unknown = info.class == proctor_gate::StatementClass::Unknown;
+        if unknown || first == "DO" {
+            // Dynamic SQL can PREPARE or DEALLOCATE behind proctor's back.
+            self.names.push(key, Change::ForgetStatements);
+        }
+        if unknown
+            || PORTAL_COMMANDS.contains(&first)
+            || (first == "PREPARE" && info.prepared.is_none())
+        {
+            self.names.push(key, Change::ForgetPortals);
+        }
+    }
+
+    /// Statements that will not run: what they asked of the names is dropped.
+    pub(super) fn drop_changes(&mut self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            self.names.discard(Key::Statement(id));
+        }
+    }
+
+    pub(super) async fn simple_query(&mut self, frame: Frame, text: &str) -> Result<(), End> {
+        let mut judged = classify::classify_query(text, self.lex);
+        if self.statement_in_block && needs_settled_lex(text) {
+            for j in &mut judged {
+                j.info = unsettled(&j.info);
+            }
+        }
+        let mut rest = VecDeque::with_capacity(judged.len());
+        let mut ids = Vec::with_capacity(judged.len());
+        for j in judged {
+            let id = self.next_statement_id();
+            let r = self.judged_info(id, &j.info);
+            ids.push(id);
+            rest.push_back(Statement {
+                id,
+                text: j.text,
+                params: Vec::new(),
+                statement_name: String::new(),
+                portal: String::new(),
+                extended: false,
+                class: r.info.class,
+                command: r.info.command.clone(),
+                tables: r.info.tables.clone(),
+                reasoning: j.reasoning,
+                runs: r.runs,
+            });
+        }
+        self.judge_query(frame, ids, rest).await
+    }
+
+    /// Decides the statements of a simple query in order; forwards the message once all are
+    /// allowed.
+    pub(super) async fn judge_query(
+        &mut self,
+        frame: Frame,
+        ids: Vec<u64>,
+        mut rest: VecDeque<Statement>,
+    ) -> Result<(), End> {
+        while !rest.is_empty() {
+            // All statements of the message are judged in one batch (one durable write); the
+            // gate stops at the first one that is not allowed.
+            let decisions = if rest.len() == 1 {
+                let stmt = rest.pop_front().map(Action::Statement);
+                match stmt {
+                    Some(a) => vec![self.gate.decide(a).await.map_err(|e| self.gate_error(e))?],
+                    None => break,
+                }
+            } else {
+                let actions = rest.iter().cloned().map(Action::Statement).collect();
+                let d = self
+                    .gate
+                    .decide_all(actions)
+                    .await
+                    .map_err(|e| self.gate_error(e))?;
+                if d.is_empty() {
+                    return Err(End::Recorder("the gate returned no decision".into()));
+                }
+                rest.drain(..d.len().min(rest.len()));
+                d
+            };
+            for d in decisions {
+                match d {
+                    Decision::Allow => {}
+                    Decision::Deny { rule, reason } => {
+                        self.drop_changes(ids.iter().copied());
+                        self.deny_message(&rule, &reason, true);
+                        return Ok(());
+                    }
+                    Decision::Held(hold) => {
+                        self.hold_notice(&hold);
+                        self.paused = Some(Paused {
+                            hold,
+                            cont: Cont::Query { frame, ids, rest },
+                        });
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.forward(&frame);
+        // A Query ends a block, unless the server is skipping up to a Sync after an error (it
+        // then skips the Query too, and its block goes on to that Sync).
+        if !self.server_skipping() {
+            self.sync_point();
+        }
+        self.last_forwarded = ids.last().copied().unwrap_or(self.last_forwarded);
+        self.expect_reply(Expect::Query(Box::new(QueryRun {
+            ids,
+            idx: 0,
+            acc: None,
+            next_start: Instant::now(),
+        })));
+        Ok(())
+    }
+
+    pub(super) async fn decide(&mut self, stmt: Statement) -> Result<Decision, End> {
+        match self.gate.decide(Action::Statement(stmt)).await {
+            Ok(d) => Ok(d),
+            Err(e) => Err(self.gate_error(e)),
+        }
+    }
+
+    pub(super) fn gate_error(&self, e: GateError) -> End {
+        if let Some(reason) = self.kill_view.borrow().clone() {
+            return End::Killed(reason);
+        }
+        match e {
+            GateError::Recorder(m) => End::Recorder(m),
+            GateError::Closed(m) => End::Killed(m),
+        }
+    }
+
+    pub(super) fn hold_notice(&mut self, hold: &Hold) {
+        let text = self
+            .cfg
+            .hold_notice
+            .replace("{id}", &hold.approval_id)
+            .replace("{rule}", &hold.rule)
+            .replace("{reason}", &hold.reason);
+        // Notices may arrive at any time, so this goes out at once.
+        put_error(&mut self.cout, Severity::Notice, "00000", &text);
+    }
+
+    pub(super) fn deny_message(&mut self, rule: &str, reason: &str, ready: bool) {
+        let msg = format!("proctor: statement denied by rule {rule}: {reason}");
+        self.inject(error_bytes(Severity::Error, "42501", &msg), ready);
+    }
+
+    pub(super) async fn hold_resolved(&mut self, res: Resolution) -> Result<(), End> {
+        let Some(paused) = self.paused.take() else {
+            return Ok(());
+        };
+        let approval_id = paused.hold.approval_id.clone();
+        match res {
+            Resolution::Allow => match paused.cont {
+                Cont::Query { frame, ids, rest } => self.judge_query(frame, ids, rest).await,
+                Cont::Execute {
+                    frame,
+                    id,
+                    portal,
+                    statement,
+                    result_formats,
+                } => {
+                    self.forward_execute(&frame, id, portal, statement, result_formats);
+                    Ok(())
+                }
+            },
+            Resolution::Deny {
+                rule,
+                reason,
+                cause,
+            } => {
+                match &paused.cont {
+                    Cont::Query { ids, .. } => self.drop_changes(ids.clone()),
+                    Cont::Execute { id, .. } => self.drop_changes([*id]),
+                }
+                let (code, msg) = match cause {
+                    DenyCause::Timeout => (
+                        "57014",
+                        format!("proctor: approval {approval_id} timed out; statement not run"),
+                    ),
+                    DenyCause::Killed => {
+                        let reason = self.kill_view.borrow().clone().unwrap_or(reason);
+                        return Err(End::Killed(reason));
+                    }
+                    DenyCause::Approver => (
+                        "42501",
+                        format!("proctor: approval {approval_id} denied: {reason}"),
+                    ),
+                    DenyCause::Policy => (
+                        "42501",
+                        format!("proctor: statement denied by rule {rule}: {reason}"),
+                    ),
+                };
+                let ready = matches!(paused.cont, Cont::Query { .. });
+                self.inject(error_bytes(Severity::Error, code, &msg), ready);
+                if !ready {
+                    self.skip_until_sync = true;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A CancelRequest with this session's key: withdraw the held statement if there is one,
+    /// otherwise pass the cancel on to the target backend. Either way it is recorded in this
+    /// session.
+    pub(super) fn cancel_requested(&mut self) -> Result<(), End> {
+        let Some(paused) = self.paused.take() else {
+            let running = self
+                .expect
+                .iter()
+                .any(|e| matches!(e, Expect::Execute(_) | Expect::Query(_)));
+            self.events.push(Event::TargetMessage {
+                kind: "cancel_request".into(),
+                text: if running {
+                    "a CancelRequest for this session was passed to the target backend".into()
+                } else {
+                    "a CancelRequest for this session was passed to the target backend \
+                     (no statement was running)"
+                        .into()
+                },
+            });
+            if let Some(b) = self.backend_cancel.clone() {
+                tokio::spawn(crate::cancel::cancel_backend(b));
+            }
+            return Ok(());
+        };
+        let ready = matches!(paused.cont, Cont::Query { .. });
+        match &paused.cont {
+            Cont::Query { ids, .. } => self.drop_changes(ids.clone()),
+            Cont::Execute { id, .. } => self.drop_changes([*id]),
+        }
+        // Dropping the hold cancels the approval.
+        let id = paused.hold.approval_id.clone();
+        drop(paused);
+        self.events.push(Event::TargetMessage {
+            kind: "cancel_request".into(),
+            text: format!("a CancelRequest withdrew the held statement (approval {id})"),
+        });
+        self.inject(
+            error_bytes(
+                Severity::Error,
+                "57014",
+                &format!("canceling statement due to user request (approval {id} withdrawn)"),
+            ),
+            ready,
+        );
+        if !ready {
+            self.skip_until_sync = true;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,422 @@
+//! Proctor's model of the names a server session holds: prepared statements and portals.
+//!
+//! PostgreSQL keeps one namespace for statements prepared by protocol `Parse` and by SQL
+//! `PREPARE`, and one for portals (protocol `Bind`, SQL `DECLARE`). A client's request to
+//! change either may fail (`Parse` of a name in use is 42P05 and leaves the old statement in
+//! place; `Bind` of a portal in use is 42P03), so a change is kept *pending* until the server
+//! confirms it (ParseComplete, BindComplete, CloseComplete, CommandComplete) and dropped when
+//! the server refuses or skips it. The model never changes on what the client merely asked.
+//!
+//! A lookup made while judging a message sees pending changes too, but only those made since
+//! the last sync point (Sync, or a simple Query) the client sent. Within one such block the
+//! server stops at the first error and skips everything up to the Sync, so a message that
+//! relies on a pending change of its own block either runs with that change in effect or does
+//! not run at all. A pending change of an *earlier* block is different: it may fail while
+//! the later block still runs, so a lookup that meets one answers [`Lookup::Wait`] and the
+//! relay waits for the server's answer before it judges the message (a barrier).
+//!
+//! This module does no I/O; the relay feeds it what it forwards and what the server answers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::classify::Judged;
+use crate::results::Columns;
+
+/// Statements and portals remembered per session: a client that never closes them cannot grow
+/// proctor's memory without bound. Past it, new names are not remembered, and a message that
+/// uses one is judged as unknown.
+pub(super) const MAX_NAMES: usize = 10_000;
+/// Unconfirmed changes kept at once. Past it the oldest are forgotten, and the names they
+/// touched become unknown (never wrongly known).
+const MAX_PENDING: usize = 4 * MAX_NAMES;
+
+/// A prepared statement as the server holds it.
+#[derive(Clone)]
+pub(super) struct Prepared {
+    pub judged: Arc<Judged>,
+    pub columns: Option<Arc<Columns>>,
+}
+
+/// A portal as the server holds it.
+#[derive(Clone)]
+pub(super) struct Portal {
+    pub statement: String,
+    /// What the portal runs; `None` when its statement was unknown to proctor at Bind.
+    pub judged: Option<Arc<Judged>>,
+    pub params: Vec<proctor_gate::Param>,
+    pub result_formats: Vec<i16>,
+    pub columns: Option<Arc<Columns>>,
+    /// Set once an Execute of this portal was allowed: later Executes (after PortalSuspended)
+    /// continue the same statement.
+    pub executed: Option<u64>,
+}
+
+/// Which server answer confirms a pending change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Key {
+    /// A Parse, Bind or Close message: its ParseComplete, BindComplete or CloseComplete.
+    Message(u64),
+    /// A SQL statement (by statement id): its CommandComplete.
+    Statement(u64),
+}
+
+/// A change the client asked for.
+pub(super) enum Change {
+    Statement(String, Prepared),
+    CloseStatement(String),
+    /// `DEALLOCATE ALL`, `DISCARD ALL`, or a statement proctor cannot see into (`DO`).
+    ForgetStatements,
+    Portal(String, Box<Portal>),
+    ClosePortal(String),
+    /// A statement that may close or open portals by SQL (`CLOSE`, `DECLARE`, transaction
+    /// control, `DO`, `CALL`, anything unknown): afterwards no portal is known for sure.
+    ForgetPortals,
+}
+
+impl Change {
+    fn touches_statement(&self, name: &str) -> bool {
+        match self {
+            Change::Statement(n, _) | Change::CloseStatement(n) => n == name,
+            Change::ForgetStatements => true,
+            _ => false,
+        }
+    }
+
+    fn touches_portal(&self, name: &str) -> bool {
+        match self {
+            Change::Portal(n, _) | Change::ClosePortal(n) => n == name,
+            Change::ForgetPortals => true,
+            _ => false,
+        }
+    }
+}
+
+struct Pending {
+    key: Key,
+    block: u64,
+    change: Change,
+}
+
+/// The answer to a lookup made while judging a message.
+pub(super) enum Lookup<T> {
+    /// What the server holds (or will hold once this block's earlier messages succeed).
+    Known(T),
+    /// Nothing under that name, as far as proctor can tell: judge the message as unknown.
+    Absent,
+    /// An earlier block's change to the name is not yet confirmed: wait for the server.
+    Wait,
+}
+
+#[derive(Default)]
+pub(super) struct Names {
+    statements: HashMap<String, Prepared>,
+    portals: HashMap<String, Portal>,
+    pending: VecDeque<Pending>,
+    /// Sync points (Sync, simple Query) sent towards the server so far.
+    block: u64,
+    next_ticket: u64,
+}
+
+impl Names {
+    /// A ticket for a Parse, Bind or Close message.
+    pub fn ticket(&mut self) -> Key {
+        self.next_ticket += 1;
+        Key::Message(self.next_ticket)
+    }
+
+    /// The client's message carrying `change` is being forwarded (or, for SQL statements,
+    /// judged as part of the message being forwarded).
+    pub fn push(&mut self, key: Key, change: Change) {
+        if self.pending.len() >= MAX_PENDING
+            && let Some(old) = self.pending.pop_front()
+        {
+            // Forgetting a change must never leave a wrong name behind: drop what it touched.
+            self.forget_touched(&old.change);
+        }
+        self.pending.push_back(Pending {
+            key,
+            block: self.block,
+            change,
+        });
+    }
+
+    /// A Sync or a simple Query went to the server: later messages are a new block.
+    pub fn sync_point(&mut self) {
+        self.block += 1;
+    }
+
+    /// The server confirmed what `key` asked for.
+    pub fn confirm(&mut self, key: Key) {
+        while let Some(i) = self.pending.iter().position(|p| p.key == key) {
+            if let Some(p) = self.pending.remove(i) {
+                self.apply(p.change);
+            }
+        }
+    }
+
+    /// The server refused or skipped what `key` asked for, or proctor never forwarded it.
+    /// Returns the (first) change dropped, to say what failed.
+    pub fn discard(&mut self, key: Key) -> Option<Change> {
+        let mut first = None;
+        while let Some(i) = self.pending.iter().position(|p| p.key == key) {
+            if let Some(p) = self.pending.remove(i) {
+                first.get_or_insert(p.change);
+            }
+        }
+        first
+    }
+
+    /// The server has answered every block before the current one, so nothing of theirs can
+    /// still be pending. Should a change be left over (a path that lost track of it), what it
+    /// touched is forgotten: a name becomes unknown, never wrongly known, and no later
+    /// message waits for it forever.
+    pub fn settle_earlier_blocks(&mut self) {
+        let block = self.block;
+        let mut left = VecDeque::with_capacity(self.pending.len());
+        while let Some(p) = self.pending.pop_front() {
+            if p.block < block {
+                tracing::debug!("postgres: a name change was never answered; forgetting it");
+                self.forget_touched(&p.change);
+            } else {
+                left.push_back(p);
+            }
+        }
+        self.pending = left;
+    }
+
+    /// The server answered a sync point: SQL statements up to `last_statement` that it did not
+    /// confirm did not take effect (they failed, or were skipped after an earlier error).
+    pub fn settle_statements(&mut self, last_statement: u64) {
+        self.pending
+            .retain(|p| !matches!(p.key, Key::Statement(id) if id <= last_statement));
+    }
+
+    /// The server left its transaction (ReadyForQuery `I`): it dropped every portal.
+    pub fn transaction_ended(&mut self) {
+        self.portals.clear();
+    }
+
+    pub fn statement(&self, name: &str) -> Lookup<&Prepared> {
+        if let Some(p) = self
+            .pending
+            .iter()
+            .rev()
+            .find(|p| p.change.touches_statement(name))
+        {
+            if p.block < self.block {
+                return Lookup::Wait;
+            }
+            return match &p.change {
+                Change::Statement(_, prepared) => Lookup::Known(prepared),
+                _ => Lookup::Absent,
+            };
+        }
+        match self.statements.get(name) {
+            Some(p) => Lookup::Known(p),
+            None => Lookup::Absent,
+        }
+    }
+
+    pub fn portal(&self, name: &str) -> Lookup<&Portal> {
+        if let Some(p) = self
+            .pending
+            .iter()
+            .rev()
+            .find(|p| p.change.touches_portal(name))
+        {
+            if p.block < self.block {
+                return Lookup::Wait;
+            }
+            return match &p.change {
+                Change::Portal(_, portal) => Lookup::Known(portal),
+                _ => Lookup::Absent,
+            };
+        }
+        match self.portals.get(name) {
+            Some(p) => Lookup::Known(p),
+            None => Lookup::Absent,
+        }
+    }
+
+    /// The portal an allowed Execute runs, to mark it executed (pending or confirmed).
+    pub fn portal_mut(&mut self, name: &str) -> Option<&mut Portal> {
+        let block = self.block;
+        if let Some(p) = self
+            .pending
+            .iter_mut()
+            .rev()
+            .find(|p| p.change.touches_portal(name))
+        {
+            return match &mut p.change {
+                Change::Portal(_, portal) if p.block == block => Some(portal),
+                _ => None,
+            };
+        }
+        self.portals.get_mut(name)
+    }
+
+    /// A confirmed statement, to attach what a Describe answered.
+    pub fn confirmed_statement_mut(&mut self, name: &str) -> Option<&mut Prepared> {
+        self.statements.get_mut(name)
+    }
+
+    pub fn confirmed_portal_mut(&mut self, name: &str) -> Option<&mut Portal> {
+        self.portals.get_mut(name)
+    }
+
+    pub fn confirmed_statement(&self, name: &str) -> Option<&Prepared> {
+        self.statements.get(name)
+    }
+
+    pub fn confirmed_portal(&self, name: &str) -> Option<&Portal> {
+        self.portals.get(name)
+    }
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Statement(name, prepared) => {
+                if self.statements.len() < MAX_NAMES || self.statements.contains_key(&name) {
+                    self.statements.insert(name, prepared);
+                } else {
+                    // Not remembered: the unnamed statement is kept, so a later message that
+                    // names `name` meets Absent (unknown), never an older statement.
+                    self.statements.remove(&name);
+                }
+            }
+            Change::CloseStatement(name) => {
+                self.statements.remove(&name);
+            }
+            Change::ForgetStatements => self.statements.clear(),
+            Change::Portal(name, portal) => {
+                if self.portals.len() < MAX_NAMES || self.portals.contains_key(&name) {
+                    self.portals.insert(name, *portal);
+                } else {
+                    self.portals.remove(&name);
+                }
+            }
+            Change::ClosePortal(name) => {
+                self.portals.remove(&name);
+            }
+            Change::ForgetPortals => self.portals.clear(),
+        }
+    }
+
+    fn forget_touched(&mut self, change: &Change) {
+        match change {
+            Change::Statement(n, _) | Change::CloseStatement(n) => {
+                self.statements.remove(n);
+            }
+            Change::ForgetStatements => self.statements.clear(),
+            Change::Portal(n, _) | Change::ClosePortal(n) => {
+                self.portals.remove(n);
+            }
+            Change::ForgetPortals => self.portals.clear(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// What a change asked for, for the record of a failure.
+pub(super) fn describe(change: Option<&Change>) -> String {
+    match change {
+        Some(Change::Statement(name, p)) => {
+            format!("Parse of statement {name:?} ({:?})", p.judged.text)
+        }
+        Some(Change::CloseStatement(name)) => format!("Close of statement {name:?}"),
+        Some(Change::Portal(name, p)) => {
+            format!("Bind of portal {name:?} to statement {:?}", p.statement)
+        }
+        Some(Change::ClosePortal(name)) => format!("Close of portal {name:?}"),
+        Some(Change::ForgetStatements | Change::ForgetPortals) | None => "a message".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{LexContext, classify_prepared};
+
+    fn prepared(sql: &str) -> Prepared {
+        Prepared {
+            judged: Arc::new(classify_prepared(sql, LexContext::default())),
+            columns: None,
+        }
+    }
+
+    fn text(l: Lookup<&Prepared>) -> Option<String> {
+        match l {
+            Lookup::Known(p) => Some(p.judged.text.clone()),
+            Lookup::Absent => None,
+            Lookup::Wait => Some("WAIT".into()),
+        }
+    }
+
+    #[test]
+    fn a_refused_parse_leaves_the_old_statement() {
+        let mut n = Names::default();
+        let k = n.ticket();
+        n.push(k, Change::Statement("s1".into(), prepared("DELETE FROM a")));
+        n.sync_point();
+        n.confirm(k);
+        let k2 = n.ticket();
+        n.push(k2, Change::Statement("s1".into(), prepared("SELECT 1")));
+        n.sync_point();
+        // A Bind in the next block cannot know yet whether the second Parse succeeds.
+        assert_eq!(text(n.statement("s1")).as_deref(), Some("WAIT"));
+        n.discard(k2);
+        assert_eq!(text(n.statement("s1")).as_deref(), Some("DELETE FROM a"));
+    }
+
+    #[test]
+    fn the_same_block_sees_its_own_changes() {
+        let mut n = Names::default();
+        let k = n.ticket();
+        n.push(k, Change::Statement("s".into(), prepared("SELECT 1")));
+        assert_eq!(text(n.statement("s")).as_deref(), Some("SELECT 1"));
+        let c = n.ticket();
+        n.push(c, Change::CloseStatement("s".into()));
+        assert_eq!(text(n.statement("s")), None);
+    }
+
+    #[test]
+    fn sql_changes_settle_at_the_sync_point() {
+        let mut n = Names::default();
+        n.push(
+            Key::Statement(3),
+            Change::Statement("q".into(), prepared("SELECT 1")),
+        );
+        n.sync_point();
+        assert_eq!(text(n.statement("q")).as_deref(), Some("WAIT"));
+        n.settle_statements(3);
+        assert_eq!(text(n.statement("q")), None);
+        assert_eq!(n.pending_len(), 0);
+    }
+
+    #[test]
+    fn forgetting_portals_makes_every_portal_unknown() {
+        let mut n = Names::default();
+        let k = n.ticket();
+        let portal = Portal {
+            statement: String::new(),
+            judged: None,
+            params: Vec::new(),
+            result_formats: Vec::new(),
+            columns: None,
+            executed: None,
+        };
+        n.push(k, Change::Portal("c".into(), Box::new(portal)));
+        n.confirm(k);
+        assert!(matches!(n.portal("c"), Lookup::Known(_)));
+        n.push(Key::Statement(1), Change::ForgetPortals);
+        assert!(matches!(n.portal("c"), Lookup::Absent));
+        n.sync_point();
+        assert!(matches!(n.portal("c"), Lookup::Wait));
+        n.confirm(Key::Statement(1));
+        assert!(matches!(n.portal("c"), Lookup::Absent));
+    }
+}
