@@ -272,3 +272,47 @@ async fn without_an_auditor_key_sealing_falls_back_to_redaction() {
     assert!(all.contains("[REDACTED:card-number:19]"), "{all}");
     assert!(!all.contains("[SEALED:"), "{all}");
 }
+
+/// Issue 18, item 2: a private key with no END line would redact everything after it. The
+/// approver would see `... [REDACTED:private-key]` while the hidden code ran, so such an
+/// action is held whole, whatever the policy says; a secret that is only a value is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redaction_that_would_hide_code_holds_the_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    let server = proctor::serve::start(config).await.unwrap();
+    let core = server.core.clone();
+    let s = open(&core, vec![]).await;
+    let hiding = [
+        Action::CommandLine {
+            channel: 0,
+            line: "echo '-----BEGIN PRIVATE KEY-----' ; rm -rf /srv/data".into(),
+        },
+        Action::Exec {
+            channel: 1,
+            command: "true # -----BEGIN PRIVATE KEY-----\nrm -rf /srv/data".into(),
+        },
+    ];
+    for action in hiding {
+        let d = s.gate.decide(action.clone()).await.unwrap();
+        match d {
+            Decision::Held(hold) => {
+                assert_eq!(hold.rule, "redaction-hides-text", "{action:?}");
+                drop(hold);
+            }
+            other => panic!("{action:?}: {other:?}"),
+        }
+    }
+    // A secret value alone is redacted in the record and the action judged as usual.
+    let d = s
+        .gate
+        .decide(Action::CommandLine {
+            channel: 0,
+            line: "curl -H 'Authorization: Bearer abcdefgh12345678' https://api".into(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(d, Decision::Allow), "{d:?}");
+    s.gate.end(Outcome::Completed, "done").await.unwrap();
+    server.stop().await;
+}

@@ -323,6 +323,27 @@ impl Redactor {
         Some(out)
     }
 
+    /// The kind of the first secret whose redaction would hide more than a value: a span that
+    /// crosses a line, holds a statement or command separator or a comment delimiter, or
+    /// runs to the end of the text with white space in it (a private key with no END line
+    /// swallows everything after it). Whoever judges the action would not see that part, and
+    /// the record would not hold it, so such an action is held whole instead.
+    pub fn hides_code(&self, text: &str) -> Option<String> {
+        if !self.enabled || text.is_empty() {
+            return None;
+        }
+        let mut hits = Vec::new();
+        self.find(text, &mut hits);
+        hits.iter().find_map(|h| {
+            let (s, e) = (floor_char(text, h.start), ceil_char(text, h.end));
+            let span = &text[s..e];
+            let separators = ["\n", "\r", ";", "|", "&", "`", "$(", "--", "/*", "*/"];
+            let risky = separators.iter().any(|c| span.contains(c))
+                || (e == text.len() && span.chars().any(char::is_whitespace));
+            risky.then(|| h.kind.to_string())
+        })
+    }
+
     /// `text` with every detected secret replaced; borrowed when nothing was found.
     pub fn text<'t>(&self, session: &str, text: &'t str) -> Cow<'t, str> {
         if !self.enabled || text.is_empty() {

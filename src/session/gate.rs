@@ -346,6 +346,19 @@ impl SessionGate {
             judgement.rule = "killed".into();
             judgement.reason = reason;
         }
+        // What is recorded and shown to approvers is the redacted action, so redaction must
+        // not hide code: an action where it would is held, whatever the policy said.
+        if matches!(judgement.action, RuleAction::Allow | RuleAction::Alert)
+            && let Some(kind) = redaction_hides_code(&self.core.redactor(), &action)
+        {
+            judgement.action = RuleAction::Hold;
+            judgement.rule = "redaction-hides-text".into();
+            judgement.reason = format!(
+                "a {kind} secret would be redacted together with text around it that may run; \
+                 held so that nothing runs unseen (an auditor key reveals the sealed text)"
+            );
+            judgement.min_approvals = judgement.min_approvals.max(1);
+        }
         // Policy judged the clear action; what is recorded, and shown to approvers, is the
         // redacted one.
         let redacted = self
@@ -467,6 +480,16 @@ impl SessionGate {
             }
             RuleAction::Allow | RuleAction::Alert => Decision::Allow,
         }
+    }
+}
+
+/// The kind of a secret whose redaction would hide more than a value in the action's text.
+fn redaction_hides_code(redactor: &crate::redact::Redactor, action: &Action) -> Option<String> {
+    match action {
+        Action::Statement(s) => redactor.hides_code(&s.text),
+        Action::Exec { command, .. } => redactor.hides_code(command),
+        Action::CommandLine { line, .. } => redactor.hides_code(line),
+        _ => None,
     }
 }
 

@@ -300,10 +300,7 @@ impl Relay {
     /// since: it skips whatever proctor forwards now, Queries included, up to that Sync.
     pub(super) fn server_skipping(&self) -> bool {
         self.target_skipping.is_some()
-            && !self
-                .expect
-                .iter()
-                .any(|e| matches!(e, Expect::Sync { .. }))
+            && !self.expect.iter().any(|e| matches!(e, Expect::Sync { .. }))
     }
 
     /// A Sync or a Query went to the server: what follows is a new block.
