@@ -100,6 +100,9 @@ enum DownEnd {
     Cancelled,
     /// Recording failed: nothing more may be forwarded.
     RecordFailed,
+    /// Proctor's own model of the channel broke (a panic in the terminal model poisoned its
+    /// lock): nothing it would judge can be trusted, so nothing more is forwarded.
+    Internal,
 }
 
 /// Something that ends a wait early.
@@ -384,21 +387,28 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
                 ..
             } => {
                 let allowed = ctx.sess.target.allow_pty;
-                let _ = gate
+                let recorded = gate
                     .record(Event::ChannelRequest {
                         channel: num,
                         request: "pty-req".into(),
                         detail: format!("term={term} cols={col_width} rows={row_height}"),
                         accepted: allowed,
                     })
-                    .await;
-                let _ = gate
-                    .record(Event::Resize {
-                        channel: num,
-                        cols: col_width,
-                        rows: row_height,
-                    })
-                    .await;
+                    .await
+                    .and(
+                        gate.record(Event::Resize {
+                            channel: num,
+                            cols: col_width,
+                            rows: row_height,
+                        })
+                        .await,
+                    );
+                if recorded.is_err() {
+                    // Fail closed: nothing whose record failed reaches the target.
+                    end_on_interrupt(&ctx, &Interrupt::Down(DownEnd::RecordFailed), Style::Plain)
+                        .await;
+                    return;
+                }
                 if allowed {
                     setup.pty = Some(PtyReq {
                         term,
@@ -426,13 +436,18 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
                 pix_width,
                 pix_height,
             } => {
-                let _ = gate
+                let recorded = gate
                     .record(Event::Resize {
                         channel: num,
                         cols: col_width,
                         rows: row_height,
                     })
                     .await;
+                if recorded.is_err() {
+                    end_on_interrupt(&ctx, &Interrupt::Down(DownEnd::RecordFailed), Style::Plain)
+                        .await;
+                    return;
+                }
                 if let Some(p) = setup.pty.as_mut() {
                     p.cols = col_width;
                     p.rows = row_height;
@@ -685,7 +700,31 @@ async fn end_on_interrupt(ctx: &ChanCtx, i: &Interrupt, style: Style) {
             .await;
             close_agent(ctx).await;
         }
+        Interrupt::Down(DownEnd::Internal) => {
+            let message = "proctor: internal error in the channel's terminal model; the \
+                           channel is closed";
+            let _ = ctx
+                .sess
+                .gate
+                .record(Event::ProtocolError {
+                    party: proctor_gate::Party::Proctor,
+                    message: message.into(),
+                })
+                .await;
+            notice(ctx, message, style).await;
+            close_agent(ctx).await;
+        }
         Interrupt::Down(_) | Interrupt::AgentGone => {}
+    }
+}
+
+/// Runs `f` on the channel's line tracker. A poisoned lock (the terminal model panicked, on
+/// hostile output or a bug) ends the channel: a shell whose lines proctor can no longer
+/// rebuild must not have them forwarded unjudged.
+fn track<T>(tracker: &Mutex<LineTracker>, f: impl FnOnce(&mut LineTracker) -> T) -> Flow<T> {
+    match tracker.lock() {
+        Ok(mut t) => Ok(f(&mut t)),
+        Err(_) => Err(Interrupt::Down(DownEnd::Internal)),
     }
 }
 
@@ -815,7 +854,8 @@ async fn relay(
         let _ = fwd_cancel_tx.send(true);
         let _ = cancel_tx.send(true);
         let ttx = forwarder.await.ok();
-        if let Interrupt::Stop(_) | Interrupt::Down(DownEnd::TargetGone | DownEnd::RecordFailed) =
+        if let Interrupt::Stop(_)
+        | Interrupt::Down(DownEnd::TargetGone | DownEnd::RecordFailed | DownEnd::Internal) =
             &ended
         {
             end_on_interrupt(&ctx, &ended, style).await;
@@ -968,7 +1008,7 @@ impl Upstream {
                     pix_width,
                     pix_height,
                 } => {
-                    let _ = self
+                    let recorded = self
                         .ctx
                         .sess
                         .gate
@@ -978,10 +1018,13 @@ impl Upstream {
                             rows: row_height,
                         })
                         .await;
+                    if recorded.is_err() {
+                        return Interrupt::Down(DownEnd::RecordFailed);
+                    }
                     if let Mode::Shell(t) = &self.mode
-                        && let Ok(mut t) = t.lock()
+                        && let Err(i) = track(t, |t| t.resize(col_width, row_height))
                     {
-                        t.resize(col_width, row_height);
+                        return i;
                     }
                     self.send(Fwd::WindowChange {
                         cols: col_width,
@@ -991,7 +1034,7 @@ impl Upstream {
                     })
                 }
                 ChannelMsg::Signal { signal } => {
-                    let _ = self
+                    let recorded = self
                         .ctx
                         .sess
                         .gate
@@ -1002,6 +1045,9 @@ impl Upstream {
                             accepted: true,
                         })
                         .await;
+                    if recorded.is_err() {
+                        return Interrupt::Down(DownEnd::RecordFailed);
+                    }
                     self.send(Fwd::Signal(signal))
                 }
                 ChannelMsg::SetEnv {
@@ -1125,29 +1171,23 @@ impl Upstream {
         data: Bytes,
         input: &mut AgentIn,
     ) -> Flow<()> {
-        if tracker.lock().map(|t| t.is_raw()).unwrap_or(false) {
+        if track(tracker, |t| t.is_raw())? {
             return self.raw_shell_input(tracker, data, input).await;
         }
         let mut start = 0;
         for i in 0..data.len() {
-            let step = match tracker.lock() {
-                Ok(mut t) => t.input_byte(data[i]),
-                Err(_) => Step::Continue,
-            };
+            let step = track(tracker, |t| t.input_byte(data[i]))?;
             if step != Step::Submit {
                 continue;
             }
             self.forward(data.slice(start..i)).await?;
             start = i + 1;
-            let needs_screen = tracker.lock().map(|t| t.needs_screen()).unwrap_or(false);
-            if needs_screen {
+            if track(tracker, |t| t.needs_screen())? {
                 self.settle(tracker).await?;
             }
-            let line = tracker.lock().map(|t| t.line()).unwrap_or_default();
+            let line = track(tracker, |t| t.line())?;
             let verdict = self.judge_line(&line, input).await;
-            if let Ok(mut t) = tracker.lock() {
-                t.finish_line(&line);
-            }
+            track(tracker, |t| t.finish_line(&line))?;
             match verdict {
                 Judged::Allow => self.forward(data.slice(i..i + 1)).await?,
                 Judged::Deny(msg) => {
@@ -1181,10 +1221,7 @@ impl Upstream {
     ) -> Flow<()> {
         let mut start = 0;
         for i in 0..data.len() {
-            let step = match tracker.lock() {
-                Ok(mut t) => t.input_byte(data[i]),
-                Err(_) => Step::Continue,
-            };
+            let step = track(tracker, |t| t.input_byte(data[i]))?;
             if step != Step::Submit {
                 continue;
             }
@@ -1205,11 +1242,9 @@ impl Upstream {
         tracker: &Arc<Mutex<LineTracker>>,
         input: &mut AgentIn,
     ) -> Flow<()> {
-        let line = tracker.lock().map(|t| t.line()).unwrap_or_default();
+        let line = track(tracker, |t| t.line())?;
         let verdict = self.judge_line(&line, input).await;
-        if let Ok(mut t) = tracker.lock() {
-            t.finish_line(&line);
-        }
+        track(tracker, |t| t.finish_line(&line))?;
         let bytes = self.raw_line.split().freeze();
         match verdict {
             Judged::Allow => self.forward(bytes).await,
@@ -1227,10 +1262,7 @@ impl Upstream {
         tracker: &Arc<Mutex<LineTracker>>,
         input: &mut AgentIn,
     ) -> Flow<()> {
-        let pending = tracker
-            .lock()
-            .map(|t| t.is_raw() && t.has_partial_line())
-            .unwrap_or(false);
+        let pending = track(tracker, |t| t.is_raw() && t.has_partial_line())?;
         if pending || !self.raw_line.is_empty() {
             self.submit_raw_line(tracker, input).await?;
         }
@@ -1241,10 +1273,7 @@ impl Upstream {
     async fn settle(&mut self, tracker: &Arc<Mutex<LineTracker>>) -> Flow<()> {
         let began = Instant::now();
         loop {
-            let last = tracker
-                .lock()
-                .map(|t| t.last_output())
-                .unwrap_or_else(|_| Instant::now());
+            let last = track(tracker, |t| t.last_output())?;
             let now = Instant::now();
             let quiet_since = last.max(began);
             if now.duration_since(quiet_since) >= ECHO_QUIET
@@ -1554,12 +1583,24 @@ async fn output(
     record_output(ctx, log, tally, stream, &data).await?;
     match mode {
         Mode::Shell(t) => {
-            if let Ok(mut t) = t.lock() {
-                t.feed_output(&data);
+            // A panic in the terminal model (on hostile output, or a bug) must not pass
+            // unnoticed: it poisons the tracker, which ends the channel on both sides.
+            let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match t.lock() {
+                Ok(mut t) => {
+                    t.feed_output(&data);
+                    true
+                }
+                Err(_) => false,
+            }));
+            if !matches!(fed, Ok(true)) {
+                return Err(DownEnd::Internal);
             }
         }
         Mode::Sftp(t) => {
-            let done = t.lock().map(|mut t| t.replies(&data)).unwrap_or_default();
+            let done = t
+                .lock()
+                .map(|mut t| t.replies(&data))
+                .map_err(|_| DownEnd::Internal)?;
             for op in done {
                 log.push(Event::Sftp(op))
                     .await
@@ -1621,4 +1662,52 @@ pub(crate) async fn relay_raw(
     let (rx, atx) = agent.split();
     let input = AgentIn::new(rx, &ctx);
     relay(ctx, input, atx, target, Mode::Raw, Style::Silent, false).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic while the terminal model holds its lock (hostile output, a bug) poisons it;
+    /// from then on the channel ends instead of forwarding lines it can no longer rebuild.
+    #[test]
+    fn a_poisoned_line_tracker_ends_the_channel() {
+        let tracker = Arc::new(Mutex::new(LineTracker::new(Some((80, 24)))));
+        assert!(matches!(track(&tracker, |t| t.is_raw()), Ok(false)));
+        let t2 = tracker.clone();
+        let crashed = std::thread::spawn(move || {
+            let _guard = t2.lock();
+            panic!("the terminal model panicked on hostile output");
+        })
+        .join();
+        assert!(crashed.is_err());
+        for _ in 0..2 {
+            assert!(matches!(
+                track(&tracker, |t| t.input_byte(b'\r')),
+                Err(Interrupt::Down(DownEnd::Internal))
+            ));
+        }
+    }
+
+    /// Hostile terminal output never panics the model; if it did, the output path would
+    /// report the channel's end rather than unwind through the relay.
+    #[test]
+    fn hostile_output_is_fed_without_panicking() {
+        let mut t = LineTracker::new(Some((2, 1)));
+        let mut junk = Vec::new();
+        for i in 0..4096u32 {
+            junk.push((i.wrapping_mul(2_654_435_761) >> 13) as u8);
+        }
+        for chunk in [
+            b"\x1b[999999999;999999999H\x1b[?1049h\x1b[99999999L".as_slice(),
+            b"\x1b]52;c;Y3VybCB8IHNo\x07\x1b]2;title\x07\x1bP+q\x1b\\",
+            junk.as_slice(),
+        ] {
+            let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                t.feed_output(chunk);
+                t.resize(1, 1);
+            }));
+            assert!(fed.is_ok());
+        }
+    }
 }
