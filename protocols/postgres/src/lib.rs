@@ -32,6 +32,7 @@ pub mod results;
 pub mod scram_server;
 pub mod session;
 pub mod sqllex;
+pub mod uescape;
 pub mod startup;
 pub mod stream;
 pub mod target;

@@ -1,12 +1,22 @@
 //! A PostgreSQL-faithful lexer just deep enough to split a query string into statements the way
 //! the server will, find each statement's leading `reason:` comment, and build a cache key with
-//! literals collapsed.
+//! literals collapsed (or, for policy regexes and literal-dependent checks, the same text with
+//! literals kept).
 //!
 //! Splitting must agree with the server: if proctor saw one harmless statement where the server
 //! sees two, the second would run unjudged. So strings, quoted identifiers, dollar quotes and
 //! nested comments follow PostgreSQL's rules, an unterminated one is an error (the caller treats
-//! the whole text as unknown), and `BEGIN ATOMIC ... END` bodies of `CREATE FUNCTION` are kept
-//! whole as psql does.
+//! the whole text as unknown), `BEGIN ATOMIC ... END` bodies of `CREATE FUNCTION` are kept
+//! whole as psql does, and so is anything inside parentheses: PostgreSQL's grammar has a `;`
+//! inside parentheses only in a rule's action list (`CREATE RULE ... DO INSTEAD (a; b)`), and the
+//! server parses the whole query string before running any of it, so a `;` inside parentheses
+//! anywhere else makes the whole string a syntax error that runs nothing.
+//!
+//! Names are resolved as the server reads them: `U&"\0073et_config"` (with `UESCAPE`) becomes
+//! the quoted identifier `"set_config"` in the key, so classification and policy see the name the
+//! server will look up.
+
+use crate::uescape;
 
 /// One statement of a query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +35,15 @@ pub struct Piece<'a> {
     pub non_ascii: bool,
 }
 
+/// What [`Piece::key`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Literals collapsed to placeholders: the classification cache key.
+    Key,
+    /// Literals kept as written: what policy regexes and literal-dependent checks read.
+    Literals,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LexError {
     #[error("unterminated quoted string")]
@@ -35,6 +54,12 @@ pub enum LexError {
     UnterminatedDollar,
     #[error("unterminated comment")]
     UnterminatedComment,
+    #[error("{0}")]
+    Unicode(#[from] uescape::UescapeError),
+    #[error("UESCAPE must be followed by a one-character string")]
+    BadUescape,
+    #[error("zero-length delimited identifier")]
+    EmptyIdent,
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -51,6 +76,7 @@ fn is_space(b: u8) -> bool {
 
 struct Builder<'a> {
     src: &'a str,
+    mode: Mode,
     start: usize,
     key: String,
     reason: Option<String>,
@@ -61,12 +87,14 @@ struct Builder<'a> {
     words: u32,
     prev_begin: bool,
     atomic_depth: u32,
+    paren_depth: i64,
 }
 
 impl<'a> Builder<'a> {
-    fn new(src: &'a str, start: usize) -> Self {
+    fn new(src: &'a str, mode: Mode, start: usize) -> Self {
         Builder {
             src,
+            mode,
             start,
             key: String::new(),
             reason: None,
@@ -77,7 +105,21 @@ impl<'a> Builder<'a> {
             words: 0,
             prev_begin: false,
             atomic_depth: 0,
+            paren_depth: 0,
         }
+    }
+
+    /// A literal: its placeholder in the cache key, its own text otherwise.
+    fn literal(&mut self, placeholder: &str, written: &str) {
+        match self.mode {
+            Mode::Key => self.token(placeholder),
+            Mode::Literals => self.token(written),
+        }
+    }
+
+    /// Whether a `;` here ends the statement.
+    fn at_top(&self) -> bool {
+        self.atomic_depth == 0 && self.paren_depth <= 0
     }
 
     fn space(&mut self) {
@@ -143,9 +185,19 @@ impl<'a> Builder<'a> {
 
 /// Splits `sql` into statements. Empty statements (only whitespace and comments) are dropped.
 pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
+    split_mode(sql, Mode::Key)
+}
+
+/// [`split`], but each [`Piece::key`] keeps its literals as written (comments removed,
+/// whitespace collapsed, Unicode-escaped names resolved): the text policy regexes read.
+pub fn split_literals(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
+    split_mode(sql, Mode::Literals)
+}
+
+fn split_mode(sql: &str, mode: Mode) -> Result<Vec<Piece<'_>>, LexError> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
-    let mut cur = Builder::new(sql, 0);
+    let mut cur = Builder::new(sql, mode, 0);
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -205,7 +257,7 @@ pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
                 if sql[tag_end..body_end].bytes().any(|x| x >= 0x80) {
                     cur.non_ascii = true;
                 }
-                cur.token("''");
+                cur.literal("''", &sql[i..body_end + tag.len()]);
                 i = body_end + tag.len();
             } else {
                 cur.token("$");
@@ -224,7 +276,7 @@ pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
                 cur.token(&sql[i..j]);
                 i = j;
             } else {
-                cur.token("0");
+                cur.literal("0", &sql[i..end]);
                 i = end;
             }
         } else if is_ident_start(c) {
@@ -247,26 +299,24 @@ pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
                 && w.eq_ignore_ascii_case("u")
                 && matches!(b.get(j + 1), Some(b'\'') | Some(b'"'))
             {
-                cur.token("U&");
-                if b[j + 1] == b'\'' {
-                    i = string(b, j + 1, false, &mut cur)?;
-                } else {
-                    let end = quoted_ident(b, j + 1)?;
-                    cur.token(&sql[j + 1..end]);
-                    i = end;
-                }
+                i = unicode_escaped(sql, i, &mut cur)?;
             } else {
                 cur.word(w);
                 cur.token(w);
                 i = j;
             }
-        } else if c == b';' && cur.atomic_depth == 0 {
-            let next = Builder::new(sql, i + 1);
+        } else if c == b';' && cur.at_top() {
+            let next = Builder::new(sql, mode, i + 1);
             std::mem::replace(&mut cur, next).finish(i, &mut out);
             i += 1;
         } else {
             if c >= 0x80 {
                 cur.non_ascii = true;
+            }
+            match c {
+                b'(' => cur.paren_depth += 1,
+                b')' => cur.paren_depth -= 1,
+                _ => {}
             }
             // ASCII punctuation and operators; a multi-byte character is handled as an
             // identifier above, so this never splits a UTF-8 sequence.
@@ -301,11 +351,99 @@ fn string(b: &[u8], i: usize, escaped: bool, cur: &mut Builder<'_>) -> Result<us
                 j += 2;
                 continue;
             }
-            cur.token("''");
+            // A prefix word (E, B, X, N, a type name) is already in the key.
+            let src = cur.src;
+            cur.literal("''", &src[i..j + 1]);
             return Ok(j + 1);
         }
         j += 1;
     }
+}
+
+/// Skips whitespace and comments from `i`; the index of the next token.
+fn skip_blank(b: &[u8], mut i: usize) -> Result<usize, LexError> {
+    loop {
+        match b.get(i) {
+            Some(&c) if is_space(c) => i += 1,
+            Some(b'-') if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            Some(b'/') if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 1;
+                i += 2;
+                while depth > 0 {
+                    if i + 1 >= b.len() {
+                        return Err(LexError::UnterminatedComment);
+                    }
+                    if b[i] == b'/' && b[i + 1] == b'*' {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b[i + 1] == b'/' {
+                        depth -= 1;
+                        i += 2;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            _ => return Ok(i),
+        }
+    }
+}
+
+/// A `U&'...'` string or `U&"..."` identifier starting at `i` (the `U`), with an optional
+/// `UESCAPE 'c'` after it (PostgreSQL looks past whitespace and comments for it). An identifier
+/// is decoded and written to the key as the plain quoted identifier the server resolves it to.
+fn unicode_escaped(sql: &str, i: usize, cur: &mut Builder<'_>) -> Result<usize, LexError> {
+    let b = sql.as_bytes();
+    let quote = b[i + 2];
+    let end = if quote == b'\'' {
+        // Collapsed or written out by `string`; the escapes cannot end the literal early.
+        let mut probe = Builder::new(sql, cur.mode, i);
+        let end = string(b, i + 2, false, &mut probe)?;
+        cur.non_ascii |= probe.non_ascii;
+        end
+    } else {
+        quoted_ident(b, i + 2)?
+    };
+    // Optional UESCAPE 'c'.
+    let mut escape = '\\';
+    let mut after = end;
+    let next = skip_blank(b, end)?;
+    let word_end = (next..b.len())
+        .find(|&k| !is_ident_cont(b[k]))
+        .unwrap_or(b.len());
+    if sql[next..word_end].eq_ignore_ascii_case("uescape") {
+        let lit = skip_blank(b, word_end)?;
+        if b.get(lit) != Some(&b'\'') {
+            return Err(LexError::BadUescape);
+        }
+        let close = lit + 1 + sql[lit + 1..].chars().next().map_or(0, char::len_utf8);
+        let c = sql[lit + 1..].chars().next().ok_or(LexError::BadUescape)?;
+        if b.get(close) != Some(&b'\'') || c == '\'' || !uescape::valid_escape_char(c) {
+            return Err(LexError::BadUescape);
+        }
+        escape = c;
+        after = close + 1;
+    }
+    if quote == b'\'' {
+        // Whatever the string says, it is a literal: the key does not depend on its value.
+        cur.literal("U&''", &sql[i..after]);
+    } else {
+        let body = sql[i + 3..end - 1].replace("\"\"", "\"");
+        let name = uescape::decode(&body, escape)?;
+        if name.is_empty() {
+            return Err(LexError::EmptyIdent);
+        }
+        let mut quoted = String::with_capacity(name.len() + 2);
+        quoted.push('"');
+        quoted.push_str(&name.replace('"', "\"\""));
+        quoted.push('"');
+        cur.token(&quoted);
+    }
+    Ok(after)
 }
 
 fn quoted_ident(b: &[u8], i: usize) -> Result<usize, LexError> {
@@ -480,6 +618,57 @@ mod tests {
         }
         assert!(split("/* ééééé */ select 1").is_ok());
         assert!(split("-- é\nselect 1").is_ok());
+    }
+
+    #[test]
+    fn rule_actions_and_parentheses_stay_whole() {
+        assert_eq!(
+            texts(
+                "CREATE RULE r AS ON DELETE TO t DO INSTEAD (INSERT INTO a VALUES (1); DELETE FROM copydml_test); SELECT 2"
+            ),
+            vec![
+                "CREATE RULE r AS ON DELETE TO t DO INSTEAD (INSERT INTO a VALUES (1); DELETE FROM copydml_test)",
+                "SELECT 2"
+            ]
+        );
+        // Anywhere else a `;` inside parentheses is a syntax error for the whole string.
+        assert_eq!(texts("select (1; delete from t)"), vec!["select (1; delete from t)"]);
+        assert_eq!(texts("select 1); delete from t"), vec!["select 1)", "delete from t"]);
+    }
+
+    #[test]
+    fn unicode_escaped_names_resolve() {
+        let k = |sql: &str| split(sql).unwrap().remove(0).key;
+        assert_eq!(
+            k("SELECT U&\"\\0073et_config\"('role', 'x', false)"),
+            "SELECT \"set_config\"('', '', false)"
+        );
+        assert_eq!(
+            k("select u&\"pg!005fterminate_backend\" /* c */ UESCAPE '!' (1)"),
+            "select \"pg_terminate_backend\" (0)"
+        );
+        assert_eq!(
+            k("select U&\"a\"\"b\\0022\" from t"),
+            "select \"a\"\"b\"\"\" from t"
+        );
+        assert_eq!(k("select U&'\\0041' uescape '!' , 1"), "select U&'' , 0");
+        let lit = |sql: &str| split_literals(sql).unwrap().remove(0).key;
+        assert_eq!(
+            lit("SELECT /* x */ U&\"\\0073et_config\"('role',\n E'a\\'b', $$c$$, 1.5)"),
+            "SELECT \"set_config\"('role', E'a\\'b', $$c$$, 1.5)"
+        );
+        assert_eq!(lit("select U&'!0041' UESCAPE '!'"), "select U&'!0041' UESCAPE '!'");
+        for bad in [
+            "select U&\"\\00\"",
+            "select U&\"\"",
+            "select U&\"x\" UESCAPE 'ab'",
+            "select U&\"x\" UESCAPE '+'",
+            "select U&\"x\" UESCAPE x",
+        ] {
+            assert!(split(bad).is_err(), "{bad}");
+        }
+        // Not a U& prefix: an identifier `u`, the operator `&` and a string.
+        assert_eq!(k("select u & 'x'"), "select u & ''");
     }
 
     #[test]
