@@ -26,6 +26,7 @@ pub const ALPN_PROTOCOL: &[u8] = b"postgresql";
 pub mod cancel;
 pub mod classify;
 pub mod frontend;
+mod pg_settings;
 pub mod fuzzing;
 pub mod relay;
 pub mod results;
