@@ -222,16 +222,10 @@ impl<'a> Subject<'a> {
         if let Some(v) = self.unqualified {
             return v;
         }
-        let v = self.statement().is_some_and(|s| {
-            let c = s.command.to_ascii_uppercase();
-            // Parsing again is only worth it for statements that can be unqualified DML.
-            (c.contains("DELETE")
-                || c.contains("UPDATE")
-                || c.contains("WITH")
-                || c.contains("SELECT")
-                || c.contains("EXPLAIN"))
-                && sql::has_unqualified_dml(&s.text)
-        });
+        // Parsing again is only worth it for text that can hold such DML at all.
+        let v = self
+            .statement()
+            .is_some_and(|s| sql::dml_candidate(&s.text) && sql::has_unqualified_dml(&s.text));
         self.unqualified = Some(v);
         v
     }
