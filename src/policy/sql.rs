@@ -239,6 +239,8 @@ mod tests {
         ] {
             assert!(!has_unqualified_dml(sql), "{sql}");
         }
-        assert!(!dml_candidate("SELECT abalance FROM pgbench_accounts WHERE aid = 1"));
+        assert!(!dml_candidate(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1"
+        ));
     }
 }

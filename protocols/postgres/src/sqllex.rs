@@ -632,8 +632,14 @@ mod tests {
             ]
         );
         // Anywhere else a `;` inside parentheses is a syntax error for the whole string.
-        assert_eq!(texts("select (1; delete from t)"), vec!["select (1; delete from t)"]);
-        assert_eq!(texts("select 1); delete from t"), vec!["select 1)", "delete from t"]);
+        assert_eq!(
+            texts("select (1; delete from t)"),
+            vec!["select (1; delete from t)"]
+        );
+        assert_eq!(
+            texts("select 1); delete from t"),
+            vec!["select 1)", "delete from t"]
+        );
     }
 
     #[test]
@@ -657,7 +663,10 @@ mod tests {
             lit("SELECT /* x */ U&\"\\0073et_config\"('role',\n E'a\\'b', $$c$$, 1.5)"),
             "SELECT \"set_config\"('role', E'a\\'b', $$c$$, 1.5)"
         );
-        assert_eq!(lit("select U&'!0041' UESCAPE '!'"), "select U&'!0041' UESCAPE '!'");
+        assert_eq!(
+            lit("select U&'!0041' UESCAPE '!'"),
+            "select U&'!0041' UESCAPE '!'"
+        );
         for bad in [
             "select U&\"\\00\"",
             "select U&\"\"",

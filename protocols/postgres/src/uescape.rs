@@ -88,7 +88,15 @@ mod tests {
         assert_eq!(decode("a\\\\b", '\\').unwrap(), "a\\b");
         assert_eq!(decode("\\D83D\\DE00", '\\').unwrap(), "😀");
         assert_eq!(decode("plain", '\\').unwrap(), "plain");
-        for bad in ["\\00", "\\0000", "\\D83D", "\\DE00", "\\D83Dx", "\\+11FFFF", "\\x"] {
+        for bad in [
+            "\\00",
+            "\\0000",
+            "\\D83D",
+            "\\DE00",
+            "\\D83Dx",
+            "\\+11FFFF",
+            "\\x",
+        ] {
             assert!(decode(bad, '\\').is_err(), "{bad}");
         }
         assert!(valid_escape_char('!'));

@@ -96,9 +96,10 @@ pub(super) fn touches_every_row(s: &Statement) -> bool {
             let target = Target::of_name(name, i.table_alias.as_ref().map(|a| &a.alias));
             // Rows written out as VALUES each update at most the one row they conflict with;
             // a query as the source can propose every row of the table.
-            let from_values = i.source.as_ref().is_none_or(|q| {
-                q.with.is_none() && matches!(q.body.as_ref(), SetExpr::Values(_))
-            });
+            let from_values = i
+                .source
+                .as_ref()
+                .is_none_or(|q| q.with.is_none() && matches!(q.body.as_ref(), SetExpr::Values(_)));
             !from_values && !du.selection.as_ref().is_some_and(|w| restricts(w, &target))
         }
         _ => false,
