@@ -181,9 +181,14 @@ fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
         ));
     }
     let c = cached(&p.key);
-    if c.class == StatementClass::Dcl && c.tables.iter().any(|t| pg_settings::is_pg_settings(t)) {
+    if c.class == StatementClass::Dcl
+        && !p.backslash_in_string
+        && c.tables.iter().any(|t| pg_settings::is_pg_settings(t))
+    {
         // `UPDATE pg_settings` is a SET, and which setting it sets is in its literals, which the
-        // cache key erased: judge the text with its literals (still cached, by that text).
+        // cache key erased: judge the text with its literals (still cached, by that text). Not
+        // when a string holds a backslash: then sqlparser's reading of the literals is not
+        // trusted to be the server's, and the statement stays `dcl`.
         if let Ok(pieces) = sqllex::split_literals(p.text)
             && let [one] = pieces.as_slice()
         {
@@ -1315,6 +1320,7 @@ mod tests {
             "update PG_CATALOG.pg_settings s set setting = 'admin' where s.name = 'ROLE'",
             "UPDATE U&\"pg\\005fsettings\" SET setting = 'admin' WHERE name = 'session_authorization'",
             "UPDATE pg_settings SET setting = 'admin' WHERE name = E'role'",
+            "UPDATE pg_settings SET setting = E'\\' WHERE name = 'work_mem'",
             "UPDATE pg_settings SET setting = 'admin' WHERE name LIKE 'rol%'",
             "UPDATE pg_settings SET setting = 'admin'",
             "UPDATE pg_settings SET setting = 'x' WHERE name IN ('work_mem', 'role')",

@@ -141,7 +141,9 @@ fn same(a: &Expr, b: &Expr) -> bool {
             other => other,
         }
     }
-    strip(a).to_string().to_ascii_lowercase() == strip(b).to_string().to_ascii_lowercase()
+    strip(a)
+        .to_string()
+        .eq_ignore_ascii_case(&strip(b).to_string())
 }
 
 /// Tests true for every row whatever the column holds (NULLs aside).
