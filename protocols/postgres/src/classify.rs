@@ -1320,7 +1320,7 @@ mod tests {
             "update PG_CATALOG.pg_settings s set setting = 'admin' where s.name = 'ROLE'",
             "UPDATE U&\"pg\\005fsettings\" SET setting = 'admin' WHERE name = 'session_authorization'",
             "UPDATE pg_settings SET setting = 'admin' WHERE name = E'role'",
-            "UPDATE pg_settings SET setting = E'\\' WHERE name = 'work_mem'",
+            "UPDATE pg_settings SET setting = E'\\\\' WHERE name = 'work_mem'",
             "UPDATE pg_settings SET setting = 'admin' WHERE name LIKE 'rol%'",
             "UPDATE pg_settings SET setting = 'admin'",
             "UPDATE pg_settings SET setting = 'x' WHERE name IN ('work_mem', 'role')",
