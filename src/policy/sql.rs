@@ -49,8 +49,8 @@ pub fn normalize_cached(sql: &str) -> Arc<str> {
 /// Comment-free text with runs of whitespace collapsed, so a regex cannot be dodged with
 /// comments or line breaks, split and read by the PostgreSQL front end's own lexer: literals stay
 /// exactly as written (quotes doubled inside, so a literal cannot pass for code), and names
-/// written with Unicode escapes (`U&"\0073et_config"`) appear as the quoted name the server
-/// resolves them to (`"set_config"`). Statements are joined with `; `. Text that does not lex
+/// written quoted or with Unicode escapes (`"set_config"`, `U&"\0073et_config"`) appear as the
+/// name the server resolves them to, bare when it needs no quotes (`set_config`). Statements are joined with `; `. Text that does not lex
 /// (an unterminated string...) falls back to the raw text, whitespace collapsed; the front end
 /// classifies it `unknown`.
 pub fn normalize(sql: &str) -> String {
@@ -159,11 +159,11 @@ mod tests {
     fn normalize_resolves_unicode_escaped_names() {
         assert_eq!(
             normalize("SELECT U&\"\\0073et_config\"('role', 'x', false)"),
-            "SELECT \"set_config\"('role', 'x', false)"
+            "SELECT set_config('role', 'x', false)"
         );
         assert_eq!(
             normalize("select U&\"pg!005fterminate_backend\" UESCAPE '!' (1)"),
-            "select \"pg_terminate_backend\" (1)"
+            "select pg_terminate_backend (1)"
         );
     }
 

@@ -117,6 +117,22 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// A quoted identifier as written (`"..."`, quotes doubled inside). In the literal-keeping
+    /// text a name that needs no quotes (lower case letters, digits, `_`, `$`) is written bare,
+    /// as the name the server resolves, so a regex for `set_config(` sees `"set_config"(` too.
+    fn quoted_ident(&mut self, quoted: &str) {
+        let inner = &quoted[1..quoted.len() - 1];
+        let bare = self.mode == Mode::Literals
+            && inner
+                .bytes()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == b'_')
+            && inner
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'$');
+        self.token(if bare { inner } else { quoted });
+    }
+
     /// Whether a `;` here ends the statement.
     fn at_top(&self) -> bool {
         self.atomic_depth == 0 && self.paren_depth <= 0
@@ -240,7 +256,7 @@ fn split_mode(sql: &str, mode: Mode) -> Result<Vec<Piece<'_>>, LexError> {
             if sql[i..end].bytes().any(|x| x >= 0x80) {
                 cur.non_ascii = true;
             }
-            cur.token(&sql[i..end]);
+            cur.quoted_ident(&sql[i..end]);
             i = end;
         } else if c == b'$' {
             if b.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
@@ -441,7 +457,7 @@ fn unicode_escaped(sql: &str, i: usize, cur: &mut Builder<'_>) -> Result<usize, 
         quoted.push('"');
         quoted.push_str(&name.replace('"', "\"\""));
         quoted.push('"');
-        cur.token(&quoted);
+        cur.quoted_ident(&quoted);
     }
     Ok(after)
 }
@@ -661,11 +677,15 @@ mod tests {
         let lit = |sql: &str| split_literals(sql).unwrap().remove(0).key;
         assert_eq!(
             lit("SELECT /* x */ U&\"\\0073et_config\"('role',\n E'a\\'b', $$c$$, 1.5)"),
-            "SELECT \"set_config\"('role', E'a\\'b', $$c$$, 1.5)"
+            "SELECT set_config('role', E'a\\'b', $$c$$, 1.5)"
         );
         assert_eq!(
             lit("select U&'!0041' UESCAPE '!'"),
             "select U&'!0041' UESCAPE '!'"
+        );
+        assert_eq!(
+            lit("select \"pg_catalog\".\"lo_export\"(1), \"Mixed\", \"a b\", \"x\"\"y\""),
+            "select pg_catalog.lo_export(1), \"Mixed\", \"a b\", \"x\"\"y\""
         );
         for bad in [
             "select U&\"\\00\"",
