@@ -233,15 +233,11 @@ impl<'a> Subject<'a> {
         if let Some(v) = self.unqualified {
             return v;
         }
+        // Parsing again is only worth it for text that can hold such DML at all. An EXECUTE
+        // is judged by the statement it runs.
         let v = self.statement().is_some_and(|s| {
-            let c = s.command.to_ascii_uppercase();
-            // Parsing again is only worth it for statements that can be unqualified DML.
-            (c.contains("DELETE")
-                || c.contains("UPDATE")
-                || c.contains("WITH")
-                || c.contains("SELECT")
-                || c.contains("EXPLAIN"))
-                && sql::has_unqualified_dml(s.runs.as_deref().unwrap_or(&s.text))
+            let text = s.runs.as_deref().unwrap_or(&s.text);
+            sql::dml_candidate(text) && sql::has_unqualified_dml(text)
         });
         self.unqualified = Some(v);
         v

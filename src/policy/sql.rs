@@ -1,14 +1,16 @@
 //! SQL facts the policy needs beyond the protocol's classification: normalized text for
-//! regexes, and structural features such as a DELETE or UPDATE without WHERE.
+//! regexes, and structural features such as DML that touches every row.
+
+mod every_row;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use sqlparser::ast::{Expr, Statement, visit_expressions, visit_statements};
+use proctor_postgres::sqllex;
+use sqlparser::ast::{Statement, visit_statements};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
 /// Statement texts whose normalized form is remembered (prepared statements and drivers with
 /// bind parameters send the same text again and again; tokenizing it costs microseconds).
@@ -45,61 +47,72 @@ pub fn normalize_cached(sql: &str) -> Arc<str> {
 }
 
 /// Comment-free text with runs of whitespace collapsed, so a regex cannot be dodged with
-/// comments or line breaks. Falls back to the raw text when it does not tokenize.
+/// comments or line breaks, split and read by the PostgreSQL front end's own lexer: literals stay
+/// exactly as written (quotes doubled inside, so a literal cannot pass for code), and names
+/// written quoted or with Unicode escapes (`"set_config"`, `U&"\0073et_config"`) appear as the
+/// name the server resolves them to, bare when it needs no quotes (`set_config`). Statements are joined with `; `. Text that does not lex
+/// (an unterminated string...) falls back to the raw text, whitespace collapsed; the front end
+/// classifies it `unknown`.
 pub fn normalize(sql: &str) -> String {
-    let dialect = PostgreSqlDialect {};
-    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
-        return sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    };
-    let mut out = String::with_capacity(sql.len());
-    let mut pending_space = false;
-    for t in tokens {
-        match t {
-            Token::Whitespace(Whitespace::SingleLineComment { .. })
-            | Token::Whitespace(Whitespace::MultiLineComment(_))
-            | Token::Whitespace(_) => pending_space = true,
-            other => {
-                if pending_space && !out.is_empty() {
-                    out.push(' ');
-                }
-                pending_space = false;
-                push_token(&mut out, &other);
-            }
-        }
-    }
-    out
-}
-
-/// Appends a token as SQL. sqlparser prints string literals and quoted identifiers with their
-/// content unescaped (`'it''s'` as `'it's'`), which would let a literal pass for code in a
-/// regex (`'x''' || f() || '''y'` printing as `'x'' || f() || ''y'`); quotes are doubled back.
-fn push_token(out: &mut String, token: &Token) {
-    let quoted = |out: &mut String, prefix: &str, q: char, s: &str| {
-        out.push_str(prefix);
-        out.push(q);
-        for c in s.chars() {
-            if c == q {
-                out.push(q);
-            }
-            out.push(c);
-        }
-        out.push(q);
-    };
-    match token {
-        Token::SingleQuotedString(s) => quoted(out, "", '\'', s),
-        Token::NationalStringLiteral(s) => quoted(out, "N", '\'', s),
-        Token::UnicodeStringLiteral(s) => quoted(out, "U&", '\'', s),
-        Token::EscapedStringLiteral(s) => quoted(out, "E", '\'', &s.replace('\\', "\\\\")),
-        Token::DoubleQuotedString(s) => quoted(out, "", '"', s),
-        Token::Word(w) if w.quote_style == Some('"') => quoted(out, "", '"', &w.value),
-        other => out.push_str(&other.to_string()),
+    match sqllex::split_literals(sql) {
+        Ok(pieces) => pieces
+            .into_iter()
+            .map(|p| p.key)
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(_) => sql.split_whitespace().collect::<Vec<_>>().join(" "),
     }
 }
 
-/// Whether any DELETE or UPDATE in the text (including inside CTEs) lacks a WHERE clause.
+/// Whether the text can hold DML that touches every row at all: each such statement needs one of
+/// these keywords, which cannot be quoted or escaped. A cheap test before parsing.
+pub fn dml_candidate(sql: &str) -> bool {
+    const WORDS: [&str; 4] = ["delete", "update", "merge", "conflict"];
+    let b = sql.as_bytes();
+    WORDS.iter().any(|w| {
+        b.windows(w.len())
+            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+    })
+}
+
+type RowCache = Mutex<HashMap<Box<str>, bool>>;
+
+fn row_cache() -> &'static RowCache {
+    static CACHE: OnceLock<RowCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Whether any DELETE, UPDATE, MERGE or `INSERT ... ON CONFLICT DO UPDATE` in the text
+/// (including inside CTEs, and run by `EXPLAIN ANALYZE` or `PREPARE`) may touch every row of its
+/// table: no WHERE, or one that does not restrict the rows (see `every_row`). Judged on the
+/// statements' classification keys (literals collapsed: which literal a condition compares with
+/// does not change whether it restricts), so the answer is cached across literal values.
 /// Unparseable text answers `false`; such statements are class `unknown` and judged as such.
 pub fn has_unqualified_dml(sql: &str) -> bool {
-    let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+    let Ok(pieces) = sqllex::split(sql) else {
+        return false;
+    };
+    pieces.iter().any(|p| {
+        let lock = || match row_cache().lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(&v) = lock().get(p.key.as_str()) {
+            return v;
+        }
+        let v = key_touches_every_row(&p.key);
+        let mut c = lock();
+        if c.len() >= CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(p.key.as_str().into(), v);
+        v
+    })
+}
+
+fn key_touches_every_row(key: &str) -> bool {
+    let parsed = std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, key));
+    let Ok(Ok(statements)) = parsed else {
         return false;
     };
     // A plain EXPLAIN runs nothing; EXPLAIN ANALYZE runs its statement.
@@ -116,22 +129,14 @@ pub fn has_unqualified_dml(sql: &str) -> bool {
         _ => true,
     };
     let statements: Vec<Statement> = statements.iter().filter(runs).cloned().collect();
-    let found = visit_statements(&statements, |s| match s {
-        Statement::Delete(d) if d.selection.as_ref().is_none_or(constant) => ControlFlow::Break(()),
-        Statement::Update(u) if u.selection.as_ref().is_none_or(constant) => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    });
-    found.is_break()
-}
-
-/// A condition that names no column (`true`, `1 = 1`, `'a' = 'a'`) selects every row: it is no
-/// qualification at all.
-fn constant(e: &Expr) -> bool {
-    visit_expressions(e, |x| match x {
-        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
+    visit_statements(&statements, |s| {
+        if every_row::touches_every_row(s) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     })
-    .is_continue()
+    .is_break()
 }
 
 #[cfg(test)]
@@ -139,10 +144,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalize_keeps_quotes_inside_literals_escaped() {
+    fn normalize_keeps_literals_as_written() {
         assert_eq!(
             normalize("SELECT 'x''' || f() || '''y', \"a\"\"b\", E'it\\'s \\\\', N'n''n'"),
-            "SELECT 'x''' || f() || '''y', \"a\"\"b\", E'it''s \\\\', N'n''n'"
+            "SELECT 'x''' || f() || '''y', \"a\"\"b\", E'it\\'s \\\\', N'n''n'"
+        );
+        assert_eq!(
+            normalize("select 1;  select /* x */ $a$ -- $a$"),
+            "select 1; select $a$ -- $a$"
+        );
+    }
+
+    #[test]
+    fn normalize_resolves_unicode_escaped_names() {
+        assert_eq!(
+            normalize("SELECT U&\"\\0073et_config\"('role', 'x', false)"),
+            "SELECT set_config('role', 'x', false)"
+        );
+        assert_eq!(
+            normalize("select U&\"pg!005fterminate_backend\" UESCAPE '!' (1)"),
+            "select pg_terminate_backend (1)"
         );
     }
 
@@ -167,6 +188,59 @@ mod tests {
         assert!(has_unqualified_dml("update t set a = 1 where 1 = 1"));
         assert!(has_unqualified_dml("explain analyze delete from t"));
         assert!(!has_unqualified_dml("explain delete from t"));
-        assert!(!has_unqualified_dml("delete from t where a = 1 or true"));
+        assert!(has_unqualified_dml("delete from t where a = 1 or true"));
+    }
+
+    #[test]
+    fn every_row_dml_counts_as_unqualified() {
+        for sql in [
+            "DELETE FROM accounts WHERE id = id",
+            "delete from accounts a where a.id = A.ID",
+            "DELETE FROM accounts WHERE true OR id = 5",
+            "DELETE FROM accounts WHERE NOT false",
+            "DELETE FROM accounts WHERE 'a' = 'a'",
+            "DELETE FROM accounts WHERE coalesce(true)",
+            "DELETE FROM accounts WHERE (1 = 1) AND (id = id)",
+            "DELETE FROM accounts WHERE id IS NOT NULL",
+            "DELETE FROM accounts WHERE NOT (id = 5 AND false)",
+            "DELETE FROM accounts WHERE current_user = 'bob'",
+            "DELETE FROM accounts USING other o WHERE o.flag",
+            "DELETE FROM accounts WHERE EXISTS (SELECT 1 FROM other WHERE id = 1)",
+            "UPDATE accounts SET balance = 0 WHERE (SELECT count(*) FROM other) > 0",
+            "MERGE INTO accounts a USING other o ON true WHEN MATCHED THEN DELETE",
+            "MERGE INTO accounts a USING other o ON o.id = 1 WHEN MATCHED THEN UPDATE SET balance = 0",
+            "MERGE INTO accounts USING other ON accounts.id = accounts.id WHEN MATCHED THEN DELETE",
+            "INSERT INTO accounts SELECT * FROM accounts ON CONFLICT (id) DO UPDATE SET balance = 0",
+            "INSERT INTO accounts SELECT * FROM accounts ON CONFLICT (id) DO UPDATE SET balance = 0 WHERE excluded.balance > 0",
+            "WITH d AS (DELETE FROM accounts WHERE 1 = 1 RETURNING *) SELECT count(*) FROM d",
+            "PREPARE p AS DELETE FROM accounts WHERE true",
+            "EXPLAIN ANALYZE MERGE INTO accounts USING other ON true WHEN MATCHED THEN DELETE",
+            "COPY (DELETE FROM accounts RETURNING *) TO STDOUT",
+        ] {
+            assert!(has_unqualified_dml(sql), "{sql}");
+            assert!(dml_candidate(sql), "{sql}");
+        }
+        for sql in [
+            "DELETE FROM accounts WHERE id = 5",
+            "DELETE FROM accounts WHERE id = $1",
+            "DELETE FROM accounts a WHERE a.id IN (SELECT id FROM other)",
+            "DELETE FROM accounts WHERE EXISTS (SELECT 1 FROM other o WHERE o.id = accounts.id)",
+            "DELETE FROM accounts WHERE active",
+            "DELETE FROM accounts WHERE NOT active OR id = 5",
+            "DELETE FROM accounts WHERE id = 5 OR id = 6",
+            "UPDATE accounts SET balance = 0 FROM other o WHERE accounts.id = o.id",
+            "MERGE INTO accounts a USING other o ON a.id = o.id WHEN MATCHED THEN DELETE",
+            "MERGE INTO accounts a USING other o ON true WHEN MATCHED AND a.id = 5 THEN DELETE",
+            "MERGE INTO accounts a USING other o ON true WHEN NOT MATCHED THEN INSERT VALUES (1)",
+            "INSERT INTO accounts VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET balance = 0",
+            "INSERT INTO accounts SELECT * FROM other ON CONFLICT (id) DO UPDATE SET balance = 0 WHERE accounts.balance < 0",
+            "INSERT INTO accounts SELECT * FROM other ON CONFLICT DO NOTHING",
+            "INSERT INTO accounts SELECT * FROM other",
+        ] {
+            assert!(!has_unqualified_dml(sql), "{sql}");
+        }
+        assert!(!dml_candidate(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1"
+        ));
     }
 }

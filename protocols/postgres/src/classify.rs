@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use proctor_gate::StatementClass;
 use sqlparser::ast::{
-    CopySource, CopyTarget, Expr, ObjectName, ObjectType, Query, Select, Set, SetExpr,
-    Statement as Ast, TableFactor, Visit, Visitor,
+    CopySource, CopyTarget, Expr, LockTableMode, ObjectName, ObjectType, Query, Select, Set,
+    SetExpr, Statement as Ast, TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use crate::pg_settings::{self, resolved_name};
 use crate::sqllex::{self, Piece};
 
 /// What proctor knows about one statement.
@@ -184,7 +185,22 @@ fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
             "non-ASCII text in a client encoding that can hide quotes".into(),
         ));
     }
-    cached(&p.key)
+    let c = cached(&p.key);
+    if c.class == StatementClass::Dcl
+        && !p.backslash_in_string
+        && c.tables.iter().any(|t| pg_settings::is_pg_settings(t))
+    {
+        // `UPDATE pg_settings` is a SET, and which setting it sets is in its literals, which the
+        // cache key erased: judge the text with its literals (still cached, by that text). Not
+        // when a string holds a backslash: then sqlparser's reading of the literals is not
+        // trusted to be the server's, and the statement stays `dcl`.
+        if let Ok(pieces) = sqllex::split_literals(p.text)
+            && let [one] = pieces.as_slice()
+        {
+            return cached(&one.key);
+        }
+    }
+    c
 }
 
 const CACHE_LIMIT: usize = 8192;
@@ -254,6 +270,9 @@ pub fn leading_words(sql: &str) -> String {
 
 fn classify_key(key: &str) -> Classified {
     let words = leading_words(key);
+    if let Some(c) = two_phase(key) {
+        return c;
+    }
     // A parser bug must not take the session down with it: a panic is just "not parsed".
     let parse =
         |sql: &str| std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, sql));
@@ -303,9 +322,7 @@ fn classify_key(key: &str) -> Classified {
     let prepared = sql_prepared(stmt, walk.escalation());
     let mut tables = walk.tables;
     extra_tables(stmt, &mut tables);
-    tables.retain(|t| {
-        !walk.ctes.iter().any(|c| c.eq_ignore_ascii_case(t)) && !walk.table_functions.contains(t)
-    });
+    tables.retain(|t| !walk.ctes.contains(t) && !walk.table_functions.contains(t));
     Classified {
         class,
         command: command_of(stmt, &words),
@@ -360,6 +377,32 @@ fn sql_prepared(stmt: &Ast, escalation: Option<StatementClass>) -> Option<SqlPre
     }
 }
 
+/// `PREPARE TRANSACTION 'id'`, `COMMIT PREPARED 'id'`, `ROLLBACK PREPARED 'id'` (which sqlparser
+/// does not parse). A prepared transaction outlives the session: it keeps its locks and its
+/// changes until someone finishes it, so all three are writes (the defaults hold them).
+fn two_phase(key: &str) -> Option<Classified> {
+    let words: Vec<&str> = key.split(' ').collect();
+    let [a, b, id] = words.as_slice() else {
+        return None;
+    };
+    let command = format!("{} {}", a.to_ascii_uppercase(), b.to_ascii_uppercase());
+    if *id != "''"
+        || !matches!(
+            command.as_str(),
+            "PREPARE TRANSACTION" | "COMMIT PREPARED" | "ROLLBACK PREPARED"
+        )
+    {
+        return None;
+    }
+    Some(Classified {
+        class: StatementClass::Write,
+        command,
+        tables: Vec::new(),
+        note: None,
+        prepared: None,
+    })
+}
+
 /// `a OPERATOR(pg_catalog.=) ANY (...)`, as psql's `\d` and pg_dump's pattern queries write
 /// it, which sqlparser parses only before a plain operand. For classification only, each
 /// pg_catalog operator (only a superuser can define one) is written plainly; any other schema
@@ -407,8 +450,14 @@ fn maintenance(key: &str) -> Option<Classified> {
         return None;
     }
     rest = rest.trim_start();
+    // VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock: its command says so, for
+    // the policy (any mention of FULL among the options counts, whatever its value).
+    let mut full = false;
     if let Some(inner) = rest.strip_prefix('(') {
         let close = inner.find(')')?;
+        full |= inner[..close]
+            .split([' ', ','])
+            .any(|w| w.eq_ignore_ascii_case("full"));
         rest = inner[close + 1..].trim_start();
     }
     loop {
@@ -417,6 +466,7 @@ fn maintenance(key: &str) -> Option<Classified> {
             .iter()
             .any(|k| w.eq_ignore_ascii_case(k))
         {
+            full |= w.eq_ignore_ascii_case("full");
             rest = rest[w.len()..].trim_start();
         } else {
             break;
@@ -450,6 +500,11 @@ fn maintenance(key: &str) -> Option<Classified> {
     if depth != 0 {
         return None;
     }
+    let command = if full && command == "VACUUM" {
+        "VACUUM FULL".to_string()
+    } else {
+        command
+    };
     Some(Classified {
         class: StatementClass::Admin,
         command,
@@ -610,6 +665,7 @@ fn copy_options_as_booleans(key: &str) -> Option<String> {
 fn command_of(stmt: &Ast, words: &str) -> String {
     match stmt {
         Ast::Query(q) => query_command(q).to_string(),
+        Ast::Vacuum(v) if v.full => "VACUUM FULL".to_string(),
         _ => words.to_string(),
     }
 }
@@ -733,9 +789,16 @@ fn base_class(stmt: &Ast, words: &str) -> StatementClass {
             }
         }
         Ast::Fetch { .. } | Ast::Close { .. } => Read,
+        // LOCK in the modes ordinary statements take (SELECT: ACCESS SHARE; SELECT FOR UPDATE:
+        // ROW SHARE; DML: ROW EXCLUSIVE) is what those statements are; the stronger modes block
+        // other sessions' writes or reads until the transaction ends, which is admin.
+        Ast::Lock(lock) => match lock.lock_mode {
+            Some(LockTableMode::AccessShare) => Read,
+            Some(LockTableMode::RowShare | LockTableMode::RowExclusive) => Write,
+            _ => Admin,
+        },
         Ast::Vacuum(_)
         | Ast::Analyze(_)
-        | Ast::Lock(_)
         | Ast::LockTables { .. }
         | Ast::Kill { .. }
         | Ast::Load { .. } => Admin,
@@ -771,7 +834,7 @@ fn base_class(stmt: &Ast, words: &str) -> StatementClass {
 /// Tables sqlparser's visitor does not report as relations.
 fn extra_tables(stmt: &Ast, tables: &mut Vec<String>) {
     let mut add = |n: &ObjectName| {
-        let s = n.to_string();
+        let s = resolved_name(n);
         if !tables.contains(&s) {
             tables.push(s);
         }
@@ -797,8 +860,12 @@ fn function_class(name: &str) -> Option<StatementClass> {
     Some(match name {
         "nextval" | "setval" | "pg_notify" | "lo_create" | "lo_creat" | "lo_unlink" | "lo_put"
         | "lo_from_bytea" | "lo_open" | "lowrite" | "lo_write" | "lo_truncate" | "lo_truncate64"
-        | "pg_advisory_lock" | "pg_advisory_xact_lock" | "pg_try_advisory_lock"
-        | "pg_try_advisory_xact_lock" => Write,
+        // Transaction-level advisory locks end with the transaction, like row locks.
+        | "pg_advisory_xact_lock" | "pg_advisory_xact_lock_shared"
+        | "pg_try_advisory_xact_lock" | "pg_try_advisory_xact_lock_shared" => Write,
+        // Session-level advisory locks outlive the statement and the transaction.
+        "pg_advisory_lock" | "pg_advisory_lock_shared" | "pg_try_advisory_lock"
+        | "pg_try_advisory_lock_shared" => Admin,
         "pg_terminate_backend" | "pg_cancel_backend" | "pg_reload_conf" | "pg_rotate_logfile"
         | "pg_read_file" | "pg_read_binary_file" | "pg_ls_dir" | "pg_stat_file"
         | "pg_ls_logdir" | "pg_ls_waldir" | "pg_ls_tmpdir" | "pg_ls_archive_statusdir"
@@ -817,9 +884,12 @@ fn function_class(name: &str) -> Option<StatementClass> {
         // set_config can switch `role`; its arguments are literals the cache key erased.
         | "set_config" => Admin,
         // Run arbitrary SQL, possibly elsewhere.
-        "dblink" | "dblink_exec" | "dblink_send_query" | "dblink_open" | "dblink_connect"
-        | "dblink_connect_u" | "query_to_xml" | "query_to_xml_and_xmlschema"
-        | "query_to_xmlschema" | "cursor_to_xml" | "ts_stat" => Unknown,
+        "dblink" | "dblink_exec" | "dblink_send_query" | "dblink_open" | "query_to_xml"
+        | "query_to_xml_and_xmlschema" | "query_to_xmlschema" | "cursor_to_xml" | "ts_stat" => {
+            Unknown
+        }
+        // The rest of dblink opens, uses and closes connections from the server to anywhere.
+        n if n.starts_with("dblink") => Admin,
         _ => return None,
     })
 }
@@ -834,14 +904,22 @@ struct Walk {
     functions: Option<StatementClass>,
     /// Set-returning functions in FROM, which sqlparser reports as relations.
     table_functions: Vec<String>,
+    /// An `UPDATE pg_settings` that may set `role` or `session_authorization`.
+    settings_role: bool,
     depth: u32,
 }
 
 impl Walk {
     fn function(&mut self, name: &ObjectName) {
-        let name = name.to_string().to_ascii_lowercase();
-        let last = name.rsplit('.').next().unwrap_or(&name).trim_matches('"');
-        if let Some(c) = function_class(last)
+        // The last part as the server resolves it, lower-cased even when quoted: a quoted
+        // `"SET_CONFIG"` is another function, but judging it as set_config only holds more.
+        let last = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_ascii_lowercase())
+            .unwrap_or_else(|| name.to_string().to_ascii_lowercase());
+        if let Some(c) = function_class(&last)
             && self.functions.is_none_or(|cur| c.danger() > cur.danger())
         {
             self.functions = Some(c);
@@ -862,6 +940,9 @@ impl Walk {
         if self.select_into {
             raise(StatementClass::Ddl);
         }
+        if self.settings_role {
+            raise(StatementClass::Dcl);
+        }
         if let Some(f) = self.functions {
             raise(f);
         }
@@ -873,7 +954,7 @@ impl Visitor for Walk {
     type Break = ();
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
-        let s = relation.to_string();
+        let s = resolved_name(relation);
         if !self.tables.contains(&s) {
             self.tables.push(s);
         }
@@ -883,7 +964,7 @@ impl Visitor for Walk {
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         if let Some(with) = &query.with {
             for cte in &with.cte_tables {
-                self.ctes.push(cte.alias.name.value.clone());
+                self.ctes.push(folded(&cte.alias.name));
             }
         }
         if !query.locks.is_empty() {
@@ -908,6 +989,11 @@ impl Visitor for Walk {
             )
         {
             self.nested_dml = true;
+        }
+        if let Ast::Update(u) = statement
+            && pg_settings::update_may_set_role(u) == Some(true)
+        {
+            self.settings_role = true;
         }
         self.depth += 1;
         ControlFlow::Continue(())
@@ -934,7 +1020,7 @@ impl Visitor for Walk {
             }
             | TableFactor::Function { name, .. } => {
                 self.function(name);
-                self.table_functions.push(name.to_string());
+                self.table_functions.push(resolved_name(name));
             }
             _ => {}
         }
@@ -1174,7 +1260,6 @@ mod tests {
             "REINDEX TABLE t",
             "CLUSTER t",
             "REFRESH MATERIALIZED VIEW v",
-            "PREPARE TRANSACTION 'x'",
             "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO x",
             "REASSIGN OWNED BY a TO b",
             "CALL p()",
@@ -1208,6 +1293,125 @@ mod tests {
         assert_eq!(e[0].info.class, Empty);
         let p = classify_prepared("SELECT 1; DROP TABLE x", LexContext::default());
         assert_eq!(p.info.class, Ddl);
+    }
+
+    #[test]
+    fn names_resolve_as_the_server_reads_them() {
+        for sql in [
+            "SELECT U&\"\\0073et_config\"('role', 'x', false)",
+            "SELECT pg_catalog.U&\"!0073et_config\" UESCAPE '!' ('role', 'x', false)",
+            "SELECT \"pg_terminate_backend\"(1)",
+            "SELECT \"pg_catalog\".\"PG_TERMINATE_BACKEND\"(1)",
+            "select LO_EXPORT(1, '/tmp/x')",
+            "select u&\"lo\\005fexport\"(1, '/tmp/x')",
+        ] {
+            assert_eq!(class(sql), Admin, "{sql}");
+        }
+        assert_eq!(class("SET U&\"r\\006fle\" = admin"), Dcl);
+        assert_eq!(class("SET \"role\" TO admin"), Dcl);
+        // Tables as the server names them: unquoted folded, quoted verbatim.
+        assert_eq!(
+            one("SELECT * FROM Public.Accounts, \"Mixed\", U&\"acc\\006Funts2\"").tables,
+            vec![
+                "public.accounts".to_string(),
+                "Mixed".to_string(),
+                "accounts2".to_string()
+            ]
+        );
+        assert_eq!(
+            one("WITH X AS (SELECT 1) SELECT * FROM x").tables,
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn pg_settings_update_is_the_set_it_performs() {
+        for sql in [
+            "UPDATE pg_settings SET setting = 'admin' WHERE name = 'role'",
+            "update PG_CATALOG.pg_settings s set setting = 'admin' where s.name = 'ROLE'",
+            "UPDATE U&\"pg\\005fsettings\" SET setting = 'admin' WHERE name = 'session_authorization'",
+            "UPDATE pg_settings SET setting = 'admin' WHERE name = E'role'",
+            "UPDATE pg_settings SET setting = E'\\\\' WHERE name = 'work_mem'",
+            "UPDATE pg_settings SET setting = 'admin' WHERE name LIKE 'rol%'",
+            "UPDATE pg_settings SET setting = 'admin'",
+            "UPDATE pg_settings SET setting = 'x' WHERE name IN ('work_mem', 'role')",
+            "WITH u AS (UPDATE pg_settings SET setting = 'admin' WHERE name = 'role' RETURNING 1) SELECT 1",
+        ] {
+            assert_eq!(class(sql), Dcl, "{sql}");
+        }
+        for sql in [
+            "UPDATE pg_settings SET setting = '64MB' WHERE name = 'work_mem'",
+            "UPDATE pg_settings SET setting = 'x' WHERE name IN ('work_mem', 'jit')",
+            "UPDATE pg_settings s SET setting = 'off' WHERE 'jit' = s.name",
+        ] {
+            assert_eq!(class(sql), Write, "{sql}");
+        }
+        // The same text shape with another literal is judged anew, not from the cache.
+        assert_eq!(
+            class("UPDATE pg_settings SET setting = 'a' WHERE name = 'statement_timeout'"),
+            Write
+        );
+        assert_eq!(
+            class("UPDATE pg_settings SET setting = 'a' WHERE name = 'role'"),
+            Dcl
+        );
+    }
+
+    #[test]
+    fn admin_things_are_admin() {
+        assert_eq!(class("LOCK TABLE t IN ACCESS EXCLUSIVE MODE"), Admin);
+        assert_eq!(class("LOCK t"), Admin);
+        assert_eq!(class("LOCK TABLE t IN SHARE MODE NOWAIT"), Admin);
+        assert_eq!(class("LOCK TABLE t IN EXCLUSIVE MODE"), Admin);
+        assert_eq!(class("LOCK TABLE t IN ROW EXCLUSIVE MODE"), Write);
+        assert_eq!(class("LOCK TABLE t IN ACCESS SHARE MODE"), Read);
+        for sql in [
+            "SELECT pg_advisory_lock(1)",
+            "SELECT pg_try_advisory_lock_shared(1, 2)",
+            "SELECT pg_read_file('/etc/passwd')",
+            "SELECT pg_read_binary_file('x')",
+            "SELECT pg_stat_file('x')",
+            "SELECT * FROM pg_ls_dir('.')",
+            "SELECT lo_import('/etc/passwd')",
+            "SELECT dblink_connect('c', 'host=x')",
+            "SELECT dblink_disconnect('c')",
+            "COPY t TO '/tmp/x'",
+            "COPY t FROM PROGRAM 'id'",
+        ] {
+            assert_eq!(class(sql), Admin, "{sql}");
+        }
+        assert_eq!(class("SELECT pg_advisory_xact_lock(1)"), Write);
+        assert_eq!(class("SELECT dblink_exec('c', 'DELETE FROM t')"), Unknown);
+        assert_eq!(one("VACUUM FULL t").command, "VACUUM FULL");
+        assert_eq!(one("VACUUM (FULL, ANALYZE) t").command, "VACUUM FULL");
+        assert_eq!(one("VACUUM ANALYZE t").command, "VACUUM");
+    }
+
+    #[test]
+    fn two_phase_commit_is_a_write_that_outlives_the_session() {
+        for (sql, command) in [
+            ("PREPARE TRANSACTION 'p1'", "PREPARE TRANSACTION"),
+            ("prepare transaction 'x'", "PREPARE TRANSACTION"),
+            ("COMMIT PREPARED 'p1'", "COMMIT PREPARED"),
+            ("ROLLBACK /* c */ PREPARED 'p1'", "ROLLBACK PREPARED"),
+        ] {
+            let c = one(sql);
+            assert_eq!((c.class, c.command.as_str()), (Write, command), "{sql}");
+            assert_eq!(c.prepared, None);
+        }
+        assert_eq!(class("PREPARE TRANSACTION 'p' junk"), Unknown);
+        assert_eq!(class("COMMIT PREPARED p"), Unknown);
+    }
+
+    #[test]
+    fn rule_bodies_are_one_statement() {
+        let v = classify_query(
+            "CREATE RULE r AS ON INSERT TO t DO INSTEAD (INSERT INTO a VALUES (1); DELETE FROM copydml_test); SELECT 1",
+            LexContext::default(),
+        );
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].info.command, "CREATE RULE");
+        assert_eq!(v[1].info.class, Read);
     }
 
     #[test]

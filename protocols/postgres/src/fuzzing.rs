@@ -293,6 +293,14 @@ pub fn classifier(data: &[u8]) {
             unsafe_encoding: true,
         },
     ];
+    // The policy's text (literals kept) is split exactly where the classification is.
+    fn texts(r: Result<Vec<sqllex::Piece<'_>>, sqllex::LexError>) -> Option<Vec<&str>> {
+        r.ok().map(|v| v.iter().map(|p| p.text).collect())
+    }
+    assert_eq!(
+        texts(sqllex::split_literals(&sql)),
+        texts(sqllex::split(&sql))
+    );
     for ctx in contexts {
         let judged = classify::classify_query(&sql, ctx);
         assert!(!judged.is_empty());

@@ -27,6 +27,7 @@ pub mod cancel;
 pub mod classify;
 pub mod frontend;
 pub mod fuzzing;
+mod pg_settings;
 pub mod relay;
 pub mod results;
 pub mod scram_server;
@@ -35,6 +36,7 @@ pub mod sqllex;
 pub mod startup;
 pub mod stream;
 pub mod target;
+pub mod uescape;
 pub mod wire;
 
 use std::net::SocketAddr;

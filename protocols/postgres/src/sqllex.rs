@@ -1,12 +1,22 @@
 //! A PostgreSQL-faithful lexer just deep enough to split a query string into statements the way
 //! the server will, find each statement's leading `reason:` comment, and build a cache key with
-//! literals collapsed.
+//! literals collapsed (or, for policy regexes and literal-dependent checks, the same text with
+//! literals kept).
 //!
 //! Splitting must agree with the server: if proctor saw one harmless statement where the server
 //! sees two, the second would run unjudged. So strings, quoted identifiers, dollar quotes and
 //! nested comments follow PostgreSQL's rules, an unterminated one is an error (the caller treats
-//! the whole text as unknown), and `BEGIN ATOMIC ... END` bodies of `CREATE FUNCTION` are kept
-//! whole as psql does.
+//! the whole text as unknown), `BEGIN ATOMIC ... END` bodies of `CREATE FUNCTION` are kept
+//! whole as psql does, and so is anything inside parentheses: PostgreSQL's grammar has a `;`
+//! inside parentheses only in a rule's action list (`CREATE RULE ... DO INSTEAD (a; b)`), and the
+//! server parses the whole query string before running any of it, so a `;` inside parentheses
+//! anywhere else makes the whole string a syntax error that runs nothing.
+//!
+//! Names are resolved as the server reads them: `U&"\0073et_config"` (with `UESCAPE`) becomes
+//! the quoted identifier `"set_config"` in the key, so classification and policy see the name the
+//! server will look up.
+
+use crate::uescape;
 
 /// One statement of a query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +35,15 @@ pub struct Piece<'a> {
     pub non_ascii: bool,
 }
 
+/// What [`Piece::key`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Literals collapsed to placeholders: the classification cache key.
+    Key,
+    /// Literals kept as written: what policy regexes and literal-dependent checks read.
+    Literals,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LexError {
     #[error("unterminated quoted string")]
@@ -35,6 +54,12 @@ pub enum LexError {
     UnterminatedDollar,
     #[error("unterminated comment")]
     UnterminatedComment,
+    #[error("{0}")]
+    Unicode(#[from] uescape::UescapeError),
+    #[error("UESCAPE must be followed by a one-character string")]
+    BadUescape,
+    #[error("zero-length delimited identifier")]
+    EmptyIdent,
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -51,6 +76,7 @@ fn is_space(b: u8) -> bool {
 
 struct Builder<'a> {
     src: &'a str,
+    mode: Mode,
     start: usize,
     key: String,
     reason: Option<String>,
@@ -61,12 +87,14 @@ struct Builder<'a> {
     words: u32,
     prev_begin: bool,
     atomic_depth: u32,
+    paren_depth: i64,
 }
 
 impl<'a> Builder<'a> {
-    fn new(src: &'a str, start: usize) -> Self {
+    fn new(src: &'a str, mode: Mode, start: usize) -> Self {
         Builder {
             src,
+            mode,
             start,
             key: String::new(),
             reason: None,
@@ -77,7 +105,37 @@ impl<'a> Builder<'a> {
             words: 0,
             prev_begin: false,
             atomic_depth: 0,
+            paren_depth: 0,
         }
+    }
+
+    /// A literal: its placeholder in the cache key, its own text otherwise.
+    fn literal(&mut self, placeholder: &str, written: &str) {
+        match self.mode {
+            Mode::Key => self.token(placeholder),
+            Mode::Literals => self.token(written),
+        }
+    }
+
+    /// A quoted identifier as written (`"..."`, quotes doubled inside). In the literal-keeping
+    /// text a name that needs no quotes (lower case letters, digits, `_`, `$`) is written bare,
+    /// as the name the server resolves, so a regex for `set_config(` sees `"set_config"(` too.
+    fn quoted_ident(&mut self, quoted: &str) {
+        let inner = &quoted[1..quoted.len() - 1];
+        let bare = self.mode == Mode::Literals
+            && inner
+                .bytes()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == b'_')
+            && inner
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'$');
+        self.token(if bare { inner } else { quoted });
+    }
+
+    /// Whether a `;` here ends the statement.
+    fn at_top(&self) -> bool {
+        self.atomic_depth == 0 && self.paren_depth <= 0
     }
 
     fn space(&mut self) {
@@ -143,9 +201,19 @@ impl<'a> Builder<'a> {
 
 /// Splits `sql` into statements. Empty statements (only whitespace and comments) are dropped.
 pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
+    split_mode(sql, Mode::Key)
+}
+
+/// [`split`], but each [`Piece::key`] keeps its literals as written (comments removed,
+/// whitespace collapsed, Unicode-escaped names resolved): the text policy regexes read.
+pub fn split_literals(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
+    split_mode(sql, Mode::Literals)
+}
+
+fn split_mode(sql: &str, mode: Mode) -> Result<Vec<Piece<'_>>, LexError> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
-    let mut cur = Builder::new(sql, 0);
+    let mut cur = Builder::new(sql, mode, 0);
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -188,7 +256,7 @@ pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
             if sql[i..end].bytes().any(|x| x >= 0x80) {
                 cur.non_ascii = true;
             }
-            cur.token(&sql[i..end]);
+            cur.quoted_ident(&sql[i..end]);
             i = end;
         } else if c == b'$' {
             if b.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
@@ -205,7 +273,7 @@ pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
                 if sql[tag_end..body_end].bytes().any(|x| x >= 0x80) {
                     cur.non_ascii = true;
                 }
-                cur.token("''");
+                cur.literal("''", &sql[i..body_end + tag.len()]);
                 i = body_end + tag.len();
             } else {
                 cur.token("$");
@@ -224,7 +292,7 @@ pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
                 cur.token(&sql[i..j]);
                 i = j;
             } else {
-                cur.token("0");
+                cur.literal("0", &sql[i..end]);
                 i = end;
             }
         } else if is_ident_start(c) {
@@ -247,26 +315,24 @@ pub fn split(sql: &str) -> Result<Vec<Piece<'_>>, LexError> {
                 && w.eq_ignore_ascii_case("u")
                 && matches!(b.get(j + 1), Some(b'\'') | Some(b'"'))
             {
-                cur.token("U&");
-                if b[j + 1] == b'\'' {
-                    i = string(b, j + 1, false, &mut cur)?;
-                } else {
-                    let end = quoted_ident(b, j + 1)?;
-                    cur.token(&sql[j + 1..end]);
-                    i = end;
-                }
+                i = unicode_escaped(sql, i, &mut cur)?;
             } else {
                 cur.word(w);
                 cur.token(w);
                 i = j;
             }
-        } else if c == b';' && cur.atomic_depth == 0 {
-            let next = Builder::new(sql, i + 1);
+        } else if c == b';' && cur.at_top() {
+            let next = Builder::new(sql, mode, i + 1);
             std::mem::replace(&mut cur, next).finish(i, &mut out);
             i += 1;
         } else {
             if c >= 0x80 {
                 cur.non_ascii = true;
+            }
+            match c {
+                b'(' => cur.paren_depth += 1,
+                b')' => cur.paren_depth -= 1,
+                _ => {}
             }
             // ASCII punctuation and operators; a multi-byte character is handled as an
             // identifier above, so this never splits a UTF-8 sequence.
@@ -301,11 +367,99 @@ fn string(b: &[u8], i: usize, escaped: bool, cur: &mut Builder<'_>) -> Result<us
                 j += 2;
                 continue;
             }
-            cur.token("''");
+            // A prefix word (E, B, X, N, a type name) is already in the key.
+            let src = cur.src;
+            cur.literal("''", &src[i..j + 1]);
             return Ok(j + 1);
         }
         j += 1;
     }
+}
+
+/// Skips whitespace and comments from `i`; the index of the next token.
+fn skip_blank(b: &[u8], mut i: usize) -> Result<usize, LexError> {
+    loop {
+        match b.get(i) {
+            Some(&c) if is_space(c) => i += 1,
+            Some(b'-') if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            Some(b'/') if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 1;
+                i += 2;
+                while depth > 0 {
+                    if i + 1 >= b.len() {
+                        return Err(LexError::UnterminatedComment);
+                    }
+                    if b[i] == b'/' && b[i + 1] == b'*' {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b[i + 1] == b'/' {
+                        depth -= 1;
+                        i += 2;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            _ => return Ok(i),
+        }
+    }
+}
+
+/// A `U&'...'` string or `U&"..."` identifier starting at `i` (the `U`), with an optional
+/// `UESCAPE 'c'` after it (PostgreSQL looks past whitespace and comments for it). An identifier
+/// is decoded and written to the key as the plain quoted identifier the server resolves it to.
+fn unicode_escaped(sql: &str, i: usize, cur: &mut Builder<'_>) -> Result<usize, LexError> {
+    let b = sql.as_bytes();
+    let quote = b[i + 2];
+    let end = if quote == b'\'' {
+        // Collapsed or written out by `string`; the escapes cannot end the literal early.
+        let mut probe = Builder::new(sql, cur.mode, i);
+        let end = string(b, i + 2, false, &mut probe)?;
+        cur.non_ascii |= probe.non_ascii;
+        end
+    } else {
+        quoted_ident(b, i + 2)?
+    };
+    // Optional UESCAPE 'c'.
+    let mut escape = '\\';
+    let mut after = end;
+    let next = skip_blank(b, end)?;
+    let word_end = (next..b.len())
+        .find(|&k| !is_ident_cont(b[k]))
+        .unwrap_or(b.len());
+    if sql[next..word_end].eq_ignore_ascii_case("uescape") {
+        let lit = skip_blank(b, word_end)?;
+        if b.get(lit) != Some(&b'\'') {
+            return Err(LexError::BadUescape);
+        }
+        let close = lit + 1 + sql[lit + 1..].chars().next().map_or(0, char::len_utf8);
+        let c = sql[lit + 1..].chars().next().ok_or(LexError::BadUescape)?;
+        if b.get(close) != Some(&b'\'') || c == '\'' || !uescape::valid_escape_char(c) {
+            return Err(LexError::BadUescape);
+        }
+        escape = c;
+        after = close + 1;
+    }
+    if quote == b'\'' {
+        // Whatever the string says, it is a literal: the key does not depend on its value.
+        cur.literal("U&''", &sql[i..after]);
+    } else {
+        let body = sql[i + 3..end - 1].replace("\"\"", "\"");
+        let name = uescape::decode(&body, escape)?;
+        if name.is_empty() {
+            return Err(LexError::EmptyIdent);
+        }
+        let mut quoted = String::with_capacity(name.len() + 2);
+        quoted.push('"');
+        quoted.push_str(&name.replace('"', "\"\""));
+        quoted.push('"');
+        cur.quoted_ident(&quoted);
+    }
+    Ok(after)
 }
 
 fn quoted_ident(b: &[u8], i: usize) -> Result<usize, LexError> {
@@ -369,123 +523,4 @@ fn number(b: &[u8], i: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn texts(sql: &str) -> Vec<&str> {
-        split(sql).unwrap().into_iter().map(|p| p.text).collect()
-    }
-
-    #[test]
-    fn splits_like_the_server() {
-        assert_eq!(texts("SELECT 1; SELECT 2;"), vec!["SELECT 1", "SELECT 2"]);
-        assert_eq!(
-            texts("select ';' ; select $$;$$"),
-            vec!["select ';'", "select $$;$$"]
-        );
-        assert_eq!(
-            texts("select $a$ $$; $a$;x"),
-            vec!["select $a$ $$; $a$", "x"]
-        );
-        assert_eq!(
-            texts("select \"a;b\" from t"),
-            vec!["select \"a;b\" from t"]
-        );
-        assert_eq!(
-            texts("/* a; /* b; */ c; */ select 1"),
-            vec!["/* a; /* b; */ c; */ select 1"]
-        );
-        assert_eq!(texts("-- x;\nselect 1"), vec!["-- x;\nselect 1"]);
-        assert_eq!(texts(" ; ;  "), Vec::<&str>::new());
-        assert_eq!(
-            texts("select E'\\';' ; select 2"),
-            vec!["select E'\\';'", "select 2"]
-        );
-        assert_eq!(
-            texts("select 'a\\'; select 2"),
-            vec!["select 'a\\'", "select 2"]
-        );
-        assert_eq!(
-            texts(
-                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 1 END; END; SELECT 3"
-            ),
-            vec![
-                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 1 END; END",
-                "SELECT 3"
-            ]
-        );
-        assert_eq!(texts("begin; end"), vec!["begin", "end"]);
-    }
-
-    #[test]
-    fn unterminated_is_an_error() {
-        assert_eq!(split("select 'abc"), Err(LexError::UnterminatedString));
-        assert_eq!(
-            split("select $x$ abc $y$"),
-            Err(LexError::UnterminatedDollar)
-        );
-        assert_eq!(
-            split("/* /* */ select 1"),
-            Err(LexError::UnterminatedComment)
-        );
-        assert_eq!(split("select \"abc"), Err(LexError::UnterminatedIdent));
-        assert_eq!(split("select E'\\'"), Err(LexError::UnterminatedString));
-    }
-
-    #[test]
-    fn keys_collapse_literals_and_comments() {
-        let a = split("SELECT abalance FROM pgbench_accounts WHERE aid = 4711;").unwrap();
-        let b = split("/* hi */ SELECT  abalance\nFROM pgbench_accounts WHERE aid = 12").unwrap();
-        assert_eq!(a[0].key, b[0].key);
-        assert_eq!(
-            a[0].key,
-            "SELECT abalance FROM pgbench_accounts WHERE aid = 0"
-        );
-        let c = split("select x from t where s = 'it''s' and y = $1 and z = 1.5e3").unwrap();
-        assert_eq!(
-            c[0].key,
-            "select x from t where s = '' and y = $1 and z = 0"
-        );
-        let d = split("select 0x1F, t1.c2 from t1").unwrap();
-        assert_eq!(d[0].key, "select 0x1F, t1.c2 from t1");
-    }
-
-    #[test]
-    fn reasons() {
-        let p =
-            split("/* reason: check the backlog */ SELECT 1; -- reason: cleanup\nDELETE FROM t")
-                .unwrap();
-        assert_eq!(p[0].reason.as_deref(), Some("check the backlog"));
-        assert_eq!(p[1].reason.as_deref(), Some("cleanup"));
-        let q = split("SELECT 1 /* reason: late */").unwrap();
-        assert_eq!(q[0].reason, None);
-        let r = split("-- REASON:   spaced  \nselect 1").unwrap();
-        assert_eq!(r[0].reason.as_deref(), Some("spaced"));
-    }
-
-    #[test]
-    fn never_panics_on_arbitrary_text() {
-        let alphabet: Vec<char> = "ab;'\"$-/*\\eEuU&0123 .\néß€😀()".chars().collect();
-        let mut x: u64 = 0x9e3779b97f4a7c15;
-        for _ in 0..20_000 {
-            let mut s = String::new();
-            for _ in 0..(x % 24) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                s.push(alphabet[(x % alphabet.len() as u64) as usize]);
-            }
-            let _ = split(&s);
-            let _ = crate::classify::classify_query(&s, crate::classify::LexContext::default());
-        }
-        assert!(split("/* ééééé */ select 1").is_ok());
-        assert!(split("-- é\nselect 1").is_ok());
-    }
-
-    #[test]
-    fn flags() {
-        let p = split("select 'a\\b', 'é'").unwrap();
-        assert!(p[0].backslash_in_string);
-        assert!(p[0].non_ascii);
-    }
-}
+mod tests;

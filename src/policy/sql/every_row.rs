@@ -1,0 +1,226 @@
+//! Whether a data-modifying statement may touch every row of its table ("unqualified DML").
+//!
+//! The rule is syntactic and errs towards "every row": a condition restricts only when it
+//! references a column of the target table (outside any subquery, or qualified by the target's
+//! name inside one) in a test that is not trivially true (`id = id`, `x IS NOT NULL`). `AND`
+//! restricts when either side does, `OR` only when both do, `NOT` swaps the two. So `WHERE true`,
+//! `1 = 1`, `x OR true`, `NOT false`, `coalesce(true)` and `WHERE other.col = 1` are every row.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, MergeAction, MergeClauseKind, ObjectName, OnConflictAction, OnInsert,
+    Query, SetExpr, Statement, TableFactor, TableObject, UnaryOperator, Visit, Visitor,
+};
+
+/// The names a target table's columns may be qualified by (its name and alias, folded).
+struct Target(Vec<String>);
+
+fn fold(i: &sqlparser::ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_ascii_lowercase()
+    }
+}
+
+impl Target {
+    fn of_name(name: &ObjectName, alias: Option<&sqlparser::ast::Ident>) -> Target {
+        let mut names = Vec::new();
+        if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
+            names.push(fold(last));
+        }
+        if let Some(a) = alias {
+            names.push(fold(a));
+        }
+        Target(names)
+    }
+
+    fn of_factor(f: &TableFactor) -> Target {
+        match f {
+            TableFactor::Table { name, alias, .. } => {
+                Target::of_name(name, alias.as_ref().map(|a| &a.name))
+            }
+            _ => Target(Vec::new()),
+        }
+    }
+}
+
+/// Whether `s` (one statement, not its nested ones) may modify every row of its target.
+pub(super) fn touches_every_row(s: &Statement) -> bool {
+    match s {
+        Statement::Delete(d) => {
+            let tables = match &d.from {
+                sqlparser::ast::FromTable::WithFromKeyword(t)
+                | sqlparser::ast::FromTable::WithoutKeyword(t) => t,
+            };
+            let target = tables
+                .first()
+                .map_or(Target(Vec::new()), |t| Target::of_factor(&t.relation));
+            !d.selection.as_ref().is_some_and(|w| restricts(w, &target))
+        }
+        Statement::Update(u) => {
+            let target = Target::of_factor(&u.table.relation);
+            !u.selection.as_ref().is_some_and(|w| restricts(w, &target))
+        }
+        Statement::Merge(m) => {
+            let target = Target::of_factor(&m.table);
+            let on = restricts(&m.on, &target);
+            m.clauses.iter().any(|c| {
+                let modifies = matches!(
+                    c.action,
+                    MergeAction::Update(_) | MergeAction::Delete { .. }
+                );
+                // Rows NOT MATCHED BY SOURCE are exactly those the ON condition does not pick.
+                let on_counts = matches!(c.clause_kind, MergeClauseKind::Matched) && on;
+                let kind_modifies_target = matches!(
+                    c.clause_kind,
+                    MergeClauseKind::Matched | MergeClauseKind::NotMatchedBySource
+                );
+                kind_modifies_target
+                    && modifies
+                    && !on_counts
+                    && !c.predicate.as_ref().is_some_and(|p| restricts(p, &target))
+            })
+        }
+        Statement::Insert(i) => {
+            let Some(OnInsert::OnConflict(oc)) = &i.on else {
+                return false;
+            };
+            let OnConflictAction::DoUpdate(du) = &oc.action else {
+                return false;
+            };
+            let TableObject::TableName(name) = &i.table else {
+                return true;
+            };
+            let target = Target::of_name(name, i.table_alias.as_ref().map(|a| &a.alias));
+            // Rows written out as VALUES each update at most the one row they conflict with;
+            // a query as the source can propose every row of the table.
+            let from_values = i
+                .source
+                .as_ref()
+                .is_none_or(|q| q.with.is_none() && matches!(q.body.as_ref(), SetExpr::Values(_)));
+            !from_values && !du.selection.as_ref().is_some_and(|w| restricts(w, &target))
+        }
+        _ => false,
+    }
+}
+
+/// Whether the condition limits which target rows it selects.
+fn restricts(e: &Expr, target: &Target) -> bool {
+    polarity(e, target, false)
+}
+
+fn polarity(e: &Expr, target: &Target, negated: bool) -> bool {
+    match e {
+        Expr::Nested(inner) => polarity(inner, target, negated),
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => polarity(expr, target, !negated),
+        Expr::BinaryOp { left, op, right }
+            if matches!(op, BinaryOperator::And | BinaryOperator::Or) =>
+        {
+            let l = polarity(left, target, negated);
+            let r = polarity(right, target, negated);
+            // NOT (a AND b) is NOT a OR NOT b, and the reverse.
+            if (*op == BinaryOperator::And) != negated {
+                l || r
+            } else {
+                l && r
+            }
+        }
+        leaf => references_target(leaf, target) && !trivially_true(leaf),
+    }
+}
+
+fn same(a: &Expr, b: &Expr) -> bool {
+    fn strip(e: &Expr) -> &Expr {
+        match e {
+            Expr::Nested(i) => strip(i),
+            other => other,
+        }
+    }
+    strip(a)
+        .to_string()
+        .eq_ignore_ascii_case(&strip(b).to_string())
+}
+
+/// Tests true for every row whatever the column holds (NULLs aside).
+fn trivially_true(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => trivially_true(inner),
+        Expr::BinaryOp { left, op, right } => {
+            matches!(
+                op,
+                BinaryOperator::Eq | BinaryOperator::GtEq | BinaryOperator::LtEq
+            ) && same(left, right)
+        }
+        Expr::IsNotDistinctFrom(a, b) => same(a, b),
+        Expr::IsNotNull(_) => true,
+        Expr::IsTrue(inner) | Expr::IsNotFalse(inner) => trivially_true(inner),
+        _ => false,
+    }
+}
+
+/// Words PostgreSQL reads as functions without parentheses; never columns.
+const NILADIC: &[&str] = &[
+    "current_user",
+    "session_user",
+    "user",
+    "current_role",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "current_catalog",
+    "current_schema",
+];
+
+struct Refs<'a> {
+    target: &'a Target,
+    depth: u32,
+    found: bool,
+}
+
+impl Visitor for Refs<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.depth = self.depth.saturating_sub(1);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        let hit = match e {
+            // An unqualified name inside a subquery is most likely the subquery's own column.
+            Expr::Identifier(i) => self.depth == 0 && !NILADIC.contains(&fold(i).as_str()),
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [.., q, _] => self.target.0.contains(&fold(q)),
+                _ => false,
+            },
+            _ => false,
+        };
+        if hit {
+            self.found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn references_target(e: &Expr, target: &Target) -> bool {
+    let mut refs = Refs {
+        target,
+        depth: 0,
+        found: false,
+    };
+    let _ = e.visit(&mut refs);
+    refs.found
+}
