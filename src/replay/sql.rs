@@ -7,6 +7,8 @@ use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent};
 use crossterm::terminal;
 use proctor_gate::{Event, Statement, StatementResult};
 
+use proctor_gate::inert::{line, text};
+
 use super::{Rec, ReplayOptions};
 use crate::clock::format_ns;
 use crate::export::json::param_json;
@@ -44,14 +46,19 @@ pub fn steps(recs: &[Rec]) -> Vec<StatementStep> {
             Event::Verdict(v) => {
                 if let Some(i) = last {
                     out[i].verdicts.push(if v.approval_id.is_empty() {
-                        format!("{} by rule {}: {}", v.verdict.as_str(), v.rule, v.reason)
+                        format!(
+                            "{} by rule {}: {}",
+                            v.verdict.as_str(),
+                            line(&v.rule),
+                            line(&v.reason)
+                        )
                     } else {
                         format!(
                             "{} by rule {} (approval {}): {}",
                             v.verdict.as_str(),
-                            v.rule,
-                            v.approval_id,
-                            v.reason
+                            line(&v.rule),
+                            line(&v.approval_id),
+                            line(&v.reason)
                         )
                     });
                 }
@@ -64,17 +71,20 @@ pub fn steps(recs: &[Rec]) -> Vec<StatementStep> {
                         if a.approver.is_empty() {
                             String::new()
                         } else {
-                            format!("by {} ", a.approver)
+                            format!("by {} ", line(&a.approver))
                         },
-                        a.reason
+                        line(&a.reason)
                     ));
                 }
             }
             Event::Alert(a) => {
                 if let Some(i) = last {
-                    out[i]
-                        .alerts
-                        .push(format!("[{}] {}: {}", a.severity, a.rule, a.message));
+                    out[i].alerts.push(format!(
+                        "[{}] {}: {}",
+                        line(&a.severity),
+                        line(&a.rule),
+                        line(&a.message)
+                    ));
                 }
             }
             Event::StatementResult(res) => {
@@ -117,11 +127,12 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
     s.push_str(&format!(
         "class {} · {}{}{}\n",
         st.class.as_str(),
-        st.command,
+        line(&st.command),
         if st.tables.is_empty() {
             String::new()
         } else {
-            format!(" on {}", st.tables.join(", "))
+            let tables: Vec<_> = st.tables.iter().map(|t| line(t)).collect();
+            format!(" on {}", tables.join(", "))
         },
         if st.extended {
             format!(
@@ -129,7 +140,7 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
                 if st.statement_name.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", st.statement_name)
+                    format!(" ({})", line(&st.statement_name))
                 }
             )
         } else {
@@ -137,14 +148,19 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
         }
     ));
     if let Some(r) = &st.reasoning {
-        s.push_str(&format!("reasoning: {r}\n"));
+        s.push_str(&format!("reasoning: {}\n", text(r).replace('\n', "\n  ")));
     }
-    s.push_str(&format!("  {}\n", st.text.trim().replace('\n', "\n  ")));
+    // Leading and trailing blank lines only; the statement is shown whole, inert.
+    s.push_str(&format!(
+        "  {}\n",
+        text(st.text.trim_matches(['\n', ' '])).replace('\n', "\n  ")
+    ));
     if !st.params.is_empty() {
         let params: Vec<String> = st
             .params
             .iter()
-            .map(|p| param_json(p).to_string())
+            // JSON escapes controls; bidi and invisible characters still need showing.
+            .map(|p| line(&param_json(p).to_string()).into_owned())
             .collect();
         s.push_str(&format!("params: [{}]\n", params.join(", ")));
     }
@@ -166,11 +182,13 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
             match &r.error {
                 Some(e) => s.push_str(&format!(
                     "outcome: {} {}: {}\n",
-                    e.severity, e.code, e.message
+                    line(&e.severity),
+                    line(&e.code),
+                    line(&e.message)
                 )),
                 None => s.push_str(&format!(
                     "outcome: {}{} · {} rows · {:.3} ms · digest {}\n",
-                    r.tag,
+                    line(&r.tag),
                     if r.suspended { " (suspended)" } else { "" },
                     r.rows,
                     r.duration_ns as f64 / 1e6,
@@ -178,11 +196,12 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
                 )),
             }
             if !r.columns.is_empty() {
-                s.push_str(&format!("  {}\n", r.columns.join(" | ")));
+                let columns: Vec<_> = r.columns.iter().map(|c| line(c)).collect();
+                s.push_str(&format!("  {}\n", columns.join(" | ")));
                 for row in &r.sample_rows {
                     let cells: Vec<String> = row
                         .iter()
-                        .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                        .map(|c| c.as_deref().map_or("NULL".into(), |c| line(c).into_owned()))
                         .collect();
                     s.push_str(&format!("  {}\n", cells.join(" | ")));
                 }
