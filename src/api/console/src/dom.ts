@@ -81,7 +81,10 @@ export function token(cp: number): string {
  */
 export function visible(text: string): Node {
   HIDDEN.lastIndex = 0;
-  if (!HIDDEN.test(text)) return document.createTextNode(text);
+  const any = HIDDEN.test(text);
+  // matchAll starts where the global regex's lastIndex stands: from the beginning.
+  HIDDEN.lastIndex = 0;
+  if (!any) return document.createTextNode(text);
   const frag = document.createDocumentFragment();
   let last = 0;
   for (const m of text.matchAll(HIDDEN)) {
