@@ -271,3 +271,70 @@ pub fn replay(recs: &[Rec], opts: &ReplayOptions) -> io::Result<()> {
     terminal::disable_raw_mode()?;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use proctor_gate::{Param, SqlError, StatementClass};
+
+    use super::*;
+
+    /// Statement text, parameters, column names, sample rows and the target's error are all
+    /// the agent's (or the target's) to choose: none of it may act on the auditor's terminal.
+    #[test]
+    fn a_step_is_rendered_inert_and_whole() {
+        let step = StatementStep {
+            seq: 7,
+            ts_ns: 0,
+            statement: Some(Statement {
+                id: 1,
+                text: "select $1 -- \x1b[2K\x1b]52;c;eA==\x07\nfrom t /*\u{202e}*/".into(),
+                params: vec![Param {
+                    binary: false,
+                    value: Some(Bytes::from_static("a\u{200b}b\u{9b}".as_bytes())),
+                }],
+                statement_name: "s\x1b[1A".into(),
+                portal: String::new(),
+                extended: true,
+                class: StatementClass::Read,
+                command: "SELECT".into(),
+                tables: vec!["t\x1b]2;x\x07".into()],
+                reasoning: Some("why\r\nnot".into()),
+            }),
+            result: Some(StatementResult {
+                statement_id: 1,
+                tag: String::new(),
+                rows: 1,
+                error: Some(SqlError {
+                    severity: "ERROR".into(),
+                    code: "XX000".into(),
+                    message: "bad\x1b[31m".into(),
+                }),
+                duration_ns: 1,
+                columns: vec!["c\u{2066}".into()],
+                sample_rows: vec![vec![Some("row\nforged: line".into()), None]],
+                digest: [0; 32],
+                suspended: false,
+            }),
+            ..Default::default()
+        };
+        let out = render(&step, 0, 1);
+        assert!(
+            !out.contains([
+                '\x1b', '\x07', '\r', '\u{9b}', '\u{202e}', '\u{2066}', '\u{200b}'
+            ]),
+            "{out:?}"
+        );
+        for shown in [
+            "  select $1 -- \\x1b[2K\\x1b]52;c;eA==\\x07\n  from t /*<U+202E>*/\n",
+            "(s\\x1b[1A)",
+            " on t\\x1b]2;x\\x07",
+            "reasoning: why\\r\n  not",
+            "params: [\"a<U+200B>b<U+009B>\"]",
+            "outcome: ERROR XX000: bad\\x1b[31m",
+            "  c<U+2066>\n  row\\nforged: line | NULL\n",
+        ] {
+            assert!(out.contains(shown), "{shown:?} not in {out}");
+        }
+    }
+}
