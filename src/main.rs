@@ -24,7 +24,8 @@ fn main() {
     let code = match runtime.block_on(proctor::cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("proctor: {e:#}");
+            // Errors can quote agent text (a session id, a name): shown inert.
+            eprintln!("proctor: {}", proctor_gate::inert::text(&format!("{e:#}")));
             2
         }
     };

@@ -151,7 +151,7 @@ async fn reap_roles(core: &Arc<Core>, at_startup: bool) {
                     t.name,
                     dropped.join(", ")
                 );
-                tracing::warn!("{text}");
+                tracing::warn!("{}", proctor_gate::inert::Line(&text));
                 let _ = core.recorder.journal("reaper", &text).await;
             }
             Ok(_) => {}
@@ -164,7 +164,7 @@ async fn reap_roles(core: &Arc<Core>, at_startup: bool) {
 async fn retry_revocations(core: &Arc<Core>) {
     for (role, detail) in core.pg_roles.retry_pending().await {
         let text = format!("dropped role {role} of an ended session on retry: {detail}");
-        tracing::info!("{text}");
+        tracing::info!("{}", proctor_gate::inert::Line(&text));
         let _ = core.recorder.journal("reaper", &text).await;
     }
 }

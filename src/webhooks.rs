@@ -4,7 +4,13 @@
 //! dropped because the receiver is too slow, is logged and noted in the store's journal.
 //!
 //! Each webhook has a bounded queue and one sender, so a dead receiver costs at most `queue`
-//! events of memory and never slows sessions or other webhooks.
+//! events of memory and never slows sessions or other webhooks. Holds have a queue of their own
+//! that is sent first: a storm of alerts can never push a held action's notification out.
+//!
+//! Payloads are read by people in a chat, and much of their text is the agent's: every string
+//! is made inert (controls, bidirectional and invisible characters shown as `<U+XXXX>` tokens)
+//! and `&`, `<`, `>` are escaped (`&amp;` `&lt;` `&gt;`), so `<!channel>` or a forged
+//! `<url|text>` link shows as text. A hold carries the held action in full (`hold`).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -15,7 +21,8 @@ use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode, header};
-use serde_json::json;
+use proctor_gate::inert::{Keep, inert};
+use serde_json::{Value, json};
 use sha2::Sha256;
 use thiserror::Error;
 use tokio::sync::broadcast::error::RecvError;
@@ -98,10 +105,17 @@ struct Delivery {
     body: Bytes,
 }
 
+/// Two lanes of `capacity` each: holds, and everything else.
 struct Queue {
-    items: Mutex<VecDeque<Delivery>>,
+    items: Mutex<Lanes>,
     notify: Notify,
     capacity: usize,
+}
+
+#[derive(Default)]
+struct Lanes {
+    holds: VecDeque<Delivery>,
+    rest: VecDeque<Delivery>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,22 +126,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Queue {
-    /// Appends; returns how many old deliveries were dropped to make room.
+    fn new(capacity: usize) -> Self {
+        Queue {
+            items: Mutex::new(Lanes::default()),
+            notify: Notify::new(),
+            capacity,
+        }
+    }
+
+    /// Appends to the delivery's lane; returns how many old deliveries of that lane were
+    /// dropped to make room (a hold only ever makes room among holds).
     fn push(&self, d: Delivery) -> usize {
-        let mut q = lock(&self.items);
+        let mut lanes = lock(&self.items);
+        let q = if d.kind == "hold" {
+            &mut lanes.holds
+        } else {
+            &mut lanes.rest
+        };
         let mut dropped = 0;
         while q.len() >= self.capacity {
             q.pop_front();
             dropped += 1;
         }
         q.push_back(d);
-        drop(q);
+        drop(lanes);
         self.notify.notify_one();
         dropped
     }
 
+    /// Holds first: a person is waiting on them.
     fn pop(&self) -> Option<Delivery> {
-        lock(&self.items).pop_front()
+        let mut lanes = lock(&self.items);
+        lanes.holds.pop_front().or_else(|| lanes.rest.pop_front())
     }
 }
 
@@ -187,11 +217,7 @@ pub fn start_with(
             events: w.events.clone(),
             client,
             retry: retry.clone(),
-            queue: Queue {
-                items: Mutex::new(VecDeque::new()),
-                notify: Notify::new(),
-                capacity: w.queue.max(1),
-            },
+            queue: Queue::new(w.queue.max(1)),
         });
         let rx = core.bus.subscribe();
         tasks.push(tokio::spawn(intake(
@@ -268,13 +294,7 @@ async fn intake(
             continue;
         }
         let id = uuid::Uuid::now_v7().to_string();
-        let body = json!({
-            "delivery": id,
-            "webhook": hook.name,
-            "event": kind,
-            "sent_ns": crate::clock::now_ns(),
-            "data": event,
-        });
+        let body = payload(&core, &hook.name, &id, kind, &event);
         let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
         let dropped = hook.queue.push(Delivery { id, kind, body });
         if dropped > 0 {
@@ -284,12 +304,65 @@ async fn intake(
                     &hook.name,
                     dropped as u64,
                     &format!(
-                        "the receiver is not keeping up (queue of {} full; oldest dropped)",
+                        "the receiver is not keeping up ({}queue of {} full; oldest dropped)",
+                        if kind == "hold" { "hold " } else { "" },
                         hook.queue.capacity
                     ),
                 )
                 .await;
         }
+    }
+}
+
+/// The JSON body of one delivery, its text safe for a chat (see the module doc).
+fn payload(core: &Core, hook: &str, id: &str, kind: &str, event: &LiveEvent) -> Value {
+    let mut data = serde_json::to_value(event).unwrap_or(Value::Null);
+    // The held action itself, as the approvers see it (the bus event names only its rule).
+    // Looked up at once: the hold was queued before it was announced.
+    let hold = match event {
+        LiveEvent::Verdict { approval_id, .. } if kind == "hold" => core
+            .approvals
+            .get(approval_id)
+            .and_then(|v| serde_json::to_value(v).ok()),
+        _ => None,
+    };
+    chat_escape(&mut data);
+    let mut body = json!({
+        "delivery": id,
+        "webhook": hook,
+        "event": kind,
+        "sent_ns": crate::clock::now_ns(),
+        "data": data,
+    });
+    if let Some(mut hold) = hold {
+        chat_escape(&mut hold);
+        body["hold"] = hold;
+    }
+    body
+}
+
+/// Text for a chat: inert, with the chat mark-up characters escaped.
+pub fn chat_text(s: &str) -> String {
+    let s = inert(s, Keep::Lines);
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Applies [`chat_text`] to every string in a JSON value.
+fn chat_escape(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = chat_text(s),
+        Value::Array(items) => items.iter_mut().for_each(chat_escape),
+        Value::Object(fields) => fields.values_mut().for_each(chat_escape),
+        _ => {}
     }
 }
 
@@ -403,23 +476,51 @@ mod tests {
         );
     }
 
+    fn delivery(id: &str, kind: &'static str) -> Delivery {
+        Delivery {
+            id: id.into(),
+            kind,
+            body: Bytes::new(),
+        }
+    }
+
     #[test]
     fn queue_drops_oldest() {
-        let q = Queue {
-            items: Mutex::new(VecDeque::new()),
-            notify: Notify::new(),
-            capacity: 2,
-        };
-        let d = |id: &str| Delivery {
-            id: id.into(),
-            kind: "hold",
-            body: Bytes::new(),
-        };
-        assert_eq!(q.push(d("a")), 0);
-        assert_eq!(q.push(d("b")), 0);
-        assert_eq!(q.push(d("c")), 1);
+        let q = Queue::new(2);
+        assert_eq!(q.push(delivery("a", "hold")), 0);
+        assert_eq!(q.push(delivery("b", "hold")), 0);
+        assert_eq!(q.push(delivery("c", "hold")), 1);
         assert_eq!(q.pop().map(|d| d.id), Some("b".into()));
         assert_eq!(q.pop().map(|d| d.id), Some("c".into()));
         assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn alerts_never_push_a_hold_out_and_holds_go_first() {
+        let q = Queue::new(2);
+        assert_eq!(q.push(delivery("hold-1", "hold")), 0);
+        let mut dropped = 0;
+        for i in 0..1000 {
+            dropped += q.push(delivery(&format!("alert-{i}"), "alert"));
+        }
+        assert_eq!(dropped, 998);
+        let order: Vec<String> = std::iter::from_fn(|| q.pop()).map(|d| d.id).collect();
+        assert_eq!(order, ["hold-1", "alert-998", "alert-999"]);
+    }
+
+    #[test]
+    fn chat_text_is_inert_and_escapes_markup() {
+        assert_eq!(
+            chat_text(
+                "DELETE FROM t -- <!channel> <https://evil|docs> a&b\x1b]52;c;eA==\x07 \u{202e}x"
+            ),
+            "DELETE FROM t -- &lt;!channel&gt; &lt;https://evil|docs&gt; a&amp;b\\x1b]52;c;eA==\\x07 &lt;U+202E&gt;x"
+        );
+        let mut v = json!({"a": ["<b>", {"c": "\u{200b}"}], "n": 1});
+        chat_escape(&mut v);
+        assert_eq!(
+            v,
+            json!({"a": ["&lt;b&gt;", {"c": "&lt;U+200B&gt;"}], "n": 1})
+        );
     }
 }

@@ -48,7 +48,7 @@ pub async fn approve(
         .core
         .approvals
         .approve(&id, &p.name, body.reason.trim())?;
-    tracing::info!(approval = %id, approver = %p.name, released, "approval given over the API");
+    tracing::info!(approval = %proctor_gate::inert::Line(&id), approver = %p.name, released, "approval given over the API");
     Ok(Json(
         json!({ "id": id, "approver": p.name, "released": released }),
     ))
@@ -62,7 +62,7 @@ pub async fn deny(
 ) -> Result<Json<Value>, ApiError> {
     p.require(&[Role::Approver], "deny held actions")?;
     st.core.approvals.deny(&id, &p.name, body.reason.trim())?;
-    tracing::info!(approval = %id, approver = %p.name, "held action denied over the API");
+    tracing::info!(approval = %proctor_gate::inert::Line(&id), approver = %p.name, "held action denied over the API");
     Ok(Json(
         json!({ "id": id, "approver": p.name, "denied": true }),
     ))

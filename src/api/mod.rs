@@ -90,7 +90,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), error = %self, "API request failed");
+            tracing::warn!(status = status.as_u16(), error = %proctor_gate::inert::LineOf(&self), "API request failed");
         }
         let body = axum::Json(json!({ "error": self.to_string() }));
         if status == StatusCode::UNAUTHORIZED {

@@ -7,6 +7,7 @@ use super::{RemoteArgs, StoreArgs, is_running};
 use crate::api::client::{ApiClient, segment};
 use crate::approvals::PendingView;
 use crate::control::{self, Request};
+use proctor_gate::inert::{line, text};
 
 #[derive(Subcommand)]
 pub enum ApprovalsCommand {
@@ -92,30 +93,7 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
                 println!("no held actions");
             }
             for p in list {
-                println!(
-                    "{}  session {}  agent {}  target {} ({}, {})\n    {} [{}{}]: {}\n    held by rule {}: {}{}",
-                    p.id,
-                    p.session_id,
-                    p.agent,
-                    p.target,
-                    p.protocol,
-                    p.privilege,
-                    p.kind,
-                    p.class,
-                    if p.tables.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" on {}", p.tables.join(", "))
-                    },
-                    p.detail,
-                    p.rule,
-                    p.reason,
-                    if p.reasoning.is_empty() {
-                        String::new()
-                    } else {
-                        format!("\n    agent's reasoning: {}", p.reasoning.join(" | "))
-                    }
-                );
+                print!("{}", render_pending(&p));
             }
             Ok(0)
         }
@@ -147,9 +125,12 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
                 }
             };
             if v.get("released").and_then(|r| r.as_bool()) == Some(true) {
-                println!("approved {id}: the action proceeds");
+                println!("approved {}: the action proceeds", line(&id));
             } else {
-                println!("approval of {id} recorded; more distinct approvers are needed");
+                println!(
+                    "approval of {} recorded; more distinct approvers are needed",
+                    line(&id)
+                );
             }
             Ok(0)
         }
@@ -180,10 +161,51 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
                     .await?;
                 }
             }
-            println!("denied {id}");
+            println!("denied {}", line(&id));
             Ok(0)
         }
     }
+}
+
+/// One held action for a person's terminal. Every field an agent or a target controls is made
+/// inert (a repaint, a clipboard write or a bidi override shows as tokens), and nothing is
+/// shortened: the approver reads all of what will run.
+fn render_pending(p: &PendingView) -> String {
+    let tables: Vec<_> = p.tables.iter().map(|t| line(t)).collect();
+    let mut out = format!(
+        "{}  session {}  agent {}  target {} ({}, {})\n    {} [{}{}]:\n{}\n    held by rule {}: {}\n",
+        line(&p.id),
+        line(&p.session_id),
+        line(&p.agent),
+        line(&p.target),
+        line(&p.protocol),
+        line(&p.privilege),
+        line(&p.kind),
+        line(&p.class),
+        if tables.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", tables.join(", "))
+        },
+        indent(&text(&p.detail), "      "),
+        line(&p.rule),
+        line(&p.reason),
+    );
+    for r in &p.reasoning {
+        out.push_str(&format!(
+            "    agent's reasoning:\n{}\n",
+            indent(&text(r), "      ")
+        ));
+    }
+    out
+}
+
+/// Indents every line, so a multi-line statement cannot pass for the next field.
+fn indent(s: &str, by: &str) -> String {
+    s.split('\n')
+        .map(|l| format!("{by}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub async fn kill(
@@ -213,7 +235,7 @@ pub async fn kill(
     };
     println!(
         "killed {}",
-        v.get("killed").and_then(|s| s.as_str()).unwrap_or(session)
+        line(v.get("killed").and_then(|s| s.as_str()).unwrap_or(session))
     );
     Ok(0)
 }

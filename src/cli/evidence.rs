@@ -10,6 +10,7 @@ use super::StoreArgs;
 use super::sessions::find_session;
 use crate::ops::{self, ExportFormat};
 use crate::recorder::signing;
+use proctor_gate::inert::{line, text};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -68,12 +69,12 @@ pub async fn verify(
             println!(
                 "bundle {}: session {}, {} records, key: {}",
                 path.display(),
-                report.session,
+                line(&report.session),
                 report.records,
                 report.key_source
             );
             for p in &report.problems {
-                println!("FAIL {p}");
+                println!("FAIL {}", line(&p.to_string()));
             }
             if report.problems.is_empty() {
                 println!(
@@ -101,10 +102,10 @@ pub async fn verify(
         );
     } else {
         for n in &report.notes {
-            println!("note: {n}");
+            println!("note: {}", line(&n.to_string()));
         }
         for p in &report.problems {
-            println!("FAIL {p}");
+            println!("FAIL {}", line(&p.to_string()));
         }
         let mb = report.bytes as f64 / 1e6;
         println!(
@@ -141,7 +142,7 @@ pub fn verify_archive(
         println!("{}", serde_json::to_string_pretty(&check)?);
     } else {
         for p in &check.problems {
-            println!("FAIL {p}");
+            println!("FAIL {}", line(&p.to_string()));
         }
         println!(
             "{}: {} sessions in {} manifests{}",
@@ -246,7 +247,7 @@ pub fn reindex(store: StoreArgs) -> Result<i32> {
     }
     let report = crate::recorder::recover::reindex(&data)?;
     for n in &report.notes {
-        println!("note: {n}");
+        println!("note: {}", line(&n.to_string()));
     }
     println!("reindexed {} records", report.reindexed_records);
     Ok(0)
@@ -332,12 +333,13 @@ pub fn policy(cmd: PolicyCommand) -> Result<i32> {
     match cmd {
         PolicyCommand::Test { policy, cases } => {
             match crate::policy::cases::run_cli(&[policy], &cases) {
-                Ok((text, ok)) => {
-                    print!("{text}");
+                // Cases and the statements they quote may hold any character.
+                Ok((out, ok)) => {
+                    print!("{}", text(&out));
                     Ok(if ok { 0 } else { 1 })
                 }
                 Err(e) => {
-                    println!("{e}");
+                    println!("{}", text(&e.to_string()));
                     Ok(1)
                 }
             }
@@ -352,7 +354,7 @@ pub fn policy(cmd: PolicyCommand) -> Result<i32> {
                     Ok(0)
                 }
                 Err(e) => {
-                    println!("{e}");
+                    println!("{}", text(&e.to_string()));
                     Ok(1)
                 }
             }

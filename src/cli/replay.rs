@@ -2,6 +2,8 @@
 
 use anyhow::{Result, anyhow};
 
+use proctor_gate::inert::line;
+
 use super::StoreArgs;
 use super::sessions::find_session;
 use crate::replay::{self, ReplayOptions};
@@ -64,19 +66,12 @@ pub async fn run(args: ReplayArgs) -> Result<i32> {
                     "statement {:>4}  {:<8}  recorded {:<14} {}  replayed {:<14} {}  {}",
                     c.statement_id,
                     c.verdict.to_uppercase(),
-                    c.recorded_error
-                        .clone()
-                        .unwrap_or_else(|| c.recorded_tag.clone()),
+                    line(c.recorded_error.as_deref().unwrap_or(&c.recorded_tag)),
                     c.recorded_digest.get(..12).unwrap_or("-"),
-                    c.replayed_error
-                        .clone()
-                        .unwrap_or_else(|| c.replayed_tag.clone()),
+                    line(c.replayed_error.as_deref().unwrap_or(&c.replayed_tag)),
                     c.replayed_digest.get(..12).unwrap_or("-"),
-                    c.text
-                        .chars()
-                        .take(60)
-                        .collect::<String>()
-                        .replace('\n', " ")
+                    // The whole statement, on one line: nothing cut off out of sight.
+                    line(&c.text)
                 );
             }
             println!(

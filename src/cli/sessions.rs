@@ -8,6 +8,7 @@ use crate::api::client::segment;
 use crate::control::{self, Request};
 use crate::ops::{self, Filter};
 use crate::recorder::index::SessionMeta;
+use proctor_gate::inert::line;
 
 #[derive(Subcommand)]
 pub enum SessionsCommand {
@@ -167,13 +168,13 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
             for m in sessions {
                 println!(
                     "{:<36}  {:<20}  {:<12}  {:<14}  {:<8}  {:<11}  {:<12}  {:>6}  {:>5}  {:>5}",
-                    m.id,
+                    line(&m.id),
                     ts(m.started_ns),
-                    m.agent,
-                    m.target,
-                    m.protocol,
-                    m.privilege,
-                    m.outcome.clone().unwrap_or_else(|| "open".into()),
+                    line(&m.agent),
+                    line(&m.target),
+                    line(&m.protocol),
+                    line(&m.privilege),
+                    line(m.outcome.as_deref().unwrap_or("open")),
                     m.events,
                     m.holds,
                     m.denies
@@ -198,12 +199,16 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&m)?);
                 return Ok(0);
             }
-            println!("session      {}", m.id);
-            println!("agent        {}", m.agent);
-            println!("target       {} ({})", m.target, m.protocol);
-            println!("login        {}", m.login);
-            println!("privilege    {} (grant {})", m.privilege, m.grant);
-            println!("client       {}", m.client_addr);
+            println!("session      {}", line(&m.id));
+            println!("agent        {}", line(&m.agent));
+            println!("target       {} ({})", line(&m.target), line(&m.protocol));
+            println!("login        {}", line(&m.login));
+            println!(
+                "privilege    {} (grant {})",
+                line(&m.privilege),
+                line(&m.grant)
+            );
+            println!("client       {}", line(&m.client_addr));
             println!("started      {}", crate::clock::format_ns(m.started_ns));
             println!(
                 "ended        {}",
@@ -213,18 +218,18 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
             );
             println!(
                 "outcome      {}{}",
-                m.outcome.clone().unwrap_or_else(|| "open".into()),
+                line(m.outcome.as_deref().unwrap_or("open")),
                 if m.end_reason.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", m.end_reason)
+                    format!(" ({})", line(&m.end_reason))
                 }
             );
             for c in &m.credentials {
                 println!(
                     "credential   {} {} valid until {}{}",
-                    c.kind,
-                    c.name,
+                    line(&c.kind),
+                    line(&c.name),
                     crate::clock::format_ns(c.valid_before_ns),
                     if c.revoked { ", revoked" } else { "" }
                 );
@@ -240,7 +245,7 @@ pub async fn run(cmd: SessionsCommand) -> Result<i32> {
                     .map(|i| format!(" (ledger leaf {i})"))
                     .unwrap_or_default()
             );
-            println!("last hash    {} (seq {})", m.last_hash, m.last_seq);
+            println!("last hash    {} (seq {})", line(&m.last_hash), m.last_seq);
             Ok(0)
         }
     }

@@ -281,7 +281,7 @@ impl PgRoles {
             match self.revoke(target, &name, &member).await {
                 Ok(_) => dropped.push(name),
                 Err(e) => {
-                    tracing::warn!(error = %e, role = %name, "could not reap a leftover role")
+                    tracing::warn!(error = %e, role = %proctor_gate::inert::Line(&name), "could not reap a leftover role")
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! on a sandbox and compares result digests.
 
 pub mod against;
+pub mod screen;
 pub mod sql;
 pub mod terminal;
 

@@ -7,6 +7,8 @@ use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent};
 use crossterm::terminal;
 use proctor_gate::{Event, Statement, StatementResult};
 
+use proctor_gate::inert::{line, text};
+
 use super::{Rec, ReplayOptions};
 use crate::clock::format_ns;
 use crate::export::json::param_json;
@@ -44,14 +46,19 @@ pub fn steps(recs: &[Rec]) -> Vec<StatementStep> {
             Event::Verdict(v) => {
                 if let Some(i) = last {
                     out[i].verdicts.push(if v.approval_id.is_empty() {
-                        format!("{} by rule {}: {}", v.verdict.as_str(), v.rule, v.reason)
+                        format!(
+                            "{} by rule {}: {}",
+                            v.verdict.as_str(),
+                            line(&v.rule),
+                            line(&v.reason)
+                        )
                     } else {
                         format!(
                             "{} by rule {} (approval {}): {}",
                             v.verdict.as_str(),
-                            v.rule,
-                            v.approval_id,
-                            v.reason
+                            line(&v.rule),
+                            line(&v.approval_id),
+                            line(&v.reason)
                         )
                     });
                 }
@@ -64,17 +71,20 @@ pub fn steps(recs: &[Rec]) -> Vec<StatementStep> {
                         if a.approver.is_empty() {
                             String::new()
                         } else {
-                            format!("by {} ", a.approver)
+                            format!("by {} ", line(&a.approver))
                         },
-                        a.reason
+                        line(&a.reason)
                     ));
                 }
             }
             Event::Alert(a) => {
                 if let Some(i) = last {
-                    out[i]
-                        .alerts
-                        .push(format!("[{}] {}: {}", a.severity, a.rule, a.message));
+                    out[i].alerts.push(format!(
+                        "[{}] {}: {}",
+                        line(&a.severity),
+                        line(&a.rule),
+                        line(&a.message)
+                    ));
                 }
             }
             Event::StatementResult(res) => {
@@ -117,11 +127,12 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
     s.push_str(&format!(
         "class {} · {}{}{}\n",
         st.class.as_str(),
-        st.command,
+        line(&st.command),
         if st.tables.is_empty() {
             String::new()
         } else {
-            format!(" on {}", st.tables.join(", "))
+            let tables: Vec<_> = st.tables.iter().map(|t| line(t)).collect();
+            format!(" on {}", tables.join(", "))
         },
         if st.extended {
             format!(
@@ -129,7 +140,7 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
                 if st.statement_name.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", st.statement_name)
+                    format!(" ({})", line(&st.statement_name))
                 }
             )
         } else {
@@ -137,14 +148,19 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
         }
     ));
     if let Some(r) = &st.reasoning {
-        s.push_str(&format!("reasoning: {r}\n"));
+        s.push_str(&format!("reasoning: {}\n", text(r).replace('\n', "\n  ")));
     }
-    s.push_str(&format!("  {}\n", st.text.trim().replace('\n', "\n  ")));
+    // Leading and trailing blank lines only; the statement is shown whole, inert.
+    s.push_str(&format!(
+        "  {}\n",
+        text(st.text.trim_matches(['\n', ' '])).replace('\n', "\n  ")
+    ));
     if !st.params.is_empty() {
         let params: Vec<String> = st
             .params
             .iter()
-            .map(|p| param_json(p).to_string())
+            // JSON escapes controls; bidi and invisible characters still need showing.
+            .map(|p| line(&param_json(p).to_string()).into_owned())
             .collect();
         s.push_str(&format!("params: [{}]\n", params.join(", ")));
     }
@@ -166,11 +182,13 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
             match &r.error {
                 Some(e) => s.push_str(&format!(
                     "outcome: {} {}: {}\n",
-                    e.severity, e.code, e.message
+                    line(&e.severity),
+                    line(&e.code),
+                    line(&e.message)
                 )),
                 None => s.push_str(&format!(
                     "outcome: {}{} · {} rows · {:.3} ms · digest {}\n",
-                    r.tag,
+                    line(&r.tag),
                     if r.suspended { " (suspended)" } else { "" },
                     r.rows,
                     r.duration_ns as f64 / 1e6,
@@ -178,11 +196,12 @@ pub fn render(step: &StatementStep, index: usize, total: usize) -> String {
                 )),
             }
             if !r.columns.is_empty() {
-                s.push_str(&format!("  {}\n", r.columns.join(" | ")));
+                let columns: Vec<_> = r.columns.iter().map(|c| line(c)).collect();
+                s.push_str(&format!("  {}\n", columns.join(" | ")));
                 for row in &r.sample_rows {
                     let cells: Vec<String> = row
                         .iter()
-                        .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                        .map(|c| c.as_deref().map_or("NULL".into(), |c| line(c).into_owned()))
                         .collect();
                     s.push_str(&format!("  {}\n", cells.join(" | ")));
                 }
@@ -251,4 +270,71 @@ pub fn replay(recs: &[Rec], opts: &ReplayOptions) -> io::Result<()> {
     })();
     terminal::disable_raw_mode()?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use proctor_gate::{Param, SqlError, StatementClass};
+
+    use super::*;
+
+    /// Statement text, parameters, column names, sample rows and the target's error are all
+    /// the agent's (or the target's) to choose: none of it may act on the auditor's terminal.
+    #[test]
+    fn a_step_is_rendered_inert_and_whole() {
+        let step = StatementStep {
+            seq: 7,
+            ts_ns: 0,
+            statement: Some(Statement {
+                id: 1,
+                text: "select $1 -- \x1b[2K\x1b]52;c;eA==\x07\nfrom t /*\u{202e}*/".into(),
+                params: vec![Param {
+                    binary: false,
+                    value: Some(Bytes::from_static("a\u{200b}b\u{9b}".as_bytes())),
+                }],
+                statement_name: "s\x1b[1A".into(),
+                portal: String::new(),
+                extended: true,
+                class: StatementClass::Read,
+                command: "SELECT".into(),
+                tables: vec!["t\x1b]2;x\x07".into()],
+                reasoning: Some("why\r\nnot".into()),
+            }),
+            result: Some(StatementResult {
+                statement_id: 1,
+                tag: String::new(),
+                rows: 1,
+                error: Some(SqlError {
+                    severity: "ERROR".into(),
+                    code: "XX000".into(),
+                    message: "bad\x1b[31m".into(),
+                }),
+                duration_ns: 1,
+                columns: vec!["c\u{2066}".into()],
+                sample_rows: vec![vec![Some("row\nforged: line".into()), None]],
+                digest: [0; 32],
+                suspended: false,
+            }),
+            ..Default::default()
+        };
+        let out = render(&step, 0, 1);
+        assert!(
+            !out.contains([
+                '\x1b', '\x07', '\r', '\u{9b}', '\u{202e}', '\u{2066}', '\u{200b}'
+            ]),
+            "{out:?}"
+        );
+        for shown in [
+            "  select $1 -- \\x1b[2K\\x1b]52;c;eA==\\x07\n  from t /*<U+202E>*/\n",
+            "(s\\x1b[1A)",
+            " on t\\x1b]2;x\\x07",
+            "reasoning: why\\r\n  not",
+            "params: [\"a<U+200B>b<U+009B>\"]",
+            "outcome: ERROR XX000: bad\\x1b[31m",
+            "  c<U+2066>\n  row\\nforged: line | NULL\n",
+        ] {
+            assert!(out.contains(shown), "{shown:?} not in {out}");
+        }
+    }
 }

@@ -1,6 +1,12 @@
 //! SSH replay: the terminal's output with its original timing. On a terminal: Space pauses,
 //! → jumps to the next command line, ← back to the previous one, q quits. `--step` prints each
 //! command with its output, for scripts.
+//!
+//! The output was written by the agent's programs, so it reaches the auditor's terminal only
+//! through [`ScreenFilter`] (no clipboard, title, hyperlink or report sequences), and each
+//! recorded command line is shown as a marker in the stream: an agent that erased its line on
+//! screen cannot erase it from the replay. `--step` shows the output itself inert (escapes as
+//! `\x1b`), since a script's reader wants every byte.
 
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -9,6 +15,9 @@ use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent};
 use crossterm::terminal;
 use proctor_gate::{ChannelKind, Event};
 
+use proctor_gate::inert::{Keep, line, write_inert};
+
+use super::screen::ScreenFilter;
 use super::{Rec, ReplayOptions};
 use crate::clock::format_ns;
 
@@ -74,19 +83,50 @@ pub fn timeline(recs: &[Rec]) -> Vec<(f64, Frame)> {
     out
 }
 
+/// A line of proctor's own between recorded output. It first undoes what the recording may
+/// have left set that would disguise it (insert mode, another character set, colours), and
+/// its text (`s`, agent-controlled) is inert.
 fn note_text(s: &str) -> String {
-    format!("\r\n\x1b[7m proctor: {s} \x1b[0m\r\n")
+    format!(
+        "\r\n\x1b[0m\x1b[4l\x1b(B\x0f\x1b[7m proctor: {} \x1b[0m\r\n",
+        line(s)
+    )
 }
 
-/// Prints each command with the output that followed it, without timing.
-fn step_print(frames: &[(f64, Frame)], start: f64, out: &mut impl Write) -> io::Result<()> {
-    for (t, f) in frames.iter().filter(|(t, _)| *t >= start) {
-        match f {
-            Frame::Output(d) => out.write_all(d)?,
-            Frame::Marker(m) => write!(out, "\n=== +{t:.3}s command: {m}\n")?,
-            Frame::Note(n) => write!(out, "\n--- +{t:.3}s {n}\n")?,
+/// Recorded terminal output as text a person can read on any terminal: `\r\n` line ends
+/// become newlines, every other control (escapes included) and invisible character is shown
+/// as a token, and bytes that are not UTF-8 as `\xNN`.
+pub fn inert_output(data: &[u8]) -> String {
+    let mut s = String::with_capacity(data.len());
+    for chunk in data.utf8_chunks() {
+        let valid = chunk.valid().replace("\r\n", "\n");
+        // Writing to a String cannot fail.
+        let _ = write_inert(&mut s, &valid, Keep::Lines);
+        for b in chunk.invalid() {
+            s.push_str(&format!("\\x{b:02x}"));
         }
     }
+    s
+}
+
+/// Prints each command with the output that followed it, without timing. Consecutive output
+/// chunks are joined first, so a character or a sequence split between chunks reads as one.
+fn step_print(frames: &[(f64, Frame)], start: f64, out: &mut impl Write) -> io::Result<()> {
+    let mut pending: Vec<u8> = Vec::new();
+    for (t, f) in frames.iter().filter(|(t, _)| *t >= start) {
+        if let Frame::Output(d) = f {
+            pending.extend_from_slice(d);
+            continue;
+        }
+        out.write_all(inert_output(&pending).as_bytes())?;
+        pending.clear();
+        match f {
+            Frame::Marker(m) => write!(out, "\n=== +{t:.3}s command: {}\n", line(m))?,
+            Frame::Note(n) => write!(out, "\n--- +{t:.3}s {}\n", line(n))?,
+            Frame::Output(_) => {}
+        }
+    }
+    out.write_all(inert_output(&pending).as_bytes())?;
     writeln!(out)?;
     out.flush()
 }
@@ -116,14 +156,28 @@ pub fn replay(recs: &[Rec], opts: &ReplayOptions) -> io::Result<()> {
     result
 }
 
-fn render_upto(frames: &[(f64, Frame)], end: usize, out: &mut impl Write) -> io::Result<()> {
+/// Redraws from the start up to `end` (a seek), with a fresh filter.
+fn render_upto(
+    frames: &[(f64, Frame)],
+    end: usize,
+    filter: &mut ScreenFilter,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    *filter = ScreenFilter::new();
     write!(out, "\x1b[2J\x1b[H")?;
     for (_, f) in &frames[..end] {
-        if let Frame::Output(d) = f {
-            out.write_all(d)?;
-        }
+        show(f, filter, out)?;
     }
     out.flush()
+}
+
+/// Writes one frame to the auditor's terminal.
+fn show(f: &Frame, filter: &mut ScreenFilter, out: &mut impl Write) -> io::Result<()> {
+    match f {
+        Frame::Output(d) => out.write_all(&filter.filter(d)),
+        Frame::Marker(m) => write!(out, "{}", note_text(&format!("command: {m}"))),
+        Frame::Note(n) => write!(out, "{}", note_text(n)),
+    }
 }
 
 fn play(
@@ -133,12 +187,13 @@ fn play(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let speed = if opts.speed > 0.0 { opts.speed } else { 1.0 };
+    let mut filter = ScreenFilter::new();
     let mut i = frames
         .iter()
         .position(|(t, _)| *t >= opts.from_secs)
         .unwrap_or(frames.len());
     if i > 0 {
-        render_upto(frames, i, out)?;
+        render_upto(frames, i, &mut filter, out)?;
     }
     let mut clock = frames.get(i).map_or(0.0, |(t, _)| *t);
     let mut paused = false;
@@ -174,9 +229,7 @@ fn play(
                             .position(|(_, f)| matches!(f, Frame::Marker(_)))
                             .map_or(frames.len(), |p| i + 1 + p);
                         for (_, f) in &frames[i..next] {
-                            if let Frame::Output(d) = f {
-                                out.write_all(d)?;
-                            }
+                            show(f, &mut filter, out)?;
                         }
                         out.flush()?;
                         i = next;
@@ -193,7 +246,7 @@ fn play(
                                     .rposition(|(_, f)| matches!(f, Frame::Marker(_)))
                             })
                             .unwrap_or(0);
-                        render_upto(frames, prev, out)?;
+                        render_upto(frames, prev, &mut filter, out)?;
                         i = prev;
                         paused = true;
                         break;
@@ -206,14 +259,7 @@ fn play(
             break;
         }
         let (t, f) = &frames[i];
-        match f {
-            Frame::Output(d) => out.write_all(d)?,
-            Frame::Marker(m) if !interactive => {
-                write!(out, "{}", note_text(&format!("command: {m}")))?
-            }
-            Frame::Marker(_) => {}
-            Frame::Note(n) => write!(out, "{}", note_text(n))?,
-        }
+        show(f, &mut filter, out)?;
         out.flush()?;
         clock = *t;
         i += 1;

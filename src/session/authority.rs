@@ -162,7 +162,7 @@ impl CoreAuthority {
         {
             tracing::error!(error = %e, "could not seal a refused session");
         }
-        tracing::info!(session = %id, agent = %req.agent, target = %req.target, kind = refusal.kind.as_str(), "session refused: {}", refusal.message);
+        tracing::info!(session = %id, agent = %proctor_gate::inert::Line(&req.agent), target = %proctor_gate::inert::Line(&req.target), kind = refusal.kind.as_str(), "session refused: {}", proctor_gate::inert::Line(&refusal.message));
         self.core.bus.publish(LiveEvent::Refused {
             agent: req.agent.clone(),
             target: req.target.clone(),
@@ -417,7 +417,7 @@ impl Authority for CoreAuthority {
             });
         }
         spawn_max_session_timer(self.core.clone(), id.clone(), grant.max_session);
-        tracing::info!(session = %id, agent = %req.agent, target = %req.target, privilege = privilege.as_str(), "session opened");
+        tracing::info!(session = %id, agent = %proctor_gate::inert::Line(&req.agent), target = %proctor_gate::inert::Line(&req.target), privilege = privilege.as_str(), "session opened");
         Ok(OpenSession {
             gate,
             session_id: id,
@@ -530,7 +530,7 @@ impl CoreAuthority {
         {
             tracing::error!(session = %id, error = %e, "could not seal a failed session");
         }
-        tracing::warn!(session = %id, "{message}");
+        tracing::warn!(session = %id, "{}", proctor_gate::inert::Line(&message));
         Refusal::new(
             kind,
             "proctor could not issue credentials for the target; see the proctor log",

@@ -7,6 +7,7 @@
 pub mod action;
 pub mod event;
 pub mod gate;
+pub mod inert;
 
 pub use action::{Action, Decision, DenyCause, Hold, Resolution};
 pub use event::*;

@@ -45,7 +45,7 @@ pub async fn run(
         }
         Ok(Err(StartupError::Closed)) => return,
         Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "postgres: startup failed");
+            tracing::info!(%peer, error = %proctor_gate::inert::LineOf(&e), "postgres: startup failed");
             let request = anonymous_request(peer);
             authority
                 .refuse(
@@ -171,7 +171,7 @@ pub async fn run(
             .await;
         }
         Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "postgres: authentication aborted");
+            tracing::info!(%peer, error = %proctor_gate::inert::LineOf(&e), "postgres: authentication aborted");
             authority
                 .refuse(
                     request,
@@ -305,7 +305,7 @@ pub async fn run(
         hold_cancel,
         backend_cancel,
     );
-    tracing::info!(session = open.session_id, %peer, agent, target, "postgres: session started");
+    tracing::info!(session = open.session_id, %peer, agent = %proctor_gate::inert::Line(&agent), target = %proctor_gate::inert::Line(&target), "postgres: session started");
     // Run in its own task so that even a panic (a bug) ends in `Gate::end` and not in a
     // session left open.
     let (outcome, reason) = match tokio::spawn(relay.run()).await {

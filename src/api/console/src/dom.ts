@@ -1,5 +1,6 @@
 // A tiny element builder. Recorded content (statements, command lines, terminal output) is
-// written by the recorded agent, so it only ever goes into text nodes, never into HTML.
+// written by the recorded agent, so it only ever goes into text nodes, never into HTML, and
+// characters that would hide or reorder what a person reads are shown, not obeyed (`visible`).
 
 type Child = Node | string | number | null | undefined | false | Child[];
 type Attrs = Record<string, string | number | boolean | null | undefined | EventListener>;
@@ -31,8 +32,76 @@ export function append(el: Node, children: Child[]): void {
     if (c === null || c === undefined || c === false) continue;
     if (Array.isArray(c)) append(el, c);
     else if (c instanceof Node) el.appendChild(c);
-    else el.appendChild(document.createTextNode(String(c)));
+    else el.appendChild(visible(String(c)));
   }
+}
+
+// The same set as the CLI's (`proctor_gate::inert`): controls other than tab and newline,
+// DEL, C1 controls, soft hyphen, combining grapheme joiner, Arabic letter mark, Hangul fillers,
+// Khmer inherent vowels, Mongolian vowel separator, zero-width characters and bidi marks,
+// line/paragraph separators, bidi embeddings, overrides and isolates, word joiner and invisible
+// operators, variation selectors, the BOM, interlinear annotations, shorthand and musical
+// format controls, tag characters.
+const HIDDEN =
+  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\ufff9-\ufffb\uffa0\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0000}-\u{e007f}\u{e0100}-\u{e01ef}]/gu;
+
+const NAMES: Record<number, string> = {
+  0x1b: "ESCAPE",
+  0x200b: "ZERO WIDTH SPACE",
+  0x200c: "ZERO WIDTH NON-JOINER",
+  0x200d: "ZERO WIDTH JOINER",
+  0x200e: "LEFT-TO-RIGHT MARK",
+  0x200f: "RIGHT-TO-LEFT MARK",
+  0x202a: "LEFT-TO-RIGHT EMBEDDING",
+  0x202b: "RIGHT-TO-LEFT EMBEDDING",
+  0x202c: "POP DIRECTIONAL FORMATTING",
+  0x202d: "LEFT-TO-RIGHT OVERRIDE",
+  0x202e: "RIGHT-TO-LEFT OVERRIDE",
+  0x2066: "LEFT-TO-RIGHT ISOLATE",
+  0x2067: "RIGHT-TO-LEFT ISOLATE",
+  0x2068: "FIRST STRONG ISOLATE",
+  0x2069: "POP DIRECTIONAL ISOLATE",
+  0x2060: "WORD JOINER",
+  0xfeff: "ZERO WIDTH NO-BREAK SPACE",
+  0x00ad: "SOFT HYPHEN",
+};
+
+/** The token shown for a hidden character: `\x1b` for C0 controls and DEL, else `<U+202E>`. */
+export function token(cp: number): string {
+  const hex = cp.toString(16).toUpperCase();
+  if (cp === 0x0d) return "\\r";
+  if (cp < 0x20 || cp === 0x7f) return `\\x${hex.toLowerCase().padStart(2, "0")}`;
+  return `<U+${hex.padStart(4, "0")}>`;
+}
+
+/**
+ * Agent-controlled text as DOM nodes a person can trust: every character that would reorder
+ * (Trojan Source bidi overrides) or hide text (zero-width, tags, controls) is replaced by a
+ * marked token naming its code point (hover for the name). Nothing is dropped.
+ */
+export function visible(text: string): Node {
+  HIDDEN.lastIndex = 0;
+  const any = HIDDEN.test(text);
+  // matchAll starts where the global regex's lastIndex stands: from the beginning.
+  HIDDEN.lastIndex = 0;
+  if (!any) return document.createTextNode(text);
+  const frag = document.createDocumentFragment();
+  let last = 0;
+  for (const m of text.matchAll(HIDDEN)) {
+    const at = m.index ?? 0;
+    if (at > last) frag.appendChild(document.createTextNode(text.slice(last, at)));
+    const cp = m[0].codePointAt(0) ?? 0;
+    const code = `U+${cp.toString(16).toUpperCase().padStart(4, "0")}`;
+    const mark = document.createElement("span");
+    mark.className = "cp";
+    mark.dataset.cp = code;
+    mark.title = `${code}${NAMES[cp] ? ` ${NAMES[cp]}` : ""}: shown, not obeyed`;
+    mark.textContent = token(cp);
+    frag.appendChild(mark);
+    last = at + m[0].length;
+  }
+  if (last < text.length) frag.appendChild(document.createTextNode(text.slice(last)));
+  return frag;
 }
 
 export function clear(el: Element, ...children: Child[]): void {

@@ -315,6 +315,33 @@ test("an operator kills a live session from the live sessions page", { timeout: 
   timings.scenario_kill_ms = Date.now() - t0;
 });
 
+test("an approval card shows bidi overrides and invisible characters instead of obeying them", { timeout: 60_000 }, async () => {
+  const page = await newPage("approver-hidden");
+  await login(page, dev.info.tokens.approver, "approver");
+  // Trojan Source: rendered as-is, the override makes this read as if it had a WHERE clause.
+  const sql = "update ledger set note = 'x\u200by' /*\u202e 24=di EREHW \u2066*/";
+  const psql = run("psql", [dev.info.postgres_dsn, "-XAtc", sql], {
+    env: { ...process.env, PGCONNECT_TIMEOUT: "10" },
+  });
+  const card = page.locator("article.card", { hasText: "update ledger set note" });
+  await card.waitFor({ timeout: 10_000 });
+  const detail = card.locator("pre.detail");
+  for (const cp of ["U+202E", "U+2066", "U+200B"]) {
+    assert.equal(await detail.locator(`.cp[data-cp="${cp}"]`).count(), 1, `${cp} is marked`);
+  }
+  assert.match(await detail.locator('.cp[data-cp="U+202E"]').getAttribute("title"), /RIGHT-TO-LEFT OVERRIDE/);
+  const shown = await detail.innerText();
+  assert.equal(shown, "update ledger set note = 'x<U+200B>y' /*<U+202E> 24=di EREHW <U+2066>*/");
+  assert.ok(!/[\u202e\u2066\u200b]/u.test(shown), "no override or invisible character reaches the page");
+  await shot(page, "7-approval-hidden-characters");
+  await card.locator("textarea").fill("console test: hidden characters");
+  await card.getByRole("button", { name: "Deny" }).click();
+  await card.waitFor({ state: "detached", timeout: 10_000 });
+  const r = await psql.done(20_000);
+  assert.notEqual(r.code, 0, "the denied statement failed");
+  await page.context().close();
+});
+
 test("no script errors in any page", { timeout: 90_000 }, () => {
   assert.deepEqual(pageErrors, []);
 });
