@@ -69,7 +69,19 @@ pub async fn start(
             ..Default::default()
         };
         if fe.require_tls && fe.tls.is_none() {
-            anyhow::bail!("postgres.require_tls needs postgres.tls_cert and postgres.tls_key");
+            anyhow::bail!(
+                "postgres.require_tls is on (the default) but postgres.tls_cert and postgres.tls_key are not both set: \
+                 give proctor a certificate and key for agents, or set postgres.require_tls = false to accept plaintext agents"
+            );
+        }
+        if !fe.require_tls {
+            // Loud on purpose: with this, an agent's SCRAM exchange and every statement and
+            // result may cross the network in clear.
+            tracing::warn!(
+                listen = %addr,
+                tls = fe.tls.is_some(),
+                "postgres.require_tls = false: agents may connect WITHOUT TLS; statements, results and authentication travel in clear"
+            );
         }
         let (authority, rx) = (authority.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {

@@ -127,7 +127,8 @@ impl Env {
                 toml_str(&key.to_string_lossy())
             )
         } else {
-            String::new()
+            // Plaintext agents are refused by default; these tests speak plain TCP on purpose.
+            "[postgres]\nrequire_tls = false\n".to_string()
         };
         let port = free_port().expect("port");
         let scram = |s: &str| toml_str(&postgres_protocol::password::scram_sha_256(s.as_bytes()));
