@@ -37,25 +37,22 @@ fn oid(s: &str) -> ObjectIdentifier {
 fn hash_for(alg: &ObjectIdentifier) -> Option<Hash> {
     const TABLE: &[(&str, Hash)] = &[
         // MD5 and SHA-1 become SHA-256 (RFC 5929 4.1).
-        ("1.2.840.113549.1.1.4", Hash::Sha256),  // md5WithRSAEncryption
-        ("1.2.840.113549.1.1.5", Hash::Sha256),  // sha1WithRSAEncryption
-        ("1.2.840.10045.4.1", Hash::Sha256),     // ecdsa-with-SHA1
-        ("1.2.840.10040.4.3", Hash::Sha256),     // dsa-with-sha1
+        ("1.2.840.113549.1.1.4", Hash::Sha256), // md5WithRSAEncryption
+        ("1.2.840.113549.1.1.5", Hash::Sha256), // sha1WithRSAEncryption
+        ("1.2.840.10045.4.1", Hash::Sha256),    // ecdsa-with-SHA1
+        ("1.2.840.10040.4.3", Hash::Sha256),    // dsa-with-sha1
         ("1.2.840.113549.1.1.14", Hash::Sha224), // sha224WithRSAEncryption
-        ("1.2.840.10045.4.3.1", Hash::Sha224),   // ecdsa-with-SHA224
+        ("1.2.840.10045.4.3.1", Hash::Sha224),  // ecdsa-with-SHA224
         ("2.16.840.1.101.3.4.3.1", Hash::Sha224), // dsa-with-sha224
         ("1.2.840.113549.1.1.11", Hash::Sha256), // sha256WithRSAEncryption
-        ("1.2.840.10045.4.3.2", Hash::Sha256),   // ecdsa-with-SHA256
+        ("1.2.840.10045.4.3.2", Hash::Sha256),  // ecdsa-with-SHA256
         ("2.16.840.1.101.3.4.3.2", Hash::Sha256), // dsa-with-sha256
         ("1.2.840.113549.1.1.12", Hash::Sha384), // sha384WithRSAEncryption
-        ("1.2.840.10045.4.3.3", Hash::Sha384),   // ecdsa-with-SHA384
+        ("1.2.840.10045.4.3.3", Hash::Sha384),  // ecdsa-with-SHA384
         ("1.2.840.113549.1.1.13", Hash::Sha512), // sha512WithRSAEncryption
-        ("1.2.840.10045.4.3.4", Hash::Sha512),   // ecdsa-with-SHA512
+        ("1.2.840.10045.4.3.4", Hash::Sha512),  // ecdsa-with-SHA512
     ];
-    TABLE
-        .iter()
-        .find(|(o, _)| oid(o) == *alg)
-        .map(|(_, h)| *h)
+    TABLE.iter().find(|(o, _)| oid(o) == *alg).map(|(_, h)| *h)
 }
 
 /// The `tls-server-end-point` binding data for a DER certificate (the end-entity certificate
