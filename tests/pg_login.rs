@@ -81,6 +81,51 @@ fn tls_is_required_by_default_and_libpq_gets_channel_binding() {
     env.verify();
 }
 
+#[test]
+fn serve_refuses_to_start_without_tls_unless_told_and_then_warns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = proctor_harness::free_port().expect("port");
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let base = format!(
+        "data_dir = {:?}\npolicies = [{:?}]\n[listen]\npostgres = \"127.0.0.1:{port}\"\n",
+        dir.path().join("data").display().to_string(),
+        policies.display().to_string()
+    );
+    let config = dir.path().join("proctor.toml");
+    std::fs::write(&config, &base).expect("config");
+    let child = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("proctor");
+    let out = wait_output(child, T);
+    assert!(!out.status.success(), "proctor served plaintext by default");
+    let err = text(&out.stderr);
+    for key in [
+        "postgres.require_tls",
+        "postgres.tls_cert",
+        "postgres.tls_key",
+    ] {
+        assert!(err.contains(key), "{key} not named: {err}");
+    }
+
+    // Told to accept plaintext, it starts, and says so as a warning.
+    std::fs::write(&config, format!("{base}[postgres]\nrequire_tls = false\n")).expect("config");
+    let log = dir.path().join("proctor.log");
+    let mut serve = start_serve(&config, &log, port);
+    serve.stop(Duration::from_secs(20));
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("WITHOUT TLS")),
+        "{log}"
+    );
+}
+
 /// The parts of a raw login the tests below need.
 struct RawLogin {
     mechanisms: Vec<String>,
