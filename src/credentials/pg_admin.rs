@@ -4,9 +4,10 @@
 //! Role creation and removal used to share one connection per target, and tokio-postgres
 //! pipelines a client's queries: one `DROP ROLE` waiting on a lock (a prepared transaction
 //! holding a table the role owns, say) held up every new agent session on that target. Now
-//! each admin action takes its own connection, at most [`MAX_PER_TARGET`] at a time, and no
-//! statement waits on a lock for longer than [`LOCK_TIMEOUT`]: a stuck cleanup fails quickly
-//! and is retried later instead of queueing everyone behind it.
+//! each admin action takes its own connection, at most [`MAX_PER_TARGET`] at a time (cleanups
+//! at most one fewer, so a login always has one), and no statement waits on a lock for longer
+//! than [`LOCK_TIMEOUT`]: a stuck cleanup fails quickly and is retried later instead of
+//! queueing everyone behind it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,18 @@ use super::pg_roles::{AdminTarget, RoleError};
 
 /// Admin connections open at once per target.
 pub const MAX_PER_TARGET: usize = 4;
+/// Of those, how many cleanups (drops, reaping) may hold at once: the rest stay free for
+/// issuing roles, so even several stuck cleanups leave new logins a connection.
+const MAX_CLEANUPS_PER_TARGET: usize = MAX_PER_TARGET - 1;
+
+/// What an admin connection is taken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Creating a session's role: someone is waiting to log in.
+    Issue,
+    /// Dropping or listing roles: nobody waits on it but the record.
+    Cleanup,
+}
 /// How long an admin statement may wait for a lock.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an admin statement may run at all.
@@ -28,6 +41,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct TargetPool {
     slots: Arc<Semaphore>,
+    cleanup_slots: Arc<Semaphore>,
     idle: std::sync::Mutex<Vec<Client>>,
 }
 
@@ -51,6 +65,7 @@ pub struct AdminConn {
     client: Option<Client>,
     pool: Arc<TargetPool>,
     _slot: OwnedSemaphorePermit,
+    _cleanup_slot: Option<OwnedSemaphorePermit>,
 }
 
 impl std::ops::Deref for AdminConn {
@@ -84,6 +99,7 @@ impl AdminPools {
             .or_insert_with(|| {
                 Arc::new(TargetPool {
                     slots: Arc::new(Semaphore::new(MAX_PER_TARGET)),
+                    cleanup_slots: Arc::new(Semaphore::new(MAX_CLEANUPS_PER_TARGET)),
                     idle: std::sync::Mutex::new(Vec::new()),
                 })
             })
@@ -91,7 +107,11 @@ impl AdminPools {
     }
 
     /// A connection of its own for one admin action.
-    pub async fn get(&self, target: &AdminTarget) -> Result<AdminConn, RoleError> {
+    pub async fn get(
+        &self,
+        target: &AdminTarget,
+        purpose: Purpose,
+    ) -> Result<AdminConn, RoleError> {
         let pool = self.pool(&target.name);
         let busy = || RoleError::Connect {
             target: target.name.clone(),
@@ -100,7 +120,15 @@ impl AdminPools {
                 ACQUIRE_TIMEOUT.as_secs()
             ),
         };
-        let slot = tokio::time::timeout(ACQUIRE_TIMEOUT, pool.slots.clone().acquire_owned())
+        let acquire = async {
+            let cleanup_slot = match purpose {
+                Purpose::Cleanup => Some(pool.cleanup_slots.clone().acquire_owned().await?),
+                Purpose::Issue => None,
+            };
+            let slot = pool.slots.clone().acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>((slot, cleanup_slot))
+        };
+        let (slot, cleanup_slot) = tokio::time::timeout(ACQUIRE_TIMEOUT, acquire)
             .await
             .map_err(|_| busy())?
             .map_err(|_| busy())?;
@@ -117,6 +145,7 @@ impl AdminPools {
             client: Some(client),
             pool,
             _slot: slot,
+            _cleanup_slot: cleanup_slot,
         })
     }
 }

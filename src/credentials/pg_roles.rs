@@ -24,7 +24,7 @@ use thiserror::Error;
 use tokio_postgres::Client;
 use zeroize::Zeroizing;
 
-use super::pg_admin::AdminPools;
+use super::pg_admin::{AdminPools, Purpose};
 
 use crate::clock::{format_ns, now_ns};
 
@@ -144,7 +144,7 @@ impl PgRoles {
         valid_for: Duration,
         connection_limit: u32,
     ) -> Result<Issued, RoleError> {
-        let client = self.admins.get(target).await?;
+        let client = self.admins.get(target, Purpose::Issue).await?;
         let user = role_name(agent, session_id);
         let password = Zeroizing::new(hex::encode(rand::random::<[u8; 24]>()));
         let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
@@ -263,7 +263,7 @@ impl PgRoles {
         user: &str,
         member_of: &str,
     ) -> Result<String, RoleError> {
-        let client = self.admins.get(target).await?;
+        let client = self.admins.get(target, Purpose::Cleanup).await?;
         let terminated = terminate(&client, &target.name, user).await?;
         let drop = format!("DROP ROLE IF EXISTS {}", escape_identifier(user));
         if let Err(e) = client.batch_execute(&drop).await {
@@ -295,7 +295,7 @@ impl PgRoles {
         live: &HashSet<String>,
         everything: bool,
     ) -> Result<Vec<Retry>, RoleError> {
-        let client = self.admins.get(target).await?;
+        let client = self.admins.get(target, Purpose::Cleanup).await?;
         let rows = client
             .query(
                 "SELECT rolname, coalesce(rolvaliduntil < now(), true) AS expired,
