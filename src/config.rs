@@ -146,7 +146,9 @@ pub struct PostgresFrontend {
     /// PEM certificate chain and key for TLS towards agents.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    #[serde(default)]
+    /// Refuse agents that did not negotiate TLS. On by default (issue 12): an agent's SCRAM
+    /// exchange and every statement would otherwise cross the network in clear.
+    #[serde(default = "default_true")]
     pub require_tls: bool,
     #[serde(default = "default_sample_rows")]
     pub sample_rows: usize,
@@ -167,7 +169,7 @@ impl Default for PostgresFrontend {
         PostgresFrontend {
             tls_cert: None,
             tls_key: None,
-            require_tls: false,
+            require_tls: true,
             sample_rows: default_sample_rows(),
             max_message_bytes: default_max_message(),
         }

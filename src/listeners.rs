@@ -12,8 +12,15 @@ use crate::config::Config;
 use crate::serve::Started;
 use crate::session::Core;
 
-fn postgres_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
+/// The agent-facing TLS configuration and, when the certificate allows it, the
+/// `tls-server-end-point` binding data for SCRAM-SHA-256-PLUS.
+type PostgresTls = (Arc<rustls::ServerConfig>, Option<Arc<[u8]>>);
+
+fn postgres_tls(config: &Config) -> Result<Option<PostgresTls>> {
     let (Some(cert), Some(key)) = (&config.postgres.tls_cert, &config.postgres.tls_key) else {
+        if config.postgres.tls_cert.is_some() != config.postgres.tls_key.is_some() {
+            anyhow::bail!("postgres.tls_cert and postgres.tls_key must be set together");
+        }
         return Ok(None);
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -25,6 +32,17 @@ fn postgres_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
                 cert.display()
             )
         })?;
+    let binding = match certs.first() {
+        Some(leaf) => match proctor_postgres::channel_binding::tls_server_end_point(leaf) {
+            Ok(b) => Some(Arc::from(b)),
+            Err(e) => {
+                // Clients that require channel binding will refuse; everyone else is served.
+                tracing::warn!(error = %e, cert = %cert.display(), "postgres: SCRAM-SHA-256-PLUS not offered");
+                None
+            }
+        },
+        None => anyhow::bail!("postgres.tls_cert: {} holds no certificate", cert.display()),
+    };
     let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
         format!(
             "postgres.tls_key: cannot read a PEM private key from {}",
@@ -40,7 +58,7 @@ fn postgres_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
     .with_single_cert(certs, key)
     .context("postgres.tls_cert/tls_key: the key does not match the certificate")?;
     tls.alpn_protocols = vec![proctor_postgres::ALPN_PROTOCOL.to_vec()];
-    Ok(Some(Arc::new(tls)))
+    Ok(Some((Arc::new(tls), binding)))
 }
 
 pub async fn start(
@@ -60,8 +78,10 @@ pub async fn start(
             .await
             .with_context(|| format!("listen.postgres: cannot listen on {addr}"))?;
         started.postgres = Some(listener.local_addr()?);
+        let (tls, tls_server_end_point) = postgres_tls(config)?.unzip();
         let fe = proctor_postgres::PgFrontendConfig {
-            tls: postgres_tls(config)?,
+            tls,
+            tls_server_end_point: tls_server_end_point.flatten(),
             require_tls: config.postgres.require_tls,
             max_message_bytes: usize::try_from(config.postgres.max_message_bytes)
                 .unwrap_or(usize::MAX),
@@ -69,7 +89,19 @@ pub async fn start(
             ..Default::default()
         };
         if fe.require_tls && fe.tls.is_none() {
-            anyhow::bail!("postgres.require_tls needs postgres.tls_cert and postgres.tls_key");
+            anyhow::bail!(
+                "postgres.require_tls is on (the default) but postgres.tls_cert and postgres.tls_key are not both set: \
+                 give proctor a certificate and key for agents, or set postgres.require_tls = false to accept plaintext agents"
+            );
+        }
+        if !fe.require_tls {
+            // Loud on purpose: with this, an agent's SCRAM exchange and every statement and
+            // result may cross the network in clear.
+            tracing::warn!(
+                listen = %addr,
+                tls = fe.tls.is_some(),
+                "postgres.require_tls = false: agents may connect WITHOUT TLS; statements, results and authentication travel in clear"
+            );
         }
         let (authority, rx) = (authority.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {

@@ -12,6 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::credentials::pg_roles::Retry;
 use crate::credentials::ssh_ca::SshCa;
 use crate::listeners;
 use crate::policy::Policy;
@@ -145,27 +146,60 @@ async fn reap_roles(core: &Arc<Core>, at_startup: bool) {
             }
         };
         match core.pg_roles.reap(&admin, &live, at_startup).await {
-            Ok(dropped) if !dropped.is_empty() => {
-                let text = format!(
-                    "target {}: dropped leftover roles {}",
-                    t.name,
-                    dropped.join(", ")
-                );
-                tracing::warn!("{}", proctor_gate::inert::Line(&text));
-                let _ = core.recorder.journal("reaper", &text).await;
+            Ok(results) => {
+                let dropped: Vec<&str> = results
+                    .iter()
+                    .filter_map(|r| match r {
+                        Retry::Dropped { role, .. } => Some(role.as_str()),
+                        Retry::Failed { .. } => None,
+                    })
+                    .collect();
+                if !dropped.is_empty() {
+                    let text = format!(
+                        "target {}: dropped leftover roles {}",
+                        t.name,
+                        dropped.join(", ")
+                    );
+                    tracing::warn!("{}", proctor_gate::inert::Line(&text));
+                    let _ = core.recorder.journal("reaper", &text).await;
+                }
+                journal_failed_drops(core, &results).await;
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(target = %t.name, error = %e, "role reaper failed"),
         }
     }
 }
 
-/// Drops the roles of ended sessions whose target was unreachable at the time.
+/// Drops the roles of ended sessions whose drop failed at the time (target unreachable, a
+/// lock in the way); every attempt, failed or not, is a journal note.
 async fn retry_revocations(core: &Arc<Core>) {
-    for (role, detail) in core.pg_roles.retry_pending().await {
-        let text = format!("dropped role {role} of an ended session on retry: {detail}");
-        tracing::info!("{}", proctor_gate::inert::Line(&text));
-        let _ = core.recorder.journal("reaper", &text).await;
+    let results = core.pg_roles.retry_pending().await;
+    for r in &results {
+        if let Retry::Dropped { role, detail } = r {
+            let text = format!("dropped role {role} of an ended session on retry: {detail}");
+            tracing::info!("{}", proctor_gate::inert::Line(&text));
+            let _ = core.recorder.journal("reaper", &text).await;
+        }
+    }
+    journal_failed_drops(core, &results).await;
+}
+
+async fn journal_failed_drops(core: &Arc<Core>, results: &[Retry]) {
+    for r in results {
+        if let Retry::Failed {
+            role,
+            attempts,
+            error,
+            next_in,
+        } = r
+        {
+            let text = format!(
+                "could not drop role {role} (attempt {attempts}): {error}; retrying in {}s",
+                next_in.as_secs()
+            );
+            tracing::warn!("{}", proctor_gate::inert::Line(&text));
+            let _ = core.recorder.journal("reaper", &text).await;
+        }
     }
 }
 

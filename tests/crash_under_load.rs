@@ -83,6 +83,8 @@ policies = ["{policies}"]
 [listen]
 postgres = "127.0.0.1:{pg_port}"
 ssh = "127.0.0.1:{ssh_port}"
+[postgres]
+require_tls = false
 [ssh]
 host_key = "{host_key}"
 [[agents]]

@@ -52,6 +52,8 @@ data_dir = "{data}"
 policies = ["{policies}"]
 [listen]
 postgres = "127.0.0.1:0"
+[postgres]
+require_tls = false
 [approvals]
 timeout = "30s"
 [[agents]]

@@ -685,7 +685,12 @@ fn kill_mid_query_and_the_role_lifecycle() {
     let child = env
         .psql_cmd(
             &env.conninfo(AGENT, SECRET),
-            &["-c", "SELECT current_user", "-c", "SELECT pg_sleep(60)"],
+            &[
+                "-c",
+                "SELECT session_user, current_user",
+                "-c",
+                "SELECT pg_sleep(60)",
+            ],
         )
         .spawn()
         .expect("psql");
@@ -723,9 +728,11 @@ fn kill_mid_query_and_the_role_lifecycle() {
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("runaway query"), "{stderr}");
+    // Logged in as the JIT role, acting as the grant's role (one owner across reconnects).
     assert!(
-        text(&out.stdout).contains(&role),
-        "current_user was the JIT role"
+        text(&out.stdout).contains(&format!("{role}|app_write")),
+        "session_user was the JIT role, current_user the grant's: {}",
+        text(&out.stdout)
     );
     let s = env.store().sealed_session(|s| s["id"] == session.as_str());
     assert_eq!(s["outcome"], "killed");

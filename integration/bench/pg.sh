@@ -124,6 +124,9 @@ policies = ["$repo/policies"]
 [listen]
 postgres = "127.0.0.1:$proctor_port"
 
+[postgres]
+require_tls = false   # the reference relays are plaintext too: like for like
+
 [[agents]]
 name = "bench-agent"
 postgres_scram = "$verifier"

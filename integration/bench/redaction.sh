@@ -65,6 +65,9 @@ policies = ["$repo/policies"]
 [listen]
 postgres = "127.0.0.1:$3"
 
+[postgres]
+require_tls = false
+
 [redaction]
 $2
 

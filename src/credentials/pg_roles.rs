@@ -1,17 +1,30 @@
 //! Ephemeral PostgreSQL roles: one per agent session, created through the target's admin
-//! connection, joined to the role its grant names, and dropped when the session ends. A reaper
-//! drops roles a crash left behind.
+//! connections, joined to the role its grant names, and dropped when the session ends. A reaper
+//! drops roles a crash left behind and retries drops that could not be done yet.
+//!
+//! Each session logs in as its own throwaway role, but acts as the grant's role: the throwaway
+//! role is created with `SET role = <grant role>` as its per-role default, which the server
+//! applies at login before the agent's first statement. So everything an agent creates is
+//! owned by the grant's role from the start, and a reconnect (psql's `\c` opens the new
+//! connection before closing the old one) behaves as it does directly: the next session may
+//! alter or drop what the previous one created, and may `COMMIT PREPARED` what it prepared.
+//! The grant's role rather than a stable per-agent role: it is the role that holds the grant's
+//! privileges and that the cleanup already reassigned objects to, so it adds no long-lived
+//! roles on the target for proctor to keep; who did what is in proctor's record. Since the
+//! setting is the role's default, `RESET ROLE`, `RESET ALL` and `DISCARD ALL` return to the
+//! grant's role, not to the throwaway one; only `SET ROLE NONE` (or `set_config('role',...)`)
+//! reaches the throwaway role, and the default policies hold those in elevated sessions.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use proctor_gate::CredentialRecord;
 use thiserror::Error;
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use zeroize::Zeroizing;
+
+use super::pg_admin::{AdminPools, Purpose};
 
 use crate::clock::{format_ns, now_ns};
 
@@ -43,13 +56,44 @@ pub struct Issued {
     pub record: CredentialRecord,
 }
 
+/// A drop still owed.
+struct Owed {
+    target: AdminTarget,
+    member_of: String,
+    /// Failed attempts so far.
+    attempts: u32,
+    next_try: Instant,
+}
+
+/// First wait before retrying a failed drop; doubled per failure up to [`RETRY_MAX`], so a
+/// role stuck behind a prepared transaction for a day costs a few hundred attempts, not tens
+/// of thousands, and each attempt's failure can be recorded.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// What one retry of an owed drop did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retry {
+    Dropped {
+        role: String,
+        detail: String,
+    },
+    Failed {
+        role: String,
+        attempts: u32,
+        error: String,
+        next_in: Duration,
+    },
+}
+
 #[derive(Default)]
 pub struct PgRoles {
-    admins: Mutex<HashMap<String, Arc<Client>>>,
-    /// Roles whose drop failed (the target was unreachable when their session ended), by
-    /// role name: retried until the target answers, so a role never outlives its session by
-    /// more than the target's outage.
-    pending: std::sync::Mutex<HashMap<String, (AdminTarget, String)>>,
+    admins: AdminPools,
+    /// Roles whose drop failed (the target was unreachable, or a lock such as a prepared
+    /// transaction's was in the way, when their session ended), by role name: retried with
+    /// back-off until it succeeds, so a role never outlives its session by more than what
+    /// blocked it.
+    pending: std::sync::Mutex<HashMap<String, Owed>>,
 }
 
 /// `proctor_<agent>_<8 hex>`, lower case, within PostgreSQL's 63-byte identifier limit.
@@ -89,36 +133,6 @@ fn sql_err(target: &str, action: &str) -> impl Fn(tokio_postgres::Error) -> Role
 }
 
 impl PgRoles {
-    async fn admin(&self, target: &AdminTarget) -> Result<Arc<Client>, RoleError> {
-        let mut admins = self.admins.lock().await;
-        if let Some(c) = admins.get(&target.name)
-            && !c.is_closed()
-        {
-            return Ok(c.clone());
-        }
-        let connect = tokio_postgres::connect(target.dsn.as_str(), NoTls);
-        let (client, connection) = tokio::time::timeout(Duration::from_secs(10), connect)
-            .await
-            .map_err(|_| RoleError::Connect {
-                target: target.name.clone(),
-                detail: "timed out after 10s".into(),
-            })?
-            .map_err(|e| RoleError::Connect {
-                target: target.name.clone(),
-                // The error text of a failed connect never includes the password.
-                detail: e.to_string(),
-            })?;
-        let name = target.name.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(target = %name, error = %e, "admin connection closed");
-            }
-        });
-        let client = Arc::new(client);
-        admins.insert(target.name.clone(), client.clone());
-        Ok(client)
-    }
-
     /// Creates the session's role. The password is sent as a SCRAM verifier so that statement
     /// logging on the target never sees it.
     pub async fn issue(
@@ -130,20 +144,23 @@ impl PgRoles {
         valid_for: Duration,
         connection_limit: u32,
     ) -> Result<Issued, RoleError> {
-        let client = self.admin(target).await?;
+        let client = self.admins.get(target, Purpose::Issue).await?;
         let user = role_name(agent, session_id);
         let password = Zeroizing::new(hex::encode(rand::random::<[u8; 24]>()));
         let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         let valid_after = now_ns();
         let valid_before = valid_after + valid_for.as_nanos().min(i64::MAX as u128) as i64;
         let until = format_ns(valid_before);
+        // One simple query, so one transaction: the role never exists without its default.
         let sql = format!(
-            "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {} VALID UNTIL {} CONNECTION LIMIT {} IN ROLE {}",
-            escape_identifier(&user),
+            "CREATE ROLE {u} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {} VALID UNTIL {} CONNECTION LIMIT {} IN ROLE {m}; \
+             ALTER ROLE {u} SET role = {}",
             escape_literal(&verifier),
             escape_literal(&until),
             connection_limit,
-            escape_identifier(member_of),
+            escape_literal(member_of),
+            u = escape_identifier(&user),
+            m = escape_identifier(member_of),
         );
         client
             .batch_execute(&sql)
@@ -160,7 +177,7 @@ impl PgRoles {
                 valid_after_ns: valid_after,
                 valid_before_ns: valid_before,
                 detail: format!(
-                    "target={}; member of {member_of}; connection limit {connection_limit}",
+                    "target={}; member of {member_of}, acts as {member_of} (SET role at login); connection limit {connection_limit}",
                     target.name
                 ),
             },
@@ -183,13 +200,20 @@ impl PgRoles {
                 pending.remove(user);
             }
             Err(_) => {
-                pending.insert(user.to_string(), (target.clone(), member_of.to_string()));
+                let owed = pending.entry(user.to_string()).or_insert_with(|| Owed {
+                    target: target.clone(),
+                    member_of: member_of.to_string(),
+                    attempts: 0,
+                    next_try: Instant::now(),
+                });
+                owed.attempts = owed.attempts.saturating_add(1);
+                owed.next_try = Instant::now() + retry_delay(owed.attempts);
             }
         }
         result
     }
 
-    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AdminTarget, String)>> {
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Owed>> {
         match self.pending.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -201,20 +225,36 @@ impl PgRoles {
         self.pending_lock().len()
     }
 
-    /// Tries again to drop every role whose drop failed; returns the ones dropped now.
-    pub async fn retry_pending(&self) -> Vec<(String, String)> {
-        let owed: Vec<(String, AdminTarget, String)> = self
+    fn is_pending(&self, role: &str) -> bool {
+        self.pending_lock().contains_key(role)
+    }
+
+    /// Tries again to drop every owed role whose back-off has passed; says what happened to
+    /// each, so that every attempt can be recorded.
+    pub async fn retry_pending(&self) -> Vec<Retry> {
+        let now = Instant::now();
+        let due: Vec<(String, AdminTarget, String)> = self
             .pending_lock()
             .iter()
-            .map(|(u, (t, m))| (u.clone(), t.clone(), m.clone()))
+            .filter(|(_, o)| o.next_try <= now)
+            .map(|(u, o)| (u.clone(), o.target.clone(), o.member_of.clone()))
             .collect();
-        let mut dropped = Vec::new();
-        for (user, target, member_of) in owed {
-            if let Ok(detail) = self.revoke(&target, &user, &member_of).await {
-                dropped.push((user, detail));
+        let mut done = Vec::new();
+        for (role, target, member_of) in due {
+            match self.revoke(&target, &role, &member_of).await {
+                Ok(detail) => done.push(Retry::Dropped { role, detail }),
+                Err(e) => {
+                    let attempts = self.pending_lock().get(&role).map_or(0, |o| o.attempts);
+                    done.push(Retry::Failed {
+                        role,
+                        attempts,
+                        error: e.to_string(),
+                        next_in: retry_delay(attempts),
+                    });
+                }
             }
         }
-        dropped
+        done
     }
 
     async fn drop_role(
@@ -223,7 +263,7 @@ impl PgRoles {
         user: &str,
         member_of: &str,
     ) -> Result<String, RoleError> {
-        let client = self.admin(target).await?;
+        let client = self.admins.get(target, Purpose::Cleanup).await?;
         let terminated = terminate(&client, &target.name, user).await?;
         let drop = format!("DROP ROLE IF EXISTS {}", escape_identifier(user));
         if let Err(e) = client.batch_execute(&drop).await {
@@ -254,8 +294,8 @@ impl PgRoles {
         target: &AdminTarget,
         live: &HashSet<String>,
         everything: bool,
-    ) -> Result<Vec<String>, RoleError> {
-        let client = self.admin(target).await?;
+    ) -> Result<Vec<Retry>, RoleError> {
+        let client = self.admins.get(target, Purpose::Cleanup).await?;
         let rows = client
             .query(
                 "SELECT rolname, coalesce(rolvaliduntil < now(), true) AS expired,
@@ -265,12 +305,15 @@ impl PgRoles {
             )
             .await
             .map_err(sql_err(&target.name, "list proctor roles"))?;
+        // The listing's connection goes back before each drop takes one of its own.
+        drop(client);
         let mut dropped = Vec::new();
         for row in rows {
             let name: String = row.get(0);
             let expired: bool = row.get(1);
             let member_of: Option<String> = row.get(2);
-            if live.contains(&name) || !(everything || expired) {
+            // Owed drops are retried on their own back-off (and recorded there).
+            if live.contains(&name) || !(everything || expired) || self.is_pending(&name) {
                 continue;
             }
             let member = member_of
@@ -279,9 +322,16 @@ impl PgRoles {
                 .unwrap_or("postgres")
                 .to_string();
             match self.revoke(target, &name, &member).await {
-                Ok(_) => dropped.push(name),
+                Ok(detail) => dropped.push(Retry::Dropped { role: name, detail }),
                 Err(e) => {
-                    tracing::warn!(error = %e, role = %proctor_gate::inert::Line(&name), "could not reap a leftover role")
+                    tracing::warn!(error = %e, role = %proctor_gate::inert::Line(&name), "could not reap a leftover role");
+                    // Now owed: retried on its back-off.
+                    dropped.push(Retry::Failed {
+                        role: name,
+                        attempts: 1,
+                        error: e.to_string(),
+                        next_in: retry_delay(1),
+                    });
                 }
             }
         }
@@ -315,6 +365,12 @@ async fn terminate(client: &Client, target: &str, user: &str) -> Result<u64, Rol
     Ok(rows.len() as u64)
 }
 
+/// Wait after `attempts` failures: 2 s, 4 s, 8 s ... up to 5 minutes.
+fn retry_delay(attempts: u32) -> Duration {
+    let doubled = RETRY_FIRST.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
+    doubled.min(RETRY_MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,5 +380,14 @@ mod tests {
         let n = role_name("Claude-Ops.Agent", "0192f0c4-7b3e-7c1a-9d2e-aa55bb66cc77");
         assert_eq!(n, "proctor_claude_ops_agent_bb66cc77");
         assert!(role_name(&"x".repeat(100), "abcdef0123456789").len() <= 63);
+    }
+
+    #[test]
+    fn retries_back_off_to_a_ceiling() {
+        assert_eq!(retry_delay(1), Duration::from_secs(2));
+        assert_eq!(retry_delay(2), Duration::from_secs(4));
+        assert_eq!(retry_delay(5), Duration::from_secs(32));
+        assert_eq!(retry_delay(9), RETRY_MAX);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
     }
 }

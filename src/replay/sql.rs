@@ -300,6 +300,7 @@ mod tests {
                 command: "SELECT".into(),
                 tables: vec!["t\x1b]2;x\x07".into()],
                 reasoning: Some("why\r\nnot".into()),
+                runs: None,
             }),
             result: Some(StatementResult {
                 statement_id: 1,

@@ -120,6 +120,9 @@ policies = [{policies}]
 postgres = "127.0.0.1:0"
 api = "127.0.0.1:0"
 
+[postgres]
+require_tls = false
+
 [approvals]
 timeout = "60s"
 

@@ -40,6 +40,8 @@ pub struct Options {
     pub max_connections: u32,
     /// Serve TLS on the PostgreSQL listener (certificate for `localhost` and 127.0.0.1).
     pub tls: bool,
+    /// Extra `postgresql.conf` lines for the target.
+    pub target_conf: Vec<String>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             approval_timeout: "2m",
             max_connections: 100,
             tls: false,
+            target_conf: Vec::new(),
         }
     }
 }
@@ -99,6 +102,7 @@ impl Env {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let pg = LocalPostgres::start(PostgresOptions {
             max_connections: opts.max_connections,
+            extra_conf: opts.target_conf.clone(),
             ..PostgresOptions::default()
         })
         .expect("PostgreSQL starts");
@@ -127,7 +131,8 @@ impl Env {
                 toml_str(&key.to_string_lossy())
             )
         } else {
-            String::new()
+            // Plaintext agents are refused by default; these tests speak plain TCP on purpose.
+            "[postgres]\nrequire_tls = false\n".to_string()
         };
         let port = free_port().expect("port");
         let scram = |s: &str| toml_str(&postgres_protocol::password::scram_sha_256(s.as_bytes()));

@@ -262,7 +262,12 @@ pub fn scram(data: &[u8]) {
         return;
     };
     let (first, fin) = rest.split_at(usize::from(split).min(rest.len()));
-    let Ok((state, server_first)) = ServerFirst::start(verifier().clone(), first) else {
+    // Channel binding offered, PLUS selected when the client binds: every flag's path runs.
+    let binding = crate::scram_server::Binding {
+        offered: Some(&[0x42; 32]),
+        plus_selected: first.starts_with(b"p="),
+    };
+    let Ok((state, server_first)) = ServerFirst::start(verifier().clone(), first, binding) else {
         return;
     };
     let nonce = server_first
@@ -447,7 +452,12 @@ mod tests {
     fn scram_exchange_reaches_the_proof() {
         let mut client = ScramSha256::new(b"secret", ChannelBinding::unsupported());
         let first = client.message().to_vec();
-        let (state, server_first) = ServerFirst::start(verifier().clone(), &first).unwrap();
+        let (state, server_first) = ServerFirst::start(
+            verifier().clone(),
+            &first,
+            crate::scram_server::Binding::NONE,
+        )
+        .unwrap();
         client.update(server_first.as_bytes()).unwrap();
         assert!(state.finish(client.message()).unwrap().is_some());
         let mut input = vec![first.len() as u8];

@@ -7,7 +7,8 @@
 //! as it streams back.
 //!
 //! Module map: [`wire`] framing and proctor's own messages; [`startup`] SSL/GSS negotiation and
-//! the startup packet; [`scram_server`] agent authentication; [`target`] the target login;
+//! the startup packet; [`scram_server`] agent authentication and [`channel_binding`] its binding
+//! to proctor's certificate; [`target`] the target login;
 //! [`sqllex`] and [`classify`] statement splitting and classification; [`frontend`] decoding of
 //! client messages; [`relay`] the message loop; [`results`] result digests and samples;
 //! [`cancel`] cancel keys; [`session`] one connection from accept to end.
@@ -24,6 +25,7 @@
 pub const ALPN_PROTOCOL: &[u8] = b"postgresql";
 
 pub mod cancel;
+pub mod channel_binding;
 pub mod classify;
 pub mod frontend;
 pub mod fuzzing;
@@ -53,8 +55,13 @@ use tokio::task::JoinSet;
 pub struct PgFrontendConfig {
     /// Server certificate for SSLRequest; `None` answers `N` (no TLS).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Refuse sessions that did not negotiate TLS (SQLSTATE 28000).
+    /// Refuse sessions that did not negotiate TLS (SQLSTATE 28000). The library default is
+    /// off so that embedders and tests choose; proctor's own config defaults it to on.
     pub require_tls: bool,
+    /// `tls-server-end-point` binding data of the certificate in `tls`
+    /// ([`channel_binding::tls_server_end_point`]); when set, SCRAM-SHA-256-PLUS is offered to
+    /// TLS clients.
+    pub tls_server_end_point: Option<Arc<[u8]>>,
     /// Largest message accepted from the client or the target after startup (default 64 MiB).
     /// Startup-phase messages are limited to 10,000 bytes regardless.
     pub max_message_bytes: usize,
@@ -75,6 +82,7 @@ impl Default for PgFrontendConfig {
         PgFrontendConfig {
             tls: None,
             require_tls: false,
+            tls_server_end_point: None,
             max_message_bytes: 64 << 20,
             sample_rows: 5,
             handshake_timeout: Duration::from_secs(10),
@@ -90,6 +98,7 @@ impl std::fmt::Debug for PgFrontendConfig {
         f.debug_struct("PgFrontendConfig")
             .field("tls", &self.tls.is_some())
             .field("require_tls", &self.require_tls)
+            .field("channel_binding", &self.tls_server_end_point.is_some())
             .field("max_message_bytes", &self.max_message_bytes)
             .field("sample_rows", &self.sample_rows)
             .field("handshake_timeout", &self.handshake_timeout)

@@ -1,11 +1,18 @@
-//! Server side of SCRAM-SHA-256 (RFC 5802 / 7677) against a stored verifier.
+//! Server side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802 / 7677) against a stored
+//! verifier.
 //!
 //! Built from `hmac` + `sha2` rather than pgwire's `ScramServerAuth`: that helper lives behind
 //! pgwire's server feature, which pulls `x509-certificate` and with it `ring`, and proctor keeps a
-//! single crypto stack (aws-lc-rs). Only the plain mechanism is offered (no `-PLUS`): proctor
-//! terminates TLS itself and channel binding to its certificate would add nothing the TLS
-//! handshake does not already prove to a `verify-full` client.
-
+//! single crypto stack (aws-lc-rs).
+//!
+//! Over TLS, `-PLUS` with `tls-server-end-point` channel binding is offered first (as PostgreSQL
+//! does). It binds the password proof to the certificate the client actually saw, so a client
+//! that does not verify the certificate (`sslmode=require`, the libpq default `prefer`, most
+//! drivers' defaults) still detects a man in the middle holding another certificate: the
+//! attacker cannot relay the exchange to proctor, because proctor's binding data would differ
+//! from what the client hashed. A client that supports binding but is told it is not offered
+//! (`y` flag) while it was offered is refused: someone stripped `-PLUS` from the list
+//! (RFC 5802 section 6, downgrade protection).
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
@@ -13,6 +20,9 @@ use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// The channel-binding variant; only `tls-server-end-point` binding is supported.
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+const BINDING_TYPE: &str = "tls-server-end-point";
 
 /// Iterations used for the fake verifier of an unknown agent (PostgreSQL's default).
 const FAKE_ITERATIONS: u32 = 4096;
@@ -23,6 +33,19 @@ pub enum ScramError {
     Malformed(&'static str),
     #[error("channel binding is not supported")]
     ChannelBinding,
+    #[error("unsupported SCRAM channel-binding type {0:?}")]
+    BindingType(String),
+    /// `y` flag although `-PLUS` was offered: a downgrade (RFC 5802 section 6).
+    #[error(
+        "the client supports SCRAM channel binding but thinks the server does not; this server does support channel binding"
+    )]
+    Downgrade,
+    #[error("the client selected SCRAM-SHA-256-PLUS without channel binding data")]
+    PlusWithoutBinding,
+    #[error("the client selected SCRAM-SHA-256 but sent channel binding data")]
+    BindingWithoutPlus,
+    #[error("SCRAM channel binding check failed")]
+    BindingMismatch,
     #[error("invalid SCRAM verifier")]
     BadVerifier,
 }
@@ -94,12 +117,31 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// What the server offered and the client selected, for the channel-binding checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    /// `tls-server-end-point` data when `-PLUS` was offered (TLS, usable certificate).
+    pub offered: Option<&'a [u8]>,
+    /// The client selected `SCRAM-SHA-256-PLUS`.
+    pub plus_selected: bool,
+}
+
+impl Binding<'_> {
+    /// Plain SCRAM, nothing offered (no TLS).
+    pub const NONE: Binding<'static> = Binding {
+        offered: None,
+        plus_selected: false,
+    };
+}
+
 /// Waiting for the client-final message.
 pub struct ServerFirst {
     verifier: Verifier,
+    /// The bytes the client must echo, base64, in `c=`: the gs2 header, then the binding data
+    /// when it bound the channel.
+    expected_cbind: String,
     client_first_bare: String,
     server_first: String,
-    gs2_header: String,
     nonce: String,
 }
 
@@ -108,17 +150,33 @@ impl ServerFirst {
     pub fn start(
         verifier: Verifier,
         client_first: &[u8],
+        binding: Binding<'_>,
     ) -> Result<(ServerFirst, String), ScramError> {
         let msg = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed("utf-8"))?;
         // gs2-header: cbind-flag "," [authzid] ","
         let (flag, rest) = msg
             .split_once(',')
             .ok_or(ScramError::Malformed("gs2 header"))?;
-        match flag {
-            "n" | "y" => {}
-            f if f.starts_with("p=") => return Err(ScramError::ChannelBinding),
+        // The same checks, in the same order, as PostgreSQL's read_client_first_message.
+        let bound_data: &[u8] = match flag {
+            "n" if binding.plus_selected => return Err(ScramError::PlusWithoutBinding),
+            "n" => &[],
+            "y" if binding.plus_selected => return Err(ScramError::PlusWithoutBinding),
+            "y" if binding.offered.is_some() => return Err(ScramError::Downgrade),
+            "y" => &[],
+            f if f.starts_with("p=") => {
+                if !binding.plus_selected {
+                    return Err(ScramError::BindingWithoutPlus);
+                }
+                let kind = &f[2..];
+                if kind != BINDING_TYPE {
+                    return Err(ScramError::BindingType(kind.to_string()));
+                }
+                // plus_selected is only accepted by the caller when PLUS was offered.
+                binding.offered.ok_or(ScramError::ChannelBinding)?
+            }
             _ => return Err(ScramError::Malformed("channel binding flag")),
-        }
+        };
         let (authzid, bare) = rest
             .split_once(',')
             .ok_or(ScramError::Malformed("gs2 header"))?;
@@ -127,6 +185,9 @@ impl ServerFirst {
             return Err(ScramError::Malformed("authzid"));
         }
         let gs2_header = format!("{flag},,");
+        let mut cbind_input = gs2_header.clone().into_bytes();
+        cbind_input.extend_from_slice(bound_data);
+        let expected_cbind = B64.encode(&cbind_input);
         // client-first-bare: [reserved-mext ","] username "," nonce ["," extensions]
         let mut parts = bare.split(',');
         let user = parts.next().ok_or(ScramError::Malformed("username"))?;
@@ -156,9 +217,9 @@ impl ServerFirst {
         Ok((
             ServerFirst {
                 verifier,
+                expected_cbind,
                 client_first_bare: bare.to_string(),
                 server_first: server_first.clone(),
-                gs2_header,
                 nonce,
             },
             server_first,
@@ -177,9 +238,9 @@ impl ServerFirst {
             .next()
             .and_then(|p| p.strip_prefix("c="))
             .ok_or(ScramError::Malformed("channel binding"))?;
-        let expected_cbind = B64.encode(self.gs2_header.as_bytes());
-        if cbind != expected_cbind {
-            return Err(ScramError::ChannelBinding);
+        // Not secret: the binding data is a hash of proctor's public certificate.
+        if cbind != self.expected_cbind {
+            return Err(ScramError::BindingMismatch);
         }
         let nonce = parts
             .next()
@@ -221,18 +282,34 @@ mod tests {
     use super::*;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
-    fn exchange(verifier: &str, password: &[u8]) -> bool {
+    /// One exchange with postgres-protocol's client (tokio-postgres's SCRAM code).
+    fn exchange_with(
+        verifier: &str,
+        password: &[u8],
+        client_binding: ChannelBinding,
+        server: Binding<'_>,
+    ) -> Result<bool, ScramError> {
         let v = Verifier::parse(verifier).unwrap();
-        let mut client = ScramSha256::new(password, ChannelBinding::unsupported());
-        let (state, server_first) = ServerFirst::start(v, client.message()).unwrap();
+        let mut client = ScramSha256::new(password, client_binding);
+        let (state, server_first) = ServerFirst::start(v, client.message(), server)?;
         client.update(server_first.as_bytes()).unwrap();
-        match state.finish(client.message()).unwrap() {
+        Ok(match state.finish(client.message())? {
             Some(server_final) => {
                 client.finish(server_final.as_bytes()).unwrap();
                 true
             }
             None => false,
-        }
+        })
+    }
+
+    fn exchange(verifier: &str, password: &[u8]) -> bool {
+        exchange_with(
+            verifier,
+            password,
+            ChannelBinding::unsupported(),
+            Binding::NONE,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -243,12 +320,74 @@ mod tests {
     }
 
     #[test]
+    fn channel_binding_is_checked() {
+        let v = postgres_protocol::password::scram_sha_256(b"s3cret");
+        let ours = [7u8; 32];
+        let plus = Binding {
+            offered: Some(&ours),
+            plus_selected: true,
+        };
+        let cb = |d: &[u8]| ChannelBinding::tls_server_end_point(d.to_vec());
+        assert_eq!(exchange_with(&v, b"s3cret", cb(&ours), plus), Ok(true));
+        assert_eq!(exchange_with(&v, b"wrong", cb(&ours), plus), Ok(false));
+        // A client that hashed another certificate (a man in the middle) is refused even
+        // with the right password.
+        assert_eq!(
+            exchange_with(&v, b"s3cret", cb(&[8u8; 32]), plus),
+            Err(ScramError::BindingMismatch)
+        );
+        // Binding data with the plain mechanism, or PLUS without binding data.
+        let plain_offered = Binding {
+            offered: Some(&ours),
+            plus_selected: false,
+        };
+        assert_eq!(
+            exchange_with(&v, b"s3cret", cb(&ours), plain_offered),
+            Err(ScramError::BindingWithoutPlus)
+        );
+        assert_eq!(
+            exchange_with(&v, b"s3cret", ChannelBinding::unsupported(), plus),
+            Err(ScramError::PlusWithoutBinding)
+        );
+        // Plain SCRAM without binding support ('n') is still accepted when PLUS is offered.
+        assert_eq!(
+            exchange_with(&v, b"s3cret", ChannelBinding::unsupported(), plain_offered),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn downgrade_is_refused() {
+        let v = Verifier::parse(&postgres_protocol::password::scram_sha_256(b"x")).unwrap();
+        let ours = [7u8; 32];
+        let offered = Binding {
+            offered: Some(&ours),
+            plus_selected: false,
+        };
+        // 'y': the client could bind but believes the server cannot. PLUS was offered, so the
+        // list was tampered with.
+        assert_eq!(
+            ServerFirst::start(v.clone(), b"y,,n=,r=abc", offered).err(),
+            Some(ScramError::Downgrade)
+        );
+        assert!(ServerFirst::start(v.clone(), b"y,,n=,r=abc", Binding::NONE).is_ok());
+        let plus = Binding {
+            offered: Some(&ours),
+            plus_selected: true,
+        };
+        assert_eq!(
+            ServerFirst::start(v, b"p=tls-unique,,n=,r=abc", plus).err(),
+            Some(ScramError::BindingType("tls-unique".into()))
+        );
+    }
+
+    #[test]
     fn fake_verifier_never_matches_and_is_stable() {
         let a = Verifier::fake("nobody");
         let b = Verifier::fake("nobody");
         assert_eq!(a.salt_b64, b.salt_b64);
         let mut client = ScramSha256::new(b"", ChannelBinding::unsupported());
-        let (state, sf) = ServerFirst::start(a, client.message()).unwrap();
+        let (state, sf) = ServerFirst::start(a, client.message(), Binding::NONE).unwrap();
         client.update(sf.as_bytes()).unwrap();
         assert_eq!(state.finish(client.message()).unwrap(), None);
     }
@@ -256,10 +395,11 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         let v = Verifier::parse(&postgres_protocol::password::scram_sha_256(b"x")).unwrap();
-        assert!(ServerFirst::start(v.clone(), b"p=tls-server-end-point,,n=,r=abc").is_err());
-        assert!(ServerFirst::start(v.clone(), b"n,,n=,r=").is_err());
-        assert!(ServerFirst::start(v.clone(), b"garbage").is_err());
-        assert!(ServerFirst::start(v, &[0xff, 0xfe]).is_err());
+        let none = Binding::NONE;
+        assert!(ServerFirst::start(v.clone(), b"p=tls-server-end-point,,n=,r=abc", none).is_err());
+        assert!(ServerFirst::start(v.clone(), b"n,,n=,r=", none).is_err());
+        assert!(ServerFirst::start(v.clone(), b"garbage", none).is_err());
+        assert!(ServerFirst::start(v, &[0xff, 0xfe], none).is_err());
         assert!(Verifier::parse("md5abc").is_err());
     }
 }

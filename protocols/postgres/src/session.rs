@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::PgFrontendConfig;
 use crate::cancel::{self, BackendCancel, CancelKey, CancelTarget};
 use crate::relay::Relay;
-use crate::scram_server::{MECHANISM, ServerFirst, Verifier};
+use crate::scram_server::{Binding, MECHANISM, MECHANISM_PLUS, ServerFirst, Verifier};
 use crate::startup::{self, Hello, StartupError};
 use crate::stream::Stream;
 use crate::target::{self, TargetError};
@@ -143,7 +143,7 @@ pub async fn run(
 
     let auth = tokio::time::timeout_at(
         deadline,
-        authenticate(&mut s, &agent, &*authority, &mut out),
+        authenticate(&mut s, &agent, &*authority, &config, &mut out),
     )
     .await;
     match auth {
@@ -377,12 +377,13 @@ async fn write_close(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or(Ok(()))
 }
 
-/// SCRAM-SHA-256 with the agent. `Ok(Some(server_final))` on success, `Ok(None)` when the
-/// password is wrong or the agent unknown (indistinguishable to the client).
+/// SCRAM-SHA-256 (or -PLUS over TLS) with the agent. `Ok(Some(server_final))` on success,
+/// `Ok(None)` when the password is wrong or the agent unknown (indistinguishable to the client).
 async fn authenticate(
     s: &mut startup::Startup,
     agent: &str,
     authority: &dyn Authority,
+    config: &PgFrontendConfig,
     out: &mut BytesMut,
 ) -> Result<Option<String>, StartupError> {
     let real = authority
@@ -397,7 +398,16 @@ async fn authenticate(
     let known = real.is_some();
     let verifier = real.unwrap_or_else(|| Verifier::fake(agent));
 
-    let _ = Authentication::SASL(vec![MECHANISM.to_string()]).encode(out);
+    // PLUS first, as PostgreSQL lists it: libpq picks the first it supports.
+    let binding_data = config
+        .tls_server_end_point
+        .as_deref()
+        .filter(|_| s.stream.is_tls());
+    let mechanisms = match binding_data {
+        Some(_) => vec![MECHANISM_PLUS.to_string(), MECHANISM.to_string()],
+        None => vec![MECHANISM.to_string()],
+    };
+    let _ = Authentication::SASL(mechanisms).encode(out);
     s.stream.write_all(out).await?;
     out.clear();
 
@@ -409,7 +419,8 @@ async fn authenticate(
     let mech = r
         .cstr()
         .map_err(|_| violation("08P01", "malformed SASL initial response"))?;
-    if mech != MECHANISM.as_bytes() {
+    let plus_selected = mech == MECHANISM_PLUS.as_bytes() && binding_data.is_some();
+    if mech != MECHANISM.as_bytes() && !plus_selected {
         return Err(violation(
             "28000",
             &format!(
@@ -427,8 +438,12 @@ async fn authenticate(
     let data = r
         .take(len as usize)
         .map_err(|_| violation("08P01", "malformed SASL initial response"))?;
-    let (state, server_first) =
-        ServerFirst::start(verifier, data).map_err(|e| violation("08P01", &e.to_string()))?;
+    let binding = Binding {
+        offered: binding_data,
+        plus_selected,
+    };
+    let (state, server_first) = ServerFirst::start(verifier, data, binding)
+        .map_err(|e| violation("08P01", &e.to_string()))?;
     let _ = Authentication::SASLContinue(server_first.into_bytes().into()).encode(out);
     s.stream.write_all(out).await?;
     out.clear();
