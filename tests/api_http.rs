@@ -126,12 +126,12 @@ async fn every_role_on_every_route() {
         ("GET", "/api/verify".into(), None, auditor),
         ("GET", "/api/live".into(), None, operator),
         ("GET", "/api/approvals".into(), None, approver),
-        // Agent tokens only for their own agent's live session; operators for any.
+        // Agent tokens only, and only for their own agent's live session.
         (
             "POST",
             format!("/api/sessions/{live_a_id}/annotations"),
             Some(json!({ "source": "planner", "text": "checking the row count first" })),
-            [401, 401, 201, 403, 403, 201, 403],
+            [401, 401, 403, 403, 403, 201, 403],
         ),
         (
             "GET",
