@@ -185,6 +185,16 @@ pub struct SshFrontend {
     pub certificate_source_address: Option<String>,
     #[serde(default = "default_cert_validity", with = "humantime_serde_compat")]
     pub certificate_validity: Duration,
+    /// `SetEnv` names passed on to targets (sshd `AcceptEnv` patterns); others are refused.
+    #[serde(default = "default_accept_env")]
+    pub accept_env: Vec<String>,
+}
+
+fn default_accept_env() -> Vec<String> {
+    proctor_ssh::DEFAULT_ACCEPT_ENV
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn default_cert_validity() -> Duration {
@@ -196,6 +206,7 @@ impl Default for SshFrontend {
         SshFrontend {
             host_key: None,
             certificate_source_address: None,
+            accept_env: default_accept_env(),
             certificate_validity: default_cert_validity(),
         }
     }
