@@ -198,6 +198,10 @@ fn ensure_agent_login() -> Result<()> {
             shell,
             "--comment",
             "proctor dev agent login",
+            // No password, but not "locked" either (`!`): sshd refuses locked accounts even
+            // for certificate logins.
+            "--password",
+            "*",
             AGENT_LOGIN,
         ])
         .output()

@@ -14,7 +14,8 @@ skip() { echo "SKIP openssh $1: $2"; }
 S() { timeout "${T:-30}" ssh -F "$CFG" "$@"; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 cd "$WORK" || exit 1
-mkdir -p "$RDIR"
+# Written by the agent's login on the target, an unprivileged user under `proctor dev`.
+mkdir -p -m 1777 "$RDIR"
 
 # exec: exit codes and stderr kept apart
 out=$(S px 'echo out; echo err >&2; exit 3' </dev/null 2>"$WORK/err"); rc=$?
@@ -82,7 +83,7 @@ fi
 # sftp batch: put/get/ls/mkdir/rename/rm/ln/chmod, resume, server-side copy
 head -c 1000000 "$WORK/big" >"$WORK/part"
 cat >"$WORK/batch" <<EOF
-mkdir $RDIR/sftp
+mkdir -m 1777 $RDIR/sftp
 cd $RDIR/sftp
 put $WORK/big big1
 put -p $WORK/tree/a a1
