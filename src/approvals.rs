@@ -327,9 +327,10 @@ mod tests {
             a.approve("h3", &Approver::os_user("ops", None), "ok"),
             Err(ApprovalError::AlreadyApproved { .. })
         ));
-        assert_eq!(a.get("h3").expect("pending").approvals, vec![
-            "os:ops (as \"alice\")".to_string()
-        ]);
+        assert_eq!(
+            a.get("h3").expect("pending").approvals,
+            vec!["os:ops (as \"alice\")".to_string()]
+        );
         assert_eq!(a.approve("h3", &Approver::token("ops"), "ok"), Ok(true));
         let ans = rx.try_recv().expect("resolved");
         assert_eq!(ans.approver, "os:ops (as \"alice\"), ops");

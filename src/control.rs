@@ -152,9 +152,9 @@ pub async fn handle_local(core: &Arc<Core>, req: Request, who: &LocalUser) -> Re
         } => {
             let a = Approver::os_user(&who.name, Some(&approver));
             match core.approvals.approve(&id, &a, &reason) {
-                Ok(released) => Response::ok(
-                    json!({ "released": released, "approver": a.shown() }),
-                ),
+                Ok(released) => {
+                    Response::ok(json!({ "released": released, "approver": a.shown() }))
+                }
                 Err(e) => Response::err(e),
             }
         }
@@ -252,7 +252,10 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
             id,
             approver,
             reason,
-        } => match core.approvals.deny(&id, &Approver::token(&approver), &reason) {
+        } => match core
+            .approvals
+            .deny(&id, &Approver::token(&approver), &reason)
+        {
             Ok(()) => Response::ok(json!({ "denied": true })),
             Err(e) => Response::err(e),
         },

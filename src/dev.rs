@@ -235,10 +235,7 @@ fn tighten(dir: &Path) -> Result<()> {
         } else if kind.is_file() {
             let mode = entry.metadata()?.permissions().mode();
             if mode & 0o077 != 0 {
-                std::fs::set_permissions(
-                    &path,
-                    std::fs::Permissions::from_mode(mode & 0o700),
-                )?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))?;
             }
         }
     }

@@ -53,7 +53,15 @@ async fn one_local_user_is_one_approver_whatever_it_calls_itself() {
         let id = id.clone();
         move || {
             Command::new(env!("CARGO_BIN_EXE_proctor"))
-                .args(["approvals", "approve", &id, "--reason", "first", "--as", "alice"])
+                .args([
+                    "approvals",
+                    "approve",
+                    &id,
+                    "--reason",
+                    "first",
+                    "--as",
+                    "alice",
+                ])
                 .arg("--data")
                 .arg(data)
                 .output()
@@ -69,7 +77,10 @@ async fn one_local_user_is_one_approver_whatever_it_calls_itself() {
         let mut args = vec!["approvals", "approve", &id, "--reason", "again"];
         args.extend_from_slice(extra);
         let out = cli(&p, &args);
-        assert!(!out.status.success(), "{extra:?} counted as another approver");
+        assert!(
+            !out.status.success(),
+            "{extra:?} counted as another approver"
+        );
         assert!(
             text(&out.stderr).contains("distinct approvers"),
             "{extra:?}: {}",
@@ -93,7 +104,11 @@ async fn one_local_user_is_one_approver_whatever_it_calls_itself() {
         .arg(&data)
         .output()
         .expect("runuser");
-    assert!(!out.status.success(), "nobody approved: {}", text(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "nobody approved: {}",
+        text(&out.stdout)
+    );
     let list = p.get(APPROVER, "/api/approvals").await;
     assert_eq!(list[0]["approvals"].as_array().map(Vec::len), Some(1));
 

@@ -70,7 +70,11 @@ fn dev_mode_keeps_its_data_from_other_users_and_from_the_agent() {
     std::thread::sleep(Duration::from_millis(300));
     let facts: Value =
         serde_json::from_str(&std::fs::read_to_string(&facts).expect("dev.json")).expect("json");
-    let pg_dir = PathBuf::from(facts["targets"]["postgres"]["dir"].as_str().expect("pg dir"));
+    let pg_dir = PathBuf::from(
+        facts["targets"]["postgres"]["dir"]
+            .as_str()
+            .expect("pg dir"),
+    );
     assert!(pg_dir.exists());
 
     // Owner-only, everywhere.
@@ -129,7 +133,10 @@ fn dev_mode_keeps_its_data_from_other_users_and_from_the_agent() {
             assert!(!said.contains(marker), "the agent got {marker}: {said}");
         }
     } else {
-        assert!(facts["ssh_args"].is_null(), "an SSH target logging in as us");
+        assert!(
+            facts["ssh_args"].is_null(),
+            "an SSH target logging in as us"
+        );
     }
 
     dev.stop(Duration::from_secs(30));

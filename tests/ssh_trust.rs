@@ -102,7 +102,9 @@ fn the_certificate_carries_only_what_the_grant_permits() {
     assert!(shown.status.success(), "{}", text(&shown.stderr));
     let shown = text(&shown.stdout);
     let section = |name: &str| -> Vec<String> {
-        let mut lines = shown.lines().skip_while(|l| !l.trim_start().starts_with(name));
+        let mut lines = shown
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with(name));
         lines.next();
         lines
             .take_while(|l| l.starts_with("                "))
@@ -115,7 +117,14 @@ fn the_certificate_carries_only_what_the_grant_permits() {
         "{shown}"
     );
     // The grant allows a pty (the default) and no port forwarding: nothing else.
-    assert_eq!(section("Extensions:"), vec!["permit-pty".to_string()], "{shown}");
+    assert_eq!(
+        section("Extensions:"),
+        vec!["permit-pty".to_string()],
+        "{shown}"
+    );
     assert!(shown.contains("Type: ssh-ed25519-cert-v01@openssh.com user certificate"));
-    assert!(shown.contains(&format!("Principals: \n                {}", env.login)), "{shown}");
+    assert!(
+        shown.contains(&format!("Principals: \n                {}", env.login)),
+        "{shown}"
+    );
 }

@@ -49,8 +49,8 @@ pub async fn source_address_toward(host: &str, port: u16) -> Result<String, CaEr
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let local = std::net::UdpSocket::bind(any)
-            .and_then(|s| s.connect(a).and_then(|()| s.local_addr()));
+        let local =
+            std::net::UdpSocket::bind(any).and_then(|s| s.connect(a).and_then(|()| s.local_addr()));
         // An address family without a route is one proctor will not connect from either.
         let Ok(local) = local else { continue };
         let ip = local.ip().to_canonical();
@@ -142,7 +142,9 @@ impl SshCa {
         b.valid_principal(req.login).map_err(sign)?;
         // Never a certificate usable from anywhere: no address, no certificate.
         if req.source_address.trim().is_empty() {
-            return Err(CaError::Sign("no source-address to bind the certificate to".into()));
+            return Err(CaError::Sign(
+                "no source-address to bind the certificate to".into(),
+            ));
         }
         b.critical_option("source-address", req.source_address)
             .map_err(sign)?;
@@ -180,5 +182,79 @@ impl SshCa {
                 ),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::ssh_key::Certificate;
+
+    fn issue(permit_pty: bool, permit_port_forwarding: bool) -> Certificate {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = SshCa::load_or_init(dir.path()).expect("ca");
+        let issued = ca
+            .issue(&CertRequest {
+                login: "deploy",
+                session_id: "s1",
+                agent: "a",
+                validity: Duration::from_secs(60),
+                source_address: "10.0.0.5/32",
+                permit_pty,
+                permit_port_forwarding,
+            })
+            .expect("issue");
+        Certificate::from_openssh(&issued.certificate_openssh).expect("parse")
+    }
+
+    fn extensions(c: &Certificate) -> Vec<&str> {
+        c.extensions().keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn extensions_follow_the_grant_and_never_forward_agents_or_x11() {
+        assert_eq!(extensions(&issue(true, false)), vec!["permit-pty"]);
+        assert!(extensions(&issue(false, false)).is_empty());
+        assert_eq!(
+            extensions(&issue(false, true)),
+            vec!["permit-port-forwarding"]
+        );
+        let c = issue(true, true);
+        assert_eq!(
+            c.critical_options()
+                .get("source-address")
+                .map(String::as_str),
+            Some("10.0.0.5/32")
+        );
+        assert_eq!(c.critical_options().len(), 1);
+    }
+
+    #[test]
+    fn no_address_no_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = SshCa::load_or_init(dir.path()).expect("ca");
+        let r = ca.issue(&CertRequest {
+            login: "deploy",
+            session_id: "s1",
+            agent: "a",
+            validity: Duration::from_secs(60),
+            source_address: " ",
+            permit_pty: true,
+            permit_port_forwarding: false,
+        });
+        assert!(r.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_address_toward_a_target_is_the_routed_one() {
+        assert_eq!(
+            source_address_toward("127.0.0.1", 22).await.expect("route"),
+            "127.0.0.1/32"
+        );
+        assert!(
+            source_address_toward("no-such-host.invalid", 22)
+                .await
+                .is_err()
+        );
     }
 }

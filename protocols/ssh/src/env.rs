@@ -28,9 +28,7 @@ impl EnvAllowList {
     pub fn allows(&self, name: &str) -> bool {
         let plain = !name.is_empty()
             && name.len() <= 256
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         plain
             && self
                 .patterns
