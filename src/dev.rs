@@ -175,12 +175,14 @@ pub const AGENT_LOGIN: &str = "proctor-agent";
 /// Creates the unprivileged agent login if it does not exist yet. It is a system account with
 /// a home of its own (scp and sftp need somewhere to write) and stays for later runs.
 fn ensure_agent_login() -> Result<()> {
-    let known = std::process::Command::new("getent")
-        .args(["passwd", AGENT_LOGIN])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if known {
+    let known = || {
+        std::process::Command::new("getent")
+            .args(["passwd", AGENT_LOGIN])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if known() {
         return Ok(());
     }
     let shell = if Path::new("/bin/bash").exists() {
@@ -207,12 +209,7 @@ fn ensure_agent_login() -> Result<()> {
         .output()
         .context("running useradd")?;
     // Another dev instance may have created it meanwhile.
-    let known = std::process::Command::new("getent")
-        .args(["passwd", AGENT_LOGIN])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !known {
+    if !known() {
         anyhow::bail!(
             "useradd {AGENT_LOGIN} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
