@@ -83,7 +83,7 @@ fi
 # sftp batch: put/get/ls/mkdir/rename/rm/ln/chmod, resume, server-side copy
 head -c 1000000 "$WORK/big" >"$WORK/part"
 cat >"$WORK/batch" <<EOF
-mkdir -m 1777 $RDIR/sftp
+mkdir $RDIR/sftp
 cd $RDIR/sftp
 put $WORK/big big1
 put -p $WORK/tree/a a1
