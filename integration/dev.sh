@@ -18,4 +18,8 @@ if command -v npm >/dev/null 2>&1; then
   npm --prefix src/api/console run build
 fi
 cargo build --locked --bin proctor
+if [ "$(id -u)" != 0 ]; then
+  # The SSH target logs agents in as the separate user proctor-agent, which needs root.
+  echo "dev.sh: not root: PostgreSQL target only (sudo integration/dev.sh for the SSH target too)" >&2
+fi
 exec target/debug/proctor dev "$@"

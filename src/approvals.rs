@@ -52,6 +52,53 @@ pub struct PendingView {
     pub approvals: Vec<String>,
 }
 
+/// Who decides a hold: an authenticated identity (an API token's name, or a local user proven
+/// by the control socket's peer credentials) and, beside it, a free-text label that person
+/// chose. Only the identity counts towards `min_approvals`; the label is recorded, never trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    identity: String,
+    label: Option<String>,
+}
+
+impl Approver {
+    /// An API token, by its configured name.
+    pub fn token(name: &str) -> Approver {
+        Approver {
+            identity: name.to_string(),
+            label: None,
+        }
+    }
+
+    /// A local OS user, by the name of the uid the kernel vouched for.
+    pub fn os_user(user: &str, label: Option<&str>) -> Approver {
+        Approver {
+            identity: format!("os:{user}"),
+            label: label
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && *l != user)
+                .map(|l| l.chars().take(128).collect()),
+        }
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The name behind the identity, without its kind: what an agent's name is compared with.
+    fn bare(&self) -> &str {
+        self.identity.strip_prefix("os:").unwrap_or(&self.identity)
+    }
+
+    /// What the record says: the identity, then the label quoted (it is only a claim).
+    pub fn shown(&self) -> String {
+        match &self.label {
+            Some(l) => format!("{} (as {l:?})", self.identity),
+            None => self.identity.clone(),
+        }
+    }
+}
+
 /// A person's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -62,6 +109,8 @@ pub struct Answer {
 
 struct Pending {
     view: PendingView,
+    /// The identities behind `view.approvals`, what distinctness is judged on.
+    identities: Vec<String>,
     answer: Option<oneshot::Sender<Answer>>,
 }
 
@@ -118,6 +167,7 @@ impl Approvals {
             view.id.clone(),
             Pending {
                 view,
+                identities: Vec::new(),
                 answer: Some(tx),
             },
         );
@@ -135,24 +185,30 @@ impl Approvals {
         lock(&self.inner).get(id).map(|p| p.view.clone())
     }
 
-    /// Approves; the hold resolves once `min_approvals` distinct approvers have approved.
+    /// Approves; the hold resolves once `min_approvals` distinct identities have approved.
     /// Returns whether the action is now released.
-    pub fn approve(&self, id: &str, approver: &str, reason: &str) -> Result<bool, ApprovalError> {
+    pub fn approve(
+        &self,
+        id: &str,
+        approver: &Approver,
+        reason: &str,
+    ) -> Result<bool, ApprovalError> {
         let mut map = lock(&self.inner);
         let p = map
             .get_mut(id)
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
-        if p.view.agent == approver {
-            return Err(ApprovalError::SelfApproval(approver.to_string()));
+        if p.view.agent == approver.bare() {
+            return Err(ApprovalError::SelfApproval(approver.identity().to_string()));
         }
-        if p.view.approvals.iter().any(|a| a == approver) {
+        if p.identities.iter().any(|a| a == approver.identity()) {
             return Err(ApprovalError::AlreadyApproved {
                 id: id.to_string(),
-                approver: approver.to_string(),
+                approver: approver.identity().to_string(),
                 needed: p.view.min_approvals,
             });
         }
-        p.view.approvals.push(approver.to_string());
+        p.identities.push(approver.identity().to_string());
+        p.view.approvals.push(approver.shown());
         if (p.view.approvals.len() as u32) < p.view.min_approvals.max(1) {
             return Ok(false);
         }
@@ -163,7 +219,7 @@ impl Approvals {
         Ok(true)
     }
 
-    pub fn deny(&self, id: &str, approver: &str, reason: &str) -> Result<(), ApprovalError> {
+    pub fn deny(&self, id: &str, approver: &Approver, reason: &str) -> Result<(), ApprovalError> {
         if reason.trim().is_empty() {
             return Err(ApprovalError::ReasonRequired);
         }
@@ -171,11 +227,11 @@ impl Approvals {
         let p = map
             .get(id)
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
-        if p.view.agent == approver {
-            return Err(ApprovalError::SelfApproval(approver.to_string()));
+        if p.view.agent == approver.bare() {
+            return Err(ApprovalError::SelfApproval(approver.identity().to_string()));
         }
         if let Some(p) = map.remove(id) {
-            self.resolve(p, ApprovalOutcome::Denied, approver, reason);
+            self.resolve(p, ApprovalOutcome::Denied, &approver.shown(), reason);
         }
         Ok(())
     }
@@ -236,16 +292,20 @@ mod tests {
         let a = Approvals::new(Duration::from_secs(5));
         let mut rx = a.hold(view("h1", 2));
         assert_eq!(
-            a.approve("h1", "agent-a", ""),
+            a.approve("h1", &Approver::token("agent-a"), ""),
             Err(ApprovalError::SelfApproval("agent-a".into()))
         );
-        assert_eq!(a.approve("h1", "alice", "ok"), Ok(false));
+        assert_eq!(
+            a.approve("h1", &Approver::os_user("agent-a", None), ""),
+            Err(ApprovalError::SelfApproval("os:agent-a".into()))
+        );
+        assert_eq!(a.approve("h1", &Approver::token("alice"), "ok"), Ok(false));
         assert!(matches!(
-            a.approve("h1", "alice", "again"),
+            a.approve("h1", &Approver::token("alice"), "again"),
             Err(ApprovalError::AlreadyApproved { .. })
         ));
         assert!(rx.try_recv().is_err());
-        assert_eq!(a.approve("h1", "bob", "ok"), Ok(true));
+        assert_eq!(a.approve("h1", &Approver::token("bob"), "ok"), Ok(true));
         let ans = rx.try_recv().expect("resolved");
         assert_eq!(ans.outcome, ApprovalOutcome::Approved);
         assert_eq!(ans.approver, "alice, bob");
@@ -253,13 +313,38 @@ mod tests {
     }
 
     #[test]
+    fn a_label_is_not_a_second_person() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let mut rx = a.hold(view("h3", 2));
+        let as_alice = Approver::os_user("ops", Some("alice"));
+        let as_bob = Approver::os_user("ops", Some("bob"));
+        assert_eq!(a.approve("h3", &as_alice, "ok"), Ok(false));
+        assert!(matches!(
+            a.approve("h3", &as_bob, "ok"),
+            Err(ApprovalError::AlreadyApproved { .. })
+        ));
+        assert!(matches!(
+            a.approve("h3", &Approver::os_user("ops", None), "ok"),
+            Err(ApprovalError::AlreadyApproved { .. })
+        ));
+        assert_eq!(
+            a.get("h3").expect("pending").approvals,
+            vec!["os:ops (as \"alice\")".to_string()]
+        );
+        assert_eq!(a.approve("h3", &Approver::token("ops"), "ok"), Ok(true));
+        let ans = rx.try_recv().expect("resolved");
+        assert_eq!(ans.approver, "os:ops (as \"alice\"), ops");
+    }
+
+    #[test]
     fn deny_needs_a_reason() {
         let a = Approvals::new(Duration::from_secs(5));
         let _rx = a.hold(view("h2", 1));
-        assert_eq!(a.deny("h2", "bob", " "), Err(ApprovalError::ReasonRequired));
-        assert_eq!(a.deny("h2", "bob", "no"), Ok(()));
+        let bob = Approver::token("bob");
+        assert_eq!(a.deny("h2", &bob, " "), Err(ApprovalError::ReasonRequired));
+        assert_eq!(a.deny("h2", &bob, "no"), Ok(()));
         assert_eq!(
-            a.deny("h2", "bob", "no"),
+            a.deny("h2", &bob, "no"),
             Err(ApprovalError::NotFound("h2".into()))
         );
     }

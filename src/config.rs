@@ -182,14 +182,21 @@ pub struct SshFrontend {
     /// Proctor's host key (OpenSSH private key). Created under the data directory if absent.
     pub host_key: Option<PathBuf>,
     /// `source-address` put in issued certificates: where targets will see proctor connect from.
-    #[serde(default = "default_source_address")]
-    pub certificate_source_address: String,
+    /// Unset: proctor's own address toward each target, as the kernel routes it.
+    #[serde(default)]
+    pub certificate_source_address: Option<String>,
     #[serde(default = "default_cert_validity", with = "humantime_serde_compat")]
     pub certificate_validity: Duration,
+    /// `SetEnv` names passed on to targets (sshd `AcceptEnv` patterns); others are refused.
+    #[serde(default = "default_accept_env")]
+    pub accept_env: Vec<String>,
 }
 
-fn default_source_address() -> String {
-    "127.0.0.1/32,::1/128".into()
+fn default_accept_env() -> Vec<String> {
+    proctor_ssh::DEFAULT_ACCEPT_ENV
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn default_cert_validity() -> Duration {
@@ -200,7 +207,8 @@ impl Default for SshFrontend {
     fn default() -> Self {
         SshFrontend {
             host_key: None,
-            certificate_source_address: default_source_address(),
+            certificate_source_address: None,
+            accept_env: default_accept_env(),
             certificate_validity: default_cert_validity(),
         }
     }

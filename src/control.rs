@@ -2,6 +2,10 @@
 //! holds the store's lock. One JSON request per connection, one JSON response. Recordings are
 //! read by the CLI from the files themselves; the socket only answers what needs the running
 //! process (index, live sessions, approvals, kill).
+//!
+//! Whoever acts through the socket is the local user the kernel names in the connection's peer
+//! credentials (`SO_PEERCRED`), not what the request says: `--as` is recorded as a label beside
+//! that identity, and approvals count identities.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::approvals::Approver;
 use crate::ops::{self, Filter};
 use crate::session::Core;
 
@@ -99,7 +104,112 @@ impl Response {
     }
 }
 
-/// Handles one request against the running core (shared with the HTTP API).
+/// The local user at the other end of the socket, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalUser {
+    pub uid: u32,
+    pub name: String,
+}
+
+impl LocalUser {
+    pub fn from_uid(uid: u32) -> LocalUser {
+        LocalUser {
+            uid,
+            name: user_name(uid).unwrap_or_else(|| format!("uid{uid}")),
+        }
+    }
+
+    /// The identity as recorded, with the caller's own label (if any) beside it.
+    fn shown(&self, label: &str) -> String {
+        Approver::os_user(&self.name, Some(label)).shown()
+    }
+}
+
+/// The passwd name of `uid`, if it has one.
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: a zeroed passwd is a valid out-parameter for getpwuid_r.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, and `buf` outlives the use of `pwd`'s fields.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name points at a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// A request from the socket: every field that names who acts is replaced by (or, for a label
+/// the caller typed, put beside) the peer's identity before the request is handled.
+pub async fn handle_local(core: &Arc<Core>, req: Request, who: &LocalUser) -> Response {
+    match req {
+        Request::Approve {
+            id,
+            approver,
+            reason,
+        } => {
+            let a = Approver::os_user(&who.name, Some(&approver));
+            match core.approvals.approve(&id, &a, &reason) {
+                Ok(released) => {
+                    Response::ok(json!({ "released": released, "approver": a.shown() }))
+                }
+                Err(e) => Response::err(e),
+            }
+        }
+        Request::Deny {
+            id,
+            approver,
+            reason,
+        } => {
+            let a = Approver::os_user(&who.name, Some(&approver));
+            match core.approvals.deny(&id, &a, &reason) {
+                Ok(()) => Response::ok(json!({ "denied": true, "approver": a.shown() })),
+                Err(e) => Response::err(e),
+            }
+        }
+        Request::Kill { id, reason } => {
+            let reason = format!("{reason} (killed by {})", who.shown(""));
+            handle(core, Request::Kill { id, reason }).await
+        }
+        Request::Purge { session, by } => {
+            let by = who.shown(&by);
+            handle(core, Request::Purge { session, by }).await
+        }
+        Request::LegalHold {
+            session,
+            reason,
+            release,
+            by,
+        } => {
+            let by = who.shown(&by);
+            handle(
+                core,
+                Request::LegalHold {
+                    session,
+                    reason,
+                    release,
+                    by,
+                },
+            )
+            .await
+        }
+        Request::Annotate { id, source, text } => {
+            let source = format!("{}/{source}", who.shown(""));
+            handle(core, Request::Annotate { id, source, text }).await
+        }
+        Request::Journal { topic, text } => {
+            let text = format!("{}: {text}", who.shown(""));
+            handle(core, Request::Journal { topic, text }).await
+        }
+        other => handle(core, other).await,
+    }
+}
+
+/// Handles one request against the running core. In-process callers only (the HTTP API, which
+/// has authenticated its caller and names it in the request); the socket goes through
+/// [`handle_local`].
 pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
     match req {
         Request::Status => Response::ok(json!({
@@ -131,7 +241,10 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
             id,
             approver,
             reason,
-        } => match core.approvals.approve(&id, &approver, &reason) {
+        } => match core
+            .approvals
+            .approve(&id, &Approver::token(&approver), &reason)
+        {
             Ok(released) => Response::ok(json!({ "released": released })),
             Err(e) => Response::err(e),
         },
@@ -139,7 +252,10 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
             id,
             approver,
             reason,
-        } => match core.approvals.deny(&id, &approver, &reason) {
+        } => match core
+            .approvals
+            .deny(&id, &Approver::token(&approver), &reason)
+        {
             Ok(()) => Response::ok(json!({ "denied": true })),
             Err(e) => Response::err(e),
         },
@@ -230,12 +346,15 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
 }
 
 async fn serve_one(core: Arc<Core>, stream: UnixStream) {
+    // Fail closed: a caller the kernel cannot name does not act.
+    let who = stream.peer_cred().map(|c| LocalUser::from_uid(c.uid()));
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     let resp = match lines.next_line().await {
-        Ok(Some(line)) => match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(&core, req).await,
-            Err(e) => Response::err(format!("bad request: {e}")),
+        Ok(Some(line)) => match (serde_json::from_str::<Request>(&line), &who) {
+            (Ok(req), Ok(who)) => handle_local(&core, req, who).await,
+            (Ok(_), Err(e)) => Response::err(format!("cannot tell who is calling: {e}")),
+            (Err(e), _) => Response::err(format!("bad request: {e}")),
         },
         Ok(None) => return,
         Err(e) => Response::err(e),

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::credentials::ssh_ca::SshCa;
 use crate::fsutil::write_private;
+use sha2::Digest;
 
 pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
     (
@@ -156,26 +157,87 @@ fn ensure_host_key(data: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// PostgreSQL runs as `nobody` when we are root, so its directory must be reachable by it.
-fn postgres_dir(data: &Path) -> PathBuf {
-    let dir = data.join("targets").join("postgres");
-    if !proctor_harness::is_root() {
-        return dir;
-    }
-    let reachable = data.ancestors().all(|a| {
-        std::fs::metadata(a)
-            .map(|m| m.permissions().mode() & 0o001 != 0)
-            .unwrap_or(false)
-    });
-    if reachable {
-        dir
+/// Where the PostgreSQL target lives. Inside the data directory when PostgreSQL runs as
+/// ourselves; when we are root it runs as `nobody`, who must not reach into the data directory
+/// (0700), so it gets a temporary directory of its own, removed when dev mode stops.
+fn postgres_dir(data: &Path) -> Option<PathBuf> {
+    if proctor_harness::is_root() {
+        None
     } else {
-        let tag = hex::encode(&sha2::Sha256::digest(data.to_string_lossy().as_bytes())[..6]);
-        PathBuf::from(format!("/var/tmp/proctor-dev-postgres-{tag}"))
+        Some(data.join("targets").join("postgres"))
     }
 }
 
-use sha2::Digest;
+/// The local user the dev SSH target logs agents in as: never proctor's own user, so an agent
+/// on this host cannot read proctor's data or reach its control socket (and approve itself).
+pub const AGENT_LOGIN: &str = "proctor-agent";
+
+/// Creates the unprivileged agent login if it does not exist yet. It is a system account with
+/// a home of its own (scp and sftp need somewhere to write) and stays for later runs.
+fn ensure_agent_login() -> Result<()> {
+    let known = || {
+        std::process::Command::new("getent")
+            .args(["passwd", AGENT_LOGIN])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if known() {
+        return Ok(());
+    }
+    let shell = if Path::new("/bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
+    let out = std::process::Command::new("useradd")
+        .args([
+            "--system",
+            "--create-home",
+            "--home-dir",
+            "/var/lib/proctor-agent",
+            "--shell",
+            shell,
+            "--comment",
+            "proctor dev agent login",
+            // No password, but not "locked" either (`!`): sshd refuses locked accounts even
+            // for certificate logins.
+            "--password",
+            "*",
+            AGENT_LOGIN,
+        ])
+        .output()
+        .context("running useradd")?;
+    // Another dev instance may have created it meanwhile.
+    if !known() {
+        anyhow::bail!(
+            "useradd {AGENT_LOGIN} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Owner-only access to everything under the data directory, including what an earlier run
+/// (or an older proctor) left more open. Symlinks are left alone, not followed.
+fn tighten(dir: &Path) -> Result<()> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod 0700 {}", dir.display()))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            tighten(&path)?;
+        } else if kind.is_file() {
+            let mode = entry.metadata()?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))?;
+            }
+        }
+    }
+    Ok(())
+}
 
 fn setup_database(pg: &LocalPostgres) -> Result<()> {
     let exists = pg.psql(
@@ -216,6 +278,12 @@ fn toml_str(s: &str) -> String {
 }
 
 pub async fn run(args: DevArgs) -> Result<()> {
+    // Everything dev mode writes (config with secrets, dev.json with every token, keys,
+    // recordings) is for its own user alone.
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let temp;
     let data = match &args.data {
         Some(d) => {
@@ -227,13 +295,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             temp.path().to_path_buf()
         }
     };
-    if proctor_harness::is_root() {
-        // Let the unprivileged PostgreSQL reach its directory below this one.
-        let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o711));
-        let _ = std::fs::create_dir_all(data.join("targets"));
-        let _ =
-            std::fs::set_permissions(data.join("targets"), std::fs::Permissions::from_mode(0o711));
-    }
+    tighten(&data)?;
     let state = load_state(&data)?;
     let policies = data.join("policies");
     if !policies.exists() {
@@ -244,7 +306,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     }
     eprintln!("proctor dev: starting a local PostgreSQL...");
     let pg = LocalPostgres::start(PostgresOptions {
-        dir: Some(postgres_dir(&data)),
+        dir: postgres_dir(&data),
         max_connections: 300,
         ..Default::default()
     })
@@ -252,6 +314,17 @@ pub async fn run(args: DevArgs) -> Result<()> {
     setup_database(&pg).context("preparing the dev database")?;
     let ssh_ca = SshCa::load_or_init(&data)?;
     let sshd = if args.no_ssh {
+        None
+    } else if !proctor_harness::is_root() {
+        // sshd run by us can only log agents in as us, and then the agent could read this
+        // data directory and approve its own holds.
+        eprintln!(
+            "proctor dev: no SSH target: it logs agents in as the separate user {AGENT_LOGIN}, \
+             which needs root; PostgreSQL only"
+        );
+        None
+    } else if let Err(e) = ensure_agent_login() {
+        eprintln!("proctor dev: no SSH target ({e:#}); PostgreSQL only");
         None
     } else {
         match LocalSshd::start(SshdOptions {
@@ -273,7 +346,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let host_key = ensure_host_key(&data)?;
     let (agent_key, known_hosts, agent_pub) = ensure_agent_ssh(&data, &host_key, ssh_listen)?;
     let verifier = postgres_protocol::password::scram_sha_256(state.agent_secret.as_bytes());
-    let login = proctor_harness::sshd::current_user();
+    let login = AGENT_LOGIN;
     let mut config = format!(
         r#"# Written by `proctor dev`.
 data_dir = {data}
@@ -346,7 +419,7 @@ max_session = "8h"
 "#,
             port = s.port,
             hk = toml_str(&s.host_key),
-            login = toml_str(&login),
+            login = toml_str(login),
         ));
     }
     for (role, token) in &state.tokens {
@@ -403,11 +476,14 @@ max_session = "8h"
         "recorder_public_key": crate::recorder::signing::public_key_path(&data),
         "ssh_user_ca": ssh_ca.public_line(),
         "targets": {
-            "postgres": { "port": pg.port, "admin_dsn": pg.admin_dsn("app") },
+            "postgres": { "port": pg.port, "admin_dsn": pg.admin_dsn("app"), "dir": pg.data_dir.parent() },
             "sshd": sshd.as_ref().map(|s| json!({ "port": s.port, "host_key": s.host_key })),
         },
     });
-    std::fs::write(data.join("dev.json"), serde_json::to_string_pretty(&facts)?)?;
+    write_private(
+        &data.join("dev.json"),
+        serde_json::to_string_pretty(&facts)?.as_bytes(),
+    )?;
     println!("proctor dev is running. Data: {}", data.display());
     println!();
     println!("  PostgreSQL as the agent:  psql \"{dsn}\"");

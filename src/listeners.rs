@@ -125,7 +125,11 @@ pub async fn start(
             .await
             .with_context(|| format!("listen.ssh: cannot listen on {addr}"))?;
         started.ssh = Some(listener.local_addr()?);
-        let fe = Arc::new(proctor_ssh::SshFrontendConfig::new(host_key));
+        let mut fe = proctor_ssh::SshFrontendConfig::new(host_key);
+        fe.accept_env = Arc::new(proctor_ssh::EnvAllowList::new(
+            config.ssh.accept_env.clone(),
+        ));
+        let fe = Arc::new(fe);
         let (authority, rx) = (authority.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = proctor_ssh::serve(listener, fe, authority, rx).await {

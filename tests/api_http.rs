@@ -126,12 +126,12 @@ async fn every_role_on_every_route() {
         ("GET", "/api/verify".into(), None, auditor),
         ("GET", "/api/live".into(), None, operator),
         ("GET", "/api/approvals".into(), None, approver),
-        // Agent tokens only for their own agent's live session; operators for any.
+        // Agent tokens only, and only for their own agent's live session.
         (
             "POST",
             format!("/api/sessions/{live_a_id}/annotations"),
             Some(json!({ "source": "planner", "text": "checking the row count first" })),
-            [401, 401, 201, 403, 403, 201, 403],
+            [401, 401, 403, 403, 403, 201, 403],
         ),
         (
             "GET",
@@ -236,7 +236,7 @@ async fn every_role_on_every_route() {
     let m = p.wait_sealed(&kill_id).await;
     assert_eq!(m["outcome"], "killed", "{m}");
     assert!(m["end_reason"].as_str().unwrap().contains(OPERATOR), "{m}");
-    // The annotations landed (bot-a's and the operator's), naming their tokens.
+    // The annotation landed (bot-a's only), naming its token.
     let annotations: Vec<Value> = p
         .events(&live_a_id)
         .await
@@ -249,7 +249,7 @@ async fn every_role_on_every_route() {
         .collect();
     assert_eq!(
         sources,
-        BTreeSet::from(["bot-a/planner", "ops-1/planner"]),
+        BTreeSet::from(["bot-a/planner"]),
         "{annotations:?}"
     );
     drop(live_a);
@@ -364,11 +364,13 @@ async fn errors_are_json_and_recordings_cannot_be_changed() {
         .await;
     json_error(s, &v, 404);
     let huge = json!({ "text": "x".repeat(100 * 1024) });
+    // The session's own agent token: the role passes, then the body is judged.
+    let bot_b = Some(p.token(BOT_B));
     let (s, v) = p
         .call(
             "POST",
             &format!("/api/sessions/{id}/annotations"),
-            op,
+            bot_b,
             Some(huge),
         )
         .await;
@@ -377,7 +379,7 @@ async fn errors_are_json_and_recordings_cannot_be_changed() {
         .call(
             "POST",
             &format!("/api/sessions/{id}/annotations"),
-            op,
+            bot_b,
             Some(json!({ "text": "late" })),
         )
         .await;

@@ -270,7 +270,11 @@ async fn client_gone_during_a_hold_cancels_it_and_nothing_reaches_the_target() {
     assert!(
         env.core()
             .approvals
-            .approve(&pending[0].id, "alice", "too late")
+            .approve(
+                &pending[0].id,
+                &proctor::approvals::Approver::token("alice"),
+                "too late"
+            )
             .is_err()
     );
     let count = env

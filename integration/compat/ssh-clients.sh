@@ -51,6 +51,7 @@ BIN=$PROCTOR_BIN
 [ -x "$BIN" ] || { echo "FAIL setup: no proctor binary at $BIN"; exit 1; }
 
 work=$(mktemp -d /tmp/sshc.XXXXXX)   # short: ControlPath sockets live here
+chmod 711 "$work"   # the dev target's agent login (proctor-agent) reaches remote/ below it
 data=$work/data
 proctor=
 cleanup() {

@@ -1,7 +1,7 @@
 //! `POST /api/sessions/{id}/annotations`: agent frameworks push reasoning or tool-selection
-//! rationale into the agent's own live session (clause 4.6); operators may annotate any live
-//! session. Annotations are appended to the recording like any other event; nothing existing
-//! is changed.
+//! rationale into the agent's own live session (clause 4.6). Only agent tokens may: what an
+//! operator wrote would reach approvers as the agent's reasoning. Annotations are appended to
+//! the recording like any other event; nothing existing is changed.
 
 use axum::Json;
 use axum::extract::State;
@@ -31,7 +31,7 @@ pub async fn create(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnnotationBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    p.require(&[Role::Agent, Role::Operator], "annotate sessions")?;
+    p.require(&[Role::Agent], "annotate sessions")?;
     if body.text.trim().is_empty() {
         return Err(ApiError::BadRequest("text is empty".into()));
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::auth::{Principal, Role};
 use super::{ApiError, ApiJson, ApiPath, ApiState};
-use crate::approvals::{ApprovalError, PendingView};
+use crate::approvals::{ApprovalError, Approver, PendingView};
 
 impl From<ApprovalError> for ApiError {
     fn from(e: ApprovalError) -> Self {
@@ -47,7 +47,7 @@ pub async fn approve(
     let released = st
         .core
         .approvals
-        .approve(&id, &p.name, body.reason.trim())?;
+        .approve(&id, &Approver::token(&p.name), body.reason.trim())?;
     tracing::info!(approval = %proctor_gate::inert::Line(&id), approver = %p.name, released, "approval given over the API");
     Ok(Json(
         json!({ "id": id, "approver": p.name, "released": released }),
@@ -61,7 +61,9 @@ pub async fn deny(
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(&[Role::Approver], "deny held actions")?;
-    st.core.approvals.deny(&id, &p.name, body.reason.trim())?;
+    st.core
+        .approvals
+        .deny(&id, &Approver::token(&p.name), body.reason.trim())?;
     tracing::info!(approval = %proctor_gate::inert::Line(&id), approver = %p.name, "held action denied over the API");
     Ok(Json(
         json!({ "id": id, "approver": p.name, "denied": true }),

@@ -23,6 +23,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::handler::Handler;
 use axum::http::{StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::de::DeserializeOwned;
@@ -201,7 +202,9 @@ where
 const AUDITOR: Access = Access::Roles(&[Role::Auditor]);
 const OPERATOR: Access = Access::Roles(&[Role::Operator]);
 const APPROVER: Access = Access::Roles(&[Role::Approver]);
-const ANNOTATOR: Access = Access::Roles(&[Role::Agent, Role::Operator]);
+/// Annotations are the agent's reasoning (clause 4.6): only agent tokens write them. An
+/// operator's words in that stream would sit in front of approvers as if the agent had said them.
+const ANNOTATOR: Access = Access::Roles(&[Role::Agent]);
 
 /// Every route the API serves.
 pub fn routes() -> Vec<Route> {
@@ -293,12 +296,45 @@ pub fn router(core: Arc<Core>, shutdown: watch::Receiver<bool>) -> Router {
     };
     let mut r = Router::new();
     for rt in routes() {
-        r = r.route(rt.path, rt.router);
+        let router = match rt.access {
+            // The role is checked before any extractor runs, so a caller without it learns
+            // nothing from the route: not the body's schema, not whether the id exists.
+            Access::Roles(roles) => {
+                let what = format!("call {} {}", rt.method, rt.path);
+                rt.router.route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    move |st: State<ApiState>, req: Request, next: Next| {
+                        require_role(st, roles, what.clone(), req, next)
+                    },
+                ))
+            }
+            Access::Public | Access::AnyToken => rt.router,
+        };
+        r = r.route(rt.path, router);
     }
     r.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The route table's `Access::Roles`, enforced from the request head alone.
+async fn require_role(
+    State(st): State<ApiState>,
+    roles: &'static [Role],
+    what: String,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let checked = match Principal::from_request_parts(&mut parts, &st).await {
+        Ok(p) => p.require(roles, &what),
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Serves until the shutdown watch flips.

@@ -192,7 +192,7 @@ pub fn document() -> Value {
                 "409", "a bundle needs a sealed session")
         },
         "/api/sessions/{id}/annotations": {
-            "post": with(with(with(op("annotateSession", "Record reasoning or tool-selection rationale in a live session (agent tokens: their own agent's sessions only)", &["agent", "operator"],
+            "post": with(with(with(op("annotateSession", "Record reasoning or tool-selection rationale in a live session (agent tokens, their own agent's sessions only)", &["agent"],
                 vec![id_param("session id (full or unique prefix)")], Some(body("AnnotationRequest")),
                 ("201", json_response("recorded", json!({ "type": "object", "properties": {
                     "session": string.clone(), "source": string.clone(), "recorded": { "type": "boolean" } } })))),

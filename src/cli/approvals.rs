@@ -29,7 +29,8 @@ pub enum ApprovalsCommand {
         id: String,
         #[arg(long, default_value = "")]
         reason: String,
-        /// Who approves (recorded); defaults to $USER.
+        /// A label recorded beside you; the approver counted is the local user the control
+        /// socket sees (`os:NAME`), whatever this says.
         #[arg(long = "as")]
         approver: Option<String>,
     },
@@ -42,6 +43,7 @@ pub enum ApprovalsCommand {
         id: String,
         #[arg(long)]
         reason: String,
+        /// A label recorded beside you (see `approve --as`).
         #[arg(long = "as")]
         approver: Option<String>,
     },

@@ -473,6 +473,12 @@ impl CoreAuthority {
             ));
         }
         let cfg = &self.core.config.ssh;
+        let source_address = match &cfg.certificate_source_address {
+            Some(a) => a.clone(),
+            None => crate::credentials::ssh_ca::source_address_toward(&target.host, target.port)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
         let issued = self
             .core
             .ssh_ca
@@ -481,7 +487,7 @@ impl CoreAuthority {
                 session_id: id,
                 agent: &req.agent,
                 validity: cfg.certificate_validity,
-                source_address: &cfg.certificate_source_address,
+                source_address: &source_address,
                 permit_pty: grant.pty,
                 permit_port_forwarding: grant.port_forwarding,
             })

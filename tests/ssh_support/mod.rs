@@ -41,6 +41,8 @@ pub struct Options {
     pub privilege: &'static str,
     pub port_forwarding: bool,
     pub approval_timeout: &'static str,
+    /// Extra `sshd_config` lines for the target.
+    pub sshd_extra: Vec<String>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             privilege: "elevated",
             port_forwarding: false,
             approval_timeout: "2m",
+            sshd_extra: Vec::new(),
         }
     }
 }
@@ -82,6 +85,7 @@ impl Env {
         let ca = proctor::credentials::ssh_ca::SshCa::load_or_init(&data).expect("ssh ca");
         let sshd = LocalSshd::start(SshdOptions {
             trusted_user_ca_keys: vec![ca.public_line()],
+            extra_config: opts.sshd_extra.clone(),
             ..Default::default()
         })
         .expect("sshd");

@@ -14,7 +14,8 @@ skip() { echo "SKIP openssh $1: $2"; }
 S() { timeout "${T:-30}" ssh -F "$CFG" "$@"; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 cd "$WORK" || exit 1
-mkdir -p "$RDIR"
+# Written by the agent's login on the target, an unprivileged user under `proctor dev`.
+mkdir -p -m 1777 "$RDIR"
 
 # exec: exit codes and stderr kept apart
 out=$(S px 'echo out; echo err >&2; exit 3' </dev/null 2>"$WORK/err"); rc=$?

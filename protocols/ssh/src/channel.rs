@@ -425,8 +425,9 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
                 variable_value,
                 ..
             } => {
-                record_env(&ctx, &variable_name, &variable_value).await;
-                if setup.env.len() < MAX_ENV {
+                let allowed = ctx.sess.accept_env.allows(&variable_name);
+                record_env(&ctx, &variable_name, &variable_value, allowed).await;
+                if allowed && setup.env.len() < MAX_ENV {
                     setup.env.push((variable_name, variable_value));
                 }
             }
@@ -598,17 +599,22 @@ async fn open_target_session(
     Ok(ch)
 }
 
-async fn record_env(ctx: &ChanCtx, name: &str, value: &str) {
+async fn record_env(ctx: &ChanCtx, name: &str, value: &str, accepted: bool) {
     let gate = &ctx.sess.gate;
+    let detail = if accepted {
+        format!("{name}={value}")
+    } else {
+        format!("{name}={value} refused: not in ssh.accept_env")
+    };
     let _ = gate
         .record(Event::ChannelRequest {
             channel: ctx.num(),
             request: "env".into(),
-            detail: format!("{name}={value}"),
-            accepted: true,
+            detail,
+            accepted,
         })
         .await;
-    if name == "PROCTOR_REASON" {
+    if accepted && name == "PROCTOR_REASON" {
         let _ = gate
             .record(Event::Annotation {
                 source: "agent".into(),
@@ -1056,7 +1062,8 @@ impl Upstream {
                     ..
                 } => {
                     // Too late for the target's environment, still part of the record.
-                    record_env(&self.ctx, &variable_name, &variable_value).await;
+                    let allowed = self.ctx.sess.accept_env.allows(&variable_name);
+                    record_env(&self.ctx, &variable_name, &variable_value, allowed).await;
                     Ok(())
                 }
                 ChannelMsg::RequestX11 { .. } => {

@@ -10,6 +10,7 @@
 
 mod algorithms;
 mod channel;
+mod env;
 mod forward;
 pub mod fuzzing;
 mod lines;
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use channel::DENIED_EXIT_STATUS;
+pub use env::{DEFAULT_ACCEPT_ENV, EnvAllowList};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -74,6 +76,8 @@ pub struct SshFrontendConfig {
     pub output_unacked_bytes: usize,
     /// How long `serve` waits for sessions to end after shutdown.
     pub shutdown_grace: Duration,
+    /// `SetEnv` names passed on to targets; the rest are refused and recorded as refused.
+    pub accept_env: Arc<EnvAllowList>,
 }
 
 impl SshFrontendConfig {
@@ -96,6 +100,7 @@ impl SshFrontendConfig {
             output_unacked_events: 256,
             output_unacked_bytes: 32 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            accept_env: Arc::new(EnvAllowList::default()),
         }
     }
 

@@ -256,6 +256,7 @@ impl AgentHandler {
                     conn,
                     stop: self.conn.stop.subscribe(),
                     limits,
+                    accept_env: cfg.accept_env.clone(),
                 }))
             }
             Err(e) => {
@@ -465,14 +466,20 @@ impl server::Handler for AgentHandler {
         Ok(())
     }
 
+    // The answer only: the channel actor records the request (accepted or refused) and keeps
+    // a refused variable from the target.
     async fn env_request(
         &mut self,
         channel: ChannelId,
-        _variable_name: &str,
+        variable_name: &str,
         _variable_value: &str,
         session: &mut server::Session,
     ) -> Result<(), Self::Error> {
-        session.channel_success(channel)?;
+        if self.fe.config.accept_env.allows(variable_name) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
         Ok(())
     }
 

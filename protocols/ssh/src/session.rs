@@ -103,6 +103,8 @@ pub(crate) struct Session {
     pub conn: TargetConn,
     pub stop: watch::Receiver<Option<Stop>>,
     pub limits: Limits,
+    /// `SetEnv` names that may reach the target.
+    pub accept_env: Arc<crate::env::EnvAllowList>,
 }
 
 // Waits on watch channels that return only owned values: a `watch::Ref` held inside a
