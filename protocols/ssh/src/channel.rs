@@ -1184,6 +1184,17 @@ impl Upstream {
         let mut start = 0;
         for i in 0..data.len() {
             let step = track(tracker, |t| t.input_byte(data[i]))?;
+            if step == Step::Drop {
+                self.forward(data.slice(start..i)).await?;
+                start = i + 1;
+                notice(
+                    &self.ctx,
+                    "proctor: Ctrl-X editing commands are not passed on in a recorded shell",
+                    self.style,
+                )
+                .await;
+                continue;
+            }
             if step != Step::Submit {
                 continue;
             }
@@ -1192,8 +1203,8 @@ impl Upstream {
             if track(tracker, |t| t.needs_screen())? {
                 self.settle(tracker).await?;
             }
-            let line = track(tracker, |t| t.line())?;
-            let verdict = self.judge_line(&line, input).await;
+            let (line, typed) = track(tracker, |t| (t.line(), t.saw_input()))?;
+            let verdict = self.judge_line(&line, typed, input).await;
             track(tracker, |t| t.finish_line(&line))?;
             match verdict {
                 Judged::Allow => self.forward(data.slice(i..i + 1)).await?,
@@ -1208,8 +1219,8 @@ impl Upstream {
         self.forward(data.slice(start..)).await
     }
 
-    async fn judge_line(&mut self, line: &str, input: &mut AgentIn) -> Judged {
-        if line.trim().is_empty() {
+    async fn judge_line(&mut self, line: &str, typed: bool, input: &mut AgentIn) -> Judged {
+        if line.trim().is_empty() && !typed {
             return Judged::Allow;
         }
         let action = Action::CommandLine {
@@ -1250,7 +1261,7 @@ impl Upstream {
         input: &mut AgentIn,
     ) -> Flow<()> {
         let line = track(tracker, |t| t.line())?;
-        let verdict = self.judge_line(&line, input).await;
+        let verdict = self.judge_line(&line, false, input).await;
         track(tracker, |t| t.finish_line(&line))?;
         let bytes = self.raw_line.split().freeze();
         match verdict {

@@ -17,8 +17,12 @@ const MAX_LINE_CHARS: usize = 64 * 1024;
 pub(crate) enum Step {
     /// Nothing to judge yet.
     Continue,
-    /// This byte submits the line (Enter).
+    /// This byte submits the line (Enter, or Ctrl-O: readline's operate-and-get-next runs the
+    /// line too).
     Submit,
+    /// This byte starts an editing command proctor cannot follow (Ctrl-X prefix: edit the
+    /// line in an editor and run it, re-read the key bindings...): it is not forwarded.
+    Drop,
 }
 
 /// Counts rows scrolled off the (main) screen, so a line's start row can be followed.
@@ -58,6 +62,9 @@ struct Editor {
     utf8: Vec<u8>,
     started: bool,
     quoted_insert: bool,
+    /// The line was submitted with Ctrl-O: readline puts the next history line on the new
+    /// prompt, so that line is read from the screen, not from keystrokes.
+    prefilled_next: bool,
 }
 
 impl Editor {
@@ -73,6 +80,7 @@ impl Editor {
             utf8: Vec::new(),
             started: false,
             quoted_insert: false,
+            prefilled_next: false,
         }
     }
 
@@ -86,6 +94,8 @@ impl Editor {
         self.utf8.clear();
         self.started = false;
         self.quoted_insert = false;
+        // After Ctrl-O the next line starts with text proctor did not see typed.
+        self.dirty = std::mem::take(&mut self.prefilled_next);
     }
 
     fn insert(&mut self, c: char) {
@@ -166,6 +176,11 @@ impl Editor {
         }
         match b {
             b'\r' | b'\n' => return Step::Submit,
+            0x0f => {
+                self.prefilled_next = true;
+                return Step::Submit;
+            }
+            0x18 => return Step::Drop,
             0x1b => self.esc = Esc::Start,
             0x01 => self.cursor = 0,
             0x05 => self.cursor = self.buf.len(),
@@ -201,6 +216,7 @@ impl Editor {
             }
             0x03 => {
                 // Ctrl-C abandons the line; nothing is submitted.
+                self.prefilled_next = false;
                 self.reset();
             }
             0x0c => {}
@@ -442,9 +458,21 @@ impl LineTracker {
         if self.needs_screen()
             && let Some(s) = self.screen.as_ref()
         {
-            return s.line(self.last_prompt.as_deref());
+            let shown = s.line(self.last_prompt.as_deref());
+            // Nothing on the screen (echo off, `stty -echo`) while keys were typed: judge what
+            // the keystrokes say rather than an empty line.
+            if shown.trim().is_empty() && !self.editor.buf.is_empty() {
+                return self.editor.text();
+            }
+            return shown;
         }
         self.editor.text()
+    }
+
+    /// Whether keys were typed for this line at all; a line that reads as empty after typed
+    /// keys is still judged (and so recorded with a verdict).
+    pub(crate) fn saw_input(&self) -> bool {
+        self.editor.dirty || !self.editor.buf.is_empty()
     }
 
     /// Starts a new line after a submission (or a cleared one).
@@ -499,6 +527,20 @@ mod tests {
         );
         assert_eq!(typed(&mut t, b"abc\x03ls\r"), vec!["ls"]);
         assert_eq!(typed(&mut t, "echo é\r".as_bytes()), vec!["echo é"]);
+    }
+
+    /// Issue 13, item 2: Ctrl-O runs the line (operate-and-get-next) and must be judged like
+    /// Enter; the history line it puts on the next prompt is read from the screen; Ctrl-X
+    /// commands (edit-and-execute, re-read bindings) are not passed on.
+    #[test]
+    fn ctrl_o_submits_and_ctrl_x_is_dropped() {
+        let mut t = LineTracker::new(Some((80, 24)));
+        assert_eq!(typed(&mut t, b"rm -r /victim\x0f"), vec!["rm -r /victim"]);
+        assert!(t.needs_screen(), "the next line is prefilled by readline");
+        t.finish_line("");
+        assert!(!t.needs_screen());
+        assert_eq!(t.input_byte(0x18), Step::Drop);
+        assert_eq!(t.input_byte(b'a'), Step::Continue);
     }
 
     #[test]
