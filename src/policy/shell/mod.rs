@@ -179,7 +179,18 @@ impl Reader {
                 shown(&w.text)
             ));
         }
-        match brace::brace_expand(&w.text) {
+        if w.brace && w.quoted_brace {
+            self.hide(format!(
+                "a brace expansion mixed with quoted braces or commas ({})",
+                shown(&w.text)
+            ));
+        }
+        let expanded = if w.brace {
+            brace::brace_expand(&w.text)
+        } else {
+            Some(vec![w.text.clone()])
+        };
+        match expanded {
             Some(paths) => self
                 .facts
                 .write_paths
@@ -325,12 +336,25 @@ impl Reader {
         self.line(&code.text, depth + 1);
     }
 
+    /// Brace expansion of the words with unquoted braces (quoted text is not expanded).
     fn expand_braces(&mut self, words: Vec<Word>) -> Vec<Word> {
-        if !words.iter().any(|w| w.text.contains('{')) {
+        if !words.iter().any(|w| w.brace) {
             return words;
         }
         let mut out = Vec::with_capacity(words.len());
         for w in &words {
+            if !w.brace {
+                out.push(w.clone());
+                continue;
+            }
+            if w.quoted_brace {
+                self.hide(format!(
+                    "a brace expansion mixed with quoted braces or commas ({})",
+                    shown(&w.text)
+                ));
+                out.push(w.clone());
+                continue;
+            }
             match brace::brace_expand(&w.text) {
                 Some(texts) if out.len() + texts.len() <= brace::MAX_BRACE_WORDS => {
                     out.extend(texts.into_iter().map(|text| Word { text, ..w.clone() }))
@@ -505,3 +529,6 @@ fn shown(text: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

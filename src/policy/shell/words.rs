@@ -23,6 +23,11 @@ pub struct Word {
     /// Some part was quoted or escaped (a here-document delimiter then takes its body
     /// literally).
     pub quoted: bool,
+    /// An unquoted `{`: the word may be a brace expansion.
+    pub brace: bool,
+    /// A quoted `{`, `}` or `,`: not part of a brace expansion, so the word cannot be
+    /// expanded from its text alone.
+    pub quoted_brace: bool,
 }
 
 impl Word {
@@ -144,7 +149,10 @@ impl Lexer<'_> {
                     self.word.quoted = true;
                     match self.peek(1) {
                         Some('\n') => {}
-                        Some(n) => self.push_char(n),
+                        Some(n) => {
+                            self.word.quoted_brace |= matches!(n, '{' | '}' | ',');
+                            self.push_char(n)
+                        }
                         None => self.in_word = true,
                     }
                     self.i += 2;
@@ -233,6 +241,11 @@ impl Lexer<'_> {
                 }
                 '*' | '?' => {
                     self.word.glob = true;
+                    self.push_char(c);
+                    self.i += 1;
+                }
+                '{' => {
+                    self.word.brace = true;
                     self.push_char(c);
                     self.i += 1;
                 }
@@ -382,11 +395,17 @@ impl Lexer<'_> {
         any
     }
 
+    /// Text from inside quotes.
+    fn quoted_text(&mut self, text: &str) {
+        self.word.quoted_brace |= text.contains(['{', '}', ',']);
+        self.word.text.push_str(text);
+    }
+
     fn single_quoted(&mut self) {
         match self.chars[self.i..].iter().position(|&x| x == '\'') {
             Some(end) => {
                 let text: String = self.chars[self.i..self.i + end].iter().collect();
-                self.word.text.push_str(&text);
+                self.quoted_text(&text);
                 self.i += end + 1;
             }
             None => {
@@ -423,6 +442,7 @@ impl Lexer<'_> {
                     self.push_expansion(&DYNAMIC.to_string(), true);
                 }
                 other => {
+                    self.word.quoted_brace |= matches!(other, '{' | '}' | ',');
                     self.word.text.push(other);
                     self.i += 1;
                 }
@@ -559,10 +579,14 @@ impl Lexer<'_> {
                         }
                     };
                     if let Some(d) = decoded {
+                        self.word.quoted_brace |= matches!(d, '{' | '}' | ',');
                         self.word.text.push(d);
                     }
                 }
-                other => self.word.text.push(other),
+                other => {
+                    self.word.quoted_brace |= matches!(other, '{' | '}' | ',');
+                    self.word.text.push(other)
+                }
             }
         }
         self.out.unbalanced = true;
