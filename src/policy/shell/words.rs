@@ -3,6 +3,9 @@
 //! says whether any of it is only known at run time, so the reader can tell a literal `rm` from
 //! `$R` or `r$(echo m)`. Substitution bodies are collected for separate reading: they run too.
 
+mod dollar;
+mod heredoc;
+
 /// Stands in a word for text produced at run time (`$(...)`, backticks, `<(...)`).
 pub const DYNAMIC: char = '\u{0}';
 
@@ -343,58 +346,6 @@ impl Lexer<'_> {
         }
     }
 
-    /// After a newline: the bodies of the here-documents opened on the line just ended.
-    fn here_doc_bodies(&mut self) {
-        for (at, strip) in std::mem::take(&mut self.pending_docs) {
-            let delim = match self.out.toks.get(at + 1) {
-                Some(Tok::Word(w)) => w.clone(),
-                _ => {
-                    self.out.unbalanced = true;
-                    continue;
-                }
-            };
-            let mut body = String::new();
-            let mut found = false;
-            while self.i < self.chars.len() {
-                let end = self.chars[self.i..]
-                    .iter()
-                    .position(|&c| c == '\n')
-                    .map_or(self.chars.len(), |p| self.i + p);
-                let raw: String = self.chars[self.i..end].iter().collect();
-                self.i = (end + 1).min(self.chars.len());
-                let line = if strip {
-                    raw.trim_start_matches('\t')
-                } else {
-                    &raw
-                };
-                if line == delim.text {
-                    found = true;
-                    break;
-                }
-                body.push_str(line);
-                body.push('\n');
-            }
-            if !found {
-                self.i = self.chars.len();
-            }
-            let expands = !delim.quoted && self.doc_expansions(&body);
-            self.out.toks[at] = Tok::HereDoc {
-                body: found.then_some(body),
-                expands,
-            };
-        }
-    }
-
-    /// Substitutions in an unquoted here-document run: queue them; true when the body has any
-    /// expansion.
-    fn doc_expansions(&mut self, body: &str) -> bool {
-        let sub = lex_doc(body);
-        let any = sub.1;
-        self.out.nested.extend(sub.0);
-        self.out.unbalanced |= sub.2;
-        any
-    }
-
     /// Text from inside quotes.
     fn quoted_text(&mut self, text: &str) {
         self.word.quoted_brace |= text.contains(['{', '}', ',']);
@@ -449,167 +400,6 @@ impl Lexer<'_> {
             }
         }
         self.out.unbalanced = true;
-    }
-
-    /// At a `$`: a substitution, a parameter, ANSI-C or locale quoting, or a plain dollar.
-    fn dollar(&mut self, in_double: bool) {
-        match self.peek(1) {
-            Some('(') => {
-                self.i += 1;
-                let body = self.take_parens();
-                push_substitution(body, &mut self.out.nested);
-                self.push_expansion(&DYNAMIC.to_string(), in_double);
-            }
-            Some('{') => {
-                let start = self.i;
-                let mut depth = 0usize;
-                let mut end = None;
-                for (k, &c) in self.chars.iter().enumerate().skip(self.i + 1) {
-                    match c {
-                        '{' => depth += 1,
-                        '}' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                end = Some(k);
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                let end = end.unwrap_or_else(|| {
-                    self.out.unbalanced = true;
-                    self.chars.len().saturating_sub(1)
-                });
-                let text: String = self.chars[start..=end.min(self.chars.len() - 1)]
-                    .iter()
-                    .collect();
-                // `${X:-$(cmd)}`: a default value may run a command.
-                let inner = &text[2.min(text.len())..text.len().saturating_sub(1)];
-                if inner.contains("$(") || inner.contains('`') {
-                    self.out.nested.push(inner.to_string());
-                }
-                self.push_expansion(&text, in_double);
-                self.i = end + 1;
-            }
-            Some('\'') if !in_double => {
-                self.i += 2;
-                self.word.quoted = true;
-                self.in_word = true;
-                self.ansi_c_quoted();
-            }
-            Some('"') if !in_double => {
-                self.i += 2;
-                self.word.quoted = true;
-                self.in_word = true;
-                self.double_quoted();
-            }
-            Some(n) if n.is_ascii_alphabetic() || n == '_' => {
-                let start = self.i;
-                self.i += 1;
-                while self
-                    .peek(0)
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
-                    self.i += 1;
-                }
-                let text: String = self.chars[start..self.i].iter().collect();
-                self.push_expansion(&text, in_double);
-            }
-            Some(n) if n.is_ascii_digit() || "@*#?$!-".contains(n) => {
-                let text: String = self.chars[self.i..self.i + 2].iter().collect();
-                self.i += 2;
-                self.push_expansion(&text, in_double);
-            }
-            _ => {
-                if in_double {
-                    self.word.text.push('$');
-                } else {
-                    self.push_char('$');
-                }
-                self.i += 1;
-            }
-        }
-    }
-
-    /// `$'...'`: backslash escapes decoded as bash does.
-    fn ansi_c_quoted(&mut self) {
-        while self.i < self.chars.len() {
-            let c = self.chars[self.i];
-            self.i += 1;
-            match c {
-                '\'' => return,
-                '\\' => {
-                    let Some(e) = self.peek(0) else { break };
-                    self.i += 1;
-                    let decoded = match e {
-                        'a' => Some('\u{7}'),
-                        'b' => Some('\u{8}'),
-                        'e' | 'E' => Some('\u{1b}'),
-                        'f' => Some('\u{c}'),
-                        'n' => Some('\n'),
-                        'r' => Some('\r'),
-                        't' => Some('\t'),
-                        'v' => Some('\u{b}'),
-                        '\\' | '\'' | '"' | '?' => Some(e),
-                        'x' => self.hex_escape(2),
-                        'u' => self.hex_escape(4),
-                        'U' => self.hex_escape(8),
-                        'c' => {
-                            let ctl = self.peek(0).map(|x| ((x as u32) & 0x1f) as u8 as char);
-                            self.i += 1;
-                            ctl
-                        }
-                        '0'..='7' => {
-                            let mut v = e.to_digit(8).unwrap_or(0);
-                            for _ in 0..2 {
-                                match self.peek(0).and_then(|d| d.to_digit(8)) {
-                                    Some(d) => {
-                                        v = v * 8 + d;
-                                        self.i += 1;
-                                    }
-                                    None => break,
-                                }
-                            }
-                            char::from_u32(v & 0xff)
-                        }
-                        other => {
-                            self.word.text.push('\\');
-                            Some(other)
-                        }
-                    };
-                    if let Some(d) = decoded {
-                        self.word.quoted_brace |= matches!(d, '{' | '}' | ',');
-                        self.word.text.push(d);
-                    }
-                }
-                other => {
-                    self.word.quoted_brace |= matches!(other, '{' | '}' | ',');
-                    self.word.text.push(other)
-                }
-            }
-        }
-        self.out.unbalanced = true;
-    }
-
-    fn hex_escape(&mut self, max: usize) -> Option<char> {
-        let mut v = 0u32;
-        let mut n = 0;
-        while n < max {
-            match self.peek(0).and_then(|d| d.to_digit(16)) {
-                Some(d) => {
-                    v = v * 16 + d;
-                    self.i += 1;
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        if n == 0 {
-            self.word.text.push('\\');
-            return None;
-        }
-        char::from_u32(v)
     }
 
     /// `chars[i]` is `(`: the text up to the matching `)`; moves past it.
@@ -678,48 +468,6 @@ fn push_substitution(body: String, nested: &mut Vec<String>) {
         return;
     }
     nested.push(body);
-}
-
-/// The substitutions of an unquoted here-document body, whether it expands anything, and
-/// whether a substitution was left open.
-fn lex_doc(body: &str) -> (Vec<String>, bool, bool) {
-    let chars: Vec<char> = body.chars().collect();
-    let mut nested = Vec::new();
-    let mut expands = false;
-    let mut open = false;
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '\\' => i += 2,
-            '$' if chars.get(i + 1) == Some(&'(') => {
-                let (b, next, o) = take_parens(&chars, i + 1);
-                push_substitution(b, &mut nested);
-                expands = true;
-                open |= o;
-                i = next;
-            }
-            '$' if chars
-                .get(i + 1)
-                .is_some_and(|c| c.is_ascii_alphanumeric() || "_{@*#?$!-".contains(*c)) =>
-            {
-                expands = true;
-                i += 1;
-            }
-            '`' => match chars[i + 1..].iter().position(|&c| c == '`') {
-                Some(end) => {
-                    nested.push(chars[i + 1..i + 1 + end].iter().collect());
-                    expands = true;
-                    i += end + 2;
-                }
-                None => {
-                    open = true;
-                    i = chars.len();
-                }
-            },
-            _ => i += 1,
-        }
-    }
-    (nested, expands, open)
 }
 
 #[cfg(test)]
