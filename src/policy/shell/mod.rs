@@ -111,6 +111,9 @@ pub fn analyze(line: &str) -> ShellFacts {
 #[derive(Default)]
 struct Reader {
     facts: ShellFacts,
+    /// The working directory after a literal `cd /abs` earlier on the line, so relative
+    /// writes after it are judged where they land (`cd /etc && echo x > shadow`).
+    cwd: Option<String>,
 }
 
 impl Reader {
@@ -172,6 +175,24 @@ impl Reader {
         }
     }
 
+    /// Follows `cd`/`pushd` with a literal directory; anything else forgets the directory.
+    fn change_directory(&mut self, args: &[Word]) {
+        let operands: Vec<&Word> = args
+            .iter()
+            .filter(|a| !(a.is_literal() && a.text.starts_with('-') && a.text != "-"))
+            .collect();
+        self.cwd = match operands.as_slice() {
+            [dir] if dir.is_literal() && dir.text.starts_with('/') => {
+                Some(normalize_path(&format!("{}/", dir.text)))
+            }
+            [dir] if dir.is_literal() && dir.text != "-" && !dir.text.starts_with('~') => self
+                .cwd
+                .as_ref()
+                .map(|cwd| normalize_path(&format!("{cwd}/{}/", dir.text))),
+            _ => None,
+        };
+    }
+
     fn write_target(&mut self, w: &Word) {
         if !w.is_literal() {
             self.hide(format!(
@@ -191,10 +212,17 @@ impl Reader {
             Some(vec![w.text.clone()])
         };
         match expanded {
-            Some(paths) => self
-                .facts
-                .write_paths
-                .extend(paths.iter().map(|p| normalize_path(p))),
+            Some(paths) => {
+                for p in paths {
+                    let p = match &self.cwd {
+                        Some(cwd) if !p.starts_with('/') && !p.is_empty() => {
+                            normalize_path(&format!("{cwd}/{p}"))
+                        }
+                        _ => normalize_path(&p),
+                    };
+                    self.facts.write_paths.push(p);
+                }
+            }
             None => self.hide("a brace expansion too large to follow".into()),
         }
     }
@@ -274,6 +302,9 @@ impl Reader {
                     shown(&bad.text)
                 ));
             }
+        }
+        if matches!(program.as_str(), "cd" | "pushd" | "popd") {
+            self.change_directory(if program == "popd" { &[] } else { args });
         }
         if matches!(
             program.as_str(),

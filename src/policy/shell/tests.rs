@@ -407,3 +407,13 @@ fn service_scripts_read_as_service() {
     assert_runs("/etc/init.d/nginx stop", "service nginx stop");
     assert!(analyze("/etc/init.d/nginx stop").hidden.is_empty());
 }
+
+#[test]
+fn relative_writes_after_a_literal_cd() {
+    assert_writes("cd /etc && echo x > shadow", "/etc/shadow");
+    assert_writes("cd /etc/ssh; cd ..; cp /tmp/s shadow", "/etc/shadow");
+    assert_writes("cd /; cd etc && tee -a ./shadow", "/etc/shadow");
+    assert_writes("cd /tmp && echo x > ../etc/shadow", "/etc/shadow");
+    assert_writes("cd \"$D\"; echo x > shadow", "shadow");
+    assert_writes("echo x > shadow", "shadow");
+}
