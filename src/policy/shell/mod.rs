@@ -303,6 +303,16 @@ impl Reader {
                 ));
             }
         }
+        if programs::runs_elsewhere(&program, args) {
+            self.hide(format!(
+                "{program} runs commands later or in a terminal that proctor does not judge"
+            ));
+        }
+        if programs::builtin_changes_later_commands(&program, args) {
+            self.hide(format!(
+                "{program} changes what later commands run in a way proctor does not follow"
+            ));
+        }
         if matches!(program.as_str(), "cd" | "pushd" | "popd") {
             self.change_directory(if program == "popd" { &[] } else { args });
         }

@@ -233,6 +233,36 @@ pub const RISKY_VARIABLES: &[&str] = &[
     "LESSOPEN",
 ];
 
+/// Programs that run commands later or inside a terminal of their own, where proctor does
+/// not judge them (`crontab -l` only lists).
+pub fn runs_elsewhere(program: &str, args: &[super::words::Word]) -> bool {
+    match program {
+        "at" | "batch" | "tmux" | "screen" | "byobu" | "dtach" | "abduco" | "expect" => !args
+            .iter()
+            .any(|a| matches!(a.text.as_str(), "-V" | "-v" | "-l" | "-ls" | "ls")),
+        "crontab" => !args.iter().any(|a| a.text == "-l"),
+        _ => false,
+    }
+}
+
+/// Shell builtins that change what later commands run: `enable -f` loads a shared object,
+/// `hash -p` binds a name to a path, `bind -x` binds a key to code, `fc` re-runs history.
+pub fn builtin_changes_later_commands(program: &str, args: &[super::words::Word]) -> bool {
+    let has = |flag: char| {
+        args.iter().any(|a| {
+            a.text.starts_with('-') && !a.text.starts_with("--") && a.text[1..].contains(flag)
+        })
+    };
+    match program {
+        "enable" => has('f'),
+        "hash" => has('p'),
+        "bind" => has('x'),
+        "fc" => !has('l'),
+        "complete" | "compgen" => has('C') || has('F'),
+        _ => false,
+    }
+}
+
 pub fn is_posix_shell(p: &str) -> bool {
     POSIX_SHELLS.contains(&p)
 }

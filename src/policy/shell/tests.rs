@@ -417,3 +417,41 @@ fn relative_writes_after_a_literal_cd() {
     assert_writes("cd \"$D\"; echo x > shadow", "shadow");
     assert_writes("echo x > shadow", "shadow");
 }
+
+#[test]
+fn commands_run_elsewhere() {
+    assert_runs("ssh localhost 'rm -rf /x'", "rm -rf /x");
+    assert_runs("ssh -p 22 -o BatchMode=yes db1 rm -rf /x", "rm -rf /x");
+    assert_runs("nohup -- rm -rf /x", "rm -rf /x");
+    for line in [
+        "ssh db1",
+        "at now <<< 'id'",
+        "tmux new -d 'id'",
+        "screen -dm id",
+        "crontab /tmp/c",
+        "crontab -e",
+    ] {
+        assert_hidden(line);
+    }
+    assert_clear("crontab -l");
+    assert_clear("ssh -N -L 1:a:2 db1");
+}
+
+#[test]
+fn definitions_that_change_later_commands() {
+    assert_runs(
+        "shopt -s expand_aliases\nalias x='rm -rf /x'\nx",
+        "rm -rf /x",
+    );
+    assert_runs("f() { rm -rf /x; }; f", "rm -rf /x");
+    for line in [
+        "enable -f /tmp/x.so evil",
+        "hash -p /tmp/evil ls",
+        "bind -x '\"\\C-a\":id'",
+        "fc -s",
+    ] {
+        assert_hidden(line);
+    }
+    assert_clear("hash -r");
+    assert_clear("fc -l");
+}

@@ -203,11 +203,8 @@ pub fn unwrap(program: &str, args: &[Word]) -> Option<Unwrapped> {
                 u.runs.push(inner);
             }
         }
-        "nohup" | "builtin" => {
-            if let Some(inner) = command_after(args, 0, false) {
-                u.runs.push(inner);
-            }
-        }
+        "nohup" | "builtin" => simple(args, "", NONE, &["help", "version"], &mut u),
+        "ssh" => special::ssh(args, &mut u),
         "time" => {
             let p = parse(
                 args,
@@ -476,6 +473,17 @@ pub fn unwrap(program: &str, args: &[Word]) -> Option<Unwrapped> {
         "eval" => {
             if !args.is_empty() {
                 u.runs.push(Inner::Code(join(args)));
+            }
+        }
+        // `alias name='code'`: the code runs wherever the name is used later.
+        "alias" => {
+            for a in args {
+                if let Some((_, code)) = a.text.split_once('=') {
+                    u.runs.push(Inner::Code(Word {
+                        text: code.to_string(),
+                        ..a.clone()
+                    }));
+                }
             }
         }
         "trap" => {

@@ -1,5 +1,6 @@
 //! Wrappers with a grammar of their own: `su`/`runuser` (options after the user name),
-//! `find -exec ... ;` and GNU `parallel` (`:::` argument lists).
+//! `find -exec ... ;`, GNU `parallel` (`:::` argument lists), `script`, `strace`, `xargs`, and
+//! `ssh` to another host (or back to this one), whose command is shell code.
 
 use super::{Inner, Unwrapped, Word, command_after, join, options::Grammar, options::parse};
 
@@ -273,4 +274,29 @@ pub fn xargs(args: &[Word], u: &mut Unwrapped) {
         words,
         runtime_args: true,
     });
+}
+
+/// `ssh [options] HOST [COMMAND...]`: the remote shell runs the command words joined, so
+/// they are read as shell code; without a command (and without `-N`) a remote login shell.
+pub fn ssh(args: &[Word], u: &mut Unwrapped) {
+    let p = parse(
+        args,
+        &Grammar {
+            short_arg: "BbcDEeFIiJLlmOoPpQRSWw",
+            long_arg: &[],
+            long_flag: &[],
+            numeric: false,
+        },
+    );
+    u.hidden = p.hidden.clone();
+    if p.rest >= args.len() || p.has(&["V", "G", "Q", "O"]) {
+        return;
+    }
+    let command = &args[p.rest + 1..];
+    if !command.is_empty() {
+        u.runs.push(Inner::Code(join(command)));
+    } else if !p.has(&["N", "s", "W"]) {
+        u.hidden =
+            Some("ssh starts a login shell on a host whose commands proctor does not judge".into());
+    }
 }
