@@ -455,3 +455,61 @@ fn definitions_that_change_later_commands() {
     assert_clear("hash -r");
     assert_clear("fc -l");
 }
+
+#[test]
+fn odd_input_never_panics_and_open_text_is_hidden() {
+    for line in [
+        "${",
+        "${é",
+        "$'\\c",
+        "$'\\u",
+        "$'\\x",
+        "a\\",
+        "$(",
+        "`",
+        "<<",
+        "<<<",
+        "{fd}>",
+        "\"$",
+        "cat <<",
+        "x <<E",
+        "$'",
+        "$\"",
+        "${a:-$(",
+        "rm -$(",
+        "é${",
+        "((",
+        "))",
+        "{",
+        "}",
+        "-",
+        "sudo -u",
+        "env -S",
+        "timeout",
+        "flock",
+        "su -c",
+        "find -exec",
+        "parallel :::",
+        "ssh -p",
+        "xargs -a",
+        "awk -f",
+        "sed -i",
+        "cp -t",
+        "ln -s",
+        "dd of=",
+        "bash -c",
+        "bash -o",
+    ] {
+        let _ = analyze(line);
+    }
+    for line in [
+        "echo 'open",
+        "echo \"open",
+        "echo $(open",
+        "echo `open",
+        "bash <<E\nno end",
+    ] {
+        let f = analyze(line);
+        assert!(f.unbalanced || !f.hidden.is_empty(), "{line}: {f:?}");
+    }
+}

@@ -38,9 +38,9 @@ impl Lexer<'_> {
                     .iter()
                     .collect();
                 // `${X:-$(cmd)}`: a default value may run a command.
-                let inner = &text[2.min(text.len())..text.len().saturating_sub(1)];
+                let inner: String = self.chars[(start + 2).min(end)..end].iter().collect();
                 if inner.contains("$(") || inner.contains('`') {
-                    self.out.nested.push(inner.to_string());
+                    self.out.nested.push(inner);
                 }
                 self.push_expansion(&text, in_double);
                 self.i = end + 1;
