@@ -86,6 +86,13 @@ fn risky_assignment(words: &[Word]) -> Option<String> {
 /// as hidden.
 const MAX_DEPTH: usize = 8;
 
+/// Most wrappers around one command (`sudo nice timeout env ...`) read before it counts as
+/// hidden: it bounds the reader's recursion.
+const MAX_WRAPPERS: usize = 32;
+
+/// Most reasons kept for a hidden line.
+const MAX_REASONS: usize = 8;
+
 /// Where a simple command's standard input comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Stdin {
@@ -114,11 +121,15 @@ struct Reader {
     /// The working directory after a literal `cd /abs` earlier on the line, so relative
     /// writes after it are judged where they land (`cd /etc && echo x > shadow`).
     cwd: Option<String>,
+    /// Wrappers around the command being read.
+    wrapped: usize,
 }
 
 impl Reader {
+    /// Records why the line is hidden. The first [`MAX_REASONS`] distinct reasons are kept
+    /// (the approver also sees the whole line); one is enough to hold it.
     fn hide(&mut self, why: String) {
-        if !self.facts.hidden.contains(&why) {
+        if self.facts.hidden.len() < MAX_REASONS && !self.facts.hidden.contains(&why) {
             self.facts.hidden.push(why);
         }
     }
@@ -353,7 +364,15 @@ impl Reader {
                 Inner::Argv {
                     words,
                     runtime_args: more,
-                } => self.command(words, stdin, depth, runtime_args || more),
+                } => {
+                    if self.wrapped >= MAX_WRAPPERS {
+                        self.hide("more wrappers around one command than proctor reads".into());
+                        continue;
+                    }
+                    self.wrapped += 1;
+                    self.command(words, stdin, depth, runtime_args || more);
+                    self.wrapped -= 1;
+                }
                 Inner::Code(code) => self.code(&program, &code, depth),
                 Inner::Shell => self.hide(format!(
                     "{program} starts a shell that reads commands proctor does not judge"

@@ -513,3 +513,21 @@ fn odd_input_never_panics_and_open_text_is_hidden() {
         assert!(f.unbalanced || !f.hidden.is_empty(), "{line}: {f:?}");
     }
 }
+
+#[test]
+fn long_lines_cost_little() {
+    let started = std::time::Instant::now();
+    let sudos = format!("{}id", "sudo ".repeat(100_000));
+    assert!(!analyze(&sudos).hidden.is_empty());
+    let many = format!("parallel rm -f ::: {}", "a ".repeat(100_000));
+    let _ = analyze(&many);
+    let words = (0..50_000).map(|i| format!("$X{i};")).collect::<String>();
+    assert_eq!(analyze(&words).hidden.len(), MAX_REASONS);
+    let nested = format!("{}id{}", "$(".repeat(10_000), ")".repeat(10_000));
+    assert!(!analyze(&nested).hidden.is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

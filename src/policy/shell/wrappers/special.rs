@@ -137,18 +137,31 @@ pub fn parallel(args: &[Word], u: &mut Unwrapped) {
             c.splits = true;
             u.runs.push(Inner::Code(c));
         } else {
-            // Each argument after `:::` is appended to the command.
-            for a in args[end..].iter().filter(|a| !a.text.starts_with(":::")) {
-                let mut c = join(&[code.clone(), a.clone()]);
-                c.expands |= a.expands;
-                u.runs.push(Inner::Code(c));
-            }
+            // Each argument after `:::` is appended to the command: read once with all of
+            // them, so a long list costs one reading.
+            let mut words = vec![code];
+            words.extend(
+                args[end..]
+                    .iter()
+                    .filter(|a| !a.text.starts_with(":::"))
+                    .cloned(),
+            );
+            u.runs.push(Inner::Code(join(&words)));
         }
     } else if end < args.len() {
-        // No command: each argument is itself a command line.
-        for a in args[end..].iter().filter(|a| !a.text.starts_with(":::")) {
-            u.runs.push(Inner::Code(a.clone()));
-        }
+        // No command: each argument is itself a command line; read as one list.
+        let lines: Vec<Word> = args[end..]
+            .iter()
+            .filter(|a| !a.text.starts_with(":::"))
+            .cloned()
+            .collect();
+        let mut code = join(&lines);
+        code.text = lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        u.runs.push(Inner::Code(code));
     } else {
         u.hidden = Some("parallel runs command lines read from standard input".into());
     }
