@@ -126,6 +126,41 @@ fn interpreters_reading_the_channel_are_held_and_nothing_runs_when_denied() {
         "{v}"
     );
 
+    // A line typed in a shell that starts an interpreter is held the same way; denied, the
+    // next line reaches the shell, not python (which would answer it with a SyntaxError).
+    let mut cmd = Command::new("ssh");
+    cmd.args(env.client_options(&env.key)).args([
+        "-tt",
+        "-p",
+        &env.port.to_string(),
+        "-l",
+        "box",
+        "127.0.0.1",
+    ]);
+    let mut pty = Pty::spawn(cmd);
+    pty.type_in(b"echo ready-$((1+1))\r");
+    assert!(pty.wait_for("ready-2", 1), "{}", pty.output());
+    pty.type_in(b"python3\r");
+    let approval = env.wait_approval();
+    assert_eq!(approval["kind"], "line", "{approval}");
+    assert_eq!(approval["detail"], "python3", "{approval}");
+    assert_eq!(approval["rule"], "ssh-hold-hidden", "{approval}");
+    let id = str_field(&approval, "id");
+    env.store().ok(&[
+        "approvals",
+        "deny",
+        &id,
+        "--reason",
+        "no unjudged interpreters",
+    ]);
+    assert!(pty.wait_for("denied", 1), "{}", pty.output());
+    pty.type_in(b"echo after-$((2+2))\r");
+    assert!(pty.wait_for("after-4", 1), "{}", pty.output());
+    assert!(!pty.output().contains("SyntaxError"), "{}", pty.output());
+    pty.type_in(b"exit\r");
+    assert!(eventually(T, || pty.exited()), "{}", pty.output());
+    drop(pty);
+
     // `bash -c` with a literal command is judged as that command: allowed, it runs.
     let made = env.dir.path().join("made-by-bash-c");
     let command = format!("bash -c 'touch {}'", made.display());
