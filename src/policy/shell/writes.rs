@@ -1,7 +1,9 @@
 //! Where a command writes, read from its arguments: `dd of=`, the destination of `cp`, `mv`,
 //! `install` and `ln` (`-t DIR` included, and `DIR/NAME` when the destination is a directory),
-//! `tee`, `truncate`, `shred`, `sed -i`. A link is judged as writing both its ends: `ln -s
-//! /etc/shadow x` makes later writes to `x` land in `/etc/shadow`.
+//! `tee`, `sponge`, `truncate`, `shred`, `sed -i`, `curl -o`, `wget -O`, `sort -o`, and the
+//! destination of `scp` and `rsync` (also their server side, `scp -t DIR`, `rsync --server`).
+//! A link is judged as writing both its ends: `ln -s /etc/shadow x` makes later writes to `x`
+//! land in `/etc/shadow`.
 
 use super::words::Word;
 use super::wrappers::Grammar;
@@ -68,7 +70,28 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
                 })
             })
             .collect(),
-        "tee" => {
+        "curl" => option_values(args, "o", &["output"], "eEKuUxXHdFTwAbcCm"),
+        "wget" => option_values(args, "OP", &["output-document", "directory-prefix"], "aeio"),
+        "sort" => option_values(args, "o", &["output"], "kStT"),
+        "scp" | "rsync" => {
+            let (_, operands) = permuted(
+                args,
+                &Grammar {
+                    short_arg: if program == "scp" {
+                        "cFiJloPSX"
+                    } else {
+                        "eBMTf"
+                    },
+                    long_arg: RSYNC_ARGS,
+                    long_flag: &[],
+                    numeric: false,
+                },
+            );
+            // The last operand is the destination (`scp -t DIR` and `rsync --server ... DIR`
+            // on the receiving side too); what lands inside it is named by the protocol.
+            operands.last().cloned().into_iter().collect()
+        }
+        "tee" | "sponge" => {
             let (_, files) = permuted(
                 args,
                 &Grammar {
@@ -150,6 +173,120 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
     }
 }
 
+/// rsync's long options that take an argument (so the argument is not taken for a path).
+const RSYNC_ARGS: &[&str] = &[
+    "rsh",
+    "rsync-path",
+    "exclude",
+    "include",
+    "filter",
+    "exclude-from",
+    "include-from",
+    "files-from",
+    "temp-dir",
+    "backup-dir",
+    "suffix",
+    "chmod",
+    "chown",
+    "block-size",
+    "bwlimit",
+    "log-file",
+    "log-file-format",
+    "partial-dir",
+    "compare-dest",
+    "copy-dest",
+    "link-dest",
+    "remote-option",
+    "password-file",
+    "port",
+    "timeout",
+    "contimeout",
+    "max-size",
+    "min-size",
+    "max-delete",
+    "out-format",
+    "info",
+    "debug",
+    "usermap",
+    "groupmap",
+    "iconv",
+    "sockopts",
+    "outbuf",
+    "modify-window",
+    "checksum-choice",
+    "compress-choice",
+    "compress-level",
+    "stop-after",
+    "stop-at",
+    "skip-compress",
+    "write-batch",
+    "only-write-batch",
+    "read-batch",
+    "protocol",
+    "address",
+    "checksum-seed",
+    "max-alloc",
+    "early-input",
+];
+
+/// Values of the options that name a written file (`curl -o F`, `sort -o F`); `other` lists
+/// the program's other short options that take an argument, so their values are skipped.
+fn option_values(
+    args: &[Word],
+    short: &'static str,
+    long: &[&str],
+    other: &'static str,
+) -> Vec<Word> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let t = args[i].text.as_str();
+        if t == "--" {
+            break;
+        }
+        if let Some(body) = t.strip_prefix("--") {
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (body, None),
+            };
+            if long.contains(&name) {
+                match inline {
+                    Some(v) => out.push(Word {
+                        text: v.to_string(),
+                        ..args[i].clone()
+                    }),
+                    None => {
+                        out.extend(args.get(i + 1).cloned());
+                        i += 1;
+                    }
+                }
+            }
+        } else if t.len() > 1 && t.starts_with('-') {
+            for (k, c) in t[1..].char_indices() {
+                if short.contains(c) || other.contains(c) {
+                    let rest = &t[1 + k + c.len_utf8()..];
+                    if short.contains(c) {
+                        if rest.is_empty() {
+                            out.extend(args.get(i + 1).cloned());
+                        } else {
+                            out.push(Word {
+                                text: rest.to_string(),
+                                ..args[i].clone()
+                            });
+                        }
+                    }
+                    if rest.is_empty() {
+                        i += 1;
+                    }
+                    break;
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
 fn copy_targets(program: &str, opts: &[(String, Option<Word>)], operands: Vec<Word>) -> Vec<Word> {
     let mut out = Vec::new();
     if program == "install" && has(opts, &["d", "directory"]) {
@@ -224,5 +361,19 @@ mod tests {
         assert_eq!(t("sed", "-e s/a/b/ -i.bak /etc/shadow"), ["/etc/shadow"]);
         assert!(t("sed", "s/a/b/ /etc/shadow").is_empty());
         assert_eq!(t("truncate", "-s 0 /etc/shadow"), ["/etc/shadow"]);
+        assert_eq!(t("curl", "-sSL -o /etc/shadow http://x"), ["/etc/shadow"]);
+        assert_eq!(
+            t("curl", "-H a:b --output=/etc/shadow http://x"),
+            ["/etc/shadow"]
+        );
+        assert_eq!(t("wget", "-qO/etc/shadow http://x"), ["/etc/shadow"]);
+        assert_eq!(t("sort", "-k 2 -o /etc/shadow f"), ["/etc/shadow"]);
+        assert_eq!(t("rsync", "-a -e ssh /tmp/s /etc/shadow"), ["/etc/shadow"]);
+        assert_eq!(
+            t("rsync", "--server -logDtpre.iLsfxCIvu . /etc/"),
+            ["/etc/"]
+        );
+        assert_eq!(t("scp", "-t /etc/shadow"), ["/etc/shadow"]);
+        assert_eq!(t("sponge", "/etc/shadow"), ["/etc/shadow"]);
     }
 }
