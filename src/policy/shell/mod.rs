@@ -304,10 +304,16 @@ impl Reader {
             if runtime_args {
                 self.hide(format!("{program} gets arguments known only at run time"));
             }
-            let options = args
+            // Declarations take `NAME=$VALUE` as an assignment: not split, not an option.
+            let declares = matches!(
+                program.as_str(),
+                "export" | "declare" | "typeset" | "local" | "readonly"
+            );
+            let mut options = args
                 .iter()
-                .take_while(|a| !(a.is_literal() && a.text == "--"));
-            if let Some(bad) = options.clone().find(|a| !a.option_safe()) {
+                .take_while(|a| !(a.is_literal() && a.text == "--"))
+                .filter(|a| !(declares && !a.opaque_start && is_assignment(&a.text)));
+            if let Some(bad) = options.find(|a| !a.option_safe()) {
                 self.hide(format!(
                     "an argument of {program} known only at run time may be an option ({})",
                     shown(&bad.text)

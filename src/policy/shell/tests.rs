@@ -356,6 +356,8 @@ fn long_options_and_run_time_words() {
         "export LD_PRELOAD=/tmp/x.so",
         "env PATH=/tmp id",
         "sudo PATH=/tmp id",
+        "export $X",
+        "declare -x \"$X\"",
     ] {
         assert_hidden(line);
     }
@@ -366,6 +368,8 @@ fn long_options_and_run_time_words() {
         "rm \"./$F\"",
         "ls $(pwd)",
         "X=$(date) ; echo \"$X\"",
+        "export FOO=$BAR",
+        "local x=\"$1\"",
         "grep -r \"$PATTERN\" .",
     ] {
         assert_clear(line);
