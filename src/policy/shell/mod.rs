@@ -247,7 +247,7 @@ impl Reader {
                 // Reserved words that open or continue a compound command: the command follows
                 // (`do sudo id`, `if rm -r x; then`, `! sudo id`).
                 "!" | "if" | "then" | "else" | "elif" | "while" | "until" | "do" | "done"
-                | "fi" | "esac" | "{" | "}" | "function"
+                | "fi" | "esac" | "{" | "}" | "function" | "coproc"
                     if first.is_literal() =>
                 {
                     rest = &rest[1..]

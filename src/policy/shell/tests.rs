@@ -281,6 +281,7 @@ fn shell_code_in_arguments_and_stdin_is_read() {
     assert_runs("su -c 'rm -rf /x' root", "rm -rf /x");
     assert_runs("parallel rm -rf ::: /x", "rm -rf /x");
     assert_runs("busybox rm -rf /x", "rm -rf /x");
+    assert_runs("coproc rm -rf /x", "rm -rf /x");
     assert!(analyze("bash <<< 'id'").hidden.is_empty());
     assert!(analyze("bash -c 'id'").hidden.is_empty());
     assert_hidden("bash <<< \"$CMD\"");
