@@ -167,10 +167,17 @@ impl Policy {
                 });
                 continue;
             }
+            // A hold for hidden text says what could not be read, so the approver knows.
+            let reason = match (rule.hidden, subject.shell()) {
+                (Some(true), Some(facts)) if !facts.hidden.is_empty() => {
+                    format!("{}: {}", rule.reason, facts.hidden.join("; "))
+                }
+                _ => rule.reason.clone(),
+            };
             return Judgement {
                 action: rule.action,
                 rule: rule.name.clone(),
-                reason: rule.reason.clone(),
+                reason,
                 alerts,
                 min_approvals: rule.min_approvals,
             };
@@ -301,7 +308,8 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
         || rule.command.is_some()
         || rule.line.is_some()
         || rule.writes.is_some()
-        || rule.pipe_to_shell.is_some();
+        || rule.pipe_to_shell.is_some()
+        || rule.hidden.is_some();
     if let Some(stmt) = subject.statement() {
         if ssh_fields {
             return false;
@@ -355,6 +363,7 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
             || rule.command.is_some()
             || rule.line.is_some()
             || rule.pipe_to_shell.is_some()
+            || rule.hidden.is_some()
         {
             return false;
         }
@@ -370,7 +379,8 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
         || rule.command.is_some()
         || rule.line.is_some()
         || rule.writes.is_some()
-        || rule.pipe_to_shell.is_some();
+        || rule.pipe_to_shell.is_some()
+        || rule.hidden.is_some();
     if !needs_text {
         return true;
     }
@@ -405,6 +415,11 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
     }
     if let Some(want) = rule.pipe_to_shell
         && facts.pipe_to_shell != want
+    {
+        return false;
+    }
+    if let Some(want) = rule.hidden
+        && facts.hidden.is_empty() == want
     {
         return false;
     }

@@ -82,6 +82,10 @@ pub struct RuleSpec {
     /// SSH: data piped into an interpreter (`... | sh`).
     #[serde(default)]
     pub pipe_to_shell: Option<bool>,
+    /// SSH: the shell reader cannot tell what the line runs (an interpreter reading the
+    /// session, a script file, a word known only at run time...).
+    #[serde(default)]
+    pub hidden: Option<bool>,
     /// For `hold`: distinct approvers needed to release the action (default 1).
     #[serde(default)]
     pub min_approvals: Option<u32>,
@@ -110,6 +114,7 @@ pub struct Rule {
     pub line: Option<Regex>,
     pub writes: Option<Regex>,
     pub pipe_to_shell: Option<bool>,
+    pub hidden: Option<bool>,
     pub min_approvals: u32,
 }
 
@@ -210,6 +215,7 @@ impl Rule {
             line: regex("line", &spec.line, false)?,
             writes: regex("writes", &spec.writes, false)?,
             pipe_to_shell: spec.pipe_to_shell,
+            hidden: spec.hidden,
             min_approvals: spec.min_approvals.unwrap_or(1).max(1),
             name: spec.name,
             action: spec.action,

@@ -1,0 +1,600 @@
+//! What a shell command line would run, for policy: every simple command (through pipes, lists,
+//! subshells, `$(...)`, backticks, `bash -c '...'` and wrappers such as `sudo`, `env`, `nohup`,
+//! each read with its own option grammar), program names without their directories, files
+//! written, and whether data is piped into an interpreter (`base64 -d | sh`). It is a
+//! conservative reading, not a shell: what it cannot follow is reported as `hidden`, with the
+//! reason, so the policy can hold it.
+
+pub mod brace;
+mod programs;
+mod words;
+mod wrappers;
+mod writes;
+
+use words::{DYNAMIC, Tok, Word};
+use wrappers::Inner;
+
+/// Facts about one command line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShellFacts {
+    /// Each simple command, program basename first, arguments joined by single spaces (long
+    /// options of known programs spelled out: `rm --recur` reads `rm --recursive`).
+    pub commands: Vec<String>,
+    /// Program basenames, in order of appearance (wrappers included).
+    pub programs: Vec<String>,
+    /// Targets of `>`, `>>`, `tee`, `dd of=`, `cp`/`mv`/`install`/`ln` and similar writes.
+    pub write_paths: Vec<String>,
+    /// An interpreter reads commands from a pipe or from text made at run time.
+    pub pipe_to_shell: bool,
+    /// Quotes, substitutions or here-documents were left open.
+    pub unbalanced: bool,
+    /// Why what runs cannot be read from the line (empty when it can): an interpreter
+    /// reading its terminal or standard input, a script file, a word known only at run time
+    /// where a program or option stands, a write to a path known only at run time...
+    pub hidden: Vec<String>,
+}
+
+/// A path with `//`, `/./` and (for absolute paths) `/../` resolved lexically, so
+/// `/etc//shadow` and `/etc/ssh/../shadow` read as `/etc/shadow`.
+pub fn normalize_path(p: &str) -> String {
+    if !p.contains("//") && !p.contains("/.") {
+        return p.to_string();
+    }
+    let absolute = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." if absolute => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+fn basename(word: &str) -> String {
+    word.rsplit('/').next().unwrap_or(word).to_string()
+}
+
+fn is_assignment(word: &str) -> bool {
+    match word.find('=') {
+        Some(eq) if eq > 0 => word[..eq]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        _ => false,
+    }
+}
+
+/// An assignment to a variable that changes what later commands run (`PATH=`, `LD_PRELOAD=`).
+fn risky_assignment(words: &[Word]) -> Option<String> {
+    words.iter().find_map(|w| {
+        let (name, _) = w.text.split_once('=')?;
+        programs::RISKY_VARIABLES
+            .contains(&name)
+            .then(|| format!("sets {name}, which changes what later commands run"))
+    })
+}
+
+/// Most nested shells (`bash -c "sh -c '...'"`) and substitutions read before the line counts
+/// as hidden.
+const MAX_DEPTH: usize = 8;
+
+/// Most wrappers around one command (`sudo nice timeout env ...`) read before it counts as
+/// hidden: it bounds the reader's recursion.
+const MAX_WRAPPERS: usize = 32;
+
+/// Most reasons kept for a hidden line.
+const MAX_REASONS: usize = 8;
+
+/// Where a simple command's standard input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stdin {
+    /// The session's terminal or channel: what an agent types later.
+    Session,
+    Pipe,
+    /// `< file`
+    File,
+    /// A here-string or here-document: its text when complete.
+    Text(Option<Word>),
+}
+
+/// Reads a command line.
+pub fn analyze(line: &str) -> ShellFacts {
+    let mut r = Reader::default();
+    r.line(line, 0);
+    if r.facts.unbalanced {
+        r.hide("a quote, substitution or here-document is left open, so the shell reads on".into());
+    }
+    r.facts
+}
+
+#[derive(Default)]
+struct Reader {
+    facts: ShellFacts,
+    /// The working directory after a literal `cd /abs` earlier on the line, so relative
+    /// writes after it are judged where they land (`cd /etc && echo x > shadow`).
+    cwd: Option<String>,
+    /// Wrappers around the command being read.
+    wrapped: usize,
+}
+
+impl Reader {
+    /// Records why the line is hidden. The first [`MAX_REASONS`] distinct reasons are kept
+    /// (the approver also sees the whole line); one is enough to hold it.
+    fn hide(&mut self, why: String) {
+        if self.facts.hidden.len() < MAX_REASONS && !self.facts.hidden.contains(&why) {
+            self.facts.hidden.push(why);
+        }
+    }
+
+    fn line(&mut self, text: &str, depth: usize) {
+        if depth > MAX_DEPTH {
+            self.facts.unbalanced = true;
+            return;
+        }
+        let lexed = words::lex(text);
+        self.facts.unbalanced |= lexed.unbalanced;
+        let mut current: Vec<Word> = Vec::new();
+        let mut stdin = Stdin::Session;
+        // What the next word is, after a redirection operator.
+        let mut pending: Option<Tok> = None;
+        for t in lexed.toks {
+            match t {
+                Tok::Word(w) => match pending.take() {
+                    Some(Tok::Write) => self.write_target(&w),
+                    Some(Tok::Read) => stdin = Stdin::File,
+                    Some(Tok::HereString) => stdin = Stdin::Text(Some(w)),
+                    // The delimiter of a here-document.
+                    Some(_) => {}
+                    None => current.push(w),
+                },
+                Tok::HereDoc { body, expands } => {
+                    stdin = Stdin::Text(body.map(|text| Word {
+                        text,
+                        expands,
+                        ..Word::default()
+                    }));
+                    pending = Some(Tok::Sep);
+                }
+                Tok::Write | Tok::Read | Tok::HereString => pending = Some(t),
+                Tok::Pipe | Tok::Sep => {
+                    let words = std::mem::take(&mut current);
+                    if !words.is_empty() {
+                        self.command(words, &stdin, depth, false);
+                    }
+                    stdin = if t == Tok::Pipe {
+                        Stdin::Pipe
+                    } else {
+                        Stdin::Session
+                    };
+                    pending = None;
+                }
+            }
+        }
+        if !current.is_empty() {
+            self.command(current, &stdin, depth, false);
+        }
+        for body in lexed.nested {
+            self.line(&body, depth + 1);
+        }
+    }
+
+    /// Follows `cd`/`pushd` with a literal directory; anything else forgets the directory.
+    fn change_directory(&mut self, args: &[Word]) {
+        let operands: Vec<&Word> = args
+            .iter()
+            .filter(|a| !(a.is_literal() && a.text.starts_with('-') && a.text != "-"))
+            .collect();
+        self.cwd = match operands.as_slice() {
+            [dir] if dir.is_literal() && dir.text.starts_with('/') => {
+                Some(normalize_path(&format!("{}/", dir.text)))
+            }
+            [dir] if dir.is_literal() && dir.text != "-" && !dir.text.starts_with('~') => self
+                .cwd
+                .as_ref()
+                .map(|cwd| normalize_path(&format!("{cwd}/{}/", dir.text))),
+            _ => None,
+        };
+    }
+
+    fn write_target(&mut self, w: &Word) {
+        if !w.is_literal() {
+            self.hide(format!(
+                "writes to a path known only at run time ({})",
+                shown(&w.text)
+            ));
+        }
+        if w.brace && w.quoted_brace {
+            self.hide(format!(
+                "a brace expansion mixed with quoted braces or commas ({})",
+                shown(&w.text)
+            ));
+        }
+        let expanded = if w.brace {
+            brace::brace_expand(&w.text)
+        } else {
+            Some(vec![w.text.clone()])
+        };
+        match expanded {
+            Some(paths) => {
+                for p in paths {
+                    let p = match &self.cwd {
+                        Some(cwd) if !p.starts_with('/') && !p.is_empty() => {
+                            normalize_path(&format!("{cwd}/{p}"))
+                        }
+                        _ => normalize_path(&p),
+                    };
+                    self.facts.write_paths.push(p);
+                }
+            }
+            None => self.hide("a brace expansion too large to follow".into()),
+        }
+    }
+
+    /// One simple command. `runtime_args`: more arguments are added at run time (`xargs`).
+    fn command(&mut self, words: Vec<Word>, stdin: &Stdin, depth: usize, runtime_args: bool) {
+        let words = self.expand_braces(words);
+        let mut rest: &[Word] = &words;
+        while let Some(first) = rest.first() {
+            match first.text.as_str() {
+                // Reserved words that open or continue a compound command: the command follows
+                // (`do sudo id`, `if rm -r x; then`, `! sudo id`).
+                "!" | "if" | "then" | "else" | "elif" | "while" | "until" | "do" | "done"
+                | "fi" | "esac" | "{" | "}" | "function" | "coproc"
+                    if first.is_literal() =>
+                {
+                    rest = &rest[1..]
+                }
+                // `for NAME in WORDS`, `select ...`, `case WORD in`: words, not a command (their
+                // substitutions are read separately).
+                "for" | "select" | "case" if first.is_literal() => return,
+                w if is_assignment(w) => {
+                    if let Some(h) = risky_assignment(std::slice::from_ref(first)) {
+                        self.hide(h);
+                    }
+                    rest = &rest[1..];
+                }
+                _ => break,
+            }
+        }
+        let Some((first, args)) = rest.split_first() else {
+            return;
+        };
+        let init = programs::init_script(&first.text);
+        let program = basename(&first.text);
+        if !first.is_literal() {
+            // A program named by a substitution, a variable or a glob hides the command that
+            // runs.
+            self.hide(format!(
+                "the program is known only at run time ({})",
+                shown(&first.text)
+            ));
+        } else if init.is_none() && programs::is_script_path(&first.text) {
+            self.hide(format!(
+                "runs a file proctor has not read ({})",
+                shown(&first.text)
+            ));
+        }
+        self.facts.programs.push(program.clone());
+        let mut normalized = program.clone();
+        for a in args {
+            normalized.push(' ');
+            if let Some(full) = programs::full_long_option(&program, &a.text) {
+                normalized.push_str(&full);
+            } else if a.text.starts_with('/') {
+                normalized.push_str(&normalize_path(&a.text));
+            } else {
+                normalized.push_str(&a.text);
+            }
+        }
+        if let Some(name) = init {
+            let verb = normalized[program.len()..].to_string();
+            self.facts.commands.push(format!("service {name}{verb}"));
+        }
+        self.facts.commands.push(normalized);
+
+        if !programs::looks_only(&program) {
+            if runtime_args {
+                self.hide(format!("{program} gets arguments known only at run time"));
+            }
+            // Declarations take `NAME=$VALUE` as an assignment: not split, not an option.
+            let declares = matches!(
+                program.as_str(),
+                "export" | "declare" | "typeset" | "local" | "readonly"
+            );
+            let mut options = args
+                .iter()
+                .take_while(|a| !(a.is_literal() && a.text == "--"))
+                .filter(|a| !(declares && !a.opaque_start && is_assignment(&a.text)));
+            if let Some(bad) = options.find(|a| !a.option_safe()) {
+                self.hide(format!(
+                    "an argument of {program} known only at run time may be an option ({})",
+                    shown(&bad.text)
+                ));
+            }
+        }
+        if programs::runs_elsewhere(&program, args) {
+            self.hide(format!(
+                "{program} runs commands later or in a terminal that proctor does not judge"
+            ));
+        }
+        if programs::builtin_changes_later_commands(&program, args) {
+            self.hide(format!(
+                "{program} changes what later commands run in a way proctor does not follow"
+            ));
+        }
+        if matches!(program.as_str(), "cd" | "pushd" | "popd") {
+            self.change_directory(if program == "popd" { &[] } else { args });
+        }
+        if matches!(
+            program.as_str(),
+            "export" | "declare" | "typeset" | "local" | "readonly"
+        ) && let Some(h) = risky_assignment(args)
+        {
+            self.hide(h);
+        }
+        for w in writes::targets(&program, args) {
+            self.write_target(&w);
+        }
+        if programs::is_posix_shell(&program) {
+            self.shell(&program, args, stdin, depth);
+        } else if programs::is_other_shell(&program) || programs::is_interpreter(&program) {
+            self.interpreter(&program, args, stdin);
+        } else if programs::is_awk(&program) {
+            self.awk(&program, args);
+        } else if program == "source" || program == "." {
+            if args.first().is_some_and(|a| a.text.contains(DYNAMIC)) || *stdin == Stdin::Pipe {
+                self.facts.pipe_to_shell = true;
+            }
+            self.hide(format!("{program} runs a script file proctor has not read"));
+        }
+        let Some(u) = wrappers::unwrap(&program, args) else {
+            return;
+        };
+        self.facts.programs.extend(u.also);
+        if let Some(h) = u.hidden {
+            self.hide(h);
+        }
+        for w in &u.writes {
+            self.write_target(w);
+        }
+        for inner in u.runs {
+            match inner {
+                Inner::Argv {
+                    words,
+                    runtime_args: more,
+                } => {
+                    if self.wrapped >= MAX_WRAPPERS {
+                        self.hide("more wrappers around one command than proctor reads".into());
+                        continue;
+                    }
+                    self.wrapped += 1;
+                    self.command(words, stdin, depth, runtime_args || more);
+                    self.wrapped -= 1;
+                }
+                Inner::Code(code) => self.code(&program, &code, depth),
+                Inner::Shell => self.hide(format!(
+                    "{program} starts a shell that reads commands proctor does not judge"
+                )),
+            }
+        }
+    }
+
+    /// Shell code in a word (`bash -c`, `su -c`, `eval`, `watch`): read as a line.
+    fn code(&mut self, program: &str, code: &Word, depth: usize) {
+        if !code.is_literal() {
+            if code.text.contains(DYNAMIC) {
+                // `bash -c "$(curl ...)"`: the script is made at run time.
+                self.facts.pipe_to_shell = true;
+            }
+            self.hide(format!(
+                "{program} runs shell code known only at run time ({})",
+                shown(&code.text)
+            ));
+        }
+        self.line(&code.text, depth + 1);
+    }
+
+    /// Brace expansion of the words with unquoted braces (quoted text is not expanded).
+    fn expand_braces(&mut self, words: Vec<Word>) -> Vec<Word> {
+        if !words.iter().any(|w| w.brace) {
+            return words;
+        }
+        let mut out = Vec::with_capacity(words.len());
+        for w in &words {
+            if !w.brace {
+                out.push(w.clone());
+                continue;
+            }
+            if w.quoted_brace {
+                self.hide(format!(
+                    "a brace expansion mixed with quoted braces or commas ({})",
+                    shown(&w.text)
+                ));
+                out.push(w.clone());
+                continue;
+            }
+            match brace::brace_expand(&w.text) {
+                Some(texts) if out.len() + texts.len() <= brace::MAX_BRACE_WORDS => {
+                    out.extend(texts.into_iter().map(|text| Word { text, ..w.clone() }))
+                }
+                _ => {
+                    // Too many words to follow: what runs is not what can be read.
+                    self.hide("a brace expansion too large to follow".into());
+                    return words;
+                }
+            }
+        }
+        out
+    }
+
+    /// A POSIX shell: `-c CODE` is read as shell code, here-strings and complete
+    /// here-documents too; commands from a terminal, a pipe or a script file are hidden.
+    fn shell(&mut self, program: &str, args: &[Word], stdin: &Stdin, depth: usize) {
+        let mut i = 0;
+        let mut code = false;
+        let mut from_stdin = false;
+        while i < args.len() {
+            let a = &args[i];
+            if !a.option_safe() {
+                if code {
+                    // The code operand, made at run time.
+                    break;
+                }
+                if a.text.contains(DYNAMIC) {
+                    // `bash <(curl ...)`: the script file is a process substitution.
+                    self.facts.pipe_to_shell = true;
+                }
+                // Already hidden as a run-time word.
+                return;
+            }
+            let t = a.text.as_str();
+            if t == "-" || t == "--" {
+                from_stdin |= t == "-";
+                i += 1;
+                break;
+            }
+            if let Some(long) = t.strip_prefix("--") {
+                match long {
+                    "version" | "help" => return,
+                    "rcfile" | "init-file" => {
+                        self.hide(format!(
+                            "{program} reads a start-up file proctor has not read"
+                        ));
+                        i += 1;
+                    }
+                    _ => {}
+                }
+            } else if t.len() > 1 && (t.starts_with('-') || t.starts_with('+')) {
+                for c in t[1..].chars() {
+                    match c {
+                        'c' => code = true,
+                        's' => from_stdin = true,
+                        'o' | 'O' => i += 1,
+                        _ => {}
+                    }
+                }
+            } else {
+                break;
+            }
+            i += 1;
+        }
+        if code {
+            if let Some(c) = args.get(i) {
+                self.code(program, c, depth);
+            }
+            return;
+        }
+        if from_stdin || i >= args.len() {
+            self.shell_stdin(program, stdin, depth);
+            return;
+        }
+        if args[i].text.contains(DYNAMIC) {
+            // `bash <(curl ...)`: the script file is a process substitution.
+            self.facts.pipe_to_shell = true;
+        }
+        self.hide(format!(
+            "{program} runs a script file proctor has not read ({})",
+            shown(&args[i].text)
+        ));
+    }
+
+    fn shell_stdin(&mut self, program: &str, stdin: &Stdin, depth: usize) {
+        match stdin {
+            Stdin::Text(Some(code)) => self.code(program, code, depth),
+            Stdin::Text(None) => self.hide(format!(
+                "{program} reads a here-document that does not end on this line"
+            )),
+            Stdin::Pipe => {
+                self.facts.pipe_to_shell = true;
+                self.hide(format!("{program} reads commands from a pipe"));
+            }
+            Stdin::File => self.hide(format!("{program} reads commands from a file")),
+            Stdin::Session => self.hide(format!(
+                "{program} reads commands from the session that proctor does not judge one by one"
+            )),
+        }
+    }
+
+    /// Interpreters of other languages (and shells with a syntax of their own): only
+    /// `--version` and `--help` are read; anything else runs code proctor does not judge.
+    fn interpreter(&mut self, program: &str, args: &[Word], stdin: &Stdin) {
+        if let [only] = args
+            && matches!(
+                only.text.as_str(),
+                "--version" | "-V" | "--help" | "-h" | "-v"
+            )
+        {
+            return;
+        }
+        if *stdin == Stdin::Pipe && args.iter().all(|a| a.text.starts_with('-')) {
+            self.facts.pipe_to_shell = true;
+        }
+        let inline = args.iter().any(|a| {
+            matches!(
+                a.text.as_str(),
+                "-c" | "-e" | "-E" | "-r" | "--eval" | "--command" | "-ex" | "--execute"
+            )
+        });
+        self.hide(if inline {
+            format!("{program} runs code of another language")
+        } else {
+            format!("{program} reads code that proctor does not judge")
+        });
+    }
+
+    fn awk(&mut self, program: &str, args: &[Word]) {
+        let p = wrappers::parse(
+            args,
+            &wrappers::Grammar {
+                short_arg: "FvfeiEl",
+                long_arg: &[
+                    "field-separator",
+                    "assign",
+                    "file",
+                    "source",
+                    "include",
+                    "exec",
+                    "load",
+                ],
+                long_flag: &[],
+                numeric: false,
+            },
+        );
+        if p.has(&["f", "file", "i", "include", "E", "exec", "l", "load"]) {
+            self.hide(format!(
+                "{program} runs a program file proctor has not read"
+            ));
+            return;
+        }
+        let texts: Vec<Word> = match p.values(&["e", "source"]) {
+            v if !v.is_empty() => v,
+            _ => args.get(p.rest).cloned().into_iter().collect(),
+        };
+        for t in texts {
+            if !t.is_literal() || programs::awk_program_escapes(&t.text) {
+                self.hide(format!(
+                    "an {program} program that can run commands or write files"
+                ));
+            }
+        }
+    }
+}
+
+/// A word as quoted in a reason: substitutions shown as `$(...)`.
+fn shown(text: &str) -> String {
+    text.replace(DYNAMIC, "$(...)")
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod proptests;
