@@ -111,7 +111,8 @@ impl Gate for TestGate {
         };
         let subject = format!("statement {}", s.id);
         self.push(Event::Statement(s.clone()));
-        let text = s.text.to_ascii_lowercase();
+        // An EXECUTE is judged with the statement it runs, as the real policy does.
+        let text = format!("{} {}", s.text, s.runs.as_deref().unwrap_or("")).to_ascii_lowercase();
         let verdict = |verdict, rule: &str, reason: &str, approval_id: &str| {
             Event::Verdict(VerdictRecord {
                 subject: subject.clone(),
