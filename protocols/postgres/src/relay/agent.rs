@@ -74,6 +74,11 @@ impl Relay {
             // be waited for may only be answered at that Sync.
             return false;
         }
+        if self.names.is_settled() && !self.earlier_block_unanswered() {
+            // Nothing forwarded is unanswered that could matter (the usual case for a client
+            // that waits for each answer): no need to look into the message.
+            return false;
+        }
         match frame.tag {
             b'Q' => {
                 let Ok(text) = frontend::query_text(frame) else {

@@ -146,6 +146,11 @@ impl Names {
         self.block += 1;
     }
 
+    /// No change is waiting for the server's word.
+    pub fn is_settled(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// The server confirmed what `key` asked for.
     pub fn confirm(&mut self, key: Key) {
         while let Some(i) = self.pending.iter().position(|p| p.key == key) {
