@@ -97,16 +97,32 @@ fn action_event(action: &Action) -> Event {
     }
 }
 
+/// A statement as an approver must see it to judge it: its text, the statement an EXECUTE
+/// runs (the name alone says nothing), and every bound parameter value in full (`UPDATE
+/// accounts SET owner = $1` says nothing without `$1`).
+fn statement_detail(s: &proctor_gate::Statement) -> String {
+    use std::fmt::Write;
+    let mut out = s.text.clone();
+    if let Some(body) = &s.runs {
+        let _ = write!(out, "\n-- runs the prepared statement: {body}");
+    }
+    for (i, p) in s.params.iter().enumerate() {
+        let value = match &p.value {
+            None => "NULL".to_string(),
+            Some(v) if p.binary => format!("(binary) \\x{}", hex::encode(v)),
+            Some(v) => format!("'{}'", String::from_utf8_lossy(v).replace('\'', "''")),
+        };
+        let _ = write!(out, "\n-- ${} = {value}", i + 1);
+    }
+    out
+}
+
 /// How an approver sees the action: its kind, text, class and tables.
 fn describe(action: &Action) -> (String, String, String, Vec<String>) {
     match action {
         Action::Statement(s) => (
             "statement".into(),
-            // An EXECUTE shows the statement it runs: the name alone says nothing.
-            match &s.runs {
-                Some(body) => format!("{}\n-- runs the prepared statement: {body}", s.text),
-                None => s.text.clone(),
-            },
+            statement_detail(s),
             s.class.as_str().into(),
             s.tables.clone(),
         ),
@@ -707,5 +723,49 @@ impl Gate for SessionGate {
         });
         tracing::info!(session = %self.live.id, outcome = outcome.as_str(), "session ended");
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use proctor_gate::{Param, Statement, StatementClass};
+
+    /// Issue 18, item 5: the card shows bound values and what an EXECUTE runs, whole.
+    #[test]
+    fn an_approver_sees_parameters_and_the_prepared_statement() {
+        let s = Statement {
+            id: 1,
+            text: "EXECUTE give($1, $2, $3)".into(),
+            params: vec![
+                Param {
+                    binary: false,
+                    value: Some(Bytes::from_static(b"o'brien")),
+                },
+                Param {
+                    binary: true,
+                    value: Some(Bytes::from_static(&[0, 1, 255])),
+                },
+                Param {
+                    binary: false,
+                    value: None,
+                },
+            ],
+            statement_name: String::new(),
+            portal: String::new(),
+            extended: true,
+            class: StatementClass::Write,
+            command: "UPDATE".into(),
+            tables: vec!["accounts".into()],
+            reasoning: None,
+            runs: Some("UPDATE accounts SET owner = $1".into()),
+        };
+        let (_, detail, class, _) = describe(&Action::Statement(s));
+        assert_eq!(
+            detail,
+            "EXECUTE give($1, $2, $3)\n-- runs the prepared statement: UPDATE accounts SET owner = $1\n-- $1 = 'o''brien'\n-- $2 = (binary) \\x0001ff\n-- $3 = NULL"
+        );
+        assert_eq!(class, "write");
     }
 }
