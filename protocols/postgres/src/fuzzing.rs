@@ -339,7 +339,14 @@ pub const TARGETS: &[Target] = &[
     ("pg_backend", backend),
     ("pg_scram", scram),
     ("pg_classifier", classifier),
+    ("pg_names", names),
 ];
+
+/// The relay's model of the server's prepared statements and portals (I/O-free), driven by
+/// any sequence of changes, sync points, confirmations and refusals.
+pub fn names(data: &[u8]) {
+    crate::relay::fuzz_names(data);
+}
 
 #[cfg(test)]
 mod tests {

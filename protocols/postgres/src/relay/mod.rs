@@ -703,6 +703,11 @@ async fn control(mut rx: ControlRx) -> (Control, ControlRx) {
     }
 }
 
+/// See [`names::fuzz`].
+pub(crate) fn fuzz_names(data: &[u8]) {
+    names::fuzz(data);
+}
+
 pub(crate) fn note_parameter(lex: &mut LexContext, name: &str, value: &str) {
     match name {
         "standard_conforming_strings" => lex.standard_strings = value.eq_ignore_ascii_case("on"),
