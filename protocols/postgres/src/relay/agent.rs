@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use proctor_gate::{Direction, Event, Party};
+use proctor_gate::{Direction, Event};
 
 use super::names::{Change, Lookup, Portal, Prepared};
 use super::*;
 use crate::classify::{self, Classified, SqlPrepared};
 use crate::frontend;
 use crate::results::CopyAcc;
-use crate::wire::{Frame, FrameError, Malformed, Severity, error_bytes, take_typed_frame};
+use crate::wire::{Frame, FrameError, Malformed, take_typed_frame};
 
 /// Whether how `text` splits into statements can depend on session settings: a backslash
 /// (read differently with `standard_conforming_strings` off) or a non-ASCII byte (a client
@@ -95,9 +95,12 @@ impl Relay {
     /// A Sync or Query forwarded earlier is not answered yet. Settings changed by what it
     /// ran are reported (ParameterStatus) before its ReadyForQuery.
     fn earlier_block_unanswered(&self) -> bool {
-        self.expect
-            .iter()
-            .any(|e| matches!(e, Expect::Sync { .. } | Expect::Query(_)))
+        self.expect.iter().any(|e| {
+            matches!(
+                e,
+                Expect::Sync { .. } | Expect::Query(_) | Expect::FunctionCall(_)
+            )
+        })
     }
 
     /// `EXECUTE name` in a query whose name has an unconfirmed change from an earlier block.
@@ -276,19 +279,7 @@ impl Relay {
                 self.forward(&frame);
                 Err(End::Client("client terminated the session".into()))
             }
-            b'F' => {
-                let oid = frontend::function_oid(&frame).map_err(malformed)?;
-                let message = format!(
-                    "proctor: fast-path function calls are not allowed (function OID {oid})"
-                );
-                self.record_now(Event::ProtocolError {
-                    party: Party::Agent,
-                    message: message.clone(),
-                })
-                .await?;
-                self.inject(error_bytes(Severity::Error, "0A000", &message), true);
-                Ok(())
-            }
+            b'F' => self.function_call(frame).await,
             other => Err(End::Agent(
                 "08P01",
                 format!("invalid frontend message type {}", other as char),

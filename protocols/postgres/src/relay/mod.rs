@@ -15,6 +15,7 @@
 mod agent;
 mod answers;
 mod execute;
+pub mod fastpath;
 mod judge;
 mod names;
 
@@ -73,6 +74,13 @@ struct ExecRun {
     columns_resolved: bool,
 }
 
+/// A forwarded fast-path FunctionCall: its result is recorded at the FunctionCallResponse or
+/// error, and the entry ends at the ReadyForQuery that follows either.
+struct FunctionRun {
+    id: u64,
+    acc: Option<ResultAcc>,
+}
+
 struct QueryRun {
     ids: Vec<u64>,
     idx: usize,
@@ -97,6 +105,7 @@ enum Expect {
         upto: u64,
     },
     Query(Box<QueryRun>),
+    FunctionCall(Box<FunctionRun>),
     /// Proctor's own ErrorResponse, followed by ReadyForQuery when `ready`.
     Inject {
         bytes: Bytes,
@@ -118,6 +127,11 @@ enum Cont {
         portal: String,
         statement: String,
         result_formats: Vec<i16>,
+    },
+    FunctionCall {
+        frame: Frame,
+        id: u64,
+        columns: Arc<Columns>,
     },
 }
 
@@ -492,10 +506,6 @@ impl Relay {
     }
 
     // ----- recording -----
-
-    async fn record_now(&mut self, ev: Event) -> Result<(), End> {
-        self.gate.record(ev).await.map_err(|e| self.gate_error(e))
-    }
 
     async fn flush_events(&mut self) -> Result<(), End> {
         if self.events.is_empty() {
