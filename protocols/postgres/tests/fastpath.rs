@@ -314,17 +314,16 @@ async fn unknown_oids_errors_and_skipped_calls_are_recorded() {
     let msgs = within(10, "answer", until_ready(&mut raw)).await;
     assert_eq!(tags(&msgs), "EZ");
 
-    // In a pipeline after an error, the server skips the call up to the Sync: recorded as not
-    // executed, and the client gets the answers in the server's order.
+    // In a pipeline after an error (a Parse the server refuses), the server skips the call up
+    // to the Sync: recorded as not executed, and the client gets the answers in the server's
+    // order.
     let mut b = Vec::new();
-    b.extend(typed(b'P', b"\0SELECT 1/(0 * random())::int\0\0\0"));
-    b.extend(typed(b'B', b"\0\0\0\0\0\0\0\0"));
-    b.extend(typed(b'E', b"\0\0\0\0\0"));
+    b.extend(typed(b'P', b"\0SELECT a FROM no_such_table\0\0\0"));
     b.extend(function_call(958, true, &[Some(&0i32.to_be_bytes())], 1));
     b.extend(typed(b'S', b""));
     raw.send(&b).await;
     let msgs = within(10, "answer", until_ready(&mut raw)).await;
-    assert_eq!(tags(&msgs), "12EZ");
+    assert_eq!(tags(&msgs), "EZ");
     raw.send(&typed(b'Q', b"SELECT 1\0")).await;
     let msgs = within(10, "answer", until_ready(&mut raw)).await;
     assert_eq!(tags(&msgs), "TDCZ");
@@ -409,4 +408,53 @@ async fn hostile_function_calls_get_a_protocol_error() {
             "{what}: the violation is recorded"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_the_server_would_not_take_as_calls_end_the_session() {
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    let mut raw = within(10, "login", RawClient::login(f.port)).await;
+    raw.send(&typed(b'Q', b"CREATE TABLE c (a int)\0")).await;
+    let msgs = within(10, "answer", until_ready(&mut raw)).await;
+    assert_eq!(tags(&msgs), "CZ");
+
+    // Sent together with a COPY FROM STDIN: the call waits for the COPY's answer, and in
+    // copy-in mode the server would read it as a broken COPY.
+    let mut b = typed(b'Q', b"COPY c FROM STDIN\0");
+    b.extend(function_call(958, true, &[Some(&0i32.to_be_bytes())], 1));
+    raw.send(&b).await;
+    let (code, message) = within(10, "error", raw.read_error())
+        .await
+        .expect("an error");
+    assert_eq!(code, "08P01", "{message}");
+    assert!(message.contains("COPY FROM STDIN"), "{message}");
+    assert!(within(10, "close", raw.read()).await.is_none());
+
+    // After an Execute of this block that is not answered yet (no Sync): it could have
+    // started a COPY, and its answer may only come at a Sync.
+    let mut raw = within(10, "login", RawClient::login(f.port)).await;
+    let mut b = Vec::new();
+    b.extend(typed(b'P', b"\0SELECT 1\0\0\0"));
+    b.extend(typed(b'B', b"\0\0\0\0\0\0\0\0"));
+    b.extend(typed(b'E', b"\0\0\0\0\0"));
+    b.extend(function_call(958, true, &[Some(&0i32.to_be_bytes())], 1));
+    raw.send(&b).await;
+    let (code, message) = within(10, "error", raw.read_error())
+        .await
+        .expect("an error");
+    assert_eq!(code, "08P01", "{message}");
+    assert!(message.contains("Execute"), "{message}");
+
+    for i in 0..2 {
+        let g = f.wait_ended(i).await;
+        assert!(
+            calls(&g.events(), "lo_tell").is_empty(),
+            "session {i}: no call was judged"
+        );
+    }
+    let rows = f
+        .pg()
+        .psql(TARGET, "SELECT count(*) FROM c")
+        .expect("count");
+    assert_eq!(rows, "0");
 }

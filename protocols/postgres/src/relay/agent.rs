@@ -88,6 +88,10 @@ impl Relay {
                 .is_ok_and(|s| matches!(self.names.statement(&s), Lookup::Wait)),
             b'E' => frontend::execute(frame)
                 .is_ok_and(|e| matches!(self.names.portal(&e.portal), Lookup::Wait)),
+            // An earlier statement may start a COPY FROM STDIN, in which the server would not
+            // take the call as a call (see `Relay::function_call`); once one has, nothing is
+            // left to wait for.
+            b'F' => !self.copy_in && self.earlier_block_unanswered(),
             _ => false,
         }
     }
@@ -237,6 +241,7 @@ impl Relay {
                 Ok(())
             }
             b'c' | b'f' => {
+                self.copy_in = false;
                 let id = self.last_forwarded;
                 let acc = self.upload.take().unwrap_or_else(|| CopyAcc::new(id));
                 let statement_id = acc.statement_id;

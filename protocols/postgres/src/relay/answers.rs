@@ -160,6 +160,7 @@ impl Relay {
             b's' => self.complete(|acc| acc.suspended()),
             b'V' => self.function_result(body),
             b'E' => {
+                self.copy_in = false;
                 let f = ErrorFields::parse(body);
                 if f.is_fatal() {
                     self.target_sent_fatal = Some(format!("{} {}", f.code, f.message));
@@ -167,6 +168,7 @@ impl Relay {
                 self.on_target_error(&f);
             }
             b'Z' => {
+                self.copy_in = false;
                 self.status = body.first().copied().unwrap_or(b'I');
                 // After an error in an extended-protocol block the server skipped everything
                 // up to the Sync, including messages proctor forwarded after the error arrived
@@ -268,6 +270,7 @@ impl Relay {
                 });
             }
             b'G' => {
+                self.copy_in = true;
                 // The server now ignores Sync until the copy ends; forget the Syncs it will
                 // not answer.
                 let mut i = 1;

@@ -131,6 +131,22 @@ pub fn as_data_row(body: &[u8]) -> Vec<u8> {
 
 impl Relay {
     pub(super) async fn function_call(&mut self, frame: Frame) -> Result<(), End> {
+        // In copy-in mode the server takes a FunctionCall as a broken COPY, not as a call, and
+        // an Execute of this block not answered yet may have started one (its answers may wait
+        // for a Sync, so waiting for them could wait forever). Either way proctor cannot say
+        // what the server will do with the call; no client library sends one there.
+        if self.copy_in {
+            return Err(End::Agent(
+                "08P01",
+                "FunctionCall during COPY FROM STDIN".into(),
+            ));
+        }
+        if self.expect.iter().any(|e| matches!(e, Expect::Execute(_))) {
+            return Err(End::Agent(
+                "08P01",
+                "FunctionCall after an Execute that is not yet answered (send Sync first)".into(),
+            ));
+        }
         let call = frontend::function_call(&frame)
             .map_err(|e: Malformed| End::Agent("08P01", e.to_string()))?;
         let id = self.next_statement_id();

@@ -234,6 +234,10 @@ pub struct Relay {
     skip_until_sync: bool,
     /// The server is in copy-in mode and ignores the client's Syncs until CopyDone/CopyFail.
     ignore_syncs_in_copy: bool,
+    /// The server sent CopyInResponse and the copy has not ended (no CopyDone/CopyFail
+    /// forwarded, no error or ReadyForQuery since): it would take a FunctionCall as a broken
+    /// COPY, not as a call.
+    copy_in: bool,
     paused: Option<Paused>,
     predecided: VecDeque<Predecided>,
     upload: Option<CopyAcc>,
@@ -307,6 +311,7 @@ impl Relay {
             expect: VecDeque::new(),
             skip_until_sync: false,
             ignore_syncs_in_copy: false,
+            copy_in: false,
             paused: None,
             predecided: VecDeque::new(),
             upload: None,
