@@ -117,10 +117,66 @@ pub fn target(frame: &Frame, what: &'static str) -> Result<(u8, String), Malform
     Ok((kind, name))
 }
 
-/// FunctionCall: the function OID, for the record.
-pub fn function_oid(frame: &Frame) -> Result<u32, Malformed> {
-    let mut r = Reader::new(frame.body(), "FunctionCall");
-    Ok(r.i32()? as u32)
+/// A fast-path FunctionCall ('F'): the function's OID, its arguments as sent, and the format
+/// asked of the result.
+pub struct FunctionCall {
+    pub oid: u32,
+    pub args: Vec<Param>,
+    /// 0 text, 1 binary.
+    pub result_format: i16,
+}
+
+/// Decodes the whole message: every count is checked against what is left of it, every format
+/// code is 0 or 1, and nothing may follow the result format (the server would refuse such a
+/// message too, but only after proctor had judged something other than what it holds).
+pub fn function_call(frame: &Frame) -> Result<FunctionCall, Malformed> {
+    const WHAT: &str = "FunctionCall";
+    let body_offset = 5;
+    let mut r = Reader::new(frame.body(), WHAT);
+    let oid = r.i32()? as u32;
+    let nformats = r.count(2)?;
+    let mut formats = Vec::with_capacity(nformats);
+    for _ in 0..nformats {
+        let f = r.i16()?;
+        if f != 0 && f != 1 {
+            return Err(Malformed(WHAT));
+        }
+        formats.push(f);
+    }
+    let nargs = r.count(4)?;
+    if nformats > 1 && nformats != nargs {
+        return Err(Malformed(WHAT));
+    }
+    let mut args = Vec::with_capacity(nargs);
+    for i in 0..nargs {
+        let len = r.i32()?;
+        let binary = match formats.len() {
+            0 => false,
+            1 => formats[0] == 1,
+            _ => formats[i] == 1,
+        };
+        let value = if len < 0 {
+            if len != -1 {
+                return Err(Malformed(WHAT));
+            }
+            None
+        } else {
+            let start = body_offset + r.position();
+            r.take(len as usize)?;
+            Some(frame.bytes.slice(start..start + len as usize))
+        };
+        args.push(Param { binary, value });
+    }
+    let result_format = r.i16()?;
+    if result_format != 0 && result_format != 1 {
+        return Err(Malformed(WHAT));
+    }
+    r.finish()?;
+    Ok(FunctionCall {
+        oid,
+        args,
+        result_format,
+    })
 }
 
 #[cfg(test)]
@@ -184,6 +240,71 @@ mod tests {
             bytes: Bytes::from_static(raw),
         };
         assert!(bind(&f).is_err());
+    }
+
+    fn function_call_frame(body: &[u8]) -> Frame {
+        let mut b = vec![b'F'];
+        b.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        b.extend_from_slice(body);
+        Frame {
+            tag: b'F',
+            bytes: Bytes::from(b),
+        }
+    }
+
+    #[test]
+    fn function_call_args_slice_the_frame() {
+        // lowrite(fd 0, '\x0102'): OID 955, formats [1], 2 args, result text.
+        let mut body = Vec::new();
+        body.extend_from_slice(&955u32.to_be_bytes());
+        body.extend_from_slice(&[0, 1, 0, 1, 0, 2]);
+        body.extend_from_slice(&4i32.to_be_bytes());
+        body.extend_from_slice(&0i32.to_be_bytes());
+        body.extend_from_slice(&2i32.to_be_bytes());
+        body.extend_from_slice(&[1, 2]);
+        body.extend_from_slice(&[0, 0]);
+        let f = function_call_frame(&body);
+        let c = function_call(&f).unwrap();
+        assert_eq!(c.oid, 955);
+        assert_eq!(c.args.len(), 2);
+        assert!(c.args.iter().all(|a| a.binary));
+        assert_eq!(c.args[1].value.as_deref(), Some(&[1u8, 2][..]));
+        assert_eq!(c.result_format, 0);
+    }
+
+    #[test]
+    fn hostile_function_calls_fail_cleanly() {
+        let oid = 955u32.to_be_bytes();
+        let cases: Vec<Vec<u8>> = vec![
+            // Nothing after the OID.
+            oid.to_vec(),
+            // 32767 format codes announced, none sent.
+            [&oid[..], &[0x7f, 0xff]].concat(),
+            // A negative argument count.
+            [&oid[..], &[0, 0, 0xff, 0xff]].concat(),
+            // 32767 arguments announced, none sent.
+            [&oid[..], &[0, 0, 0x7f, 0xff]].concat(),
+            // An argument longer than the message.
+            [&oid[..], &[0, 0, 0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 0]].concat(),
+            // A negative length other than -1.
+            [&oid[..], &[0, 0, 0, 1, 0xff, 0xff, 0xff, 0xfe, 0, 0]].concat(),
+            // Two format codes for one argument.
+            [&oid[..], &[0, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]].concat(),
+            // A format code that is neither text nor binary.
+            [&oid[..], &[0, 1, 0, 7, 0, 0, 0, 0]].concat(),
+            // A result format of 2.
+            [&oid[..], &[0, 0, 0, 0, 0, 2]].concat(),
+            // Trailing bytes after the result format.
+            [&oid[..], &[0, 0, 0, 0, 0, 0, 9]].concat(),
+            // No result format.
+            [&oid[..], &[0, 0, 0, 0]].concat(),
+        ];
+        for body in cases {
+            assert!(
+                function_call(&function_call_frame(&body)).is_err(),
+                "accepted {body:02x?}"
+            );
+        }
     }
 
     #[test]

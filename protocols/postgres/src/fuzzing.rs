@@ -99,7 +99,7 @@ pub fn frontend(data: &[u8]) {
             b'E' => frontend::execute(&frame).map(|_| ()),
             b'D' => frontend::target(&frame, "Describe").map(|_| ()),
             b'C' => frontend::target(&frame, "Close").map(|_| ()),
-            b'F' => frontend::function_oid(&frame).map(|_| ()),
+            b'F' => frontend::function_call(&frame).map(|_| ()),
             b'd' => {
                 upload
                     .get_or_insert_with(|| CopyAcc::new(0))

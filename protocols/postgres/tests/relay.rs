@@ -864,11 +864,12 @@ async fn hostile_input() {
     let (code, _) = raw.read_error().await.unwrap();
     assert_eq!(code, "08P01");
 
-    // FunctionCall is refused but the session lives on.
+    // A FunctionCall of an OID proctor does not resolve (3000, which needs 3 arguments) is
+    // judged `unknown`; this gate allows it, the server refuses it, and the session lives on.
     let mut raw = RawClient::login(f.port).await;
     raw.send(&typed(b'F', b"\0\0\x0b\xb8\0\0\0\0\0\0")).await;
-    let (code, _) = raw.read_error().await.unwrap();
-    assert_eq!(code, "0A000");
+    let (_, message) = raw.read_error().await.unwrap();
+    assert!(message.contains("requires 3"), "{message}");
     raw.send(&typed(b'Q', b"SELECT 42\0")).await;
     let mut saw = false;
     while let Some((tag, body)) = raw.read().await {

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use proctor_gate::{Direction, Event, Party};
+use proctor_gate::{Direction, Event};
 
 use super::names::{Change, Lookup, Portal, Prepared};
 use super::*;
 use crate::classify::{self, Classified, SqlPrepared};
 use crate::frontend;
 use crate::results::CopyAcc;
-use crate::wire::{Frame, FrameError, Malformed, Severity, error_bytes, take_typed_frame};
+use crate::wire::{Frame, FrameError, Malformed, take_typed_frame};
 
 /// Whether how `text` splits into statements can depend on session settings: a backslash
 /// (read differently with `standard_conforming_strings` off) or a non-ASCII byte (a client
@@ -93,6 +93,10 @@ impl Relay {
                 .is_ok_and(|s| matches!(self.names.statement(&s), Lookup::Wait)),
             b'E' => frontend::execute(frame)
                 .is_ok_and(|e| matches!(self.names.portal(&e.portal), Lookup::Wait)),
+            // An earlier statement may start a COPY FROM STDIN, in which the server would not
+            // take the call as a call (see `Relay::function_call`); once one has, nothing is
+            // left to wait for.
+            b'F' => !self.copy_in && self.earlier_block_unanswered(),
             _ => false,
         }
     }
@@ -100,9 +104,12 @@ impl Relay {
     /// A Sync or Query forwarded earlier is not answered yet. Settings changed by what it
     /// ran are reported (ParameterStatus) before its ReadyForQuery.
     fn earlier_block_unanswered(&self) -> bool {
-        self.expect
-            .iter()
-            .any(|e| matches!(e, Expect::Sync { .. } | Expect::Query(_)))
+        self.expect.iter().any(|e| {
+            matches!(
+                e,
+                Expect::Sync { .. } | Expect::Query(_) | Expect::FunctionCall(_)
+            )
+        })
     }
 
     /// `EXECUTE name` in a query whose name has an unconfirmed change from an earlier block.
@@ -239,6 +246,7 @@ impl Relay {
                 Ok(())
             }
             b'c' | b'f' => {
+                self.copy_in = false;
                 let id = self.last_forwarded;
                 let acc = self.upload.take().unwrap_or_else(|| CopyAcc::new(id));
                 let statement_id = acc.statement_id;
@@ -281,19 +289,7 @@ impl Relay {
                 self.forward(&frame);
                 Err(End::Client("client terminated the session".into()))
             }
-            b'F' => {
-                let oid = frontend::function_oid(&frame).map_err(malformed)?;
-                let message = format!(
-                    "proctor: fast-path function calls are not allowed (function OID {oid})"
-                );
-                self.record_now(Event::ProtocolError {
-                    party: Party::Agent,
-                    message: message.clone(),
-                })
-                .await?;
-                self.inject(error_bytes(Severity::Error, "0A000", &message), true);
-                Ok(())
-            }
+            b'F' => self.function_call(frame).await,
             other => Err(End::Agent(
                 "08P01",
                 format!("invalid frontend message type {}", other as char),

@@ -158,7 +158,9 @@ impl Relay {
                 self.complete(|acc| acc.complete(tag_text));
             }
             b's' => self.complete(|acc| acc.suspended()),
+            b'V' => self.function_result(body),
             b'E' => {
+                self.copy_in = false;
                 let f = ErrorFields::parse(body);
                 if f.is_fatal() {
                     self.target_sent_fatal = Some(format!("{} {}", f.code, f.message));
@@ -166,6 +168,7 @@ impl Relay {
                 self.on_target_error(&f);
             }
             b'Z' => {
+                self.copy_in = false;
                 self.status = body.first().copied().unwrap_or(b'I');
                 // After an error in an extended-protocol block the server skipped everything
                 // up to the Sync, including messages proctor forwarded after the error arrived
@@ -198,6 +201,23 @@ impl Relay {
                                 }
                             }
                         }
+                        Expect::FunctionCall(f) if skipped.is_some() => {
+                            if let Some(err) = &skipped {
+                                self.events
+                                    .push(Event::StatementResult(ResultAcc::not_executed(
+                                        f.id, err,
+                                    )));
+                            }
+                        }
+                        Expect::FunctionCall(f) => {
+                            if let Some(acc) = f.acc {
+                                // Neither a result nor an error: recorded as what was seen.
+                                self.events
+                                    .push(Event::StatementResult(acc.complete(String::new())));
+                            }
+                            self.names.settle_statements(f.id);
+                            break;
+                        }
                         Expect::Query(mut q) => {
                             // Statements the server never reached (an earlier one failed).
                             q.acc = None;
@@ -212,11 +232,12 @@ impl Relay {
                     // Outside a transaction the server holds no portal.
                     self.names.transaction_ended();
                 }
-                if !self
-                    .expect
-                    .iter()
-                    .any(|e| matches!(e, Expect::Sync { .. } | Expect::Query(_)))
-                {
+                if !self.expect.iter().any(|e| {
+                    matches!(
+                        e,
+                        Expect::Sync { .. } | Expect::Query(_) | Expect::FunctionCall(_)
+                    )
+                }) {
                     self.names.settle_earlier_blocks();
                 }
                 self.emit_ready_injects();
@@ -249,6 +270,7 @@ impl Relay {
                 });
             }
             b'G' => {
+                self.copy_in = true;
                 // The server now ignores Sync until the copy ends; forget the Syncs it will
                 // not answer.
                 let mut i = 1;
@@ -411,6 +433,14 @@ impl Relay {
                     q.idx = q.ids.len();
                 }
             }
+            Some(Expect::FunctionCall(_)) => {
+                // The call failed; its ReadyForQuery follows and ends the entry.
+                if let Some(Expect::FunctionCall(f)) = self.expect.front_mut()
+                    && let Some(acc) = f.acc.take()
+                {
+                    self.events.push(Event::StatementResult(acc.failed(err)));
+                }
+            }
             Some(Expect::Sync { .. }) | None => {
                 // Not tied to a statement: a failing COMMIT at Sync, or the server going away.
                 self.events.push(Event::TargetMessage {
@@ -478,6 +508,12 @@ impl Relay {
                                 self.events
                                     .push(Event::StatementResult(ResultAcc::not_executed(id, err)));
                             }
+                        }
+                        Some(Expect::FunctionCall(f)) => {
+                            // Skipped like a Query: the server ignores it up to the Sync.
+                            noted = true;
+                            self.events
+                                .push(Event::StatementResult(ResultAcc::not_executed(f.id, err)));
                         }
                         Some(Expect::Describe { portal, name }) if !noted => {
                             noted = true;

@@ -284,6 +284,10 @@ impl Relay {
                     self.forward_execute(&frame, id, portal, statement, result_formats);
                     Ok(())
                 }
+                Cont::FunctionCall { frame, id, columns } => {
+                    self.forward_function_call(&frame, id, columns);
+                    Ok(())
+                }
             },
             Resolution::Deny {
                 rule,
@@ -292,7 +296,9 @@ impl Relay {
             } => {
                 match &paused.cont {
                     Cont::Query { ids, .. } => self.drop_changes(ids.clone()),
-                    Cont::Execute { id, .. } => self.drop_changes([*id]),
+                    Cont::Execute { id, .. } | Cont::FunctionCall { id, .. } => {
+                        self.drop_changes([*id])
+                    }
                 }
                 let (code, msg) = match cause {
                     DenyCause::Timeout => (
@@ -312,7 +318,8 @@ impl Relay {
                         format!("proctor: statement denied by rule {rule}: {reason}"),
                     ),
                 };
-                let ready = matches!(paused.cont, Cont::Query { .. });
+                // A FunctionCall, like a Query, is answered with ReadyForQuery.
+                let ready = !matches!(paused.cont, Cont::Execute { .. });
                 self.inject(error_bytes(Severity::Error, code, &msg), ready);
                 if !ready {
                     self.skip_until_sync = true;
@@ -327,10 +334,12 @@ impl Relay {
     /// session.
     pub(super) fn cancel_requested(&mut self) -> Result<(), End> {
         let Some(paused) = self.paused.take() else {
-            let running = self
-                .expect
-                .iter()
-                .any(|e| matches!(e, Expect::Execute(_) | Expect::Query(_)));
+            let running = self.expect.iter().any(|e| {
+                matches!(
+                    e,
+                    Expect::Execute(_) | Expect::Query(_) | Expect::FunctionCall(_)
+                )
+            });
             self.events.push(Event::TargetMessage {
                 kind: "cancel_request".into(),
                 text: if running {
@@ -346,10 +355,10 @@ impl Relay {
             }
             return Ok(());
         };
-        let ready = matches!(paused.cont, Cont::Query { .. });
+        let ready = !matches!(paused.cont, Cont::Execute { .. });
         match &paused.cont {
             Cont::Query { ids, .. } => self.drop_changes(ids.clone()),
-            Cont::Execute { id, .. } => self.drop_changes([*id]),
+            Cont::Execute { id, .. } | Cont::FunctionCall { id, .. } => self.drop_changes([*id]),
         }
         // Dropping the hold cancels the approval.
         let id = paused.hold.approval_id.clone();

@@ -15,6 +15,7 @@
 mod agent;
 mod answers;
 mod execute;
+pub mod fastpath;
 mod judge;
 mod names;
 
@@ -73,6 +74,13 @@ struct ExecRun {
     columns_resolved: bool,
 }
 
+/// A forwarded fast-path FunctionCall: its result is recorded at the FunctionCallResponse or
+/// error, and the entry ends at the ReadyForQuery that follows either.
+struct FunctionRun {
+    id: u64,
+    acc: Option<ResultAcc>,
+}
+
 struct QueryRun {
     ids: Vec<u64>,
     idx: usize,
@@ -97,6 +105,7 @@ enum Expect {
         upto: u64,
     },
     Query(Box<QueryRun>),
+    FunctionCall(Box<FunctionRun>),
     /// Proctor's own ErrorResponse, followed by ReadyForQuery when `ready`.
     Inject {
         bytes: Bytes,
@@ -118,6 +127,11 @@ enum Cont {
         portal: String,
         statement: String,
         result_formats: Vec<i16>,
+    },
+    FunctionCall {
+        frame: Frame,
+        id: u64,
+        columns: Arc<Columns>,
     },
 }
 
@@ -220,6 +234,10 @@ pub struct Relay {
     skip_until_sync: bool,
     /// The server is in copy-in mode and ignores the client's Syncs until CopyDone/CopyFail.
     ignore_syncs_in_copy: bool,
+    /// The server sent CopyInResponse and the copy has not ended (no CopyDone/CopyFail
+    /// forwarded, no error or ReadyForQuery since): it would take a FunctionCall as a broken
+    /// COPY, not as a call.
+    copy_in: bool,
     paused: Option<Paused>,
     predecided: VecDeque<Predecided>,
     upload: Option<CopyAcc>,
@@ -293,6 +311,7 @@ impl Relay {
             expect: VecDeque::new(),
             skip_until_sync: false,
             ignore_syncs_in_copy: false,
+            copy_in: false,
             paused: None,
             predecided: VecDeque::new(),
             upload: None,
@@ -492,10 +511,6 @@ impl Relay {
     }
 
     // ----- recording -----
-
-    async fn record_now(&mut self, ev: Event) -> Result<(), End> {
-        self.gate.record(ev).await.map_err(|e| self.gate_error(e))
-    }
 
     async fn flush_events(&mut self) -> Result<(), End> {
         if self.events.is_empty() {
