@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod frame;
 pub mod index;
+mod interrupted;
 pub mod ledger;
 pub mod reader;
 pub mod recover;
@@ -352,7 +353,7 @@ impl Store {
             .map_err(StoreError::io(format!("create {}", data.display())))?;
         let lock = lock_data_dir(data)?;
         let key = Arc::new(RecorderKey::load_or_init(data)?);
-        let prepared = recover::prepare(data)?;
+        let prepared = recover::prepare(data, &key)?;
         let (failed_tx, failed_rx) = watch::channel(None);
         let (tx, rx) = mpsc::channel();
         let index = Arc::new(Mutex::new(prepared.index));
