@@ -11,12 +11,66 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::recorder::frame::FRAME_HEADER_LEN;
-use crate::recorder::index::{SessionMeta, parse_session_id};
+use crate::recorder::index::{self, Indexed, SessionMeta, parse_session_id};
 use crate::recorder::ledger::{self, LEAF_SESSION_SEALED, Leaf, TreeHead};
 use crate::recorder::reader;
 use crate::recorder::segment::{Scanned, Scanner};
 use crate::recorder::signing;
 use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, check_record};
+
+/// Manifest `meta` fields that describe the store the bundle came from, not the session:
+/// they are not derived from the records, so they are not authenticated (FORMAT.md,
+/// "Bundles"). `ledger_index` is checked against `leaf_index` instead.
+pub const UNAUTHENTICATED_META: &[&str] =
+    &["spans", "ledger_index", "legal_hold", "archived", "purged"];
+
+/// A session's metadata as its records say it, by the same derivation the index uses.
+pub fn derive_meta(id: &str, frames: &[u8]) -> SessionMeta {
+    let mut meta = SessionMeta {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    for item in Scanner::new(frames, 0) {
+        if let Scanned::Frame { record, frame, .. } = item {
+            let h = record.header;
+            if meta.events == 0 {
+                meta.started_ns = h.ts_ns;
+            }
+            index::derive(
+                &mut meta,
+                &Indexed {
+                    session: h.session,
+                    kind: h.kind,
+                    seq: h.seq,
+                    ts_ns: h.ts_ns,
+                    hash: record.hash,
+                    segment: 0,
+                    offset: 0,
+                    frame_len: frame.len() as u64,
+                    body: record.body,
+                },
+            );
+        }
+    }
+    meta
+}
+
+/// Fields of `meta` that differ from what the records say, as "field: manifest X, records Y".
+fn meta_differences(meta: &SessionMeta, derived: &SessionMeta) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(m)), Ok(serde_json::Value::Object(d))) =
+        (serde_json::to_value(meta), serde_json::to_value(derived))
+    else {
+        return vec!["the manifest's meta cannot be compared".into()];
+    };
+    d.iter()
+        .filter(|(k, _)| !UNAUTHENTICATED_META.contains(&k.as_str()))
+        .filter(|(k, v)| m.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let shown = m.get(k).map_or("absent".to_string(), |x| x.to_string());
+            format!("{k}: manifest {shown}, records {v}")
+        })
+        .collect()
+}
 
 pub const MAGIC_LINE: &str = "PROCTOR-BUNDLE 1";
 
@@ -70,10 +124,18 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> Result<(),
         ControlFlow::Continue(())
     })?;
     let count = Scanner::new(&frames, 0).count() as u64;
+    // The manifest carries what the records say, not what the index says (the index is not
+    // evidence); only the store-local fields come from the index.
+    let mut derived = derive_meta(&meta.id, &frames);
+    derived.spans = meta.spans.clone();
+    derived.ledger_index = meta.ledger_index;
+    derived.legal_hold = meta.legal_hold.clone();
+    derived.archived = meta.archived.clone();
+    derived.purged = meta.purged;
     let manifest = Manifest {
         format: 1,
         session: meta.id.clone(),
-        meta: meta.clone(),
+        meta: derived,
         public_key_pem,
         leaf_index,
         leaf_data: hex::encode(&leaf_data),
@@ -178,57 +240,24 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
     let Some(session_key) = parse_session_id(&id) else {
         return Err(format!("bundle session id {id:?} is not a UUID"));
     };
-    if hex::encode(Sha256::digest(frames)) != manifest.frames_sha256 {
-        report.problems.push(problem(
+    let (chain, chain_problem) = check_frames(frames, &id, session_key, &key, &key_id, &mut report);
+    let digest_differs = hex::encode(Sha256::digest(frames)) != manifest.frames_sha256;
+    match chain_problem {
+        Some(mut p) => {
+            if digest_differs {
+                p.detail
+                    .push_str(" (the frames' SHA-256 differs from the manifest's)");
+            }
+            report.problems.push(p);
+        }
+        None if digest_differs => report.problems.push(problem(
             &id,
             None,
             ProblemKind::Edited,
-            "the frames' SHA-256 differs from the manifest (checking the chain to find where)",
-        ));
+            "the frames' SHA-256 differs from the manifest's, though every record checks",
+        )),
+        None => {}
     }
-    let mut chain = ChainCheck::new();
-    let mut first: Option<Problem> = None;
-    for item in Scanner::new(frames, 0) {
-        match item {
-            Scanned::Frame { record, .. } => {
-                if record.header.session != session_key {
-                    first.get_or_insert(problem(
-                        &id,
-                        Some(record.header.seq),
-                        ProblemKind::Edited,
-                        "a record of another session is in the bundle",
-                    ));
-                    continue;
-                }
-                report.records += 1;
-                if let Some((seq, kind, detail)) = check_record(&mut chain, &record, &key, &key_id)
-                {
-                    first.get_or_insert(problem(&id, Some(seq), kind, detail));
-                }
-            }
-            Scanned::Damage { offset, what, .. } => {
-                let seq = frames
-                    .get(offset as usize + FRAME_HEADER_LEN..)
-                    .and_then(|r| crate::recorder::frame::parse_record(r).ok())
-                    .map(|r| r.header.seq);
-                first.get_or_insert(problem(
-                    &id,
-                    seq,
-                    ProblemKind::Edited,
-                    format!("{what} at byte {offset} of the frames"),
-                ));
-            }
-            Scanned::TornTail { offset, .. } => {
-                first.get_or_insert(problem(
-                    &id,
-                    None,
-                    ProblemKind::Truncated,
-                    format!("the frames are cut at byte {offset}"),
-                ));
-            }
-        }
-    }
-    report.problems.extend(first);
     let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
     match Leaf::decode(&leaf_data) {
         Err(e) => report.problems.push(problem(
@@ -238,49 +267,215 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
             format!("ledger leaf unreadable: {e}"),
         )),
         Ok(leaf) => {
-            if leaf.kind != LEAF_SESSION_SEALED || leaf.session != session_key {
-                report.problems.push(problem(
-                    &id,
-                    None,
-                    ProblemKind::Ledger,
-                    "the ledger leaf is not this session's seal",
-                ));
+            if check_leaf(&leaf, &chain, session_key, &id, &mut report) {
+                check_manifest_meta(&manifest, frames, &chain, &id, &mut report);
             }
-            match chain.sealed {
-                None => report.problems.push(problem(
-                    &id,
-                    None,
-                    ProblemKind::Truncated,
-                    format!(
-                        "the chain has no seal; the ledger records one at seq {}",
-                        leaf.final_seq
-                    ),
-                )),
-                Some((seq, hash, _)) => {
-                    report.sealed = true;
-                    if seq != leaf.final_seq || hash != leaf.final_hash {
-                        report.problems.push(problem(
-                            &id,
-                            Some(seq),
-                            ProblemKind::Replaced,
-                            format!(
-                                "the seal (seq {seq}) differs from the ledger's (seq {})",
-                                leaf.final_seq
-                            ),
-                        ));
-                    }
+        }
+    }
+    check_inclusion(&manifest, &leaf_data, &key, &key_id, &id, &mut report);
+    Ok(report)
+}
+
+/// Checks the frames as one chain; returns it and its first problem, if any.
+fn check_frames(
+    frames: &[u8],
+    id: &str,
+    session_key: [u8; 16],
+    key: &VerifyingKey,
+    key_id: &[u8; 32],
+    report: &mut BundleReport,
+) -> (ChainCheck, Option<Problem>) {
+    let mut chain = ChainCheck::new();
+    let mut first: Option<Problem> = None;
+    for item in Scanner::new(frames, 0) {
+        match item {
+            Scanned::Frame { record, .. } => {
+                if record.header.session != session_key {
+                    first.get_or_insert(problem(
+                        id,
+                        Some(record.header.seq),
+                        ProblemKind::Edited,
+                        "a record of another session is in the bundle",
+                    ));
+                    chain.mark_bad();
+                    continue;
+                }
+                report.records += 1;
+                if let Some((seq, kind, detail)) = check_record(&mut chain, &record, key, key_id) {
+                    first.get_or_insert(problem(id, Some(seq), kind, detail));
                 }
             }
-            if chain.started_ns.is_some_and(|s| s != leaf.started_ns) {
+            Scanned::Damage { offset, what, .. } => {
+                let seq = frames
+                    .get(offset as usize + FRAME_HEADER_LEN..)
+                    .and_then(|r| crate::recorder::frame::parse_record(r).ok())
+                    .map(|r| r.header.seq);
+                if !chain.is_bad() {
+                    first.get_or_insert(problem(
+                        id,
+                        seq,
+                        ProblemKind::Edited,
+                        format!("{what} at byte {offset} of the frames"),
+                    ));
+                }
+                chain.mark_bad();
+            }
+            Scanned::TornTail { offset, .. } => {
+                if !chain.is_bad() {
+                    first.get_or_insert(problem(
+                        id,
+                        Some(chain.records),
+                        ProblemKind::Truncated,
+                        format!("the frames are cut at byte {offset}"),
+                    ));
+                }
+                chain.mark_bad();
+            }
+        }
+    }
+    if let Some((seq, kind, detail)) = chain.finish() {
+        first.get_or_insert(problem(id, Some(seq), kind, detail));
+    }
+    (chain, first)
+}
+
+/// The leaf is this session's seal, and says what the signed records say. Returns false when
+/// the session is back-dated (the one finding then reported for the chain).
+fn check_leaf(
+    leaf: &Leaf,
+    chain: &ChainCheck,
+    session_key: [u8; 16],
+    id: &str,
+    report: &mut BundleReport,
+) -> bool {
+    if leaf.kind != LEAF_SESSION_SEALED || leaf.session != session_key {
+        report.problems.push(problem(
+            id,
+            None,
+            ProblemKind::Ledger,
+            "the ledger leaf is not this session's seal",
+        ));
+        return true;
+    }
+    if chain.started_ns.is_some_and(|s| s != leaf.started_ns) {
+        // Back-dating explains every later difference: it is the one finding reported.
+        report.problems.retain(|p| p.session.is_none() || p.seq.is_none());
+        report.problems.push(problem(
+            id,
+            Some(0),
+            ProblemKind::BackDated,
+            format!(
+                "the session start is dated {} ns; the ledger recorded {} ns",
+                chain.started_ns.unwrap_or_default(),
+                leaf.started_ns
+            ),
+        ));
+        return false;
+    }
+    if chain.is_bad() {
+        return true;
+    }
+    match chain.sealed {
+        None => report.problems.push(problem(
+            id,
+            Some(chain.records),
+            ProblemKind::Truncated,
+            format!(
+                "the chain ends at seq {} without a seal; the ledger records the seal at seq {}",
+                chain.records.saturating_sub(1),
+                leaf.final_seq
+            ),
+        )),
+        Some((seq, hash, sealed_ns)) => {
+            report.sealed = true;
+            if seq != leaf.final_seq || hash != leaf.final_hash {
                 report.problems.push(problem(
-                    &id,
+                    id,
+                    Some(seq.min(leaf.final_seq)),
+                    ProblemKind::Replaced,
+                    format!(
+                        "the seal (seq {seq}) differs from the ledger's (seq {})",
+                        leaf.final_seq
+                    ),
+                ));
+                return true;
+            }
+            let outcome = chain.end.as_ref().map_or("", |e| e.outcome.as_str());
+            if leaf.agent != chain.agent()
+                || leaf.target != chain.target()
+                || leaf.outcome != outcome
+                || leaf.ended_ns != sealed_ns
+            {
+                report.problems.push(problem(
+                    id,
                     Some(0),
-                    ProblemKind::BackDated,
-                    "the session start differs from the ledger's",
+                    ProblemKind::Metadata,
+                    format!(
+                        "the ledger leaf names agent {:?} target {:?} outcome {:?}; the signed records say {:?} {:?} {outcome:?}",
+                        leaf.agent,
+                        leaf.target,
+                        leaf.outcome,
+                        chain.agent(),
+                        chain.target()
+                    ),
                 ));
             }
         }
     }
+    true
+}
+
+/// The manifest's `meta` is exactly what the records say (its store-local fields aside).
+fn check_manifest_meta(
+    manifest: &Manifest,
+    frames: &[u8],
+    chain: &ChainCheck,
+    id: &str,
+    report: &mut BundleReport,
+) {
+    if chain.is_bad() {
+        // What the records say is not established; the chain problem is the finding.
+        return;
+    }
+    let mut differences = Vec::new();
+    if manifest.format != 1 {
+        differences.push(format!("format: {} (expected 1)", manifest.format));
+    }
+    if manifest.meta.id != manifest.session {
+        differences.push(format!(
+            "meta.id: {:?} is not the bundle's session",
+            manifest.meta.id
+        ));
+    }
+    if manifest.meta.ledger_index != Some(manifest.leaf_index) {
+        differences.push(format!(
+            "ledger_index: manifest {:?}, leaf_index {}",
+            manifest.meta.ledger_index, manifest.leaf_index
+        ));
+    }
+    differences.extend(meta_differences(&manifest.meta, &derive_meta(id, frames)));
+    if !differences.is_empty() {
+        report.problems.push(problem(
+            id,
+            Some(0),
+            ProblemKind::Metadata,
+            format!(
+                "the manifest's metadata disagrees with the signed records: {}",
+                differences.join("; ")
+            ),
+        ));
+    }
+}
+
+/// The audit path leads from the leaf to the tree head's root, and the tree head is signed.
+fn check_inclusion(
+    manifest: &Manifest,
+    leaf_data: &[u8],
+    key: &VerifyingKey,
+    key_id: &[u8; 32],
+    id: &str,
+    report: &mut BundleReport,
+) {
     let proof: Option<Vec<[u8; 32]>> = manifest.inclusion_proof.iter().map(|p| h32(p)).collect();
     let root = h32(&manifest.tree_head.root);
     let head = (|| {
@@ -299,22 +494,22 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
     match (proof, head) {
         (Some(proof), Some(head)) => {
             let computed = ledger::root_from_proof(
-                ledger::leaf_hash(&leaf_data),
+                ledger::leaf_hash(leaf_data),
                 manifest.leaf_index,
                 head.size,
                 &proof,
             );
             if computed != Some(head.root) {
                 report.problems.push(problem(
-                    &id,
+                    id,
                     None,
                     ProblemKind::Ledger,
                     "the inclusion proof does not lead to the tree head's root",
                 ));
             }
-            if head.key_id != key_id || !head.verify(&key) {
+            if &head.key_id != key_id || !head.verify(key) {
                 report.problems.push(problem(
-                    &id,
+                    id,
                     None,
                     ProblemKind::BadSignature,
                     "the tree head's signature does not verify with the recorder key",
@@ -322,11 +517,10 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
             }
         }
         _ => report.problems.push(problem(
-            &id,
+            id,
             None,
             ProblemKind::Ledger,
             "the inclusion proof or tree head is malformed",
         )),
     }
-    Ok(report)
 }
