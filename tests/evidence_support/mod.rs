@@ -203,24 +203,28 @@ pub fn fix_crc(buf: &mut [u8], offset: usize) {
 /// fixing covered hashes in checkpoints/seals but not their signatures, or re-signing them
 /// when `key` is given. Works within one segment file.
 pub fn rechain(data: &Path, session: SessionKey, key: Option<&RecorderKey>) {
-    let all = frames(data);
-    let path = all
-        .iter()
-        .find(|f| f.session == session)
-        .expect("session has frames")
-        .segment
-        .clone();
-    rewrite(&path, |buf| {
-        rechain_in(buf, segment::SEGMENT_HEADER_LEN as usize, session, key)
-    });
+    let mut prev = frame::GENESIS_HASH;
+    for n in segment::list_segments(data).expect("segments") {
+        let path = segment::segment_path(data, n);
+        rewrite(&path, |buf| {
+            prev = rechain_in(buf, segment::SEGMENT_HEADER_LEN as usize, session, key, prev);
+        });
+    }
 }
 
 /// `rechain` over the frames of a bundle.
 pub fn rechain_buffer(buf: &mut [u8], session: SessionKey) {
-    rechain_in(buf, 0, session, None);
+    rechain_in(buf, 0, session, None, frame::GENESIS_HASH);
 }
 
-fn rechain_in(buf: &mut [u8], start: usize, session: SessionKey, key: Option<&RecorderKey>) {
+/// Re-chains the frames of `session` in `buf` from `prev`; returns the last hash.
+fn rechain_in(
+    buf: &mut [u8],
+    start: usize,
+    session: SessionKey,
+    key: Option<&RecorderKey>,
+    mut prev: [u8; 32],
+) -> [u8; 32] {
     let mine: Vec<(usize, usize, u8)> = Scanner::new(buf, start)
         .filter_map(|item| match item {
             Scanned::Frame {
@@ -233,7 +237,6 @@ fn rechain_in(buf: &mut [u8], start: usize, session: SessionKey, key: Option<&Re
             _ => None,
         })
         .collect();
-    let mut prev = frame::GENESIS_HASH;
     for (offset, len, k) in mine {
         let rec_start = offset + FRAME_HEADER_LEN;
         let rec_end = offset + len;
@@ -273,6 +276,7 @@ fn rechain_in(buf: &mut [u8], start: usize, session: SessionKey, key: Option<&Re
         fix_crc(buf, offset);
         prev = h;
     }
+    prev
 }
 
 /// Appends a forged output record to session `id`, correctly chained (next seq, the previous
