@@ -240,7 +240,24 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
     let Some(session_key) = parse_session_id(&id) else {
         return Err(format!("bundle session id {id:?} is not a UUID"));
     };
-    let (chain, chain_problem) = check_frames(frames, &id, session_key, &key, &key_id, &mut report);
+    let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
+    let leaf = Leaf::decode(&leaf_data);
+    let (chain, mut chain_problem) =
+        check_frames(frames, &id, session_key, &key, &key_id, &mut report);
+    if chain_problem.is_none() && chain.sealed.is_none() {
+        let ledger_says = leaf.as_ref().map_or(String::new(), |l| {
+            format!("; the ledger records the seal at seq {}", l.final_seq)
+        });
+        chain_problem = Some(problem(
+            &id,
+            Some(chain.records),
+            ProblemKind::Truncated,
+            format!(
+                "the chain ends at seq {} without a seal{ledger_says}",
+                chain.records.saturating_sub(1)
+            ),
+        ));
+    }
     let digest_differs = hex::encode(Sha256::digest(frames)) != manifest.frames_sha256;
     match chain_problem {
         Some(mut p) => {
@@ -258,8 +275,7 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
         )),
         None => {}
     }
-    let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
-    match Leaf::decode(&leaf_data) {
+    match leaf {
         Err(e) => report.problems.push(problem(
             &id,
             None,
@@ -376,16 +392,8 @@ fn check_leaf(
         return true;
     }
     match chain.sealed {
-        None => report.problems.push(problem(
-            id,
-            Some(chain.records),
-            ProblemKind::Truncated,
-            format!(
-                "the chain ends at seq {} without a seal; the ledger records the seal at seq {}",
-                chain.records.saturating_sub(1),
-                leaf.final_seq
-            ),
-        )),
+        // Reported with the chain.
+        None => {}
         Some((seq, hash, sealed_ns)) => {
             report.sealed = true;
             if seq != leaf.final_seq || hash != leaf.final_hash {
@@ -433,7 +441,7 @@ fn check_manifest_meta(
     id: &str,
     report: &mut BundleReport,
 ) {
-    if chain.is_bad() {
+    if chain.is_bad() || chain.sealed.is_none() {
         // What the records say is not established; the chain problem is the finding.
         return;
     }

@@ -212,14 +212,22 @@ fn read_leaves(
     let mut covered = 0u64;
     let mut last_head_ts = i64::MIN;
     let mut last_logged = i64::MIN;
+    let mut mismatched = 0u64;
+    let mut first_mismatch = 0usize;
+    let mut misnumbered = 0u64;
+    let mut first_misnumbered = 0usize;
     for (off, entry) in scan.entries {
         match entry {
             Entry::Leaf { index, data } => {
                 if index != frontier.size() {
-                    general_problems.push(ledger_problem(format!(
-                        "offset {off}: leaf numbered {index} where leaf {} was expected",
-                        frontier.size()
-                    )));
+                    if misnumbered == 0 {
+                        general_problems.push(ledger_problem(format!(
+                            "offset {off}: leaf numbered {index} where leaf {} was expected (a leaf removed or inserted before it)",
+                            frontier.size()
+                        )));
+                        first_misnumbered = general_problems.len() - 1;
+                    }
+                    misnumbered += 1;
                 }
                 frontier.push(ledger::leaf_hash(&data));
                 match Leaf::decode(&data) {
@@ -240,10 +248,15 @@ fn read_leaves(
             Entry::TreeHead(th) => {
                 report.tree_heads += 1;
                 if th.size != frontier.size() || th.root != frontier.root() {
-                    general_problems.push(ledger_problem(format!(
-                        "tree head for size {} does not match the leaves before it (leaves edited, removed or inserted)",
-                        th.size
-                    )));
+                    // The first one says where; every later head fails for the same reason.
+                    if mismatched == 0 {
+                        general_problems.push(ledger_problem(format!(
+                            "tree head for size {} does not match the leaves before it (leaves edited, removed or inserted)",
+                            th.size
+                        )));
+                        first_mismatch = general_problems.len() - 1;
+                    }
+                    mismatched += 1;
                 } else if &th.key_id != key_id {
                     general_problems.push(ledger_problem(format!(
                         "tree head for size {} signed by key {} which is not the recorder key",
@@ -269,7 +282,23 @@ fn read_leaves(
         }
     }
     report.ledger_leaves = frontier.size();
-    if covered < frontier.size() {
+    if mismatched > 1
+        && let Some(p) = general_problems.get_mut(first_mismatch)
+    {
+        p.detail.push_str(&format!(
+            "; the {} tree heads after it do not match either",
+            mismatched - 1
+        ));
+    }
+    if misnumbered > 1
+        && let Some(p) = general_problems.get_mut(first_misnumbered)
+    {
+        p.detail.push_str(&format!(
+            "; the {} leaves after it are misnumbered too",
+            misnumbered - 1
+        ));
+    }
+    if covered < frontier.size() && mismatched == 0 {
         general_problems.push(ledger_problem(format!(
             "{} ledger leaves are not covered by a valid signed tree head",
             frontier.size() - covered
