@@ -93,7 +93,11 @@ fn a_record_forged_after_a_crash_stays_outside_the_signed_part() {
     });
     let (code, v) = verify_json(&data);
     assert_eq!(code, Some(3), "{v}");
-    assert_eq!(v["report"]["problems"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(
+        v["report"]["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{v}"
+    );
     let t = tail_of(&v, &id).unwrap_or_else(|| panic!("no unsigned tail for {id}: {v}"));
     let from = t["from_seq"].as_u64().expect("from");
     assert!(from <= forged, "{t}");

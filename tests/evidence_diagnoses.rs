@@ -51,7 +51,10 @@ fn store_diagnoses_name_the_kind_and_the_first_seq() {
     let ids = make_store_open(&clean, 3, 40, 1);
     let (code, t) = verify_code(&clean, &[]);
     assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains("3 sessions (2 sealed, 1 open, 0 tampered)"), "{t}");
+    assert!(
+        t.contains("3 sessions (2 sealed, 1 open, 0 tampered)"),
+        "{t}"
+    );
     let (victim, open) = (&ids[1], &ids[2]);
     let case = |name: &str| {
         let dir = base.path().join(name);
@@ -75,7 +78,10 @@ fn store_diagnoses_name_the_kind_and_the_first_seq() {
     let (code, t) = verify_code(&d, &[]);
     assert_eq!(code, Some(1), "{t}");
     assert_one(&t, Some(victim), Some(5), "edited");
-    assert!(t.contains("3 sessions (1 sealed, 1 open, 1 tampered)"), "{t}");
+    assert!(
+        t.contains("3 sessions (1 sealed, 1 open, 1 tampered)"),
+        "{t}"
+    );
 
     // A record stored twice: duplicate, at its seq.
     let d = case("duplicate");
@@ -95,7 +101,9 @@ fn store_diagnoses_name_the_kind_and_the_first_seq() {
     let from = segment::segment_path(&d, 2);
     let last = *numbers.last().expect("last");
     let to = segment::segment_path(&d, last + 2);
-    rewrite(&from, |b| b[8..16].copy_from_slice(&(last + 2).to_be_bytes()));
+    rewrite(&from, |b| {
+        b[8..16].copy_from_slice(&(last + 2).to_be_bytes())
+    });
     std::fs::rename(&from, &to).expect("rename");
     let (code, t) = verify_code(&d, &[]);
     assert_eq!(code, Some(1), "{t}");
@@ -103,7 +111,12 @@ fn store_diagnoses_name_the_kind_and_the_first_seq() {
         .into_iter()
         .filter(|l| l.contains("segment missing"))
         .collect();
-    assert_eq!(missing.len(), 2, "segment 2 and segment {} absent:\n{t}", last + 1);
+    assert_eq!(
+        missing.len(),
+        2,
+        "segment 2 and segment {} absent:\n{t}",
+        last + 1
+    );
     assert!(missing[0].contains("segment 2 is absent"), "{t}");
 
     // A session still open, deleted whole: its opened leaf says it existed.

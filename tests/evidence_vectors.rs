@@ -49,7 +49,11 @@ fn normalize(v: &Value) -> Value {
         "ledger_leaves",
         "unsigned_tails",
     ] {
-        let value = if field == "verdict" { &v[field] } else { &r[field] };
+        let value = if field == "verdict" {
+            &v[field]
+        } else {
+            &r[field]
+        };
         if !value.is_null() {
             out[field] = value.clone();
         }
@@ -266,10 +270,8 @@ fn store_damages() -> Vec<Damage> {
             "truncated",
             Box::new(|d, ids| {
                 let k = key_of(&ids[0]);
-                let mut tail: Vec<FrameAt> = frames(d)
-                    .into_iter()
-                    .filter(|f| f.session == k)
-                    .collect();
+                let mut tail: Vec<FrameAt> =
+                    frames(d).into_iter().filter(|f| f.session == k).collect();
                 tail.sort_by_key(|f| std::cmp::Reverse(f.seq));
                 tail.truncate(2);
                 rewrite(&tail[0].segment, |buf| {
@@ -308,7 +310,9 @@ fn store_damages() -> Vec<Damage> {
                     .last()
                     .expect("last");
                 let from = segment::segment_path(d, 2);
-                rewrite(&from, |b| b[8..16].copy_from_slice(&(last + 1).to_be_bytes()));
+                rewrite(&from, |b| {
+                    b[8..16].copy_from_slice(&(last + 1).to_be_bytes())
+                });
                 std::fs::rename(&from, segment::segment_path(d, last + 1)).expect("rename");
             }),
         ),
@@ -509,7 +513,11 @@ fn verify_gives_the_expected_result_on_every_test_vector() {
         .collect();
     stores.sort();
     for dir in stores {
-        let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         // Verify reads only; a copy keeps the vectors untouched whatever happens.
         let work = tempfile::tempdir().expect("tempdir");
         copy_dir(&dir, work.path());
@@ -529,7 +537,11 @@ fn verify_gives_the_expected_result_on_every_test_vector() {
         .collect();
     bundles.sort();
     for file in bundles {
-        let name = file.file_stem().expect("stem").to_string_lossy().into_owned();
+        let name = file
+            .file_stem()
+            .expect("stem")
+            .to_string_lossy()
+            .into_owned();
         let got = verify_bundle_vector(&file, &pubkey);
         let want: Value = serde_json::from_slice(
             &std::fs::read(file.with_extension("expected.json")).expect("expected"),

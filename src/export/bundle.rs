@@ -375,7 +375,9 @@ fn check_leaf(
     }
     if chain.started_ns.is_some_and(|s| s != leaf.started_ns) {
         // Back-dating explains every later difference: it is the one finding reported.
-        report.problems.retain(|p| p.session.is_none() || p.seq.is_none());
+        report
+            .problems
+            .retain(|p| p.session.is_none() || p.seq.is_none());
         report.problems.push(problem(
             id,
             Some(0),

@@ -29,7 +29,10 @@ pub enum Body {
     /// Written by proctor's restart into a chain a crash left open, before it seals it: the
     /// records from `unsigned_from` to the one before this are covered by no signature made
     /// before the crash.
-    Recovered { unsigned_from: u64, note: String },
+    Recovered {
+        unsigned_from: u64,
+        note: String,
+    },
     /// Store-level facts (recovery, auditor access...), only in the store journal chain.
     JournalNote {
         topic: String,

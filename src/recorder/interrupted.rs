@@ -59,7 +59,9 @@ fn opened_leaf(session: SessionKey, c: &ChainCheck) -> Option<Leaf> {
 }
 
 /// Sessions with a sealed leaf, and sessions with an opened leaf.
-fn ledger_sessions(data: &Path) -> Result<(HashSet<SessionKey>, HashSet<SessionKey>), RecorderError> {
+fn ledger_sessions(
+    data: &Path,
+) -> Result<(HashSet<SessionKey>, HashSet<SessionKey>), RecorderError> {
     let scan = ledger::scan_ledger(&ledger::ledger_path(data)).map_err(failed)?;
     let mut sealed = HashSet::new();
     let mut opened = HashSet::new();
@@ -203,10 +205,10 @@ pub async fn fill_ledger(store: &mut Store) -> Result<(), RecorderError> {
     }
     if !store.ledger().is_format2() {
         store.recorder.ledger(vec![Leaf::format(now_ns())]).await?;
-        store
-            .recovery
-            .notes
-            .push("ledger upgraded to format 2: from here on every session is listed when it opens".into());
+        store.recovery.notes.push(
+            "ledger upgraded to format 2: from here on every session is listed when it opens"
+                .into(),
+        );
     }
     Ok(())
 }

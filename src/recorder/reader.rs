@@ -7,10 +7,10 @@ use std::path::Path;
 
 use super::codec::{self, Body};
 use super::frame::{self, RecordHeader, SessionKey};
-use proctor_gate::{Event, SessionInfo};
 use super::index::SessionMeta;
 use super::segment::{self, Scanned, Scanner};
 use super::wire::DecodeError;
+use proctor_gate::{Event, SessionInfo};
 
 /// One record of a session, decoded.
 #[derive(Debug, Clone)]

@@ -207,7 +207,13 @@ pub fn rechain(data: &Path, session: SessionKey, key: Option<&RecorderKey>) {
     for n in segment::list_segments(data).expect("segments") {
         let path = segment::segment_path(data, n);
         rewrite(&path, |buf| {
-            prev = rechain_in(buf, segment::SEGMENT_HEADER_LEN as usize, session, key, prev);
+            prev = rechain_in(
+                buf,
+                segment::SEGMENT_HEADER_LEN as usize,
+                session,
+                key,
+                prev,
+            );
         });
     }
 }
@@ -359,4 +365,3 @@ pub fn assert_detected(text: &str, session: &str, seq: Option<u64>, what: &str) 
     }
     assert!(line.contains(what), "expected {what:?} in {line:?}");
 }
-

@@ -344,9 +344,11 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
         let id = session_id_string(s);
         let tails = c.unsigned_tails(&id);
         if *s == JOURNAL_SESSION {
-            report.unsigned_tails.extend(tails.into_iter().filter(|t| {
-                t.sealed_by_recovery || !opts.live
-            }));
+            report.unsigned_tails.extend(
+                tails
+                    .into_iter()
+                    .filter(|t| t.sealed_by_recovery || !opts.live),
+            );
             continue;
         }
         report.sessions += 1;
