@@ -109,6 +109,23 @@ fn a_record_forged_after_a_crash_stays_outside_the_signed_part() {
         "a time span: {t}"
     );
 
+    // The session's bundle carries the same unsigned tail.
+    let bundle = base.path().join("victim.bundle");
+    export_bundle(&data, &id, &bundle);
+    let out = proctor()
+        .args(["verify", "--json", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .expect("verify bundle");
+    assert_eq!(out.status.code(), Some(3));
+    let b: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        b["unsigned_tails"][0]["to_seq"].as_u64(),
+        Some(forged),
+        "{b}"
+    );
+    assert_eq!(b["problems"].as_array().map(Vec::len), Some(0), "{b}");
+
     // Editing the recovery record's claim (records signed further than they were) is caught.
     let rec = frames(&data)
         .into_iter()

@@ -77,25 +77,24 @@ fn bundle_text(path: &std::path::Path, report: &crate::export::bundle::BundleRep
     for p in &report.problems {
         let _ = writeln!(t, "FAIL {p}");
     }
+    unsigned_text(&mut t, &report.unsigned_tails);
     if report.problems.is_empty() {
-        t.push_str(
-            "OK: the chain, its signatures, the seal, the metadata, the ledger inclusion proof and the tree head verify\n",
+        let verdict = if report.unsigned_tails.is_empty() {
+            "OK"
+        } else {
+            "UNSIGNED TAIL"
+        };
+        let _ = writeln!(
+            t,
+            "{verdict}: the chain, its signatures, the seal, the metadata, the ledger inclusion proof and the tree head verify"
         );
     }
     t
 }
 
-fn store_text(report: &crate::recorder::verify::Report, key_source: &str) -> String {
-    use crate::recorder::verify::Verdict;
+fn unsigned_text(t: &mut String, tails: &[crate::recorder::verify::UnsignedTail]) {
     use std::fmt::Write as _;
-    let mut t = String::new();
-    for n in &report.notes {
-        let _ = writeln!(t, "note: {n}");
-    }
-    for p in &report.problems {
-        let _ = writeln!(t, "FAIL {p}");
-    }
-    for u in &report.unsigned_tails {
+    for u in tails {
         let _ = writeln!(
             t,
             "UNSIGNED TAIL session {} seq {} to {}: {} records ({} to {}) {}",
@@ -112,6 +111,19 @@ fn store_text(report: &crate::recorder::verify::Report, key_source: &str) -> Str
             }
         );
     }
+}
+
+fn store_text(report: &crate::recorder::verify::Report, key_source: &str) -> String {
+    use crate::recorder::verify::Verdict;
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    for n in &report.notes {
+        let _ = writeln!(t, "note: {n}");
+    }
+    for p in &report.problems {
+        let _ = writeln!(t, "FAIL {p}");
+    }
+    unsigned_text(&mut t, &report.unsigned_tails);
     let mb = report.bytes as f64 / 1e6;
     let verdict = match report.verdict() {
         Verdict::Ok => "OK",
@@ -155,7 +167,13 @@ pub async fn verify(
             .transpose()?;
         let report =
             crate::export::bundle::verify_bundle(&bytes, key.as_ref()).map_err(|e| anyhow!(e))?;
-        let code = if report.problems.is_empty() { 0 } else { 1 };
+        let code = if !report.problems.is_empty() {
+            1
+        } else if !report.unsigned_tails.is_empty() {
+            EXIT_UNSIGNED_TAIL
+        } else {
+            0
+        };
         let text = if json {
             format!("{}\n", serde_json::to_string_pretty(&report)?)
         } else {

@@ -16,7 +16,7 @@ use crate::recorder::ledger::{self, LEAF_SESSION_SEALED, Leaf, TreeHead};
 use crate::recorder::reader;
 use crate::recorder::segment::{Scanned, Scanner};
 use crate::recorder::signing;
-use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, check_record};
+use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, UnsignedTail, check_record};
 
 /// Manifest `meta` fields that describe the store the bundle came from, not the session:
 /// they are not derived from the records, so they are not authenticated (FORMAT.md,
@@ -167,6 +167,9 @@ pub struct BundleReport {
     pub key_source: String,
     pub tree_size: u64,
     pub problems: Vec<Problem>,
+    /// Records a restart sealed without a signature from before the crash (FORMAT.md,
+    /// "Recovery").
+    pub unsigned_tails: Vec<UnsignedTail>,
 }
 
 fn problem(
@@ -214,6 +217,7 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
         key_source: String::new(),
         tree_size: manifest.tree_head.size,
         problems: Vec::new(),
+        unsigned_tails: Vec::new(),
     };
     let embedded = signing::parse_public_key(&manifest.public_key_pem)
         .map_err(|e| format!("bundle public key: {e}"))?;
@@ -289,6 +293,9 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
         }
     }
     check_inclusion(&manifest, &leaf_data, &key, &key_id, &id, &mut report);
+    if !chain.is_bad() {
+        report.unsigned_tails = chain.unsigned_tails(&id);
+    }
     Ok(report)
 }
 
