@@ -365,3 +365,162 @@ pub fn assert_detected(text: &str, session: &str, seq: Option<u64>, what: &str) 
     }
     assert!(line.contains(what), "expected {what:?} in {line:?}");
 }
+
+/// Removes the frames `pick` selects from their segment files.
+pub fn remove_frames(data: &Path, pick: impl Fn(&FrameAt) -> bool) {
+    let mut gone: Vec<FrameAt> = frames(data).into_iter().filter(|f| pick(f)).collect();
+    gone.sort_by_key(|f| std::cmp::Reverse(f.offset));
+    let files: std::collections::BTreeSet<PathBuf> =
+        gone.iter().map(|f| f.segment.clone()).collect();
+    for file in files {
+        rewrite(&file, |buf| {
+            for f in gone.iter().filter(|f| f.segment == file) {
+                buf.drain(f.offset..f.offset + f.len);
+            }
+        });
+    }
+}
+
+/// Every store mutation of issue 14 applied to a copy of `data` (a stopped store holding the
+/// sealed session `id`, recorded from a real client), each asserted by its exact diagnosis.
+pub fn store_tamper_suite(data: &Path, id: &str, work: &Path) {
+    let (code, t) = verify_code(data, &[]);
+    assert_eq!(code, Some(0), "the recording verifies untouched:\n{t}");
+    let k = key_of(id);
+    let n = frames(data).iter().filter(|f| f.session == k).count() as u64;
+    assert!(n >= 8, "a session of {n} records");
+    let m = n / 2;
+    let case = |name: &str| {
+        let d = work.join(name);
+        copy_dir(data, &d);
+        d
+    };
+    let check = |d: &Path, seq: u64, what: &str| {
+        let (code, t) = verify_code(d, &[]);
+        assert_eq!(code, Some(1), "{what}:\n{t}");
+        assert_detected(&t, id, Some(seq), what);
+    };
+
+    let d = case("edited");
+    let f = find(&frames(&d), id, m);
+    rewrite(&f.segment, |b| {
+        let at = f.offset + f.len - 33;
+        b[at] ^= 1;
+        fix_crc(b, f.offset);
+    });
+    check(&d, m, "edited");
+
+    let d = case("missing");
+    remove_frames(&d, |f| f.session == k && f.seq == m);
+    check(&d, m, "missing");
+
+    let d = case("duplicate");
+    let f = find(&frames(&d), id, m);
+    rewrite(&f.segment, |b| {
+        let copy = b[f.offset..f.offset + f.len].to_vec();
+        let at = f.offset + f.len;
+        b.splice(at..at, copy);
+    });
+    check(&d, m, "duplicate");
+
+    let d = case("reordered");
+    let all = frames(&d);
+    let (a, b) = (find(&all, id, m), find(&all, id, m + 1));
+    assert_eq!(a.segment, b.segment);
+    rewrite(&a.segment, |buf| {
+        let fb = buf[b.offset..b.offset + b.len].to_vec();
+        buf.drain(b.offset..b.offset + b.len);
+        buf.splice(a.offset..a.offset, fb);
+    });
+    check(&d, m, "reordered");
+
+    let d = case("truncated");
+    remove_frames(&d, |f| f.session == k && f.seq >= n - 2);
+    check(&d, n - 2, "truncated");
+
+    let d = case("back-dated");
+    let f = find(&frames(&d), id, 0);
+    rewrite(&f.segment, |b| {
+        let at = f.offset + FRAME_HEADER_LEN + 26;
+        let ts = i64::from_be_bytes(b[at..at + 8].try_into().expect("8"));
+        b[at..at + 8].copy_from_slice(&(ts - 3_600_000_000_000).to_be_bytes());
+        fix_crc(b, f.offset);
+    });
+    rechain(&d, k, None);
+    check(&d, 0, "back-dated");
+
+    let d = case("session-missing");
+    remove_frames(&d, |f| f.session == k);
+    check(&d, 0, "session missing");
+
+    let d = case("after-seal");
+    forge_output(&d, id, b"appended after the seal\n");
+    check(&d, n, "edited");
+}
+
+/// Bundle mutations of issue 14 on the bundle of `id` exported from `data`.
+pub fn bundle_tamper_suite(data: &Path, id: &str, work: &Path) {
+    let path = work.join("original.bundle");
+    export_bundle(data, id, &path);
+    let pubkey = signing::public_key_path(data);
+    let bytes = std::fs::read(&path).expect("read");
+    let nl = bytes.iter().position(|&b| b == b'\n').expect("magic");
+    let nl2 = nl
+        + 1
+        + bytes[nl + 1..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes[nl + 1..nl2]).expect("json");
+    let frames_bytes = bytes[nl2 + 1..].to_vec();
+    let frame_at = |seq: u64| -> (usize, usize) {
+        Scanner::new(&frames_bytes, 0)
+            .find_map(|item| match item {
+                Scanned::Frame {
+                    offset,
+                    record,
+                    frame,
+                } if record.header.seq == seq => Some((offset as usize, frame.len())),
+                _ => None,
+            })
+            .expect("frame")
+    };
+    let check = |name: &str, manifest: &serde_json::Value, frames: &[u8]| {
+        let p = work.join(format!("{name}.bundle"));
+        let mut out = format!("PROCTOR-BUNDLE 1\n{manifest}\n").into_bytes();
+        out.extend_from_slice(frames);
+        std::fs::write(&p, out).expect("write");
+        let o = proctor()
+            .args(["verify", "--bundle"])
+            .arg(&p)
+            .arg("--pubkey")
+            .arg(&pubkey)
+            .output()
+            .expect("verify bundle");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, t) = check("untouched", &manifest, &frames_bytes);
+    assert_eq!(code, Some(0), "{t}");
+    let one = |t: &str, seq: u64, what: &str| {
+        let lines: Vec<&str> = t.lines().filter(|l| l.starts_with("FAIL ")).collect();
+        assert_eq!(lines.len(), 1, "one finding:\n{t}");
+        assert!(lines[0].contains(&format!("seq {seq}: {what}")), "{t}");
+    };
+    let (off, len) = frame_at(3);
+    let mut dropped = frames_bytes.clone();
+    dropped.drain(off..off + len);
+    let (_, t) = check("missing", &manifest, &dropped);
+    one(&t, 3, "missing");
+    let mut edited = frames_bytes.clone();
+    edited[off + len - 33] ^= 1;
+    let (_, t) = check("edited", &manifest, &edited);
+    one(&t, 3, "edited");
+    let mut forged = manifest.clone();
+    forged["meta"]["agent"] = "someone-else".into();
+    forged["meta"]["privilege"] = "break-glass".into();
+    let (_, t) = check("metadata", &forged, &frames_bytes);
+    one(&t, 0, "metadata");
+}
