@@ -152,13 +152,41 @@ fn store_text(report: &crate::recorder::verify::Report, key_source: &str) -> Str
     t
 }
 
-pub async fn verify(
-    store: StoreArgs,
-    session: Option<String>,
-    pubkey: Option<PathBuf>,
-    bundle: Option<PathBuf>,
-    json: bool,
-) -> Result<i32> {
+/// What `proctor verify` was asked.
+pub struct VerifyArgs {
+    pub session: Option<String>,
+    pub pubkey: Option<PathBuf>,
+    pub bundle: Option<PathBuf>,
+    pub known_head: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// `--known-head FILE` against the store's ledger, with the key verify uses.
+fn check_known_head(
+    data: &std::path::Path,
+    pubkey: Option<&std::path::Path>,
+    file: &std::path::Path,
+) -> Result<Option<crate::recorder::verify::Problem>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let head = crate::export::bundle::parse_known_head(&bytes)
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let key = match pubkey {
+        Some(p) => signing::load_public_key(p)?,
+        None => signing::load_public_key(&signing::public_key_path(data))?,
+    };
+    Ok(crate::recorder::consistency::check_known_head(
+        data, &key, &head,
+    )?)
+}
+
+pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
+    let VerifyArgs {
+        session,
+        pubkey,
+        bundle,
+        known_head,
+        json,
+    } = args;
     if let Some(path) = bundle {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let key = pubkey
@@ -189,7 +217,13 @@ pub async fn verify(
         // A prefix needs the index to resolve; the verification itself never uses the index.
         Some(s) => Some(find_session(&store, s).await?.id),
     };
-    let (report, key_source) = ops::verify(&data, full_id.as_deref(), pubkey.as_deref(), live)?;
+    let (mut report, key_source) = ops::verify(&data, full_id.as_deref(), pubkey.as_deref(), live)?;
+    if let Some(file) = &known_head {
+        // Reported first: a rolled-back ledger explains sessions that are missing from it.
+        if let Some(p) = check_known_head(&data, pubkey.as_deref(), file)? {
+            report.problems.insert(0, p);
+        }
+    }
     let code = match report.verdict() {
         crate::recorder::verify::Verdict::Ok => 0,
         crate::recorder::verify::Verdict::UnsignedTail => EXIT_UNSIGNED_TAIL,

@@ -83,6 +83,50 @@ pub struct TreeHeadJson {
     pub signature: String,
 }
 
+impl TreeHeadJson {
+    pub fn from_head(head: &TreeHead) -> TreeHeadJson {
+        TreeHeadJson {
+            size: head.size,
+            root: hex::encode(head.root),
+            ts_ns: head.ts_ns,
+            key_id: hex::encode(head.key_id),
+            signature: hex::encode(head.signature),
+        }
+    }
+
+    /// The tree head, when every field is well-formed hex of the right length.
+    pub fn to_head(&self) -> Option<TreeHead> {
+        Some(TreeHead {
+            size: self.size,
+            root: h32(&self.root)?,
+            ts_ns: self.ts_ns,
+            key_id: h32(&self.key_id)?,
+            signature: hex::decode(&self.signature).ok()?.try_into().ok()?,
+        })
+    }
+}
+
+/// A tree head saved by an auditor: the JSON `proctor ledger head` prints, or any bundle
+/// (which carries the head its inclusion proof leads to).
+pub fn parse_known_head(bytes: &[u8]) -> Result<TreeHead, String> {
+    let json: &[u8] = if bytes.starts_with(MAGIC_LINE.as_bytes()) {
+        bytes
+            .split(|&b| b == b'\n')
+            .nth(1)
+            .ok_or("bundle manifest is cut")?
+    } else {
+        bytes
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("not a tree head or bundle: {e}"))?;
+    let head = v.get("tree_head").unwrap_or(&v);
+    let parsed: TreeHeadJson = serde_json::from_value(head.clone())
+        .map_err(|e| format!("not a tree head or bundle: {e}"))?;
+    parsed
+        .to_head()
+        .ok_or_else(|| "the tree head's hex fields are malformed".to_string())
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
@@ -140,13 +184,7 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> Result<(),
         leaf_index,
         leaf_data: hex::encode(&leaf_data),
         inclusion_proof: proof.iter().map(hex::encode).collect(),
-        tree_head: TreeHeadJson {
-            size: head.size,
-            root: hex::encode(head.root),
-            ts_ns: head.ts_ns,
-            key_id: hex::encode(head.key_id),
-            signature: hex::encode(head.signature),
-        },
+        tree_head: TreeHeadJson::from_head(&head),
         frames: count,
         frames_sha256: hex::encode(Sha256::digest(&frames)),
     };
@@ -494,20 +532,7 @@ fn check_inclusion(
     report: &mut BundleReport,
 ) {
     let proof: Option<Vec<[u8; 32]>> = manifest.inclusion_proof.iter().map(|p| h32(p)).collect();
-    let root = h32(&manifest.tree_head.root);
-    let head = (|| {
-        let signature: [u8; 64] = hex::decode(&manifest.tree_head.signature)
-            .ok()?
-            .try_into()
-            .ok()?;
-        Some(TreeHead {
-            size: manifest.tree_head.size,
-            root: root?,
-            ts_ns: manifest.tree_head.ts_ns,
-            key_id: h32(&manifest.tree_head.key_id)?,
-            signature,
-        })
-    })();
+    let head = manifest.tree_head.to_head();
     match (proof, head) {
         (Some(proof), Some(head)) => {
             let computed = ledger::root_from_proof(

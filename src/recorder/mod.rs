@@ -3,6 +3,7 @@
 //! The byte layout is specified in `FORMAT.md` beside this file.
 
 pub mod codec;
+pub mod consistency;
 pub mod frame;
 pub mod index;
 mod interrupted;

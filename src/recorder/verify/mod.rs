@@ -51,6 +51,8 @@ pub enum ProblemKind {
     /// Metadata (an index entry, a bundle manifest, a ledger leaf) disagrees with the signed
     /// session_start/session_end records it is derived from.
     Metadata,
+    /// The ledger is not an extension of a tree head saved earlier (`--known-head`).
+    RolledBack,
 }
 
 impl ProblemKind {
@@ -70,6 +72,7 @@ impl ProblemKind {
             ProblemKind::Damaged => "damaged",
             ProblemKind::SegmentMissing => "segment missing",
             ProblemKind::Metadata => "metadata",
+            ProblemKind::RolledBack => "rolled back",
         }
     }
 }
