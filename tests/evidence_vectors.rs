@@ -183,6 +183,10 @@ fn write_store(data: &Path) -> [String; 3] {
             rec.rotate().await.expect("rotate");
             ids.push(id.to_string());
         }
+        // A journal entry: the journal's checkpoint at close is anchored in the ledger.
+        rec.journal("audit", "test vectors: an auditor read the store")
+            .await
+            .expect("journal");
         store.close();
         [ids[0].clone(), ids[1].clone(), ids[2].clone()]
     })
@@ -191,17 +195,7 @@ fn write_store(data: &Path) -> [String; 3] {
 /// Deletes every frame of a session, in whichever segments it has them.
 fn delete_session(d: &Path, id: &str) {
     let k = key_of(id);
-    let mut mine: Vec<FrameAt> = frames(d).into_iter().filter(|f| f.session == k).collect();
-    mine.sort_by_key(|f| std::cmp::Reverse(f.offset));
-    let files: std::collections::BTreeSet<PathBuf> =
-        mine.iter().map(|f| f.segment.clone()).collect();
-    for file in files {
-        rewrite(&file, |buf| {
-            for f in mine.iter().filter(|f| f.segment == file) {
-                buf.drain(f.offset..f.offset + f.len);
-            }
-        });
-    }
+    remove_frames(d, |f| f.session == k);
 }
 
 fn flip_body_byte(d: &Path, id: &str, seq: u64, recompute_crc: bool) {
@@ -321,6 +315,23 @@ fn store_damages() -> Vec<Damage> {
             Box::new(|d, ids| {
                 forge_output(d, &ids[2], b"forged after the last checkpoint\n");
             }),
+        ),
+        (
+            "journal-cut",
+            Box::new(|d, _| {
+                let journal = [0u8; 16];
+                let last = frames(d)
+                    .into_iter()
+                    .filter(|f| f.session == journal)
+                    .map(|f| f.seq)
+                    .max()
+                    .expect("journal records");
+                remove_frames(d, |f| f.session == journal && f.seq == last);
+            }),
+        ),
+        (
+            "journal-deleted",
+            Box::new(|d, _| remove_frames(d, |f| f.session == [0u8; 16])),
         ),
         (
             "ledger-leaf-removed",
@@ -470,7 +481,8 @@ fn expected_kind(name: &str) -> &'static str {
         "duplicate" => "duplicate",
         "truncated" => "truncated",
         "back-dated" => "back_dated",
-        "session-missing" | "open-session-missing" => "session_missing",
+        "session-missing" | "open-session-missing" | "journal-deleted" => "session_missing",
+        "journal-cut" => "truncated",
         "segment-missing" => "segment_missing",
         "ledger-leaf-removed" => "ledger",
         "metadata" => "metadata",

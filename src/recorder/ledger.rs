@@ -26,6 +26,9 @@ pub const LEAF_SESSION_PURGED: u8 = 3;
 pub const LEAF_SESSION_OPENED: u8 = 4;
 /// The evidence format from this leaf on (`final_seq` holds the version, session all zero).
 pub const LEAF_FORMAT: u8 = 5;
+/// A checkpoint of the store journal (format 2): `final_seq`/`final_hash` name the checkpoint
+/// record, so cutting or deleting the journal is detected.
+pub const LEAF_JOURNAL: u8 = 6;
 /// The format version from which every session has an opened leaf.
 pub const FORMAT_OPENED_LEAVES: u64 = 2;
 

@@ -15,7 +15,7 @@ use super::RecorderError;
 use super::codec::{self, Body, Signed, kind};
 use super::frame::{self, FORMAT_VERSION, GENESIS_HASH, JOURNAL_SESSION, RecordHeader, SessionKey};
 use super::index::{Index, Indexed, wants_body};
-use super::ledger::{LEAF_SESSION_OPENED, LEAF_SESSION_SEALED, Leaf, Ledger};
+use super::ledger::{LEAF_JOURNAL, LEAF_SESSION_OPENED, LEAF_SESSION_SEALED, Leaf, Ledger};
 use super::segment::SegmentWriter;
 use super::signing::{self, RecorderKey};
 use super::wire::Writer;
@@ -155,7 +155,7 @@ struct Pending {
     urgent: usize,
     seals: Vec<(SessionKey, Leaf, SealAck)>,
     ledger_requests: Vec<(Vec<Leaf>, LedgerAck)>,
-    /// Opened leaves of sessions whose first record is in this batch.
+    /// Leaves of this batch's records: sessions opened, journal checkpoints.
     opened: Vec<Leaf>,
     index: Vec<PendingIndex>,
     buf: Vec<u8>,
@@ -399,6 +399,23 @@ impl WriterThread {
         let at = p.buf.len();
         let hash = frame::write_frame(&mut p.buf, &header, body, &chain.prev_hash);
         let frame_len = p.buf.len() - at;
+        if session == JOURNAL_SESSION && kind_code == kind::CHECKPOINT {
+            // The journal is anchored in the ledger at each of its checkpoints (it is never
+            // sealed), so cutting or deleting it is detected.
+            p.opened.push(Leaf {
+                kind: LEAF_JOURNAL,
+                session,
+                final_seq: seq,
+                final_hash: hash,
+                started_ns: chain.started_ns,
+                ended_ns: ts_ns,
+                agent: String::new(),
+                target: String::new(),
+                outcome: String::new(),
+                logged_ns: 0,
+                note: String::new(),
+            });
+        }
         if seq == 0 && kind_code == kind::SESSION_START && session != JOURNAL_SESSION {
             // The ledger lists a session from its first record (FORMAT.md, "Ledger"), so that
             // deleting a session still open is detected.

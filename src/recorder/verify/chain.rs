@@ -64,6 +64,8 @@ pub struct ChainCheck {
     unsigned: Option<Pending>,
     /// Runs of records a restart sealed without a signature from before the crash.
     pub recovered_tails: Vec<(u64, u64, u64, i64, i64)>,
+    /// The journal's checkpoint records (seq, hash), which its ledger leaves name.
+    pub journal_checkpoints: Vec<(u64, [u8; 32])>,
 }
 
 impl Default for ChainCheck {
@@ -82,6 +84,7 @@ impl Default for ChainCheck {
             records: 0,
             unsigned: None,
             recovered_tails: Vec::new(),
+            journal_checkpoints: Vec::new(),
         }
     }
 }
@@ -262,6 +265,9 @@ pub fn check_record(
             }
             c.last_checkpoint = Some(seq);
             c.unsigned = None;
+            if h.session == JOURNAL_SESSION {
+                c.journal_checkpoints.push((seq, record.hash));
+            }
         }
         Body::Recovered { unsigned_from, .. } => {
             let own = c.unsigned_from();

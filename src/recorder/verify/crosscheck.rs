@@ -8,7 +8,7 @@ use super::{ChainCheck, Problem, ProblemKind, Report, SessionProblems, VerifyOpt
 use crate::recorder::frame::{JOURNAL_SESSION, SessionKey};
 use crate::recorder::index::session_id_string;
 use crate::recorder::ledger::{
-    self, Entry, FORMAT_OPENED_LEAVES, Frontier, LEAF_FORMAT, LEAF_SESSION_ARCHIVED,
+    self, Entry, FORMAT_OPENED_LEAVES, Frontier, LEAF_FORMAT, LEAF_JOURNAL, LEAF_SESSION_ARCHIVED,
     LEAF_SESSION_OPENED, LEAF_SESSION_PURGED, LEAF_SESSION_SEALED, Leaf,
 };
 
@@ -21,6 +21,8 @@ struct Listing<'a> {
     opened: HashMap<SessionKey, &'a Leaf>,
     sealed: HashMap<SessionKey, &'a Leaf>,
     gone: HashMap<SessionKey, &'a Leaf>,
+    /// The store journal's checkpoints, in ledger order.
+    journal: Vec<&'a Leaf>,
     /// Sessions sealed in the ledger before it required opened leaves (format 1 sessions).
     sealed_before_format: HashSet<SessionKey>,
     /// Whether the ledger has the format leaf that requires an opened leaf for every session.
@@ -54,6 +56,7 @@ fn list_leaves<'a>(leaves: &'a [Leaf], general_problems: &mut Vec<Problem>) -> L
             LEAF_SESSION_ARCHIVED | LEAF_SESSION_PURGED => {
                 l.gone.insert(leaf.session, leaf);
             }
+            LEAF_JOURNAL if leaf.session == JOURNAL_SESSION => l.journal.push(leaf),
             LEAF_FORMAT => {
                 if leaf.final_seq >= FORMAT_OPENED_LEAVES {
                     l.opened_required = true;
@@ -138,6 +141,9 @@ pub(super) fn verify_ledger(
             }
             Some(c) => check_opened(*s, leaf, c, problems),
         }
+    }
+    if opts.session.is_none() {
+        check_journal(&listing.journal, checks.get(&JOURNAL_SESSION), problems);
     }
     for (s, c) in checks {
         if *s == JOURNAL_SESSION || !wanted(s) {
@@ -406,5 +412,64 @@ fn check_opened(s: SessionKey, leaf: &Leaf, c: &ChainCheck, problems: &mut Sessi
         ),
         // A chain without a verified session_start is reported by the chain check.
         None => {}
+    }
+}
+
+/// The journal reaches every checkpoint the ledger anchored, each with the anchored hash.
+fn check_journal(leaves: &[&Leaf], c: Option<&ChainCheck>, problems: &mut SessionProblems) {
+    let Some(last) = leaves.iter().max_by_key(|l| l.final_seq) else {
+        return;
+    };
+    let Some(c) = c else {
+        problems.add(
+            JOURNAL_SESSION,
+            Some(0),
+            ProblemKind::SessionMissing,
+            format!(
+                "the ledger anchors the store journal up to seq {}, but the store has none of it",
+                last.final_seq
+            ),
+        );
+        return;
+    };
+    if c.is_bad() {
+        return;
+    }
+    for leaf in leaves {
+        let found = c
+            .journal_checkpoints
+            .iter()
+            .find(|(seq, _)| *seq == leaf.final_seq);
+        match found {
+            Some((_, h)) if *h == leaf.final_hash => {}
+            Some(_) => problems.add(
+                JOURNAL_SESSION,
+                Some(leaf.final_seq),
+                ProblemKind::Replaced,
+                format!(
+                    "the journal's checkpoint at seq {} differs from the one the ledger anchored",
+                    leaf.final_seq
+                ),
+            ),
+            None if leaf.final_seq >= c.records => problems.add(
+                JOURNAL_SESSION,
+                Some(c.records),
+                ProblemKind::Truncated,
+                format!(
+                    "the ledger anchors the journal at seq {}; the journal ends at seq {}",
+                    leaf.final_seq,
+                    c.records.saturating_sub(1)
+                ),
+            ),
+            None => problems.add(
+                JOURNAL_SESSION,
+                Some(leaf.final_seq),
+                ProblemKind::Replaced,
+                format!(
+                    "the ledger anchors a journal checkpoint at seq {} where the journal has none",
+                    leaf.final_seq
+                ),
+            ),
+        }
     }
 }
