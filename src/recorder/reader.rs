@@ -82,14 +82,22 @@ pub fn signed_start(data: &Path, meta: &SessionMeta) -> io::Result<Option<(i64, 
     else {
         return Ok(None);
     };
-    let head = segment::read_range(data, span.segment, span.start, Some(span.start + 8))?;
+    let head = segment::read_range(
+        data,
+        span.segment,
+        span.start,
+        Some(span.start.saturating_add(8)),
+    )?;
     let Some((len, _)) = frame::frame_header(&head) else {
         return Ok(None);
     };
+    // A session_start is small; anything larger is not one (and is not read into memory).
     if len > 1024 * 1024 {
         return Ok(None);
     }
-    let end = span.start + (frame::FRAME_HEADER_LEN + len) as u64;
+    let end = span
+        .start
+        .saturating_add((frame::FRAME_HEADER_LEN + len) as u64);
     let buf = segment::read_range(data, span.segment, span.start, Some(end))?;
     let Some(Scanned::Frame { record, .. }) = Scanner::new(&buf, 0).next() else {
         return Ok(None);
