@@ -156,7 +156,7 @@ struct Pending {
     seals: Vec<(SessionKey, Leaf, SealAck)>,
     ledger_requests: Vec<(Vec<Leaf>, LedgerAck)>,
     /// Leaves of this batch's records: sessions opened, journal checkpoints.
-    opened: Vec<Leaf>,
+    anchors: Vec<Leaf>,
     index: Vec<PendingIndex>,
     buf: Vec<u8>,
     rotate: Vec<Ack>,
@@ -169,7 +169,7 @@ impl Pending {
             urgent: 0,
             seals: Vec::new(),
             ledger_requests: Vec::new(),
-            opened: Vec::new(),
+            anchors: Vec::new(),
             index: Vec::new(),
             buf: Vec::with_capacity(1 << 20),
             rotate: Vec::new(),
@@ -402,7 +402,7 @@ impl WriterThread {
         if session == JOURNAL_SESSION && kind_code == kind::CHECKPOINT {
             // The journal is anchored in the ledger at each of its checkpoints (it is never
             // sealed), so cutting or deleting it is detected.
-            p.opened.push(Leaf {
+            p.anchors.push(Leaf {
                 kind: LEAF_JOURNAL,
                 session,
                 final_seq: seq,
@@ -419,7 +419,7 @@ impl WriterThread {
         if seq == 0 && kind_code == kind::SESSION_START && session != JOURNAL_SESSION {
             // The ledger lists a session from its first record (FORMAT.md, "Ledger"), so that
             // deleting a session still open is detected.
-            p.opened.push(Leaf {
+            p.anchors.push(Leaf {
                 kind: LEAF_SESSION_OPENED,
                 session,
                 final_seq: 0,
@@ -529,7 +529,7 @@ impl WriterThread {
             urgent: _,
             seals,
             ledger_requests,
-            opened,
+            anchors,
             index,
             buf,
             rotate,
@@ -597,7 +597,7 @@ impl WriterThread {
                 }
             }
         }
-        self.commit_ledger(opened, seals, ledger_requests);
+        self.commit_ledger(anchors, seals, ledger_requests);
         let rotate_now =
             !rotate.is_empty() && self.segment.len > super::segment::SEGMENT_HEADER_LEN;
         if self.segment.len >= self.opts.max_segment_bytes || rotate_now {
@@ -621,16 +621,16 @@ impl WriterThread {
 
     fn commit_ledger(
         &mut self,
-        opened: Vec<Leaf>,
+        anchors: Vec<Leaf>,
         seals: Vec<(SessionKey, Leaf, SealAck)>,
         requests: Vec<(Vec<Leaf>, LedgerAck)>,
     ) {
-        if opened.is_empty() && seals.is_empty() && requests.is_empty() {
+        if anchors.is_empty() && seals.is_empty() && requests.is_empty() {
             return;
         }
         let now = now_ns();
-        let n_opened = opened.len();
-        let mut leaves: Vec<Leaf> = opened;
+        let n_anchors = anchors.len();
+        let mut leaves: Vec<Leaf> = anchors;
         leaves.extend(seals.iter().map(|(_, l, _)| l.clone()));
         for (ls, _) in &requests {
             leaves.extend(ls.iter().cloned());
@@ -659,7 +659,7 @@ impl WriterThread {
                 return;
             }
         };
-        let mut it = indexes.into_iter().skip(n_opened);
+        let mut it = indexes.into_iter().skip(n_anchors);
         let mut idx = match self.index.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
