@@ -19,7 +19,7 @@ use super::{ApiError, ApiPath, ApiQuery, ApiState, blocking};
 use crate::ops::{self, ExportFormat};
 
 fn verify_json(report: crate::recorder::verify::Report, key: String) -> Value {
-    json!({ "ok": report.ok(), "key": key, "report": report })
+    json!({ "ok": report.ok(), "verdict": report.verdict(), "key": key, "report": report })
 }
 
 pub async fn verify_session(

@@ -48,13 +48,146 @@ pub enum PolicyCommand {
     },
 }
 
-pub async fn verify(
-    store: StoreArgs,
-    session: Option<String>,
-    pubkey: Option<PathBuf>,
-    bundle: Option<PathBuf>,
-    json: bool,
-) -> Result<i32> {
+/// Writes a verification's output. A reader that goes away early (`proctor verify | head -1`)
+/// gets what it read and proctor exits 1: the full result was not delivered, so it cannot
+/// count as a pass (and it is not a crash either).
+fn emit(text: &str, code: i32) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(code),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(1),
+        Err(e) => Err(e).context("writing the verification result"),
+    }
+}
+
+/// Exit status of `proctor verify`: 0 intact, 1 a problem, 3 intact but with records that no
+/// signature made before a crash covers (an unsigned tail).
+pub const EXIT_UNSIGNED_TAIL: i32 = 3;
+
+fn bundle_text(path: &std::path::Path, report: &crate::export::bundle::BundleReport) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "bundle {}: session {}, {} records, key: {}",
+        path.display(),
+        line(&report.session),
+        report.records,
+        report.key_source
+    );
+    for p in &report.problems {
+        let _ = writeln!(t, "FAIL {}", line(&p.to_string()));
+    }
+    unsigned_text(&mut t, &report.unsigned_tails);
+    if report.problems.is_empty() {
+        let verdict = if report.unsigned_tails.is_empty() {
+            "OK"
+        } else {
+            "UNSIGNED TAIL"
+        };
+        let _ = writeln!(
+            t,
+            "{verdict}: the chain, its signatures, the seal, the metadata, the ledger inclusion proof and the tree head verify"
+        );
+    }
+    t
+}
+
+fn unsigned_text(t: &mut String, tails: &[crate::recorder::verify::UnsignedTail]) {
+    use std::fmt::Write as _;
+    for u in tails {
+        let _ = writeln!(
+            t,
+            "UNSIGNED TAIL session {} seq {} to {}: {} records ({} to {}) {}",
+            u.session,
+            u.from_seq,
+            u.to_seq,
+            u.records,
+            crate::clock::format_ns(u.first_ts_ns),
+            crate::clock::format_ns(u.last_ts_ns),
+            if u.sealed_by_recovery {
+                "written after the last checkpoint before a crash; only proctor's restart vouches for them"
+            } else {
+                "written after the last checkpoint of a chain a crash left open; no signature covers them"
+            }
+        );
+    }
+}
+
+fn store_text(report: &crate::recorder::verify::Report, key_source: &str) -> String {
+    use crate::recorder::verify::Verdict;
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    for n in &report.notes {
+        let _ = writeln!(t, "note: {}", line(&n.to_string()));
+    }
+    for p in &report.problems {
+        let _ = writeln!(t, "FAIL {}", line(&p.to_string()));
+    }
+    unsigned_text(&mut t, &report.unsigned_tails);
+    let mb = report.bytes as f64 / 1e6;
+    let verdict = match report.verdict() {
+        Verdict::Ok => "OK",
+        Verdict::UnsignedTail => "UNSIGNED TAIL",
+        Verdict::Failed => "FAILED",
+    };
+    let _ = writeln!(
+        t,
+        "{verdict}: {} sessions ({} sealed, {} open, {} tampered), {} records, {:.1} MB in {} segments, {} ledger leaves, {} tree heads; {:.2}s ({:.0} MB/s); key: {key_source}",
+        report.sessions,
+        report.sealed,
+        report.open,
+        report.tampered,
+        report.records,
+        mb,
+        report.segments,
+        report.ledger_leaves,
+        report.tree_heads,
+        report.seconds,
+        if report.seconds > 0.0 {
+            mb / report.seconds
+        } else {
+            0.0
+        },
+    );
+    t
+}
+
+/// What `proctor verify` was asked.
+pub struct VerifyArgs {
+    pub session: Option<String>,
+    pub pubkey: Option<PathBuf>,
+    pub bundle: Option<PathBuf>,
+    pub known_head: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// `--known-head FILE` against the store's ledger, with the key verify uses.
+fn check_known_head(
+    data: &std::path::Path,
+    pubkey: Option<&std::path::Path>,
+    file: &std::path::Path,
+) -> Result<Option<crate::recorder::verify::Problem>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let head = crate::export::bundle::parse_known_head(&bytes)
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let key = match pubkey {
+        Some(p) => signing::load_public_key(p)?,
+        None => signing::load_public_key(&signing::public_key_path(data))?,
+    };
+    Ok(crate::recorder::consistency::check_known_head(
+        data, &key, &head,
+    )?)
+}
+
+pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
+    let VerifyArgs {
+        session,
+        pubkey,
+        bundle,
+        known_head,
+        json,
+    } = args;
     if let Some(path) = bundle {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let key = pubkey
@@ -63,26 +196,19 @@ pub async fn verify(
             .transpose()?;
         let report =
             crate::export::bundle::verify_bundle(&bytes, key.as_ref()).map_err(|e| anyhow!(e))?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+        let code = if !report.problems.is_empty() {
+            1
+        } else if !report.unsigned_tails.is_empty() {
+            EXIT_UNSIGNED_TAIL
         } else {
-            println!(
-                "bundle {}: session {}, {} records, key: {}",
-                path.display(),
-                line(&report.session),
-                report.records,
-                report.key_source
-            );
-            for p in &report.problems {
-                println!("FAIL {}", line(&p.to_string()));
-            }
-            if report.problems.is_empty() {
-                println!(
-                    "OK: the chain, its signatures, the seal, the ledger inclusion proof and the tree head verify"
-                );
-            }
-        }
-        return Ok(if report.problems.is_empty() { 0 } else { 1 });
+            0
+        };
+        let text = if json {
+            format!("{}\n", serde_json::to_string_pretty(&report)?)
+        } else {
+            bundle_text(&path, &report)
+        };
+        return emit(&text, code);
     }
     let data = store.data_dir()?;
     let live = crate::recorder::is_locked(&data);
@@ -92,43 +218,32 @@ pub async fn verify(
         // A prefix needs the index to resolve; the verification itself never uses the index.
         Some(s) => Some(find_session(&store, s).await?.id),
     };
-    let (report, key_source) = ops::verify(&data, full_id.as_deref(), pubkey.as_deref(), live)?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "ok": report.ok(), "key": key_source, "report": report })
-            )?
-        );
-    } else {
-        for n in &report.notes {
-            println!("note: {}", line(&n.to_string()));
+    let (mut report, key_source) = ops::verify(&data, full_id.as_deref(), pubkey.as_deref(), live)?;
+    if let Some(file) = &known_head {
+        // Reported first: a rolled-back ledger explains sessions that are missing from it.
+        if let Some(p) = check_known_head(&data, pubkey.as_deref(), file)? {
+            report.problems.insert(0, p);
         }
-        for p in &report.problems {
-            println!("FAIL {}", line(&p.to_string()));
-        }
-        let mb = report.bytes as f64 / 1e6;
-        println!(
-            "{}: {} sessions ({} sealed, {} open), {} records, {:.1} MB in {} segments, {} ledger leaves, {} tree heads; {:.2}s ({:.0} MB/s); key: {}",
-            if report.ok() { "OK" } else { "FAILED" },
-            report.sessions,
-            report.sealed,
-            report.open,
-            report.records,
-            mb,
-            report.segments,
-            report.ledger_leaves,
-            report.tree_heads,
-            report.seconds,
-            if report.seconds > 0.0 {
-                mb / report.seconds
-            } else {
-                0.0
-            },
-            key_source
-        );
     }
-    Ok(if report.ok() { 0 } else { 1 })
+    let code = match report.verdict() {
+        crate::recorder::verify::Verdict::Ok => 0,
+        crate::recorder::verify::Verdict::UnsignedTail => EXIT_UNSIGNED_TAIL,
+        crate::recorder::verify::Verdict::Failed => 1,
+    };
+    let text = if json {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": report.ok(),
+                "verdict": report.verdict(),
+                "key": key_source,
+                "report": report
+            }))?
+        )
+    } else {
+        store_text(&report, &key_source)
+    };
+    emit(&text, code)
 }
 
 pub fn verify_archive(

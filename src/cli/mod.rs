@@ -3,6 +3,7 @@
 mod approvals;
 mod bench;
 mod evidence;
+mod ledger;
 mod replay;
 mod retention;
 mod sessions;
@@ -103,8 +104,17 @@ pub enum Command {
         /// Verify an archive directory (manifests and bundles) on its own.
         #[arg(long)]
         archive: Option<PathBuf>,
+        /// A tree head saved earlier (`proctor ledger head`, or any bundle): fail when the
+        /// store's ledger is not an extension of it (rolled back or forked).
+        #[arg(long)]
+        known_head: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// The store's Merkle ledger: its current signed tree head, and consistency proofs.
+    Ledger {
+        #[command(subcommand)]
+        command: ledger::LedgerCommand,
     },
     /// Export a session: jsonl (every record), asciicast (terminal player), bundle (evidence).
     Export {
@@ -197,11 +207,22 @@ pub async fn run(cli: Cli) -> Result<i32> {
             pubkey,
             bundle,
             archive,
+            known_head,
             json,
         } => match archive {
             Some(dir) => evidence::verify_archive(&dir, pubkey.as_deref(), json),
-            None => evidence::verify(store, session, pubkey, bundle, json).await,
+            None => {
+                let opts = evidence::VerifyArgs {
+                    session,
+                    pubkey,
+                    bundle,
+                    known_head,
+                    json,
+                };
+                evidence::verify(store, opts).await
+            }
         },
+        Command::Ledger { command } => ledger::run(command),
         Command::Export {
             store,
             session,

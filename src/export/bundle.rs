@@ -11,12 +11,66 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::recorder::frame::FRAME_HEADER_LEN;
-use crate::recorder::index::{SessionMeta, parse_session_id};
+use crate::recorder::index::{self, Indexed, SessionMeta, parse_session_id};
 use crate::recorder::ledger::{self, LEAF_SESSION_SEALED, Leaf, TreeHead};
 use crate::recorder::reader;
 use crate::recorder::segment::{Scanned, Scanner};
 use crate::recorder::signing;
-use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, check_record};
+use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, UnsignedTail, check_record};
+
+/// Manifest `meta` fields that describe the store the bundle came from, not the session:
+/// they are not derived from the records, so they are not authenticated (FORMAT.md,
+/// "Bundles"). `ledger_index` is checked against `leaf_index` instead.
+pub const UNAUTHENTICATED_META: &[&str] =
+    &["spans", "ledger_index", "legal_hold", "archived", "purged"];
+
+/// A session's metadata as its records say it, by the same derivation the index uses.
+pub fn derive_meta(id: &str, frames: &[u8]) -> SessionMeta {
+    let mut meta = SessionMeta {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    for item in Scanner::new(frames, 0) {
+        if let Scanned::Frame { record, frame, .. } = item {
+            let h = record.header;
+            if meta.events == 0 {
+                meta.started_ns = h.ts_ns;
+            }
+            index::derive(
+                &mut meta,
+                &Indexed {
+                    session: h.session,
+                    kind: h.kind,
+                    seq: h.seq,
+                    ts_ns: h.ts_ns,
+                    hash: record.hash,
+                    segment: 0,
+                    offset: 0,
+                    frame_len: frame.len() as u64,
+                    body: record.body,
+                },
+            );
+        }
+    }
+    meta
+}
+
+/// Fields of `meta` that differ from what the records say, as "field: manifest X, records Y".
+fn meta_differences(meta: &SessionMeta, derived: &SessionMeta) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(m)), Ok(serde_json::Value::Object(d))) =
+        (serde_json::to_value(meta), serde_json::to_value(derived))
+    else {
+        return vec!["the manifest's meta cannot be compared".into()];
+    };
+    d.iter()
+        .filter(|(k, _)| !UNAUTHENTICATED_META.contains(&k.as_str()))
+        .filter(|(k, v)| m.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let shown = m.get(k).map_or("absent".to_string(), |x| x.to_string());
+            format!("{k}: manifest {shown}, records {v}")
+        })
+        .collect()
+}
 
 pub const MAGIC_LINE: &str = "PROCTOR-BUNDLE 1";
 
@@ -27,6 +81,50 @@ pub struct TreeHeadJson {
     pub ts_ns: i64,
     pub key_id: String,
     pub signature: String,
+}
+
+impl TreeHeadJson {
+    pub fn from_head(head: &TreeHead) -> TreeHeadJson {
+        TreeHeadJson {
+            size: head.size,
+            root: hex::encode(head.root),
+            ts_ns: head.ts_ns,
+            key_id: hex::encode(head.key_id),
+            signature: hex::encode(head.signature),
+        }
+    }
+
+    /// The tree head, when every field is well-formed hex of the right length.
+    pub fn to_head(&self) -> Option<TreeHead> {
+        Some(TreeHead {
+            size: self.size,
+            root: h32(&self.root)?,
+            ts_ns: self.ts_ns,
+            key_id: h32(&self.key_id)?,
+            signature: hex::decode(&self.signature).ok()?.try_into().ok()?,
+        })
+    }
+}
+
+/// A tree head saved by an auditor: the JSON `proctor ledger head` prints, or any bundle
+/// (which carries the head its inclusion proof leads to).
+pub fn parse_known_head(bytes: &[u8]) -> Result<TreeHead, String> {
+    let json: &[u8] = if bytes.starts_with(MAGIC_LINE.as_bytes()) {
+        bytes
+            .split(|&b| b == b'\n')
+            .nth(1)
+            .ok_or("bundle manifest is cut")?
+    } else {
+        bytes
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("not a tree head or bundle: {e}"))?;
+    let head = v.get("tree_head").unwrap_or(&v);
+    let parsed: TreeHeadJson = serde_json::from_value(head.clone())
+        .map_err(|e| format!("not a tree head or bundle: {e}"))?;
+    parsed
+        .to_head()
+        .ok_or_else(|| "the tree head's hex fields are malformed".to_string())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,21 +168,23 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> Result<(),
         ControlFlow::Continue(())
     })?;
     let count = Scanner::new(&frames, 0).count() as u64;
+    // The manifest carries what the records say, not what the index says (the index is not
+    // evidence); only the store-local fields come from the index.
+    let mut derived = derive_meta(&meta.id, &frames);
+    derived.spans = meta.spans.clone();
+    derived.ledger_index = meta.ledger_index;
+    derived.legal_hold = meta.legal_hold.clone();
+    derived.archived = meta.archived.clone();
+    derived.purged = meta.purged;
     let manifest = Manifest {
         format: 1,
         session: meta.id.clone(),
-        meta: meta.clone(),
+        meta: derived,
         public_key_pem,
         leaf_index,
         leaf_data: hex::encode(&leaf_data),
         inclusion_proof: proof.iter().map(hex::encode).collect(),
-        tree_head: TreeHeadJson {
-            size: head.size,
-            root: hex::encode(head.root),
-            ts_ns: head.ts_ns,
-            key_id: hex::encode(head.key_id),
-            signature: hex::encode(head.signature),
-        },
+        tree_head: TreeHeadJson::from_head(&head),
         frames: count,
         frames_sha256: hex::encode(Sha256::digest(&frames)),
     };
@@ -105,6 +205,9 @@ pub struct BundleReport {
     pub key_source: String,
     pub tree_size: u64,
     pub problems: Vec<Problem>,
+    /// Records a restart sealed without a signature from before the crash (FORMAT.md,
+    /// "Recovery").
+    pub unsigned_tails: Vec<UnsignedTail>,
 }
 
 fn problem(
@@ -152,6 +255,7 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
         key_source: String::new(),
         tree_size: manifest.tree_head.size,
         problems: Vec::new(),
+        unsigned_tails: Vec::new(),
     };
     let embedded = signing::parse_public_key(&manifest.public_key_pem)
         .map_err(|e| format!("bundle public key: {e}"))?;
@@ -178,59 +282,42 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
     let Some(session_key) = parse_session_id(&id) else {
         return Err(format!("bundle session id {id:?} is not a UUID"));
     };
-    if hex::encode(Sha256::digest(frames)) != manifest.frames_sha256 {
-        report.problems.push(problem(
+    let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
+    let leaf = Leaf::decode(&leaf_data);
+    let (chain, mut chain_problem) =
+        check_frames(frames, &id, session_key, &key, &key_id, &mut report);
+    if chain_problem.is_none() && chain.sealed.is_none() {
+        let ledger_says = leaf.as_ref().map_or(String::new(), |l| {
+            format!("; the ledger records the seal at seq {}", l.final_seq)
+        });
+        chain_problem = Some(problem(
+            &id,
+            Some(chain.records),
+            ProblemKind::Truncated,
+            format!(
+                "the chain ends at seq {} without a seal{ledger_says}",
+                chain.records.saturating_sub(1)
+            ),
+        ));
+    }
+    let digest_differs = hex::encode(Sha256::digest(frames)) != manifest.frames_sha256;
+    match chain_problem {
+        Some(mut p) => {
+            if digest_differs {
+                p.detail
+                    .push_str(" (the frames' SHA-256 differs from the manifest's)");
+            }
+            report.problems.push(p);
+        }
+        None if digest_differs => report.problems.push(problem(
             &id,
             None,
             ProblemKind::Edited,
-            "the frames' SHA-256 differs from the manifest (checking the chain to find where)",
-        ));
+            "the frames' SHA-256 differs from the manifest's, though every record checks",
+        )),
+        None => {}
     }
-    let mut chain = ChainCheck::new();
-    let mut first: Option<Problem> = None;
-    for item in Scanner::new(frames, 0) {
-        match item {
-            Scanned::Frame { record, .. } => {
-                if record.header.session != session_key {
-                    first.get_or_insert(problem(
-                        &id,
-                        Some(record.header.seq),
-                        ProblemKind::Edited,
-                        "a record of another session is in the bundle",
-                    ));
-                    continue;
-                }
-                report.records += 1;
-                if let Some((seq, kind, detail)) = check_record(&mut chain, &record, &key, &key_id)
-                {
-                    first.get_or_insert(problem(&id, Some(seq), kind, detail));
-                }
-            }
-            Scanned::Damage { offset, what, .. } => {
-                let seq = frames
-                    .get(offset as usize + FRAME_HEADER_LEN..)
-                    .and_then(|r| crate::recorder::frame::parse_record(r).ok())
-                    .map(|r| r.header.seq);
-                first.get_or_insert(problem(
-                    &id,
-                    seq,
-                    ProblemKind::Edited,
-                    format!("{what} at byte {offset} of the frames"),
-                ));
-            }
-            Scanned::TornTail { offset, .. } => {
-                first.get_or_insert(problem(
-                    &id,
-                    None,
-                    ProblemKind::Truncated,
-                    format!("the frames are cut at byte {offset}"),
-                ));
-            }
-        }
-    }
-    report.problems.extend(first);
-    let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
-    match Leaf::decode(&leaf_data) {
+    match leaf {
         Err(e) => report.problems.push(problem(
             &id,
             None,
@@ -238,83 +325,233 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
             format!("ledger leaf unreadable: {e}"),
         )),
         Ok(leaf) => {
-            if leaf.kind != LEAF_SESSION_SEALED || leaf.session != session_key {
-                report.problems.push(problem(
-                    &id,
-                    None,
-                    ProblemKind::Ledger,
-                    "the ledger leaf is not this session's seal",
-                ));
+            if check_leaf(&leaf, &chain, session_key, &id, &mut report) {
+                check_manifest_meta(&manifest, frames, &chain, &id, &mut report);
             }
-            match chain.sealed {
-                None => report.problems.push(problem(
-                    &id,
-                    None,
-                    ProblemKind::Truncated,
-                    format!(
-                        "the chain has no seal; the ledger records one at seq {}",
-                        leaf.final_seq
-                    ),
-                )),
-                Some((seq, hash, _)) => {
-                    report.sealed = true;
-                    if seq != leaf.final_seq || hash != leaf.final_hash {
-                        report.problems.push(problem(
-                            &id,
-                            Some(seq),
-                            ProblemKind::Replaced,
-                            format!(
-                                "the seal (seq {seq}) differs from the ledger's (seq {})",
-                                leaf.final_seq
-                            ),
-                        ));
-                    }
+        }
+    }
+    check_inclusion(&manifest, &leaf_data, &key, &key_id, &id, &mut report);
+    if !chain.is_bad() {
+        report.unsigned_tails = chain.unsigned_tails(&id);
+    }
+    Ok(report)
+}
+
+/// Checks the frames as one chain; returns it and its first problem, if any.
+fn check_frames(
+    frames: &[u8],
+    id: &str,
+    session_key: [u8; 16],
+    key: &VerifyingKey,
+    key_id: &[u8; 32],
+    report: &mut BundleReport,
+) -> (ChainCheck, Option<Problem>) {
+    let mut chain = ChainCheck::new();
+    let mut first: Option<Problem> = None;
+    for item in Scanner::new(frames, 0) {
+        match item {
+            Scanned::Frame { record, .. } => {
+                if record.header.session != session_key {
+                    first.get_or_insert(problem(
+                        id,
+                        Some(record.header.seq),
+                        ProblemKind::Edited,
+                        "a record of another session is in the bundle",
+                    ));
+                    chain.mark_bad();
+                    continue;
+                }
+                report.records += 1;
+                if let Some((seq, kind, detail)) = check_record(&mut chain, &record, key, key_id) {
+                    first.get_or_insert(problem(id, Some(seq), kind, detail));
                 }
             }
-            if chain.started_ns.is_some_and(|s| s != leaf.started_ns) {
+            Scanned::Damage { offset, what, .. } => {
+                let seq = frames
+                    .get(offset as usize + FRAME_HEADER_LEN..)
+                    .and_then(|r| crate::recorder::frame::parse_record(r).ok())
+                    .map(|r| r.header.seq);
+                if !chain.is_bad() {
+                    first.get_or_insert(problem(
+                        id,
+                        seq,
+                        ProblemKind::Edited,
+                        format!("{what} at byte {offset} of the frames"),
+                    ));
+                }
+                chain.mark_bad();
+            }
+            Scanned::TornTail { offset, .. } => {
+                if !chain.is_bad() {
+                    first.get_or_insert(problem(
+                        id,
+                        Some(chain.records),
+                        ProblemKind::Truncated,
+                        format!("the frames are cut at byte {offset}"),
+                    ));
+                }
+                chain.mark_bad();
+            }
+        }
+    }
+    if let Some((seq, kind, detail)) = chain.finish() {
+        first.get_or_insert(problem(id, Some(seq), kind, detail));
+    }
+    (chain, first)
+}
+
+/// The leaf is this session's seal, and says what the signed records say. Returns false when
+/// the session is back-dated (the one finding then reported for the chain).
+fn check_leaf(
+    leaf: &Leaf,
+    chain: &ChainCheck,
+    session_key: [u8; 16],
+    id: &str,
+    report: &mut BundleReport,
+) -> bool {
+    if leaf.kind != LEAF_SESSION_SEALED || leaf.session != session_key {
+        report.problems.push(problem(
+            id,
+            None,
+            ProblemKind::Ledger,
+            "the ledger leaf is not this session's seal",
+        ));
+        return true;
+    }
+    if chain.started_ns.is_some_and(|s| s != leaf.started_ns) {
+        // Back-dating explains every later difference: it is the one finding reported.
+        report
+            .problems
+            .retain(|p| p.session.is_none() || p.seq.is_none());
+        report.problems.push(problem(
+            id,
+            Some(0),
+            ProblemKind::BackDated,
+            format!(
+                "the session start is dated {} ns; the ledger recorded {} ns",
+                chain.started_ns.unwrap_or_default(),
+                leaf.started_ns
+            ),
+        ));
+        return false;
+    }
+    if chain.is_bad() {
+        return true;
+    }
+    match chain.sealed {
+        // Reported with the chain.
+        None => {}
+        Some((seq, hash, sealed_ns)) => {
+            report.sealed = true;
+            if seq != leaf.final_seq || hash != leaf.final_hash {
                 report.problems.push(problem(
-                    &id,
+                    id,
+                    Some(seq.min(leaf.final_seq)),
+                    ProblemKind::Replaced,
+                    format!(
+                        "the seal (seq {seq}) differs from the ledger's (seq {})",
+                        leaf.final_seq
+                    ),
+                ));
+                return true;
+            }
+            let outcome = chain.end.as_ref().map_or("", |e| e.outcome.as_str());
+            if leaf.agent != chain.agent()
+                || leaf.target != chain.target()
+                || leaf.outcome != outcome
+                || leaf.ended_ns != sealed_ns
+            {
+                report.problems.push(problem(
+                    id,
                     Some(0),
-                    ProblemKind::BackDated,
-                    "the session start differs from the ledger's",
+                    ProblemKind::Metadata,
+                    format!(
+                        "the ledger leaf names agent {:?} target {:?} outcome {:?}; the signed records say {:?} {:?} {outcome:?}",
+                        leaf.agent,
+                        leaf.target,
+                        leaf.outcome,
+                        chain.agent(),
+                        chain.target()
+                    ),
                 ));
             }
         }
     }
+    true
+}
+
+/// The manifest's `meta` is exactly what the records say (its store-local fields aside).
+fn check_manifest_meta(
+    manifest: &Manifest,
+    frames: &[u8],
+    chain: &ChainCheck,
+    id: &str,
+    report: &mut BundleReport,
+) {
+    if chain.is_bad() || chain.sealed.is_none() {
+        // What the records say is not established; the chain problem is the finding.
+        return;
+    }
+    let mut differences = Vec::new();
+    if manifest.format != 1 {
+        differences.push(format!("format: {} (expected 1)", manifest.format));
+    }
+    if manifest.meta.id != manifest.session {
+        differences.push(format!(
+            "meta.id: {:?} is not the bundle's session",
+            manifest.meta.id
+        ));
+    }
+    if manifest.meta.ledger_index != Some(manifest.leaf_index) {
+        differences.push(format!(
+            "ledger_index: manifest {:?}, leaf_index {}",
+            manifest.meta.ledger_index, manifest.leaf_index
+        ));
+    }
+    differences.extend(meta_differences(&manifest.meta, &derive_meta(id, frames)));
+    if !differences.is_empty() {
+        report.problems.push(problem(
+            id,
+            Some(0),
+            ProblemKind::Metadata,
+            format!(
+                "the manifest's metadata disagrees with the signed records: {}",
+                differences.join("; ")
+            ),
+        ));
+    }
+}
+
+/// The audit path leads from the leaf to the tree head's root, and the tree head is signed.
+fn check_inclusion(
+    manifest: &Manifest,
+    leaf_data: &[u8],
+    key: &VerifyingKey,
+    key_id: &[u8; 32],
+    id: &str,
+    report: &mut BundleReport,
+) {
     let proof: Option<Vec<[u8; 32]>> = manifest.inclusion_proof.iter().map(|p| h32(p)).collect();
-    let root = h32(&manifest.tree_head.root);
-    let head = (|| {
-        let signature: [u8; 64] = hex::decode(&manifest.tree_head.signature)
-            .ok()?
-            .try_into()
-            .ok()?;
-        Some(TreeHead {
-            size: manifest.tree_head.size,
-            root: root?,
-            ts_ns: manifest.tree_head.ts_ns,
-            key_id: h32(&manifest.tree_head.key_id)?,
-            signature,
-        })
-    })();
+    let head = manifest.tree_head.to_head();
     match (proof, head) {
         (Some(proof), Some(head)) => {
             let computed = ledger::root_from_proof(
-                ledger::leaf_hash(&leaf_data),
+                ledger::leaf_hash(leaf_data),
                 manifest.leaf_index,
                 head.size,
                 &proof,
             );
             if computed != Some(head.root) {
                 report.problems.push(problem(
-                    &id,
+                    id,
                     None,
                     ProblemKind::Ledger,
                     "the inclusion proof does not lead to the tree head's root",
                 ));
             }
-            if head.key_id != key_id || !head.verify(&key) {
+            if &head.key_id != key_id || !head.verify(key) {
                 report.problems.push(problem(
-                    &id,
+                    id,
                     None,
                     ProblemKind::BadSignature,
                     "the tree head's signature does not verify with the recorder key",
@@ -322,11 +559,10 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
             }
         }
         _ => report.problems.push(problem(
-            &id,
+            id,
             None,
             ProblemKind::Ledger,
             "the inclusion proof or tree head is malformed",
         )),
     }
-    Ok(report)
 }

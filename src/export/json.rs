@@ -169,6 +169,10 @@ pub fn record_json(
             "key_id": hex::encode(s.key_id), "signature": hex::encode(s.signature),
         }),
         Ok(Body::JournalNote { topic, text }) => json!({ "topic": topic, "text": text }),
+        Ok(Body::Recovered {
+            unsigned_from,
+            note,
+        }) => json!({ "unsigned_from": unsigned_from, "note": note }),
         Err(e) => json!({ "decode_error": e.to_string() }),
     };
     if let (Value::Object(dst), Value::Object(src)) = (&mut o, fields) {

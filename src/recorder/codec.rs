@@ -26,6 +26,13 @@ pub enum Body {
     Event(Event),
     Checkpoint(Signed),
     Seal(Signed),
+    /// Written by proctor's restart into a chain a crash left open, before it seals it: the
+    /// records from `unsigned_from` to the one before this are covered by no signature made
+    /// before the crash.
+    Recovered {
+        unsigned_from: u64,
+        note: String,
+    },
     /// Store-level facts (recovery, auditor access...), only in the store journal chain.
     JournalNote {
         topic: String,
@@ -62,6 +69,7 @@ pub mod kind {
     pub const RETENTION: u8 = 26;
     pub const CHECKPOINT: u8 = 64;
     pub const SEAL: u8 = 65;
+    pub const RECOVERED: u8 = 66;
     pub const JOURNAL_NOTE: u8 = 96;
 }
 
@@ -70,6 +78,7 @@ pub fn kind_of(body: &Body) -> u8 {
         Body::Checkpoint(_) => kind::CHECKPOINT,
         Body::Seal(_) => kind::SEAL,
         Body::JournalNote { .. } => kind::JOURNAL_NOTE,
+        Body::Recovered { .. } => kind::RECOVERED,
         Body::Event(e) => event_kind(e),
     }
 }
@@ -138,6 +147,7 @@ pub fn kind_name(code: u8) -> &'static str {
         RETENTION => "retention",
         CHECKPOINT => "checkpoint",
         SEAL => "seal",
+        RECOVERED => "recovered",
         JOURNAL_NOTE => "journal_note",
         _ => "unknown",
     }
@@ -178,6 +188,13 @@ pub fn encode_body(body: &Body, w: &mut Writer) {
         Body::JournalNote { topic, text } => {
             w.str(topic);
             w.str(text);
+        }
+        Body::Recovered {
+            unsigned_from,
+            note,
+        } => {
+            w.u64(*unsigned_from);
+            w.str(note);
         }
         Body::Event(e) => encode_event_into(e, w),
     }
@@ -415,6 +432,10 @@ pub fn decode_body(kind_code: u8, data: &[u8]) -> Result<Body, DecodeError> {
         JOURNAL_NOTE => Body::JournalNote {
             topic: r.str()?,
             text: r.str()?,
+        },
+        RECOVERED => Body::Recovered {
+            unsigned_from: r.u64()?,
+            note: r.str()?,
         },
         other => Body::Event(decode_event(other, &mut r)?),
     };

@@ -100,6 +100,80 @@ pub struct Indexed<'a> {
     pub body: &'a [u8],
 }
 
+/// Applies what one record says to a session's metadata (everything but where the record is
+/// stored). Returns false for a record already applied. The bundle verifier uses the same
+/// derivation, so a manifest's metadata is checked against exactly what the records say.
+pub fn derive(meta: &mut SessionMeta, rec: &Indexed<'_>) -> bool {
+    if meta.events > 0 && rec.seq <= meta.last_seq {
+        return false;
+    }
+    meta.events += 1;
+    meta.last_seq = rec.seq;
+    meta.last_hash = hex::encode(rec.hash);
+    meta.last_ts_ns = rec.ts_ns;
+    meta.record_bytes += rec.frame_len;
+    match rec.kind {
+        kind::STATEMENT => meta.statements += 1,
+        kind::EXEC | kind::COMMAND_LINE => meta.commands += 1,
+        kind::ALERT => meta.alerts += 1,
+        kind::SEAL => meta.sealed = true,
+        _ => {}
+    }
+    if wants_body(rec.kind)
+        && let Ok(Body::Event(event)) = codec::decode_body(rec.kind, rec.body)
+    {
+        match event {
+            Event::SessionStart(info) => {
+                meta.agent = info.agent;
+                meta.target = info.target;
+                meta.protocol = info.protocol.as_str().into();
+                meta.login = info.login;
+                meta.privilege = info.privilege.as_str().into();
+                meta.client_addr = info.client_addr;
+                meta.grant = info.grant;
+                meta.started_ns = rec.ts_ns;
+            }
+            Event::SessionEnd { outcome, reason } => {
+                meta.outcome = Some(outcome.as_str().into());
+                meta.end_reason = reason;
+                meta.ended_ns = Some(rec.ts_ns);
+            }
+            Event::CredentialIssued(c) => meta.credentials.push(CredentialSummary {
+                kind: c.kind,
+                name: c.name,
+                valid_before_ns: c.valid_before_ns,
+                revoked: false,
+            }),
+            Event::CredentialRevoked { name, .. } => {
+                for c in meta.credentials.iter_mut().filter(|c| c.name == name) {
+                    c.revoked = true;
+                }
+            }
+            Event::Verdict(v) => match v.verdict {
+                VerdictKind::Hold => meta.holds += 1,
+                VerdictKind::Deny => meta.denies += 1,
+                VerdictKind::Allow => {}
+            },
+            Event::Retention {
+                online_until_ns,
+                retain_until_ns,
+                ..
+            } => {
+                meta.online_until_ns = Some(online_until_ns);
+                meta.retain_until_ns = Some(retain_until_ns);
+            }
+            _ => {}
+        }
+    }
+
+    if rec.session == JOURNAL_SESSION {
+        meta.agent = "proctor".into();
+        meta.target = "store".into();
+        meta.protocol = "journal".into();
+    }
+    true
+}
+
 /// Whether the index needs a record's body (only a few kinds carry searchable metadata).
 pub fn wants_body(kind_code: u8) -> bool {
     matches!(
@@ -138,6 +212,8 @@ fn time_key(started_ns: i64, session: &SessionKey) -> Vec<u8> {
 
 pub struct Index {
     tree: sled::Db,
+    /// The data directory whose log the index describes (the index lives in `DATA/index`).
+    data: Option<std::path::PathBuf>,
     /// Sessions changed since the last flush (open ones stay here until sealed and flushed).
     live: HashMap<SessionKey, SessionMeta>,
     dirty: HashSet<SessionKey>,
@@ -164,6 +240,7 @@ impl Index {
         };
         let mut index = Index {
             tree,
+            data: dir.parent().map(Path::to_path_buf),
             live: HashMap::new(),
             dirty: HashSet::new(),
             upto,
@@ -233,14 +310,9 @@ impl Index {
         let Some(meta) = self.live.get_mut(&rec.session) else {
             return Ok(());
         };
-        if meta.events > 0 && rec.seq <= meta.last_seq {
+        if !derive(meta, rec) {
             return Ok(());
         }
-        meta.events += 1;
-        meta.last_seq = rec.seq;
-        meta.last_hash = hex::encode(rec.hash);
-        meta.last_ts_ns = rec.ts_ns;
-        meta.record_bytes += rec.frame_len;
         match meta.spans.last_mut() {
             Some(span) if span.segment == rec.segment => span.end = end,
             _ => meta.spans.push(Span {
@@ -248,65 +320,6 @@ impl Index {
                 start: rec.offset,
                 end,
             }),
-        }
-        match rec.kind {
-            kind::STATEMENT => meta.statements += 1,
-            kind::EXEC | kind::COMMAND_LINE => meta.commands += 1,
-            kind::ALERT => meta.alerts += 1,
-            kind::SEAL => meta.sealed = true,
-            _ => {}
-        }
-        if wants_body(rec.kind)
-            && let Ok(Body::Event(event)) = codec::decode_body(rec.kind, rec.body)
-        {
-            match event {
-                Event::SessionStart(info) => {
-                    meta.agent = info.agent;
-                    meta.target = info.target;
-                    meta.protocol = info.protocol.as_str().into();
-                    meta.login = info.login;
-                    meta.privilege = info.privilege.as_str().into();
-                    meta.client_addr = info.client_addr;
-                    meta.grant = info.grant;
-                    meta.started_ns = rec.ts_ns;
-                }
-                Event::SessionEnd { outcome, reason } => {
-                    meta.outcome = Some(outcome.as_str().into());
-                    meta.end_reason = reason;
-                    meta.ended_ns = Some(rec.ts_ns);
-                }
-                Event::CredentialIssued(c) => meta.credentials.push(CredentialSummary {
-                    kind: c.kind,
-                    name: c.name,
-                    valid_before_ns: c.valid_before_ns,
-                    revoked: false,
-                }),
-                Event::CredentialRevoked { name, .. } => {
-                    for c in meta.credentials.iter_mut().filter(|c| c.name == name) {
-                        c.revoked = true;
-                    }
-                }
-                Event::Verdict(v) => match v.verdict {
-                    VerdictKind::Hold => meta.holds += 1,
-                    VerdictKind::Deny => meta.denies += 1,
-                    VerdictKind::Allow => {}
-                },
-                Event::Retention {
-                    online_until_ns,
-                    retain_until_ns,
-                    ..
-                } => {
-                    meta.online_until_ns = Some(online_until_ns);
-                    meta.retain_until_ns = Some(retain_until_ns);
-                }
-                _ => {}
-            }
-        }
-
-        if rec.session == JOURNAL_SESSION {
-            meta.agent = "proctor".into();
-            meta.target = "store".into();
-            meta.protocol = "journal".into();
         }
         self.dirty.insert(rec.session);
         if rec.kind == kind::JOURNAL_NOTE
@@ -367,9 +380,56 @@ impl Index {
 
     pub fn get(&self, session: &SessionKey) -> Result<Option<SessionMeta>, IndexError> {
         if let Some(m) = self.live.get(session) {
-            return Ok(Some(m.clone()));
+            return Ok(Some(self.authenticated(m.clone())));
         }
-        self.load(session)
+        Ok(self.load(session)?.map(|m| self.authenticated(m)))
+    }
+
+    /// The index is not evidence: what a session's start says (agent, target, protocol,
+    /// login, privilege, client address, grant, start time) is read back from its seq-0
+    /// record in the log, so an edited index cannot put forged values in front of a person.
+    fn authenticated(&self, mut m: SessionMeta) -> SessionMeta {
+        let Some(data) = &self.data else {
+            return m;
+        };
+        match super::reader::signed_start(data, &m) {
+            Ok(Some((ts, info))) => {
+                let signed = (
+                    info.agent.as_str(),
+                    info.target.as_str(),
+                    info.protocol.as_str(),
+                    info.privilege.as_str(),
+                    ts,
+                );
+                let indexed = (
+                    m.agent.as_str(),
+                    m.target.as_str(),
+                    m.protocol.as_str(),
+                    m.privilege.as_str(),
+                    m.started_ns,
+                );
+                if signed != indexed
+                    || info.login != m.login
+                    || info.client_addr != m.client_addr
+                    || info.grant != m.grant
+                {
+                    tracing::warn!(session = %m.id, "the index disagrees with the session_start record; showing the record (run `proctor reindex`)");
+                }
+                m.agent = info.agent;
+                m.target = info.target;
+                m.protocol = info.protocol.as_str().into();
+                m.login = info.login;
+                m.privilege = info.privilege.as_str().into();
+                m.client_addr = info.client_addr;
+                m.grant = info.grant;
+                m.started_ns = ts;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(session = %m.id, error = %e, "cannot read the session_start record")
+            }
+        }
+        m
     }
 
     /// Sessions still open (no seal), journal excluded.
@@ -417,7 +477,7 @@ impl Index {
         }
         for (key, m) in &self.live {
             if *key != JOURNAL_SESSION && seen.insert(*key) {
-                out.push(m.clone());
+                out.push(self.authenticated(m.clone()));
             }
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.started_ns));

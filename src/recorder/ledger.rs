@@ -22,6 +22,15 @@ pub const MAX_ENTRY_LEN: usize = 1024 * 1024;
 pub const LEAF_SESSION_SEALED: u8 = 1;
 pub const LEAF_SESSION_ARCHIVED: u8 = 2;
 pub const LEAF_SESSION_PURGED: u8 = 3;
+/// A session's first record is durable (format 2): `final_seq` 0, `final_hash` its hash.
+pub const LEAF_SESSION_OPENED: u8 = 4;
+/// The evidence format from this leaf on (`final_seq` holds the version, session all zero).
+pub const LEAF_FORMAT: u8 = 5;
+/// A checkpoint of the store journal (format 2): `final_seq`/`final_hash` name the checkpoint
+/// record, so cutting or deleting the journal is detected.
+pub const LEAF_JOURNAL: u8 = 6;
+/// The format version from which every session has an opened leaf.
+pub const FORMAT_OPENED_LEAVES: u64 = 2;
 
 pub fn ledger_path(data: &Path) -> PathBuf {
     data.join("ledger").join("ledger.log")
@@ -47,6 +56,24 @@ pub struct Leaf {
 }
 
 impl Leaf {
+    /// The leaf that starts format 2 in a ledger: from here on every session is listed when it
+    /// opens.
+    pub fn format(now_ns: i64) -> Leaf {
+        Leaf {
+            kind: LEAF_FORMAT,
+            session: [0u8; 16],
+            final_seq: FORMAT_OPENED_LEAVES,
+            final_hash: [0u8; 32],
+            started_ns: 0,
+            ended_ns: 0,
+            agent: String::new(),
+            target: String::new(),
+            outcome: String::new(),
+            logged_ns: now_ns,
+            note: "format 2: every session is listed when it opens".into(),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(160);
         w.u8(self.kind);
@@ -359,6 +386,8 @@ pub struct Ledger {
     /// All leaf hashes, for inclusion proofs (32 bytes per sealed session).
     leaves: Vec<[u8; 32]>,
     last_head: Option<TreeHead>,
+    /// The ledger has its format-2 leaf (sessions get opened leaves).
+    format2: bool,
 }
 
 impl Ledger {
@@ -397,9 +426,13 @@ impl Ledger {
         let mut frontier = Frontier::default();
         let mut leaves = Vec::new();
         let mut last_head = None;
+        let mut format2 = false;
         for (_, e) in scan.entries {
             match e {
                 Entry::Leaf { data, .. } => {
+                    if let Ok(l) = Leaf::decode(&data) {
+                        format2 |= l.kind == LEAF_FORMAT && l.final_seq >= FORMAT_OPENED_LEAVES;
+                    }
                     let h = leaf_hash(&data);
                     frontier.push(h);
                     leaves.push(h);
@@ -414,6 +447,7 @@ impl Ledger {
                 frontier,
                 leaves,
                 last_head,
+                format2,
             },
             note,
         ))
@@ -440,6 +474,7 @@ impl Ledger {
             self.frontier.push(h);
             self.leaves.push(h);
             indexes.push(index);
+            self.format2 |= leaf.kind == LEAF_FORMAT && leaf.final_seq >= FORMAT_OPENED_LEAVES;
         }
         let root = self.frontier.root();
         let size = self.frontier.size();
@@ -461,6 +496,11 @@ impl Ledger {
 
     pub fn size(&self) -> u64 {
         self.frontier.size()
+    }
+
+    /// Whether the ledger is format 2 (it has the leaf that requires opened leaves).
+    pub fn is_format2(&self) -> bool {
+        self.format2
     }
 
     pub fn last_head(&self) -> Option<&TreeHead> {

@@ -3,8 +3,10 @@
 //! The byte layout is specified in `FORMAT.md` beside this file.
 
 pub mod codec;
+pub mod consistency;
 pub mod frame;
 pub mod index;
+mod interrupted;
 pub mod ledger;
 pub mod reader;
 pub mod recover;
@@ -352,7 +354,7 @@ impl Store {
             .map_err(StoreError::io(format!("create {}", data.display())))?;
         let lock = lock_data_dir(data)?;
         let key = Arc::new(RecorderKey::load_or_init(data)?);
-        let prepared = recover::prepare(data)?;
+        let prepared = recover::prepare(data, &key)?;
         let (failed_tx, failed_rx) = watch::channel(None);
         let (tx, rx) = mpsc::channel();
         let index = Arc::new(Mutex::new(prepared.index));

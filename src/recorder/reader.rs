@@ -6,10 +6,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::codec::{self, Body};
-use super::frame::{RecordHeader, SessionKey};
+use super::frame::{self, RecordHeader, SessionKey};
 use super::index::SessionMeta;
 use super::segment::{self, Scanned, Scanner};
 use super::wire::DecodeError;
+use proctor_gate::{Event, SessionInfo};
 
 /// One record of a session, decoded.
 #[derive(Debug, Clone)]
@@ -71,4 +72,45 @@ pub fn read_all(data: &Path, meta: &SessionMeta) -> io::Result<Vec<DecodedRecord
         ControlFlow::Continue(())
     })?;
     Ok(out)
+}
+
+/// The session's seq-0 record, read from the log where the index says it is, when it is what
+/// it must be: a session_start of this session whose chain hash matches (the record `verify`
+/// and the ledger's opened leaf authenticate). Returns its timestamp and content.
+pub fn signed_start(data: &Path, meta: &SessionMeta) -> io::Result<Option<(i64, SessionInfo)>> {
+    let (Some(key), Some(span)) = (super::index::parse_session_id(&meta.id), meta.spans.first())
+    else {
+        return Ok(None);
+    };
+    let head = segment::read_range(
+        data,
+        span.segment,
+        span.start,
+        Some(span.start.saturating_add(8)),
+    )?;
+    let Some((len, _)) = frame::frame_header(&head) else {
+        return Ok(None);
+    };
+    // A session_start is small; anything larger is not one (and is not read into memory).
+    if len > 1024 * 1024 {
+        return Ok(None);
+    }
+    let end = span
+        .start
+        .saturating_add((frame::FRAME_HEADER_LEN + len) as u64);
+    let buf = segment::read_range(data, span.segment, span.start, Some(end))?;
+    let Some(Scanned::Frame { record, .. }) = Scanner::new(&buf, 0).next() else {
+        return Ok(None);
+    };
+    let h = record.header;
+    if h.session != key
+        || h.seq != 0
+        || frame::chain_hash(&frame::GENESIS_HASH, record.hashed) != record.hash
+    {
+        return Ok(None);
+    }
+    match codec::decode_body(h.kind, record.body) {
+        Ok(Body::Event(Event::SessionStart(info))) => Ok(Some((h.ts_ns, info))),
+        _ => Ok(None),
+    }
 }

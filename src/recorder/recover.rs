@@ -2,17 +2,16 @@
 //! a crash interrupted, never acknowledged), and seal sessions a crash left open as
 //! `interrupted`. Nothing is dropped silently: every finding is journaled and logged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-
-use proctor_gate::Outcome;
 
 use super::frame::{JOURNAL_SESSION, SessionKey};
 use super::index::{Index, Indexed, parse_session_id, wants_body};
 use super::ledger::{self, Entry, LEAF_SESSION_SEALED, Leaf, Ledger};
 use super::segment::{self, Scanned, Scanner, SegmentWriter};
+use super::signing::RecorderKey;
 use super::writer::ChainState;
 use super::{RecorderError, Store, StoreError};
 use crate::clock::now_ns;
@@ -221,11 +220,18 @@ fn restore_ledger_positions(data: &Path, index: &mut Index) -> Result<(), StoreE
     Ok(())
 }
 
-pub fn prepare(data: &Path) -> Result<Prepared, StoreError> {
+pub fn prepare(data: &Path, key: &RecorderKey) -> Result<Prepared, StoreError> {
     let mut report = RecoveryReport::default();
     let index = open_index(data, &mut report, true)?;
-    let (ledger, note) = Ledger::open(data).map_err(StoreError::io("open the ledger"))?;
+    let (mut ledger, note) = Ledger::open(data).map_err(StoreError::io("open the ledger"))?;
     report.notes.extend(note);
+    if ledger.size() == 0 {
+        // A new ledger is format 2 from its first leaf; an older one is upgraded by `finish`
+        // once the sessions a crash left open are sealed.
+        ledger
+            .append(&[Leaf::format(now_ns())], key, now_ns())
+            .map_err(StoreError::io("start the ledger"))?;
+    }
     let segments = segment::list_segments(data).map_err(StoreError::io("list segments"))?;
     let next = segments.last().map_or(1, |n| n + 1);
     let segment = SegmentWriter::create(data, next).map_err(StoreError::io("create a segment"))?;
@@ -268,84 +274,10 @@ pub fn prepare(data: &Path) -> Result<Prepared, StoreError> {
     })
 }
 
-/// Seals what a crash left open and makes the ledger account for every sealed session.
+/// Seals what a crash left open and makes the ledger account for every session.
 pub async fn finish(store: &mut Store) -> Result<(), RecorderError> {
-    let open = store.index().open_sessions();
-    for meta in open {
-        let Some(key) = parse_session_id(&meta.id) else {
-            continue;
-        };
-        let reason = "proctor stopped before this session ended (sealed at restart)";
-        let now = now_ns();
-        let (online, total) = store.default_retention;
-        store
-            .recorder
-            .record(
-                key,
-                now,
-                &proctor_gate::Event::Retention {
-                    online_until_ns: now.saturating_add(online.as_nanos() as i64),
-                    retain_until_ns: now.saturating_add(total.as_nanos() as i64),
-                    policy: "default (sealed at restart)".into(),
-                },
-            )
-            .await?;
-        store
-            .recorder
-            .seal(key, now_ns(), Outcome::Interrupted, reason)
-            .await?;
-        tracing::warn!(session = %meta.id, "sealed an interrupted session");
-        store.recovery.interrupted_sessions.push(meta.id.clone());
-    }
-    let unledgered = store
-        .index()
-        .unledgered_sessions()
-        .map_err(|e| RecorderError::Failed(e.to_string()))?;
-    let in_ledger: HashSet<SessionKey> = {
-        let scan = ledger::scan_ledger(&ledger::ledger_path(&store.data))
-            .map_err(|e| RecorderError::Failed(e.to_string()))?;
-        scan.entries
-            .into_iter()
-            .filter_map(|(_, e)| match e {
-                Entry::Leaf { data, .. } => Leaf::decode(&data).ok().map(|l| l.session),
-                _ => None,
-            })
-            .collect()
-    };
-    let mut leaves = Vec::new();
-    for meta in unledgered {
-        let Some(key) = parse_session_id(&meta.id) else {
-            continue;
-        };
-        if in_ledger.contains(&key) {
-            continue;
-        }
-        let mut final_hash = [0u8; 32];
-        if hex::decode_to_slice(&meta.last_hash, &mut final_hash).is_err() {
-            continue;
-        }
-        leaves.push(Leaf {
-            kind: LEAF_SESSION_SEALED,
-            session: key,
-            final_seq: meta.last_seq,
-            final_hash,
-            started_ns: meta.started_ns,
-            ended_ns: meta.last_ts_ns,
-            agent: meta.agent.clone(),
-            target: meta.target.clone(),
-            outcome: meta.outcome.clone().unwrap_or_default(),
-            logged_ns: 0,
-            note: "appended at restart: the seal was durable but the ledger append was interrupted"
-                .into(),
-        });
-        store.recovery.notes.push(format!(
-            "session {}: ledger entry completed at restart",
-            meta.id
-        ));
-    }
-    if !leaves.is_empty() {
-        store.recorder.ledger(leaves).await?;
-    }
+    super::interrupted::seal_open_sessions(store).await?;
+    super::interrupted::fill_ledger(store).await?;
     let notes = store.recovery.notes.clone();
     for n in &notes {
         store.recorder.journal("recovery", n).await?;

@@ -15,7 +15,7 @@ use super::RecorderError;
 use super::codec::{self, Body, Signed, kind};
 use super::frame::{self, FORMAT_VERSION, GENESIS_HASH, JOURNAL_SESSION, RecordHeader, SessionKey};
 use super::index::{Index, Indexed, wants_body};
-use super::ledger::{LEAF_SESSION_SEALED, Leaf, Ledger};
+use super::ledger::{LEAF_JOURNAL, LEAF_SESSION_OPENED, LEAF_SESSION_SEALED, Leaf, Ledger};
 use super::segment::SegmentWriter;
 use super::signing::{self, RecorderKey};
 use super::wire::Writer;
@@ -155,6 +155,8 @@ struct Pending {
     urgent: usize,
     seals: Vec<(SessionKey, Leaf, SealAck)>,
     ledger_requests: Vec<(Vec<Leaf>, LedgerAck)>,
+    /// Leaves of this batch's records: sessions opened, journal checkpoints.
+    anchors: Vec<Leaf>,
     index: Vec<PendingIndex>,
     buf: Vec<u8>,
     rotate: Vec<Ack>,
@@ -167,6 +169,7 @@ impl Pending {
             urgent: 0,
             seals: Vec::new(),
             ledger_requests: Vec::new(),
+            anchors: Vec::new(),
             index: Vec::new(),
             buf: Vec::with_capacity(1 << 20),
             rotate: Vec::new(),
@@ -396,6 +399,40 @@ impl WriterThread {
         let at = p.buf.len();
         let hash = frame::write_frame(&mut p.buf, &header, body, &chain.prev_hash);
         let frame_len = p.buf.len() - at;
+        if session == JOURNAL_SESSION && kind_code == kind::CHECKPOINT {
+            // The journal is anchored in the ledger at each of its checkpoints (it is never
+            // sealed), so cutting or deleting it is detected.
+            p.anchors.push(Leaf {
+                kind: LEAF_JOURNAL,
+                session,
+                final_seq: seq,
+                final_hash: hash,
+                started_ns: chain.started_ns,
+                ended_ns: ts_ns,
+                agent: String::new(),
+                target: String::new(),
+                outcome: String::new(),
+                logged_ns: 0,
+                note: String::new(),
+            });
+        }
+        if seq == 0 && kind_code == kind::SESSION_START && session != JOURNAL_SESSION {
+            // The ledger lists a session from its first record (FORMAT.md, "Ledger"), so that
+            // deleting a session still open is detected.
+            p.anchors.push(Leaf {
+                kind: LEAF_SESSION_OPENED,
+                session,
+                final_seq: 0,
+                final_hash: hash,
+                started_ns: ts_ns,
+                ended_ns: 0,
+                agent: chain.agent.clone(),
+                target: chain.target.clone(),
+                outcome: String::new(),
+                logged_ns: 0,
+                note: String::new(),
+            });
+        }
         chain.prev_hash = hash;
         chain.next_seq += 1;
         if kind_code != kind::CHECKPOINT && kind_code != kind::SEAL {
@@ -492,6 +529,7 @@ impl WriterThread {
             urgent: _,
             seals,
             ledger_requests,
+            anchors,
             index,
             buf,
             rotate,
@@ -559,7 +597,7 @@ impl WriterThread {
                 }
             }
         }
-        self.commit_ledger(seals, ledger_requests);
+        self.commit_ledger(anchors, seals, ledger_requests);
         let rotate_now =
             !rotate.is_empty() && self.segment.len > super::segment::SEGMENT_HEADER_LEN;
         if self.segment.len >= self.opts.max_segment_bytes || rotate_now {
@@ -583,14 +621,17 @@ impl WriterThread {
 
     fn commit_ledger(
         &mut self,
+        anchors: Vec<Leaf>,
         seals: Vec<(SessionKey, Leaf, SealAck)>,
         requests: Vec<(Vec<Leaf>, LedgerAck)>,
     ) {
-        if seals.is_empty() && requests.is_empty() {
+        if anchors.is_empty() && seals.is_empty() && requests.is_empty() {
             return;
         }
         let now = now_ns();
-        let mut leaves: Vec<Leaf> = seals.iter().map(|(_, l, _)| l.clone()).collect();
+        let n_anchors = anchors.len();
+        let mut leaves: Vec<Leaf> = anchors;
+        leaves.extend(seals.iter().map(|(_, l, _)| l.clone()));
         for (ls, _) in &requests {
             leaves.extend(ls.iter().cloned());
         }
@@ -618,7 +659,7 @@ impl WriterThread {
                 return;
             }
         };
-        let mut it = indexes.into_iter();
+        let mut it = indexes.into_iter().skip(n_anchors);
         let mut idx = match self.index.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -638,7 +679,10 @@ impl WriterThread {
             let mut out = Vec::with_capacity(ls.len());
             for leaf in &ls {
                 let li = it.next().unwrap_or_default();
-                if let Err(e) = idx.set_ledger_index(&leaf.session, li) {
+                // The index keeps the seal's leaf: the one bundles prove inclusion of.
+                if leaf.kind == LEAF_SESSION_SEALED
+                    && let Err(e) = idx.set_ledger_index(&leaf.session, li)
+                {
                     tracing::warn!(error = %e, "index update failed");
                 }
                 out.push(li);
