@@ -43,6 +43,10 @@ pub enum RecorderError {
     Failed(String),
     #[error("recorder closed: {0}")]
     Closed(String),
+    /// A record for a session whose recording is sealed (or was never opened): a chain is
+    /// never restarted, so nothing can follow a seal.
+    #[error("the recording of this session is sealed; nothing more is recorded in it")]
+    Sealed,
 }
 
 #[derive(Debug, Error)]

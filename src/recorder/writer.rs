@@ -299,6 +299,12 @@ impl WriterThread {
                 urgent: _,
                 _permit,
             } => {
+                if !self.accepts(&session, kind) {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Err(RecorderError::Sealed));
+                    }
+                    return;
+                }
                 self.append(p, session, kind, ts_ns, &body);
                 if let Some(ack) = ack {
                     p.acks.push(ack);
@@ -311,6 +317,12 @@ impl WriterThread {
                 ack,
                 _permit,
             } => {
+                if let Some((kind, _, _)) = records.first()
+                    && !self.accepts(&session, *kind)
+                {
+                    let _ = ack.send(Err(RecorderError::Sealed));
+                    return;
+                }
                 for (kind, ts_ns, body) in &records {
                     self.append(p, session, *kind, *ts_ns, body);
                     self.maybe_checkpoint(p, session, false);
@@ -367,6 +379,13 @@ impl WriterThread {
             Command::Rotate { ack } => p.rotate.push(ack),
             Command::Shutdown { ack } => self.stopping = Some(ack),
         }
+    }
+
+    /// A chain starts only with its session_start (the journal's with anything): a record for a
+    /// session with no open chain is one racing or following its seal, and starting a fresh
+    /// chain at seq 0 for it would make an intact store read as tampered.
+    fn accepts(&self, session: &SessionKey, kind_code: u8) -> bool {
+        self.chains.contains_key(session) || kind_code == kind::SESSION_START || is_journal(session)
     }
 
     fn append(
