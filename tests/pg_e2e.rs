@@ -171,9 +171,10 @@ fn pg_dump_and_sql_level_prepared_statements() {
     assert_eq!(r.expect("result")["rows"], 1);
 
     // Redefined in the same message as the EXECUTE: the server runs the new `pick` or, should
-    // the PREPARE fail, nothing after it; so the EXECUTE is judged as the new statement (an
-    // unqualified DELETE: held) and the approver is shown what it runs. Denied: nothing of
-    // that message runs.
+    // the PREPARE fail, nothing after it; so the EXECUTE is judged as the new statement. The
+    // PREPARE of an every-row DELETE is held on its own; approved, the EXECUTE is then held as
+    // the unqualified DELETE it runs, and the approver is shown that statement. Denied: nothing
+    // of that message runs.
     let child = env
         .psql_cmd(
             &env.conninfo(AGENT, SECRET),
@@ -186,6 +187,15 @@ fn pg_dump_and_sql_level_prepared_statements() {
         )
         .spawn()
         .expect("psql");
+    let a = env.wait_approval("PREPARE pick AS DELETE FROM t");
+    let id = a["id"].as_str().expect("approval id").to_string();
+    env.store().ok(&[
+        "approvals",
+        "approve",
+        &id,
+        "--reason",
+        "preparing is harmless",
+    ]);
     let a = env.wait_approval("runs the prepared statement: DELETE FROM t");
     assert_eq!(a["class"], "write", "{a}");
     assert!(a.to_string().contains("EXECUTE pick"), "{a}");
@@ -199,9 +209,11 @@ fn pg_dump_and_sql_level_prepared_statements() {
         text(&out.stderr)
     );
     let rows = env.pg.psql("app", "SELECT count(*) FROM t").expect("count");
+    assert_ne!(rows, "0", "nothing of the denied message ran");
 
     // Prepared in one message, executed in the next (issue 12, item 4): the EXECUTE carries
-    // the prepared statement's features, so the unqualified DELETE is held.
+    // the prepared statement's features, so the unqualified DELETE is held even after its
+    // PREPARE was approved.
     let child = env
         .psql_cmd(
             &env.conninfo(AGENT, SECRET),
@@ -209,6 +221,15 @@ fn pg_dump_and_sql_level_prepared_statements() {
         )
         .spawn()
         .expect("psql");
+    let a = env.wait_approval("PREPARE wipe AS DELETE FROM t");
+    let id = a["id"].as_str().expect("approval id").to_string();
+    env.store().ok(&[
+        "approvals",
+        "approve",
+        &id,
+        "--reason",
+        "preparing is harmless",
+    ]);
     let a = env.wait_approval("EXECUTE wipe");
     assert_eq!(a["class"], "write", "{a}");
     assert!(a.to_string().contains("DELETE FROM t"), "{a}");

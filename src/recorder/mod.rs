@@ -667,6 +667,10 @@ mod tests {
         let store = Store::open(dir.path(), opts).expect("store");
         let key = [7u8; 16];
         let rec = &store.recorder;
+        // A chain starts with its session_start.
+        rec.record(key, crate::clock::now_ns(), &start(7))
+            .await
+            .expect("started");
 
         let awaited = rec
             .append(key, crate::clock::now_ns(), &output(1), Urgency::Lazy)
