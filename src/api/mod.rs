@@ -105,7 +105,7 @@ impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> Self {
         match e {
             OpsError::NoSuchSession(_) => ApiError::NotFound(e.to_string()),
-            OpsError::Ambiguous(_) | OpsError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            OpsError::Ambiguous(..) | OpsError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             OpsError::Failed(_) => ApiError::Internal(e.to_string()),
         }
     }
