@@ -331,7 +331,9 @@ pub async fn kill(
     let id = match ops::resolve_prefix(&id, live.iter().map(|s| s.id.as_str())) {
         Ok(full) => full,
         Err(ops::OpsError::NoSuchSession(_)) => {
-            return Err(ApiError::NotFound(format!("no live session matches {id:?}")));
+            return Err(ApiError::NotFound(format!(
+                "no live session matches {id:?}"
+            )));
         }
         Err(e) => return Err(e.into()),
     };

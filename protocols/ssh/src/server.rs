@@ -2,12 +2,12 @@
 //! replies to setup requests) and the per-connection supervisor that bounds pre-auth time,
 //! admits the session, watches kill / target loss / shutdown and ends the session once.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use proctor_gate::preauth::{PreAuthLimiter, PreAuthPermit};
 use proctor_gate::{
     Authority, Event, Outcome, Party, Protocol, Refusal, RefusalKind, SessionRequest,
     TargetEndpoint,
@@ -23,61 +23,6 @@ use crate::channel::{ChanCtx, run_session};
 use crate::forward::{ForwardRequest, direct_tcpip};
 use crate::session::{Pressure, Session, Stop, wait_some, wait_true, wait_until};
 use crate::target::{self, TargetTuning};
-
-/// Counts connections that have not authenticated yet, per address and in total.
-pub(crate) struct PreAuthLimiter {
-    per_ip: usize,
-    total: usize,
-    counts: Mutex<(HashMap<IpAddr, usize>, usize)>,
-}
-
-pub(crate) struct PreAuthPermit {
-    limiter: Arc<PreAuthLimiter>,
-    ip: IpAddr,
-}
-
-impl PreAuthLimiter {
-    pub(crate) fn new(per_ip: usize, total: usize) -> Self {
-        PreAuthLimiter {
-            per_ip: per_ip.max(1),
-            total: total.max(1),
-            counts: Mutex::new((HashMap::new(), 0)),
-        }
-    }
-
-    pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<PreAuthPermit> {
-        let mut g = self.counts.lock().ok()?;
-        let (map, total) = &mut *g;
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.per_ip || *total >= self.total {
-            if *n == 0 {
-                map.remove(&ip);
-            }
-            return None;
-        }
-        *n += 1;
-        *total += 1;
-        Some(PreAuthPermit {
-            limiter: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PreAuthPermit {
-    fn drop(&mut self) {
-        if let Ok(mut g) = self.limiter.counts.lock() {
-            let (map, total) = &mut *g;
-            *total = total.saturating_sub(1);
-            if let Some(n) = map.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
 
 /// What every connection of one listener shares.
 pub(crate) struct Frontend {
@@ -760,16 +705,5 @@ mod tests {
         assert!(parse_user("root@").is_err());
         assert!(parse_user("a b").is_err());
         assert!(parse_user("-oProxy@web1").is_err());
-    }
-
-    #[test]
-    fn limiter_bounds_per_address_and_releases() {
-        let l = Arc::new(PreAuthLimiter::new(2, 10));
-        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        let a = l.try_acquire(ip).expect("first");
-        let _b = l.try_acquire(ip).expect("second");
-        assert!(l.try_acquire(ip).is_none());
-        drop(a);
-        assert!(l.try_acquire(ip).is_some());
     }
 }
