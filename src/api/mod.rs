@@ -14,6 +14,7 @@ pub mod console;
 pub mod events;
 pub mod evidence;
 pub mod openapi;
+pub mod server;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -337,14 +338,10 @@ async fn require_role(
     }
 }
 
-/// Serves until the shutdown watch flips.
-pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { crate::serve::stopped(&mut shutdown).await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "HTTP API listener failed");
-    }
+/// Serves until the shutdown watch flips, with header and body timeouts and a bound on
+/// connections per source (`server`).
+pub async fn serve(listener: TcpListener, app: Router, shutdown: watch::Receiver<bool>) {
+    server::serve(listener, app, shutdown).await;
 }
 
 /// Liveness for load balancers: no token, and nothing about sessions.
