@@ -90,9 +90,10 @@ fn count(summary: &[Value], source: &str, kind: &str) -> u64 {
 fn failed_keys_are_counted_in_a_summary_and_a_flooding_source_is_closed_early() {
     let mut env = Env::start();
     let t0 = Instant::now();
-    // 30 attempts with a key no agent owns, from 127.0.0.7, ten at a time.
-    for _ in 0..3 {
-        let children: Vec<_> = (0..10)
+    // 30 attempts with a key no agent owns, from 127.0.0.7, five at a time (within the
+    // source's 8 unauthenticated slots).
+    for _ in 0..6 {
+        let children: Vec<_> = (0..5)
             .map(|_| {
                 env.ssh_with_key(&env.stranger_key, "box")
                     .args(["-b", "127.0.0.7", "echo should-not-run"])
@@ -124,10 +125,13 @@ fn failed_keys_are_counted_in_a_summary_and_a_flooding_source_is_closed_early() 
         "127.0.0.7",
         "dropped: too many refusals from the source",
     );
+    // The allowance is checked at accept and spent when the attempt fails, so attempts
+    // already in flight (at most 5 here) may finish past it.
     assert!(
-        refused >= 20 && refused <= 20 + flood.as_secs() / 3 + 2,
+        refused >= 20 && refused <= 20 + 5 + flood.as_secs() / 3 + 1,
         "{s:?}"
     );
+    assert!(dropped >= 1, "{s:?}");
     assert_eq!(refused + dropped, 30, "{s:?}");
     assert!(
         s[0]["sources"][0]["examples"][0]["message"]
