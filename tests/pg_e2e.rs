@@ -542,10 +542,7 @@ fn auth_failures_are_recorded_as_denied_sessions_or_counted() {
         env.store().sessions()
     );
     assert_eq!(denied.len(), 2, "{denied:?}");
-    for (agent, target) in [
-        (STRANGER, TARGET),
-        (AGENT, "no-such-target"),
-    ] {
+    for (agent, target) in [(STRANGER, TARGET), (AGENT, "no-such-target")] {
         assert!(
             denied
                 .iter()
@@ -586,7 +583,11 @@ fn auth_failures_are_recorded_as_denied_sessions_or_counted() {
         .map(|s| s["counts"].clone())
         .collect();
     let n = |kind: &str| -> u64 { counts.iter().filter_map(|c| c[kind].as_u64()).sum() };
-    assert_eq!((n("unknown_agent"), n("bad_credential")), (1, 1), "{counts:?}");
+    assert_eq!(
+        (n("unknown_agent"), n("bad_credential")),
+        (1, 1),
+        "{counts:?}"
+    );
 }
 
 #[test]

@@ -635,7 +635,9 @@ fn every_auth_refusal_is_recorded_as_a_denied_session_or_counted() {
         out.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|r| r["topic"] == "unauthenticated")
-            .any(|r| r["text"].as_str().is_some_and(|t| t.contains("\"unknown_agent\":1"))),
+            .any(|r| r["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("\"unknown_agent\":1"))),
         "{out}"
     );
 }

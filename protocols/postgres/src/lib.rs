@@ -70,7 +70,7 @@ pub struct PgFrontendConfig {
     /// Time allowed from accept to a completed client authentication (default 10 s).
     pub handshake_timeout: Duration,
     /// Connections from one address still in startup or authentication; more are closed at
-    /// accept (default 8).
+    /// accept (default 16: a pool warming up opens several at once).
     pub max_unauthenticated_per_ip: usize,
     /// Connections still in startup or authentication, all addresses together (default 512).
     pub max_unauthenticated_total: usize,
@@ -91,7 +91,7 @@ impl Default for PgFrontendConfig {
             max_message_bytes: 64 << 20,
             sample_rows: 5,
             handshake_timeout: Duration::from_secs(10),
-            max_unauthenticated_per_ip: 8,
+            max_unauthenticated_per_ip: 16,
             max_unauthenticated_total: 512,
             hold_notice: "proctor: statement held for approval {id} (rule {rule}: {reason})"
                 .to_string(),

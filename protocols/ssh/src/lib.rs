@@ -86,7 +86,7 @@ impl SshFrontendConfig {
         SshFrontendConfig {
             host_key,
             auth_timeout: Duration::from_secs(20),
-            max_unauthenticated_per_ip: 8,
+            max_unauthenticated_per_ip: 10,
             max_unauthenticated_total: 512,
             auth_rejection_time: Duration::from_millis(300),
             window_size: 8 * 1024 * 1024,
