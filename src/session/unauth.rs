@@ -397,9 +397,10 @@ mod tests {
         assert_eq!(s.sources[0].counts.get("unknown_agent"), Some(&3));
         assert_eq!(s.sources[0].counts.get("dropped: rate"), Some(&1));
         assert_eq!(s.sources[0].examples.len(), 3);
-        // Inert: no raw escape or newline survives into the record.
-        let text = serde_json::to_string(&s).expect("json");
-        assert!(!text.contains("\\u001b") && !text.contains("\\n"), "{text}");
+        // Inert: no raw escape or newline survives into the record, each shown as a token.
+        let ex = &s.sources[0].examples[0];
+        assert_eq!(ex.agent, "evil\\nname");
+        assert_eq!(ex.message, "no\\x1b]52;c;AAAA\\x07");
         assert!(u.take().is_none(), "a new window starts empty");
         u.restore(s);
         assert_eq!(u.take().map(|s| s.total), Some(4));
