@@ -144,7 +144,7 @@ fn failed_keys_are_counted_in_a_summary_and_a_flooding_source_is_closed_early() 
 
 #[test]
 fn idle_pre_auth_connections_from_many_sources_do_not_lock_the_agent_out() {
-    let env = Env::start();
+    let mut env = Env::start();
     let to: SocketAddr = format!("127.0.0.1:{}", env.port).parse().expect("addr");
     let mut idle = Vec::new();
     let mut dropped = 0;
@@ -176,4 +176,23 @@ fn idle_pre_auth_connections_from_many_sources_do_not_lock_the_agent_out() {
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     // Nothing on record for them but counts.
     assert_eq!(env.store().sessions().len(), 1);
+    env.stop_proctor();
+    let s = summaries(&env);
+    for i in 50..70 {
+        let source = format!("127.0.0.{i}");
+        assert_eq!(
+            count(&s, &source, "dropped: authentication not completed in time"),
+            10,
+            "{source}: {s:?}"
+        );
+        assert_eq!(
+            count(
+                &s,
+                &source,
+                "dropped: unauthenticated slots of the source in use"
+            ),
+            2,
+            "{source}: {s:?}"
+        );
+    }
 }

@@ -265,7 +265,8 @@ pub trait Authority: Send + Sync {
         true
     }
 
-    /// Counts a connection the listener closed at accept for its own reasons (no
-    /// unauthenticated slot left for the source); nothing else is recorded about it.
+    /// Counts a connection the listener closed before authentication for its own reasons
+    /// (no unauthenticated slot left for the source, authentication not completed in time);
+    /// nothing else is recorded about it.
     fn dropped_early(&self, _peer: SocketAddr, _protocol: Protocol, _why: &'static str) {}
 }

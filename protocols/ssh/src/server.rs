@@ -531,8 +531,14 @@ pub(crate) async fn run_connection(
     .await;
     let running = match started {
         Ok(Ok(r)) => r,
-        _ => {
+        Ok(Err(_)) => {
             let _ = killer.shutdown(Shutdown::Both);
+            return;
+        }
+        Err(_) => {
+            let _ = killer.shutdown(Shutdown::Both);
+            fe.authority
+                .dropped_early(peer, Protocol::Ssh, PRE_AUTH_TIMEOUT);
             return;
         }
     };
@@ -564,7 +570,10 @@ pub(crate) async fn run_connection(
         .await;
         let _ = killer.shutdown(Shutdown::Both);
         let _ = tokio::time::timeout(Duration::from_secs(1), wait_true(&mut gone)).await;
-        record_unknown_key(&fe, &conn).await;
+        if !record_unknown_key(&fe, &conn).await && tokio::time::Instant::now() >= deadline {
+            fe.authority
+                .dropped_early(conn.peer, Protocol::Ssh, PRE_AUTH_TIMEOUT);
+        }
         return;
     }
     // The target connection is bounded by its own connect timeout.
@@ -656,8 +665,13 @@ pub(crate) async fn run_connection(
     }
 }
 
-async fn record_unknown_key(fe: &Frontend, conn: &Conn) {
+/// Counted (not recorded) when a connection is cut for not authenticating in time.
+const PRE_AUTH_TIMEOUT: &str = "authentication not completed in time";
+
+/// Reports a key no agent owns as a refusal; whether there was one.
+async fn record_unknown_key(fe: &Frontend, conn: &Conn) -> bool {
     let unknown = conn.unknown_key.lock().ok().and_then(|mut u| u.take());
+    let found = unknown.is_some();
     if let Some((user, fingerprint)) = unknown {
         let (login, target) = parse_user(&user).unwrap_or((None, user.clone()));
         let request = SessionRequest {
@@ -681,6 +695,7 @@ async fn record_unknown_key(fe: &Frontend, conn: &Conn) {
             )
             .await;
     }
+    found
 }
 
 fn split_killer(
