@@ -91,33 +91,67 @@ fn count(summary: &[Value], source: &str, kind: &str) -> u64 {
 async fn refused_logins_become_a_bounded_summary_not_sessions() {
     let mut p = Proctor::start("").await;
     let data = p.dir.path().join("data");
+    // Another agent works throughout: its round trips are measured during the flood.
+    let agent = p.connect(AGENT_B, SECRET_B).await;
     let before = sessions(&p).len();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let probe = tokio::spawn(async move {
+        let mut rtts = Vec::new();
+        while !*stop_rx.borrow_and_update() {
+            let t = Instant::now();
+            agent
+                .simple_query("SELECT 1")
+                .await
+                .expect("SELECT 1 during the flood");
+            rtts.push(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        rtts
+    });
     let t0 = Instant::now();
-    // Bare connects: nothing is said, nothing is recorded.
-    for _ in 0..300 {
-        drop(connect_from("127.0.0.2", p.pg_addr).await);
-    }
-    // Failed SCRAM logins: a known agent with a wrong secret, and an unknown agent.
-    for _ in 0..40 {
-        failed_login(&p, "127.0.0.3", AGENT_A, "wrong secret").await;
-        failed_login(&p, "127.0.0.4", "nobody\x1b]52;c;cm0gLXJmIH4=\x07", "x").await;
-    }
-    // Startup packets that are not PostgreSQL.
-    for _ in 0..40 {
-        let mut s = connect_from("127.0.0.5", p.pg_addr).await;
-        let _ = s.write_all(b"\0\0\0\x10GET / HTTP/1.1\r\n").await;
-        assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+    // Rounds for at least 3 s, so the other agent's round trips are measured under load.
+    let mut rounds = 0u64;
+    while rounds == 0 || t0.elapsed() < Duration::from_secs(3) {
+        rounds += 1;
+        // Bare connects: nothing is said, nothing is recorded.
+        for _ in 0..100 {
+            drop(connect_from("127.0.0.2", p.pg_addr).await);
+        }
+        // Failed SCRAM logins: a known agent with a wrong secret, and an unknown agent.
+        for _ in 0..40 {
+            failed_login(&p, "127.0.0.3", AGENT_A, "wrong secret").await;
+            failed_login(&p, "127.0.0.4", "nobody\x1b]52;c;cm0gLXJmIH4=\x07", "x").await;
+        }
+        // Startup packets that are not PostgreSQL.
+        for _ in 0..40 {
+            let mut s = connect_from("127.0.0.5", p.pg_addr).await;
+            let _ = s.write_all(b"\0\0\0\x10GET / HTTP/1.1\r\n").await;
+            assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+        }
     }
     let flood = t0.elapsed();
+    let _ = stop_tx.send(true);
+    let mut rtts = probe.await.expect("probe");
+    rtts.sort();
+    let p99 = rtts[(rtts.len() * 99 / 100).min(rtts.len() - 1)];
     let rtt = agent_round_trip(&p).await;
     eprintln!(
-        "flood of 300 connects + 120 refusals took {flood:?}; agent round trip after it {rtt:?}"
+        "flood of {rounds} rounds of 100 connects + 120 refused logins took {flood:?}; another agent's SELECT 1 during it: {} round trips, p99 {p99:?}, max {:?}; a new login after it {rtt:?}",
+        rtts.len(),
+        rtts.last()
     );
+    // Generous for a shared 2-core machine; the figure is printed above.
+    assert!(p99 < Duration::from_millis(250), "{p99:?}");
 
-    // No session for any of it: only the agent's own.
+    // No session for any of it: only the agents' own.
     let after = sessions(&p);
     assert_eq!(after.len(), before + 1, "{after:?}");
-    assert!(after.iter().all(|s| s.agent == AGENT_A), "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|s| s.agent == AGENT_A || s.agent == AGENT_B),
+        "{after:?}"
+    );
     // The store outlives the stop (which writes the last summary), the directory this test.
     let kept = std::mem::replace(&mut p.dir, tempfile::tempdir().expect("tempdir"));
     p.stop().await;
@@ -139,7 +173,7 @@ async fn refused_logins_become_a_bounded_summary_not_sessions() {
         );
         assert_eq!(
             refused + dropped,
-            40,
+            40 * rounds,
             "{source}: every attempt counted once {s:?}"
         );
     }
