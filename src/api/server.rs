@@ -65,7 +65,10 @@ pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Rece
                         Ok(p) => p,
                         Err(why) => {
                             // Once per source, so the refusals cannot flood the log.
-                            if refused_logged.len() < 1024 && refused_logged.insert(peer.ip()) {
+                            if refused_logged.len() >= 1024 {
+                                refused_logged.clear();
+                            }
+                            if refused_logged.insert(peer.ip()) {
                                 tracing::warn!(source = %peer.ip(), ?why, "HTTP API: too many connections; closed at accept");
                             }
                             drop(stream);

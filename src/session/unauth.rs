@@ -203,7 +203,10 @@ impl Unauthenticated {
         w.total += 1;
         let key = (peer.ip(), protocol);
         if !w.sources.contains_key(&key) && w.sources.len() >= self.limits.max_sources {
-            w.other.insert(key, ());
+            // Remembered only up to `max_tracked`, so `other_sources` is then a lower bound.
+            if w.other.len() < self.limits.max_tracked {
+                w.other.insert(key, ());
+            }
             w.other_events += 1;
             return Noted {
                 first_in_window: false,
