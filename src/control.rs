@@ -260,17 +260,16 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
             Err(e) => Response::err(e),
         },
         Request::Kill { id, reason } => {
-            let target = core
-                .sessions
-                .list()
-                .into_iter()
-                .find(|s| s.id == id || (id.len() >= 4 && s.id.starts_with(&id)));
-            match target {
-                Some(s) => {
-                    core.sessions.kill(&s.id, &reason);
-                    Response::ok(json!({ "killed": s.id }))
+            let live = core.sessions.list();
+            match ops::resolve_prefix(&id, live.iter().map(|s| s.id.as_str())) {
+                Ok(chosen) => {
+                    core.sessions.kill(&chosen, &reason);
+                    Response::ok(json!({ "killed": chosen }))
                 }
-                None => Response::err(format!("no live session matches {id:?}")),
+                Err(ops::OpsError::NoSuchSession(_)) => {
+                    Response::err(format!("no live session matches {id:?}"))
+                }
+                Err(e) => Response::err(e),
             }
         }
         Request::Archive { older_than, to } => {

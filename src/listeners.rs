@@ -63,11 +63,17 @@ fn postgres_tls(config: &Config) -> Result<Option<PostgresTls>> {
 
 pub async fn start(
     core: &Arc<Core>,
-    authority: Arc<dyn proctor_gate::Authority>,
+    core_authority: Arc<crate::session::CoreAuthority>,
     config: &Config,
     shutdown: watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Started> {
+    tasks.push(tokio::spawn(crate::session::unauth::run_summaries(
+        core.clone(),
+        core_authority.unauth.clone(),
+        shutdown.clone(),
+    )));
+    let authority: Arc<dyn proctor_gate::Authority> = core_authority;
     let mut started = Started {
         postgres: None,
         ssh: None,

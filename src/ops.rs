@@ -19,8 +19,10 @@ use crate::recorder::verify::{self, Report, VerifyOptions};
 pub enum OpsError {
     #[error("no session matches {0:?}")]
     NoSuchSession(String),
-    #[error("{0:?} matches several sessions; give more of the id")]
-    Ambiguous(String),
+    /// A prefix shared by several sessions (UUIDv7 ids of sessions started in the same
+    /// moment share long prefixes): nothing is chosen for the caller.
+    #[error("{0:?} matches {n} sessions; give more of the id: {list}", n = .1.len(), list = .1.join(", "))]
+    Ambiguous(String, Vec<String>),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -78,6 +80,34 @@ pub fn list_sessions(index: &Index, filter: &Filter) -> Result<Vec<SessionMeta>,
     Ok(out)
 }
 
+/// Shortest prefix accepted: shorter ones would match too much to be meant.
+pub const MIN_PREFIX: usize = 4;
+
+/// Picks the one id among `ids` that equals `id` or starts with it. Several matches are
+/// refused with every candidate named, never resolved to the first.
+pub fn resolve_prefix<'a>(
+    id: &str,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<String, OpsError> {
+    let id = id.trim();
+    let mut found: Vec<String> = Vec::new();
+    for candidate in ids {
+        if candidate == id {
+            return Ok(candidate.to_string());
+        }
+        if id.len() >= MIN_PREFIX && candidate.starts_with(id) {
+            found.push(candidate.to_string());
+        }
+    }
+    found.sort();
+    found.dedup();
+    match found.len() {
+        0 => Err(OpsError::NoSuchSession(id.to_string())),
+        1 => Ok(found.remove(0)),
+        _ => Err(OpsError::Ambiguous(id.to_string(), found)),
+    }
+}
+
 /// Finds a session by its full id or a unique prefix.
 pub fn find_session(index: &Index, id: &str) -> Result<SessionMeta, OpsError> {
     let id = id.trim();
@@ -88,18 +118,16 @@ pub fn find_session(index: &Index, id: &str) -> Result<SessionMeta, OpsError> {
     {
         return Ok(m);
     }
-    if id.len() < 4 {
+    if id.len() < MIN_PREFIX {
         return Err(OpsError::NoSuchSession(id.to_string()));
     }
     let all = index
         .all_sessions()
         .map_err(|e| OpsError::Failed(e.to_string()))?;
-    let mut found = all.into_iter().filter(|m| m.id.starts_with(id));
-    match (found.next(), found.next()) {
-        (Some(m), None) => Ok(m),
-        (Some(_), Some(_)) => Err(OpsError::Ambiguous(id.to_string())),
-        _ => Err(OpsError::NoSuchSession(id.to_string())),
-    }
+    let chosen = resolve_prefix(id, all.iter().map(|m| m.id.as_str()))?;
+    all.into_iter()
+        .find(|m| m.id == chosen)
+        .ok_or(OpsError::NoSuchSession(chosen))
 }
 
 /// Records of a session as JSON, from `from_seq`, at most `limit`.
@@ -189,4 +217,51 @@ pub fn verify(
     };
     let report = verify::verify_store(data, &VerifyOptions { key, session, live })?;
     Ok((report, source))
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    const A: &str = "01930b7e-1111-7000-8000-000000000001";
+    const B: &str = "01930b7e-1111-7000-8000-000000000002";
+
+    #[test]
+    fn an_ambiguous_prefix_is_refused_with_every_candidate() {
+        match resolve_prefix("01930b7e", [A, B]) {
+            Err(OpsError::Ambiguous(p, c)) => {
+                assert_eq!(p, "01930b7e");
+                assert_eq!(c, vec![A.to_string(), B.to_string()]);
+            }
+            other => panic!("expected ambiguity, got {other:?}"),
+        }
+        let text = resolve_prefix("01930b7e", [B, A])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(text.contains(A) && text.contains(B), "{text}");
+    }
+
+    #[test]
+    fn a_unique_prefix_or_full_id_resolves() {
+        assert_eq!(
+            resolve_prefix("01930b7e-1111-7000-8000-000000000002", [A, B]).ok(),
+            Some(B.to_string())
+        );
+        assert_eq!(
+            resolve_prefix("01930b7e-1111-7000-8000-0000000000", [A]).ok(),
+            Some(A.to_string())
+        );
+        // A full id is never ambiguous, even if it prefixes nothing else.
+        assert_eq!(resolve_prefix(A, [A, B]).ok(), Some(A.to_string()));
+        assert!(matches!(
+            resolve_prefix("0193", ["ffff"]),
+            Err(OpsError::NoSuchSession(_))
+        ));
+        // Too short to mean anything.
+        assert!(matches!(
+            resolve_prefix("019", [A]),
+            Err(OpsError::NoSuchSession(_))
+        ));
+    }
 }

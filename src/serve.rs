@@ -33,6 +33,7 @@ pub struct Server {
     pub started: Started,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    unauth: Arc<crate::session::unauth::Unauthenticated>,
 }
 
 pub fn writer_options(config: &Config) -> WriterOptions {
@@ -71,7 +72,7 @@ pub async fn start(config: Config) -> Result<Server> {
     );
     let ssh_ca = SshCa::load_or_init(&data).context("loading the SSH user CA")?;
     let core = Arc::new(Core::new(config.clone(), Arc::new(store), policy, ssh_ca));
-    let authority: Arc<dyn proctor_gate::Authority> = Arc::new(CoreAuthority::new(core.clone()));
+    let authority = Arc::new(CoreAuthority::new(core.clone()));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
@@ -91,6 +92,7 @@ pub async fn start(config: Config) -> Result<Server> {
             tracing::error!(error = %e, "control socket failed");
         }
     }));
+    let unauth = authority.unauth.clone();
     let started =
         listeners::start(&core, authority, &config, shutdown_rx.clone(), &mut tasks).await?;
     Ok(Server {
@@ -98,6 +100,7 @@ pub async fn start(config: Config) -> Result<Server> {
         started,
         shutdown,
         tasks,
+        unauth,
     })
 }
 
@@ -115,6 +118,8 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The last window of unauthenticated refusals, before the tasks that count them go.
+        crate::session::unauth::write_summary(&self.core, &self.unauth).await;
         for t in self.tasks {
             t.abort();
         }

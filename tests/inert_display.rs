@@ -111,7 +111,7 @@ async fn hostile_text_reaches_people_inert() {
         "[[webhooks]]\nname = \"chat\"\nurl = \"http://{addr}/gate\"\nsecret_file = \"{}\"\nevents = [\"hold\", \"alert\"]\nqueue = 2\n",
         secret_file.display()
     );
-    let p = Proctor::start_with(&extra, Some(ALERT_ON_READS)).await;
+    let mut p = Proctor::start_with(&extra, Some(ALERT_ON_READS)).await;
     let data = p.dir.path().join("data");
     let hits = |kind: &str| -> Vec<Value> {
         receiver
@@ -232,33 +232,34 @@ async fn hostile_text_reaches_people_inert() {
         .await
         .unwrap();
     assert!(!out.status.success(), "an unknown agent is refused");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let listed = loop {
-        let shown = on_a_terminal(&["sessions", "list", "--data", data.to_str().unwrap()]);
-        if String::from_utf8_lossy(&shown).contains("ghost") {
-            break shown;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the refused session is not listed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_inert(&listed, "sessions list");
-    let text = String::from_utf8_lossy(&listed);
-    assert!(
-        text.contains("ghost\\x1b]52;c;cm0gLXJmIH4=\\x07\\n2026-12-07T00:00:00Z INFO session opened privilege=\"break-glass\""),
-        "{text}"
-    );
-    let id = text
-        .lines()
-        .find(|l| l.contains("ghost"))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("session id")
-        .to_string();
-    let shown = on_a_terminal(&["sessions", "show", &id, "--data", data.to_str().unwrap()]);
-    assert_inert(&shown, "sessions show");
-    assert!(String::from_utf8_lossy(&shown).contains("agent        ghost\\x1b]52"));
+    // Before authentication nobody is known: no session, only counts and an inert example in
+    // the journal's `unauthenticated` summary (written at the latest when proctor stops).
+    let shown = on_a_terminal(&["sessions", "list", "--data", data.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&shown).contains("ghost"));
+    let kept = std::mem::replace(&mut p.dir, tempfile::tempdir().unwrap());
     p.stop().await;
     server.abort();
+    let exported = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["export", JOURNAL, "--format", "jsonl", "--data"])
+        .arg(&data)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("export the journal")
+        .stdout;
+    assert_inert(&exported, "journal export");
+    let agents: Vec<String> = String::from_utf8_lossy(&exported)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .filter(|r| r["topic"] == "unauthenticated")
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(r["text"].as_str()?).ok())
+        .flat_map(|s| s["sources"].as_array().cloned().unwrap_or_default())
+        .flat_map(|s| s["examples"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["agent"].as_str().map(String::from))
+        .collect();
+    assert!(
+        agents.iter().any(|a| a == "ghost\\x1b]52;c;cm0gLXJmIH4=\\x07\\n2026-12-07T00:00:00Z INFO session opened privilege=\"break-glass\""),
+        "{agents:?}"
+    );
+    drop(kept);
 }

@@ -14,6 +14,7 @@ pub mod console;
 pub mod events;
 pub mod evidence;
 pub mod openapi;
+pub mod server;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -105,7 +106,7 @@ impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> Self {
         match e {
             OpsError::NoSuchSession(_) => ApiError::NotFound(e.to_string()),
-            OpsError::Ambiguous(_) | OpsError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            OpsError::Ambiguous(..) | OpsError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             OpsError::Failed(_) => ApiError::Internal(e.to_string()),
         }
     }
@@ -337,14 +338,10 @@ async fn require_role(
     }
 }
 
-/// Serves until the shutdown watch flips.
-pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { crate::serve::stopped(&mut shutdown).await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "HTTP API listener failed");
-    }
+/// Serves until the shutdown watch flips, with header and body timeouts and a bound on
+/// connections per source (`server`).
+pub async fn serve(listener: TcpListener, app: Router, shutdown: watch::Receiver<bool>) {
+    server::serve(listener, app, shutdown).await;
 }
 
 /// Liveness for load balancers: no token, and nothing about sessions.

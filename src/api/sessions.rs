@@ -326,6 +326,17 @@ pub async fn kill(
     }
     // The seal's reason names the operator, so the recording says who ended it.
     let reason = format!("{} (killed by {})", body.reason.trim(), p.name);
+    // Resolved here so an ambiguous prefix is a 400 listing the candidates, not a 404.
+    let live = st.core.sessions.list();
+    let id = match ops::resolve_prefix(&id, live.iter().map(|s| s.id.as_str())) {
+        Ok(full) => full,
+        Err(ops::OpsError::NoSuchSession(_)) => {
+            return Err(ApiError::NotFound(format!(
+                "no live session matches {id:?}"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let resp = control::handle(
         &st.core,
         Request::Kill {

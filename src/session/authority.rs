@@ -28,6 +28,8 @@ const REASON_PARAMS: &[&str] = &["PROCTOR_REASON", "proctor_reason", "proctor.re
 
 pub struct CoreAuthority {
     pub core: Arc<Core>,
+    /// Refusals before authentication: counted and summarised, never sessions of their own.
+    pub unauth: Arc<super::unauth::Unauthenticated>,
 }
 
 fn new_session() -> (String, SessionKey) {
@@ -85,7 +87,10 @@ fn endpoint(target: &Target, grant: &Grant) -> Result<TargetEndpoint, String> {
 
 impl CoreAuthority {
     pub fn new(core: Arc<Core>) -> Self {
-        CoreAuthority { core }
+        CoreAuthority {
+            core,
+            unauth: Arc::new(super::unauth::Unauthenticated::new(Default::default())),
+        }
     }
 
     async fn record_all(&self, key: SessionKey, events: &[Event]) -> Result<(), Refusal> {
@@ -427,9 +432,40 @@ impl Authority for CoreAuthority {
         })
     }
 
-    async fn refuse(&self, request: SessionRequest, refusal: Refusal) {
-        self.record_refusal(&request, &refusal, Privilege::Routine, "")
-            .await;
+    /// Before authentication nobody is known: the refusal is counted for the source's summary
+    /// (see `unauth`), logged and published only as the source's first in the window.
+    async fn refuse(&self, req: SessionRequest, refusal: Refusal) {
+        if !self.unauth.refused(&req, &refusal).first_in_window {
+            return;
+        }
+        tracing::info!(source = %req.client_addr.ip(), protocol = req.protocol.as_str(), agent = %proctor_gate::inert::Line(&req.agent), kind = refusal.kind.as_str(), "unauthenticated connection refused (further ones from this source are only counted until the next summary): {}", proctor_gate::inert::Line(&refusal.message));
+        self.core.bus.publish(LiveEvent::Refused {
+            agent: req.agent.clone(),
+            target: req.target.clone(),
+            protocol: req.protocol.as_str().into(),
+            reason: refusal.message.clone(),
+            ts_ns: now_ns(),
+        });
+    }
+
+    fn admit_source(&self, peer: std::net::SocketAddr, protocol: Protocol) -> bool {
+        if self.unauth.admits(peer.ip()) {
+            return true;
+        }
+        if self
+            .unauth
+            .dropped(peer, protocol, "too many refusals from the source")
+            .first_in_window
+        {
+            tracing::warn!(source = %peer.ip(), protocol = protocol.as_str(), "source closed at accept: too many refusals lately");
+        }
+        false
+    }
+
+    fn dropped_early(&self, peer: std::net::SocketAddr, protocol: Protocol, why: &'static str) {
+        if self.unauth.dropped(peer, protocol, why).first_in_window {
+            tracing::warn!(source = %peer.ip(), protocol = protocol.as_str(), "connection closed at accept: {why}");
+        }
     }
 }
 

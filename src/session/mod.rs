@@ -5,6 +5,7 @@ pub mod authority;
 pub mod core;
 pub mod gate;
 pub mod registry;
+pub mod unauth;
 
 pub use self::authority::CoreAuthority;
 pub use self::core::Core;

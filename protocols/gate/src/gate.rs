@@ -253,7 +253,20 @@ pub trait Authority: Send + Sync {
     /// A refusal is recorded by the core as a denied session.
     async fn open(&self, request: SessionRequest) -> Result<OpenSession, Refusal>;
 
-    /// Records a session that was refused before `open` could be called (failed
-    /// authentication, protocol violation).
+    /// Notes a connection refused before `open` could be called (failed authentication,
+    /// protocol violation). The core counts these per source and records them in summaries,
+    /// not as sessions: a stranger's attempts must cost nothing lasting.
     async fn refuse(&self, request: SessionRequest, refusal: Refusal);
+
+    /// Asked at accept, before any TLS or key-exchange work: `false` when this source has
+    /// failed too often lately, and the connection is to be closed at once (the core counts
+    /// it). `protocol` says which listener asks.
+    fn admit_source(&self, _peer: SocketAddr, _protocol: Protocol) -> bool {
+        true
+    }
+
+    /// Counts a connection the listener closed before authentication for its own reasons
+    /// (no unauthenticated slot left for the source, authentication not completed in time);
+    /// nothing else is recorded about it.
+    fn dropped_early(&self, _peer: SocketAddr, _protocol: Protocol, _why: &'static str) {}
 }

@@ -8,6 +8,7 @@ pub mod action;
 pub mod event;
 pub mod gate;
 pub mod inert;
+pub mod preauth;
 
 pub use action::{Action, Decision, DenyCause, Hold, Resolution};
 pub use event::*;

@@ -69,6 +69,11 @@ pub struct PgFrontendConfig {
     pub sample_rows: usize,
     /// Time allowed from accept to a completed client authentication (default 10 s).
     pub handshake_timeout: Duration,
+    /// Connections from one address still in startup or authentication; more are closed at
+    /// accept (default 16: a pool warming up opens several at once).
+    pub max_unauthenticated_per_ip: usize,
+    /// Connections still in startup or authentication, all addresses together (default 512).
+    pub max_unauthenticated_total: usize,
     /// Text of the notice sent when a statement is held. `{id}`, `{rule}` and `{reason}` are
     /// replaced.
     pub hold_notice: String,
@@ -86,6 +91,8 @@ impl Default for PgFrontendConfig {
             max_message_bytes: 64 << 20,
             sample_rows: 5,
             handshake_timeout: Duration::from_secs(10),
+            max_unauthenticated_per_ip: 16,
+            max_unauthenticated_total: 512,
             hold_notice: "proctor: statement held for approval {id} (rule {rule}: {reason})"
                 .to_string(),
             copy_record_limit: 64 << 20,
@@ -119,6 +126,10 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut tasks = JoinSet::new();
+    let limiter = proctor_gate::preauth::PreAuthLimiter::new(
+        config.max_unauthenticated_per_ip,
+        config.max_unauthenticated_total,
+    );
     loop {
         if *shutdown.borrow() {
             break;
@@ -131,9 +142,27 @@ pub async fn serve(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Closed before any TLS work: a source that failed too often lately, or
+                    // one holding its share of connections still logging in.
+                    if !authority.admit_source(peer, proctor_gate::Protocol::Postgres) {
+                        drop(stream);
+                        continue;
+                    }
+                    let permit = match limiter.try_acquire(peer.ip()) {
+                        Ok(p) => p,
+                        Err(why) => {
+                            let why = match why {
+                                proctor_gate::preauth::NoSlot::Source => "startup slots of the source in use",
+                                proctor_gate::preauth::NoSlot::Total => "every startup slot in use",
+                            };
+                            authority.dropped_early(peer, proctor_gate::Protocol::Postgres, why);
+                            drop(stream);
+                            continue;
+                        }
+                    };
                     let (config, authority, rx) = (config.clone(), authority.clone(), shutdown.clone());
                     tasks.spawn(async move {
-                        session::run(stream, peer, config, authority, Some(rx)).await;
+                        session::run(stream, peer, config, authority, Some(rx), Some(permit)).await;
                     });
                 }
                 Err(e) => {
@@ -162,5 +191,5 @@ pub async fn handle_connection(
     config: Arc<PgFrontendConfig>,
     authority: Arc<dyn Authority>,
 ) {
-    session::run(stream, peer, config, authority, None).await;
+    session::run(stream, peer, config, authority, None, None).await;
 }

@@ -33,6 +33,7 @@ pub async fn run(
     config: Arc<PgFrontendConfig>,
     authority: Arc<dyn Authority>,
     shutdown: Option<watch::Receiver<bool>>,
+    preauth: Option<proctor_gate::preauth::PreAuthPermit>,
 ) {
     let _ = tcp.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + config.handshake_timeout;
@@ -193,6 +194,8 @@ pub async fn run(
         }
     }
 
+    // Authenticated: the startup slot goes back for the next stranger.
+    drop(preauth);
     // Admitted past authentication: ask the core.
     let open = match authority.open(request).await {
         Ok(o) => o,

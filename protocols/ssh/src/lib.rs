@@ -85,9 +85,9 @@ impl SshFrontendConfig {
     pub fn new(host_key: PrivateKey) -> Self {
         SshFrontendConfig {
             host_key,
-            auth_timeout: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(20),
             max_unauthenticated_per_ip: 10,
-            max_unauthenticated_total: 200,
+            max_unauthenticated_total: 512,
             auth_rejection_time: Duration::from_millis(300),
             window_size: 8 * 1024 * 1024,
             max_packet_size: 65535,
@@ -183,10 +183,10 @@ pub async fn serve(
 ) -> Result<(), SshError> {
     let fe = Arc::new(server::Frontend {
         russh: Arc::new(config.russh()),
-        limiter: Arc::new(server::PreAuthLimiter::new(
+        limiter: proctor_gate::preauth::PreAuthLimiter::new(
             config.max_unauthenticated_per_ip,
             config.max_unauthenticated_total,
-        )),
+        ),
         config: config.clone(),
         authority,
     });
@@ -197,10 +197,23 @@ pub async fn serve(
             _ = session::wait_true(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
-                    let Some(permit) = fe.limiter.try_acquire(peer.ip()) else {
-                        tracing::info!(%peer, "too many unauthenticated connections; dropped");
+                    // Dropped before the key exchange costs anything: a source that failed
+                    // too often lately, or one holding its share of unauthenticated slots.
+                    if !fe.authority.admit_source(peer, proctor_gate::Protocol::Ssh) {
                         drop(socket);
                         continue;
+                    }
+                    let permit = match fe.limiter.try_acquire(peer.ip()) {
+                        Ok(p) => p,
+                        Err(why) => {
+                            let why = match why {
+                                proctor_gate::preauth::NoSlot::Source => "unauthenticated slots of the source in use",
+                                proctor_gate::preauth::NoSlot::Total => "every unauthenticated slot in use",
+                            };
+                            fe.authority.dropped_early(peer, proctor_gate::Protocol::Ssh, why);
+                            drop(socket);
+                            continue;
+                        }
                     };
                     connections.spawn(server::run_connection(
                         fe.clone(),

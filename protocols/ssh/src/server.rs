@@ -2,12 +2,12 @@
 //! replies to setup requests) and the per-connection supervisor that bounds pre-auth time,
 //! admits the session, watches kill / target loss / shutdown and ends the session once.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use proctor_gate::preauth::{PreAuthLimiter, PreAuthPermit};
 use proctor_gate::{
     Authority, Event, Outcome, Party, Protocol, Refusal, RefusalKind, SessionRequest,
     TargetEndpoint,
@@ -23,61 +23,6 @@ use crate::channel::{ChanCtx, run_session};
 use crate::forward::{ForwardRequest, direct_tcpip};
 use crate::session::{Pressure, Session, Stop, wait_some, wait_true, wait_until};
 use crate::target::{self, TargetTuning};
-
-/// Counts connections that have not authenticated yet, per address and in total.
-pub(crate) struct PreAuthLimiter {
-    per_ip: usize,
-    total: usize,
-    counts: Mutex<(HashMap<IpAddr, usize>, usize)>,
-}
-
-pub(crate) struct PreAuthPermit {
-    limiter: Arc<PreAuthLimiter>,
-    ip: IpAddr,
-}
-
-impl PreAuthLimiter {
-    pub(crate) fn new(per_ip: usize, total: usize) -> Self {
-        PreAuthLimiter {
-            per_ip: per_ip.max(1),
-            total: total.max(1),
-            counts: Mutex::new((HashMap::new(), 0)),
-        }
-    }
-
-    pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<PreAuthPermit> {
-        let mut g = self.counts.lock().ok()?;
-        let (map, total) = &mut *g;
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.per_ip || *total >= self.total {
-            if *n == 0 {
-                map.remove(&ip);
-            }
-            return None;
-        }
-        *n += 1;
-        *total += 1;
-        Some(PreAuthPermit {
-            limiter: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PreAuthPermit {
-    fn drop(&mut self) {
-        if let Ok(mut g) = self.limiter.counts.lock() {
-            let (map, total) = &mut *g;
-            *total = total.saturating_sub(1);
-            if let Some(n) = map.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
 
 /// What every connection of one listener shares.
 pub(crate) struct Frontend {
@@ -586,8 +531,14 @@ pub(crate) async fn run_connection(
     .await;
     let running = match started {
         Ok(Ok(r)) => r,
-        _ => {
+        Ok(Err(_)) => {
             let _ = killer.shutdown(Shutdown::Both);
+            return;
+        }
+        Err(_) => {
+            let _ = killer.shutdown(Shutdown::Both);
+            fe.authority
+                .dropped_early(peer, Protocol::Ssh, PRE_AUTH_TIMEOUT);
             return;
         }
     };
@@ -619,7 +570,10 @@ pub(crate) async fn run_connection(
         .await;
         let _ = killer.shutdown(Shutdown::Both);
         let _ = tokio::time::timeout(Duration::from_secs(1), wait_true(&mut gone)).await;
-        record_unknown_key(&fe, &conn).await;
+        if !record_unknown_key(&fe, &conn).await && tokio::time::Instant::now() >= deadline {
+            fe.authority
+                .dropped_early(conn.peer, Protocol::Ssh, PRE_AUTH_TIMEOUT);
+        }
         return;
     }
     // The target connection is bounded by its own connect timeout.
@@ -711,8 +665,13 @@ pub(crate) async fn run_connection(
     }
 }
 
-async fn record_unknown_key(fe: &Frontend, conn: &Conn) {
+/// Counted (not recorded) when a connection is cut for not authenticating in time.
+const PRE_AUTH_TIMEOUT: &str = "authentication not completed in time";
+
+/// Reports a key no agent owns as a refusal; whether there was one.
+async fn record_unknown_key(fe: &Frontend, conn: &Conn) -> bool {
     let unknown = conn.unknown_key.lock().ok().and_then(|mut u| u.take());
+    let found = unknown.is_some();
     if let Some((user, fingerprint)) = unknown {
         let (login, target) = parse_user(&user).unwrap_or((None, user.clone()));
         let request = SessionRequest {
@@ -736,6 +695,7 @@ async fn record_unknown_key(fe: &Frontend, conn: &Conn) {
             )
             .await;
     }
+    found
 }
 
 fn split_killer(
@@ -760,16 +720,5 @@ mod tests {
         assert!(parse_user("root@").is_err());
         assert!(parse_user("a b").is_err());
         assert!(parse_user("-oProxy@web1").is_err());
-    }
-
-    #[test]
-    fn limiter_bounds_per_address_and_releases() {
-        let l = Arc::new(PreAuthLimiter::new(2, 10));
-        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        let a = l.try_acquire(ip).expect("first");
-        let _b = l.try_acquire(ip).expect("second");
-        assert!(l.try_acquire(ip).is_none());
-        drop(a);
-        assert!(l.try_acquire(ip).is_some());
     }
 }
