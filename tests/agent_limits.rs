@@ -1,0 +1,228 @@
+//! Limits per agent (issue 18, items 9, 10, 11, 13) through a real `proctor serve` in front of a
+//! real PostgreSQL, with real clients as agents: one agent cannot open more sessions than its
+//! limit, queue more holds, make a hold huge with reasoning, flood alerts, grow proctor's memory
+//! or index with table names, or send oversized statements; and while it tries, another agent's
+//! round trip stays fast. Every refusal is a clear error to the agent and a record.
+
+mod pg_support;
+
+use std::time::{Duration, Instant};
+
+use pg_support::*;
+use serde_json::Value;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A proctor whose configuration ends with `limits` (TOML appended to the generated file).
+fn env_with(limits: &str, opts: Options) -> Env {
+    let mut env = Env::start_with(opts);
+    env.stop_proctor();
+    let mut cfg = std::fs::read_to_string(&env.config).expect("config");
+    cfg.push_str(limits);
+    std::fs::write(&env.config, cfg).expect("config");
+    env.start_proctor();
+    env
+}
+
+async fn try_connect(
+    env: &Env,
+    agent: &str,
+    secret: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) =
+        tokio_postgres::connect(&env.conninfo(agent, secret), tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_default()
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Verdict records of `rule` in a session's export.
+fn verdicts(env: &Env, session: &str, rule: &str) -> Vec<Value> {
+    env.export(session)
+        .into_iter()
+        .filter(|r| r["kind"] == "verdict" && r["rule"] == rule)
+        .collect()
+}
+
+/// p99 (and max) of `samples` in milliseconds.
+fn p99_ms(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let i = ((samples.len() as f64) * 0.99).ceil() as usize;
+    let p = samples[i.saturating_sub(1).min(samples.len() - 1)];
+    let max = samples[samples.len() - 1];
+    (p.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3)
+}
+
+#[test]
+fn sessions_per_agent_are_capped_at_admission_and_others_still_connect() {
+    let env = env_with(
+        "\n[limits]\nsessions_per_agent = 6\n",
+        Options {
+            max_connections: 40,
+            ..Options::default()
+        },
+    );
+    rt().block_on(async {
+        // One agent tries 30 sessions at once: exactly its 6 open, the rest get 53300.
+        let tries: Vec<_> = (0..30).map(|_| try_connect(&env, AGENT, SECRET)).collect();
+        let results = futures_util::future::join_all(tries).await;
+        let mut open = Vec::new();
+        let mut refused = Vec::new();
+        for r in results {
+            match r {
+                Ok(c) => open.push(c),
+                Err(e) => refused.push(e),
+            }
+        }
+        assert_eq!(open.len(), 6, "refusals: {refused:?}");
+        for e in &refused {
+            assert_eq!(sqlstate(e), "53300", "{e:?}");
+            let m = db_message(e);
+            assert!(
+                m.contains("too many sessions") && m.contains("sessions_per_agent"),
+                "{m}"
+            );
+        }
+        // Another agent is not affected.
+        let other = try_connect(&env, BENCH, BENCH_SECRET)
+            .await
+            .expect("another agent connects while the first is at its limit");
+        let rows = other.simple_query("select 1").await.expect("select 1");
+        assert!(!rows.is_empty());
+        // The open ones work; closing one frees a place.
+        open[0].simple_query("select 1").await.expect("open session works");
+        drop(open.remove(0));
+        let mut again = None;
+        for _ in 0..100 {
+            match try_connect(&env, AGENT, SECRET).await {
+                Ok(c) => {
+                    again = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    assert_eq!(sqlstate(&e), "53300", "{e:?}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        assert!(again.is_some(), "a closed session's place was never freed");
+    });
+    // Each refusal is a sealed, denied session whose verdict names the limit.
+    let denied: Vec<Value> = env
+        .store()
+        .sessions()
+        .into_iter()
+        .filter(|s| s["agent"] == AGENT && s["outcome"] == "denied")
+        .collect();
+    assert!(denied.len() >= 24, "{} denied sessions", denied.len());
+    let id = denied[0]["id"].as_str().expect("id");
+    env.verify_session(id);
+    let v = verdicts(&env, id, "overloaded");
+    assert_eq!(v.len(), 1, "{:?}", env.export(id));
+    assert!(v[0]["reason"].as_str().unwrap_or("").contains("limit 6"));
+    // No throwaway role was created for a refused session: at most the 6 open ones remain.
+    assert!(env.proctor_roles().len() <= 6, "{:?}", env.proctor_roles());
+}
+
+#[test]
+fn pending_holds_per_agent_are_bounded_and_reasoning_kept_for_approvers_is_bounded() {
+    let env = env_with(
+        "\n[limits]\npending_holds_per_agent = 3\n",
+        Options::default(),
+    );
+    let big = "r".repeat(1 << 20);
+    rt().block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(std::sync::Arc::new(
+                try_connect(&env, AGENT, SECRET).await.expect("connects"),
+            ));
+        }
+        // Session 0 states 1 MiB of reasoning five times before its held statement.
+        for i in 0..5 {
+            clients[0]
+                .simple_query(&format!("/* reason: {i}{big} */ select 1"))
+                .await
+                .expect("select");
+        }
+        let mut held = Vec::new();
+        for (i, c) in clients.iter().take(3).enumerate() {
+            let c = c.clone();
+            let sql = format!("DELETE FROM t /* hold {i} */");
+            held.push(tokio::spawn(async move { c.simple_query(&sql).await }));
+        }
+        assert!(
+            eventually(T, || env.approvals().len() == 3),
+            "{:?}",
+            env.approvals()
+        );
+        // The fourth hold of the agent is denied at once, not queued.
+        let started = Instant::now();
+        let e = clients[3]
+            .simple_query("DELETE FROM t /* hold 3 */")
+            .await
+            .expect_err("a fourth hold is denied");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(sqlstate(&e), "42501", "{e:?}");
+        let m = db_message(&e);
+        assert!(
+            m.contains("pending_holds_per_agent") && m.contains("not queued"),
+            "{m}"
+        );
+        // ... and that session stays usable.
+        clients[3]
+            .simple_query("select 1")
+            .await
+            .expect("session usable after the refusal");
+        // Approvers see at most a bounded trace: cut texts say their size and digest.
+        let approvals = env.approvals();
+        assert_eq!(approvals.len(), 3);
+        let first = approvals
+            .iter()
+            .find(|a| a.to_string().contains("hold 0"))
+            .expect("hold 0");
+        let size = first.to_string().len();
+        assert!(size < 100 * 1024, "one hold is {size} bytes");
+        let reasoning = first["reasoning"].as_array().expect("reasoning");
+        assert!(!reasoning.is_empty());
+        for r in reasoning {
+            let r = r.as_str().unwrap_or("");
+            assert!(
+                r.contains("cut here") && r.contains("sha256") && r.contains("1048577 bytes"),
+                "{}",
+                &r[..r.len().min(200)]
+            );
+        }
+        // Dropping the waiting queries and the clients ends the sessions (holds cancelled).
+        for h in held {
+            h.abort();
+        }
+        drop(clients);
+    });
+    // The refusal is recorded as a verdict of the fourth session.
+    let sessions = env.store().sessions();
+    let refused = sessions
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .find(|id| !verdicts(&env, id, "limit:pending-holds").is_empty());
+    assert!(refused.is_some(), "no recorded pending-holds refusal");
+}
