@@ -226,3 +226,182 @@ fn pending_holds_per_agent_are_bounded_and_reasoning_kept_for_approvers_is_bound
         .find(|id| !verdicts(&env, id, "limit:pending-holds").is_empty());
     assert!(refused.is_some(), "no recorded pending-holds refusal");
 }
+
+/// A statement naming `n` distinct tables no agent has used (`prefix` keeps runs apart).
+fn many_tables(prefix: &str, n: usize) -> String {
+    let mut sql = String::from("SELECT 1 FROM ");
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("{prefix}{i:06}"));
+    }
+    sql
+}
+
+/// Round trips of `select 1` on `client` until `done`, at least `min` of them.
+async fn round_trips(
+    client: &tokio_postgres::Client,
+    done: &std::sync::atomic::AtomicBool,
+    min: usize,
+) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    while !done.load(std::sync::atomic::Ordering::Acquire) || samples.len() < min {
+        let t = Instant::now();
+        client.simple_query("select 1").await.expect("select 1");
+        samples.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    samples
+}
+
+#[test]
+fn an_alert_storm_is_one_alert_and_does_not_stall_other_agents() {
+    let env = Env::start();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (samples, flood_session) = rt().block_on(async {
+        // The agent's baseline exists, so first uses are worth alerts.
+        let warm = try_connect(&env, AGENT, SECRET).await.expect("connects");
+        warm.simple_query("select * from t").await.expect("select");
+        drop(warm);
+        let other = try_connect(&env, BENCH, BENCH_SECRET).await.expect("connects");
+        other.simple_query("select 1").await.expect("warm up");
+        let flood = try_connect(&env, AGENT, SECRET).await.expect("connects");
+        let known = env.live_sessions(AGENT);
+        let flooder = async {
+            // 87,000 unknown tables in one ~1 MB statement, three times.
+            for run in 0..3 {
+                let sql = many_tables(&format!("u{run}_"), 87_000);
+                assert!(sql.len() > 900_000);
+                let e = flood.simple_query(&sql).await.expect_err("no such tables");
+                assert_eq!(sqlstate(&e), "42P01", "{e:?}");
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        };
+        let (_, samples) = tokio::join!(flooder, round_trips(&other, &done, 200));
+        let id = known.last().cloned().unwrap_or_default();
+        drop(flood);
+        (samples, id)
+    });
+    let mut samples = samples;
+    let n = samples.len();
+    let (p99, max) = p99_ms(&mut samples);
+    eprintln!("alert storm: other agent's select 1: n={n} p99={p99:.1} ms max={max:.1} ms");
+    assert!(p99 < 50.0, "p99 {p99:.1} ms (max {max:.1} ms) over {n} round trips");
+    // One alert per statement (at most: new tables, and the ones past the per-action limit).
+    let s = env.store().sealed_session(|s| {
+        s["agent"] == AGENT && s["id"] == flood_session.as_str()
+    });
+    let records = env.export(s["id"].as_str().expect("id"));
+    let alerts: Vec<&Value> = of_kind(&records, "alert")
+        .into_iter()
+        .filter(|a| a["rule"] == "monitor:first-use")
+        .collect();
+    assert!(
+        !alerts.is_empty() && alerts.len() <= 6,
+        "{} first-use alerts",
+        alerts.len()
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["message"].as_str().unwrap_or("").contains("(and ")),
+        "{alerts:?}"
+    );
+    assert!(alerts.iter().all(|a| a.to_string().len() < 4096));
+}
+
+#[test]
+fn long_unique_table_names_do_not_grow_memory_or_the_index() {
+    let env = Env::start();
+    let index = env.data.join("index");
+    let pid = env.proctor_pid();
+    let (rss0, index0) = rt().block_on(async {
+        let warm = try_connect(&env, AGENT, SECRET).await.expect("connects");
+        warm.simple_query("select * from t").await.expect("select");
+        (rss_kib(pid), dir_bytes(&index))
+    });
+    rt().block_on(async {
+        let c = try_connect(&env, AGENT, SECRET).await.expect("connects");
+        // 40 unique 4 MiB table names (the target answers 42P01 for each).
+        for i in 0..40 {
+            let name = format!("{i:02}{}", "n".repeat(4 << 20));
+            let e = c
+                .simple_query(&format!("SELECT 1 FROM \"{name}\""))
+                .await
+                .expect_err("no such table");
+            assert_eq!(sqlstate(&e), "42P01", "{e:?}");
+            if i % 10 == 9 {
+                eprintln!("after {} names: RSS {} MiB", i + 1, rss_kib(pid) / 1024);
+            }
+        }
+    });
+    // Let the recorder's buffers settle before measuring.
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss1, index1) = (rss_kib(pid), dir_bytes(&index));
+    eprintln!(
+        "40 x 4 MiB names: RSS {} -> {} MiB, index {} -> {} KiB",
+        rss0 / 1024,
+        rss1 / 1024,
+        index0 / 1024,
+        index1 / 1024
+    );
+    assert!(
+        rss1.saturating_sub(rss0) < 150 * 1024,
+        "RSS grew from {rss0} KiB to {rss1} KiB"
+    );
+    assert!(
+        index1.saturating_sub(index0) < 16 << 20,
+        "index grew from {index0} to {index1} bytes"
+    );
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_bytes(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn oversized_statements_are_denied_recorded_and_the_session_stays_usable() {
+    let env = env_with(
+        "\n[limits]\nstatement_bytes = 1048576\n",
+        Options::default(),
+    );
+    rt().block_on(async {
+        let c = try_connect(&env, AGENT, SECRET).await.expect("connects");
+        let fits = format!("select length('{}')", "f".repeat(1000 * 1000));
+        c.simple_query(&fits).await.expect("a statement under the limit runs");
+        let big = format!("select length('{}') /* too big */", "b".repeat(2 << 20));
+        let e = c.simple_query(&big).await.expect_err("over the limit");
+        // SQLSTATE 42501: the gate denies it (the relay, which would say 54000, is not changed).
+        assert_eq!(sqlstate(&e), "42501", "{e:?}");
+        let m = db_message(&e);
+        assert!(
+            m.contains("limit:statement-size") && m.contains("statement_bytes"),
+            "{m}"
+        );
+        let rows = c.simple_query("select 1").await.expect("still usable");
+        assert!(!rows.is_empty());
+    });
+    let s = env.store().sealed_session(|s| s["agent"] == AGENT);
+    let id = s["id"].as_str().expect("id");
+    env.verify_session(id);
+    let v = verdicts(&env, id, "limit:statement-size");
+    assert_eq!(v.len(), 1);
+    // The refused statement itself is recorded in full: the record is the truth.
+    let records = env.export(id);
+    assert!(
+        statement_with_result(&records, "/* too big */").is_some_and(|(s, _)| s["text"]
+            .as_str()
+            .is_some_and(|t| t.len() > 2 << 20))
+    );
+}
