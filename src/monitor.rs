@@ -693,11 +693,23 @@ mod tests {
         assert_eq!(stored.len(), 50);
         assert!(stored.iter().all(|&l| l < 200), "{stored:?}");
         assert_eq!(f.len(), 2, "{f:?}");
-        assert!(f[0].alert.message.contains("100 tables"), "{}", f[0].alert.message);
+        assert!(
+            f[0].alert.message.contains("100 tables"),
+            "{}",
+            f[0].alert.message
+        );
         assert!(f[0].alert.message.contains("(and 95 more)"));
-        assert!(f[0].alert.message.contains(&format!("{} bytes, sha256", 4 << 20)));
+        assert!(
+            f[0].alert
+                .message
+                .contains(&format!("{} bytes, sha256", 4 << 20))
+        );
         assert!(f[0].alert.message.len() < 1024);
-        assert!(f[1].alert.message.contains("201 further"), "{}", f[1].alert.message);
+        assert!(
+            f[1].alert.message.contains("201 further"),
+            "{}",
+            f[1].alert.message
+        );
     }
 
     #[test]

@@ -109,7 +109,10 @@ fn sessions_per_agent_are_capped_at_admission_and_others_still_connect() {
         let rows = other.simple_query("select 1").await.expect("select 1");
         assert!(!rows.is_empty());
         // The open ones work; closing one frees a place.
-        open[0].simple_query("select 1").await.expect("open session works");
+        open[0]
+            .simple_query("select 1")
+            .await
+            .expect("open session works");
         drop(open.remove(0));
         let mut again = None;
         for _ in 0..100 {
@@ -264,7 +267,9 @@ fn an_alert_storm_is_one_alert_and_does_not_stall_other_agents() {
         let warm = try_connect(&env, AGENT, SECRET).await.expect("connects");
         warm.simple_query("select * from t").await.expect("select");
         drop(warm);
-        let other = try_connect(&env, BENCH, BENCH_SECRET).await.expect("connects");
+        let other = try_connect(&env, BENCH, BENCH_SECRET)
+            .await
+            .expect("connects");
         other.simple_query("select 1").await.expect("warm up");
         let flood = try_connect(&env, AGENT, SECRET).await.expect("connects");
         let known = env.live_sessions(AGENT);
@@ -287,11 +292,14 @@ fn an_alert_storm_is_one_alert_and_does_not_stall_other_agents() {
     let n = samples.len();
     let (p99, max) = p99_ms(&mut samples);
     eprintln!("alert storm: other agent's select 1: n={n} p99={p99:.1} ms max={max:.1} ms");
-    assert!(p99 < 50.0, "p99 {p99:.1} ms (max {max:.1} ms) over {n} round trips");
+    assert!(
+        p99 < 50.0,
+        "p99 {p99:.1} ms (max {max:.1} ms) over {n} round trips"
+    );
     // One alert per statement (at most: new tables, and the ones past the per-action limit).
-    let s = env.store().sealed_session(|s| {
-        s["agent"] == AGENT && s["id"] == flood_session.as_str()
-    });
+    let s = env
+        .store()
+        .sealed_session(|s| s["agent"] == AGENT && s["id"] == flood_session.as_str());
     let records = env.export(s["id"].as_str().expect("id"));
     let alerts: Vec<&Value> = of_kind(&records, "alert")
         .into_iter()
@@ -379,7 +387,9 @@ fn oversized_statements_are_denied_recorded_and_the_session_stays_usable() {
     rt().block_on(async {
         let c = try_connect(&env, AGENT, SECRET).await.expect("connects");
         let fits = format!("select length('{}')", "f".repeat(1000 * 1000));
-        c.simple_query(&fits).await.expect("a statement under the limit runs");
+        c.simple_query(&fits)
+            .await
+            .expect("a statement under the limit runs");
         let big = format!("select length('{}') /* too big */", "b".repeat(2 << 20));
         let e = c.simple_query(&big).await.expect_err("over the limit");
         // SQLSTATE 42501: the gate denies it (the relay, which would say 54000, is not changed).
@@ -400,8 +410,7 @@ fn oversized_statements_are_denied_recorded_and_the_session_stays_usable() {
     // The refused statement itself is recorded in full: the record is the truth.
     let records = env.export(id);
     assert!(
-        statement_with_result(&records, "/* too big */").is_some_and(|(s, _)| s["text"]
-            .as_str()
-            .is_some_and(|t| t.len() > 2 << 20))
+        statement_with_result(&records, "/* too big */")
+            .is_some_and(|(s, _)| s["text"].as_str().is_some_and(|t| t.len() > 2 << 20))
     );
 }

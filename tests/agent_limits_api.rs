@@ -50,7 +50,11 @@ async fn oversized_annotations_are_refused_with_413_and_recorded() {
         .collect();
     assert_eq!(refusals.len(), 1, "{records:?}");
     assert!(refusals[0].to_string().contains(&digest));
-    assert!(!records.iter().any(|r| r.to_string().contains(&huge[..20_000])));
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.to_string().contains(&huge[..20_000]))
+    );
     drop(client);
     p.stop().await;
 }
