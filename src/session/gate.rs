@@ -527,6 +527,29 @@ impl SessionGate {
     }
 }
 
+/// Text past which judging (policy, redaction, detectors) may take milliseconds.
+const LARGE_ACTION_BYTES: usize = 64 * 1024;
+
+impl SessionGate {
+    /// [`Self::judge`], told to the runtime as blocking when the action is large, so that one
+    /// agent's huge statements do not hold up the sessions sharing its worker thread.
+    fn judge_large(&self, action: Action) -> JudgedAction {
+        let large = match &action {
+            Action::Statement(s) => s.text.len() > LARGE_ACTION_BYTES,
+            Action::Exec { command, .. } => command.len() > LARGE_ACTION_BYTES,
+            Action::CommandLine { line, .. } => line.len() > LARGE_ACTION_BYTES,
+            _ => false,
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if large && multi_thread {
+            tokio::task::block_in_place(|| self.judge(action))
+        } else {
+            self.judge(action)
+        }
+    }
+}
+
 /// The kind of a secret whose redaction would hide more than a value in the action's text.
 fn redaction_hides_code(redactor: &crate::redact::Redactor, action: &Action) -> Option<String> {
     match action {
@@ -646,7 +669,7 @@ impl Gate for SessionGate {
 
     async fn decide(&self, action: Action) -> Result<Decision, GateError> {
         self.check_open()?;
-        let judged = self.judge(action);
+        let judged = self.judge_large(action);
         let mut out = self.commit_judged(vec![judged]).await?;
         out.pop()
             .ok_or_else(|| GateError::Recorder("no decision was produced".into()))
@@ -658,7 +681,7 @@ impl Gate for SessionGate {
         self.check_open()?;
         let mut judged = Vec::with_capacity(actions.len());
         for action in actions {
-            let j = self.judge(action);
+            let j = self.judge_large(action);
             let stop =
                 j.judgement.action != RuleAction::Allow && j.judgement.action != RuleAction::Alert;
             judged.push(j);
