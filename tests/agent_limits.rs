@@ -467,3 +467,27 @@ fn concurrent_huge_statements_do_not_stall_other_agents() {
         "another agent stalled {max:.1} ms (p99 {p99:.1} ms)"
     );
 }
+
+#[test]
+fn sessions_per_grant_are_capped_too() {
+    let env = env_with("\n[limits]\nsessions_per_grant = 2\n", Options::default());
+    rt().block_on(async {
+        let _a = try_connect(&env, AGENT, SECRET).await.expect("first");
+        let _b = try_connect(&env, AGENT, SECRET).await.expect("second");
+        let e = try_connect(&env, AGENT, SECRET)
+            .await
+            .err()
+            .expect("a third session under the grant is refused");
+        assert_eq!(sqlstate(&e), "53300", "{e:?}");
+        let m = db_message(&e);
+        assert!(
+            m.contains("grant \"e2e-appdb\" already has 2 open") && m.contains("max_sessions"),
+            "{m}"
+        );
+        // Another grant (another agent) has its own count.
+        let other = try_connect(&env, BENCH, BENCH_SECRET)
+            .await
+            .expect("other grant");
+        other.simple_query("select 1").await.expect("select 1");
+    });
+}
