@@ -474,10 +474,9 @@ fn sessions_per_grant_are_capped_too() {
     rt().block_on(async {
         let _a = try_connect(&env, AGENT, SECRET).await.expect("first");
         let _b = try_connect(&env, AGENT, SECRET).await.expect("second");
-        let e = try_connect(&env, AGENT, SECRET)
-            .await
-            .err()
-            .expect("a third session under the grant is refused");
+        let Err(e) = try_connect(&env, AGENT, SECRET).await else {
+            panic!("a third session under the grant must be refused");
+        };
         assert_eq!(sqlstate(&e), "53300", "{e:?}");
         let m = db_message(&e);
         assert!(
