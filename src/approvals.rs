@@ -181,6 +181,14 @@ impl Approvals {
         v
     }
 
+    /// Holds of `agent` waiting for a decision (for `[limits] pending_holds_per_agent`).
+    pub fn pending_for_agent(&self, agent: &str) -> usize {
+        lock(&self.inner)
+            .values()
+            .filter(|p| p.view.agent == agent)
+            .count()
+    }
+
     pub fn get(&self, id: &str) -> Option<PendingView> {
         lock(&self.inner).get(id).map(|p| p.view.clone())
     }

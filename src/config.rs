@@ -69,6 +69,9 @@ pub struct Config {
     /// Secrets kept out of recordings, and fields sealed to the auditors (AG-305 4.8).
     #[serde(default)]
     pub redaction: RedactionSettings,
+    /// What one agent may hold at once (sessions, pending holds, reasoning, statement size).
+    #[serde(default)]
+    pub limits: crate::session::limits::LimitSettings,
 }
 
 /// `[redaction]`: which optional detectors are on, which columns are sealed, and to whom.
@@ -402,6 +405,9 @@ pub struct Grant {
     pub max_session: Duration,
     #[serde(default = "default_connection_limit")]
     pub connection_limit: u32,
+    /// Sessions open at once under this grant (default: `[limits] sessions_per_grant`).
+    #[serde(default)]
+    pub max_sessions: Option<u32>,
     #[serde(default = "default_true")]
     pub pty: bool,
     #[serde(default)]

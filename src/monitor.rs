@@ -9,12 +9,13 @@
 //! Each finding is an alert recorded in the session; a detector may also hold the session's next
 //! action or kill it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use proctor_gate::{Action, AlertRecord, Event, StatementClass};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::policy::shell;
 
@@ -59,6 +60,21 @@ pub struct MonitorConfig {
     pub egress_action: Response,
     #[serde(default)]
     pub outside_hours_action: Response,
+    /// Longer table or program names are kept (baseline, memory, alerts) as their start and a
+    /// SHA-256 of the whole name, so one name cannot cost more than this.
+    #[serde(default = "d_first_use_name_bytes")]
+    pub first_use_name_bytes: usize,
+    /// Items of one action checked against the baseline; the rest are counted in the alert
+    /// as not checked (a statement naming 87,000 tables costs 1,000 look-ups, not 87,000).
+    #[serde(default = "d_first_use_per_action")]
+    pub first_use_per_action: usize,
+    /// Baseline entries one agent may add per proctor run; past it first uses still alert
+    /// but are no longer stored.
+    #[serde(default = "d_first_use_per_agent")]
+    pub first_use_per_agent: u64,
+    /// Names quoted in one collapsed first-use alert.
+    #[serde(default = "d_first_use_examples")]
+    pub first_use_examples: usize,
 }
 
 fn d_burst_count() -> u32 {
@@ -85,6 +101,18 @@ fn d_first_use_ignore_programs() -> Vec<String> {
         .map(String::from)
         .collect()
 }
+fn d_first_use_name_bytes() -> usize {
+    256
+}
+fn d_first_use_per_action() -> usize {
+    1000
+}
+fn d_first_use_per_agent() -> u64 {
+    10_000
+}
+fn d_first_use_examples() -> usize {
+    5
+}
 fn d_egress_rows() -> u64 {
     100_000
 }
@@ -106,6 +134,10 @@ impl Default for MonitorConfig {
             egress_bytes: d_egress_bytes(),
             egress_action: Response::Alert,
             outside_hours_action: Response::Alert,
+            first_use_name_bytes: d_first_use_name_bytes(),
+            first_use_per_action: d_first_use_per_action(),
+            first_use_per_agent: d_first_use_per_agent(),
+            first_use_examples: d_first_use_examples(),
         }
     }
 }
@@ -216,10 +248,38 @@ const DESTRUCTIVE_PROGRAMS: &[&str] = &[
     "chown", "mv",
 ];
 
+/// (agent, item) pairs cached in memory at most: the cache is emptied when full (the
+/// baseline in the store stays the truth).
+const KNOWN_CACHE_MAX: usize = 100_000;
+/// Items one session remembers having seen; emptied when full.
+const SEEN_MAX: usize = 4096;
+
 pub struct Monitor {
     pub config: MonitorConfig,
     /// (agent, item) pairs known to the baseline, cached in memory.
     known: Mutex<HashSet<(String, String)>>,
+    /// Baseline entries each agent added in this run (`first_use_per_agent`).
+    added: Mutex<HashMap<String, u64>>,
+}
+
+/// `name` if it fits in `max` bytes, else its start, `...` and the SHA-256 of all of it.
+pub fn bounded_name(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let mut end = max.min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    format!("{}...[{} bytes, sha256 {digest}]", &name[..end], name.len())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 impl Watch {
@@ -236,6 +296,7 @@ impl Monitor {
         Monitor {
             config,
             known: Mutex::new(HashSet::new()),
+            added: Mutex::new(HashMap::new()),
         }
     }
 
@@ -255,19 +316,20 @@ impl Monitor {
     fn items(&self, action: &Action) -> Vec<String> {
         let ignored =
             |patterns: &[String], name: &str| patterns.iter().any(|p| matches_pattern(p, name));
+        let max = self.config.first_use_name_bytes;
         match action {
             Action::Statement(s) => s
                 .tables
                 .iter()
                 .filter(|t| !ignored(&self.config.first_use_ignore_tables, t))
-                .map(|t| format!("table:{t}"))
+                .map(|t| format!("table:{}", bounded_name(t, max)))
                 .collect(),
             Action::Exec { command, .. } | Action::CommandLine { line: command, .. } => {
                 shell::analyze(command)
                     .programs
                     .into_iter()
                     .filter(|p| !ignored(&self.config.first_use_ignore_programs, p))
-                    .map(|p| format!("program:{p}"))
+                    .map(|p| format!("program:{}", bounded_name(&p, max)))
                     .collect()
             }
             _ => Vec::new(),
@@ -347,32 +409,97 @@ impl Monitor {
             }
         }
         if self.config.first_use {
-            for item in self.items(action) {
-                if !watch.seen.insert(item.clone()) {
-                    continue;
-                }
-                let key = (agent.to_string(), item.clone());
-                let cached = match self.known.lock() {
-                    Ok(k) => k.contains(&key),
-                    Err(p) => p.into_inner().contains(&key),
-                };
-                if cached {
-                    continue;
-                }
-                let new = baseline(&item);
-                if let Ok(mut k) = self.known.lock() {
-                    k.insert(key);
-                }
-                if new && watch.established {
-                    let (kind, name) = item.split_once(':').unwrap_or(("item", &item));
-                    out.push(Self::alert(
-                        "first-use",
-                        "medium",
-                        format!("{agent} used {kind} {name} for the first time"),
-                        self.config.first_use_action,
-                    ));
-                }
+            out.extend(self.first_use(agent, watch, action, &mut baseline));
+        }
+        out
+    }
+
+    /// First uses in one action, as at most one alert per kind (table, program) with a count
+    /// and a few names: one statement naming thousands of new tables is one alert, and the
+    /// baseline work it causes is bounded (`first_use_per_action`, `first_use_per_agent`).
+    fn first_use(
+        &self,
+        agent: &str,
+        watch: &mut Watch,
+        action: &Action,
+        baseline: &mut impl FnMut(&str) -> bool,
+    ) -> Vec<Finding> {
+        let items = self.items(action);
+        let per_action = self.config.first_use_per_action;
+        let unchecked = items.len().saturating_sub(per_action);
+        // kind -> names used for the first time, in order.
+        let mut new_by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for item in items.into_iter().take(per_action) {
+            if watch.seen.len() >= SEEN_MAX {
+                watch.seen.clear();
             }
+            if !watch.seen.insert(item.clone()) {
+                continue;
+            }
+            let key = (agent.to_string(), item.clone());
+            if lock(&self.known).contains(&key) {
+                continue;
+            }
+            let stored = lock(&self.added).get(agent).copied().unwrap_or(0);
+            let new = if stored < self.config.first_use_per_agent {
+                let new = baseline(&item);
+                if new {
+                    *lock(&self.added).entry(agent.to_string()).or_default() += 1;
+                }
+                let mut k = lock(&self.known);
+                if k.len() >= KNOWN_CACHE_MAX {
+                    k.clear();
+                }
+                k.insert(key);
+                new
+            } else {
+                // The agent's baseline is full for this run: still new, not stored.
+                true
+            };
+            if new && watch.established {
+                let (kind, name) = item.split_once(':').unwrap_or(("item", &item));
+                new_by_kind
+                    .entry(kind.to_string())
+                    .or_default()
+                    .push(name.to_string());
+            }
+        }
+        let mut out = Vec::new();
+        for (kind, names) in new_by_kind {
+            let message = if names.len() == 1 {
+                format!("{agent} used {kind} {} for the first time", names[0])
+            } else {
+                let shown = self.config.first_use_examples.max(1).min(names.len());
+                let more = names.len() - shown;
+                format!(
+                    "{agent} used {} {kind}s for the first time in one action: {}{}",
+                    names.len(),
+                    names[..shown].join(", "),
+                    if more > 0 {
+                        format!(" (and {more} more)")
+                    } else {
+                        String::new()
+                    }
+                )
+            };
+            out.push(Self::alert(
+                "first-use",
+                "medium",
+                message,
+                self.config.first_use_action,
+            ));
+        }
+        if unchecked > 0 && watch.established {
+            out.push(Self::alert(
+                "first-use",
+                "medium",
+                format!(
+                    "{agent} named {unchecked} further tables or programs in one action that were \
+                     not checked against the baseline (limit {per_action}, [monitor] \
+                     first_use_per_action)"
+                ),
+                self.config.first_use_action,
+            ));
         }
         out
     }
@@ -491,8 +618,8 @@ mod tests {
         };
         let f = m.on_action("b", None, &mut w, &mixed, 0, |_| true);
         let names: Vec<&str> = f.iter().map(|f| f.alert.message.as_str()).collect();
-        assert_eq!(names.len(), 2, "{names:?}");
-        assert!(names[0].contains("program pg_dump") && names[1].contains("program gzip"));
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].contains("2 programs") && names[0].contains("pg_dump, gzip"));
         // A user table whose name merely contains the pattern text still counts.
         let user = stmt("SELECT", StatementClass::Read, &["public.pg_stuff"]);
         assert_eq!(m.on_action("b", None, &mut w, &user, 0, |_| true).len(), 1);
@@ -505,12 +632,9 @@ mod tests {
             established: true,
             ..Default::default()
         };
-        assert_eq!(
-            strict
-                .on_action("b", None, &mut w, &look, 0, |_| true)
-                .len(),
-            3
-        );
+        let f = strict.on_action("b", None, &mut w, &look, 0, |_| true);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].alert.message.contains("3 programs"), "{f:?}");
     }
 
     #[test]
@@ -542,6 +666,50 @@ mod tests {
         assert!(f[0].alert.message.contains("public.u"));
         // Seen again: no second alert.
         assert!(m.on_action("b", None, &mut w, &b, 0, |_| true).is_empty());
+    }
+
+    #[test]
+    fn many_first_uses_collapse_and_long_names_are_hashed() {
+        let m = Monitor::new(MonitorConfig {
+            first_use_per_action: 100,
+            first_use_per_agent: 50,
+            ..Default::default()
+        });
+        let mut w = Watch {
+            established: true,
+            ..Default::default()
+        };
+        let long = "x".repeat(4 << 20);
+        let mut names: Vec<String> = (0..300).map(|i| format!("t{i}")).collect();
+        names.insert(0, long.clone());
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let a = stmt("SELECT", StatementClass::Read, &refs);
+        let mut stored = Vec::new();
+        let f = m.on_action("c", None, &mut w, &a, 0, |item| {
+            stored.push(item.len());
+            true
+        });
+        // 50 stored (the agent's limit for this run), none longer than a hashed name.
+        assert_eq!(stored.len(), 50);
+        assert!(stored.iter().all(|&l| l < 200), "{stored:?}");
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(
+            f[0].alert.message.contains("100 tables"),
+            "{}",
+            f[0].alert.message
+        );
+        assert!(f[0].alert.message.contains("(and 95 more)"));
+        assert!(
+            f[0].alert
+                .message
+                .contains(&format!("{} bytes, sha256", 4 << 20))
+        );
+        assert!(f[0].alert.message.len() < 1024);
+        assert!(
+            f[1].alert.message.contains("201 further"),
+            "{}",
+            f[1].alert.message
+        );
     }
 
     #[test]

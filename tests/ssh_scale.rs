@@ -68,7 +68,13 @@ async fn many_idle_sessions_stay_small() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(500);
-    let env = Env::start();
+    let mut env = Env::start();
+    // This measures many sessions of one agent: the per-agent limits are lifted.
+    env.stop_proctor();
+    let mut cfg = std::fs::read_to_string(&env.config).expect("config");
+    cfg.push_str("\n[limits]\nsessions_per_agent = 0\nsessions_per_grant = 0\n");
+    std::fs::write(&env.config, cfg).expect("config");
+    env.start_proctor();
     let pid = env.proctor_pid();
     let key = Arc::new(PrivateKey::read_openssh_file(&env.key).expect("agent key"));
     let base = rss_kib(pid);

@@ -35,11 +35,6 @@ pub async fn create(
     if body.text.trim().is_empty() {
         return Err(ApiError::BadRequest("text is empty".into()));
     }
-    if body.text.len() > MAX_TEXT_BYTES {
-        return Err(ApiError::BadRequest(format!(
-            "text is longer than {MAX_TEXT_BYTES} bytes"
-        )));
-    }
     let source = body.source.as_deref().map(str::trim).unwrap_or_default();
     if source.len() > MAX_SOURCE_BYTES || source.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!(
@@ -74,6 +69,9 @@ pub async fn create(
     if p.role == Role::Agent && p.agent.as_deref() != Some(owner.as_str()) {
         return Err(forbidden(&p));
     }
+    if body.text.len() > MAX_TEXT_BYTES {
+        return Err(refuse_oversized(&st, &id, &source, &body.text).await);
+    }
     let resp = control::handle(
         &st.core,
         Request::Annotate {
@@ -97,6 +95,39 @@ pub async fn create(
         StatusCode::CREATED,
         Json(json!({ "session": id, "source": source, "recorded": true })),
     ))
+}
+
+/// Refuses an annotation over `MAX_TEXT_BYTES` (413) and records the refusal in the session,
+/// with the text's size and digest, so the attempt is evidence too.
+async fn refuse_oversized(st: &ApiState, id: &str, source: &str, text: &str) -> ApiError {
+    use sha2::{Digest, Sha256};
+    let reason = format!(
+        "annotation from {source:?} of {} bytes (sha256 {}) refused: the limit is \
+         {MAX_TEXT_BYTES} bytes",
+        text.len(),
+        hex::encode(Sha256::digest(text.as_bytes()))
+    );
+    if let Some(s) = st.core.sessions.get(id) {
+        let ev = proctor_gate::Event::Verdict(proctor_gate::VerdictRecord {
+            subject: "annotation".into(),
+            verdict: proctor_gate::VerdictKind::Deny,
+            rule: "limit:annotation-size".into(),
+            reason: reason.clone(),
+            approval_id: String::new(),
+        });
+        if let Err(e) = st
+            .core
+            .recorder
+            .record(s.key, crate::clock::now_ns(), &ev)
+            .await
+        {
+            return ApiError::Unavailable(format!("the refusal could not be recorded: {e}"));
+        }
+    }
+    ApiError::Status {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("{reason}; send a shorter text (split it, or summarise)"),
+    }
 }
 
 fn forbidden(p: &Principal) -> ApiError {

@@ -290,6 +290,23 @@ impl Authority for CoreAuthority {
                 .await;
             return Err(refusal);
         }
+        // The place is taken before the credential is issued: issuing is what the limit
+        // protects (target connections, roles), and a failure below drops it again.
+        let limits = &self.core.config.limits;
+        let admission = match self.core.admissions.admit(
+            &req.agent,
+            &grant.name,
+            limits.sessions_per_agent,
+            grant.max_sessions.unwrap_or(limits.sessions_per_grant),
+        ) {
+            Ok(a) => a,
+            Err(msg) => {
+                let refusal = Refusal::new(RefusalKind::Overloaded, msg);
+                self.record_refusal(&req, &refusal, privilege, &grant.name)
+                    .await;
+                return Err(refusal);
+            }
+        };
         let login = match target.protocol() {
             Some(Protocol::Ssh) => req
                 .login
@@ -367,7 +384,11 @@ impl Authority for CoreAuthority {
             grant: grant.name.clone(),
             started_ns: now_ns(),
             kill,
-            reasoning: Mutex::new(reason.into_iter().collect()),
+            reasoning: Mutex::new(Vec::new()),
+            reasoning_limits: (
+                limits.reasoning_bytes as usize,
+                limits.reasoning_total_bytes as usize,
+            ),
             holds: Mutex::new(Vec::new()),
             watch: Mutex::new(crate::monitor::Watch::new(
                 self.core
@@ -382,10 +403,14 @@ impl Authority for CoreAuthority {
                 .as_deref()
                 .and_then(|h| crate::monitor::parse_hours(h).ok()),
         });
+        if let Some(r) = &reason {
+            live.add_reasoning(r);
+        }
         let gate = Arc::new(SessionGate::new(
             self.core.clone(),
             live.clone(),
             revocation,
+            Some(admission),
         ));
         // Registered before the credential record is durable so that a failure below still
         // goes through `end`, which revokes.

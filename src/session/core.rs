@@ -27,6 +27,8 @@ pub struct Core {
     pub pg_roles: PgRoles,
     pub bus: Bus,
     pub monitor: crate::monitor::Monitor,
+    /// Open sessions per agent and grant, for `[limits]`.
+    pub admissions: Arc<super::limits::Admissions>,
     /// OpenSSH public key (`algo base64`) -> agent name.
     pub ssh_keys: HashMap<String, String>,
 }
@@ -70,6 +72,7 @@ impl Core {
             pg_roles: PgRoles::default(),
             bus: Bus::default(),
             monitor: crate::monitor::Monitor::new(monitor_config),
+            admissions: Arc::default(),
             ssh_keys,
         }
     }

@@ -50,6 +50,8 @@ pub struct SessionGate {
     ended: AtomicBool,
     /// Redaction state (sensitive result columns, open key blocks) of this session.
     redaction: std::sync::Mutex<crate::redact::SessionRedaction>,
+    /// This session's place under `[limits]`, given back when it ends.
+    admission: std::sync::Mutex<Option<super::limits::Admission>>,
 }
 
 fn recorder_err(e: RecorderError) -> GateError {
@@ -159,8 +161,14 @@ fn new_approval_id() -> String {
 }
 
 impl SessionGate {
-    pub fn new(core: Arc<Core>, live: Arc<LiveSession>, revocation: Revocation) -> Self {
+    pub fn new(
+        core: Arc<Core>,
+        live: Arc<LiveSession>,
+        revocation: Revocation,
+        admission: Option<super::limits::Admission>,
+    ) -> Self {
         SessionGate {
+            admission: std::sync::Mutex::new(admission),
             redaction: std::sync::Mutex::new(crate::redact::SessionRedaction::new(&live.id)),
             core,
             live,
@@ -306,9 +314,29 @@ impl SessionGate {
             privilege: self.live.privilege,
             protocol: self.live.protocol,
         };
-        let mut judgement = policy.judge(&ctx, &action);
+        let limits = &self.core.config.limits;
+        // An oversized statement is refused before policy and the detectors read it: neither
+        // its cost nor its table names reach anything but the recording.
+        let oversize = match &action {
+            Action::Statement(s) => {
+                super::limits::statement_too_large(s.text.len(), limits.statement_bytes)
+            }
+            _ => None,
+        };
+        let mut judgement = match &oversize {
+            Some(reason) => crate::policy::Judgement {
+                action: RuleAction::Deny,
+                rule: "limit:statement-size".into(),
+                reason: reason.clone(),
+                alerts: Vec::new(),
+                min_approvals: 0,
+            },
+            None => policy.judge(&ctx, &action),
+        };
         let now = now_ns();
-        let findings = {
+        let findings = if oversize.is_some() {
+            Vec::new()
+        } else {
             let mut w = lock(&self.live.watch);
             let (core, live) = (&self.core, &self.live);
             core.monitor.on_action(
@@ -374,6 +402,22 @@ impl SessionGate {
                  held so that nothing runs unseen (an auditor key reveals the sealed text)"
             );
             judgement.min_approvals = judgement.min_approvals.max(1);
+        }
+        // One agent cannot fill the approvers' queue: past its limit a new hold is denied,
+        // not queued.
+        let max_holds = limits.pending_holds_per_agent as usize;
+        if judgement.action == RuleAction::Hold && max_holds > 0 {
+            let pending = self.core.approvals.pending_for_agent(&self.live.agent);
+            if pending >= max_holds {
+                judgement.action = RuleAction::Deny;
+                judgement.reason = format!(
+                    "agent {:?} already has {pending} actions waiting for approval (limit \
+                     {max_holds}, [limits] pending_holds_per_agent); this one would have been \
+                     held by rule {}: it is denied, not queued; retry once those are decided",
+                    self.live.agent, judgement.rule
+                );
+                judgement.rule = "limit:pending-holds".into();
+            }
         }
         // Policy judged the clear action; what is recorded, and shown to approvers, is the
         // redacted one.
@@ -499,6 +543,29 @@ impl SessionGate {
     }
 }
 
+/// Text past which judging (policy, redaction, detectors) may take milliseconds.
+const LARGE_ACTION_BYTES: usize = 64 * 1024;
+
+impl SessionGate {
+    /// [`Self::judge`], told to the runtime as blocking when the action is large, so that one
+    /// agent's huge statements do not hold up the sessions sharing its worker thread.
+    fn judge_large(&self, action: Action) -> JudgedAction {
+        let large = match &action {
+            Action::Statement(s) => s.text.len() > LARGE_ACTION_BYTES,
+            Action::Exec { command, .. } => command.len() > LARGE_ACTION_BYTES,
+            Action::CommandLine { line, .. } => line.len() > LARGE_ACTION_BYTES,
+            _ => false,
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if large && multi_thread {
+            tokio::task::block_in_place(|| self.judge(action))
+        } else {
+            self.judge(action)
+        }
+    }
+}
+
 /// The kind of a secret whose redaction would hide more than a value in the action's text.
 fn redaction_hides_code(redactor: &crate::redact::Redactor, action: &Action) -> Option<String> {
     match action {
@@ -618,7 +685,7 @@ impl Gate for SessionGate {
 
     async fn decide(&self, action: Action) -> Result<Decision, GateError> {
         self.check_open()?;
-        let judged = self.judge(action);
+        let judged = self.judge_large(action);
         let mut out = self.commit_judged(vec![judged]).await?;
         out.pop()
             .ok_or_else(|| GateError::Recorder("no decision was produced".into()))
@@ -630,7 +697,7 @@ impl Gate for SessionGate {
         self.check_open()?;
         let mut judged = Vec::with_capacity(actions.len());
         for action in actions {
-            let j = self.judge(action);
+            let j = self.judge_large(action);
             let stop =
                 j.judgement.action != RuleAction::Allow && j.judgement.action != RuleAction::Alert;
             judged.push(j);
@@ -714,6 +781,8 @@ impl Gate for SessionGate {
             result = Err(recorder_err(e));
         }
         self.core.sessions.remove(&self.live.id);
+        // The place is free once the role is dropped and the session sealed.
+        drop(lock(&self.admission).take());
         self.core.bus.publish(LiveEvent::SessionEnd {
             session_id: self.live.id.clone(),
             agent: self.live.agent.clone(),

@@ -4,6 +4,7 @@
 pub mod authority;
 pub mod core;
 pub mod gate;
+pub mod limits;
 pub mod registry;
 pub mod unauth;
 

@@ -23,6 +23,8 @@ pub struct LiveSession {
     pub kill: watch::Sender<Option<String>>,
     /// Reasoning the agent gave so far (annotations, statement comments), newest last.
     pub reasoning: Mutex<Vec<String>>,
+    /// `[limits]` reasoning_bytes and reasoning_total_bytes.
+    pub reasoning_limits: (usize, usize),
     /// Holds not yet resolved, so a session end can cancel them.
     pub holds: Mutex<Vec<String>>,
     /// Detector state (bursts, egress, first use).
@@ -68,12 +70,15 @@ impl LiveSession {
         }
     }
 
+    /// Keeps `text` for approvers, cut visibly past `max_bytes` (see `limits`); the recent
+    /// trace only (at most 20 texts and `max_total` bytes): the full trace is in the recording.
     pub fn add_reasoning(&self, text: &str) {
+        let (max_bytes, max_total) = self.reasoning_limits;
         let mut r = lock(&self.reasoning);
-        r.push(text.to_string());
-        // Approvers see the recent trace; the full trace is in the recording.
-        if r.len() > 20 {
-            r.remove(0);
+        r.push(super::limits::bounded_reasoning(text, max_bytes));
+        let mut total: usize = r.iter().map(String::len).sum();
+        while r.len() > 20 || (max_total > 0 && total > max_total && r.len() > 1) {
+            total -= r.remove(0).len();
         }
     }
 

@@ -186,7 +186,7 @@ logins = ["{login}"]
         env
     }
 
-    fn start_proctor(&mut self) {
+    pub fn start_proctor(&mut self) {
         self.proctor = Some(start_serve(&self.config, &self.log, self.port));
     }
 

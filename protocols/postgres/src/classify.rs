@@ -204,6 +204,9 @@ fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
 }
 
 const CACHE_LIMIT: usize = 8192;
+/// Longer keys are classified every time: caching them would let one agent keep gigabytes
+/// (8192 distinct 4 MB statements), and re-parsing text that long costs little beside it.
+const CACHE_MAX_KEY: usize = 4096;
 
 fn cache() -> &'static Mutex<HashMap<String, Arc<Classified>>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<Classified>>>> = OnceLock::new();
@@ -212,6 +215,9 @@ fn cache() -> &'static Mutex<HashMap<String, Arc<Classified>>> {
 
 /// Classification of a normalized statement, computed once per distinct key.
 fn cached(key: &str) -> Arc<Classified> {
+    if key.len() > CACHE_MAX_KEY {
+        return Arc::new(classify_key(key));
+    }
     if let Ok(c) = cache().lock()
         && let Some(hit) = c.get(key)
     {
