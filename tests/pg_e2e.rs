@@ -112,6 +112,26 @@ fn psql_multi_statement_and_copy_both_ways() {
     env.verify();
 }
 
+/// Approves the held PREPARE of an every-row DELETE (preparing runs nothing), then denies the
+/// EXECUTE held after it: the approver must see it as the DELETE it runs.
+fn approve_prepare_deny_execute(env: &Env, prepare: &str, execute: &str, reason: &str) {
+    let a = env.wait_approval(prepare);
+    let id = a["id"].as_str().expect("approval id").to_string();
+    env.store().ok(&[
+        "approvals",
+        "approve",
+        &id,
+        "--reason",
+        "preparing is harmless",
+    ]);
+    let a = env.wait_approval("runs the prepared statement: DELETE FROM t");
+    assert_eq!(a["class"], "write", "{a}");
+    assert!(a.to_string().contains(execute), "{a}");
+    let id = a["id"].as_str().expect("approval id").to_string();
+    env.store()
+        .ok(&["approvals", "deny", &id, "--reason", reason]);
+}
+
 #[test]
 fn pg_dump_and_sql_level_prepared_statements() {
     let env = Env::start();
@@ -187,21 +207,12 @@ fn pg_dump_and_sql_level_prepared_statements() {
         )
         .spawn()
         .expect("psql");
-    let a = env.wait_approval("PREPARE pick AS DELETE FROM t");
-    let id = a["id"].as_str().expect("approval id").to_string();
-    env.store().ok(&[
-        "approvals",
-        "approve",
-        &id,
-        "--reason",
-        "preparing is harmless",
-    ]);
-    let a = env.wait_approval("runs the prepared statement: DELETE FROM t");
-    assert_eq!(a["class"], "write", "{a}");
-    assert!(a.to_string().contains("EXECUTE pick"), "{a}");
-    let id = a["id"].as_str().expect("approval id").to_string();
-    env.store()
-        .ok(&["approvals", "deny", &id, "--reason", "which pick?"]);
+    approve_prepare_deny_execute(
+        &env,
+        "PREPARE pick AS DELETE FROM t",
+        "EXECUTE pick",
+        "which pick?",
+    );
     let out = wait_output(child, T);
     assert!(
         text(&out.stderr).contains("which pick?"),
@@ -221,21 +232,12 @@ fn pg_dump_and_sql_level_prepared_statements() {
         )
         .spawn()
         .expect("psql");
-    let a = env.wait_approval("PREPARE wipe AS DELETE FROM t");
-    let id = a["id"].as_str().expect("approval id").to_string();
-    env.store().ok(&[
-        "approvals",
-        "approve",
-        &id,
-        "--reason",
-        "preparing is harmless",
-    ]);
-    let a = env.wait_approval("EXECUTE wipe");
-    assert_eq!(a["class"], "write", "{a}");
-    assert!(a.to_string().contains("DELETE FROM t"), "{a}");
-    let id = a["id"].as_str().expect("approval id").to_string();
-    env.store()
-        .ok(&["approvals", "deny", &id, "--reason", "no wiping"]);
+    approve_prepare_deny_execute(
+        &env,
+        "PREPARE wipe AS DELETE FROM t",
+        "EXECUTE wipe",
+        "no wiping",
+    );
     let out = wait_output(child, T);
     assert!(
         text(&out.stderr).contains("no wiping"),

@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use common::*;
 use postgres_protocol::message::frontend;
 use proctor_gate::{Statement, StatementClass};
-use proctor_harness::{LocalPostgres, PostgresOptions};
+use proctor_harness::LocalPostgres;
 use proctor_postgres::PgFrontendConfig;
 
 /// A small deterministic generator (xorshift64*), so a failing seed replays exactly.
@@ -270,30 +270,12 @@ async fn the_server_runs_only_what_proctor_recorded() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5eed_0012);
-    let pg = tokio::task::spawn_blocking(|| {
-        let pg = LocalPostgres::start(PostgresOptions {
-            extra_conf: vec![
-                "log_statement = 'all'".into(),
-                "log_line_prefix = '%p|'".into(),
-                "log_min_error_statement = panic".into(),
-            ],
-            ..PostgresOptions::default()
-        })
-        .expect("start postgres");
-        pg.psql(
-            "postgres",
-            &format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{ROLE_PASSWORD}'"),
-        )
-        .expect("create role");
-        pg.psql(
-            "postgres",
-            &format!("CREATE DATABASE {TARGET} OWNER {ROLE}"),
-        )
-        .expect("create database");
-        pg
-    })
-    .await
-    .expect("join");
+    let pg = start_pg_with(vec![
+        "log_statement = 'all'".into(),
+        "log_line_prefix = '%p|'".into(),
+        "log_min_error_statement = panic".into(),
+    ])
+    .await;
     let mut f = Fixture::with_pg(pg, PgFrontendConfig::default()).await;
     // Every hold is denied, as a person would deny what they cannot see.
     let mut holds = std::mem::replace(&mut f.holds, tokio::sync::mpsc::unbounded_channel().1);

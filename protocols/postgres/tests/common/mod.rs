@@ -285,8 +285,17 @@ pub struct Fixture {
 }
 
 pub async fn start_pg() -> LocalPostgres {
-    tokio::task::spawn_blocking(|| {
-        let pg = LocalPostgres::start(PostgresOptions::default()).expect("start postgres");
+    start_pg_with(Vec::new()).await
+}
+
+/// A target PostgreSQL with extra `postgresql.conf` lines, the test role and database.
+pub async fn start_pg_with(extra_conf: Vec<String>) -> LocalPostgres {
+    tokio::task::spawn_blocking(move || {
+        let pg = LocalPostgres::start(PostgresOptions {
+            extra_conf,
+            ..PostgresOptions::default()
+        })
+        .expect("start postgres");
         pg.psql(
             "postgres",
             &format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{ROLE_PASSWORD}'"),
