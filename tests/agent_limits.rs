@@ -138,7 +138,7 @@ fn sessions_per_agent_are_capped_at_admission_and_others_still_connect() {
         .into_iter()
         .filter(|s| s["agent"] == AGENT && s["outcome"] == "denied")
         .collect();
-    assert!(denied.len() >= 24, "{} denied sessions", denied.len());
+    assert!(denied.len() >= 8, "{} denied sessions", denied.len());
     let id = denied[0]["id"].as_str().expect("id");
     env.verify_session(id);
     let v = verdicts(&env, id, "overloaded");
