@@ -138,6 +138,10 @@ fi
 # ---------------------------------------------------------------- the recording
 say recording
 sleep 1   # the last sessions seal as their connections close
+# Stopped first: refusals before authentication (the wrong key) are counted in a journal
+# summary, written each minute and at stop; the CLI reads the stopped store directly.
+kill -INT "$proctor" 2>/dev/null
+for _ in $(seq 1 80); do kill -0 "$proctor" 2>/dev/null || break; sleep 0.25; done
 "$BIN" sessions list --json --data "$data" >"$work/sessions.json" 2>"$work/sessions.err"
 python3 - "$work/sessions.json" >"$work/ids" <<'EOF' || true
 import json, sys
@@ -146,6 +150,7 @@ for s in json.load(open(sys.argv[1])):
 EOF
 : >"$work/all.jsonl"
 while read -r sid; do "$BIN" export "$sid" --format jsonl --data "$data" >>"$work/all.jsonl" 2>/dev/null; done <"$work/ids"
+"$BIN" export 00000000-0000-0000-0000-000000000000 --format jsonl --data "$data" >>"$work/all.jsonl" 2>/dev/null || true
 python3 - "$work/sessions.json" "$work/all.jsonl" "$have_openssh" "$have_paramiko" "$have_asyncssh" >"$work/rec.out" 2>&1 <<'EOF'
 import json, sys
 sessions = json.load(open(sys.argv[1]))
@@ -187,8 +192,16 @@ if have["openssh"]:
     res("PASS" if fwd else "FAIL", "port-forward-attempt", "no direct-tcpip channel_open record")
     res("PASS" if find(lambda r: r.get("kind") == "channel_request" and r.get("request") == "tcpip-forward" and not r.get("accepted")) else "FAIL",
         "remote-forward-attempt", "no refused tcpip-forward record")
-    res("PASS" if find(lambda r: r.get("kind") == "verdict" and r.get("rule") == "unknown_agent") else "FAIL",
-        "wrong-key-attempt", "no unknown_agent verdict")
+    def unknown_agents(r):
+        if r.get("topic") != "unauthenticated":
+            return 0
+        try:
+            summary = json.loads(r.get("text", ""))
+        except ValueError:
+            return 0
+        return sum(s.get("counts", {}).get("unknown_agent", 0) for s in summary.get("sources", []))
+    res("PASS" if sum(unknown_agents(r) for r in recs) > 0 else "FAIL",
+        "wrong-key-attempt", "no unknown_agent count in the journal's unauthenticated summary")
     res("PASS" if find(lambda r: r.get("kind") == "verdict" and r.get("verdict") == "hold" and r.get("rule") == "ssh-hold-privilege-escalation") else "FAIL",
         "held-command", "no hold verdict for the loop body sudo")
 EOF

@@ -49,8 +49,29 @@ impl Word {
     /// As an argument, the word cannot be or become an option the program did not see
     /// written: literal, or a quoted expansion after a literal first character that is not `-`.
     pub fn option_safe(&self) -> bool {
-        !self.expands || (!self.splits && !self.opaque_start && !self.text.starts_with('-'))
+        !self.expands
+            || (!self.splits && !self.opaque_start && !self.text.starts_with('-'))
+            || only_numeric_specials(&self.text)
     }
+}
+
+/// `$$`, `$!`, `$?` and `$#` (and digits around them) expand to digits only: never an option,
+/// never more than one word (`kill -TERM $$`).
+fn only_numeric_specials(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut special = false;
+    while i < b.len() {
+        match (b[i], b.get(i + 1)) {
+            (b'$', Some(b'$' | b'!' | b'?' | b'#')) => {
+                special = true;
+                i += 2;
+            }
+            (d, _) if d.is_ascii_digit() => i += 1,
+            _ => return false,
+        }
+    }
+    special
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
