@@ -44,22 +44,30 @@ pub fn bind_statement(frame: &Frame) -> Result<String, Malformed> {
     Ok(lossy(r.cstr()?))
 }
 
-pub fn bind(frame: &Frame) -> Result<Bind, Malformed> {
+/// The format codes and values of a Bind or FunctionCall (they share this layout): each value
+/// slices the original frame. `strict` refuses format codes other than 0 and 1.
+fn values(
+    frame: &Frame,
+    r: &mut Reader<'_>,
+    what: &'static str,
+    strict: bool,
+) -> Result<Vec<Param>, Malformed> {
     let body_offset = 5;
-    let mut r = Reader::new(frame.body(), "Bind");
-    let portal = lossy(r.cstr()?);
-    let statement = lossy(r.cstr()?);
     let nformats = r.count(2)?;
     let mut formats = Vec::with_capacity(nformats);
     for _ in 0..nformats {
-        formats.push(r.i16()?);
+        let f = r.i16()?;
+        if strict && f != 0 && f != 1 {
+            return Err(Malformed(what));
+        }
+        formats.push(f);
     }
-    let nparams = r.count(4)?;
-    if nformats > 1 && nformats != nparams {
-        return Err(Malformed("Bind"));
+    let nvalues = r.count(4)?;
+    if nformats > 1 && nformats != nvalues {
+        return Err(Malformed(what));
     }
-    let mut params = Vec::with_capacity(nparams);
-    for i in 0..nparams {
+    let mut out = Vec::with_capacity(nvalues);
+    for i in 0..nvalues {
         let len = r.i32()?;
         let binary = match formats.len() {
             0 => false,
@@ -68,7 +76,7 @@ pub fn bind(frame: &Frame) -> Result<Bind, Malformed> {
         };
         let value = if len < 0 {
             if len != -1 {
-                return Err(Malformed("Bind"));
+                return Err(Malformed(what));
             }
             None
         } else {
@@ -76,8 +84,16 @@ pub fn bind(frame: &Frame) -> Result<Bind, Malformed> {
             r.take(len as usize)?;
             Some(frame.bytes.slice(start..start + len as usize))
         };
-        params.push(Param { binary, value });
+        out.push(Param { binary, value });
     }
+    Ok(out)
+}
+
+pub fn bind(frame: &Frame) -> Result<Bind, Malformed> {
+    let mut r = Reader::new(frame.body(), "Bind");
+    let portal = lossy(r.cstr()?);
+    let statement = lossy(r.cstr()?);
+    let params = values(frame, &mut r, "Bind", false)?;
     let nres = r.count(2)?;
     let mut result_formats = Vec::with_capacity(nres);
     for _ in 0..nres {
@@ -131,42 +147,9 @@ pub struct FunctionCall {
 /// message too, but only after proctor had judged something other than what it holds).
 pub fn function_call(frame: &Frame) -> Result<FunctionCall, Malformed> {
     const WHAT: &str = "FunctionCall";
-    let body_offset = 5;
     let mut r = Reader::new(frame.body(), WHAT);
     let oid = r.i32()? as u32;
-    let nformats = r.count(2)?;
-    let mut formats = Vec::with_capacity(nformats);
-    for _ in 0..nformats {
-        let f = r.i16()?;
-        if f != 0 && f != 1 {
-            return Err(Malformed(WHAT));
-        }
-        formats.push(f);
-    }
-    let nargs = r.count(4)?;
-    if nformats > 1 && nformats != nargs {
-        return Err(Malformed(WHAT));
-    }
-    let mut args = Vec::with_capacity(nargs);
-    for i in 0..nargs {
-        let len = r.i32()?;
-        let binary = match formats.len() {
-            0 => false,
-            1 => formats[0] == 1,
-            _ => formats[i] == 1,
-        };
-        let value = if len < 0 {
-            if len != -1 {
-                return Err(Malformed(WHAT));
-            }
-            None
-        } else {
-            let start = body_offset + r.position();
-            r.take(len as usize)?;
-            Some(frame.bytes.slice(start..start + len as usize))
-        };
-        args.push(Param { binary, value });
-    }
+    let args = values(frame, &mut r, WHAT, true)?;
     let result_format = r.i16()?;
     if result_format != 0 && result_format != 1 {
         return Err(Malformed(WHAT));
