@@ -7,6 +7,7 @@ use std::sync::Arc;
 use proctor_gate::{Action, Decision, Statement, StatementClass};
 
 use super::agent::needs_settled_lex;
+use super::judge::PORTAL_COMMANDS;
 use super::names::Lookup;
 use super::*;
 use crate::classify::{self, Judged};
@@ -37,23 +38,11 @@ fn unknown_statement(id: u64, portal: String) -> Statement {
 /// Whether running this statement may change the session's names: its effects must be
 /// confirmed before a later Execute is judged, so the look-ahead stops before it.
 fn changes_names(judged: &Judged) -> bool {
+    let first = judged.info.command.split(' ').next().unwrap_or("");
     judged.info.prepared.is_some()
         || judged.info.class == StatementClass::Unknown
-        || matches!(
-            judged.info.command.split(' ').next(),
-            Some(
-                "CLOSE"
-                    | "DECLARE"
-                    | "ROLLBACK"
-                    | "ABORT"
-                    | "COMMIT"
-                    | "END"
-                    | "DISCARD"
-                    | "DO"
-                    | "CALL"
-                    | "PREPARE"
-            )
-        )
+        || first == "PREPARE"
+        || PORTAL_COMMANDS.contains(&first)
 }
 
 impl Relay {

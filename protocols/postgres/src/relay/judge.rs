@@ -15,7 +15,7 @@ use crate::wire::{Frame, Severity, error_bytes, put_error};
 
 /// Leading keywords of statements that close or open portals by SQL: cursors, and the
 /// transaction control that ends or rolls back the transactions portals live in.
-const PORTAL_COMMANDS: &[&str] = &[
+pub(super) const PORTAL_COMMANDS: &[&str] = &[
     "CLOSE", "DECLARE", "ROLLBACK", "ABORT", "COMMIT", "END", "DISCARD", "DO", "CALL",
 ];
 
