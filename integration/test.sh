@@ -45,5 +45,7 @@ echo "== stock clients and drivers against proctor dev (each installs what it ne
 export PROCTOR_BIN=$PWD/target/debug/proctor
 integration/compat/pg-drivers.sh
 integration/compat/ssh-clients.sh
+echo "== PostgreSQL's regression suite, directly and through proctor: identical outputs"
+integration/compat/pg-regress.sh
 echo "== disk after: target/ $(du -sh target | cut -f1), $(df -h --output=avail . | tail -1 | tr -d ' ') free"
 echo "all tests passed"

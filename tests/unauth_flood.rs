@@ -189,23 +189,37 @@ async fn refused_logins_become_a_bounded_summary_not_sessions() {
 async fn idle_startups_are_bounded_per_source_and_timed_out_while_an_agent_logs_in() {
     let p = Proctor::start("").await;
     let mut idle = Vec::new();
-    let mut dropped = 0;
+    let mut waiting = Vec::new();
     for i in 10..30 {
         let source = format!("127.0.0.{i}");
         for n in 0..18 {
-            let mut s = connect_from(&source, p.pg_addr).await;
-            // Past 16 startups of a source, connections are closed at accept.
+            let s = connect_from(&source, p.pg_addr).await;
+            // Past 16 startups of a source, a connection waits in a bounded line for a slot.
             if n >= 16 {
-                assert!(
-                    closed_within(&mut s, Duration::from_secs(2)).await,
-                    "{source} #{n}"
-                );
-                dropped += 1;
+                waiting.push((source.clone(), n, s));
             } else {
                 idle.push(s);
             }
         }
     }
+    // Nobody gives a slot back: after half the handshake timeout each waiter is answered with
+    // an error a client can show (as PostgreSQL answers "too many clients") and closed.
+    let t = Instant::now();
+    let mut dropped = 0;
+    for (source, n, s) in waiting.iter_mut() {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "{source} #{n} still open");
+        let text = format!("{read:?} {}", String::from_utf8_lossy(&answer));
+        assert!(
+            answer.first() == Some(&b'E')
+                && text.contains("53300")
+                && text.contains("too many connections waiting to log in"),
+            "{source} #{n}: {text:?}"
+        );
+        dropped += 1;
+    }
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert_eq!((idle.len(), dropped), (320, 40));
     let rtt = agent_round_trip(&p).await;
     eprintln!("agent round trip beside 320 idle startups: {rtt:?}");
@@ -216,6 +230,42 @@ async fn idle_startups_are_bounded_per_source_and_timed_out_while_an_agent_logs_
         assert!(closed_within(s, Duration::from_secs(15)).await);
     }
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_past_the_startup_slots_wait_for_one_instead_of_failing() {
+    let p = Proctor::start("").await;
+    // Every startup slot of 127.0.0.1 is held by a stranger that says nothing.
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(connect_from("127.0.0.1", p.pg_addr).await);
+    }
+    // A pool warming up from the same address: its logins wait in line...
+    let conninfo = p.conninfo(AGENT_A, SECRET_A);
+    let logins: Vec<_> = (0..6)
+        .map(|_| {
+            let conninfo = conninfo.clone();
+            tokio::spawn(async move {
+                let (c, conn) = tokio::time::timeout(
+                    Duration::from_secs(8),
+                    tokio_postgres::connect(&conninfo, tokio_postgres::NoTls),
+                )
+                .await
+                .expect("logged in within 8 s")?;
+                tokio::spawn(conn);
+                c.simple_query("SELECT 1").await.map(|_| ())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // ...and get the slots as the strangers go away.
+    drop(idle);
+    for l in logins {
+        l.await
+            .expect("join")
+            .expect("SELECT 1 after waiting for a startup slot");
+    }
     p.stop().await;
 }
 

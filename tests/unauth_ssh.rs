@@ -147,23 +147,28 @@ fn idle_pre_auth_connections_from_many_sources_do_not_lock_the_agent_out() {
     let mut env = Env::start();
     let to: SocketAddr = format!("127.0.0.1:{}", env.port).parse().expect("addr");
     let mut idle = Vec::new();
-    let mut dropped = 0;
+    let mut waiting = Vec::new();
     for i in 50..70 {
         let source = format!("127.0.0.{i}");
         for n in 0..12 {
-            let mut s = connect_from(&source, to);
-            // Read the server's version line so the connection is surely accepted.
+            let s = connect_from(&source, to);
             if n >= 10 {
-                assert!(
-                    closed_within(&mut s, Duration::from_secs(2)),
-                    "{source} #{n}"
-                );
-                dropped += 1;
+                waiting.push((source.clone(), n, s));
             } else {
                 idle.push(s);
             }
         }
     }
+    // Past its 10 slots a source waits in a bounded line for half the authentication timeout
+    // (a client opening many connections at once is served in waves); nobody returns a slot
+    // here, so they are closed when their patience ends.
+    let t = Instant::now();
+    let mut dropped = 0;
+    for (source, n, s) in waiting.iter_mut() {
+        assert!(closed_within(s, Duration::from_secs(20)), "{source} #{n}");
+        dropped += 1;
+    }
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     assert_eq!((idle.len(), dropped), (200, 40));
     let took = agent_echo(&env);
     eprintln!("agent exec beside 200 idle pre-auth connections: {took:?}");

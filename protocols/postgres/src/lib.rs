@@ -148,20 +148,29 @@ pub async fn serve(
                         drop(stream);
                         continue;
                     }
-                    let permit = match limiter.try_acquire(peer.ip()) {
-                        Ok(p) => p,
-                        Err(why) => {
-                            let why = match why {
-                                proctor_gate::preauth::NoSlot::Source => "startup slots of the source in use",
-                                proctor_gate::preauth::NoSlot::Total => "every startup slot in use",
-                            };
-                            authority.dropped_early(peer, proctor_gate::Protocol::Postgres, why);
-                            drop(stream);
-                            continue;
-                        }
-                    };
-                    let (config, authority, rx) = (config.clone(), authority.clone(), shutdown.clone());
+                    // A source past its slots waits a little in a bounded line (a pool
+                    // opening many connections at once); the accept loop never waits.
+                    let (config, authority, rx, limiter) =
+                        (config.clone(), authority.clone(), shutdown.clone(), limiter.clone());
+                    // The free slot is taken here, in accept order; only a waiter runs apart.
+                    let free = limiter.try_acquire(peer.ip()).ok();
                     tasks.spawn(async move {
+                        let permit = match free {
+                            Some(p) => Ok(p),
+                            None => limiter.acquire(peer.ip(), config.handshake_timeout / 2).await,
+                        };
+                        let permit = match permit {
+                            Ok(p) => p,
+                            Err(why) => {
+                                let why = match why {
+                                    proctor_gate::preauth::NoSlot::Source => "startup slots of the source in use",
+                                    proctor_gate::preauth::NoSlot::Total => "every startup slot in use",
+                                };
+                                authority.dropped_early(peer, proctor_gate::Protocol::Postgres, why);
+                                session::turn_away(stream, why).await;
+                                return;
+                            }
+                        };
                         session::run(stream, peer, config, authority, Some(rx), Some(permit)).await;
                     });
                 }

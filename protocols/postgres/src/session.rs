@@ -369,6 +369,30 @@ async fn refuse(
     let _ = write_close(stream, &out).await;
 }
 
+/// Answers a connection proctor will not serve before its startup (no login slot): the
+/// client reads an ErrorResponse in place of the answer to its SSLRequest or StartupMessage,
+/// as PostgreSQL itself answers "too many clients". What the client sent is read and
+/// discarded briefly, so closing does not reset the connection before the error is read.
+pub async fn turn_away(mut tcp: TcpStream, why: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut out = BytesMut::new();
+    put_error(
+        &mut out,
+        Severity::Fatal,
+        "53300",
+        &format!("proctor: too many connections waiting to log in ({why}); try again"),
+    );
+    let answer = async {
+        tcp.write_all(&out).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while tcp.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    };
+    // Short: a flood of turned-away connections must not pile up.
+    let _ = tokio::time::timeout(Duration::from_millis(250), answer).await;
+}
+
 async fn write_close(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
     let w = async {
         stream.write_all(bytes).await?;

@@ -203,25 +203,30 @@ pub async fn serve(
                         drop(socket);
                         continue;
                     }
-                    let permit = match fe.limiter.try_acquire(peer.ip()) {
-                        Ok(p) => p,
-                        Err(why) => {
-                            let why = match why {
-                                proctor_gate::preauth::NoSlot::Source => "unauthenticated slots of the source in use",
-                                proctor_gate::preauth::NoSlot::Total => "every unauthenticated slot in use",
-                            };
-                            fe.authority.dropped_early(peer, proctor_gate::Protocol::Ssh, why);
-                            drop(socket);
-                            continue;
+                    // A source past its slots waits a little in a bounded line (a client
+                    // opening many connections at once); the accept loop never waits.
+                    let (fe, for_connection) = (fe.clone(), for_connections.clone());
+                    // The free slot is taken here, in accept order; only a waiter runs apart.
+                    let free = fe.limiter.try_acquire(peer.ip()).ok();
+                    connections.spawn(async move {
+                        let permit = match free {
+                            Some(p) => Ok(p),
+                            None => fe.limiter.acquire(peer.ip(), fe.config.auth_timeout / 2).await,
+                        };
+                        match permit {
+                            Ok(permit) => {
+                                server::run_connection(fe, socket, peer, permit, for_connection).await
+                            }
+                            Err(why) => {
+                                let why = match why {
+                                    proctor_gate::preauth::NoSlot::Source => "unauthenticated slots of the source in use",
+                                    proctor_gate::preauth::NoSlot::Total => "every unauthenticated slot in use",
+                                };
+                                fe.authority.dropped_early(peer, proctor_gate::Protocol::Ssh, why);
+                                drop(socket);
+                            }
                         }
-                    };
-                    connections.spawn(server::run_connection(
-                        fe.clone(),
-                        socket,
-                        peer,
-                        permit,
-                        for_connections.clone(),
-                    ));
+                    });
                 }
                 Err(e) => {
                     // Out of descriptors and the like: pause rather than spin.
