@@ -4,6 +4,7 @@
 //! verdict names the `default` rule.
 
 pub mod cases;
+pub mod guard;
 pub mod rule;
 pub mod shell;
 pub mod sql;
@@ -370,8 +371,8 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
         if let Some(re) = &rule.writes {
             // Both ends of a rename or link are written: the file moved away and the one
             // replaced (or created).
-            return (re.is_match(&shell::normalize_path(path)) && op != "remove")
-                || (!target_path.is_empty() && re.is_match(&shell::normalize_path(target_path)));
+            return (re.may_match(&shell::normalize_path(path)) && op != "remove")
+                || (!target_path.is_empty() && re.may_match(&shell::normalize_path(target_path)));
         }
         return true;
     }
@@ -409,7 +410,8 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
         return false;
     }
     if let Some(re) = &rule.writes
-        && !facts.write_paths.iter().any(|p| re.is_match(p))
+        && !facts.write_paths.iter().any(|p| re.may_match(p))
+        && !facts.write_trees.iter().any(|d| re.may_match_tree(d))
     {
         return false;
     }

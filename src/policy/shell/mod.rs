@@ -24,6 +24,9 @@ pub struct ShellFacts {
     pub programs: Vec<String>,
     /// Targets of `>`, `>>`, `tee`, `dd of=`, `cp`/`mv`/`install`/`ln` and similar writes.
     pub write_paths: Vec<String>,
+    /// Directories below which files named by a protocol land (`scp -t DIR`, `rsync --server
+    /// … DIR`, and the destination of `scp`/`rsync` run on the target): any path inside counts.
+    pub write_trees: Vec<String>,
     /// An interpreter reads commands from a pipe or from text made at run time.
     pub pipe_to_shell: bool,
     /// Quotes, substitutions or here-documents were left open.
@@ -341,7 +344,13 @@ impl Reader {
             self.hide(h);
         }
         for w in writes::targets(&program, args) {
+            let before = self.facts.write_paths.len();
             self.write_target(&w);
+            if matches!(program.as_str(), "scp" | "rsync") {
+                // What lands inside is named by the protocol: anything below may be written.
+                let landed = self.facts.write_paths[before..].to_vec();
+                self.facts.write_trees.extend(landed);
+            }
         }
         if programs::is_posix_shell(&program) {
             self.shell(&program, args, stdin, depth);
