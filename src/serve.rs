@@ -93,15 +93,14 @@ pub async fn start(config: Config) -> Result<Server> {
         }
     }));
     // Timestamps of tree heads from outside the host; its own task, nobody waits for it.
-    if let Some(t) = crate::recorder::timestamp::client::start(
-        data.clone(),
-        config.ledger.timestamp.clone(),
-        shutdown_rx.clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("[ledger.timestamp]: {e}"))?
-    {
-        tasks.push(t);
-    }
+    tasks.extend(
+        crate::recorder::timestamp::client::start(
+            data.clone(),
+            config.ledger.timestamp.clone(),
+            shutdown_rx.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("[ledger.timestamp]: {e}"))?,
+    );
     let unauth = authority.unauth.clone();
     let started =
         listeners::start(&core, authority, &config, shutdown_rx.clone(), &mut tasks).await?;

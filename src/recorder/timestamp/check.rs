@@ -42,7 +42,7 @@ impl std::fmt::Display for Gap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "not timestamped since tree size {}: the tree heads up to size {} ({} to {}) have no valid timestamp token",
+            "since tree size {}: the tree heads up to size {} ({} to {}) have no valid timestamp token",
             self.since_size,
             self.newest_size,
             crate::clock::format_ns(self.first_ts_ns),

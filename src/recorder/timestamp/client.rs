@@ -6,6 +6,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -199,30 +200,55 @@ fn setup(data: &Path, settings: &TimestampSettings) -> Result<Vec<Tsa>, String> 
         .collect()
 }
 
-/// Starts the task when any TSA is configured. Returns `None` when none is.
+/// Starts one task per configured TSA (none when none is), so a TSA that hangs delays only
+/// its own tokens.
 pub fn start(
     data: PathBuf,
     settings: TimestampSettings,
     shutdown: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    if settings.tsa.is_empty() {
-        return Ok(None);
-    }
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let tsas = setup(&data, &settings)?;
-    Ok(Some(tokio::spawn(run(data, settings, tsas, shutdown))))
+    let statuses = Arc::new(Mutex::new(
+        tsas.iter().map(|t| t.status.clone()).collect::<Vec<_>>(),
+    ));
+    if !tsas.is_empty() {
+        save_status(&data, &statuses);
+    }
+    Ok(tsas
+        .into_iter()
+        .enumerate()
+        .map(|(i, tsa)| {
+            let shared = Shared {
+                data: data.clone(),
+                settings: settings.clone(),
+                statuses: statuses.clone(),
+                index: i,
+            };
+            tokio::spawn(run(shared, tsa, shutdown.clone()))
+        })
+        .collect())
 }
 
-async fn run(
+/// What the per-TSA tasks share: where the store is, the settings, everyone's status.
+struct Shared {
     data: PathBuf,
     settings: TimestampSettings,
-    mut tsas: Vec<Tsa>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tail = Tail::new(&data);
-    let mut statuses: Vec<TsaStatus> = tsas.iter().map(|t| t.status.clone()).collect();
-    if let Err(e) = super::write_status(&data, &statuses) {
+    statuses: Arc<Mutex<Vec<TsaStatus>>>,
+    index: usize,
+}
+
+fn save_status(data: &Path, statuses: &Mutex<Vec<TsaStatus>>) {
+    let all = match statuses.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    if let Err(e) = super::write_status(data, &all) {
         tracing::warn!(error = %e, "cannot write the timestamping status");
     }
+}
+
+async fn run(sh: Shared, mut tsa: Tsa, mut shutdown: watch::Receiver<bool>) {
+    let mut tail = Tail::new(&sh.data);
     loop {
         if *shutdown.borrow() {
             return;
@@ -238,50 +264,43 @@ async fn run(
         if let Err(e) = r {
             tracing::warn!(error = %e, "timestamping: cannot read the ledger");
         }
-        if let Some(head) = tail.newest.clone() {
-            let mut changed = false;
-            for tsa in tsas.iter_mut() {
-                let now = Instant::now();
-                if !tsa.due(&head, &settings, now) {
-                    continue;
+        let now = Instant::now();
+        if let Some(head) = tail.newest.clone().filter(|h| tsa.due(h, &sh.settings, now)) {
+            tsa.last_request = Some(now);
+            let outcome = match tsa.fetch(&head, sh.settings.timeout).await {
+                Ok(a) => {
+                    let d = sh.data.clone();
+                    tokio::task::spawn_blocking(move || super::store(&d, &a))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| format!("storing the token: {e}")))
                 }
-                tsa.last_request = Some(now);
-                changed = true;
-                let outcome = match tsa.fetch(&head, settings.timeout).await {
-                    Ok(a) => {
-                        let d = data.clone();
-                        tokio::task::spawn_blocking(move || super::store(&d, &a))
-                            .await
-                            .map_err(|e| e.to_string())
-                            .and_then(|r| r.map_err(|e| format!("storing the token: {e}")))
-                    }
-                    Err(e) => Err(e),
-                };
-                let st = &mut tsa.status;
-                match outcome {
-                    Ok(path) => {
-                        tracing::info!(tsa = %st.url, tree_size = head.size, file = %path.display(), "tree head timestamped");
-                        st.timestamped_size = head.size;
-                        st.last_success_ns = Some(crate::clock::now_ns());
-                        st.failures = 0;
-                        st.last_error = None;
-                    }
-                    Err(e) => {
-                        st.failures = st.failures.saturating_add(1);
-                        let wait = backoff(st.failures, settings.max_backoff);
-                        tracing::warn!(tsa = %st.url, tree_size = head.size, failures = st.failures, retry_in = ?wait, error = %e, "timestamping failed");
-                        st.last_error = Some(e);
-                        st.last_error_ns = Some(crate::clock::now_ns());
-                        tsa.next_attempt = Instant::now() + wait;
-                    }
+                Err(e) => Err(e),
+            };
+            let st = &mut tsa.status;
+            match outcome {
+                Ok(path) => {
+                    tracing::info!(tsa = %st.url, tree_size = head.size, file = %path.display(), "tree head timestamped");
+                    st.timestamped_size = head.size;
+                    st.last_success_ns = Some(crate::clock::now_ns());
+                    st.failures = 0;
+                    st.last_error = None;
+                }
+                Err(e) => {
+                    st.failures = st.failures.saturating_add(1);
+                    let wait = backoff(st.failures, sh.settings.max_backoff);
+                    tracing::warn!(tsa = %st.url, tree_size = head.size, failures = st.failures, retry_in = ?wait, error = %e, "timestamping failed");
+                    st.last_error = Some(e);
+                    st.last_error_ns = Some(crate::clock::now_ns());
+                    tsa.next_attempt = Instant::now() + wait;
                 }
             }
-            if changed {
-                statuses = tsas.iter().map(|t| t.status.clone()).collect();
-                if let Err(e) = super::write_status(&data, &statuses) {
-                    tracing::warn!(error = %e, "cannot write the timestamping status");
-                }
+            if let Ok(mut all) = sh.statuses.lock()
+                && let Some(slot) = all.get_mut(sh.index)
+            {
+                *slot = tsa.status.clone();
             }
+            save_status(&sh.data, &sh.statuses);
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
