@@ -159,8 +159,14 @@ tsa_cert = {ca}
         .expect("id")
         .to_string();
     let bundle = env.dir.path().join("s.bundle");
-    env.store()
-        .ok(&["export", &id, "--format", "bundle", "-o", &bundle.to_string_lossy()]);
+    env.store().ok(&[
+        "export",
+        &id,
+        "--format",
+        "bundle",
+        "-o",
+        &bundle.to_string_lossy(),
+    ]);
     let out = std::process::Command::new(bin())
         .args(["verify", "--json", "--tsa-cert", &ca, "--bundle"])
         .arg(&bundle)

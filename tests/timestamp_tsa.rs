@@ -176,7 +176,11 @@ fn tokens_are_stored_bundled_checked_and_tampering_is_named() {
     let second = head_size(&data);
     assert!(second > first);
     timestamp_now(&data, settings(&tsa_a.url, &pki_a.ca));
-    assert_eq!(attestation_files(&data).len(), 2, "one token per head asked");
+    assert_eq!(
+        attestation_files(&data).len(),
+        2,
+        "one token per head asked"
+    );
     let ca_a = s(&pki_a.ca).to_string();
     let ca_b = s(&pki_b.ca).to_string();
 
@@ -203,14 +207,20 @@ fn tokens_are_stored_bundled_checked_and_tampering_is_named() {
     // A bundle carries the newest token under its head, and it checks out offline.
     let bundle = base.path().join("s0.bundle");
     export_bundle(&data, &ids[0], &bundle);
-    let (manifest, _) = proctor::export::bundle::read_manifest(
-        &std::fs::read(&bundle).expect("bundle"),
-    )
-    .expect("manifest");
+    let (manifest, _) =
+        proctor::export::bundle::read_manifest(&std::fs::read(&bundle).expect("bundle"))
+            .expect("manifest");
     assert_eq!(manifest.timestamps.len(), 1);
     assert_eq!(manifest.timestamps[0].attestation.tree_head.size, second);
     let out = proctor()
-        .args(["verify", "--json", "--bundle", s(&bundle), "--tsa-cert", &ca_a])
+        .args([
+            "verify",
+            "--json",
+            "--bundle",
+            s(&bundle),
+            "--tsa-cert",
+            &ca_a,
+        ])
         .output()
         .expect("verify bundle");
     let bv: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -281,7 +291,9 @@ fn tokens_are_stored_bundled_checked_and_tampering_is_named() {
     edit_attestation(&edited, second, |v| {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let mut der = b64.decode(v["token"].as_str().expect("token")).expect("b64");
+        let mut der = b64
+            .decode(v["token"].as_str().expect("token"))
+            .expect("b64");
         let at = der
             .windows(gen_time.len())
             .position(|w| w == gen_time.as_bytes())

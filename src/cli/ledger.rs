@@ -55,11 +55,8 @@ pub fn run(cmd: LedgerCommand) -> Result<i32> {
                     .collect(),
                 None => Vec::new(),
             };
-            let lags = crate::recorder::timestamp::check::lag(
-                &data,
-                &configured,
-                crate::clock::now_ns(),
-            )?;
+            let lags =
+                crate::recorder::timestamp::check::lag(&data, &configured, crate::clock::now_ns())?;
             if !lags.is_empty() {
                 out["timestamps"] = serde_json::to_value(&lags)?;
                 if !json {

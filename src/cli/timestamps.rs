@@ -29,7 +29,12 @@ pub fn bundle(
         .tree_head
         .to_head()
         .ok_or_else(|| anyhow!("the bundle's tree head is malformed"))?;
-    Ok(check::check_bundle(&manifest.timestamps, &head, &key, trusted))
+    Ok(check::check_bundle(
+        &manifest.timestamps,
+        &head,
+        &key,
+        trusted,
+    ))
 }
 
 /// The text lines: each valid token, the unchecked attestation types, the named gap. Problems

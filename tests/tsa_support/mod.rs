@@ -43,7 +43,9 @@ pub fn make_pki(dir: &Path, name: &str, ec: bool) -> Pki {
         &["-newkey", "rsa:2048"]
     };
     let ca_subj = format!("/CN=Test TSA CA {name}");
-    let mut args = vec!["req", "-x509", "-nodes", "-keyout", "ca.key", "-out", "ca.pem"];
+    let mut args = vec![
+        "req", "-x509", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+    ];
     args.extend_from_slice(newkey);
     args.extend_from_slice(&[
         "-days",
@@ -71,8 +73,21 @@ pub fn make_pki(dir: &Path, name: &str, ec: bool) -> Pki {
     openssl(
         &dir,
         &[
-            "x509", "-req", "-in", "tsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "tsa.pem", "-days", "2", "-extfile", "ext.cnf",
+            "x509",
+            "-req",
+            "-in",
+            "tsa.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "tsa.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
         ],
     );
     std::fs::write(dir.join("serial"), "01\n").expect("serial");
@@ -171,7 +186,10 @@ fn serve(pki_dir: PathBuf, listener: TcpListener, stop: Arc<AtomicBool>, n: Arc<
                 .arg(&r)
                 .output()
                 .ok()?;
-            st.status.success().then(|| std::fs::read(&r).ok()).flatten()
+            st.status
+                .success()
+                .then(|| std::fs::read(&r).ok())
+                .flatten()
         });
         let _ = match answer {
             Some(body) => s

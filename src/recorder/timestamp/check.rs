@@ -110,9 +110,9 @@ fn check_one(
         return None;
     }
     let Some(head) = a.tree_head.to_head() else {
-        report
-            .problems
-            .push(problem(format!("{name}: the attested tree head is malformed")));
+        report.problems.push(problem(format!(
+            "{name}: the attested tree head is malformed"
+        )));
         return None;
     };
     if head.key_id != signing::key_id(key) || !head.verify(key) {
@@ -148,8 +148,7 @@ fn check_one(
         Err(e) => {
             report.problems.push(problem(format!(
                 "{name}: token from {} over the tree head of size {}: {e}",
-                a.issuer,
-                head.size
+                a.issuer, head.size
             )));
             None
         }

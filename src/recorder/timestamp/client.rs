@@ -149,7 +149,8 @@ impl Tsa {
 }
 
 fn backoff(failures: u32, max: Duration) -> Duration {
-    Duration::from_secs(1u64 << failures.saturating_sub(1).min(20)).min(max.max(Duration::from_secs(1)))
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(20))
+        .min(max.max(Duration::from_secs(1)))
 }
 
 /// The newest stored token's tree size per TSA URL, so a restart does not ask again.
@@ -174,7 +175,8 @@ fn setup(data: &Path, settings: &TimestampSettings) -> Result<Vec<Tsa>, String> 
         .iter()
         .map(|t| {
             let uri: hyper::Uri = t.url.parse().map_err(|e| format!("TSA {}: {e}", t.url))?;
-            let client = http_client(t.ca_file.as_deref()).map_err(|e| format!("TSA {}: {e}", t.url))?;
+            let client =
+                http_client(t.ca_file.as_deref()).map_err(|e| format!("TSA {}: {e}", t.url))?;
             let trusted = match &t.tsa_cert {
                 Some(p) => super::check::load_certs(std::slice::from_ref(p))?,
                 None => Vec::new(),
@@ -265,7 +267,11 @@ async fn run(sh: Shared, mut tsa: Tsa, mut shutdown: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "timestamping: cannot read the ledger");
         }
         let now = Instant::now();
-        if let Some(head) = tail.newest.clone().filter(|h| tsa.due(h, &sh.settings, now)) {
+        if let Some(head) = tail
+            .newest
+            .clone()
+            .filter(|h| tsa.due(h, &sh.settings, now))
+        {
             tsa.last_request = Some(now);
             let outcome = match tsa.fetch(&head, sh.settings.timeout).await {
                 Ok(a) => {

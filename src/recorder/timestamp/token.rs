@@ -239,10 +239,10 @@ fn signature_algs(
     }
 }
 
-fn attr_value<'a>(
-    attrs: &'a x509_cert::attr::Attributes,
+fn attr_value(
+    attrs: &x509_cert::attr::Attributes,
     oid: ObjectIdentifier,
-) -> Result<&'a Any, TokenError> {
+) -> Result<&Any, TokenError> {
     let mut found = attrs.iter().filter(|a| a.oid == oid);
     let attr = found
         .next()
@@ -290,7 +290,11 @@ pub fn check(
     let found = tst.imprint.hashed_message.as_bytes();
     if tst.imprint.hash_algorithm.algorithm != OID_SHA256 || found != imprint {
         return Err(TokenError::WrongImprint {
-            found: format!("{} {}", tst.imprint.hash_algorithm.algorithm, hex::encode(found)),
+            found: format!(
+                "{} {}",
+                tst.imprint.hash_algorithm.algorithm,
+                hex::encode(found)
+            ),
             expected: hex::encode(imprint),
         });
     }
