@@ -161,6 +161,72 @@ fn problems(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// `openssl ts -verify` on the token of head `size`, over the message FORMAT.md defines
+/// ("Attestations"), built from the attestation's `tree_head` JSON alone.
+fn outside_check(data: &Path, size: u64, pki: &Pki, work: &Path) {
+    use base64::Engine as _;
+    let mut att = serde_json::Value::Null;
+    edit_attestation(data, size, |v| att = v.clone());
+    let th = &att["tree_head"];
+    let hexf = |k: &str| hex::decode(th[k].as_str().expect(k)).expect("hex");
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&th["size"].as_u64().expect("size").to_be_bytes());
+    msg.extend_from_slice(&hexf("root"));
+    msg.extend_from_slice(&th["ts_ns"].as_i64().expect("ts").to_be_bytes());
+    msg.extend_from_slice(&hexf("key_id"));
+    msg.extend_from_slice(&64u32.to_be_bytes());
+    msg.extend_from_slice(&hexf("signature"));
+    assert_eq!(msg.len(), 148);
+    let (m, t) = (work.join("head.bin"), work.join("token.der"));
+    std::fs::write(&m, &msg).expect("write");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(att["token"].as_str().expect("token"))
+        .expect("b64");
+    std::fs::write(&t, der).expect("write");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "ts",
+            "-verify",
+            "-token_in",
+            "-in",
+            s(&t),
+            "-data",
+            s(&m),
+            "-CAfile",
+        ])
+        .arg(&pki.ca)
+        .arg("-untrusted")
+        .arg(pki.dir.join("tsa.pem"))
+        .output()
+        .expect("openssl");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("Verification: OK"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And refuses it over any other head.
+    msg[0] ^= 1;
+    std::fs::write(&m, &msg).expect("write");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "ts",
+            "-verify",
+            "-token_in",
+            "-in",
+            s(&t),
+            "-data",
+            s(&m),
+            "-CAfile",
+        ])
+        .arg(&pki.ca)
+        .arg("-untrusted")
+        .arg(pki.dir.join("tsa.pem"))
+        .output()
+        .expect("openssl");
+    assert!(!out.status.success(), "openssl accepted another message");
+}
+
 #[test]
 fn tokens_are_stored_bundled_checked_and_tampering_is_named() {
     let base = tempfile::tempdir().expect("tempdir");
@@ -199,6 +265,9 @@ fn tokens_are_stored_bundled_checked_and_tampering_is_named() {
         text.contains(&format!("TIMESTAMP tree size {second} ")),
         "{text}"
     );
+    // An outside verifier (OpenSSL) accepts the stored token over the bytes FORMAT.md names.
+    outside_check(&data, second, &pki_a, base.path());
+
     // Without --tsa-cert the tokens are named as unchecked, and nothing fails.
     let (code, text) = verify_text(&data, &[]);
     assert_eq!(code, Some(0), "{text}");
