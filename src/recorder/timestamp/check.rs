@@ -4,7 +4,7 @@
 //! heads after the newest valid token are a named gap, not a failure. Also the lag
 //! `proctor ledger head` shows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 use rustls_pki_types::CertificateDer;
@@ -192,7 +192,29 @@ pub fn check_store(
     let (heads, leaves) = heads_and_leaves(data)?;
     let mut report = TimestampReport::default();
     let mut covered = 0u64;
-    for (path, parsed) in super::list(data)? {
+    let files = super::list(data)?;
+    // The roots of the ledger's prefixes that attestations name, in one pass over the leaves
+    // (a token a minute for years must not make verify quadratic).
+    let mut wanted: Vec<u64> = files
+        .iter()
+        .filter_map(|(_, a)| a.as_ref().ok().map(|a| a.tree_head.size))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut roots = std::collections::HashMap::new();
+    let mut frontier = Frontier::default();
+    let mut next = wanted.iter().peekable();
+    while next.peek() == Some(&&0) {
+        next.next();
+    }
+    for h in &leaves {
+        frontier.push(*h);
+        if next.peek() == Some(&&frontier.size()) {
+            roots.insert(frontier.size(), frontier.root());
+            next.next();
+        }
+    }
+    for (path, parsed) in files {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -206,21 +228,17 @@ pub fn check_store(
                 continue;
             }
         };
-        let prefix = |head: &TreeHead| {
-            let size = usize::try_from(head.size).map_err(|e| e.to_string())?;
-            if size > leaves.len() {
-                return Err(format!("the ledger has only {} leaves", leaves.len()));
-            }
-            let mut f = Frontier::default();
-            for h in &leaves[..size] {
-                f.push(*h);
-            }
-            if f.root() != head.root {
-                return Err(format!(
-                    "the ledger's first {size} leaves have another root (a token over a different head)"
-                ));
-            }
-            Ok(())
+        let prefix = |head: &TreeHead| match roots.get(&head.size) {
+            None => Err(format!(
+                "the ledger has {} leaves, not {}",
+                leaves.len(),
+                head.size
+            )),
+            Some(root) if *root != head.root => Err(format!(
+                "the ledger's first {} leaves have another root (a token over a different head)",
+                head.size
+            )),
+            Some(_) => Ok(()),
         };
         if let Some(t) = check_one(&a, &name, key, trusted, prefix, &mut report) {
             covered = covered.max(t.tree_size);
@@ -238,17 +256,22 @@ pub fn for_bundle(data: &Path, head: &TreeHead) -> std::io::Result<Vec<BundleAtt
     let n = usize::try_from(head.size)
         .unwrap_or(usize::MAX)
         .min(leaves.len());
-    let mut newest: std::collections::BTreeMap<(String, String), Attestation> = Default::default();
-    for (_, parsed) in super::list(data)? {
-        let Ok(a) = parsed else { continue };
-        if a.tree_head.size == 0 || a.tree_head.size > head.size {
-            continue;
+    // Names sort by size, so the last one kept per type and issuer is its newest; only those
+    // are read.
+    let mut newest: std::collections::BTreeMap<(String, String), PathBuf> = Default::default();
+    for named in super::names(data)? {
+        if named.size > 0 && named.size <= head.size {
+            newest.insert((named.kind, named.issuer_id), named.path);
         }
-        // Names sort by size, so the last one kept per issuer is its newest.
-        newest.insert((a.kind.clone(), a.issuer.clone()), a);
     }
     Ok(newest
         .into_values()
+        .filter_map(|p| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Attestation>(&b).ok())
+                .filter(|a| a.tree_head.size > 0 && a.tree_head.size <= head.size)
+        })
         .map(|a| {
             let m = usize::try_from(a.tree_head.size).unwrap_or(usize::MAX);
             let proof = if m <= n {
@@ -322,17 +345,30 @@ pub fn lag(data: &Path, configured: &[String], now_ns: i64) -> std::io::Result<V
             urls.push(s.url.clone());
         }
     }
+    // Newest size per issuer id, from file names; an issuer nobody names is read once (its
+    // newest file) to learn its URL.
+    let mut newest: std::collections::HashMap<String, (u64, PathBuf)> = Default::default();
+    for n in super::names(data)? {
+        if n.kind == TYPE_RFC3161 {
+            newest.insert(n.issuer_id, (n.size, n.path));
+        }
+    }
     let mut sizes: std::collections::HashMap<String, u64> = Default::default();
-    for (_, parsed) in super::list(data)? {
-        let Ok(a) = parsed else { continue };
-        if a.kind != TYPE_RFC3161 {
-            continue;
-        }
-        if !urls.contains(&a.issuer) {
-            urls.push(a.issuer.clone());
-        }
-        let e = sizes.entry(a.issuer).or_default();
-        *e = (*e).max(a.tree_head.size);
+    for (id, (size, path)) in newest {
+        let url = match urls.iter().find(|u| super::issuer_id(u) == id) {
+            Some(u) => u.clone(),
+            None => match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Attestation>(&b).ok())
+            {
+                Some(a) => {
+                    urls.push(a.issuer.clone());
+                    a.issuer
+                }
+                None => continue,
+            },
+        };
+        sizes.insert(url, size);
     }
     Ok(urls
         .into_iter()

@@ -153,13 +153,14 @@ fn backoff(failures: u32, max: Duration) -> Duration {
         .min(max.max(Duration::from_secs(1)))
 }
 
-/// The newest stored token's tree size per TSA URL, so a restart does not ask again.
+/// The newest stored token's tree size per issuer id (from file names), so a restart does
+/// not ask again for heads already timestamped.
 fn stored_sizes(data: &Path) -> std::collections::HashMap<String, u64> {
     let mut sizes = std::collections::HashMap::new();
-    if let Ok(all) = super::list(data) {
-        for (_, a) in all.into_iter().filter_map(|(p, a)| a.ok().map(|a| (p, a))) {
-            let e = sizes.entry(a.issuer).or_insert(0);
-            *e = a.tree_head.size.max(*e);
+    for n in super::names(data).unwrap_or_default() {
+        if n.kind == super::TYPE_RFC3161 {
+            let e = sizes.entry(n.issuer_id).or_insert(0);
+            *e = n.size.max(*e);
         }
     }
     sizes
@@ -188,7 +189,7 @@ fn setup(data: &Path, settings: &TimestampSettings) -> Result<Vec<Tsa>, String> 
             Ok(Tsa {
                 status: TsaStatus {
                     url: t.url.clone(),
-                    timestamped_size: sizes.get(&t.url).copied().unwrap_or(0),
+                    timestamped_size: sizes.get(&super::issuer_id(&t.url)).copied().unwrap_or(0),
                     ..TsaStatus::default()
                 },
                 settings: t.clone(),

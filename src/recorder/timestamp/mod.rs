@@ -180,31 +180,55 @@ pub fn store(data: &Path, a: &Attestation) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-/// Every attestation file in the store, in name order (tree size, type, issuer). Files that do
-/// not parse are returned as errors with their names, for the verifier to report.
-pub fn list(data: &Path) -> io::Result<Vec<(PathBuf, Result<Attestation, String>)>> {
-    let dir = attestations_dir(data);
-    let mut names = match fs::read_dir(&dir) {
+/// An attestation file as its name describes it (`SIZE-TYPE-ISSUER.json`); the name is only a
+/// hint, the verifier reads the contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub path: PathBuf,
+    pub size: u64,
+    pub kind: String,
+    pub issuer_id: String,
+}
+
+fn parse_name(path: PathBuf) -> Option<Named> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".json")?;
+    let (size, rest) = stem.split_once('-')?;
+    let (kind, issuer_id) = rest.rsplit_once('-')?;
+    if size.len() != 16 || !size.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Named {
+        size: size.parse().ok()?,
+        kind: kind.to_string(),
+        issuer_id: issuer_id.to_string(),
+        path,
+    })
+}
+
+/// The attestation files in the store, in name order (tree size, type, issuer), from their
+/// names alone (cheap: `ledger head` and the task's start need no more).
+pub fn names(data: &Path) -> io::Result<Vec<Named>> {
+    let mut names = match fs::read_dir(attestations_dir(data)) {
         Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "json")
-                    && p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.as_bytes().first().is_some_and(u8::is_ascii_digit))
-            })
+            .filter_map(|e| e.ok().and_then(|e| parse_name(e.path())))
             .collect::<Vec<_>>(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
-    names.sort();
-    Ok(names
+    names.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(names)
+}
+
+/// Every attestation file in the store, read, in name order. Files that do not parse are
+/// returned as errors with their names, for the verifier to report.
+pub fn list(data: &Path) -> io::Result<Vec<(PathBuf, Result<Attestation, String>)>> {
+    Ok(names(data)?
         .into_iter()
-        .map(|p| {
-            let parsed = fs::read(&p)
+        .map(|n| {
+            let parsed = fs::read(&n.path)
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice::<Attestation>(&b).map_err(|e| e.to_string()));
-            (p, parsed)
+            (n.path, parsed)
         })
         .collect())
 }
