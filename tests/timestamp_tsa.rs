@@ -79,6 +79,24 @@ fn timestamp_now(data: &Path, s: TimestampSettings) {
     });
 }
 
+/// Runs the timestamping task on `data` for `d`, whatever it does.
+fn run_for(data: &Path, s: TimestampSettings, d: Duration) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let tasks = timestamp::client::start(data.to_path_buf(), s, rx).expect("start");
+        tokio::time::sleep(d).await;
+        let _ = stop.send(true);
+        for t in tasks {
+            t.abort();
+        }
+    });
+}
+
 fn verify_json(data: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
     let out = proctor()
         .arg("verify")
@@ -265,6 +283,25 @@ fn tokens_are_stored_bundled_checked_and_tampering_is_named() {
         text.contains(&format!("TIMESTAMP tree size {second} ")),
         "{text}"
     );
+    // The TSA's own certificate, pinned as it is, is trusted too.
+    let tsa_cert = pki_a.dir.join("tsa.pem");
+    let (code, v) = verify_json(&data, &["--tsa-cert", s(&tsa_cert)]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["timestamps"]["tokens"].as_array().map(Vec::len), Some(2));
+
+    // A restart asks nothing for heads already timestamped.
+    let asked = tsa_a.requests.load(std::sync::atomic::Ordering::SeqCst);
+    run_for(
+        &data,
+        settings(&tsa_a.url, &pki_a.ca),
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        tsa_a.requests.load(std::sync::atomic::Ordering::SeqCst),
+        asked,
+        "asked again after a restart"
+    );
+
     // An outside verifier (OpenSSL) accepts the stored token over the bytes FORMAT.md names.
     outside_check(&data, second, &pki_a, base.path());
 
