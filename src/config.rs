@@ -72,6 +72,9 @@ pub struct Config {
     /// What one agent may hold at once (sessions, pending holds, reasoning, statement size).
     #[serde(default)]
     pub limits: crate::session::limits::LimitSettings,
+    /// `[ledger.timestamp]`: RFC 3161 timestamps of the ledger's tree heads.
+    #[serde(default)]
+    pub ledger: crate::recorder::timestamp::LedgerSettings,
 }
 
 /// `[redaction]`: which optional detectors are on, which columns are sealed, and to whom.

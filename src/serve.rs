@@ -92,6 +92,15 @@ pub async fn start(config: Config) -> Result<Server> {
             tracing::error!(error = %e, "control socket failed");
         }
     }));
+    // Timestamps of tree heads from outside the host; its own task, nobody waits for it.
+    tasks.extend(
+        crate::recorder::timestamp::client::start(
+            data.clone(),
+            config.ledger.timestamp.clone(),
+            shutdown_rx.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("[ledger.timestamp]: {e}"))?,
+    );
     let unauth = authority.unauth.clone();
     let started =
         listeners::start(&core, authority, &config, shutdown_rx.clone(), &mut tasks).await?;

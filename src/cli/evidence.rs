@@ -159,6 +159,8 @@ pub struct VerifyArgs {
     pub pubkey: Option<PathBuf>,
     pub bundle: Option<PathBuf>,
     pub known_head: Option<PathBuf>,
+    /// `--tsa-cert`: check the tree heads' timestamp tokens against these.
+    pub tsa_certs: Vec<PathBuf>,
     pub json: bool,
 }
 
@@ -186,16 +188,29 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
         pubkey,
         bundle,
         known_head,
+        tsa_certs,
         json,
     } = args;
+    let trusted = if tsa_certs.is_empty() {
+        None
+    } else {
+        Some(crate::recorder::timestamp::check::load_certs(&tsa_certs).map_err(|e| anyhow!(e))?)
+    };
     if let Some(path) = bundle {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let key = pubkey
             .as_deref()
             .map(signing::load_public_key)
             .transpose()?;
-        let report =
+        let mut report =
             crate::export::bundle::verify_bundle(&bytes, key.as_ref()).map_err(|e| anyhow!(e))?;
+        let stamps = match &trusted {
+            Some(t) => Some(super::timestamps::bundle(&bytes, key.as_ref(), t)?),
+            None => None,
+        };
+        if let Some(s) = &stamps {
+            report.problems.extend(s.problems.iter().cloned());
+        }
         let code = if !report.problems.is_empty() {
             1
         } else if !report.unsigned_tails.is_empty() {
@@ -204,9 +219,18 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
             0
         };
         let text = if json {
-            format!("{}\n", serde_json::to_string_pretty(&report)?)
+            let mut v = serde_json::to_value(&report)?;
+            if let Some(s) = &stamps {
+                v["timestamps"] = serde_json::to_value(s)?;
+            }
+            format!("{}\n", serde_json::to_string_pretty(&v)?)
         } else {
-            bundle_text(&path, &report)
+            let mut t = String::new();
+            if let Some(s) = &stamps {
+                super::timestamps::text(&mut t, s);
+            }
+            t.push_str(&bundle_text(&path, &report));
+            t
         };
         return emit(&text, code);
     }
@@ -225,23 +249,49 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
             report.problems.insert(0, p);
         }
     }
+    let stamps = match &trusted {
+        Some(t) => {
+            let key = match pubkey.as_deref() {
+                Some(p) => signing::load_public_key(p)?,
+                None => signing::load_public_key(&signing::public_key_path(&data))?,
+            };
+            let s = crate::recorder::timestamp::check::check_store(&data, &key, t)?;
+            report.problems.extend(s.problems.iter().cloned());
+            Some(s)
+        }
+        None => {
+            let n = crate::recorder::timestamp::list(&data)?.len();
+            if n > 0 {
+                report.notes.push(format!(
+                    "{n} tree head attestations (timestamp tokens) not checked: pass --tsa-cert"
+                ));
+            }
+            None
+        }
+    };
     let code = match report.verdict() {
         crate::recorder::verify::Verdict::Ok => 0,
         crate::recorder::verify::Verdict::UnsignedTail => EXIT_UNSIGNED_TAIL,
         crate::recorder::verify::Verdict::Failed => 1,
     };
     let text = if json {
-        format!(
-            "{}\n",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "ok": report.ok(),
-                "verdict": report.verdict(),
-                "key": key_source,
-                "report": report
-            }))?
-        )
+        let mut v = serde_json::json!({
+            "ok": report.ok(),
+            "verdict": report.verdict(),
+            "key": key_source,
+            "report": report
+        });
+        if let Some(s) = &stamps {
+            v["timestamps"] = serde_json::to_value(s)?;
+        }
+        format!("{}\n", serde_json::to_string_pretty(&v)?)
     } else {
-        store_text(&report, &key_source)
+        let mut t = String::new();
+        if let Some(s) = &stamps {
+            super::timestamps::text(&mut t, s);
+        }
+        t.push_str(&store_text(&report, &key_source));
+        t
     };
     emit(&text, code)
 }

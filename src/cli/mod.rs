@@ -7,6 +7,7 @@ mod ledger;
 mod replay;
 mod retention;
 mod sessions;
+mod timestamps;
 
 use std::path::{Path, PathBuf};
 
@@ -108,6 +109,10 @@ pub enum Command {
         /// store's ledger is not an extension of it (rolled back or forked).
         #[arg(long)]
         known_head: Option<PathBuf>,
+        /// A trusted TSA certificate (PEM: the TSA's CA, or its own certificate); repeatable.
+        /// Checks the RFC 3161 timestamp tokens of the tree heads and names the heads without.
+        #[arg(long = "tsa-cert")]
+        tsa_cert: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -208,6 +213,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             bundle,
             archive,
             known_head,
+            tsa_cert,
             json,
         } => match archive {
             Some(dir) => evidence::verify_archive(&dir, pubkey.as_deref(), json),
@@ -217,6 +223,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     pubkey,
                     bundle,
                     known_head,
+                    tsa_certs: tsa_cert,
                     json,
                 };
                 evidence::verify(store, opts).await

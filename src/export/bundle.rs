@@ -139,6 +139,10 @@ pub struct Manifest {
     pub tree_head: TreeHeadJson,
     pub frames: u64,
     pub frames_sha256: String,
+    /// Attestations (RFC 3161 timestamp tokens) of tree heads that `tree_head` extends; absent
+    /// from bundles of stores without them (FORMAT.md, "Attestations").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timestamps: Vec<crate::recorder::timestamp::check::BundleAttestation>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +191,7 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> Result<(),
         tree_head: TreeHeadJson::from_head(&head),
         frames: count,
         frames_sha256: hex::encode(Sha256::digest(&frames)),
+        timestamps: crate::recorder::timestamp::check::for_bundle(data, &head)?,
     };
     out.write_all(MAGIC_LINE.as_bytes())?;
     out.write_all(b"\n")?;
@@ -232,6 +237,12 @@ fn h32(s: &str) -> Option<[u8; 32]> {
 /// Verifies a bundle. With `pinned` the bundle's embedded key must be that key; without it the
 /// embedded key is used and the report says so.
 pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<BundleReport, String> {
+    let (manifest, frames) = read_manifest(bytes)?;
+    verify_manifest(manifest, frames, pinned)
+}
+
+/// A bundle's manifest and its frame bytes.
+pub fn read_manifest(bytes: &[u8]) -> Result<(Manifest, &[u8]), String> {
     let nl = bytes
         .iter()
         .position(|&b| b == b'\n')
@@ -246,7 +257,14 @@ pub fn verify_bundle(bytes: &[u8], pinned: Option<&VerifyingKey>) -> Result<Bund
         .ok_or("bundle manifest is cut")?;
     let manifest: Manifest = serde_json::from_slice(&rest[..nl2])
         .map_err(|e| format!("bundle manifest is unreadable: {e}"))?;
-    let frames = &rest[nl2 + 1..];
+    Ok((manifest, &rest[nl2 + 1..]))
+}
+
+fn verify_manifest(
+    manifest: Manifest,
+    frames: &[u8],
+    pinned: Option<&VerifyingKey>,
+) -> Result<BundleReport, String> {
     let id = manifest.session.clone();
     let mut report = BundleReport {
         session: id.clone(),

@@ -12,6 +12,7 @@ pub mod reader;
 pub mod recover;
 pub mod segment;
 pub mod signing;
+pub mod timestamp;
 pub mod verify;
 pub mod wire;
 pub mod writer;

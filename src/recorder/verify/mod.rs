@@ -53,6 +53,8 @@ pub enum ProblemKind {
     Metadata,
     /// The ledger is not an extension of a tree head saved earlier (`--known-head`).
     RolledBack,
+    /// An attestation of a tree head (an RFC 3161 timestamp token) does not check out.
+    Timestamp,
 }
 
 impl ProblemKind {
@@ -73,6 +75,7 @@ impl ProblemKind {
             ProblemKind::SegmentMissing => "segment missing",
             ProblemKind::Metadata => "metadata",
             ProblemKind::RolledBack => "rolled back",
+            ProblemKind::Timestamp => "timestamp",
         }
     }
 }
