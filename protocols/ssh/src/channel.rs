@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use proctor_gate::{
-    Action, ChannelKind, Decision, Durable, Event, GateError, OutputStream, Resolution,
+    Action, ChannelKind, Decision, Durable, Event, GateError, OutputStream, Resolution, ShellMode,
     TransferSummary,
 };
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig, client, server};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::judged::Discipline;
 use crate::lines::{LineTracker, Step};
 use crate::record::{OutputLog, Tally};
 use crate::session::{Pressure, Session, Stop, wait_some, wait_true};
@@ -29,6 +30,8 @@ use crate::sftp::{self, Framer, SftpTracker};
 
 /// Exit status reported to the agent when proctor refuses a command.
 pub const DENIED_EXIT_STATUS: u32 = 126;
+
+mod judged_shell;
 
 /// How long a line read from the screen waits for the echo to settle.
 const ECHO_QUIET: Duration = Duration::from_millis(40);
@@ -76,6 +79,8 @@ impl ChanCtx {
 enum Mode {
     Raw,
     Shell(Arc<Mutex<LineTracker>>),
+    /// A judged shell: proctor is the line discipline (`judged`).
+    Judged(Arc<Mutex<Discipline>>),
     Sftp(Arc<Mutex<SftpTracker>>),
 }
 
@@ -84,6 +89,7 @@ impl Mode {
         match self {
             Mode::Raw => Mode::Raw,
             Mode::Shell(t) => Mode::Shell(t.clone()),
+            Mode::Judged(d) => Mode::Judged(d.clone()),
             Mode::Sftp(t) => Mode::Sftp(t.clone()),
         }
     }
@@ -387,11 +393,15 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
                 ..
             } => {
                 let allowed = ctx.sess.target.allow_pty;
+                let mut detail = format!("term={term} cols={col_width} rows={row_height}");
+                if ctx.sess.target.shell == ShellMode::Deny {
+                    detail.push_str(" refused: the grant allows no shell (shell = \"deny\")");
+                }
                 let recorded = gate
                     .record(Event::ChannelRequest {
                         channel: num,
                         request: "pty-req".into(),
-                        detail: format!("term={term} cols={col_width} rows={row_height}"),
+                        detail,
                         accepted: allowed,
                     })
                     .await
@@ -529,6 +539,22 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     };
     let pty = setup.pty.is_some();
     let style = if pty { Style::Terminal } else { Style::Plain };
+    let shell_mode = ctx.sess.target.shell;
+    if matches!(activation, Activation::Shell) && shell_mode == ShellMode::Deny {
+        let _ = gate
+            .record(Event::ChannelRequest {
+                channel: num,
+                request: "shell".into(),
+                detail: "refused: the grant allows no shell (shell = \"deny\")".into(),
+                accepted: false,
+            })
+            .await;
+        let msg = "proctor: this grant allows no interactive shell; run commands with \
+                   `ssh HOST COMMAND`";
+        refuse_channel(&ctx, msg, style).await;
+        return;
+    }
+    let judged = matches!(activation, Activation::Shell) && shell_mode == ShellMode::Judged;
     match judge(&ctx, action, &label, style, &mut input, &mut w).await {
         Judged::Allow => {}
         Judged::Deny(msg) => {
@@ -542,7 +568,7 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     }
 
     // Open the target side only now that the request is allowed.
-    let target = match open_target_session(&ctx, &setup, &activation).await {
+    let target = match open_target_session(&ctx, &setup, &activation, judged).await {
         Ok(t) => t,
         Err(e) => {
             let msg = format!("proctor: the target refused the channel: {e}");
@@ -560,6 +586,9 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     };
     let mode = match (&activation, kind) {
         (_, ChannelKind::Sftp) => Mode::Sftp(Arc::new(Mutex::new(SftpTracker::new(num)))),
+        (Activation::Shell, _) if judged => {
+            Mode::Judged(Arc::new(Mutex::new(Discipline::new(pty))))
+        }
         (Activation::Shell, _) => Mode::Shell(Arc::new(Mutex::new(LineTracker::new(
             setup.pty.as_ref().map(|p| (p.cols, p.rows)),
         )))),
@@ -582,16 +611,27 @@ async fn open_target_session(
     ctx: &ChanCtx,
     setup: &Setup,
     activation: &Activation,
+    judged: bool,
 ) -> Result<russh::Channel<client::Msg>, russh::Error> {
     let ch = ctx.sess.conn.handle.channel_open_session().await?;
     if let Some(p) = &setup.pty {
-        ch.request_pty(false, &p.term, p.cols, p.rows, p.px_w, p.px_h, &p.modes)
+        // A judged shell's terminal modes are proctor's: echo off, no translation.
+        let modes = if judged {
+            crate::judged::pty_modes()
+        } else {
+            p.modes.clone()
+        };
+        ch.request_pty(false, &p.term, p.cols, p.rows, p.px_w, p.px_h, &modes)
             .await?;
     }
     for (k, v) in &setup.env {
         ch.set_env(false, k.clone(), v.clone()).await?;
     }
     match activation {
+        Activation::Shell if judged => {
+            ch.exec(true, crate::judged::command(setup.pty.is_some()))
+                .await?
+        }
         Activation::Shell => ch.request_shell(true).await?,
         Activation::Exec(cmd) => ch.exec(true, cmd.clone()).await?,
         Activation::Subsystem(name) => ch.request_subsystem(true, name.clone()).await?,
@@ -743,6 +783,8 @@ async fn judge(
     input: &mut AgentIn,
     w: &mut Watches,
 ) -> Judged {
+    let unenforced_line = matches!(action, Action::CommandLine { .. })
+        && ctx.sess.target.shell == ShellMode::RecordOnly;
     let decision = tokio::select! {
         d = ctx.sess.gate.decide(action) => d,
         i = w.interrupted() => return Judged::Gone(i),
@@ -754,6 +796,9 @@ async fn judge(
             "proctor: {label} denied by policy (rule {rule}): {reason}"
         )),
         Ok(Decision::Held(hold)) => {
+            if unenforced_line {
+                record_unenforced_hold(ctx, &hold.rule, label).await;
+            }
             notice(
                 ctx,
                 &format!(
@@ -781,6 +826,23 @@ async fn judge(
             }
         }
     }
+}
+
+/// A hold rule matched a line of a record-only shell, where the target's own line editor
+/// may run something else than the line judged: people are told at once.
+async fn record_unenforced_hold(ctx: &ChanCtx, rule: &str, label: &str) {
+    let _ = ctx
+        .sess
+        .gate
+        .record(Event::Alert(proctor_gate::AlertRecord {
+            rule: rule.to_string(),
+            severity: "high".into(),
+            message: format!(
+                "hold rule {rule} matched {label} in a record-only shell: the hold cannot be \
+                 enforced there (the target's line editor runs the line)"
+            ),
+        }))
+        .await;
 }
 
 /// Relays an activated channel until either side ends it, then records its summary.
@@ -1001,6 +1063,10 @@ impl Upstream {
                         let t = t.clone();
                         r = self.flush_raw_line(&t, input).await;
                     }
+                    if let Mode::Judged(d) = &self.mode {
+                        let d = d.clone();
+                        r = self.judged_end(&d, input).await;
+                    }
                     if r.is_ok() && !self.eof_sent {
                         self.eof_sent = true;
                         r = self.send(Fwd::Eof);
@@ -1133,6 +1199,10 @@ impl Upstream {
                 let t = t.clone();
                 self.shell_input(&t, data, input).await
             }
+            Mode::Judged(d) => {
+                let d = d.clone();
+                self.judged_input(&d, data, input).await
+            }
             Mode::Sftp(t) => {
                 let t = t.clone();
                 self.sftp_input(&t, data, input).await
@@ -1228,7 +1298,19 @@ impl Upstream {
             line: line.to_string(),
         };
         let label = format!("line `{}`", shorten(line));
-        judge(&self.ctx, action, &label, self.style, input, &mut self.w).await
+        let verdict = judge(&self.ctx, action, &label, self.style, input, &mut self.w).await;
+        if matches!(self.mode, Mode::Shell(_))
+            && self.ctx.sess.target.shell == ShellMode::RecordOnly
+        {
+            // Every verdict of a record-only shell says it could not be enforced.
+            let _ = self
+                .note(format!(
+                    "verdict on {label} not enforced: record-only shell (the target's own line \
+                     editor runs what it reads; a hold or deny on this line does not bind it)"
+                ))
+                .await;
+        }
+        verdict
     }
 
     async fn raw_shell_input(
@@ -1625,7 +1707,7 @@ async fn output(
                     .map_err(|_| DownEnd::RecordFailed)?;
             }
         }
-        Mode::Raw => {}
+        Mode::Raw | Mode::Judged(_) => {}
     }
     tokio::select! {
         r = atx.data_bytes(data) => r.map_err(|_| DownEnd::Cancelled),

@@ -1,0 +1,71 @@
+//! How the target side of a judged shell is started.
+
+use russh::Pty;
+
+/// Directories searched for programs in a judged shell: a fixed `PATH`, so nothing the
+/// target's rc files exported decides which program a judged word runs.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The `exec` request that starts a judged shell on the target, through the login's own
+/// shell (sshd runs it with `-c`). The environment is emptied (`env -i`): no exported
+/// functions, `PROMPT_COMMAND`, `BASH_ENV`, `ENV` or `PS0`-`PS4` from rc files; bash reads no
+/// profile or rc file, has no line editing (proctor edits), no history and no history
+/// expansion, no aliases. A target without bash ends the channel with a message: proctor
+/// cannot judge a shell it cannot start this way, so it does not start another.
+pub fn command(pty: bool) -> String {
+    let mode = if pty {
+        "--noediting -i"
+    } else {
+        // No terminal: commands from standard input, one judged command at a time.
+        "-s"
+    };
+    format!(
+        "if command -v bash >/dev/null 2>&1; then \
+         exec env -i HOME=\"$HOME\" USER=\"$USER\" LOGNAME=\"$LOGNAME\" SHELL=\"$SHELL\" \
+         TERM=\"${{TERM:-dumb}}\" LANG=\"${{LANG:-C.UTF-8}}\" PATH={PATH} \
+         PS1='\\u@\\h:\\w\\$ ' \
+         bash --noprofile --norc +H +o history +O expand_aliases {mode}; \
+         else echo 'proctor: this target has no bash; a judged shell needs one' >&2; exit 127; fi"
+    )
+}
+
+/// Terminal modes of the target's pty, fixed by proctor rather than taken from the agent's
+/// request: echo off (proctor echoes what it edits), canonical input with the standard
+/// special characters (all of them controls, which proctor never sends inside a line), no
+/// case or CR/NL translation that would make the target read other bytes than were judged,
+/// and the end-of-line characters disabled (255 is "disabled" in SSH's encoding).
+pub fn pty_modes() -> Vec<(Pty, u32)> {
+    vec![
+        (Pty::ECHO, 0),
+        (Pty::ECHOE, 0),
+        (Pty::ECHOK, 0),
+        (Pty::ECHONL, 0),
+        (Pty::ICANON, 1),
+        (Pty::ISIG, 1),
+        (Pty::IEXTEN, 1),
+        (Pty::ICRNL, 1),
+        (Pty::INLCR, 0),
+        (Pty::IGNCR, 0),
+        (Pty::IUCLC, 0),
+        (Pty::ISTRIP, 0),
+        (Pty::IXON, 0),
+        (Pty::IUTF8, 1),
+        (Pty::OPOST, 1),
+        (Pty::ONLCR, 1),
+        (Pty::OLCUC, 0),
+        (Pty::VINTR, 3),
+        (Pty::VQUIT, 28),
+        (Pty::VERASE, 127),
+        (Pty::VKILL, 21),
+        (Pty::VEOF, 4),
+        (Pty::VEOL, 255),
+        (Pty::VEOL2, 255),
+        (Pty::VSTART, 17),
+        (Pty::VSTOP, 19),
+        (Pty::VSUSP, 26),
+        (Pty::VREPRINT, 18),
+        (Pty::VWERASE, 23),
+        (Pty::VLNEXT, 22),
+        (Pty::VDISCARD, 15),
+    ]
+}
