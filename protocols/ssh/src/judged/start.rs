@@ -13,18 +13,19 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 /// expansion, no aliases. A target without bash ends the channel with a message: proctor
 /// cannot judge a shell it cannot start this way, so it does not start another.
 pub fn command(pty: bool) -> String {
-    let mode = if pty {
-        "--noediting -i"
+    // bash takes its long options before the short ones.
+    let (long, short) = if pty {
+        ("--noediting ", "-i")
     } else {
         // No terminal: commands from standard input, one judged command at a time.
-        "-s"
+        ("", "-s")
     };
     format!(
         "if command -v bash >/dev/null 2>&1; then \
          exec env -i HOME=\"$HOME\" USER=\"$USER\" LOGNAME=\"$LOGNAME\" SHELL=\"$SHELL\" \
          TERM=\"${{TERM:-dumb}}\" LANG=\"${{LANG:-C.UTF-8}}\" PATH={PATH} \
-         PS1='\\u@\\h:\\w\\$ ' \
-         bash --noprofile --norc +H +o history +O expand_aliases {mode}; \
+         PS1='\\u@\\h:\\w\\$ ' PS2= \
+         bash --noprofile --norc {long}+H +o history +O expand_aliases {short}; \
          else echo 'proctor: this target has no bash; a judged shell needs one' >&2; exit 127; fi"
     )
 }
