@@ -6,6 +6,7 @@
 //! reason, so the policy can hold it.
 
 pub mod brace;
+mod later;
 mod programs;
 mod words;
 mod wrappers;
@@ -109,6 +110,9 @@ enum Stdin {
 pub fn analyze(line: &str) -> ShellFacts {
     let mut r = Reader::default();
     r.line(line, 0);
+    if later::defines_function(line) {
+        r.hide("a function definition changes what a later command name runs".into());
+    }
     if r.facts.unbalanced {
         r.hide("a quote, substitution or here-document is left open, so the shell reads on".into());
     }
@@ -323,6 +327,14 @@ impl Reader {
         if programs::runs_elsewhere(&program, args) {
             self.hide(format!(
                 "{program} runs commands later or in a terminal that proctor does not judge"
+            ));
+        }
+        if let Some(why) = later::changes_later_lines(&program, args) {
+            self.hide(why.to_string());
+        }
+        if later::interactive_program(&program) {
+            self.hide(format!(
+                "{program} reads keys or runs commands from inside, which proctor does not judge"
             ));
         }
         if programs::builtin_changes_later_commands(&program, args) {
