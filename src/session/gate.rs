@@ -200,7 +200,11 @@ impl SessionGate {
 
     /// Records an event that is already in its recorded (redacted) form.
     async fn append_recorded(&self, event: &Event, urgency: Urgency) -> Result<Ticket, GateError> {
-        if let Event::Annotation { text, .. } = event {
+        // Proctor's own notes (a record-only shell's unenforced verdicts, keys a judged shell
+        // dropped) are evidence, not the agent's reasoning shown to approvers.
+        if let Event::Annotation { text, source } = event
+            && source != "proctor"
+        {
             self.live.add_reasoning(text);
         }
         self.core
