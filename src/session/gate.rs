@@ -670,7 +670,13 @@ impl Gate for SessionGate {
         self.check_open()?;
         let ticket = self.append(&event, Urgency::Now).await?;
         self.observe(&event).await?;
-        ticket.wait().await.map_err(recorder_err)
+        ticket.wait().await.map_err(recorder_err)?;
+        // An alert a protocol raised (a hold a record-only shell cannot enforce) reaches people
+        // like any other, once durable.
+        if let Event::Alert(a) = &event {
+            self.publish_alert(a);
+        }
+        Ok(())
     }
 
     async fn enqueue(&self, event: Event) -> Result<Durable, GateError> {
