@@ -268,3 +268,19 @@ fn a_record_only_shell_says_its_verdicts_are_not_enforced_and_alerts_on_holds() 
     );
     env.verify();
 }
+
+#[test]
+fn a_target_without_bash_fails_closed_with_a_message() {
+    // sshd's SetEnv replaces the session's PATH: the login's shell finds no bash.
+    let env = Env::start_with(Options {
+        sshd_extra: vec!["SetEnv PATH=/nonexistent".into()],
+        ..Options::default()
+    });
+    let mut pty = shell(&env);
+    assert!(
+        pty.wait_for("this target has no bash; a judged shell needs one", 1),
+        "{}",
+        pty.output()
+    );
+    assert!(eventually(T, || pty.exited()), "{}", pty.output());
+}

@@ -114,6 +114,15 @@ async fn only_judged_lines_reach_the_target_shell() {
     pty.quiet().await;
     assert!(victim.exists());
 
+    // Ctrl-C interrupts the running program (the pty's interrupt character).
+    pty.type_in(b"sleep 30; echo not-$((1))-interrupted\r");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pty.type_in(b"\x03");
+    pty.type_in(b"echo after-$?\r");
+    assert!(pty.wait_for("after-130", 1).await, "{}", pty.output());
+    assert!(!pty.output().contains("not-1-interrupted"));
+    pty.quiet().await;
+
     // Held, then approved: runs as judged.
     pty.type_in(b"echo needs_approval-$((2+3))\r");
     assert!(eventually(T, || !gate.pending_holds().is_empty()).await);
@@ -153,6 +162,8 @@ async fn only_judged_lines_reach_the_target_shell() {
             "echo 'open\nquote'".into(),
             "stty -echo".into(),
             format!("rm -r {v} # forbidden"),
+            "sleep 30; echo not-$((1))-interrupted".into(),
+            "echo after-$?".into(),
             "echo needs_approval-$((2+3))".into(),
             "exit".into(),
         ],
