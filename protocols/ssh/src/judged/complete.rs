@@ -267,12 +267,9 @@ impl Scan {
             ')' => {
                 self.end_word();
                 self.i += 1;
-                match self.top() {
-                    Ctx::Code { closer: Some(')') } => {
-                        self.stack.pop();
-                    }
-                    // A `case` pattern's closing parenthesis.
-                    _ => {}
+                // Otherwise a `case` pattern's closing parenthesis.
+                if let Ctx::Code { closer: Some(')') } = self.top() {
+                    self.stack.pop();
                 }
                 self.cmd_start = true;
             }
