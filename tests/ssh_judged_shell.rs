@@ -211,6 +211,30 @@ fn a_deny_grant_has_no_terminal_no_shell_and_no_permit_pty() {
     );
     let out = env.exec("echo exec-still-works");
     assert!(text(&out.stdout).contains("exec-still-works"));
+    // An interpreter reading the channel is a shell by another name: denied, not held.
+    let made = env.dir.path().join("made-by-denied-bash");
+    let mut child = env
+        .ssh("box")
+        .arg("bash")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        let _ = stdin.write_all(format!("touch {}\n", made.display()).as_bytes());
+    }
+    let out = child.wait_with_output().expect("ssh");
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("grant:shell-deny"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!made.exists());
+    assert!(env.approvals().is_empty());
 
     // The shell's session: it ran no command.
     let s = env.store().sealed_session(|s: &Value| {

@@ -389,6 +389,19 @@ impl SessionGate {
             judgement.rule = "break-glass".into();
             judgement.reason = "break-glass access needs a stated reason first: set PROCTOR_REASON (ssh -o SetEnv=PROCTOR_REASON=...)".into();
         }
+        // A grant with `shell = "deny"` allows no interpreter reading the session either.
+        if let Action::Exec { command, .. } = &action
+            && self.core.config.grants.iter().any(|g| {
+                g.name == self.live.grant && g.shell_mode() == proctor_gate::ShellMode::Deny
+            })
+            && crate::policy::shell::analyze(command).interactive
+        {
+            judgement.action = RuleAction::Deny;
+            judgement.rule = "grant:shell-deny".into();
+            judgement.reason = "the grant allows no interactive shell or interpreter \
+                                (shell = \"deny\")"
+                .into();
+        }
         if let Some(reason) = self.live.kill_reason() {
             judgement.action = RuleAction::Deny;
             judgement.rule = "killed".into();

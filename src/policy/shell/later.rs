@@ -196,6 +196,29 @@ mod tests {
     }
 
     #[test]
+    fn interpreters_reading_the_session_are_interactive() {
+        for line in [
+            "bash",
+            "sh -",
+            "bash -i",
+            "python3",
+            "exec bash",
+            "sudo -u x bash",
+        ] {
+            assert!(analyze(line).interactive, "{line}");
+        }
+        for line in [
+            "bash -c 'id'",
+            "python3 x.py",
+            "bash x.sh",
+            "ls",
+            "python3 -c 'print(1)'",
+        ] {
+            assert!(!analyze(line).interactive, "{line}");
+        }
+    }
+
+    #[test]
     fn looking_is_not_hidden() {
         for line in [
             "alias",

@@ -29,6 +29,9 @@ pub struct ShellFacts {
     pub pipe_to_shell: bool,
     /// Quotes, substitutions or here-documents were left open.
     pub unbalanced: bool,
+    /// A shell or interpreter reads its commands from the session (an interactive shell by
+    /// another name: `ssh box bash`, `python3`): what a `shell = "deny"` grant refuses.
+    pub interactive: bool,
     /// Why what runs cannot be read from the line (empty when it can): an interpreter
     /// reading its terminal or standard input, a script file, a word known only at run time
     /// where a program or option stands, a write to a path known only at run time...
@@ -529,9 +532,12 @@ impl Reader {
                 self.hide(format!("{program} reads commands from a pipe"));
             }
             Stdin::File => self.hide(format!("{program} reads commands from a file")),
-            Stdin::Session => self.hide(format!(
-                "{program} reads commands from the session that proctor does not judge one by one"
-            )),
+            Stdin::Session => {
+                self.facts.interactive = true;
+                self.hide(format!(
+                    "{program} reads commands from the session that proctor does not judge one by one"
+                ));
+            }
         }
     }
 
@@ -555,6 +561,9 @@ impl Reader {
                 "-c" | "-e" | "-E" | "-r" | "--eval" | "--command" | "-ex" | "--execute"
             )
         });
+        if *stdin == Stdin::Session && !inline && args.iter().all(|a| a.text.starts_with('-')) {
+            self.facts.interactive = true;
+        }
         self.hide(if inline {
             format!("{program} runs code of another language")
         } else {
