@@ -308,3 +308,61 @@ fn a_target_without_bash_fails_closed_with_a_message() {
     );
     assert!(eventually(T, || pty.exited()), "{}", pty.output());
 }
+
+#[test]
+fn ssh_box_bash_is_a_judged_shell_line_by_line() {
+    let env = Env::start();
+    let (victim, v) = guarded(&env);
+    let mut child = env
+        .ssh("box")
+        .arg("bash")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(format!("echo one-$((0+1))\nrm -r {v}\necho two-$((1+1))\n").as_bytes())
+            .expect("stdin");
+    }
+    let approval = env.wait_approval();
+    assert_eq!(approval["detail"], format!("rm -r {v}"), "{approval}");
+    let id = str_field(&approval, "id");
+    env.store().ok(&[
+        "approvals",
+        "deny",
+        &id,
+        "--reason",
+        "not from a piped shell",
+    ]);
+    let out = child.wait_with_output().expect("ssh");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("one-1") && stdout.contains("two-2"),
+        "{stdout}"
+    );
+    assert!(victim.exists());
+    let recs = session_records(&env);
+    assert!(
+        of_kind(&recs, "channel_open")
+            .iter()
+            .any(|r| r["channel_kind"] == "shell" && r["detail"] == "bash"),
+        "{recs:?}"
+    );
+    let lines: Vec<String> = of_kind(&recs, "command_line")
+        .iter()
+        .map(|r| str_field(r, "line"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            "echo one-$((0+1))".to_string(),
+            format!("rm -r {v}"),
+            "echo two-$((1+1))".into()
+        ]
+    );
+    env.verify();
+}

@@ -499,13 +499,25 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
         input.unread(m);
     }
 
+    // Under a judged grant, `ssh box bash` (or `sh -i`, `bash -s`...) is the shell it asks
+    // for, so it gets one: judged line by line rather than held as an unjudged shell.
+    let mut shell_detail = String::new();
+    let activation = match activation {
+        Activation::Exec(cmd)
+            if ctx.sess.target.shell == ShellMode::Judged && crate::judged::plain_shell(&cmd) =>
+        {
+            shell_detail = String::from_utf8_lossy(&cmd).into_owned();
+            Activation::Shell
+        }
+        a => a,
+    };
     let (kind, action, label) = match &activation {
         Activation::Shell => (
             ChannelKind::Shell,
             Action::Channel {
                 channel: num,
                 kind: ChannelKind::Shell,
-                detail: String::new(),
+                detail: shell_detail,
             },
             "shell".to_string(),
         ),

@@ -12,4 +12,4 @@ mod proptests;
 mod start;
 
 pub use discipline::{Discipline, Out};
-pub use start::{command, pty_modes};
+pub use start::{command, plain_shell, pty_modes};

@@ -30,6 +30,28 @@ pub fn command(pty: bool) -> String {
     )
 }
 
+/// An `exec` that only asks for a shell (`bash`, `sh -i`, `/bin/bash -s`...): under a judged
+/// grant it is given the judged shell. Anything else is an ordinary exec, judged by policy
+/// (which holds other shells and interpreters reading the session as `hidden`).
+pub fn plain_shell(command: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(command) else {
+        return false;
+    };
+    let mut words = text.split_ascii_whitespace();
+    let Some(program) = words.next() else {
+        return false;
+    };
+    matches!(
+        program,
+        "bash" | "sh" | "/bin/bash" | "/usr/bin/bash" | "/bin/sh" | "/usr/bin/sh"
+    ) && words.all(|w| {
+        matches!(
+            w,
+            "-i" | "-s" | "-l" | "-il" | "-li" | "--login" | "--norc" | "--noprofile"
+        )
+    })
+}
+
 /// Terminal modes of the target's pty, fixed by proctor rather than taken from the agent's
 /// request: echo off (proctor echoes what it edits), canonical input with the standard
 /// special characters (all of them controls, which proctor never sends inside a line), no
@@ -69,4 +91,34 @@ pub fn pty_modes() -> Vec<(Pty, u32)> {
         (Pty::VLNEXT, 22),
         (Pty::VDISCARD, 15),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_shells_only() {
+        for c in [
+            "bash",
+            "sh",
+            "bash -i",
+            "/bin/bash -s",
+            "sh -il",
+            " bash  --login ",
+        ] {
+            assert!(plain_shell(c.as_bytes()), "{c}");
+        }
+        for c in [
+            "",
+            "bash -c id",
+            "bash x.sh",
+            "zsh",
+            "python3",
+            "bash -i; id",
+            "bash\x00",
+        ] {
+            assert!(!plain_shell(c.as_bytes()), "{c}");
+        }
+    }
 }
