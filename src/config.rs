@@ -415,6 +415,10 @@ pub struct Grant {
     pub pty: bool,
     #[serde(default)]
     pub port_forwarding: bool,
+    /// SSH: `judged`, `record-only` or `deny` (default: `judged` for elevated and break-glass,
+    /// `record-only` for routine; see README "Shells").
+    #[serde(default)]
+    pub shell: Option<String>,
     /// `HH:MM-HH:MM` (UTC): activity outside raises an alert.
     #[serde(default)]
     pub active_hours: Option<String>,
@@ -431,6 +435,18 @@ fn default_connection_limit() -> u32 {
 impl Grant {
     pub fn privilege_level(&self) -> Privilege {
         Privilege::parse(&self.privilege).unwrap_or(Privilege::Elevated)
+    }
+
+    /// The kind of interactive shell the grant allows. Routine grants default to
+    /// `record-only`: the shipped policies hold nothing there, so there is no hold to enforce
+    /// and full-screen programs keep working; an unknown value (refused by `validate`) denies.
+    pub fn shell_mode(&self) -> proctor_gate::ShellMode {
+        use proctor_gate::ShellMode;
+        match &self.shell {
+            Some(s) => ShellMode::parse(s).unwrap_or(ShellMode::Deny),
+            None if self.privilege_level() == Privilege::Routine => ShellMode::RecordOnly,
+            None => ShellMode::Judged,
+        }
     }
 }
 
@@ -649,6 +665,14 @@ impl Config {
                         "{:?}: expected routine, elevated or break-glass",
                         g.privilege
                     ),
+                ));
+            }
+            if let Some(v) = &g.shell
+                && proctor_gate::ShellMode::parse(v).is_none()
+            {
+                return Err(invalid(
+                    format!("grants[{i}].shell"),
+                    format!("{v:?}: expected judged, record-only or deny"),
                 ));
             }
             if let Some(h) = &g.active_hours

@@ -4,6 +4,8 @@
 //! -i` with keystrokes, and `ssh box python3` are held as `hidden` before the target channel
 //! opens; denied, nothing they were given runs (the file they would create is not there), and
 //! the recording has the verdict and why. `bash -c 'literal'` is judged as its code and runs.
+//! The grant is `record-only`: under a `judged` grant `ssh box bash` gets a judged shell
+//! instead (`ssh_judged_shell.rs`).
 
 mod ssh_support;
 
@@ -12,7 +14,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use ssh_support::{Env, Pty, PtyWait, T, eventually, of_kind, str_field, text, wait_output};
+use ssh_support::{
+    Env, Options, Pty, PtyWait, T, eventually, of_kind, str_field, text, wait_output,
+};
 
 /// Waits for the one pending approval, checks it is the hidden hold of `command`, denies it.
 fn deny_hidden_hold(env: &Env, command: &str) {
@@ -52,7 +56,10 @@ fn assert_not_created(path: &Path) {
 
 #[test]
 fn interpreters_reading_the_channel_are_held_and_nothing_runs_when_denied() {
-    let env = Env::start();
+    let env = Env::start_with(Options {
+        shell: Some("record-only"),
+        ..Options::default()
+    });
 
     // `ssh box bash`, the commands on stdin.
     let made = env.dir.path().join("made-by-bash-stdin");

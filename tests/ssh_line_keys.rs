@@ -1,4 +1,5 @@
-//! Keys that make bash run a line without Enter are judged like Enter (issue 13, item 2):
+//! Keys that make bash run a line without Enter are judged like Enter in a record-only shell
+//! (issue 13, item 2; a judged shell drops them, see `ssh_judged_shell.rs`):
 //! readline's Ctrl-O (operate-and-get-next) runs the line, so the line is held before it
 //! reaches the target; Ctrl-X editing commands (edit-and-execute-command) are not passed on.
 //! Real OpenSSH in a pty, a real `proctor serve` with the shipped policies, a real sshd; the
@@ -9,11 +10,14 @@ mod ssh_support;
 use std::process::Command;
 
 use serde_json::Value;
-use ssh_support::{AGENT, Env, Pty, PtyWait, T, eventually, of_kind, str_field};
+use ssh_support::{AGENT, Env, Options, Pty, PtyWait, T, eventually, of_kind, str_field};
 
 #[test]
 fn ctrl_o_is_judged_like_enter_and_ctrl_x_is_not_passed_on() {
-    let env = Env::start();
+    let env = Env::start_with(Options {
+        shell: Some("record-only"),
+        ..Options::default()
+    });
     let victim = env.dir.path().join("victim-ctrl-o");
     std::fs::create_dir_all(victim.join("inner")).expect("victim");
     let mut cmd = Command::new("ssh");

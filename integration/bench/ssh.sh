@@ -3,13 +3,17 @@
 # keystroke echo round trip (p50/p99) in an interactive shell, for
 #   direct      ssh straight to a real sshd,
 #   double hop  OpenSSH `ssh -J` through a second sshd (same cryptography as proctor, no recording),
-#   proctor     a release `proctor serve` with its real durable recorder and the shipped policies.
+#   proctor     a release `proctor serve` with its real durable recorder and the shipped policies
+#               (a `record-only` grant: the target's shell, keys relayed raw),
+#   judged      the same proctor, a `judged` grant: proctor edits and echoes the line itself
+#               (keystroke echo only; the throughput run is an exec, the same as proctor's).
 # Runs are interleaved (direct, double hop, proctor, direct, ...) so machine noise hits all three.
 #
 #   integration/bench/ssh.sh                     # 512 MiB, 3 runs each, 200 keystrokes per run
 #   MIB=64 RUNS=5 SAMPLES=100 integration/bench/ssh.sh
 #
 # Goals (issue 4): proctor throughput >= double hop; keystroke p50 added by proctor < 1 ms.
+# Goal (issue 13): keystroke p50 added in a judged shell < 200 us.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -94,11 +98,26 @@ kind = "ssh"
 host = "127.0.0.1"
 port = $target_port
 host_keys = ["$(cut -d' ' -f1,2 "$work/target/host.pub")"]
+[[targets]]
+name = "box-raw"
+kind = "ssh"
+host = "127.0.0.1"
+port = $target_port
+host_keys = ["$(cut -d' ' -f1,2 "$work/target/host.pub")"]
 [[grants]]
 name = "bench"
 agent = "bench-agent"
 target = "box"
 privilege = "elevated"
+shell = "judged"
+logins = ["$login"]
+max_session = "2h"
+[[grants]]
+name = "bench-raw"
+agent = "bench-agent"
+target = "box-raw"
+privilege = "elevated"
+shell = "record-only"
 logins = ["$login"]
 max_session = "2h"
 EOF
@@ -117,7 +136,8 @@ opts=(-F /dev/null -i "$work/agent" -o IdentitiesOnly=yes -o BatchMode=yes
 jump="ssh ${opts[*]} -p $jump_port -W %h:%p $login@127.0.0.1"
 direct_cmd=(ssh "${opts[@]}" -p "$target_port" "$login@127.0.0.1")
 double_cmd=(ssh "${opts[@]}" -o "ProxyCommand=$jump" -p "$target_port" "$login@127.0.0.1")
-proctor_cmd=(ssh "${opts[@]}" -p "$proctor_port" -l box 127.0.0.1)
+proctor_cmd=(ssh "${opts[@]}" -p "$proctor_port" -l box-raw 127.0.0.1)
+judged_cmd=(ssh "${opts[@]}" -p "$proctor_port" -l box 127.0.0.1)
 
 bytes=$((MIB * 1024 * 1024))
 throughput() { # ssh argv... -> MiB/s
@@ -146,7 +166,7 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 for run in $(seq 1 "$RUNS"); do
-  for n in "${names[@]}"; do
+  for n in "${names[@]}" judged; do
     eval "argv=(\"\${${n}_cmd[@]}\")"
     read -r a b < <(latency "${argv[@]}")
     p50[$n]+="$a "
@@ -158,7 +178,8 @@ rss=$(rss_kib)
 "$bin" verify --data "$data" >"$work/verify.out" || { cat "$work/verify.out"; echo "proctor verify FAILED" >&2; exit 1; }
 
 python3 - "$MIB" "$RUNS" "$SAMPLES" "$rss" "${tp[direct]}" "${tp[double]}" "${tp[proctor]}" \
-  "${p50[direct]}" "${p50[double]}" "${p50[proctor]}" "${p99[direct]}" "${p99[double]}" "${p99[proctor]}" <<'EOF'
+  "${p50[direct]}" "${p50[double]}" "${p50[proctor]}" "${p99[direct]}" "${p99[double]}" "${p99[proctor]}" \
+  "${p50[judged]}" "${p99[judged]}" <<'EOF'
 import statistics, sys
 mib, runs, samples, rss = sys.argv[1:5]
 f = lambda s: [float(x) for x in s.split()]
@@ -176,5 +197,8 @@ print(f"throughput proctor/double hop {med(tp['proctor'])/med(tp['double hop']):
 print(f"echo p50 added by proctor     {med(p50['proctor'])-med(p50['direct']):.0f} us   (goal < 1000 us)")
 print(f"echo p50 proctor/direct       {med(p50['proctor'])/med(p50['direct']):.2f}")
 print(f"echo p50 proctor/double hop   {med(p50['proctor'])/med(p50['double hop']):.2f}")
+jp50, jp99 = f(sys.argv[14]), f(sys.argv[15])
+print(f"judged shell echo p50/p99     {med(jp50):.0f} / {med(jp99):.0f} us")
+print(f"echo p50 added, judged shell  {med(jp50)-med(p50['direct']):.0f} us   (goal < 200 us)")
 print(f"proctor RSS after the runs    {int(rss)/1024:.0f} MiB; proctor verify: OK")
 EOF

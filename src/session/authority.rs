@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use proctor_gate::{
     AlertRecord, Authority, Credential, Event, OpenSession, Outcome, PostgresTarget, Privilege,
-    Protocol, Refusal, RefusalKind, SessionInfo, SessionRequest, SshTarget, TargetEndpoint,
-    TargetTls, VerdictKind, VerdictRecord,
+    Protocol, Refusal, RefusalKind, SessionInfo, SessionRequest, ShellMode, SshTarget,
+    TargetEndpoint, TargetTls, VerdictKind, VerdictRecord,
 };
 use tokio::sync::watch;
 use zeroize::Zeroizing;
@@ -79,7 +79,8 @@ fn endpoint(target: &Target, grant: &Grant) -> Result<TargetEndpoint, String> {
             host_cas: target.host_cas.clone(),
             connect_timeout: target.connect_timeout,
             allow_port_forwarding: grant.port_forwarding,
-            allow_pty: grant.pty,
+            allow_pty: grant.pty && grant.shell_mode() != ShellMode::Deny,
+            shell: grant.shell_mode(),
         })),
         None => Err(format!("target {} has an unknown kind", target.name)),
     }
@@ -549,7 +550,8 @@ impl CoreAuthority {
                 agent: &req.agent,
                 validity: cfg.certificate_validity,
                 source_address: &source_address,
-                permit_pty: grant.pty,
+                // No terminal on the target when the grant denies shells.
+                permit_pty: grant.pty && grant.shell_mode() != ShellMode::Deny,
                 permit_port_forwarding: grant.port_forwarding,
             })
             .map_err(|e| e.to_string())?;

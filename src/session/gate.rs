@@ -200,7 +200,11 @@ impl SessionGate {
 
     /// Records an event that is already in its recorded (redacted) form.
     async fn append_recorded(&self, event: &Event, urgency: Urgency) -> Result<Ticket, GateError> {
-        if let Event::Annotation { text, .. } = event {
+        // Proctor's own notes (a record-only shell's unenforced verdicts, keys a judged shell
+        // dropped) are evidence, not the agent's reasoning shown to approvers.
+        if let Event::Annotation { text, source } = event
+            && source != "proctor"
+        {
             self.live.add_reasoning(text);
         }
         self.core
@@ -384,6 +388,19 @@ impl SessionGate {
             judgement.action = RuleAction::Deny;
             judgement.rule = "break-glass".into();
             judgement.reason = "break-glass access needs a stated reason first: set PROCTOR_REASON (ssh -o SetEnv=PROCTOR_REASON=...)".into();
+        }
+        // A grant with `shell = "deny"` allows no interpreter reading the session either.
+        if let Action::Exec { command, .. } = &action
+            && self.core.config.grants.iter().any(|g| {
+                g.name == self.live.grant && g.shell_mode() == proctor_gate::ShellMode::Deny
+            })
+            && crate::policy::shell::analyze(command).interactive
+        {
+            judgement.action = RuleAction::Deny;
+            judgement.rule = "grant:shell-deny".into();
+            judgement.reason = "the grant allows no interactive shell or interpreter \
+                                (shell = \"deny\")"
+                .into();
         }
         if let Some(reason) = self.live.kill_reason() {
             judgement.action = RuleAction::Deny;
@@ -666,7 +683,13 @@ impl Gate for SessionGate {
         self.check_open()?;
         let ticket = self.append(&event, Urgency::Now).await?;
         self.observe(&event).await?;
-        ticket.wait().await.map_err(recorder_err)
+        ticket.wait().await.map_err(recorder_err)?;
+        // An alert a protocol raised (a hold a record-only shell cannot enforce) reaches people
+        // like any other, once durable.
+        if let Event::Alert(a) = &event {
+            self.publish_alert(a);
+        }
+        Ok(())
     }
 
     async fn enqueue(&self, event: Event) -> Result<Durable, GateError> {

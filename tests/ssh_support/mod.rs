@@ -43,6 +43,8 @@ pub struct Options {
     pub approval_timeout: &'static str,
     /// Extra `sshd_config` lines for the target.
     pub sshd_extra: Vec<String>,
+    /// The `box` grant's `shell` (`judged`, `record-only`, `deny`); unset: the default.
+    pub shell: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             port_forwarding: false,
             approval_timeout: "2m",
             sshd_extra: Vec::new(),
+            shell: None,
         }
     }
 }
@@ -137,6 +140,7 @@ target = "box"
 privilege = "{privilege}"
 logins = ["{login}"]
 port_forwarding = {forwarding}
+{shell}
 [[grants]]
 name = "changed"
 agent = "{AGENT}"
@@ -162,6 +166,10 @@ logins = ["{login}"]
             timeout = opts.approval_timeout,
             privilege = opts.privilege,
             forwarding = opts.port_forwarding,
+            shell = opts
+                .shell
+                .map(|s| format!("shell = \"{s}\""))
+                .unwrap_or_default(),
             box_target = target("box", &format!("host_keys = [\"{}\"]", sshd.host_key)),
             changed = target("changed-key", &format!("host_keys = [\"{wrong_host}\"]")),
             unknown = target("unknown-key", &format!("host_cas = [\"{host_ca}\"]")),

@@ -140,6 +140,41 @@ pub struct SshTarget {
     /// The grant allows `direct-tcpip` port forwarding.
     pub allow_port_forwarding: bool,
     pub allow_pty: bool,
+    /// What kind of interactive shell the grant allows.
+    pub shell: ShellMode,
+}
+
+/// How a grant lets an agent use an interactive shell (`shell` on the grant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShellMode {
+    /// Proctor is the line discipline: it edits the line, judges it whole and only then sends
+    /// it to a target shell without line editing, history expansion, aliases or rc files.
+    #[default]
+    Judged,
+    /// The target's own shell and line editor; lines are rebuilt from keystrokes and judged,
+    /// but a hold cannot be enforced against a shell that edits its own lines.
+    RecordOnly,
+    /// No pty, no shell, no interactive interpreter.
+    Deny,
+}
+
+impl ShellMode {
+    pub fn parse(s: &str) -> Option<ShellMode> {
+        match s {
+            "judged" => Some(ShellMode::Judged),
+            "record-only" => Some(ShellMode::RecordOnly),
+            "deny" => Some(ShellMode::Deny),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShellMode::Judged => "judged",
+            ShellMode::RecordOnly => "record-only",
+            ShellMode::Deny => "deny",
+        }
+    }
 }
 
 /// A just-in-time secret for the target side. Only the protocol sees it; it is never recorded.

@@ -14,5 +14,5 @@ pub use action::{Action, Decision, DenyCause, Hold, Resolution};
 pub use event::*;
 pub use gate::{
     Authority, Credential, Durable, Gate, GateError, OpenSession, PostgresTarget, Refusal,
-    RefusalKind, SessionRequest, SshTarget, TargetEndpoint, TargetTls,
+    RefusalKind, SessionRequest, ShellMode, SshTarget, TargetEndpoint, TargetTls,
 };

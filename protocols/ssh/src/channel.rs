@@ -11,24 +11,28 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use proctor_gate::{
-    Action, ChannelKind, Decision, Durable, Event, GateError, OutputStream, Resolution,
+    Action, ChannelKind, Decision, Durable, Event, GateError, OutputStream, Resolution, ShellMode,
     TransferSummary,
 };
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig, client, server};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::lines::{LineTracker, Step};
+use crate::judged::Discipline;
+use crate::lines::LineTracker;
 use crate::record::{OutputLog, Tally};
 use crate::session::{Pressure, Session, Stop, wait_some, wait_true};
 use crate::sftp::{self, Framer, SftpTracker};
 
 /// Exit status reported to the agent when proctor refuses a command.
 pub const DENIED_EXIT_STATUS: u32 = 126;
+
+mod judged_shell;
+mod tracked_shell;
 
 /// How long a line read from the screen waits for the echo to settle.
 const ECHO_QUIET: Duration = Duration::from_millis(40);
@@ -76,6 +80,8 @@ impl ChanCtx {
 enum Mode {
     Raw,
     Shell(Arc<Mutex<LineTracker>>),
+    /// A judged shell: proctor is the line discipline (`judged`).
+    Judged(Arc<Mutex<Discipline>>),
     Sftp(Arc<Mutex<SftpTracker>>),
 }
 
@@ -84,6 +90,7 @@ impl Mode {
         match self {
             Mode::Raw => Mode::Raw,
             Mode::Shell(t) => Mode::Shell(t.clone()),
+            Mode::Judged(d) => Mode::Judged(d.clone()),
             Mode::Sftp(t) => Mode::Sftp(t.clone()),
         }
     }
@@ -387,11 +394,15 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
                 ..
             } => {
                 let allowed = ctx.sess.target.allow_pty;
+                let mut detail = format!("term={term} cols={col_width} rows={row_height}");
+                if ctx.sess.target.shell == ShellMode::Deny {
+                    detail.push_str(" refused: the grant allows no shell (shell = \"deny\")");
+                }
                 let recorded = gate
                     .record(Event::ChannelRequest {
                         channel: num,
                         request: "pty-req".into(),
-                        detail: format!("term={term} cols={col_width} rows={row_height}"),
+                        detail,
                         accepted: allowed,
                     })
                     .await
@@ -489,13 +500,25 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
         input.unread(m);
     }
 
+    // Under a judged grant, `ssh box bash` (or `sh -i`, `bash -s`...) is the shell it asks
+    // for, so it gets one: judged line by line rather than held as an unjudged shell.
+    let mut shell_detail = String::new();
+    let activation = match activation {
+        Activation::Exec(cmd)
+            if ctx.sess.target.shell == ShellMode::Judged && crate::judged::plain_shell(&cmd) =>
+        {
+            shell_detail = String::from_utf8_lossy(&cmd).into_owned();
+            Activation::Shell
+        }
+        a => a,
+    };
     let (kind, action, label) = match &activation {
         Activation::Shell => (
             ChannelKind::Shell,
             Action::Channel {
                 channel: num,
                 kind: ChannelKind::Shell,
-                detail: String::new(),
+                detail: shell_detail,
             },
             "shell".to_string(),
         ),
@@ -529,6 +552,22 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     };
     let pty = setup.pty.is_some();
     let style = if pty { Style::Terminal } else { Style::Plain };
+    let shell_mode = ctx.sess.target.shell;
+    if matches!(activation, Activation::Shell) && shell_mode == ShellMode::Deny {
+        let _ = gate
+            .record(Event::ChannelRequest {
+                channel: num,
+                request: "shell".into(),
+                detail: "refused: the grant allows no shell (shell = \"deny\")".into(),
+                accepted: false,
+            })
+            .await;
+        let msg = "proctor: this grant allows no interactive shell; run commands with \
+                   `ssh HOST COMMAND`";
+        refuse_channel(&ctx, msg, style).await;
+        return;
+    }
+    let judged = matches!(activation, Activation::Shell) && shell_mode == ShellMode::Judged;
     match judge(&ctx, action, &label, style, &mut input, &mut w).await {
         Judged::Allow => {}
         Judged::Deny(msg) => {
@@ -542,7 +581,7 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     }
 
     // Open the target side only now that the request is allowed.
-    let target = match open_target_session(&ctx, &setup, &activation).await {
+    let target = match open_target_session(&ctx, &setup, &activation, judged).await {
         Ok(t) => t,
         Err(e) => {
             let msg = format!("proctor: the target refused the channel: {e}");
@@ -560,6 +599,9 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     };
     let mode = match (&activation, kind) {
         (_, ChannelKind::Sftp) => Mode::Sftp(Arc::new(Mutex::new(SftpTracker::new(num)))),
+        (Activation::Shell, _) if judged => {
+            Mode::Judged(Arc::new(Mutex::new(Discipline::new(pty))))
+        }
         (Activation::Shell, _) => Mode::Shell(Arc::new(Mutex::new(LineTracker::new(
             setup.pty.as_ref().map(|p| (p.cols, p.rows)),
         )))),
@@ -582,16 +624,27 @@ async fn open_target_session(
     ctx: &ChanCtx,
     setup: &Setup,
     activation: &Activation,
+    judged: bool,
 ) -> Result<russh::Channel<client::Msg>, russh::Error> {
     let ch = ctx.sess.conn.handle.channel_open_session().await?;
     if let Some(p) = &setup.pty {
-        ch.request_pty(false, &p.term, p.cols, p.rows, p.px_w, p.px_h, &p.modes)
+        // A judged shell's terminal modes are proctor's: echo off, no translation.
+        let modes = if judged {
+            crate::judged::pty_modes()
+        } else {
+            p.modes.clone()
+        };
+        ch.request_pty(false, &p.term, p.cols, p.rows, p.px_w, p.px_h, &modes)
             .await?;
     }
     for (k, v) in &setup.env {
         ch.set_env(false, k.clone(), v.clone()).await?;
     }
     match activation {
+        Activation::Shell if judged => {
+            ch.exec(true, crate::judged::command(setup.pty.is_some()))
+                .await?
+        }
         Activation::Shell => ch.request_shell(true).await?,
         Activation::Exec(cmd) => ch.exec(true, cmd.clone()).await?,
         Activation::Subsystem(name) => ch.request_subsystem(true, name.clone()).await?,
@@ -743,6 +796,8 @@ async fn judge(
     input: &mut AgentIn,
     w: &mut Watches,
 ) -> Judged {
+    let unenforced_line = matches!(action, Action::CommandLine { .. })
+        && ctx.sess.target.shell == ShellMode::RecordOnly;
     let decision = tokio::select! {
         d = ctx.sess.gate.decide(action) => d,
         i = w.interrupted() => return Judged::Gone(i),
@@ -754,6 +809,9 @@ async fn judge(
             "proctor: {label} denied by policy (rule {rule}): {reason}"
         )),
         Ok(Decision::Held(hold)) => {
+            if unenforced_line {
+                record_unenforced_hold(ctx, &hold.rule, label).await;
+            }
             notice(
                 ctx,
                 &format!(
@@ -781,6 +839,23 @@ async fn judge(
             }
         }
     }
+}
+
+/// A hold rule matched a line of a record-only shell, where the target's own line editor
+/// may run something else than the line judged: people are told at once.
+async fn record_unenforced_hold(ctx: &ChanCtx, rule: &str, label: &str) {
+    let _ = ctx
+        .sess
+        .gate
+        .record(Event::Alert(proctor_gate::AlertRecord {
+            rule: rule.to_string(),
+            severity: "high".into(),
+            message: format!(
+                "hold rule {rule} matched {label} in a record-only shell: the hold cannot be \
+                 enforced there (the target's line editor runs the line)"
+            ),
+        }))
+        .await;
 }
 
 /// Relays an activated channel until either side ends it, then records its summary.
@@ -1001,6 +1076,10 @@ impl Upstream {
                         let t = t.clone();
                         r = self.flush_raw_line(&t, input).await;
                     }
+                    if let Mode::Judged(d) = &self.mode {
+                        let d = d.clone();
+                        r = self.judged_end(&d, input).await;
+                    }
                     if r.is_ok() && !self.eof_sent {
                         self.eof_sent = true;
                         r = self.send(Fwd::Eof);
@@ -1133,6 +1212,10 @@ impl Upstream {
                 let t = t.clone();
                 self.shell_input(&t, data, input).await
             }
+            Mode::Judged(d) => {
+                let d = d.clone();
+                self.judged_input(&d, data, input).await
+            }
             Mode::Sftp(t) => {
                 let t = t.clone();
                 self.sftp_input(&t, data, input).await
@@ -1170,140 +1253,6 @@ impl Upstream {
             return Err(Interrupt::Down(DownEnd::Cancelled));
         };
         self.send(Fwd::Data(data, permit))
-    }
-
-    async fn shell_input(
-        &mut self,
-        tracker: &Arc<Mutex<LineTracker>>,
-        data: Bytes,
-        input: &mut AgentIn,
-    ) -> Flow<()> {
-        if track(tracker, |t| t.is_raw())? {
-            return self.raw_shell_input(tracker, data, input).await;
-        }
-        let mut start = 0;
-        for i in 0..data.len() {
-            let step = track(tracker, |t| t.input_byte(data[i]))?;
-            if step == Step::Drop {
-                self.forward(data.slice(start..i)).await?;
-                start = i + 1;
-                notice(
-                    &self.ctx,
-                    "proctor: Ctrl-X editing commands are not passed on in a recorded shell",
-                    self.style,
-                )
-                .await;
-                continue;
-            }
-            if step != Step::Submit {
-                continue;
-            }
-            self.forward(data.slice(start..i)).await?;
-            start = i + 1;
-            if track(tracker, |t| t.needs_screen())? {
-                self.settle(tracker).await?;
-            }
-            let (line, typed) = track(tracker, |t| (t.line(), t.saw_input()))?;
-            let verdict = self.judge_line(&line, typed, input).await;
-            track(tracker, |t| t.finish_line(&line))?;
-            match verdict {
-                Judged::Allow => self.forward(data.slice(i..i + 1)).await?,
-                Judged::Deny(msg) => {
-                    // Clear what was typed on the target instead of submitting it.
-                    self.forward(Bytes::from_static(b"\x15")).await?;
-                    notice(&self.ctx, &msg, self.style).await;
-                }
-                Judged::Gone(i) => return Err(i),
-            }
-        }
-        self.forward(data.slice(start..)).await
-    }
-
-    async fn judge_line(&mut self, line: &str, typed: bool, input: &mut AgentIn) -> Judged {
-        if line.trim().is_empty() && !typed {
-            return Judged::Allow;
-        }
-        let action = Action::CommandLine {
-            channel: self.ctx.num(),
-            line: line.to_string(),
-        };
-        let label = format!("line `{}`", shorten(line));
-        judge(&self.ctx, action, &label, self.style, input, &mut self.w).await
-    }
-
-    async fn raw_shell_input(
-        &mut self,
-        tracker: &Arc<Mutex<LineTracker>>,
-        data: Bytes,
-        input: &mut AgentIn,
-    ) -> Flow<()> {
-        let mut start = 0;
-        for i in 0..data.len() {
-            let step = track(tracker, |t| t.input_byte(data[i]))?;
-            if step != Step::Submit {
-                continue;
-            }
-            self.raw_line.extend_from_slice(&data[start..=i]);
-            start = i + 1;
-            self.submit_raw_line(tracker, input).await?;
-        }
-        self.raw_line.extend_from_slice(&data[start..]);
-        if self.raw_line.len() > self.ctx.sess.limits.held_input_bytes {
-            // An endless line (data piped into a shell): judge what there is and move on.
-            self.submit_raw_line(tracker, input).await?;
-        }
-        Ok(())
-    }
-
-    async fn submit_raw_line(
-        &mut self,
-        tracker: &Arc<Mutex<LineTracker>>,
-        input: &mut AgentIn,
-    ) -> Flow<()> {
-        let line = track(tracker, |t| t.line())?;
-        let verdict = self.judge_line(&line, false, input).await;
-        track(tracker, |t| t.finish_line(&line))?;
-        let bytes = self.raw_line.split().freeze();
-        match verdict {
-            Judged::Allow => self.forward(bytes).await,
-            Judged::Deny(msg) => {
-                notice(&self.ctx, &msg, self.style).await;
-                Ok(())
-            }
-            Judged::Gone(i) => Err(i),
-        }
-    }
-
-    /// At end of input, a last line without a newline is still run by the shell.
-    async fn flush_raw_line(
-        &mut self,
-        tracker: &Arc<Mutex<LineTracker>>,
-        input: &mut AgentIn,
-    ) -> Flow<()> {
-        let pending = track(tracker, |t| t.is_raw() && t.has_partial_line())?;
-        if pending || !self.raw_line.is_empty() {
-            self.submit_raw_line(tracker, input).await?;
-        }
-        Ok(())
-    }
-
-    /// Waits until the target's echo has stopped changing the screen.
-    async fn settle(&mut self, tracker: &Arc<Mutex<LineTracker>>) -> Flow<()> {
-        let began = Instant::now();
-        loop {
-            let last = track(tracker, |t| t.last_output())?;
-            let now = Instant::now();
-            let quiet_since = last.max(began);
-            if now.duration_since(quiet_since) >= ECHO_QUIET
-                || now.duration_since(began) >= ECHO_MAX_WAIT
-            {
-                return Ok(());
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                i = self.w.interrupted() => return Err(i),
-            }
-        }
     }
 
     async fn sftp_input(
@@ -1625,7 +1574,7 @@ async fn output(
                     .map_err(|_| DownEnd::RecordFailed)?;
             }
         }
-        Mode::Raw => {}
+        Mode::Raw | Mode::Judged(_) => {}
     }
     tokio::select! {
         r = atx.data_bytes(data) => r.map_err(|_| DownEnd::Cancelled),

@@ -13,6 +13,7 @@ mod channel;
 mod env;
 mod forward;
 pub mod fuzzing;
+pub mod judged;
 mod lines;
 mod record;
 mod server;

@@ -409,6 +409,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             allow_port_forwarding: false,
             allow_pty: true,
+            shell: proctor_gate::ShellMode::RecordOnly,
         };
         let pins = HostPins::new(&target);
         assert!(pins.check(&a.public_key().clone().into()).is_ok());
@@ -456,6 +457,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             allow_port_forwarding: false,
             allow_pty: true,
+            shell: proctor_gate::ShellMode::RecordOnly,
         };
         let pins = HostPins::new(&target);
         let good = host_cert(&ca, &host, "web1.example", CertType::Host);

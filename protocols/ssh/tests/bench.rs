@@ -171,17 +171,35 @@ async fn keystroke_echo_latency() {
             .args(["-p", &port.to_string(), "-l", user, "127.0.0.1"]);
         c
     };
+    // The same target as a judged shell: proctor echoes what it edits.
+    let mut judged_target = common::target_for(&env.sshd);
+    judged_target.shell = proctor_gate::ShellMode::Judged;
+    env.authority
+        .targets
+        .lock()
+        .unwrap()
+        .insert("judged".into(), judged_target);
+    env.authority
+        .grants
+        .lock()
+        .unwrap()
+        .push(("agent-a".into(), "judged".into()));
     let mut direct = Vec::new();
     let mut proctor = Vec::new();
+    let mut judged = Vec::new();
     for _ in 0..3 {
         direct.extend(echo_latency(mk(env.sshd.port, &user), 100).await);
         proctor.extend(echo_latency(mk(env.port, "web1"), 100).await);
+        judged.extend(echo_latency(mk(env.port, "judged"), 100).await);
     }
     eprintln!(
-        "echo round trip: direct p50 {:.0} us p99 {:.0} us; proctor p50 {:.0} us p99 {:.0} us",
+        "echo round trip: direct p50 {:.0} us p99 {:.0} us; proctor p50 {:.0} us p99 {:.0} us; \
+         judged shell p50 {:.0} us p99 {:.0} us",
         percentile(&mut direct, 0.5),
         percentile(&mut direct, 0.99),
         percentile(&mut proctor, 0.5),
-        percentile(&mut proctor, 0.99)
+        percentile(&mut proctor, 0.99),
+        percentile(&mut judged, 0.5),
+        percentile(&mut judged, 0.99)
     );
 }

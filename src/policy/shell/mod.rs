@@ -6,6 +6,7 @@
 //! reason, so the policy can hold it.
 
 pub mod brace;
+mod later;
 mod programs;
 mod words;
 mod wrappers;
@@ -31,6 +32,9 @@ pub struct ShellFacts {
     pub pipe_to_shell: bool,
     /// Quotes, substitutions or here-documents were left open.
     pub unbalanced: bool,
+    /// A shell or interpreter reads its commands from the session (an interactive shell by
+    /// another name: `ssh box bash`, `python3`): what a `shell = "deny"` grant refuses.
+    pub interactive: bool,
     /// Why what runs cannot be read from the line (empty when it can): an interpreter
     /// reading its terminal or standard input, a script file, a word known only at run time
     /// where a program or option stands, a write to a path known only at run time...
@@ -112,6 +116,9 @@ enum Stdin {
 pub fn analyze(line: &str) -> ShellFacts {
     let mut r = Reader::default();
     r.line(line, 0);
+    if later::defines_function(line) {
+        r.hide("a function definition changes what a later command name runs".into());
+    }
     if r.facts.unbalanced {
         r.hide("a quote, substitution or here-document is left open, so the shell reads on".into());
     }
@@ -328,6 +335,14 @@ impl Reader {
                 "{program} runs commands later or in a terminal that proctor does not judge"
             ));
         }
+        if let Some(why) = later::changes_later_lines(&program, args) {
+            self.hide(why.to_string());
+        }
+        if later::interactive_program(&program) {
+            self.hide(format!(
+                "{program} reads keys or runs commands from inside, which proctor does not judge"
+            ));
+        }
         if programs::builtin_changes_later_commands(&program, args) {
             self.hide(format!(
                 "{program} changes what later commands run in a way proctor does not follow"
@@ -526,9 +541,12 @@ impl Reader {
                 self.hide(format!("{program} reads commands from a pipe"));
             }
             Stdin::File => self.hide(format!("{program} reads commands from a file")),
-            Stdin::Session => self.hide(format!(
-                "{program} reads commands from the session that proctor does not judge one by one"
-            )),
+            Stdin::Session => {
+                self.facts.interactive = true;
+                self.hide(format!(
+                    "{program} reads commands from the session that proctor does not judge one by one"
+                ));
+            }
         }
     }
 
@@ -552,6 +570,9 @@ impl Reader {
                 "-c" | "-e" | "-E" | "-r" | "--eval" | "--command" | "-ex" | "--execute"
             )
         });
+        if *stdin == Stdin::Session && !inline && args.iter().all(|a| a.text.starts_with('-')) {
+            self.facts.interactive = true;
+        }
         self.hide(if inline {
             format!("{program} runs code of another language")
         } else {

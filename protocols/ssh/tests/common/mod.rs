@@ -421,6 +421,7 @@ pub fn target_for(sshd: &LocalSshd) -> SshTarget {
         connect_timeout: Duration::from_secs(10),
         allow_port_forwarding: false,
         allow_pty: true,
+        shell: proctor_gate::ShellMode::RecordOnly,
     }
 }
 

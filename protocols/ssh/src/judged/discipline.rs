@@ -1,0 +1,296 @@
+//! The line discipline of a judged shell: keystrokes in, actions out.
+//!
+//! With a terminal, proctor edits the line (see [`super::editor`]), echoes it, and hands the
+//! relay a complete command (one or more physical lines) to judge; only a judged command, the
+//! interrupt key and the end-of-file key on an empty line ever reach the target. Without a
+//! terminal (`echo cmd | ssh host`), input is read as whole lines, collected until the
+//! command is complete, and handed over the same way. The state machine does no I/O.
+
+use super::complete::{Status, status};
+use super::editor::{Edit, Editor};
+use super::keys::{Decoder, Key};
+
+/// What the relay must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// Write to the agent's terminal (local echo, continuation prompt).
+    Echo(Vec<u8>),
+    /// A complete command: judge it, then send it with a newline. Empty: send a bare newline.
+    Judge(String),
+    /// Ring the agent's bell: a key or byte was dropped.
+    Bell,
+    /// A line was refused before judgement (what it held, why); nothing of it is sent.
+    Refused(String, &'static str),
+    /// Send the terminal's interrupt character (Ctrl-C): the target's pty signals the program.
+    Interrupt,
+    /// End of input: Ctrl-D on an empty line (a pty's EOF character), or the channel's EOF.
+    Eof,
+}
+
+/// Bytes of one physical line. Linux keeps at most 4095 bytes of a canonical pty line and
+/// drops the rest, so a longer line would not run as judged.
+pub const MAX_LINE_BYTES: usize = 4000;
+/// Lines of one command (here-documents, continuations) before it is judged as it stands.
+pub const MAX_COMMAND_LINES: usize = 10_000;
+/// Bytes of one command before it is judged as it stands (the reader then holds it if it is
+/// still open).
+pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
+
+const CONTINUATION_PROMPT: &[u8] = b"> ";
+
+pub struct Discipline {
+    /// A terminal: edit and echo. Without one, whole lines are read as they come.
+    pty: bool,
+    keys: Decoder,
+    editor: Editor,
+    /// Lines of the command so far, before the one being edited.
+    pending: Vec<String>,
+    pending_bytes: usize,
+    /// Without a terminal: the bytes of the line not yet ended.
+    raw: Vec<u8>,
+    eof: bool,
+}
+
+impl Discipline {
+    pub fn new(pty: bool) -> Discipline {
+        Discipline {
+            pty,
+            keys: Decoder::default(),
+            editor: Editor::new(MAX_LINE_BYTES),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            raw: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Feeds agent input; returns what to do, in order.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<Out> {
+        let mut out = Vec::new();
+        if self.eof {
+            return out;
+        }
+        if self.pty {
+            let mut keys = Vec::new();
+            for &b in data {
+                self.keys.push(b, &mut keys);
+            }
+            for k in keys {
+                self.key(k, &mut out);
+                if self.eof {
+                    break;
+                }
+            }
+        } else {
+            for &b in data {
+                if b == b'\n' {
+                    let line = std::mem::take(&mut self.raw);
+                    self.plain_line(line, &mut out);
+                } else if self.raw.len() <= MAX_COMMAND_BYTES {
+                    self.raw.push(b);
+                }
+            }
+        }
+        out
+    }
+
+    /// The channel's EOF: what is left is judged as it stands (bash runs a last line without
+    /// a newline, and reports an open quote as an error), then EOF follows.
+    pub fn end(&mut self) -> Vec<Out> {
+        let mut out = Vec::new();
+        if self.eof {
+            return out;
+        }
+        if self.pty {
+            if !self.editor.is_empty() {
+                let line = self.editor.take();
+                self.push_pending(line);
+            }
+        } else if !self.raw.is_empty() {
+            let line = std::mem::take(&mut self.raw);
+            match clean(&line) {
+                Ok(l) => self.push_pending(l),
+                Err(why) => out.push(Out::Refused(String::from_utf8_lossy(&line).into(), why)),
+            }
+        }
+        if !self.pending.is_empty() {
+            out.push(Out::Judge(self.take_pending()));
+        }
+        self.eof = true;
+        out.push(Out::Eof);
+        out
+    }
+
+    fn push_pending(&mut self, line: String) {
+        self.pending_bytes += line.len() + 1;
+        self.pending.push(line);
+    }
+
+    fn take_pending(&mut self) -> String {
+        self.pending_bytes = 0;
+        std::mem::take(&mut self.pending).join("\n")
+    }
+
+    /// Too much for one command: judge it as it stands.
+    fn overflowing(&self) -> bool {
+        self.pending.len() >= MAX_COMMAND_LINES || self.pending_bytes >= MAX_COMMAND_BYTES
+    }
+
+    fn plain_line(&mut self, line: Vec<u8>, out: &mut Vec<Out>) {
+        match clean(&line) {
+            Ok(l) => {
+                self.push_pending(l);
+                let text = self.pending.join("\n");
+                if status(&text) == Status::Complete || self.overflowing() {
+                    out.push(Out::Judge(self.take_pending()));
+                }
+            }
+            Err(why) => {
+                // The command it belonged to is dropped whole: sent in part, it would mean
+                // something else.
+                let mut held = self.take_pending();
+                if !held.is_empty() {
+                    held.push('\n');
+                }
+                held.push_str(&String::from_utf8_lossy(&line));
+                out.push(Out::Refused(held, why));
+            }
+        }
+    }
+
+    fn key(&mut self, k: Key, out: &mut Vec<Out>) {
+        match k {
+            Key::Enter => self.enter(out),
+            Key::PasteBreak => {
+                // A line break inside a paste is text, not Enter: collect, never submit.
+                let line = self.editor.take();
+                if line.len() + self.pending_bytes > MAX_COMMAND_BYTES {
+                    out.push(Out::Bell);
+                    return;
+                }
+                self.push_pending(line);
+                out.push(Out::Echo(continuation()));
+            }
+            Key::Interrupt => {
+                self.editor.take();
+                self.take_pending();
+                out.push(Out::Echo(b"^C\r\n".to_vec()));
+                out.push(Out::Interrupt);
+            }
+            Key::EndOfFile if self.editor.is_empty() && self.pending.is_empty() => {
+                self.eof = true;
+                out.push(Out::Eof);
+            }
+            k => match self.editor.apply(k) {
+                Edit::Echo(b) => out.push(Out::Echo(b)),
+                Edit::Bell => out.push(Out::Bell),
+                Edit::None => {}
+            },
+        }
+    }
+
+    fn enter(&mut self, out: &mut Vec<Out>) {
+        let line = self.editor.take();
+        let single = self.pending.is_empty();
+        self.push_pending(line.clone());
+        let text = self.pending.join("\n");
+        if status(&text) == Status::Incomplete && !self.overflowing() {
+            out.push(Out::Echo(continuation()));
+            return;
+        }
+        let text = self.take_pending();
+        if single {
+            self.editor.remember(&line);
+        }
+        out.push(Out::Echo(b"\r\n".to_vec()));
+        out.push(Out::Judge(text));
+    }
+}
+
+fn continuation() -> Vec<u8> {
+    let mut v = b"\r\n".to_vec();
+    v.extend_from_slice(CONTINUATION_PROMPT);
+    v
+}
+
+/// A line read without a terminal, as text: refused if it holds a control character other
+/// than TAB (a CR included), is not UTF-8, or is longer than a line may be.
+fn clean(line: &[u8]) -> Result<String, &'static str> {
+    if line.len() > MAX_COMMAND_BYTES {
+        return Err("the line is too long");
+    }
+    if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err("the line holds a control character");
+    }
+    String::from_utf8(line.to_vec()).map_err(|_| "the line is not UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(outs: &[Out]) -> Vec<String> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Out::Judge(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_typed_line_is_judged_once_complete() {
+        let mut d = Discipline::new(true);
+        let o = d.feed(b"echo 'a\r");
+        assert!(judged(&o).is_empty());
+        assert!(o.contains(&Out::Echo(b"\r\n> ".to_vec())));
+        let o = d.feed(b"b'\r");
+        assert_eq!(judged(&o), vec!["echo 'a\nb'"]);
+        let o = d.feed(b"for x in 1; do\recho $x\rdone\r");
+        assert_eq!(judged(&o), vec!["for x in 1; do\necho $x\ndone"]);
+    }
+
+    #[test]
+    fn unknown_keys_ring_and_are_never_sent() {
+        let mut d = Discipline::new(true);
+        let o = d.feed(b"rm -r /victim\x0f\x18\x05\x12\x16\x1b");
+        assert!(judged(&o).is_empty());
+        assert_eq!(o.iter().filter(|o| **o == Out::Bell).count(), 4, "{o:?}");
+        let o = d.feed(b"x\x15ls\r");
+        assert_eq!(judged(&o), vec!["ls"]);
+    }
+
+    #[test]
+    fn interrupt_and_eof() {
+        let mut d = Discipline::new(true);
+        let o = d.feed(b"sleep 9\x03");
+        assert!(o.contains(&Out::Interrupt) && judged(&o).is_empty());
+        let o = d.feed(b"x\x04");
+        assert!(!o.contains(&Out::Eof));
+        let o = d.feed(b"\x15\x04");
+        assert_eq!(o.last(), Some(&Out::Eof));
+        assert!(d.feed(b"ls\r").is_empty());
+    }
+
+    #[test]
+    fn a_paste_is_text_until_enter() {
+        let mut d = Discipline::new(true);
+        let o = d.feed(b"\x1b[200~echo a\rrm -r /v\x03\x1b[201~");
+        assert!(judged(&o).is_empty(), "{o:?}");
+        let o = d.feed(b"\r");
+        assert_eq!(judged(&o), vec!["echo a\nrm -r /v"]);
+    }
+
+    #[test]
+    fn without_a_terminal_lines_are_collected_and_controls_refused() {
+        let mut d = Discipline::new(false);
+        let o = d.feed(b"echo 'a\nb'\nls\nx\x15y\n");
+        assert_eq!(judged(&o), vec!["echo 'a\nb'", "ls"]);
+        assert!(matches!(o.last(), Some(Out::Refused(t, _)) if t == "x\x15y"));
+        let o = d.feed(b"echo last");
+        assert!(o.is_empty());
+        let o = d.end();
+        assert_eq!(judged(&o), vec!["echo last"]);
+        assert_eq!(o.last(), Some(&Out::Eof));
+    }
+}
