@@ -11,12 +11,23 @@ use proctor_gate::inert::{line, text};
 
 #[derive(Subcommand)]
 pub enum ApprovalsCommand {
-    /// Held actions, oldest first.
+    /// Held actions, grouped (look-alike holds of one agent together, with their count), the
+    /// most dangerous groups first.
     List {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         remote: RemoteArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One held action in full.
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        id: String,
         #[arg(long)]
         json: bool,
     },
@@ -82,10 +93,7 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
             remote,
             json,
         } => {
-            let v = match remote.client()? {
-                Some(c) => c.get("/api/approvals").await?,
-                None => call(&store, Request::ApprovalsList).await?,
-            };
+            let v = pending(&store, &remote).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(0);
@@ -94,7 +102,26 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
             if list.is_empty() {
                 println!("no held actions");
             }
-            for p in list {
+            print!("{}", render_queue(&list));
+            Ok(0)
+        }
+        ApprovalsCommand::Show {
+            store,
+            remote,
+            id,
+            json,
+        } => {
+            let v = pending(&store, &remote).await?;
+            let list: Vec<PendingView> = serde_json::from_value(v)?;
+            let Some(p) = list.into_iter().find(|p| p.id == id) else {
+                bail!(
+                    "no pending approval {} (it may have been decided, timed out or cancelled)",
+                    line(&id)
+                );
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
                 print!("{}", render_pending(&p));
             }
             Ok(0)
@@ -172,11 +199,41 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
 /// One held action for a person's terminal. Every field an agent or a target controls is made
 /// inert (a repaint, a clipboard write or a bidi override shows as tokens), and nothing is
 /// shortened: the approver reads all of what will run.
+/// The queue (already in order, see `approval_queue::order`): a header per group with its
+/// count, severity and shared text, then every hold of it in full.
+fn render_queue(list: &[PendingView]) -> String {
+    let mut out = String::new();
+    let mut last_group = None;
+    for p in list {
+        if last_group != Some(&p.group.id) {
+            last_group = Some(&p.group.id);
+            out.push_str(&format!(
+                "== {} held · {} · agent {} · {}: {}\n",
+                p.group.count,
+                p.severity.as_str(),
+                line(&p.agent),
+                line(&p.kind),
+                line(&p.group.normalised),
+            ));
+        }
+        out.push_str(&render_pending(p));
+    }
+    out
+}
+
+async fn pending(store: &StoreArgs, remote: &RemoteArgs) -> Result<serde_json::Value> {
+    Ok(match remote.client()? {
+        Some(c) => c.get("/api/approvals").await?,
+        None => call(store, Request::ApprovalsList).await?,
+    })
+}
+
 fn render_pending(p: &PendingView) -> String {
     let tables: Vec<_> = p.tables.iter().map(|t| line(t)).collect();
     let mut out = format!(
-        "{}  session {}  agent {}  target {} ({}, {})\n    {} [{}{}]:\n{}\n    held by rule {}: {}\n",
+        "{}  [{}]  session {}  agent {}  target {} ({}, {})\n    {} [{}{}]:\n{}\n    held by rule {}: {}\n",
         line(&p.id),
+        p.severity.as_str(),
         line(&p.session_id),
         line(&p.agent),
         line(&p.target),
@@ -193,6 +250,17 @@ fn render_pending(p: &PendingView) -> String {
         line(&p.rule),
         line(&p.reason),
     );
+    if !p.settings.is_empty() {
+        out.push_str("    session settings when held:\n");
+        for s in &p.settings {
+            out.push_str(&format!(
+                "      {} = {}  ({})\n",
+                line(&s.name),
+                line(&s.value),
+                line(&s.note)
+            ));
+        }
+    }
     for r in &p.reasoning {
         out.push_str(&format!(
             "    agent's reasoning:\n{}\n",
