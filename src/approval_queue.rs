@@ -163,6 +163,40 @@ pub fn order(list: &mut [PendingView]) {
     });
 }
 
+/// Sealed markers in what an approver is shown of a hold.
+pub fn sealed_count(p: &PendingView) -> usize {
+    let prefix = crate::redact::seal::MARKER_PREFIX;
+    std::iter::once(&p.detail)
+        .chain(p.reasoning.iter())
+        .map(|t| t.matches(prefix).count())
+        .sum()
+}
+
+/// The audit journal note written before a hold's sealed values are opened.
+pub fn reveal_note(who: &str, p: &PendingView, key: &str) -> String {
+    format!(
+        "reveal: {who} opens {} sealed values of held action {} (session {}, agent {:?}) with \
+         auditor key {key}",
+        sealed_count(p),
+        p.id,
+        p.session_id,
+        p.agent
+    )
+}
+
+/// Opens the sealed markers of a hold's text and reasoning with the auditor's private key;
+/// returns how many opened and how many did not.
+pub fn open_sealed(p: &mut PendingView, opener: &crate::redact::seal::Opener) -> (usize, usize) {
+    let (mut ok, mut bad) = (0, 0);
+    for t in std::iter::once(&mut p.detail).chain(p.reasoning.iter_mut()) {
+        let (clear, o, b) = opener.reveal_text(&p.session_id, t);
+        *t = clear;
+        ok += o;
+        bad += b;
+    }
+    (ok, bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

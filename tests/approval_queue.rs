@@ -249,3 +249,87 @@ reason = "every write waits for a person"
     assert_eq!(target_rows(&p, "accounts"), "3");
     p.stop().await;
 }
+
+/// Issue 18: an approver with the auditor key opens the sealed values of a held action, and
+/// the reveal is in the store journal (topic `audit`) before the clear text is shown; over the
+/// API the note names the token. Without the key the card keeps the marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_with_the_auditor_key_opens_sealed_values_and_it_is_recorded() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("auditor.key");
+    let public = proctor::redact::seal::generate_key_files(&key).unwrap();
+    let extra = format!(
+        "[redaction]\nauditor_key = {:?}\nsensitive_columns = [\"public.t.v\"]\n",
+        public.display().to_string()
+    );
+    let p = Proctor::start(&extra).await;
+    let data = p.dir.path().join("data");
+    let psql = p.psql(AGENT_A, SECRET_A, "UPDATE t SET v = 'the-secret-note'");
+    let hold = p.wait_for_hold("UPDATE t SET v").await;
+    let id = hold["id"].as_str().unwrap().to_string();
+    let detail = hold["detail"].as_str().unwrap();
+    assert!(!detail.contains("the-secret-note"), "{hold}");
+    assert!(detail.contains("[SEALED:v1:"), "{hold}");
+
+    // Without --reveal: the marker, nothing opened, nothing journaled.
+    let shown = on_a_terminal(&["approvals", "show", &id, "--data", data.to_str().unwrap()]);
+    assert!(!shown.contains("the-secret-note"), "{shown}");
+    // Through the control socket, as the local user.
+    let shown = on_a_terminal(&[
+        "approvals",
+        "show",
+        &id,
+        "--reveal",
+        "--key",
+        key.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(shown.contains("UPDATE t SET v = 'the-secret-note'"), "{shown}");
+    assert!(shown.contains("revealed 1 sealed values"), "{shown}");
+    // Over the API, as the approver's token.
+    let (s, v) = p
+        .post(
+            APPROVER,
+            &format!("/api/approvals/{id}/reveal"),
+            json!({ "key": "not hex" }),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = p
+        .post(
+            APPROVER,
+            &format!("/api/approvals/{id}/reveal"),
+            json!({ "key": "ab01" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["id"], id.as_str());
+    let (s, _) = p
+        .post(
+            OPERATOR,
+            &format!("/api/approvals/{id}/reveal"),
+            json!({ "key": "ab01" }),
+        )
+        .await;
+    assert_eq!(s, 403, "an operator may not");
+
+    let notes: Vec<String> = p
+        .events(JOURNAL)
+        .await
+        .into_iter()
+        .filter(|e| e["topic"] == "audit")
+        .filter_map(|e| e["text"].as_str().map(String::from))
+        .filter(|t| t.contains("reveal:"))
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[0].contains(&format!("opens 1 sealed values of held action {id}")));
+    assert!(notes[0].starts_with("os:"), "the local user: {notes:?}");
+    assert!(notes[1].contains(&format!("approver \"{APPROVER}\"")), "{notes:?}");
+    assert!(notes[1].contains("with auditor key ab01"), "{notes:?}");
+    assert!(notes.iter().all(|n| !n.contains("the-secret-note")));
+    deny(&p, &id).await;
+    assert!(!psql.wait_with_output().await.unwrap().status.success());
+    assert_eq!(target_rows(&p, "t WHERE v = 'the-secret-note'"), "0");
+    p.stop().await;
+}

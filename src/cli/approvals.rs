@@ -30,6 +30,13 @@ pub enum ApprovalsCommand {
         id: String,
         #[arg(long)]
         json: bool,
+        /// Open the sealed values of the held action with the auditor's private key (`--key`).
+        /// The reveal is recorded in the store journal (topic `audit`) before anything is shown.
+        #[arg(long, requires = "key")]
+        reveal: bool,
+        /// The auditor private key file (`proctor keygen` / `generate_key_files`).
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
     },
     /// Release a held action.
     Approve {
@@ -110,15 +117,20 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
             remote,
             id,
             json,
+            reveal,
+            key,
         } => {
             let v = pending(&store, &remote).await?;
             let list: Vec<PendingView> = serde_json::from_value(v)?;
-            let Some(p) = list.into_iter().find(|p| p.id == id) else {
+            let Some(mut p) = list.into_iter().find(|p| p.id == id) else {
                 bail!(
                     "no pending approval {} (it may have been decided, timed out or cancelled)",
                     line(&id)
                 );
             };
+            if reveal && let Some(key) = key {
+                p = reveal_sealed(&store, &remote, p, &key).await?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
@@ -199,6 +211,52 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
 /// One held action for a person's terminal. Every field an agent or a target controls is made
 /// inert (a repaint, a clipboard write or a bidi override shows as tokens), and nothing is
 /// shortened: the approver reads all of what will run.
+/// Records the reveal (the API journals it as the token's name, the control socket as the
+/// local user), then opens the markers locally: the private key never leaves this machine.
+async fn reveal_sealed(
+    store: &StoreArgs,
+    remote: &RemoteArgs,
+    p: PendingView,
+    key: &std::path::Path,
+) -> Result<PendingView> {
+    let opener = crate::redact::seal::Opener::load(key)?;
+    let public = opener.sealer().public_hex();
+    let mut p = match remote.client()? {
+        Some(c) => {
+            let v = c
+                .post(
+                    &format!("/api/approvals/{}/reveal", segment(&p.id)),
+                    &serde_json::json!({ "key": public }),
+                )
+                .await
+                .map_err(unrecorded)?;
+            serde_json::from_value(v)?
+        }
+        None => {
+            let note = crate::approval_queue::reveal_note("approver", &p, &public);
+            call(
+                store,
+                Request::Journal {
+                    topic: "audit".into(),
+                    text: note,
+                },
+            )
+            .await
+            .map_err(unrecorded)?;
+            p
+        }
+    };
+    let (opened, failed) = crate::approval_queue::open_sealed(&mut p, &opener);
+    eprintln!(
+        "revealed {opened} sealed values; {failed} did not open with this key; the reveal is recorded in the store journal"
+    );
+    Ok(p)
+}
+
+fn unrecorded(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("could not record the reveal, so nothing is revealed: {e}")
+}
+
 /// The queue (already in order, see `approval_queue::order`): a header per group with its
 /// count, severity and shared text, then every hold of it in full.
 fn render_queue(list: &[PendingView]) -> String {
