@@ -311,6 +311,9 @@ struct JudgedAction {
     verdict: VerdictRecord,
     approval_id: String,
     kill_after: Option<String>,
+    /// What the statement changes of `search_path` or the role, read from the clear text
+    /// here (off the shared worker for large actions), applied once the server confirms it.
+    settings_change: Option<super::pg_settings::Pending>,
 }
 
 impl SessionGate {
@@ -336,7 +339,7 @@ impl SessionGate {
         let mut judgement = match &oversize {
             Some(reason) => crate::policy::Judgement {
                 action: RuleAction::Deny,
-                rule: "limit:statement-size".into(),
+                rule: proctor_gate::RULE_STATEMENT_SIZE.into(),
                 reason: reason.clone(),
                 alerts: Vec::new(),
                 min_approvals: 0,
@@ -436,6 +439,11 @@ impl SessionGate {
             .redactor()
             .action(&mut lock(&self.redaction), &action);
         let action = redacted.unwrap_or(action);
+        // Read from the recorded text, so the card never shows what redaction took out.
+        let settings_change = match &action {
+            Action::Statement(s) => super::pg_settings::PgSettings::changes(s),
+            _ => None,
+        };
         if let Action::Statement(s) = &action
             && let Some(r) = &s.reasoning
         {
@@ -464,6 +472,7 @@ impl SessionGate {
             verdict,
             approval_id,
             kill_after,
+            settings_change,
         }
     }
 
@@ -495,17 +504,15 @@ impl SessionGate {
             .map_err(recorder_err)?;
         ticket.wait().await.map_err(recorder_err)?;
         let mut out = Vec::with_capacity(judged.len());
-        for j in judged {
+        for mut j in judged {
             for a in &j.judgement.alerts {
                 self.publish_alert(a);
             }
             let verdict = j.verdict.clone();
             let kill_after = j.kill_after.clone();
-            let changes = match (&j.action, j.judgement.action) {
-                (Action::Statement(s), RuleAction::Allow | RuleAction::Alert | RuleAction::Hold) => {
-                    super::pg_settings::PgSettings::changes(s)
-                }
-                _ => None,
+            let changes = match j.judgement.action {
+                RuleAction::Allow | RuleAction::Alert | RuleAction::Hold => j.settings_change.take(),
+                RuleAction::Deny => None,
             };
             // The hold is queued before it is announced, so an approver reacting to the
             // announcement always finds it.
