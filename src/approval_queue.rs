@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::approvals::PendingView;
 
 /// How much harm the held action can do, worst last (so `Ord` sorts it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Reads, transaction and session control.

@@ -536,7 +536,9 @@ fn four_63_mb_statements_are_refused_with_54000_and_figures() {
                 let huge = format!("select length('{}')", "x".repeat(63_000_000));
                 let e = c.simple_query(&huge).await.expect_err("63 MB is refused");
                 assert_eq!(sqlstate(&e), "54000", "{e:?}");
-                c.simple_query("select 1").await.expect("the session stays usable");
+                c.simple_query("select 1")
+                    .await
+                    .expect("the session stays usable");
             });
             futures_util::future::join_all(runs).await;
             done.store(true, std::sync::atomic::Ordering::Release);
@@ -544,9 +546,10 @@ fn four_63_mb_statements_are_refused_with_54000_and_figures() {
         let sample_rss = async {
             while !done.load(std::sync::atomic::Ordering::Acquire) {
                 let now = vm_mib(pid, "VmRSS");
-                let mut p = peak.lock().unwrap();
-                *p = p.max(now);
-                drop(p);
+                {
+                    let mut p = peak.lock().unwrap();
+                    *p = p.max(now);
+                }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
@@ -567,7 +570,10 @@ fn four_63_mb_statements_are_refused_with_54000_and_figures() {
          max={max:.1} ms; straight to PostgreSQL: n={m} p99={dp99:.1} ms max={dmax:.1} ms; \
          proctor RSS {rss_before:.0} MiB before, peak {rss_peak:.0} MiB"
     );
-    assert!(max < 5000.0, "another agent stalled {max:.1} ms (p99 {p99:.1} ms)");
+    assert!(
+        max < 5000.0,
+        "another agent stalled {max:.1} ms (p99 {p99:.1} ms)"
+    );
     assert!(
         rss_peak - rss_before < 2048.0,
         "RSS grew from {rss_before:.0} to {rss_peak:.0} MiB"

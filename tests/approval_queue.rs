@@ -69,8 +69,7 @@ async fn deny(p: &Proctor, id: &str) {
 }
 
 fn target_rows(p: &Proctor, table: &str) -> String {
-    p.pg
-        .psql("app", &format!("SELECT count(*) FROM {table}"))
+    p.pg.psql("app", &format!("SELECT count(*) FROM {table}"))
         .expect("count on the target")
         .trim()
         .to_string()
@@ -108,7 +107,11 @@ async fn the_card_shows_search_path_and_role() {
     assert!(shown.contains("role = app_write"), "{shown}");
     deny(&p, hold["id"].as_str().unwrap()).await;
     assert!(!one.wait_with_output().await.unwrap().status.success());
-    assert_eq!(target_rows(&p, "audit.log"), "2", "the denied TRUNCATE never ran");
+    assert_eq!(
+        target_rows(&p, "audit.log"),
+        "2",
+        "the denied TRUNCATE never ran"
+    );
 
     // Two messages: the SET ran and the server confirmed it before the TRUNCATE came.
     let two = psql_commands(
@@ -121,7 +124,10 @@ async fn the_card_shows_search_path_and_role() {
     let sp = setting(&hold, "search_path");
     assert_eq!(sp["value"], "audit, public", "{hold}");
     assert!(
-        sp["note"].as_str().unwrap().contains("confirmed by the target"),
+        sp["note"]
+            .as_str()
+            .unwrap()
+            .contains("confirmed by the target"),
         "{hold}"
     );
     let (s, _) = p
@@ -285,7 +291,10 @@ async fn an_approver_with_the_auditor_key_opens_sealed_values_and_it_is_recorded
         "--data",
         data.to_str().unwrap(),
     ]);
-    assert!(shown.contains("UPDATE t SET v = 'the-secret-note'"), "{shown}");
+    assert!(
+        shown.contains("UPDATE t SET v = 'the-secret-note'"),
+        "{shown}"
+    );
     assert!(shown.contains("revealed 1 sealed values"), "{shown}");
     // Over the API, as the approver's token.
     let (s, v) = p
@@ -325,7 +334,10 @@ async fn an_approver_with_the_auditor_key_opens_sealed_values_and_it_is_recorded
     assert_eq!(notes.len(), 2, "{notes:?}");
     assert!(notes[0].contains(&format!("opens 1 sealed values of held action {id}")));
     assert!(notes[0].starts_with("os:"), "the local user: {notes:?}");
-    assert!(notes[1].contains(&format!("approver \"{APPROVER}\"")), "{notes:?}");
+    assert!(
+        notes[1].contains(&format!("approver \"{APPROVER}\"")),
+        "{notes:?}"
+    );
     assert!(notes[1].contains("with auditor key ab01"), "{notes:?}");
     assert!(notes.iter().all(|n| !n.contains("the-secret-note")));
     deny(&p, &id).await;

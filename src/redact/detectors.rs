@@ -115,9 +115,7 @@ impl Builtin {
     fn may_match(self, text: &str) -> bool {
         let b = text.as_bytes();
         match self {
-            Builtin::SqlPassword | Builtin::PasswordAssignment => {
-                contains_ci(&PASSWORD_WORDS, b)
-            }
+            Builtin::SqlPassword | Builtin::PasswordAssignment => contains_ci(&PASSWORD_WORDS, b),
             Builtin::UriPassword => memchr::memmem::find(b, b"://").is_some() && b.contains(&b'@'),
             Builtin::Authorization => contains_ci(&AUTHORIZATION_WORD, b),
             Builtin::ApiKeyHeader => contains_ci(&KEY_WORDS, b),
@@ -220,7 +218,8 @@ pub fn find_regex(re: &Regex, text: &str, out: &mut Vec<(usize, usize)>) {
 /// as `eq_ignore_ascii_case`). A regex of literals is searched by the regex crate's vectorised
 /// prefilters, so neither bulk output nor a statement of megabytes built to hit a first letter
 /// at every byte (`aaaa...` against `authorization`) costs a comparison per byte.
-static PASSWORD_WORDS: LazyLock<regex::bytes::Regex> = LazyLock::new(|| literal_ci("passw|mysql_pwd"));
+static PASSWORD_WORDS: LazyLock<regex::bytes::Regex> =
+    LazyLock::new(|| literal_ci("passw|mysql_pwd"));
 static AUTHORIZATION_WORD: LazyLock<regex::bytes::Regex> =
     LazyLock::new(|| literal_ci("authorization"));
 static KEY_WORDS: LazyLock<regex::bytes::Regex> = LazyLock::new(|| literal_ci("key|token"));

@@ -511,7 +511,9 @@ impl SessionGate {
             let verdict = j.verdict.clone();
             let kill_after = j.kill_after.clone();
             let changes = match j.judgement.action {
-                RuleAction::Allow | RuleAction::Alert | RuleAction::Hold => j.settings_change.take(),
+                RuleAction::Allow | RuleAction::Alert | RuleAction::Hold => {
+                    j.settings_change.take()
+                }
                 RuleAction::Deny => None,
             };
             // The hold is queued before it is announced, so an approver reacting to the

@@ -39,7 +39,9 @@ enum Change {
     /// `RESET ALL`, `DISCARD ALL`.
     ResetAll,
     /// COMMIT (false) or ROLLBACK (true).
-    TxnEnd { rollback: bool },
+    TxnEnd {
+        rollback: bool,
+    },
 }
 
 /// The model of one PostgreSQL session.
@@ -175,17 +177,13 @@ impl PgSettings {
                  login (usually \"$user\", public)"
                     .to_string(),
             ),
-            Value::Known(s) => (s, "set in this session; confirmed by the target".to_string()),
-            Value::Unknown(s) => (
-                "unknown".to_string(),
-                format!("proctor cannot tell: {s}"),
+            Value::Known(s) => (
+                s,
+                "set in this session; confirmed by the target".to_string(),
             ),
+            Value::Unknown(s) => ("unknown".to_string(), format!("proctor cannot tell: {s}")),
         };
-        let note = if pending.is_empty() {
-            note
-        } else {
-            pending
-        };
+        let note = if pending.is_empty() { note } else { pending };
         Setting {
             name: name.to_string(),
             value,
@@ -196,7 +194,13 @@ impl PgSettings {
 
 fn first_line(text: &str) -> String {
     let t = text.trim();
-    let mut out: String = t.lines().next().unwrap_or_default().chars().take(80).collect();
+    let mut out: String = t
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(80)
+        .collect();
     if out.len() < t.len() {
         out.push_str(" …");
     }
@@ -317,7 +321,8 @@ fn changes_of(text: &str) -> Vec<Change> {
         v.join(" ").replace(" , ", ", ")
     };
     match w.as_slice() {
-        ["set", scope @ ("session" | "local"), "search_path", ..] | ["set", scope @ "search_path", ..] => {
+        ["set", scope @ ("session" | "local"), "search_path", ..]
+        | ["set", scope @ "search_path", ..] => {
             let at = if *scope == "search_path" { 2 } else { 3 };
             let at = if matches!(w.get(at), Some(&"to") | Some(&"=")) {
                 at + 1
@@ -490,7 +495,10 @@ mod tests {
         m.answered(&ok(3));
         let sp = get(&m, "search_path");
         assert_eq!(sp.value, "unknown");
-        assert!(sp.note.contains("audit inside a transaction block"), "{sp:?}");
+        assert!(
+            sp.note.contains("audit inside a transaction block"),
+            "{sp:?}"
+        );
     }
 
     #[test]
