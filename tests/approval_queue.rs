@@ -323,14 +323,23 @@ async fn an_approver_with_the_auditor_key_opens_sealed_values_and_it_is_recorded
         .await;
     assert_eq!(s, 403, "an operator may not");
 
-    let notes: Vec<String> = p
-        .events(JOURNAL)
-        .await
-        .into_iter()
-        .filter(|e| e["topic"] == "audit")
-        .filter_map(|e| e["text"].as_str().map(String::from))
-        .filter(|t| t.contains("reveal:"))
-        .collect();
+    // Both notes were durable before their reveal; reading the journal back goes through the
+    // index, which follows the log a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let notes = loop {
+        let notes: Vec<String> = p
+            .events(JOURNAL)
+            .await
+            .into_iter()
+            .filter(|e| e["topic"] == "audit")
+            .filter_map(|e| e["text"].as_str().map(String::from))
+            .filter(|t| t.contains("reveal:"))
+            .collect();
+        if notes.len() >= 2 || Instant::now() > deadline {
+            break notes;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(notes.len(), 2, "{notes:?}");
     assert!(notes[0].contains(&format!("opens 1 sealed values of held action {id}")));
     assert!(notes[0].starts_with("os:"), "the local user: {notes:?}");

@@ -8,7 +8,8 @@
 //! are shown as pending, with the statement that makes them. What the model cannot follow is
 //! shown as unknown, never guessed: any other statement naming `search_path` or calling
 //! `set_config`, `SET SESSION AUTHORIZATION`, a `SET LOCAL` (in force only inside a
-//! transaction block), and a ROLLBACK after a change (it may have undone it). A function whose
+//! transaction block), and a ROLLBACK or an error after a change (either may have undone
+//! it: a query string or a pipeline runs as one implicit transaction). A function whose
 //! body calls `set_config` is not visible in the statement that calls it; README says so.
 
 use proctor_gate::{Statement, StatementResult};
@@ -98,6 +99,8 @@ impl PgSettings {
 
     /// The server answered statement `r.statement_id`. Answers come in order, so any earlier
     /// pending statement that got none (denied, or never forwarded) will never change anything.
+    /// An error may have rolled back a change made earlier in its transaction (a query string
+    /// or a pipeline runs as one implicit transaction): it counts as a ROLLBACK.
     pub fn answered(&mut self, r: &StatementResult) {
         let mut confirmed = Vec::new();
         self.pending.retain(|p| {
@@ -108,6 +111,9 @@ impl PgSettings {
         });
         for c in confirmed {
             self.apply(c);
+        }
+        if r.error.is_some() {
+            self.apply(Change::TxnEnd { rollback: true });
         }
     }
 
@@ -124,8 +130,8 @@ impl PgSettings {
             }
             Change::TxnEnd { rollback } => {
                 if let (true, Some((sp, role))) = (rollback, self.before_txn.take()) {
-                    self.search_path = either(&self.search_path, &sp);
-                    self.role = either(&self.role, &role);
+                    self.search_path = either(&self.search_path, &sp, DEFAULT_PATH);
+                    self.role = either(&self.role, &role, &self.login_role);
                 }
                 self.before_txn = None;
             }
@@ -152,8 +158,8 @@ impl PgSettings {
                     }
                     Change::TxnEnd { rollback: true } => {
                         let note = format!("statement {id} rolls back; it may undo a change");
-                        sp = (Value::Unknown(describe(&sp.0, "")), note.clone());
-                        role = (Value::Unknown(describe(&role.0, "")), note);
+                        sp = (Value::Unknown(describe(&sp.0, DEFAULT_PATH)), note.clone());
+                        role = (Value::Unknown(describe(&role.0, &self.login_role)), note);
                     }
                     Change::TxnEnd { rollback: false } => {}
                 }
@@ -207,27 +213,27 @@ fn first_line(text: &str) -> String {
     out
 }
 
-fn describe(v: &Value, other: &str) -> String {
-    let s = match v {
-        Value::Default => "the target default".to_string(),
+/// How the unchanged `search_path` is named where a value is described in words.
+const DEFAULT_PATH: &str = "the target default";
+
+fn describe(v: &Value, default: &str) -> String {
+    match v {
+        Value::Default => default.to_string(),
         Value::Known(s) => s.clone(),
         Value::Unknown(s) => s.clone(),
-    };
-    if other.is_empty() {
-        s
-    } else {
-        format!("{s}, or {other}")
     }
 }
 
-/// After a ROLLBACK: the value is the current one or the one before the transaction.
-fn either(now: &Value, before: &Value) -> Value {
+/// After a ROLLBACK or an error: the value is the current one or the one before the
+/// transaction.
+fn either(now: &Value, before: &Value, default: &str) -> Value {
     if now == before {
         return now.clone();
     }
     Value::Unknown(format!(
-        "{} (a ROLLBACK may have undone the change)",
-        describe(now, &describe(before, ""))
+        "{}, or {} (a ROLLBACK or an error may have undone the change)",
+        describe(now, default),
+        describe(before, default)
     ))
 }
 
@@ -482,6 +488,25 @@ mod tests {
         assert_eq!(get(&m, "search_path").value, "'a', b");
     }
 
+    /// `SET search_path = x; SELECT 1/0` as one query string: the SET was answered, then the
+    /// error rolled the implicit transaction back. The card must not claim `x`.
+    #[test]
+    fn an_error_after_a_change_leaves_both_values_open() {
+        let mut m = PgSettings::new("app_rw");
+        m.decide(&stmt(1, "SET search_path = audit"));
+        m.decide(&stmt(2, "SELECT 1/0"));
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "audit");
+        m.answered(&failed(2));
+        let sp = get(&m, "search_path");
+        assert_eq!(sp.value, "unknown");
+        assert!(sp.note.contains("audit, or the target default"), "{sp:?}");
+        // A later SET the server confirms is known again.
+        m.decide(&stmt(3, "SET search_path = public"));
+        m.answered(&ok(3));
+        assert_eq!(get(&m, "search_path").value, "public");
+    }
+
     #[test]
     fn what_cannot_be_followed_is_unknown() {
         let mut m = PgSettings::new("app_rw");
@@ -510,7 +535,7 @@ mod tests {
         m.answered(&ok(2));
         let r = get(&m, "role");
         assert_eq!(r.value, "unknown");
-        assert!(r.note.contains("reporting, or the target default"), "{r:?}");
+        assert!(r.note.contains("reporting, or app_rw"), "{r:?}");
         m.decide(&stmt(3, "SET role = reporting"));
         m.answered(&ok(3));
         m.decide(&stmt(4, "COMMIT"));
