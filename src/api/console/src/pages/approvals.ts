@@ -14,6 +14,8 @@ interface Group {
   el: HTMLDetailsElement;
   summary: HTMLElement;
   body: HTMLElement;
+  /** The person opened or closed it: their choice stands while the group grows or shrinks. */
+  chosen: boolean;
 }
 
 /** Groups larger than this start folded (the person can open them). */
@@ -47,10 +49,12 @@ export function renderApprovals(root: HTMLElement, ctx: PageCtx): void {
       const summary = h("summary");
       const body = h("div", { className: "cards" });
       const el = h("details", { className: "group", "data-group": id }, summary, body);
-      el.open = (item.group?.count ?? 1) <= FOLD_AT;
-      g = { el, summary, body };
+      const group: Group = { el, summary, body, chosen: false };
+      summary.addEventListener("click", () => (group.chosen = true));
+      g = group;
       groups.set(id, g);
     }
+    if (!g.chosen) g.el.open = (item.group?.count ?? 1) <= FOLD_AT;
     clear(
       g.summary,
       badge(item.severity ?? "low", `severity-${item.severity ?? "low"}`),
