@@ -50,6 +50,16 @@ pub struct PendingView {
     pub expires_ns: i64,
     pub min_approvals: u32,
     pub approvals: Vec<String>,
+    /// Session settings that change what the action means (PostgreSQL: `search_path`, role).
+    #[serde(default)]
+    pub settings: Vec<crate::session::pg_settings::Setting>,
+    /// How dangerous the action is, from its class and rule: the queue shows the worst first.
+    #[serde(default)]
+    pub severity: crate::approval_queue::Severity,
+    /// Holds of one agent whose text is the same once literals, case and whitespace are
+    /// folded; `count` is filled in when the queue is listed.
+    #[serde(default)]
+    pub group: crate::approval_queue::Group,
 }
 
 /// Who decides a hold: an authenticated identity (an API token's name, or a local user proven
@@ -175,9 +185,10 @@ impl Approvals {
         rx
     }
 
+    /// Every pending hold, grouped and worst first (see [`crate::approval_queue::order`]).
     pub fn list(&self) -> Vec<PendingView> {
         let mut v: Vec<PendingView> = lock(&self.inner).values().map(|p| p.view.clone()).collect();
-        v.sort_by_key(|p| p.created_ns);
+        crate::approval_queue::order(&mut v);
         v
     }
 
@@ -292,6 +303,9 @@ mod tests {
             expires_ns: 0,
             min_approvals: min,
             approvals: vec![],
+            settings: vec![],
+            severity: Default::default(),
+            group: Default::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! tamper-evident evidence.
 
 pub mod api;
+pub mod approval_queue;
 pub mod approvals;
 pub mod bus;
 pub mod cli;

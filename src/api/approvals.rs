@@ -69,3 +69,44 @@ pub async fn deny(
         json!({ "id": id, "approver": p.name, "denied": true }),
     ))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevealBody {
+    /// The auditor public key (hex) the caller opens the sealed values with.
+    pub key: String,
+}
+
+/// Records that the caller opens a hold's sealed values, then hands the hold over: the
+/// markers open only with the auditor's private key, which the caller holds and proctor never
+/// sees. Nothing is handed over unless the note is durable in the store journal.
+pub async fn reveal(
+    State(st): State<ApiState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RevealBody>,
+) -> Result<Json<PendingView>, ApiError> {
+    p.require(&[Role::Approver], "reveal sealed values of held actions")?;
+    let key = body.key.trim();
+    if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(
+            "key: the auditor public key in hex".into(),
+        ));
+    }
+    let hold = st
+        .core
+        .approvals
+        .get(&id)
+        .ok_or_else(|| ApiError::from(ApprovalError::NotFound(id.clone())))?;
+    let note = crate::approval_queue::reveal_note(&format!("approver {:?}", p.name), &hold, key);
+    st.core
+        .recorder
+        .journal("audit", &note)
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "the reveal could not be recorded in the audit journal, so it is refused: {e}"
+            ))
+        })?;
+    Ok(Json(hold))
+}

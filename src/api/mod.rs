@@ -253,6 +253,12 @@ pub fn routes() -> Vec<Route> {
             APPROVER,
             approvals::deny,
         ),
+        route(
+            "POST",
+            "/api/approvals/{id}/reveal",
+            APPROVER,
+            approvals::reveal,
+        ),
         route("GET", "/api/verify", AUDITOR, evidence::verify_store),
         route("GET", "/api/events", Access::AnyToken, events::stream),
     ]

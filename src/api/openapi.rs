@@ -212,7 +212,7 @@ pub fn document() -> Value {
                 ("200", json_response("live sessions", json!({ "type": "array", "items": schema_ref("LiveSession") }))))
         },
         "/api/approvals": {
-            "get": op("listApprovals", "Held actions waiting for a person, oldest first, with full context", APPROVER, vec![], None,
+            "get": op("listApprovals", "Held actions waiting for a person, with full context (the session settings that change a statement's meaning), grouped: look-alike holds of one agent share a group (id, normalised text, count), the most dangerous groups first, oldest first within a group", APPROVER, vec![], None,
                 ("200", json_response("pending holds", json!({ "type": "array", "items": schema_ref("PendingApproval") }))))
         },
         "/api/approvals/{id}/approve": {
@@ -228,6 +228,12 @@ pub fn document() -> Value {
                 vec![id_param("approval id")], Some(body("DecisionRequest")),
                 ("200", json_response("denied", json!({ "type": "object", "properties": {
                     "id": string.clone(), "approver": string.clone(), "denied": { "type": "boolean" } } })))),
+                "404", "no pending approval with that id")
+        },
+        "/api/approvals/{id}/reveal": {
+            "post": with(op("revealApproval", "Record in the store journal (topic audit) that the token's holder opens the sealed values of a held action with the auditor key named in the body, then return the hold; the client opens the markers with that key's private half. Refused (503) when the note cannot be recorded", APPROVER,
+                vec![id_param("approval id")], Some(body("RevealRequest")),
+                ("200", json_response("the hold, recorded as revealed", schema_ref("PendingApproval")))),
                 "404", "no pending approval with that id")
         },
         "/api/verify": {
@@ -290,7 +296,14 @@ pub fn document() -> Value {
             "rule": string.clone(), "reason": string.clone(),
             "reasoning": { "type": "array", "items": string.clone(), "description": "the agent's reasoning captured so far" },
             "created_ns": { "type": "integer" }, "expires_ns": { "type": "integer" },
-            "min_approvals": { "type": "integer" }, "approvals": { "type": "array", "items": string.clone() } } },
+            "min_approvals": { "type": "integer" }, "approvals": { "type": "array", "items": string.clone() },
+            "settings": { "type": "array", "description": "session settings that change what the action means (PostgreSQL: search_path, role): value and where it comes from",
+                "items": { "type": "object", "properties": { "name": string.clone(), "value": string.clone(), "note": string.clone() } } },
+            "severity": { "type": "string", "enum": ["low", "medium", "high", "critical"] },
+            "group": { "type": "object", "description": "look-alike holds of one agent (literals, case and whitespace folded)",
+                "properties": { "id": string.clone(), "normalised": string.clone(), "count": { "type": "integer" } } } } },
+        "RevealRequest": { "type": "object", "required": ["key"], "additionalProperties": false,
+            "properties": { "key": { "type": "string", "description": "the auditor public key (hex) the client opens the sealed values with" } } },
         "LiveEvent": { "type": "object", "required": ["type"], "properties": {
             "type": { "type": "string", "enum": ["session_start", "session_end", "verdict", "alert", "approval", "refused"] },
             "session_id": string.clone(), "agent": string.clone(), "target": string.clone(), "protocol": string.clone(),

@@ -11,7 +11,8 @@ use proctor_gate::inert::{line, text};
 
 #[derive(Subcommand)]
 pub enum ApprovalsCommand {
-    /// Held actions, oldest first.
+    /// Held actions, grouped (look-alike holds of one agent together, with their count), the
+    /// most dangerous groups first.
     List {
         #[command(flatten)]
         store: StoreArgs,
@@ -19,6 +20,23 @@ pub enum ApprovalsCommand {
         remote: RemoteArgs,
         #[arg(long)]
         json: bool,
+    },
+    /// One held action in full.
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        id: String,
+        #[arg(long)]
+        json: bool,
+        /// Open the sealed values of the held action with the auditor's private key (`--key`).
+        /// The reveal is recorded in the store journal (topic `audit`) before anything is shown.
+        #[arg(long, requires = "key")]
+        reveal: bool,
+        /// The auditor private key file (`proctor keygen` / `generate_key_files`).
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
     },
     /// Release a held action.
     Approve {
@@ -82,10 +100,7 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
             remote,
             json,
         } => {
-            let v = match remote.client()? {
-                Some(c) => c.get("/api/approvals").await?,
-                None => call(&store, Request::ApprovalsList).await?,
-            };
+            let v = pending(&store, &remote).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(0);
@@ -94,7 +109,31 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
             if list.is_empty() {
                 println!("no held actions");
             }
-            for p in list {
+            print!("{}", render_queue(&list));
+            Ok(0)
+        }
+        ApprovalsCommand::Show {
+            store,
+            remote,
+            id,
+            json,
+            reveal,
+            key,
+        } => {
+            let v = pending(&store, &remote).await?;
+            let list: Vec<PendingView> = serde_json::from_value(v)?;
+            let Some(mut p) = list.into_iter().find(|p| p.id == id) else {
+                bail!(
+                    "no pending approval {} (it may have been decided, timed out or cancelled)",
+                    line(&id)
+                );
+            };
+            if reveal && let Some(key) = key {
+                p = reveal_sealed(&store, &remote, p, &key).await?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
                 print!("{}", render_pending(&p));
             }
             Ok(0)
@@ -172,11 +211,87 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
 /// One held action for a person's terminal. Every field an agent or a target controls is made
 /// inert (a repaint, a clipboard write or a bidi override shows as tokens), and nothing is
 /// shortened: the approver reads all of what will run.
+/// Records the reveal (the API journals it as the token's name, the control socket as the
+/// local user), then opens the markers locally: the private key never leaves this machine.
+async fn reveal_sealed(
+    store: &StoreArgs,
+    remote: &RemoteArgs,
+    p: PendingView,
+    key: &std::path::Path,
+) -> Result<PendingView> {
+    let opener = crate::redact::seal::Opener::load(key)?;
+    let public = opener.sealer().public_hex();
+    let mut p = match remote.client()? {
+        Some(c) => {
+            let v = c
+                .post(
+                    &format!("/api/approvals/{}/reveal", segment(&p.id)),
+                    &serde_json::json!({ "key": public }),
+                )
+                .await
+                .map_err(unrecorded)?;
+            serde_json::from_value(v)?
+        }
+        None => {
+            let note = crate::approval_queue::reveal_note("approver", &p, &public);
+            call(
+                store,
+                Request::Journal {
+                    topic: "audit".into(),
+                    text: note,
+                },
+            )
+            .await
+            .map_err(unrecorded)?;
+            p
+        }
+    };
+    let (opened, failed) = crate::approval_queue::open_sealed(&mut p, &opener);
+    eprintln!(
+        "revealed {opened} sealed values; {failed} did not open with this key; the reveal is recorded in the store journal"
+    );
+    Ok(p)
+}
+
+fn unrecorded(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("could not record the reveal, so nothing is revealed: {e}")
+}
+
+/// The queue (already in order, see `approval_queue::order`): a header per group with its
+/// count, severity and shared text, then every hold of it in full.
+fn render_queue(list: &[PendingView]) -> String {
+    let mut out = String::new();
+    let mut last_group = None;
+    for p in list {
+        if last_group != Some(&p.group.id) {
+            last_group = Some(&p.group.id);
+            out.push_str(&format!(
+                "== {} held · {} · agent {} · {}: {}\n",
+                p.group.count,
+                p.severity.as_str(),
+                line(&p.agent),
+                line(&p.kind),
+                line(&p.group.normalised),
+            ));
+        }
+        out.push_str(&render_pending(p));
+    }
+    out
+}
+
+async fn pending(store: &StoreArgs, remote: &RemoteArgs) -> Result<serde_json::Value> {
+    Ok(match remote.client()? {
+        Some(c) => c.get("/api/approvals").await?,
+        None => call(store, Request::ApprovalsList).await?,
+    })
+}
+
 fn render_pending(p: &PendingView) -> String {
     let tables: Vec<_> = p.tables.iter().map(|t| line(t)).collect();
     let mut out = format!(
-        "{}  session {}  agent {}  target {} ({}, {})\n    {} [{}{}]:\n{}\n    held by rule {}: {}\n",
+        "{}  [{}]  session {}  agent {}  target {} ({}, {})\n    {} [{}{}]:\n{}\n    held by rule {}: {}\n",
         line(&p.id),
+        p.severity.as_str(),
         line(&p.session_id),
         line(&p.agent),
         line(&p.target),
@@ -193,6 +308,17 @@ fn render_pending(p: &PendingView) -> String {
         line(&p.rule),
         line(&p.reason),
     );
+    if !p.settings.is_empty() {
+        out.push_str("    session settings when held:\n");
+        for s in &p.settings {
+            out.push_str(&format!(
+                "      {} = {}  ({})\n",
+                line(&s.name),
+                line(&s.value),
+                line(&s.note)
+            ));
+        }
+    }
     for r in &p.reasoning {
         out.push_str(&format!(
             "    agent's reasoning:\n{}\n",

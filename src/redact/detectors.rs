@@ -115,17 +115,15 @@ impl Builtin {
     fn may_match(self, text: &str) -> bool {
         let b = text.as_bytes();
         match self {
-            Builtin::SqlPassword | Builtin::PasswordAssignment => {
-                contains_ci(b, b"passw") || contains_ci(b, b"mysql_pwd")
-            }
+            Builtin::SqlPassword | Builtin::PasswordAssignment => contains_ci(&PASSWORD_WORDS, b),
             Builtin::UriPassword => memchr::memmem::find(b, b"://").is_some() && b.contains(&b'@'),
-            Builtin::Authorization => contains_ci(b, b"authorization"),
-            Builtin::ApiKeyHeader => contains_ci(b, b"key") || contains_ci(b, b"token"),
-            Builtin::BearerToken => contains_ci(b, b"bearer"),
+            Builtin::Authorization => contains_ci(&AUTHORIZATION_WORD, b),
+            Builtin::ApiKeyHeader => contains_ci(&KEY_WORDS, b),
+            Builtin::BearerToken => contains_ci(&BEARER_WORD, b),
             Builtin::PrivateKey => memchr::memmem::find(b, b"PRIVATE KEY").is_some(),
             Builtin::AwsAccessKey => memchr::memchr_iter(b'A', b)
                 .any(|i| b.get(i + 1).is_some_and(u8::is_ascii_uppercase)),
-            Builtin::AwsSecretKey => contains_ci(b, b"secret"),
+            Builtin::AwsSecretKey => contains_ci(&SECRET_WORD, b),
             Builtin::GcpApiKey => memchr::memmem::find(b, b"AIza").is_some(),
             Builtin::GcpAccessToken => memchr::memmem::find(b, b"ya29.").is_some(),
             Builtin::CardNumber => digit_run_at_least(b, 4),
@@ -216,26 +214,35 @@ pub fn find_regex(re: &Regex, text: &str, out: &mut Vec<(usize, usize)>) {
     }
 }
 
-/// ASCII case-insensitive substring test. Terminal output and SSH input pass through here
-/// chunk by chunk at line rate, so candidates are found with `memchr` on the first byte (both
-/// cases) rather than by comparing at every position.
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    if hay.len() < needle.len() {
-        return false;
-    }
-    let last_start = hay.len() - needle.len();
-    memchr::memchr2_iter(
-        first.to_ascii_lowercase(),
-        first.to_ascii_uppercase(),
-        &hay[..=last_start],
-    )
-    .any(|i| hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest))
+/// The words `may_match` looks for, ASCII case-insensitive (`-u`: no Unicode case folding,
+/// as `eq_ignore_ascii_case`). A regex of literals is searched by the regex crate's vectorised
+/// prefilters, so neither bulk output nor a statement of megabytes built to hit a first letter
+/// at every byte (`aaaa...` against `authorization`) costs a comparison per byte.
+static PASSWORD_WORDS: LazyLock<regex::bytes::Regex> =
+    LazyLock::new(|| literal_ci("passw|mysql_pwd"));
+static AUTHORIZATION_WORD: LazyLock<regex::bytes::Regex> =
+    LazyLock::new(|| literal_ci("authorization"));
+static KEY_WORDS: LazyLock<regex::bytes::Regex> = LazyLock::new(|| literal_ci("key|token"));
+static BEARER_WORD: LazyLock<regex::bytes::Regex> = LazyLock::new(|| literal_ci("bearer"));
+static SECRET_WORD: LazyLock<regex::bytes::Regex> = LazyLock::new(|| literal_ci("secret"));
+static DIGITS: [LazyLock<regex::bytes::Regex>; 3] = [
+    LazyLock::new(|| literal_ci("[0-9]{2}")),
+    LazyLock::new(|| literal_ci("[0-9]{3}")),
+    LazyLock::new(|| literal_ci("[0-9]{4}")),
+];
+
+fn literal_ci(pattern: &str) -> regex::bytes::Regex {
+    regex::bytes::Regex::new(&format!("(?i-u){pattern}")).expect("a valid pattern")
+}
+
+fn contains_ci(re: &regex::bytes::Regex, hay: &[u8]) -> bool {
+    re.is_match(hay)
 }
 
 fn digit_run_at_least(b: &[u8], n: usize) -> bool {
+    if (2..=4).contains(&n) {
+        return DIGITS[n - 2].is_match(b);
+    }
     // Bulk output (file transfers, binary streams) mostly has no digits in a 64-byte stretch;
     // the branch-free test of a whole stretch vectorizes, the byte loop does not.
     let mut run = 0;
@@ -546,13 +553,17 @@ mod tests {
 
     #[test]
     fn contains_ci_finds_any_case_at_any_position() {
-        assert!(contains_ci(b"PassWord=1", b"passw"));
-        assert!(contains_ci(b"xx pASSw", b"passw"));
-        assert!(contains_ci(b"passw", b"passw"));
-        assert!(!contains_ci(b"pass", b"passw"));
-        assert!(!contains_ci(b"p a s s w", b"passw"));
-        assert!(contains_ci(b"anything", b""));
-        assert!(!contains_ci(b"", b"key"));
+        let p = &PASSWORD_WORDS;
+        assert!(contains_ci(p, b"PassWord=1"));
+        assert!(contains_ci(p, b"xx pASSw"));
+        assert!(contains_ci(p, b"passw"));
+        assert!(contains_ci(p, b"MYSQL_PWD=x"));
+        assert!(!contains_ci(p, b"pass"));
+        assert!(!contains_ci(p, b"p a s s w"));
+        assert!(!contains_ci(&KEY_WORDS, b""));
+        // ASCII folding only: the Kelvin sign is not a K.
+        assert!(!contains_ci(&KEY_WORDS, "\u{212a}ey".as_bytes()));
+        assert!(contains_ci(&KEY_WORDS, b"x-API-KEY"));
     }
 
     fn spans(b: Builtin, text: &str) -> Vec<String> {

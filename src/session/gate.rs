@@ -52,6 +52,8 @@ pub struct SessionGate {
     redaction: std::sync::Mutex<crate::redact::SessionRedaction>,
     /// This session's place under `[limits]`, given back when it ends.
     admission: std::sync::Mutex<Option<super::limits::Admission>>,
+    /// PostgreSQL `search_path` and role as the server confirmed them, for approval cards.
+    pg_settings: std::sync::Mutex<super::pg_settings::PgSettings>,
 }
 
 fn recorder_err(e: RecorderError) -> GateError {
@@ -167,7 +169,12 @@ impl SessionGate {
         revocation: Revocation,
         admission: Option<super::limits::Admission>,
     ) -> Self {
+        let login_role = match &revocation {
+            Revocation::PostgresRole { member_of, .. } => member_of.as_str(),
+            _ => "",
+        };
         SessionGate {
+            pg_settings: std::sync::Mutex::new(super::pg_settings::PgSettings::new(login_role)),
             admission: std::sync::Mutex::new(admission),
             redaction: std::sync::Mutex::new(crate::redact::SessionRedaction::new(&live.id)),
             core,
@@ -190,6 +197,9 @@ impl SessionGate {
 
     /// Records `event` as redaction leaves it: only the redacted/sealed form is hashed.
     async fn append(&self, event: &Event, urgency: Urgency) -> Result<Ticket, GateError> {
+        if let Event::StatementResult(r) = event {
+            lock(&self.pg_settings).answered(r);
+        }
         let redacted = self
             .core
             .redactor()
@@ -305,6 +315,9 @@ struct JudgedAction {
     verdict: VerdictRecord,
     approval_id: String,
     kill_after: Option<String>,
+    /// What the statement changes of `search_path` or the role, read from the clear text
+    /// here (off the shared worker for large actions), applied once the server confirms it.
+    settings_change: Option<super::pg_settings::Pending>,
 }
 
 impl SessionGate {
@@ -330,7 +343,7 @@ impl SessionGate {
         let mut judgement = match &oversize {
             Some(reason) => crate::policy::Judgement {
                 action: RuleAction::Deny,
-                rule: "limit:statement-size".into(),
+                rule: proctor_gate::RULE_STATEMENT_SIZE.into(),
                 reason: reason.clone(),
                 alerts: Vec::new(),
                 min_approvals: 0,
@@ -443,6 +456,11 @@ impl SessionGate {
             .redactor()
             .action(&mut lock(&self.redaction), &action);
         let action = redacted.unwrap_or(action);
+        // Read from the recorded text, so the card never shows what redaction took out.
+        let settings_change = match &action {
+            Action::Statement(s) => super::pg_settings::PgSettings::changes(s),
+            _ => None,
+        };
         if let Action::Statement(s) = &action
             && let Some(r) = &s.reasoning
         {
@@ -471,6 +489,7 @@ impl SessionGate {
             verdict,
             approval_id,
             kill_after,
+            settings_change,
         }
     }
 
@@ -502,15 +521,25 @@ impl SessionGate {
             .map_err(recorder_err)?;
         ticket.wait().await.map_err(recorder_err)?;
         let mut out = Vec::with_capacity(judged.len());
-        for j in judged {
+        for mut j in judged {
             for a in &j.judgement.alerts {
                 self.publish_alert(a);
             }
             let verdict = j.verdict.clone();
             let kill_after = j.kill_after.clone();
+            let changes = match j.judgement.action {
+                RuleAction::Allow | RuleAction::Alert | RuleAction::Hold => {
+                    j.settings_change.take()
+                }
+                RuleAction::Deny => None,
+            };
             // The hold is queued before it is announced, so an approver reacting to the
             // announcement always finds it.
             out.push(self.answer(j));
+            // After its own card: a statement's changes are pending for the ones after it.
+            if let Some(c) = changes {
+                lock(&self.pg_settings).decided(c);
+            }
             self.publish_verdict(&verdict);
             if let Some(reason) = &kill_after {
                 self.core.sessions.kill(&self.live.id, reason);
@@ -533,6 +562,12 @@ impl SessionGate {
             },
             RuleAction::Hold => {
                 let (kind, detail, class, tables) = describe(&action);
+                let settings = match &action {
+                    Action::Statement(_) => lock(&self.pg_settings).view(),
+                    _ => Vec::new(),
+                };
+                let severity = crate::approval_queue::severity(&action, &judgement.rule);
+                let group = crate::approval_queue::group(&self.live.agent, &kind, &action);
                 let now = now_ns();
                 let view = PendingView {
                     id: approval_id.clone(),
@@ -552,6 +587,9 @@ impl SessionGate {
                     expires_ns: now + self.core.approvals.timeout.as_nanos() as i64,
                     min_approvals: judgement.min_approvals,
                     approvals: vec![],
+                    settings,
+                    severity,
+                    group,
                 };
                 Decision::Held(self.start_hold(approval_id, view))
             }

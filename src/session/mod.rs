@@ -5,6 +5,7 @@ pub mod authority;
 pub mod core;
 pub mod gate;
 pub mod limits;
+pub mod pg_settings;
 pub mod registry;
 pub mod unauth;
 

@@ -69,6 +69,10 @@ impl Action {
     }
 }
 
+/// The rule of a denial for a statement over the configured size: the protocol answers it as
+/// a program limit (PostgreSQL SQLSTATE 54000), not as a permission refusal.
+pub const RULE_STATEMENT_SIZE: &str = "limit:statement-size";
+
 /// Final answer for an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {

@@ -10,7 +10,7 @@ pub mod gate;
 pub mod inert;
 pub mod preauth;
 
-pub use action::{Action, Decision, DenyCause, Hold, Resolution};
+pub use action::{Action, Decision, DenyCause, Hold, RULE_STATEMENT_SIZE, Resolution};
 pub use event::*;
 pub use gate::{
     Authority, Credential, Durable, Gate, GateError, OpenSession, PostgresTarget, Refusal,

@@ -110,6 +110,20 @@ impl LexContext {
 /// Splits and classifies a simple-query string (one entry per statement; an empty string
 /// gives one `Empty` entry, as the server answers it with one EmptyQueryResponse).
 pub fn classify_query(sql: &str, ctx: LexContext) -> Vec<Judged> {
+    // Lexing and parsing megabytes takes long enough to hold up every session that shares
+    // this worker thread: for large text the runtime is told the call blocks, so those
+    // sessions move to another thread meanwhile.
+    const LARGE_TEXT: usize = 64 * 1024;
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if sql.len() > LARGE_TEXT && multi_thread {
+        tokio::task::block_in_place(|| classify_query_now(sql, ctx))
+    } else {
+        classify_query_now(sql, ctx)
+    }
+}
+
+fn classify_query_now(sql: &str, ctx: LexContext) -> Vec<Judged> {
     match sqllex::split(sql) {
         Ok(pieces) if pieces.is_empty() => vec![Judged {
             text: sql.trim().to_string(),

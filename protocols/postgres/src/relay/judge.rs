@@ -263,7 +263,13 @@ impl Relay {
 
     pub(super) fn deny_message(&mut self, rule: &str, reason: &str, ready: bool) {
         let msg = format!("proctor: statement denied by rule {rule}: {reason}");
-        self.inject(error_bytes(Severity::Error, "42501", &msg), ready);
+        // Too large is a program limit (the driver may split it), not a missing permission.
+        let code = if rule == proctor_gate::RULE_STATEMENT_SIZE {
+            "54000"
+        } else {
+            "42501"
+        };
+        self.inject(error_bytes(Severity::Error, code, &msg), ready);
     }
 
     pub(super) async fn hold_resolved(&mut self, res: Resolution) -> Result<(), End> {

@@ -30,6 +30,11 @@ export interface PendingApproval {
   expires_ns: number;
   min_approvals: number;
   approvals: string[];
+  /** Session settings that change what the action means (PostgreSQL: search_path, role). */
+  settings: { name: string; value: string; note: string }[];
+  severity: "low" | "medium" | "high" | "critical";
+  /** Look-alike holds of one agent (literals, case and whitespace folded). */
+  group: { id: string; normalised: string; count: number };
 }
 
 export interface TextMatch {

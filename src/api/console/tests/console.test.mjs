@@ -342,6 +342,45 @@ test("an approval card shows bidi overrides and invisible characters instead of 
   await page.context().close();
 });
 
+test("the approval queue groups look-alikes, puts the dangerous hold first and shows search_path", { timeout: 90_000 }, async () => {
+  const page = await newPage("approver-queue");
+  await login(page, dev.info.tokens.approver, "approver");
+  const env = { ...process.env, PGCONNECT_TIMEOUT: "10" };
+  // Six look-alike holds (held by pg-hold-side-effect-functions), then a DELETE of every row
+  // behind a SET search_path in the same message. Both groups are critical, so the older group
+  // comes first, but folded: the DELETE shows without scrolling through the look-alikes.
+  const clients = [];
+  for (let i = 1; i <= 6; i++) {
+    clients.push(run("psql", [dev.info.postgres_dsn, "-XAtc", `select pg_cancel_backend(${1000 + i})`], { env }));
+    await page.locator("article.card", { hasText: `pg_cancel_backend(${1000 + i})` }).waitFor({ state: "attached", timeout: 10_000 });
+  }
+  clients.push(run("psql", [dev.info.postgres_dsn, "-XAtc", "set search_path = public; delete from accounts"], { env }));
+  const del = page.locator("article.card", { hasText: "delete from accounts" });
+  await del.waitFor({ timeout: 10_000 });
+  const groups = page.locator("details.group");
+  assert.equal(await groups.count(), 2);
+  const looks = groups.nth(0);
+  assert.match(await looks.locator("summary").innerText(), /critical\s+6 held · dev-agent · select pg_cancel_backend\(0\)/);
+  assert.equal(await looks.evaluate((d) => d.open), false, "six look-alikes start folded");
+  const dangerous = groups.nth(1);
+  assert.match(await dangerous.locator("summary").innerText(), /critical\s+1 held · dev-agent · delete from accounts/);
+  assert.ok(await del.isVisible(), "the DELETE card is shown");
+  const box = await del.boundingBox();
+  const viewport = page.viewportSize();
+  assert.ok(box && viewport && box.y < viewport.height, `the DELETE card starts on the first screen: ${JSON.stringify(box)}`);
+  assert.match(await del.locator('[data-setting="search_path"]').innerText(), /public/);
+  await shot(page, "8-approval-queue-grouped");
+  for (const h of await api("/api/approvals", dev.info.tokens.approver)) {
+    await api(`/api/approvals/${h.id}/deny`, dev.info.tokens.approver, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ reason: "console test: queue" }),
+    });
+  }
+  for (const c of clients) assert.notEqual((await c.done(20_000)).code, 0);
+  await page.context().close();
+});
+
 test("no script errors in any page", { timeout: 90_000 }, () => {
   assert.deepEqual(pageErrors, []);
 });

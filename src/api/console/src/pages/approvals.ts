@@ -1,11 +1,25 @@
 // Approvers: held actions waiting for a person, with their full context, approve or deny with
 // a reason. The queue follows the event stream (new holds appear, decided ones leave) and keeps
-// what the approver is typing while it changes.
+// what the approver is typing while it changes. Holds come grouped from the API (look-alikes of
+// one agent together, the most dangerous group first): each group shows its count, and large
+// groups start folded so one dangerous hold is not buried under a hundred look-alikes. Every
+// hold keeps its own card and its own decision.
 
 import { get, post } from "../api";
 import { badge, clear, errorBox, fmtTime, h, shortId } from "../dom";
 import type { PageCtx } from "../main";
 import type { PendingApproval } from "../types";
+
+interface Group {
+  el: HTMLDetailsElement;
+  summary: HTMLElement;
+  body: HTMLElement;
+  /** The person opened or closed it: their choice stands while the group grows or shrinks. */
+  chosen: boolean;
+}
+
+/** Groups larger than this start folded (the person can open them). */
+const FOLD_AT = 3;
 
 interface Card {
   el: HTMLElement;
@@ -22,10 +36,37 @@ function remaining(ns: number): string {
 
 export function renderApprovals(root: HTMLElement, ctx: PageCtx): void {
   const status = h("div", { role: "status", className: "status", "data-testid": "approval-status" });
-  const list = h("div", { className: "cards", "data-testid": "approvals" });
+  const list = h("div", { className: "groups", "data-testid": "approvals" });
   const empty = h("p", { className: "empty" }, "Nothing is waiting for approval.");
   clear(root, h("h1", null, "Approval queue"), status, empty, list);
   const cards = new Map<string, Card>();
+  const groups = new Map<string, Group>();
+
+  const groupOf = (item: PendingApproval): Group => {
+    const id = item.group?.id || item.id;
+    let g = groups.get(id);
+    if (!g) {
+      const summary = h("summary");
+      const body = h("div", { className: "cards" });
+      const el = h("details", { className: "group", "data-group": id }, summary, body);
+      const group: Group = { el, summary, body, chosen: false };
+      summary.addEventListener("click", () => (group.chosen = true));
+      g = group;
+      groups.set(id, g);
+    }
+    if (!g.chosen) g.el.open = (item.group?.count ?? 1) <= FOLD_AT;
+    clear(
+      g.summary,
+      badge(item.severity ?? "low", `severity-${item.severity ?? "low"}`),
+      " ",
+      h("strong", { "data-testid": "group-count" }, `${item.group?.count ?? 1} held`),
+      " · ",
+      h("strong", null, item.agent),
+      " · ",
+      h("code", null, item.group?.normalised ?? item.detail),
+    );
+    return g;
+  };
 
   const decide = async (item: PendingApproval, action: "approve" | "deny", reason: HTMLTextAreaElement, buttons: HTMLButtonElement[]) => {
     const text = reason.value.trim();
@@ -72,6 +113,8 @@ export function renderApprovals(root: HTMLElement, ctx: PageCtx): void {
         null,
         badge("held", "hold"),
         " ",
+        badge(item.severity ?? "low", `severity-${item.severity ?? "low"}`),
+        " ",
         h("strong", null, item.agent),
         " → ",
         h("strong", null, item.target),
@@ -89,6 +132,10 @@ export function renderApprovals(root: HTMLElement, ctx: PageCtx): void {
         h("dt", null, "Kind"),
         h("dd", null, item.kind + (item.class ? ` · ${item.class}` : "")),
         item.tables.length ? [h("dt", null, "Tables"), h("dd", null, item.tables.join(", "))] : null,
+        (item.settings ?? []).map((s) => [
+          h("dt", null, s.name),
+          h("dd", { "data-setting": s.name }, h("span", { className: "mono" }, s.value), h("div", { className: "note" }, s.note)),
+        ]),
         h("dt", null, "Held by rule"),
         h("dd", null, item.rule || "—"),
         h("dt", null, "Why"),
@@ -128,13 +175,24 @@ export function renderApprovals(root: HTMLElement, ctx: PageCtx): void {
         cards.delete(id);
       }
     }
+    const live = new Set(items.map((i) => i.group?.id || i.id));
+    for (const [id, g] of groups) {
+      if (!live.has(id)) {
+        g.el.remove();
+        groups.delete(id);
+      }
+    }
+    // The API's order: appending an element that is already there moves it, so the page
+    // follows the order without rebuilding cards (and what the approver typed survives).
     for (const item of items) {
+      const g = groupOf(item);
+      list.appendChild(g.el);
       let c = cards.get(item.id);
       if (!c) {
         c = card(item);
         cards.set(item.id, c);
-        list.appendChild(c.el);
       }
+      g.body.appendChild(c.el);
       c.item = item;
       clear(
         c.approvals,
