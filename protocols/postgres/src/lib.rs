@@ -27,6 +27,7 @@ pub const ALPN_PROTOCOL: &[u8] = b"postgresql";
 pub mod cancel;
 pub mod channel_binding;
 pub mod classify;
+pub mod durability;
 pub mod frontend;
 pub mod fuzzing;
 mod pg_settings;

@@ -98,6 +98,8 @@ impl Relay {
                     tables: info.tables.clone(),
                     note: None,
                     prepared: None,
+                    // What an `EXECUTE` runs is judged without its arguments: it waits.
+                    effects: crate::durability::Effects::Lasting,
                 };
                 let judged = Judged {
                     text: body.clone(),
