@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use proctor_gate::StatementClass;
 use sqlparser::ast::{
-    BinaryOperator, CopySource, CopyTarget, Expr, LockTableMode, ObjectName, ObjectType, Query, Select, Set,
-    SetExpr, Statement as Ast, TableFactor, Visit, Visitor,
+    BinaryOperator, CopySource, CopyTarget, Expr, LockTableMode, ObjectName, ObjectType, Query,
+    Select, Set, SetExpr, Statement as Ast, TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -940,9 +940,7 @@ fn effects_of(stmt: &Ast, walk: &Walk) -> Effects {
     match stmt {
         Ast::Query(q) if dml(q) || walk.nested_dml => Effects::Transactional,
         Ast::Query(_) => Effects::Transient,
-        Ast::Insert(_) | Ast::Update(_) | Ast::Delete(_) | Ast::Merge(_) => {
-            Effects::Transactional
-        }
+        Ast::Insert(_) | Ast::Update(_) | Ast::Delete(_) | Ast::Merge(_) => Effects::Transactional,
         Ast::StartTransaction { statements, .. } if statements.is_empty() => Effects::Transient,
         Ast::Savepoint { .. } => Effects::Transactional,
         _ => Effects::Lasting,

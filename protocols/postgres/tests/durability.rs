@@ -44,7 +44,10 @@ async fn a_read_runs_at_once_and_its_answer_waits_for_the_record() {
     target_ran(&f, "marker_held_read").await;
     // The target answered long ago; not one byte of it has reached the agent.
     let early = tokio::time::timeout(Duration::from_millis(300), raw.read()).await;
-    assert!(early.is_err(), "an answer reached the agent before its record was durable");
+    assert!(
+        early.is_err(),
+        "an answer reached the agent before its record was durable"
+    );
     durable.send_replace(Some(true));
     let mut tags = Vec::new();
     while let Some((tag, _)) = raw.read().await {
@@ -66,7 +69,8 @@ async fn a_record_that_fails_never_shows_the_answer_and_ends_the_session() {
     let mut raw = RawClient::login(f.port).await;
     let (durable, rx) = watch::channel(None);
     f.authority.session(0).overlap_with(rx);
-    raw.send(&query("SELECT 'secret' AS marker_lost_read")).await;
+    raw.send(&query("SELECT 'secret' AS marker_lost_read"))
+        .await;
     target_ran(&f, "marker_lost_read").await;
     durable.send_replace(Some(false));
     let mut seen = Vec::new();
@@ -81,7 +85,11 @@ async fn a_record_that_fails_never_shows_the_answer_and_ends_the_session() {
             seen.push(e.code);
         }
     }
-    assert_eq!(seen, ["58030"], "the agent is told the session could not be recorded");
+    assert_eq!(
+        seen,
+        ["58030"],
+        "the agent is told the session could not be recorded"
+    );
     let gate = f.wait_ended(0).await;
     assert!(
         matches!(gate.end(), Some((Outcome::Interrupted, ref r)) if r.contains("recording failed")),

@@ -329,9 +329,7 @@ impl Relay {
         match res {
             Resolution::Allow => match paused.cont {
                 // Approved: it was durable before it was held, and waits as it did.
-                Cont::Query { frame, ids, rest } => {
-                    self.judge_query(frame, ids, rest, false).await
-                }
+                Cont::Query { frame, ids, rest } => self.judge_query(frame, ids, rest, false).await,
                 Cont::Execute {
                     frame,
                     id,

@@ -113,5 +113,4 @@ impl Release {
         }
         queued
     }
-
 }
