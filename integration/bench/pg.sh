@@ -8,16 +8,17 @@
 # records are fdatasync'd, everything else is durable before it is forwarded), through Debian's
 # pgbouncer (session pooling), and through two builds of `relay/durable_relay.c`: the least a
 # relay can do, copying bytes and writing them to a file, without (`relay`) and with
-# (`durable`) an fdatasync before client bytes are forwarded. The last two measure what
-# durability itself costs on this machine, in the same run: `durable` is the ceiling of a relay
-# that syncs before forwarding. Runs are interleaved (the order rotates each round) to spread
+# (`durable`) an fdatasync before client bytes are forwarded, and (`overlap`) with the
+# fdatasync overlapping the target's work and the answers held until it returns. The last three
+# measure what durability itself costs on this machine, in the same run: `durable` is the
+# ceiling of a relay that syncs before forwarding, `overlap` of one under issue 15's rule. Runs are interleaved (the order rotates each round) to spread
 # drift; prints TPS and mean latency per run, the means, the ratios of proctor to each other
 # path, the ceiling (the bare relays against pgbouncer), the events per second proctor recorded
 # during its runs, and the load average. Ends with `proctor verify` over everything recorded.
 #
 # Env: PROCTOR_BIN (default: build target/release/proctor), DURATION (s per run, default 12),
 # ROUNDS (default 3), CLIENTS (default 8), SCALE (default 10), MODES (default "simple prepared
-# tpcb-like"), VIAS (default "direct proctor pgbouncer relay durable"), KEEP=1 keeps the work
+# tpcb-like"), VIAS (default "direct proctor pgbouncer relay durable overlap"), KEEP=1 keeps the work
 # directory. SERVE_ONLY=1 sets everything up, prints the connection strings and proctor's pid,
 # and waits (for profiling by hand; Ctrl-C cleans up).
 set -euo pipefail
@@ -28,7 +29,7 @@ rounds=${ROUNDS:-3}
 clients=${CLIENTS:-8}
 scale=${SCALE:-10}
 modes=${MODES:-simple prepared tpcb-like}
-vias=${VIAS:-direct proctor pgbouncer relay durable}
+vias=${VIAS:-direct proctor pgbouncer relay durable overlap}
 if [[ -z "${PROCTOR_BIN:-}" ]]; then
   cargo build --release --locked --bin proctor >/dev/null
   PROCTOR_BIN=$repo/target/release/proctor
@@ -109,11 +110,15 @@ wait_port "$bouncer_port" || { echo "pgbouncer did not start" >&2; cat "$dir/bou
 cc -O2 -Wall -o "$dir/durable_relay" "$repo/integration/bench/relay/durable_relay.c"
 relay_port=$(free_port)
 durable_port=$(free_port)
+overlap_port=$(free_port)
 "$dir/durable_relay" "$relay_port" "$pg_port" "$dir/relay.rec" plain &
 relay_pids+=($!)
 "$dir/durable_relay" "$durable_port" "$pg_port" "$dir/durable.rec" durable &
 relay_pids+=($!)
-wait_port "$relay_port" && wait_port "$durable_port" || { echo "the reference relays did not start" >&2; exit 1; }
+"$dir/durable_relay" "$overlap_port" "$pg_port" "$dir/overlap.rec" overlap &
+relay_pids+=($!)
+wait_port "$relay_port" && wait_port "$durable_port" && wait_port "$overlap_port" ||
+  { echo "the reference relays did not start" >&2; exit 1; }
 
 # --- proctor --------------------------------------------------------------------------------
 secret=bench-agent-secret
@@ -162,6 +167,7 @@ conninfo() { # $1 = direct | proctor | pgbouncer
     pgbouncer) echo "host=127.0.0.1 port=$bouncer_port user=postgres dbname=bench sslmode=disable" ;;
     relay) echo "host=127.0.0.1 port=$relay_port user=postgres dbname=bench sslmode=disable" ;;
     durable) echo "host=127.0.0.1 port=$durable_port user=postgres dbname=bench sslmode=disable" ;;
+    overlap) echo "host=127.0.0.1 port=$overlap_port user=postgres dbname=bench sslmode=disable" ;;
   esac
 }
 
@@ -172,7 +178,7 @@ recorded_events() {
 }
 
 if [[ -n "${SERVE_ONLY:-}" ]]; then
-  for via in direct proctor pgbouncer relay durable; do echo "$via: $(conninfo $via)"; done
+  for via in direct proctor pgbouncer relay durable overlap; do echo "$via: $(conninfo $via)"; done
   echo "proctor pid $proctor_pid, agent password $secret"
   wait "$proctor_pid"
   exit 0
@@ -236,7 +242,7 @@ if "proctor" in vias:
         print()
         print("ceiling (x pgbouncer): " + "; ".join(
             "%s: %s" % (mode, ", ".join("%s %.3f" % (v, mean(tps[mode, v]) / mean(tps[mode, "pgbouncer"]))
-                                       for v in ("relay", "durable", "proctor") if (mode, v) in tps))
+                                       for v in ("relay", "durable", "overlap", "proctor") if (mode, v) in tps))
             for mode in modes))
     for mode in modes:
         # A pgbench -S transaction is one statement: its action event and its verdict, plus the
