@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# PostgreSQL front end benchmark (issue 3): pgbench select-only (-S), 8 clients, `-M simple`
-# and `-M prepared`, against a local PostgreSQL directly, through `proctor serve` (its real
-# durable recorder, the shipped policies, a `routine` grant so nothing is held: every statement
-# and its verdict are fdatasync'd before the statement is forwarded), through Debian's
+# PostgreSQL front end benchmark (issues 3 and 15): pgbench, 8 clients, three workloads: select-only
+# (`-S`) with `-M simple` and with `-M prepared`, and the built-in `tpcb-like` script (a
+# transaction of three updates, a read and an insert; `-M simple`). Each runs against a local
+# PostgreSQL directly, through `proctor serve` (its real durable recorder, the shipped policies,
+# a `routine` grant so nothing is held; records durable under the rule of issue 15: reads and
+# writes inside a transaction block are forwarded at once and their answers held until their
+# records are fdatasync'd, everything else is durable before it is forwarded), through Debian's
 # pgbouncer (session pooling), and through two builds of `relay/durable_relay.c`: the least a
 # relay can do, copying bytes and writing them to a file, without (`relay`) and with
-# (`durable`) an fdatasync before client bytes are forwarded. The last two measure what
-# durability itself costs on this machine, in the same run: `durable` is the ceiling for any
-# relay that keeps proctor's promise. Runs are interleaved (the order rotates each round) to
-# spread drift; prints TPS and mean latency per run, the means, the ratios of proctor to each
-# other path, and the events per second proctor recorded during its runs. Ends with
-# `proctor verify` over everything recorded.
+# (`durable`) an fdatasync before client bytes are forwarded, and (`overlap`) with the
+# fdatasync overlapping the target's work and the answers held until it returns. The last three
+# measure what durability itself costs on this machine, in the same run: `durable` is the
+# ceiling of a relay that syncs before forwarding, `overlap` of one under issue 15's rule. Runs are interleaved (the order rotates each round) to spread
+# drift; prints TPS and mean latency per run, the means, the ratios of proctor to each other
+# path, the ceiling (the bare relays against pgbouncer), the events per second proctor recorded
+# during its runs, and the load average. Ends with `proctor verify` over everything recorded.
 #
 # Env: PROCTOR_BIN (default: build target/release/proctor), DURATION (s per run, default 12),
-# ROUNDS (default 3), CLIENTS (default 8), SCALE (default 10), MODES (default "simple prepared"),
-# VIAS (default "direct proctor pgbouncer relay durable"), KEEP=1 keeps the work directory.
-# SERVE_ONLY=1 sets everything up, prints the connection strings and proctor's pid, and waits
-# (for profiling by hand; Ctrl-C cleans up).
+# ROUNDS (default 3), CLIENTS (default 8), SCALE (default 10), MODES (default "simple prepared
+# tpcb-like"), VIAS (default "direct proctor pgbouncer relay durable overlap"), KEEP=1 keeps the work
+# directory. SERVE_ONLY=1 sets everything up, prints the connection strings and proctor's pid,
+# and waits (for profiling by hand; Ctrl-C cleans up).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
@@ -24,8 +28,8 @@ duration=${DURATION:-12}
 rounds=${ROUNDS:-3}
 clients=${CLIENTS:-8}
 scale=${SCALE:-10}
-modes=${MODES:-simple prepared}
-vias=${VIAS:-direct proctor pgbouncer relay durable}
+modes=${MODES:-simple prepared tpcb-like}
+vias=${VIAS:-direct proctor pgbouncer relay durable overlap}
 if [[ -z "${PROCTOR_BIN:-}" ]]; then
   cargo build --release --locked --bin proctor >/dev/null
   PROCTOR_BIN=$repo/target/release/proctor
@@ -75,7 +79,7 @@ psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$pg_port user=
 psql_admin postgres "CREATE DATABASE bench"
 pgbench -q -i -s "$scale" "host=127.0.0.1 port=$pg_port user=postgres dbname=bench" >/dev/null 2>&1
 # The grant's role: proctor's just-in-time role for each session is a member of it.
-psql_admin bench "CREATE ROLE bench_read NOLOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_read;"
+psql_admin bench "CREATE ROLE bench_app NOLOGIN; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO bench_app;"
 psql_admin bench "VACUUM ANALYZE"
 
 # --- pgbouncer (session pooling, trust towards it as towards the target) -----------------------
@@ -106,11 +110,15 @@ wait_port "$bouncer_port" || { echo "pgbouncer did not start" >&2; cat "$dir/bou
 cc -O2 -Wall -o "$dir/durable_relay" "$repo/integration/bench/relay/durable_relay.c"
 relay_port=$(free_port)
 durable_port=$(free_port)
+overlap_port=$(free_port)
 "$dir/durable_relay" "$relay_port" "$pg_port" "$dir/relay.rec" plain &
 relay_pids+=($!)
 "$dir/durable_relay" "$durable_port" "$pg_port" "$dir/durable.rec" durable &
 relay_pids+=($!)
-wait_port "$relay_port" && wait_port "$durable_port" || { echo "the reference relays did not start" >&2; exit 1; }
+"$dir/durable_relay" "$overlap_port" "$pg_port" "$dir/overlap.rec" overlap &
+relay_pids+=($!)
+wait_port "$relay_port" && wait_port "$durable_port" && wait_port "$overlap_port" ||
+  { echo "the reference relays did not start" >&2; exit 1; }
 
 # --- proctor --------------------------------------------------------------------------------
 secret=bench-agent-secret
@@ -144,7 +152,7 @@ name = "bench"
 agent = "bench-agent"
 target = "bench"
 privilege = "routine"
-role = "bench_read"
+role = "bench_app"
 connection_limit = 1000
 EOF
 PROCTOR_LOG=${PROCTOR_LOG:-warn} "$PROCTOR_BIN" serve --config "$dir/proctor/proctor.toml" \
@@ -159,6 +167,7 @@ conninfo() { # $1 = direct | proctor | pgbouncer
     pgbouncer) echo "host=127.0.0.1 port=$bouncer_port user=postgres dbname=bench sslmode=disable" ;;
     relay) echo "host=127.0.0.1 port=$relay_port user=postgres dbname=bench sslmode=disable" ;;
     durable) echo "host=127.0.0.1 port=$durable_port user=postgres dbname=bench sslmode=disable" ;;
+    overlap) echo "host=127.0.0.1 port=$overlap_port user=postgres dbname=bench sslmode=disable" ;;
   esac
 }
 
@@ -169,7 +178,7 @@ recorded_events() {
 }
 
 if [[ -n "${SERVE_ONLY:-}" ]]; then
-  for via in direct proctor pgbouncer relay durable; do echo "$via: $(conninfo $via)"; done
+  for via in direct proctor pgbouncer relay durable overlap; do echo "$via: $(conninfo $via)"; done
   echo "proctor pid $proctor_pid, agent password $secret"
   wait "$proctor_pid"
   exit 0
@@ -177,7 +186,7 @@ fi
 
 results=$dir/results.txt
 : >"$results"
-printf '%-9s %-10s %5s %10s %10s\n' mode via run tps "lat ms"
+printf '%-9s %-10s %5s %10s %10s  %s\n' mode via run tps "lat ms" "load average"
 for mode in $modes; do
   for r in $(seq "$rounds"); do
     # Rotate the order each round so no configuration always runs first.
@@ -186,7 +195,11 @@ for mode in $modes; do
     order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
     for via in "${order[@]}"; do
       [[ $via == proctor ]] && before=$(recorded_events)
-      out=$(PGPASSWORD=$secret pgbench -n -S -M "$mode" -T "$duration" -c "$clients" -j "$clients" \
+      case $mode in
+        tpcb-like) script=(-b tpcb-like -M simple) ;;
+        *) script=(-S -M "$mode") ;;
+      esac
+      out=$(PGPASSWORD=$secret pgbench -n "${script[@]}" -T "$duration" -c "$clients" -j "$clients" \
         "$(conninfo "$via")" 2>&1) || { echo "$out" >&2; exit 1; }
       tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
       lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
@@ -196,7 +209,8 @@ for mode in $modes; do
         sleep 1
         events=$(( $(recorded_events) - before ))
       fi
-      printf '%-9s %-10s %5d %10.0f %10.3f\n' "$mode" "$via" "$r" "$tps" "$lat"
+      printf '%-9s %-10s %5d %10.0f %10.3f  %s\n' "$mode" "$via" "$r" "$tps" "$lat" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)"
       echo "$mode $via $r $tps $lat $events" >>"$results"
     done
   done
@@ -214,9 +228,9 @@ mean = lambda v: sum(v) / len(v)
 modes = list(dict.fromkeys(m for m, _ in tps))
 vias = list(dict.fromkeys(v for _, v in tps))
 print("mean TPS (mean latency ms)")
-print("%-9s" % "mode" + "".join("%20s" % v for v in vias))
+print("%-10s" % "mode" + "".join("%20s" % v for v in vias))
 for mode in modes:
-    print("%-9s" % mode + "".join("%12.0f (%5.3f)" % (mean(tps[mode, v]), mean(lat[mode, v])) for v in vias))
+    print("%-10s" % mode + "".join("%12.0f (%5.3f)" % (mean(tps[mode, v]), mean(lat[mode, v])) for v in vias))
 if "proctor" in vias:
     others = [v for v in vias if v != "proctor"]
     print()
@@ -224,9 +238,15 @@ if "proctor" in vias:
     for mode in modes:
         p = mean(tps[mode, "proctor"])
         print("%-9s" % mode + "".join("%14.3f" % (p / mean(tps[mode, v])) for v in others))
+    if "pgbouncer" in vias:
+        print()
+        print("ceiling (x pgbouncer): " + "; ".join(
+            "%s: %s" % (mode, ", ".join("%s %.3f" % (v, mean(tps[mode, v]) / mean(tps[mode, "pgbouncer"]))
+                                       for v in ("relay", "durable", "overlap", "proctor") if (mode, v) in tps))
+            for mode in modes))
     for mode in modes:
-        # Each pgbench -S transaction is one statement: its action event and its verdict (plus
-        # the statement result), all durable.
+        # A pgbench -S transaction is one statement: its action event and its verdict, plus the
+        # statement result; tpcb-like is seven statements.
         print("%-9s proctor recorded %.0f events/s (%.0f events per transaction)" % (
             mode, mean(ev[mode, "proctor"]) / duration,
             mean(ev[mode, "proctor"]) / (mean(tps[mode, "proctor"]) * duration)))

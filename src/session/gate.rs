@@ -496,11 +496,19 @@ impl SessionGate {
     /// Records every judged action with its alerts and verdict in one batch, waits until all of
     /// it is durable, then publishes and answers (starting holds).
     async fn commit_judged(&self, judged: Vec<JudgedAction>) -> Result<Vec<Decision>, GateError> {
+        let ticket = self.append_judged(&judged).await?;
+        ticket.wait().await.map_err(recorder_err)?;
+        Ok(self.answer_judged(judged))
+    }
+
+    /// Queues every judged action with its alerts and verdict in one batch; the ticket covers
+    /// all of it (the writer acknowledges in order).
+    async fn append_judged(&self, judged: &[JudgedAction]) -> Result<Ticket, GateError> {
         let mut events: Vec<Event> = Vec::with_capacity(judged.len() * 2);
         {
             let mut red = lock(&self.redaction);
             let redactor = self.core.redactor();
-            for j in &judged {
+            for j in judged {
                 events.push(action_event(&j.action));
                 for a in &j.judgement.alerts {
                     let ev = Event::Alert(a.clone());
@@ -512,14 +520,15 @@ impl SessionGate {
         }
         let ts = now_ns();
         let refs: Vec<(i64, &Event)> = events.iter().map(|e| (ts, e)).collect();
-        // The writer acknowledges in order, so one ticket covers the whole batch.
-        let ticket = self
-            .core
+        self.core
             .recorder
             .append_many(self.live.key, &refs)
             .await
-            .map_err(recorder_err)?;
-        ticket.wait().await.map_err(recorder_err)?;
+            .map_err(recorder_err)
+    }
+
+    /// Publishes and answers judged actions whose records are durable (starting holds).
+    fn answer_judged(&self, judged: Vec<JudgedAction>) -> Vec<Decision> {
         let mut out = Vec::with_capacity(judged.len());
         for mut j in judged {
             for a in &j.judgement.alerts {
@@ -545,7 +554,7 @@ impl SessionGate {
                 self.core.sessions.kill(&self.live.id, reason);
             }
         }
-        Ok(out)
+        out
     }
 
     fn answer(&self, j: JudgedAction) -> Decision {
@@ -767,6 +776,41 @@ impl Gate for SessionGate {
             }
         }
         self.commit_judged(judged).await
+    }
+
+    /// Issue 15: when every action is allowed outright (no hold, denial, alert or kill), the
+    /// batch is queued and the decisions returned before the fdatasync; nothing about them is
+    /// published (allowed verdicts never are). Anything else is committed as `decide_all`.
+    async fn decide_all_overlapped(
+        &self,
+        actions: Vec<Action>,
+    ) -> Result<(Vec<Decision>, Option<Durable>), GateError> {
+        self.check_open()?;
+        let mut judged = Vec::with_capacity(actions.len());
+        let mut plain = true;
+        for action in actions {
+            let j = self.judge_large(action);
+            let allowed =
+                j.judgement.action == RuleAction::Allow || j.judgement.action == RuleAction::Alert;
+            plain &= j.judgement.action == RuleAction::Allow
+                && j.judgement.alerts.is_empty()
+                && j.kill_after.is_none();
+            judged.push(j);
+            if !allowed {
+                break;
+            }
+        }
+        if !plain {
+            return Ok((self.commit_judged(judged).await?, None));
+        }
+        let ticket = self.append_judged(&judged).await?;
+        let decisions = judged.iter().map(|_| Decision::Allow).collect();
+        Ok((
+            decisions,
+            Some(Durable(Box::pin(async move {
+                ticket.wait().await.map_err(recorder_err)
+            }))),
+        ))
     }
 
     fn kill_signal(&self) -> watch::Receiver<Option<String>> {

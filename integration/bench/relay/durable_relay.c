@@ -4,7 +4,10 @@
  * and signs nothing; it copies bytes, writes them to a file and, in `durable` mode, calls
  * fdatasync once per round of ready sockets (group commit) before forwarding the client
  * bytes of that round. Target bytes are written too and forwarded at once, as proctor does
- * with results. `plain` mode does the same without fdatasync.
+ * with results. `plain` mode does the same without fdatasync. `overlap` mode keeps proctor's
+ * rule for statements that cannot outlive the connection (issue 15): client bytes are
+ * forwarded at once, the round's fdatasync runs while the target works, and target bytes read
+ * before the fdatasync that covers their session's client bytes are held until it returns.
  *
  * `integration/bench/pg.sh` runs it beside pgbouncer and proctor so the cost of durability
  * itself on the machine at hand is measured in the same run: proctor cannot beat this relay
@@ -15,7 +18,7 @@
  * The record file is zero-filled up front and written round-robin, so fdatasync never has to
  * persist a new file size (proctor preallocates its segments for the same reason).
  *
- * usage: durable_relay LISTEN_PORT TARGET_PORT RECORD_FILE durable|plain
+ * usage: durable_relay LISTEN_PORT TARGET_PORT RECORD_FILE durable|overlap|plain
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,9 +39,12 @@
 struct side {
     int peer;
     int from_client;
-    /* Client bytes read this round, forwarded once they are durable. */
+    /* Client bytes read this round, forwarded once they are durable (durable mode); target
+     * bytes read this round while the client's bytes are not durable yet (overlap mode). */
     char held[CHUNK];
     size_t held_len;
+    /* Overlap mode: client bytes of this session were recorded this round, not yet synced. */
+    int unsynced;
 };
 
 static struct side *sides[MAX_FD];
@@ -117,11 +123,13 @@ static void accept_one(int ep, int listener, int target_port) {
 
 int main(int argc, char **argv) {
     if (argc != 5) {
-        fprintf(stderr, "usage: %s LISTEN_PORT TARGET_PORT RECORD_FILE durable|plain\n", argv[0]);
+        fprintf(stderr, "usage: %s LISTEN_PORT TARGET_PORT RECORD_FILE durable|overlap|plain\n",
+                argv[0]);
         return 2;
     }
     int listen_port = atoi(argv[1]), target_port = atoi(argv[2]);
-    int durable = strcmp(argv[4], "durable") == 0;
+    int overlap = strcmp(argv[4], "overlap") == 0;
+    int durable = overlap || strcmp(argv[4], "durable") == 0;
 
     record_fd = open(argv[3], O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (record_fd < 0) die("open");
@@ -149,7 +157,7 @@ int main(int argc, char **argv) {
             if (errno == EINTR) continue;
             die("epoll_wait");
         }
-        int held = 0;
+        int held = 0, need_sync = 0;
         for (int i = 0; i < n; i++) {
             int fd = ready[i].data.fd;
             if (fd == listener) {
@@ -164,16 +172,50 @@ int main(int argc, char **argv) {
                 continue;
             }
             record(buf, (size_t)got);
-            if (s->from_client) {
+            if (overlap) {
+                struct side *client = s->from_client ? s : sides[s->peer];
+                if (s->from_client) {
+                    s->unsynced = need_sync = 1;
+                    if (send_all(s->peer, buf, (size_t)got) != 0) {
+                        drop(ep, fd);
+                        continue;
+                    }
+                } else if (client && client->unsynced && s->held_len + (size_t)got <= CHUNK) {
+                    memcpy(s->held + s->held_len, buf, (size_t)got);
+                    s->held_len += (size_t)got;
+                } else if ((client && client->unsynced) ||
+                           send_all(s->peer, buf, (size_t)got) != 0) {
+                    /* (More than a chunk held in one round cannot happen: one recv per fd.) */
+                    drop(ep, fd);
+                    continue;
+                }
+                held_fds[held++] = fd;
+            } else if (s->from_client) {
                 memcpy(s->held, buf, (size_t)got);
                 s->held_len = (size_t)got;
                 held_fds[held++] = fd;
+                need_sync = 1;
             } else if (send_all(s->peer, buf, (size_t)got) != 0) {
                 drop(ep, fd);
             }
         }
         if (held == 0) continue;
-        if (durable && fdatasync(record_fd) != 0) die("fdatasync");
+        if (durable && need_sync && fdatasync(record_fd) != 0) die("fdatasync");
+        if (overlap) {
+            for (int i = 0; i < held; i++) {
+                struct side *s = sides[held_fds[i]];
+                if (!s) continue;
+                s->unsynced = 0;
+                if (!s->from_client && s->held_len > 0) {
+                    if (send_all(s->peer, s->held, s->held_len) != 0) {
+                        drop(ep, held_fds[i]);
+                        continue;
+                    }
+                    s->held_len = 0;
+                }
+            }
+            continue;
+        }
         for (int i = 0; i < held; i++) {
             struct side *s = sides[held_fds[i]];
             if (!s || s->held_len == 0) continue;

@@ -79,6 +79,21 @@ pub trait Gate: Send + Sync {
         Ok(out)
     }
 
+    /// Judges like [`Gate::decide_all`], for actions whose effects cannot outlive the target
+    /// connection (the protocol's rule decides which): when every action is allowed outright
+    /// (no hold, denial or alert), returns at once with the decisions and a ticket that
+    /// resolves when they and everything recorded before them are durable. The protocol may
+    /// then forward the actions, but shows nothing that follows them to the agent before the
+    /// ticket resolves, and ends the session if it fails. Otherwise everything is durable
+    /// before this returns, as with `decide_all`, and the ticket is `None`. The default never
+    /// overlaps.
+    async fn decide_all_overlapped(
+        &self,
+        actions: Vec<Action>,
+    ) -> Result<(Vec<Decision>, Option<Durable>), GateError> {
+        Ok((self.decide_all(actions).await?, None))
+    }
+
     /// Fires with the reason when an operator kills the session. The protocol then tells the
     /// agent, closes both sides and calls `end`.
     fn kill_signal(&self) -> watch::Receiver<Option<String>>;

@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use proctor_gate::StatementClass;
 use sqlparser::ast::{
-    CopySource, CopyTarget, Expr, LockTableMode, ObjectName, ObjectType, Query, Select, Set,
-    SetExpr, Statement as Ast, TableFactor, Visit, Visitor,
+    BinaryOperator, CopySource, CopyTarget, Expr, LockTableMode, ObjectName, ObjectType, Query,
+    Select, Set, SetExpr, Statement as Ast, TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use crate::durability::{Effects, is_side_effect_free};
 use crate::pg_settings::{self, resolved_name};
 use crate::sqllex::{self, Piece};
 
@@ -30,6 +31,8 @@ pub struct Classified {
     pub note: Option<String>,
     /// What the statement does to the session's SQL-level prepared statements.
     pub prepared: Option<SqlPrepared>,
+    /// What its effects can outlive (when its record must be durable: `durability`).
+    pub effects: Effects,
 }
 
 /// `PREPARE`, `EXECUTE`, `DEALLOCATE` and `DISCARD ALL`. The relay tracks the names a session
@@ -134,6 +137,7 @@ fn classify_query_now(sql: &str, ctx: LexContext) -> Vec<Judged> {
                 tables: Vec::new(),
                 note: None,
                 prepared: None,
+                effects: Effects::Lasting,
             }),
         }],
         Ok(pieces) => pieces
@@ -182,6 +186,7 @@ pub fn classify_prepared(sql: &str, ctx: LexContext) -> Judged {
             note: Some("several statements in one Parse".into()),
             // The server refuses several statements in one Parse: nothing gets prepared.
             prepared: None,
+            effects: Effects::Lasting,
         }),
     }
 }
@@ -255,6 +260,7 @@ fn unknown(command: String, note: String) -> Classified {
         tables: Vec::new(),
         note: Some(note),
         prepared: None,
+        effects: Effects::Lasting,
     }
 }
 
@@ -340,6 +346,7 @@ fn classify_key(key: &str) -> Classified {
         class = c;
     }
     let prepared = sql_prepared(stmt, walk.escalation());
+    let effects = effects_of(stmt, &walk);
     let mut tables = walk.tables;
     extra_tables(stmt, &mut tables);
     tables.retain(|t| !walk.ctes.contains(t) && !walk.table_functions.contains(t));
@@ -349,6 +356,7 @@ fn classify_key(key: &str) -> Classified {
         tables,
         note: (class == StatementClass::Unknown).then(|| "statement kind not classified".into()),
         prepared,
+        effects,
     }
 }
 
@@ -420,6 +428,7 @@ fn two_phase(key: &str) -> Option<Classified> {
         tables: Vec::new(),
         note: None,
         prepared: None,
+        effects: Effects::Lasting,
     })
 }
 
@@ -531,6 +540,7 @@ fn maintenance(key: &str) -> Option<Classified> {
         tables,
         note: None,
         prepared: None,
+        effects: Effects::Lasting,
     })
 }
 
@@ -597,6 +607,7 @@ fn cursor_move(key: &str) -> Option<Classified> {
         tables: Vec::new(),
         note: None,
         prepared: None,
+        effects: Effects::Lasting,
     })
 }
 
@@ -914,6 +925,42 @@ fn function_class(name: &str) -> Option<StatementClass> {
     })
 }
 
+/// A function on the side-effect-free list, as the server would resolve the name: unqualified
+/// or in `pg_catalog` (the name in another schema is anyone's function), folded as unquoted.
+fn listed_function(name: &ObjectName) -> bool {
+    let parts: Vec<&sqlparser::ast::Ident> = name.0.iter().filter_map(|p| p.as_ident()).collect();
+    if parts.len() != name.0.len() {
+        return false;
+    }
+    match parts.as_slice() {
+        [f] => is_side_effect_free(&folded(f)),
+        [schema, f] => folded(schema) == "pg_catalog" && is_side_effect_free(&folded(f)),
+        _ => false,
+    }
+}
+
+/// What a statement's effects can outlive (see `durability`). Anything not recognised as a
+/// plain query, plain DML, `BEGIN` or `SAVEPOINT` is lasting.
+fn effects_of(stmt: &Ast, walk: &Walk) -> Effects {
+    if walk.impure || walk.select_into || walk.settings_role || walk.functions.is_some() {
+        return Effects::Lasting;
+    }
+    let dml = |q: &Query| {
+        matches!(
+            q.body.as_ref(),
+            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_)
+        )
+    };
+    match stmt {
+        Ast::Query(q) if dml(q) || walk.nested_dml => Effects::Transactional,
+        Ast::Query(_) => Effects::Transient,
+        Ast::Insert(_) | Ast::Update(_) | Ast::Delete(_) | Ast::Merge(_) => Effects::Transactional,
+        Ast::StartTransaction { statements, .. } if statements.is_empty() => Effects::Transient,
+        Ast::Savepoint { .. } => Effects::Transactional,
+        _ => Effects::Lasting,
+    }
+}
+
 #[derive(Default)]
 struct Walk {
     tables: Vec<String>,
@@ -926,6 +973,9 @@ struct Walk {
     table_functions: Vec<String>,
     /// An `UPDATE pg_settings` that may set `role` or `session_authorization`.
     settings_role: bool,
+    /// A function not known to be free of side effects, or an operator proctor cannot name
+    /// (any function may lie behind it).
+    impure: bool,
     depth: u32,
 }
 
@@ -943,6 +993,9 @@ impl Walk {
             && self.functions.is_none_or(|cur| c.danger() > cur.danger())
         {
             self.functions = Some(c);
+        }
+        if !self.impure && !listed_function(name) {
+            self.impure = true;
         }
     }
 
@@ -1025,8 +1078,13 @@ impl Visitor for Walk {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = expr {
-            self.function(&f.name);
+        match expr {
+            Expr::Function(f) => self.function(&f.name),
+            Expr::BinaryOp {
+                op: BinaryOperator::Custom(_) | BinaryOperator::PGCustomBinaryOperator(_),
+                ..
+            } => self.impure = true,
+            _ => {}
         }
         ControlFlow::Continue(())
     }

@@ -3,13 +3,15 @@
 //! Agents connect with any PostgreSQL client. Proctor terminates the connection (TLS, SCRAM),
 //! asks the core to admit the session, logs in to the real target with the just-in-time role
 //! the core issued, and relays the protocol message by message: every statement is classified,
-//! judged by the gate and recorded durably before it is forwarded, and its outcome is recorded
-//! as it streams back.
+//! judged by the gate and recorded durably before it is forwarded, or (when its effects cannot
+//! outlive the target connection, [`durability`]) forwarded at once with its answer held back
+//! until its record is durable; its outcome is recorded as it streams back.
 //!
 //! Module map: [`wire`] framing and proctor's own messages; [`startup`] SSL/GSS negotiation and
 //! the startup packet; [`scram_server`] agent authentication and [`channel_binding`] its binding
 //! to proctor's certificate; [`target`] the target login;
-//! [`sqllex`] and [`classify`] statement splitting and classification; [`frontend`] decoding of
+//! [`sqllex`] and [`classify`] statement splitting and classification; [`durability`] when a
+//! statement's record must be durable; [`frontend`] decoding of
 //! client messages; [`relay`] the message loop; [`results`] result digests and samples;
 //! [`cancel`] cancel keys; [`session`] one connection from accept to end.
 //!
@@ -27,6 +29,7 @@ pub const ALPN_PROTOCOL: &[u8] = b"postgresql";
 pub mod cancel;
 pub mod channel_binding;
 pub mod classify;
+pub mod durability;
 pub mod frontend;
 pub mod fuzzing;
 mod pg_settings;

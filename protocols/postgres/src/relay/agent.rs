@@ -32,6 +32,7 @@ pub(super) fn unsettled(info: &Classified) -> Arc<Classified> {
                 .into(),
         ),
         prepared: None,
+        effects: crate::durability::Effects::Lasting,
     })
 }
 

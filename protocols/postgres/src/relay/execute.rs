@@ -11,6 +11,7 @@ use super::judge::PORTAL_COMMANDS;
 use super::names::Lookup;
 use super::*;
 use crate::classify::{self, Judged};
+use crate::durability::{Durability, TxStatus, durability};
 use crate::frontend;
 use crate::results::ResultAcc;
 use crate::wire::Frame;
@@ -43,6 +44,11 @@ fn changes_names(judged: &Judged) -> bool {
         || judged.info.class == StatementClass::Unknown
         || first == "PREPARE"
         || PORTAL_COMMANDS.contains(&first)
+}
+
+/// The statement may be forwarded before its record is durable (issue 15).
+fn answer_only(judged: &Judged, tx: TxStatus) -> bool {
+    durability(&judged.info, false, tx) == Durability::BeforeAnswer
 }
 
 impl Relay {
@@ -98,6 +104,8 @@ impl Relay {
             self.predecided.clear();
         }
         let batchable = judged.as_ref().is_some_and(|j| !changes_names(j));
+        let tx = self.tx_status();
+        let overlap = judged.as_ref().is_some_and(|j| answer_only(j, tx));
         let mut stmt = match &judged {
             Some(j) => self.statement_from(j, &j.info, true),
             None => unknown_statement(self.next_statement_id(), String::new()),
@@ -107,33 +115,55 @@ impl Relay {
         stmt.portal = portal_name.clone();
         let id = stmt.id;
         let decision = if batchable {
-            self.decide_with_lookahead(stmt).await?
+            self.decide_with_lookahead(stmt, overlap, tx).await?
         } else {
             self.decide(stmt).await?
         };
-        self.apply_execute_decision(frame, decision, id, portal_name, statement, formats)
+        self.apply_execute_decision(frame, decision, id, portal_name, statement, formats)?;
+        self.release.bound().await.map_err(|e| self.gate_error(e))
     }
 
     /// Judges an Execute, together with the Executes of the same pipeline already waiting in
-    /// the client buffer: one durable write for the batch instead of one per statement.
-    async fn decide_with_lookahead(&mut self, stmt: Statement) -> Result<Decision, End> {
-        let extra = self.lookahead_executes();
-        if extra.is_empty() {
+    /// the client buffer: one durable write for the batch instead of one per statement. When
+    /// `overlap` and every Execute of the batch may be forwarded before its record is durable
+    /// (judged under `tx`, the status before the batch, which none of them can end), the
+    /// answers are held back instead (`hold_answers`).
+    async fn decide_with_lookahead(
+        &mut self,
+        stmt: Statement,
+        overlap: bool,
+        tx: TxStatus,
+    ) -> Result<Decision, End> {
+        let extra = self.lookahead_executes(tx);
+        let overlap = overlap && extra.iter().all(|(_, _, o)| *o);
+        if extra.is_empty() && !overlap {
             return self.decide(stmt).await;
         }
         let meta: Vec<(String, u64, String)> = extra
             .iter()
-            .map(|(p, s)| (p.clone(), s.id, s.text.clone()))
+            .map(|(p, s, _)| (p.clone(), s.id, s.text.clone()))
             .collect();
         let mut actions = Vec::with_capacity(extra.len() + 1);
         actions.push(Action::Statement(stmt));
-        actions.extend(extra.into_iter().map(|(_, s)| Action::Statement(s)));
-        let mut decisions = self
-            .gate
-            .decide_all(actions)
-            .await
-            .map_err(|e| self.gate_error(e))?
-            .into_iter();
+        actions.extend(extra.into_iter().map(|(_, s, _)| Action::Statement(s)));
+        let decisions = if overlap {
+            let (d, ticket) = self
+                .gate
+                .decide_all_overlapped(actions)
+                .await
+                .map_err(|e| self.gate_error(e))?;
+            if let Some(t) = ticket {
+                // Every decision is Allow: the first Execute is forwarded next.
+                self.hold_answers(t);
+            }
+            d
+        } else {
+            self.gate
+                .decide_all(actions)
+                .await
+                .map_err(|e| self.gate_error(e))?
+        };
+        let mut decisions = decisions.into_iter();
         let Some(first) = decisions.next() else {
             return Err(End::Recorder("the gate returned no decision".into()));
         };
@@ -154,7 +184,7 @@ impl Relay {
     /// runs even when this one fails, so its names are judged once this block is answered),
     /// after a statement that may change names or settings, and at anything it cannot judge
     /// exactly as processing would. Consumes statement ids in order.
-    fn lookahead_executes(&mut self) -> Vec<(String, Statement)> {
+    fn lookahead_executes(&mut self, tx: TxStatus) -> Vec<(String, Statement, bool)> {
         let mut out = Vec::new();
         let mut off = 0usize;
         let mut statements: HashMap<String, Arc<Judged>> = HashMap::new();
@@ -218,7 +248,7 @@ impl Relay {
                     stmt.params = params;
                     stmt.statement_name = statement;
                     stmt.portal = e.portal.clone();
-                    out.push((e.portal, stmt));
+                    out.push((e.portal, stmt, answer_only(&judged, tx)));
                 }
                 b'D' | b'H' => {}
                 _ => break,

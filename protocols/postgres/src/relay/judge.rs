@@ -11,6 +11,7 @@ use super::agent::{needs_settled_lex, unsettled};
 use super::names::{Change, Key, Lookup, Prepared};
 use super::*;
 use crate::classify::{self, Classified, Judged};
+use crate::durability::{Durability, TxStatus, durability};
 use crate::wire::{Frame, Severity, error_bytes, put_error};
 
 /// Leading keywords of statements that close or open portals by SQL: cursors, and the
@@ -98,6 +99,8 @@ impl Relay {
                     tables: info.tables.clone(),
                     note: None,
                     prepared: None,
+                    // What an `EXECUTE` runs is judged without its arguments: it waits.
+                    effects: crate::durability::Effects::Lasting,
                 };
                 let judged = Judged {
                     text: body.clone(),
@@ -147,9 +150,12 @@ impl Relay {
         }
         let mut rest = VecDeque::with_capacity(judged.len());
         let mut ids = Vec::with_capacity(judged.len());
+        let tx = self.tx_status();
+        let mut overlap = true;
         for j in judged {
             let id = self.next_statement_id();
             let r = self.judged_info(id, &j.info);
+            overlap &= durability(&r.info, r.runs.is_some(), tx) == Durability::BeforeAnswer;
             ids.push(id);
             rest.push_back(Statement {
                 id,
@@ -165,21 +171,37 @@ impl Relay {
                 runs: r.runs,
             });
         }
-        self.judge_query(frame, ids, rest).await
+        self.judge_query(frame, ids, rest, overlap).await
     }
 
     /// Decides the statements of a simple query in order; forwards the message once all are
-    /// allowed.
+    /// allowed. `overlap`: every statement may be forwarded before its record is durable
+    /// (`durability`), its answer held back until it is.
     pub(super) async fn judge_query(
         &mut self,
         frame: Frame,
         ids: Vec<u64>,
         mut rest: VecDeque<Statement>,
+        overlap: bool,
     ) -> Result<(), End> {
+        let mut ticket = None;
         while !rest.is_empty() {
             // All statements of the message are judged in one batch (one durable write); the
             // gate stops at the first one that is not allowed.
-            let decisions = if rest.len() == 1 {
+            let decisions = if overlap {
+                let actions = rest.iter().cloned().map(Action::Statement).collect();
+                let (d, t) = self
+                    .gate
+                    .decide_all_overlapped(actions)
+                    .await
+                    .map_err(|e| self.gate_error(e))?;
+                if d.is_empty() {
+                    return Err(End::Recorder("the gate returned no decision".into()));
+                }
+                rest.drain(..d.len().min(rest.len()));
+                ticket = t;
+                d
+            } else if rest.len() == 1 {
                 let stmt = rest.pop_front().map(Action::Statement);
                 match stmt {
                     Some(a) => vec![self.gate.decide(a).await.map_err(|e| self.gate_error(e))?],
@@ -217,6 +239,9 @@ impl Relay {
                 }
             }
         }
+        if let Some(t) = ticket {
+            self.hold_answers(t);
+        }
         self.forward(&frame);
         // A Query ends a block, unless the server is skipping up to a Sync after an error (it
         // then skips the Query too, and its block goes on to that Sync).
@@ -230,7 +255,37 @@ impl Relay {
             acc: None,
             next_start: Instant::now(),
         })));
-        Ok(())
+        self.release.bound().await.map_err(|e| self.gate_error(e))
+    }
+
+    /// The transaction status the next statement runs in, on the server's word: the last
+    /// ReadyForQuery's, unless something forwarded since may have changed it.
+    pub(super) fn tx_status(&self) -> TxStatus {
+        let unanswered = self.statement_in_block
+            || self.copy_in
+            || self.skip_until_sync
+            || self.server_skipping()
+            || self.expect.iter().any(|e| {
+                matches!(
+                    e,
+                    Expect::Execute(_)
+                        | Expect::Query(_)
+                        | Expect::FunctionCall(_)
+                        | Expect::Sync { .. }
+                        | Expect::CopyEnd
+                )
+            });
+        if unanswered {
+            TxStatus::Unsettled
+        } else {
+            TxStatus::from_ready(self.status)
+        }
+    }
+
+    /// Everything queued to the agent from now on waits until `ticket` resolves.
+    pub(super) fn hold_answers(&mut self, ticket: proctor_gate::Durable) {
+        let mark = self.release.mark(self.cout.len());
+        self.release.hold(ticket, mark);
     }
 
     pub(super) async fn decide(&mut self, stmt: Statement) -> Result<Decision, End> {
@@ -279,7 +334,8 @@ impl Relay {
         let approval_id = paused.hold.approval_id.clone();
         match res {
             Resolution::Allow => match paused.cont {
-                Cont::Query { frame, ids, rest } => self.judge_query(frame, ids, rest).await,
+                // Approved: it was durable before it was held, and waits as it did.
+                Cont::Query { frame, ids, rest } => self.judge_query(frame, ids, rest, false).await,
                 Cont::Execute {
                     frame,
                     id,

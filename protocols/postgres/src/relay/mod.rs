@@ -18,6 +18,7 @@ mod execute;
 pub mod fastpath;
 mod judge;
 mod names;
+mod release;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -245,6 +246,8 @@ pub struct Relay {
     last_forwarded: u64,
     events: Vec<Event>,
     tickets: Tickets,
+    /// Answers held back until the records of statements forwarded before them are durable.
+    release: release::Release,
     /// The target sent a FATAL error: the session is over whatever happens next.
     target_sent_fatal: Option<String>,
     /// A startup-only message (BackendKeyData, Authentication, NegotiateProtocolVersion) came
@@ -322,6 +325,7 @@ impl Relay {
                 q: VecDeque::new(),
                 bytes: 0,
             },
+            release: release::Release::default(),
             target_sent_fatal: None,
             noted_late_startup_message: false,
             last_row_description: None,
@@ -362,6 +366,7 @@ impl Relay {
                 Ev::Control(Control::Shutdown) => Err(End::Shutdown),
                 Ev::Control(Control::Cancel) => self.cancel_requested(),
                 Ev::Hold(res) => self.hold_resolved(res).await,
+                Ev::RecordFailed(e) => Err(self.gate_error(e)),
                 Ev::TargetData => self.process_target().await,
                 Ev::ClientData => Ok(()),
                 Ev::TargetGone(r) => Err(End::TargetLost(match &self.target_sent_fatal {
@@ -404,14 +409,20 @@ impl Relay {
         {
             return Poll::Ready(Ev::Hold(r));
         }
-        // Writes.
-        while !self.cout.is_empty() {
-            match Pin::new(&mut self.client).poll_write(cx, &self.cout) {
+        // Writes, to the agent only as far as the records before them are durable.
+        let mut sendable = match self.release.poll_sendable(cx, self.cout.len()) {
+            Ok(n) => n,
+            Err(e) => return Poll::Ready(Ev::RecordFailed(e)),
+        };
+        while sendable > 0 {
+            match Pin::new(&mut self.client).poll_write(cx, &self.cout[..sendable]) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Ev::ClientGone("client connection closed".into()));
                 }
                 Poll::Ready(Ok(n)) => {
                     self.cout.advance(n);
+                    self.release.wrote(n);
+                    sendable -= n;
                     self.c_dirty = self.c_tls;
                 }
                 Poll::Ready(Err(e)) => {
@@ -420,7 +431,7 @@ impl Relay {
                 Poll::Pending => break,
             }
         }
-        if self.cout.is_empty() && self.c_dirty {
+        if sendable == 0 && self.c_dirty {
             match Pin::new(&mut self.client).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.c_dirty = false,
                 Poll::Ready(Err(e)) => {
@@ -545,6 +556,7 @@ impl Relay {
         self.paused = None;
         let _ = self.flush_events().await;
         let terminate = b"X\0\0\0\x04";
+        let record_failed = matches!(end, End::Recorder(_));
         let (outcome, reason, to_client, to_target): (Outcome, String, Option<Bytes>, bool) =
             match end {
                 End::Client(r) => (Outcome::Completed, r, None, true),
@@ -630,6 +642,16 @@ impl Relay {
                     true,
                 ),
             };
+        // Answers held back for records that are not durable never reach the agent: after a
+        // recorder failure not at all, otherwise once they are (or not, after the goodbye
+        // timeout).
+        let wait = if record_failed {
+            Duration::ZERO
+        } else {
+            GOODBYE_TIMEOUT
+        };
+        let keep = self.release.settle(self.cout.len(), wait).await;
+        self.cout.truncate(keep);
         if let Some(b) = to_client {
             self.cout.extend_from_slice(&b);
         }
@@ -669,6 +691,8 @@ impl Relay {
 enum Ev {
     Control(Control),
     Hold(Resolution),
+    /// A statement forwarded before its record was durable could not be recorded.
+    RecordFailed(GateError),
     ClientData,
     TargetData,
     ClientGone(String),

@@ -43,6 +43,11 @@ pub struct TestGate {
     holds: mpsc::UnboundedSender<PendingHold>,
     pub ends: AtomicUsize,
     hold_seq: AtomicUsize,
+    /// When set, `decide_all_overlapped` overlaps (issue 15): its tickets resolve when the
+    /// watch holds `Some(true)` and fail on `Some(false)`.
+    pub overlap: Mutex<Option<watch::Receiver<Option<bool>>>>,
+    /// Texts of the statements decided with an overlapping ticket.
+    pub overlapped: Mutex<Vec<String>>,
 }
 
 impl TestGate {
@@ -83,6 +88,15 @@ impl TestGate {
 
     fn push(&self, e: Event) {
         self.events.lock().unwrap().push(e);
+    }
+
+    /// Overlapping tickets from now on, resolved by `durable`.
+    pub fn overlap_with(&self, durable: watch::Receiver<Option<bool>>) {
+        *self.overlap.lock().unwrap() = Some(durable);
+    }
+
+    pub fn overlapped(&self) -> Vec<String> {
+        self.overlapped.lock().unwrap().clone()
     }
 }
 
@@ -166,6 +180,34 @@ impl Gate for TestGate {
         Ok(Decision::Allow)
     }
 
+    async fn decide_all_overlapped(
+        &self,
+        actions: Vec<Action>,
+    ) -> Result<(Vec<Decision>, Option<Durable>), GateError> {
+        let texts: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Statement(s) => Some(s.text.clone()),
+                _ => None,
+            })
+            .collect();
+        let decisions = self.decide_all(actions).await?;
+        let durable = self.overlap.lock().unwrap().clone();
+        match durable {
+            Some(mut rx) if decisions.iter().all(|d| matches!(d, Decision::Allow)) => {
+                self.overlapped.lock().unwrap().extend(texts);
+                let ticket = Durable(Box::pin(async move {
+                    match rx.wait_for(|v| v.is_some()).await.map(|v| *v) {
+                        Ok(Some(true)) => Ok(()),
+                        _ => Err(GateError::Recorder("test: the record failed".into())),
+                    }
+                }));
+                Ok((decisions, Some(ticket)))
+            }
+            _ => Ok((decisions, None)),
+        }
+    }
+
     fn kill_signal(&self) -> watch::Receiver<Option<String>> {
         self.kill_tx.subscribe()
     }
@@ -235,6 +277,8 @@ impl Authority for TestAuthority {
             holds: self.holds.clone(),
             ends: AtomicUsize::new(0),
             hold_seq: AtomicUsize::new(0),
+            overlap: Mutex::new(None),
+            overlapped: Mutex::new(Vec::new()),
         });
         self.sessions.lock().unwrap().push(gate.clone());
         Ok(OpenSession {
