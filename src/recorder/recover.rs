@@ -68,7 +68,7 @@ fn file_stem(path: &Path) -> String {
 /// Feeds the index every record from `(segment, offset)` onwards. Returns records applied.
 pub fn catch_up_index(
     data: &Path,
-    index: &mut Index,
+    index: &Index,
     from: (u64, u64),
     repair_tail: bool,
     report: &mut RecoveryReport,
@@ -176,7 +176,7 @@ pub fn open_index(
     repair_tail: bool,
 ) -> Result<Index, StoreError> {
     let dir = index_dir(data);
-    let mut index = match Index::open(&dir) {
+    let index = match Index::open(&dir) {
         Ok(i) => i,
         Err(e) => {
             let aside = data.join(format!("index.broken-{}", now_ns()));
@@ -194,16 +194,16 @@ pub fn open_index(
     if from == (0, 0) {
         report.full_reindex = true;
     }
-    report.reindexed_records = catch_up_index(data, &mut index, from, repair_tail, report)?;
+    report.reindexed_records = catch_up_index(data, &index, from, repair_tail, report)?;
     if report.full_reindex {
-        restore_ledger_positions(data, &mut index)?;
+        restore_ledger_positions(data, &index)?;
     }
     index.flush()?;
     Ok(index)
 }
 
 /// After a full rebuild, the index learns each session's ledger position from the ledger.
-fn restore_ledger_positions(data: &Path, index: &mut Index) -> Result<(), StoreError> {
+fn restore_ledger_positions(data: &Path, index: &Index) -> Result<(), StoreError> {
     let scan = ledger::scan_ledger(&ledger::ledger_path(data))
         .map_err(StoreError::io("read the ledger"))?;
     let mut n = 0u64;
@@ -302,7 +302,7 @@ pub fn reindex(data: &Path) -> Result<RecoveryReport, StoreError> {
         fs::remove_dir_all(&dir).map_err(StoreError::io("remove the old index"))?;
     }
     let mut report = RecoveryReport::default();
-    let mut index = open_index(data, &mut report, false)?;
+    let index = open_index(data, &mut report, false)?;
     index.persist()?;
     Ok(report)
 }

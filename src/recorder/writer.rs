@@ -14,7 +14,8 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use super::RecorderError;
 use super::codec::{self, Body, Signed, kind};
 use super::frame::{self, FORMAT_VERSION, GENESIS_HASH, JOURNAL_SESSION, RecordHeader, SessionKey};
-use super::index::{Index, Indexed, wants_body};
+use super::index::wants_body;
+use super::indexer::{IndexJob, PendingIndex};
 use super::ledger::{LEAF_JOURNAL, LEAF_SESSION_OPENED, LEAF_SESSION_SEALED, Leaf, Ledger};
 use super::segment::SegmentWriter;
 use super::signing::{self, RecorderKey};
@@ -132,20 +133,6 @@ pub enum Command {
     Shutdown { ack: Ack },
 }
 
-/// A record written in this batch, for the index once the batch is durable.
-struct PendingIndex {
-    session: SessionKey,
-    kind: u8,
-    seq: u64,
-    ts_ns: i64,
-    hash: [u8; 32],
-    /// Offset of the frame within the batch buffer, and its length.
-    at: usize,
-    frame_len: usize,
-    /// Body bytes within the batch buffer, for the kinds the index reads.
-    body: Option<(usize, usize)>,
-}
-
 type SealAck = oneshot::Sender<Result<SealInfo, RecorderError>>;
 type LedgerAck = oneshot::Sender<Result<Vec<u64>, RecorderError>>;
 
@@ -183,7 +170,8 @@ pub struct WriterThread {
     pub opts: WriterOptions,
     pub segment: SegmentWriter,
     pub ledger: Arc<Mutex<Ledger>>,
-    pub index: Arc<Mutex<Index>>,
+    /// The indexer thread: the writer hands it what is durable and never waits on it.
+    pub index: mpsc::Sender<IndexJob>,
     pub chains: HashMap<SessionKey, ChainState>,
     pub failed: watch::Sender<Option<String>>,
     pub stopping: Option<Ack>,
@@ -588,34 +576,22 @@ impl WriterThread {
             }
             return;
         }
-        // The events are durable: acknowledge before the ledger and index work.
+        // The events are durable. The indexer gets them first (a channel send, it never
+        // waits), so a reader that syncs with the index after an acknowledgement sees them;
+        // then the acknowledgements, before the ledger work.
+        if !index.is_empty() {
+            // A closed indexer (shutdown) only costs a rescan at the next start.
+            let _ = self.index.send(IndexJob::Records {
+                segment: segment_no,
+                base,
+                records: index,
+                buf,
+            });
+        }
         for a in acks {
             let _ = a.send(Ok(()));
         }
         self.segment.release_cache();
-        {
-            let mut idx = match self.index.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            for pi in &index {
-                let body = pi.body.map_or(&[][..], |(s, e)| &buf[s..e]);
-                let rec = Indexed {
-                    session: pi.session,
-                    kind: pi.kind,
-                    seq: pi.seq,
-                    ts_ns: pi.ts_ns,
-                    hash: pi.hash,
-                    segment: segment_no,
-                    offset: base + pi.at as u64,
-                    frame_len: pi.frame_len as u64,
-                    body,
-                };
-                if let Err(e) = idx.apply(&rec) {
-                    tracing::warn!(error = %e, "index update failed; `proctor reindex` will rebuild it");
-                }
-            }
-        }
         self.commit_ledger(anchors, seals, ledger_requests);
         let rotate_now =
             !rotate.is_empty() && self.segment.len > super::segment::SEGMENT_HEADER_LEN;
@@ -679,37 +655,43 @@ impl WriterThread {
             }
         };
         let mut it = indexes.into_iter().skip(n_anchors);
-        let mut idx = match self.index.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        // The index learns the positions before anyone hears of them, so a reader that syncs
+        // with the indexer after its seal is acknowledged sees the session's ledger leaf.
+        let mut positions = Vec::new();
+        let mut seal_acks = Vec::with_capacity(seals.len());
         for (session, leaf, ack) in seals {
             let li = it.next().unwrap_or_default();
-            if let Err(e) = idx.set_ledger_index(&session, li) {
-                tracing::warn!(error = %e, "index update failed");
-            }
-            let _ = ack.send(Ok(SealInfo {
-                final_seq: leaf.final_seq,
-                final_hash: leaf.final_hash,
-                ledger_index: li,
-            }));
+            positions.push((session, li));
+            seal_acks.push((
+                ack,
+                SealInfo {
+                    final_seq: leaf.final_seq,
+                    final_hash: leaf.final_hash,
+                    ledger_index: li,
+                },
+            ));
         }
+        let mut request_acks = Vec::with_capacity(requests.len());
         for (ls, ack) in requests {
             let mut out = Vec::with_capacity(ls.len());
             for leaf in &ls {
                 let li = it.next().unwrap_or_default();
                 // The index keeps the seal's leaf: the one bundles prove inclusion of.
-                if leaf.kind == LEAF_SESSION_SEALED
-                    && let Err(e) = idx.set_ledger_index(&leaf.session, li)
-                {
-                    tracing::warn!(error = %e, "index update failed");
+                if leaf.kind == LEAF_SESSION_SEALED {
+                    positions.push((leaf.session, li));
                 }
                 out.push(li);
             }
-            let _ = ack.send(Ok(out));
+            request_acks.push((ack, out));
         }
-        if let Err(e) = idx.flush() {
-            tracing::warn!(error = %e, "index flush failed");
+        if !positions.is_empty() {
+            let _ = self.index.send(IndexJob::LedgerIndex(positions));
+        }
+        for (ack, info) in seal_acks {
+            let _ = ack.send(Ok(info));
+        }
+        for (ack, out) in request_acks {
+            let _ = ack.send(Ok(out));
         }
     }
 }

@@ -135,7 +135,7 @@ async fn drop_online(store: &Store, sessions: &HashSet<SessionKey>) -> Result<u6
         }
         let result = compact::compact_segment(&store.data, number, sessions)?;
         removed += result.removed_bytes;
-        let mut index = store.index();
+        let index = store.index();
         for key in sessions {
             index.set_segment_span(key, number, None).map_err(failed)?;
         }
@@ -238,7 +238,7 @@ pub async fn archive(
     crate::recorder::segment::sync_dir(to)?;
     let indexes = store.recorder.ledger(leaves).await.map_err(failed)?;
     {
-        let mut index = store.index();
+        let index = store.index();
         for (e, _) in entries.iter().zip(indexes) {
             if let Some(k) = parse_session_id(&e.session) {
                 let place = to.join(&e.file).display().to_string();
@@ -361,7 +361,7 @@ pub async fn purge(
     }
     store.recorder.ledger(leaves).await.map_err(failed)?;
     {
-        let mut index = store.index();
+        let index = store.index();
         for k in &keys {
             index.update(k, |m| m.purged = true).map_err(failed)?;
         }
