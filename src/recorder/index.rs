@@ -85,6 +85,13 @@ pub struct SessionMeta {
     pub archived: Option<String>,
     #[serde(default)]
     pub purged: bool,
+    /// An open session: the last seq (and its chain hash, hex) a store checkpoint signed, for
+    /// the `recovered` record a restart after a crash writes. Dropped at the seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_signed: Option<(u64, String)>,
+    /// The journal: chain hash (hex) of its last store checkpoint, which the next one names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_store_checkpoint: Option<String>,
 }
 
 impl SessionMeta {
@@ -123,7 +130,11 @@ pub fn derive(meta: &mut SessionMeta, rec: &Indexed<'_>) -> bool {
         kind::STATEMENT => meta.statements += 1,
         kind::EXEC | kind::COMMAND_LINE => meta.commands += 1,
         kind::ALERT => meta.alerts += 1,
-        kind::SEAL => meta.sealed = true,
+        kind::SEAL => {
+            meta.sealed = true;
+            meta.store_signed = None;
+        }
+        kind::STORE_CHECKPOINT => meta.last_store_checkpoint = Some(hex::encode(rec.hash)),
         _ => {}
     }
     if wants_body(rec.kind)
@@ -192,6 +203,7 @@ pub fn wants_body(kind_code: u8) -> bool {
             | kind::VERDICT
             | kind::RETENTION
             | kind::JOURNAL_NOTE
+            | kind::STORE_CHECKPOINT
     )
 }
 
@@ -354,6 +366,19 @@ impl Index {
             && let Ok(Body::JournalNote { topic, text }) = codec::decode_body(rec.kind, rec.body)
         {
             Self::apply_journal(self, &mut st, &topic, &text)?;
+        }
+        if rec.kind == kind::STORE_CHECKPOINT
+            && let Ok(Body::StoreCheckpoint(c)) = codec::decode_body(rec.kind, rec.body)
+        {
+            // Open sessions are in memory; a sealed one is signed by its seal.
+            for p in &c.chains {
+                if let Some(m) = st.metas.get_mut(&p.session)
+                    && !m.sealed
+                {
+                    m.store_signed = Some((p.seq, hex::encode(p.hash)));
+                    st.dirty.insert(p.session);
+                }
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod reader;
 pub mod recover;
 pub mod segment;
 pub mod signing;
+pub mod store_checkpoint;
 pub mod verify;
 pub mod wire;
 pub mod writer;
@@ -33,6 +34,7 @@ use self::frame::{JOURNAL_SESSION, SessionKey};
 use self::index::Index;
 use self::ledger::Ledger;
 use self::signing::RecorderKey;
+use self::store_checkpoint::StoreCheckpoints;
 use self::wire::Writer;
 use self::writer::{Command, WriterThread};
 pub use self::writer::{SealInfo, WriterOptions};
@@ -369,6 +371,8 @@ impl Store {
         let (index_tx, indexer_thread) =
             indexer::spawn(index.clone()).map_err(StoreError::io("start the indexer thread"))?;
         let ledger = Arc::new(Mutex::new(prepared.ledger));
+        let store_checkpoints =
+            StoreCheckpoints::new(opts.store_checkpoint_every, prepared.store_previous);
         let thread = WriterThread {
             data: data.to_path_buf(),
             key: key.clone(),
@@ -379,6 +383,7 @@ impl Store {
             chains: prepared.chains,
             failed: failed_tx,
             stopping: None,
+            store: store_checkpoints,
         };
         let writer = std::thread::Builder::new()
             .name("proctor-recorder".into())

@@ -29,6 +29,8 @@ pub struct Prepared {
     pub ledger: Ledger,
     pub segment: SegmentWriter,
     pub chains: HashMap<SessionKey, ChainState>,
+    /// Chain hash of the journal's last store checkpoint (zero when there is none yet).
+    pub store_previous: [u8; 32],
     pub report: RecoveryReport,
 }
 
@@ -237,7 +239,15 @@ pub fn prepare(data: &Path, key: &RecorderKey) -> Result<Prepared, StoreError> {
     let segment = SegmentWriter::create(data, next).map_err(StoreError::io("create a segment"))?;
     let mut chains = HashMap::new();
     let mut open_metas = index.open_sessions();
+    let mut store_previous = [0u8; 32];
     if let Ok(Some(j)) = index.get(&JOURNAL_SESSION) {
+        if let Some(h) = &j.last_store_checkpoint
+            && hex::decode_to_slice(h, &mut store_previous).is_err()
+        {
+            report
+                .notes
+                .push("the journal's last store checkpoint hash in the index is unreadable".into());
+        }
         open_metas.push(j);
     }
     for meta in open_metas {
@@ -270,6 +280,7 @@ pub fn prepare(data: &Path, key: &RecorderKey) -> Result<Prepared, StoreError> {
         ledger,
         segment,
         chains,
+        store_previous,
         report,
     })
 }

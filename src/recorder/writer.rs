@@ -19,6 +19,7 @@ use super::indexer::{IndexJob, PendingIndex};
 use super::ledger::{LEAF_JOURNAL, LEAF_SESSION_OPENED, LEAF_SESSION_SEALED, Leaf, Ledger};
 use super::segment::SegmentWriter;
 use super::signing::{self, RecorderKey};
+use super::store_checkpoint::StoreCheckpoints;
 use super::wire::Writer;
 use crate::clock::now_ns;
 
@@ -33,6 +34,8 @@ pub struct WriterOptions {
     /// How long events nobody waits for yet (results, output) may wait for company before
     /// they are committed on their own: one fdatasync then covers them and the next action.
     pub lazy_delay: Duration,
+    /// Longest time records wait for a store checkpoint (FORMAT.md, "Store checkpoints").
+    pub store_checkpoint_every: Duration,
 }
 
 impl Default for WriterOptions {
@@ -43,6 +46,7 @@ impl Default for WriterOptions {
             max_segment_bytes: 128 * 1024 * 1024,
             max_batch_bytes: 16 * 1024 * 1024,
             lazy_delay: Duration::from_millis(2),
+            store_checkpoint_every: Duration::from_millis(100),
         }
     }
 }
@@ -136,7 +140,7 @@ pub enum Command {
 type SealAck = oneshot::Sender<Result<SealInfo, RecorderError>>;
 type LedgerAck = oneshot::Sender<Result<Vec<u64>, RecorderError>>;
 
-struct Pending {
+pub(super) struct Pending {
     acks: Vec<Ack>,
     /// Commands in this batch that someone waits for (the batch is committed without delay).
     urgent: usize,
@@ -175,11 +179,17 @@ pub struct WriterThread {
     pub chains: HashMap<SessionKey, ChainState>,
     pub failed: watch::Sender<Option<String>>,
     pub stopping: Option<Ack>,
+    /// Chains written since the last store checkpoint, and that checkpoint.
+    pub store: StoreCheckpoints,
 }
 
 impl WriterThread {
     pub fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let tick = self.opts.checkpoint_every.min(Duration::from_millis(500));
+        let tick = self
+            .opts
+            .checkpoint_every
+            .min(self.opts.store_checkpoint_every)
+            .min(Duration::from_millis(500));
         loop {
             let mut p = Pending::new();
             let mut disconnected = false;
@@ -192,15 +202,18 @@ impl WriterThread {
                 Err(RecvTimeoutError::Disconnected) => disconnected = true,
             }
             if disconnected {
+                self.store_checkpoint(&mut p, true);
                 self.checkpoint_all(&mut p, true);
                 self.commit(p);
                 self.close_segment();
                 return;
             }
             self.checkpoint_all(&mut p, false);
+            self.store_checkpoint(&mut p, false);
             self.commit(p);
             if let Some(ack) = self.stopping.take() {
                 let mut p = Pending::new();
+                self.store_checkpoint(&mut p, true);
                 self.checkpoint_all(&mut p, true);
                 self.commit(p);
                 self.close_segment();
@@ -256,7 +269,7 @@ impl WriterThread {
         }
     }
 
-    fn failed_reason(&self) -> Option<String> {
+    pub(super) fn failed_reason(&self) -> Option<String> {
         self.failed.borrow().clone()
     }
 
@@ -376,7 +389,7 @@ impl WriterThread {
         self.chains.contains_key(session) || kind_code == kind::SESSION_START || is_journal(session)
     }
 
-    fn append(
+    pub(super) fn append(
         &mut self,
         p: &mut Pending,
         session: SessionKey,
@@ -384,6 +397,9 @@ impl WriterThread {
         ts_ns: i64,
         body: &[u8],
     ) {
+        if kind_code != kind::STORE_CHECKPOINT {
+            self.store.written(session);
+        }
         let chain = self.chains.entry(session).or_default();
         let seq = chain.next_seq;
         if seq == 0 {
@@ -442,12 +458,18 @@ impl WriterThread {
         }
         chain.prev_hash = hash;
         chain.next_seq += 1;
-        if kind_code != kind::CHECKPOINT && kind_code != kind::SEAL {
-            chain.unsigned += 1;
-            chain.unsigned_since.get_or_insert_with(Instant::now);
-        } else {
-            chain.unsigned = 0;
-            chain.unsigned_since = None;
+        match kind_code {
+            kind::CHECKPOINT | kind::SEAL => {
+                chain.unsigned = 0;
+                chain.unsigned_since = None;
+            }
+            // Neither: the journal keeps its own checkpoints (its ledger anchors) on their
+            // cadence, whatever the store checkpoints in it.
+            kind::STORE_CHECKPOINT => {}
+            _ => {
+                chain.unsigned += 1;
+                chain.unsigned_since.get_or_insert_with(Instant::now);
+            }
         }
         let body_range = wants_body(kind_code).then(|| {
             let start = at + frame::FRAME_HEADER_LEN + frame::RECORD_HEADER_LEN;
