@@ -154,8 +154,8 @@ pub async fn seal_open_sessions(store: &mut Store) -> Result<(), RecorderError> 
                 session,
                 now,
                 &proctor_gate::Event::Retention {
-                    online_until_ns: now.saturating_add(online.as_nanos() as i64),
-                    retain_until_ns: now.saturating_add(total.as_nanos() as i64),
+                    online_until_ns: crate::clock::after(now, online),
+                    retain_until_ns: crate::clock::after(now, total),
                     policy: "default (sealed at restart)".into(),
                 },
             )

@@ -2,6 +2,7 @@
 //! store-wide Merkle ledger, an index that can always be rebuilt, and verification.
 //! The byte layout is specified in `FORMAT.md` beside this file.
 
+pub mod baseline;
 pub mod codec;
 pub mod consistency;
 pub mod frame;

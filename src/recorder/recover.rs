@@ -199,6 +199,16 @@ pub fn open_index(
     report.reindexed_records = catch_up_index(data, &index, from, repair_tail, report)?;
     if report.full_reindex {
         restore_ledger_positions(data, &index)?;
+        // The first-use baseline lives in the index too, and is derived from the log as well.
+        match super::baseline::rebuild(data, &index) {
+            Ok(0) => {}
+            Ok(n) => report.notes.push(format!(
+                "first-use baseline rebuilt from the log: {n} entries"
+            )),
+            Err(e) => report
+                .notes
+                .push(format!("cannot rebuild the first-use baseline: {e}")),
+        }
     }
     index.flush()?;
     Ok(index)

@@ -71,19 +71,13 @@ pub struct ArchiveReport {
 
 /// When a session leaves the hot store, when it may be deleted.
 fn online_until(m: &SessionMeta, default: Duration) -> i64 {
-    m.online_until_ns.unwrap_or_else(|| {
-        m.ended_ns
-            .unwrap_or(m.started_ns)
-            .saturating_add(default.as_nanos() as i64)
-    })
+    m.online_until_ns
+        .unwrap_or_else(|| crate::clock::after(m.ended_ns.unwrap_or(m.started_ns), default))
 }
 
 fn retain_until(m: &SessionMeta, default: Duration) -> i64 {
-    m.retain_until_ns.unwrap_or_else(|| {
-        m.ended_ns
-            .unwrap_or(m.started_ns)
-            .saturating_add(default.as_nanos() as i64)
-    })
+    m.retain_until_ns
+        .unwrap_or_else(|| crate::clock::after(m.ended_ns.unwrap_or(m.started_ns), default))
 }
 
 fn final_hash(m: &SessionMeta) -> [u8; 32] {
@@ -168,7 +162,7 @@ pub async fn archive(
             .into_iter()
             .filter(|m| m.sealed && m.archived.is_none() && !m.purged && m.ledger_index.is_some())
             .filter(|m| match older_than {
-                Some(d) => m.ended_ns.unwrap_or(m.last_ts_ns) < now - d.as_nanos() as i64,
+                Some(d) => m.ended_ns.unwrap_or(m.last_ts_ns) < crate::clock::before(now, d),
                 None => online_until(m, default_online) < now,
             })
             .collect()
