@@ -162,8 +162,8 @@ fn slow_writer_child() {
         .build()
         .expect("rt");
     rt.block_on(async {
-        let mut store = Store::open(std::path::Path::new(&data), WriterOptions::default())
-            .expect("store");
+        let mut store =
+            Store::open(std::path::Path::new(&data), WriterOptions::default()).expect("store");
         store.finish_recovery().await.expect("recovery");
         let mut tasks = Vec::new();
         for i in 0..6u32 {
@@ -236,9 +236,9 @@ fn an_honest_crash_leaves_at_most_one_store_checkpoint_interval_unsigned() {
     for id in &sessions {
         // A session may be fully signed (no tail) when the crash fell just after a checkpoint.
         if let Some(t) = tail_of(&v, id) {
-            let span_ms =
-                (t["last_ts_ns"].as_i64().unwrap_or(0) - t["first_ts_ns"].as_i64().unwrap_or(0))
-                    / 1_000_000;
+            let span_ms = (t["last_ts_ns"].as_i64().unwrap_or(0)
+                - t["first_ts_ns"].as_i64().unwrap_or(0))
+                / 1_000_000;
             let n = t["records"].as_u64().unwrap_or(u64::MAX);
             eprintln!("honest crash: session {id}: {n} unsigned records over {span_ms} ms");
             // 100 ms of store checkpoint interval plus one batch; loose for a loaded machine

@@ -30,7 +30,10 @@ fn start(i: usize) -> Event {
 fn exec(n: usize) -> Event {
     Event::Exec {
         channel: 0,
-        command: format!("tar czf /backup/{n}.tgz /var/lib/app --exclude cache {}", "x".repeat(200)),
+        command: format!(
+            "tar czf /backup/{n}.tgz /var/lib/app --exclude cache {}",
+            "x".repeat(200)
+        ),
     }
 }
 
@@ -44,7 +47,9 @@ fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
 async fn acknowledgements(store: &Store, n: usize) -> Vec<Duration> {
     let rec = store.recorder.clone();
     let key = *uuid::Uuid::now_v7().as_bytes();
-    rec.record(key, now_ns(), &start(9999)).await.expect("start");
+    rec.record(key, now_ns(), &start(9999))
+        .await
+        .expect("start");
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
@@ -104,7 +109,7 @@ async fn a_long_text_search_in_a_loop_does_not_delay_acknowledgements() {
                 store.flush_index();
                 let found = {
                     let index = store.index();
-                    let candidates = ops::list_sessions(&index, &Filter::default()).expect("list");
+                    let candidates = ops::list_sessions(index, &Filter::default()).expect("list");
                     search_text(&data, candidates, "never-recorded-text", 500)
                 };
                 assert!(found.found.is_empty());

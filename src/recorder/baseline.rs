@@ -49,10 +49,7 @@ pub fn items_of(event: &Event, max_name: usize) -> Vec<String> {
 /// Returns the entries added.
 pub fn rebuild(data: &Path, index: &Index) -> Result<u64, BaselineError> {
     let defaults = MonitorConfig::default();
-    let (max_name, per_agent) = (
-        defaults.first_use_name_bytes,
-        defaults.first_use_per_agent,
-    );
+    let (max_name, per_agent) = (defaults.first_use_name_bytes, defaults.first_use_per_agent);
     let mut agents: HashMap<[u8; 16], String> = HashMap::new();
     let mut added: HashMap<String, u64> = HashMap::new();
     let mut total = 0u64;

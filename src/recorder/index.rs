@@ -336,16 +336,15 @@ impl Index {
             st.upto = (rec.segment, end);
             st.upto_dirty = true;
         }
-        if !st.metas.contains_key(&rec.session) {
-            let meta = match self.load(&rec.session)? {
+        if let std::collections::hash_map::Entry::Vacant(slot) = st.metas.entry(rec.session) {
+            slot.insert(match self.load(&rec.session)? {
                 Some(m) => m,
                 None => SessionMeta {
                     id: session_id_string(&rec.session),
                     started_ns: rec.ts_ns,
                     ..Default::default()
                 },
-            };
-            st.metas.insert(rec.session, meta);
+            });
         }
         let Some(meta) = st.metas.get_mut(&rec.session) else {
             return Ok(());

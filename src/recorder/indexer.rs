@@ -89,10 +89,7 @@ fn apply(index: &Index, job: IndexJob, syncs: &mut Vec<Sender<()>>) {
             buf,
         } => {
             for pi in &records {
-                let body = pi
-                    .body
-                    .and_then(|(s, e)| buf.get(s..e))
-                    .unwrap_or(&[][..]);
+                let body = pi.body.and_then(|(s, e)| buf.get(s..e)).unwrap_or(&[][..]);
                 let rec = Indexed {
                     session: pi.session,
                     kind: pi.kind,

@@ -37,7 +37,12 @@ pub struct StoreCheckpoint {
 }
 
 /// The signed part of the body: everything before `key_id`.
-fn signed_part(covered_seq: u64, covered_hash: &[u8; 32], previous: &[u8; 32], chains: &[ChainPosition]) -> Writer {
+fn signed_part(
+    covered_seq: u64,
+    covered_hash: &[u8; 32],
+    previous: &[u8; 32],
+    chains: &[ChainPosition],
+) -> Writer {
     let mut w = Writer::with_capacity(80 + chains.len() * 56);
     w.u64(covered_seq);
     w.h32(covered_hash);
@@ -53,7 +58,12 @@ fn signed_part(covered_seq: u64, covered_hash: &[u8; 32], previous: &[u8; 32], c
 }
 
 /// The message the recorder key signs: the context, then the signed part of the body.
-pub fn message(covered_seq: u64, covered_hash: &[u8; 32], previous: &[u8; 32], chains: &[ChainPosition]) -> Vec<u8> {
+pub fn message(
+    covered_seq: u64,
+    covered_hash: &[u8; 32],
+    previous: &[u8; 32],
+    chains: &[ChainPosition],
+) -> Vec<u8> {
     let part = signed_part(covered_seq, covered_hash, previous, chains);
     [STORE_CHECKPOINT_CONTEXT, part.buf.as_slice()].concat()
 }
@@ -212,8 +222,13 @@ impl WriterThread {
         else {
             return;
         };
-        let checkpoint =
-            StoreCheckpoint::sign(&self.key, covered_seq, covered_hash, self.store.previous, chains);
+        let checkpoint = StoreCheckpoint::sign(
+            &self.key,
+            covered_seq,
+            covered_hash,
+            self.store.previous,
+            chains,
+        );
         let mut w = Writer::with_capacity(200 + checkpoint.chains.len() * 56);
         checkpoint.encode(&mut w);
         self.append(p, JOURNAL_SESSION, kind::STORE_CHECKPOINT, now_ns(), &w.buf);

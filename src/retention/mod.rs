@@ -300,7 +300,7 @@ pub async fn purge(
     let metas: Vec<SessionMeta> = {
         let index = store.index();
         match session {
-            Some(id) => vec![crate::ops::find_session(&index, id).map_err(failed)?],
+            Some(id) => vec![crate::ops::find_session(index, id).map_err(failed)?],
             None => index
                 .all_sessions()
                 .map_err(failed)?
@@ -386,7 +386,7 @@ pub async fn legal_hold(
 ) -> Result<String, RetentionError> {
     let meta = {
         let index = store.index();
-        crate::ops::find_session(&index, session).map_err(failed)?
+        crate::ops::find_session(index, session).map_err(failed)?
     };
     if !release && reason.trim().is_empty() {
         return Err(RetentionError::Refused(
