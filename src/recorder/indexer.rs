@@ -20,20 +20,22 @@ pub struct PendingIndex {
     pub seq: u64,
     pub ts_ns: i64,
     pub hash: [u8; 32],
-    /// Offset of the frame within the batch buffer, and its length.
+    /// Offset of the frame within the batch, and its length.
     pub at: usize,
     pub frame_len: usize,
-    /// Body bytes within the batch buffer, for the kinds the index reads.
+    /// Where the body is, for the kinds the index reads: within the batch buffer while the
+    /// writer builds it, within the job's `bodies` once handed over.
     pub body: Option<(usize, usize)>,
 }
 
 pub enum IndexJob {
-    /// The records of one durable batch: `buf` is the batch as written at `base` of `segment`.
+    /// The records of one durable batch, written at `base` of `segment`; each record's `body`
+    /// range is into `bodies`.
     Records {
         segment: u64,
         base: u64,
         records: Vec<PendingIndex>,
-        buf: Vec<u8>,
+        bodies: Vec<u8>,
     },
     /// Ledger positions of sealed sessions.
     LedgerIndex(Vec<(SessionKey, u64)>),
@@ -86,10 +88,10 @@ fn apply(index: &Index, job: IndexJob, syncs: &mut Vec<Sender<()>>) {
             segment,
             base,
             records,
-            buf,
+            bodies,
         } => {
             for pi in &records {
-                let body = pi.body.and_then(|(s, e)| buf.get(s..e)).unwrap_or(&[][..]);
+                let body = pi.body.and_then(|(s, e)| bodies.get(s..e)).unwrap_or(&[][..]);
                 let rec = Indexed {
                     session: pi.session,
                     kind: pi.kind,

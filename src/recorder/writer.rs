@@ -602,12 +602,22 @@ impl WriterThread {
         // waits), so a reader that syncs with the index after an acknowledgement sees them;
         // then the acknowledgements, before the ledger work.
         if !index.is_empty() {
-            // A closed indexer (shutdown) only costs a rescan at the next start.
+            // Only the few bodies the index reads travel (not the batch), so an indexer that
+            // lags holds little memory. A closed indexer (shutdown) only costs a rescan.
+            let mut index = index;
+            let mut bodies = Vec::new();
+            for pi in index.iter_mut() {
+                if let Some(slice) = pi.body.and_then(|(s, e)| buf.get(s..e)) {
+                    let at = bodies.len();
+                    bodies.extend_from_slice(slice);
+                    pi.body = Some((at, bodies.len()));
+                }
+            }
             let _ = self.index.send(IndexJob::Records {
                 segment: segment_no,
                 base,
                 records: index,
-                buf,
+                bodies,
             });
         }
         for a in acks {
