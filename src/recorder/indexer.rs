@@ -91,7 +91,10 @@ fn apply(index: &Index, job: IndexJob, syncs: &mut Vec<Sender<()>>) {
             bodies,
         } => {
             for pi in &records {
-                let body = pi.body.and_then(|(s, e)| bodies.get(s..e)).unwrap_or(&[][..]);
+                let body = pi
+                    .body
+                    .and_then(|(s, e)| bodies.get(s..e))
+                    .unwrap_or(&[][..]);
                 let rec = Indexed {
                     session: pi.session,
                     kind: pi.kind,
