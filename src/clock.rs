@@ -55,3 +55,15 @@ fn to_ns(t: SystemTime) -> Result<i64, String> {
         .map(|d| d.as_nanos() as i64)
         .map_err(|e| e.to_string())
 }
+
+/// The one place retention periods become instants: `from_ns + period`, saturating at the end
+/// of representable time (a period of centuries means "never", not a wrapped, past instant
+/// that would make a session purgeable at once).
+pub fn after(from_ns: i64, period: std::time::Duration) -> i64 {
+    from_ns.saturating_add(i64::try_from(period.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// `from_ns - period`, saturating at the start of representable time.
+pub fn before(from_ns: i64, period: std::time::Duration) -> i64 {
+    from_ns.saturating_sub(i64::try_from(period.as_nanos()).unwrap_or(i64::MAX))
+}

@@ -227,6 +227,16 @@ pub struct RecorderSettings {
     pub checkpoint_every_events: u32,
     #[serde(default = "default_checkpoint_every", with = "humantime_serde_compat")]
     pub checkpoint_every: Duration,
+    /// Longest time a record waits for a signature: the store checkpoint's interval.
+    #[serde(
+        default = "default_store_checkpoint_every",
+        with = "humantime_serde_compat"
+    )]
+    pub store_checkpoint_every: Duration,
+}
+
+fn default_store_checkpoint_every() -> Duration {
+    Duration::from_millis(100)
 }
 
 fn default_checkpoint_events() -> u32 {
@@ -242,6 +252,7 @@ impl Default for RecorderSettings {
         RecorderSettings {
             checkpoint_every_events: default_checkpoint_events(),
             checkpoint_every: default_checkpoint_every(),
+            store_checkpoint_every: default_store_checkpoint_every(),
         }
     }
 }

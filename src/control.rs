@@ -222,7 +222,7 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
         Request::SessionsList { filter } => {
             core.store.flush_index();
             let index = core.store.index();
-            match ops::list_sessions(&index, &filter) {
+            match ops::list_sessions(index, &filter) {
                 Ok(v) => Response::ok(json!(v)),
                 Err(e) => Response::err(e),
             }
@@ -230,7 +230,7 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
         Request::SessionsShow { id } => {
             core.store.flush_index();
             let index = core.store.index();
-            match ops::find_session(&index, &id) {
+            match ops::find_session(index, &id) {
                 Ok(m) => Response::ok(json!(m)),
                 Err(e) => Response::err(e),
             }

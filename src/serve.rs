@@ -40,6 +40,11 @@ pub fn writer_options(config: &Config) -> WriterOptions {
     WriterOptions {
         checkpoint_every_events: config.recorder.checkpoint_every_events.max(1),
         checkpoint_every: config.recorder.checkpoint_every,
+        // Never zero: a zero interval would sign at every batch.
+        store_checkpoint_every: config
+            .recorder
+            .store_checkpoint_every
+            .max(std::time::Duration::from_millis(1)),
         ..WriterOptions::default()
     }
 }

@@ -257,7 +257,7 @@ fn an_edited_index_does_not_reach_sessions_list_or_bundles() {
     let data = base.path().join("store");
     let ids = make_store(&data, 1, 5);
     {
-        let mut index =
+        let index =
             proctor::recorder::index::Index::open(&data.join("index")).expect("index opens");
         index
             .update(&key_of(&ids[0]), |m| {

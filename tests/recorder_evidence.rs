@@ -265,7 +265,6 @@ fn crash_loses_nothing_acknowledged() {
             );
             assert_eq!(meta.outcome.as_deref(), Some("interrupted"));
         }
-        drop(index);
         store.close();
         n
     });
@@ -327,7 +326,6 @@ fn full_disk_fails_closed_and_keeps_what_was_acknowledged() {
                 .expect("session present");
             assert!(meta.last_seq > *seq, "acknowledged events survive");
         }
-        drop(index);
         store.close();
     });
     let (code, t) = verify_code(&data, &[]);

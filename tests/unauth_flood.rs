@@ -82,7 +82,7 @@ async fn agent_round_trip(p: &Proctor) -> Duration {
 fn sessions(p: &Proctor) -> Vec<proctor::recorder::index::SessionMeta> {
     p.core().store.flush_index();
     let index = p.core().store.index();
-    proctor::ops::list_sessions(&index, &Default::default()).expect("sessions")
+    proctor::ops::list_sessions(index, &Default::default()).expect("sessions")
 }
 
 /// The `unauthenticated` summaries in the journal of a stopped proctor's store.

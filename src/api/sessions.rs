@@ -98,7 +98,7 @@ pub async fn find(state: &ApiState, id: String) -> Result<SessionMeta, ApiError>
     blocking(move || {
         core.store.flush_index();
         let index = core.store.index();
-        Ok(ops::find_session(&index, &id)?)
+        Ok(ops::find_session(index, &id)?)
     })
     .await
 }
@@ -116,7 +116,7 @@ pub async fn list(
         let found = blocking(move || {
             core.store.flush_index();
             let index = core.store.index();
-            Ok(ops::list_sessions(&index, &filter)?)
+            Ok(ops::list_sessions(index, &filter)?)
         })
         .await?;
         return Ok(Json(found).into_response());
@@ -133,7 +133,7 @@ pub async fn list(
     let search = blocking(move || {
         core.store.flush_index();
         let index = core.store.index();
-        let candidates = ops::list_sessions(&index, &filter)?;
+        let candidates = ops::list_sessions(index, &filter)?;
         Ok(search_text(&data, candidates, &needle, wanted))
     })
     .await?;

@@ -364,7 +364,7 @@ fn check_frames(
     key_id: &[u8; 32],
     report: &mut BundleReport,
 ) -> (ChainCheck, Option<Problem>) {
-    let mut chain = ChainCheck::new();
+    let mut chain = ChainCheck::without_store_checkpoints();
     let mut first: Option<Problem> = None;
     for item in Scanner::new(frames, 0) {
         match item {

@@ -173,6 +173,15 @@ pub fn record_json(
             unsigned_from,
             note,
         }) => json!({ "unsigned_from": unsigned_from, "note": note }),
+        Ok(Body::StoreCheckpoint(c)) => json!({
+            "covered_seq": c.signed.covered_seq, "covered_hash": hex::encode(c.signed.covered_hash),
+            "previous": hex::encode(c.previous),
+            "chains": c.chains.iter().map(|p| json!({
+                "session": crate::recorder::index::session_id_string(&p.session),
+                "seq": p.seq, "hash": hex::encode(p.hash),
+            })).collect::<Vec<_>>(),
+            "key_id": hex::encode(c.signed.key_id), "signature": hex::encode(c.signed.signature),
+        }),
         Err(e) => json!({ "decode_error": e.to_string() }),
     };
     if let (Value::Object(dst), Value::Object(src)) = (&mut o, fields) {

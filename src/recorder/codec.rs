@@ -33,6 +33,9 @@ pub enum Body {
         unsigned_from: u64,
         note: String,
     },
+    /// The store checkpoint: one signature over the latest position of every chain written
+    /// since the previous one (store journal only; see `store_checkpoint`).
+    StoreCheckpoint(super::store_checkpoint::StoreCheckpoint),
     /// Store-level facts (recovery, auditor access...), only in the store journal chain.
     JournalNote {
         topic: String,
@@ -70,6 +73,7 @@ pub mod kind {
     pub const CHECKPOINT: u8 = 64;
     pub const SEAL: u8 = 65;
     pub const RECOVERED: u8 = 66;
+    pub const STORE_CHECKPOINT: u8 = 67;
     pub const JOURNAL_NOTE: u8 = 96;
 }
 
@@ -79,6 +83,7 @@ pub fn kind_of(body: &Body) -> u8 {
         Body::Seal(_) => kind::SEAL,
         Body::JournalNote { .. } => kind::JOURNAL_NOTE,
         Body::Recovered { .. } => kind::RECOVERED,
+        Body::StoreCheckpoint(_) => kind::STORE_CHECKPOINT,
         Body::Event(e) => event_kind(e),
     }
 }
@@ -148,6 +153,7 @@ pub fn kind_name(code: u8) -> &'static str {
         CHECKPOINT => "checkpoint",
         SEAL => "seal",
         RECOVERED => "recovered",
+        STORE_CHECKPOINT => "store_checkpoint",
         JOURNAL_NOTE => "journal_note",
         _ => "unknown",
     }
@@ -196,6 +202,7 @@ pub fn encode_body(body: &Body, w: &mut Writer) {
             w.u64(*unsigned_from);
             w.str(note);
         }
+        Body::StoreCheckpoint(c) => c.encode(w),
         Body::Event(e) => encode_event_into(e, w),
     }
 }
@@ -437,6 +444,9 @@ pub fn decode_body(kind_code: u8, data: &[u8]) -> Result<Body, DecodeError> {
             unsigned_from: r.u64()?,
             note: r.str()?,
         },
+        STORE_CHECKPOINT => {
+            Body::StoreCheckpoint(super::store_checkpoint::StoreCheckpoint::decode(&mut r)?)
+        }
         other => Body::Event(decode_event(other, &mut r)?),
     };
     r.finish()?;

@@ -1,9 +1,16 @@
 //! The session index in sled: metadata for search and the byte spans where each session's
 //! records live. It is derived entirely from the log and can be rebuilt (`proctor reindex`);
 //! nothing here is evidence, so sled's weak flush only ever costs a rescan.
+//!
+//! Who touches it: the recorder's indexer thread applies what the writer made durable (the
+//! writer itself only hands it over a channel, so it never waits on the index); readers
+//! (search, export, `sessions list`, the API) read sled, which is concurrent, and copy what
+//! they need of the in-memory state of open sessions under a lock held only for that copy.
+//! No lock is held while a reader reads recordings, so a long search delays nobody.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use proctor_gate::{Event, VerdictKind};
 use serde::{Deserialize, Serialize};
@@ -78,6 +85,13 @@ pub struct SessionMeta {
     pub archived: Option<String>,
     #[serde(default)]
     pub purged: bool,
+    /// An open session: the last seq (and its chain hash, hex) a store checkpoint signed, for
+    /// the `recovered` record a restart after a crash writes. Dropped at the seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_signed: Option<(u64, String)>,
+    /// The journal: chain hash (hex) of its last store checkpoint, which the next one names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_store_checkpoint: Option<String>,
 }
 
 impl SessionMeta {
@@ -116,7 +130,11 @@ pub fn derive(meta: &mut SessionMeta, rec: &Indexed<'_>) -> bool {
         kind::STATEMENT => meta.statements += 1,
         kind::EXEC | kind::COMMAND_LINE => meta.commands += 1,
         kind::ALERT => meta.alerts += 1,
-        kind::SEAL => meta.sealed = true,
+        kind::SEAL => {
+            meta.sealed = true;
+            meta.store_signed = None;
+        }
+        kind::STORE_CHECKPOINT => meta.last_store_checkpoint = Some(hex::encode(rec.hash)),
         _ => {}
     }
     if wants_body(rec.kind)
@@ -185,6 +203,7 @@ pub fn wants_body(kind_code: u8) -> bool {
             | kind::VERDICT
             | kind::RETENTION
             | kind::JOURNAL_NOTE
+            | kind::STORE_CHECKPOINT
     )
 }
 
@@ -210,16 +229,23 @@ fn time_key(started_ns: i64, session: &SessionKey) -> Vec<u8> {
     [TIME_PREFIX, &t.to_be_bytes(), session.as_slice()].concat()
 }
 
-pub struct Index {
-    tree: sled::Db,
-    /// The data directory whose log the index describes (the index lives in `DATA/index`).
-    data: Option<std::path::PathBuf>,
+/// The index's in-memory part: open sessions and what is not yet in sled.
+#[derive(Default)]
+struct Live {
     /// Sessions changed since the last flush (open ones stay here until sealed and flushed).
-    live: HashMap<SessionKey, SessionMeta>,
+    metas: HashMap<SessionKey, SessionMeta>,
     dirty: HashSet<SessionKey>,
     /// Segment and offset just after the last record applied.
     upto: (u64, u64),
     upto_dirty: bool,
+}
+
+pub struct Index {
+    tree: sled::Db,
+    /// The data directory whose log the index describes (the index lives in `DATA/index`).
+    data: Option<std::path::PathBuf>,
+    /// Held only to change or copy entries, never while reading recordings or scanning sled.
+    state: Mutex<Live>,
 }
 
 impl Index {
@@ -238,28 +264,41 @@ impl Index {
             }
             _ => (0, 0),
         };
-        let mut index = Index {
+        let index = Index {
             tree,
             data: dir.parent().map(Path::to_path_buf),
-            live: HashMap::new(),
-            dirty: HashSet::new(),
-            upto,
-            upto_dirty: false,
+            state: Mutex::new(Live {
+                upto,
+                ..Default::default()
+            }),
         };
-        // Open sessions are kept in memory so the writer's updates never touch sled.
-        for meta in index.scan_metas()? {
-            if meta.is_open()
-                && let Some(key) = parse_session_id(&meta.id)
-            {
-                index.live.insert(key, meta);
+        // Open sessions are kept in memory: their metadata changes with every record.
+        let open: Vec<SessionMeta> = index
+            .scan_metas()?
+            .into_iter()
+            .filter(SessionMeta::is_open)
+            .collect();
+        {
+            let mut st = index.state();
+            for meta in open {
+                if let Some(key) = parse_session_id(&meta.id) {
+                    st.metas.insert(key, meta);
+                }
             }
         }
         Ok(index)
     }
 
+    fn state(&self) -> MutexGuard<'_, Live> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     /// Where a rescan of the log must start to bring the index up to date.
     pub fn indexed_upto(&self) -> (u64, u64) {
-        self.upto
+        self.state().upto
     }
 
     fn load(&self, session: &SessionKey) -> Result<Option<SessionMeta>, IndexError> {
@@ -290,24 +329,24 @@ impl Index {
 
     /// Applies one record. Idempotent for a record already applied (a rescan after a crash may
     /// replay records the index had seen).
-    pub fn apply(&mut self, rec: &Indexed<'_>) -> Result<(), IndexError> {
+    pub fn apply(&self, rec: &Indexed<'_>) -> Result<(), IndexError> {
         let end = rec.offset + rec.frame_len;
-        if (rec.segment, end) > self.upto {
-            self.upto = (rec.segment, end);
-            self.upto_dirty = true;
+        let mut st = self.state();
+        if (rec.segment, end) > st.upto {
+            st.upto = (rec.segment, end);
+            st.upto_dirty = true;
         }
-        if !self.live.contains_key(&rec.session) {
-            let meta = match self.load(&rec.session)? {
+        if let std::collections::hash_map::Entry::Vacant(slot) = st.metas.entry(rec.session) {
+            slot.insert(match self.load(&rec.session)? {
                 Some(m) => m,
                 None => SessionMeta {
                     id: session_id_string(&rec.session),
                     started_ns: rec.ts_ns,
                     ..Default::default()
                 },
-            };
-            self.live.insert(rec.session, meta);
+            });
         }
-        let Some(meta) = self.live.get_mut(&rec.session) else {
+        let Some(meta) = st.metas.get_mut(&rec.session) else {
             return Ok(());
         };
         if !derive(meta, rec) {
@@ -321,36 +360,43 @@ impl Index {
                 end,
             }),
         }
-        self.dirty.insert(rec.session);
+        st.dirty.insert(rec.session);
         if rec.kind == kind::JOURNAL_NOTE
             && let Ok(Body::JournalNote { topic, text }) = codec::decode_body(rec.kind, rec.body)
         {
-            self.apply_journal(&topic, &text)?;
+            Self::apply_journal(self, &mut st, &topic, &text)?;
+        }
+        if rec.kind == kind::STORE_CHECKPOINT
+            && let Ok(Body::StoreCheckpoint(c)) = codec::decode_body(rec.kind, rec.body)
+        {
+            // Open sessions are in memory; a sealed one is signed by its seal.
+            for p in &c.chains {
+                if let Some(m) = st.metas.get_mut(&p.session)
+                    && !m.sealed
+                {
+                    m.store_signed = Some((p.seq, hex::encode(p.hash)));
+                    st.dirty.insert(p.session);
+                }
+            }
         }
         Ok(())
     }
 
-    pub fn set_ledger_index(&mut self, session: &SessionKey, index: u64) -> Result<(), IndexError> {
-        if !self.live.contains_key(session)
-            && let Some(m) = self.load(session)?
-        {
-            self.live.insert(*session, m);
-        }
-        if let Some(m) = self.live.get_mut(session) {
-            m.ledger_index = Some(index);
-            self.dirty.insert(*session);
-        }
-        Ok(())
+    pub fn set_ledger_index(&self, session: &SessionKey, index: u64) -> Result<(), IndexError> {
+        let mut st = self.state();
+        self.update_in(&mut st, session, |m| m.ledger_index = Some(index))
     }
 
     /// Writes dirty metadata to sled in one atomic batch and drops sealed sessions from memory.
-    pub fn flush(&mut self) -> Result<(), IndexError> {
-        if self.dirty.is_empty() && !self.upto_dirty {
+    pub fn flush(&self) -> Result<(), IndexError> {
+        let mut st = self.state();
+        if st.dirty.is_empty() && !st.upto_dirty {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
-        for key in self.dirty.drain() {
-            if let Some(meta) = self.live.get(&key) {
+        let dirty: Vec<SessionKey> = st.dirty.drain().collect();
+        for key in dirty {
+            if let Some(meta) = st.metas.get(&key) {
                 let json = serde_json::to_vec(meta).map_err(|e| IndexError::Corrupt {
                     key: meta.id.clone(),
                     detail: e.to_string(),
@@ -358,29 +404,31 @@ impl Index {
                 batch.insert(meta_key(&key), json);
                 batch.insert(time_key(meta.started_ns, &key), &[][..]);
                 if meta.sealed && meta.ledger_index.is_some() {
-                    self.live.remove(&key);
+                    st.metas.remove(&key);
                 }
             }
         }
         let mut upto = [0u8; 16];
-        upto[..8].copy_from_slice(&self.upto.0.to_be_bytes());
-        upto[8..].copy_from_slice(&self.upto.1.to_be_bytes());
+        upto[..8].copy_from_slice(&st.upto.0.to_be_bytes());
+        upto[8..].copy_from_slice(&st.upto.1.to_be_bytes());
         batch.insert(UPTO_KEY, &upto[..]);
+        // Under the lock, so that a reader never sees a session neither in memory nor in sled.
         self.tree.apply_batch(batch)?;
-        self.upto_dirty = false;
+        st.upto_dirty = false;
         Ok(())
     }
 
     /// Flushes and asks sled to write everything out (used at shutdown and after reindex).
-    pub fn persist(&mut self) -> Result<(), IndexError> {
+    pub fn persist(&self) -> Result<(), IndexError> {
         self.flush()?;
         self.tree.flush()?;
         Ok(())
     }
 
     pub fn get(&self, session: &SessionKey) -> Result<Option<SessionMeta>, IndexError> {
-        if let Some(m) = self.live.get(session) {
-            return Ok(Some(self.authenticated(m.clone())));
+        let live = self.state().metas.get(session).cloned();
+        if let Some(m) = live {
+            return Ok(Some(self.authenticated(m)));
         }
         Ok(self.load(session)?.map(|m| self.authenticated(m)))
     }
@@ -434,7 +482,8 @@ impl Index {
 
     /// Sessions still open (no seal), journal excluded.
     pub fn open_sessions(&self) -> Vec<SessionMeta> {
-        self.live
+        self.state()
+            .metas
             .iter()
             .filter(|(k, m)| **k != JOURNAL_SESSION && m.is_open())
             .map(|(_, m)| m.clone())
@@ -444,7 +493,8 @@ impl Index {
     /// Sealed sessions the ledger does not list yet (a crash between seal and ledger append).
     pub fn unledgered_sessions(&self) -> Result<Vec<SessionMeta>, IndexError> {
         let mut out: Vec<SessionMeta> = self
-            .live
+            .state()
+            .metas
             .values()
             .filter(|m| m.sealed && m.ledger_index.is_none())
             .cloned()
@@ -475,9 +525,15 @@ impl Index {
                 out.push(m);
             }
         }
-        for (key, m) in &self.live {
-            if *key != JOURNAL_SESSION && seen.insert(*key) {
-                out.push(self.authenticated(m.clone()));
+        let live: Vec<(SessionKey, SessionMeta)> = self
+            .state()
+            .metas
+            .iter()
+            .map(|(k, m)| (*k, m.clone()))
+            .collect();
+        for (key, m) in live {
+            if key != JOURNAL_SESSION && seen.insert(key) {
+                out.push(self.authenticated(m));
             }
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.started_ns));
@@ -507,7 +563,7 @@ impl Index {
 
     /// Store-level facts that change a session's metadata: legal holds and their release.
     /// The note's text starts with the session id.
-    fn apply_journal(&mut self, topic: &str, text: &str) -> Result<(), IndexError> {
+    fn apply_journal(&self, st: &mut Live, topic: &str, text: &str) -> Result<(), IndexError> {
         if topic != "legal_hold" && topic != "legal_hold_release" {
             return Ok(());
         }
@@ -518,7 +574,7 @@ impl Index {
             .split_once(' ')
             .map(|(_, r)| r.to_string())
             .unwrap_or_default();
-        self.update(&key, |m| {
+        self.update_in(st, &key, |m| {
             m.legal_hold = if topic == "legal_hold" {
                 Some(reason.clone())
             } else {
@@ -529,28 +585,38 @@ impl Index {
 
     /// Changes a session's metadata (loading it from sled if it is not in memory).
     pub fn update(
-        &mut self,
+        &self,
         session: &SessionKey,
         f: impl FnOnce(&mut SessionMeta),
     ) -> Result<(), IndexError> {
-        if !self.live.contains_key(session) {
+        let mut st = self.state();
+        self.update_in(&mut st, session, f)
+    }
+
+    fn update_in(
+        &self,
+        st: &mut Live,
+        session: &SessionKey,
+        f: impl FnOnce(&mut SessionMeta),
+    ) -> Result<(), IndexError> {
+        if !st.metas.contains_key(session) {
             match self.load(session)? {
                 Some(m) => {
-                    self.live.insert(*session, m);
+                    st.metas.insert(*session, m);
                 }
                 None => return Ok(()),
             }
         }
-        if let Some(m) = self.live.get_mut(session) {
+        if let Some(m) = st.metas.get_mut(session) {
             f(m);
-            self.dirty.insert(*session);
+            st.dirty.insert(*session);
         }
         Ok(())
     }
 
     /// Replaces the spans a session has in `segment` (after the segment was compacted).
     pub fn set_segment_span(
-        &mut self,
+        &self,
         session: &SessionKey,
         segment: u64,
         span: Option<Span>,

@@ -23,9 +23,17 @@ fn failed(e: impl std::fmt::Display) -> RecorderError {
     RecorderError::Failed(e.to_string())
 }
 
-/// Runs the chain check over one session's records as stored.
+/// Runs the chain check over one session's records as stored, with the last position a store
+/// checkpoint signed (as the index learnt it from the journal; `verify` recomputes it from the
+/// journal itself, so a wrong one makes the `recovered` record fail, never pass).
 fn check_chain(data: &Path, meta: &SessionMeta, key: &VerifyingKey) -> std::io::Result<ChainCheck> {
     let key_id = super::signing::key_id(key);
+    let mut store_signed = [0u8; 32];
+    let store_signed = meta.store_signed.as_ref().and_then(|(seq, h)| {
+        hex::decode_to_slice(h, &mut store_signed)
+            .ok()
+            .map(|()| (*seq, store_signed))
+    });
     let mut c = ChainCheck::new();
     super::reader::for_each_record(data, meta, |r| {
         if let Some(record) = r
@@ -34,6 +42,11 @@ fn check_chain(data: &Path, meta: &SessionMeta, key: &VerifyingKey) -> std::io::
             .and_then(|b| super::frame::parse_record(b).ok())
         {
             let _ = check_record(&mut c, &record, key, &key_id);
+            if let Some((seq, hash)) = store_signed
+                && record.header.seq == seq
+            {
+                let _ = c.signed_by_store(seq, &hash);
+            }
         }
         ControlFlow::Continue(())
     })?;
@@ -111,7 +124,7 @@ pub async fn seal_open_sessions(store: &mut Store) -> Result<(), RecorderError> 
         let unsigned_from = chain.unsigned_from();
         if unsigned_from <= meta.last_seq {
             let note = format!(
-                "proctor restarted after a crash: seq {unsigned_from} to {} were written after the last checkpoint; no signature made before the crash covers them",
+                "proctor restarted after a crash: seq {unsigned_from} to {} were written after the last checkpoint (of the session or of the store); no signature made before the crash covers them",
                 meta.last_seq
             );
             let mut w = Writer::default();
@@ -141,8 +154,8 @@ pub async fn seal_open_sessions(store: &mut Store) -> Result<(), RecorderError> 
                 session,
                 now,
                 &proctor_gate::Event::Retention {
-                    online_until_ns: now.saturating_add(online.as_nanos() as i64),
-                    retain_until_ns: now.saturating_add(total.as_nanos() as i64),
+                    online_until_ns: crate::clock::after(now, online),
+                    retain_until_ns: crate::clock::after(now, total),
                     policy: "default (sealed at restart)".into(),
                 },
             )

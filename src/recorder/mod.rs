@@ -2,16 +2,19 @@
 //! store-wide Merkle ledger, an index that can always be rebuilt, and verification.
 //! The byte layout is specified in `FORMAT.md` beside this file.
 
+pub mod baseline;
 pub mod codec;
 pub mod consistency;
 pub mod frame;
 pub mod index;
+mod indexer;
 mod interrupted;
 pub mod ledger;
 pub mod reader;
 pub mod recover;
 pub mod segment;
 pub mod signing;
+pub mod store_checkpoint;
 pub mod timestamp;
 pub mod verify;
 pub mod wire;
@@ -33,6 +36,7 @@ use self::frame::{JOURNAL_SESSION, SessionKey};
 use self::index::Index;
 use self::ledger::Ledger;
 use self::signing::RecorderKey;
+use self::store_checkpoint::StoreCheckpoints;
 use self::wire::Writer;
 use self::writer::{Command, WriterThread};
 pub use self::writer::{SealInfo, WriterOptions};
@@ -334,7 +338,10 @@ pub struct Store {
     pub data: PathBuf,
     pub recorder: Recorder,
     pub key: Arc<RecorderKey>,
-    index: Arc<Mutex<Index>>,
+    index: Arc<Index>,
+    /// The indexer thread's channel (see `indexer`), and the thread.
+    indexer: Mutex<Option<mpsc::Sender<indexer::IndexJob>>>,
+    indexer_thread: Mutex<Option<JoinHandle<()>>>,
     ledger: Arc<Mutex<Ledger>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     pub recovery: recover::RecoveryReport,
@@ -362,18 +369,23 @@ impl Store {
         let prepared = recover::prepare(data, &key)?;
         let (failed_tx, failed_rx) = watch::channel(None);
         let (tx, rx) = mpsc::channel();
-        let index = Arc::new(Mutex::new(prepared.index));
+        let index = Arc::new(prepared.index);
+        let (index_tx, indexer_thread) =
+            indexer::spawn(index.clone()).map_err(StoreError::io("start the indexer thread"))?;
         let ledger = Arc::new(Mutex::new(prepared.ledger));
+        let store_checkpoints =
+            StoreCheckpoints::new(opts.store_checkpoint_every, prepared.store_previous);
         let thread = WriterThread {
             data: data.to_path_buf(),
             key: key.clone(),
             opts,
             segment: prepared.segment,
             ledger: ledger.clone(),
-            index: index.clone(),
+            index: index_tx.clone(),
             chains: prepared.chains,
             failed: failed_tx,
             stopping: None,
+            store: store_checkpoints,
         };
         let writer = std::thread::Builder::new()
             .name("proctor-recorder".into())
@@ -389,6 +401,8 @@ impl Store {
             },
             key,
             index,
+            indexer: Mutex::new(Some(index_tx)),
+            indexer_thread: Mutex::new(Some(indexer_thread)),
             ledger,
             writer: Mutex::new(Some(writer)),
             recovery: prepared.report,
@@ -405,17 +419,20 @@ impl Store {
         recover::finish(self).await
     }
 
-    pub fn index(&self) -> MutexGuard<'_, Index> {
-        lock(&self.index)
+    /// The index, for reading (and for retention's changes). No outer lock: see `index`.
+    pub fn index(&self) -> &Index {
+        &self.index
     }
 
     pub fn ledger(&self) -> MutexGuard<'_, Ledger> {
         lock(&self.ledger)
     }
 
+    /// Waits until the index holds everything durable so far (a reader's own writes).
     pub fn flush_index(&self) {
-        if let Err(e) = self.index().flush() {
-            tracing::warn!(error = %e, "index flush failed");
+        let tx = lock(&self.indexer).clone();
+        if let Some(tx) = tx {
+            indexer::sync(&tx);
         }
     }
 
@@ -433,6 +450,12 @@ impl Store {
         let writer = lock(&self.writer).take();
         if let Some(w) = writer {
             let _ = w.join();
+        }
+        // The writer is gone: the indexer applies what it sent and stops once its last
+        // sender is dropped; joined so that sled is closed when the data lock is released.
+        lock(&self.indexer).take();
+        if let Some(t) = lock(&self.indexer_thread).take() {
+            let _ = t.join();
         }
         if let Err(e) = self.index().persist() {
             tracing::warn!(error = %e, "index persist failed");

@@ -29,6 +29,8 @@ pub struct Prepared {
     pub ledger: Ledger,
     pub segment: SegmentWriter,
     pub chains: HashMap<SessionKey, ChainState>,
+    /// Chain hash of the journal's last store checkpoint (zero when there is none yet).
+    pub store_previous: [u8; 32],
     pub report: RecoveryReport,
 }
 
@@ -68,7 +70,7 @@ fn file_stem(path: &Path) -> String {
 /// Feeds the index every record from `(segment, offset)` onwards. Returns records applied.
 pub fn catch_up_index(
     data: &Path,
-    index: &mut Index,
+    index: &Index,
     from: (u64, u64),
     repair_tail: bool,
     report: &mut RecoveryReport,
@@ -176,7 +178,7 @@ pub fn open_index(
     repair_tail: bool,
 ) -> Result<Index, StoreError> {
     let dir = index_dir(data);
-    let mut index = match Index::open(&dir) {
+    let index = match Index::open(&dir) {
         Ok(i) => i,
         Err(e) => {
             let aside = data.join(format!("index.broken-{}", now_ns()));
@@ -194,16 +196,26 @@ pub fn open_index(
     if from == (0, 0) {
         report.full_reindex = true;
     }
-    report.reindexed_records = catch_up_index(data, &mut index, from, repair_tail, report)?;
+    report.reindexed_records = catch_up_index(data, &index, from, repair_tail, report)?;
     if report.full_reindex {
-        restore_ledger_positions(data, &mut index)?;
+        restore_ledger_positions(data, &index)?;
+        // The first-use baseline lives in the index too, and is derived from the log as well.
+        match super::baseline::rebuild(data, &index) {
+            Ok(0) => {}
+            Ok(n) => report.notes.push(format!(
+                "first-use baseline rebuilt from the log: {n} entries"
+            )),
+            Err(e) => report
+                .notes
+                .push(format!("cannot rebuild the first-use baseline: {e}")),
+        }
     }
     index.flush()?;
     Ok(index)
 }
 
 /// After a full rebuild, the index learns each session's ledger position from the ledger.
-fn restore_ledger_positions(data: &Path, index: &mut Index) -> Result<(), StoreError> {
+fn restore_ledger_positions(data: &Path, index: &Index) -> Result<(), StoreError> {
     let scan = ledger::scan_ledger(&ledger::ledger_path(data))
         .map_err(StoreError::io("read the ledger"))?;
     let mut n = 0u64;
@@ -237,7 +249,15 @@ pub fn prepare(data: &Path, key: &RecorderKey) -> Result<Prepared, StoreError> {
     let segment = SegmentWriter::create(data, next).map_err(StoreError::io("create a segment"))?;
     let mut chains = HashMap::new();
     let mut open_metas = index.open_sessions();
+    let mut store_previous = [0u8; 32];
     if let Ok(Some(j)) = index.get(&JOURNAL_SESSION) {
+        if let Some(h) = &j.last_store_checkpoint
+            && hex::decode_to_slice(h, &mut store_previous).is_err()
+        {
+            report
+                .notes
+                .push("the journal's last store checkpoint hash in the index is unreadable".into());
+        }
         open_metas.push(j);
     }
     for meta in open_metas {
@@ -270,6 +290,7 @@ pub fn prepare(data: &Path, key: &RecorderKey) -> Result<Prepared, StoreError> {
         ledger,
         segment,
         chains,
+        store_previous,
         report,
     })
 }
@@ -302,7 +323,7 @@ pub fn reindex(data: &Path) -> Result<RecoveryReport, StoreError> {
         fs::remove_dir_all(&dir).map_err(StoreError::io("remove the old index"))?;
     }
     let mut report = RecoveryReport::default();
-    let mut index = open_index(data, &mut report, false)?;
+    let index = open_index(data, &mut report, false)?;
     index.persist()?;
     Ok(report)
 }

@@ -14,10 +14,12 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use super::RecorderError;
 use super::codec::{self, Body, Signed, kind};
 use super::frame::{self, FORMAT_VERSION, GENESIS_HASH, JOURNAL_SESSION, RecordHeader, SessionKey};
-use super::index::{Index, Indexed, wants_body};
+use super::index::wants_body;
+use super::indexer::{IndexJob, PendingIndex};
 use super::ledger::{LEAF_JOURNAL, LEAF_SESSION_OPENED, LEAF_SESSION_SEALED, Leaf, Ledger};
 use super::segment::SegmentWriter;
 use super::signing::{self, RecorderKey};
+use super::store_checkpoint::StoreCheckpoints;
 use super::wire::Writer;
 use crate::clock::now_ns;
 
@@ -32,6 +34,8 @@ pub struct WriterOptions {
     /// How long events nobody waits for yet (results, output) may wait for company before
     /// they are committed on their own: one fdatasync then covers them and the next action.
     pub lazy_delay: Duration,
+    /// Longest time records wait for a store checkpoint (FORMAT.md, "Store checkpoints").
+    pub store_checkpoint_every: Duration,
 }
 
 impl Default for WriterOptions {
@@ -42,6 +46,7 @@ impl Default for WriterOptions {
             max_segment_bytes: 128 * 1024 * 1024,
             max_batch_bytes: 16 * 1024 * 1024,
             lazy_delay: Duration::from_millis(2),
+            store_checkpoint_every: Duration::from_millis(100),
         }
     }
 }
@@ -132,24 +137,10 @@ pub enum Command {
     Shutdown { ack: Ack },
 }
 
-/// A record written in this batch, for the index once the batch is durable.
-struct PendingIndex {
-    session: SessionKey,
-    kind: u8,
-    seq: u64,
-    ts_ns: i64,
-    hash: [u8; 32],
-    /// Offset of the frame within the batch buffer, and its length.
-    at: usize,
-    frame_len: usize,
-    /// Body bytes within the batch buffer, for the kinds the index reads.
-    body: Option<(usize, usize)>,
-}
-
 type SealAck = oneshot::Sender<Result<SealInfo, RecorderError>>;
 type LedgerAck = oneshot::Sender<Result<Vec<u64>, RecorderError>>;
 
-struct Pending {
+pub(super) struct Pending {
     acks: Vec<Ack>,
     /// Commands in this batch that someone waits for (the batch is committed without delay).
     urgent: usize,
@@ -183,15 +174,22 @@ pub struct WriterThread {
     pub opts: WriterOptions,
     pub segment: SegmentWriter,
     pub ledger: Arc<Mutex<Ledger>>,
-    pub index: Arc<Mutex<Index>>,
+    /// The indexer thread: the writer hands it what is durable and never waits on it.
+    pub index: mpsc::Sender<IndexJob>,
     pub chains: HashMap<SessionKey, ChainState>,
     pub failed: watch::Sender<Option<String>>,
     pub stopping: Option<Ack>,
+    /// Chains written since the last store checkpoint, and that checkpoint.
+    pub store: StoreCheckpoints,
 }
 
 impl WriterThread {
     pub fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let tick = self.opts.checkpoint_every.min(Duration::from_millis(500));
+        let tick = self
+            .opts
+            .checkpoint_every
+            .min(self.opts.store_checkpoint_every)
+            .min(Duration::from_millis(500));
         loop {
             let mut p = Pending::new();
             let mut disconnected = false;
@@ -204,15 +202,18 @@ impl WriterThread {
                 Err(RecvTimeoutError::Disconnected) => disconnected = true,
             }
             if disconnected {
+                self.store_checkpoint(&mut p, true);
                 self.checkpoint_all(&mut p, true);
                 self.commit(p);
                 self.close_segment();
                 return;
             }
             self.checkpoint_all(&mut p, false);
+            self.store_checkpoint(&mut p, false);
             self.commit(p);
             if let Some(ack) = self.stopping.take() {
                 let mut p = Pending::new();
+                self.store_checkpoint(&mut p, true);
                 self.checkpoint_all(&mut p, true);
                 self.commit(p);
                 self.close_segment();
@@ -268,7 +269,7 @@ impl WriterThread {
         }
     }
 
-    fn failed_reason(&self) -> Option<String> {
+    pub(super) fn failed_reason(&self) -> Option<String> {
         self.failed.borrow().clone()
     }
 
@@ -388,7 +389,7 @@ impl WriterThread {
         self.chains.contains_key(session) || kind_code == kind::SESSION_START || is_journal(session)
     }
 
-    fn append(
+    pub(super) fn append(
         &mut self,
         p: &mut Pending,
         session: SessionKey,
@@ -396,6 +397,9 @@ impl WriterThread {
         ts_ns: i64,
         body: &[u8],
     ) {
+        if kind_code != kind::STORE_CHECKPOINT {
+            self.store.written(session);
+        }
         let chain = self.chains.entry(session).or_default();
         let seq = chain.next_seq;
         if seq == 0 {
@@ -454,12 +458,18 @@ impl WriterThread {
         }
         chain.prev_hash = hash;
         chain.next_seq += 1;
-        if kind_code != kind::CHECKPOINT && kind_code != kind::SEAL {
-            chain.unsigned += 1;
-            chain.unsigned_since.get_or_insert_with(Instant::now);
-        } else {
-            chain.unsigned = 0;
-            chain.unsigned_since = None;
+        match kind_code {
+            kind::CHECKPOINT | kind::SEAL => {
+                chain.unsigned = 0;
+                chain.unsigned_since = None;
+            }
+            // Neither: the journal keeps its own checkpoints (its ledger anchors) on their
+            // cadence, whatever the store checkpoints in it.
+            kind::STORE_CHECKPOINT => {}
+            _ => {
+                chain.unsigned += 1;
+                chain.unsigned_since.get_or_insert_with(Instant::now);
+            }
         }
         let body_range = wants_body(kind_code).then(|| {
             let start = at + frame::FRAME_HEADER_LEN + frame::RECORD_HEADER_LEN;
@@ -588,34 +598,32 @@ impl WriterThread {
             }
             return;
         }
-        // The events are durable: acknowledge before the ledger and index work.
+        // The events are durable. The indexer gets them first (a channel send, it never
+        // waits), so a reader that syncs with the index after an acknowledgement sees them;
+        // then the acknowledgements, before the ledger work.
+        if !index.is_empty() {
+            // Only the few bodies the index reads travel (not the batch), so an indexer that
+            // lags holds little memory. A closed indexer (shutdown) only costs a rescan.
+            let mut index = index;
+            let mut bodies = Vec::new();
+            for pi in index.iter_mut() {
+                if let Some(slice) = pi.body.and_then(|(s, e)| buf.get(s..e)) {
+                    let at = bodies.len();
+                    bodies.extend_from_slice(slice);
+                    pi.body = Some((at, bodies.len()));
+                }
+            }
+            let _ = self.index.send(IndexJob::Records {
+                segment: segment_no,
+                base,
+                records: index,
+                bodies,
+            });
+        }
         for a in acks {
             let _ = a.send(Ok(()));
         }
         self.segment.release_cache();
-        {
-            let mut idx = match self.index.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            for pi in &index {
-                let body = pi.body.map_or(&[][..], |(s, e)| &buf[s..e]);
-                let rec = Indexed {
-                    session: pi.session,
-                    kind: pi.kind,
-                    seq: pi.seq,
-                    ts_ns: pi.ts_ns,
-                    hash: pi.hash,
-                    segment: segment_no,
-                    offset: base + pi.at as u64,
-                    frame_len: pi.frame_len as u64,
-                    body,
-                };
-                if let Err(e) = idx.apply(&rec) {
-                    tracing::warn!(error = %e, "index update failed; `proctor reindex` will rebuild it");
-                }
-            }
-        }
         self.commit_ledger(anchors, seals, ledger_requests);
         let rotate_now =
             !rotate.is_empty() && self.segment.len > super::segment::SEGMENT_HEADER_LEN;
@@ -679,37 +687,43 @@ impl WriterThread {
             }
         };
         let mut it = indexes.into_iter().skip(n_anchors);
-        let mut idx = match self.index.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        // The index learns the positions before anyone hears of them, so a reader that syncs
+        // with the indexer after its seal is acknowledged sees the session's ledger leaf.
+        let mut positions = Vec::new();
+        let mut seal_acks = Vec::with_capacity(seals.len());
         for (session, leaf, ack) in seals {
             let li = it.next().unwrap_or_default();
-            if let Err(e) = idx.set_ledger_index(&session, li) {
-                tracing::warn!(error = %e, "index update failed");
-            }
-            let _ = ack.send(Ok(SealInfo {
-                final_seq: leaf.final_seq,
-                final_hash: leaf.final_hash,
-                ledger_index: li,
-            }));
+            positions.push((session, li));
+            seal_acks.push((
+                ack,
+                SealInfo {
+                    final_seq: leaf.final_seq,
+                    final_hash: leaf.final_hash,
+                    ledger_index: li,
+                },
+            ));
         }
+        let mut request_acks = Vec::with_capacity(requests.len());
         for (ls, ack) in requests {
             let mut out = Vec::with_capacity(ls.len());
             for leaf in &ls {
                 let li = it.next().unwrap_or_default();
                 // The index keeps the seal's leaf: the one bundles prove inclusion of.
-                if leaf.kind == LEAF_SESSION_SEALED
-                    && let Err(e) = idx.set_ledger_index(&leaf.session, li)
-                {
-                    tracing::warn!(error = %e, "index update failed");
+                if leaf.kind == LEAF_SESSION_SEALED {
+                    positions.push((leaf.session, li));
                 }
                 out.push(li);
             }
-            let _ = ack.send(Ok(out));
+            request_acks.push((ack, out));
         }
-        if let Err(e) = idx.flush() {
-            tracing::warn!(error = %e, "index flush failed");
+        if !positions.is_empty() {
+            let _ = self.index.send(IndexJob::LedgerIndex(positions));
+        }
+        for (ack, info) in seal_acks {
+            let _ = ack.send(Ok(info));
+        }
+        for (ack, out) in request_acks {
+            let _ = ack.send(Ok(out));
         }
     }
 }

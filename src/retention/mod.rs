@@ -71,19 +71,13 @@ pub struct ArchiveReport {
 
 /// When a session leaves the hot store, when it may be deleted.
 fn online_until(m: &SessionMeta, default: Duration) -> i64 {
-    m.online_until_ns.unwrap_or_else(|| {
-        m.ended_ns
-            .unwrap_or(m.started_ns)
-            .saturating_add(default.as_nanos() as i64)
-    })
+    m.online_until_ns
+        .unwrap_or_else(|| crate::clock::after(m.ended_ns.unwrap_or(m.started_ns), default))
 }
 
 fn retain_until(m: &SessionMeta, default: Duration) -> i64 {
-    m.retain_until_ns.unwrap_or_else(|| {
-        m.ended_ns
-            .unwrap_or(m.started_ns)
-            .saturating_add(default.as_nanos() as i64)
-    })
+    m.retain_until_ns
+        .unwrap_or_else(|| crate::clock::after(m.ended_ns.unwrap_or(m.started_ns), default))
 }
 
 fn final_hash(m: &SessionMeta) -> [u8; 32] {
@@ -135,7 +129,7 @@ async fn drop_online(store: &Store, sessions: &HashSet<SessionKey>) -> Result<u6
         }
         let result = compact::compact_segment(&store.data, number, sessions)?;
         removed += result.removed_bytes;
-        let mut index = store.index();
+        let index = store.index();
         for key in sessions {
             index.set_segment_span(key, number, None).map_err(failed)?;
         }
@@ -168,7 +162,7 @@ pub async fn archive(
             .into_iter()
             .filter(|m| m.sealed && m.archived.is_none() && !m.purged && m.ledger_index.is_some())
             .filter(|m| match older_than {
-                Some(d) => m.ended_ns.unwrap_or(m.last_ts_ns) < now - d.as_nanos() as i64,
+                Some(d) => m.ended_ns.unwrap_or(m.last_ts_ns) < crate::clock::before(now, d),
                 None => online_until(m, default_online) < now,
             })
             .collect()
@@ -238,7 +232,7 @@ pub async fn archive(
     crate::recorder::segment::sync_dir(to)?;
     let indexes = store.recorder.ledger(leaves).await.map_err(failed)?;
     {
-        let mut index = store.index();
+        let index = store.index();
         for (e, _) in entries.iter().zip(indexes) {
             if let Some(k) = parse_session_id(&e.session) {
                 let place = to.join(&e.file).display().to_string();
@@ -306,7 +300,7 @@ pub async fn purge(
     let metas: Vec<SessionMeta> = {
         let index = store.index();
         match session {
-            Some(id) => vec![crate::ops::find_session(&index, id).map_err(failed)?],
+            Some(id) => vec![crate::ops::find_session(index, id).map_err(failed)?],
             None => index
                 .all_sessions()
                 .map_err(failed)?
@@ -361,7 +355,7 @@ pub async fn purge(
     }
     store.recorder.ledger(leaves).await.map_err(failed)?;
     {
-        let mut index = store.index();
+        let index = store.index();
         for k in &keys {
             index.update(k, |m| m.purged = true).map_err(failed)?;
         }
@@ -392,7 +386,7 @@ pub async fn legal_hold(
 ) -> Result<String, RetentionError> {
     let meta = {
         let index = store.index();
-        crate::ops::find_session(&index, session).map_err(failed)?
+        crate::ops::find_session(index, session).map_err(failed)?
     };
     if !release && reason.trim().is_empty() {
         return Err(RetentionError::Refused(

@@ -109,8 +109,8 @@ impl Core {
         let (online, total, policy) = self.config.retention_for(target);
         let now = crate::clock::now_ns();
         proctor_gate::Event::Retention {
-            online_until_ns: now.saturating_add(online.as_nanos().min(i64::MAX as u128) as i64),
-            retain_until_ns: now.saturating_add(total.as_nanos().min(i64::MAX as u128) as i64),
+            online_until_ns: crate::clock::after(now, online),
+            retain_until_ns: crate::clock::after(now, total),
             policy,
         }
     }

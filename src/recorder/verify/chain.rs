@@ -9,6 +9,7 @@ use super::ProblemKind;
 use crate::recorder::codec::{self, Body, Signed, kind};
 use crate::recorder::frame::{self, GENESIS_HASH, JOURNAL_SESSION, SessionKey};
 use crate::recorder::signing;
+use crate::recorder::store_checkpoint::{ChainPosition, StoreCheckpoint};
 use proctor_gate::{Event, SessionInfo};
 
 /// A run of records no recorder signature covers: after the last checkpoint of a session a
@@ -66,6 +67,13 @@ pub struct ChainCheck {
     pub recovered_tails: Vec<(u64, u64, u64, i64, i64)>,
     /// The journal's checkpoint records (seq, hash), which its ledger leaves name.
     pub journal_checkpoints: Vec<(u64, [u8; 32])>,
+    /// The journal: chain hash of its last store checkpoint, and the chain positions the one
+    /// just checked signs (taken by the caller, who checks them against those chains).
+    last_store_checkpoint: Option<[u8; 32]>,
+    pub store_signed: Option<Vec<ChainPosition>>,
+    /// False for a chain read without its store's journal (a bundle): the store checkpoints
+    /// that may have signed it are not at hand.
+    sees_store_checkpoints: bool,
 }
 
 impl Default for ChainCheck {
@@ -85,6 +93,9 @@ impl Default for ChainCheck {
             unsigned: None,
             recovered_tails: Vec::new(),
             journal_checkpoints: Vec::new(),
+            last_store_checkpoint: None,
+            store_signed: None,
+            sees_store_checkpoints: true,
         }
     }
 }
@@ -95,6 +106,14 @@ pub type ChainProblem = (u64, ProblemKind, String);
 impl ChainCheck {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A chain read without its store's journal (a bundle).
+    pub fn without_store_checkpoints() -> Self {
+        ChainCheck {
+            sees_store_checkpoints: false,
+            ..Self::default()
+        }
     }
 
     /// Whether a problem was found (the rest of the chain is then not checked).
@@ -110,6 +129,51 @@ impl ChainCheck {
     /// The first seq no verified signature covers (0 when the chain has no checkpoint yet).
     pub fn unsigned_from(&self) -> u64 {
         self.last_checkpoint.map_or(0, |q| q + 1)
+    }
+
+    /// A store checkpoint signs this chain at (seq, hash); it follows that record in the log,
+    /// so the chain must stand exactly there. Records it signs are signed like those before a
+    /// checkpoint.
+    pub fn signed_by_store(&mut self, seq: u64, hash: &[u8; 32]) -> Option<ChainProblem> {
+        if self.bad || self.sealed.is_some_and(|(s, h, _)| s == seq && h == *hash) {
+            return None;
+        }
+        if self.expected == seq + 1 && self.prev == *hash {
+            self.last_checkpoint = Some(seq);
+            self.unsigned = None;
+            return None;
+        }
+        self.bad = true;
+        Some(if self.expected <= seq {
+            (
+                self.expected,
+                if self.ahead.is_some() {
+                    ProblemKind::Missing
+                } else {
+                    ProblemKind::Truncated
+                },
+                format!(
+                    "a store checkpoint signs this session up to seq {seq}, but its chain stops at seq {}",
+                    self.expected as i128 - 1
+                ),
+            )
+        } else if self.expected > seq + 1 {
+            (
+                seq + 1,
+                ProblemKind::Edited,
+                format!(
+                    "a store checkpoint signs this session up to seq {seq}, but seq {} to {} stand before it in the log (inserted)",
+                    seq + 1,
+                    self.expected - 1
+                ),
+            )
+        } else {
+            (
+                seq,
+                ProblemKind::Edited,
+                format!("seq {seq} is not the record a store checkpoint signed"),
+            )
+        })
     }
 
     /// The agent and target the session_start record names (empty before it is read).
@@ -269,9 +333,26 @@ pub fn check_record(
                 c.journal_checkpoints.push((seq, record.hash));
             }
         }
+        Body::StoreCheckpoint(sc) => {
+            if let Some(p) = check_store_checkpoint(c, &sc, seq, &h.session, key, key_id) {
+                c.bad = true;
+                return Some(p);
+            }
+            c.last_checkpoint = Some(seq);
+            c.unsigned = None;
+            c.last_store_checkpoint = Some(record.hash);
+            c.store_signed = Some(sc.chains);
+        }
         Body::Recovered { unsigned_from, .. } => {
             let own = c.unsigned_from();
-            if unsigned_from != own {
+            // Without the journal, a later claim may be a store checkpoint's doing (it cannot
+            // go past this record); the tail is still reported from the chain's own signatures.
+            let plausible = if c.sees_store_checkpoints {
+                unsigned_from == own
+            } else {
+                (own..=seq).contains(&unsigned_from)
+            };
+            if !plausible {
                 c.bad = true;
                 return Some((
                     seq,
@@ -305,7 +386,10 @@ pub fn check_record(
         }
         _ => {}
     }
-    if !matches!(h.kind, kind::CHECKPOINT | kind::SEAL | kind::RECOVERED) {
+    if !matches!(
+        h.kind,
+        kind::CHECKPOINT | kind::SEAL | kind::RECOVERED | kind::STORE_CHECKPOINT
+    ) {
         let p = c.unsigned.get_or_insert(Pending {
             from_seq: seq,
             records: 0,
@@ -369,6 +453,56 @@ fn check_signed(
             seq,
             ProblemKind::BadSignature,
             format!("{what} signature is invalid: records since {since} were changed"),
+        ));
+    }
+    None
+}
+
+/// A store checkpoint: in the journal, covering the journal record before it, naming the
+/// previous store checkpoint, signed by the pinned key.
+fn check_store_checkpoint(
+    c: &ChainCheck,
+    sc: &StoreCheckpoint,
+    seq: u64,
+    session: &SessionKey,
+    key: &VerifyingKey,
+    key_id: &[u8; 32],
+) -> Option<ChainProblem> {
+    let edited = |detail: String| Some((seq, ProblemKind::Edited, detail));
+    if *session != JOURNAL_SESSION {
+        return edited("a store checkpoint outside the store journal".into());
+    }
+    let s = &sc.signed;
+    if seq == 0 || s.covered_seq != seq - 1 || s.covered_hash != c.prev {
+        return edited(format!(
+            "store checkpoint covers seq {} but follows seq {}",
+            s.covered_seq,
+            seq.saturating_sub(1)
+        ));
+    }
+    let previous = c.last_store_checkpoint.unwrap_or([0u8; 32]);
+    if sc.previous != previous {
+        return edited(
+            "store checkpoint does not name the previous store checkpoint (one was removed or replaced)"
+                .into(),
+        );
+    }
+    if &s.key_id != key_id {
+        return Some((
+            seq,
+            ProblemKind::BadSignature,
+            format!(
+                "store checkpoint signed by key {} which is not the recorder key {}",
+                &hex::encode(s.key_id)[..16],
+                &hex::encode(key_id)[..16]
+            ),
+        ));
+    }
+    if !signing::verify(key, &sc.message(), &s.signature) {
+        return Some((
+            seq,
+            ProblemKind::BadSignature,
+            "store checkpoint signature is invalid".into(),
         ));
     }
     None

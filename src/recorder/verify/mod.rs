@@ -15,6 +15,7 @@ use super::index::session_id_string;
 use super::ledger;
 use super::segment::{self, Scanned, Scanner};
 use super::signing;
+use super::store_checkpoint::ChainPosition;
 
 mod chain;
 mod crosscheck;
@@ -240,6 +241,22 @@ fn check_numbering(segments: &[u64], out: &mut Vec<Problem>) {
     }
 }
 
+/// Applies a verified store checkpoint to the chains it signs. A session absent from the
+/// store is the ledger's finding (its opened leaf), or retention's doing (archived, purged).
+fn store_signed(
+    checks: &mut HashMap<SessionKey, ChainCheck>,
+    signed: &[ChainPosition],
+    problems: &mut SessionProblems,
+) {
+    for p in signed {
+        if let Some(c) = checks.get_mut(&p.session)
+            && let Some((seq, kind, detail)) = c.signed_by_store(p.seq, &p.hash)
+        {
+            problems.add(p.session, Some(seq), kind, detail);
+        }
+    }
+}
+
 pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report> {
     let started = Instant::now();
     let key_id = signing::key_id(&opts.key);
@@ -290,6 +307,9 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                     if let Some((seq, kind, detail)) = check_record(c, &record, &opts.key, &key_id)
                     {
                         problems.add(s, Some(seq), kind, detail);
+                    }
+                    if let Some(signed) = c.store_signed.take() {
+                        store_signed(&mut checks, &signed, &mut problems);
                     }
                 }
                 Scanned::Damage { offset, what, .. } => match guess_header(&buf, offset) {
