@@ -18,7 +18,8 @@
 #
 # Env: PROCTOR_BIN (default: build target/release/proctor), DURATION (s per run, default 12),
 # ROUNDS (default 3), CLIENTS (default 8), SCALE (default 10), MODES (default "simple prepared
-# tpcb-like"), VIAS (default "direct proctor pgbouncer relay durable overlap"), KEEP=1 keeps the work
+# tpcb-like"), VIAS (default "direct proctor pgbouncer relay durable overlap"; add `searched` for
+# proctor with an auditor's `GET /api/sessions?q=` text search in a loop), KEEP=1 keeps the work
 # directory. SERVE_ONLY=1 sets everything up, prints the connection strings and proctor's pid,
 # and waits (for profiling by hand; Ctrl-C cleans up).
 set -euo pipefail
@@ -124,6 +125,9 @@ wait_port "$relay_port" && wait_port "$durable_port" && wait_port "$overlap_port
 secret=bench-agent-secret
 verifier=$(printf '%s\n' "$secret" | "$PROCTOR_BIN" agent-secret | sed -n 's/^verifier: //p')
 proctor_port=$(free_port)
+api_port=$(free_port)
+auditor_token=bench-auditor-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+auditor_sha=$(printf '%s' "$auditor_token" | sha256sum | cut -d' ' -f1)
 mkdir -p "$dir/proctor"
 cat >"$dir/proctor/proctor.toml" <<EOF
 data_dir = "$dir/proctor/data"
@@ -131,6 +135,12 @@ policies = ["$repo/policies"]
 
 [listen]
 postgres = "127.0.0.1:$proctor_port"
+api = "127.0.0.1:$api_port"
+
+[[api.tokens]]
+name = "bench-auditor"
+role = "auditor"
+sha256 = "$auditor_sha"
 
 [postgres]
 require_tls = false   # the reference relays are plaintext too: like for like
@@ -163,7 +173,7 @@ wait_port "$proctor_port" || { echo "proctor did not start" >&2; cat "$dir/proct
 conninfo() { # $1 = direct | proctor | pgbouncer
   case $1 in
     direct) echo "host=127.0.0.1 port=$pg_port user=postgres dbname=bench sslmode=disable" ;;
-    proctor) echo "host=127.0.0.1 port=$proctor_port user=bench-agent dbname=bench sslmode=disable" ;;
+    proctor | searched) echo "host=127.0.0.1 port=$proctor_port user=bench-agent dbname=bench sslmode=disable" ;;
     pgbouncer) echo "host=127.0.0.1 port=$bouncer_port user=postgres dbname=bench sslmode=disable" ;;
     relay) echo "host=127.0.0.1 port=$relay_port user=postgres dbname=bench sslmode=disable" ;;
     durable) echo "host=127.0.0.1 port=$durable_port user=postgres dbname=bench sslmode=disable" ;;
@@ -195,12 +205,22 @@ for mode in $modes; do
     order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
     for via in "${order[@]}"; do
       [[ $via == proctor ]] && before=$(recorded_events)
+      search_pid=
+      if [[ $via == searched ]]; then
+        # An auditor's text search over every recording, in a loop, while proctor records.
+        ( while :; do
+            curl -fsS -o /dev/null -H "Authorization: Bearer $auditor_token" \
+              "http://127.0.0.1:$api_port/api/sessions?q=pgbench_accounts&limit=1000" || sleep 0.2
+          done ) &
+        search_pid=$!
+      fi
       case $mode in
         tpcb-like) script=(-b tpcb-like -M simple) ;;
         *) script=(-S -M "$mode") ;;
       esac
       out=$(PGPASSWORD=$secret pgbench -n "${script[@]}" -T "$duration" -c "$clients" -j "$clients" \
         "$(conninfo "$via")" 2>&1) || { echo "$out" >&2; exit 1; }
+      if [[ -n $search_pid ]]; then kill "$search_pid"; wait "$search_pid" 2>/dev/null || true; fi
       tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
       lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
       events=0
@@ -235,6 +255,8 @@ if "proctor" in vias:
     others = [v for v in vias if v != "proctor"]
     print()
     print("%-9s" % "mode" + "".join("%14s" % ("prx/" + v) for v in others))
+    # `searched` is proctor with an auditor searching in a loop: prx/searched is what the
+    # search costs the agents (issue 15: searched >= 0.9x proctor).
     for mode in modes:
         p = mean(tps[mode, "proctor"])
         print("%-9s" % mode + "".join("%14.3f" % (p / mean(tps[mode, v])) for v in others))

@@ -464,16 +464,14 @@ async fn slow_unauthenticated_clients_do_not_stall_the_accept_loop() {
     for s in &mut extra {
         let mut tmp = [0u8; 256];
         let mut got = Vec::new();
-        let closed = loop {
-            match tokio::time::timeout(Duration::from_secs(15), s.read(&mut tmp)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => break true,
-                // A banner: this one got a slot and is being served.
-                Ok(Ok(n)) => {
-                    got.extend_from_slice(&tmp[..n]);
-                    break false;
-                }
-                Err(_) => break false,
+        let closed = match tokio::time::timeout(Duration::from_secs(15), s.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            // A banner: this one got a slot and is being served.
+            Ok(Ok(n)) => {
+                got.extend_from_slice(&tmp[..n]);
+                false
             }
+            Err(_) => false,
         };
         if closed && got.is_empty() {
             refused += 1;
