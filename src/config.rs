@@ -426,6 +426,10 @@ pub struct Grant {
     pub pty: bool,
     #[serde(default)]
     pub port_forwarding: bool,
+    /// PostgreSQL: bytes of `COPY ... FROM STDIN` data recorded per statement (default 64 MiB);
+    /// past it the first part, a digest of all of it and a note that it was cut.
+    #[serde(default)]
+    pub copy_record_limit: Option<u64>,
     /// SSH: `judged`, `record-only` or `deny` (default: `judged` for elevated and break-glass,
     /// `record-only` for routine; see README "Shells").
     #[serde(default)]

@@ -112,6 +112,59 @@ fn psql_multi_statement_and_copy_both_ways() {
     env.verify();
 }
 
+/// COPY FROM STDIN data is recorded up to the grant's own limit (the bench grant's is 1000
+/// bytes): the first 1000 bytes as input, a note that it was cut, and the size and digest of
+/// all of it; the target gets every row.
+#[test]
+fn copy_data_is_recorded_up_to_the_grants_limit() {
+    let env = Env::start();
+    let input: String = (1000..1200)
+        .map(|i| format!("{i},bulk row {i}\n"))
+        .collect();
+    assert!(input.len() > 3000);
+    std::fs::write(env.dir.path().join("bulk.csv"), &input).expect("write csv");
+    let conninfo = env.conninfo(BENCH, BENCH_SECRET);
+    let child = env
+        .psql_cmd(
+            &conninfo,
+            &[
+                "-c",
+                "\\copy t (id, v) FROM 'bulk.csv' CSV",
+                "-c",
+                "SELECT count(*) FROM t WHERE id >= 1000",
+            ],
+        )
+        .spawn()
+        .expect("psql");
+    let out = wait_output(child, T);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "200");
+    let session = env.store().sealed_session(|s| s["agent"] == BENCH);
+    let id = session["id"].as_str().expect("id").to_string();
+    let records = env.export(&id);
+    let recorded: u64 = of_kind(&records, "input")
+        .iter()
+        .filter(|r| r["channel"] == 0)
+        .map(|r| r["bytes"].as_u64().expect("bytes"))
+        .sum();
+    assert_eq!(recorded, 1000, "the grant's limit, not the default 64 MiB");
+    let cut = records
+        .iter()
+        .find(|r| r.to_string().contains("copy_data_cut"))
+        .expect("a note that the COPY data was cut");
+    assert!(
+        cut.to_string()
+            .contains(&format!("of {} bytes", input.len())),
+        "{cut}"
+    );
+    let up = of_kind(&records, "copy")
+        .into_iter()
+        .find(|c| c["direction"] == "upload")
+        .expect("upload recorded");
+    assert_eq!(up["bytes"].as_u64(), Some(input.len() as u64));
+    env.verify_session(&id);
+}
+
 /// Approves the held PREPARE of an every-row DELETE (preparing runs nothing), then denies the
 /// EXECUTE held after it: the approver must see it as the DELETE it runs.
 fn approve_prepare_deny_execute(env: &Env, prepare: &str, execute: &str, reason: &str) {

@@ -60,6 +60,7 @@ fn target_from_url(url: &str) -> Result<(PostgresTarget, String, Zeroizing<Strin
             dbname,
             tls: TargetTls::Disable,
             connect_timeout: std::time::Duration::from_secs(10),
+            copy_record_limit: proctor_gate::DEFAULT_COPY_RECORD_LIMIT,
         },
         user,
         password,

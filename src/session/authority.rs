@@ -70,6 +70,9 @@ fn endpoint(target: &Target, grant: &Grant) -> Result<TargetEndpoint, String> {
                 dbname: target.dbname.clone().unwrap_or_else(|| target.name.clone()),
                 tls,
                 connect_timeout: target.connect_timeout,
+                copy_record_limit: grant
+                    .copy_record_limit
+                    .unwrap_or(proctor_gate::DEFAULT_COPY_RECORD_LIMIT),
             }))
         }
         Some(Protocol::Ssh) => Ok(TargetEndpoint::Ssh(SshTarget {

@@ -182,6 +182,7 @@ target = "{TARGET}"
 privilege = "routine"
 role = "app_write"
 connection_limit = 300
+copy_record_limit = 1000
 "#,
             data = toml_str(&data.to_string_lossy()),
             policies = toml_str(

@@ -131,7 +131,13 @@ pub struct PostgresTarget {
     pub dbname: String,
     pub tls: TargetTls,
     pub connect_timeout: Duration,
+    /// `COPY ... FROM STDIN` data recorded per statement under this grant; past it the record
+    /// keeps the first part, the digest and size of all of it, and a note that it was cut.
+    pub copy_record_limit: u64,
 }
+
+/// The default of [`PostgresTarget::copy_record_limit`]: 64 MiB per statement.
+pub const DEFAULT_COPY_RECORD_LIMIT: u64 = 64 << 20;
 
 /// TLS towards a PostgreSQL target.
 #[derive(Debug, Clone, PartialEq, Eq)]

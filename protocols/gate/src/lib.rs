@@ -13,6 +13,7 @@ pub mod preauth;
 pub use action::{Action, Decision, DenyCause, Hold, RULE_STATEMENT_SIZE, Resolution};
 pub use event::*;
 pub use gate::{
-    Authority, Credential, Durable, Gate, GateError, OpenSession, PostgresTarget, Refusal,
-    RefusalKind, SessionRequest, ShellMode, SshTarget, TargetEndpoint, TargetTls,
+    Authority, Credential, DEFAULT_COPY_RECORD_LIMIT, Durable, Gate, GateError, OpenSession,
+    PostgresTarget, Refusal, RefusalKind, SessionRequest, ShellMode, SshTarget, TargetEndpoint,
+    TargetTls,
 };

@@ -227,6 +227,7 @@ async fn run() {
             dbname: "bench".into(),
             tls: TargetTls::Disable,
             connect_timeout: Duration::from_secs(5),
+            copy_record_limit: proctor_gate::DEFAULT_COPY_RECORD_LIMIT,
         },
         gate: gate.clone(),
     });

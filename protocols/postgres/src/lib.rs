@@ -80,8 +80,10 @@ pub struct PgFrontendConfig {
     /// Text of the notice sent when a statement is held. `{id}`, `{rule}` and `{reason}` are
     /// replaced.
     pub hold_notice: String,
-    /// `COPY ... FROM STDIN` data recorded per statement (default 64 MiB); past it the record
-    /// keeps the first part, the digest and size of all of it, and a note that it was cut.
+    /// `COPY ... FROM STDIN` data recorded per statement; past it the record keeps the first
+    /// part, the digest and size of all of it, and a note that it was cut. Each session uses
+    /// its grant's limit ([`proctor_gate::PostgresTarget::copy_record_limit`]) in place of this
+    /// one.
     pub copy_record_limit: u64,
 }
 
@@ -98,7 +100,7 @@ impl Default for PgFrontendConfig {
             max_unauthenticated_total: 512,
             hold_notice: "proctor: statement held for approval {id} (rule {rule}: {reason})"
                 .to_string(),
-            copy_record_limit: 64 << 20,
+            copy_record_limit: proctor_gate::DEFAULT_COPY_RECORD_LIMIT,
         }
     }
 }

@@ -234,6 +234,7 @@ pub async fn run(
         }
     };
 
+    let copy_record_limit = pg.copy_record_limit;
     let (params, dropped) = target::forwardable_params(&s.params);
     if !dropped.is_empty() {
         tracing::info!(
@@ -297,6 +298,15 @@ pub async fn run(
     put_backend_key(&mut out, key.pid, key.secret);
     put_ready(&mut out, tconn.status);
 
+    // The grant's own limits apply to this session.
+    let config = if config.copy_record_limit == copy_record_limit {
+        config
+    } else {
+        Arc::new(PgFrontendConfig {
+            copy_record_limit,
+            ..(*config).clone()
+        })
+    };
     let relay = Relay::new(
         open.gate.clone(),
         config.clone(),

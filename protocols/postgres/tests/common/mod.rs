@@ -405,6 +405,7 @@ impl Fixture {
                 dbname: TARGET.into(),
                 tls,
                 connect_timeout: Duration::from_secs(5),
+                copy_record_limit: proctor_gate::DEFAULT_COPY_RECORD_LIMIT,
             },
             refusals: Mutex::new(Vec::new()),
             sessions: Mutex::new(Vec::new()),
