@@ -130,13 +130,18 @@ pub async fn list(
     let core = st.core.clone();
     let data = st.core.data_dir();
     let needle = text.clone();
-    let search = blocking(move || {
+    let search = super::in_background(move || {
         core.store.flush_index();
         let index = core.store.index();
         let candidates = ops::list_sessions(index, &filter)?;
-        Ok(search_text(&data, candidates, &needle, wanted))
+        let search = search_text(&data, candidates, &needle, wanted);
+        // The answer is built here too, at the search's priority: it can be large.
+        let body = serde_json::to_vec(&search.found)
+            .map_err(|e| ApiError::Internal(format!("search results: {e}")))?;
+        Ok((search, body))
     })
     .await?;
+    let (search, body) = search;
     // Reading recorded statements and commands is a read of those recordings.
     let note = format!(
         "{} {:?} searched the text of {} sessions for {:?} ({} matched)",
@@ -155,7 +160,14 @@ pub async fn list(
                 "the search could not be recorded in the audit journal, so it is refused: {e}"
             ))
         })?;
-    let mut resp = Json(search.found).into_response();
+    let mut resp = (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
     if search.unread > 0 {
         resp.headers_mut()
             .insert(SEARCH_INCOMPLETE_HEADER, HeaderValue::from(search.unread));
