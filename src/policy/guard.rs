@@ -27,6 +27,9 @@ pub struct PathGuard {
     re: Regex,
     /// `None` when the DFA could not be built within its limits: relative paths then match.
     dfa: Option<dense::DFA<Vec<u32>>>,
+    /// The states reachable from the start, which every relative path and tree begins from:
+    /// the pattern's alone, so found once here, not per action. `None`: the DFA cannot say.
+    from_start: Option<Reach>,
 }
 
 impl PathGuard {
@@ -39,7 +42,14 @@ impl PathGuard {
             )
             .build(re.as_str())
             .ok();
-        PathGuard { re, dfa }
+        let from_start = dfa
+            .as_ref()
+            .and_then(|d| start_state(d).and_then(|s| reachable(d, s)));
+        PathGuard {
+            re,
+            dfa,
+            from_start,
+        }
     }
 
     /// Whether a write to `path` may land on a path the pattern matches.
@@ -71,8 +81,8 @@ impl PathGuard {
                 prefix.push(b'/');
                 prefix.extend_from_slice(rest.as_bytes());
             }
-            match start_state(dfa).and_then(|s| reachable(dfa, s)) {
-                Some(Reach::States(states)) => (states, prefix),
+            match &self.from_start {
+                Some(Reach::States(states)) => (states.clone(), prefix),
                 Some(Reach::Match) | None => return true,
             }
         };
@@ -111,10 +121,8 @@ impl PathGuard {
         let mut tail = Vec::with_capacity(rest.len() + 1);
         tail.push(b'/');
         tail.extend_from_slice(rest.as_bytes());
-        match start_state(dfa).and_then(|s| reachable(dfa, s)) {
-            Some(Reach::States(states)) => {
-                states.into_iter().any(|s| reads_to_match(dfa, s, &tail))
-            }
+        match &self.from_start {
+            Some(Reach::States(states)) => states.iter().any(|&s| reads_to_match(dfa, s, &tail)),
             Some(Reach::Match) | None => true,
         }
     }
@@ -126,6 +134,7 @@ fn start_state(dfa: &dense::DFA<Vec<u32>>) -> Option<StateID> {
 }
 
 /// What can follow a state.
+#[derive(Debug, Clone)]
 enum Reach {
     /// Every state reachable from it (itself included); in none of them has a match been seen
     /// yet.
