@@ -11,6 +11,11 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 # The RFC 3161 tests run a real TSA: Debian's `openssl ts -reply` (tests/tsa_support).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+# integration/compat/pg-regress.sh fetches and unpacks PostgreSQL's regression suite; the
+# compat scripts pick ports and read dev.json with python3.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v bzip2 >/dev/null 2>&1 || need+=(bzip2)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The console's browser tests drive Debian's Chromium (integration/ci/console.sh).
 if command -v npm >/dev/null 2>&1; then [ -x /usr/bin/chromium ] || need+=(chromium); fi
