@@ -2,6 +2,7 @@
 //! leaf, the inclusion proof and the signed tree head. `verify_bundle` needs nothing but the
 //! file and the recorder's public key (FORMAT.md, "Bundles").
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -143,6 +144,10 @@ pub struct Manifest {
     /// from bundles of stores without them (FORMAT.md, "Attestations").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timestamps: Vec<crate::recorder::timestamp::check::BundleAttestation>,
+    /// The newest store checkpoint record that lists the session, as its frame in hex; absent
+    /// from older bundles and when none lists it (FORMAT.md, "Bundles").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub store_checkpoints: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +197,10 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> Result<(),
         frames: count,
         frames_sha256: hex::encode(Sha256::digest(&frames)),
         timestamps: crate::recorder::timestamp::check::for_bundle(data, &head)?,
+        store_checkpoints: match parse_session_id(&meta.id) {
+            Some(k) => super::store_signatures::collect(data, meta, k)?,
+            None => Vec::new(),
+        },
     };
     out.write_all(MAGIC_LINE.as_bytes())?;
     out.write_all(b"\n")?;
@@ -302,8 +311,19 @@ fn verify_manifest(
     };
     let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
     let leaf = Leaf::decode(&leaf_data);
-    let (chain, mut chain_problem) =
-        check_frames(frames, &id, session_key, &key, &key_id, &mut report);
+    let (store_signed, store_problems) =
+        super::store_signatures::check(&manifest.store_checkpoints, session_key, &key, &key_id);
+    for (seq, kind, detail) in store_problems {
+        report.problems.push(problem(&id, seq, kind, detail));
+    }
+    let (chain, mut chain_problem) = check_frames(
+        frames,
+        &id,
+        (session_key, &store_signed),
+        &key,
+        &key_id,
+        &mut report,
+    );
     if chain_problem.is_none() && chain.sealed.is_none() {
         let ledger_says = leaf.as_ref().map_or(String::new(), |l| {
             format!("; the ledger records the seal at seq {}", l.final_seq)
@@ -356,10 +376,11 @@ fn verify_manifest(
 }
 
 /// Checks the frames as one chain; returns it and its first problem, if any.
+/// `store_signed`: the chain positions the bundle's store checkpoints sign (seq to hash).
 fn check_frames(
     frames: &[u8],
     id: &str,
-    session_key: [u8; 16],
+    (session_key, store_signed): ([u8; 16], &BTreeMap<u64, [u8; 32]>),
     key: &VerifyingKey,
     key_id: &[u8; 32],
     report: &mut BundleReport,
@@ -381,6 +402,12 @@ fn check_frames(
                 }
                 report.records += 1;
                 if let Some((seq, kind, detail)) = check_record(&mut chain, &record, key, key_id) {
+                    first.get_or_insert(problem(id, Some(seq), kind, detail));
+                } else if let Some(hash) = store_signed.get(&record.header.seq)
+                    && let Some((seq, kind, detail)) =
+                        chain.signed_by_store(record.header.seq, hash)
+                {
+                    // Checked right after the record it names, as in the log.
                     first.get_or_insert(problem(id, Some(seq), kind, detail));
                 }
             }

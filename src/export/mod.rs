@@ -5,6 +5,7 @@ pub mod asciicast;
 pub mod bundle;
 pub mod json;
 pub mod jsonl;
+pub mod store_signatures;
 
 use std::io::{self, Write};
 use std::ops::ControlFlow;
