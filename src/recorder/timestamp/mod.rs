@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod client;
+pub mod ess;
 pub mod token;
 
 use std::fs;

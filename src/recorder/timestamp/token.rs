@@ -46,6 +46,8 @@ pub enum TokenError {
     BadSignature(String),
     #[error("the TSA certificate does not chain to a trusted TSA certificate: {0}")]
     Untrusted(String),
+    #[error("the ESS signing-certificate check failed: {0}")]
+    SignerCertificate(String),
 }
 
 fn bad(what: impl std::fmt::Display) -> TokenError {
@@ -382,6 +384,8 @@ pub fn check(
     if !verified {
         return Err(TokenError::BadSignature(last));
     }
+    // The certificate that verified the signature must be the one the signed attributes name.
+    super::ess::check(attrs, signer_der.as_ref()).map_err(TokenError::SignerCertificate)?;
 
     let anchors = trusted
         .iter()
