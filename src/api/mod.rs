@@ -13,6 +13,7 @@ pub mod client;
 pub mod console;
 pub mod events;
 pub mod evidence;
+pub mod metrics;
 pub mod openapi;
 pub mod server;
 pub mod sessions;
@@ -203,6 +204,8 @@ where
 const AUDITOR: Access = Access::Roles(&[Role::Auditor]);
 const OPERATOR: Access = Access::Roles(&[Role::Operator]);
 const APPROVER: Access = Access::Roles(&[Role::Approver]);
+/// `/metrics`: no session content, so whoever watches proctor's health (either role).
+const MONITOR: Access = Access::Roles(&[Role::Operator, Role::Auditor]);
 /// Annotations are the agent's reasoning (clause 4.6): only agent tokens write them. An
 /// operator's words in that stream would sit in front of approvers as if the agent had said them.
 const ANNOTATOR: Access = Access::Roles(&[Role::Agent]);
@@ -261,6 +264,7 @@ pub fn routes() -> Vec<Route> {
         ),
         route("GET", "/api/verify", AUDITOR, evidence::verify_store),
         route("GET", "/api/events", Access::AnyToken, events::stream),
+        route("GET", "/metrics", MONITOR, metrics::serve),
     ]
 }
 

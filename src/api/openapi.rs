@@ -240,6 +240,10 @@ pub fn document() -> Value {
             "get": op("verifyStore", "Verify the whole store: every chain, seal, the ledger and its signed tree heads; the read is journaled", AUDITOR, vec![], None,
                 ("200", json_response("verification report", schema_ref("Verification"))))
         },
+        "/metrics": {
+            "get": op("metrics", "Prometheus text exposition (version 0.0.4): the timestamping lag and last success per TSA, ledger leaves and tree size, the unsigned window, the recorder's durable records and queue; no session content", &["operator", "auditor"], vec![], None,
+                ("200", json!({ "description": "metrics", "content": { "text/plain": { "schema": { "type": "string" } } } })))
+        },
         "/api/events": {
             "get": op("events", "Server-Sent Events of live activity within a second of it happening. SSE event names: ready, session_start, session_end, hold, verdict, alert, approval, refused, lagged; data is a LiveEvent as JSON; a keep-alive comment every 15 s. Agent tokens see only their own agent's events", &["operator", "approver", "auditor", "agent"], vec![], None,
                 ("200", json!({ "description": "an endless event stream",

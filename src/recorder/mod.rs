@@ -6,6 +6,7 @@ pub mod baseline;
 pub mod codec;
 pub mod consistency;
 pub mod frame;
+pub mod gauges;
 pub mod index;
 mod indexer;
 mod interrupted;
@@ -137,6 +138,7 @@ pub struct Recorder {
     budget: Arc<Semaphore>,
     budget_max: usize,
     failed: watch::Receiver<Option<String>>,
+    gauges: Arc<gauges::Gauges>,
 }
 
 impl Recorder {
@@ -146,6 +148,17 @@ impl Recorder {
 
     pub fn failure_watch(&self) -> watch::Receiver<Option<String>> {
         self.failed.clone()
+    }
+
+    /// The writer's figures (durable records, the unsigned window).
+    pub fn gauges(&self) -> &gauges::Gauges {
+        &self.gauges
+    }
+
+    /// Bytes of events queued for the writer and not yet durable (its memory budget in use).
+    pub fn queued_bytes(&self) -> usize {
+        self.budget_max
+            .saturating_sub(self.budget.available_permits())
     }
 
     fn check(&self) -> Result<(), RecorderError> {
@@ -373,8 +386,12 @@ impl Store {
         let (index_tx, indexer_thread) =
             indexer::spawn(index.clone()).map_err(StoreError::io("start the indexer thread"))?;
         let ledger = Arc::new(Mutex::new(prepared.ledger));
-        let store_checkpoints =
-            StoreCheckpoints::new(opts.store_checkpoint_every, prepared.store_previous);
+        let gauges = Arc::new(gauges::Gauges::default());
+        let store_checkpoints = StoreCheckpoints::new(
+            opts.store_checkpoint_every,
+            prepared.store_previous,
+            gauges.clone(),
+        );
         let thread = WriterThread {
             data: data.to_path_buf(),
             key: key.clone(),
@@ -398,6 +415,7 @@ impl Store {
                 budget: Arc::new(Semaphore::new(DEFAULT_QUEUE_BUDGET)),
                 budget_max: DEFAULT_QUEUE_BUDGET,
                 failed: failed_rx,
+                gauges,
             },
             key,
             index,

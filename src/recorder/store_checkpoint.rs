@@ -6,10 +6,12 @@
 //! checkpoint cadence, at the cost of one signature per interval rather than per event.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::codec::{self, Body, Signed, kind};
 use super::frame::{JOURNAL_SESSION, SessionKey};
+use super::gauges::Gauges;
 use super::signing;
 use super::wire::{DecodeError, Reader, Writer};
 use super::writer::{Pending, WriterThread};
@@ -153,19 +155,25 @@ pub struct StoreCheckpoints {
     last: Instant,
     /// Chain hash of the last store checkpoint record (zero before the store's first).
     previous: [u8; 32],
+    /// What `GET /metrics` reads: the unsigned window.
+    pub gauges: Arc<Gauges>,
 }
 
 impl StoreCheckpoints {
-    pub fn new(every: Duration, previous: [u8; 32]) -> Self {
+    pub fn new(every: Duration, previous: [u8; 32], gauges: Arc<Gauges>) -> Self {
         StoreCheckpoints {
             every,
             dirty: HashSet::new(),
             last: Instant::now(),
             previous,
+            gauges,
         }
     }
 
     pub fn written(&mut self, session: SessionKey) {
+        if self.dirty.is_empty() {
+            self.gauges.first_unsigned(now_ns());
+        }
         self.dirty.insert(session);
     }
 }
@@ -197,6 +205,8 @@ impl WriterThread {
             })
             .collect();
         if chains.is_empty() && !journal_written {
+            // Only sealed sessions were written: their seals sign them.
+            self.store.gauges.all_signed(None);
             return;
         }
         chains.sort_by_key(|c| c.session);
@@ -222,6 +232,7 @@ impl WriterThread {
         else {
             return;
         };
+        let ts_ns = now_ns();
         let checkpoint = StoreCheckpoint::sign(
             &self.key,
             covered_seq,
@@ -231,11 +242,12 @@ impl WriterThread {
         );
         let mut w = Writer::with_capacity(200 + checkpoint.chains.len() * 56);
         checkpoint.encode(&mut w);
-        self.append(p, JOURNAL_SESSION, kind::STORE_CHECKPOINT, now_ns(), &w.buf);
+        self.append(p, JOURNAL_SESSION, kind::STORE_CHECKPOINT, ts_ns, &w.buf);
         if let Some(j) = self.chains.get(&JOURNAL_SESSION) {
             self.store.previous = j.prev_hash;
         }
         // The journal note above, if any, is covered by this checkpoint.
         self.store.dirty.clear();
+        self.store.gauges.all_signed(Some(ts_ns));
     }
 }

@@ -598,6 +598,7 @@ impl WriterThread {
             }
             return;
         }
+        self.store.gauges.committed(index.len());
         // The events are durable. The indexer gets them first (a channel send, it never
         // waits), so a reader that syncs with the index after an acknowledgement sees them;
         // then the acknowledgements, before the ledger work.
