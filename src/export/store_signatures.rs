@@ -55,18 +55,20 @@ pub fn collect(data: &Path, meta: &SessionMeta, session: SessionKey) -> io::Resu
     Ok(newest.map(hex::encode).into_iter().collect())
 }
 
-/// What a bundle's store checkpoints sign of its session: seq to chain hash. A carried record
-/// that is not a store checkpoint signed by `key` is a problem (seq: the position it claims
-/// for the session, when readable).
+/// What a bundle's store checkpoints sign: seq to chain hash.
+pub type Signed = BTreeMap<u64, [u8; 32]>;
+/// A problem with a carried store checkpoint: the seq it concerns, its kind, what was found.
+pub type CarriedProblem = (Option<u64>, ProblemKind, String);
+
+/// What a bundle's store checkpoints sign of its session. A carried record that is not a store
+/// checkpoint signed by `key` is a problem (seq: the position it claims for the session, when
+/// readable).
 pub fn check(
     carried: &[String],
     session: SessionKey,
     key: &VerifyingKey,
     key_id: &[u8; 32],
-) -> (
-    BTreeMap<u64, [u8; 32]>,
-    Vec<(Option<u64>, ProblemKind, String)>,
-) {
+) -> (Signed, Vec<CarriedProblem>) {
     let mut signed = BTreeMap::new();
     let mut problems = Vec::new();
     for (i, h) in carried.iter().enumerate() {
