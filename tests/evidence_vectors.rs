@@ -256,7 +256,7 @@ fn expected_kind(name: &str) -> &'static str {
         "bad-signature" | "store-checkpoint-edited" | "recovered-store-checkpoint-forged" => {
             "bad_signature"
         }
-        "missing" => "missing",
+        "missing" | "missing-where-store-checkpoint-signs" => "missing",
         "reordered" => "reordered",
         "duplicate" => "duplicate",
         "truncated" => "truncated",

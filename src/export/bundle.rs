@@ -442,6 +442,9 @@ fn check_frames(
     if let Some((seq, kind, detail)) = chain.finish() {
         first.get_or_insert(problem(id, Some(seq), kind, detail));
     }
+    if let Some((seq, kind, detail)) = chain.store_gap_finding() {
+        first = Some(problem(id, Some(seq), kind, detail));
+    }
     (chain, first)
 }
 

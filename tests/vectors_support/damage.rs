@@ -43,6 +43,27 @@ pub fn trim_tail(d: &Path) {
     rewrite(&path, |b| b.truncate(end));
 }
 
+/// The seq at which the first store checkpoint listing session `id` signs it.
+fn store_signed_seq(d: &Path, id: &str) -> u64 {
+    use proctor::recorder::codec::{self, Body, kind};
+    let k = key_of(id);
+    frames(d)
+        .into_iter()
+        .filter(|f| f.kind == kind::STORE_CHECKPOINT)
+        .find_map(|f| {
+            let buf = std::fs::read(&f.segment).expect("segment");
+            let body =
+                &buf[f.offset + FRAME_HEADER_LEN + frame::RECORD_HEADER_LEN..f.offset + f.len - 32];
+            match codec::decode_body(kind::STORE_CHECKPOINT, body) {
+                Ok(Body::StoreCheckpoint(sc)) => {
+                    sc.chains.iter().find(|c| c.session == k).map(|c| c.seq)
+                }
+                _ => None,
+            }
+        })
+        .expect("a store checkpoint lists the session")
+}
+
 /// Each damaged store: its name and the change.
 pub type Damage = (&'static str, Box<dyn Fn(&Path, &Ids)>);
 
@@ -67,6 +88,15 @@ pub fn store_damages() -> Vec<Damage> {
                 // Not a seq a store checkpoint names (that one is reported where the store
                 // checkpoint stands: the chain has not reached it, truncated).
                 let f = find(&frames(d), &i.a, 3);
+                rewrite(&f.segment, |b| {
+                    b.drain(f.offset..f.offset + f.len);
+                });
+            }),
+        ),
+        (
+            "missing-where-store-checkpoint-signs",
+            Box::new(|d, i| {
+                let f = find(&frames(d), &i.a, store_signed_seq(d, &i.a));
                 rewrite(&f.segment, |b| {
                     b.drain(f.offset..f.offset + f.len);
                 });

@@ -74,6 +74,17 @@ pub struct ChainCheck {
     /// False for a chain read without its store's journal (a bundle): the store checkpoints
     /// that may have signed it are not at hand.
     sees_store_checkpoints: bool,
+    /// The first seq a store checkpoint signed that the chain had not reached, and whether
+    /// that seq, or a later one, turned up after it in the log (then it was moved or removed,
+    /// not cut: see `store_gap_finding`).
+    store_gap: Option<StoreGap>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StoreGap {
+    seq: u64,
+    seen_it: bool,
+    seen_later: bool,
 }
 
 impl Default for ChainCheck {
@@ -96,6 +107,7 @@ impl Default for ChainCheck {
             last_store_checkpoint: None,
             store_signed: None,
             sees_store_checkpoints: true,
+            store_gap: None,
         }
     }
 }
@@ -144,6 +156,13 @@ impl ChainCheck {
             return None;
         }
         self.bad = true;
+        if self.expected <= seq && self.ahead.is_none() {
+            self.store_gap = Some(StoreGap {
+                seq: self.expected,
+                seen_it: false,
+                seen_later: false,
+            });
+        }
         Some(if self.expected <= seq {
             (
                 self.expected,
@@ -174,6 +193,34 @@ impl ChainCheck {
                 format!("seq {seq} is not the record a store checkpoint signed"),
             )
         })
+    }
+
+    /// After the last record: when a store checkpoint signed this chain past a seq it had not
+    /// reached (reported then as *truncated*), and that seq turned up later in the log, it was
+    /// *reordered*; when only later seqs did, it is *missing*. None: truncated it stays.
+    pub fn store_gap_finding(&self) -> Option<ChainProblem> {
+        let g = self.store_gap?;
+        if g.seen_it {
+            Some((
+                g.seq,
+                ProblemKind::Reordered,
+                format!(
+                    "seq {} is stored after a store checkpoint that signed the chain past it: records were reordered",
+                    g.seq
+                ),
+            ))
+        } else if g.seen_later {
+            Some((
+                g.seq,
+                ProblemKind::Missing,
+                format!(
+                    "seq {} is missing (a store checkpoint signed the chain past it, and later records follow)",
+                    g.seq
+                ),
+            ))
+        } else {
+            None
+        }
     }
 
     /// The agent and target the session_start record names (empty before it is read).
@@ -244,6 +291,10 @@ pub fn check_record(
     key_id: &[u8; 32],
 ) -> Option<ChainProblem> {
     let h = &record.header;
+    if let Some(g) = &mut c.store_gap {
+        g.seen_it |= h.seq == g.seq;
+        g.seen_later |= h.seq > g.seq;
+    }
     if c.bad {
         return None;
     }

@@ -365,6 +365,9 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
         if let Some((seq, kind, detail)) = c.finish() {
             problems.add(*s, Some(seq), kind, detail);
         }
+        if let Some((seq, kind, detail)) = c.store_gap_finding() {
+            problems.replace(*s, Some(seq), kind, detail);
+        }
     }
     crosscheck::verify_ledger(
         ledger_scan,
