@@ -2,7 +2,6 @@
 //! leaf, the inclusion proof and the signed tree head. `verify_bundle` needs nothing but the
 //! file and the recorder's public key (FORMAT.md, "Bundles").
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -11,13 +10,12 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::recorder::frame::FRAME_HEADER_LEN;
 use crate::recorder::index::{self, Indexed, SessionMeta, parse_session_id};
 use crate::recorder::ledger::{self, LEAF_SESSION_SEALED, Leaf, TreeHead};
 use crate::recorder::reader;
 use crate::recorder::segment::{Scanned, Scanner};
 use crate::recorder::signing;
-use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, UnsignedTail, check_record};
+use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, UnsignedTail};
 
 /// Manifest `meta` fields that describe the store the bundle came from, not the session:
 /// they are not derived from the records, so they are not authenticated (FORMAT.md,
@@ -224,7 +222,7 @@ pub struct BundleReport {
     pub unsigned_tails: Vec<UnsignedTail>,
 }
 
-fn problem(
+pub(super) fn problem(
     session: &str,
     seq: Option<u64>,
     kind: ProblemKind,
@@ -316,7 +314,7 @@ fn verify_manifest(
     for (seq, kind, detail) in store_problems {
         report.problems.push(problem(&id, seq, kind, detail));
     }
-    let (chain, mut chain_problem) = check_frames(
+    let (chain, mut chain_problem) = super::bundle_frames::check_frames(
         frames,
         &id,
         (session_key, &store_signed),
@@ -373,79 +371,6 @@ fn verify_manifest(
         report.unsigned_tails = chain.unsigned_tails(&id);
     }
     Ok(report)
-}
-
-/// Checks the frames as one chain; returns it and its first problem, if any.
-/// `store_signed`: the chain positions the bundle's store checkpoints sign (seq to hash).
-fn check_frames(
-    frames: &[u8],
-    id: &str,
-    (session_key, store_signed): ([u8; 16], &BTreeMap<u64, [u8; 32]>),
-    key: &VerifyingKey,
-    key_id: &[u8; 32],
-    report: &mut BundleReport,
-) -> (ChainCheck, Option<Problem>) {
-    let mut chain = ChainCheck::without_store_checkpoints();
-    let mut first: Option<Problem> = None;
-    for item in Scanner::new(frames, 0) {
-        match item {
-            Scanned::Frame { record, .. } => {
-                if record.header.session != session_key {
-                    first.get_or_insert(problem(
-                        id,
-                        Some(record.header.seq),
-                        ProblemKind::Edited,
-                        "a record of another session is in the bundle",
-                    ));
-                    chain.mark_bad();
-                    continue;
-                }
-                report.records += 1;
-                if let Some((seq, kind, detail)) = check_record(&mut chain, &record, key, key_id) {
-                    first.get_or_insert(problem(id, Some(seq), kind, detail));
-                } else if let Some(hash) = store_signed.get(&record.header.seq)
-                    && let Some((seq, kind, detail)) =
-                        chain.signed_by_store(record.header.seq, hash)
-                {
-                    // Checked right after the record it names, as in the log.
-                    first.get_or_insert(problem(id, Some(seq), kind, detail));
-                }
-            }
-            Scanned::Damage { offset, what, .. } => {
-                let seq = frames
-                    .get(offset as usize + FRAME_HEADER_LEN..)
-                    .and_then(|r| crate::recorder::frame::parse_record(r).ok())
-                    .map(|r| r.header.seq);
-                if !chain.is_bad() {
-                    first.get_or_insert(problem(
-                        id,
-                        seq,
-                        ProblemKind::Edited,
-                        format!("{what} at byte {offset} of the frames"),
-                    ));
-                }
-                chain.mark_bad();
-            }
-            Scanned::TornTail { offset, .. } => {
-                if !chain.is_bad() {
-                    first.get_or_insert(problem(
-                        id,
-                        Some(chain.records),
-                        ProblemKind::Truncated,
-                        format!("the frames are cut at byte {offset}"),
-                    ));
-                }
-                chain.mark_bad();
-            }
-        }
-    }
-    if let Some((seq, kind, detail)) = chain.finish() {
-        first.get_or_insert(problem(id, Some(seq), kind, detail));
-    }
-    if let Some((seq, kind, detail)) = chain.store_gap_finding() {
-        first = Some(problem(id, Some(seq), kind, detail));
-    }
-    (chain, first)
 }
 
 /// The leaf is this session's seal, and says what the signed records say. Returns false when

@@ -3,6 +3,7 @@
 
 pub mod asciicast;
 pub mod bundle;
+mod bundle_frames;
 pub mod json;
 pub mod jsonl;
 pub mod store_signatures;
