@@ -362,7 +362,6 @@ impl Relay {
             }
         }
     }
-
 }
 
 /// See [`names::fuzz`].
