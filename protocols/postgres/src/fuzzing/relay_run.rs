@@ -363,43 +363,26 @@ fn check(agent_sent: &[u8], forwarded: &[u8], decided: &[(Statement, Verdict)]) 
         match f.tag {
             b'Q' => {
                 let text = crate::frontend::query_text(f).unwrap_or_default();
-                let in_query = |s: &Statement| {
-                    !s.extended
-                        && !s.text.contains("fast-path FunctionCall")
-                        && text.contains(s.text.as_str())
-                };
-                let Some(first) = decided[cursor..].iter().position(|(s, _)| in_query(s)) else {
-                    panic!("a Query reached the target without being judged");
-                };
-                let mut k = cursor + first;
-                let mut last_id = decided[k].0.id;
-                assert!(decided[k].1.allows(), "a denied Query reached the target");
-                k += 1;
-                while k < decided.len() && decided[k].0.id == last_id + 1 && in_query(&decided[k].0)
-                {
-                    assert!(
-                        decided[k].1.allows(),
-                        "a Query with a denied statement reached the target"
-                    );
-                    last_id = decided[k].0.id;
-                    k += 1;
-                }
-                cursor = k;
+                cursor = query_judgements(&text, decided, cursor);
             }
             b'E' => {
                 let Ok(e) = crate::frontend::execute(f) else {
                     panic!("forwarded an undecodable Execute");
                 };
+                // Judgements of Executes the relay refused are skipped over: the agent may send
+                // the same Execute again after Sync, and it is then judged again.
                 let next = decided[cursor..]
                     .iter()
-                    .position(|(s, _)| s.extended && s.portal == e.portal);
+                    .position(|(s, v)| s.extended && s.portal == e.portal && v.allows());
                 match next {
-                    Some(p) if decided[cursor + p].1.allows() => cursor += p + 1,
-                    // Fetching more rows of a portal whose Execute was allowed earlier.
-                    _ => assert!(
+                    Some(p) => cursor += p + 1,
+                    // Fetching more rows of the portal whose last Execute was allowed.
+                    None => assert!(
                         decided[..cursor]
                             .iter()
-                            .any(|(s, v)| s.extended && s.portal == e.portal && v.allows()),
+                            .rev()
+                            .find(|(s, _)| s.extended && s.portal == e.portal)
+                            .is_some_and(|(_, v)| v.allows()),
                         "an Execute reached the target without an allowed judgement"
                     ),
                 }
@@ -420,6 +403,46 @@ fn check(agent_sent: &[u8], forwarded: &[u8], decided: &[(Statement, Verdict)]) 
             _ => {}
         }
     }
+}
+
+/// The judgements of one forwarded Query: from `cursor`, the first simple-protocol statement
+/// whose text is in the query, then those with the following ids found later in the query
+/// text, each after a `;` (a query holds its statements in order, separated by `;`). Every one
+/// must be allowed. Returns the new cursor.
+fn query_judgements(text: &str, decided: &[(Statement, Verdict)], cursor: usize) -> usize {
+    let simple = |s: &Statement| !s.extended && !s.text.contains("fast-path FunctionCall");
+    let Some(first) = decided[cursor..]
+        .iter()
+        .position(|(s, _)| simple(s) && text.contains(s.text.as_str()))
+    else {
+        panic!("a Query reached the target without being judged");
+    };
+    let mut k = cursor + first;
+    let (s, v) = &decided[k];
+    assert!(v.allows(), "a denied Query reached the target");
+    let mut off = text.find(s.text.as_str()).unwrap_or(0) + s.text.len();
+    let mut prev = s;
+    k += 1;
+    while let Some((s, v)) = decided.get(k) {
+        if s.id != prev.id + 1 || !simple(s) {
+            break;
+        }
+        let rest = text.get(off..).unwrap_or_default();
+        let Some(pos) = rest.find(s.text.as_str()) else {
+            break;
+        };
+        if !(rest[..pos].contains(';') || prev.text.ends_with(';')) {
+            break;
+        }
+        assert!(
+            v.allows(),
+            "a Query with a denied statement reached the target"
+        );
+        off += pos + s.text.len();
+        prev = s;
+        k += 1;
+    }
+    k
 }
 
 #[cfg(test)]
