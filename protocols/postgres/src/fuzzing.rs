@@ -8,6 +8,8 @@
 //! runs the real relay (no copy of its dispatch) over both sides' bytes at once, and checks
 //! what reached the target against what was judged.
 
+#[cfg(test)]
+mod relay_property;
 mod relay_run;
 
 use std::sync::{Arc, OnceLock};

@@ -31,7 +31,7 @@ const END_BOUND: Duration = Duration::from_secs(30);
 
 /// Final verdict of one decided statement.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Verdict {
+pub(super) enum Verdict {
     Allow,
     Deny,
     /// Held, then approved or refused by a person.
@@ -44,9 +44,14 @@ impl Verdict {
     }
 }
 
+/// A judged statement, its verdict, and whether it opened a batch (a `decide` call of its
+/// own, or the first of a `decide_all`): a Query's statements are judged as one batch, or one
+/// more after each approved hold.
+pub(super) type Judgement = (Statement, Verdict, bool);
+
 #[derive(Default)]
 struct Log {
-    decided: Vec<(Statement, Verdict)>,
+    decided: Vec<Judgement>,
     events: Vec<Event>,
 }
 
@@ -106,15 +111,52 @@ impl Gate for MemGate {
     }
 
     async fn decide(&self, action: Action) -> Result<Decision, GateError> {
+        Ok(self.decide_one(action, true))
+    }
+
+    async fn decide_all(&self, actions: Vec<Action>) -> Result<Vec<Decision>, GateError> {
+        let mut out = Vec::with_capacity(actions.len());
+        for (i, action) in actions.into_iter().enumerate() {
+            let d = self.decide_one(action, i == 0);
+            let stop = !matches!(d, Decision::Allow);
+            out.push(d);
+            if stop {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn decide_all_overlapped(
+        &self,
+        actions: Vec<Action>,
+    ) -> Result<(Vec<Decision>, Option<Durable>), GateError> {
+        let decisions = self.decide_all(actions).await?;
+        let all_allowed = decisions.iter().all(|d| matches!(d, Decision::Allow));
+        let ticket = (self.overlap && all_allowed).then(|| self.ack());
+        Ok((decisions, ticket))
+    }
+
+    fn kill_signal(&self) -> watch::Receiver<Option<String>> {
+        self.kill.subscribe()
+    }
+
+    async fn end(&self, _outcome: Outcome, _reason: &str) -> Result<(), GateError> {
+        Ok(())
+    }
+}
+
+impl MemGate {
+    fn decide_one(&self, action: Action, first: bool) -> Decision {
         let Action::Statement(s) = action else {
-            return Ok(Decision::Deny {
+            return Decision::Deny {
                 rule: "fuzz".into(),
                 reason: "not a statement".into(),
-            });
+            };
         };
         let v = self.verdict(s.id);
-        self.log().decided.push((s, v));
-        Ok(match v {
+        self.log().decided.push((s, v, first));
+        match v {
             Verdict::Allow => Decision::Allow,
             Verdict::Deny => Decision::Deny {
                 rule: "fuzz".into(),
@@ -137,26 +179,18 @@ impl Gate for MemGate {
                     }
                 }),
             }),
-        })
+        }
     }
+}
 
-    async fn decide_all_overlapped(
-        &self,
-        actions: Vec<Action>,
-    ) -> Result<(Vec<Decision>, Option<Durable>), GateError> {
-        let decisions = self.decide_all(actions).await?;
-        let all_allowed = decisions.iter().all(|d| matches!(d, Decision::Allow));
-        let ticket = (self.overlap && all_allowed).then(|| self.ack());
-        Ok((decisions, ticket))
-    }
-
-    fn kill_signal(&self) -> watch::Receiver<Option<String>> {
-        self.kill.subscribe()
-    }
-
-    async fn end(&self, _outcome: Outcome, _reason: &str) -> Result<(), GateError> {
-        Ok(())
-    }
+/// One data step of an input: `header` (0 agent, 3 target) and the length-prefixed bytes.
+#[cfg(test)]
+pub(super) fn step_bytes(header: u8, bytes: &[u8]) -> Vec<u8> {
+    let len = bytes.len().min(usize::from(u16::MAX));
+    let mut v = vec![header];
+    v.extend_from_slice(&(len as u16).to_be_bytes());
+    v.extend_from_slice(&bytes[..len]);
+    v
 }
 
 enum Step<'a> {
@@ -198,7 +232,7 @@ pub fn run(data: &[u8]) {
 }
 
 /// [`run`], saying how many statements were judged and how many messages reached the target.
-fn run_counted(data: &[u8]) -> (usize, usize) {
+pub(super) fn run_counted(data: &[u8]) -> (usize, usize) {
     let (seed, flags, rest) = match data {
         [s, f, rest @ ..] => (*s, *f, rest),
         _ => (0, 0, data),
@@ -320,7 +354,7 @@ fn frames(bytes: &[u8]) -> Vec<Frame> {
 /// 2. every message that runs SQL (Query, Execute, FunctionCall) was judged and allowed;
 /// 3. after an Execute that was not forwarded (denied, or refused after a hold), nothing but
 ///    Flush reaches the target before the agent's next Sync.
-fn check(agent_sent: &[u8], forwarded: &[u8], decided: &[(Statement, Verdict)]) {
+fn check(agent_sent: &[u8], forwarded: &[u8], decided: &[Judgement]) {
     let sent = frames(agent_sent);
     let fwd = frames(forwarded);
     // 1: a greedy in-order match of forwarded frames to the agent's.
@@ -357,13 +391,14 @@ fn check(agent_sent: &[u8], forwarded: &[u8], decided: &[(Statement, Verdict)]) 
             );
         }
     }
-    // 2: each running message takes the next matching judgement, in order.
-    let mut cursor = 0;
+    // 2: each kind of running message takes the next matching judgement, in order (a cursor
+    // per kind: an Execute that fetches more rows of a portal takes no judgement of its own).
+    let (mut q_cursor, mut e_cursor, mut f_cursor) = (0, 0, 0);
     for f in &fwd {
         match f.tag {
             b'Q' => {
                 let text = crate::frontend::query_text(f).unwrap_or_default();
-                cursor = query_judgements(&text, decided, cursor);
+                q_cursor = query_judgements(&text, decided, q_cursor);
             }
             b'E' => {
                 let Ok(e) = crate::frontend::execute(f) else {
@@ -371,78 +406,76 @@ fn check(agent_sent: &[u8], forwarded: &[u8], decided: &[(Statement, Verdict)]) 
                 };
                 // Judgements of Executes the relay refused are skipped over: the agent may send
                 // the same Execute again after Sync, and it is then judged again.
-                let next = decided[cursor..]
+                let next = decided[e_cursor..]
                     .iter()
-                    .position(|(s, v)| s.extended && s.portal == e.portal && v.allows());
+                    .position(|(s, v, _)| s.extended && s.portal == e.portal && v.allows());
                 match next {
-                    Some(p) => cursor += p + 1,
-                    // Fetching more rows of the portal whose last Execute was allowed.
+                    Some(p) => e_cursor += p + 1,
+                    // Fetching more rows of a portal whose Execute was allowed, as far as the
+                    // target's answers say it still exists (a hostile target may never end the
+                    // transaction that would drop it).
                     None => assert!(
-                        decided[..cursor]
+                        decided[..e_cursor]
                             .iter()
-                            .rev()
-                            .find(|(s, _)| s.extended && s.portal == e.portal)
-                            .is_some_and(|(_, v)| v.allows()),
+                            .any(|(s, v, _)| s.extended && s.portal == e.portal && v.allows()),
                         "an Execute reached the target without an allowed judgement"
                     ),
                 }
             }
             b'F' => {
-                let Some(p) = decided[cursor..]
+                // As for Executes, refused calls' judgements are passed over: each forwarded
+                // call takes the next allowed one, so forwarding a refused call runs out.
+                let Some(p) = decided[f_cursor..]
                     .iter()
-                    .position(|(s, _)| s.text.contains("fast-path FunctionCall"))
+                    .position(|(s, v, _)| s.text.contains("fast-path FunctionCall") && v.allows())
                 else {
-                    panic!("a FunctionCall reached the target without being judged");
+                    panic!("a FunctionCall reached the target without an allowed judgement");
                 };
-                assert!(
-                    decided[cursor + p].1.allows(),
-                    "a denied FunctionCall reached the target"
-                );
-                cursor += p + 1;
+                f_cursor += p + 1;
             }
             _ => {}
         }
     }
 }
 
-/// The judgements of one forwarded Query: from `cursor`, the first simple-protocol statement
-/// whose text is in the query, then those with the following ids found later in the query
-/// text, each after a `;` (a query holds its statements in order, separated by `;`). Every one
-/// must be allowed. Returns the new cursor.
-fn query_judgements(text: &str, decided: &[(Statement, Verdict)], cursor: usize) -> usize {
+/// The judgements of one forwarded Query: a batch from `cursor` on whose first statement's text
+/// is in the query, then the statements with the following ids found later in the query text,
+/// each after a `;` (a query holds its statements in order, separated by `;`). Judgements of
+/// Queries that were refused are passed over, so the first such group that is wholly allowed
+/// is the Query's; none means it reached the target unjudged or refused. Returns the new
+/// cursor.
+fn query_judgements(text: &str, decided: &[Judgement], cursor: usize) -> usize {
     let simple = |s: &Statement| !s.extended && !s.text.contains("fast-path FunctionCall");
-    let Some(first) = decided[cursor..]
-        .iter()
-        .position(|(s, _)| simple(s) && text.contains(s.text.as_str()))
-    else {
-        panic!("a Query reached the target without being judged");
-    };
-    let mut k = cursor + first;
-    let (s, v) = &decided[k];
-    assert!(v.allows(), "a denied Query reached the target");
-    let mut off = text.find(s.text.as_str()).unwrap_or(0) + s.text.len();
-    let mut prev = s;
-    k += 1;
-    while let Some((s, v)) = decided.get(k) {
-        if s.id != prev.id + 1 || !simple(s) {
-            break;
+    for start in cursor..decided.len() {
+        let (s, v, first) = &decided[start];
+        if !*first || !simple(s) || !text.contains(s.text.as_str()) {
+            continue;
         }
-        let rest = text.get(off..).unwrap_or_default();
-        let Some(pos) = rest.find(s.text.as_str()) else {
-            break;
-        };
-        if !(rest[..pos].contains(';') || prev.text.ends_with(';')) {
-            break;
+        let mut allowed = v.allows();
+        let mut off = text.find(s.text.as_str()).unwrap_or(0) + s.text.len();
+        let mut prev = s;
+        let mut k = start + 1;
+        while let Some((s, v, _)) = decided.get(k) {
+            if s.id != prev.id + 1 || !simple(s) {
+                break;
+            }
+            let rest = text.get(off..).unwrap_or_default();
+            let Some(pos) = rest.find(s.text.as_str()) else {
+                break;
+            };
+            if !(rest[..pos].contains(';') || prev.text.ends_with(';')) {
+                break;
+            }
+            allowed &= v.allows();
+            off += pos + s.text.len();
+            prev = s;
+            k += 1;
         }
-        assert!(
-            v.allows(),
-            "a Query with a denied statement reached the target"
-        );
-        off += pos + s.text.len();
-        prev = s;
-        k += 1;
+        if allowed {
+            return k;
+        }
     }
-    k
+    panic!("a Query reached the target without an allowed judgement");
 }
 
 #[cfg(test)]
@@ -514,8 +547,8 @@ mod tests {
     fn checks_catch_broken_forwarding() {
         let q = typed(b'Q', b"select 1; delete from t\0");
         let decided = vec![
-            (stmt(1, "select 1", false, ""), Verdict::Allow),
-            (stmt(2, "delete from t", false, ""), Verdict::Deny),
+            (stmt(1, "select 1", false, ""), Verdict::Allow, true),
+            (stmt(2, "delete from t", false, ""), Verdict::Deny, false),
         ];
         let r = std::panic::catch_unwind(|| check(&q, &q, &decided));
         assert!(r.is_err(), "a Query with a denied statement was accepted");
@@ -525,7 +558,7 @@ mod tests {
         let b = typed(b'B', b"\0\0\0\0\0\0\0\0");
         let s = typed(b'S', b"");
         let sent = [e.clone(), b.clone(), s.clone()].concat();
-        let denied = vec![(stmt(1, "", true, ""), Verdict::Deny)];
+        let denied = vec![(stmt(1, "", true, ""), Verdict::Deny, true)];
         let r =
             std::panic::catch_unwind(|| check(&sent, &[b.clone(), s.clone()].concat(), &denied));
         assert!(r.is_err(), "a Bind after a denied Execute was accepted");
