@@ -26,6 +26,8 @@ use crate::wire::{Frame, take_typed_frame};
 
 /// Most frame bytes the relay accepts here.
 const MAX_FRAME: usize = 1 << 20;
+/// Agent bytes fed at most, well under what the relay reads while it waits (1 MiB).
+const MAX_AGENT_BYTES: usize = 512 << 10;
 /// A session that has not ended this long after its agent left is a hang, not slowness.
 const END_BOUND: Duration = Duration::from_secs(30);
 
@@ -298,30 +300,41 @@ async fn session(gate: Arc<MemGate>, steps: &[Step<'_>]) -> (Vec<u8>, Vec<u8>) {
         all
     });
     let mut agent_sent = Vec::new();
-    for step in steps {
-        match step {
-            Step::Agent(b) => {
-                if agent_tx.write_all(b).await.is_err() {
-                    break;
+    let feed = async {
+        for step in steps {
+            match step {
+                // Past this the relay may rightly stop reading an agent whose messages wait
+                // for answers the target never gives.
+                Step::Agent(b) if agent_sent.len() + b.len() > MAX_AGENT_BYTES => break,
+                Step::Agent(b) => {
+                    // Noted before it is written: the relay may read part of a write that
+                    // then fails because the session ended.
+                    agent_sent.extend_from_slice(b);
+                    if agent_tx.write_all(b).await.is_err() {
+                        break;
+                    }
                 }
-                agent_sent.extend_from_slice(b);
-            }
-            Step::Target(b) => {
-                if target_tx.write_all(b).await.is_err() {
-                    break;
+                Step::Target(b) => {
+                    if target_tx.write_all(b).await.is_err() {
+                        break;
+                    }
+                }
+                Step::Pause(n) => {
+                    for _ in 0..*n {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Step::Kill => {
+                    let _ = gate.kill.send(Some("killed by the input".into()));
                 }
             }
-            Step::Pause(n) => {
-                for _ in 0..*n {
-                    tokio::task::yield_now().await;
-                }
-            }
-            Step::Kill => {
-                let _ = gate.kill.send(Some("killed by the input".into()));
-            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
+    };
+    assert!(
+        tokio::time::timeout(END_BOUND, feed).await.is_ok(),
+        "the relay stopped reading a live session"
+    );
     let _ = agent_tx.shutdown().await;
     drop(agent_tx);
     let ended = tokio::time::timeout(END_BOUND, relay).await;
