@@ -23,7 +23,7 @@ w('pg_startup', 'cancel', untyped(struct.pack('>iii', 80877102, 12345, -98765432
 w('pg_startup', 'ssl-only', ssl)
 w('pg_startup', 'protocol-3.2', startup([('user','a')], ver=196610))
 
-# pg_frontend
+# the agent's messages (used by the pg_relay seeds below)
 def q(s): return typed(b'Q', cstr(s))
 def parse(name, sql, oids=()): return typed(b'P', cstr(name)+cstr(sql)+struct.pack('>h', len(oids))+b''.join(struct.pack('>I',o) for o in oids))
 def bind(portal, stmt, fmts, params, rfmts):
@@ -36,15 +36,15 @@ def bind(portal, stmt, fmts, params, rfmts):
 def describe(k, n): return typed(b'D', k+cstr(n))
 def execute(p, n=0): return typed(b'E', cstr(p)+struct.pack('>i', n))
 sync = typed(b'S', b''); flush = typed(b'H', b''); term = typed(b'X', b'')
-w('pg_frontend', 'query', q('SELECT id, name FROM users WHERE id = 1'))
-w('pg_frontend', 'multi-query', q("BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1; COMMIT"))
-w('pg_frontend', 'pipeline', parse('s1', 'SELECT * FROM t WHERE id = $1', [23]) + bind('p1','s1',[1],[b'\x00\x00\x00\x07'],[0,1])
+fe_query = q('SELECT id, name FROM users WHERE id = 1')
+fe_multi = q("BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1; COMMIT")
+fe_pipeline = (parse('s1', 'SELECT * FROM t WHERE id = $1', [23]) + bind('p1','s1',[1],[b'\x00\x00\x00\x07'],[0,1])
     + describe(b'P','p1') + execute('p1', 100) + sync)
-w('pg_frontend', 'unnamed-pipeline', parse('', 'DELETE FROM t WHERE id = $1') + bind('','',[],[b'5'],[]) + execute('') + sync
+fe_unnamed = (parse('', 'DELETE FROM t WHERE id = $1') + bind('','',[],[b'5'],[]) + execute('') + sync
     + parse('', 'INSERT INTO t VALUES ($1, $2)') + bind('','',[0],[b'1', None],[]) + execute('') + sync
     + typed(b'C', b'S'+cstr('s1')) + sync + term)
-w('pg_frontend', 'copy-in', q('COPY t FROM STDIN') + typed(b'd', b'1\tone\n2\ttwo\n') + typed(b'd', b'3\tthree\n') + typed(b'c', b'') + typed(b'f', cstr('abort')))
-w('pg_frontend', 'function-call', typed(b'F', struct.pack('>Ihhih', 1598, 0, 0, 0, 0)) + flush + sync)
+fe_copy = (q('COPY t FROM STDIN') + typed(b'd', b'1\tone\n2\ttwo\n') + typed(b'd', b'3\tthree\n') + typed(b'c', b'') + typed(b'f', cstr('abort')))
+fe_fcall = (typed(b'F', struct.pack('>Ihhih', 1598, 0, 0, 0, 0)) + flush + sync)
 
 # pg_backend
 def rowdesc(cols):
@@ -94,3 +94,24 @@ for name, sql in [
     ('explain-analyze', "EXPLAIN (ANALYZE) DELETE FROM t; CREATE OR REPLACE VIEW v AS SELECT 1; \"Quoted\"\"Ident\"; SELECT 'é'"),
 ]:
     w('pg_classifier', name, sql.encode())
+
+# pg_relay: [policy seed][flags] then chunks: header h (h%8: 0-2 agent, 3-5 target, 6 pause of
+# h//8 turns, 7 kill) and, for data, a big-endian u16 length.
+def agent(b): return bytes([0]) + struct.pack('>H', len(b)) + b
+def target(b): return bytes([3]) + struct.pack('>H', len(b)) + b
+def pause(n=4): return bytes([6 + 8*n])
+kill = bytes([7])
+def relay(seed, flags, *chunks): return bytes([seed, flags]) + b''.join(chunks)
+select_answer = rowdesc([('id',0),('name',0)]) + datarow([b'1', b'alice']) + cc('SELECT 1') + ready()
+ext_answer = typed(b'1', b'') + typed(b'2', b'') + rowdesc([('n',0)]) + datarow([b'1']) + cc('SELECT 1') + ready()
+w('pg_relay', 'query-allowed', relay(0, 0, agent(fe_query), pause(), target(select_answer), agent(term)))
+w('pg_relay', 'multi-query-judged', relay(5, 0, agent(fe_multi), pause(), target(cc('BEGIN') + cc('UPDATE 1') + cc('COMMIT') + ready()), agent(fe_query), pause(), target(select_answer)))
+w('pg_relay', 'pipeline', relay(0, 0, agent(fe_pipeline), pause(), target(ext_answer)))
+w('pg_relay', 'pipelines-denied-held', relay(3, 0, agent(fe_unnamed), pause(8), target(ext_answer + err('ERROR', '42P05', 'prepared statement exists') + ready()), pause(8), agent(fe_pipeline), target(ext_answer)))
+w('pg_relay', 'overlap-late-acks', relay(0, 3, agent(fe_pipeline + fe_pipeline + fe_query), pause(2), target(ext_answer), pause(2), target(ext_answer + select_answer)))
+w('pg_relay', 'copy-in', relay(0, 0, agent(fe_copy[:24]), target(typed(b'G', b'\0\0\x02\0\0\0\0')), agent(fe_copy[24:]), target(cc('COPY 3') + ready())))
+w('pg_relay', 'function-call', relay(9, 0, agent(fe_fcall), pause(), target(typed(b'V', struct.pack('>i', 1) + b't') + ready())))
+w('pg_relay', 'kill-in-hold', relay(7, 2, agent(parse('', 'DELETE FROM t') + bind('', '', [], [], []) + execute('') + sync), kill, agent(fe_query)))
+w('pg_relay', 'lexing-settings', relay(0, 0, agent(q("SET standard_conforming_strings = off")), target(ps('standard_conforming_strings', 'off') + cc('SET') + ready()),
+    agent(q("SELECT 'x\\'' ; DELETE FROM accounts; -- '")), pause(), target(select_answer)))
+w('pg_relay', 'hostile-target', relay(2, 0, agent(fe_query), target(err('FATAL', '57P01', 'bye') + typed(b'K', struct.pack('>ii', 1, 2)) + b'Z\xff\xff\xff\xff')))

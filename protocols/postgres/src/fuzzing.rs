@@ -4,15 +4,19 @@
 //! (`fuzz/corpus/TARGET/`) plus mutations in every CI run.
 //!
 //! Inputs are what crosses the wire, as the session reads it: untyped startup packets, typed
-//! frontend messages from the agent, typed backend messages from the target, the two SCRAM
-//! messages, and statement text.
+//! backend messages from the target, the two SCRAM messages, and statement text. `pg_relay`
+//! runs the real relay (no copy of its dispatch) over both sides' bytes at once, and checks
+//! what reached the target against what was judged.
+
+#[cfg(test)]
+mod relay_property;
+mod relay_run;
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 
 use crate::classify::{self, LexContext};
-use crate::frontend;
 use crate::relay::note_parameter;
 use crate::results::{Columns, CopyAcc, ResultAcc, rows_from_tag};
 use crate::scram_server::{ServerFirst, Verifier};
@@ -56,65 +60,6 @@ pub fn startup(data: &[u8]) {
                 }
                 return;
             }
-        }
-    }
-}
-
-/// The agent's messages after startup: typed frames, each decoded as the relay decodes its
-/// tag, and the SQL text of Query and Parse classified. A malformed message or an unknown tag
-/// ends the stream, as it ends the session.
-pub fn frontend(data: &[u8]) {
-    let mut buf = BytesMut::from(data);
-    let lex = LexContext::default();
-    let mut upload: Option<CopyAcc> = None;
-    loop {
-        let frame = match take_typed_frame(&mut buf, MAX_FRAME) {
-            Ok(Some(f)) => f,
-            Ok(None) | Err(_) => return,
-        };
-        assert!(frame.bytes.len() >= 5 && frame.bytes.len() <= MAX_FRAME);
-        let ok = match frame.tag {
-            b'Q' => frontend::query_text(&frame).map(|sql| {
-                let judged = classify::classify_query(&sql, lex);
-                assert!(
-                    !judged.is_empty(),
-                    "a query string gives at least one entry"
-                );
-            }),
-            b'P' => frontend::parse(&frame).map(|p| {
-                let _ = classify::classify_prepared(&p.query, lex);
-            }),
-            b'B' => frontend::bind(&frame).map(|b| {
-                for p in &b.params {
-                    if let Some(v) = &p.value {
-                        assert!(v.len() < frame.bytes.len());
-                    }
-                }
-                let cols = Columns {
-                    names: vec![String::new(); b.result_formats.len().min(64)],
-                    formats: Vec::new(),
-                };
-                let _ = cols.with_bind_formats(&b.result_formats);
-            }),
-            b'E' => frontend::execute(&frame).map(|_| ()),
-            b'D' => frontend::target(&frame, "Describe").map(|_| ()),
-            b'C' => frontend::target(&frame, "Close").map(|_| ()),
-            b'F' => frontend::function_call(&frame).map(|_| ()),
-            b'd' => {
-                upload
-                    .get_or_insert_with(|| CopyAcc::new(0))
-                    .data(frame.body());
-                Ok(())
-            }
-            b'c' | b'f' => {
-                let _ = upload.take().map(CopyAcc::digest);
-                Ok(())
-            }
-            b'S' | b'H' => Ok(()),
-            _ => return,
-        };
-        if ok.is_err() {
-            return;
         }
     }
 }
@@ -329,13 +274,22 @@ pub fn classifier(data: &[u8]) {
     }
 }
 
+/// The real relay between an agent and a hostile target, in memory, judged by an in-memory
+/// gate whose decisions (allow, deny, hold then approve or refuse), durability acks (at once or
+/// late) and kill come from the input; the relay's invariants are checked against what the
+/// gate recorded (see [`relay_run`]). It replaces the `pg_frontend` target, which decoded the
+/// agent's messages by a copy of the relay's dispatch.
+pub fn relay(data: &[u8]) {
+    relay_run::run(data);
+}
+
 /// A named fuzz entry point.
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target by name, for runners.
 pub const TARGETS: &[Target] = &[
     ("pg_startup", startup),
-    ("pg_frontend", frontend),
+    ("pg_relay", relay),
     ("pg_backend", backend),
     ("pg_scram", scram),
     ("pg_classifier", classifier),
@@ -425,9 +379,18 @@ mod tests {
         fe::describe(b'P', "", &mut b).unwrap();
         fe::execute("", 0, &mut b).unwrap();
         fe::sync(&mut b);
-        frontend(&b);
-        for cut in 0..b.len() {
-            frontend(&b[..cut]);
+        // Agent bytes in one chunk, for every policy seed's first few values.
+        let input = |seed: u8, bytes: &[u8]| {
+            let mut v = vec![seed, 0, 0];
+            v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            v.extend_from_slice(bytes);
+            v
+        };
+        for seed in 0..8 {
+            relay(&input(seed, &b));
+        }
+        for cut in (0..b.len()).step_by(7) {
+            relay(&input(0, &b[..cut]));
         }
     }
 

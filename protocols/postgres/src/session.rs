@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::PgFrontendConfig;
 use crate::cancel::{self, BackendCancel, CancelKey, CancelTarget};
-use crate::relay::Relay;
+use crate::relay::{Relay, TargetSide};
 use crate::scram_server::{Binding, MECHANISM, MECHANISM_PLUS, ServerFirst, Verifier};
 use crate::startup::{self, Hello, StartupError};
 use crate::stream::Stream;
@@ -310,9 +310,9 @@ pub async fn run(
     let relay = Relay::new(
         open.gate.clone(),
         config.clone(),
-        s.stream,
+        Box::new(s.stream),
         s.buffered,
-        tconn,
+        TargetSide::from(tconn),
         out,
         shutdown,
         hold_cancel,

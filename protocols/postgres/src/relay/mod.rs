@@ -1,11 +1,14 @@
 //! The message loop of an admitted session.
 //!
-//! One task per connection. Each pass of [`Relay::poll_io`] looks at: kill/shutdown/cancel, a
-//! pending approval, both outgoing buffers (written as far as the sockets take them) and both
-//! incoming sockets. Reads and writes go through buffers that are filled and drained
-//! independently, so neither direction can stall the other, and every socket write carries
-//! everything that was ready. [`agent`] handles the agent's messages (judging, holds),
-//! [`answers`] the target's (ordering, results).
+//! One task per connection. Each pass of [`Relay::poll_io`] ([`io`]) looks at: kill/shutdown/
+//! cancel ([`control`]), a pending approval, both outgoing buffers (written as far as the
+//! streams take them) and both incoming streams. Reads and writes go through buffers that are
+//! filled and drained independently, so neither direction can stall the other, and every write
+//! carries everything that was ready. [`agent`] handles the agent's messages (judging, holds),
+//! [`answers`] the target's (ordering, results), [`finish`] the end.
+//!
+//! The relay owns no socket: it is given two byte streams ([`Io`]: TCP, TLS, or in-memory pipes)
+//! and a [`Gate`], so the fuzz target `pg_relay` and tests run this same code without a network.
 //!
 //! Ordering: every message forwarded to the target that will be answered has an entry in
 //! `expect`, in order. Target messages complete the entry at the head. Proctor's own answers
@@ -14,11 +17,19 @@
 
 mod agent;
 mod answers;
+mod control;
 mod execute;
 pub mod fastpath;
+mod finish;
+mod io;
 mod judge;
 mod names;
 mod release;
+
+pub use io::{Io, TargetSide};
+
+use control::{Control, ControlFuture, ControlRx, Tickets, control};
+use io::Ev;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -37,7 +48,6 @@ use crate::PgFrontendConfig;
 use crate::cancel::BackendCancel;
 use crate::classify::{LexContext, SqlPrepared};
 use crate::results::{Columns, CopyAcc, ResultAcc};
-use crate::stream::Stream;
 use crate::target::TargetConn;
 use crate::wire::{Frame, Severity, error_bytes};
 
@@ -153,60 +163,21 @@ struct Predecided {
 /// Most Executes judged in one batch.
 const MAX_PIPELINE_BATCH: usize = 64;
 
-/// Durability tickets of enqueued events, awaited oldest first once too many are pending.
-struct Tickets {
-    q: VecDeque<(Durable, usize)>,
-    bytes: usize,
-}
-
-impl Tickets {
-    async fn push(&mut self, d: Durable, weight: usize) -> Result<(), GateError> {
-        self.q.push_back((d, weight));
-        self.bytes += weight;
-        while self.q.len() > MAX_TICKETS || self.bytes > MAX_TICKET_BYTES {
-            let Some((d, w)) = self.q.pop_front() else {
-                break;
-            };
-            self.bytes -= w;
-            d.wait().await?;
-        }
-        Ok(())
-    }
-
-    /// Waits until every enqueued event is durable.
-    async fn settle(&mut self) -> Result<(), GateError> {
-        while let Some((d, w)) = self.q.pop_front() {
-            self.bytes -= w;
-            d.wait().await?;
-        }
-        Ok(())
-    }
-
-    async fn drain(&mut self) {
-        while let Some((d, _)) = self.q.pop_front() {
-            if let Err(e) = d.wait().await {
-                tracing::warn!(error = %e, "postgres: an event did not become durable");
-            }
-        }
-        self.bytes = 0;
-    }
-}
-
 pub struct Relay {
     gate: Arc<dyn Gate>,
     cfg: Arc<PgFrontendConfig>,
-    /// Both streams are read and written from the single poll pass, so they are not split.
-    client: Stream,
-    target: Stream,
+    /// Both streams are read and written from the single poll pass ([`io`]), so they are not
+    /// split.
+    client: Box<dyn Io>,
+    target: Box<dyn Io>,
     cin: BytesMut,
     cout: BytesMut,
     tin: BytesMut,
     tout: BytesMut,
-    /// Written but maybe not yet flushed out of TLS buffers.
+    /// Written but maybe not yet flushed (a TLS stream holds written bytes until flushed; for
+    /// TCP and pipes the flush is free).
     c_dirty: bool,
     t_dirty: bool,
-    c_tls: bool,
-    t_tls: bool,
     /// Kill, shutdown, and CancelRequests carrying this session's key.
     control: ControlFuture,
     /// For reading the kill reason outside the control future.
@@ -261,15 +232,14 @@ impl Relay {
     pub fn new(
         gate: Arc<dyn Gate>,
         cfg: Arc<PgFrontendConfig>,
-        client: Stream,
+        client: Box<dyn Io>,
         client_buffered: BytesMut,
-        target: TargetConn,
+        target: TargetSide,
         greeting: BytesMut,
         shutdown: Option<watch::Receiver<bool>>,
         hold_cancel_tx: Arc<watch::Sender<u64>>,
         backend_cancel: Option<BackendCancel>,
     ) -> Relay {
-        let (c_tls, t_tls) = (client.is_tls(), target.stream.is_tls());
         let mut lex = LexContext::default();
         let mut events = Vec::new();
         for (k, v) in &target.params {
@@ -291,15 +261,13 @@ impl Relay {
             gate,
             cfg,
             client,
-            target: target.stream,
+            target: target.io,
             cin: client_buffered,
             cout: greeting,
             tin: target.leftover,
             tout: BytesMut::with_capacity(CLIENT_READ_CHUNK),
             c_dirty: false,
             t_dirty: false,
-            c_tls,
-            t_tls,
             control,
             kill_view,
             _cancels_tx: hold_cancel_tx,
@@ -394,352 +362,6 @@ impl Relay {
             }
         }
     }
-
-    /// One pass over everything the session waits for. Writes are pushed as far as the sockets
-    /// take them without returning; the pass returns on the first thing that needs handling
-    /// (data read, an approval, a kill...). Every branch that is not ready has registered its
-    /// waker, so `Pending` is safe.
-    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Ev> {
-        if let Poll::Ready((ev, rx)) = self.control.as_mut().poll(cx) {
-            self.control = Box::pin(control(rx));
-            return Poll::Ready(Ev::Control(ev));
-        }
-        if let Some(p) = self.paused.as_mut()
-            && let Poll::Ready(r) = p.hold.outcome.as_mut().poll(cx)
-        {
-            return Poll::Ready(Ev::Hold(r));
-        }
-        // Writes, to the agent only as far as the records before them are durable.
-        let mut sendable = match self.release.poll_sendable(cx, self.cout.len()) {
-            Ok(n) => n,
-            Err(e) => return Poll::Ready(Ev::RecordFailed(e)),
-        };
-        while sendable > 0 {
-            match Pin::new(&mut self.client).poll_write(cx, &self.cout[..sendable]) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Ev::ClientGone("client connection closed".into()));
-                }
-                Poll::Ready(Ok(n)) => {
-                    self.cout.advance(n);
-                    self.release.wrote(n);
-                    sendable -= n;
-                    self.c_dirty = self.c_tls;
-                }
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Ev::ClientGone(format!("client connection lost: {e}")));
-                }
-                Poll::Pending => break,
-            }
-        }
-        if sendable == 0 && self.c_dirty {
-            match Pin::new(&mut self.client).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.c_dirty = false,
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Ev::ClientGone(format!("client connection lost: {e}")));
-                }
-                Poll::Pending => {}
-            }
-        }
-        while !self.tout.is_empty() {
-            match Pin::new(&mut self.target).poll_write(cx, &self.tout) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Ev::TargetGone("the target closed the connection".into()));
-                }
-                Poll::Ready(Ok(n)) => {
-                    self.tout.advance(n);
-                    self.t_dirty = self.t_tls;
-                }
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Ev::TargetGone(format!(
-                        "writing to the target failed: {e}"
-                    )));
-                }
-                Poll::Pending => break,
-            }
-        }
-        if self.tout.is_empty() && self.t_dirty {
-            match Pin::new(&mut self.target).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.t_dirty = false,
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Ev::TargetGone(format!(
-                        "writing to the target failed: {e}"
-                    )));
-                }
-                Poll::Pending => {}
-            }
-        }
-        // Reads, each side only while the other side's outgoing buffer has room.
-        if self.cout.len() < HIGH_WATER {
-            if self.tin.capacity() - self.tin.len() < TARGET_READ_CHUNK / 4 {
-                self.tin.reserve(TARGET_READ_CHUNK);
-            }
-            match poll_read_buf(Pin::new(&mut self.target), cx, &mut self.tin) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Ev::TargetGone("the target closed the connection".into()));
-                }
-                Poll::Ready(Ok(_)) => return Poll::Ready(Ev::TargetData),
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Ev::TargetGone(format!(
-                        "reading from the target failed: {e}"
-                    )));
-                }
-                Poll::Pending => {}
-            }
-        }
-        // Client messages left unprocessed while the target's buffer was full: process them now
-        // that it has drained (nothing else would wake the loop for them).
-        if self.paused.is_none() && self.deferred.is_none() && self.tout.len() < HIGH_WATER {
-            match crate::wire::typed_frame_len(&self.cin, self.cfg.max_message_bytes) {
-                Ok(Some(len)) if self.cin.len() >= len => return Poll::Ready(Ev::ClientData),
-                // Let process_client report the bad frame.
-                Err(_) => return Poll::Ready(Ev::ClientData),
-                _ => {}
-            }
-        }
-        // While a message waits for a hold or for the server's answers, the client is read
-        // only so far (and to notice it going away).
-        let client_room = if self.paused.is_some() || self.deferred.is_some() {
-            self.cin.len() < PAUSED_READ_LIMIT
-        } else {
-            self.tout.len() < HIGH_WATER
-        };
-        if client_room {
-            if self.cin.capacity() - self.cin.len() < CLIENT_READ_CHUNK / 4 {
-                self.cin.reserve(CLIENT_READ_CHUNK);
-            }
-            match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.cin) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Ev::ClientGone("client disconnected".into()));
-                }
-                Poll::Ready(Ok(_)) => return Poll::Ready(Ev::ClientData),
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Ev::ClientGone(format!("client connection lost: {e}")));
-                }
-                Poll::Pending => {}
-            }
-        }
-        Poll::Pending
-    }
-
-    // ----- recording -----
-
-    async fn flush_events(&mut self) -> Result<(), End> {
-        if self.events.is_empty() {
-            return Ok(());
-        }
-        // Swapped out and back so the vector's allocation is reused.
-        let mut events = std::mem::take(&mut self.events);
-        let mut result = Ok(());
-        for ev in events.drain(..) {
-            let w = ev.weight();
-            let d = match self.gate.enqueue(ev).await {
-                Ok(d) => d,
-                Err(e) => {
-                    result = Err(self.gate_error(e));
-                    break;
-                }
-            };
-            if let Err(e) = self.tickets.push(d, w).await {
-                result = Err(self.gate_error(e));
-                break;
-            }
-        }
-        events.clear();
-        self.events = events;
-        result
-    }
-
-    // ----- the end -----
-
-    async fn finish(mut self, end: End) -> (Outcome, String) {
-        // Dropping a pending hold cancels its approval.
-        self.paused = None;
-        let _ = self.flush_events().await;
-        let terminate = b"X\0\0\0\x04";
-        let record_failed = matches!(end, End::Recorder(_));
-        let (outcome, reason, to_client, to_target): (Outcome, String, Option<Bytes>, bool) =
-            match end {
-                End::Client(r) => (Outcome::Completed, r, None, true),
-                End::Killed(r) => (
-                    Outcome::Killed,
-                    r.clone(),
-                    Some(error_bytes(
-                        Severity::Fatal,
-                        "57P01",
-                        &format!("terminating connection due to administrator command: {r}"),
-                    )),
-                    true,
-                ),
-                End::Shutdown => (
-                    Outcome::Interrupted,
-                    "proctor shutting down".into(),
-                    Some(error_bytes(
-                        Severity::Fatal,
-                        "57P01",
-                        "proctor shutting down",
-                    )),
-                    true,
-                ),
-                End::TargetLost(r) => {
-                    let _ = self
-                        .gate
-                        .record(Event::ProtocolError {
-                            party: Party::Target,
-                            message: r.clone(),
-                        })
-                        .await;
-                    let msg = self.target_sent_fatal.is_none().then(|| {
-                        error_bytes(
-                            Severity::Fatal,
-                            "08006",
-                            &format!("proctor: lost the connection to the target: {r}"),
-                        )
-                    });
-                    (Outcome::TargetLost, r, msg, false)
-                }
-                End::Target(r) => {
-                    let _ = self
-                        .gate
-                        .record(Event::ProtocolError {
-                            party: Party::Target,
-                            message: r.clone(),
-                        })
-                        .await;
-                    (
-                        Outcome::TargetLost,
-                        format!("target protocol error: {r}"),
-                        Some(error_bytes(
-                            Severity::Fatal,
-                            "08P01",
-                            "proctor: the target sent an invalid message",
-                        )),
-                        true,
-                    )
-                }
-                End::Agent(code, r) => {
-                    let _ = self
-                        .gate
-                        .record(Event::ProtocolError {
-                            party: Party::Agent,
-                            message: r.clone(),
-                        })
-                        .await;
-                    (
-                        Outcome::Interrupted,
-                        format!("protocol violation by the agent: {r}"),
-                        Some(error_bytes(Severity::Fatal, code, &format!("proctor: {r}"))),
-                        true,
-                    )
-                }
-                End::Recorder(r) => (
-                    Outcome::Interrupted,
-                    format!("recording failed: {r}"),
-                    Some(error_bytes(
-                        Severity::Fatal,
-                        "58030",
-                        "proctor: the session could not be recorded and was closed",
-                    )),
-                    true,
-                ),
-            };
-        // Answers held back for records that are not durable never reach the agent: after a
-        // recorder failure not at all, otherwise once they are (or not, after the goodbye
-        // timeout).
-        let wait = if record_failed {
-            Duration::ZERO
-        } else {
-            GOODBYE_TIMEOUT
-        };
-        let keep = self.release.settle(self.cout.len(), wait).await;
-        self.cout.truncate(keep);
-        if let Some(b) = to_client {
-            self.cout.extend_from_slice(&b);
-        }
-        let cout = std::mem::take(&mut self.cout);
-        let client = async {
-            let _ = self.client.write_all(&cout).await;
-            let _ = self.client.flush().await;
-            let _ = self.client.shutdown().await;
-        };
-        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, client).await;
-        if to_target {
-            // A backend busy with a statement would not read the Terminate until the statement
-            // ends (it does not notice a closed socket either), so stop the statement first.
-            let busy = self
-                .expect
-                .iter()
-                .any(|e| !matches!(e, Expect::Inject { .. } | Expect::CopyEnd));
-            if busy && let Some(b) = self.backend_cancel.clone() {
-                let _ =
-                    tokio::time::timeout(GOODBYE_TIMEOUT, crate::cancel::cancel_backend(b)).await;
-            }
-            let target = async {
-                if !matches!(outcome, Outcome::Completed) || !self.tout.ends_with(terminate) {
-                    self.tout.extend_from_slice(terminate);
-                }
-                let _ = self.target.write_all(&self.tout).await;
-                let _ = self.target.flush().await;
-                let _ = self.target.shutdown().await;
-            };
-            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, target).await;
-        }
-        self.tickets.drain().await;
-        (outcome, reason)
-    }
-}
-
-enum Ev {
-    Control(Control),
-    Hold(Resolution),
-    /// A statement forwarded before its record was durable could not be recorded.
-    RecordFailed(GateError),
-    ClientData,
-    TargetData,
-    ClientGone(String),
-    TargetGone(String),
-}
-
-/// Kill, shutdown and cancel, watched by one long-lived future so that the hot loop does not
-/// re-register with three channels on every pass.
-enum Control {
-    Killed(String),
-    Shutdown,
-    Cancel,
-}
-
-struct ControlRx {
-    kill: watch::Receiver<Option<String>>,
-    kill_live: bool,
-    shutdown: Option<watch::Receiver<bool>>,
-    cancels: watch::Receiver<u64>,
-}
-
-type ControlFuture = Pin<Box<dyn Future<Output = (Control, ControlRx)> + Send>>;
-
-async fn control(mut rx: ControlRx) -> (Control, ControlRx) {
-    loop {
-        tokio::select! {
-            r = rx.kill.changed(), if rx.kill_live => {
-                if r.is_err() {
-                    // The gate dropped its sender: no kill can come any more.
-                    rx.kill_live = false;
-                } else {
-                    let reason = rx.kill.borrow_and_update().clone();
-                    if let Some(reason) = reason {
-                        return (Control::Killed(reason), rx);
-                    }
-                }
-            }
-            _ = shutdown_requested(&mut rx.shutdown) => return (Control::Shutdown, rx),
-            r = rx.cancels.changed() => {
-                if r.is_ok() {
-                    rx.cancels.borrow_and_update();
-                    return (Control::Cancel, rx);
-                }
-                std::future::pending::<()>().await;
-            }
-        }
-    }
 }
 
 /// See [`names::fuzz`].
@@ -752,20 +374,5 @@ pub(crate) fn note_parameter(lex: &mut LexContext, name: &str, value: &str) {
         "standard_conforming_strings" => lex.standard_strings = value.eq_ignore_ascii_case("on"),
         "client_encoding" => lex.set_client_encoding(value),
         _ => {}
-    }
-}
-
-async fn shutdown_requested(rx: &mut Option<watch::Receiver<bool>>) {
-    let Some(r) = rx.as_mut() else {
-        return std::future::pending().await;
-    };
-    loop {
-        if *r.borrow_and_update() {
-            return;
-        }
-        if r.changed().await.is_err() {
-            // The listener is gone without asking for a shutdown: keep serving.
-            return std::future::pending().await;
-        }
     }
 }
