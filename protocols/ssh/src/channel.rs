@@ -802,6 +802,19 @@ async fn judge(
         d = ctx.sess.gate.decide(action) => d,
         i = w.interrupted() => return Judged::Gone(i),
     };
+    follow(ctx, decision, label, style, input, w, unenforced_line).await
+}
+
+/// Acts on a decision: a hold is waited out while agent input is still read (and buffered).
+async fn follow(
+    ctx: &ChanCtx,
+    decision: Result<Decision, GateError>,
+    label: &str,
+    style: Style,
+    input: &mut AgentIn,
+    w: &mut Watches,
+    unenforced_line: bool,
+) -> Judged {
     match decision {
         Err(e) => Judged::Deny(format!("proctor: {label} refused: {e}")),
         Ok(Decision::Allow) => Judged::Allow,

@@ -3,12 +3,13 @@
 //! complete command is judged and only then sent whole with its newline; nothing else the
 //! agent types reaches the target but the interrupt and end-of-file keys.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use proctor_gate::{Event, OutputStream};
+use proctor_gate::{Action, Event, OutputStream};
 
-use super::{AgentIn, DownEnd, Flow, Fwd, Interrupt, Judged, Style, Upstream, notice};
+use super::{AgentIn, DownEnd, Flow, Fwd, Interrupt, Judged, Style, Upstream, follow, notice};
 use crate::judged::{Discipline, Out};
 
 impl Upstream {
@@ -22,7 +23,7 @@ impl Upstream {
             Ok(mut d) => d.feed(&data),
             Err(_) => return Err(Interrupt::Down(DownEnd::Internal)),
         };
-        self.judged_actions(outs, input).await
+        self.judged_actions(d, outs, input).await
     }
 
     /// The channel's EOF: the rest of the input is judged as it stands, then EOF is sent.
@@ -35,13 +36,45 @@ impl Upstream {
             Ok(mut d) => d.end(),
             Err(_) => return Err(Interrupt::Down(DownEnd::Internal)),
         };
-        self.judged_actions(outs, input).await
+        self.judged_actions(d, outs, input).await
     }
 
-    async fn judged_actions(&mut self, outs: Vec<Out>, input: &mut AgentIn) -> Flow<()> {
+    async fn judged_actions(
+        &mut self,
+        d: &Arc<Mutex<Discipline>>,
+        outs: Vec<Out>,
+        input: &mut AgentIn,
+    ) -> Flow<()> {
         let mut bells = 0usize;
-        for out in outs {
+        let mut queue = VecDeque::from(outs);
+        while let Some(out) = queue.pop_front() {
             match out {
+                Out::Check(text) => {
+                    // Bash's parser has the last word on whether the command is complete; the
+                    // discipline reads nothing further until it has the answer.
+                    let syntax = self.ctx.sess.gate.shell_syntax(&text).await;
+                    let more = match d.lock() {
+                        Ok(mut d) => d.checked(syntax),
+                        Err(_) => return Err(Interrupt::Down(DownEnd::Internal)),
+                    };
+                    queue.extend(more);
+                }
+                Out::JudgeUnread(text, why) => {
+                    self.note(format!(
+                        "judged shell: bash could not check whether the command is complete \
+                         ({why}); it is held as unreadable"
+                    ))
+                    .await?;
+                    match self.judge_unread(&text, &why, input).await {
+                        Judged::Allow => {
+                            let mut line = text.into_bytes();
+                            line.push(b'\n');
+                            self.forward(Bytes::from(line)).await?;
+                        }
+                        Judged::Deny(msg) => notice(&self.ctx, &msg, self.style).await,
+                        Judged::Gone(i) => return Err(i),
+                    }
+                }
                 Out::Echo(bytes) => self.echo(bytes).await?,
                 Out::Bell => {
                     bells += 1;
@@ -88,6 +121,30 @@ impl Upstream {
             .await?;
         }
         Ok(())
+    }
+
+    /// Judges a command whose completeness bash could not check: the core never allows it
+    /// outright.
+    async fn judge_unread(&mut self, text: &str, why: &str, input: &mut AgentIn) -> Judged {
+        let action = Action::CommandLine {
+            channel: self.ctx.num(),
+            line: text.to_string(),
+        };
+        let label = format!("line `{}`", super::shorten(text));
+        let decision = tokio::select! {
+            d = self.ctx.sess.gate.decide_unread(action, why) => d,
+            i = self.w.interrupted() => return Judged::Gone(i),
+        };
+        follow(
+            &self.ctx,
+            decision,
+            &label,
+            self.style,
+            input,
+            &mut self.w,
+            false,
+        )
+        .await
     }
 
     /// Local echo: shown to the agent and recorded as the channel's output.
