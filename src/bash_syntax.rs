@@ -264,4 +264,25 @@ mod tests {
         );
         assert_eq!(error_line("nothing"), None);
     }
+
+    /// The check's cost per judged line (run with `--ignored --nocapture`).
+    #[tokio::test]
+    #[ignore]
+    async fn latency_per_line() {
+        let b = system();
+        let mut us = Vec::new();
+        for i in 0..200 {
+            let line = format!("cd /srv/app-{i} && ls -l | grep -c '{i}' > /tmp/out-{i}");
+            let t = std::time::Instant::now();
+            assert_eq!(b.check(&line).await, ShellSyntax::Complete);
+            us.push(t.elapsed().as_micros());
+        }
+        us.sort_unstable();
+        eprintln!(
+            "bash -n per line over 200: p50 {} us, p99 {} us, max {} us",
+            us[100],
+            us[197],
+            us[199]
+        );
+    }
 }
