@@ -280,9 +280,7 @@ mod tests {
         us.sort_unstable();
         eprintln!(
             "bash -n per line over 200: p50 {} us, p99 {} us, max {} us",
-            us[100],
-            us[197],
-            us[199]
+            us[100], us[197], us[199]
         );
     }
 }

@@ -49,7 +49,10 @@ fn a_command_bash_reads_on_is_judged_whole() {
     pty.type_in(b"echo first &&\r");
     assert!(pty.wait_for("\n> ", 2), "{}", pty.output());
     pty.quiet();
-    assert!(env.approvals().is_empty(), "an open `&&` is not a command yet");
+    assert!(
+        env.approvals().is_empty(),
+        "an open `&&` is not a command yet"
+    );
     pty.type_in(format!("rm -r {v}\r").as_bytes());
     let approval = env.wait_approval();
     assert_eq!(

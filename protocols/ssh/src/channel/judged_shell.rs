@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use proctor_gate::{Action, Event, OutputStream};
 
-use super::{AgentIn, DownEnd, Flow, Fwd, Interrupt, Judged, Style, Upstream, follow, notice};
+use super::{
+    AgentIn, ChanCtx, DownEnd, Flow, Fwd, Interrupt, Judged, Style, Upstream, follow, notice,
+};
 use crate::judged::{Discipline, Out};
 
 impl Upstream {
@@ -66,11 +68,7 @@ impl Upstream {
                     ))
                     .await?;
                     match self.judge_unread(&text, &why, input).await {
-                        Judged::Allow => {
-                            let mut line = text.into_bytes();
-                            line.push(b'\n');
-                            self.forward(Bytes::from(line)).await?;
-                        }
+                        Judged::Allow => self.send_judged(d, text).await?,
                         Judged::Deny(msg) => notice(&self.ctx, &msg, self.style).await,
                         Judged::Gone(i) => return Err(i),
                     }
@@ -87,11 +85,7 @@ impl Upstream {
                         self.judge_line(&text, true, input).await
                     };
                     match verdict {
-                        Judged::Allow => {
-                            let mut line = text.into_bytes();
-                            line.push(b'\n');
-                            self.forward(Bytes::from(line)).await?;
-                        }
+                        Judged::Allow => self.send_judged(d, text).await?,
                         Judged::Deny(msg) => notice(&self.ctx, &msg, self.style).await,
                         Judged::Gone(i) => return Err(i),
                     }
@@ -121,6 +115,17 @@ impl Upstream {
             .await?;
         }
         Ok(())
+    }
+
+    /// Sends a judged command whole; the target's prompts are then read against it.
+    async fn send_judged(&mut self, d: &Arc<Mutex<Discipline>>, text: String) -> Flow<()> {
+        match d.lock() {
+            Ok(mut d) => d.sent(&text),
+            Err(_) => return Err(Interrupt::Down(DownEnd::Internal)),
+        }
+        let mut line = text.into_bytes();
+        line.push(b'\n');
+        self.forward(Bytes::from(line)).await
     }
 
     /// Judges a command whose completeness bash could not check: the core never allows it
@@ -178,4 +183,42 @@ impl Upstream {
             .await
             .map_err(|_| Interrupt::Down(DownEnd::RecordFailed))
     }
+}
+
+/// The target printed its continuation prompt after reading the whole of a judged command:
+/// bash took it as unfinished and would join the next judged line to it. It is interrupted
+/// (bash drops what it read), recorded, and the agent told.
+pub(super) async fn unfinished(
+    ctx: &ChanCtx,
+    d: &Mutex<Discipline>,
+    to_target: &tokio::sync::mpsc::WeakUnboundedSender<Fwd>,
+) -> Result<(), DownEnd> {
+    let recorded = ctx
+        .sess
+        .gate
+        .record(Event::Annotation {
+            source: "proctor".into(),
+            text: "judged shell: target read the command as unfinished; discarded (proctor \
+                   sent the interrupt character)"
+                .into(),
+        })
+        .await;
+    if recorded.is_err() {
+        return Err(DownEnd::RecordFailed);
+    }
+    if let Ok(mut d) = d.lock() {
+        d.interrupting();
+    }
+    // Gone only when the channel is ending: then nothing more is sent at all.
+    if let Some(tx) = to_target.upgrade() {
+        let _ = tx.send(Fwd::Interrupt);
+    }
+    notice(
+        ctx,
+        "proctor: the target read the command as unfinished and would have joined the next \
+         line to it; bash dropped the unfinished command",
+        Style::Terminal,
+    )
+    .await;
+    Ok(())
 }

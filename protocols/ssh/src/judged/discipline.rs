@@ -18,6 +18,7 @@ use proctor_gate::ShellSyntax;
 use super::complete::{Status, status};
 use super::editor::{Edit, Editor};
 use super::keys::{Decoder, Key};
+use super::prompts::{Prompts, Scanned};
 
 /// What the relay must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub struct Discipline {
     /// The channel's EOF came while a check was out.
     ending: bool,
     eof: bool,
+    /// On a terminal: the target's prompts, read for its word on unfinished commands.
+    prompts: Option<Prompts>,
 }
 
 impl Discipline {
@@ -89,6 +92,33 @@ impl Discipline {
             checking: None,
             ending: false,
             eof: false,
+            prompts: None,
+        }
+    }
+
+    /// Reads the target's prompts, marked as `prompts` says (see [`Prompts`]).
+    pub fn with_prompts(mut self, prompts: Option<Prompts>) -> Discipline {
+        self.prompts = prompts;
+        self
+    }
+
+    /// A judged command was sent to the target.
+    pub fn sent(&mut self, text: &str) {
+        if let Some(p) = &mut self.prompts {
+            p.sent(text);
+        }
+    }
+
+    /// Output of the target: what the agent is shown, and whether bash waits for more of a
+    /// command it was sent whole. `None`: no prompts are read here, show it as it is.
+    pub fn target_output(&mut self, data: &[u8]) -> Option<Scanned> {
+        self.prompts.as_mut().map(|p| p.scan(data))
+    }
+
+    /// Proctor interrupts the target itself (bash read a sent command as unfinished).
+    pub fn interrupting(&mut self) {
+        if let Some(p) = &mut self.prompts {
+            p.interrupted();
         }
     }
 
@@ -276,6 +306,7 @@ impl Discipline {
                 self.take_pending();
                 out.push(Out::Echo(b"^C\r\n".to_vec()));
                 out.push(Out::Interrupt);
+                self.interrupting();
             }
             Key::EndOfFile if self.editor.is_empty() && self.pending.is_empty() => {
                 self.eof = true;
