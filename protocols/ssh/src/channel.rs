@@ -1387,6 +1387,7 @@ impl Upstream {
 /// How long the target's EOF waits for the exit status before it is passed on anyway.
 const EOF_GRACE: Duration = Duration::from_millis(100);
 
+#[allow(clippy::too_many_arguments)]
 async fn downstream(
     ctx: Arc<ChanCtx>,
     mut trx: ChannelReadHalf,
