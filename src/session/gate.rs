@@ -776,6 +776,19 @@ impl Gate for SessionGate {
             j.judgement.min_approvals = j.judgement.min_approvals.max(1);
             j.approval_id = new_approval_id();
             j.verdict.verdict = VerdictKind::Hold;
+            // The agent's limit on pending holds applies to this one too.
+            let max = self.core.config.limits.pending_holds_per_agent as usize;
+            if max > 0 && self.core.approvals.pending_for_agent(&self.live.agent) >= max {
+                j.judgement.action = RuleAction::Deny;
+                j.judgement.rule = "limit:pending-holds".into();
+                j.judgement.reason = format!(
+                    "agent {:?} already has {max} or more actions waiting for approval; this \
+                     one, which bash could not check, is denied, not queued",
+                    self.live.agent
+                );
+                j.approval_id.clear();
+                j.verdict.verdict = VerdictKind::Deny;
+            }
             j.verdict.rule = j.judgement.rule.clone();
             j.verdict.reason = j.judgement.reason.clone();
             j.verdict.approval_id = j.approval_id.clone();
