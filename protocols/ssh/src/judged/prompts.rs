@@ -127,4 +127,61 @@ mod tests {
         assert_eq!(p.scan(b"[p").shown, b"");
         assert_eq!(p.flush(), b"[p");
     }
+
+    /// Output with markers at random places, cut into random pieces: the agent sees exactly
+    /// the output without its markers (what is held back included), never a marker's part
+    /// that completes it, and an unowed `PS2` is always reported.
+    #[test]
+    fn random_cuts_show_the_output_without_markers() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for case in 0..500u128 {
+            let mut p = Prompts::new(case);
+            let (m1, m2) = (p.ps1().to_string(), p.ps2().to_string());
+            let mut stream = Vec::new();
+            let mut plain = Vec::new();
+            let mut ps2 = 0;
+            for _ in 0..next(20) {
+                match next(5) {
+                    0 => stream.extend_from_slice(m1.as_bytes()),
+                    1 => {
+                        stream.extend_from_slice(m2.as_bytes());
+                        ps2 += 1;
+                    }
+                    2 => {
+                        // Text that begins like a marker and is not one.
+                        let cut = 1 + next(m1.len() - 1);
+                        stream.extend_from_slice(&m1.as_bytes()[..cut]);
+                        plain.extend_from_slice(&m1.as_bytes()[..cut]);
+                        stream.push(b'.');
+                        plain.push(b'.');
+                    }
+                    _ => {
+                        let t = format!("out{} ", next(1000));
+                        stream.extend_from_slice(t.as_bytes());
+                        plain.extend_from_slice(t.as_bytes());
+                    }
+                }
+            }
+            let mut shown = Vec::new();
+            let mut unfinished = 0;
+            let mut i = 0;
+            while i < stream.len() {
+                let n = 1 + next(12);
+                let end = (i + n).min(stream.len());
+                let s = p.scan(&stream[i..end]);
+                shown.extend_from_slice(&s.shown);
+                unfinished += usize::from(s.unfinished);
+                i = end;
+            }
+            shown.extend_from_slice(&p.flush());
+            assert_eq!(shown, plain, "case {case}");
+            assert_eq!(unfinished > 0, ps2 > 0, "case {case}");
+        }
+    }
 }
