@@ -1498,6 +1498,13 @@ async fn downstream(
                 Ok(())
             }
             ChannelMsg::Eof => {
+                // No more output: bytes held back as a possible prompt marker were none.
+                if let Mode::Judged(d) = &mode {
+                    let rest = d.lock().map(|mut d| d.flush_output()).unwrap_or_default();
+                    if !rest.is_empty() {
+                        let _ = atx.data_bytes(Bytes::from(rest)).await;
+                    }
+                }
                 eof_pending = true;
                 Ok(())
             }

@@ -115,6 +115,14 @@ impl Discipline {
         self.prompts.as_mut().map(|p| p.scan(data))
     }
 
+    /// The target's output ended: what was held back as a possible marker's start was not.
+    pub fn flush_output(&mut self) -> Vec<u8> {
+        self.prompts
+            .as_mut()
+            .map(Prompts::flush)
+            .unwrap_or_default()
+    }
+
     /// Proctor interrupts the target itself (bash read a sent command as unfinished).
     pub fn interrupting(&mut self) {
         if let Some(p) = &mut self.prompts {
