@@ -4,6 +4,7 @@
 pub mod api;
 pub mod approval_queue;
 pub mod approvals;
+pub mod bash_syntax;
 pub mod bus;
 pub mod cli;
 pub mod clock;

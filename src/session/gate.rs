@@ -761,6 +761,43 @@ impl Gate for SessionGate {
             .ok_or_else(|| GateError::Recorder("no decision was produced".into()))
     }
 
+    async fn shell_syntax(&self, text: &str) -> proctor_gate::ShellSyntax {
+        crate::bash_syntax::system().check(text).await
+    }
+
+    /// What policy would let through is held instead, with why bash could not check it.
+    async fn decide_unread(&self, action: Action, why: &str) -> Result<Decision, GateError> {
+        self.check_open()?;
+        let mut j = self.judge_large(action);
+        if matches!(j.judgement.action, RuleAction::Allow | RuleAction::Alert) {
+            j.judgement.action = RuleAction::Hold;
+            j.judgement.rule = proctor_gate::RULE_SHELL_SYNTAX_UNCHECKED.into();
+            j.judgement.reason = format!("proctor cannot read what this runs: {why}");
+            j.judgement.min_approvals = j.judgement.min_approvals.max(1);
+            j.approval_id = new_approval_id();
+            j.verdict.verdict = VerdictKind::Hold;
+            // The agent's limit on pending holds applies to this one too.
+            let max = self.core.config.limits.pending_holds_per_agent as usize;
+            if max > 0 && self.core.approvals.pending_for_agent(&self.live.agent) >= max {
+                j.judgement.action = RuleAction::Deny;
+                j.judgement.rule = "limit:pending-holds".into();
+                j.judgement.reason = format!(
+                    "agent {:?} already has {max} or more actions waiting for approval; this \
+                     one, which bash could not check, is denied, not queued",
+                    self.live.agent
+                );
+                j.approval_id.clear();
+                j.verdict.verdict = VerdictKind::Deny;
+            }
+            j.verdict.rule = j.judgement.rule.clone();
+            j.verdict.reason = j.judgement.reason.clone();
+            j.verdict.approval_id = j.approval_id.clone();
+        }
+        let mut out = self.commit_judged(vec![j]).await?;
+        out.pop()
+            .ok_or_else(|| GateError::Recorder("no decision was produced".into()))
+    }
+
     /// Judges in order and records everything judged under one group commit; stops after the
     /// first action that is not allowed (the protocol forwards nothing after it).
     async fn decide_all(&self, actions: Vec<Action>) -> Result<Vec<Decision>, GateError> {

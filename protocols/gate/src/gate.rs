@@ -94,6 +94,26 @@ pub trait Gate: Send + Sync {
         Ok((self.decide_all(actions).await?, None))
     }
 
+    /// Asks the target shell's own grammar (bash's parser, run by the core without executing
+    /// anything) whether `text` is a complete command, before a judged shell sends it. The
+    /// default is a core without the check: it answers `Unchecked`, and the line is held.
+    async fn shell_syntax(&self, text: &str) -> ShellSyntax {
+        let _ = text;
+        ShellSyntax::Unchecked("this proctor has no shell syntax check".into())
+    }
+
+    /// Judges an action whose reading proctor could not confirm (`why`: bash's check of the
+    /// command failed). It is recorded with its verdict like [`Gate::decide`], but never
+    /// allowed outright: what policy would allow is held for a person. The default, for a
+    /// core that cannot hold, refuses it (unrecorded: nothing was forwarded).
+    async fn decide_unread(&self, action: Action, why: &str) -> Result<Decision, GateError> {
+        let _ = action;
+        Ok(Decision::Deny {
+            rule: RULE_SHELL_SYNTAX_UNCHECKED.into(),
+            reason: why.to_string(),
+        })
+    }
+
     /// Fires with the reason when an operator kills the session. The protocol then tells the
     /// agent, closes both sides and calls `end`.
     fn kill_signal(&self) -> watch::Receiver<Option<String>>;
@@ -102,6 +122,20 @@ pub trait Gate: Send + Sync {
     /// `Killed` is recorded instead of `outcome` when a kill was requested.
     async fn end(&self, outcome: Outcome, reason: &str) -> Result<(), GateError>;
 }
+
+/// What the target shell's parser says of a command text (see [`Gate::shell_syntax`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellSyntax {
+    /// Bash would run it as it stands (a syntax error included: bash refuses it whole).
+    Complete,
+    /// Bash would read on (an open compound, quote, here-document, trailing `&&`...).
+    Unfinished,
+    /// The check could not be made (no bash, a timeout...): why.
+    Unchecked(String),
+}
+
+/// The rule of a hold (or refusal) for a command bash's parser could not check.
+pub const RULE_SHELL_SYNTAX_UNCHECKED: &str = "shell-syntax-unchecked";
 
 /// What an agent asks for when it connects.
 #[derive(Debug, Clone)]

@@ -14,6 +14,6 @@ pub use action::{Action, Decision, DenyCause, Hold, RULE_STATEMENT_SIZE, Resolut
 pub use event::*;
 pub use gate::{
     Authority, Credential, DEFAULT_COPY_RECORD_LIMIT, Durable, Gate, GateError, OpenSession,
-    PostgresTarget, Refusal, RefusalKind, SessionRequest, ShellMode, SshTarget, TargetEndpoint,
-    TargetTls,
+    PostgresTarget, RULE_SHELL_SYNTAX_UNCHECKED, Refusal, RefusalKind, SessionRequest, ShellMode,
+    ShellSyntax, SshTarget, TargetEndpoint, TargetTls,
 };

@@ -580,28 +580,31 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
         }
     }
 
+    // A judged shell on a terminal reads the target's prompts, marked at random.
+    let prompts = (judged && pty).then(|| crate::judged::Prompts::new(rand::random()));
     // Open the target side only now that the request is allowed.
-    let target = match open_target_session(&ctx, &setup, &activation, judged).await {
-        Ok(t) => t,
-        Err(e) => {
-            let msg = format!("proctor: the target refused the channel: {e}");
-            let _ = gate
-                .record(Event::ProtocolError {
-                    party: proctor_gate::Party::Target,
-                    message: msg.clone(),
-                })
-                .await;
-            let _ = ctx.agent.channel_failure(ctx.id).await;
-            notice(&ctx, &msg, style).await;
-            close_agent(&ctx).await;
-            return;
-        }
-    };
+    let target =
+        match open_target_session(&ctx, &setup, &activation, judged, prompts.as_ref()).await {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = format!("proctor: the target refused the channel: {e}");
+                let _ = gate
+                    .record(Event::ProtocolError {
+                        party: proctor_gate::Party::Target,
+                        message: msg.clone(),
+                    })
+                    .await;
+                let _ = ctx.agent.channel_failure(ctx.id).await;
+                notice(&ctx, &msg, style).await;
+                close_agent(&ctx).await;
+                return;
+            }
+        };
     let mode = match (&activation, kind) {
         (_, ChannelKind::Sftp) => Mode::Sftp(Arc::new(Mutex::new(SftpTracker::new(num)))),
-        (Activation::Shell, _) if judged => {
-            Mode::Judged(Arc::new(Mutex::new(Discipline::new(pty))))
-        }
+        (Activation::Shell, _) if judged => Mode::Judged(Arc::new(Mutex::new(
+            Discipline::new(pty).with_prompts(prompts),
+        ))),
         (Activation::Shell, _) => Mode::Shell(Arc::new(Mutex::new(LineTracker::new(
             setup.pty.as_ref().map(|p| (p.cols, p.rows)),
         )))),
@@ -625,6 +628,7 @@ async fn open_target_session(
     setup: &Setup,
     activation: &Activation,
     judged: bool,
+    prompts: Option<&crate::judged::Prompts>,
 ) -> Result<russh::Channel<client::Msg>, russh::Error> {
     let ch = ctx.sess.conn.handle.channel_open_session().await?;
     if let Some(p) = &setup.pty {
@@ -642,7 +646,7 @@ async fn open_target_session(
     }
     match activation {
         Activation::Shell if judged => {
-            ch.exec(true, crate::judged::command(setup.pty.is_some()))
+            ch.exec(true, crate::judged::command(setup.pty.is_some(), prompts))
                 .await?
         }
         Activation::Shell => ch.request_shell(true).await?,
@@ -802,6 +806,19 @@ async fn judge(
         d = ctx.sess.gate.decide(action) => d,
         i = w.interrupted() => return Judged::Gone(i),
     };
+    follow(ctx, decision, label, style, input, w, unenforced_line).await
+}
+
+/// Acts on a decision: a hold is waited out while agent input is still read (and buffered).
+async fn follow(
+    ctx: &ChanCtx,
+    decision: Result<Decision, GateError>,
+    label: &str,
+    style: Style,
+    input: &mut AgentIn,
+    w: &mut Watches,
+    unenforced_line: bool,
+) -> Judged {
     match decision {
         Err(e) => Judged::Deny(format!("proctor: {label} refused: {e}")),
         Ok(Decision::Allow) => Judged::Allow,
@@ -872,6 +889,7 @@ async fn relay(
     let (trx, ttx) = target.split();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (down_tx, down_rx) = watch::channel(None);
+    let (fwd_tx, fwd_rx) = tokio::sync::mpsc::unbounded_channel();
     let down = tokio::spawn(downstream(
         ctx.clone(),
         trx,
@@ -880,10 +898,11 @@ async fn relay(
         cancel_rx,
         down_tx,
         forward_first_reply,
+        // Weak: the forwarder still ends when the upstream lets go of its sender.
+        fwd_tx.downgrade(),
     ));
     let (fwd_end_tx, fwd_end_rx) = watch::channel(None);
     let (fwd_cancel_tx, fwd_cancel_rx) = watch::channel(false);
-    let (fwd_tx, fwd_rx) = tokio::sync::mpsc::unbounded_channel();
     let budget = Arc::new(Semaphore::new(
         ctx.sess
             .limits
@@ -983,6 +1002,9 @@ enum Fwd {
         px_h: u32,
     },
     Signal(Sig),
+    /// The terminal's interrupt character, sent by proctor itself (the target read a judged
+    /// command as unfinished); recorded as a note, not as agent input.
+    Interrupt,
 }
 
 /// Agent to target, the last step: waits for each input event to be durable, then forwards
@@ -1023,6 +1045,11 @@ async fn forward_to_target(
                         let _ = ttx.signal(sig).await;
                         None
                     }
+                    Fwd::Interrupt => ttx
+                        .data_bytes(Bytes::from_static(b"\x03"))
+                        .await
+                        .err()
+                        .map(|_| DownEnd::TargetGone),
                 }
             } => f,
             _ = wait_true(&mut cancel) => break,
@@ -1360,6 +1387,7 @@ impl Upstream {
 /// How long the target's EOF waits for the exit status before it is passed on anyway.
 const EOF_GRACE: Duration = Duration::from_millis(100);
 
+#[allow(clippy::too_many_arguments)]
 async fn downstream(
     ctx: Arc<ChanCtx>,
     mut trx: ChannelReadHalf,
@@ -1368,6 +1396,7 @@ async fn downstream(
     mut cancel: watch::Receiver<bool>,
     down: watch::Sender<Option<DownEnd>>,
     mut forward_first_reply: bool,
+    to_target: tokio::sync::mpsc::WeakUnboundedSender<Fwd>,
 ) -> Tally {
     let gate = ctx.sess.gate.clone();
     let limits = ctx.sess.limits.clone();
@@ -1413,6 +1442,7 @@ async fn downstream(
                     &mut cancel,
                     OutputStream::Stdout,
                     data,
+                    &to_target,
                 )
                 .await
             }
@@ -1468,6 +1498,13 @@ async fn downstream(
                 Ok(())
             }
             ChannelMsg::Eof => {
+                // No more output: bytes held back as a possible prompt marker were none.
+                if let Mode::Judged(d) = &mode {
+                    let rest = d.lock().map(|mut d| d.flush_output()).unwrap_or_default();
+                    if !rest.is_empty() {
+                        let _ = atx.data_bytes(Bytes::from(rest)).await;
+                    }
+                }
                 eof_pending = true;
                 Ok(())
             }
@@ -1546,8 +1583,10 @@ async fn output(
     cancel: &mut watch::Receiver<bool>,
     stream: OutputStream,
     data: Bytes,
+    to_target: &tokio::sync::mpsc::WeakUnboundedSender<Fwd>,
 ) -> Result<(), DownEnd> {
     record_output(ctx, log, tally, stream, &data).await?;
+    let mut data = data;
     match mode {
         Mode::Shell(t) => {
             // A panic in the terminal model (on hostile output, or a bug) must not pass
@@ -1574,7 +1613,22 @@ async fn output(
                     .map_err(|_| DownEnd::RecordFailed)?;
             }
         }
-        Mode::Raw | Mode::Judged(_) => {}
+        Mode::Judged(d) => {
+            let scanned = d
+                .lock()
+                .map(|mut d| d.target_output(&data))
+                .map_err(|_| DownEnd::Internal)?;
+            if let Some(s) = scanned {
+                if s.unfinished {
+                    judged_shell::unfinished(ctx, d, to_target).await?;
+                }
+                if s.shown.is_empty() {
+                    return Ok(());
+                }
+                data = Bytes::from(s.shown);
+            }
+        }
+        Mode::Raw => {}
     }
     tokio::select! {
         r = atx.data_bytes(data) => r.map_err(|_| DownEnd::Cancelled),

@@ -27,6 +27,12 @@ pub fn changes_later_lines(program: &str, args: &[Word]) -> Option<&'static str>
             Some("alias defines a name whose code runs where a later line uses it")
         }
         "unalias" => None,
+        // `exec 2>/dev/null`, `exec 2>&-`: no command, only redirections, which then hold for
+        // the shell itself: its prompts and errors (the judged shell's continuation marker
+        // among them) could go where nobody sees them.
+        "exec" if args.is_empty() => {
+            Some("exec without a command redirects the shell's own input, output or errors")
+        }
         "function" => Some("a function definition changes what a later command name runs"),
         "trap" => {
             let rest: Vec<&str> = literal_args(args).skip_while(|a| *a == "--").collect();

@@ -459,6 +459,15 @@ fn definitions_that_change_later_commands() {
     }
     assert_clear("hash -r");
     assert_clear("fc -l");
+    for line in [
+        "exec 2>/dev/null",
+        "exec 2>&-",
+        "exec >/tmp/log 2>&1",
+        "exec 0</dev/null",
+    ] {
+        assert_hidden(line);
+    }
+    assert_runs("exec ls -l", "ls -l");
 }
 
 #[test]

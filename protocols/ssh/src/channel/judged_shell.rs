@@ -3,12 +3,15 @@
 //! complete command is judged and only then sent whole with its newline; nothing else the
 //! agent types reaches the target but the interrupt and end-of-file keys.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use proctor_gate::{Event, OutputStream};
+use proctor_gate::{Action, Event, OutputStream};
 
-use super::{AgentIn, DownEnd, Flow, Fwd, Interrupt, Judged, Style, Upstream, notice};
+use super::{
+    AgentIn, ChanCtx, DownEnd, Flow, Fwd, Interrupt, Judged, Style, Upstream, follow, notice,
+};
 use crate::judged::{Discipline, Out};
 
 impl Upstream {
@@ -22,7 +25,7 @@ impl Upstream {
             Ok(mut d) => d.feed(&data),
             Err(_) => return Err(Interrupt::Down(DownEnd::Internal)),
         };
-        self.judged_actions(outs, input).await
+        self.judged_actions(d, outs, input).await
     }
 
     /// The channel's EOF: the rest of the input is judged as it stands, then EOF is sent.
@@ -35,13 +38,41 @@ impl Upstream {
             Ok(mut d) => d.end(),
             Err(_) => return Err(Interrupt::Down(DownEnd::Internal)),
         };
-        self.judged_actions(outs, input).await
+        self.judged_actions(d, outs, input).await
     }
 
-    async fn judged_actions(&mut self, outs: Vec<Out>, input: &mut AgentIn) -> Flow<()> {
+    async fn judged_actions(
+        &mut self,
+        d: &Arc<Mutex<Discipline>>,
+        outs: Vec<Out>,
+        input: &mut AgentIn,
+    ) -> Flow<()> {
         let mut bells = 0usize;
-        for out in outs {
+        let mut queue = VecDeque::from(outs);
+        while let Some(out) = queue.pop_front() {
             match out {
+                Out::Check(text) => {
+                    // Bash's parser has the last word on whether the command is complete; the
+                    // discipline reads nothing further until it has the answer.
+                    let syntax = self.ctx.sess.gate.shell_syntax(&text).await;
+                    let more = match d.lock() {
+                        Ok(mut d) => d.checked(syntax),
+                        Err(_) => return Err(Interrupt::Down(DownEnd::Internal)),
+                    };
+                    queue.extend(more);
+                }
+                Out::JudgeUnread(text, why) => {
+                    self.note(format!(
+                        "judged shell: bash could not check whether the command is complete \
+                         ({why}); it is held as unreadable"
+                    ))
+                    .await?;
+                    match self.judge_unread(&text, &why, input).await {
+                        Judged::Allow => self.send_judged(d, text).await?,
+                        Judged::Deny(msg) => notice(&self.ctx, &msg, self.style).await,
+                        Judged::Gone(i) => return Err(i),
+                    }
+                }
                 Out::Echo(bytes) => self.echo(bytes).await?,
                 Out::Bell => {
                     bells += 1;
@@ -54,11 +85,7 @@ impl Upstream {
                         self.judge_line(&text, true, input).await
                     };
                     match verdict {
-                        Judged::Allow => {
-                            let mut line = text.into_bytes();
-                            line.push(b'\n');
-                            self.forward(Bytes::from(line)).await?;
-                        }
+                        Judged::Allow => self.send_judged(d, text).await?,
                         Judged::Deny(msg) => notice(&self.ctx, &msg, self.style).await,
                         Judged::Gone(i) => return Err(i),
                     }
@@ -88,6 +115,41 @@ impl Upstream {
             .await?;
         }
         Ok(())
+    }
+
+    /// Sends a judged command whole; the target's prompts are then read against it.
+    async fn send_judged(&mut self, d: &Arc<Mutex<Discipline>>, text: String) -> Flow<()> {
+        match d.lock() {
+            Ok(mut d) => d.sent(&text),
+            Err(_) => return Err(Interrupt::Down(DownEnd::Internal)),
+        }
+        let mut line = text.into_bytes();
+        line.push(b'\n');
+        self.forward(Bytes::from(line)).await
+    }
+
+    /// Judges a command whose completeness bash could not check: the core never allows it
+    /// outright.
+    async fn judge_unread(&mut self, text: &str, why: &str, input: &mut AgentIn) -> Judged {
+        let action = Action::CommandLine {
+            channel: self.ctx.num(),
+            line: text.to_string(),
+        };
+        let label = format!("line `{}`", super::shorten(text));
+        let decision = tokio::select! {
+            d = self.ctx.sess.gate.decide_unread(action, why) => d,
+            i = self.w.interrupted() => return Judged::Gone(i),
+        };
+        follow(
+            &self.ctx,
+            decision,
+            &label,
+            self.style,
+            input,
+            &mut self.w,
+            false,
+        )
+        .await
     }
 
     /// Local echo: shown to the agent and recorded as the channel's output.
@@ -121,4 +183,42 @@ impl Upstream {
             .await
             .map_err(|_| Interrupt::Down(DownEnd::RecordFailed))
     }
+}
+
+/// The target printed its continuation prompt after reading the whole of a judged command:
+/// bash took it as unfinished and would join the next judged line to it. It is interrupted
+/// (bash drops what it read), recorded, and the agent told.
+pub(super) async fn unfinished(
+    ctx: &ChanCtx,
+    d: &Mutex<Discipline>,
+    to_target: &tokio::sync::mpsc::WeakUnboundedSender<Fwd>,
+) -> Result<(), DownEnd> {
+    let recorded = ctx
+        .sess
+        .gate
+        .record(Event::Annotation {
+            source: "proctor".into(),
+            text: "judged shell: target read the command as unfinished; discarded (proctor \
+                   sent the interrupt character)"
+                .into(),
+        })
+        .await;
+    if recorded.is_err() {
+        return Err(DownEnd::RecordFailed);
+    }
+    if let Ok(mut d) = d.lock() {
+        d.interrupting();
+    }
+    // Gone only when the channel is ending: then nothing more is sent at all.
+    if let Some(tx) = to_target.upgrade() {
+        let _ = tx.send(Fwd::Interrupt);
+    }
+    notice(
+        ctx,
+        "proctor: the target read the command as unfinished and would have joined the next \
+         line to it; bash dropped the unfinished command",
+        Style::Terminal,
+    )
+    .await;
+    Ok(())
 }

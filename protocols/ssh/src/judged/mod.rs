@@ -7,9 +7,11 @@ pub mod complete;
 pub mod discipline;
 pub mod editor;
 pub mod keys;
+pub mod prompts;
 #[cfg(test)]
 mod proptests;
 mod start;
 
 pub use discipline::{Discipline, Out};
+pub use prompts::Prompts;
 pub use start::{command, plain_shell, pty_modes};

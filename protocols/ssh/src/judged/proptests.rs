@@ -1,7 +1,13 @@
 //! Random keystrokes through the discipline (a fixed-seed generator, many cases): everything
 //! that would reach the target is a judged command (plus the interrupt and EOF keys), never
 //! holds a byte a pty would act on, never a line longer than a pty keeps, and is exactly the
-//! text handed over for judgement.
+//! text handed over for judgement. Bash's answers to the discipline's checks are drawn at
+//! random too: nothing is judged plainly unless both proctor's reader and "bash" took it as
+//! complete.
+
+use std::collections::VecDeque;
+
+use proctor_gate::ShellSyntax;
 
 use super::complete::{Status, status};
 use super::discipline::{Discipline, MAX_COMMAND_BYTES, MAX_COMMAND_LINES, MAX_LINE_BYTES, Out};
@@ -20,6 +26,50 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+
+    /// What "bash" says of a command proctor's reader took as complete: mostly complete,
+    /// sometimes unfinished (bash reads further than proctor), sometimes no answer.
+    fn syntax(&mut self) -> ShellSyntax {
+        match self.below(10) {
+            0..=6 => ShellSyntax::Complete,
+            7 | 8 => ShellSyntax::Unfinished,
+            _ => ShellSyntax::Unchecked("no bash".into()),
+        }
+    }
+}
+
+/// Answers every check at random, as the relay would with bash's answers; checks that a
+/// command is judged plainly only after "bash" called exactly that text complete (or past
+/// the size limits, where it goes as it stands; an empty line needs no check).
+fn drive(d: &mut Discipline, outs: Vec<Out>, rng: &mut Rng, ending: bool) -> Vec<Out> {
+    let mut all = Vec::new();
+    let mut queue = VecDeque::from(outs);
+    let mut complete: Option<String> = None;
+    while let Some(o) = queue.pop_front() {
+        match &o {
+            Out::Check(t) => {
+                assert_eq!(status(t), Status::Complete, "checked while open: {t:?}");
+                let answer = rng.syntax();
+                complete = (answer == ShellSyntax::Complete).then(|| t.clone());
+                queue.extend(d.checked(answer));
+            }
+            // At the input's end what is left goes as it stands: nothing can follow it.
+            Out::Judge(t)
+                if !ending
+                    && !t.is_empty()
+                    && t.len() < MAX_COMMAND_BYTES / 2
+                    && t.lines().count() < 100 =>
+            {
+                if status(t) == Status::Complete {
+                    assert_eq!(complete.as_ref(), Some(t), "judged without bash's word");
+                }
+                complete = None;
+            }
+            _ => {}
+        }
+        all.push(o);
+    }
+    all
 }
 
 const PIECES: &[&[u8]] = &[
@@ -87,13 +137,13 @@ const PIECES: &[&[u8]] = &[
 fn sent(outs: &[Out], to: &mut Vec<u8>) {
     for o in outs {
         match o {
-            Out::Judge(text) => {
+            Out::Judge(text) | Out::JudgeUnread(text, _) => {
                 to.extend_from_slice(text.as_bytes());
                 to.push(b'\n');
             }
             Out::Interrupt => to.push(0x03),
             Out::Eof => to.push(0x04),
-            Out::Echo(_) | Out::Bell | Out::Refused(..) => {}
+            Out::Echo(_) | Out::Bell | Out::Refused(..) | Out::Check(_) => {}
         }
     }
 }
@@ -112,11 +162,19 @@ fn random_keys_send_only_judged_commands_without_bytes_a_pty_acts_on() {
                 chunk.extend_from_slice(PIECES[rng.below(PIECES.len())]);
             }
             let outs = d.feed(&chunk);
-            judged += outs.iter().filter(|o| matches!(o, Out::Judge(_))).count();
+            let outs = drive(&mut d, outs, &mut rng, false);
+            judged += outs
+                .iter()
+                .filter(|o| matches!(o, Out::Judge(_) | Out::JudgeUnread(..)))
+                .count();
             sent(&outs, &mut to_target);
         }
         let outs = d.end();
-        judged += outs.iter().filter(|o| matches!(o, Out::Judge(_))).count();
+        let outs = drive(&mut d, outs, &mut rng, true);
+        judged += outs
+            .iter()
+            .filter(|o| matches!(o, Out::Judge(_) | Out::JudgeUnread(..)))
+            .count();
         sent(&outs, &mut to_target);
         // Newlines only end judged commands' lines; the interrupt and EOF keys stand alone.
         let text = String::from_utf8(to_target.clone()).expect("UTF-8 only");
@@ -150,7 +208,8 @@ fn an_incomplete_command_is_never_judged_before_enter_completes_it() {
         for _ in 0..1 + rng.below(20) {
             chunk.extend_from_slice(PIECES[rng.below(PIECES.len())]);
         }
-        for o in d.feed(&chunk) {
+        let outs = d.feed(&chunk);
+        for o in drive(&mut d, outs, &mut rng, false) {
             if let Out::Judge(t) = o {
                 assert_eq!(status(&t), Status::Complete, "{t:?} from {chunk:?}");
             }

@@ -12,7 +12,9 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 /// profile or rc file, has no line editing (proctor edits), no history and no history
 /// expansion, no aliases. A target without bash ends the channel with a message: proctor
 /// cannot judge a shell it cannot start this way, so it does not start another.
-pub fn command(pty: bool) -> String {
+///
+/// `prompts`: the markers `PS1` and `PS2` begin with, on a terminal (see [`super::Prompts`]).
+pub fn command(pty: bool, prompts: Option<&super::Prompts>) -> String {
     // bash takes its long options before the short ones.
     let (long, short) = if pty {
         ("--noediting ", "-i")
@@ -20,11 +22,13 @@ pub fn command(pty: bool) -> String {
         // No terminal: commands from standard input, one judged command at a time.
         ("", "-s")
     };
+    // Hex and brackets only: nothing in them needs quoting inside single quotes.
+    let (ps1, ps2) = prompts.map_or(("", ""), |p| (p.ps1(), p.ps2()));
     format!(
         "if command -v bash >/dev/null 2>&1; then \
          exec env -i HOME=\"$HOME\" USER=\"$USER\" LOGNAME=\"$LOGNAME\" SHELL=\"$SHELL\" \
          TERM=\"${{TERM:-dumb}}\" LANG=\"${{LANG:-C.UTF-8}}\" PATH={PATH} \
-         PS1='\\u@\\h:\\w\\$ ' PS2= \
+         PS1='{ps1}\\u@\\h:\\w\\$ ' PS2='{ps2}' \
          bash --noprofile --norc {long}+H +o history +O expand_aliases {short}; \
          else echo 'proctor: this target has no bash; a judged shell needs one' >&2; exit 127; fi"
     )

@@ -223,6 +223,41 @@ impl Gate for TestGate {
         Ok(Decision::Allow)
     }
 
+    /// A real bash's parser, as the core asks it (read, never run).
+    async fn shell_syntax(&self, text: &str) -> proctor_gate::ShellSyntax {
+        let text = format!("{text}\n");
+        let run = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut child = std::process::Command::new("bash")
+                .args(["--noprofile", "--norc", "-n"])
+                .env_clear()
+                .env("LC_ALL", "C")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(text.as_bytes());
+            }
+            child.wait_with_output()
+        })
+        .await;
+        match run {
+            Ok(Ok(out)) => {
+                let msg = String::from_utf8_lossy(&out.stderr);
+                if msg.contains("unexpected end of file")
+                    || msg.contains("unexpected EOF")
+                    || msg.contains("delimited by end-of-file")
+                {
+                    proctor_gate::ShellSyntax::Unfinished
+                } else {
+                    proctor_gate::ShellSyntax::Complete
+                }
+            }
+            other => proctor_gate::ShellSyntax::Unchecked(format!("{other:?}")),
+        }
+    }
+
     fn kill_signal(&self) -> watch::Receiver<Option<String>> {
         self.kill.subscribe()
     }

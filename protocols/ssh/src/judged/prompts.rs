@@ -1,0 +1,187 @@
+//! The target's own word on whether a command is complete (issue 13): a judged shell on a
+//! terminal is started with `PS1` and `PS2` that begin with markers random for the channel.
+//! Bash prints a prompt before each line it reads, `PS2` when that line continues a command.
+//! Proctor sends a judged command of N lines at once, so the first N-1 prompts after it are
+//! bash reading it; a `PS2` after that means bash took the whole command as unfinished and
+//! waits for more, which would join the next judged line to it. The relay then interrupts
+//! (Ctrl-C: bash drops what it read) and says so. The markers are taken out of what the
+//! agent sees; the record keeps the output as the target sent it.
+
+/// Markers of one channel, and the prompts owed for what was sent.
+#[derive(Debug, Clone)]
+pub struct Prompts {
+    ps1: String,
+    ps2: String,
+    /// Bytes at the end of the last output that may begin a marker, held back until the
+    /// next output says whether they do.
+    tail: Vec<u8>,
+    /// Prompts bash will print while still reading commands already sent.
+    owed: usize,
+}
+
+/// What one piece of target output holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// The output without markers, for the agent.
+    pub shown: Vec<u8>,
+    /// Bash printed `PS2` after reading all that was sent: it waits for more.
+    pub unfinished: bool,
+}
+
+impl Prompts {
+    /// `seed`: random, per channel, so neither the agent nor a program knows the markers
+    /// ahead (hex only, so they need no quoting in the shell's command).
+    pub fn new(seed: u128) -> Prompts {
+        Prompts {
+            ps1: format!("[proctor-ps1-{seed:032x}]"),
+            ps2: format!("[proctor-ps2-{seed:032x}]"),
+            tail: Vec::new(),
+            owed: 0,
+        }
+    }
+
+    pub fn ps1(&self) -> &str {
+        &self.ps1
+    }
+
+    pub fn ps2(&self) -> &str {
+        &self.ps2
+    }
+
+    /// A judged command went to the target: one prompt for each line after its first.
+    pub fn sent(&mut self, text: &str) {
+        self.owed = self.owed.saturating_add(text.matches('\n').count());
+    }
+
+    /// The interrupt key went to the target: bash drops what it was reading.
+    pub fn interrupted(&mut self) {
+        self.owed = 0;
+    }
+
+    pub fn scan(&mut self, data: &[u8]) -> Scanned {
+        let mut buf = std::mem::take(&mut self.tail);
+        buf.extend_from_slice(data);
+        let mut out = Scanned::default();
+        let (ps1, ps2) = (self.ps1.as_bytes(), self.ps2.as_bytes());
+        let mut i = 0;
+        while i < buf.len() {
+            let rest = &buf[i..];
+            if rest.starts_with(ps1) || rest.starts_with(ps2) {
+                if self.owed > 0 {
+                    self.owed -= 1;
+                } else if rest.starts_with(ps2) {
+                    out.unfinished = true;
+                }
+                i += ps1.len();
+                continue;
+            }
+            if rest.len() < ps1.len() && (ps1.starts_with(rest) || ps2.starts_with(rest)) {
+                // Perhaps a marker cut in two: decided with the next output.
+                self.tail = rest.to_vec();
+                break;
+            }
+            out.shown.push(buf[i]);
+            i += 1;
+        }
+        out
+    }
+
+    /// Output held back when the channel ends: it was no marker.
+    pub fn flush(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.tail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_removed_and_an_unowed_ps2_means_unfinished() {
+        let mut p = Prompts::new(7);
+        let (m1, m2) = (p.ps1().to_string(), p.ps2().to_string());
+        let s = p.scan(format!("{m1}u@h:~$ ").as_bytes());
+        assert_eq!(s.shown, b"u@h:~$ ");
+        assert!(!s.unfinished);
+        // A three-line command: two continuation prompts are bash reading it.
+        p.sent("if true\nthen echo y\nfi");
+        let s = p.scan(format!("{m2}{m2}y\r\n{m1}u@h:~$ ").as_bytes());
+        assert_eq!(s.shown, b"y\r\nu@h:~$ ");
+        assert!(!s.unfinished);
+        // A command bash reads on after its last line.
+        p.sent("echo a &&");
+        let s = p.scan(m2.as_bytes());
+        assert!(s.unfinished && s.shown.is_empty());
+        p.interrupted();
+        // A marker cut across two reads.
+        let (a, b) = m2.as_bytes().split_at(9);
+        let s = p.scan(&[b"out ".as_slice(), a].concat());
+        assert_eq!(s.shown, b"out ");
+        let s = p.scan(b);
+        assert!(s.unfinished && s.shown.is_empty());
+        // Text that only looks like the start of a marker is shown once it is clear.
+        let s = p.scan(b"[pro");
+        assert!(s.shown.is_empty());
+        let s = p.scan(b"se]");
+        assert_eq!(s.shown, b"[prose]");
+        assert_eq!(p.scan(b"[p").shown, b"");
+        assert_eq!(p.flush(), b"[p");
+    }
+
+    /// Output with markers at random places, cut into random pieces: the agent sees exactly
+    /// the output without its markers (what is held back included), never a marker's part
+    /// that completes it, and an unowed `PS2` is always reported.
+    #[test]
+    fn random_cuts_show_the_output_without_markers() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for case in 0..500u128 {
+            let mut p = Prompts::new(case);
+            let (m1, m2) = (p.ps1().to_string(), p.ps2().to_string());
+            let mut stream = Vec::new();
+            let mut plain = Vec::new();
+            let mut ps2 = 0;
+            for _ in 0..next(20) {
+                match next(5) {
+                    0 => stream.extend_from_slice(m1.as_bytes()),
+                    1 => {
+                        stream.extend_from_slice(m2.as_bytes());
+                        ps2 += 1;
+                    }
+                    2 => {
+                        // Text that begins like a marker and is not one.
+                        let cut = 1 + next(m1.len() - 1);
+                        stream.extend_from_slice(&m1.as_bytes()[..cut]);
+                        plain.extend_from_slice(&m1.as_bytes()[..cut]);
+                        stream.push(b'.');
+                        plain.push(b'.');
+                    }
+                    _ => {
+                        let t = format!("out{} ", next(1000));
+                        stream.extend_from_slice(t.as_bytes());
+                        plain.extend_from_slice(t.as_bytes());
+                    }
+                }
+            }
+            let mut shown = Vec::new();
+            let mut unfinished = 0;
+            let mut i = 0;
+            while i < stream.len() {
+                let n = 1 + next(12);
+                let end = (i + n).min(stream.len());
+                let s = p.scan(&stream[i..end]);
+                shown.extend_from_slice(&s.shown);
+                unfinished += usize::from(s.unfinished);
+                i = end;
+            }
+            shown.extend_from_slice(&p.flush());
+            assert_eq!(shown, plain, "case {case}");
+            assert_eq!(unfinished > 0, ps2 > 0, "case {case}");
+        }
+    }
+}
