@@ -743,6 +743,7 @@ async fn control(mut rx: ControlRx) -> (Control, ControlRx) {
 }
 
 /// See [`names::fuzz`].
+#[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_names(data: &[u8]) {
     names::fuzz(data);
 }
