@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use proctor_harness::{LocalPostgres, LocalSshd, PostgresOptions, SshdOptions};
+use proctor_targets::{LocalPostgres, LocalSshd, PostgresOptions, SshdOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -161,7 +161,7 @@ fn ensure_host_key(data: &Path) -> Result<PathBuf> {
 /// ourselves; when we are root it runs as `nobody`, who must not reach into the data directory
 /// (0700), so it gets a temporary directory of its own, removed when dev mode stops.
 fn postgres_dir(data: &Path) -> Option<PathBuf> {
-    if proctor_harness::is_root() {
+    if proctor_targets::is_root() {
         None
     } else {
         Some(data.join("targets").join("postgres"))
@@ -315,7 +315,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let ssh_ca = SshCa::load_or_init(&data)?;
     let sshd = if args.no_ssh {
         None
-    } else if !proctor_harness::is_root() {
+    } else if !proctor_targets::is_root() {
         // sshd run by us can only log agents in as us, and then the agent could read this
         // data directory and approve its own holds.
         eprintln!(

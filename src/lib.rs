@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod dev;
 pub mod export;
 pub mod fsutil;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod listeners;
 pub mod monitor;

@@ -1,6 +1,8 @@
 //! The `proctor` command line. Command names and flags are an interface: scripts depend on them.
 
 mod approvals;
+// Load generator for benchmarks and the crash tests; not in the release binary.
+#[cfg(feature = "bench")]
 mod bench;
 mod evidence;
 mod ledger;
@@ -183,6 +185,7 @@ pub enum Command {
         generate: bool,
     },
     /// Measure the recorder: durable events per second (also the crash tests' load).
+    #[cfg(feature = "bench")]
     #[command(hide = true)]
     BenchRecorder(bench::BenchArgs),
     /// Check and test policy files.
@@ -277,6 +280,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Policy { command } => evidence::policy(command),
+        #[cfg(feature = "bench")]
         Command::BenchRecorder(args) => bench::run(args).await,
     }
 }

@@ -31,6 +31,7 @@ pub mod channel_binding;
 pub mod classify;
 pub mod durability;
 pub mod frontend;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod pg_settings;
 pub mod relay;

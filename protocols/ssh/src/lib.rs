@@ -12,6 +12,7 @@ mod algorithms;
 mod channel;
 mod env;
 mod forward;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod judged;
 mod lines;

@@ -1,36 +1,9 @@
-//! Real local targets for tests and `proctor dev`: a PostgreSQL cluster from `initdb` and an
-//! OpenSSH `sshd`, each on a random loopback port in its own directory, always cleaned up.
-//!
-//! PostgreSQL refuses to run as root, so when the current user is root the cluster runs as
-//! `nobody` (data directory owned by it); sshd runs as whoever we are.
+//! Test-only helpers, a dev-dependency of every crate that uses them and never part of the
+//! release binary: the real local targets of `proctor-targets` (re-exported, so tests name one
+//! crate), a pseudo-terminal for driving interactive shells, and process memory readings.
 
-pub mod postgres;
-mod process;
+mod memory;
 pub mod pty;
-pub mod sshd;
 
-pub use postgres::{LocalPostgres, PostgresOptions};
-pub use process::{ChildGuard, free_port, is_root, proc_status_kib, wait_for_port};
-pub use sshd::{LocalSshd, SshdOptions};
-
-#[derive(Debug, thiserror::Error)]
-pub enum HarnessError {
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Failed(String),
-    #[error("{program} not found; {hint}")]
-    Missing { program: String, hint: String },
-}
-
-impl HarnessError {
-    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
-        let what = what.into();
-        move |source| HarnessError::Io { what, source }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, HarnessError>;
+pub use memory::proc_status_kib;
+pub use proctor_targets::*;

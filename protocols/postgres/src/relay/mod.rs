@@ -365,6 +365,7 @@ impl Relay {
 }
 
 /// See [`names::fuzz`].
+#[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_names(data: &[u8]) {
     names::fuzz(data);
 }

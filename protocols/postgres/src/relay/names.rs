@@ -343,6 +343,7 @@ pub(super) fn describe(change: Option<&Change>) -> String {
 
 /// Fuzz entry point: any sequence of changes, sync points, confirmations, refusals and
 /// settlements keeps the model's promises: bounded, and a settled model never asks to wait.
+#[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz(data: &[u8]) {
     use crate::classify::{LexContext, classify_prepared};
     const NAMES: [&str; 4] = ["", "a", "b", "c"];

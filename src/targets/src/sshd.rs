@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::process::{ChildGuard, find_program, free_port, is_root, wait_for_port};
-use crate::{HarnessError, Result};
+use crate::{Result, TargetError};
 
 #[derive(Debug, Clone, Default)]
 pub struct SshdOptions {
@@ -32,7 +32,7 @@ pub struct LocalSshd {
 }
 
 pub fn sshd_program() -> Result<PathBuf> {
-    find_program("sshd", &["/usr/sbin", "/usr/local/sbin"]).ok_or_else(|| HarnessError::Missing {
+    find_program("sshd", &["/usr/sbin", "/usr/local/sbin"]).ok_or_else(|| TargetError::Missing {
         program: "sshd".into(),
         hint: "install OpenSSH's server (Debian: apt-get install -y openssh-server)".into(),
     })
@@ -58,14 +58,14 @@ impl LocalSshd {
         let (dir, temp) = match &opts.dir {
             Some(d) => {
                 fs::create_dir_all(d)
-                    .map_err(HarnessError::io(format!("create {}", d.display())))?;
+                    .map_err(TargetError::io(format!("create {}", d.display())))?;
                 (d.clone(), None)
             }
             None => {
                 let t = tempfile::Builder::new()
                     .prefix("proctor-sshd-")
                     .tempdir()
-                    .map_err(HarnessError::io("create a temporary directory"))?;
+                    .map_err(TargetError::io("create a temporary directory"))?;
                 (t.path().to_path_buf(), Some(t))
             }
         };
@@ -89,16 +89,16 @@ impl LocalSshd {
                 .arg(&host_key_path)
                 .stdin(Stdio::null())
                 .output()
-                .map_err(HarnessError::io("run ssh-keygen"))?;
+                .map_err(TargetError::io("run ssh-keygen"))?;
             if !out.status.success() {
-                return Err(HarnessError::Failed(format!(
+                return Err(TargetError::Failed(format!(
                     "ssh-keygen failed: {}",
                     String::from_utf8_lossy(&out.stderr)
                 )));
             }
         }
         let host_key = fs::read_to_string(host_key_path.with_extension("pub"))
-            .map_err(HarnessError::io("read the host public key"))?;
+            .map_err(TargetError::io("read the host public key"))?;
         let host_key = host_key
             .split_whitespace()
             .take(2)
@@ -106,7 +106,7 @@ impl LocalSshd {
             .join(" ");
         let ca_file = dir.join("trusted_user_ca_keys");
         fs::write(&ca_file, opts.trusted_user_ca_keys.join("\n") + "\n")
-            .map_err(HarnessError::io("write TrustedUserCAKeys"))?;
+            .map_err(TargetError::io("write TrustedUserCAKeys"))?;
         let mut s = LocalSshd {
             port: opts.port.unwrap_or(0),
             host_key,
@@ -137,9 +137,9 @@ impl LocalSshd {
                 config.push_str(line);
                 config.push('\n');
             }
-            fs::write(&self.config, config).map_err(HarnessError::io("write sshd_config"))?;
+            fs::write(&self.config, config).map_err(TargetError::io("write sshd_config"))?;
             let log = self.dir.join("sshd.log");
-            let logf = fs::File::create(&log).map_err(HarnessError::io("create the sshd log"))?;
+            let logf = fs::File::create(&log).map_err(TargetError::io("create the sshd log"))?;
             let mut cmd = Command::new(&self.sshd);
             cmd.arg("-D")
                 .arg("-e")
@@ -159,7 +159,7 @@ impl LocalSshd {
                 break;
             }
         }
-        Err(HarnessError::Failed(format!(
+        Err(TargetError::Failed(format!(
             "sshd did not start: {}",
             last.trim()
         )))
@@ -193,7 +193,7 @@ impl LocalSshd {
             .append(true)
             .create(true)
             .open(self.dir.join("sshd.log"))
-            .map_err(HarnessError::io("open the sshd log"))?;
+            .map_err(TargetError::io("open the sshd log"))?;
         cmd.arg("-D")
             .arg("-e")
             .arg("-f")
@@ -203,7 +203,7 @@ impl LocalSshd {
             .stderr(log);
         let child = ChildGuard::spawn("sshd", &mut cmd)?;
         if !wait_for_port(self.port, Duration::from_secs(10)) {
-            return Err(HarnessError::Failed("sshd did not come back".into()));
+            return Err(TargetError::Failed("sshd did not come back".into()));
         }
         self.child = Some(child);
         Ok(())

@@ -1,9 +1,9 @@
-//! The harness' targets are real: PostgreSQL answers SQL over scram-sha-256, sshd accepts a
+//! The launcher's targets are real: PostgreSQL answers SQL over scram-sha-256, sshd accepts a
 //! certificate signed by a CA it trusts and refuses one that is not.
 
 use std::process::Command;
 
-use proctor_harness::{LocalPostgres, LocalSshd, PostgresOptions, SshdOptions, sshd::current_user};
+use proctor_targets::{LocalPostgres, LocalSshd, PostgresOptions, SshdOptions, sshd::current_user};
 
 #[test]
 fn postgres_answers_sql_over_scram() {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::{HarnessError, Result};
+use crate::{Result, TargetError};
 
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -14,10 +14,10 @@ pub fn is_root() -> bool {
 
 /// A free loopback TCP port (bound and released; callers retry if they lose the race).
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(HarnessError::io("bind a free port"))?;
+    let l = TcpListener::bind("127.0.0.1:0").map_err(TargetError::io("bind a free port"))?;
     let port = l
         .local_addr()
-        .map_err(HarnessError::io("read the bound port"))?
+        .map_err(TargetError::io("read the bound port"))?
         .port();
     Ok(port)
 }
@@ -52,7 +52,7 @@ impl ChildGuard {
     pub fn spawn(name: &str, cmd: &mut Command) -> Result<ChildGuard> {
         let child = cmd
             .spawn()
-            .map_err(HarnessError::io(format!("start {name}")))?;
+            .map_err(TargetError::io(format!("start {name}")))?;
         Ok(ChildGuard {
             child: Some(child),
             name: name.to_string(),
@@ -128,7 +128,7 @@ pub fn chown_to_nobody(path: &Path) -> Result<()> {
         return Ok(());
     }
     std::os::unix::fs::chown(path, Some(65534), Some(65534))
-        .map_err(HarnessError::io(format!("chown {}", path.display())))
+        .map_err(TargetError::io(format!("chown {}", path.display())))
 }
 
 /// A command that runs as `nobody` when we are root, as ourselves otherwise.
@@ -140,27 +140,4 @@ pub fn unprivileged(program: &Path) -> Command {
         cmd.uid(65534).gid(65534);
     }
     cmd
-}
-
-/// A size field of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...) in KiB; 0 when unreadable.
-pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod proc_status_tests {
-    #[test]
-    fn reads_this_process_sizes() {
-        let pid = std::process::id();
-        let rss = super::proc_status_kib(pid, "VmRSS");
-        assert!(rss > 0);
-        assert!(super::proc_status_kib(pid, "VmHWM") >= rss);
-        assert_eq!(super::proc_status_kib(pid, "NoSuchField"), 0);
-    }
 }

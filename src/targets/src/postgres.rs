@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::process::{ChildGuard, chown_to_nobody, find_program, free_port, unprivileged};
-use crate::{HarnessError, Result};
+use crate::{Result, TargetError};
 
 const PG_DIRS: &[&str] = &[
     "/usr/lib/postgresql/17/bin",
@@ -54,7 +54,7 @@ pub struct LocalPostgres {
 }
 
 fn pg_program(name: &str) -> Result<PathBuf> {
-    find_program(name, PG_DIRS).ok_or_else(|| HarnessError::Missing {
+    find_program(name, PG_DIRS).ok_or_else(|| TargetError::Missing {
         program: name.into(),
         hint: "install PostgreSQL server binaries (Debian: apt-get install postgresql)".into(),
     })
@@ -71,14 +71,14 @@ impl LocalPostgres {
         let (root, temp) = match &opts.dir {
             Some(d) => {
                 fs::create_dir_all(d)
-                    .map_err(HarnessError::io(format!("create {}", d.display())))?;
+                    .map_err(TargetError::io(format!("create {}", d.display())))?;
                 (d.clone(), None)
             }
             None => {
                 let t = tempfile::Builder::new()
                     .prefix("proctor-pg-")
                     .tempdir()
-                    .map_err(HarnessError::io("create a temporary directory"))?;
+                    .map_err(TargetError::io("create a temporary directory"))?;
                 (t.path().to_path_buf(), Some(t))
             }
         };
@@ -88,14 +88,13 @@ impl LocalPostgres {
         let password_file = root.join("superuser.password");
         let password = if data_dir.join("PG_VERSION").exists() {
             fs::read_to_string(&password_file)
-                .map_err(HarnessError::io("read the superuser password"))?
+                .map_err(TargetError::io("read the superuser password"))?
                 .trim()
                 .to_string()
         } else {
             let password = hex::encode(rand::random::<[u8; 16]>());
             let pwfile = root.join("pwfile");
-            fs::write(&pwfile, format!("{password}\n"))
-                .map_err(HarnessError::io("write pwfile"))?;
+            fs::write(&pwfile, format!("{password}\n")).map_err(TargetError::io("write pwfile"))?;
             chown_to_nobody(&pwfile)?;
             let out = unprivileged(&initdb)
                 .arg("-D")
@@ -107,23 +106,23 @@ impl LocalPostgres {
                 .args(["-E", "UTF8", "--locale=C", "--no-sync"])
                 .stdin(Stdio::null())
                 .output()
-                .map_err(HarnessError::io("run initdb"))?;
+                .map_err(TargetError::io("run initdb"))?;
             let _ = fs::remove_file(&pwfile);
             if !out.status.success() {
-                return Err(HarnessError::Failed(format!(
+                return Err(TargetError::Failed(format!(
                     "initdb failed: {}",
                     String::from_utf8_lossy(&out.stderr)
                 )));
             }
-            fs::write(&password_file, &password).map_err(HarnessError::io("save the password"))?;
+            fs::write(&password_file, &password).map_err(TargetError::io("save the password"))?;
             fs::write(
                 data_dir.join("pg_hba.conf"),
                 "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
             )
-            .map_err(HarnessError::io("write pg_hba.conf"))?;
+            .map_err(TargetError::io("write pg_hba.conf"))?;
             password
         };
-        fs::create_dir_all(&socket_dir).map_err(HarnessError::io("create the socket directory"))?;
+        fs::create_dir_all(&socket_dir).map_err(TargetError::io("create the socket directory"))?;
         chown_to_nobody(&socket_dir)?;
         let mut pg = LocalPostgres {
             port: opts.port.unwrap_or(0),
@@ -161,17 +160,17 @@ impl LocalPostgres {
                 conf.push('\n');
             }
             fs::write(self.data_dir.join("postgresql.auto.conf"), conf)
-                .map_err(HarnessError::io("write postgresql.auto.conf"))?;
+                .map_err(TargetError::io("write postgresql.auto.conf"))?;
             let log = self
                 .data_dir
                 .parent()
                 .map(|p| p.join("postgres.log"))
                 .unwrap_or_else(|| PathBuf::from("/dev/null"));
-            let logf = fs::File::create(&log).map_err(HarnessError::io("create the server log"))?;
+            let logf = fs::File::create(&log).map_err(TargetError::io("create the server log"))?;
             chown_to_nobody(&log)?;
             let errf = logf
                 .try_clone()
-                .map_err(HarnessError::io("clone the log handle"))?;
+                .map_err(TargetError::io("clone the log handle"))?;
             let mut cmd = unprivileged(&self.bin_dir.join("postgres"));
             cmd.arg("-D")
                 .arg(&self.data_dir)
@@ -189,7 +188,7 @@ impl LocalPostgres {
                 break;
             }
         }
-        Err(HarnessError::Failed(format!(
+        Err(TargetError::Failed(format!(
             "postgres did not start: {}",
             last_err
                 .lines()
@@ -230,7 +229,7 @@ impl LocalPostgres {
 
     /// Runs SQL as the superuser with psql; returns stdout (unaligned, tuples only).
     pub fn psql(&self, dbname: &str, sql: &str) -> Result<String> {
-        let psql = find_program("psql", PG_DIRS).ok_or_else(|| HarnessError::Missing {
+        let psql = find_program("psql", PG_DIRS).ok_or_else(|| TargetError::Missing {
             program: "psql".into(),
             hint: "install postgresql-client".into(),
         })?;
@@ -239,9 +238,9 @@ impl LocalPostgres {
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .stdin(Stdio::null())
             .output()
-            .map_err(HarnessError::io("run psql"))?;
+            .map_err(TargetError::io("run psql"))?;
         if !out.status.success() {
-            return Err(HarnessError::Failed(format!(
+            return Err(TargetError::Failed(format!(
                 "psql failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
