@@ -19,6 +19,8 @@ use thiserror::Error;
 use super::codec::{self, Body, kind};
 use super::frame::{JOURNAL_SESSION, SessionKey};
 
+pub mod text_filter;
+
 #[derive(Debug, Error)]
 pub enum IndexError {
     #[error("index database: {0}")]
