@@ -31,6 +31,9 @@ pub struct StoredRecord<'a> {
 /// of every candidate session (issue 15, profiled: most of the search thread's time was
 /// `read` and `memset`).
 const CHUNK: usize = 256 * 1024;
+/// The first read of a span is smaller (most readers that stop early stop within a few
+/// records); each refill doubles it up to `CHUNK`.
+const FIRST_CHUNK: usize = 16 * 1024;
 
 /// Calls `f` for each record of the session, in log order, reading each span a chunk at a
 /// time and stopping as soon as `f` breaks.
@@ -58,6 +61,8 @@ struct Window {
     buf: Vec<u8>,
     /// Where the span (or the file, if shorter) ends: nothing past it is read.
     end: u64,
+    /// How much the next refill reads (at least).
+    chunk: usize,
 }
 
 impl Window {
@@ -66,8 +71,9 @@ impl Window {
         let held = self.start + self.buf.len() as u64;
         let want = at.saturating_add(need as u64).min(self.end);
         if at < self.start || want > held {
-            let len = usize::try_from((need.max(CHUNK) as u64).min(self.end - at))
+            let len = usize::try_from((need.max(self.chunk) as u64).min(self.end - at))
                 .map_err(|_| io::Error::other("span too large"))?;
+            self.chunk = (self.chunk * 2).min(CHUNK);
             self.buf.resize(len, 0);
             self.file.read_exact_at(&mut self.buf, at)?;
             self.start = at;
@@ -95,6 +101,7 @@ fn walk_span(
         start: span.start,
         buf: Vec::new(),
         end,
+        chunk: FIRST_CHUNK,
     };
     let mut at = span.start;
     while at < end {
