@@ -14,6 +14,7 @@ pub mod console;
 pub mod events;
 pub mod evidence;
 pub mod openapi;
+mod search_lane;
 pub mod server;
 pub mod sessions;
 
@@ -376,69 +377,4 @@ where
     T: Send + 'static,
 {
     tokio::task::spawn_blocking(f).await?
-}
-
-/// Runs a long read for an auditor (a text search over recordings) on a thread of its own at
-/// the lowest CPU priority, so that on a busy machine it takes only the time recording and
-/// relaying leave: an auditor's search must not slow the agents down (issue 15). The thread
-/// ends with the work: a lowered priority cannot be raised again without privileges, so a
-/// pooled thread would keep it.
-pub(crate) async fn in_background<T, F>(f: F) -> Result<T, ApiError>
-where
-    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
-    T: Send + 'static,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("proctor-search".into())
-        .spawn(move || {
-            lowest_cpu_priority();
-            let _ = tx.send(f());
-        })
-        .map_err(|e| ApiError::Internal(format!("cannot start a search thread: {e}")))?;
-    rx.await
-        .map_err(|_| ApiError::Internal("the search thread ended without an answer".into()))?
-}
-
-/// The lowest CPU and I/O priority for the calling thread (both are per thread on Linux).
-/// Best effort: a search at normal priority is slower for others, not wrong.
-///
-/// Nice 19 alone was not enough (issue 15, measured: agents kept about 0.4x of their TPS while
-/// an auditor searched in a loop): the scheduler (EEVDF) lets a running nice-19 thread finish
-/// its slice before a woken agent thread gets the CPU, which adds up to a slice of latency to
-/// every round trip of every agent. A `SCHED_IDLE` thread is preempted as soon as any normal
-/// thread wakes. The idle I/O class keeps its reads of recordings the writer evicted from the
-/// page cache behind the recorder's fdatasyncs.
-fn lowest_cpu_priority() {
-    // SAFETY: sched_setscheduler and setpriority with pid 0 change only the calling thread's
-    // scheduling; the param struct lives across the call.
-    let idle = unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
-    };
-    if idle != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "search thread is not SCHED_IDLE");
-    }
-    // Also nice 19, where SCHED_IDLE is refused.
-    // SAFETY: as above.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-    if r != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "search thread keeps its priority");
-    }
-    // ioprio_set(IOPRIO_WHO_PROCESS, this thread, class idle): no libc wrapper.
-    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
-    // SAFETY: a plain syscall on the calling thread with integer arguments.
-    let io = unsafe {
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            0 as libc::c_long,
-            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
-        )
-    };
-    if io != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "search thread keeps its I/O priority");
-    }
 }

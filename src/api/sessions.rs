@@ -131,7 +131,7 @@ pub async fn list(
     let core = st.core.clone();
     let data = st.core.data_dir();
     let needle = text.clone();
-    let search = super::in_background(move || {
+    let search = super::search_lane::run(move || {
         core.store.flush_index();
         let index = core.store.index();
         let candidates = ops::list_sessions(index, &filter)?;

@@ -1,0 +1,118 @@
+//! The lane auditors' text searches run in (issue 15: an auditor searching must not cost the
+//! agents more than a tenth of their throughput). One search at a time, on a thread of its own
+//! at the lowest CPU and I/O priority, and searches spaced so that their CPU stays a small
+//! share of one core whatever the auditors do.
+//!
+//! Priority alone does not bound the cost: measured on two cores with an auditor searching back
+//! to back, a `SCHED_IDLE` search thread still took about 0.27 of a core and agents lost a third
+//! of their TPS (not profiled further; likely because with autogroup scheduling the CPU any of
+//! proctor's threads uses is charged to proctor's group, which all its threads share, and
+//! because each search also costs a journal record and HTTP work at normal priority). Spacing
+//! bounds it whatever the cause: after a search that used `c` of CPU
+//! the next one starts no sooner than `SPACING * c` (and at least `MIN_GAP`) later. A single
+//! search is never slowed; a search that finds the lane busy waits its turn.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::ApiError;
+
+/// After a search that used `c` of CPU the lane stays closed for `SPACING * c`: searches in a
+/// loop take at most 1/(1 + SPACING) of one core.
+const SPACING: u32 = 19;
+/// And at least this long: what a search costs besides its own thread (the journal record,
+/// HTTP) is bounded by this rate (50 searches a second).
+const MIN_GAP: Duration = Duration::from_millis(20);
+
+/// When the lane next opens. One for the process: the CPU it bounds is the machine's.
+static LANE: LazyLock<Mutex<Instant>> = LazyLock::new(|| Mutex::new(Instant::now()));
+
+/// Runs a long read for an auditor (a text search over recordings) in the lane. The thread
+/// ends with the work: a lowered priority cannot be raised again without privileges, so a
+/// pooled thread would keep it.
+pub(crate) async fn run<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut opens = LANE.lock().await;
+    tokio::time::sleep_until(*opens).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("proctor-search".into())
+        .spawn(move || {
+            lowest_cpu_priority();
+            let out = f();
+            let _ = tx.send((out, thread_cpu_time()));
+        })
+        .map_err(|e| ApiError::Internal(format!("cannot start a search thread: {e}")))?;
+    let answer = rx.await;
+    let used = answer.as_ref().map(|(_, c)| *c).unwrap_or(MIN_GAP);
+    *opens = Instant::now() + (used * SPACING).max(MIN_GAP);
+    drop(opens);
+    answer
+        .map_err(|_| ApiError::Internal("the search thread ended without an answer".into()))?
+        .0
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given, which lives across the call.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// The lowest CPU and I/O priority for the calling thread (both are per thread on Linux).
+/// Best effort: a search at normal priority is slower for others, not wrong.
+///
+/// Nice 19 alone was not enough (issue 15, pgbench `-S` beside a search loop: 0.47x of its TPS
+/// at nice 19, 0.66x at `SCHED_IDLE`): a running nice-19 thread may finish its slice before a
+/// woken agent thread gets the CPU, a `SCHED_IDLE` one is preempted as soon as a normal thread
+/// wakes. The idle I/O class keeps its reads of recordings the writer evicted from the
+/// page cache behind the recorder's fdatasyncs.
+fn lowest_cpu_priority() {
+    // SAFETY: sched_setscheduler and setpriority with pid 0 change only the calling thread's
+    // scheduling; the param struct lives across the call.
+    let idle = unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+    };
+    if idle != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "search thread is not SCHED_IDLE");
+    }
+    // Also nice 19, where SCHED_IDLE is refused.
+    // SAFETY: as above.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if r != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "search thread keeps its priority");
+    }
+    // ioprio_set(IOPRIO_WHO_PROCESS, this thread, class idle): no libc wrapper.
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+    // SAFETY: a plain syscall on the calling thread with integer arguments.
+    let io = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        )
+    };
+    if io != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "search thread keeps its I/O priority");
+    }
+}
