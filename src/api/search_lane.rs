@@ -32,8 +32,19 @@ static LANE: LazyLock<Mutex<Instant>> = LazyLock::new(|| Mutex::new(Instant::now
 
 /// Runs a long read for an auditor (a text search over recordings) in the lane. The thread
 /// ends with the work: a lowered priority cannot be raised again without privileges, so a
-/// pooled thread would keep it.
+/// pooled thread would keep it. The lane is kept by a task of its own, so a client that hangs
+/// up does not open it early (its search runs on, unanswered, and still holds the lane).
 pub(crate) async fn run<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(in_lane(f))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the search lane failed: {e}")))?
+}
+
+async fn in_lane<T, F>(f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
@@ -41,14 +52,18 @@ where
     let mut opens = LANE.lock().await;
     tokio::time::sleep_until(*opens).await;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("proctor-search".into())
         .spawn(move || {
             lowest_cpu_priority();
             let out = f();
             let _ = tx.send((out, thread_cpu_time()));
-        })
-        .map_err(|e| ApiError::Internal(format!("cannot start a search thread: {e}")))?;
+        });
+    if let Err(e) = spawned {
+        return Err(ApiError::Internal(format!(
+            "cannot start a search thread: {e}"
+        )));
+    }
     let answer = rx.await;
     let used = answer.as_ref().map(|(_, c)| *c).unwrap_or(MIN_GAP);
     *opens = Instant::now() + (used * SPACING).max(MIN_GAP);
