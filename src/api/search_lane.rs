@@ -131,3 +131,36 @@ fn lowest_cpu_priority() {
         tracing::debug!(error = %std::io::Error::last_os_error(), "search thread keeps its I/O priority");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn searches_run_one_at_a_time_and_are_spaced() {
+        let busy = Arc::new(AtomicBool::new(false));
+        let started = std::time::Instant::now();
+        let mut all = Vec::new();
+        for _ in 0..5 {
+            let busy = busy.clone();
+            all.push(tokio::spawn(run(move || {
+                assert!(!busy.swap(true, Ordering::SeqCst), "two searches at once");
+                // About 5 ms of CPU: the lane then stays closed for about 95 ms.
+                let t = std::time::Instant::now();
+                let mut x = 0u64;
+                while t.elapsed() < Duration::from_millis(5) {
+                    x = x.wrapping_add(std::hint::black_box(1));
+                }
+                busy.store(false, Ordering::SeqCst);
+                Ok(x)
+            })));
+        }
+        for s in all {
+            s.await.expect("task").expect("search");
+        }
+        // Four gaps of at least MIN_GAP each (more when the CPU was really used).
+        assert!(started.elapsed() >= MIN_GAP * 4, "{:?}", started.elapsed());
+    }
+}
