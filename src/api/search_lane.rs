@@ -1,18 +1,21 @@
 //! The lane auditors' text searches run in (issue 15: an auditor searching must not cost the
-//! agents more than a tenth of their throughput). One search at a time, on a thread of its own
-//! at the lowest CPU and I/O priority, and searches spaced so that their CPU stays a small
-//! share of one core whatever the auditors do.
+//! agents more than a tenth of their throughput). One search at a time, on one long-lived
+//! thread at the lowest CPU and I/O priority, and searches spaced so that what they cost stays
+//! small whatever the auditors do.
 //!
-//! Priority alone does not bound the cost: measured on two cores with an auditor searching back
-//! to back, a `SCHED_IDLE` search thread still took about 0.27 of a core and agents lost a third
-//! of their TPS (not profiled further; likely because with autogroup scheduling the CPU any of
-//! proctor's threads uses is charged to proctor's group, which all its threads share, and
-//! because each search also costs a journal record and HTTP work at normal priority). Spacing
-//! bounds it whatever the cause: after a search that used `c` of CPU
-//! the next one starts no sooner than `SPACING * c` (and at least `MIN_GAP`) later. A single
-//! search is never slowed; a search that finds the lane busy waits its turn.
+//! Priority alone does not bound the cost. Measured on two cores with an auditor searching back
+//! to back (pgbench `-S`, TPS beside the searches against TPS without): 0.47x with a thread per
+//! search at nice 19, 0.66x at `SCHED_IDLE`, when searches ran 250 times a second; proctor's own
+//! CPU per transaction hardly changed, so most of the cost is elsewhere (not profiled further:
+//! latency the searches add to agents' round trips, a thread created per search, the journal
+//! record and HTTP work at normal priority). Spacing bounds it whatever the cause: after a
+//! search that used `c` of CPU the next one starts no sooner than `SPACING * c` (and at least
+//! `MIN_GAP`) later. A single search is never slowed; a search that finds the lane busy waits
+//! its turn.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::LazyLock;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -23,17 +26,41 @@ use super::ApiError;
 /// After a search that used `c` of CPU the lane stays closed for `SPACING * c`: searches in a
 /// loop take at most 1/(1 + SPACING) of one core.
 const SPACING: u32 = 19;
-/// And at least this long: what a search costs besides its own thread (the journal record,
-/// HTTP) is bounded by this rate (50 searches a second).
-const MIN_GAP: Duration = Duration::from_millis(20);
+/// And at least this long: what a search costs besides its own CPU is bounded by this rate (20
+/// searches a second; at 50 a second agents kept 0.82x of their TPS).
+const MIN_GAP: Duration = Duration::from_millis(50);
 
 /// When the lane next opens. One for the process: the CPU it bounds is the machine's.
 static LANE: LazyLock<Mutex<Instant>> = LazyLock::new(|| Mutex::new(Instant::now()));
 
-/// Runs a long read for an auditor (a text search over recordings) in the lane. The thread
-/// ends with the work: a lowered priority cannot be raised again without privileges, so a
-/// pooled thread would keep it. The lane is kept by a task of its own, so a client that hangs
-/// up does not open it early (its search runs on, unanswered, and still holds the lane).
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The search thread, started on first use. It lowers its priority once and keeps it: only
+/// searches run on it (a lowered priority cannot be raised again without privileges).
+static WORKER: LazyLock<Option<mpsc::Sender<Job>>> = LazyLock::new(|| {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let spawned = std::thread::Builder::new()
+        .name("proctor-search".into())
+        .spawn(move || {
+            lowest_cpu_priority();
+            for job in rx {
+                // A search that panics loses its answer (the caller gets an error), not the
+                // thread.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the search thread");
+            None
+        }
+    }
+});
+
+/// Runs a long read for an auditor (a text search over recordings) in the lane. The lane is
+/// kept by a task of its own, so a client that hangs up does not open it early (its search
+/// runs on, unanswered, and still holds the lane).
 pub(crate) async fn run<T, F>(f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -52,24 +79,23 @@ where
     let mut opens = LANE.lock().await;
     tokio::time::sleep_until(*opens).await;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("proctor-search".into())
-        .spawn(move || {
-            lowest_cpu_priority();
-            let out = f();
-            let _ = tx.send((out, thread_cpu_time()));
-        });
-    if let Err(e) = spawned {
-        return Err(ApiError::Internal(format!(
-            "cannot start a search thread: {e}"
-        )));
+    let job: Job = Box::new(move || {
+        let before = thread_cpu_time();
+        let out = f();
+        let _ = tx.send((out, thread_cpu_time().saturating_sub(before)));
+    });
+    let sent = WORKER.as_ref().map(|w| w.send(job));
+    if !matches!(sent, Some(Ok(()))) {
+        return Err(ApiError::Unavailable(
+            "the search thread is not running".into(),
+        ));
     }
     let answer = rx.await;
     let used = answer.as_ref().map(|(_, c)| *c).unwrap_or(MIN_GAP);
     *opens = Instant::now() + (used * SPACING).max(MIN_GAP);
     drop(opens);
     answer
-        .map_err(|_| ApiError::Internal("the search thread ended without an answer".into()))?
+        .map_err(|_| ApiError::Internal("the search ended without an answer".into()))?
         .0
 }
 
