@@ -110,7 +110,7 @@ async fn a_long_text_search_in_a_loop_does_not_delay_acknowledgements() {
                 let found = {
                     let index = store.index();
                     let candidates = ops::list_sessions(index, &Filter::default()).expect("list");
-                    search_text(&data, candidates, "never-recorded-text", 500)
+                    search_text(index, &data, candidates, "never-recorded-text", 500)
                 };
                 assert!(found.found.is_empty());
                 passes.fetch_add(1, Ordering::Relaxed);

@@ -15,6 +15,7 @@ pub mod events;
 pub mod evidence;
 pub mod metrics;
 pub mod openapi;
+mod search_lane;
 pub mod server;
 pub mod sessions;
 
@@ -380,36 +381,4 @@ where
     T: Send + 'static,
 {
     tokio::task::spawn_blocking(f).await?
-}
-
-/// Runs a long read for an auditor (a text search over recordings) on a thread of its own at
-/// the lowest CPU priority, so that on a busy machine it takes only the time recording and
-/// relaying leave: an auditor's search must not slow the agents down (issue 15). The thread
-/// ends with the work: a lowered priority cannot be raised again without privileges, so a
-/// pooled thread would keep it.
-pub(crate) async fn in_background<T, F>(f: F) -> Result<T, ApiError>
-where
-    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
-    T: Send + 'static,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("proctor-search".into())
-        .spawn(move || {
-            lowest_cpu_priority();
-            let _ = tx.send(f());
-        })
-        .map_err(|e| ApiError::Internal(format!("cannot start a search thread: {e}")))?;
-    rx.await
-        .map_err(|_| ApiError::Internal("the search thread ended without an answer".into()))?
-}
-
-/// Nice 19 for the calling thread (on Linux the nice value is per thread). Best effort: a
-/// search at normal priority is slower for others, not wrong.
-fn lowest_cpu_priority() {
-    // SAFETY: setpriority only changes the scheduling priority of the calling thread.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-    if r != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "search thread keeps its priority");
-    }
 }

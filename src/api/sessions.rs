@@ -18,7 +18,8 @@ use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiState, blocking};
 use crate::control::{self, Request};
 use crate::ops::{self, Filter};
 use crate::recorder::codec::Body;
-use crate::recorder::index::SessionMeta;
+use crate::recorder::index::text_filter::{TextFilter, TrigramSet};
+use crate::recorder::index::{Index, SessionMeta};
 use crate::recorder::reader;
 
 pub const DEFAULT_LIST_LIMIT: usize = 500;
@@ -130,11 +131,11 @@ pub async fn list(
     let core = st.core.clone();
     let data = st.core.data_dir();
     let needle = text.clone();
-    let search = super::in_background(move || {
+    let search = super::search_lane::run(move || {
         core.store.flush_index();
         let index = core.store.index();
         let candidates = ops::list_sessions(index, &filter)?;
-        let search = search_text(&data, candidates, &needle, wanted);
+        let search = search_text(index, &data, candidates, &needle, wanted);
         // The answer is built here too, at the search's priority: it can be large.
         let body = serde_json::to_vec(&search.found)
             .map_err(|e| ApiError::Internal(format!("search results: {e}")))?;
@@ -186,8 +187,10 @@ pub struct TextSearch {
 
 /// Searches the statements, exec commands and command lines of `candidates` (newest first)
 /// for `needle`, case-insensitively, within the `TEXT_SCAN_*` bounds, until `wanted` sessions
-/// matched.
+/// matched. Sealed sessions whose text filter shows they cannot match are not read (nor
+/// counted against the bounds); a sealed session read to its end gets its filter.
 pub fn search_text(
+    index: &Index,
     data: &Path,
     candidates: Vec<SessionMeta>,
     needle: &str,
@@ -210,6 +213,11 @@ pub fn search_text(
         if (meta.statements == 0 && meta.commands == 0) || meta.purged || meta.archived.is_some() {
             continue;
         }
+        match index.text_filter(&meta) {
+            Ok(Some(filter)) if !filter.may_contain(&needle) => continue,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(session = %meta.id, error = %e, "no text filter"),
+        }
         if out.scanned >= TEXT_SCAN_SESSIONS
             || bytes.saturating_add(meta.record_bytes) > TEXT_SCAN_BYTES
             || started.elapsed() > TEXT_SCAN_TIME
@@ -220,6 +228,8 @@ pub fn search_text(
         out.scanned += 1;
         bytes += meta.record_bytes;
         let mut matches = Vec::new();
+        // Collected only while the read may still reach the end of a sealed session.
+        let mut trigrams = meta.sealed.then(TrigramSet::default);
         let result = reader::for_each_record(data, &meta, |r| {
             let Ok(Body::Event(e)) = &r.body else {
                 return ControlFlow::Continue(());
@@ -230,7 +240,11 @@ pub fn search_text(
                 Event::CommandLine { line, .. } => ("command_line", line.as_str()),
                 _ => return ControlFlow::Continue(()),
             };
-            if text.to_lowercase().contains(&needle) {
+            let lowered = text.to_lowercase();
+            if let Some(set) = &mut trigrams {
+                set.add(&lowered);
+            }
+            if lowered.contains(&needle) {
                 matches.push(json!({
                     "seq": r.header.seq,
                     "kind": kind,
@@ -238,6 +252,7 @@ pub fn search_text(
                     "text": text,
                 }));
                 if matches.len() >= MATCHES_PER_SESSION {
+                    trigrams = None;
                     return ControlFlow::Break(());
                 }
             }
@@ -246,6 +261,12 @@ pub fn search_text(
         if let Err(e) = result {
             tracing::warn!(session = %meta.id, error = %e, "text search could not read a session");
             continue;
+        }
+        // Read to the end: the filter describes every text the session has.
+        if let Some(set) = trigrams
+            && let Err(e) = index.set_text_filter(&meta, &TextFilter::build(&set))
+        {
+            tracing::debug!(session = %meta.id, error = %e, "text filter not kept");
         }
         if !matches.is_empty() {
             let mut v = json!(meta);
