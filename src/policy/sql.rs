@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use proctor_postgres::sqllex;
+use proctor_postgres::{classify, sqllex};
 use sqlparser::ast::{Statement, visit_statements};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -117,19 +117,8 @@ fn key_touches_every_row(key: &str) -> bool {
     let Ok(Ok(statements)) = parsed else {
         return false;
     };
-    // A plain EXPLAIN runs nothing; EXPLAIN ANALYZE runs its statement.
-    let runs = |s: &&Statement| match s {
-        Statement::Explain {
-            analyze, options, ..
-        } => {
-            *analyze
-                || options
-                    .iter()
-                    .flatten()
-                    .any(|o| o.name.value.eq_ignore_ascii_case("analyze"))
-        }
-        _ => true,
-    };
+    // A plain EXPLAIN runs nothing; EXPLAIN ANALYZE (or ANALYSE) runs its statement.
+    let runs = |s: &&Statement| classify::explain_runs(s);
     let statements: Vec<Statement> = statements.iter().filter(runs).cloned().collect();
     visit_statements(&statements, |s| {
         if every_row::touches_every_row(s) {
@@ -190,6 +179,10 @@ mod tests {
         assert!(has_unqualified_dml("update t set a = 1 where 1 = 1"));
         assert!(has_unqualified_dml("explain analyze delete from t"));
         assert!(!has_unqualified_dml("explain delete from t"));
+        assert!(has_unqualified_dml("explain (analyse) delete from t"));
+        assert!(has_unqualified_dml(
+            "EXPLAIN (VERBOSE, ANALYSE on) UPDATE t SET a = 1"
+        ));
         assert!(has_unqualified_dml("delete from t where a = 1 or true"));
     }
 

@@ -744,18 +744,8 @@ fn base_class(stmt: &Ast, words: &str) -> StatementClass {
             // Server-side files and programs run with the server's rights.
             CopyTarget::File { .. } | CopyTarget::Program { .. } => Admin,
         },
-        Ast::Explain {
-            analyze,
-            statement,
-            options,
-            ..
-        } => {
-            let analyze = *analyze
-                || options
-                    .iter()
-                    .flatten()
-                    .any(|o| o.name.value.eq_ignore_ascii_case("analyze"));
-            if analyze {
+        Ast::Explain { statement, .. } => {
+            if explain_runs(stmt) {
                 // EXPLAIN ANALYZE runs the statement.
                 let inner_words = leading_words(&statement.to_string());
                 let mut walk = Walk::default();
@@ -862,6 +852,20 @@ fn base_class(stmt: &Ast, words: &str) -> StatementClass {
     }
 }
 
+/// Whether an `EXPLAIN` runs its statement: `ANALYZE` in either of the server's spellings
+/// (`ANALYSE` is the same keyword to PostgreSQL), bare or as an option whatever its value (an
+/// `ANALYZE off` judged as running only holds more). Any other statement runs, of course.
+pub fn explain_runs(stmt: &Ast) -> bool {
+    let is_analyze =
+        |w: &str| w.eq_ignore_ascii_case("analyze") || w.eq_ignore_ascii_case("analyse");
+    match stmt {
+        Ast::Explain {
+            analyze, options, ..
+        } => *analyze || options.iter().flatten().any(|o| is_analyze(&o.name.value)),
+        _ => true,
+    }
+}
+
 /// Tables sqlparser's visitor does not report as relations.
 fn extra_tables(stmt: &Ast, tables: &mut Vec<String>) {
     let mut add = |n: &ObjectName| {
@@ -916,9 +920,13 @@ fn function_class(name: &str) -> Option<StatementClass> {
         | "set_config" => Admin,
         // Run arbitrary SQL, possibly elsewhere.
         "dblink" | "dblink_exec" | "dblink_send_query" | "dblink_open" | "query_to_xml"
-        | "query_to_xml_and_xmlschema" | "query_to_xmlschema" | "cursor_to_xml" | "ts_stat" => {
-            Unknown
-        }
+        | "query_to_xml_and_xmlschema" | "query_to_xmlschema" | "cursor_to_xml" | "ts_stat"
+        // `ts_rewrite(query, 'SELECT ...')` runs its second argument as SQL (any function in
+        // it: set_config('role', ...)); its three-tsquery form is caught too, which only holds
+        // more. tablefunc's crosstab runs SQL text, connectby and xml2's xpath_table build it
+        // from names they do not quote.
+        | "ts_rewrite" | "connectby" | "xpath_table" => Unknown,
+        n if n.starts_with("crosstab") => Unknown,
         // The rest of dblink opens, uses and closes connections from the server to anywhere.
         n if n.starts_with("dblink") => Admin,
         _ => return None,
@@ -1463,6 +1471,33 @@ mod tests {
         assert_eq!(one("VACUUM FULL t").command, "VACUUM FULL");
         assert_eq!(one("VACUUM (FULL, ANALYZE) t").command, "VACUUM FULL");
         assert_eq!(one("VACUUM ANALYZE t").command, "VACUUM");
+    }
+
+    #[test]
+    fn explain_analyse_runs_its_statement() {
+        // ANALYSE is the server's other spelling of ANALYZE: the statement runs.
+        for sql in [
+            "EXPLAIN (ANALYSE) DELETE FROM t",
+            "explain (format json, analyse true) delete from t",
+            "EXPLAIN (ANALYZE) DELETE FROM t",
+        ] {
+            assert_eq!(class(sql), Write, "{sql}");
+        }
+        assert_eq!(class("EXPLAIN (ANALYSE) CREATE TABLE x AS SELECT 1"), Ddl);
+        assert_eq!(class("EXPLAIN (COSTS off) DELETE FROM t"), Read);
+    }
+
+    #[test]
+    fn functions_that_run_sql_text_are_unknown() {
+        for sql in [
+            "SELECT ts_rewrite('a'::tsquery, 'SELECT x, y FROM aliases')",
+            "SELECT pg_catalog.ts_rewrite('a'::tsquery, 'SEL' || 'ECT 1')",
+            "SELECT * FROM crosstab('SELECT 1')",
+            "SELECT * FROM connectby('t', 'id', 'parent', '1', 0)",
+            "SELECT ts_stat('SELECT v FROM t')",
+        ] {
+            assert_eq!(class(sql), Unknown, "{sql}");
+        }
     }
 
     #[test]
