@@ -297,3 +297,66 @@ fn rule_bodies_are_one_statement_as_the_server_reads_them() {
     assert_eq!(result.expect("result")["tag"], "CREATE RULE");
     env.verify();
 }
+
+/// Statements that ran unheld in a red-team round: `EXPLAIN (ANALYSE)` (the server's other
+/// spelling of ANALYZE) deleted every row as a `read`, and `ts_rewrite` ran SQL text hidden in
+/// its argument (a `set_config('role', ...)` no regex could see). Both are held now; after the
+/// denial the rows are all there and the session still acts as the grant's role.
+#[test]
+fn explain_analyse_and_sql_running_functions_are_held() {
+    let env = Env::start();
+    held_then_denied(
+        &env,
+        &["-c", "EXPLAIN (ANALYSE) DELETE FROM t"],
+        "EXPLAIN (ANALYSE)",
+        "write",
+        "pg-hold-unqualified-dml",
+    );
+    let hidden = "SELECT ts_rewrite('a'::tsquery, 'SELECT set_' || 'config(''ro''||''le'', ''none'', false)::tsquery, ''b''::tsquery')";
+    let out = held_then_denied(
+        &env,
+        &[
+            "-v",
+            "ON_ERROR_STOP=0",
+            "-c",
+            hidden,
+            "-c",
+            "SELECT current_user",
+        ],
+        "ts_rewrite",
+        "unknown",
+        "pg-hold-unknown",
+    );
+    assert_eq!(out.trim(), "app_write", "{out}");
+    assert_eq!(count(&env, "SELECT count(*) FROM t"), "5");
+
+    // A plain EXPLAIN runs nothing and passes as a read; the rows stay.
+    let out = env.psql(&["-c", "EXPLAIN (COSTS off) DELETE FROM t"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(count(&env, "SELECT count(*) FROM t"), "5");
+
+    let mut records = Vec::new();
+    assert!(
+        eventually(T, || {
+            records = sessions_records(&env, AGENT);
+            records.iter().flatten().any(|r| {
+                r["kind"] == "statement" && r["text"] == "EXPLAIN (COSTS off) DELETE FROM t"
+            })
+        }),
+        "the last session was not sealed"
+    );
+    for (needle, class, rule) in [
+        ("EXPLAIN (ANALYSE)", "write", "pg-hold-unqualified-dml"),
+        ("ts_rewrite", "unknown", "pg-hold-unknown"),
+    ] {
+        let (s, verdicts) = recorded(&records, needle);
+        assert_eq!(s["class"], class, "{s}");
+        assert!(
+            verdicts.contains(&("hold".to_string(), rule.to_string())),
+            "{needle}: {verdicts:?}"
+        );
+    }
+    let (s, _) = recorded(&records, "EXPLAIN (COSTS off)");
+    assert_eq!(s["class"], "read", "{s}");
+    env.verify();
+}
