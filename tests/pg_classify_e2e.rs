@@ -300,8 +300,9 @@ fn rule_bodies_are_one_statement_as_the_server_reads_them() {
 
 /// Statements that ran unheld in a red-team round: `EXPLAIN (ANALYSE)` (the server's other
 /// spelling of ANALYZE) deleted every row as a `read`, and `ts_rewrite` ran SQL text hidden in
-/// its argument (a `set_config('role', ...)` no regex could see). Both are held now; after the
-/// denial the rows are all there and the session still acts as the grant's role.
+/// its argument (a `set_config('role', ...)` no regex could see), and a plain `EXPLAIN EXECUTE`
+/// evaluated its arguments unjudged. All are held now; after the denial the rows are all there,
+/// the session still acts as the grant's role and holds no advisory lock.
 #[test]
 fn explain_analyse_and_sql_running_functions_are_held() {
     let env = Env::start();
@@ -329,6 +330,25 @@ fn explain_analyse_and_sql_running_functions_are_held() {
     );
     assert_eq!(out.trim(), "app_write", "{out}");
     assert_eq!(count(&env, "SELECT count(*) FROM t"), "5");
+    // A plain EXPLAIN EXECUTE evaluates the arguments: a session-level advisory lock there is
+    // admin like anywhere else.
+    let out = held_then_denied(
+        &env,
+        &[
+            "-v",
+            "ON_ERROR_STOP=0",
+            "-c",
+            "PREPARE p(text) AS SELECT $1",
+            "-c",
+            "EXPLAIN EXECUTE p(pg_advisory_lock(42)::text)",
+            "-c",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+        ],
+        "EXPLAIN EXECUTE",
+        "admin",
+        "pg-hold-admin",
+    );
+    assert_eq!(out.trim().lines().last(), Some("0"), "{out}");
 
     // A plain EXPLAIN runs nothing and passes as a read; the rows stay.
     let out = env.psql(&["-c", "EXPLAIN (COSTS off) DELETE FROM t"]);
@@ -348,6 +368,7 @@ fn explain_analyse_and_sql_running_functions_are_held() {
     for (needle, class, rule) in [
         ("EXPLAIN (ANALYSE)", "write", "pg-hold-unqualified-dml"),
         ("ts_rewrite", "unknown", "pg-hold-unknown"),
+        ("EXPLAIN EXECUTE", "admin", "pg-hold-admin"),
     ] {
         let (s, verdicts) = recorded(&records, needle);
         assert_eq!(s["class"], class, "{s}");

@@ -338,7 +338,10 @@ fn classify_key(key: &str) -> Classified {
     let base = base_class(stmt, &words);
     let mut class = base;
     // EXPLAIN without ANALYZE runs nothing; with ANALYZE, base_class judged the inner statement.
-    let explain = matches!(stmt, Ast::Explain { .. });
+    // Except its EXECUTE's arguments: the server evaluates them to plan with their values, so
+    // `EXPLAIN EXECUTE p(pg_advisory_lock(1))` takes the lock and they count as run.
+    let explain = matches!(stmt, Ast::Explain { statement, .. }
+        if !matches!(statement.as_ref(), Ast::Execute { .. }));
     if !explain
         && let Some(c) = walk.escalation()
         && c.danger() > class.danger()
@@ -1485,6 +1488,13 @@ mod tests {
         }
         assert_eq!(class("EXPLAIN (ANALYSE) CREATE TABLE x AS SELECT 1"), Ddl);
         assert_eq!(class("EXPLAIN (COSTS off) DELETE FROM t"), Read);
+        // A plain EXPLAIN EXECUTE evaluates the arguments.
+        assert_eq!(class("EXPLAIN EXECUTE p(pg_advisory_lock(1)::text)"), Admin);
+        assert_eq!(
+            class("EXPLAIN EXECUTE p(ts_rewrite('a', 'SELECT 1')::text)"),
+            Unknown
+        );
+        assert_eq!(class("EXPLAIN EXECUTE p(1)"), Read);
     }
 
     #[test]
