@@ -246,7 +246,10 @@ fn may_change(text: &str) -> bool {
     // A literal alternation: the regex engine finds it with a vectorised prefilter, so a
     // statement of many megabytes costs a scan at memory speed, not a compare per byte.
     static NAMED: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
-        regex::bytes::Regex::new("(?i)search_path|set_config").expect("a valid pattern")
+        // `pg_settings`: an UPDATE of it is a SET (its WHERE may name the setting any way);
+        // `u&`: a Unicode-escaped name can spell search_path.
+        regex::bytes::Regex::new("(?i)search_path|set_config|pg_settings|u&")
+            .expect("a valid pattern")
     });
     let head = text.trim_start();
     let commented = head.starts_with("--") || head.starts_with("/*");
@@ -314,8 +317,12 @@ fn words(text: &str) -> Vec<String> {
 
 /// What a statement's text does to the settings, if the server runs it without an error.
 fn changes_of(text: &str) -> Vec<Change> {
-    let lower = text.to_lowercase();
-    let w = words(text);
+    // Read as the server reads names: the lexer's form drops comments (nested ones too) and
+    // resolves quoted and `U&` names (`SET U&"search!005fpath" UESCAPE '!' = audit` is a SET of
+    // search_path); literals stay as written.
+    let norm = crate::policy::sql::normalize(text);
+    let lower = format!("{}\n{}", text.to_lowercase(), norm.to_lowercase());
+    let w = words(&norm);
     let w: Vec<&str> = w.iter().map(String::as_str).collect();
     let unknown = |why: &str| Value::Unknown(why.to_string());
     let rest = |from: usize| -> String {
@@ -351,6 +358,17 @@ fn changes_of(text: &str) -> Vec<Change> {
             vec![Change::SearchPath(v)]
         }
         ["reset", "search_path", ..] => vec![Change::SearchPath(Value::Default)],
+        // `SET [SESSION | LOCAL] SCHEMA 'x'` is `SET search_path = 'x'`.
+        ["set", scope @ ("session" | "local"), "schema", ..] | ["set", scope @ "schema", ..] => {
+            let value = rest(if *scope == "schema" { 2 } else { 3 });
+            vec![Change::SearchPath(if *scope == "local" {
+                unknown(&format!(
+                    "{value} inside a transaction block (SET LOCAL SCHEMA), else unchanged"
+                ))
+            } else {
+                Value::Known(value)
+            })]
+        }
         ["set", "session", "authorization", ..] | ["reset", "session", "authorization", ..] => {
             vec![Change::Role(unknown("SET SESSION AUTHORIZATION"))]
         }
@@ -383,7 +401,11 @@ fn changes_of(text: &str) -> Vec<Change> {
         ["rollback" | "abort", ..] => {
             vec![Change::TxnEnd { rollback: true }]
         }
-        _ if lower.contains("search_path") || lower.contains("set_config") => {
+        // An UPDATE of pg_settings is a SET of whatever its WHERE selects.
+        _ if lower.contains("search_path")
+            || lower.contains("set_config")
+            || lower.contains("pg_settings") =>
+        {
             vec![Change::SearchPath(unknown(&format!(
                 "possibly changed by `{}`",
                 first_line(text)
@@ -524,6 +546,28 @@ mod tests {
             sp.note.contains("audit inside a transaction block"),
             "{sp:?}"
         );
+    }
+
+    #[test]
+    fn search_path_in_other_spellings_is_followed() {
+        let mut m = PgSettings::new("app_rw");
+        m.decide(&stmt(1, "SET U&\"search!005fpath\" UESCAPE '!' = audit"));
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "audit");
+        m.decide(&stmt(2, "set /* a /* nested */ comment */ schema 'ops'"));
+        m.answered(&ok(2));
+        assert_eq!(get(&m, "search_path").value, "'ops'");
+        m.decide(&stmt(3, "SET LOCAL SCHEMA 'x'"));
+        m.answered(&ok(3));
+        assert_eq!(get(&m, "search_path").value, "unknown");
+        m.decide(&stmt(4, "SET search_path = public"));
+        m.answered(&ok(4));
+        m.decide(&stmt(
+            5,
+            "UPDATE pg_settings SET setting = 'audit' WHERE name LIKE 'search%'",
+        ));
+        m.answered(&ok(5));
+        assert_eq!(get(&m, "search_path").value, "unknown");
     }
 
     #[test]
