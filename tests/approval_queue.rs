@@ -149,6 +149,61 @@ async fn the_card_shows_search_path_and_role() {
     p.stop().await;
 }
 
+/// The search_path under other spellings the server reads as the same SET: a `U&` name
+/// (allowed, class session) and `SET SCHEMA` (class unknown, approved here) are followed onto
+/// the card of the TRUNCATE after them, never shown as the target default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_card_follows_search_path_in_other_spellings() {
+    let p = Proctor::start("").await;
+    p.pg.psql(
+        "app",
+        "CREATE SCHEMA audit; CREATE TABLE audit.log (id int); INSERT INTO audit.log VALUES (1), (2);
+         CREATE TABLE public.log (id int); INSERT INTO public.log VALUES (1);
+         GRANT USAGE ON SCHEMA audit TO app_write; GRANT ALL ON audit.log, public.log TO app_write;",
+    )
+    .expect("audit schema");
+    for (set, value) in [
+        ("SET U&\"search!005fpath\" UESCAPE '!' = audit", "audit"),
+        ("SET SCHEMA 'audit'", "'audit'"),
+    ] {
+        let child = psql_commands(&p, AGENT_A, SECRET_A, &[set, "TRUNCATE log"]);
+        if set.contains("SCHEMA") {
+            let hold = p.wait_for_hold(set).await;
+            assert_eq!(hold["class"], "unknown", "{hold}");
+            let (s, _) = p
+                .post(
+                    APPROVER,
+                    &format!("/api/approvals/{}/approve", hold["id"].as_str().unwrap()),
+                    json!({ "reason": "seen" }),
+                )
+                .await;
+            assert_eq!(s, 200);
+        }
+        let hold = p.wait_for_hold("TRUNCATE log").await;
+        let sp = setting(&hold, "search_path");
+        assert_eq!(sp["value"], value, "{set}: {hold}");
+        assert!(
+            sp["note"]
+                .as_str()
+                .unwrap()
+                .contains("confirmed by the target"),
+            "{hold}"
+        );
+        deny(&p, hold["id"].as_str().unwrap()).await;
+        let out = child.wait_with_output().await.unwrap();
+        assert!(!out.status.success(), "{set}: {out:?}");
+        // Ground truth: the SET ran (its message succeeded); the denied TRUNCATE emptied
+        // neither table.
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("SET"),
+            "{set}: {out:?}"
+        );
+        assert_eq!(target_rows(&p, "audit.log"), "2");
+        assert_eq!(target_rows(&p, "public.log"), "1");
+    }
+    p.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dangerous_hold_comes_first_among_look_alikes() {
     const LOOK_ALIKES: usize = 12;
