@@ -313,6 +313,14 @@ fn explain_analyse_and_sql_running_functions_are_held() {
         "write",
         "pg-hold-unqualified-dml",
     );
+    // `id IS NOT NULL` spelled with NOT is every row too.
+    held_then_denied(
+        &env,
+        &["-c", "DELETE FROM t WHERE NOT (id IS NULL)"],
+        "NOT (id IS NULL)",
+        "write",
+        "pg-hold-unqualified-dml",
+    );
     let hidden = "SELECT ts_rewrite('a'::tsquery, 'SELECT set_' || 'config(''ro''||''le'', ''none'', false)::tsquery, ''b''::tsquery')";
     let out = held_then_denied(
         &env,
@@ -367,6 +375,7 @@ fn explain_analyse_and_sql_running_functions_are_held() {
     );
     for (needle, class, rule) in [
         ("EXPLAIN (ANALYSE)", "write", "pg-hold-unqualified-dml"),
+        ("NOT (id IS NULL)", "write", "pg-hold-unqualified-dml"),
         ("ts_rewrite", "unknown", "pg-hold-unknown"),
         ("EXPLAIN EXECUTE", "admin", "pg-hold-admin"),
     ] {

@@ -180,6 +180,15 @@ mod tests {
         assert!(has_unqualified_dml("explain analyze delete from t"));
         assert!(!has_unqualified_dml("explain delete from t"));
         assert!(has_unqualified_dml("explain (analyse) delete from t"));
+        assert!(has_unqualified_dml("delete from t where not (id is null)"));
+        assert!(has_unqualified_dml("update t set a = 1 where not (a <> a)"));
+        assert!(has_unqualified_dml(
+            "delete from t where not (id is distinct from id)"
+        ));
+        assert!(!has_unqualified_dml(
+            "delete from t where not (id is not null)"
+        ));
+        assert!(!has_unqualified_dml("delete from t where not (id = 5)"));
         assert!(has_unqualified_dml(
             "EXPLAIN (VERBOSE, ANALYSE on) UPDATE t SET a = 1"
         ));

@@ -130,7 +130,35 @@ fn polarity(e: &Expr, target: &Target, negated: bool) -> bool {
                 l && r
             }
         }
-        leaf => references_target(leaf, target) && !trivially_true(leaf),
+        // Under NOT, a leaf false for every row is what lets every row through:
+        // `NOT (id IS NULL)` is `id IS NOT NULL`.
+        leaf => {
+            references_target(leaf, target)
+                && !if negated {
+                    trivially_false(leaf)
+                } else {
+                    trivially_true(leaf)
+                }
+        }
+    }
+}
+
+/// Tests false for every row whatever the column holds (NULLs aside): the mirror of
+/// [`trivially_true`], for leaves under `NOT`.
+fn trivially_false(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => trivially_false(inner),
+        Expr::BinaryOp { left, op, right } => {
+            matches!(
+                op,
+                BinaryOperator::NotEq | BinaryOperator::Gt | BinaryOperator::Lt
+            ) && same(left, right)
+        }
+        Expr::IsDistinctFrom(a, b) => same(a, b),
+        Expr::IsNull(_) => true,
+        Expr::IsFalse(inner) | Expr::IsNotTrue(inner) => trivially_true(inner),
+        Expr::IsTrue(inner) | Expr::IsNotFalse(inner) => trivially_false(inner),
+        _ => false,
     }
 }
 
