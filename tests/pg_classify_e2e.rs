@@ -301,7 +301,9 @@ fn rule_bodies_are_one_statement_as_the_server_reads_them() {
 /// Statements that ran unheld in a red-team round: `EXPLAIN (ANALYSE)` (the server's other
 /// spelling of ANALYZE) deleted every row as a `read`, and `ts_rewrite` ran SQL text hidden in
 /// its argument (a `set_config('role', ...)` no regex could see), and a plain `EXPLAIN EXECUTE`
-/// evaluated its arguments unjudged. All are held now; after the denial the rows are all there,
+/// evaluated its arguments unjudged; `VACUUM ("full")` (a quoted option name) rewrote the table
+/// as a plain VACUUM, and `WHERE NOT (id IS NULL)` deleted every row while `id IS NOT NULL` was
+/// held. All are held now; after the denial the rows are all there,
 /// the session still acts as the grant's role and holds no advisory lock.
 #[test]
 fn explain_analyse_and_sql_running_functions_are_held() {
@@ -312,6 +314,14 @@ fn explain_analyse_and_sql_running_functions_are_held() {
         "EXPLAIN (ANALYSE)",
         "write",
         "pg-hold-unqualified-dml",
+    );
+    // A quoted option name is still VACUUM FULL, which rewrites the table.
+    held_then_denied(
+        &env,
+        &["-c", "VACUUM (\"full\") t"],
+        "VACUUM (",
+        "admin",
+        "pg-hold-vacuum-full",
     );
     // `id IS NOT NULL` spelled with NOT is every row too.
     held_then_denied(
@@ -376,6 +386,7 @@ fn explain_analyse_and_sql_running_functions_are_held() {
     for (needle, class, rule) in [
         ("EXPLAIN (ANALYSE)", "write", "pg-hold-unqualified-dml"),
         ("NOT (id IS NULL)", "write", "pg-hold-unqualified-dml"),
+        ("VACUUM (", "admin", "pg-hold-vacuum-full"),
         ("ts_rewrite", "unknown", "pg-hold-unknown"),
         ("EXPLAIN EXECUTE", "admin", "pg-hold-admin"),
     ] {

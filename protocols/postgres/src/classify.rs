@@ -487,9 +487,10 @@ fn maintenance(key: &str) -> Option<Classified> {
     let mut full = false;
     if let Some(inner) = rest.strip_prefix('(') {
         let close = inner.find(')')?;
+        // An option name may be quoted: `VACUUM ("full") t` is VACUUM FULL to the server.
         full |= inner[..close]
             .split([' ', ','])
-            .any(|w| w.eq_ignore_ascii_case("full"));
+            .any(|w| w.trim_matches('"').eq_ignore_ascii_case("full"));
         rest = inner[close + 1..].trim_start();
     }
     loop {
@@ -1474,6 +1475,11 @@ mod tests {
         assert_eq!(one("VACUUM FULL t").command, "VACUUM FULL");
         assert_eq!(one("VACUUM (FULL, ANALYZE) t").command, "VACUUM FULL");
         assert_eq!(one("VACUUM ANALYZE t").command, "VACUUM");
+        assert_eq!(one("VACUUM (\"full\") t").command, "VACUUM FULL");
+        assert_eq!(
+            one("vacuum (verbose, \"full\" true) t").command,
+            "VACUUM FULL"
+        );
     }
 
     #[test]
