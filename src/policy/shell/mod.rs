@@ -5,6 +5,7 @@
 //! conservative reading, not a shell: what it cannot follow is reported as `hidden`, with the
 //! reason, so the policy can hold it.
 
+mod arith;
 pub mod brace;
 mod later;
 mod programs;
@@ -151,6 +152,9 @@ impl Reader {
         }
         let lexed = words::lex(text);
         self.facts.unbalanced |= lexed.unbalanced;
+        for why in lexed.hidden {
+            self.hide(why);
+        }
         let mut current: Vec<Word> = Vec::new();
         let mut stdin = Stdin::Session;
         // What the next word is, after a redirection operator.
@@ -334,6 +338,10 @@ impl Reader {
             self.hide(format!(
                 "{program} runs commands later or in a terminal that proctor does not judge"
             ));
+        }
+        let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+        if let Some(why) = arith::command(&program, &texts) {
+            self.hide(why);
         }
         if let Some(why) = later::changes_later_lines(&program, args) {
             self.hide(why.to_string());
