@@ -7,6 +7,7 @@
 
 mod arith;
 pub mod brace;
+mod embedded;
 mod later;
 mod programs;
 mod words;
@@ -341,6 +342,9 @@ impl Reader {
         }
         let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
         if let Some(why) = arith::command(&program, &texts) {
+            self.hide(why);
+        }
+        if let Some(why) = embedded::runs_commands(&program, args) {
             self.hide(why);
         }
         if let Some(why) = later::changes_later_lines(&program, args) {

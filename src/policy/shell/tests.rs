@@ -585,3 +585,20 @@ fn values_evaluated_as_code_are_hidden() {
     }
     assert_runs("echo $(( $(sudo id -u) + 1 ))", "sudo id -u");
 }
+
+#[test]
+fn commands_named_in_arguments_are_hidden() {
+    // Each ran `rm -r` on a target under an elevated grant with no hold before this.
+    for line in [
+        "echo x | sed \"s|.*|rm -r /v|e\"",
+        "tar xf t.tar --to-command=\"rm -r /v\"",
+        "zip z.zip f -T -TT \"rm -r /v\"",
+        "git -c alias.x='!rm -r /v' x",
+        "rsync -e \"sh -c 'rm -r /v' --\" f h:/x",
+        "make -f /tmp/M",
+    ] {
+        assert_hidden(line);
+    }
+    assert_clear("sed -n 's/a/b/p' /etc/hosts");
+    assert_clear("rsync -a -e ssh /src/ h:/dst/");
+}
