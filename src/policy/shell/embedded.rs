@@ -1,6 +1,6 @@
 //! Programs that run shell commands named in their own arguments or files: `sed`'s `e`
 //! command and `s///e` flag, `tar --to-command`, `zip -TT`, `git -c core.pager=...` or an
-//! alias starting with `!`, `rsync -e`, `make` (its recipes). What such an argument runs is a
+//! alias starting with `!`, `rsync -e`, `make` (its recipes), `mapfile -C`. What such an argument runs is a
 //! command proctor has not judged, so the line is `hidden`.
 
 use super::words::Word;
@@ -15,6 +15,12 @@ pub fn runs_commands(program: &str, args: &[Word]) -> Option<String> {
             .any(|a| a.text == "-TT" || long_prefix(&a.text, &["unzip-command"], 3))
             .then(|| "zip -TT runs a command named in its arguments".to_string()),
         "git" => git(args),
+        // `mapfile -C CODE -c N` runs CODE every N lines read.
+        "mapfile" | "readarray" => args
+            .iter()
+            .take_while(|a| a.text != "--")
+            .any(|a| a.text.starts_with('-') && a.text.contains('C'))
+            .then(|| format!("{program} -C runs a callback of shell code")),
         "rsync" => rsync(args),
         "make" | "gmake" | "ninja" => (!args
             .iter()
@@ -320,6 +326,8 @@ mod tests {
             "rsync -avze ./sh a h:/b",
             "make",
             "make -f /tmp/M",
+            "mapfile -C f -c 1",
+            "readarray -tC f",
         ] {
             assert!(run(line).is_some(), "{line}");
         }
@@ -337,6 +345,7 @@ mod tests {
             "rsync -avz -e ssh a h:/b",
             "rsync -av a /b",
             "make --version",
+            "mapfile -t lines",
         ] {
             assert_eq!(run(line), None, "{line}");
         }
