@@ -26,7 +26,11 @@ fn held_and_not_run(env: &Env, command: &str, made: &Path, why: &str) {
     let out = wait_output(child, T);
     assert!(!out.status.success());
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(!made.exists(), "{} was created on the target", made.display());
+    assert!(
+        !made.exists(),
+        "{} was created on the target",
+        made.display()
+    );
 
     let s = env.store().sealed_session(|s| {
         s["agent"] == ssh_support::AGENT && s["sealed"] == Value::Bool(true) && {
@@ -40,7 +44,7 @@ fn held_and_not_run(env: &Env, command: &str, made: &Path, why: &str) {
     let verdicts = of_kind(&recs, "verdict");
     assert_eq!(verdicts.len(), 1, "{recs:?}");
     assert_eq!(verdicts[0]["verdict"], "hold", "{recs:?}");
-    assert!(str_field(&verdicts[0], "reason").contains(why), "{recs:?}");
+    assert!(str_field(verdicts[0], "reason").contains(why), "{recs:?}");
 }
 
 #[test]

@@ -105,7 +105,8 @@ fn sed(args: &[Word]) -> Option<String> {
 /// commands and the `w` flag. A script proctor cannot parse counts as running commands.
 fn sed_script_escapes(script: &str) -> Option<&'static str> {
     let c: Vec<char> = script.chars().collect();
-    let runs = "a sed script that runs commands or writes files (the e command, e or w flags, w, W)";
+    let runs =
+        "a sed script that runs commands or writes files (the e command, e or w flags, w, W)";
     let mut i = 0;
     let skip_to_eol = |i: &mut usize| {
         while *i < c.len() && c[*i] != '\n' {
@@ -207,8 +208,8 @@ fn tar(args: &[Word]) -> Option<String> {
     for (k, a) in args.iter().enumerate() {
         let t = a.text.as_str();
         // `-I PROG` / `-F SCRIPT` in a short cluster, or the old `tar xIf` first word.
-        let cluster = (t.starts_with('-') && !t.starts_with("--"))
-            || (k == 0 && !t.starts_with('-'));
+        let cluster =
+            (t.starts_with('-') && !t.starts_with("--")) || (k == 0 && !t.starts_with('-'));
         if long_prefix(t, RUNS, 3)
             || (cluster && t.contains(['I', 'F']))
             || (!a.is_literal() && t.starts_with('-'))

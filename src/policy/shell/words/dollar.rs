@@ -39,7 +39,9 @@ impl Lexer<'_> {
                     .collect();
                 // `${X:-$(cmd)}`: a default value may run a command.
                 let inner: String = self.chars[(start + 2).min(end)..end].iter().collect();
-                self.out.hidden.extend(super::super::arith::parameter(&inner));
+                self.out
+                    .hidden
+                    .extend(super::super::arith::parameter(&inner));
                 if inner.contains("$(") || inner.contains('`') {
                     self.out.nested.push(inner);
                 }
@@ -51,7 +53,9 @@ impl Lexer<'_> {
                 let end = self.chars[self.i..].iter().position(|&c| c == ']');
                 let end = end.map_or(self.chars.len(), |e| self.i + e);
                 let inner: String = self.chars[(self.i + 2).min(end)..end].iter().collect();
-                self.out.hidden.extend(super::super::arith::unknown_value(&inner));
+                self.out
+                    .hidden
+                    .extend(super::super::arith::unknown_value(&inner));
                 if inner.contains("$(") || inner.contains('`') {
                     self.out.nested.push(inner);
                 }

@@ -80,7 +80,8 @@ fn lex_doc(body: &str) -> (Vec<String>, bool, bool, Vec<String>) {
             }
             '$' if chars.get(i + 1) == Some(&'{') => {
                 let end = chars[i..].iter().position(|&c| c == '}');
-                let inner: String = chars[(i + 2).min(chars.len())..end.map_or(chars.len(), |e| i + e)]
+                let inner: String = chars
+                    [(i + 2).min(chars.len())..end.map_or(chars.len(), |e| i + e)]
                     .iter()
                     .collect();
                 hidden.extend(super::super::arith::parameter(&inner));
