@@ -22,12 +22,119 @@ pub fn runs_commands(program: &str, args: &[Word]) -> Option<String> {
             .any(|a| a.text.starts_with('-') && a.text.contains('C'))
             .then(|| format!("{program} -C runs a callback of shell code")),
         "rsync" => rsync(args),
+        "ssh" | "scp" | "sftp" => ssh_options(program, args),
+        // `systemctl edit`, `kubectl edit`, `virsh edit`: an editor, which can start a shell.
+        "systemctl" | "kubectl" | "virsh" if args.iter().any(|a| a.text == "edit") => Some(
+            format!("{program} edit opens an editor, which can run commands"),
+        ),
+        p if RUNS_ITS_ARGUMENTS.contains(&p) => (!args
+            .iter()
+            .any(|a| matches!(a.text.as_str(), "--version" | "-V" | "--help" | "-h")))
+        .then(|| {
+            format!("{program} runs a command from its arguments, which proctor does not follow")
+        }),
         "make" | "gmake" | "ninja" => (!args
             .iter()
             .any(|a| matches!(a.text.as_str(), "--version" | "-v" | "--help" | "-h")))
         .then(|| format!("{program} runs the recipes of a file proctor has not read")),
         _ => None,
     }
+}
+
+/// Programs that run a command (or a shell) given in their arguments, with an option grammar
+/// proctor does not read: what they run is not judged, so the line is hidden (`sudo`, `env`,
+/// `nice`, `timeout`... are followed instead; see `wrappers`).
+const RUNS_ITS_ARGUMENTS: &[&str] = &[
+    "toybox",
+    "setpriv",
+    "sg",
+    "newgrp",
+    "runcon",
+    "prlimit",
+    "cgexec",
+    "firejail",
+    "bwrap",
+    "systemd-nspawn",
+    "dbus-launch",
+    "dbus-run-session",
+    "unbuffer",
+    "faketime",
+    "catchsegv",
+    "valgrind",
+    "perf",
+    "eatmydata",
+    "fakeroot",
+    "fakechroot",
+    "proot",
+    "torsocks",
+    "torify",
+    "proxychains",
+    "proxychains4",
+    "tsocks",
+    "numactl",
+    "cset",
+    "daemonize",
+    "start-stop-daemon",
+    "machinectl",
+    "run0",
+    "capsh",
+    "schroot",
+    "lxc-attach",
+    "xvfb-run",
+    "with-lock-ex",
+    "lckdo",
+    "chpst",
+    "softlimit",
+    "setuidgid",
+    "envuidgid",
+    "pipx",
+    "npx",
+    "uvx",
+];
+
+/// `ssh -o ProxyCommand=...` (and the other options naming a local command), `-F` with a
+/// configuration file proctor has not read, `scp`/`sftp -S PROGRAM` and `sftp -D`.
+fn ssh_options(program: &str, args: &[Word]) -> Option<String> {
+    const COMMANDS: &[&str] = &[
+        "proxycommand",
+        "localcommand",
+        "permitlocalcommand",
+        "knownhostscommand",
+        "match",
+        "include",
+        "proxyusefdpass",
+        "remotecommand",
+    ];
+    for (k, a) in args.iter().enumerate() {
+        let t = a.text.as_str();
+        if !t.starts_with('-') || t.starts_with("--") {
+            continue;
+        }
+        let value = |flag: char| -> Option<String> {
+            let at = t.find(flag)?;
+            let after = &t[at + 1..];
+            Some(if after.is_empty() {
+                args.get(k + 1).map(|w| w.text.clone()).unwrap_or_default()
+            } else {
+                after.to_string()
+            })
+        };
+        if let Some(o) = value('o') {
+            let key = o.trim_start().to_ascii_lowercase();
+            if COMMANDS.iter().any(|c| key.starts_with(c)) {
+                return Some(format!("{program} -o {o} runs a local command"));
+            }
+        }
+        if t.contains('F') || (program != "ssh" && (t.contains('S') || t.contains('D'))) {
+            return Some(format!(
+                "{program} {t} runs a program or reads a configuration proctor has not read"
+            ));
+        }
+        if !a.is_literal() {
+            return Some(format!("{program} takes an option known only at run time"));
+        }
+    }
+    None
 }
 
 /// `--NAME[=...]` where NAME is at least `min` characters and a prefix of one of `names`
@@ -329,6 +436,15 @@ mod tests {
             "make -f /tmp/M",
             "mapfile -C f -c 1",
             "readarray -tC f",
+            "run0 id",
+            "sg grp -c id",
+            "toybox rm -r /v",
+            "start-stop-daemon --start --exec /bin/rm -- -r /v",
+            "ssh -oProxyCommand=sh h id",
+            "ssh -o proxycommand=sh h id",
+            "scp -S ./x a h:b",
+            "sftp -D ./x",
+            "systemctl edit nginx",
         ] {
             assert!(run(line).is_some(), "{line}");
         }
@@ -347,6 +463,8 @@ mod tests {
             "rsync -av a /b",
             "make --version",
             "mapfile -t lines",
+            "ssh -p 22 -o BatchMode=yes h uptime",
+            "scp -P 22 a h:b",
         ] {
             assert_eq!(run(line), None, "{line}");
         }
