@@ -41,6 +41,31 @@ pub fn runs_commands(program: &str, args: &[Word]) -> Option<String> {
     }
 }
 
+/// Variables that name a command git, systemd, sudo, ssh, rsync, tar or make runs (or
+/// options that do): setting one changes what a later, harmless-looking command runs.
+pub const COMMAND_VARIABLES: &[&str] = &[
+    "GIT_PAGER",
+    "GIT_EDITOR",
+    "GIT_SEQUENCE_EDITOR",
+    "GIT_EXTERNAL_DIFF",
+    "GIT_SSH",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "GIT_PROXY_COMMAND",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_EXEC_PATH",
+    "SYSTEMD_EDITOR",
+    "SUDO_EDITOR",
+    "MANPAGER",
+    "RSYNC_RSH",
+    "RSYNC_CONNECT_PROG",
+    "TAR_OPTIONS",
+    "MAKEFLAGS",
+];
+
 /// Programs that run a command (or a shell) given in their arguments, with an option grammar
 /// proctor does not read: what they run is not judged, so the line is hidden (`sudo`, `env`,
 /// `nice`, `timeout`... are followed instead; see `wrappers`).

@@ -85,8 +85,7 @@ fn is_assignment(word: &str) -> bool {
 fn risky_assignment(words: &[Word]) -> Option<String> {
     words.iter().find_map(|w| {
         let (name, _) = w.text.split_once('=')?;
-        programs::RISKY_VARIABLES
-            .contains(&name)
+        (programs::RISKY_VARIABLES.contains(&name) || embedded::COMMAND_VARIABLES.contains(&name))
             .then(|| format!("sets {name}, which changes what later commands run"))
     })
 }

@@ -229,27 +229,6 @@ pub const RISKY_VARIABLES: &[&str] = &[
     "PAGER",
     "SYSTEMD_PAGER",
     "LESSOPEN",
-    // Each names a command git, systemd, sudo, ssh, rsync or tar runs (or options that do).
-    "GIT_PAGER",
-    "GIT_EDITOR",
-    "GIT_SEQUENCE_EDITOR",
-    "GIT_EXTERNAL_DIFF",
-    "GIT_SSH",
-    "GIT_ASKPASS",
-    "SSH_ASKPASS",
-    "GIT_PROXY_COMMAND",
-    "GIT_CONFIG_PARAMETERS",
-    "GIT_CONFIG_COUNT",
-    "GIT_CONFIG_GLOBAL",
-    "GIT_CONFIG_SYSTEM",
-    "GIT_EXEC_PATH",
-    "SYSTEMD_EDITOR",
-    "SUDO_EDITOR",
-    "MANPAGER",
-    "RSYNC_RSH",
-    "RSYNC_CONNECT_PROG",
-    "TAR_OPTIONS",
-    "MAKEFLAGS",
 ];
 
 /// Programs that run commands later or inside a terminal of their own, where proctor does
