@@ -392,6 +392,11 @@ fn git(args: &[Word]) -> Option<String> {
 }
 
 fn rsync(args: &[Word]) -> Option<String> {
+    // On the server side (`rsync --server -logDtpre.iLsfxCIvu`) `-e` carries the client's
+    // protocol capabilities, not a command.
+    if args.iter().any(|a| a.text == "--server") {
+        return None;
+    }
     for (k, a) in args.iter().enumerate() {
         let t = a.text.as_str();
         let value = if long_prefix(t, &["rsh"], 3) {
@@ -486,6 +491,8 @@ mod tests {
             "git -C /srv/app status",
             "rsync -avz -e ssh a h:/b",
             "rsync -av a /b",
+            "rsync --server -logDtpre.iLsfxCIvu . /dst/",
+            "rsync --server --sender -re.iLsfxCIvu . /src/",
             "make --version",
             "mapfile -t lines",
             "ssh -p 22 -o BatchMode=yes h uptime",
