@@ -5,7 +5,9 @@
 //! conservative reading, not a shell: what it cannot follow is reported as `hidden`, with the
 //! reason, so the policy can hold it.
 
+mod arith;
 pub mod brace;
+mod embedded;
 mod later;
 mod programs;
 mod words;
@@ -83,8 +85,7 @@ fn is_assignment(word: &str) -> bool {
 fn risky_assignment(words: &[Word]) -> Option<String> {
     words.iter().find_map(|w| {
         let (name, _) = w.text.split_once('=')?;
-        programs::RISKY_VARIABLES
-            .contains(&name)
+        (programs::RISKY_VARIABLES.contains(&name) || embedded::COMMAND_VARIABLES.contains(&name))
             .then(|| format!("sets {name}, which changes what later commands run"))
     })
 }
@@ -151,6 +152,9 @@ impl Reader {
         }
         let lexed = words::lex(text);
         self.facts.unbalanced |= lexed.unbalanced;
+        for why in lexed.hidden {
+            self.hide(why);
+        }
         let mut current: Vec<Word> = Vec::new();
         let mut stdin = Stdin::Session;
         // What the next word is, after a redirection operator.
@@ -334,6 +338,13 @@ impl Reader {
             self.hide(format!(
                 "{program} runs commands later or in a terminal that proctor does not judge"
             ));
+        }
+        let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+        if let Some(why) = arith::command(&program, &texts) {
+            self.hide(why);
+        }
+        if let Some(why) = embedded::runs_commands(&program, args) {
+            self.hide(why);
         }
         if let Some(why) = later::changes_later_lines(&program, args) {
             self.hide(why.to_string());

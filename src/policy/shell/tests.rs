@@ -545,3 +545,60 @@ fn long_lines_cost_little() {
         started.elapsed()
     );
 }
+
+#[test]
+fn values_evaluated_as_code_are_hidden() {
+    // After `x='a[$(rm -r /v)]'` (or `x=$(cat file)` holding that text), each of these runs
+    // the `rm` in x's value (checked against bash 5.2).
+    for line in [
+        "echo $((x))",
+        "echo $(($x + 1))",
+        "echo $[x]",
+        "((x))",
+        "(( x > 1 )) && echo big",
+        "let y=x+1",
+        "[[ $x -eq 0 ]]",
+        "[[ -v $x ]]",
+        "test -v \"$x\"",
+        "printf -v \"$x\" %s 1",
+        "echo ${!x}",
+        "echo \"${x@P}\"",
+        "echo ${a[x]}",
+        "echo ${s:x:1}",
+        "declare -n r=$x",
+        "local -i n",
+        "echo $(( $(cat /tmp/f) ))",
+        "cat <<EOF\n${x@P}\nEOF",
+    ] {
+        assert_hidden(line);
+    }
+    for line in [
+        "echo $((1 + 0x1f))",
+        "for ((i=0; i<3; i++)); do echo $i; done",
+        "echo ${x:-default} ${#x} ${a[@]} ${!pre*} ${a[1]}",
+        "[[ -v HOME ]]",
+        "[[ 1 -eq 1 ]]",
+        "printf -v out %s 1",
+        "declare -r x=1",
+    ] {
+        assert_clear(line);
+    }
+    assert_runs("echo $(( $(sudo id -u) + 1 ))", "sudo id -u");
+}
+
+#[test]
+fn commands_named_in_arguments_are_hidden() {
+    // Each ran `rm -r` on a target under an elevated grant with no hold before this.
+    for line in [
+        "echo x | sed \"s|.*|rm -r /v|e\"",
+        "tar xf t.tar --to-command=\"rm -r /v\"",
+        "zip z.zip f -T -TT \"rm -r /v\"",
+        "git -c alias.x='!rm -r /v' x",
+        "rsync -e \"sh -c 'rm -r /v' --\" f h:/x",
+        "make -f /tmp/M",
+    ] {
+        assert_hidden(line);
+    }
+    assert_clear("sed -n 's/a/b/p' /etc/hosts");
+    assert_clear("rsync -a -e ssh /src/ h:/dst/");
+}

@@ -105,6 +105,8 @@ pub struct Lexed {
     pub nested: Vec<String>,
     /// A quote, substitution or here-document was left open.
     pub unbalanced: bool,
+    /// Why an expansion evaluates a variable's value as code (see `arith`).
+    pub hidden: Vec<String>,
 }
 
 struct Lexer<'a> {
@@ -216,6 +218,17 @@ impl Lexer<'_> {
                     self.out.toks.push(Tok::Sep);
                     self.i += 1;
                     self.here_doc_bodies();
+                }
+                // `((expr))` is arithmetic; it is also read as nested subshells below, so
+                // whichever bash takes it for, what runs is read.
+                '(' if !self.in_word && self.peek(1) == Some('(') => {
+                    let (body, _, _) = take_parens(self.chars, self.i);
+                    if body.len() >= 2 && body.starts_with('(') && body.ends_with(')') {
+                        let inner = &body[1..body.len() - 1];
+                        self.out.hidden.extend(super::arith::unknown_value(inner));
+                    }
+                    self.out.toks.push(Tok::Sep);
+                    self.i += 1;
                 }
                 ';' | '(' | ')' => {
                     self.flush();
@@ -480,9 +493,10 @@ fn take_parens(chars: &[char], open: usize) -> (String, usize, bool) {
 
 /// Queues the body of `$(...)` for reading as commands. `$((...))` is arithmetic, not a
 /// command: only substitutions inside it run (`$(( $(cmd) + 1 ))`).
-fn push_substitution(body: String, nested: &mut Vec<String>) {
+fn push_substitution(body: String, nested: &mut Vec<String>, hidden: &mut Vec<String>) {
     if body.len() >= 2 && body.starts_with('(') && body.ends_with(')') {
         let inner = &body[1..body.len() - 1];
+        hidden.extend(super::arith::unknown_value(inner));
         if inner.contains("$(") || inner.contains('`') {
             nested.push(inner.to_string());
         }

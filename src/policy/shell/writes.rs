@@ -123,6 +123,38 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
             );
             files
         }
+        // A file's mode, owner, attributes or times change what it is (`chmod 666 /etc/shadow`
+        // lets anyone rewrite it), as an SFTP setstat does: every operand counts, the mode
+        // or owner word included (it names no guarded file).
+        "chmod" | "chown" | "chgrp" | "chattr" | "setfacl" | "touch" => {
+            let (_, operands) = permuted(
+                args,
+                &Grammar {
+                    short_arg: if program == "setfacl" {
+                        "mMxX"
+                    } else if program == "touch" {
+                        "drt"
+                    } else {
+                        "pv"
+                    },
+                    long_arg: &[
+                        "reference",
+                        "from",
+                        "modify",
+                        "modify-file",
+                        "remove",
+                        "remove-file",
+                        "set",
+                        "set-file",
+                        "date",
+                        "time",
+                    ],
+                    long_flag: &[],
+                    numeric: false,
+                },
+            );
+            operands
+        }
         "sed" => {
             let (opts, operands) = permuted(
                 args,
@@ -360,6 +392,10 @@ mod tests {
         assert_eq!(t("sed", "-i s/a/b/ /etc/shadow"), ["/etc/shadow"]);
         assert_eq!(t("sed", "-e s/a/b/ -i.bak /etc/shadow"), ["/etc/shadow"]);
         assert!(t("sed", "s/a/b/ /etc/shadow").is_empty());
+        assert!(t("chmod", "666 /etc/shadow").contains(&"/etc/shadow".to_string()));
+        assert!(t("chmod", "-R --reference=/x /etc/shadow").contains(&"/etc/shadow".to_string()));
+        assert!(t("setfacl", "-m u:x:rw /etc/shadow").contains(&"/etc/shadow".to_string()));
+        assert!(t("touch", "-d now /etc/shadow").contains(&"/etc/shadow".to_string()));
         assert_eq!(t("truncate", "-s 0 /etc/shadow"), ["/etc/shadow"]);
         assert_eq!(t("curl", "-sSL -o /etc/shadow http://x"), ["/etc/shadow"]);
         assert_eq!(

@@ -10,7 +10,7 @@ impl Lexer<'_> {
             Some('(') => {
                 self.i += 1;
                 let body = self.take_parens();
-                push_substitution(body, &mut self.out.nested);
+                push_substitution(body, &mut self.out.nested, &mut self.out.hidden);
                 self.push_expansion(&DYNAMIC.to_string(), in_double);
             }
             Some('{') => {
@@ -39,11 +39,28 @@ impl Lexer<'_> {
                     .collect();
                 // `${X:-$(cmd)}`: a default value may run a command.
                 let inner: String = self.chars[(start + 2).min(end)..end].iter().collect();
+                self.out
+                    .hidden
+                    .extend(super::super::arith::parameter(&inner));
                 if inner.contains("$(") || inner.contains('`') {
                     self.out.nested.push(inner);
                 }
                 self.push_expansion(&text, in_double);
                 self.i = end + 1;
+            }
+            // `$[expr]`: the old spelling of `$((expr))`.
+            Some('[') => {
+                let end = self.chars[self.i..].iter().position(|&c| c == ']');
+                let end = end.map_or(self.chars.len(), |e| self.i + e);
+                let inner: String = self.chars[(self.i + 2).min(end)..end].iter().collect();
+                self.out
+                    .hidden
+                    .extend(super::super::arith::unknown_value(&inner));
+                if inner.contains("$(") || inner.contains('`') {
+                    self.out.nested.push(inner);
+                }
+                self.push_expansion(&DYNAMIC.to_string(), in_double);
+                self.i = (end + 1).min(self.chars.len());
             }
             Some('\'') if !in_double => {
                 self.i += 2;

@@ -54,15 +54,17 @@ impl Lexer<'_> {
         let any = sub.1;
         self.out.nested.extend(sub.0);
         self.out.unbalanced |= sub.2;
+        self.out.hidden.extend(sub.3);
         any
     }
 }
 
 /// The substitutions of an unquoted here-document body, whether it expands anything, and
-/// whether a substitution was left open.
-fn lex_doc(body: &str) -> (Vec<String>, bool, bool) {
+/// whether a substitution was left open, and why an expansion in it evaluates a value as code.
+fn lex_doc(body: &str) -> (Vec<String>, bool, bool, Vec<String>) {
     let chars: Vec<char> = body.chars().collect();
     let mut nested = Vec::new();
+    let mut hidden = Vec::new();
     let mut expands = false;
     let mut open = false;
     let mut i = 0;
@@ -71,10 +73,20 @@ fn lex_doc(body: &str) -> (Vec<String>, bool, bool) {
             '\\' => i += 2,
             '$' if chars.get(i + 1) == Some(&'(') => {
                 let (b, next, o) = take_parens(&chars, i + 1);
-                push_substitution(b, &mut nested);
+                push_substitution(b, &mut nested, &mut hidden);
                 expands = true;
                 open |= o;
                 i = next;
+            }
+            '$' if chars.get(i + 1) == Some(&'{') => {
+                let end = chars[i..].iter().position(|&c| c == '}');
+                let inner: String = chars
+                    [(i + 2).min(chars.len())..end.map_or(chars.len(), |e| i + e)]
+                    .iter()
+                    .collect();
+                hidden.extend(super::super::arith::parameter(&inner));
+                expands = true;
+                i += 1;
             }
             '$' if chars
                 .get(i + 1)
@@ -97,5 +109,5 @@ fn lex_doc(body: &str) -> (Vec<String>, bool, bool) {
             _ => i += 1,
         }
     }
-    (nested, expands, open)
+    (nested, expands, open, hidden)
 }
