@@ -370,9 +370,18 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
         }
         if let Some(re) = &rule.writes {
             // Both ends of a rename or link are written: the file moved away and the one
-            // replaced (or created).
-            return (re.may_match(&shell::normalize_path(path)) && op != "remove")
-                || (!target_path.is_empty() && re.may_match(&shell::normalize_path(target_path)));
+            // replaced (or created). A removal changes the file as surely as a write, and a
+            // removed or renamed directory takes everything below it along.
+            let whole_tree = matches!(op.as_str(), "remove" | "rmdir" | "rename");
+            let hits = |p: &str| {
+                let p = shell::normalize_path(p);
+                if whole_tree {
+                    re.may_match_tree(&p)
+                } else {
+                    re.may_match(&p)
+                }
+            };
+            return hits(path) || (!target_path.is_empty() && hits(target_path));
         }
         return true;
     }

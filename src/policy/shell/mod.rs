@@ -372,8 +372,12 @@ impl Reader {
         for w in writes::targets(&program, args) {
             let before = self.facts.write_paths.len();
             self.write_target(&w);
-            if matches!(program.as_str(), "scp" | "rsync") {
-                // What lands inside is named by the protocol: anything below may be written.
+            if matches!(
+                program.as_str(),
+                "scp" | "rsync" | "rm" | "unlink" | "rmdir"
+            ) {
+                // What lands inside is named by the protocol, and a removed directory takes
+                // everything below it along: anything below may be written.
                 let landed = self.facts.write_paths[before..].to_vec();
                 self.facts.write_trees.extend(landed);
             }

@@ -359,14 +359,17 @@ fn long_options_and_run_time_words() {
         "sudo PATH=/tmp id",
         "export $X",
         "declare -x \"$X\"",
+        // Removal is a write: a file named at run time may be a guarded one.
+        "rm -- \"$F\"",
+        "rm \"./$F\"",
     ] {
         assert_hidden(line);
     }
     for line in [
         "echo $HOME",
         "cat \"$F\"",
-        "rm -- \"$F\"",
-        "rm \"./$F\"",
+        "ls -- \"$F\"",
+        "ls \"./$F\"",
         "ls $(pwd)",
         "X=$(date) ; echo \"$X\"",
         "export FOO=$BAR",

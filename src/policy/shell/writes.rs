@@ -103,6 +103,32 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
             );
             files
         }
+        // Removing a file changes it as surely as writing it (`rm /etc/shadow` locks every
+        // login out); the caller treats each operand as a tree, since a removed directory
+        // takes everything below it along.
+        "rm" | "unlink" | "rmdir" => {
+            let (_, operands) = permuted(
+                args,
+                &Grammar {
+                    short_arg: "",
+                    long_arg: &[],
+                    long_flag: &[
+                        "force",
+                        "interactive",
+                        "one-file-system",
+                        "no-preserve-root",
+                        "preserve-root",
+                        "recursive",
+                        "dir",
+                        "verbose",
+                        "ignore-fail-on-non-empty",
+                        "parents",
+                    ],
+                    numeric: false,
+                },
+            );
+            operands
+        }
         "truncate" | "shred" => {
             let (_, files) = permuted(
                 args,
@@ -397,6 +423,12 @@ mod tests {
         assert!(t("setfacl", "-m u:x:rw /etc/shadow").contains(&"/etc/shadow".to_string()));
         assert!(t("touch", "-d now /etc/shadow").contains(&"/etc/shadow".to_string()));
         assert_eq!(t("truncate", "-s 0 /etc/shadow"), ["/etc/shadow"]);
+        assert_eq!(t("rm", "-f -- /etc/shadow"), ["/etc/shadow"]);
+        assert_eq!(
+            t("rm", "-rf --one-file-system /etc /tmp/x"),
+            ["/etc", "/tmp/x"]
+        );
+        assert_eq!(t("unlink", "/etc/gshadow"), ["/etc/gshadow"]);
         assert_eq!(t("curl", "-sSL -o /etc/shadow http://x"), ["/etc/shadow"]);
         assert_eq!(
             t("curl", "-H a:b --output=/etc/shadow http://x"),
