@@ -107,6 +107,16 @@ fn action_event(action: &Action) -> Event {
 fn statement_detail(s: &proctor_gate::Statement) -> String {
     use std::fmt::Write;
     let mut out = s.text.clone();
+    if out.is_empty() && s.extended {
+        // An Execute of a portal proctor does not know (never bound, refused by the server,
+        // or opened or closed by SQL) carries no text: the approver is told so rather than
+        // shown an empty card. The name is the agent's: Debug quoting keeps it inert.
+        let _ = write!(
+            out,
+            "-- Execute of portal {:?}: proctor does not know which statement it runs (never bound, refused by the server, or opened or closed by SQL)",
+            s.portal
+        );
+    }
     if let Some(body) = &s.runs {
         let _ = write!(out, "\n-- runs the prepared statement: {body}");
     }
@@ -978,5 +988,31 @@ mod tests {
             "EXECUTE give($1, $2, $3)\n-- runs the prepared statement: UPDATE accounts SET owner = $1\n-- $1 = 'o''brien'\n-- $2 = (binary) \\x0001ff\n-- $3 = NULL"
         );
         assert_eq!(class, "write");
+    }
+
+    /// An Execute of a portal proctor does not know is held as unknown; its card says why
+    /// instead of showing nothing, with the agent's portal name quoted inert.
+    #[test]
+    fn an_unknown_portal_is_named_on_the_card() {
+        let s = Statement {
+            id: 2,
+            text: String::new(),
+            params: Vec::new(),
+            statement_name: String::new(),
+            portal: "c\u{1b}[2K".into(),
+            extended: true,
+            class: StatementClass::Unknown,
+            command: String::new(),
+            tables: Vec::new(),
+            reasoning: None,
+            runs: None,
+        };
+        let (_, detail, class, _) = describe(&Action::Statement(s));
+        assert!(
+            detail.starts_with("-- Execute of portal \"c\\u{1b}[2K\": proctor does not know"),
+            "{detail}"
+        );
+        assert!(!detail.contains('\u{1b}'));
+        assert_eq!(class, "unknown");
     }
 }
