@@ -66,6 +66,14 @@ impl Prompts {
         let mut i = 0;
         while i < buf.len() {
             let rest = &buf[i..];
+            // Both markers begin with `[`: what comes before the next one is shown at once
+            // (this runs on every byte of a judged shell's output).
+            let plain = rest.iter().position(|&b| b == b'[').unwrap_or(rest.len());
+            if plain > 0 {
+                out.shown.extend_from_slice(&rest[..plain]);
+                i += plain;
+                continue;
+            }
             if rest.starts_with(ps1) || rest.starts_with(ps2) {
                 if self.owed > 0 {
                     self.owed -= 1;
