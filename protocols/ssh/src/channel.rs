@@ -343,8 +343,25 @@ enum Activation {
 
 const MAX_ENV: usize = 64;
 
-/// The relay of one session channel, from its opening to its close.
+/// The relay of one session channel, from its opening to its close. A panic anywhere in it
+/// ends the channel with a recorded reason (rule 4: fail closed), never silently.
 pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Msg>) {
+    let (sess, agent, id) = (ctx.sess.clone(), ctx.agent.clone(), ctx.id);
+    let run = std::panic::AssertUnwindSafe(session_channel(ctx, channel));
+    if run.catch_unwind().await.is_err() {
+        panicked(ChanCtx::new(sess, agent, id), Style::Plain).await;
+    }
+}
+
+async fn panicked(ctx: ChanCtx, style: Style) {
+    tracing::error!(
+        channel = ctx.num(),
+        "a channel task panicked; the channel ends"
+    );
+    end_on_interrupt(&ctx, &Interrupt::Down(DownEnd::Internal), style).await;
+}
+
+async fn session_channel(ctx: ChanCtx, channel: russh::Channel<server::Msg>) {
     let gate = ctx.sess.gate.clone();
     let num = ctx.num();
     let (rx, atx) = channel.split();
@@ -437,7 +454,11 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
                 ..
             } => {
                 let allowed = ctx.sess.accept_env.allows(&variable_name);
-                record_env(&ctx, &variable_name, &variable_value, allowed).await;
+                if let Err(i) = record_env(&ctx, &variable_name, &variable_value, allowed).await {
+                    // Fail closed: a variable whose record failed never reaches the target.
+                    end_on_interrupt(&ctx, &i, Style::Plain).await;
+                    return;
+                }
                 if allowed && setup.env.len() < MAX_ENV {
                     setup.env.push((variable_name, variable_value));
                 }
@@ -470,11 +491,11 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
             ChannelMsg::RequestShell { .. } => break Activation::Shell,
             ChannelMsg::Exec { command, .. } => break Activation::Exec(command),
             ChannelMsg::RequestSubsystem { name, .. } => break Activation::Subsystem(name),
-            ChannelMsg::RequestX11 { .. } => {
-                record_refused_request(&ctx, "x11-req").await;
-            }
-            ChannelMsg::AgentForward { .. } => {
-                record_refused_request(&ctx, "auth-agent-req@openssh.com").await;
+            ChannelMsg::RequestX11 { .. } | ChannelMsg::AgentForward { .. } => {
+                if let Err(i) = record_refused_request(&ctx, &msg).await {
+                    end_on_interrupt(&ctx, &i, Style::Plain).await;
+                    return;
+                }
             }
             ChannelMsg::Data { .. } | ChannelMsg::Eof => {
                 // Input sent before the command starts is kept for it, within bounds.
@@ -554,7 +575,7 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
     let style = if pty { Style::Terminal } else { Style::Plain };
     let shell_mode = ctx.sess.target.shell;
     if matches!(activation, Activation::Shell) && shell_mode == ShellMode::Deny {
-        let _ = gate
+        let recorded = gate
             .record(Event::ChannelRequest {
                 channel: num,
                 request: "shell".into(),
@@ -562,6 +583,10 @@ pub(crate) async fn run_session(ctx: ChanCtx, channel: russh::Channel<server::Ms
                 accepted: false,
             })
             .await;
+        if recorded.is_err() {
+            end_on_interrupt(&ctx, &record_failed(), style).await;
+            return;
+        }
         let msg = "proctor: this grant allows no interactive shell; run commands with \
                    `ssh HOST COMMAND`";
         refuse_channel(&ctx, msg, style).await;
@@ -656,34 +681,41 @@ async fn open_target_session(
     Ok(ch)
 }
 
-async fn record_env(ctx: &ChanCtx, name: &str, value: &str, accepted: bool) {
+/// Records an `env` request. An error means the channel must end: the variable (and
+/// whatever follows it) must not reach the target unrecorded.
+async fn record_env(ctx: &ChanCtx, name: &str, value: &str, accepted: bool) -> Flow<()> {
     let gate = &ctx.sess.gate;
     let detail = if accepted {
         format!("{name}={value}")
     } else {
         format!("{name}={value} refused: not in ssh.accept_env")
     };
-    let _ = gate
-        .record(Event::ChannelRequest {
-            channel: ctx.num(),
-            request: "env".into(),
-            detail,
-            accepted,
-        })
-        .await;
+    gate.record(Event::ChannelRequest {
+        channel: ctx.num(),
+        request: "env".into(),
+        detail,
+        accepted,
+    })
+    .await
+    .map_err(|_| record_failed())?;
     if accepted && name == "PROCTOR_REASON" {
-        let _ = gate
-            .record(Event::Annotation {
-                source: "agent".into(),
-                text: value.to_string(),
-            })
-            .await;
+        gate.record(Event::Annotation {
+            source: "agent".into(),
+            text: value.to_string(),
+        })
+        .await
+        .map_err(|_| record_failed())?;
     }
+    Ok(())
 }
 
-async fn record_refused_request(ctx: &ChanCtx, request: &str) {
-    let _ = ctx
-        .sess
+/// Records a request proctor refuses (X11 and agent forwarding). An error ends the channel.
+async fn record_refused_request(ctx: &ChanCtx, msg: &ChannelMsg) -> Flow<()> {
+    let request = match msg {
+        ChannelMsg::RequestX11 { .. } => "x11-req",
+        _ => "auth-agent-req@openssh.com",
+    };
+    ctx.sess
         .gate
         .record(Event::ChannelRequest {
             channel: ctx.num(),
@@ -691,7 +723,13 @@ async fn record_refused_request(ctx: &ChanCtx, request: &str) {
             detail: "refused: forwarding to the agent is not supported".into(),
             accepted: false,
         })
-        .await;
+        .await
+        .map_err(|_| record_failed())
+}
+
+/// The end of a channel whose record failed: nothing more may be forwarded either way.
+fn record_failed() -> Interrupt {
+    Interrupt::Down(DownEnd::RecordFailed)
 }
 
 /// How notices are written into the agent's channel.
@@ -729,7 +767,7 @@ pub(crate) async fn close_agent(ctx: &ChanCtx) {
 async fn refuse_channel(ctx: &ChanCtx, msg: &str, style: Style) {
     let _ = ctx.agent.channel_success(ctx.id).await;
     notice(ctx, msg, style).await;
-    let _ = ctx
+    let recorded = ctx
         .sess
         .gate
         .record(Event::ExitStatus {
@@ -737,6 +775,11 @@ async fn refuse_channel(ctx: &ChanCtx, msg: &str, style: Style) {
             status: DENIED_EXIT_STATUS,
         })
         .await;
+    if recorded.is_err() {
+        // No exit status the record does not hold reaches the agent.
+        end_on_interrupt(ctx, &record_failed(), style).await;
+        return;
+    }
     let _ = ctx
         .agent
         .exit_status_request(ctx.id, DENIED_EXIT_STATUS)
@@ -755,16 +798,21 @@ async fn end_on_interrupt(ctx: &ChanCtx, i: &Interrupt, style: Style) {
             close_agent(ctx).await;
         }
         Interrupt::Down(DownEnd::RecordFailed) => {
-            notice(
-                ctx,
-                "proctor: recording failed; the channel is closed",
-                style,
-            )
-            .await;
+            let message = "proctor: recording failed; the channel is closed";
+            // Where recording still works (the failure was one event's), the reason is kept.
+            let _ = ctx
+                .sess
+                .gate
+                .record(Event::ProtocolError {
+                    party: proctor_gate::Party::Proctor,
+                    message: message.into(),
+                })
+                .await;
+            notice(ctx, message, style).await;
             close_agent(ctx).await;
         }
         Interrupt::Down(DownEnd::Internal) => {
-            let message = "proctor: internal error in the channel's terminal model; the \
+            let message = "proctor: internal error in proctor's model of the channel; the \
                            channel is closed";
             let _ = ctx
                 .sess
@@ -785,6 +833,14 @@ async fn end_on_interrupt(ctx: &ChanCtx, i: &Interrupt, style: Style) {
 /// hostile output or a bug) ends the channel: a shell whose lines proctor can no longer
 /// rebuild must not have them forwarded unjudged.
 fn track<T>(tracker: &Mutex<LineTracker>, f: impl FnOnce(&mut LineTracker) -> T) -> Flow<T> {
+    match tracker.lock() {
+        Ok(mut t) => Ok(f(&mut t)),
+        Err(_) => Err(Interrupt::Down(DownEnd::Internal)),
+    }
+}
+
+/// Runs `f` on the channel's SFTP tracker; a poisoned lock ends the channel (see `track`).
+fn sftp_track<T>(tracker: &Mutex<SftpTracker>, f: impl FnOnce(&mut SftpTracker) -> T) -> Flow<T> {
     match tracker.lock() {
         Ok(mut t) => Ok(f(&mut t)),
         Err(_) => Err(Interrupt::Down(DownEnd::Internal)),
@@ -820,14 +876,21 @@ async fn follow(
     unenforced_line: bool,
 ) -> Judged {
     match decision {
-        Err(e) => Judged::Deny(format!("proctor: {label} refused: {e}")),
+        // The action or its verdict could not be recorded (or the session is over): the
+        // channel ends; nothing after it may reach the target.
+        Err(e) => {
+            tracing::warn!(error = %e, "judging failed; the channel ends");
+            notice(ctx, &format!("proctor: {label} refused: {e}"), style).await;
+            Judged::Gone(record_failed())
+        }
         Ok(Decision::Allow) => Judged::Allow,
         Ok(Decision::Deny { rule, reason }) => Judged::Deny(format!(
             "proctor: {label} denied by policy (rule {rule}): {reason}"
         )),
         Ok(Decision::Held(hold)) => {
-            if unenforced_line {
-                record_unenforced_hold(ctx, &hold.rule, label).await;
+            if unenforced_line && let Err(i) = record_unenforced_hold(ctx, &hold.rule, label).await
+            {
+                return Judged::Gone(i);
             }
             notice(
                 ctx,
@@ -860,9 +923,8 @@ async fn follow(
 
 /// A hold rule matched a line of a record-only shell, where the target's own line editor
 /// may run something else than the line judged: people are told at once.
-async fn record_unenforced_hold(ctx: &ChanCtx, rule: &str, label: &str) {
-    let _ = ctx
-        .sess
+async fn record_unenforced_hold(ctx: &ChanCtx, rule: &str, label: &str) -> Flow<()> {
+    ctx.sess
         .gate
         .record(Event::Alert(proctor_gate::AlertRecord {
             rule: rule.to_string(),
@@ -872,7 +934,8 @@ async fn record_unenforced_hold(ctx: &ChanCtx, rule: &str, label: &str) {
                  enforced there (the target's line editor runs the line)"
             ),
         }))
-        .await;
+        .await
+        .map_err(|_| record_failed())
 }
 
 /// Relays an activated channel until either side ends it, then records its summary.
@@ -890,17 +953,30 @@ async fn relay(
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (down_tx, down_rx) = watch::channel(None);
     let (fwd_tx, fwd_rx) = tokio::sync::mpsc::unbounded_channel();
-    let down = tokio::spawn(downstream(
+    let pump = downstream(
         ctx.clone(),
         trx,
         atx,
         mode.share(),
         cancel_rx,
-        down_tx,
+        down_tx.clone(),
         forward_first_reply,
         // Weak: the forwarder still ends when the upstream lets go of its sender.
         fwd_tx.downgrade(),
-    ));
+    );
+    // The panic boundary around hostile target output (terminal model, prompt scanner, SFTP
+    // reply decoder): a panic ends the channel as an internal error, never lets the upstream
+    // keep forwarding with no pump behind it.
+    let down = tokio::spawn(async move {
+        match std::panic::AssertUnwindSafe(pump).catch_unwind().await {
+            Ok(tally) => tally,
+            Err(_) => {
+                tracing::error!("the target-to-agent pump panicked; the channel ends");
+                let _ = down_tx.send(Some(DownEnd::Internal));
+                Tally::default()
+            }
+        }
+    });
     let (fwd_end_tx, fwd_end_rx) = watch::channel(None);
     let (fwd_cancel_tx, fwd_cancel_rx) = watch::channel(false);
     let budget = Arc::new(Semaphore::new(
@@ -1169,16 +1245,10 @@ impl Upstream {
                 } => {
                     // Too late for the target's environment, still part of the record.
                     let allowed = self.ctx.sess.accept_env.allows(&variable_name);
-                    record_env(&self.ctx, &variable_name, &variable_value, allowed).await;
-                    Ok(())
+                    record_env(&self.ctx, &variable_name, &variable_value, allowed).await
                 }
-                ChannelMsg::RequestX11 { .. } => {
-                    record_refused_request(&self.ctx, "x11-req").await;
-                    Ok(())
-                }
-                ChannelMsg::AgentForward { .. } => {
-                    record_refused_request(&self.ctx, "auth-agent-req@openssh.com").await;
-                    Ok(())
+                ChannelMsg::RequestX11 { .. } | ChannelMsg::AgentForward { .. } => {
+                    record_refused_request(&self.ctx, &msg).await
                 }
                 _ => Ok(()),
             };
@@ -1300,11 +1370,11 @@ impl Upstream {
                 Ok(r) => r,
                 Err(e) => return Err(self.sftp_violation(e.to_string()).await),
             };
-            let changes = tracker.lock().map(|t| t.changes(&req)).unwrap_or_default();
+            // A poisoned tracker (a panic while decoding) cannot say what a request changes:
+            // the channel ends rather than forward it unjudged.
+            let changes = sftp_track(tracker, |t| t.changes(&req))?;
             if changes.is_empty() {
-                if let Ok(mut t) = tracker.lock() {
-                    t.forwarded(req);
-                }
+                sftp_track(tracker, |t| t.forwarded(req))?;
                 out.extend_from_slice(&packet);
                 continue;
             }
@@ -1336,15 +1406,19 @@ impl Upstream {
             }
             match denied {
                 None => {
-                    if let Ok(mut t) = tracker.lock() {
-                        t.forwarded(req);
-                    }
+                    sftp_track(tracker, |t| t.forwarded(req))?;
                     self.forward(packet).await?;
                 }
                 Some(msg) => {
-                    let rec = tracker.lock().ok().and_then(|t| t.denied(&req, &msg));
-                    if let Some(rec) = rec {
-                        let _ = self.ctx.sess.gate.record(Event::Sftp(rec)).await;
+                    // The refusal is recorded before the agent hears of it; if it cannot be,
+                    // the channel ends and nothing after it reaches the target.
+                    if let Some(rec) = sftp_track(tracker, |t| t.denied(&req, &msg))? {
+                        self.ctx
+                            .sess
+                            .gate
+                            .record(Event::Sftp(rec))
+                            .await
+                            .map_err(|_| record_failed())?;
                     }
                     if let Some(id) = req.id {
                         let reply = sftp::status_packet(id, sftp::FX_PERMISSION_DENIED, &msg);
@@ -1463,17 +1537,20 @@ async fn downstream(
                 .await
             }
             ChannelMsg::ExitStatus { exit_status } => {
-                let _ = log
+                // Fail closed: an exit status the record does not hold is not passed on.
+                let recorded = log
                     .push(Event::ExitStatus {
                         channel: num,
                         status: exit_status,
                     })
                     .await;
-                let _ = ctx.agent.exit_status_request(ctx.id, exit_status).await;
-                if std::mem::take(&mut eof_pending) {
-                    ctx.eof_to_agent().await;
+                if recorded.is_ok() {
+                    let _ = ctx.agent.exit_status_request(ctx.id, exit_status).await;
+                    if std::mem::take(&mut eof_pending) {
+                        ctx.eof_to_agent().await;
+                    }
                 }
-                Ok(())
+                recorded.map_err(|_| DownEnd::RecordFailed)
             }
             ChannelMsg::ExitSignal {
                 signal_name,
@@ -1481,32 +1558,45 @@ async fn downstream(
                 error_message,
                 lang_tag,
             } => {
-                let _ = log
+                let recorded = log
                     .push(Event::ExitSignal {
                         channel: num,
                         signal: sig_name(&signal_name),
                         message: error_message.clone(),
                     })
                     .await;
-                let _ = ctx
-                    .agent
-                    .exit_signal_request(ctx.id, signal_name, core_dumped, error_message, lang_tag)
-                    .await;
-                if std::mem::take(&mut eof_pending) {
-                    ctx.eof_to_agent().await;
+                if recorded.is_ok() {
+                    let _ = ctx
+                        .agent
+                        .exit_signal_request(
+                            ctx.id,
+                            signal_name,
+                            core_dumped,
+                            error_message,
+                            lang_tag,
+                        )
+                        .await;
+                    if std::mem::take(&mut eof_pending) {
+                        ctx.eof_to_agent().await;
+                    }
                 }
-                Ok(())
+                recorded.map_err(|_| DownEnd::RecordFailed)
             }
             ChannelMsg::Eof => {
                 // No more output: bytes held back as a possible prompt marker were none.
-                if let Mode::Judged(d) = &mode {
-                    let rest = d.lock().map(|mut d| d.flush_output()).unwrap_or_default();
-                    if !rest.is_empty() {
-                        let _ = atx.data_bytes(Bytes::from(rest)).await;
-                    }
-                }
                 eof_pending = true;
-                Ok(())
+                match &mode {
+                    Mode::Judged(d) => match flush_judged(d) {
+                        Ok(rest) => {
+                            if !rest.is_empty() {
+                                let _ = atx.data_bytes(Bytes::from(rest)).await;
+                            }
+                            Ok(())
+                        }
+                        Err(_) => Err(DownEnd::Internal),
+                    },
+                    _ => Ok(()),
+                }
             }
             ChannelMsg::Close => Err(DownEnd::TargetClosed),
             ChannelMsg::Success => {
@@ -1538,6 +1628,11 @@ async fn downstream(
     }
     let _ = down.send(Some(end));
     tally
+}
+
+/// Output held back as a possible prompt marker; an error if the discipline's lock is poisoned.
+fn flush_judged(d: &Mutex<Discipline>) -> Result<Vec<u8>, ()> {
+    d.lock().map(|mut d| d.flush_output()).map_err(|_| ())
 }
 
 /// Joins output messages already waiting on the same stream into one event.
@@ -1680,9 +1775,21 @@ pub(crate) async fn relay_raw(
     agent: russh::Channel<server::Msg>,
     target: russh::Channel<client::Msg>,
 ) {
+    let (sess, handle, id) = (ctx.sess.clone(), ctx.agent.clone(), ctx.id);
     let (rx, atx) = agent.split();
     let input = AgentIn::new(rx, &ctx);
-    relay(ctx, input, atx, target, Mode::Raw, Style::Silent, false).await;
+    let run = std::panic::AssertUnwindSafe(relay(
+        ctx,
+        input,
+        atx,
+        target,
+        Mode::Raw,
+        Style::Silent,
+        false,
+    ));
+    if run.catch_unwind().await.is_err() {
+        panicked(ChanCtx::new(sess, handle, id), Style::Silent).await;
+    }
 }
 
 #[cfg(test)]
@@ -1708,6 +1815,24 @@ mod tests {
                 Err(Interrupt::Down(DownEnd::Internal))
             ));
         }
+    }
+
+    /// A poisoned SFTP tracker cannot say what a request changes: the channel ends instead
+    /// of forwarding the request unjudged (it used to read as "changes nothing").
+    #[test]
+    fn a_poisoned_sftp_tracker_ends_the_channel() {
+        let tracker = Arc::new(Mutex::new(SftpTracker::new(0)));
+        let t2 = tracker.clone();
+        let crashed = std::thread::spawn(move || {
+            let _guard = t2.lock();
+            panic!("the SFTP decoder panicked on a hostile reply");
+        })
+        .join();
+        assert!(crashed.is_err());
+        assert!(matches!(
+            sftp_track(&tracker, |t| t.finish()),
+            Err(Interrupt::Down(DownEnd::Internal))
+        ));
     }
 
     /// Hostile terminal output never panics the model; if it did, the output path would

@@ -206,8 +206,9 @@ pub(super) async fn unfinished(
     if recorded.is_err() {
         return Err(DownEnd::RecordFailed);
     }
-    if let Ok(mut d) = d.lock() {
-        d.interrupting();
+    match d.lock() {
+        Ok(mut d) => d.interrupting(),
+        Err(_) => return Err(DownEnd::Internal),
     }
     // Gone only when the channel is ending: then nothing more is sent at all.
     if let Some(tx) = to_target.upgrade() {

@@ -80,13 +80,17 @@ impl Upstream {
         if matches!(self.mode, Mode::Shell(_))
             && self.ctx.sess.target.shell == ShellMode::RecordOnly
         {
-            // Every verdict of a record-only shell says it could not be enforced.
-            let _ = self
+            // Every verdict of a record-only shell says it could not be enforced; a line whose
+            // note cannot be recorded is not submitted.
+            if let Err(i) = self
                 .note(format!(
                     "verdict on {label} not enforced: record-only shell (the target's own line \
                      editor runs what it reads; a hold or deny on this line does not bind it)"
                 ))
-                .await;
+                .await
+            {
+                return Judged::Gone(i);
+            }
         }
         verdict
     }
