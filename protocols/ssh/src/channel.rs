@@ -8,8 +8,6 @@
 //! the session's stop signal and the other direction's end, so nothing hangs on a peer that
 //! went away.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,19 +18,28 @@ use proctor_gate::{
     TransferSummary,
 };
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig, client, server};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::judged::Discipline;
 use crate::lines::LineTracker;
 use crate::record::{OutputLog, Tally};
-use crate::session::{Pressure, Session, Stop, wait_some, wait_true};
-use crate::sftp::{self, Framer, SftpTracker};
+use crate::session::{Session, Stop, wait_some, wait_true};
+use crate::sftp::SftpTracker;
 
 /// Exit status reported to the agent when proctor refuses a command.
 pub const DENIED_EXIT_STATUS: u32 = 126;
 
+mod agent_input;
 mod judged_shell;
-mod tracked_shell;
+mod upstream;
+mod upstream_core;
+
+use agent_input::{AgentIn, msg_size};
+use upstream::Upstream;
+pub(crate) use upstream_core::Mode;
+#[cfg(feature = "fuzzing")]
+pub(crate) use upstream_core::exercise;
+use upstream_core::{CoreConfig, UpCore};
 
 /// How long a line read from the screen waits for the echo to settle.
 const ECHO_QUIET: Duration = Duration::from_millis(40);
@@ -73,26 +80,6 @@ impl ChanCtx {
 
     fn agent_eof_sent(&self) -> bool {
         self.agent_eof.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
-
-/// How the channel's data is interpreted.
-enum Mode {
-    Raw,
-    Shell(Arc<Mutex<LineTracker>>),
-    /// A judged shell: proctor is the line discipline (`judged`).
-    Judged(Arc<Mutex<Discipline>>),
-    Sftp(Arc<Mutex<SftpTracker>>),
-}
-
-impl Mode {
-    fn share(&self) -> Mode {
-        match self {
-            Mode::Raw => Mode::Raw,
-            Mode::Shell(t) => Mode::Shell(t.clone()),
-            Mode::Judged(d) => Mode::Judged(d.clone()),
-            Mode::Sftp(t) => Mode::Sftp(t.clone()),
-        }
     }
 }
 
@@ -143,141 +130,6 @@ fn sig_name(sig: &Sig) -> String {
         Sig::TERM => "TERM".into(),
         Sig::USR1 => "USR1".into(),
         Sig::Custom(s) => s.clone(),
-    }
-}
-
-/// Agent input, read by its own task into a queue.
-///
-/// russh hands a channel's messages over from inside its connection read loop and grants
-/// window as soon as data arrives, so the only brake on an agent is a reader that stops
-/// reading, which stalls the whole connection, the agent's window adjustments included. With
-/// output waiting for those adjustments while input waits for the target, the relay would
-/// deadlock (`... | ssh proctor cat` does it at once). So the reader never stops early: the
-/// window grants of this channel shrink with its queue instead (see `Pressure`), which keeps
-/// the queue near one window; `hard` is only a safety net.
-struct Feed {
-    queue: Mutex<VecDeque<ChannelMsg>>,
-    /// Queued bytes; shared with the connection's `Pressure`, which sizes window grants.
-    bytes: Arc<AtomicUsize>,
-    ended: AtomicBool,
-    /// A message arrived, or the reader ended (one consumer).
-    data: Notify,
-    /// Room in the queue (one waiter: the reader).
-    space: Notify,
-    /// Flipped when the agent closes the channel or its connection.
-    gone: watch::Sender<bool>,
-}
-
-fn msg_size(m: &ChannelMsg) -> usize {
-    match m {
-        ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
-        _ => 64,
-    }
-}
-
-impl Feed {
-    fn added(&self, n: usize) {
-        self.bytes.fetch_add(n, Ordering::AcqRel);
-    }
-
-    fn removed(&self, n: usize) {
-        self.bytes.fetch_sub(n, Ordering::AcqRel);
-        self.space.notify_one();
-    }
-}
-
-async fn read_agent(mut rx: ChannelReadHalf, feed: Arc<Feed>, hard: usize) {
-    loop {
-        while feed.bytes.load(Ordering::Acquire) >= hard {
-            feed.space.notified().await;
-        }
-        let Some(m) = rx.wait().await else {
-            break;
-        };
-        let closing = matches!(m, ChannelMsg::Close);
-        feed.added(msg_size(&m));
-        if let Ok(mut q) = feed.queue.lock() {
-            q.push_back(m);
-        }
-        feed.data.notify_one();
-        if closing {
-            break;
-        }
-    }
-    feed.ended.store(true, Ordering::Release);
-    let _ = feed.gone.send(true);
-    feed.data.notify_one();
-}
-
-struct AgentIn {
-    feed: Arc<Feed>,
-    reader: tokio::task::JoinHandle<()>,
-    pressure: Arc<Pressure>,
-    channel: u32,
-}
-
-impl Drop for AgentIn {
-    fn drop(&mut self) {
-        self.reader.abort();
-        self.pressure.unregister(self.channel);
-    }
-}
-
-impl AgentIn {
-    fn new(rx: ChannelReadHalf, ctx: &ChanCtx) -> Self {
-        let limits = &ctx.sess.limits;
-        let pressure = ctx.sess.pressure.clone();
-        let feed = Arc::new(Feed {
-            queue: Mutex::new(VecDeque::new()),
-            bytes: pressure.register(ctx.num()),
-            ended: AtomicBool::new(false),
-            data: Notify::new(),
-            space: Notify::new(),
-            gone: watch::Sender::new(false),
-        });
-        let reader = tokio::spawn(read_agent(rx, feed.clone(), limits.input_hard_bytes.max(1)));
-        AgentIn {
-            feed,
-            reader,
-            pressure,
-            channel: ctx.num(),
-        }
-    }
-
-    fn pop(&mut self) -> Option<ChannelMsg> {
-        let m = self.feed.queue.lock().ok()?.pop_front()?;
-        self.feed.removed(msg_size(&m));
-        Some(m)
-    }
-
-    async fn next(&mut self) -> Option<ChannelMsg> {
-        loop {
-            if let Some(m) = self.pop() {
-                return Some(m);
-            }
-            if self.feed.ended.load(Ordering::Acquire) {
-                // The reader may have queued its last message just before ending.
-                return self.pop();
-            }
-            self.feed.data.notified().await;
-        }
-    }
-
-    /// The next message if one is already there.
-    fn try_next(&mut self) -> Option<ChannelMsg> {
-        self.pop()
-    }
-
-    fn unread(&mut self, m: ChannelMsg) {
-        self.feed.added(msg_size(&m));
-        if let Ok(mut q) = self.feed.queue.lock() {
-            q.push_front(m);
-        }
-    }
-
-    /// Resolves once the agent has closed the channel (the close may still be queued).
-    fn gone(&self) -> watch::Receiver<bool> {
-        self.feed.gone.subscribe()
     }
 }
 
@@ -829,25 +681,6 @@ async fn end_on_interrupt(ctx: &ChanCtx, i: &Interrupt, style: Style) {
     }
 }
 
-/// Runs `f` on the channel's line tracker. A poisoned lock (the terminal model panicked, on
-/// hostile output or a bug) ends the channel: a shell whose lines proctor can no longer
-/// rebuild must not have them forwarded unjudged.
-fn track<T>(tracker: &Mutex<LineTracker>, f: impl FnOnce(&mut LineTracker) -> T) -> Flow<T> {
-    match tracker.lock() {
-        Ok(mut t) => Ok(f(&mut t)),
-        Err(_) => Err(Interrupt::Down(DownEnd::Internal)),
-    }
-}
-
-/// Runs `f` on the channel's SFTP tracker; a poisoned lock ends the channel (see `track`).
-fn sftp_track<T>(tracker: &Mutex<SftpTracker>, f: impl FnOnce(&mut SftpTracker) -> T) -> Flow<T> {
-    match tracker.lock() {
-        Ok(mut t) => Ok(f(&mut t)),
-        Err(_) => Err(Interrupt::Down(DownEnd::Internal)),
-    }
-}
-
-/// Asks the gate, and waits out a hold while still reading (and buffering) agent input.
 async fn judge(
     ctx: &ChanCtx,
     action: Action,
@@ -995,12 +828,17 @@ async fn relay(
             down: down_rx,
             fwd: Some(fwd_end_rx),
         },
-        mode,
+        core: UpCore::new(
+            CoreConfig {
+                channel: ctx.num(),
+                terminal: style == Style::Terminal,
+                record_only: matches!(mode, Mode::Shell(_))
+                    && ctx.sess.target.shell == ShellMode::RecordOnly,
+                held_input_bytes: ctx.sess.limits.held_input_bytes,
+            },
+            mode,
+        ),
         style,
-        tally: Tally::default(),
-        framer: Framer::default(),
-        eof_sent: false,
-        raw_line: BytesMut::new(),
     };
     let mut ended = up.run(&mut input).await;
     if matches!(ended, Interrupt::AgentGone) {
@@ -1045,13 +883,13 @@ async fn relay(
         Err(_) => Tally::default().finish(),
     };
     let gate = &ctx.sess.gate;
-    if let Mode::Sftp(t) = &up.mode {
+    if let Mode::Sftp(t) = up.core.mode() {
         let rest = t.lock().map(|mut t| t.finish()).unwrap_or_default();
         for op in rest {
             let _ = gate.record(Event::Sftp(op)).await;
         }
     }
-    let (bytes_in, digest_in) = std::mem::take(&mut up.tally).finish();
+    let (bytes_in, digest_in) = up.core.take_tally().finish();
     let _ = gate
         .record(Event::ChannelClose {
             channel: ctx.num(),
@@ -1138,323 +976,7 @@ async fn forward_to_target(
     ttx
 }
 
-struct Upstream {
-    ctx: Arc<ChanCtx>,
-    /// Towards the forwarder; `None` once handed over for draining.
-    fwd: Option<tokio::sync::mpsc::UnboundedSender<Fwd>>,
-    /// Bytes queued for the forwarder but not yet written to the target.
-    budget: Arc<Semaphore>,
-    w: Watches,
-    mode: Mode,
-    style: Style,
-    tally: Tally,
-    framer: Framer,
-    eof_sent: bool,
-    /// Without a terminal, a line is held back whole until it is judged: the target cannot be
-    /// told to forget part of a line.
-    raw_line: BytesMut,
-}
-
 type Flow<T> = Result<T, Interrupt>;
-
-impl Upstream {
-    async fn run(&mut self, input: &mut AgentIn) -> Interrupt {
-        loop {
-            let msg = tokio::select! {
-                biased;
-                i = self.w.interrupted() => return i,
-                m = input.next() => m,
-            };
-            let Some(msg) = msg else {
-                return Interrupt::AgentGone;
-            };
-            let r = match msg {
-                ChannelMsg::Data { data } => {
-                    let batch = self.collect(data, input);
-                    self.input(batch, input).await
-                }
-                ChannelMsg::Eof => {
-                    let mut r = Ok(());
-                    if let Mode::Shell(t) = &self.mode {
-                        let t = t.clone();
-                        r = self.flush_raw_line(&t, input).await;
-                    }
-                    if let Mode::Judged(d) = &self.mode {
-                        let d = d.clone();
-                        r = self.judged_end(&d, input).await;
-                    }
-                    if r.is_ok() && !self.eof_sent {
-                        self.eof_sent = true;
-                        r = self.send(Fwd::Eof);
-                    }
-                    r
-                }
-                ChannelMsg::Close => return Interrupt::AgentGone,
-                ChannelMsg::WindowChange {
-                    col_width,
-                    row_height,
-                    pix_width,
-                    pix_height,
-                } => {
-                    let recorded = self
-                        .ctx
-                        .sess
-                        .gate
-                        .record(Event::Resize {
-                            channel: self.ctx.num(),
-                            cols: col_width,
-                            rows: row_height,
-                        })
-                        .await;
-                    if recorded.is_err() {
-                        return Interrupt::Down(DownEnd::RecordFailed);
-                    }
-                    if let Mode::Shell(t) = &self.mode
-                        && let Err(i) = track(t, |t| t.resize(col_width, row_height))
-                    {
-                        return i;
-                    }
-                    self.send(Fwd::WindowChange {
-                        cols: col_width,
-                        rows: row_height,
-                        px_w: pix_width,
-                        px_h: pix_height,
-                    })
-                }
-                ChannelMsg::Signal { signal } => {
-                    let recorded = self
-                        .ctx
-                        .sess
-                        .gate
-                        .record(Event::ChannelRequest {
-                            channel: self.ctx.num(),
-                            request: "signal".into(),
-                            detail: sig_name(&signal),
-                            accepted: true,
-                        })
-                        .await;
-                    if recorded.is_err() {
-                        return Interrupt::Down(DownEnd::RecordFailed);
-                    }
-                    self.send(Fwd::Signal(signal))
-                }
-                ChannelMsg::SetEnv {
-                    variable_name,
-                    variable_value,
-                    ..
-                } => {
-                    // Too late for the target's environment, still part of the record.
-                    let allowed = self.ctx.sess.accept_env.allows(&variable_name);
-                    record_env(&self.ctx, &variable_name, &variable_value, allowed).await
-                }
-                ChannelMsg::RequestX11 { .. } | ChannelMsg::AgentForward { .. } => {
-                    record_refused_request(&self.ctx, &msg).await
-                }
-                _ => Ok(()),
-            };
-            if let Err(i) = r {
-                return i;
-            }
-        }
-    }
-
-    /// Drains the input already waiting so it is recorded with one durable write.
-    fn collect(&mut self, first: Bytes, input: &mut AgentIn) -> Bytes {
-        let max = self.ctx.sess.limits.input_batch_bytes;
-        let mut batch: Option<BytesMut> = None;
-        let mut len = first.len();
-        while len < max {
-            match input.try_next() {
-                Some(ChannelMsg::Data { data }) => {
-                    len += data.len();
-                    batch
-                        .get_or_insert_with(|| {
-                            let mut b = BytesMut::with_capacity(max.min(len * 2));
-                            b.extend_from_slice(&first);
-                            b
-                        })
-                        .extend_from_slice(&data);
-                }
-                Some(other) => {
-                    input.unread(other);
-                    break;
-                }
-                None => break,
-            }
-        }
-        match batch {
-            Some(b) => b.freeze(),
-            None => first,
-        }
-    }
-
-    async fn input(&mut self, data: Bytes, input: &mut AgentIn) -> Flow<()> {
-        if self.eof_sent {
-            return Ok(());
-        }
-        let gate = self.ctx.sess.gate.clone();
-        // Queued for the recorder; the forwarder sends nothing of it before it is durable.
-        let queued = tokio::select! {
-            r = gate.enqueue(Event::Input { channel: self.ctx.num(), data: data.clone() }) => r,
-            i = self.w.interrupted() => return Err(i),
-        };
-        let Ok(durable) = queued else {
-            return Err(Interrupt::Down(DownEnd::RecordFailed));
-        };
-        self.send(Fwd::Durable(durable))?;
-        self.tally.add(&data);
-        match &self.mode {
-            Mode::Raw => self.forward(data).await,
-            Mode::Shell(t) => {
-                let t = t.clone();
-                self.shell_input(&t, data, input).await
-            }
-            Mode::Judged(d) => {
-                let d = d.clone();
-                self.judged_input(&d, data, input).await
-            }
-            Mode::Sftp(t) => {
-                let t = t.clone();
-                self.sftp_input(&t, data, input).await
-            }
-        }
-    }
-
-    /// Queues an operation for the forwarder.
-    fn send(&mut self, op: Fwd) -> Flow<()> {
-        match &self.fwd {
-            Some(tx) if tx.send(op).is_ok() => Ok(()),
-            // The forwarder ended: it reported why, or the channel is being torn down.
-            _ => Err(Interrupt::Down(
-                self.w
-                    .fwd
-                    .as_ref()
-                    .and_then(|f| *f.borrow())
-                    .unwrap_or(DownEnd::Cancelled),
-            )),
-        }
-    }
-
-    /// Queues data for the target, within the bound of bytes not yet written there.
-    async fn forward(&mut self, data: Bytes) -> Flow<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        let n = u32::try_from(data.len().min(self.ctx.sess.limits.forward_bytes.max(1)))
-            .unwrap_or(u32::MAX);
-        let permit = tokio::select! {
-            p = self.budget.clone().acquire_many_owned(n) => p,
-            i = self.w.interrupted() => return Err(i),
-        };
-        let Ok(permit) = permit else {
-            return Err(Interrupt::Down(DownEnd::Cancelled));
-        };
-        self.send(Fwd::Data(data, permit))
-    }
-
-    async fn sftp_input(
-        &mut self,
-        tracker: &Arc<Mutex<SftpTracker>>,
-        data: Bytes,
-        input: &mut AgentIn,
-    ) -> Flow<()> {
-        self.framer.push(&data);
-        let mut out = BytesMut::new();
-        loop {
-            let packet = match self.framer.next_packet() {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(e) => return Err(self.sftp_violation(e.to_string()).await),
-            };
-            let req = match sftp::parse_request(&packet) {
-                Ok(r) => r,
-                Err(e) => return Err(self.sftp_violation(e.to_string()).await),
-            };
-            // A poisoned tracker (a panic while decoding) cannot say what a request changes:
-            // the channel ends rather than forward it unjudged.
-            let changes = sftp_track(tracker, |t| t.changes(&req))?;
-            if changes.is_empty() {
-                sftp_track(tracker, |t| t.forwarded(req))?;
-                out.extend_from_slice(&packet);
-                continue;
-            }
-            // Keep request order: what was allowed so far goes first.
-            if !out.is_empty() {
-                self.forward(out.split().freeze()).await?;
-            }
-            let mut denied = None;
-            for c in changes {
-                let label = if c.target_path.is_empty() {
-                    format!("sftp {} {}", c.op, c.path)
-                } else {
-                    format!("sftp {} {} -> {}", c.op, c.path, c.target_path)
-                };
-                let action = Action::SftpChange {
-                    channel: self.ctx.num(),
-                    op: c.op,
-                    path: c.path,
-                    target_path: c.target_path,
-                };
-                match judge(&self.ctx, action, &label, Style::Plain, input, &mut self.w).await {
-                    Judged::Allow => {}
-                    Judged::Deny(msg) => {
-                        denied = Some(msg);
-                        break;
-                    }
-                    Judged::Gone(i) => return Err(i),
-                }
-            }
-            match denied {
-                None => {
-                    sftp_track(tracker, |t| t.forwarded(req))?;
-                    self.forward(packet).await?;
-                }
-                Some(msg) => {
-                    // The refusal is recorded before the agent hears of it; if it cannot be,
-                    // the channel ends and nothing after it reaches the target.
-                    if let Some(rec) = sftp_track(tracker, |t| t.denied(&req, &msg))? {
-                        self.ctx
-                            .sess
-                            .gate
-                            .record(Event::Sftp(rec))
-                            .await
-                            .map_err(|_| record_failed())?;
-                    }
-                    if let Some(id) = req.id {
-                        let reply = sftp::status_packet(id, sftp::FX_PERMISSION_DENIED, &msg);
-                        let _ = self.ctx.agent.data(self.ctx.id, reply).await;
-                    }
-                }
-            }
-        }
-        if !out.is_empty() {
-            self.forward(out.freeze()).await?;
-        }
-        Ok(())
-    }
-
-    async fn sftp_violation(&mut self, what: String) -> Interrupt {
-        let message = format!("undecodable SFTP request: {what}");
-        let _ = self
-            .ctx
-            .sess
-            .gate
-            .record(Event::ProtocolError {
-                party: proctor_gate::Party::Agent,
-                message: message.clone(),
-            })
-            .await;
-        notice(
-            &self.ctx,
-            &format!("proctor: {message}; the channel is closed"),
-            Style::Plain,
-        )
-        .await;
-        close_agent(&self.ctx).await;
-        let _ = self.framer.take_rest();
-        Interrupt::AgentGone
-    }
-}
 
 /// Target to agent: records output (without waiting for each event to be durable), feeds
 /// the line tracker or SFTP decoder, forwards within the agent's window.
@@ -1789,71 +1311,5 @@ pub(crate) async fn relay_raw(
     ));
     if run.catch_unwind().await.is_err() {
         panicked(ChanCtx::new(sess, handle, id), Style::Silent).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A panic while the terminal model holds its lock (hostile output, a bug) poisons it;
-    /// from then on the channel ends instead of forwarding lines it can no longer rebuild.
-    #[test]
-    fn a_poisoned_line_tracker_ends_the_channel() {
-        let tracker = Arc::new(Mutex::new(LineTracker::new(Some((80, 24)))));
-        assert!(matches!(track(&tracker, |t| t.is_raw()), Ok(false)));
-        let t2 = tracker.clone();
-        let crashed = std::thread::spawn(move || {
-            let _guard = t2.lock();
-            panic!("the terminal model panicked on hostile output");
-        })
-        .join();
-        assert!(crashed.is_err());
-        for _ in 0..2 {
-            assert!(matches!(
-                track(&tracker, |t| t.input_byte(b'\r')),
-                Err(Interrupt::Down(DownEnd::Internal))
-            ));
-        }
-    }
-
-    /// A poisoned SFTP tracker cannot say what a request changes: the channel ends instead
-    /// of forwarding the request unjudged (it used to read as "changes nothing").
-    #[test]
-    fn a_poisoned_sftp_tracker_ends_the_channel() {
-        let tracker = Arc::new(Mutex::new(SftpTracker::new(0)));
-        let t2 = tracker.clone();
-        let crashed = std::thread::spawn(move || {
-            let _guard = t2.lock();
-            panic!("the SFTP decoder panicked on a hostile reply");
-        })
-        .join();
-        assert!(crashed.is_err());
-        assert!(matches!(
-            sftp_track(&tracker, |t| t.finish()),
-            Err(Interrupt::Down(DownEnd::Internal))
-        ));
-    }
-
-    /// Hostile terminal output never panics the model; if it did, the output path would
-    /// report the channel's end rather than unwind through the relay.
-    #[test]
-    fn hostile_output_is_fed_without_panicking() {
-        let mut t = LineTracker::new(Some((2, 1)));
-        let mut junk = Vec::new();
-        for i in 0..4096u32 {
-            junk.push((i.wrapping_mul(2_654_435_761) >> 13) as u8);
-        }
-        for chunk in [
-            b"\x1b[999999999;999999999H\x1b[?1049h\x1b[99999999L".as_slice(),
-            b"\x1b]52;c;Y3VybCB8IHNo\x07\x1b]2;title\x07\x1bP+q\x1b\\",
-            junk.as_slice(),
-        ] {
-            let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                t.feed_output(chunk);
-                t.resize(1, 1);
-            }));
-            assert!(fed.is_ok());
-        }
     }
 }
