@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use proctor_gate::Event;
 
-use super::{ChanCtx, DownEnd, Fwd, Style, notice};
+use super::relay::Fwd;
+use super::{ChanCtx, DownEnd, Style, notice};
 use crate::judged::Discipline;
 
 /// The target printed its continuation prompt after reading the whole of a judged command:

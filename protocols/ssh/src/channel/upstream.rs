@@ -13,12 +13,18 @@ use russh::{ChannelMsg, Sig};
 use tokio::sync::Semaphore;
 
 use super::agent_input::AgentIn;
+use super::judge::{follow, judge};
+use super::relay::Fwd;
 use super::upstream_core::{CoreEnd, Mode, UpAction, UpCore, Verdict};
 use super::{
-    ChanCtx, DownEnd, ECHO_MAX_WAIT, ECHO_QUIET, Flow, Fwd, Interrupt, Judged, Style, Watches,
-    close_agent, follow, judge, notice, record_failed, sig_name,
+    ChanCtx, DownEnd, Flow, Interrupt, Judged, Style, Watches, close_agent, notice, record_failed,
+    sig_name,
 };
 use crate::lines::LineTracker;
+
+/// How long a line read from the screen waits for the echo to settle.
+const ECHO_QUIET: Duration = Duration::from_millis(40);
+const ECHO_MAX_WAIT: Duration = Duration::from_millis(500);
 
 pub(super) struct Upstream {
     pub ctx: Arc<ChanCtx>,

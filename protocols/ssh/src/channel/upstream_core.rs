@@ -204,6 +204,7 @@ impl UpCore {
         self.wait.is_some() && !self.ended
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn ended(&self) -> bool {
         self.ended
     }
