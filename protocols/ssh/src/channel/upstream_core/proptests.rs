@@ -153,3 +153,27 @@ fn hostile_output_is_fed_without_panicking() {
         assert!(fed.is_ok());
     }
 }
+
+/// A signal or a resize is recorded before it is forwarded: the adapter carries the actions
+/// out in order and stops at a record that fails, so an unrecorded one never reaches the
+/// target.
+#[test]
+fn signals_and_resizes_are_recorded_before_they_are_forwarded() {
+    let tracker = Arc::new(Mutex::new(LineTracker::new(Some((80, 24)))));
+    let mut core = UpCore::new(config(), Mode::Shell(tracker));
+    core.signal("INT".into());
+    core.window_change(100, 40, 0, 0);
+    let acts = actions(&mut core);
+    assert!(
+        matches!(
+            acts.as_slice(),
+            [
+                UpAction::Record(proctor_gate::Event::ChannelRequest { request, .. }),
+                UpAction::ForwardSignal(sig),
+                UpAction::Record(proctor_gate::Event::Resize { cols: 100, rows: 40, .. }),
+                UpAction::ForwardWindowChange { cols: 100, rows: 40, .. },
+            ] if request == "signal" && sig == "INT"
+        ),
+        "{acts:?}"
+    );
+}
