@@ -14,8 +14,9 @@
 //!   the closing summary;
 //! - `upstream_core`: the agent-to-target decisions, without I/O (modes, framing, which line
 //!   is judged, what is forwarded, held, refused, recorded); `upstream`: its russh adapter;
-//! - `downstream`: target to agent (`judged_shell`: a judged command the target took as
-//!   unfinished);
+//! - `downstream_core`: the target-to-agent decisions, without I/O (what is recorded before
+//!   the agent sees it, the models fed with the target's output, when EOF is passed on);
+//!   `downstream`: its russh adapter;
 //! - `agent_input`: the agent's messages, read ahead into a bounded queue;
 //! - `judge`: verdicts and holds as a channel waits for them.
 //!
@@ -36,8 +37,8 @@ pub const DENIED_EXIT_STATUS: u32 = 126;
 
 mod agent_input;
 mod downstream;
+mod downstream_core;
 mod judge;
-mod judged_shell;
 mod relay;
 mod setup;
 mod upstream;
@@ -133,6 +134,25 @@ fn sig_name(sig: &Sig) -> String {
         Sig::TERM => "TERM".into(),
         Sig::USR1 => "USR1".into(),
         Sig::Custom(s) => s.clone(),
+    }
+}
+
+/// The signal a name stands for (the inverse of `sig_name`).
+fn sig_from_name(name: String) -> Sig {
+    match name.as_str() {
+        "ABRT" => Sig::ABRT,
+        "ALRM" => Sig::ALRM,
+        "FPE" => Sig::FPE,
+        "HUP" => Sig::HUP,
+        "ILL" => Sig::ILL,
+        "INT" => Sig::INT,
+        "KILL" => Sig::KILL,
+        "PIPE" => Sig::PIPE,
+        "QUIT" => Sig::QUIT,
+        "SEGV" => Sig::SEGV,
+        "TERM" => Sig::TERM,
+        "USR1" => Sig::USR1,
+        _ => Sig::Custom(name),
     }
 }
 

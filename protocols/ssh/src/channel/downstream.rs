@@ -1,27 +1,35 @@
-//! Target to agent: records the target's output and results, feeds the shell's terminal model,
-//! the judged shell's prompt scanner or the SFTP reply decoder, and forwards within the
-//! agent's window. An exit status or signal is passed on only once recorded.
+//! Target to agent, the I/O half: reads the target's channel messages (joining output
+//! already waiting into one event), hands them to the I/O-free core (`downstream_core`) and
+//! carries out its actions in order: records (output queued within a bound, results before
+//! they are passed on), writes to the agent within its window, the EOF grace period. A record
+//! that fails ends the channel before anything after it is shown.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use proctor_gate::{Event, GateError, OutputStream};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, server};
 use tokio::sync::watch;
 
+use super::downstream_core::{DownAction, DownCore};
 use super::relay::Fwd;
 use super::upstream_core::Mode;
-use super::{ChanCtx, DownEnd, close_agent, judged_shell, sig_name};
-use crate::judged::Discipline;
+use super::{ChanCtx, DownEnd, Style, close_agent, notice, sig_from_name, sig_name};
 use crate::record::{OutputLog, Tally};
 use crate::session::wait_true;
 
-/// Target to agent: records output (without waiting for each event to be durable), feeds
-/// the line tracker or SFTP decoder, forwards within the agent's window.
 /// How long the target's EOF waits for the exit status before it is passed on anyway.
 const EOF_GRACE: Duration = Duration::from_millis(100);
+
+/// Where the pump writes.
+struct Sinks<'a> {
+    ctx: &'a ChanCtx,
+    atx: &'a ChannelWriteHalf<server::Msg>,
+    log: &'a mut OutputLog,
+    cancel: &'a mut watch::Receiver<bool>,
+    to_target: &'a tokio::sync::mpsc::WeakUnboundedSender<Fwd>,
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn downstream(
@@ -31,156 +39,70 @@ pub(super) async fn downstream(
     mode: Mode,
     mut cancel: watch::Receiver<bool>,
     down: watch::Sender<Option<DownEnd>>,
-    mut forward_first_reply: bool,
+    forward_first_reply: bool,
     to_target: tokio::sync::mpsc::WeakUnboundedSender<Fwd>,
 ) -> Tally {
-    let gate = ctx.sess.gate.clone();
     let limits = ctx.sess.limits.clone();
     let mut log = OutputLog::new(
-        gate.clone(),
+        ctx.sess.gate.clone(),
         limits.output_tickets,
         limits.output_ticket_bytes,
     );
-    let mut tally = Tally::default();
-    let num = ctx.num();
+    let mut core = DownCore::new(ctx.num(), mode, forward_first_reply);
     let mut peeked: Option<ChannelMsg> = None;
-    // The target's EOF, not yet passed on. sshd sends EOF and then the exit status; passed on
-    // one by one, a client that has already sent its own EOF may close the channel in between
-    // and lose the status (OpenSSH then exits 255). So the EOF waits for the status, the close,
-    // or a short grace period (a program may close its output and keep running).
-    let mut eof_pending = false;
-    let end = loop {
-        let msg = match peeked.take() {
+    let end = 'pump: loop {
+        let next = match peeked.take() {
             Some(m) => Some(m),
             None => tokio::select! {
-                m = trx.wait() => m,
+                m = trx.wait() => match m {
+                    Some(m) => Some(m),
+                    None => break DownEnd::TargetGone,
+                },
                 _ = wait_true(&mut cancel) => break DownEnd::Cancelled,
-                _ = tokio::time::sleep(EOF_GRACE), if eof_pending => {
-                    eof_pending = false;
-                    ctx.eof_to_agent().await;
-                    continue;
+                _ = tokio::time::sleep(EOF_GRACE), if core.eof_pending() => {
+                    core.grace_elapsed();
+                    None
                 }
             },
         };
-        let Some(msg) = msg else {
-            break DownEnd::TargetGone;
-        };
-        let r: Result<(), DownEnd> = match msg {
-            ChannelMsg::Data { data } => {
+        match next {
+            Some(ChannelMsg::Data { data }) => {
                 let (data, next) = gather(&mut trx, data, None, limits.output_batch_bytes);
                 peeked = next;
-                output(
-                    &ctx,
-                    &atx,
-                    &mut log,
-                    &mut tally,
-                    &mode,
-                    &mut cancel,
-                    OutputStream::Stdout,
-                    data,
-                    &to_target,
-                )
-                .await
+                core.output(data);
             }
-            ChannelMsg::ExtendedData { data, ext } => {
+            Some(ChannelMsg::ExtendedData { data, ext }) => {
                 let (data, next) = gather(&mut trx, data, Some(ext), limits.output_batch_bytes);
                 peeked = next;
-                let stream = OutputStream::Stderr;
-                output_ext(
-                    &ctx,
-                    &atx,
-                    &mut log,
-                    &mut tally,
-                    &mut cancel,
-                    stream,
-                    ext,
-                    data,
-                )
-                .await
+                core.ext_output(ext, data);
             }
-            ChannelMsg::ExitStatus { exit_status } => {
-                // Fail closed: an exit status the record does not hold is not passed on.
-                let recorded = log
-                    .push(Event::ExitStatus {
-                        channel: num,
-                        status: exit_status,
-                    })
-                    .await;
-                if recorded.is_ok() {
-                    let _ = ctx.agent.exit_status_request(ctx.id, exit_status).await;
-                    if std::mem::take(&mut eof_pending) {
-                        ctx.eof_to_agent().await;
-                    }
-                }
-                recorded.map_err(|_| DownEnd::RecordFailed)
-            }
-            ChannelMsg::ExitSignal {
+            Some(ChannelMsg::ExitStatus { exit_status }) => core.exit_status(exit_status),
+            Some(ChannelMsg::ExitSignal {
                 signal_name,
                 core_dumped,
                 error_message,
                 lang_tag,
-            } => {
-                let recorded = log
-                    .push(Event::ExitSignal {
-                        channel: num,
-                        signal: sig_name(&signal_name),
-                        message: error_message.clone(),
-                    })
-                    .await;
-                if recorded.is_ok() {
-                    let _ = ctx
-                        .agent
-                        .exit_signal_request(
-                            ctx.id,
-                            signal_name,
-                            core_dumped,
-                            error_message,
-                            lang_tag,
-                        )
-                        .await;
-                    if std::mem::take(&mut eof_pending) {
-                        ctx.eof_to_agent().await;
-                    }
-                }
-                recorded.map_err(|_| DownEnd::RecordFailed)
-            }
-            ChannelMsg::Eof => {
-                // No more output: bytes held back as a possible prompt marker were none.
-                eof_pending = true;
-                match &mode {
-                    Mode::Judged(d) => match flush_judged(d) {
-                        Ok(rest) => {
-                            if !rest.is_empty() {
-                                let _ = atx.data_bytes(Bytes::from(rest)).await;
-                            }
-                            Ok(())
-                        }
-                        Err(_) => Err(DownEnd::Internal),
-                    },
-                    _ => Ok(()),
-                }
-            }
-            ChannelMsg::Close => Err(DownEnd::TargetClosed),
-            ChannelMsg::Success => {
-                if forward_first_reply {
-                    forward_first_reply = false;
-                    let _ = ctx.agent.channel_success(ctx.id).await;
-                }
-                Ok(())
-            }
-            ChannelMsg::Failure => {
-                if forward_first_reply {
-                    forward_first_reply = false;
-                    let _ = ctx.agent.channel_failure(ctx.id).await;
-                }
-                Ok(())
-            }
-            _ => Ok(()),
+            }) => core.exit_signal(sig_name(&signal_name), core_dumped, error_message, lang_tag),
+            Some(ChannelMsg::Eof) => core.target_eof(),
+            Some(ChannelMsg::Close) => core.target_close(),
+            Some(ChannelMsg::Success) => core.reply(true),
+            Some(ChannelMsg::Failure) => core.reply(false),
+            _ => {}
+        }
+        let mut sinks = Sinks {
+            ctx: &ctx,
+            atx: &atx,
+            log: &mut log,
+            cancel: &mut cancel,
+            to_target: &to_target,
         };
-        if let Err(e) = r {
-            break e;
+        while let Some(a) = core.poll() {
+            if let Err(e) = act(&mut sinks, a).await {
+                break 'pump e;
+            }
         }
     };
+    let tally = core.take_tally();
     if log.flush().await.is_err() && end != DownEnd::Cancelled {
         let _ = down.send(Some(DownEnd::RecordFailed));
         return tally;
@@ -192,9 +114,72 @@ pub(super) async fn downstream(
     tally
 }
 
-/// Output held back as a possible prompt marker; an error if the discipline's lock is poisoned.
-fn flush_judged(d: &Mutex<Discipline>) -> Result<Vec<u8>, ()> {
-    d.lock().map(|mut d| d.flush_output()).map_err(|_| ())
+async fn act(s: &mut Sinks<'_>, a: DownAction) -> Result<(), DownEnd> {
+    let ctx = s.ctx;
+    match a {
+        DownAction::Log(ev) => s.log.push(ev).await.map_err(|e| {
+            tracing::warn!(error = %e, "recording output failed");
+            DownEnd::RecordFailed
+        }),
+        DownAction::Record(ev) => ctx
+            .sess
+            .gate
+            .record(ev)
+            .await
+            .map_err(|_| DownEnd::RecordFailed),
+        DownAction::Show(data) => tokio::select! {
+            r = s.atx.data_bytes(data) => r.map_err(|_| DownEnd::Cancelled),
+            _ = wait_true(s.cancel) => Err(DownEnd::Cancelled),
+        },
+        DownAction::ShowHeld(data) => {
+            let _ = s.atx.data_bytes(data).await;
+            Ok(())
+        }
+        DownAction::ShowExt(ext, data) => tokio::select! {
+            r = s.atx.extended_data_bytes(ext, data) => r.map_err(|_| DownEnd::Cancelled),
+            _ = wait_true(s.cancel) => Err(DownEnd::Cancelled),
+        },
+        DownAction::ExitStatus(status) => {
+            let _ = ctx.agent.exit_status_request(ctx.id, status).await;
+            Ok(())
+        }
+        DownAction::ExitSignal {
+            signal,
+            core_dumped,
+            message,
+            lang,
+        } => {
+            let _ = ctx
+                .agent
+                .exit_signal_request(ctx.id, sig_from_name(signal), core_dumped, message, lang)
+                .await;
+            Ok(())
+        }
+        DownAction::Eof => {
+            ctx.eof_to_agent().await;
+            Ok(())
+        }
+        DownAction::InterruptTarget => {
+            // Gone only when the channel is ending: then nothing more is sent at all.
+            if let Some(tx) = s.to_target.upgrade() {
+                let _ = tx.send(Fwd::Interrupt);
+            }
+            Ok(())
+        }
+        DownAction::Notice(text) => {
+            notice(ctx, &text, Style::Terminal).await;
+            Ok(())
+        }
+        DownAction::Reply(true) => {
+            let _ = ctx.agent.channel_success(ctx.id).await;
+            Ok(())
+        }
+        DownAction::Reply(false) => {
+            let _ = ctx.agent.channel_failure(ctx.id).await;
+            Ok(())
+        }
+        DownAction::End(e) => Err(e),
+    }
 }
 
 /// Joins output messages already waiting on the same stream into one event.
@@ -228,105 +213,4 @@ fn gather(
             .extend_from_slice(&data);
     }
     (batch.map(|b| b.freeze()).unwrap_or(first), None)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn output(
-    ctx: &ChanCtx,
-    atx: &ChannelWriteHalf<server::Msg>,
-    log: &mut OutputLog,
-    tally: &mut Tally,
-    mode: &Mode,
-    cancel: &mut watch::Receiver<bool>,
-    stream: OutputStream,
-    data: Bytes,
-    to_target: &tokio::sync::mpsc::WeakUnboundedSender<Fwd>,
-) -> Result<(), DownEnd> {
-    record_output(ctx, log, tally, stream, &data).await?;
-    let mut data = data;
-    match mode {
-        Mode::Shell(t) => {
-            // A panic in the terminal model (on hostile output, or a bug) must not pass
-            // unnoticed: it poisons the tracker, which ends the channel on both sides.
-            let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match t.lock() {
-                Ok(mut t) => {
-                    t.feed_output(&data);
-                    true
-                }
-                Err(_) => false,
-            }));
-            if !matches!(fed, Ok(true)) {
-                return Err(DownEnd::Internal);
-            }
-        }
-        Mode::Sftp(t) => {
-            let done = t
-                .lock()
-                .map(|mut t| t.replies(&data))
-                .map_err(|_| DownEnd::Internal)?;
-            for op in done {
-                log.push(Event::Sftp(op))
-                    .await
-                    .map_err(|_| DownEnd::RecordFailed)?;
-            }
-        }
-        Mode::Judged(d) => {
-            let scanned = d
-                .lock()
-                .map(|mut d| d.target_output(&data))
-                .map_err(|_| DownEnd::Internal)?;
-            if let Some(s) = scanned {
-                if s.unfinished {
-                    judged_shell::unfinished(ctx, d, to_target).await?;
-                }
-                if s.shown.is_empty() {
-                    return Ok(());
-                }
-                data = Bytes::from(s.shown);
-            }
-        }
-        Mode::Raw => {}
-    }
-    tokio::select! {
-        r = atx.data_bytes(data) => r.map_err(|_| DownEnd::Cancelled),
-        _ = wait_true(cancel) => Err(DownEnd::Cancelled),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn output_ext(
-    ctx: &ChanCtx,
-    atx: &ChannelWriteHalf<server::Msg>,
-    log: &mut OutputLog,
-    tally: &mut Tally,
-    cancel: &mut watch::Receiver<bool>,
-    stream: OutputStream,
-    ext: u32,
-    data: Bytes,
-) -> Result<(), DownEnd> {
-    record_output(ctx, log, tally, stream, &data).await?;
-    tokio::select! {
-        r = atx.extended_data_bytes(ext, data) => r.map_err(|_| DownEnd::Cancelled),
-        _ = wait_true(cancel) => Err(DownEnd::Cancelled),
-    }
-}
-
-async fn record_output(
-    ctx: &ChanCtx,
-    log: &mut OutputLog,
-    tally: &mut Tally,
-    stream: OutputStream,
-    data: &Bytes,
-) -> Result<(), DownEnd> {
-    tally.add(data);
-    log.push(Event::Output {
-        channel: ctx.num(),
-        stream,
-        data: data.clone(),
-    })
-    .await
-    .map_err(|e: GateError| {
-        tracing::warn!(error = %e, "recording output failed");
-        DownEnd::RecordFailed
-    })
 }

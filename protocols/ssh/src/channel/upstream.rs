@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use proctor_gate::{Event, Party};
-use russh::{ChannelMsg, Sig};
+use russh::ChannelMsg;
 use tokio::sync::Semaphore;
 
 use super::agent_input::AgentIn;
@@ -18,7 +18,7 @@ use super::relay::Fwd;
 use super::upstream_core::{CoreEnd, Mode, UpAction, UpCore, Verdict};
 use super::{
     ChanCtx, DownEnd, Flow, Interrupt, Judged, Style, Watches, close_agent, notice, record_failed,
-    sig_name,
+    sig_from_name, sig_name,
 };
 use crate::lines::LineTracker;
 
@@ -301,24 +301,5 @@ impl Upstream {
                 i = self.w.interrupted() => return Err(i),
             }
         }
-    }
-}
-
-/// The signal a name stands for (the inverse of `sig_name`).
-fn sig_from_name(name: String) -> Sig {
-    match name.as_str() {
-        "ABRT" => Sig::ABRT,
-        "ALRM" => Sig::ALRM,
-        "FPE" => Sig::FPE,
-        "HUP" => Sig::HUP,
-        "ILL" => Sig::ILL,
-        "INT" => Sig::INT,
-        "KILL" => Sig::KILL,
-        "PIPE" => Sig::PIPE,
-        "QUIT" => Sig::QUIT,
-        "SEGV" => Sig::SEGV,
-        "TERM" => Sig::TERM,
-        "USR1" => Sig::USR1,
-        _ => Sig::Custom(name),
     }
 }
