@@ -378,7 +378,7 @@ impl UpCore {
         }
         match &self.mode {
             Mode::Raw => {
-                self.out.push_back(UpAction::Forward(data));
+                self.forward(data);
                 Ok(())
             }
             Mode::Shell(t) => {
