@@ -120,7 +120,13 @@ impl Cluster {
                     c.execute(
                         "UPDATE proctor_commands SET done_at = now(), ok = false, result = $2
                          WHERE id = $1 AND done_at IS NULL",
-                        &[&id, &error_json("no_answer", "withdrawn: the owning node did not take it in time")],
+                        &[
+                            &id,
+                            &error_json(
+                                "no_answer",
+                                "withdrawn: the owning node did not take it in time",
+                            ),
+                        ],
                     )
                     .await
                 })
@@ -155,13 +161,27 @@ impl Cluster {
             })
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let ok: bool = row.try_get::<_, Option<bool>>(0).ok().flatten().unwrap_or(false);
-        let text: String = row.try_get::<_, Option<String>>(1).ok().flatten().unwrap_or_default();
+        let ok: bool = row
+            .try_get::<_, Option<bool>>(0)
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+        let text: String = row
+            .try_get::<_, Option<String>>(1)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if ok {
             return Ok(Some(Ok(value)));
         }
-        let field = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let field = |k: &str| {
+            value
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         Ok(Some(Err(ClusterError::Refused {
             kind: field("kind"),
             message: field("error"),
@@ -190,7 +210,9 @@ impl Cluster {
         let Some(r) = row else { return Ok(None) };
         let get = |i: usize| r.try_get::<_, String>(i).unwrap_or_default();
         Ok(Some(Claimed {
-            id: r.try_get(0).map_err(|e| ClusterError::Query(e.to_string()))?,
+            id: r
+                .try_get(0)
+                .map_err(|e| ClusterError::Query(e.to_string()))?,
             kind: get(1),
             subject: get(2),
             issued_by: get(3),
@@ -243,31 +265,62 @@ async fn apply(core: &std::sync::Arc<Core>, c: &Claimed) -> Result<Value, String
     match c.kind.as_str() {
         "kill" => {
             let reason = format!("{} (killed by {})", c.reason, who.shown());
-            let resp = control::handle(core, Request::Kill { id: c.subject.clone(), reason: reason.clone() }).await;
+            let resp = control::handle(
+                core,
+                Request::Kill {
+                    id: c.subject.clone(),
+                    reason: reason.clone(),
+                },
+            )
+            .await;
             if !resp.ok {
-                return Err(error_json("not_found", &resp.error.unwrap_or_else(|| "no such live session".into())));
+                return Err(error_json(
+                    "not_found",
+                    &resp.error.unwrap_or_else(|| "no such live session".into()),
+                ));
             }
-            let killed = resp.result.get("killed").and_then(Value::as_str).unwrap_or_default().to_string();
+            let killed = resp
+                .result
+                .get("killed")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let _ = core
                 .recorder
-                .journal("kill", &format!("operator {:?} on node {:?} killed session {killed}: {reason}", c.issued_by, c.from))
+                .journal(
+                    "kill",
+                    &format!(
+                        "operator {:?} on node {:?} killed session {killed}: {reason}",
+                        c.issued_by, c.from
+                    ),
+                )
                 .await;
             Ok(json!({ "killed": killed, "reason": reason, "node": core_node(core) }))
         }
         "approve" => match core.approvals.approve(&c.subject, &who, &c.reason) {
-            Ok(released) => Ok(json!({ "id": c.subject, "approver": who.shown(), "released": released, "node": core_node(core) })),
+            Ok(released) => Ok(
+                json!({ "id": c.subject, "approver": who.shown(), "released": released, "node": core_node(core) }),
+            ),
             Err(e) => Err(approval_error(&e)),
         },
         "deny" => match core.approvals.deny(&c.subject, &who, &c.reason) {
-            Ok(()) => Ok(json!({ "id": c.subject, "approver": who.shown(), "denied": true, "node": core_node(core) })),
+            Ok(()) => Ok(
+                json!({ "id": c.subject, "approver": who.shown(), "denied": true, "node": core_node(core) }),
+            ),
             Err(e) => Err(approval_error(&e)),
         },
-        other => Err(error_json("bad_request", &format!("unknown command kind {other:?}"))),
+        other => Err(error_json(
+            "bad_request",
+            &format!("unknown command kind {other:?}"),
+        )),
     }
 }
 
 fn core_node(core: &Core) -> String {
-    core.cluster.get().map(|c| c.node.clone()).unwrap_or_default()
+    core.cluster
+        .get()
+        .map(|c| c.node.clone())
+        .unwrap_or_default()
 }
 
 fn approval_error(e: &ApprovalError) -> String {

@@ -7,6 +7,7 @@
 //! This slice holds live state and commands only: recordings, the index and the ledger stay
 //! in each node's own store.
 
+pub mod api;
 pub mod commands;
 pub mod config;
 mod db;
@@ -56,7 +57,10 @@ pub struct Cluster {
 impl Cluster {
     /// Connects, creates or checks the schema, and registers this node. Any failure is an
     /// error at start: a node that cannot reach its control plane does not serve.
-    pub async fn connect(config: &ClusterConfig, data_dir: &std::path::Path) -> Result<Arc<Cluster>, ClusterError> {
+    pub async fn connect(
+        config: &ClusterConfig,
+        data_dir: &std::path::Path,
+    ) -> Result<Arc<Cluster>, ClusterError> {
         let node = config::node_id(config, data_dir);
         let mut client = db::connect(&config.control_plane).await?;
         schema::migrate(&mut client).await?;
@@ -80,7 +84,13 @@ impl Cluster {
             .execute(
                 "UPDATE proctor_commands SET done_at = now(), ok = false, result = $2
                  WHERE node = $1 AND done_at IS NULL",
-                &[&node, &commands::error_json("no_answer", "the node restarted before taking the command")],
+                &[
+                    &node,
+                    &commands::error_json(
+                        "no_answer",
+                        "the node restarted before taking the command",
+                    ),
+                ],
             )
             .await
             .map_err(q)?;
@@ -108,7 +118,11 @@ impl Cluster {
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
-            tokio::spawn(registry::publish_loop(self.clone(), core.clone(), shutdown.clone())),
+            tokio::spawn(registry::publish_loop(
+                self.clone(),
+                core.clone(),
+                shutdown.clone(),
+            )),
             tokio::spawn(listener::run(self.clone(), core, shutdown)),
         ]
     }

@@ -63,7 +63,10 @@ impl Cluster {
     }
 
     /// Heartbeats, and replaces this node's rows with `snapshot` when `replace`.
-    async fn publish(&self, snapshot: Option<(Vec<Value>, Vec<PendingView>)>) -> Result<(), ClusterError> {
+    async fn publish(
+        &self,
+        snapshot: Option<(Vec<Value>, Vec<PendingView>)>,
+    ) -> Result<(), ClusterError> {
         let node = self.node.clone();
         let advertise = self.advertise.clone();
         self.db
@@ -142,8 +145,16 @@ impl Cluster {
             .into_iter()
             .map(|v| self.tag(json!(v), &self.node, &self.advertise, true))
             .collect();
-        out.extend(remote.into_iter().map(|r| self.tag(r.view, &r.node, &r.advertise, r.alive)));
-        out.sort_by_key(|v| v.get("started_ns").and_then(Value::as_i64).unwrap_or_default());
+        out.extend(
+            remote
+                .into_iter()
+                .map(|r| self.tag(r.view, &r.node, &r.advertise, r.alive)),
+        );
+        out.sort_by_key(|v| {
+            v.get("started_ns")
+                .and_then(Value::as_i64)
+                .unwrap_or_default()
+        });
         Ok(out)
     }
 
@@ -153,7 +164,10 @@ impl Cluster {
         let mut nodes = std::collections::HashMap::new();
         let mut all = core.approvals.list();
         for v in &all {
-            nodes.insert(v.id.clone(), (self.node.clone(), self.advertise.clone(), true));
+            nodes.insert(
+                v.id.clone(),
+                (self.node.clone(), self.advertise.clone(), true),
+            );
         }
         for r in remote {
             if let Ok(v) = serde_json::from_value::<PendingView>(r.view) {
@@ -171,7 +185,7 @@ impl Cluster {
             .collect())
     }
 
-    fn tag(&self, mut v: Value, node: &str, advertise: &str, alive: bool) -> Value {
+    pub fn tag(&self, mut v: Value, node: &str, advertise: &str, alive: bool) -> Value {
         if let Some(o) = v.as_object_mut() {
             o.insert("node".into(), json!(node));
             o.insert("node_advertise".into(), json!(advertise));
@@ -198,16 +212,23 @@ impl Cluster {
             .into_iter()
             .filter_map(|r| Some((r.view.get("id")?.as_str()?.to_string(), r.node)))
             .collect();
-        let ids = local.iter().map(String::as_str).chain(remote.iter().map(|(id, _)| id.as_str()));
+        let ids = local
+            .iter()
+            .map(String::as_str)
+            .chain(remote.iter().map(|(id, _)| id.as_str()));
         match ops::resolve_prefix(prefix, ids) {
             Ok(id) if local.contains(&id) => Ok(Owner::Local(id)),
             Ok(id) => {
-                let node = remote.iter().find(|(r, _)| *r == id).map(|(_, n)| n.clone()).unwrap_or_default();
+                let node = remote
+                    .iter()
+                    .find(|(r, _)| *r == id)
+                    .map(|(_, n)| n.clone())
+                    .unwrap_or_default();
                 Ok(Owner::Remote { node, id })
             }
-            Err(ops::OpsError::NoSuchSession(_)) => {
-                Err(ClusterError::NotFound(format!("no live session matches {prefix:?} on any node")))
-            }
+            Err(ops::OpsError::NoSuchSession(_)) => Err(ClusterError::NotFound(format!(
+                "no live session matches {prefix:?} on any node"
+            ))),
             Err(e) => Err(ClusterError::Ambiguous(e.to_string())),
         }
     }
@@ -234,13 +255,20 @@ impl Cluster {
 
 /// Publishes this node's state: on every tick (heartbeat), and at once when a session starts
 /// or ends or a hold changes. After a failure everything is re-published on the next success.
-pub async fn publish_loop(cluster: Arc<Cluster>, core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+pub async fn publish_loop(
+    cluster: Arc<Cluster>,
+    core: Arc<Core>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(cluster.poll_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut bus = core.bus.subscribe();
     let mut holds = core.approvals.subscribe();
     let mut last: Option<String> = None;
     let mut failing = false;
+    // Rows are rewritten in full now and then even when nothing changed, so rows lost on the
+    // control plane's side (a restore, a manual delete) come back.
+    let mut since_full = 0u32;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -251,7 +279,11 @@ pub async fn publish_loop(cluster: Arc<Cluster>, core: Arc<Core>, mut shutdown: 
         let sessions: Vec<Value> = core.sessions.list().into_iter().map(|v| json!(v)).collect();
         let pending = core.approvals.list();
         let fingerprint = json!([sessions, pending]).to_string();
-        let changed = last.as_deref() != Some(fingerprint.as_str());
+        since_full += 1;
+        let changed = last.as_deref() != Some(fingerprint.as_str()) || since_full >= 30;
+        if changed {
+            since_full = 0;
+        }
         let snapshot = changed.then(|| (sessions, pending));
         match cluster.publish(snapshot).await {
             Ok(()) => {

@@ -56,9 +56,12 @@ CREATE INDEX ON proctor_commands (node) WHERE done_at IS NULL;
 pub async fn migrate(client: &mut Client) -> Result<(), ClusterError> {
     let q = |e: tokio_postgres::Error| ClusterError::Query(e.to_string());
     let tx = client.transaction().await.map_err(q)?;
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext('proctor control-plane schema'))", &[])
-        .await
-        .map_err(q)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('proctor control-plane schema'))",
+        &[],
+    )
+    .await
+    .map_err(q)?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS proctor_schema (version int NOT NULL)")
         .await
         .map_err(q)?;
@@ -77,9 +80,12 @@ pub async fn migrate(client: &mut Client) -> Result<(), ClusterError> {
         Some(_) => {}
         None => {
             tx.batch_execute(V1).await.map_err(q)?;
-            tx.execute("INSERT INTO proctor_schema (version) VALUES ($1)", &[&VERSION])
-                .await
-                .map_err(q)?;
+            tx.execute(
+                "INSERT INTO proctor_schema (version) VALUES ($1)",
+                &[&VERSION],
+            )
+            .await
+            .map_err(q)?;
         }
     }
     tx.commit().await.map_err(q)

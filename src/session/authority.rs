@@ -323,12 +323,20 @@ impl Authority for CoreAuthority {
         // Cluster mode: a session other nodes cannot see cannot be killed from them; refuse it.
         if let Some(c) = self.core.cluster.get()
             && let Err(e) = c
-                .admit(&id, &req.agent, &req.target, req.protocol.as_str(), now_ns())
+                .admit(
+                    &id,
+                    &req.agent,
+                    &req.target,
+                    req.protocol.as_str(),
+                    now_ns(),
+                )
                 .await
         {
             let refusal = Refusal::new(
                 RefusalKind::Overloaded,
-                format!("proctor refuses new sessions while its cluster control plane is unreachable (a session that cannot be killed from other nodes does not start): {e}"),
+                format!(
+                    "proctor refuses new sessions while its cluster control plane is unreachable (a session that cannot be killed from other nodes does not start): {e}"
+                ),
             );
             self.record_refusal(&req, &refusal, privilege, &grant.name)
                 .await;

@@ -1,0 +1,309 @@
+//! Cluster mode end to end with real parts: a control-plane PostgreSQL (initdb, scram), two
+//! proctor nodes (each its own config file, data directory, ports and real target PostgreSQL),
+//! real `psql` agents. A session or hold on node A is acted on through node B's API; the
+//! control plane is stopped and started again under live sessions.
+
+mod api_support;
+
+use std::time::{Duration, Instant};
+
+use api_support::*;
+use proctor_harness::{LocalPostgres, PostgresOptions};
+use serde_json::{Value, json};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A control-plane PostgreSQL with a database of its own.
+async fn control_plane() -> (LocalPostgres, String) {
+    tokio::task::spawn_blocking(|| {
+        let cp = LocalPostgres::start(PostgresOptions::default()).expect("control plane starts");
+        cp.psql("postgres", "CREATE DATABASE control")
+            .expect("create database");
+        let dsn = cp.admin_dsn("control");
+        (cp, dsn)
+    })
+    .await
+    .expect("join")
+}
+
+fn cluster_toml(dsn: &str, node: &str, poll_ms: u64, notify: bool) -> String {
+    format!(
+        "\n[cluster]\ncontrol_plane = {}\nnode_id = \"{node}\"\nadvertise = \"{node}.test:8080\"\npoll_interval_ms = {poll_ms}\nnotify = {notify}\n",
+        toml::Value::String(dsn.to_string())
+    )
+}
+
+/// Waits until `p`'s list at `path` has an entry matching `pred`, and returns it.
+async fn wait_listed(p: &Proctor, who: &str, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = p.get(who, path).await;
+        if let Some(v) = list.as_array().and_then(|a| a.iter().find(|v| pred(v))) {
+            return v.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing matched in {path}: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A live session of `agent` on `node`, as `p` (another node) lists it.
+async fn live_on(p: &Proctor, node: &str, agent: &str, known: &[String]) -> String {
+    let v = wait_listed(p, OPERATOR, "/api/live", |s| {
+        s["node"] == node
+            && s["agent"] == agent
+            && !known.iter().any(|k| s["id"].as_str() == Some(k.as_str()))
+    })
+    .await;
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// Kills a psql session on A through B's API and returns how long psql took to end.
+async fn kill_through(a: &Proctor, b: &Proctor, sql: &str, by_prefix: bool) -> (String, Duration) {
+    let psql = a.psql(AGENT_A, SECRET_A, sql);
+    let id = live_on(b, "node-a", AGENT_A, &[]).await;
+    let name = if by_prefix { &id[..13] } else { &id[..] };
+    let t0 = Instant::now();
+    let (s, v) = b
+        .post(
+            OPERATOR,
+            &format!("/api/sessions/{name}/kill"),
+            json!({ "reason": "cluster test" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["killed"], id.as_str(), "{v}");
+    assert_eq!(v["node"], "node-a", "{v}");
+    let out = tokio::time::timeout(Duration::from_secs(10), psql.wait_with_output())
+        .await
+        .expect("psql ends once killed")
+        .expect("psql");
+    let took = t0.elapsed();
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let m = a.wait_sealed(&id).await;
+    assert_eq!(m["outcome"], "killed", "{m}");
+    let reason = m["end_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(OPERATOR) && reason.contains("via node \"node-b\""),
+        "the record on A names B's operator: {m}"
+    );
+    (id, took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_approve_and_deny_through_another_node() {
+    let t_all = Instant::now();
+    let (_cp, dsn) = control_plane().await;
+    let a = Proctor::start(&cluster_toml(&dsn, "node-a", 1000, true)).await;
+    let b = Proctor::start(&cluster_toml(&dsn, "node-b", 1000, true)).await;
+
+    // Kill through B, notified: well under a second from the request to psql's end.
+    let (_, took) = kill_through(&a, &b, "select pg_sleep(60)", true).await;
+    eprintln!("kill through node B (NOTIFY): {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // A hold on A approved through B: the statement runs, A's record names B's approver.
+    let psql = a.psql(AGENT_A, SECRET_A, "delete from t");
+    let hold = wait_listed(&b, APPROVER, "/api/approvals", |h| {
+        h["node"] == "node-a"
+            && h["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("delete from t"))
+    })
+    .await;
+    assert_eq!(hold["node_heartbeating"], true, "{hold}");
+    let id = hold["id"].as_str().unwrap().to_string();
+    let session = hold["session_id"].as_str().unwrap().to_string();
+    // The agent's own identity does not count, whichever node relays it.
+    let (s, v) = b
+        .post(
+            SELF_APPROVER,
+            &format!("/api/approvals/{id}/approve"),
+            json!({ "reason": "me" }),
+        )
+        .await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = b
+        .post(
+            APPROVER,
+            &format!("/api/approvals/{id}/approve"),
+            json!({ "reason": "ticket 7" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["released"], true, "{v}");
+    let out = tokio::time::timeout(Duration::from_secs(15), psql.wait_with_output())
+        .await
+        .expect("psql finishes once approved")
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "DELETE 5");
+    assert_eq!(a.pg.psql("app", "select count(*) from t").unwrap(), "0");
+    a.wait_sealed(&session).await;
+    let approvals: Vec<Value> = a
+        .events(&session)
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "approval")
+        .collect();
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    assert_eq!(
+        approvals[0]["approver"],
+        format!("{APPROVER} via node \"node-b\""),
+        "{approvals:?}"
+    );
+
+    // Another denied through B: the agent hears B's approver and reason; nothing ran.
+    let psql = a.psql(AGENT_A, SECRET_A, "delete from t2");
+    let hold = wait_listed(&b, APPROVER, "/api/approvals", |h| {
+        h["node"] == "node-a"
+            && h["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("delete from t2"))
+    })
+    .await;
+    let id = hold["id"].as_str().unwrap().to_string();
+    let (s, v) = b
+        .post(
+            APPROVER_2,
+            &format!("/api/approvals/{id}/deny"),
+            json!({ "reason": " " }),
+        )
+        .await;
+    assert_eq!(s, 400, "a denial needs a reason on every node: {v}");
+    let (s, v) = b
+        .post(
+            APPROVER_2,
+            &format!("/api/approvals/{id}/deny"),
+            json!({ "reason": "not from here" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let out = tokio::time::timeout(Duration::from_secs(15), psql.wait_with_output())
+        .await
+        .expect("psql finishes once denied")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("not from here") && err.contains(APPROVER_2),
+        "{err}"
+    );
+    assert_eq!(a.pg.psql("app", "select count(*) from t2").unwrap(), "5");
+    // Deciding it again through B: it is gone.
+    let (s, v) = b
+        .post(APPROVER, &format!("/api/approvals/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(s, 404, "{v}");
+
+    a.stop().await;
+    b.stop().await;
+    eprintln!(
+        "cluster test (kill, approve, deny) took {:?}",
+        t_all.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_alone_and_control_plane_outage() {
+    let t_all = Instant::now();
+    let (mut cp, dsn) = control_plane().await;
+    // A never LISTENs: commands reach it by the poll alone.
+    let poll = Duration::from_millis(400);
+    let a = Proctor::start(&cluster_toml(
+        &dsn,
+        "node-a",
+        poll.as_millis() as u64,
+        false,
+    ))
+    .await;
+    let b = Proctor::start(&cluster_toml(&dsn, "node-b", 1000, true)).await;
+
+    let (_, took) = kill_through(&a, &b, "select pg_sleep(60)", false).await;
+    eprintln!("kill through node B (poll of {poll:?} alone): {took:?}");
+    assert!(took < poll + Duration::from_millis(700), "took {took:?}");
+
+    // Two live sessions on A, then the control plane goes away.
+    let l1 = a.connect(AGENT_A, SECRET_A).await;
+    let id1 = live_on(&b, "node-a", AGENT_A, &[]).await;
+    let l2 = a.connect(AGENT_A, SECRET_A).await;
+    let id2 = live_on(&b, "node-a", AGENT_A, std::slice::from_ref(&id1)).await;
+    let mut cp = tokio::task::spawn_blocking(move || {
+        cp.stop();
+        cp
+    })
+    .await
+    .expect("join");
+
+    // A new session on A is refused, with a clear error and a record.
+    let psql = a.psql(AGENT_A, SECRET_A, "select 1");
+    let out = tokio::time::timeout(Duration::from_secs(15), psql.wait_with_output())
+        .await
+        .expect("psql is answered")
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("control plane is unreachable"), "{err}");
+    let refused = wait_listed(&a, AUDITOR, "/api/sessions?outcome=denied", |m| {
+        m["end_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("control plane"))
+    })
+    .await;
+    assert_eq!(refused["agent"], AGENT_A, "{refused}");
+
+    // Live sessions continue and are recorded; one of them ends during the outage.
+    let rows = l1
+        .simple_query("select 'still here'")
+        .await
+        .expect("a live session continues");
+    assert!(!rows.is_empty());
+    drop(l2);
+    a.wait_sealed(&id2).await;
+    let events = a.events(&id1).await;
+    assert!(
+        events.iter().any(|e| e.to_string().contains("still here")),
+        "the statement is recorded"
+    );
+
+    // The control plane comes back: A re-publishes (id1 listed, id2 gone) and new sessions
+    // start again.
+    let cp = tokio::task::spawn_blocking(move || {
+        cp.start_again().expect("control plane restarts");
+        cp
+    })
+    .await
+    .expect("join");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let live = b.get(OPERATOR, "/api/live").await;
+        let ids: Vec<&str> = live
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["id"].as_str()).collect())
+            .unwrap_or_default();
+        if ids.contains(&id1.as_str()) && !ids.contains(&id2.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "registry not re-published: {live}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let psql = a.psql(AGENT_A, SECRET_A, "select 1");
+    let out = tokio::time::timeout(Duration::from_secs(15), psql.wait_with_output())
+        .await
+        .expect("psql is answered")
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    drop(l1);
+    a.stop().await;
+    b.stop().await;
+    drop(cp);
+    eprintln!("cluster test (poll, outage) took {:?}", t_all.elapsed());
+}
