@@ -62,6 +62,19 @@ async fn live_on(p: &Proctor, node: &str, agent: &str, known: &[String]) -> Stri
     v["id"].as_str().expect("id").to_string()
 }
 
+/// The proctor CLI against node `p`'s control socket.
+async fn cli(p: &Proctor, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(args)
+        .arg("--data")
+        .arg(p.dir.path().join("data"))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("proctor cli")
+}
+
 /// Kills a psql session on A through B's API and returns how long psql took to end.
 async fn kill_through(a: &Proctor, b: &Proctor, sql: &str, by_prefix: bool) -> (String, Duration) {
     let psql = a.psql(AGENT_A, SECRET_A, sql);
@@ -105,6 +118,66 @@ async fn kill_approve_and_deny_through_another_node() {
     let (_, took) = kill_through(&a, &b, "select pg_sleep(60)", true).await;
     eprintln!("kill through node B (NOTIFY): {took:?}");
     assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // The CLI on B's control socket kills a session on A too, naming B's local user.
+    let psql = a.psql(AGENT_A, SECRET_A, "select pg_sleep(60)");
+    let id = live_on(&b, "node-a", AGENT_A, &[]).await;
+    let out = cli(&b, &["kill", &id[..13], "--reason", "cli on b"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&id), "{}", text(&out.stdout));
+    let done = tokio::time::timeout(Duration::from_secs(10), psql.wait_with_output())
+        .await
+        .expect("psql ends once killed")
+        .unwrap();
+    assert!(!done.status.success());
+    let m = a.wait_sealed(&id).await;
+    let reason = m["end_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("cli on b")
+            && reason.contains("os:")
+            && reason.contains("via node \"node-b\""),
+        "{m}"
+    );
+
+    // A hold on A approved through the CLI on B: the label is recorded beside B's local user.
+    let psql = a.psql(AGENT_A, SECRET_A, "update t set v = 'x'");
+    let hold = wait_listed(&b, APPROVER, "/api/approvals", |h| {
+        h["node"] == "node-a" && h["detail"].as_str().is_some_and(|d| d.contains("update t"))
+    })
+    .await;
+    let id = hold["id"].as_str().unwrap().to_string();
+    let session = hold["session_id"].as_str().unwrap().to_string();
+    let out = cli(
+        &b,
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--as",
+            "alice",
+            "--reason",
+            "cli",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let done = tokio::time::timeout(Duration::from_secs(15), psql.wait_with_output())
+        .await
+        .expect("psql finishes once approved")
+        .unwrap();
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    a.wait_sealed(&session).await;
+    let approver = a
+        .events(&session)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "approval")
+        .map(|e| e["approver"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    assert!(
+        approver.starts_with("os:") && approver.ends_with("(as \"alice\") via node \"node-b\""),
+        "{approver}"
+    );
 
     // A hold on A approved through B: the statement runs, A's record names B's approver.
     let psql = a.psql(AGENT_A, SECRET_A, "delete from t");
