@@ -380,3 +380,67 @@ async fn poll_alone_and_control_plane_outage() {
     drop(cp);
     eprintln!("cluster test (poll, outage) took {:?}", t_all.elapsed());
 }
+
+/// Runs `proctor serve` with only `[cluster]` configured and returns its exit and stderr.
+fn serve_fails(dir: &std::path::Path, dsn: &str) -> (bool, String) {
+    let config = dir.join("proctor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {}\n{}",
+            toml::Value::String(dir.join("data").to_string_lossy().into()),
+            cluster_toml(dsn, "node-x", 1000, true)
+        ),
+    )
+    .expect("write config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn proctor");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("proctor serve kept running without its control plane");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out.status.success(), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_does_not_start_without_a_control_plane_it_understands() {
+    let dir = tempfile::Builder::new()
+        .prefix("proctor-cluster-start-")
+        .tempdir()
+        .expect("tempdir");
+    // Nobody listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dsn = format!("host=127.0.0.1 port={port} user=x password=y dbname=control");
+    let (ok, err) = serve_fails(dir.path(), &dsn);
+    assert!(!ok && err.contains("control plane is unreachable"), "{err}");
+
+    // A schema from a newer proctor is refused, not used.
+    let (cp, dsn) = control_plane().await;
+    cp.psql(
+        "control",
+        "CREATE TABLE proctor_schema (version int NOT NULL); INSERT INTO proctor_schema VALUES (99)",
+    )
+    .expect("newer schema");
+    let d = dir.path().to_path_buf();
+    let (ok, err) = tokio::task::spawn_blocking(move || serve_fails(&d, &dsn))
+        .await
+        .expect("join");
+    assert!(!ok && err.contains("schema is version 99, newer"), "{err}");
+}
