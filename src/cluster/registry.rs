@@ -284,7 +284,7 @@ pub async fn publish_loop(
         if changed {
             since_full = 0;
         }
-        let snapshot = changed.then(|| (sessions, pending));
+        let snapshot = changed.then_some((sessions, pending));
         match cluster.publish(snapshot).await {
             Ok(()) => {
                 if failing {
