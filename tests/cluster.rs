@@ -110,7 +110,7 @@ async fn kill_through(a: &Proctor, b: &Proctor, sql: &str, by_prefix: bool) -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_approve_and_deny_through_another_node() {
     let t_all = Instant::now();
-    let (_cp, dsn) = control_plane().await;
+    let (cp, dsn) = control_plane().await;
     let a = Proctor::start(&cluster_toml(&dsn, "node-a", 1000, true)).await;
     let b = Proctor::start(&cluster_toml(&dsn, "node-b", 1000, true)).await;
 
@@ -272,6 +272,44 @@ async fn kill_approve_and_deny_through_another_node() {
         .post(APPROVER, &format!("/api/approvals/{id}/approve"), json!({}))
         .await;
     assert_eq!(s, 404, "{v}");
+
+    // A node that stopped heartbeating is shown as such, and a kill addressed to it is
+    // withdrawn after the bounded wait instead of lingering to act later.
+    cp.psql(
+        "control",
+        "INSERT INTO proctor_nodes VALUES ('node-gone', 'gone.test', now() - interval '1 hour', now() - interval '1 hour');
+         INSERT INTO proctor_live_sessions VALUES ('0190aaaa-0000-7000-8000-000000000001', 'node-gone', 'agent-a', 'appdb', 'postgres', 1,
+           '{\"id\": \"0190aaaa-0000-7000-8000-000000000001\", \"agent\": \"agent-a\", \"started_ns\": 1}')",
+    )
+    .expect("a node that stopped");
+    let gone = wait_listed(&b, OPERATOR, "/api/live", |s| s["node"] == "node-gone").await;
+    assert_eq!(gone["node_heartbeating"], false, "{gone}");
+    assert_eq!(gone["node_advertise"], "gone.test", "{gone}");
+    let t0 = Instant::now();
+    let (s, v) = b
+        .post(
+            OPERATOR,
+            "/api/sessions/0190aaaa-0000-7000/kill",
+            json!({ "reason": "x" }),
+        )
+        .await;
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("was withdrawn"),
+        "{v}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert_eq!(
+        cp.psql(
+            "control",
+            "SELECT count(*) FROM proctor_commands WHERE node = 'node-gone' AND done_at IS NULL"
+        )
+        .unwrap(),
+        "0"
+    );
 
     a.stop().await;
     b.stop().await;
