@@ -52,6 +52,9 @@ pub struct Cluster {
     pub advertise: String,
     pub config: ClusterConfig,
     db: db::Db,
+    /// Set when a row was written outside the publisher (a session admitted that may never
+    /// start): the next tick rewrites this node's rows, so such a row does not linger.
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -99,6 +102,7 @@ impl Cluster {
             advertise,
             config: config.clone(),
             db: db::Db::new(&config.control_plane),
+            dirty: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -39,6 +39,7 @@ impl Cluster {
         protocol: &str,
         started_ns: i64,
     ) -> Result<(), ClusterError> {
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         let view = json!({ "id": id, "agent": agent, "target": target, "protocol": protocol, "started_ns": started_ns, "pending_holds": [] }).to_string();
         let (node, id, agent, target, protocol) = (
             self.node.clone(),
@@ -280,7 +281,10 @@ pub async fn publish_loop(
         let pending = core.approvals.list();
         let fingerprint = json!([sessions, pending]).to_string();
         since_full += 1;
-        let changed = last.as_deref() != Some(fingerprint.as_str()) || since_full >= 30;
+        let dirty = cluster
+            .dirty
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        let changed = dirty || last.as_deref() != Some(fingerprint.as_str()) || since_full >= 30;
         if changed {
             since_full = 0;
         }
