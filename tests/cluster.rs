@@ -147,6 +147,13 @@ async fn kill_approve_and_deny_through_another_node() {
     .await;
     let id = hold["id"].as_str().unwrap().to_string();
     let session = hold["session_id"].as_str().unwrap().to_string();
+    let out = cli(&b, &["approvals", "list"]).await;
+    assert!(
+        text(&out.stdout).contains(&id)
+            && text(&out.stdout).contains("held on node node-a (node-a.test:8080)"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = cli(
         &b,
         &[
@@ -309,6 +316,26 @@ async fn kill_approve_and_deny_through_another_node() {
         )
         .unwrap(),
         "0"
+    );
+    // A prefix two nodes' sessions share is refused as ambiguous, naming both.
+    cp.psql(
+        "control",
+        "INSERT INTO proctor_live_sessions VALUES ('0190aaaa-0000-7000-8000-000000000002', 'node-b2', 'agent-a', 'appdb', 'postgres', 2,
+           '{\"id\": \"0190aaaa-0000-7000-8000-000000000002\", \"agent\": \"agent-a\", \"started_ns\": 2}')",
+    )
+    .expect("a second session with the same prefix");
+    let (s, v) = b
+        .post(
+            OPERATOR,
+            "/api/sessions/0190aaaa-0000-7000/kill",
+            json!({ "reason": "x" }),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("-000000000001") && msg.contains("-000000000002"),
+        "{v}"
     );
 
     a.stop().await;
