@@ -81,6 +81,13 @@ impl Cluster {
                     )
                     .await?;
                     if let Some((sessions, holds)) = snapshot {
+                        // Answered commands are kept a day for whoever looks; the owning
+                        // node's record is the lasting account of what each one did.
+                        tx.execute(
+                            "DELETE FROM proctor_commands WHERE issued_from = $1 AND done_at < now() - interval '1 day'",
+                            &[&node],
+                        )
+                        .await?;
                         tx.execute("DELETE FROM proctor_live_sessions WHERE node = $1", &[&node]).await?;
                         tx.execute("DELETE FROM proctor_pending_holds WHERE node = $1", &[&node]).await?;
                         for s in &sessions {
