@@ -115,13 +115,14 @@ async fn kill_approve_and_deny_through_another_node() {
     let b = Proctor::start(&cluster_toml(&dsn, "node-b", 1000, true)).await;
 
     // Kill through B, notified: well under a second from the request to psql's end.
-    let (_, took) = kill_through(&a, &b, "select pg_sleep(60)", true).await;
+    let (killed, took) = kill_through(&a, &b, "select pg_sleep(60)", true).await;
     eprintln!("kill through node B (NOTIFY): {took:?}");
     assert!(took < Duration::from_secs(1), "took {took:?}");
 
     // The CLI on B's control socket kills a session on A too, naming B's local user.
     let psql = a.psql(AGENT_A, SECRET_A, "select pg_sleep(60)");
-    let id = live_on(&b, "node-a", AGENT_A, &[]).await;
+    // (The killed session's row may still be listed for a moment: it is skipped by id.)
+    let id = live_on(&b, "node-a", AGENT_A, &[killed]).await;
     let out = cli(&b, &["kill", &id[..13], "--reason", "cli on b"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains(&id), "{}", text(&out.stdout));
@@ -361,15 +362,15 @@ async fn poll_alone_and_control_plane_outage() {
     .await;
     let b = Proctor::start(&cluster_toml(&dsn, "node-b", 1000, true)).await;
 
-    let (_, took) = kill_through(&a, &b, "select pg_sleep(60)", false).await;
+    let (killed, took) = kill_through(&a, &b, "select pg_sleep(60)", false).await;
     eprintln!("kill through node B (poll of {poll:?} alone): {took:?}");
     assert!(took < poll + Duration::from_millis(700), "took {took:?}");
 
     // Two live sessions on A, then the control plane goes away.
     let l1 = a.connect(AGENT_A, SECRET_A).await;
-    let id1 = live_on(&b, "node-a", AGENT_A, &[]).await;
+    let id1 = live_on(&b, "node-a", AGENT_A, std::slice::from_ref(&killed)).await;
     let l2 = a.connect(AGENT_A, SECRET_A).await;
-    let id2 = live_on(&b, "node-a", AGENT_A, std::slice::from_ref(&id1)).await;
+    let id2 = live_on(&b, "node-a", AGENT_A, &[killed, id1.clone()]).await;
     let mut cp = tokio::task::spawn_blocking(move || {
         cp.stop();
         cp

@@ -103,8 +103,14 @@ impl Cluster {
             .await?;
         tracing::info!(command = id, node = %node, kind = kind.as_str(), "command sent to the owning node");
         let deadline = Instant::now() + ANSWER_WITHIN;
+        // Once sent, a lost control plane must not read as "nothing happened".
+        let lost = |e: ClusterError| {
+            ClusterError::NoAnswer(format!(
+                "command {id} was sent to node {node} but its answer could not be read ({e}); node {node} may still apply it within {STALE_AFTER_SECS}s, and its record says whether it did"
+            ))
+        };
         loop {
-            if let Some(answer) = self.answer(id).await? {
+            if let Some(answer) = self.answer(id).await.map_err(lost)? {
                 return answer;
             }
             if Instant::now() >= deadline {
@@ -131,7 +137,8 @@ impl Cluster {
                     .await
                 })
             })
-            .await?;
+            .await
+            .map_err(lost)?;
         if withdrawn == 1 {
             return Err(ClusterError::NoAnswer(format!(
                 "node {node} did not take the command within {}s (is it running?); the command was withdrawn",
@@ -139,7 +146,7 @@ impl Cluster {
             )));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        match self.answer(id).await? {
+        match self.answer(id).await.map_err(lost)? {
             Some(a) => a,
             None => Err(ClusterError::NoAnswer(format!(
                 "node {node} took the command but has not answered; its record says what it did"

@@ -52,9 +52,6 @@ pub struct Cluster {
     pub advertise: String,
     pub config: ClusterConfig,
     db: db::Db,
-    /// Set when a row was written outside the publisher (a session admitted that may never
-    /// start): the next tick rewrites this node's rows, so such a row does not linger.
-    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -102,7 +99,6 @@ impl Cluster {
             advertise,
             config: config.clone(),
             db: db::Db::new(&config.control_plane),
-            dirty: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

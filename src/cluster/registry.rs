@@ -29,38 +29,12 @@ struct Row {
 }
 
 impl Cluster {
-    /// Registers a session before it starts: a session the cluster cannot see cannot be killed
-    /// from another node, so cluster mode refuses it instead (fail closed).
-    pub async fn admit(
-        &self,
-        id: &str,
-        agent: &str,
-        target: &str,
-        protocol: &str,
-        started_ns: i64,
-    ) -> Result<(), ClusterError> {
-        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
-        let view = json!({ "id": id, "agent": agent, "target": target, "protocol": protocol, "started_ns": started_ns, "pending_holds": [] }).to_string();
-        let (node, id, agent, target, protocol) = (
-            self.node.clone(),
-            id.to_string(),
-            agent.to_string(),
-            target.to_string(),
-            protocol.to_string(),
-        );
-        self.db
-            .run(move |c| {
-                Box::pin(async move {
-                    c.execute(
-                        "INSERT INTO proctor_live_sessions (session_id, node, agent, target, protocol, started_ns, view)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (session_id) DO NOTHING",
-                        &[&id, &node, &agent, &target, &protocol, &started_ns, &view],
-                    )
-                    .await
-                })
-            })
-            .await
-            .map(|_| ())
+    /// Checks, before a session starts, that the control plane takes this node's writes (a
+    /// heartbeat): a session the cluster cannot see cannot be killed from another node, so
+    /// cluster mode refuses it instead (fail closed). The session's row is published once it
+    /// is live and killable here, so no node lists a session its owner cannot yet kill.
+    pub async fn admit(&self) -> Result<(), ClusterError> {
+        self.publish(None).await
     }
 
     /// Heartbeats, and replaces this node's rows with `snapshot` when `replace`.
@@ -288,10 +262,7 @@ pub async fn publish_loop(
         let pending = core.approvals.list();
         let fingerprint = json!([sessions, pending]).to_string();
         since_full += 1;
-        let dirty = cluster
-            .dirty
-            .swap(false, std::sync::atomic::Ordering::Relaxed);
-        let changed = dirty || last.as_deref() != Some(fingerprint.as_str()) || since_full >= 30;
+        let changed = last.as_deref() != Some(fingerprint.as_str()) || since_full >= 30;
         if changed {
             since_full = 0;
         }

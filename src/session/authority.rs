@@ -322,15 +322,7 @@ impl Authority for CoreAuthority {
         let (id, key) = new_session();
         // Cluster mode: a session other nodes cannot see cannot be killed from them; refuse it.
         if let Some(c) = self.core.cluster.get()
-            && let Err(e) = c
-                .admit(
-                    &id,
-                    &req.agent,
-                    &req.target,
-                    req.protocol.as_str(),
-                    now_ns(),
-                )
-                .await
+            && let Err(e) = c.admit().await
         {
             let refusal = Refusal::new(
                 RefusalKind::Overloaded,
