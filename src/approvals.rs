@@ -69,6 +69,8 @@ pub struct PendingView {
 pub struct Approver {
     identity: String,
     label: Option<String>,
+    /// The cluster node that authenticated the identity, when it is not this one.
+    via: Option<String>,
 }
 
 impl Approver {
@@ -77,6 +79,7 @@ impl Approver {
         Approver {
             identity: name.to_string(),
             label: None,
+            via: None,
         }
     }
 
@@ -88,7 +91,23 @@ impl Approver {
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && *l != user)
                 .map(|l| l.chars().take(128).collect()),
+            via: None,
         }
+    }
+
+    /// An identity another cluster node authenticated (a token name, or `os:USER`), relayed
+    /// through the control plane; it counts as that identity, and the record names the node.
+    pub fn relayed(identity: &str, label: Option<&str>, node: &str) -> Approver {
+        let mut a = match identity.strip_prefix("os:") {
+            Some(user) => Approver::os_user(user, label),
+            None => Approver::token(identity),
+        };
+        a.via = Some(node.to_string());
+        a
+    }
+
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
     }
 
     pub fn identity(&self) -> &str {
@@ -102,9 +121,13 @@ impl Approver {
 
     /// What the record says: the identity, then the label quoted (it is only a claim).
     pub fn shown(&self) -> String {
-        match &self.label {
+        let shown = match &self.label {
             Some(l) => format!("{} (as {l:?})", self.identity),
             None => self.identity.clone(),
+        };
+        match &self.via {
+            Some(node) => format!("{shown} via node {node:?}"),
+            None => shown,
         }
     }
 }

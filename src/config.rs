@@ -75,6 +75,9 @@ pub struct Config {
     /// `[ledger.timestamp]`: RFC 3161 timestamps of the ledger's tree heads.
     #[serde(default)]
     pub ledger: crate::recorder::timestamp::LedgerSettings,
+    /// `[cluster]`: several nodes on a PostgreSQL control plane (absent: one node).
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[redaction]`: which optional detectors are on, which columns are sealed, and to whom.
@@ -577,6 +580,9 @@ impl Config {
             key,
             message,
         };
+        if let Some(c) = &self.cluster {
+            crate::cluster::config::validate(c).map_err(|(k, m)| invalid(k, m))?;
+        }
         let mut names = HashSet::new();
         for (i, a) in self.agents.iter().enumerate() {
             if !valid_name(&a.name) {

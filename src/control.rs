@@ -141,6 +141,14 @@ fn user_name(uid: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
+/// The socket's caller as another cluster node will name it.
+fn issuer(a: &Approver) -> crate::cluster::commands::Issuer {
+    crate::cluster::commands::Issuer {
+        identity: a.identity().to_string(),
+        label: a.label().map(str::to_string),
+    }
+}
+
 /// A request from the socket: every field that names who acts is replaced by (or, for a label
 /// the caller typed, put beside) the peer's identity before the request is handled.
 pub async fn handle_local(core: &Arc<Core>, req: Request, who: &LocalUser) -> Response {
@@ -151,6 +159,12 @@ pub async fn handle_local(core: &Arc<Core>, req: Request, who: &LocalUser) -> Re
             reason,
         } => {
             let a = Approver::os_user(&who.name, Some(&approver));
+            let kind = crate::cluster::commands::Kind::Approve;
+            match crate::cluster::api::decide(core, kind, &id, &issuer(&a), &reason).await {
+                Ok(Some(v)) => return Response::ok(v),
+                Ok(None) => {}
+                Err(e) => return Response::err(e),
+            }
             match core.approvals.approve(&id, &a, &reason) {
                 Ok(released) => {
                     Response::ok(json!({ "released": released, "approver": a.shown() }))
@@ -164,12 +178,24 @@ pub async fn handle_local(core: &Arc<Core>, req: Request, who: &LocalUser) -> Re
             reason,
         } => {
             let a = Approver::os_user(&who.name, Some(&approver));
+            let kind = crate::cluster::commands::Kind::Deny;
+            match crate::cluster::api::decide(core, kind, &id, &issuer(&a), &reason).await {
+                Ok(Some(v)) => return Response::ok(v),
+                Ok(None) => {}
+                Err(e) => return Response::err(e),
+            }
             match core.approvals.deny(&id, &a, &reason) {
                 Ok(()) => Response::ok(json!({ "denied": true, "approver": a.shown() })),
                 Err(e) => Response::err(e),
             }
         }
         Request::Kill { id, reason } => {
+            let me = issuer(&Approver::os_user(&who.name, None));
+            let id = match crate::cluster::api::kill(core, &id, &me, &reason).await {
+                Ok(crate::cluster::api::Routed::Local(id)) => id,
+                Ok(crate::cluster::api::Routed::Done(v)) => return Response::ok(v),
+                Err(e) => return Response::err(e),
+            };
             let reason = format!("{reason} (killed by {})", who.shown(""));
             handle(core, Request::Kill { id, reason }).await
         }
@@ -235,8 +261,8 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
                 Err(e) => Response::err(e),
             }
         }
-        Request::Live => Response::ok(json!(core.sessions.list())),
-        Request::ApprovalsList => Response::ok(json!(core.approvals.list())),
+        Request::Live => Response::ok(crate::cluster::api::live(core).await),
+        Request::ApprovalsList => Response::ok(crate::cluster::api::holds(core).await),
         Request::Approve {
             id,
             approver,

@@ -8,6 +8,7 @@ pub mod bash_syntax;
 pub mod bus;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod credentials;

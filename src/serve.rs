@@ -77,10 +77,23 @@ pub async fn start(config: Config) -> Result<Server> {
     );
     let ssh_ca = SshCa::load_or_init(&data).context("loading the SSH user CA")?;
     let core = Arc::new(Core::new(config.clone(), Arc::new(store), policy, ssh_ca));
+    let cluster = match &config.cluster {
+        Some(c) => Some(
+            crate::cluster::Cluster::connect(c, &data)
+                .await
+                .context("[cluster] control_plane")?,
+        ),
+        None => None,
+    };
     let authority = Arc::new(CoreAuthority::new(core.clone()));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
+    if let Some(c) = cluster {
+        tracing::info!(node = %c.node, "cluster mode: live state and commands on the control plane");
+        tasks.extend(c.spawn(core.clone(), shutdown_rx.clone()));
+        let _ = core.cluster.set(c);
+    }
     reap_roles(&core, true).await;
     tasks.push(tokio::spawn(housekeeping(
         core.clone(),

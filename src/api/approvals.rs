@@ -22,12 +22,24 @@ impl From<ApprovalError> for ApiError {
     }
 }
 
-pub async fn list(
-    State(st): State<ApiState>,
-    p: Principal,
-) -> Result<Json<Vec<PendingView>>, ApiError> {
+pub async fn list(State(st): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
     p.require(&[Role::Approver], "list held actions")?;
-    Ok(Json(st.core.approvals.list()))
+    Ok(Json(crate::cluster::api::holds(&st.core).await))
+}
+
+/// In cluster mode, a hold pending on another node is decided there (`None`: it is local).
+async fn relayed(
+    st: &ApiState,
+    p: &Principal,
+    kind: crate::cluster::commands::Kind,
+    id: &str,
+    reason: &str,
+) -> Result<Option<Value>, ApiError> {
+    let who = crate::cluster::commands::Issuer {
+        identity: p.name.clone(),
+        label: None,
+    };
+    Ok(crate::cluster::api::decide(&st.core, kind, id, &who, reason).await?)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +56,10 @@ pub async fn approve(
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(&[Role::Approver], "approve held actions")?;
+    let kind = crate::cluster::commands::Kind::Approve;
+    if let Some(v) = relayed(&st, &p, kind, &id, body.reason.trim()).await? {
+        return Ok(Json(v));
+    }
     let released = st
         .core
         .approvals
@@ -61,6 +77,10 @@ pub async fn deny(
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(&[Role::Approver], "deny held actions")?;
+    let kind = crate::cluster::commands::Kind::Deny;
+    if let Some(v) = relayed(&st, &p, kind, &id, body.reason.trim()).await? {
+        return Ok(Json(v));
+    }
     st.core
         .approvals
         .deny(&id, &Approver::token(&p.name), body.reason.trim())?;

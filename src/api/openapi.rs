@@ -204,7 +204,8 @@ pub fn document() -> Value {
             "post": with(op("killSession", "End a live session now; it is sealed `killed` with the reason and the operator's name", OPERATOR,
                 vec![id_param("live session id or a unique prefix (4+ characters)")], Some(body("KillRequest")),
                 ("200", json_response("kill requested", json!({ "type": "object", "properties": {
-                    "killed": string.clone(), "reason": string.clone() } })))),
+                    "killed": string.clone(), "reason": string.clone(),
+                    "node": { "type": "string", "description": "cluster mode: the node that ended it, when it is not the one asked" } } })))),
                 "404", "no such live session")
         },
         "/api/live": {
@@ -290,7 +291,9 @@ pub fn document() -> Value {
         "LiveSession": { "type": "object", "properties": {
             "id": string.clone(), "agent": string.clone(), "target": string.clone(), "protocol": string.clone(),
             "privilege": string.clone(), "login": string.clone(), "client_addr": string.clone(),
-            "started_ns": { "type": "integer" }, "pending_holds": { "type": "array", "items": string.clone() } } },
+            "started_ns": { "type": "integer" }, "pending_holds": { "type": "array", "items": string.clone() },
+            "node": { "type": "string", "description": "cluster mode: the node that owns the session" },
+            "node_advertise": string.clone(), "node_heartbeating": { "type": "boolean" } } },
         "PendingApproval": { "type": "object", "properties": {
             "id": string.clone(), "session_id": string.clone(), "agent": string.clone(), "target": string.clone(),
             "protocol": string.clone(), "privilege": string.clone(),
@@ -305,7 +308,9 @@ pub fn document() -> Value {
                 "items": { "type": "object", "properties": { "name": string.clone(), "value": string.clone(), "note": string.clone() } } },
             "severity": { "type": "string", "enum": ["low", "medium", "high", "critical"] },
             "group": { "type": "object", "description": "look-alike holds of one agent (literals, case and whitespace folded)",
-                "properties": { "id": string.clone(), "normalised": string.clone(), "count": { "type": "integer" } } } } },
+                "properties": { "id": string.clone(), "normalised": string.clone(), "count": { "type": "integer" } } },
+            "node": { "type": "string", "description": "cluster mode: the node that holds the action" },
+            "node_advertise": string.clone(), "node_heartbeating": { "type": "boolean" } } },
         "RevealRequest": { "type": "object", "required": ["key"], "additionalProperties": false,
             "properties": { "key": { "type": "string", "description": "the auditor public key (hex) the client opens the sealed values with" } } },
         "LiveEvent": { "type": "object", "required": ["type"], "properties": {

@@ -336,7 +336,7 @@ pub async fn events(
 
 pub async fn live(State(st): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
     p.require(&[Role::Operator], "list live sessions")?;
-    Ok(Json(json!(st.core.sessions.list())))
+    Ok(Json(crate::cluster::api::live(&st.core).await))
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +357,15 @@ pub async fn kill(
             "a reason is required to kill a session".into(),
         ));
     }
+    // In cluster mode a session on another node is killed there, in the owner's record.
+    let who = crate::cluster::commands::Issuer {
+        identity: p.name.clone(),
+        label: None,
+    };
+    let id = match crate::cluster::api::kill(&st.core, &id, &who, body.reason.trim()).await? {
+        crate::cluster::api::Routed::Local(id) => id,
+        crate::cluster::api::Routed::Done(v) => return Ok(Json(v)),
+    };
     // The seal's reason names the operator, so the recording says who ended it.
     let reason = format!("{} (killed by {})", body.reason.trim(), p.name);
     // Resolved here so an ambiguous prefix is a 400 listing the candidates, not a 404.

@@ -105,11 +105,12 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(0);
             }
+            let nodes = node_of(&v);
             let list: Vec<PendingView> = serde_json::from_value(v)?;
             if list.is_empty() {
                 println!("no held actions");
             }
-            print!("{}", render_queue(&list));
+            print!("{}", render_queue(&list, &nodes));
             Ok(0)
         }
         ApprovalsCommand::Show {
@@ -259,7 +260,27 @@ fn unrecorded(e: impl std::fmt::Display) -> anyhow::Error {
 
 /// The queue (already in order, see `approval_queue::order`): a header per group with its
 /// count, severity and shared text, then every hold of it in full.
-fn render_queue(list: &[PendingView]) -> String {
+/// Cluster mode: hold id -> where it is held, as the list names it.
+fn node_of(v: &serde_json::Value) -> std::collections::HashMap<String, String> {
+    let field =
+        |h: &serde_json::Value, k: &str| h.get(k).and_then(|s| s.as_str()).map(str::to_string);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| {
+            let node = field(h, "node")?;
+            let stale = h.get("node_heartbeating").and_then(|b| b.as_bool()) == Some(false);
+            let adv = field(h, "node_advertise").unwrap_or_default();
+            let shown = format!(
+                "{node} ({adv}){}",
+                if stale { ", not heartbeating" } else { "" }
+            );
+            Some((field(h, "id")?, shown))
+        })
+        .collect()
+}
+
+fn render_queue(list: &[PendingView], nodes: &std::collections::HashMap<String, String>) -> String {
     let mut out = String::new();
     let mut last_group = None;
     for p in list {
@@ -275,6 +296,9 @@ fn render_queue(list: &[PendingView]) -> String {
             ));
         }
         out.push_str(&render_pending(p));
+        if let Some(n) = nodes.get(&p.id) {
+            out.push_str(&format!("    held on node {}\n", line(n)));
+        }
     }
     out
 }

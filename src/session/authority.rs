@@ -320,6 +320,20 @@ impl Authority for CoreAuthority {
             _ => grant.role.clone().unwrap_or_default(),
         };
         let (id, key) = new_session();
+        // Cluster mode: a session other nodes cannot see cannot be killed from them; refuse it.
+        if let Some(c) = self.core.cluster.get()
+            && let Err(e) = c.admit().await
+        {
+            let refusal = Refusal::new(
+                RefusalKind::Overloaded,
+                format!(
+                    "proctor refuses new sessions while its cluster control plane is unreachable (a session that cannot be killed from other nodes does not start): {e}"
+                ),
+            );
+            self.record_refusal(&req, &refusal, privilege, &grant.name)
+                .await;
+            return Err(refusal);
+        }
         let mut events = vec![Event::SessionStart(SessionInfo {
             agent: req.agent.clone(),
             target: req.target.clone(),

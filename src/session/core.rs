@@ -31,6 +31,8 @@ pub struct Core {
     pub admissions: Arc<super::limits::Admissions>,
     /// OpenSSH public key (`algo base64`) -> agent name.
     pub ssh_keys: HashMap<String, String>,
+    /// `[cluster]`: the control plane, set once at start (empty on a single node).
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// `algo base64` of an OpenSSH public key line, without its comment.
@@ -74,6 +76,7 @@ impl Core {
             monitor: crate::monitor::Monitor::new(monitor_config),
             admissions: Arc::default(),
             ssh_keys,
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
