@@ -101,7 +101,7 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use proctor_gate::{Event, OutputStream, Outcome};
+    use proctor_gate::{Event, Outcome, OutputStream};
 
     use super::super::codec::Body;
     use super::super::{Store, Urgency, WriterOptions, reader, verify};

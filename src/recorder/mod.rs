@@ -163,9 +163,8 @@ impl Recorder {
 
     /// Bytes of events queued for the writer and not yet durable (its memory budget in use).
     pub fn queued_bytes(&self) -> usize {
-        (2 * self.budget_max).saturating_sub(
-            self.budget.available_permits() + self.large_budget.available_permits(),
-        )
+        (2 * self.budget_max)
+            .saturating_sub(self.budget.available_permits() + self.large_budget.available_permits())
     }
 
     fn check(&self) -> Result<(), RecorderError> {
