@@ -6,6 +6,8 @@
 #   idle      nothing else runs;
 #   huge      four sessions of a flooding agent send 63 MB statements, over and over (each is
 #             over `statement_bytes`, refused with SQLSTATE 54000 and recorded whole);
+#   large     the same with 12 MB statements, under `statement_bytes`: they run, and each is
+#             recorded whole (a record of megabytes in the shared recorder);
 #   unauth-pg strangers from 250 loopback sources: bare connects and failed SCRAM logins
 #             (integration/bench/flood.py);
 #   unauth-ssh strangers from 250 sources: bare connects and SSH banners (flood.py), and
@@ -18,14 +20,15 @@
 # `proctor verify` over everything recorded.
 #
 # Env: PROCTOR_BIN (default: build target/release/proctor), DURATION (s per phase, default 15),
-# RATE (round trips per second, default 100), PHASES (default "idle huge unauth-pg unauth-ssh"),
+# RATE (round trips per second, default 100), PHASES (default "idle huge large unauth-pg
+# unauth-ssh"),
 # KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
 duration=${DURATION:-15}
 rate=${RATE:-100}
-phases=${PHASES:-idle huge unauth-pg unauth-ssh}
+phases=${PHASES:-idle huge large unauth-pg unauth-ssh}
 if [[ -z "${PROCTOR_BIN:-}" ]]; then
   cargo build --release --locked --bin proctor >/dev/null
   PROCTOR_BIN=$repo/target/release/proctor
@@ -138,6 +141,8 @@ echo 'SELECT 1;' >"$dir/select1.sql"
 # One 63 MB statement (under the 64 MiB message limit, over the 16 MiB statement_bytes).
 python3 -c 'import sys; sys.stdout.write("select length(%s%s%s);\n" % (chr(39), "x" * 63000000, chr(39)))' \
   >"$dir/huge.sql"
+python3 -c 'import sys; sys.stdout.write("select length(%s%s%s);\n" % (chr(39), "y" * 12000000, chr(39)))' \
+  >"$dir/large.sql"
 
 # VmHWM (peak RSS) is reset through clear_refs so each phase reports its own peak.
 reset_peak() { echo 5 >"/proc/$proctor_pid/clear_refs" 2>/dev/null || true; }
@@ -145,13 +150,13 @@ vm_mib() { awk -v f="$1:" '$1 == f {printf "%.0f", $2 / 1024}' "/proc/$proctor_p
 
 start_flood() { # phase -> background flooders, their reports in $dir/flood-*.out
   case $1 in
-    huge)
+    huge | large)
       for i in 1 2 3 4; do
         # The client is killed with the loop (the trap), or it would go on into the next phase.
         ( trap 'kill $c 2>/dev/null; exit 0' TERM
           while :; do
             PGPASSWORD=$flood_secret psql -X -q "$flood" -v VERBOSITY=verbose \
-              -f "$dir/huge.sql" -f "$dir/huge.sql" >/dev/null 2>>"$dir/huge-$i.err" &
+              -f "$dir/$1.sql" -f "$dir/$1.sql" >>"$dir/$1-$i.out" 2>>"$dir/$1-$i.err" &
             c=$!; wait $c || true
           done ) &
         bg_pids+=($!)
@@ -190,6 +195,10 @@ flood_report() {
       local refused
       refused=$(cat "$dir"/huge-*.err 2>/dev/null | grep -c '54000' || true)
       echo "63 MB statements refused with 54000 (4 sessions): $refused" ;;
+    large)
+      local ran
+      ran=$(cat "$dir"/large-*.out 2>/dev/null | grep -c '12000000' || true)
+      echo "12 MB statements run (4 sessions): $ran" ;;
     unauth-pg) echo "postgres: $(cat "$dir/flood-pg.out")" ;;
     unauth-ssh)
       local n=0
@@ -201,7 +210,7 @@ flood_report() {
 results=$dir/results.txt
 : >"$results"
 for phase in $phases; do
-  rm -f "$dir"/huge-*.err "$dir"/ssh-*.count
+  rm -f "$dir"/huge-*.err "$dir"/large-*.out "$dir"/large-*.err "$dir"/ssh-*.count
   reset_peak
   rss0=$(vm_mib VmRSS)
   start_flood "$phase"
