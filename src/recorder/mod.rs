@@ -10,6 +10,7 @@ pub mod gauges;
 pub mod index;
 mod indexer;
 mod interrupted;
+mod lanes;
 pub mod ledger;
 pub mod reader;
 pub mod recover;
@@ -86,7 +87,8 @@ pub fn encode_event(event: &Event) -> (u8, Vec<u8>) {
     (codec::event_kind(event), w.buf)
 }
 
-/// Bytes of encoded-but-unwritten events allowed in memory before sessions are paused.
+/// Bytes of encoded-but-unwritten events allowed in memory before sessions are paused (once
+/// for small records and once for large ones).
 pub const DEFAULT_QUEUE_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Whether someone waits for an event as soon as it is queued.
@@ -136,6 +138,10 @@ impl Ticket {
 pub struct Recorder {
     tx: mpsc::Sender<Command>,
     budget: Arc<Semaphore>,
+    /// Large records (`lanes::LARGE_RECORD_BYTES` and up) queue in a budget of their own:
+    /// the semaphore is fair, so a small record behind a large one waiting for room in one
+    /// shared budget waited for a whole large commit (or several) before it was even queued.
+    large_budget: Arc<Semaphore>,
     budget_max: usize,
     failed: watch::Receiver<Option<String>>,
     gauges: Arc<gauges::Gauges>,
@@ -157,8 +163,8 @@ impl Recorder {
 
     /// Bytes of events queued for the writer and not yet durable (its memory budget in use).
     pub fn queued_bytes(&self) -> usize {
-        self.budget_max
-            .saturating_sub(self.budget.available_permits())
+        (2 * self.budget_max)
+            .saturating_sub(self.budget.available_permits() + self.large_budget.available_permits())
     }
 
     fn check(&self) -> Result<(), RecorderError> {
@@ -217,8 +223,12 @@ impl Recorder {
         command: impl FnOnce(writer::Ack, OwnedSemaphorePermit) -> Command,
     ) -> Result<Ticket, RecorderError> {
         let weight = bytes.min(self.budget_max) as u32;
-        let permit = self
-            .budget
+        let budget = if bytes >= lanes::LARGE_RECORD_BYTES {
+            &self.large_budget
+        } else {
+            &self.budget
+        };
+        let permit = budget
             .clone()
             .acquire_many_owned(weight)
             .await
@@ -403,6 +413,7 @@ impl Store {
             failed: failed_tx,
             stopping: None,
             store: store_checkpoints,
+            deferred: Default::default(),
         };
         let writer = std::thread::Builder::new()
             .name("proctor-recorder".into())
@@ -413,6 +424,7 @@ impl Store {
             recorder: Recorder {
                 tx,
                 budget: Arc::new(Semaphore::new(DEFAULT_QUEUE_BUDGET)),
+                large_budget: Arc::new(Semaphore::new(DEFAULT_QUEUE_BUDGET)),
                 budget_max: DEFAULT_QUEUE_BUDGET,
                 failed: failed_rx,
                 gauges,

@@ -16,6 +16,7 @@ use super::codec::{self, Body, Signed, kind};
 use super::frame::{self, FORMAT_VERSION, GENESIS_HASH, JOURNAL_SESSION, RecordHeader, SessionKey};
 use super::index::wants_body;
 use super::indexer::{IndexJob, PendingIndex};
+use super::lanes::Deferred;
 use super::ledger::{LEAF_JOURNAL, LEAF_SESSION_OPENED, LEAF_SESSION_SEALED, Leaf, Ledger};
 use super::segment::SegmentWriter;
 use super::signing::{self, RecorderKey};
@@ -181,6 +182,8 @@ pub struct WriterThread {
     pub stopping: Option<Ack>,
     /// Chains written since the last store checkpoint, and that checkpoint.
     pub store: StoreCheckpoints,
+    /// Large commands set aside to commit after the small ones (see `lanes`).
+    pub deferred: Deferred,
 }
 
 impl WriterThread {
@@ -193,15 +196,28 @@ impl WriterThread {
         loop {
             let mut p = Pending::new();
             let mut disconnected = false;
-            match rx.recv_timeout(tick) {
+            // With large commands set aside, the small ones that came meanwhile are committed
+            // first, without waiting for more.
+            let first = if self.deferred.is_empty() {
+                rx.recv_timeout(tick)
+            } else {
+                rx.try_recv().map_err(|e| match e {
+                    mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            };
+            match first {
                 Ok(cmd) => {
-                    self.handle(cmd, &mut p);
+                    self.offer(cmd, &mut p);
                     disconnected = self.gather(&rx, &mut p);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => disconnected = true,
             }
             if disconnected {
+                for cmd in self.deferred.take_all() {
+                    self.handle(cmd, &mut p);
+                }
                 self.store_checkpoint(&mut p, true);
                 self.checkpoint_all(&mut p, true);
                 self.commit(p);
@@ -211,6 +227,15 @@ impl WriterThread {
             self.checkpoint_all(&mut p, false);
             self.store_checkpoint(&mut p, false);
             self.commit(p);
+            // Then one large command (with what was set aside before it), in a batch of its
+            // own: the small records that arrive meanwhile wait for this one commit at most.
+            if !self.deferred.is_empty() && self.stopping.is_none() {
+                let mut large = Pending::new();
+                for cmd in self.deferred.next_batch() {
+                    self.handle(cmd, &mut large);
+                }
+                self.commit(large);
+            }
             if let Some(ack) = self.stopping.take() {
                 let mut p = Pending::new();
                 self.store_checkpoint(&mut p, true);
@@ -235,14 +260,18 @@ impl WriterThread {
     fn gather(&mut self, rx: &mpsc::Receiver<Command>, p: &mut Pending) -> bool {
         self.drain(rx, p);
         let deadline = Instant::now() + self.opts.lazy_delay;
-        while p.urgent == 0 && p.buf.len() < self.opts.max_batch_bytes && self.stopping.is_none() {
+        while p.urgent == 0
+            && p.buf.len() < self.opts.max_batch_bytes
+            && self.stopping.is_none()
+            && self.deferred.is_empty()
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             match rx.recv_timeout(left) {
                 Ok(cmd) => {
-                    self.handle(cmd, p);
+                    self.offer(cmd, p);
                     self.drain(rx, p);
                 }
                 Err(RecvTimeoutError::Timeout) => break,
@@ -256,9 +285,16 @@ impl WriterThread {
     fn drain(&mut self, rx: &mpsc::Receiver<Command>, p: &mut Pending) {
         while p.buf.len() < self.opts.max_batch_bytes {
             match rx.try_recv() {
-                Ok(cmd) => self.handle(cmd, p),
+                Ok(cmd) => self.offer(cmd, p),
                 Err(_) => break,
             }
+        }
+    }
+
+    /// Handles `cmd` in this batch, unless it is set aside for a batch of its own (`lanes`).
+    fn offer(&mut self, cmd: Command, p: &mut Pending) {
+        if let Some(cmd) = self.deferred.offer(cmd) {
+            self.handle(cmd, p);
         }
     }
 

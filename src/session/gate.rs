@@ -465,7 +465,14 @@ impl SessionGate {
             .core
             .redactor()
             .action(&mut lock(&self.redaction), &action);
-        let action = redacted.unwrap_or(action);
+        let mut action = redacted.unwrap_or(action);
+        // A statement refused for its size is recorded cut (with its size and digest), cut
+        // after redaction so that no secret is split: see `limits::oversized_recorded`.
+        if oversize.is_some()
+            && let Action::Statement(s) = &mut action
+        {
+            s.text = super::limits::oversized_recorded(&s.text);
+        }
         // Read from the recorded text, so the card never shows what redaction took out.
         let settings_change = match &action {
             Action::Statement(s) => super::pg_settings::PgSettings::changes(s),

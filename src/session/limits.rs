@@ -179,9 +179,46 @@ pub fn statement_too_large(len: usize, max: u64) -> Option<String> {
     })
 }
 
+/// Bytes of a refused oversized statement's text kept in the recording.
+pub const OVERSIZED_KEPT_BYTES: usize = 64 * 1024;
+
+/// The recorded form of a statement refused for its size: its first [`OVERSIZED_KEPT_BYTES`]
+/// and a line that says it was cut, with the full size and SHA-256 (of the redacted text, as
+/// recorded). The statement never reached the target, and recording all of it would let one
+/// agent spend the shared recorder's writes and memory at will: four 63 MB statements at once
+/// cost ~1 GiB of RSS and held every other session's records behind their fdatasync.
+pub fn oversized_recorded(text: &str) -> String {
+    let mut end = OVERSIZED_KEPT_BYTES.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let digest = hex::encode(Sha256::digest(text.as_bytes()));
+    format!(
+        "{}\n[proctor: cut here: {end} of {} bytes recorded; sha256 {digest}; refused for its \
+         size ([limits] statement_bytes), never sent to the target]",
+        &text[..end],
+        text.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_statement_is_recorded_cut_with_its_size_and_digest() {
+        let text = format!("select '{}'", "é".repeat(OVERSIZED_KEPT_BYTES));
+        let kept = oversized_recorded(&text);
+        let (start, note) = kept.rsplit_once('\n').unwrap();
+        assert!(text.starts_with(start) && start.len() <= OVERSIZED_KEPT_BYTES);
+        assert!(start.len() > OVERSIZED_KEPT_BYTES - 4);
+        let digest = hex::encode(Sha256::digest(text.as_bytes()));
+        assert!(
+            note.contains(&format!("{} of {} bytes", start.len(), text.len()))
+                && note.contains(&digest),
+            "{note}"
+        );
+    }
 
     #[test]
     fn admissions_count_per_agent_and_grant_and_release_on_drop() {
