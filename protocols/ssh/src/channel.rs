@@ -925,6 +925,7 @@ async fn relay(
         framer: Framer::default(),
         eof_sent: false,
         raw_line: BytesMut::new(),
+        cwd: crate::cwd_probe::CwdProbe::default(),
     };
     let mut ended = up.run(&mut input).await;
     if matches!(ended, Interrupt::AgentGone) {
@@ -1077,6 +1078,8 @@ struct Upstream {
     /// Without a terminal, a line is held back whole until it is judged: the target cannot be
     /// told to forget part of a line.
     raw_line: BytesMut,
+    /// Reads a judged shell's working directory for the approval card.
+    cwd: crate::cwd_probe::CwdProbe,
 }
 
 type Flow<T> = Result<T, Interrupt>;

@@ -14,6 +14,9 @@ use super::{
 };
 use crate::judged::{Discipline, Out};
 
+/// How long the card waits for the shell's working directory before it says unknown.
+const CWD_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Upstream {
     pub(super) async fn judged_input(
         &mut self,
@@ -62,6 +65,7 @@ impl Upstream {
                     queue.extend(more);
                 }
                 Out::JudgeUnread(text, why) => {
+                    self.refresh_cwd(d).await?;
                     self.note(format!(
                         "judged shell: bash could not check whether the command is complete \
                          ({why}); it is held as unreadable"
@@ -82,6 +86,7 @@ impl Upstream {
                     let verdict = if text.is_empty() {
                         Judged::Allow
                     } else {
+                        self.refresh_cwd(d).await?;
                         self.judge_line(&text, true, input).await
                     };
                     match verdict {
@@ -115,6 +120,32 @@ impl Upstream {
             .await?;
         }
         Ok(())
+    }
+
+    /// Reads the shell's working directory again if a command ran since the last reading, so
+    /// the card of the line about to be judged shows where it runs. A reading that fails or
+    /// takes too long leaves the card saying the directory is unknown, and why.
+    async fn refresh_cwd(&mut self, d: &Arc<Mutex<Discipline>>) -> Flow<()> {
+        let due = match d.lock() {
+            Ok(mut d) => d.cwd_due(),
+            Err(_) => return Err(Interrupt::Down(DownEnd::Internal)),
+        };
+        let Some(pid) = due else {
+            return Ok(());
+        };
+        let read =
+            tokio::time::timeout(CWD_WAIT, self.cwd.read(&self.ctx.sess.conn.handle, pid)).await;
+        let (cwd, why) = match read {
+            Ok(Ok(dir)) => (Some(dir), String::new()),
+            Ok(Err(e)) => (None, e.to_string()),
+            Err(_) => (None, "the target did not answer in time".to_string()),
+        };
+        self.ctx
+            .sess
+            .gate
+            .shell_context(self.ctx.num(), cwd, &why)
+            .await
+            .map_err(|_| Interrupt::Down(DownEnd::RecordFailed))
     }
 
     /// Sends a judged command whole; the target's prompts are then read against it.
