@@ -154,6 +154,34 @@ pub fn channel_requests(data: &[u8]) {
     }
 }
 
+/// The agent-to-target core of a channel, driven the way the relay drives it (see
+/// `channel::upstream_core::exercise` for what is checked): byte 0 picks the channel (a shell
+/// without a terminal, a judged shell, an exec), byte 1 the held-line bound; then records: op
+/// 0 agent bytes, 1 a verdict (first byte even: allow), 2 bash's answer, 3 EOF, 4 a resize,
+/// 5 a signal. Answers come whenever the script says, late or unasked.
+pub fn upstream_core(data: &[u8]) {
+    use crate::channel::exercise::{Kind, Op, run};
+    let (Some(&kind), Some(&held)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let kind = match kind % 3 {
+        0 => Kind::RawShell,
+        1 => Kind::JudgedPlain,
+        _ => Kind::Exec,
+    };
+    let ops: Vec<Op> = records(&data[2..])
+        .map(|(op, chunk)| match op % 6 {
+            0 => Op::Data(chunk.to_vec()),
+            1 => Op::Answer(chunk.first().is_none_or(|b| b % 2 == 0)),
+            2 => Op::Syntax(chunk.first().copied().unwrap_or(0)),
+            3 => Op::Eof,
+            4 => Op::Resize(u32_at(chunk, 0), u32_at(chunk, 4)),
+            _ => Op::Signal,
+        })
+        .collect();
+    run(kind, ops, usize::from(held) * 32);
+}
+
 /// Every target by name, for runners.
 pub type Target = (&'static str, fn(&[u8]));
 
@@ -161,6 +189,7 @@ pub const TARGETS: &[Target] = &[
     ("ssh_sftp", sftp),
     ("ssh_line_rebuilder", line_rebuilder),
     ("ssh_channel_requests", channel_requests),
+    ("ssh_upstream_core", upstream_core),
 ];
 
 #[cfg(test)]

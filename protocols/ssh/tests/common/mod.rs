@@ -36,7 +36,11 @@ pub struct TestGate {
     pub ended: Mutex<Option<(Outcome, String)>>,
     holds: Mutex<HashMap<String, oneshot::Sender<Resolution>>>,
     next_hold: Mutex<u32>,
+    /// Fault injection: recording an event this matches fails, as a full or broken disk would.
+    fail_when: Mutex<Option<FaultRule>>,
 }
+
+pub type FaultRule = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
 
 impl TestGate {
     fn new(id: String) -> Self {
@@ -48,6 +52,20 @@ impl TestGate {
             ended: Mutex::new(None),
             holds: Mutex::new(HashMap::new()),
             next_hold: Mutex::new(0),
+            fail_when: Mutex::new(None),
+        }
+    }
+
+    /// From now on, recording any event `rule` matches fails (`record`, `enqueue` and the
+    /// action event of `decide`); the event is not kept.
+    pub fn fail_recording(&self, rule: impl Fn(&Event) -> bool + Send + Sync + 'static) {
+        *self.fail_when.lock().unwrap() = Some(Arc::new(rule));
+    }
+
+    fn faulty(&self, ev: &Event) -> Result<(), GateError> {
+        match &*self.fail_when.lock().unwrap() {
+            Some(rule) if rule(ev) => Err(GateError::Recorder("injected fault".into())),
+            _ => Ok(()),
         }
     }
 
@@ -134,11 +152,13 @@ impl Gate for TestGate {
         if self.ended.lock().unwrap().is_some() {
             return Err(GateError::Closed("ended".into()));
         }
+        self.faulty(&event)?;
         self.push(event);
         Ok(())
     }
 
     async fn enqueue(&self, event: Event) -> Result<Durable, GateError> {
+        self.faulty(&event)?;
         self.push(event);
         Ok(Durable(Box::pin(async { Ok(()) })))
     }
@@ -148,17 +168,21 @@ impl Gate for TestGate {
         // Record the action as its own event, as the core does.
         let text = match &action {
             Action::Exec { channel, command } => {
-                self.push(Event::Exec {
+                let ev = Event::Exec {
                     channel: *channel,
                     command: command.clone(),
-                });
+                };
+                self.faulty(&ev)?;
+                self.push(ev);
                 command.clone()
             }
             Action::CommandLine { channel, line } => {
-                self.push(Event::CommandLine {
+                let ev = Event::CommandLine {
                     channel: *channel,
                     line: line.clone(),
-                });
+                };
+                self.faulty(&ev)?;
+                self.push(ev);
                 line.clone()
             }
             Action::Channel {
@@ -288,6 +312,8 @@ pub struct TestAuthority {
     pub sessions: Mutex<Vec<Arc<TestGate>>>,
     pub refusals: Mutex<Vec<(SessionRequest, Refusal)>>,
     serial: Mutex<u64>,
+    /// Fault injection for every session opened from now on (see `TestGate::fail_recording`).
+    pub recording_fault: Mutex<Option<FaultRule>>,
 }
 
 impl TestAuthority {
@@ -300,6 +326,7 @@ impl TestAuthority {
             sessions: Mutex::new(Vec::new()),
             refusals: Mutex::new(Vec::new()),
             serial: Mutex::new(0),
+            recording_fault: Mutex::new(None),
         }
     }
 
@@ -401,6 +428,7 @@ impl Authority for TestAuthority {
         let login = request.login.clone().unwrap_or_else(current_user);
         let credential = self.issue(&login, &target, &id);
         let gate = Arc::new(TestGate::new(id.clone()));
+        *gate.fail_when.lock().unwrap() = self.recording_fault.lock().unwrap().clone();
         self.sessions.lock().unwrap().push(gate.clone());
         Ok(OpenSession {
             gate,
@@ -573,6 +601,11 @@ impl Env {
         v.push("-p".into());
         v.push(self.port.to_string());
         v.join(" ")
+    }
+
+    /// Every session opened from now on fails to record the events `rule` matches.
+    pub fn fail_recording(&self, rule: impl Fn(&Event) -> bool + Send + Sync + 'static) {
+        *self.authority.recording_fault.lock().unwrap() = Some(Arc::new(rule));
     }
 
     pub fn session(&self, n: usize) -> Arc<TestGate> {
