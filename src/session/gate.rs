@@ -54,6 +54,8 @@ pub struct SessionGate {
     admission: std::sync::Mutex<Option<super::limits::Admission>>,
     /// PostgreSQL `search_path` and role as the server confirmed them, for approval cards.
     pg_settings: std::sync::Mutex<super::pg_settings::PgSettings>,
+    /// Judged shells' working directories, as the target gave them, for approval cards.
+    shells: std::sync::Mutex<super::shell_context::ShellContexts>,
 }
 
 fn recorder_err(e: RecorderError) -> GateError {
@@ -185,6 +187,7 @@ impl SessionGate {
         };
         SessionGate {
             pg_settings: std::sync::Mutex::new(super::pg_settings::PgSettings::new(login_role)),
+            shells: std::sync::Mutex::default(),
             admission: std::sync::Mutex::new(admission),
             redaction: std::sync::Mutex::new(crate::redact::SessionRedaction::new(&live.id)),
             core,
@@ -590,6 +593,7 @@ impl SessionGate {
                 let (kind, detail, class, tables) = describe(&action);
                 let settings = match &action {
                     Action::Statement(_) => lock(&self.pg_settings).view(),
+                    Action::CommandLine { channel, .. } => lock(&self.shells).view(*channel),
                     _ => Vec::new(),
                 };
                 let severity = crate::approval_queue::severity(&action, &judgement.rule);
@@ -776,6 +780,25 @@ impl Gate for SessionGate {
         let mut out = self.commit_judged(vec![judged]).await?;
         out.pop()
             .ok_or_else(|| GateError::Recorder("no decision was produced".into()))
+    }
+
+    async fn shell_context(
+        &self,
+        channel: u32,
+        cwd: Option<String>,
+        why: &str,
+    ) -> Result<(), GateError> {
+        let text = lock(&self.shells).update(channel, cwd, why);
+        match text {
+            Some(text) => {
+                self.record(Event::Annotation {
+                    source: "proctor".into(),
+                    text,
+                })
+                .await
+            }
+            None => Ok(()),
+        }
     }
 
     async fn shell_syntax(&self, text: &str) -> proctor_gate::ShellSyntax {

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod limits;
 pub mod pg_settings;
 pub mod registry;
+pub mod shell_context;
 pub mod unauth;
 
 pub use self::authority::CoreAuthority;

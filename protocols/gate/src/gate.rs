@@ -94,6 +94,20 @@ pub trait Gate: Send + Sync {
         Ok((self.decide_all(actions).await?, None))
     }
 
+    /// The working directory of a judged shell on `channel`, as the target's kernel gave it
+    /// after the shell's last prompt (`None`: it could not be read; `why` says why). The core
+    /// records it and shows it on the approval cards of the channel's next lines. The default,
+    /// a core without cards, ignores it.
+    async fn shell_context(
+        &self,
+        channel: u32,
+        cwd: Option<String>,
+        why: &str,
+    ) -> Result<(), GateError> {
+        let _ = (channel, cwd, why);
+        Ok(())
+    }
+
     /// Asks the target shell's own grammar (bash's parser, run by the core without executing
     /// anything) whether `text` is a complete command, before a judged shell sends it. The
     /// default is a core without the check: it answers `Unchecked`, and the line is held.

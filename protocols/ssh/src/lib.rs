@@ -10,6 +10,7 @@
 
 mod algorithms;
 mod channel;
+mod cwd_probe;
 mod env;
 mod forward;
 #[cfg(feature = "fuzzing")]

@@ -71,6 +71,7 @@ pub(super) async fn relay(
         ctx: ctx.clone(),
         fwd: Some(fwd_tx),
         budget,
+        cwd: crate::cwd_probe::CwdProbe::default(),
         w: Watches {
             stop: ctx.sess.stop.clone(),
             down: down_rx,

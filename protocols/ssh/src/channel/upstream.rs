@@ -25,6 +25,8 @@ use crate::lines::LineTracker;
 /// How long a line read from the screen waits for the echo to settle.
 const ECHO_QUIET: Duration = Duration::from_millis(40);
 const ECHO_MAX_WAIT: Duration = Duration::from_millis(500);
+/// How long the card waits for a judged shell's working directory before it says unknown.
+const CWD_WAIT: Duration = Duration::from_millis(500);
 
 pub(super) struct Upstream {
     pub ctx: Arc<ChanCtx>,
@@ -35,6 +37,8 @@ pub(super) struct Upstream {
     pub w: Watches,
     pub core: UpCore,
     pub style: Style,
+    /// Reads a judged shell's working directory for the approval card.
+    pub cwd: crate::cwd_probe::CwdProbe,
 }
 
 impl Upstream {
@@ -98,6 +102,37 @@ impl Upstream {
         Ok(())
     }
 
+    /// In a judged shell, reads the shell's working directory again if a command ran since the
+    /// last reading, so the card of the line about to be judged shows where it runs. A reading
+    /// that fails or takes too long leaves the card saying the directory is unknown, and why.
+    async fn refresh_cwd(&mut self) -> Flow<()> {
+        let Mode::Judged(d) = self.core.mode() else {
+            return Ok(());
+        };
+        let due = d
+            .lock()
+            .map(|mut d| d.cwd_due())
+            .map_err(|_| Interrupt::Down(DownEnd::Internal))?;
+        let Some(pid) = due else {
+            return Ok(());
+        };
+        let read = tokio::time::timeout(CWD_WAIT, self.cwd.read(&self.ctx.sess.conn.handle, pid));
+        let (cwd, why) = tokio::select! {
+            r = read => match r {
+                Ok(Ok(dir)) => (Some(dir), String::new()),
+                Ok(Err(e)) => (None, e.to_string()),
+                Err(_) => (None, "the target did not answer in time".to_string()),
+            },
+            i = self.w.interrupted() => return Err(i),
+        };
+        self.ctx
+            .sess
+            .gate
+            .shell_context(self.ctx.num(), cwd, &why)
+            .await
+            .map_err(|_| record_failed())
+    }
+
     async fn act(&mut self, a: UpAction, input: &mut AgentIn) -> Flow<()> {
         let gate = self.ctx.sess.gate.clone();
         match a {
@@ -121,11 +156,13 @@ impl Upstream {
                 .map(drop)
                 .map_err(|_| record_failed()),
             UpAction::Judge { action, label } => {
+                self.refresh_cwd().await?;
                 let style = self.notice_style();
                 let v = judge(&self.ctx, action, &label, style, input, &mut self.w).await;
                 self.answer(v)
             }
             UpAction::JudgeUnread { action, label, why } => {
+                self.refresh_cwd().await?;
                 let decision = tokio::select! {
                     d = gate.decide_unread(action, &why) => d,
                     i = self.w.interrupted() => return Err(i),

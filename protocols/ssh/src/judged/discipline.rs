@@ -115,6 +115,12 @@ impl Discipline {
         self.prompts.as_mut().map(|p| p.scan(data))
     }
 
+    /// The shell's process id when its working directory should be read again (see
+    /// [`Prompts::cwd_due`]).
+    pub fn cwd_due(&mut self) -> Option<u32> {
+        self.prompts.as_mut().and_then(Prompts::cwd_due)
+    }
+
     /// The target's output ended: what was held back as a possible marker's start was not.
     pub fn flush_output(&mut self) -> Vec<u8> {
         self.prompts

@@ -6,6 +6,13 @@
 //! waits for more, which would join the next judged line to it. The relay then interrupts
 //! (Ctrl-C: bash drops what it read) and says so. The markers are taken out of what the
 //! agent sees; the record keeps the output as the target sent it.
+//!
+//! Before it starts bash, the login shell prints a third marker with its process id (bash is
+//! exec'd in its place, so the id is bash's). Only a marker that arrives before bash's first
+//! prompt is believed: bash reads no command before that prompt, so nothing the agent typed
+//! has run yet. The id lets the relay
+//! read the shell's working directory from the target's kernel after each prompt, for the
+//! approval card (the agent cannot forge what `/proc/PID/cwd` says).
 
 /// Markers of one channel, and the prompts owed for what was sent.
 #[derive(Debug, Clone)]
@@ -17,7 +24,18 @@ pub struct Prompts {
     tail: Vec<u8>,
     /// Prompts bash will print while still reading commands already sent.
     owed: usize,
+    /// What the process-id marker begins with; the id and `]` follow.
+    pid_prefix: String,
+    /// Bash printed its first prompt: process-id markers are no longer believed.
+    prompted: bool,
+    /// The shell's process id, from the marker printed before bash started.
+    shell_pid: Option<u32>,
+    /// A prompt came since the working directory was last read: a command ran.
+    cwd_stale: bool,
 }
+
+/// Digits of a process id at most (Linux's `pid_max` is below 2^22; 10 covers any u32).
+const PID_DIGITS: usize = 10;
 
 /// What one piece of target output holds.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -37,7 +55,23 @@ impl Prompts {
             ps2: format!("[proctor-ps2-{seed:032x}]"),
             tail: Vec::new(),
             owed: 0,
+            pid_prefix: format!("[proctor-pid-{seed:032x}:"),
+            prompted: false,
+            shell_pid: None,
+            cwd_stale: false,
         }
+    }
+
+    /// What the login shell prints before it starts bash: this, its process id, then `]`.
+    pub fn pid_prefix(&self) -> &str {
+        &self.pid_prefix
+    }
+
+    /// The shell's process id when its working directory should be read again (a prompt came
+    /// since the last reading); `None` when it need not be, or the id is unknown.
+    pub fn cwd_due(&mut self) -> Option<u32> {
+        let pid = self.shell_pid?;
+        std::mem::take(&mut self.cwd_stale).then_some(pid)
     }
 
     pub fn ps1(&self) -> &str {
@@ -74,7 +108,35 @@ impl Prompts {
                 i += plain;
                 continue;
             }
+            // Only a marker before bash's first prompt is the login shell's: bash reads no
+            // command before it prints that prompt, so nothing the agent sent has run yet.
+            let pid_wanted = !self.prompted && self.shell_pid.is_none();
+            if pid_wanted && rest.starts_with(self.pid_prefix.as_bytes()) {
+                match self.pid_marker(&rest[self.pid_prefix.len()..]) {
+                    PidMarker::Whole { pid, len } => {
+                        self.shell_pid = pid;
+                        self.cwd_stale = true;
+                        i += self.pid_prefix.len() + len;
+                        continue;
+                    }
+                    PidMarker::Cut => {
+                        self.tail = rest.to_vec();
+                        break;
+                    }
+                    PidMarker::Not => {}
+                }
+            } else if pid_wanted
+                && rest.len() < self.pid_prefix.len()
+                && self.pid_prefix.as_bytes().starts_with(rest)
+            {
+                self.tail = rest.to_vec();
+                break;
+            }
             if rest.starts_with(ps1) || rest.starts_with(ps2) {
+                self.prompted = true;
+                if rest.starts_with(ps1) {
+                    self.cwd_stale = true;
+                }
                 if self.owed > 0 {
                     self.owed -= 1;
                 } else if rest.starts_with(ps2) {
@@ -94,10 +156,36 @@ impl Prompts {
         out
     }
 
+    /// What follows the process-id marker's prefix: digits and `]`.
+    fn pid_marker(&self, after: &[u8]) -> PidMarker {
+        let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+        match after.get(digits) {
+            Some(b']') if digits > 0 => PidMarker::Whole {
+                pid: std::str::from_utf8(&after[..digits])
+                    .ok()
+                    .and_then(|d| d.parse().ok()),
+                len: digits + 1,
+            },
+            None if digits <= PID_DIGITS => PidMarker::Cut,
+            _ => PidMarker::Not,
+        }
+    }
+
     /// Output held back when the channel ends: it was no marker.
     pub fn flush(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.tail)
     }
+}
+
+enum PidMarker {
+    /// The marker, `len` bytes after its prefix.
+    Whole {
+        pid: Option<u32>,
+        len: usize,
+    },
+    /// Perhaps the marker, cut short by the end of this output.
+    Cut,
+    Not,
 }
 
 #[cfg(test)]
@@ -134,6 +222,33 @@ mod tests {
         assert_eq!(s.shown, b"[prose]");
         assert_eq!(p.scan(b"[p").shown, b"");
         assert_eq!(p.flush(), b"[p");
+    }
+
+    #[test]
+    fn the_shell_pid_is_believed_only_before_the_first_prompt() {
+        let mut p = Prompts::new(9);
+        let (m1, pid) = (p.ps1().to_string(), p.pid_prefix().to_string());
+        assert_eq!(p.cwd_due(), None);
+        // Cut across two reads, then the first prompt.
+        let whole = format!("{pid}4242]{m1}u@h:~$ ");
+        let (a, b) = whole.as_bytes().split_at(pid.len() + 2);
+        assert_eq!(p.scan(a).shown, b"");
+        assert_eq!(p.scan(b).shown, b"u@h:~$ ");
+        assert_eq!(p.cwd_due(), Some(4242));
+        assert_eq!(p.cwd_due(), None, "read once per prompt");
+        // After the first prompt, a marker in a command's output is shown and not believed.
+        p.sent("cd /tmp");
+        let s = p.scan(format!("{pid}1]{m1}$ ").as_bytes());
+        assert_eq!(s.shown, format!("{pid}1]$ ").as_bytes());
+        assert_eq!(p.cwd_due(), Some(4242));
+        // Not digits: shown as it is.
+        let mut q = Prompts::new(3);
+        let qp = q.pid_prefix().to_string();
+        assert_eq!(
+            q.scan(format!("{qp}x]").as_bytes()).shown,
+            format!("{qp}x]").as_bytes()
+        );
+        assert_eq!(q.cwd_due(), None);
     }
 
     /// Output with markers at random places, cut into random pieces: the agent sees exactly

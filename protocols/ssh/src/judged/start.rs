@@ -24,8 +24,13 @@ pub fn command(pty: bool, prompts: Option<&super::Prompts>) -> String {
     };
     // Hex and brackets only: nothing in them needs quoting inside single quotes.
     let (ps1, ps2) = prompts.map_or(("", ""), |p| (p.ps1(), p.ps2()));
+    // The login shell's process id is bash's once it has exec'd it: the relay reads the
+    // shell's working directory through it (see [`super::Prompts`]).
+    let pid = prompts.map_or(String::new(), |p| {
+        format!("printf '%s%s]' '{}' \"$$\"; ", p.pid_prefix())
+    });
     format!(
-        "if command -v bash >/dev/null 2>&1; then \
+        "if command -v bash >/dev/null 2>&1; then {pid}\
          exec env -i HOME=\"$HOME\" USER=\"$USER\" LOGNAME=\"$LOGNAME\" SHELL=\"$SHELL\" \
          TERM=\"${{TERM:-dumb}}\" LANG=\"${{LANG:-C.UTF-8}}\" PATH={PATH} \
          PS1='{ps1}\\u@\\h:\\w\\$ ' PS2='{ps2}' \
