@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""An outside verifier of proctor evidence, written from src/recorder/FORMAT.md alone.
+
+    verify.py STORE_DIR [--pubkey FILE] [--tsa-cert PEM]... [--known-head FILE]...
+    verify.py --bundle FILE [--pubkey FILE] [--tsa-cert PEM]...
+
+Prints JSON comparable to `proctor verify --json`: {"ok", "verdict", "key", "report",
+"timestamps"}. Exit 0 when intact and signed, 3 with unsigned tails only, 1 on any problem.
+"""
+
+import argparse
+import base64
+import glob
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import crypto  # noqa: E402
+from codec import head_from_json, tree_head_entry_bytes, tree_head_message  # noqa: E402
+
+
+def check_attestation(att, pub, kid, in_ledger, trusted):
+    """FORMAT.md "Attestations" checks 1-5 for one object; returns (facts, None) or (None, why)."""
+    import hashlib
+
+    import tsa
+
+    head = head_from_json(att["tree_head"])
+    if head["key_id"] != kid or not crypto.verify_strict(pub, tree_head_message(head["size"], head["root"], head["ts_ns"]), head["signature"]):
+        return None, "tree head signature does not verify"
+    if not in_ledger(head, att):
+        return None, "the attested head is not part of the verified ledger"
+    imprint = hashlib.sha256(tree_head_entry_bytes(head)).digest()
+    try:
+        facts = tsa.check_token(base64.b64decode(att["token"]), imprint, trusted)
+    except (tsa.TokenError, ValueError, IndexError, TypeError) as e:
+        return None, str(e) or type(e).__name__
+    facts.update(issuer=att.get("issuer"), tree_size=head["size"], tree_head_ts_ns=head["ts_ns"])
+    return facts, None
+
+
+def timestamps(atts, pub, kid, in_ledger, trusted, newest_size, newest_ts):
+    out = {"tokens": [], "problems": [], "not_timestamped": None, "notes": []}
+    for att in atts:
+        if att.get("format") != 1 or att.get("type") != "rfc3161":
+            out["notes"].append("attestation of type %r not checked" % att.get("type"))
+            continue
+        facts, why = check_attestation(att, pub, kid, in_ledger, trusted)
+        if why:
+            size = att.get("tree_head", {}).get("size")
+            out["problems"].append({"kind": "timestamp", "tree_size": size, "issuer": att.get("issuer"), "detail": why})
+        else:
+            out["tokens"].append(facts)
+    best = max((t["tree_size"] for t in out["tokens"]), default=0)
+    if newest_size is not None and best < newest_size:
+        out["not_timestamped"] = {"since_size": best, "newest_size": newest_size, "newest_ts_ns": newest_ts}
+    return out
+
+
+def verdict(report):
+    if report["problems"]:
+        return "failed"
+    if report["unsigned_tails"]:
+        return "unsigned_tail"
+    return "ok"
+
+
+def main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("store", nargs="?")
+    ap.add_argument("--bundle")
+    ap.add_argument("--pubkey")
+    ap.add_argument("--tsa-cert", action="append", default=[])
+    ap.add_argument("--known-head", action="append", default=[])
+    a = ap.parse_args(argv)
+    pinned = crypto.load_pubkey(open(a.pubkey).read()) if a.pubkey else None
+    trusted = None
+    if a.tsa_cert:
+        import tsa
+
+        trusted = tsa.load_certs(a.tsa_cert)
+
+    if a.bundle:
+        import bundle
+
+        report, man, head = bundle.verify_bundle(a.bundle, pinned)
+        pub = pinned or crypto.load_pubkey(man["public_key_pem"])
+        kid = crypto.key_id(pub)
+        ts = None
+        if trusted is not None:
+
+            def in_bundle(h, att):
+                proof = [bytes.fromhex(x) for x in att.get("consistency_proof", [])]
+                return crypto.verify_consistency(h["size"], head["size"], h["root"], head["root"], proof)
+
+            ts = timestamps(man.get("timestamps") or [], pub, kid, in_bundle, trusted, head["size"], head["ts_ns"])
+            for p in ts["problems"]:
+                report["problems"].append({"session": None, "seq": None, "kind": "timestamp", "detail": p["detail"]})
+        out = {"ok": not report["problems"], "verdict": verdict(report), "key": report["key_source"], "report": report}
+        if ts is not None:
+            out["timestamps"] = ts
+    else:
+        import store
+
+        root = a.store
+        key_note = "pinned key %s" % a.pubkey
+        if pinned is None:
+            pinned = crypto.load_pubkey(open(os.path.join(root, "keys", "recorder.pub")).read())
+            key_note = "the store's own keys/recorder.pub (integrity, not origin)"
+        kid = crypto.key_id(pinned)
+        known = []
+        for f in a.known_head:
+            o = json.load(open(f))
+            if isinstance(o, dict) and "tree_head" in o:
+                o = o["tree_head"]
+            known.append(head_from_json(o))
+        report, leaves, heads = store.verify_store(root, pinned, known)
+        atts = []
+        for f in sorted(glob.glob(os.path.join(root, "ledger", "attestations", "*.json"))):
+            if os.path.basename(f) == "status.json":
+                continue
+            try:
+                atts.append(json.load(open(f)))
+            except ValueError:
+                report["notes"].append("unreadable attestation %s" % f)
+        ts = None
+        if trusted is not None:
+            leaf_hashes = [crypto.leaf_hash(l["data"]) for l in leaves]
+
+            def in_store(h, att):
+                return h["size"] <= len(leaf_hashes) and crypto.root_of(leaf_hashes[: h["size"]]) == h["root"]
+
+            newest = heads[-1] if heads else None
+            ts = timestamps(atts, pinned, kid, in_store, trusted, newest and newest["size"], newest and newest["ts_ns"])
+            for p in ts["problems"]:
+                report["problems"].append({"session": None, "seq": None, "kind": "timestamp", "detail": p["detail"]})
+        elif atts:
+            report["notes"].append("%d attestations not checked (no --tsa-cert)" % len(atts))
+        out = {"ok": not report["problems"], "verdict": verdict(report), "key": key_note, "report": report}
+        if ts is not None:
+            out["timestamps"] = ts
+    json.dump(out, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0 if out["verdict"] == "ok" else 3 if out["verdict"] == "unsigned_tail" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
