@@ -66,14 +66,14 @@ def verify_bundle(path, pinned):
     if foreign:
         c.fail("edited", foreign[0].seq, "a frame of another session (%s)" % uuid_text(foreign[0].session))
     records = [r for r in records if r.session == sid]
-    if hashlib.sha256(frames).hexdigest() != man.get("frames_sha256") or man.get("frames") != len(records) + len(bad) + len(foreign):
-        c.fail("edited", None, "frames or frames_sha256 differ from the manifest")
+    # FORMAT.md: a frames/frames_sha256 mismatch "is reported with the chain finding".
+    frames_differ = hashlib.sha256(frames).hexdigest() != man.get("frames_sha256") or man.get("frames") != len(records) + len(bad) + len(foreign)
 
     sc = _store_checkpoint(man, sid, pub, kid, c)
     for i, rec in enumerate(records):
         chains._pos = i
         chains.feed(rec, i)
-        if sc is not None and rec.seq == sc[0] and c.finding is None and c.last is rec:
+        if sc is not None and sc[2] is None and rec.seq == sc[0] and c.finding is None and c.last is rec:
             if rec.hash != sc[1]:
                 c.fail("edited", sc[0], "chain does not stand where the store checkpoint signed it")
             else:
@@ -106,6 +106,7 @@ def verify_bundle(path, pinned):
                     c.fail("replaced", leaf["final_seq"], "the leaf names another seal")
                 else:
                     sealed_ok = True
+    sealed = c.finding is None and c.sealed and sealed_ok
     if c.finding is None and sealed_ok:
         start = c.records[0].decode()
         end = next((r for r in c.records if r.kind == 2), None)
@@ -117,6 +118,11 @@ def verify_bundle(path, pinned):
         if diff:
             c.fail("metadata", 0, "meta differs from the records: %s" % ", ".join(diff))
 
+    if frames_differ:
+        if c.finding is not None:
+            c.finding = (c.finding[0], c.finding[1], c.finding[2] + "; frames/frames_sha256 differ from the manifest")
+        else:
+            c.fail("edited", None, "frames or frames_sha256 differ from the manifest")
     tails = []
     if c.finding is not None:
         kind, seq, detail = c.finding
@@ -134,7 +140,7 @@ def verify_bundle(path, pinned):
     report = {
         "session": man["session"],
         "records": len(records),
-        "sealed": c.finding is None and c.sealed and sealed_ok,
+        "sealed": sealed,
         "key_source": key_source,
         "tree_size": head["size"],
         "problems": problems,
@@ -173,7 +179,6 @@ def _store_checkpoint(man, sid, pub, kid, c):
     except (DecodeError, ValueError, struct.error) as e:
         c.fail("edited", None, "store checkpoint: %s" % e)
         return None
-    listed = [(s, h) for s, s_seq, h in [(x[0], x[1], x[2]) for x in body["chains"]] if s == sid]
     mine = [(x[1], x[2]) for x in body["chains"] if x[0] == sid]
     if not mine:
         c.fail("edited", None, "store checkpoint does not list the session")
@@ -181,8 +186,7 @@ def _store_checkpoint(man, sid, pub, kid, c):
     seq, h = mine[0]
     if body["key_id"] != kid or not crypto.verify_strict(pub, STORE_CP_CONTEXT + body["signed_part"], body["sig"]):
         return (seq, h, ("bad_signature", "store checkpoint signature does not verify"))
-    del listed
-    return (seq, h, None) if True else None
+    return (seq, h, None)
 
 
 def meta_diff(meta, recs, nbytes, man):

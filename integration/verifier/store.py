@@ -65,14 +65,15 @@ def read_ledger(root, rep, pubkey, key_id):
     leaves, heads, found = [], [], []
     if not os.path.exists(path):
         rep.add("ledger", None, None, "no ledger")
-        return leaves, heads
+        return leaves, heads, None
     data = open(path, "rb").read()
     if data[:16] != b"PRCTLDG1" + b"\x00" * 8:
         rep.add("ledger", None, None, "bad ledger header")
-        return leaves, heads
+        return leaves, heads, None
     pos = 16
     roots = crypto.Roots()
     last_head_ts = None
+    last_head = None
     last_logged = None
     first = {}
 
@@ -115,6 +116,7 @@ def read_ledger(root, rep, pubkey, key_id):
             elif t == 2:
                 head = decode_tree_head(r)
                 r.end()
+                last_head = head
                 if head["size"] != len(leaves) or head["root"] != roots.root():
                     problem("head", "tree head of size %d does not match the leaves before it" % head["size"])
                 elif head["key_id"] != key_id or not crypto.verify_strict(pubkey, tree_head_message(head["size"], head["root"], head["ts_ns"]), head["signature"]):
@@ -131,9 +133,9 @@ def read_ledger(root, rep, pubkey, key_id):
             problem("entry", "ledger entry: %s" % e)
             break
     covered = heads[-1]["size"] if heads else 0
-    if covered < len(leaves):
+    if covered < len(leaves) and "head" not in first:
         problem("uncovered", "leaves from %d are covered by no valid tree head" % covered)
-    return leaves, heads
+    return leaves, heads, last_head
 
 
 def verify_store(root, pubkey, known_heads=()):
@@ -158,7 +160,7 @@ def verify_store(root, pubkey, known_heads=()):
             rep.add("damaged", None, None, "segment %d offset %d: %s" % (num, off, detail))
     chains.run(records)
 
-    leaves, heads = read_ledger(root, rep, pubkey, kid)
+    leaves, heads, last_head = read_ledger(root, rep, pubkey, kid)
     cross_check(chains, leaves, present, records)
 
     sessions = [c for s, c in chains.chains.items() if s != JOURNAL and c.count]
@@ -195,7 +197,7 @@ def verify_store(root, pubkey, known_heads=()):
         "unsigned_tails": tails,
         "notes": rep.notes,
     }
-    return report, leaves, heads
+    return report, leaves, heads, last_head
 
 
 def check_known_head(kh, leaves, pubkey, kid, rep):

@@ -116,7 +116,7 @@ def main(argv):
             if isinstance(o, dict) and "tree_head" in o:
                 o = o["tree_head"]
             known.append(head_from_json(o))
-        report, leaves, heads = store.verify_store(root, pinned, known)
+        report, leaves, heads, newest = store.verify_store(root, pinned, known)
         atts = []
         for f in sorted(glob.glob(os.path.join(root, "ledger", "attestations", "*.json"))):
             if os.path.basename(f) == "status.json":
@@ -132,7 +132,6 @@ def main(argv):
             def in_store(h, att):
                 return h["size"] <= len(leaf_hashes) and crypto.root_of(leaf_hashes[: h["size"]]) == h["root"]
 
-            newest = heads[-1] if heads else None
             ts = timestamps(atts, pinned, kid, in_store, trusted, newest and newest["size"], newest and newest["ts_ns"])
             for p in ts["problems"]:
                 report["problems"].append({"session": None, "seq": None, "kind": "timestamp", "detail": p["detail"]})
