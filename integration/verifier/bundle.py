@@ -58,10 +58,10 @@ def verify_bundle(path, pinned):
     chains = BundleChains(pub, kid, later_seqs)
     c = chains.get(sid)
     for _, kind, detail, off, header in bad:
-        if header is not None and header[0] == sid:
-            c.fail("edited", header[1], "frame at %d: %s" % (off, detail))
-        else:
-            c.fail("damaged", None, "frame at %d: %s" % (off, detail))
+        # In a bundle every frame is the session's: a bad one is *edited* (at its seq when the
+        # header is readable).
+        seq = header[1] if header is not None and header[0] == sid else None
+        c.fail("edited", seq, "frame at %d: %s" % (off, detail))
     foreign = [r for r in records if r.session != sid]
     if foreign:
         c.fail("edited", foreign[0].seq, "a frame of another session (%s)" % uuid_text(foreign[0].session))

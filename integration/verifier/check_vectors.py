@@ -19,7 +19,7 @@ import verify  # noqa: E402
 
 
 def facts(out, is_store, with_ts):
-    rep = out["report"]
+    rep = out.get("report", out)
     f = {
         "problems": sorted((p["kind"], p["session"], p["seq"]) for p in rep["problems"]),
         "unsigned_tails": sorted(json.dumps(t, sort_keys=True) for t in rep["unsigned_tails"]),

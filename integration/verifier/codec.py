@@ -212,9 +212,18 @@ def read_frames(data, start, last):
         if n - pos - 8 >= 34:
             header = (data[pos + 10 : pos + 26], struct.unpack(">Q", data[pos + 26 : pos + 34])[0])
         if ln < MIN_RECORD or ln > MAX_FRAME:
-            tail_zero = _zeros_after(data, pos + 8)
-            yield ("bad", "torn" if tail_zero else "damaged", "frame length %d out of range" % ln, pos, header)
-            return  # the next frame boundary is unknown
+            if _zeros_after(data, pos + 8):
+                yield ("bad", "torn", "frame length %d out of range, followed only by zeros" % ln, pos, header)
+                return
+            # The length cannot be trusted, so neither can the header after it: the frame is
+            # damaged without a name, and reading resumes at the next offset where a whole
+            # frame checks (length in range, inside the file, CRC).
+            yield ("bad", "damaged", "impossible record length %d" % ln, pos, None)
+            nxt = _resync(data, pos + 1)
+            if nxt is None:
+                return
+            pos = nxt
+            continue
         if pos + 8 + ln > n:
             yield ("bad", "torn", "frame of %d bytes cut by the end of the file" % ln, pos, header)
             return
@@ -229,6 +238,16 @@ def read_frames(data, start, last):
         rec = parse_record(raw)
         yield ("record", rec, pos)
         pos += 8 + ln
+
+
+def _resync(data, pos):
+    n = len(data)
+    while pos + 8 + MIN_RECORD <= n:
+        ln, crc = struct.unpack(">II", data[pos : pos + 8])
+        if MIN_RECORD <= ln <= MAX_FRAME and pos + 8 + ln <= n and crc32(data[pos + 8 : pos + 8 + ln]) == crc:
+            return pos
+        pos += 1
+    return None
 
 
 def _zeros_after(data, pos):

@@ -65,15 +65,16 @@ def read_ledger(root, rep, pubkey, key_id):
     leaves, heads, found = [], [], []
     if not os.path.exists(path):
         rep.add("ledger", None, None, "no ledger")
-        return leaves, heads, None
+        return leaves, heads, None, 0
     data = open(path, "rb").read()
     if data[:16] != b"PRCTLDG1" + b"\x00" * 8:
         rep.add("ledger", None, None, "bad ledger header")
-        return leaves, heads, None
+        return leaves, heads, None, 0
     pos = 16
     roots = crypto.Roots()
     last_head_ts = None
     last_head = None
+    n_heads = 0
     last_logged = None
     first = {}
 
@@ -117,13 +118,18 @@ def read_ledger(root, rep, pubkey, key_id):
                 head = decode_tree_head(r)
                 r.end()
                 last_head = head
+                n_heads += 1
+                ok = True
                 if head["size"] != len(leaves) or head["root"] != roots.root():
                     problem("head", "tree head of size %d does not match the leaves before it" % head["size"])
-                elif head["key_id"] != key_id or not crypto.verify_strict(pubkey, tree_head_message(head["size"], head["root"], head["ts_ns"]), head["signature"]):
+                    ok = False
+                if head["key_id"] != key_id or not crypto.verify_strict(pubkey, tree_head_message(head["size"], head["root"], head["ts_ns"]), head["signature"]):
                     problem("head-sig", "tree head of size %d: bad signature" % head["size"])
-                elif last_head_ts is not None and head["ts_ns"] < last_head_ts:
+                    ok = False
+                if last_head_ts is not None and head["ts_ns"] < last_head_ts:
                     problem("head-ts", "tree head of size %d goes back in time" % head["size"])
-                else:
+                    ok = False
+                if ok:
                     heads.append(head)
                 last_head_ts = head["ts_ns"]
             else:
@@ -135,7 +141,7 @@ def read_ledger(root, rep, pubkey, key_id):
     covered = heads[-1]["size"] if heads else 0
     if covered < len(leaves) and "head" not in first:
         problem("uncovered", "leaves from %d are covered by no valid tree head" % covered)
-    return leaves, heads, last_head
+    return leaves, heads, last_head, n_heads
 
 
 def verify_store(root, pubkey, known_heads=()):
@@ -160,7 +166,7 @@ def verify_store(root, pubkey, known_heads=()):
             rep.add("damaged", None, None, "segment %d offset %d: %s" % (num, off, detail))
     chains.run(records)
 
-    leaves, heads, last_head = read_ledger(root, rep, pubkey, kid)
+    leaves, heads, last_head, n_heads = read_ledger(root, rep, pubkey, kid)
     cross_check(chains, leaves, present, records)
 
     sessions = [c for s, c in chains.chains.items() if s != JOURNAL and c.count]
@@ -174,9 +180,8 @@ def verify_store(root, pubkey, known_heads=()):
             if s != JOURNAL and c.count:
                 counts["tampered"] += 1
             continue
-        if s == JOURNAL:
-            continue
-        counts["sealed" if c.sealed else "open"] += 1
+        if s != JOURNAL:
+            counts["sealed" if c.sealed else "open"] += 1
         t = unsigned_tail(c)
         if t:
             tails.append(t)
@@ -192,7 +197,7 @@ def verify_store(root, pubkey, known_heads=()):
         "bytes": nbytes,
         "segments": nsegs,
         "ledger_leaves": len(leaves),
-        "tree_heads": len(heads),
+        "tree_heads": n_heads,
         "problems": rep.problems,
         "unsigned_tails": tails,
         "notes": rep.notes,

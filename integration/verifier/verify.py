@@ -98,7 +98,8 @@ def main(argv):
             ts = timestamps(man.get("timestamps") or [], pub, kid, in_bundle, trusted, head["size"], head["ts_ns"])
             for p in ts["problems"]:
                 report["problems"].append({"session": None, "seq": None, "kind": "timestamp", "detail": p["detail"]})
-        out = {"ok": not report["problems"], "verdict": verdict(report), "key": report["key_source"], "report": report}
+        # Like `proctor verify --bundle --json`: the bundle's report itself (FORMAT.md).
+        out = dict(report)
         if ts is not None:
             out["timestamps"] = ts
     else:
@@ -142,7 +143,8 @@ def main(argv):
             out["timestamps"] = ts
     json.dump(out, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
-    return 0 if out["verdict"] == "ok" else 3 if out["verdict"] == "unsigned_tail" else 1
+    v = verdict(out.get("report", out))
+    return 0 if v == "ok" else 3 if v == "unsigned_tail" else 1
 
 
 if __name__ == "__main__":

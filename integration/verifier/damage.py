@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Damages copies of a store and a bundle in ways the test vectors do not, and compares
+`proctor verify --json` with verify.py on each (compare.py).
+
+    damage.py PROCTOR_BIN STORE_DIR BUNDLE OUT_DIR [--pubkey FILE]
+
+STORE_DIR needs at least two segments; BUNDLE is a bundle exported from it.
+"""
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from codec import parse_record, read_frames  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def copy_store(src, dst):
+    os.makedirs(dst)
+    for d in ("segments", "ledger", "keys"):
+        shutil.copytree(os.path.join(src, d), os.path.join(dst, d))
+    return dst
+
+
+def seg_path(store, n):
+    return os.path.join(store, "segments", "%016d.log" % n)
+
+
+def frames_of(data, start):
+    out = []
+    for item in read_frames(data, start, True):
+        if item[0] == "record":
+            out.append((item[2], item[1]))
+    return out
+
+
+def fix_crc(data, off):
+    ln = struct.unpack(">I", data[off : off + 4])[0]
+    data[off + 4 : off + 8] = struct.pack(">I", zlib.crc32(bytes(data[off + 8 : off + 8 + ln])) & 0xFFFFFFFF)
+
+
+def last_record_payload_flip(store, fix):
+    p = seg_path(store, 1)
+    data = bytearray(open(p, "rb").read())
+    off, rec = frames_of(bytes(data), 16)[-1]
+    # a byte inside the body, well before the hash
+    data[off + 8 + 34 + min(3, len(rec.body) - 1)] ^= 0x01
+    if fix:
+        fix_crc(data, off)
+    open(p, "wb").write(data)
+
+
+def nsegs(store):
+    return len(os.listdir(os.path.join(store, "segments")))
+
+
+def delete_last_segment(store):
+    os.remove(seg_path(store, nsegs(store)))
+
+
+def swap_segments(store, rewrite_headers):
+    a, b = seg_path(store, 1), seg_path(store, 2)
+    da, db = bytearray(open(a, "rb").read()), bytearray(open(b, "rb").read())
+    if rewrite_headers:
+        da[8:16], db[8:16] = struct.pack(">Q", 2), struct.pack(">Q", 1)
+    open(a, "wb").write(db)
+    open(b, "wb").write(da)
+
+
+def replay_old_tree_head(store):
+    p = os.path.join(store, "ledger", "ledger.log")
+    data = open(p, "rb").read()
+    pos, heads = 16, []
+    while pos + 8 <= len(data):
+        ln = struct.unpack(">I", data[pos : pos + 4])[0]
+        if data[pos + 8] == 2:
+            heads.append(data[pos : pos + 8 + ln])
+        pos += 8 + ln
+    open(p, "ab").write(heads[0])
+
+
+def truncate_in_header(store):
+    n = nsegs(store)
+    p = seg_path(store, n)
+    data = open(p, "rb").read()
+    off, _ = frames_of(data, 16)[-1]
+    open(p, "wb").write(data[: off + 8 + 10])
+
+
+def truncate_in_header_not_last(store):
+    p = seg_path(store, 1)
+    data = open(p, "rb").read()
+    off, _ = frames_of(data, 16)[-1]
+    open(p, "wb").write(data[: off + 8 + 10])
+
+
+def huge_length(store, seg, which):
+    p = seg_path(store, seg)
+    data = bytearray(open(p, "rb").read())
+    off, _ = frames_of(bytes(data), 16)[which]
+    data[off : off + 4] = struct.pack(">I", 0x7FFFFFFF)
+    open(p, "wb").write(data)
+
+
+def append_forged_journal(store):
+    """A journal_note appended after the last record, chained but unsigned."""
+    n = nsegs(store)
+    p = seg_path(store, n)
+    data = open(p, "rb").read()
+    last = None
+    for s in range(1, n + 1):
+        for _, r in frames_of(open(seg_path(store, s), "rb").read(), 16):
+            if r.session == b"\x00" * 16:
+                last = r
+    import hashlib
+
+    body = struct.pack(">I", 5) + b"audit" + struct.pack(">I", 6) + b"forged"
+    head = bytes([1, 96]) + b"\x00" * 16 + struct.pack(">Qq", last.seq + 1, last.ts + 1) + body
+    h = hashlib.sha256(last.hash + head).digest()
+    raw = head + h
+    frame = struct.pack(">II", len(raw), zlib.crc32(raw) & 0xFFFFFFFF) + raw
+    open(p, "wb").write(data.rstrip(b"\x00") + frame if data.endswith(b"\x00" * 8) else data + frame)
+
+
+def bundle_parts(path):
+    data = open(path, "rb").read()
+    l1, rest = data.split(b"\n", 1)
+    man, frames = rest.split(b"\n", 1)
+    return l1, json.loads(man), frames
+
+
+def write_bundle(path, l1, man, frames):
+    open(path, "wb").write(l1 + b"\n" + json.dumps(man).encode() + b"\n" + frames)
+
+
+def bundle_foreign_record(src, dst, store, fix_manifest):
+    l1, man, frames = bundle_parts(src)
+    sid = bytes.fromhex(man["session"].replace("-", ""))
+    other = None
+    for _, r in frames_of(open(seg_path(store, 1), "rb").read(), 16):
+        if r.session != sid and r.session != b"\x00" * 16:
+            other = r
+            break
+    raw = other.raw
+    frame = struct.pack(">II", len(raw), zlib.crc32(raw) & 0xFFFFFFFF) + raw
+    recs = frames_of(frames, 0)
+    cut = recs[3][0]
+    frames = frames[:cut] + frame + frames[cut:]
+    if fix_manifest:
+        import hashlib
+
+        man["frames"] += 1
+        man["frames_sha256"] = hashlib.sha256(frames).hexdigest()
+    write_bundle(dst, l1, man, frames)
+
+
+def bundle_frames_sha_only(src, dst):
+    l1, man, frames = bundle_parts(src)
+    man["frames_sha256"] = "00" * 32
+    write_bundle(dst, l1, man, frames)
+
+
+def bundle_trailing_garbage(src, dst):
+    l1, man, frames = bundle_parts(src)
+    write_bundle(dst, l1, man, frames + b"\x00\x00\x00\x05junk!")
+
+
+def main(argv):
+    binary, store, bundle, out = argv[:4]
+    extra = argv[4:]
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    store_cases = [
+        ("flip-last-record-of-segment-crc-fixed", lambda s: last_record_payload_flip(s, True)),
+        ("flip-last-record-of-segment", lambda s: last_record_payload_flip(s, False)),
+        ("delete-last-segment", delete_last_segment),
+        ("swap-segments-headers-rewritten", lambda s: swap_segments(s, True)),
+        ("swap-segments", lambda s: swap_segments(s, False)),
+        ("replay-older-tree-head", replay_old_tree_head),
+        ("truncate-mid-header-last-segment", truncate_in_header),
+        ("truncate-mid-header-first-segment", truncate_in_header_not_last),
+        ("huge-length-first-frame", lambda s: huge_length(s, 1, 0)),
+        ("huge-length-last-frame-last-segment", lambda s: huge_length(s, nsegs(s), -1)),
+        ("forged-journal-note-appended", append_forged_journal),
+    ]
+    bad = 0
+    rows = []
+    for name, f in store_cases:
+        d = copy_store(store, os.path.join(out, name))
+        f(d)
+        r = subprocess.run([sys.executable, os.path.join(HERE, "compare.py"), binary] + extra + [d], capture_output=True, text=True)
+        rows.append((name, r.stdout))
+        bad += r.returncode != 0
+    bundle_cases = [
+        ("bundle-foreign-record", lambda d: bundle_foreign_record(bundle, d, store, False)),
+        ("bundle-foreign-record-manifest-fixed", lambda d: bundle_foreign_record(bundle, d, store, True)),
+        ("bundle-frames-sha256-only", lambda d: bundle_frames_sha_only(bundle, d)),
+        ("bundle-trailing-garbage", lambda d: bundle_trailing_garbage(bundle, d)),
+    ]
+    for name, f in bundle_cases:
+        d = os.path.join(out, name + ".bundle")
+        f(d)
+        r = subprocess.run([sys.executable, os.path.join(HERE, "compare.py"), binary] + extra + ["--bundle", d], capture_output=True, text=True)
+        rows.append((name, r.stdout))
+        bad += r.returncode != 0
+    for name, text in rows:
+        print("== %s\n%s" % (name, text))
+    print("%d disagreement(s)" % bad)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
