@@ -129,6 +129,73 @@ def append_forged_journal(store):
     open(p, "wb").write(data.rstrip(b"\x00") + frame if data.endswith(b"\x00" * 8) else data + frame)
 
 
+def cut_ledger_last_leaf(store):
+    """The ledger without its last leaf and the tree head after it (a sealed leaf lost)."""
+    p = os.path.join(store, "ledger", "ledger.log")
+    data = open(p, "rb").read()
+    pos, starts = 16, []
+    while pos + 8 <= len(data):
+        ln = struct.unpack(">I", data[pos : pos + 4])[0]
+        starts.append((pos, data[pos + 8]))
+        pos += 8 + ln
+    last_leaf = [o for o, t in starts if t == 1][-1]
+    open(p, "wb").write(data[:last_leaf])
+
+
+def rechain(store, session, from_seq, mutate):
+    """Rewrite one record of a session with mutate(raw_without_hash) and recompute every later
+    hash of that chain (no key: signatures after it break)."""
+    import hashlib
+
+    prev = None
+    for n in range(1, nsegs(store) + 1):
+        p = seg_path(store, n)
+        data = bytearray(open(p, "rb").read())
+        out = bytearray(data[:16])
+        for off, r in frames_of(bytes(data), 16):
+            raw = r.raw
+            if r.session == session and r.seq >= from_seq:
+                head = raw[:-32]
+                if r.seq == from_seq:
+                    head = mutate(head)
+                raw = head + hashlib.sha256(prev + head).digest()
+            if r.session == session:
+                prev = raw[-32:]
+            out += struct.pack(">II", len(raw), zlib.crc32(raw) & 0xFFFFFFFF) + raw
+        open(p, "wb").write(out)
+
+
+def first_session(store):
+    for _, r in frames_of(open(seg_path(store, 1), "rb").read(), 16):
+        if r.session != b"\x00" * 16:
+            return r.session
+
+
+def body_trailing_byte(store):
+    rechain(store, first_session(store), 2, lambda h: h + b"\x00")
+
+
+def unknown_kind(store):
+    rechain(store, first_session(store), 2, lambda h: h[:1] + bytes([50]) + h[2:])
+
+
+def record_after_seal(store):
+    """A record chained after a sealed session's seal, appended to the last segment."""
+    import hashlib
+
+    sid = first_session(store)
+    last = None
+    for n in range(1, nsegs(store) + 1):
+        for _, r in frames_of(open(seg_path(store, n), "rb").read(), 16):
+            if r.session == sid:
+                last = r
+    body = struct.pack(">I", 5) + b"agent" + struct.pack(">I", 4) + b"more"
+    head = bytes([1, 22]) + sid + struct.pack(">Qq", last.seq + 1, last.ts + 1) + body
+    raw = head + hashlib.sha256(last.hash + head).digest()
+    p = seg_path(store, nsegs(store))
+    open(p, "ab").write(struct.pack(">II", len(raw), zlib.crc32(raw) & 0xFFFFFFFF) + raw)
+
+
 def bundle_parts(path):
     data = open(path, "rb").read()
     l1, rest = data.split(b"\n", 1)
@@ -161,6 +228,14 @@ def bundle_foreign_record(src, dst, store, fix_manifest):
     write_bundle(dst, l1, man, frames)
 
 
+def bundle_crc_flip(src, dst):
+    l1, man, frames = bundle_parts(src)
+    off, _ = frames_of(frames, 0)[4]
+    frames = bytearray(frames)
+    frames[off + 8 + 40] ^= 1
+    write_bundle(dst, l1, man, bytes(frames))
+
+
 def bundle_frames_sha_only(src, dst):
     l1, man, frames = bundle_parts(src)
     man["frames_sha256"] = "00" * 32
@@ -189,6 +264,10 @@ def main(argv):
         ("huge-length-first-frame", lambda s: huge_length(s, 1, 0)),
         ("huge-length-last-frame-last-segment", lambda s: huge_length(s, nsegs(s), -1)),
         ("forged-journal-note-appended", append_forged_journal),
+        ("ledger-last-leaf-cut", cut_ledger_last_leaf),
+        ("body-trailing-byte-rechained", body_trailing_byte),
+        ("unknown-kind-rechained", unknown_kind),
+        ("record-after-seal", record_after_seal),
     ]
     bad = 0
     rows = []
@@ -202,6 +281,7 @@ def main(argv):
         ("bundle-foreign-record", lambda d: bundle_foreign_record(bundle, d, store, False)),
         ("bundle-foreign-record-manifest-fixed", lambda d: bundle_foreign_record(bundle, d, store, True)),
         ("bundle-frames-sha256-only", lambda d: bundle_frames_sha_only(bundle, d)),
+        ("bundle-crc-flip", lambda d: bundle_crc_flip(bundle, d)),
         ("bundle-trailing-garbage", lambda d: bundle_trailing_garbage(bundle, d)),
     ]
     for name, f in bundle_cases:
