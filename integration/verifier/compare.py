@@ -32,7 +32,7 @@ def facts(out):
         f["timestamps"] = {
             "tokens": sorted(t["tree_size"] for t in ts.get("tokens", [])),
             "problems": len(ts.get("problems", [])),
-            "since": nt and nt.get("since_size"),
+            "since": nt and [nt.get(k) for k in ("since_size", "newest_size", "first_ts_ns", "newest_ts_ns")],
         }
     return f
 

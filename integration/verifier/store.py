@@ -66,15 +66,16 @@ def read_ledger(root, rep, pubkey, key_id):
     leaves, heads, found = [], [], []
     if not os.path.exists(path):
         rep.add("ledger", None, None, "no ledger")
-        return leaves, heads, None, 0
+        return leaves, heads, None, 0, []
     data = open(path, "rb").read()
     if data[:16] != b"PRCTLDG1" + b"\x00" * 8:
         rep.add("ledger", None, None, "bad ledger header")
-        return leaves, heads, None, 0
+        return leaves, heads, None, 0, []
     pos = 16
     roots = crypto.Roots()
     last_head_ts = None
     last_head = None
+    all_heads = []
     n_heads = 0
     last_logged = None
     first = {}
@@ -119,6 +120,7 @@ def read_ledger(root, rep, pubkey, key_id):
                 head = decode_tree_head(r)
                 r.end()
                 last_head = head
+                all_heads.append((head["size"], head["ts_ns"]))
                 n_heads += 1
                 ok = True
                 if head["size"] != len(leaves) or head["root"] != roots.root():
@@ -142,7 +144,7 @@ def read_ledger(root, rep, pubkey, key_id):
     covered = heads[-1]["size"] if heads else 0
     if covered < len(leaves) and "head" not in first:
         problem("uncovered", "leaves from %d are covered by no valid tree head" % covered)
-    return leaves, heads, last_head, n_heads
+    return leaves, heads, last_head, n_heads, all_heads
 
 
 def is_live(root):
@@ -186,7 +188,7 @@ def verify_store(root, pubkey, known_heads=()):
             rep.add("damaged", None, None, "segment %d offset %d: %s" % (num, off, detail))
     chains.run(records)
 
-    leaves, heads, last_head, n_heads = read_ledger(root, rep, pubkey, kid)
+    leaves, heads, last_head, n_heads, all_heads = read_ledger(root, rep, pubkey, kid)
     cross_check(chains, leaves, present, records, live)
 
     sessions = [c for s, c in chains.chains.items() if s != JOURNAL and c.count]
@@ -224,7 +226,7 @@ def verify_store(root, pubkey, known_heads=()):
         "unsigned_tails": tails,
         "notes": rep.notes,
     }
-    return report, leaves, heads, last_head
+    return report, leaves, heads, last_head, all_heads
 
 
 def check_known_head(kh, leaves, pubkey, kid, rep):

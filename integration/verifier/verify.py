@@ -41,7 +41,8 @@ def check_attestation(att, pub, kid, in_ledger, trusted):
     return facts, None
 
 
-def timestamps(atts, pub, kid, in_ledger, trusted, newest_size, newest_ts):
+def timestamps(atts, pub, kid, in_ledger, trusted, newest_size, newest_ts, head_ts):
+    """head_ts: (size, ts_ns) of every tree head known, oldest first (for first_ts_ns)."""
     out = {"tokens": [], "problems": [], "not_timestamped": None, "notes": []}
     for att in atts:
         if att.get("format") != 1 or att.get("type") != "rfc3161":
@@ -55,7 +56,8 @@ def timestamps(atts, pub, kid, in_ledger, trusted, newest_size, newest_ts):
             out["tokens"].append(facts)
     best = max((t["tree_size"] for t in out["tokens"]), default=0)
     if newest_size is not None and best < newest_size:
-        out["not_timestamped"] = {"since_size": best, "newest_size": newest_size, "newest_ts_ns": newest_ts}
+        first = next((t for size, t in head_ts if size > best), newest_ts)
+        out["not_timestamped"] = {"since_size": best, "newest_size": newest_size, "first_ts_ns": first, "newest_ts_ns": newest_ts}
     return out
 
 
@@ -95,7 +97,7 @@ def main(argv):
                 proof = [bytes.fromhex(x) for x in att.get("consistency_proof", [])]
                 return crypto.verify_consistency(h["size"], head["size"], h["root"], head["root"], proof)
 
-            ts = timestamps(man.get("timestamps") or [], pub, kid, in_bundle, trusted, head["size"], head["ts_ns"])
+            ts = timestamps(man.get("timestamps") or [], pub, kid, in_bundle, trusted, head["size"], head["ts_ns"], [(head["size"], head["ts_ns"])])
             for p in ts["problems"]:
                 report["problems"].append({"session": None, "seq": None, "kind": "timestamp", "detail": p["detail"]})
         # Like `proctor verify --bundle --json`: the bundle's report itself (FORMAT.md).
@@ -117,7 +119,7 @@ def main(argv):
             if isinstance(o, dict) and "tree_head" in o:
                 o = o["tree_head"]
             known.append(head_from_json(o))
-        report, leaves, heads, newest = store.verify_store(root, pinned, known)
+        report, leaves, heads, newest, all_heads = store.verify_store(root, pinned, known)
         atts = []
         for f in sorted(glob.glob(os.path.join(root, "ledger", "attestations", "*.json"))):
             if os.path.basename(f) == "status.json":
@@ -133,7 +135,7 @@ def main(argv):
             def in_store(h, att):
                 return h["size"] <= len(leaf_hashes) and crypto.root_of(leaf_hashes[: h["size"]]) == h["root"]
 
-            ts = timestamps(atts, pinned, kid, in_store, trusted, newest and newest["size"], newest and newest["ts_ns"])
+            ts = timestamps(atts, pinned, kid, in_store, trusted, newest and newest["size"], newest and newest["ts_ns"], all_heads)
             for p in ts["problems"]:
                 report["problems"].append({"session": None, "seq": None, "kind": "timestamp", "detail": p["detail"]})
         elif atts:
