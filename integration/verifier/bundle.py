@@ -89,7 +89,7 @@ def verify_bundle(path, pinned):
         add("ledger", None, "leaf_data: %s" % e)
         leaf = None
     if head["key_id"] != kid or not crypto.verify_strict(pub, tree_head_message(head["size"], head["root"], head["ts_ns"]), head["signature"]):
-        add("bad_signature", None, "tree head signature does not verify", session=False)
+        add("bad_signature", None, "tree head signature does not verify")
     if leaf is not None:
         proof = [bytes.fromhex(h) for h in man.get("inclusion_proof", [])]
         if not crypto.verify_inclusion(int(man["leaf_index"]), head["size"], crypto.leaf_hash(leaf_data), proof, head["root"]):
@@ -163,7 +163,8 @@ def frames_len(records):
 
 
 def _store_checkpoint(man, sid, pub, kid, c):
-    """(seq, hash, problem) from the manifest's store checkpoint, or None."""
+    """(seq, hash, problem) from the manifest's store checkpoint, or None. Its problem is
+    reported apart from the chain's finding; a record with a problem signs nothing."""
     items = man.get("store_checkpoints") or []
     if not items:
         return None
@@ -177,12 +178,10 @@ def _store_checkpoint(man, sid, pub, kid, c):
             raise DecodeError("not a store checkpoint of the journal")
         body = rec.decode()
     except (DecodeError, ValueError, struct.error) as e:
-        c.fail("edited", None, "store checkpoint: %s" % e)
-        return None
+        return (None, None, ("edited", "store checkpoint: %s" % e))
     mine = [(x[1], x[2]) for x in body["chains"] if x[0] == sid]
     if not mine:
-        c.fail("edited", None, "store checkpoint does not list the session")
-        return None
+        return (None, None, ("edited", "store checkpoint does not list the session"))
     seq, h = mine[0]
     if body["key_id"] != kid or not crypto.verify_strict(pub, STORE_CP_CONTEXT + body["signed_part"], body["sig"]):
         return (seq, h, ("bad_signature", "store checkpoint signature does not verify"))

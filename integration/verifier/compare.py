@@ -20,7 +20,7 @@ def facts(out):
     f = {
         "verdict": out.get("verdict"),
         "bundle_sealed": out.get("sealed") if "report" not in out else None,
-        "problems": sorted((p["kind"], p.get("session"), p.get("seq")) for p in rep.get("problems", [])),
+        "problems": sorted(((p["kind"], p.get("session"), p.get("seq")) for p in rep.get("problems", [])), key=str),
         "unsigned_tails": sorted(json.dumps(t, sort_keys=True) for t in rep.get("unsigned_tails", [])),
     }
     for k in ("sessions", "sealed", "open", "tampered", "records", "ledger_leaves", "tree_heads", "segments"):

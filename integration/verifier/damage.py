@@ -196,6 +196,85 @@ def record_after_seal(store):
     open(p, "ab").write(struct.pack(">II", len(raw), zlib.crc32(raw) & 0xFFFFFFFF) + raw)
 
 
+L = 2**252 + 27742317777372353535851937790883648493
+
+
+def malleate(sig):
+    """S + L: the same signature with a non-canonical S (a lax verifier accepts it)."""
+    s = int.from_bytes(sig[32:], "little") + L
+    return sig[:32] + s.to_bytes(32, "little")
+
+
+def ledger_head_noncanonical(store):
+    p = os.path.join(store, "ledger", "ledger.log")
+    data = bytearray(open(p, "rb").read())
+    pos, last = 16, None
+    while pos + 8 <= len(data):
+        ln = struct.unpack(">I", data[pos : pos + 4])[0]
+        if data[pos + 8] == 2:
+            last = pos
+        pos += 8 + ln
+    e = last + 8
+    sig_at = e + 1 + 8 + 32 + 8 + 32 + 4
+    data[sig_at : sig_at + 64] = malleate(bytes(data[sig_at : sig_at + 64]))
+    fix_crc(data, last)
+    open(p, "wb").write(data)
+
+
+def checkpoint_noncanonical(store):
+    sid = first_session(store)
+    cp = None
+    for _, r in frames_of(open(seg_path(store, 1), "rb").read(), 16):
+        if r.session == sid and r.kind in (64, 65):
+            cp = r.seq
+            break
+
+    def m(head):
+        sig_at = 34 + 8 + 32 + 32 + 4
+        return head[:sig_at] + malleate(head[sig_at : sig_at + 64]) + head[sig_at + 64 :]
+
+    rechain(store, sid, cp, m)
+
+
+def zeros_between_frames(store):
+    p = seg_path(store, nsegs(store))
+    data = open(p, "rb").read()
+    off, _ = frames_of(data, 16)[-1]
+    open(p, "wb").write(data[:off] + b"\x00" * 16 + data[off:])
+
+
+def stray_file(store):
+    open(os.path.join(store, "segments", "%016d.log.bak" % 1), "wb").write(b"junk")
+
+
+def empty_middle_segment(store):
+    n = nsegs(store)
+    os.rename(seg_path(store, n), seg_path(store, n + 1))
+    open(seg_path(store, n), "wb").write(b"")
+
+
+def uncovered_leaf(store):
+    p = os.path.join(store, "ledger", "ledger.log")
+    data = open(p, "rb").read()
+    pos, last_leaf = 16, None
+    while pos + 8 <= len(data):
+        ln = struct.unpack(">I", data[pos : pos + 4])[0]
+        if data[pos + 8] == 1:
+            last_leaf = data[pos : pos + 8 + ln]
+        pos += 8 + ln
+    e = bytearray(last_leaf[8:])
+    count = sum(1 for _ in [0])  # index rewritten below
+    leaves = 0
+    pos = 16
+    while pos + 8 <= len(data):
+        ln = struct.unpack(">I", data[pos : pos + 4])[0]
+        leaves += data[pos + 8] == 1
+        pos += 8 + ln
+    e[1:9] = struct.pack(">Q", leaves)
+    del count
+    open(p, "ab").write(struct.pack(">II", len(e), zlib.crc32(bytes(e)) & 0xFFFFFFFF) + bytes(e))
+
+
 def bundle_parts(path):
     data = open(path, "rb").read()
     l1, rest = data.split(b"\n", 1)
@@ -236,6 +315,33 @@ def bundle_crc_flip(src, dst):
     write_bundle(dst, l1, man, bytes(frames))
 
 
+def bundle_head_noncanonical(src, dst):
+    l1, man, frames = bundle_parts(src)
+    man["tree_head"]["signature"] = malleate(bytes.fromhex(man["tree_head"]["signature"])).hex()
+    write_bundle(dst, l1, man, frames)
+
+
+def bundle_other_session_id(src, dst):
+    l1, man, frames = bundle_parts(src)
+    sid = man["session"]
+    man["session"] = sid[:-1] + ("0" if sid[-1] != "0" else "1")
+    man["meta"]["id"] = man["session"]
+    write_bundle(dst, l1, man, frames)
+
+
+def bundle_meta_events(src, dst):
+    l1, man, frames = bundle_parts(src)
+    man["meta"]["events"] += 1
+    write_bundle(dst, l1, man, frames)
+
+
+def bundle_proof_changed(src, dst):
+    l1, man, frames = bundle_parts(src)
+    p = man["inclusion_proof"]
+    p[0] = p[0][:-2] + ("00" if p[0][-2:] != "00" else "01")
+    write_bundle(dst, l1, man, frames)
+
+
 def bundle_frames_sha_only(src, dst):
     l1, man, frames = bundle_parts(src)
     man["frames_sha256"] = "00" * 32
@@ -268,6 +374,12 @@ def main(argv):
         ("body-trailing-byte-rechained", body_trailing_byte),
         ("unknown-kind-rechained", unknown_kind),
         ("record-after-seal", record_after_seal),
+        ("ledger-head-noncanonical-s", ledger_head_noncanonical),
+        ("checkpoint-noncanonical-s-rechained", checkpoint_noncanonical),
+        ("zeros-between-frames-last-segment", zeros_between_frames),
+        ("stray-file-in-segments", stray_file),
+        ("empty-segment-in-the-middle", empty_middle_segment),
+        ("uncovered-leaf-appended", uncovered_leaf),
     ]
     bad = 0
     rows = []
@@ -282,6 +394,10 @@ def main(argv):
         ("bundle-foreign-record-manifest-fixed", lambda d: bundle_foreign_record(bundle, d, store, True)),
         ("bundle-frames-sha256-only", lambda d: bundle_frames_sha_only(bundle, d)),
         ("bundle-crc-flip", lambda d: bundle_crc_flip(bundle, d)),
+        ("bundle-tree-head-noncanonical-s", lambda d: bundle_head_noncanonical(bundle, d)),
+        ("bundle-other-session-id", lambda d: bundle_other_session_id(bundle, d)),
+        ("bundle-meta-events", lambda d: bundle_meta_events(bundle, d)),
+        ("bundle-inclusion-proof-changed", lambda d: bundle_proof_changed(bundle, d)),
         ("bundle-trailing-garbage", lambda d: bundle_trailing_garbage(bundle, d)),
     ]
     for name, f in bundle_cases:

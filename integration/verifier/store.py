@@ -41,9 +41,12 @@ def read_segments(root, rep, live=False):
         data = open(os.path.join(segdir, name), "rb").read()
         total_bytes += len(data)
         last = idx == len(nums) - 1
-        if len(data) < 16 or data[:8] != b"PRCTLOG1" or struct.unpack(">Q", data[8:16])[0] != num:
+        if len(data) < 16:
+            rep.add("damaged", None, None, "segment %d: shorter than its header (%d bytes)" % (num, len(data)))
+            continue
+        if data[:8] != b"PRCTLOG1" or struct.unpack(">Q", data[8:16])[0] != num:
             rep.add("segment_missing", None, None, "segment %d: header does not name it" % num)
-            if len(data) < 16 or data[:8] != b"PRCTLOG1":
+            if data[:8] != b"PRCTLOG1":
                 continue
         for item in read_frames(data, 16, last):
             if item[0] == "record":
