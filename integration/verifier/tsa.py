@@ -235,7 +235,25 @@ def serialization_der():
 
 
 def _valid_at(c, when):
-    return c.not_valid_before_utc <= when <= c.not_valid_after_utc
+    # cryptography < 42 (Debian's python3-cryptography) has only the naive UTC properties.
+    if hasattr(c, "not_valid_before_utc"):
+        return c.not_valid_before_utc <= when <= c.not_valid_after_utc
+    naive = when.replace(tzinfo=None)
+    return c.not_valid_before <= naive <= c.not_valid_after
+
+
+def _issued_by(cert, issuer):
+    """cert's signature verifies with issuer's key (verify_directly_issued_by needs cryptography 40)."""
+    key = issuer.public_key()
+    h = cert.signature_hash_algorithm
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), h)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(h))
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        key.verify(cert.signature, cert.tbs_certificate_bytes)
+    else:
+        raise TypeError("unsupported issuer key")
 
 
 def check_chain(cert, pool, trusted, when):
@@ -257,7 +275,7 @@ def check_chain(cert, pool, trusted, when):
             if issuer.subject != cur.issuer or issuer.public_bytes(der) == cur.public_bytes(der):
                 continue
             try:
-                cur.verify_directly_issued_by(issuer)
+                _issued_by(cur, issuer)
             except (ValueError, TypeError, InvalidSignature):
                 continue
             if issuer.public_bytes(der) in trusted_der:
@@ -274,6 +292,8 @@ def check_chain(cert, pool, trusted, when):
 def load_certs(paths):
     out = []
     for p in paths:
-        data = open(p, "rb").read()
-        out.extend(x509.load_pem_x509_certificates(data))
+        text = open(p, "rb").read()
+        end = b"-----END CERTIFICATE-----"
+        for chunk in text.split(end)[:-1]:
+            out.append(x509.load_pem_x509_certificate(chunk + end + b"\n"))
     return out
