@@ -290,10 +290,10 @@ def bundle_foreign_record(src, dst, store, fix_manifest):
     l1, man, frames = bundle_parts(src)
     sid = bytes.fromhex(man["session"].replace("-", ""))
     other = None
-    for _, r in frames_of(open(seg_path(store, 1), "rb").read(), 16):
-        if r.session != sid and r.session != b"\x00" * 16:
-            other = r
-            break
+    for n in range(nsegs(store), 0, -1):
+        for _, r in frames_of(open(seg_path(store, n), "rb").read(), 16):
+            if r.session != sid and r.session != b"\x00" * 16:
+                other = r
     raw = other.raw
     frame = struct.pack(">II", len(raw), zlib.crc32(raw) & 0xFFFFFFFF) + raw
     recs = frames_of(frames, 0)
