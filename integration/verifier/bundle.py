@@ -202,6 +202,17 @@ def meta_diff(meta, recs, nbytes, man):
         want.update(online_until_ns=b["online_until_ns"], retain_until_ns=b["retain_until_ns"])
     else:
         want.update(online_until_ns=None, retain_until_ns=None)
+    creds = []
+    for r in recs:
+        if r.kind == 23:
+            b = r.decode()
+            creds.append({"kind": b["kind"], "name": b["name"], "valid_before_ns": b["valid_before_ns"], "revoked": False})
+        elif r.kind == 24:
+            name = r.decode()["name"]
+            for c in creds:
+                if c["name"] == name:
+                    c["revoked"] = True
+    want["credentials"] = creds
     last = recs[-1]
     verdicts = [r.decode() for r in recs if r.kind == 19]
     want.update(
