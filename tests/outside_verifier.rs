@@ -76,7 +76,11 @@ fn outside_verifier_comparison_fails_on_a_flipped_expectation() {
         &[&verifier("check_vectors.py"), &td],
         &["--flip", "stores/edited"],
     );
-    assert!(!out.status.success(), "a flipped expectation passed:\n{}", text(&out));
+    assert!(
+        !out.status.success(),
+        "a flipped expectation passed:\n{}",
+        text(&out)
+    );
     let t = text(&out);
     assert!(
         t.lines()
