@@ -275,6 +275,23 @@ def uncovered_leaf(store):
     open(p, "ab").write(struct.pack(">II", len(e), zlib.crc32(bytes(e)) & 0xFFFFFFFF) + bytes(e))
 
 
+def duplicate_after_seal(store):
+    """An exact copy of seq 3 of a sealed session appended at the end of the last segment."""
+    sid = first_session(store)
+    for _, r in frames_of(open(seg_path(store, 1), "rb").read(), 16):
+        if r.session == sid and r.seq == 3:
+            raw = r.raw
+    p = seg_path(store, nsegs(store))
+    open(p, "ab").write(struct.pack(">II", len(raw), zlib.crc32(raw) & 0xFFFFFFFF) + raw)
+
+
+def first_segment_copied_as_new_last(store):
+    n = nsegs(store) + 1
+    data = bytearray(open(seg_path(store, 1), "rb").read())
+    data[8:16] = struct.pack(">Q", n)
+    open(seg_path(store, n), "wb").write(data)
+
+
 def bundle_parts(path):
     data = open(path, "rb").read()
     l1, rest = data.split(b"\n", 1)
@@ -380,6 +397,8 @@ def main(argv):
         ("stray-file-in-segments", stray_file),
         ("empty-segment-in-the-middle", empty_middle_segment),
         ("uncovered-leaf-appended", uncovered_leaf),
+        ("duplicate-after-seal", duplicate_after_seal),
+        ("first-segment-copied-as-new-last", first_segment_copied_as_new_last),
     ]
     bad = 0
     rows = []
