@@ -261,14 +261,16 @@ def check_chain(cert, pool, trusted, when):
     trusted_der = {t.public_bytes(der) for t in trusted}
     if cert.public_bytes(der) in trusted_der:
         return
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound as e:
-        raise TokenError("signer certificate has no extended key usage") from e
-    if x509.ObjectIdentifier(OID_TIMESTAMPING) not in eku:
-        raise TokenError("signer certificate is not for time stamping")
     cur = cert
     for _ in range(8):
+        # FORMAT.md: the signer and every intermediate (not the trusted certificate) carry the
+        # extended key usage id-kp-timeStamping.
+        try:
+            eku = cur.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound as e:
+            raise TokenError("%s has no extended key usage" % cur.subject.rfc4514_string()) from e
+        if x509.ObjectIdentifier(OID_TIMESTAMPING) not in eku:
+            raise TokenError("%s is not for time stamping" % cur.subject.rfc4514_string())
         if not _valid_at(cur, when):
             raise TokenError("certificate %s not valid at genTime" % cur.subject.rfc4514_string())
         for issuer in list(trusted) + list(pool):
