@@ -115,7 +115,11 @@ def main(argv):
         kid = crypto.key_id(pinned)
         known = []
         for f in a.known_head:
-            o = json.load(open(f))
+            raw = open(f, "rb").read()
+            if raw.startswith(b"PROCTOR-BUNDLE 1\n"):
+                o = json.loads(raw.split(b"\n", 2)[1])  # a bundle: its manifest's tree_head
+            else:
+                o = json.loads(raw)
             if isinstance(o, dict) and "tree_head" in o:
                 o = o["tree_head"]
             known.append(head_from_json(o))
