@@ -33,8 +33,7 @@ def verify_bundle(path, pinned):
     def add(kind, seq, detail, session=True):
         problems.append({"session": man.get("session") if session else None, "seq": seq, "kind": kind, "detail": detail})
 
-    if man.get("format") != 1:
-        add("damaged", None, "bundle format is not 1", session=False)
+    bad_format = man.get("format") != 1  # reported with the metadata (FORMAT.md, Bundles)
     if pinned is None:
         pub = crypto.load_pubkey(man["public_key_pem"])
         key_source = "bundle"
@@ -117,7 +116,7 @@ def verify_bundle(path, pinned):
         if start["agent"] != leaf["agent"] or start["target"] != leaf["target"] or end is None or end.decode()["outcome"] != leaf["outcome"] or seal.ts != leaf["ended_ns"]:
             c.fail("metadata", 0, "the leaf's fields differ from the records")
     if c.finding is None and c.records:
-        diff = meta_diff(man.get("meta", {}), c.records, frames_len(c.records), man)
+        diff = meta_diff(man.get("meta", {}), c.records, frames_len(c.records), man) + (["format"] if bad_format else [])
         if diff:
             c.fail("metadata", 0, "meta differs from the records: %s" % ", ".join(diff))
 

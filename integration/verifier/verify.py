@@ -45,7 +45,9 @@ def timestamps(atts, pub, kid, in_ledger, trusted, newest_size, newest_ts, head_
     """head_ts: (size, ts_ns) of every tree head known, oldest first (for first_ts_ns)."""
     out = {"tokens": [], "problems": [], "not_timestamped": None, "notes": []}
     for att in atts:
-        if att.get("format") != 1 or att.get("type") != "rfc3161":
+        # The attestation's `format` is not authenticated and proctor does not act on it
+        # (FORMAT.md, Attestations): the type decides.
+        if att.get("type") != "rfc3161":
             out["notes"].append("attestation of type %r not checked" % att.get("type"))
             continue
         facts, why = check_attestation(att, pub, kid, in_ledger, trusted)
