@@ -359,6 +359,39 @@ def bundle_proof_changed(src, dst):
     write_bundle(dst, l1, man, frames)
 
 
+def bundle_manifest(src, dst, change):
+    l1, man, frames = bundle_parts(src)
+    change(man)
+    write_bundle(dst, l1, man, frames)
+
+
+def _forge_sc(man):
+    """The store checkpoint's signature changed (CRC fixed), placed before the valid one."""
+    raw = bytearray(bytes.fromhex(man["store_checkpoints"][0]))
+    raw[-1] ^= 1
+    raw[4:8] = struct.pack(">I", zlib.crc32(bytes(raw[8:])) & 0xFFFFFFFF)
+    man["store_checkpoints"].insert(0, raw.hex())
+
+
+def bundle_append(src, dst, which):
+    """A record appended after the seal (chained, unsigned), or a copy of seq 3."""
+    import hashlib
+
+    l1, man, frames = bundle_parts(src)
+    recs = frames_of(frames, 0)
+    if which == "after-seal":
+        last = recs[-1][1]
+        body = struct.pack(">I", 5) + b"agent" + struct.pack(">I", 4) + b"more"
+        head = bytes([1, 22]) + last.session + struct.pack(">Qq", last.seq + 1, last.ts + 1) + body
+        raw = head + hashlib.sha256(last.hash + head).digest()
+    else:
+        raw = recs[3][1].raw
+    frames += struct.pack(">II", len(raw), zlib.crc32(raw) & 0xFFFFFFFF) + raw
+    man["frames"] += 1
+    man["frames_sha256"] = hashlib.sha256(frames).hexdigest()
+    write_bundle(dst, l1, man, frames)
+
+
 def bundle_frames_sha_only(src, dst):
     l1, man, frames = bundle_parts(src)
     man["frames_sha256"] = "00" * 32
@@ -417,8 +450,18 @@ def main(argv):
         ("bundle-other-session-id", lambda d: bundle_other_session_id(bundle, d)),
         ("bundle-meta-events", lambda d: bundle_meta_events(bundle, d)),
         ("bundle-inclusion-proof-changed", lambda d: bundle_proof_changed(bundle, d)),
+        ("bundle-record-after-seal", lambda d: bundle_append(bundle, d, "after-seal")),
+        ("bundle-duplicate-seq-3", lambda d: bundle_append(bundle, d, "dup")),
+        ("bundle-format-2", lambda d: bundle_manifest(bundle, d, lambda m: m.update(format=2))),
+        ("bundle-meta-ledger-index", lambda d: bundle_manifest(bundle, d, lambda m: m["meta"].update(ledger_index=m["meta"]["ledger_index"] + 1))),
+        ("bundle-meta-unauthenticated-fields", lambda d: bundle_manifest(bundle, d, lambda m: m["meta"].update(spans=[], legal_hold="x", extra=1))),
         ("bundle-trailing-garbage", lambda d: bundle_trailing_garbage(bundle, d)),
     ]
+    man = bundle_parts(bundle)[1]
+    if man.get("timestamps"):
+        bundle_cases.append(("bundle-attestation-unknown-type", lambda d: bundle_manifest(bundle, d, lambda m: m["timestamps"][0].update(type="c2sp-cosignature/v1"))))
+    if man.get("store_checkpoints"):
+        bundle_cases.append(("bundle-store-checkpoint-forged-before-valid", lambda d: bundle_manifest(bundle, d, _forge_sc)))
     for name, f in bundle_cases:
         d = os.path.join(out, name + ".bundle")
         f(d)
