@@ -63,6 +63,45 @@ def timestamps(atts, pub, kid, in_ledger, trusted, newest_size, newest_ts, head_
     return out
 
 
+def verify_archive(d, pinned):
+    """FORMAT.md "Archives": every manifest entry's file digest, gzip, and bundle."""
+    import gzip
+    import hashlib
+    import tempfile
+
+    import bundle
+
+    out = {"manifests": 0, "sessions": 0, "problems": []}
+    for mp in sorted(glob.glob(os.path.join(d, "MANIFEST-*.json"))):
+        out["manifests"] += 1
+        m = json.load(open(mp))
+        key = pinned or crypto.load_pubkey(m["public_key_pem"])
+        for e in m["sessions"]:
+            out["sessions"] += 1
+            try:
+                data = open(os.path.join(d, e["file"]), "rb").read()
+            except OSError as err:
+                out["problems"].append("session %s: %s unreadable: %s" % (e["session"], e["file"], err))
+                continue
+            if hashlib.sha256(data).hexdigest() != e["sha256"]:
+                out["problems"].append("session %s: %s does not match the manifest's SHA-256" % (e["session"], e["file"]))
+                continue
+            try:
+                raw = gzip.decompress(data)
+            except (OSError, EOFError) as err:
+                out["problems"].append("session %s: not valid gzip: %s" % (e["session"], err))
+                continue
+            with tempfile.NamedTemporaryFile() as t:
+                t.write(raw)
+                t.flush()
+                rep, _, _ = bundle.verify_bundle(t.name, key)
+            if rep["problems"]:
+                out["problems"].append("session %s: %s" % (e["session"], rep["problems"][0]["detail"]))
+    if not out["manifests"]:
+        out["problems"].append("%s: no MANIFEST-*.json" % d)
+    return out
+
+
 def verdict(report):
     if report["problems"]:
         return "failed"
@@ -75,6 +114,7 @@ def main(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("store", nargs="?")
     ap.add_argument("--bundle")
+    ap.add_argument("--archive")
     ap.add_argument("--pubkey")
     ap.add_argument("--tsa-cert", action="append", default=[])
     ap.add_argument("--known-head", action="append", default=[])
@@ -86,6 +126,11 @@ def main(argv):
 
         trusted = tsa.load_certs(a.tsa_cert)
 
+    if a.archive:
+        out = verify_archive(a.archive, pinned)
+        json.dump(out, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return 1 if out["problems"] else 0
     if a.bundle:
         import bundle
 
