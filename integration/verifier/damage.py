@@ -262,8 +262,7 @@ def uncovered_leaf(store):
         if data[pos + 8] == 1:
             last_leaf = data[pos : pos + 8 + ln]
         pos += 8 + ln
-    e = bytearray(last_leaf[8:])
-    count = sum(1 for _ in [0])  # index rewritten below
+    e = bytearray(last_leaf[8:])  # a copy of the last leaf, renumbered as the next one
     leaves = 0
     pos = 16
     while pos + 8 <= len(data):
@@ -271,7 +270,6 @@ def uncovered_leaf(store):
         leaves += data[pos + 8] == 1
         pos += 8 + ln
     e[1:9] = struct.pack(">Q", leaves)
-    del count
     open(p, "ab").write(struct.pack(">II", len(e), zlib.crc32(bytes(e)) & 0xFFFFFFFF) + bytes(e))
 
 
