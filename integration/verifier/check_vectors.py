@@ -7,10 +7,13 @@ Prints one line per vector (name, expected, got) and exits 1 on any disagreement
 replaces that vector's expected problems with none, to show the comparison can fail.
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree (tests run it)
+
 import io
 import json
 import os
-import sys
 from contextlib import redirect_stdout
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

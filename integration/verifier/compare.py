@@ -7,10 +7,13 @@ The facts are those FORMAT.md's test vectors keep: verdict, counts, each problem
 and seq, the unsigned tails, and the timestamp summary. Prints both and exits 1 on a difference.
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree (tests run it)
+
 import json
 import os
 import subprocess
-import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -7,12 +7,15 @@
 STORE_DIR needs at least two segments; BUNDLE is a bundle exported from it.
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree (tests run it)
+
 import json
 import os
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

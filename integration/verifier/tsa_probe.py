@@ -6,6 +6,10 @@ the size-8 token, and `proctor verify` compared with verify.py (compare.py).
 
     tsa_probe.py PROCTOR_BIN WORK_DIR
 """
+import sys
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree (tests run it)
+
 import base64, glob, hashlib, json, os, shutil, subprocess, sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

@@ -8,12 +8,15 @@ Prints JSON comparable to `proctor verify --json`: {"ok", "verdict", "key", "rep
 "timestamps"}. Exit 0 when intact and signed, 3 with unsigned tails only, 1 on any problem.
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree (tests run it)
+
 import argparse
 import base64
 import glob
 import json
 import os
-import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
