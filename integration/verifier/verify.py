@@ -66,18 +66,47 @@ def timestamps(atts, pub, kid, in_ledger, trusted, newest_size, newest_ts, head_
     return out
 
 
-def verify_archive(d, pinned):
-    """FORMAT.md "Archives": every manifest entry's file digest, gzip, and bundle."""
+def archived_leaves(data):
+    """(index, session, path, sha256) of every archived leaf (kind 2) of a store's ledger."""
+    import struct
+
+    from codec import DecodeError, decode_leaf, uuid_text
+
+    buf = open(os.path.join(data, "ledger", "ledger.log"), "rb").read()
+    pos, index, out = 16, 0, []
+    while pos + 8 <= len(buf):
+        ln = struct.unpack(">I", buf[pos : pos + 4])[0]
+        entry = buf[pos + 8 : pos + 8 + ln]
+        pos += 8 + ln
+        if not entry or entry[0] != 1:
+            continue
+        try:
+            leaf = decode_leaf(entry[9:])
+        except DecodeError:
+            continue
+        index += 1
+        note = leaf["note"]
+        if leaf["kind"] == 2 and note.startswith("archived to ") and " (sha256 " in note and note.endswith(")"):
+            path, sha = note[len("archived to ") : -1].rsplit(" (sha256 ", 1)
+            out.append((index - 1, uuid_text(leaf["session"]), path, sha.lower()))
+    return out
+
+
+def verify_archive(d, pinned, store_dir=None):
+    """FORMAT.md "Archives": every manifest entry's file digest, gzip, and bundle; with the
+    store, that every session its ledger archived into d is there, unchanged and listed."""
     import gzip
     import hashlib
     import tempfile
 
     import bundle
 
-    out = {"manifests": 0, "sessions": 0, "problems": []}
+    out = {"manifests": 0, "sessions": 0, "problems": [], "ledger_checked": store_dir is not None}
+    listed = set()
     for mp in sorted(glob.glob(os.path.join(d, "MANIFEST-*.json"))):
         out["manifests"] += 1
         m = json.load(open(mp))
+        listed.update(e["session"] for e in m["sessions"])
         key = pinned or crypto.load_pubkey(m["public_key_pem"])
         for e in m["sessions"]:
             out["sessions"] += 1
@@ -102,6 +131,21 @@ def verify_archive(d, pinned):
                 out["problems"].append("session %s: %s" % (e["session"], rep["problems"][0]["detail"]))
     if not out["manifests"]:
         out["problems"].append("%s: no MANIFEST-*.json" % d)
+    if store_dir is not None:
+        here = os.path.realpath(d)
+        for index, session, path, sha in archived_leaves(store_dir):
+            if os.path.realpath(os.path.dirname(path)) != here and session not in listed:
+                continue  # archived elsewhere
+            f = os.path.join(d, os.path.basename(path))
+            if not os.path.exists(f):
+                what = "is missing"
+            elif hashlib.sha256(open(f, "rb").read()).hexdigest() != sha:
+                what = "differs from the SHA-256 the ledger recorded"
+            elif session not in listed:
+                what = "is listed by no manifest"
+            else:
+                continue
+            out["problems"].append("session %s: the ledger (leaf %d) says it was archived to %s, which %s" % (session, index, os.path.basename(path), what))
     return out
 
 
@@ -118,6 +162,7 @@ def main(argv):
     ap.add_argument("store", nargs="?")
     ap.add_argument("--bundle")
     ap.add_argument("--archive")
+    ap.add_argument("--data", help="with --archive: the store whose ledger lists what was archived")
     ap.add_argument("--pubkey")
     ap.add_argument("--tsa-cert", action="append", default=[])
     ap.add_argument("--known-head", action="append", default=[])
@@ -130,7 +175,7 @@ def main(argv):
         trusted = tsa.load_certs(a.tsa_cert)
 
     if a.archive:
-        out = verify_archive(a.archive, pinned)
+        out = verify_archive(a.archive, pinned, a.data)
         json.dump(out, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return 1 if out["problems"] else 0
