@@ -369,7 +369,7 @@ def bundle_manifest(src, dst, change):
 def _forge_sc(man):
     """The store checkpoint's signature changed (CRC fixed), placed before the valid one."""
     raw = bytearray(bytes.fromhex(man["store_checkpoints"][0]))
-    raw[-1] ^= 1
+    raw[-33] ^= 1  # the signature's last byte (the record's own chain hash follows it)
     raw[4:8] = struct.pack(">I", zlib.crc32(bytes(raw[8:])) & 0xFFFFFFFF)
     man["store_checkpoints"].insert(0, raw.hex())
 
