@@ -16,6 +16,8 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v bzip2 >/dev/null 2>&1 || need+=(bzip2)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# tests/outside_verifier.rs runs integration/verifier (RFC 3161 tokens need `cryptography`).
+python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The console's browser tests drive Debian's Chromium (integration/ci/console.sh).
 if command -v npm >/dev/null 2>&1; then [ -x /usr/bin/chromium ] || need+=(chromium); fi

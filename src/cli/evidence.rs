@@ -298,13 +298,26 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
 
 pub fn verify_archive(
     dir: &std::path::Path,
+    store: &StoreArgs,
     pubkey: Option<&std::path::Path>,
     json: bool,
 ) -> Result<i32> {
     let key = pubkey.map(signing::load_public_key).transpose()?;
-    let check = crate::retention::verify_archive(dir, key.as_ref())?;
+    let mut check = crate::retention::verify_archive(dir, key.as_ref())?;
+    // The manifests are not signed: only the store's ledger says what must be in the archive.
+    let ledger_checked = match store.data_dir() {
+        Ok(data) => {
+            check
+                .problems
+                .extend(crate::recorder::verify::archive_completeness(&data, dir)?);
+            true
+        }
+        Err(_) => false,
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&check)?);
+        let mut v = serde_json::to_value(&check)?;
+        v["ledger_checked"] = ledger_checked.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for p in &check.problems {
             println!("FAIL {}", line(&p.to_string()));
@@ -324,6 +337,11 @@ pub fn verify_archive(
                 " (key from the manifest; pin it with --pubkey)"
             }
         );
+        if !ledger_checked {
+            println!(
+                "completeness not checked: pass --data (the store whose ledger lists what was archived)"
+            );
+        }
     }
     Ok(if check.problems.is_empty() { 0 } else { 1 })
 }

@@ -104,7 +104,8 @@ pub enum Command {
         /// Verify an exported bundle offline instead of a store.
         #[arg(long)]
         bundle: Option<PathBuf>,
-        /// Verify an archive directory (manifests and bundles) on its own.
+        /// Verify an archive directory (manifests and bundles); with a store (--data), also
+        /// that every session its ledger says was archived there is.
         #[arg(long)]
         archive: Option<PathBuf>,
         /// A tree head saved earlier (`proctor ledger head`, or any bundle): fail when the
@@ -219,7 +220,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             tsa_cert,
             json,
         } => match archive {
-            Some(dir) => evidence::verify_archive(&dir, pubkey.as_deref(), json),
+            Some(dir) => evidence::verify_archive(&dir, &store, pubkey.as_deref(), json),
             None => {
                 let opts = evidence::VerifyArgs {
                     session,

@@ -17,9 +17,11 @@ use super::segment::{self, Scanned, Scanner};
 use super::signing;
 use super::store_checkpoint::ChainPosition;
 
+mod archived;
 mod chain;
 mod crosscheck;
 
+pub use archived::archive_completeness;
 pub use chain::{ChainCheck, ChainProblem, EndInfo, UnsignedTail, check_record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

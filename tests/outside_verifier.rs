@@ -1,0 +1,117 @@
+//! The outside verifier (`integration/verifier/verify.py`, written from `src/recorder/FORMAT.md`
+//! alone, rule 6) agrees with the expected result of every test vector, and with `proctor
+//! verify --json` on damage the vectors do not hold (`damage.py`: a flipped byte in the last
+//! record of a segment, the last segment deleted, segments swapped, an old tree head replayed,
+//! a cut frame header, an impossible length, a foreign record in a bundle, non-canonical
+//! signatures, ...). A disagreement means FORMAT.md or `proctor verify` is wrong.
+//!
+//! Needs `python3` with `cryptography` (`integration/test.sh` installs `python3-cryptography`);
+//! without them the tests say so and pass.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn verifier(file: &str) -> PathBuf {
+    root().join("integration/verifier").join(file)
+}
+
+/// Whether python3 and its `cryptography` package are there; says why not when they are not.
+fn python_ready() -> bool {
+    match Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .output()
+    {
+        Ok(o) if o.status.success() => true,
+        Ok(_) => {
+            eprintln!(
+                "SKIPPED: python3 has no `cryptography` (apt-get install python3-cryptography)"
+            );
+            false
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: python3 is not installed");
+            false
+        }
+    }
+}
+
+fn run(args: &[&Path], extra: &[&str]) -> Output {
+    let mut cmd = Command::new("python3");
+    cmd.args(args).args(extra);
+    cmd.output().expect("python3 runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn outside_verifier_agrees_with_every_vector() {
+    if !python_ready() {
+        return;
+    }
+    let td = root().join("src/recorder/testdata");
+    let out = run(&[&verifier("check_vectors.py"), &td], &[]);
+    assert!(out.status.success(), "disagreements:\n{}", text(&out));
+    assert!(text(&out).contains("0 disagreement(s)"), "{}", text(&out));
+}
+
+/// The comparison can fail: with the `edited` store's expected problems replaced by none, the
+/// outside verifier's *edited* finding disagrees.
+#[test]
+fn outside_verifier_comparison_fails_on_a_flipped_expectation() {
+    if !python_ready() {
+        return;
+    }
+    let td = root().join("src/recorder/testdata");
+    let out = run(
+        &[&verifier("check_vectors.py"), &td],
+        &["--flip", "stores/edited"],
+    );
+    assert!(
+        !out.status.success(),
+        "a flipped expectation passed:\n{}",
+        text(&out)
+    );
+    let t = text(&out);
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("stores/edited ") && l.contains("DISAGREE")),
+        "{t}"
+    );
+    assert!(t.contains("1 disagreement(s)"), "{t}");
+}
+
+#[test]
+fn outside_verifier_agrees_with_proctor_on_damage_outside_the_vectors() {
+    if !python_ready() {
+        return;
+    }
+    let td = root().join("src/recorder/testdata");
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        &[
+            &verifier("damage.py"),
+            Path::new(env!("CARGO_BIN_EXE_proctor")),
+            &td.join("stores/untouched"),
+            &td.join("bundles/untouched.bundle"),
+            &out_dir.path().join("cases"),
+        ],
+        &[
+            "--pubkey",
+            td.join("recorder.pub").to_str().expect("utf-8 path"),
+            "--tsa-cert",
+            td.join("tsa/ca.pem").to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(out.status.success(), "disagreements:\n{}", text(&out));
+    assert!(text(&out).contains("0 disagreement(s)"), "{}", text(&out));
+}
