@@ -114,6 +114,16 @@ impl Editor {
     /// Feeds one byte; tells whether it submits the line.
     fn byte(&mut self, b: u8) -> Step {
         self.started = true;
+        if b < 0x80 && !self.utf8.is_empty() {
+            // An ASCII byte cannot continue a multi-byte character: what was pending is no
+            // character, and it is part of the line (the shell reads it), so it is kept as
+            // U+FFFD rather than dropped. Dropped, `\xe8\n` read as a blank line and went to
+            // the target unjudged (found by the fuzz target `ssh_upstream_core`).
+            let bytes = std::mem::take(&mut self.utf8);
+            for c in String::from_utf8_lossy(&bytes).chars() {
+                self.insert(c);
+            }
+        }
         if self.raw {
             // Without a terminal the program reads bytes as they are: no line editing.
             return match b {
