@@ -178,13 +178,17 @@ impl SessionGate {
         live: Arc<LiveSession>,
         revocation: Revocation,
         admission: Option<super::limits::Admission>,
+        login_search_path: Option<String>,
     ) -> Self {
         let login_role = match &revocation {
             Revocation::PostgresRole { member_of, .. } => member_of.as_str(),
             _ => "",
         };
         SessionGate {
-            pg_settings: std::sync::Mutex::new(super::pg_settings::PgSettings::new(login_role)),
+            pg_settings: std::sync::Mutex::new(super::pg_settings::PgSettings::new(
+                login_role,
+                login_search_path,
+            )),
             admission: std::sync::Mutex::new(admission),
             redaction: std::sync::Mutex::new(crate::redact::SessionRedaction::new(&live.id)),
             core,

@@ -52,6 +52,9 @@ pub struct PgSettings {
     role: Value,
     /// The role the session starts as (the grant's role, the login default proctor set).
     login_role: String,
+    /// The `search_path` the client's startup packet set (the session's default, what `RESET`
+    /// returns to), if it set one.
+    login_path: Option<String>,
     /// Values before the first change since the last transaction end, for ROLLBACK.
     before_txn: Option<(Value, Value)>,
     /// Decided statements whose answer has not come yet.
@@ -68,11 +71,12 @@ pub struct Pending {
 }
 
 impl PgSettings {
-    pub fn new(login_role: &str) -> Self {
+    pub fn new(login_role: &str, login_path: Option<String>) -> Self {
         PgSettings {
             search_path: Value::Default,
             role: Value::Default,
             login_role: login_role.to_string(),
+            login_path,
             before_txn: None,
             pending: Vec::new(),
         }
@@ -130,7 +134,7 @@ impl PgSettings {
             }
             Change::TxnEnd { rollback } => {
                 if let (true, Some((sp, role))) = (rollback, self.before_txn.take()) {
-                    self.search_path = either(&self.search_path, &sp, DEFAULT_PATH);
+                    self.search_path = either(&self.search_path, &sp, &self.default_path());
                     self.role = either(&self.role, &role, &self.login_role);
                 }
                 self.before_txn = None;
@@ -158,7 +162,10 @@ impl PgSettings {
                     }
                     Change::TxnEnd { rollback: true } => {
                         let note = format!("statement {id} rolls back; it may undo a change");
-                        sp = (Value::Unknown(describe(&sp.0, DEFAULT_PATH)), note.clone());
+                        sp = (
+                            Value::Unknown(describe(&sp.0, &self.default_path())),
+                            note.clone(),
+                        );
                         role = (Value::Unknown(describe(&role.0, &self.login_role)), note);
                     }
                     Change::TxnEnd { rollback: false } => {}
@@ -171,11 +178,25 @@ impl PgSettings {
         ]
     }
 
+    /// How the session's default `search_path` is named where a value is described in words.
+    fn default_path(&self) -> String {
+        match &self.login_path {
+            Some(p) => format!("{p} (set at login)"),
+            None => DEFAULT_PATH.to_string(),
+        }
+    }
+
     fn setting(&self, name: &str, v: Value, pending: String) -> Setting {
         let (value, note) = match v {
             Value::Default if name == "role" => (
                 self.login_role.clone(),
                 "the grant's role, the session's login default".to_string(),
+            ),
+            Value::Default if self.login_path.is_some() => (
+                self.login_path.clone().unwrap_or_default(),
+                "set at login by the client's startup parameters; the session's default, what \
+                 RESET returns to"
+                    .to_string(),
             ),
             Value::Default => (
                 "(target default)".to_string(),
@@ -482,7 +503,7 @@ mod tests {
 
     #[test]
     fn a_set_in_the_same_message_shows_as_pending_then_confirmed() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         assert_eq!(get(&m, "search_path").value, "(target default)");
         assert_eq!(get(&m, "role").value, "app_rw");
         m.decide(&stmt(1, "SET search_path = audit"));
@@ -497,7 +518,7 @@ mod tests {
 
     #[test]
     fn only_the_servers_word_changes_the_model() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "set search_path to 'a', b"));
         m.answered(&failed(1));
         assert_eq!(get(&m, "search_path").value, "(target default)");
@@ -514,7 +535,7 @@ mod tests {
     /// error rolled the implicit transaction back. The card must not claim `x`.
     #[test]
     fn an_error_after_a_change_leaves_both_values_open() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "SET search_path = audit"));
         m.decide(&stmt(2, "SELECT 1/0"));
         m.answered(&ok(1));
@@ -531,7 +552,7 @@ mod tests {
 
     #[test]
     fn what_cannot_be_followed_is_unknown() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "SELECT set_config('search_path', 'audit', false)"));
         m.answered(&ok(1));
         assert_eq!(get(&m, "search_path").value, "unknown");
@@ -550,7 +571,7 @@ mod tests {
 
     #[test]
     fn search_path_in_other_spellings_is_followed() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "SET U&\"search!005fpath\" UESCAPE '!' = audit"));
         m.answered(&ok(1));
         assert_eq!(get(&m, "search_path").value, "audit");
@@ -572,7 +593,7 @@ mod tests {
 
     #[test]
     fn a_rollback_after_a_change_leaves_both_values_open() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "SET role reporting"));
         m.answered(&ok(1));
         m.decide(&stmt(2, "ROLLBACK"));
@@ -587,5 +608,34 @@ mod tests {
         m.decide(&stmt(5, "ROLLBACK"));
         m.answered(&ok(5));
         assert_eq!(get(&m, "role").value, "reporting");
+    }
+
+    #[test]
+    fn a_search_path_set_at_login_is_the_sessions_default() {
+        let mut m = PgSettings::new("app_rw", Some("audit".into()));
+        let sp = get(&m, "search_path");
+        assert_eq!(sp.value, "audit");
+        assert!(sp.note.contains("set at login"), "{sp:?}");
+        m.decide(&stmt(1, "SET search_path = public"));
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "public");
+        // RESET and DISCARD ALL return to the login value, not the target's default.
+        m.decide(&stmt(2, "RESET search_path"));
+        m.answered(&ok(2));
+        assert_eq!(get(&m, "search_path").value, "audit");
+        m.decide(&stmt(3, "SET search_path = public"));
+        m.answered(&ok(3));
+        m.decide(&stmt(4, "DISCARD ALL"));
+        m.answered(&ok(4));
+        assert_eq!(get(&m, "search_path").value, "audit");
+        m.decide(&stmt(5, "SET search_path = public"));
+        m.answered(&ok(5));
+        m.decide(&stmt(6, "ROLLBACK"));
+        m.answered(&ok(6));
+        let sp = get(&m, "search_path");
+        assert!(
+            sp.note.contains("public, or audit (set at login)"),
+            "{sp:?}"
+        );
     }
 }
