@@ -56,6 +56,10 @@ pub enum SqlPrepared {
     },
     /// `DEALLOCATE name`, or every name (`DEALLOCATE ALL`, `DISCARD ALL`) when `None`.
     Deallocate(Option<String>),
+    /// `FETCH`/`MOVE` from `cursor` (as the server resolves the name). SQL cursors and protocol
+    /// portals share one namespace, so this may run a portal a protocol Bind opened on any
+    /// statement (`DELETE ... RETURNING` included): the relay judges it as that statement.
+    Fetch { cursor: String },
 }
 
 /// One statement of a message, ready to become a `proctor_gate::Statement`.
@@ -404,6 +408,9 @@ fn sql_prepared(stmt: &Ast, escalation: Option<StatementClass>) -> Option<SqlPre
         Ast::Discard {
             object_type: sqlparser::ast::DiscardObject::ALL,
         } => Some(SqlPrepared::Deallocate(None)),
+        Ast::Fetch { name, .. } => Some(SqlPrepared::Fetch {
+            cursor: folded(name),
+        }),
         _ => None,
     }
 }
@@ -605,12 +612,17 @@ fn cursor_move(key: &str) -> Option<Classified> {
     if !plain && !name.starts_with('"') {
         return None;
     }
+    // As the server resolves the name: a quoted one exactly (`""` is one `"`), else folded.
+    let cursor = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => name.to_ascii_lowercase(),
+    };
     Some(Classified {
         class: StatementClass::Read,
         command,
         tables: Vec::new(),
         note: None,
-        prepared: None,
+        prepared: Some(SqlPrepared::Fetch { cursor }),
         effects: Effects::Lasting,
     })
 }

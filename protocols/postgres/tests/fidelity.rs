@@ -303,3 +303,98 @@ async fn cancel_requests_are_recorded_in_their_session() {
         "{events:?}"
     );
 }
+
+/// SQL cursors and protocol portals share one namespace: `FETCH`/`MOVE` of a portal a protocol
+/// Bind opened on a `DELETE ... RETURNING` (never executed) runs the DELETE (found by the
+/// PostgreSQL red team: recorded as a `read` FETCH, every row deleted, no hold). It is judged
+/// and recorded as the statement the portal runs; a portal proctor forgot is `unknown`; a
+/// plain SQL cursor stays a read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_of_a_protocol_portal_is_judged_as_what_the_portal_runs() {
+    let (f, mut raw) = with_accounts().await;
+
+    // Bound in one block, fetched by SQL in the next, inside a transaction block.
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    parse(&mut b, "", "DELETE FROM accounts RETURNING id");
+    bind(&mut b, "p1", "");
+    sync(&mut b);
+    query(&mut b, "FETCH ALL FROM P1");
+    query(&mut b, "COMMIT");
+    let (_, completes) = exchange(&mut raw, &b, 4).await;
+    assert_eq!(completes, ["BEGIN", "FETCH 5", "COMMIT"]);
+    assert_eq!(accounts_left(&f), "0", "the FETCH ran the DELETE");
+    let s = statement_for_tag(&f, "FETCH 5");
+    assert_eq!(s.class, StatementClass::Write, "{s:?}");
+    assert_eq!(s.command, "DELETE");
+    assert_eq!(s.tables, ["accounts"]);
+    assert_eq!(s.runs.as_deref(), Some("DELETE FROM accounts RETURNING id"));
+    assert!(
+        s.text.starts_with("FETCH ALL FROM P1\n")
+            && s.text.contains(
+                "runs protocol portal \"p1\", bound to \"DELETE FROM accounts RETURNING id\""
+            ),
+        "the record names what ran: {s:?}"
+    );
+
+    // One pipeline, no transaction block: MOVE of a quoted name, sent as an Execute.
+    let mut b = BytesMut::new();
+    query(&mut b, "INSERT INTO accounts SELECT generate_series(1, 4)");
+    parse(&mut b, "d", "DELETE FROM accounts RETURNING id");
+    bind(&mut b, "Cur", "d");
+    parse(&mut b, "", "MOVE ALL IN \"Cur\"");
+    bind(&mut b, "", "");
+    execute(&mut b, "");
+    sync(&mut b);
+    let (_, completes) = exchange(&mut raw, &b, 2).await;
+    assert_eq!(completes, ["INSERT 0 4", "MOVE 4"]);
+    assert_eq!(accounts_left(&f), "0", "the MOVE ran the DELETE");
+    let s = statement_for_tag(&f, "MOVE 4");
+    assert_eq!(
+        (s.class, s.command.as_str()),
+        (StatementClass::Write, "DELETE")
+    );
+
+    // A portal proctor forgot (a DECLARE may open or close portals) is unknown, never a read.
+    let mut b = BytesMut::new();
+    query(&mut b, "INSERT INTO accounts SELECT generate_series(1, 3)");
+    query(&mut b, "BEGIN");
+    parse(&mut b, "", "DELETE FROM accounts RETURNING id");
+    bind(&mut b, "p1", "");
+    sync(&mut b);
+    query(&mut b, "DECLARE c CURSOR FOR SELECT id FROM accounts");
+    query(&mut b, "FETCH ALL FROM p1");
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 6).await;
+    assert_eq!(
+        completes,
+        [
+            "INSERT 0 3",
+            "BEGIN",
+            "DECLARE CURSOR",
+            "FETCH 3",
+            "ROLLBACK"
+        ]
+    );
+    let s = statement_for_tag(&f, "FETCH 3");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert!(
+        s.text.contains("whose statement proctor does not know"),
+        "{s:?}"
+    );
+
+    // A plain SQL cursor is judged at its DECLARE; its FETCH is a read.
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    query(&mut b, "DECLARE c CURSOR FOR SELECT id FROM accounts");
+    query(&mut b, "FETCH 2 FROM c");
+    query(&mut b, "COMMIT");
+    let (_, completes) = exchange(&mut raw, &b, 4).await;
+    assert_eq!(completes, ["BEGIN", "DECLARE CURSOR", "FETCH 2", "COMMIT"]);
+    let s = statement_for_tag(&f, "FETCH 2");
+    assert_eq!(
+        (s.class, s.text.as_str()),
+        (StatementClass::Read, "FETCH 2 FROM c")
+    );
+    assert_eq!(accounts_left(&f), "3");
+}

@@ -25,6 +25,9 @@ pub(super) const PORTAL_COMMANDS: &[&str] = &[
 pub(super) struct Resolved {
     pub info: Arc<Classified>,
     pub runs: Option<String>,
+    /// A SQL `FETCH`/`MOVE` of a protocol portal: the portal's parameters, and a line added to
+    /// the recorded text naming what it runs (the record holds no Parse or Bind of its own).
+    pub portal: Option<(Vec<proctor_gate::Param>, String)>,
 }
 
 impl Relay {
@@ -36,10 +39,11 @@ impl Relay {
     ) -> Statement {
         let id = self.next_statement_id();
         let r = self.judged_info(id, info);
+        let (params, line) = r.portal.unwrap_or_default();
         Statement {
             id,
-            text: judged.text.clone(),
-            params: Vec::new(),
+            text: judged.text.clone() + &line,
+            params,
             statement_name: String::new(),
             portal: String::new(),
             extended,
@@ -77,12 +81,71 @@ impl Relay {
             return Resolved {
                 info: Arc::new(c),
                 runs: Some(prepared.judged.text.clone()),
+                portal: None,
             };
+        }
+        if let Some(SqlPrepared::Fetch { cursor }) = &info.prepared
+            && let Some(r) = self.resolve_fetch(info, cursor)
+        {
+            return r;
         }
         Resolved {
             info: info.clone(),
             runs: None,
+            portal: None,
         }
+    }
+
+    /// `FETCH`/`MOVE` of a name that is (or was) a protocol portal runs that portal's
+    /// statement: a `DELETE ... RETURNING` bound and never executed runs at the FETCH, every
+    /// row of it. It is judged as the statement the portal was bound to (class, command,
+    /// tables; policy reads its text), with the portal's parameters; a portal proctor does not
+    /// know (forgotten, not confirmed, unknown at Bind) is `unknown`. `None`: a plain SQL
+    /// cursor, judged at its DECLARE.
+    fn resolve_fetch(&self, info: &Arc<Classified>, cursor: &str) -> Option<Resolved> {
+        let known = match self.names.portal(cursor) {
+            Lookup::Known(p) => p.judged.as_ref().map(|j| (p, j)),
+            Lookup::Absent if !self.names.ever_bound(cursor) => return None,
+            Lookup::Absent | Lookup::Wait => None,
+        };
+        let command = info.command.clone();
+        Some(match known {
+            Some((p, j)) => {
+                let mut c = Classified::clone(&j.info);
+                c.prepared = None;
+                c.effects = crate::durability::Effects::Lasting;
+                Resolved {
+                    info: Arc::new(c),
+                    runs: Some(j.text.clone()),
+                    portal: Some((
+                        p.params.clone(),
+                        format!(
+                            "\n-- proctor: this {command} runs protocol portal {cursor:?}, bound to {:?}",
+                            j.text
+                        ),
+                    )),
+                }
+            }
+            None => Resolved {
+                info: Arc::new(Classified {
+                    class: proctor_gate::StatementClass::Unknown,
+                    command: command.clone(),
+                    tables: Vec::new(),
+                    note: Some(format!(
+                        "{command} of protocol portal {cursor:?}, whose statement proctor does not know"
+                    )),
+                    prepared: None,
+                    effects: crate::durability::Effects::Lasting,
+                }),
+                runs: None,
+                portal: Some((
+                    Vec::new(),
+                    format!(
+                        "\n-- proctor: this {command} may run protocol portal {cursor:?}, whose statement proctor does not know"
+                    ),
+                )),
+            },
+        })
     }
 
     fn note_sql_changes(&mut self, id: u64, info: &Classified) {
@@ -157,10 +220,11 @@ impl Relay {
             let r = self.judged_info(id, &j.info);
             overlap &= durability(&r.info, r.runs.is_some(), tx) == Durability::BeforeAnswer;
             ids.push(id);
+            let (params, line) = r.portal.unwrap_or_default();
             rest.push_back(Statement {
                 id,
-                text: j.text,
-                params: Vec::new(),
+                text: j.text + &line,
+                params,
                 statement_name: String::new(),
                 portal: String::new(),
                 extended: false,

@@ -116,6 +116,12 @@ pub(super) struct Names {
     /// Sync points (Sync, simple Query) sent towards the server so far.
     block: u64,
     next_ticket: u64,
+    /// Every portal name a protocol Bind was sent for in this session, kept when the model
+    /// forgets the portal itself: SQL `FETCH`/`MOVE` of such a name may run a portal proctor
+    /// no longer knows, so it is judged as unknown rather than as a plain cursor read.
+    bound: std::collections::HashSet<String>,
+    /// More names were bound than `bound` keeps: any name may be a portal.
+    bound_overflow: bool,
 }
 
 impl Names {
@@ -128,6 +134,15 @@ impl Names {
     /// The client's message carrying `change` is being forwarded (or, for SQL statements,
     /// judged as part of the message being forwarded).
     pub fn push(&mut self, key: Key, change: Change) {
+        if let Change::Portal(name, _) = &change
+            && !self.bound.contains(name)
+        {
+            if self.bound.len() < MAX_NAMES {
+                self.bound.insert(name.clone());
+            } else {
+                self.bound_overflow = true;
+            }
+        }
         if self.pending.len() >= MAX_PENDING
             && let Some(old) = self.pending.pop_front()
         {
@@ -245,6 +260,11 @@ impl Names {
     }
 
     /// The portal an allowed Execute runs, to mark it executed (pending or confirmed).
+    /// Whether a protocol Bind of a portal named `name` was ever sent in this session.
+    pub fn ever_bound(&self, name: &str) -> bool {
+        self.bound_overflow || self.bound.contains(name)
+    }
+
     pub fn portal_mut(&mut self, name: &str) -> Option<&mut Portal> {
         let block = self.block;
         if let Some(p) = self
