@@ -398,3 +398,52 @@ async fn fetch_of_a_protocol_portal_is_judged_as_what_the_portal_runs() {
     );
     assert_eq!(accounts_left(&f), "3");
 }
+
+/// The server keeps 63 bytes of a name: `PREPARE` of a 70-character name stores it under its
+/// first 63, where a protocol Parse can replace it, and `EXECUTE` of the long name runs that
+/// (found by the PostgreSQL red team: recorded as the `SELECT 1`, the server ran a DELETE).
+/// Names are keyed as the server keys them; a long non-ASCII name, whose cut depends on the
+/// server's encoding, is judged unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_keyed_by_their_first_63_bytes_as_on_the_server() {
+    let (f, mut raw) = with_accounts().await;
+    let long = "q".repeat(70);
+    let cut = &long[..63];
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    query(&mut b, &format!("PREPARE {long} AS SELECT 1"));
+    frontend::close(b'S', cut, &mut b).unwrap();
+    parse(&mut b, cut, "DELETE FROM accounts RETURNING id");
+    sync(&mut b);
+    query(&mut b, &format!("EXECUTE {long}"));
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 5).await;
+    assert_eq!(completes, ["BEGIN", "PREPARE", "DELETE 5", "ROLLBACK"]);
+    let s = statement_for_tag(&f, "DELETE 5");
+    assert_eq!(
+        (s.class, s.command.as_str()),
+        (StatementClass::Write, "DELETE")
+    );
+    assert_eq!(s.runs.as_deref(), Some("DELETE FROM accounts RETURNING id"));
+
+    // Non-ASCII: 40 two-byte characters, which a UTF-8 server cuts to 31.
+    let wide = "é".repeat(40);
+    let wide_cut = "é".repeat(31);
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    query(&mut b, &format!("PREPARE \"{wide}\" AS SELECT 1"));
+    frontend::close(b'S', &wide_cut, &mut b).unwrap();
+    parse(
+        &mut b,
+        &wide_cut,
+        "DELETE FROM accounts WHERE id > 1 RETURNING id",
+    );
+    sync(&mut b);
+    query(&mut b, &format!("EXECUTE \"{wide}\""));
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 5).await;
+    assert_eq!(completes, ["BEGIN", "PREPARE", "DELETE 4", "ROLLBACK"]);
+    let s = statement_for_tag(&f, "DELETE 4");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert_eq!(accounts_left(&f), "5");
+}

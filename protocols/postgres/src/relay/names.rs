@@ -31,6 +31,24 @@ pub(super) const MAX_NAMES: usize = 10_000;
 /// touched become unknown (never wrongly known).
 const MAX_PENDING: usize = 4 * MAX_NAMES;
 
+/// PostgreSQL keeps names of prepared statements and portals (and SQL identifiers) in
+/// `NAMEDATALEN - 1` bytes: a longer name is the same name as its first 63 bytes (`PREPARE` of a
+/// 70-character name then `EXECUTE` of it ran what a protocol Parse had put under its first 63).
+const NAME_BYTES: usize = 63;
+
+/// The name as the server keys it: its first 63 bytes. `None` when proctor cannot tell: a
+/// longer name with a non-ASCII character (its length in the server's encoding, and where the
+/// server cuts a character, are not known here).
+pub(super) fn server_name(name: &str) -> Option<&str> {
+    if name.len() <= NAME_BYTES {
+        Some(name)
+    } else if name.is_ascii() {
+        name.get(..NAME_BYTES)
+    } else {
+        None
+    }
+}
+
 /// A prepared statement as the server holds it.
 #[derive(Clone)]
 pub(super) struct Prepared {
@@ -134,6 +152,31 @@ impl Names {
     /// The client's message carrying `change` is being forwarded (or, for SQL statements,
     /// judged as part of the message being forwarded).
     pub fn push(&mut self, key: Key, change: Change) {
+        // Keyed as the server keys names; a change to a name proctor cannot key may touch any
+        // name sharing its start, so it forgets them all.
+        let owned = |n: &str| server_name(n).map(str::to_string);
+        let change = match change {
+            Change::Statement(n, p) => match owned(&n) {
+                Some(n) => Change::Statement(n, p),
+                None => Change::ForgetStatements,
+            },
+            Change::CloseStatement(n) => match owned(&n) {
+                Some(n) => Change::CloseStatement(n),
+                None => Change::ForgetStatements,
+            },
+            Change::Portal(n, p) => match owned(&n) {
+                Some(n) => Change::Portal(n, p),
+                None => {
+                    self.bound_overflow = true;
+                    Change::ForgetPortals
+                }
+            },
+            Change::ClosePortal(n) => match owned(&n) {
+                Some(n) => Change::ClosePortal(n),
+                None => Change::ForgetPortals,
+            },
+            other => other,
+        };
         if let Change::Portal(name, _) = &change
             && !self.bound.contains(name)
         {
@@ -218,6 +261,9 @@ impl Names {
     }
 
     pub fn statement(&self, name: &str) -> Lookup<&Prepared> {
+        let Some(name) = server_name(name) else {
+            return Lookup::Absent;
+        };
         if let Some(p) = self
             .pending
             .iter()
@@ -239,6 +285,9 @@ impl Names {
     }
 
     pub fn portal(&self, name: &str) -> Lookup<&Portal> {
+        let Some(name) = server_name(name) else {
+            return Lookup::Absent;
+        };
         if let Some(p) = self
             .pending
             .iter()
@@ -262,10 +311,13 @@ impl Names {
     /// The portal an allowed Execute runs, to mark it executed (pending or confirmed).
     /// Whether a protocol Bind of a portal named `name` was ever sent in this session.
     pub fn ever_bound(&self, name: &str) -> bool {
-        self.bound_overflow || self.bound.contains(name)
+        self.bound_overflow || server_name(name).is_none_or(|n| self.bound.contains(n))
     }
 
     pub fn portal_mut(&mut self, name: &str) -> Option<&mut Portal> {
+        let Some(name) = server_name(name) else {
+            return None;
+        };
         let block = self.block;
         if let Some(p) = self
             .pending
@@ -283,18 +335,30 @@ impl Names {
 
     /// A confirmed statement, to attach what a Describe answered.
     pub fn confirmed_statement_mut(&mut self, name: &str) -> Option<&mut Prepared> {
+        let Some(name) = server_name(name) else {
+            return None;
+        };
         self.statements.get_mut(name)
     }
 
     pub fn confirmed_portal_mut(&mut self, name: &str) -> Option<&mut Portal> {
+        let Some(name) = server_name(name) else {
+            return None;
+        };
         self.portals.get_mut(name)
     }
 
     pub fn confirmed_statement(&self, name: &str) -> Option<&Prepared> {
+        let Some(name) = server_name(name) else {
+            return None;
+        };
         self.statements.get(name)
     }
 
     pub fn confirmed_portal(&self, name: &str) -> Option<&Portal> {
+        let Some(name) = server_name(name) else {
+            return None;
+        };
         self.portals.get(name)
     }
 
