@@ -315,9 +315,7 @@ impl Names {
     }
 
     pub fn portal_mut(&mut self, name: &str) -> Option<&mut Portal> {
-        let Some(name) = server_name(name) else {
-            return None;
-        };
+        let name = server_name(name)?;
         let block = self.block;
         if let Some(p) = self
             .pending
@@ -335,30 +333,22 @@ impl Names {
 
     /// A confirmed statement, to attach what a Describe answered.
     pub fn confirmed_statement_mut(&mut self, name: &str) -> Option<&mut Prepared> {
-        let Some(name) = server_name(name) else {
-            return None;
-        };
+        let name = server_name(name)?;
         self.statements.get_mut(name)
     }
 
     pub fn confirmed_portal_mut(&mut self, name: &str) -> Option<&mut Portal> {
-        let Some(name) = server_name(name) else {
-            return None;
-        };
+        let name = server_name(name)?;
         self.portals.get_mut(name)
     }
 
     pub fn confirmed_statement(&self, name: &str) -> Option<&Prepared> {
-        let Some(name) = server_name(name) else {
-            return None;
-        };
+        let name = server_name(name)?;
         self.statements.get(name)
     }
 
     pub fn confirmed_portal(&self, name: &str) -> Option<&Portal> {
-        let Some(name) = server_name(name) else {
-            return None;
-        };
+        let name = server_name(name)?;
         self.portals.get(name)
     }
 
