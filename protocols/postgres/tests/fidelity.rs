@@ -397,6 +397,52 @@ async fn fetch_of_a_protocol_portal_is_judged_as_what_the_portal_runs() {
         (StatementClass::Read, "FETCH 2 FROM c")
     );
     assert_eq!(accounts_left(&f), "3");
+
+    // One step further: a protocol-prepared `FETCH ALL FROM p2` run by a protocol Execute is
+    // p2's DELETE; run by SQL EXECUTE it is unknown (proctor follows one name, not chains).
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    parse(
+        &mut b,
+        "d2",
+        "DELETE FROM accounts WHERE id = 3 RETURNING id",
+    );
+    bind(&mut b, "p2", "d2");
+    parse(&mut b, "q", "FETCH ALL FROM p2");
+    bind(&mut b, "", "q");
+    execute(&mut b, "");
+    sync(&mut b);
+    query(&mut b, "ROLLBACK");
+    query(&mut b, "BEGIN");
+    bind(&mut b, "p2", "d2");
+    sync(&mut b);
+    query(&mut b, "EXECUTE q");
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 7).await;
+    assert_eq!(
+        completes,
+        [
+            "BEGIN", "FETCH 1", "ROLLBACK", "BEGIN", "FETCH 1", "ROLLBACK"
+        ]
+    );
+    let ran: Vec<_> = f
+        .authority
+        .session(0)
+        .statements()
+        .into_iter()
+        .filter(|s| s.text.starts_with("EXECUTE q") || s.text.starts_with("FETCH ALL FROM p2"))
+        .collect();
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    assert_eq!(
+        (ran[0].class, ran[0].command.as_str()),
+        (StatementClass::Write, "DELETE")
+    );
+    assert_eq!(ran[1].class, StatementClass::Unknown, "{ran:?}");
+    assert!(
+        ran[1].text.contains("runs another statement by name"),
+        "{ran:?}"
+    );
+    assert_eq!(accounts_left(&f), "3");
 }
 
 /// The server keeps 63 bytes of a name: `PREPARE` of a 70-character name stores it under its

@@ -30,6 +30,34 @@ pub(super) struct Resolved {
     pub portal: Option<(Vec<proctor_gate::Param>, String)>,
 }
 
+/// A statement that itself runs a statement by name (`EXECUTE`, `FETCH`/`MOVE`).
+fn reaches_further(info: &Classified) -> bool {
+    matches!(
+        info.prepared,
+        Some(SqlPrepared::Execute { .. } | SqlPrepared::Fetch { .. })
+    )
+}
+
+/// A name that leads to another name (a prepared `FETCH`, a portal bound to an `EXECUTE`):
+/// proctor follows one step, not chains, so the statement is `unknown` (held by default).
+fn unknown_nested(info: &Classified, what: &str) -> Resolved {
+    Resolved {
+        info: Arc::new(Classified {
+            class: proctor_gate::StatementClass::Unknown,
+            command: info.command.clone(),
+            tables: Vec::new(),
+            note: Some(format!("{what}: runs another statement by name")),
+            prepared: None,
+            effects: crate::durability::Effects::Lasting,
+        }),
+        runs: None,
+        portal: Some((
+            Vec::new(),
+            format!("\n-- proctor: {what}, which runs another statement by name"),
+        )),
+    }
+}
+
 impl Relay {
     pub(super) fn statement_from(
         &mut self,
@@ -71,6 +99,10 @@ impl Relay {
         if let Some(SqlPrepared::Execute { name, args_class }) = &info.prepared
             && let Lookup::Known(prepared) = self.names.statement(name)
         {
+            if reaches_further(&prepared.judged.info) {
+                // A protocol Parse may prepare `FETCH ALL FROM p`: its EXECUTE runs portal p.
+                return unknown_nested(info, &format!("EXECUTE of {:?}", prepared.judged.text));
+            }
             let mut c = Classified::clone(&prepared.judged.info);
             c.prepared = None;
             if let Some(a) = *args_class
@@ -104,7 +136,15 @@ impl Relay {
     /// cursor, judged at its DECLARE.
     fn resolve_fetch(&self, info: &Arc<Classified>, cursor: &str) -> Option<Resolved> {
         let known = match self.names.portal(cursor) {
-            Lookup::Known(p) => p.judged.as_ref().map(|j| (p, j)),
+            Lookup::Known(p) => match &p.judged {
+                Some(j) if reaches_further(&j.info) => {
+                    return Some(unknown_nested(
+                        info,
+                        &format!("FETCH of portal {cursor:?}, bound to {:?}", j.text),
+                    ));
+                }
+                j => j.as_ref().map(|j| (p, j)),
+            },
             Lookup::Absent if !self.names.ever_bound(cursor) => return None,
             Lookup::Absent | Lookup::Wait => None,
         };
