@@ -493,3 +493,47 @@ async fn names_are_keyed_by_their_first_63_bytes_as_on_the_server() {
     assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
     assert_eq!(accounts_left(&f), "5");
 }
+
+/// Executing a prepared SELECT changes no names: the second `EXECUTE p` is judged as the
+/// SELECT, not `unknown` (found by the PostgreSQL red team: every EXECUTE forgot every
+/// prepared statement, so pg_dump-style PREPARE once, EXECUTE many was held from the second).
+/// An EXECUTE of something else (here a protocol-prepared DEALLOCATE) still forgets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executing_a_prepared_select_twice_is_judged_twice_as_the_select() {
+    let (f, mut raw) = with_accounts().await;
+    let mut b = BytesMut::new();
+    query(&mut b, "PREPARE p AS SELECT count(*) FROM accounts");
+    query(&mut b, "EXECUTE p");
+    query(&mut b, "EXECUTE p");
+    parse(&mut b, "dealloc", "DEALLOCATE p");
+    sync(&mut b);
+    query(&mut b, "EXECUTE dealloc");
+    query(&mut b, "PREPARE p AS DELETE FROM accounts");
+    query(&mut b, "EXECUTE p");
+    let (_, completes) = exchange(&mut raw, &b, 7).await;
+    assert_eq!(
+        completes,
+        [
+            "PREPARE",
+            "SELECT 1",
+            "SELECT 1",
+            "DEALLOCATE",
+            "PREPARE",
+            "DELETE 5"
+        ]
+    );
+    let statements = f.authority.session(0).statements();
+    let executes: Vec<_> = statements
+        .iter()
+        .filter(|s| s.text == "EXECUTE p")
+        .map(|s| (s.class, s.command.as_str()))
+        .collect();
+    assert_eq!(
+        executes,
+        [
+            (StatementClass::Read, "SELECT"),
+            (StatementClass::Read, "SELECT"),
+            (StatementClass::Write, "DELETE")
+        ]
+    );
+}

@@ -88,7 +88,18 @@ impl Relay {
     /// server confirms the statement.
     pub(super) fn judged_info(&mut self, id: u64, info: &Arc<Classified>) -> Resolved {
         let resolved = self.resolve_sql_execute(info);
-        self.note_sql_changes(id, info);
+        // An EXECUTE of a known query or DML changes no names (what it runs cannot PREPARE,
+        // DEALLOCATE or open portals); any other EXECUTE is taken to change them all, so the
+        // same prepared SELECT can be executed twice without the second being `unknown`.
+        let plain_execute = matches!(info.prepared, Some(SqlPrepared::Execute { .. }))
+            && resolved.runs.is_some()
+            && matches!(
+                resolved.info.command.as_str(),
+                "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE"
+            );
+        if !plain_execute {
+            self.note_sql_changes(id, info);
+        }
         resolved
     }
 
