@@ -537,3 +537,38 @@ async fn executing_a_prepared_select_twice_is_judged_twice_as_the_select() {
         ]
     );
 }
+
+/// Names the server reads in the client encoding: under LATIN1, the names `\xfe` and `\xff`
+/// are two statements to the server but were one (`U+FFFD`) to proctor (found by the
+/// PostgreSQL red team: Parse `\xfe` as a DELETE, `\xff` as `SELECT 1`, Bind `\xfe`: recorded
+/// as the SELECT, the server ran the DELETE). A non-ASCII name is not followed: unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_ascii_are_not_followed() {
+    let (f, mut raw) = with_accounts().await;
+    let raw_parse = |b: &mut BytesMut, name: &[u8], sql: &str| {
+        let mut body = name.to_vec();
+        body.push(0);
+        body.extend_from_slice(sql.as_bytes());
+        body.extend_from_slice(&[0, 0, 0]);
+        b.extend_from_slice(&typed(b'P', &body));
+    };
+    let mut b = BytesMut::new();
+    query(&mut b, "SET client_encoding = 'LATIN1'");
+    query(&mut b, "BEGIN");
+    raw_parse(&mut b, b"\xfe", "DELETE FROM accounts RETURNING id");
+    sync(&mut b);
+    raw_parse(&mut b, b"\xff", "SELECT 1");
+    sync(&mut b);
+    let mut body = vec![0u8, 0xfe, 0];
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(&typed(b'B', &body));
+    execute(&mut b, "");
+    sync(&mut b);
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 6).await;
+    assert_eq!(completes, ["SET", "BEGIN", "DELETE 5", "ROLLBACK"]);
+    let s = statement_for_tag(&f, "DELETE 5");
+    assert_ne!(s.text, "SELECT 1", "{s:?}");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert_eq!(accounts_left(&f), "5");
+}

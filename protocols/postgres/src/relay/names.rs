@@ -36,16 +36,18 @@ const MAX_PENDING: usize = 4 * MAX_NAMES;
 /// 70-character name then `EXECUTE` of it ran what a protocol Parse had put under its first 63).
 const NAME_BYTES: usize = 63;
 
-/// The name as the server keys it: its first 63 bytes. `None` when proctor cannot tell: a
-/// longer name with a non-ASCII character (its length in the server's encoding, and where the
-/// server cuts a character, are not known here).
+/// The name as the server keys it: its first 63 bytes. `None` when proctor cannot tell: a name
+/// with a non-ASCII character. The server converts a name from the client encoding, so its
+/// bytes (and where it cuts them) depend on encodings a pipeline may be changing, and proctor
+/// reads names as UTF-8, invalid bytes as U+FFFD: two names that differ only in bytes that are
+/// not UTF-8 (`\xfe`, `\xff` under `client_encoding = LATIN1`) would be one name to proctor.
 pub(super) fn server_name(name: &str) -> Option<&str> {
-    if name.len() <= NAME_BYTES {
-        Some(name)
-    } else if name.is_ascii() {
-        name.get(..NAME_BYTES)
-    } else {
+    if !name.is_ascii() {
         None
+    } else if name.len() <= NAME_BYTES {
+        Some(name)
+    } else {
+        name.get(..NAME_BYTES)
     }
 }
 
