@@ -85,10 +85,12 @@ impl PgSettings {
     /// What a statement would change, if anything (cheap for the statements that change
     /// nothing: most are passed over by their first word).
     pub fn changes(s: &Statement) -> Option<Pending> {
-        if !may_change(&s.text) {
+        // What runs: an `EXECUTE q` of a protocol-prepared `SET search_path = audit` is that SET.
+        let text = s.runs.as_deref().unwrap_or(&s.text);
+        if !may_change(text) {
             return None;
         }
-        let changes = changes_of(&s.text);
+        let changes = changes_of(text);
         (!changes.is_empty()).then(|| Pending {
             id: s.id,
             changes,
@@ -637,5 +639,15 @@ mod tests {
             sp.note.contains("public, or audit (set at login)"),
             "{sp:?}"
         );
+    }
+
+    #[test]
+    fn an_execute_changes_what_its_prepared_statement_changes() {
+        let mut m = PgSettings::new("app_rw", None);
+        let mut s = stmt(1, "EXECUTE q");
+        s.runs = Some("SET search_path = audit".into());
+        m.decide(&s);
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "audit");
     }
 }
