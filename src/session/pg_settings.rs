@@ -87,6 +87,23 @@ impl PgSettings {
     pub fn changes(s: &Statement) -> Option<Pending> {
         // What runs: an `EXECUTE q` of a protocol-prepared `SET search_path = audit` is that SET.
         let text = s.runs.as_deref().unwrap_or(&s.text);
+        // A fast-path call of a function proctor does not resolve may be `set_config` (OID
+        // 2078): once run, neither setting is known.
+        if text.starts_with("-- fast-path FunctionCall of function OID") {
+            let why = |name: &str| {
+                Value::Unknown(format!(
+                    "possibly changed by a fast-path call of an unresolved function ({name})",
+                ))
+            };
+            return Some(Pending {
+                id: s.id,
+                changes: vec![
+                    Change::SearchPath(why("set_config may set search_path")),
+                    Change::Role(why("set_config may set role")),
+                ],
+                text: first_line(&s.text),
+            });
+        }
         if !may_change(text) {
             return None;
         }
@@ -649,5 +666,17 @@ mod tests {
         m.decide(&s);
         m.answered(&ok(1));
         assert_eq!(get(&m, "search_path").value, "audit");
+    }
+
+    #[test]
+    fn an_unresolved_fast_path_call_leaves_both_settings_unknown() {
+        let mut m = PgSettings::new("app_rw", Some("audit".into()));
+        m.decide(&stmt(
+            1,
+            "-- fast-path FunctionCall of function OID 2078 (not resolved by proctor) with 3 argument(s)",
+        ));
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "unknown");
+        assert_eq!(get(&m, "role").value, "unknown");
     }
 }
