@@ -104,10 +104,27 @@ impl PgSettings {
                 text: first_line(&s.text),
             });
         }
-        if !may_change(text) {
-            return None;
+        // What proctor cannot read into (a `DO` block, a procedure, anything `unknown`, each
+        // run only once a person approved it) may set either through dynamic SQL.
+        let opaque = s.class == proctor_gate::StatementClass::Unknown
+            || matches!(s.command.split(' ').next(), Some("DO" | "CALL"));
+        let mut changes = if may_change(text) {
+            changes_of(text)
+        } else {
+            Vec::new()
+        };
+        if changes.is_empty() && opaque {
+            let why = |what: &str| {
+                Value::Unknown(format!(
+                    "possibly changed by `{}`, which proctor cannot read into ({what})",
+                    first_line(&s.text)
+                ))
+            };
+            changes = vec![
+                Change::SearchPath(why("it may run SET search_path")),
+                Change::Role(why("it may run SET ROLE")),
+            ];
         }
-        let changes = changes_of(text);
         (!changes.is_empty()).then(|| Pending {
             id: s.id,
             changes,
@@ -678,5 +695,26 @@ mod tests {
         m.answered(&ok(1));
         assert_eq!(get(&m, "search_path").value, "unknown");
         assert_eq!(get(&m, "role").value, "unknown");
+    }
+
+    #[test]
+    fn what_proctor_cannot_read_into_leaves_both_settings_unknown() {
+        let mut m = PgSettings::new("app_rw", None);
+        let mut s = stmt(
+            1,
+            "DO $$ BEGIN EXECUTE 'SET search_' || 'path = audit'; END $$",
+        );
+        s.class = StatementClass::Unknown;
+        s.command = "DO".into();
+        m.decide(&s);
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "unknown");
+        assert_eq!(get(&m, "role").value, "unknown");
+        // What it can read stays read: `SET SCHEMA` is unknown to the classifier, not here.
+        let mut s = stmt(2, "SET SCHEMA 'ops'");
+        s.class = StatementClass::Unknown;
+        m.decide(&s);
+        m.answered(&ok(2));
+        assert_eq!(get(&m, "search_path").value, "'ops'");
     }
 }
