@@ -124,7 +124,12 @@ fn statement_detail(s: &proctor_gate::Statement) -> String {
         let value = match &p.value {
             None => "NULL".to_string(),
             Some(v) if p.binary => format!("(binary) \\x{}", hex::encode(v)),
-            Some(v) => format!("'{}'", String::from_utf8_lossy(v).replace('\'', "''")),
+            Some(v) => match std::str::from_utf8(v) {
+                Ok(t) => format!("'{}'", t.replace('\'', "''")),
+                // Shown as the bytes they are, never as U+FFFD: two different values must
+                // not look the same.
+                Err(_) => format!("(text, not UTF-8) \\x{}", hex::encode(v)),
+            },
         };
         let _ = write!(out, "\n-- ${} = {value}", i + 1);
     }
@@ -976,6 +981,11 @@ mod tests {
                     binary: false,
                     value: None,
                 },
+                // LATIN1 `\xfe` and `\xff` would both be U+FFFD if decoded lossily.
+                Param {
+                    binary: false,
+                    value: Some(Bytes::from_static(&[b'x', 0xfe])),
+                },
             ],
             statement_name: String::new(),
             portal: String::new(),
@@ -989,7 +999,7 @@ mod tests {
         let (_, detail, class, _) = describe(&Action::Statement(s));
         assert_eq!(
             detail,
-            "EXECUTE give($1, $2, $3)\n-- runs the prepared statement: UPDATE accounts SET owner = $1\n-- $1 = 'o''brien'\n-- $2 = (binary) \\x0001ff\n-- $3 = NULL"
+            "EXECUTE give($1, $2, $3)\n-- runs the prepared statement: UPDATE accounts SET owner = $1\n-- $1 = 'o''brien'\n-- $2 = (binary) \\x0001ff\n-- $3 = NULL\n-- $4 = (text, not UTF-8) \\x78fe"
         );
         assert_eq!(class, "write");
     }

@@ -78,6 +78,10 @@ pub struct LexContext {
     /// The client encoding can hide `\` or `'` inside multi-byte characters (SJIS, BIG5, GBK,
     /// UHC, GB18030, JOHAB); then any non-ASCII text is not trusted to split correctly.
     pub unsafe_encoding: bool,
+    /// The client encoding is not UTF-8 (nor SQL_ASCII, which the server takes as it is): the
+    /// server converts non-ASCII bytes from it, while proctor reads them as UTF-8, so what
+    /// proctor would show and record is not what the server reads.
+    pub converted_encoding: bool,
 }
 
 impl Default for LexContext {
@@ -85,6 +89,7 @@ impl Default for LexContext {
         LexContext {
             standard_strings: true,
             unsafe_encoding: false,
+            converted_encoding: false,
         }
     }
 }
@@ -92,6 +97,7 @@ impl Default for LexContext {
 impl LexContext {
     pub fn set_client_encoding(&mut self, enc: &str) {
         let e = enc.to_ascii_uppercase().replace(['-', '_'], "");
+        self.converted_encoding = !matches!(e.as_str(), "UTF8" | "UNICODE" | "SQLASCII");
         self.unsafe_encoding = matches!(
             e.as_str(),
             "SJIS"
@@ -206,6 +212,23 @@ fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
         return Arc::new(unknown(
             leading_words(&p.key),
             "non-ASCII text in a client encoding that can hide quotes".into(),
+        ));
+    }
+    if p.non_ascii && ctx.converted_encoding {
+        return Arc::new(unknown(
+            leading_words(&p.key),
+            "non-ASCII text in a client encoding other than UTF-8: the server converts it, \
+             proctor cannot show exactly what the server reads"
+                .into(),
+        ));
+    }
+    if p.text.contains(char::REPLACEMENT_CHARACTER) {
+        // Bytes that are not UTF-8 are read (and shown, and recorded) as U+FFFD.
+        return Arc::new(unknown(
+            leading_words(&p.key),
+            "text that is not valid UTF-8 (shown as U+FFFD): proctor cannot show exactly what \
+             the server reads"
+                .into(),
         ));
     }
     let c = cached(&p.key);
@@ -1559,12 +1582,22 @@ mod tests {
     fn session_context() {
         let off = LexContext {
             standard_strings: false,
-            unsafe_encoding: false,
+            ..LexContext::default()
         };
         assert_eq!(classify_query("select 'a\\'", off)[0].info.class, Unknown);
         let mut sjis = LexContext::default();
         sjis.set_client_encoding("SJIS");
         assert_eq!(classify_query("select 'ｱ'", sjis)[0].info.class, Unknown);
         assert_eq!(classify_query("select 'a'", sjis)[0].info.class, Read);
+        let mut latin1 = LexContext::default();
+        latin1.set_client_encoding("LATIN1");
+        assert_eq!(classify_query("select 'é'", latin1)[0].info.class, Unknown);
+        assert_eq!(classify_query("select 'a'", latin1)[0].info.class, Read);
+        assert_eq!(
+            classify_query("select '\u{FFFD}'", LexContext::default())[0]
+                .info
+                .class,
+            Unknown
+        );
     }
 }

@@ -571,4 +571,13 @@ async fn names_that_are_not_ascii_are_not_followed() {
     assert_ne!(s.text, "SELECT 1", "{s:?}");
     assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
     assert_eq!(accounts_left(&f), "5");
+
+    // Statement text too: under LATIN1 the server reads `\xe9` as `é`, proctor (UTF-8) could
+    // only show U+FFFD. Non-ASCII text in a converted encoding is unknown (a policy holds it).
+    let mut body = b"SELECT 'caf\xe9' AS c".to_vec();
+    body.push(0);
+    let (_, completes) = exchange(&mut raw, &BytesMut::from(&typed(b'Q', &body)[..]), 1).await;
+    assert_eq!(completes, ["SELECT 1"]);
+    let s = statement_for_tag(&f, "SELECT 1");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
 }
