@@ -332,3 +332,37 @@ fn large_objects_and_unknown_functions_through_the_fast_path() {
     assert_eq!(r["sample_rows"][0][0], "00000065", "{r}");
     env.verify();
 }
+
+/// A fast-path call of a function proctor does not resolve may be `set_config` (OID 2078):
+/// once approved and run, the card of a later hold shows `search_path` and the role as unknown,
+/// never the old values (found by the PostgreSQL red team: the card kept "target default" after
+/// `set_config('search_path', ...)` ran by OID).
+#[test]
+fn an_unresolved_fast_path_call_leaves_the_card_settings_unknown() {
+    let env = Env::start();
+    let mut raw = Raw::login(env.port, AGENT, SECRET);
+    raw.send(&function_call(2078, &[b"search_path", b"pg_temp", &[0]]));
+    approve_or_deny(&env, "function OID 2078", "approve");
+    let msgs = raw.until_ready();
+    assert_eq!(tags(&msgs), "VZ", "set_config ran");
+    let mut q = BytesMut::new();
+    frontend::query("TRUNCATE card_check", &mut q).expect("query");
+    raw.send(&q);
+    let a = env.wait_approval("TRUNCATE card_check");
+    let settings = a["settings"].as_array().expect("settings on the card");
+    for name in ["search_path", "role"] {
+        let s = settings
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {a}"));
+        assert_eq!(s["value"], "unknown", "{a}");
+        assert!(
+            s["note"].as_str().unwrap_or("").contains("fast-path"),
+            "{a}"
+        );
+    }
+    approve_or_deny(&env, "TRUNCATE card_check", "deny");
+    let msgs = raw.until_ready();
+    assert_eq!(sqlstate(&msgs[0].1), "42501");
+    raw.send(b"X\0\0\0\x04");
+}

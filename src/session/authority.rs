@@ -429,6 +429,14 @@ impl Authority for CoreAuthority {
             live.clone(),
             revocation,
             Some(admission),
+            // The client's startup packet may set search_path (passed on to the target):
+            // the approval card must show it, not the target's default.
+            match req.protocol {
+                Protocol::Postgres => {
+                    proctor_postgres::target::startup_setting(&req.params, "search_path")
+                }
+                _ => None,
+            },
         ));
         // Registered before the credential record is durable so that a failure below still
         // goes through `end`, which revokes.

@@ -126,7 +126,12 @@ fn statement_detail(s: &proctor_gate::Statement) -> String {
         let value = match &p.value {
             None => "NULL".to_string(),
             Some(v) if p.binary => format!("(binary) \\x{}", hex::encode(v)),
-            Some(v) => format!("'{}'", String::from_utf8_lossy(v).replace('\'', "''")),
+            Some(v) => match std::str::from_utf8(v) {
+                Ok(t) => format!("'{}'", t.replace('\'', "''")),
+                // Shown as the bytes they are, never as U+FFFD: two different values must
+                // not look the same.
+                Err(_) => format!("(text, not UTF-8) \\x{}", hex::encode(v)),
+            },
         };
         let _ = write!(out, "\n-- ${} = {value}", i + 1);
     }
@@ -180,13 +185,17 @@ impl SessionGate {
         live: Arc<LiveSession>,
         revocation: Revocation,
         admission: Option<super::limits::Admission>,
+        login_search_path: Option<String>,
     ) -> Self {
         let login_role = match &revocation {
             Revocation::PostgresRole { member_of, .. } => member_of.as_str(),
             _ => "",
         };
         SessionGate {
-            pg_settings: std::sync::Mutex::new(super::pg_settings::PgSettings::new(login_role)),
+            pg_settings: std::sync::Mutex::new(super::pg_settings::PgSettings::new(
+                login_role,
+                login_search_path,
+            )),
             shells: std::sync::Mutex::default(),
             admission: std::sync::Mutex::new(admission),
             redaction: std::sync::Mutex::new(crate::redact::SessionRedaction::new(&live.id)),
@@ -1002,6 +1011,11 @@ mod tests {
                     binary: false,
                     value: None,
                 },
+                // LATIN1 `\xfe` and `\xff` would both be U+FFFD if decoded lossily.
+                Param {
+                    binary: false,
+                    value: Some(Bytes::from_static(&[b'x', 0xfe])),
+                },
             ],
             statement_name: String::new(),
             portal: String::new(),
@@ -1015,7 +1029,7 @@ mod tests {
         let (_, detail, class, _) = describe(&Action::Statement(s));
         assert_eq!(
             detail,
-            "EXECUTE give($1, $2, $3)\n-- runs the prepared statement: UPDATE accounts SET owner = $1\n-- $1 = 'o''brien'\n-- $2 = (binary) \\x0001ff\n-- $3 = NULL"
+            "EXECUTE give($1, $2, $3)\n-- runs the prepared statement: UPDATE accounts SET owner = $1\n-- $1 = 'o''brien'\n-- $2 = (binary) \\x0001ff\n-- $3 = NULL\n-- $4 = (text, not UTF-8) \\x78fe"
         );
         assert_eq!(class, "write");
     }

@@ -52,6 +52,9 @@ pub struct PgSettings {
     role: Value,
     /// The role the session starts as (the grant's role, the login default proctor set).
     login_role: String,
+    /// The `search_path` the client's startup packet set (the session's default, what `RESET`
+    /// returns to), if it set one.
+    login_path: Option<String>,
     /// Values before the first change since the last transaction end, for ROLLBACK.
     before_txn: Option<(Value, Value)>,
     /// Decided statements whose answer has not come yet.
@@ -68,11 +71,12 @@ pub struct Pending {
 }
 
 impl PgSettings {
-    pub fn new(login_role: &str) -> Self {
+    pub fn new(login_role: &str, login_path: Option<String>) -> Self {
         PgSettings {
             search_path: Value::Default,
             role: Value::Default,
             login_role: login_role.to_string(),
+            login_path,
             before_txn: None,
             pending: Vec::new(),
         }
@@ -81,10 +85,46 @@ impl PgSettings {
     /// What a statement would change, if anything (cheap for the statements that change
     /// nothing: most are passed over by their first word).
     pub fn changes(s: &Statement) -> Option<Pending> {
-        if !may_change(&s.text) {
-            return None;
+        // What runs: an `EXECUTE q` of a protocol-prepared `SET search_path = audit` is that SET.
+        let text = s.runs.as_deref().unwrap_or(&s.text);
+        // A fast-path call of a function proctor does not resolve may be `set_config` (OID
+        // 2078): once run, neither setting is known.
+        if text.starts_with("-- fast-path FunctionCall of function OID") {
+            let why = |name: &str| {
+                Value::Unknown(format!(
+                    "possibly changed by a fast-path call of an unresolved function ({name})",
+                ))
+            };
+            return Some(Pending {
+                id: s.id,
+                changes: vec![
+                    Change::SearchPath(why("set_config may set search_path")),
+                    Change::Role(why("set_config may set role")),
+                ],
+                text: first_line(&s.text),
+            });
         }
-        let changes = changes_of(&s.text);
+        // What proctor cannot read into (a `DO` block, a procedure, anything `unknown`, each
+        // run only once a person approved it) may set either through dynamic SQL.
+        let opaque = s.class == proctor_gate::StatementClass::Unknown
+            || matches!(s.command.split(' ').next(), Some("DO" | "CALL"));
+        let mut changes = if may_change(text) {
+            changes_of(text)
+        } else {
+            Vec::new()
+        };
+        if changes.is_empty() && opaque {
+            let why = |what: &str| {
+                Value::Unknown(format!(
+                    "possibly changed by `{}`, which proctor cannot read into ({what})",
+                    first_line(&s.text)
+                ))
+            };
+            changes = vec![
+                Change::SearchPath(why("it may run SET search_path")),
+                Change::Role(why("it may run SET ROLE")),
+            ];
+        }
         (!changes.is_empty()).then(|| Pending {
             id: s.id,
             changes,
@@ -130,7 +170,7 @@ impl PgSettings {
             }
             Change::TxnEnd { rollback } => {
                 if let (true, Some((sp, role))) = (rollback, self.before_txn.take()) {
-                    self.search_path = either(&self.search_path, &sp, DEFAULT_PATH);
+                    self.search_path = either(&self.search_path, &sp, &self.default_path());
                     self.role = either(&self.role, &role, &self.login_role);
                 }
                 self.before_txn = None;
@@ -158,7 +198,10 @@ impl PgSettings {
                     }
                     Change::TxnEnd { rollback: true } => {
                         let note = format!("statement {id} rolls back; it may undo a change");
-                        sp = (Value::Unknown(describe(&sp.0, DEFAULT_PATH)), note.clone());
+                        sp = (
+                            Value::Unknown(describe(&sp.0, &self.default_path())),
+                            note.clone(),
+                        );
                         role = (Value::Unknown(describe(&role.0, &self.login_role)), note);
                     }
                     Change::TxnEnd { rollback: false } => {}
@@ -171,11 +214,25 @@ impl PgSettings {
         ]
     }
 
+    /// How the session's default `search_path` is named where a value is described in words.
+    fn default_path(&self) -> String {
+        match &self.login_path {
+            Some(p) => format!("{p} (set at login)"),
+            None => DEFAULT_PATH.to_string(),
+        }
+    }
+
     fn setting(&self, name: &str, v: Value, pending: String) -> Setting {
         let (value, note) = match v {
             Value::Default if name == "role" => (
                 self.login_role.clone(),
                 "the grant's role, the session's login default".to_string(),
+            ),
+            Value::Default if self.login_path.is_some() => (
+                self.login_path.clone().unwrap_or_default(),
+                "set at login by the client's startup parameters; the session's default, what \
+                 RESET returns to"
+                    .to_string(),
             ),
             Value::Default => (
                 "(target default)".to_string(),
@@ -482,7 +539,7 @@ mod tests {
 
     #[test]
     fn a_set_in_the_same_message_shows_as_pending_then_confirmed() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         assert_eq!(get(&m, "search_path").value, "(target default)");
         assert_eq!(get(&m, "role").value, "app_rw");
         m.decide(&stmt(1, "SET search_path = audit"));
@@ -497,7 +554,7 @@ mod tests {
 
     #[test]
     fn only_the_servers_word_changes_the_model() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "set search_path to 'a', b"));
         m.answered(&failed(1));
         assert_eq!(get(&m, "search_path").value, "(target default)");
@@ -514,7 +571,7 @@ mod tests {
     /// error rolled the implicit transaction back. The card must not claim `x`.
     #[test]
     fn an_error_after_a_change_leaves_both_values_open() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "SET search_path = audit"));
         m.decide(&stmt(2, "SELECT 1/0"));
         m.answered(&ok(1));
@@ -531,7 +588,7 @@ mod tests {
 
     #[test]
     fn what_cannot_be_followed_is_unknown() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "SELECT set_config('search_path', 'audit', false)"));
         m.answered(&ok(1));
         assert_eq!(get(&m, "search_path").value, "unknown");
@@ -550,7 +607,7 @@ mod tests {
 
     #[test]
     fn search_path_in_other_spellings_is_followed() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "SET U&\"search!005fpath\" UESCAPE '!' = audit"));
         m.answered(&ok(1));
         assert_eq!(get(&m, "search_path").value, "audit");
@@ -572,7 +629,7 @@ mod tests {
 
     #[test]
     fn a_rollback_after_a_change_leaves_both_values_open() {
-        let mut m = PgSettings::new("app_rw");
+        let mut m = PgSettings::new("app_rw", None);
         m.decide(&stmt(1, "SET role reporting"));
         m.answered(&ok(1));
         m.decide(&stmt(2, "ROLLBACK"));
@@ -587,5 +644,77 @@ mod tests {
         m.decide(&stmt(5, "ROLLBACK"));
         m.answered(&ok(5));
         assert_eq!(get(&m, "role").value, "reporting");
+    }
+
+    #[test]
+    fn a_search_path_set_at_login_is_the_sessions_default() {
+        let mut m = PgSettings::new("app_rw", Some("audit".into()));
+        let sp = get(&m, "search_path");
+        assert_eq!(sp.value, "audit");
+        assert!(sp.note.contains("set at login"), "{sp:?}");
+        m.decide(&stmt(1, "SET search_path = public"));
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "public");
+        // RESET and DISCARD ALL return to the login value, not the target's default.
+        m.decide(&stmt(2, "RESET search_path"));
+        m.answered(&ok(2));
+        assert_eq!(get(&m, "search_path").value, "audit");
+        m.decide(&stmt(3, "SET search_path = public"));
+        m.answered(&ok(3));
+        m.decide(&stmt(4, "DISCARD ALL"));
+        m.answered(&ok(4));
+        assert_eq!(get(&m, "search_path").value, "audit");
+        m.decide(&stmt(5, "SET search_path = public"));
+        m.answered(&ok(5));
+        m.decide(&stmt(6, "ROLLBACK"));
+        m.answered(&ok(6));
+        let sp = get(&m, "search_path");
+        assert!(
+            sp.note.contains("public, or audit (set at login)"),
+            "{sp:?}"
+        );
+    }
+
+    #[test]
+    fn an_execute_changes_what_its_prepared_statement_changes() {
+        let mut m = PgSettings::new("app_rw", None);
+        let mut s = stmt(1, "EXECUTE q");
+        s.runs = Some("SET search_path = audit".into());
+        m.decide(&s);
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "audit");
+    }
+
+    #[test]
+    fn an_unresolved_fast_path_call_leaves_both_settings_unknown() {
+        let mut m = PgSettings::new("app_rw", Some("audit".into()));
+        m.decide(&stmt(
+            1,
+            "-- fast-path FunctionCall of function OID 2078 (not resolved by proctor) with 3 argument(s)",
+        ));
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "unknown");
+        assert_eq!(get(&m, "role").value, "unknown");
+    }
+
+    #[test]
+    fn what_proctor_cannot_read_into_leaves_both_settings_unknown() {
+        let mut m = PgSettings::new("app_rw", None);
+        let mut s = stmt(
+            1,
+            "DO $$ BEGIN EXECUTE 'SET search_' || 'path = audit'; END $$",
+        );
+        s.class = StatementClass::Unknown;
+        s.command = "DO".into();
+        m.decide(&s);
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "unknown");
+        assert_eq!(get(&m, "role").value, "unknown");
+        // What it can read stays read: `SET SCHEMA` is unknown to the classifier, not here.
+        let mut s = stmt(2, "SET SCHEMA 'ops'");
+        s.class = StatementClass::Unknown;
+        m.decide(&s);
+        m.answered(&ok(2));
+        assert_eq!(get(&m, "search_path").value, "'ops'");
     }
 }

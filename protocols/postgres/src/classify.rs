@@ -56,6 +56,10 @@ pub enum SqlPrepared {
     },
     /// `DEALLOCATE name`, or every name (`DEALLOCATE ALL`, `DISCARD ALL`) when `None`.
     Deallocate(Option<String>),
+    /// `FETCH`/`MOVE` from `cursor` (as the server resolves the name). SQL cursors and protocol
+    /// portals share one namespace, so this may run a portal a protocol Bind opened on any
+    /// statement (`DELETE ... RETURNING` included): the relay judges it as that statement.
+    Fetch { cursor: String },
 }
 
 /// One statement of a message, ready to become a `proctor_gate::Statement`.
@@ -74,6 +78,10 @@ pub struct LexContext {
     /// The client encoding can hide `\` or `'` inside multi-byte characters (SJIS, BIG5, GBK,
     /// UHC, GB18030, JOHAB); then any non-ASCII text is not trusted to split correctly.
     pub unsafe_encoding: bool,
+    /// The client encoding is not UTF-8 (nor SQL_ASCII, which the server takes as it is): the
+    /// server converts non-ASCII bytes from it, while proctor reads them as UTF-8, so what
+    /// proctor would show and record is not what the server reads.
+    pub converted_encoding: bool,
 }
 
 impl Default for LexContext {
@@ -81,6 +89,7 @@ impl Default for LexContext {
         LexContext {
             standard_strings: true,
             unsafe_encoding: false,
+            converted_encoding: false,
         }
     }
 }
@@ -88,6 +97,7 @@ impl Default for LexContext {
 impl LexContext {
     pub fn set_client_encoding(&mut self, enc: &str) {
         let e = enc.to_ascii_uppercase().replace(['-', '_'], "");
+        self.converted_encoding = !matches!(e.as_str(), "UTF8" | "UNICODE" | "SQLASCII");
         self.unsafe_encoding = matches!(
             e.as_str(),
             "SJIS"
@@ -202,6 +212,23 @@ fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
         return Arc::new(unknown(
             leading_words(&p.key),
             "non-ASCII text in a client encoding that can hide quotes".into(),
+        ));
+    }
+    if p.non_ascii && ctx.converted_encoding {
+        return Arc::new(unknown(
+            leading_words(&p.key),
+            "non-ASCII text in a client encoding other than UTF-8: the server converts it, \
+             proctor cannot show exactly what the server reads"
+                .into(),
+        ));
+    }
+    if p.text.contains(char::REPLACEMENT_CHARACTER) {
+        // Bytes that are not UTF-8 are read (and shown, and recorded) as U+FFFD.
+        return Arc::new(unknown(
+            leading_words(&p.key),
+            "text that is not valid UTF-8 (shown as U+FFFD): proctor cannot show exactly what \
+             the server reads"
+                .into(),
         ));
     }
     let c = cached(&p.key);
@@ -404,6 +431,9 @@ fn sql_prepared(stmt: &Ast, escalation: Option<StatementClass>) -> Option<SqlPre
         Ast::Discard {
             object_type: sqlparser::ast::DiscardObject::ALL,
         } => Some(SqlPrepared::Deallocate(None)),
+        Ast::Fetch { name, .. } => Some(SqlPrepared::Fetch {
+            cursor: folded(name),
+        }),
         _ => None,
     }
 }
@@ -605,12 +635,17 @@ fn cursor_move(key: &str) -> Option<Classified> {
     if !plain && !name.starts_with('"') {
         return None;
     }
+    // As the server resolves the name: a quoted one exactly (`""` is one `"`), else folded.
+    let cursor = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => name.to_ascii_lowercase(),
+    };
     Some(Classified {
         class: StatementClass::Read,
         command,
         tables: Vec::new(),
         note: None,
-        prepared: None,
+        prepared: Some(SqlPrepared::Fetch { cursor }),
         effects: Effects::Lasting,
     })
 }
@@ -1547,12 +1582,22 @@ mod tests {
     fn session_context() {
         let off = LexContext {
             standard_strings: false,
-            unsafe_encoding: false,
+            ..LexContext::default()
         };
         assert_eq!(classify_query("select 'a\\'", off)[0].info.class, Unknown);
         let mut sjis = LexContext::default();
         sjis.set_client_encoding("SJIS");
         assert_eq!(classify_query("select 'ｱ'", sjis)[0].info.class, Unknown);
         assert_eq!(classify_query("select 'a'", sjis)[0].info.class, Read);
+        let mut latin1 = LexContext::default();
+        latin1.set_client_encoding("LATIN1");
+        assert_eq!(classify_query("select 'é'", latin1)[0].info.class, Unknown);
+        assert_eq!(classify_query("select 'a'", latin1)[0].info.class, Read);
+        assert_eq!(
+            classify_query("select '\u{FFFD}'", LexContext::default())[0]
+                .info
+                .class,
+            Unknown
+        );
     }
 }

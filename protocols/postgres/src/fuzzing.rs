@@ -236,11 +236,11 @@ pub fn classifier(data: &[u8]) {
         LexContext::default(),
         LexContext {
             standard_strings: false,
-            unsafe_encoding: false,
+            ..LexContext::default()
         },
         LexContext {
-            standard_strings: true,
             unsafe_encoding: true,
+            ..LexContext::default()
         },
     ];
     // The policy's text (literals kept) is split exactly where the classification is.

@@ -246,6 +246,32 @@ pub fn forwardable_params(params: &[(String, String)]) -> (Vec<(String, String)>
     (kept, dropped)
 }
 
+/// The value of `name` (a setting [`forwardable_params`] passes on) that the client's startup
+/// packet gives the session, as the server applies it: the `-c` settings of `options` first,
+/// then the other parameters, the last one winning; names are case-insensitive. The target
+/// accepted it when the login succeeded, so it is the session's default (what `RESET` returns
+/// to), and the approval card must show it, not the target's default.
+pub fn startup_setting(params: &[(String, String)], name: &str) -> Option<String> {
+    let (kept, _) = forwardable_params(params);
+    let mut from_options = None;
+    let mut direct = None;
+    for (k, v) in &kept {
+        if k == "options" {
+            // `forwardable_params` rebuilt it as `-c name=value` pairs.
+            for w in option_words(v) {
+                if let Some((n, val)) = w.split_once('=')
+                    && n.eq_ignore_ascii_case(name)
+                {
+                    from_options = Some(val.to_string());
+                }
+            }
+        } else if k.eq_ignore_ascii_case(name) {
+            direct = Some(v.clone());
+        }
+    }
+    direct.or(from_options)
+}
+
 /// Connects and logs in. `params` are the client's startup parameters after
 /// [`forwardable_params`].
 pub async fn connect(
@@ -473,5 +499,32 @@ mod tests {
             ])
         );
         assert_eq!(dropped, vec!["role", "options: role", "options: role"]);
+    }
+
+    #[test]
+    fn startup_settings_as_the_server_applies_them() {
+        let sp = |ps: &[(&str, &str)]| startup_setting(&p(ps), "search_path");
+        assert_eq!(sp(&[("user", "a")]), None);
+        assert_eq!(
+            sp(&[("options", "-c search_path=a\\ b -c SEARCH_PATH=audit")]),
+            Some("audit".into())
+        );
+        assert_eq!(
+            sp(&[
+                ("options", "--search_path=x"),
+                ("Search_Path", "audit,public")
+            ]),
+            Some("audit,public".into())
+        );
+        // A direct parameter wins over `options` whatever their order.
+        assert_eq!(
+            sp(&[
+                ("search_path", "audit"),
+                ("options", "-csearch_path=public")
+            ]),
+            Some("audit".into())
+        );
+        // What proctor drops never reached the target.
+        assert_eq!(sp(&[("options", "-c search-path=audit")]), None);
     }
 }

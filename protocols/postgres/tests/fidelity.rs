@@ -303,3 +303,281 @@ async fn cancel_requests_are_recorded_in_their_session() {
         "{events:?}"
     );
 }
+
+/// SQL cursors and protocol portals share one namespace: `FETCH`/`MOVE` of a portal a protocol
+/// Bind opened on a `DELETE ... RETURNING` (never executed) runs the DELETE (found by the
+/// PostgreSQL red team: recorded as a `read` FETCH, every row deleted, no hold). It is judged
+/// and recorded as the statement the portal runs; a portal proctor forgot is `unknown`; a
+/// plain SQL cursor stays a read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_of_a_protocol_portal_is_judged_as_what_the_portal_runs() {
+    let (f, mut raw) = with_accounts().await;
+
+    // Bound in one block, fetched by SQL in the next, inside a transaction block.
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    parse(&mut b, "", "DELETE FROM accounts RETURNING id");
+    bind(&mut b, "p1", "");
+    sync(&mut b);
+    query(&mut b, "FETCH ALL FROM P1");
+    query(&mut b, "COMMIT");
+    let (_, completes) = exchange(&mut raw, &b, 4).await;
+    assert_eq!(completes, ["BEGIN", "FETCH 5", "COMMIT"]);
+    assert_eq!(accounts_left(&f), "0", "the FETCH ran the DELETE");
+    let s = statement_for_tag(&f, "FETCH 5");
+    assert_eq!(s.class, StatementClass::Write, "{s:?}");
+    assert_eq!(s.command, "DELETE");
+    assert_eq!(s.tables, ["accounts"]);
+    assert_eq!(s.runs.as_deref(), Some("DELETE FROM accounts RETURNING id"));
+    assert!(
+        s.text.starts_with("FETCH ALL FROM P1\n")
+            && s.text.contains(
+                "runs protocol portal \"p1\", bound to \"DELETE FROM accounts RETURNING id\""
+            ),
+        "the record names what ran: {s:?}"
+    );
+
+    // One pipeline, no transaction block: MOVE of a quoted name, sent as an Execute.
+    let mut b = BytesMut::new();
+    query(&mut b, "INSERT INTO accounts SELECT generate_series(1, 4)");
+    parse(&mut b, "d", "DELETE FROM accounts RETURNING id");
+    bind(&mut b, "Cur", "d");
+    parse(&mut b, "", "MOVE ALL IN \"Cur\"");
+    bind(&mut b, "", "");
+    execute(&mut b, "");
+    sync(&mut b);
+    let (_, completes) = exchange(&mut raw, &b, 2).await;
+    assert_eq!(completes, ["INSERT 0 4", "MOVE 4"]);
+    assert_eq!(accounts_left(&f), "0", "the MOVE ran the DELETE");
+    let s = statement_for_tag(&f, "MOVE 4");
+    assert_eq!(
+        (s.class, s.command.as_str()),
+        (StatementClass::Write, "DELETE")
+    );
+
+    // A portal proctor forgot (a DECLARE may open or close portals) is unknown, never a read.
+    let mut b = BytesMut::new();
+    query(&mut b, "INSERT INTO accounts SELECT generate_series(1, 3)");
+    query(&mut b, "BEGIN");
+    parse(&mut b, "", "DELETE FROM accounts RETURNING id");
+    bind(&mut b, "p1", "");
+    sync(&mut b);
+    query(&mut b, "DECLARE c CURSOR FOR SELECT id FROM accounts");
+    query(&mut b, "FETCH ALL FROM p1");
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 6).await;
+    assert_eq!(
+        completes,
+        [
+            "INSERT 0 3",
+            "BEGIN",
+            "DECLARE CURSOR",
+            "FETCH 3",
+            "ROLLBACK"
+        ]
+    );
+    let s = statement_for_tag(&f, "FETCH 3");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert!(
+        s.text.contains("whose statement proctor does not know"),
+        "{s:?}"
+    );
+
+    // A plain SQL cursor is judged at its DECLARE; its FETCH is a read.
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    query(&mut b, "DECLARE c CURSOR FOR SELECT id FROM accounts");
+    query(&mut b, "FETCH 2 FROM c");
+    query(&mut b, "COMMIT");
+    let (_, completes) = exchange(&mut raw, &b, 4).await;
+    assert_eq!(completes, ["BEGIN", "DECLARE CURSOR", "FETCH 2", "COMMIT"]);
+    let s = statement_for_tag(&f, "FETCH 2");
+    assert_eq!(
+        (s.class, s.text.as_str()),
+        (StatementClass::Read, "FETCH 2 FROM c")
+    );
+    assert_eq!(accounts_left(&f), "3");
+
+    // One step further: a protocol-prepared `FETCH ALL FROM p2` run by a protocol Execute is
+    // p2's DELETE; run by SQL EXECUTE it is unknown (proctor follows one name, not chains).
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    parse(
+        &mut b,
+        "d2",
+        "DELETE FROM accounts WHERE id = 3 RETURNING id",
+    );
+    bind(&mut b, "p2", "d2");
+    parse(&mut b, "q", "FETCH ALL FROM p2");
+    bind(&mut b, "", "q");
+    execute(&mut b, "");
+    sync(&mut b);
+    query(&mut b, "ROLLBACK");
+    query(&mut b, "BEGIN");
+    bind(&mut b, "p2", "d2");
+    sync(&mut b);
+    query(&mut b, "EXECUTE q");
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 7).await;
+    assert_eq!(
+        completes,
+        [
+            "BEGIN", "FETCH 1", "ROLLBACK", "BEGIN", "FETCH 1", "ROLLBACK"
+        ]
+    );
+    let ran: Vec<_> = f
+        .authority
+        .session(0)
+        .statements()
+        .into_iter()
+        .filter(|s| s.text.starts_with("EXECUTE q") || s.text.starts_with("FETCH ALL FROM p2"))
+        .collect();
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    assert_eq!(
+        (ran[0].class, ran[0].command.as_str()),
+        (StatementClass::Write, "DELETE")
+    );
+    assert_eq!(ran[1].class, StatementClass::Unknown, "{ran:?}");
+    assert!(
+        ran[1].text.contains("runs another statement by name"),
+        "{ran:?}"
+    );
+    assert_eq!(accounts_left(&f), "3");
+}
+
+/// The server keeps 63 bytes of a name: `PREPARE` of a 70-character name stores it under its
+/// first 63, where a protocol Parse can replace it, and `EXECUTE` of the long name runs that
+/// (found by the PostgreSQL red team: recorded as the `SELECT 1`, the server ran a DELETE).
+/// Names are keyed as the server keys them; a long non-ASCII name, whose cut depends on the
+/// server's encoding, is judged unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_keyed_by_their_first_63_bytes_as_on_the_server() {
+    let (f, mut raw) = with_accounts().await;
+    let long = "q".repeat(70);
+    let cut = &long[..63];
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    query(&mut b, &format!("PREPARE {long} AS SELECT 1"));
+    frontend::close(b'S', cut, &mut b).unwrap();
+    parse(&mut b, cut, "DELETE FROM accounts RETURNING id");
+    sync(&mut b);
+    query(&mut b, &format!("EXECUTE {long}"));
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 5).await;
+    assert_eq!(completes, ["BEGIN", "PREPARE", "DELETE 5", "ROLLBACK"]);
+    let s = statement_for_tag(&f, "DELETE 5");
+    assert_eq!(
+        (s.class, s.command.as_str()),
+        (StatementClass::Write, "DELETE")
+    );
+    assert_eq!(s.runs.as_deref(), Some("DELETE FROM accounts RETURNING id"));
+
+    // Non-ASCII: 40 two-byte characters, which a UTF-8 server cuts to 31.
+    let wide = "é".repeat(40);
+    let wide_cut = "é".repeat(31);
+    let mut b = BytesMut::new();
+    query(&mut b, "BEGIN");
+    query(&mut b, &format!("PREPARE \"{wide}\" AS SELECT 1"));
+    frontend::close(b'S', &wide_cut, &mut b).unwrap();
+    parse(
+        &mut b,
+        &wide_cut,
+        "DELETE FROM accounts WHERE id > 1 RETURNING id",
+    );
+    sync(&mut b);
+    query(&mut b, &format!("EXECUTE \"{wide}\""));
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 5).await;
+    assert_eq!(completes, ["BEGIN", "PREPARE", "DELETE 4", "ROLLBACK"]);
+    let s = statement_for_tag(&f, "DELETE 4");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert_eq!(accounts_left(&f), "5");
+}
+
+/// Executing a prepared SELECT changes no names: the second `EXECUTE p` is judged as the
+/// SELECT, not `unknown` (found by the PostgreSQL red team: every EXECUTE forgot every
+/// prepared statement, so pg_dump-style PREPARE once, EXECUTE many was held from the second).
+/// An EXECUTE of something else (here a protocol-prepared DEALLOCATE) still forgets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executing_a_prepared_select_twice_is_judged_twice_as_the_select() {
+    let (f, mut raw) = with_accounts().await;
+    let mut b = BytesMut::new();
+    query(&mut b, "PREPARE p AS SELECT count(*) FROM accounts");
+    query(&mut b, "EXECUTE p");
+    query(&mut b, "EXECUTE p");
+    parse(&mut b, "dealloc", "DEALLOCATE p");
+    sync(&mut b);
+    query(&mut b, "EXECUTE dealloc");
+    query(&mut b, "PREPARE p AS DELETE FROM accounts");
+    query(&mut b, "EXECUTE p");
+    let (_, completes) = exchange(&mut raw, &b, 7).await;
+    assert_eq!(
+        completes,
+        [
+            "PREPARE",
+            "SELECT 1",
+            "SELECT 1",
+            "DEALLOCATE",
+            "PREPARE",
+            "DELETE 5"
+        ]
+    );
+    let statements = f.authority.session(0).statements();
+    let executes: Vec<_> = statements
+        .iter()
+        .filter(|s| s.text == "EXECUTE p")
+        .map(|s| (s.class, s.command.as_str()))
+        .collect();
+    assert_eq!(
+        executes,
+        [
+            (StatementClass::Read, "SELECT"),
+            (StatementClass::Read, "SELECT"),
+            (StatementClass::Write, "DELETE")
+        ]
+    );
+}
+
+/// Names the server reads in the client encoding: under LATIN1, the names `\xfe` and `\xff`
+/// are two statements to the server but were one (`U+FFFD`) to proctor (found by the
+/// PostgreSQL red team: Parse `\xfe` as a DELETE, `\xff` as `SELECT 1`, Bind `\xfe`: recorded
+/// as the SELECT, the server ran the DELETE). A non-ASCII name is not followed: unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_ascii_are_not_followed() {
+    let (f, mut raw) = with_accounts().await;
+    let raw_parse = |b: &mut BytesMut, name: &[u8], sql: &str| {
+        let mut body = name.to_vec();
+        body.push(0);
+        body.extend_from_slice(sql.as_bytes());
+        body.extend_from_slice(&[0, 0, 0]);
+        b.extend_from_slice(&typed(b'P', &body));
+    };
+    let mut b = BytesMut::new();
+    query(&mut b, "SET client_encoding = 'LATIN1'");
+    query(&mut b, "BEGIN");
+    raw_parse(&mut b, b"\xfe", "DELETE FROM accounts RETURNING id");
+    sync(&mut b);
+    raw_parse(&mut b, b"\xff", "SELECT 1");
+    sync(&mut b);
+    let mut body = vec![0u8, 0xfe, 0];
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(&typed(b'B', &body));
+    execute(&mut b, "");
+    sync(&mut b);
+    query(&mut b, "ROLLBACK");
+    let (_, completes) = exchange(&mut raw, &b, 6).await;
+    assert_eq!(completes, ["SET", "BEGIN", "DELETE 5", "ROLLBACK"]);
+    let s = statement_for_tag(&f, "DELETE 5");
+    assert_ne!(s.text, "SELECT 1", "{s:?}");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert_eq!(accounts_left(&f), "5");
+
+    // Statement text too: under LATIN1 the server reads `\xe9` as `é`, proctor (UTF-8) could
+    // only show U+FFFD. Non-ASCII text in a converted encoding is unknown (a policy holds it).
+    let mut body = b"SELECT 'caf\xe9' AS c".to_vec();
+    body.push(0);
+    let (_, completes) = exchange(&mut raw, &BytesMut::from(&typed(b'Q', &body)[..]), 1).await;
+    assert_eq!(completes, ["SELECT 1"]);
+    let s = statement_for_tag(&f, "SELECT 1");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+}

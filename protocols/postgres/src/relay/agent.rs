@@ -113,15 +113,27 @@ impl Relay {
         })
     }
 
-    /// `EXECUTE name` in a query whose name has an unconfirmed change from an earlier block.
+    /// `EXECUTE name`, or `FETCH`/`MOVE` of a portal, in a query whose name has an unconfirmed
+    /// change from an earlier block.
     fn sql_execute_waits(&self, text: &str) -> bool {
-        if !text.to_ascii_lowercase().contains("execute") {
+        let lower = text.to_ascii_lowercase();
+        if !["execute", "fetch", "move"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
             return false;
         }
-        classify::classify_query(text, self.lex).iter().any(|j| {
-            matches!(&j.info.prepared, Some(SqlPrepared::Execute { name, .. })
-                if matches!(self.names.statement(name), Lookup::Wait))
-        })
+        classify::classify_query(text, self.lex)
+            .iter()
+            .any(|j| match &j.info.prepared {
+                Some(SqlPrepared::Execute { name, .. }) => {
+                    matches!(self.names.statement(name), Lookup::Wait)
+                }
+                Some(SqlPrepared::Fetch { cursor }) => {
+                    matches!(self.names.portal(cursor), Lookup::Wait)
+                }
+                _ => false,
+            })
     }
 
     pub(super) fn forward(&mut self, frame: &Frame) {

@@ -8,7 +8,7 @@ use proctor_gate::{Action, Decision, Statement, StatementClass};
 
 use super::agent::needs_settled_lex;
 use super::judge::PORTAL_COMMANDS;
-use super::names::Lookup;
+use super::names::{Lookup, server_name};
 use super::*;
 use crate::classify::{self, Judged};
 use crate::durability::{Durability, TxStatus, durability};
@@ -209,11 +209,20 @@ impl Relay {
                         break;
                     }
                     let judged = Arc::new(classify::classify_prepared(&p.query, self.lex));
-                    statements.insert(p.name, judged);
+                    // Keyed as the server keys names (the names model does the same).
+                    let Some(name) = server_name(&p.name) else {
+                        break;
+                    };
+                    statements.insert(name.to_string(), judged);
                 }
                 b'B' => {
                     let Ok(b) = frontend::bind(&frame) else { break };
-                    let judged = match statements.get(&b.statement) {
+                    let (Some(statement), Some(portal)) =
+                        (server_name(&b.statement), server_name(&b.portal))
+                    else {
+                        break;
+                    };
+                    let judged = match statements.get(statement) {
                         Some(j) => Some(j.clone()),
                         None => match self.names.statement(&b.statement) {
                             Lookup::Known(p) => Some(p.judged.clone()),
@@ -221,13 +230,16 @@ impl Relay {
                             Lookup::Wait => break,
                         },
                     };
-                    portals.insert(b.portal, (b.statement, judged, b.params, false));
+                    portals.insert(portal.to_string(), (b.statement, judged, b.params, false));
                 }
                 b'E' => {
                     let Ok(e) = frontend::execute(&frame) else {
                         break;
                     };
-                    let (statement, judged, params) = match portals.get_mut(&e.portal) {
+                    let Some(portal) = server_name(&e.portal) else {
+                        break;
+                    };
+                    let (statement, judged, params) = match portals.get_mut(portal) {
                         Some((_, _, _, true)) => continue,
                         Some((name, judged, params, executed)) => {
                             *executed = true;

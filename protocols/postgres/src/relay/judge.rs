@@ -25,6 +25,37 @@ pub(super) const PORTAL_COMMANDS: &[&str] = &[
 pub(super) struct Resolved {
     pub info: Arc<Classified>,
     pub runs: Option<String>,
+    /// A SQL `FETCH`/`MOVE` of a protocol portal: the portal's parameters, and a line added to
+    /// the recorded text naming what it runs (the record holds no Parse or Bind of its own).
+    pub portal: Option<(Vec<proctor_gate::Param>, String)>,
+}
+
+/// A statement that itself runs a statement by name (`EXECUTE`, `FETCH`/`MOVE`).
+fn reaches_further(info: &Classified) -> bool {
+    matches!(
+        info.prepared,
+        Some(SqlPrepared::Execute { .. } | SqlPrepared::Fetch { .. })
+    )
+}
+
+/// A name that leads to another name (a prepared `FETCH`, a portal bound to an `EXECUTE`):
+/// proctor follows one step, not chains, so the statement is `unknown` (held by default).
+fn unknown_nested(info: &Classified, what: &str) -> Resolved {
+    Resolved {
+        info: Arc::new(Classified {
+            class: proctor_gate::StatementClass::Unknown,
+            command: info.command.clone(),
+            tables: Vec::new(),
+            note: Some(format!("{what}: runs another statement by name")),
+            prepared: None,
+            effects: crate::durability::Effects::Lasting,
+        }),
+        runs: None,
+        portal: Some((
+            Vec::new(),
+            format!("\n-- proctor: {what}, which runs another statement by name"),
+        )),
+    }
 }
 
 impl Relay {
@@ -36,10 +67,11 @@ impl Relay {
     ) -> Statement {
         let id = self.next_statement_id();
         let r = self.judged_info(id, info);
+        let (params, line) = r.portal.unwrap_or_default();
         Statement {
             id,
-            text: judged.text.clone(),
-            params: Vec::new(),
+            text: judged.text.clone() + &line,
+            params,
             statement_name: String::new(),
             portal: String::new(),
             extended,
@@ -56,7 +88,18 @@ impl Relay {
     /// server confirms the statement.
     pub(super) fn judged_info(&mut self, id: u64, info: &Arc<Classified>) -> Resolved {
         let resolved = self.resolve_sql_execute(info);
-        self.note_sql_changes(id, info);
+        // An EXECUTE of a known query or DML changes no names (what it runs cannot PREPARE,
+        // DEALLOCATE or open portals); any other EXECUTE is taken to change them all, so the
+        // same prepared SELECT can be executed twice without the second being `unknown`.
+        let plain_execute = matches!(info.prepared, Some(SqlPrepared::Execute { .. }))
+            && resolved.runs.is_some()
+            && matches!(
+                resolved.info.command.as_str(),
+                "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE"
+            );
+        if !plain_execute {
+            self.note_sql_changes(id, info);
+        }
         resolved
     }
 
@@ -67,6 +110,10 @@ impl Relay {
         if let Some(SqlPrepared::Execute { name, args_class }) = &info.prepared
             && let Lookup::Known(prepared) = self.names.statement(name)
         {
+            if reaches_further(&prepared.judged.info) {
+                // A protocol Parse may prepare `FETCH ALL FROM p`: its EXECUTE runs portal p.
+                return unknown_nested(info, &format!("EXECUTE of {:?}", prepared.judged.text));
+            }
             let mut c = Classified::clone(&prepared.judged.info);
             c.prepared = None;
             if let Some(a) = *args_class
@@ -77,12 +124,79 @@ impl Relay {
             return Resolved {
                 info: Arc::new(c),
                 runs: Some(prepared.judged.text.clone()),
+                portal: None,
             };
+        }
+        if let Some(SqlPrepared::Fetch { cursor }) = &info.prepared
+            && let Some(r) = self.resolve_fetch(info, cursor)
+        {
+            return r;
         }
         Resolved {
             info: info.clone(),
             runs: None,
+            portal: None,
         }
+    }
+
+    /// `FETCH`/`MOVE` of a name that is (or was) a protocol portal runs that portal's
+    /// statement: a `DELETE ... RETURNING` bound and never executed runs at the FETCH, every
+    /// row of it. It is judged as the statement the portal was bound to (class, command,
+    /// tables; policy reads its text), with the portal's parameters; a portal proctor does not
+    /// know (forgotten, not confirmed, unknown at Bind) is `unknown`. `None`: a plain SQL
+    /// cursor, judged at its DECLARE.
+    fn resolve_fetch(&self, info: &Arc<Classified>, cursor: &str) -> Option<Resolved> {
+        let known = match self.names.portal(cursor) {
+            Lookup::Known(p) => match &p.judged {
+                Some(j) if reaches_further(&j.info) => {
+                    return Some(unknown_nested(
+                        info,
+                        &format!("FETCH of portal {cursor:?}, bound to {:?}", j.text),
+                    ));
+                }
+                j => j.as_ref().map(|j| (p, j)),
+            },
+            Lookup::Absent if !self.names.ever_bound(cursor) => return None,
+            Lookup::Absent | Lookup::Wait => None,
+        };
+        let command = info.command.clone();
+        Some(match known {
+            Some((p, j)) => {
+                let mut c = Classified::clone(&j.info);
+                c.prepared = None;
+                c.effects = crate::durability::Effects::Lasting;
+                Resolved {
+                    info: Arc::new(c),
+                    runs: Some(j.text.clone()),
+                    portal: Some((
+                        p.params.clone(),
+                        format!(
+                            "\n-- proctor: this {command} runs protocol portal {cursor:?}, bound to {:?}",
+                            j.text
+                        ),
+                    )),
+                }
+            }
+            None => Resolved {
+                info: Arc::new(Classified {
+                    class: proctor_gate::StatementClass::Unknown,
+                    command: command.clone(),
+                    tables: Vec::new(),
+                    note: Some(format!(
+                        "{command} of protocol portal {cursor:?}, whose statement proctor does not know"
+                    )),
+                    prepared: None,
+                    effects: crate::durability::Effects::Lasting,
+                }),
+                runs: None,
+                portal: Some((
+                    Vec::new(),
+                    format!(
+                        "\n-- proctor: this {command} may run protocol portal {cursor:?}, whose statement proctor does not know"
+                    ),
+                )),
+            },
+        })
     }
 
     fn note_sql_changes(&mut self, id: u64, info: &Classified) {
@@ -157,10 +271,11 @@ impl Relay {
             let r = self.judged_info(id, &j.info);
             overlap &= durability(&r.info, r.runs.is_some(), tx) == Durability::BeforeAnswer;
             ids.push(id);
+            let (params, line) = r.portal.unwrap_or_default();
             rest.push_back(Statement {
                 id,
-                text: j.text,
-                params: Vec::new(),
+                text: j.text + &line,
+                params,
                 statement_name: String::new(),
                 portal: String::new(),
                 extended: false,

@@ -31,6 +31,26 @@ pub(super) const MAX_NAMES: usize = 10_000;
 /// touched become unknown (never wrongly known).
 const MAX_PENDING: usize = 4 * MAX_NAMES;
 
+/// PostgreSQL keeps names of prepared statements and portals (and SQL identifiers) in
+/// `NAMEDATALEN - 1` bytes: a longer name is the same name as its first 63 bytes (`PREPARE` of a
+/// 70-character name then `EXECUTE` of it ran what a protocol Parse had put under its first 63).
+const NAME_BYTES: usize = 63;
+
+/// The name as the server keys it: its first 63 bytes. `None` when proctor cannot tell: a name
+/// with a non-ASCII character. The server converts a name from the client encoding, so its
+/// bytes (and where it cuts them) depend on encodings a pipeline may be changing, and proctor
+/// reads names as UTF-8, invalid bytes as U+FFFD: two names that differ only in bytes that are
+/// not UTF-8 (`\xfe`, `\xff` under `client_encoding = LATIN1`) would be one name to proctor.
+pub(super) fn server_name(name: &str) -> Option<&str> {
+    if !name.is_ascii() {
+        None
+    } else if name.len() <= NAME_BYTES {
+        Some(name)
+    } else {
+        name.get(..NAME_BYTES)
+    }
+}
+
 /// A prepared statement as the server holds it.
 #[derive(Clone)]
 pub(super) struct Prepared {
@@ -116,6 +136,12 @@ pub(super) struct Names {
     /// Sync points (Sync, simple Query) sent towards the server so far.
     block: u64,
     next_ticket: u64,
+    /// Every portal name a protocol Bind was sent for in this session, kept when the model
+    /// forgets the portal itself: SQL `FETCH`/`MOVE` of such a name may run a portal proctor
+    /// no longer knows, so it is judged as unknown rather than as a plain cursor read.
+    bound: std::collections::HashSet<String>,
+    /// More names were bound than `bound` keeps: any name may be a portal.
+    bound_overflow: bool,
 }
 
 impl Names {
@@ -128,6 +154,40 @@ impl Names {
     /// The client's message carrying `change` is being forwarded (or, for SQL statements,
     /// judged as part of the message being forwarded).
     pub fn push(&mut self, key: Key, change: Change) {
+        // Keyed as the server keys names; a change to a name proctor cannot key may touch any
+        // name sharing its start, so it forgets them all.
+        let owned = |n: &str| server_name(n).map(str::to_string);
+        let change = match change {
+            Change::Statement(n, p) => match owned(&n) {
+                Some(n) => Change::Statement(n, p),
+                None => Change::ForgetStatements,
+            },
+            Change::CloseStatement(n) => match owned(&n) {
+                Some(n) => Change::CloseStatement(n),
+                None => Change::ForgetStatements,
+            },
+            Change::Portal(n, p) => match owned(&n) {
+                Some(n) => Change::Portal(n, p),
+                None => {
+                    self.bound_overflow = true;
+                    Change::ForgetPortals
+                }
+            },
+            Change::ClosePortal(n) => match owned(&n) {
+                Some(n) => Change::ClosePortal(n),
+                None => Change::ForgetPortals,
+            },
+            other => other,
+        };
+        if let Change::Portal(name, _) = &change
+            && !self.bound.contains(name)
+        {
+            if self.bound.len() < MAX_NAMES {
+                self.bound.insert(name.clone());
+            } else {
+                self.bound_overflow = true;
+            }
+        }
         if self.pending.len() >= MAX_PENDING
             && let Some(old) = self.pending.pop_front()
         {
@@ -203,6 +263,9 @@ impl Names {
     }
 
     pub fn statement(&self, name: &str) -> Lookup<&Prepared> {
+        let Some(name) = server_name(name) else {
+            return Lookup::Absent;
+        };
         if let Some(p) = self
             .pending
             .iter()
@@ -224,6 +287,9 @@ impl Names {
     }
 
     pub fn portal(&self, name: &str) -> Lookup<&Portal> {
+        let Some(name) = server_name(name) else {
+            return Lookup::Absent;
+        };
         if let Some(p) = self
             .pending
             .iter()
@@ -245,7 +311,13 @@ impl Names {
     }
 
     /// The portal an allowed Execute runs, to mark it executed (pending or confirmed).
+    /// Whether a protocol Bind of a portal named `name` was ever sent in this session.
+    pub fn ever_bound(&self, name: &str) -> bool {
+        self.bound_overflow || server_name(name).is_none_or(|n| self.bound.contains(n))
+    }
+
     pub fn portal_mut(&mut self, name: &str) -> Option<&mut Portal> {
+        let name = server_name(name)?;
         let block = self.block;
         if let Some(p) = self
             .pending
@@ -263,18 +335,22 @@ impl Names {
 
     /// A confirmed statement, to attach what a Describe answered.
     pub fn confirmed_statement_mut(&mut self, name: &str) -> Option<&mut Prepared> {
+        let name = server_name(name)?;
         self.statements.get_mut(name)
     }
 
     pub fn confirmed_portal_mut(&mut self, name: &str) -> Option<&mut Portal> {
+        let name = server_name(name)?;
         self.portals.get_mut(name)
     }
 
     pub fn confirmed_statement(&self, name: &str) -> Option<&Prepared> {
+        let name = server_name(name)?;
         self.statements.get(name)
     }
 
     pub fn confirmed_portal(&self, name: &str) -> Option<&Portal> {
+        let name = server_name(name)?;
         self.portals.get(name)
     }
 
