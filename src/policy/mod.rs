@@ -364,24 +364,43 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
             || rule.command.is_some()
             || rule.line.is_some()
             || rule.pipe_to_shell.is_some()
-            || rule.hidden.is_some()
         {
             return false;
         }
+        // A removed or renamed directory takes everything below it along; a symbolic link
+        // makes everything below its target writable through it.
+        let whole_tree = matches!(op.as_str(), "remove" | "rmdir" | "rename");
+        let ends = [
+            (path.as_str(), whole_tree),
+            (target_path.as_str(), whole_tree || op == "symlink"),
+        ];
+        let ends = ends.iter().filter(|(p, _)| !p.is_empty());
+        if let Some(want) = rule.hidden {
+            // A change to a file that runs commands later (`~/.bashrc`, `/etc/cron.d/x`) is
+            // hidden, as the same write by a shell line is: what it will run is not judged.
+            let hidden = ends.clone().any(|&(p, tree)| {
+                let p = shell::normalize_path(p);
+                if tree {
+                    shell::startup::tree_runs_later(&p).is_some()
+                } else {
+                    shell::startup::runs_later(&p).is_some()
+                }
+            });
+            if hidden != want {
+                return false;
+            }
+        }
         if let Some(re) = &rule.writes {
             // Both ends of a rename or link are written: the file moved away and the one
-            // replaced (or created). A removal changes the file as surely as a write, and a
-            // removed or renamed directory takes everything below it along.
-            let whole_tree = matches!(op.as_str(), "remove" | "rmdir" | "rename");
-            let hits = |p: &str| {
+            // replaced (or created). A removal changes the file as surely as a write.
+            return ends.clone().any(|&(p, tree)| {
                 let p = shell::normalize_path(p);
-                if whole_tree {
+                if tree {
                     re.may_match_tree(&p)
                 } else {
                     re.may_match(&p)
                 }
-            };
-            return hits(path) || (!target_path.is_empty() && hits(target_path));
+            });
         }
         return true;
     }

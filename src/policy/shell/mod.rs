@@ -10,6 +10,8 @@ pub mod brace;
 mod embedded;
 mod later;
 mod programs;
+pub mod startup;
+mod unpack;
 mod words;
 mod wrappers;
 mod writes;
@@ -134,6 +136,8 @@ struct Reader {
     cwd: Option<String>,
     /// Wrappers around the command being read.
     wrapped: usize,
+    /// Where the last `write_target` call's paths begin in `facts.write_paths`.
+    tree_mark: usize,
 }
 
 impl Reader {
@@ -210,15 +214,28 @@ impl Reader {
             [dir] if dir.is_literal() && dir.text.starts_with('/') => {
                 Some(normalize_path(&format!("{}/", dir.text)))
             }
-            [dir] if dir.is_literal() && dir.text != "-" && !dir.text.starts_with('~') => self
-                .cwd
-                .as_ref()
-                .map(|cwd| normalize_path(&format!("{cwd}/{}/", dir.text))),
+            // A relative directory is looked up in `CDPATH` first (which the login's
+            // environment or start-up files may set: `CDPATH=/`, then `cd etc` is `/etc`), and
+            // may be a link: where it lands is not known.
             _ => None,
         };
     }
 
+    /// The paths the last `write_target` call added are directories anything below which may
+    /// be written. (A brace expansion adds several.)
+    fn last_write_is_tree(&mut self) {
+        let from = self.tree_mark.min(self.facts.write_paths.len());
+        let landed = self.facts.write_paths[from..].to_vec();
+        for d in &landed {
+            if let Some(why) = startup::tree_runs_later(d) {
+                self.hide(why);
+            }
+        }
+        self.facts.write_trees.extend(landed);
+    }
+
     fn write_target(&mut self, w: &Word) {
+        self.tree_mark = self.facts.write_paths.len();
         if !w.is_literal() {
             self.hide(format!(
                 "writes to a path known only at run time ({})",
@@ -245,6 +262,9 @@ impl Reader {
                         }
                         _ => normalize_path(&p),
                     };
+                    if let Some(why) = startup::runs_later(&p) {
+                        self.hide(why);
+                    }
                     self.facts.write_paths.push(p);
                 }
             }
@@ -369,18 +389,19 @@ impl Reader {
         {
             self.hide(h);
         }
+        let trees = writes::as_trees(&program, args);
         for w in writes::targets(&program, args) {
-            let before = self.facts.write_paths.len();
             self.write_target(&w);
-            if matches!(
-                program.as_str(),
-                "scp" | "rsync" | "rm" | "unlink" | "rmdir"
-            ) {
-                // What lands inside is named by the protocol, and a removed directory takes
-                // everything below it along: anything below may be written.
-                let landed = self.facts.write_paths[before..].to_vec();
-                self.facts.write_trees.extend(landed);
+            if trees {
+                self.last_write_is_tree();
             }
+        }
+        for w in writes::extra_trees(&program, args) {
+            self.write_target(&w);
+            self.last_write_is_tree();
+        }
+        if let Some(why) = unpack::writes_unseen(&program, args) {
+            self.hide(why);
         }
         if programs::is_posix_shell(&program) {
             self.shell(&program, args, stdin, depth);

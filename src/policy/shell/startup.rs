@@ -1,0 +1,324 @@
+//! Files that run commands later: shell and tool start-up files, sshd's per-user files, git's
+//! configuration and hooks, per-user and system services, scheduled jobs, Python's `.pth` and
+//! `sitecustomize` files, and the system's login and privilege configuration. A write to one is
+//! allowed now and runs an unjudged command later (sshd's bash reads `~/.bashrc` even for
+//! `ssh box true`; sshd runs `~/.ssh/rc` at every login; `core.fsmonitor` runs on
+//! `git status`), so it is `hidden`: proctor cannot judge what, or when, it will run.
+//!
+//! Files with a name of their own (`.bashrc`, `.ssh/rc`, `.git/hooks/pre-commit`) count in any
+//! directory, so a relative path counts whatever the working directory is. Directories whose
+//! entries may have any name (`/etc/cron.d/`) count only for an absolute path inside them: a
+//! relative name could land in any directory, and counting every relative write would hold
+//! them all (a limit written in policies/README.md).
+
+/// File names that shells, editors and tools read and run from (in a home directory, but
+/// counted anywhere: the home is not known).
+const DOTFILES: &[&str] = &[
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".bash_aliases",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".zlogout",
+    ".kshrc",
+    ".mkshrc",
+    ".cshrc",
+    ".tcshrc",
+    ".login",
+    ".logout",
+    ".inputrc",
+    ".envrc",
+    ".pam_environment",
+    ".xinitrc",
+    ".xsession",
+    ".xsessionrc",
+    ".xprofile",
+    ".gitconfig",
+    ".vimrc",
+    ".exrc",
+    ".gvimrc",
+    ".lesskey",
+    ".lessfilter",
+    ".pythonrc",
+    ".pythonrc.py",
+    ".npmrc",
+    ".yarnrc",
+    ".curlrc",
+    ".wgetrc",
+    ".gdbinit",
+    ".screenrc",
+    ".tmux.conf",
+    ".psqlrc",
+    ".sqliterc",
+    ".irbrc",
+    ".Rprofile",
+    ".perldb",
+    ".mailcap",
+    ".forward",
+    "sitecustomize.py",
+    "usercustomize.py",
+];
+
+/// Directories below a home (or anywhere, for `.git`) whose entries run or configure commands.
+const DOT_DIRS: &[&str] = &[
+    ".bashrc.d",
+    ".profile.d",
+    ".zshrc.d",
+    ".config/systemd",
+    ".config/autostart",
+    ".config/git",
+    ".config/fish",
+    ".local/share/systemd",
+    ".git/hooks",
+];
+
+/// Files in `.ssh` that sshd reads at login.
+const SSH_FILES: &[&str] = &[
+    "rc",
+    "environment",
+    "authorized_keys",
+    "authorized_keys2",
+    "config",
+];
+
+/// System files that run commands, or say who may run them, at login, at boot, on a schedule
+/// or for every program.
+const SYSTEM_FILES: &[&str] = &[
+    "/etc/profile",
+    "/etc/bash.bashrc",
+    "/etc/bashrc",
+    "/etc/zshrc",
+    "/etc/zshenv",
+    "/etc/zprofile",
+    "/etc/zlogin",
+    "/etc/zsh/zshrc",
+    "/etc/zsh/zshenv",
+    "/etc/zsh/zprofile",
+    "/etc/zsh/zlogin",
+    "/etc/environment",
+    "/etc/inputrc",
+    "/etc/ld.so.preload",
+    "/etc/ld.so.conf",
+    "/etc/rc.local",
+    "/etc/crontab",
+    "/etc/anacrontab",
+    "/etc/sudoers",
+    "/etc/gitconfig",
+];
+
+/// System directories whose entries (any name) run commands or configure who runs what.
+const SYSTEM_DIRS: &[&str] = &[
+    "/etc/profile.d",
+    "/etc/cron.d",
+    "/etc/cron.hourly",
+    "/etc/cron.daily",
+    "/etc/cron.weekly",
+    "/etc/cron.monthly",
+    "/etc/sudoers.d",
+    "/etc/ld.so.conf.d",
+    "/etc/systemd",
+    "/etc/init.d",
+    "/etc/rc0.d",
+    "/etc/rc1.d",
+    "/etc/rc2.d",
+    "/etc/rc3.d",
+    "/etc/rc4.d",
+    "/etc/rc5.d",
+    "/etc/rc6.d",
+    "/etc/rcS.d",
+    "/etc/update-motd.d",
+    "/etc/environment.d",
+    "/etc/pam.d",
+    "/etc/security",
+    "/etc/ssh",
+    "/etc/apt/apt.conf.d",
+    "/etc/logrotate.d",
+    "/etc/udev/rules.d",
+    "/etc/xdg/autostart",
+    "/etc/X11/Xsession.d",
+    "/etc/modprobe.d",
+    "/etc/NetworkManager/dispatcher.d",
+    "/etc/network/if-up.d",
+    "/etc/network/if-down.d",
+    "/etc/network/if-pre-up.d",
+    "/etc/network/if-post-down.d",
+    "/lib/systemd",
+    "/usr/lib/systemd",
+    "/usr/local/lib/systemd",
+    "/var/spool/cron",
+    "/var/spool/at",
+    "/var/spool/anacron",
+];
+
+/// Where home directories usually are: a tree written at or above one may receive dotfiles.
+const HOMES: &[&str] = &["/root", "/home", "/var/home", "/var/lib", "/srv"];
+
+fn inside(path: &str, dir: &str) -> bool {
+    path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+}
+
+/// Why a write to `path` (normalised; absolute, or relative to a directory proctor does not
+/// know) runs commands later, if it may.
+pub fn runs_later(path: &str) -> Option<String> {
+    let path = path.trim_end_matches('/');
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let name = parts.last().copied().unwrap_or("");
+    let parent = parts.len().checked_sub(2).map(|i| parts[i]);
+    let why = |what: &str| {
+        Some(format!(
+            "writes {what}, which runs commands later that proctor does not judge"
+        ))
+    };
+    if DOTFILES.contains(&name) {
+        return why(&format!("a start-up file ({name})"));
+    }
+    if name.ends_with(".pth")
+        && parent.is_some_and(|p| p == "site-packages" || p == "dist-packages")
+    {
+        return why("a Python .pth file");
+    }
+    if parent == Some(".ssh") && SSH_FILES.contains(&name) {
+        return why(&format!("sshd's per-user file (.ssh/{name})"));
+    }
+    if parent == Some(".git") && name == "config" {
+        return why("a git repository's configuration");
+    }
+    let joined = parts.join("/");
+    for d in DOT_DIRS {
+        if joined == *d
+            || joined.ends_with(&format!("/{d}"))
+            || joined.starts_with(&format!("{d}/"))
+            || joined.contains(&format!("/{d}/"))
+        {
+            return why(&format!("into {d}"));
+        }
+    }
+    if path.starts_with('/') {
+        if SYSTEM_FILES.contains(&path) {
+            return why(&format!("a system start-up or privilege file ({path})"));
+        }
+        if let Some(d) = SYSTEM_DIRS.iter().find(|d| inside(path, d)) {
+            return why(&format!("into {d}"));
+        }
+    }
+    None
+}
+
+/// Whether some file below the directory `dir` (a tree written by `scp -t`, `rsync`, `cp -r`,
+/// a link target) may run commands later: a relative directory (it may be a home), a home
+/// directory or any directory above one, or a directory at, above or inside a listed one.
+pub fn tree_runs_later(dir: &str) -> Option<String> {
+    // `host:path` (scp, rsync) is a directory on another host, relative to its login's home
+    // there: judged as the same path here, since the host may be this one.
+    let dir = match dir.split_once(':') {
+        Some((host, path)) if !host.contains('/') => path,
+        _ => dir,
+    };
+    let dir = dir.trim_end_matches('/');
+    if let Some(why) = runs_later(dir) {
+        return Some(why);
+    }
+    let why = Some(format!(
+        "writes a directory tree ({}) that may receive start-up files or scheduled jobs, which run commands later that proctor does not judge",
+        if dir.is_empty() { "/" } else { dir }
+    ));
+    if !dir.starts_with('/') && !dir.is_empty() {
+        return why;
+    }
+    let above = |d: &str| dir.is_empty() || inside(d, dir);
+    let home = HOMES.iter().any(|h| {
+        above(h)
+            || dir
+                .strip_prefix(h)
+                .and_then(|r| r.strip_prefix('/'))
+                .is_some_and(|r| !r.contains('/'))
+    });
+    if home
+        || SYSTEM_DIRS.iter().any(|d| above(d))
+        || SYSTEM_FILES.iter().any(|f| above(f))
+        || dir
+            .split('/')
+            .any(|p| matches!(p, ".ssh" | ".config" | ".git" | ".local"))
+    {
+        return why;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_up_files_are_found_by_name_and_system_ones_by_place() {
+        for p in [
+            "/var/lib/proctor-agent/.bashrc",
+            "~/.bashrc",
+            ".profile",
+            "/home/a/.ssh/rc",
+            "~/.ssh/authorized_keys",
+            ".git/hooks/pre-commit",
+            "/srv/app/.git/config",
+            "/srv/app/.git/hooks",
+            "~/.config/systemd/user/x.service",
+            "/usr/lib/python3/dist-packages/x.pth",
+            "/etc/cron.d/job",
+            "/etc/profile.d/x.sh",
+            "/etc/ld.so.preload",
+            "/var/spool/cron/crontabs/root",
+            "/etc/sudoers.d/x",
+        ] {
+            assert!(runs_later(p).is_some(), "{p}");
+        }
+        for p in [
+            "notes.txt",
+            "job",
+            "config",
+            "/tmp/x",
+            "/etc/hosts",
+            "/srv/app/src/main.rs",
+            "/home/a/notes.bashrc",
+            "build.sh",
+        ] {
+            assert!(runs_later(p).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn trees_that_may_receive_them() {
+        for d in [
+            ".",
+            "~",
+            "",
+            "/",
+            "/etc",
+            "/etc/",
+            "/home",
+            "/home/bob",
+            "/root",
+            "/var/lib/x",
+            "/etc/cron.d",
+            "/var",
+            "/srv/app/.git",
+            "/usr/lib",
+        ] {
+            assert!(tree_runs_later(d).is_some(), "{d}");
+        }
+        assert!(tree_runs_later("h:").is_some() && tree_runs_later("h:/dst/").is_none());
+        for d in [
+            "/tmp",
+            "/tmp/upload/",
+            "/srv/app/src",
+            "/var/log",
+            "/opt/app",
+            "/home/bob/x/y",
+        ] {
+            assert!(tree_runs_later(d).is_none(), "{d}");
+        }
+    }
+}
