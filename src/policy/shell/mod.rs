@@ -138,6 +138,9 @@ struct Reader {
     wrapped: usize,
     /// Where the last `write_target` call's paths begin in `facts.write_paths`.
     tree_mark: usize,
+    /// `cwd` is where the shell is (only absolute `cd`s since it was set), not a lexical guess
+    /// through a relative `cd` that `CDPATH` or a link may send elsewhere.
+    cwd_exact: bool,
 }
 
 impl Reader {
@@ -212,11 +215,19 @@ impl Reader {
             .collect();
         self.cwd = match operands.as_slice() {
             [dir] if dir.is_literal() && dir.text.starts_with('/') => {
+                self.cwd_exact = true;
                 Some(normalize_path(&format!("{}/", dir.text)))
             }
             // A relative directory is looked up in `CDPATH` first (which the login's
             // environment or start-up files may set: `CDPATH=/`, then `cd etc` is `/etc`), and
-            // may be a link: where it lands is not known.
+            // may be a link: where it lands is not known. The lexical guess is kept beside
+            // the relative path (a write after `cd /etc; cd cron.d` may be `/etc/cron.d/x`).
+            [dir] if dir.is_literal() && dir.text != "-" && !dir.text.starts_with('~') => {
+                self.cwd_exact = false;
+                self.cwd
+                    .as_ref()
+                    .map(|cwd| normalize_path(&format!("{cwd}/{}/", dir.text)))
+            }
             _ => None,
         };
     }
@@ -256,16 +267,22 @@ impl Reader {
         match expanded {
             Some(paths) => {
                 for p in paths {
-                    let p = match &self.cwd {
-                        Some(cwd) if !p.starts_with('/') && !p.is_empty() => {
-                            normalize_path(&format!("{cwd}/{p}"))
+                    let relative = !p.starts_with('/') && !p.is_empty();
+                    let mut landed = vec![normalize_path(&p)];
+                    if let (Some(cwd), true) = (&self.cwd, relative) {
+                        let guess = normalize_path(&format!("{cwd}/{p}"));
+                        if self.cwd_exact {
+                            landed = vec![guess];
+                        } else {
+                            landed.push(guess);
                         }
-                        _ => normalize_path(&p),
-                    };
-                    if let Some(why) = startup::runs_later(&p) {
-                        self.hide(why);
                     }
-                    self.facts.write_paths.push(p);
+                    for p in landed {
+                        if let Some(why) = startup::runs_later(&p) {
+                            self.hide(why);
+                        }
+                        self.facts.write_paths.push(p);
+                    }
                 }
             }
             None => self.hide("a brace expansion too large to follow".into()),

@@ -64,6 +64,44 @@ const DOTFILES: &[&str] = &[
     "usercustomize.py",
 ];
 
+/// Names git runs as hooks, and the suffixes of systemd units and autostart entries: counted
+/// in any directory, since a relative write after a `cd .git/hooks` (or into
+/// `~/.config/systemd/user`) on an earlier line lands in a directory proctor does not know.
+const HOOK_NAMES: &[&str] = &[
+    "applypatch-msg",
+    "pre-applypatch",
+    "post-applypatch",
+    "pre-commit",
+    "pre-merge-commit",
+    "prepare-commit-msg",
+    "commit-msg",
+    "post-commit",
+    "pre-rebase",
+    "post-checkout",
+    "post-merge",
+    "pre-push",
+    "pre-receive",
+    "proc-receive",
+    "post-receive",
+    "post-update",
+    "reference-transaction",
+    "push-to-checkout",
+    "pre-auto-gc",
+    "post-rewrite",
+    "sendemail-validate",
+    "fsmonitor-watchman",
+    "post-index-change",
+];
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".timer",
+    ".socket",
+    ".path",
+    ".mount",
+    ".automount",
+    ".desktop",
+];
+
 /// Directories below a home (or anywhere, for `.git`) whose entries run or configure commands.
 const DOT_DIRS: &[&str] = &[
     ".bashrc.d",
@@ -177,6 +215,12 @@ pub fn runs_later(path: &str) -> Option<String> {
     if DOTFILES.contains(&name) {
         return why(&format!("a start-up file ({name})"));
     }
+    if HOOK_NAMES.contains(&name) {
+        return why(&format!("a file git runs as a hook ({name})"));
+    }
+    if let Some(suffix) = UNIT_SUFFIXES.iter().find(|x| name.ends_with(*x)) {
+        return why(&format!("a service or autostart entry ({suffix})"));
+    }
     if name.ends_with(".pth")
         && parent.is_some_and(|p| p == "site-packages" || p == "dist-packages")
     {
@@ -272,6 +316,9 @@ mod tests {
             "/etc/ld.so.preload",
             "/var/spool/cron/crontabs/root",
             "/etc/sudoers.d/x",
+            "pre-commit",
+            "evil.service",
+            "x.timer",
         ] {
             assert!(runs_later(p).is_some(), "{p}");
         }
