@@ -96,6 +96,11 @@ fn start_up_files_and_archives_are_held_and_left_unchanged() {
     let child = c.spawn().expect("sftp");
     let approval = env.wait_approval();
     assert_eq!(approval["rule"], "ssh-hold-hidden", "{approval}");
+    // The approver is told why: the reason names the start-up file.
+    assert!(
+        approval.to_string().contains("start-up file (.profile)"),
+        "{approval}"
+    );
     env.store().ok(&[
         "approvals",
         "deny",

@@ -169,10 +169,20 @@ impl Policy {
                 continue;
             }
             // A hold for hidden text says what could not be read, so the approver knows.
-            let reason = match (rule.hidden, subject.shell()) {
-                (Some(true), Some(facts)) if !facts.hidden.is_empty() => {
+            let sftp = match subject.action {
+                Action::SftpChange {
+                    op,
+                    path,
+                    target_path,
+                    ..
+                } if rule.hidden == Some(true) => sftp_hidden(op, path, target_path),
+                _ => None,
+            };
+            let reason = match (rule.hidden, subject.shell(), sftp) {
+                (Some(true), Some(facts), _) if !facts.hidden.is_empty() => {
                     format!("{}: {}", rule.reason, facts.hidden.join("; "))
                 }
+                (_, _, Some(why)) => format!("{}: {why}", rule.reason),
                 _ => rule.reason.clone(),
             };
             return Judgement {
@@ -284,6 +294,33 @@ impl<'a> Subject<'a> {
     }
 }
 
+/// The paths an SFTP change writes, each with whether everything below it counts: a removed
+/// or renamed directory takes everything below it along; a symbolic link makes everything below
+/// its target writable through it.
+fn sftp_ends<'p>(op: &str, path: &'p str, target_path: &'p str) -> [(&'p str, bool); 2] {
+    let whole_tree = matches!(op, "remove" | "rmdir" | "rename");
+    [
+        (path, whole_tree),
+        (target_path, whole_tree || op == "symlink"),
+    ]
+}
+
+/// Why an SFTP change is hidden: it writes a file that runs commands later (`~/.bashrc`,
+/// `/etc/cron.d/x`), as the same write by a shell line is.
+fn sftp_hidden(op: &str, path: &str, target_path: &str) -> Option<String> {
+    sftp_ends(op, path, target_path)
+        .iter()
+        .filter(|(p, _)| !p.is_empty())
+        .find_map(|&(p, tree)| {
+            let p = shell::normalize_path(p);
+            if tree {
+                shell::startup::tree_runs_later(&p)
+            } else {
+                shell::startup::runs_later(&p)
+            }
+        })
+}
+
 fn any_glob(globs: &[globset::GlobMatcher], value: &str) -> bool {
     globs.is_empty() || globs.iter().any(|g| g.is_match(value))
 }
@@ -369,26 +406,12 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
         }
         // A removed or renamed directory takes everything below it along; a symbolic link
         // makes everything below its target writable through it.
-        let whole_tree = matches!(op.as_str(), "remove" | "rmdir" | "rename");
-        let ends = [
-            (path.as_str(), whole_tree),
-            (target_path.as_str(), whole_tree || op == "symlink"),
-        ];
+        let ends = sftp_ends(op, path, target_path);
         let ends = ends.iter().filter(|(p, _)| !p.is_empty());
-        if let Some(want) = rule.hidden {
-            // A change to a file that runs commands later (`~/.bashrc`, `/etc/cron.d/x`) is
-            // hidden, as the same write by a shell line is: what it will run is not judged.
-            let hidden = ends.clone().any(|&(p, tree)| {
-                let p = shell::normalize_path(p);
-                if tree {
-                    shell::startup::tree_runs_later(&p).is_some()
-                } else {
-                    shell::startup::runs_later(&p).is_some()
-                }
-            });
-            if hidden != want {
-                return false;
-            }
+        if let Some(want) = rule.hidden
+            && sftp_hidden(op, path, target_path).is_some() != want
+        {
+            return false;
         }
         if let Some(re) = &rule.writes {
             // Both ends of a rename or link are written: the file moved away and the one
