@@ -139,3 +139,49 @@ fn start_up_files_and_archives_are_held_and_left_unchanged() {
         "tar extracted"
     );
 }
+
+/// Without a terminal a judged shell reads its commands from a pipe, and the builtin `echo`'s
+/// `/proc/self/fd/0` is that pipe: `echo 'touch x' > /proc/self/fd/0` put a line in the shell's
+/// input that proctor never judged, and bash ran it (the red team ran a held `rm -r` so). The
+/// write is held as hidden; once denied, nothing ran and the shell goes on with the next line.
+#[test]
+fn a_line_written_into_the_shells_own_input_is_held() {
+    use std::io::Write;
+
+    let env = Env::start_with(Options::default());
+    let made = env.dir.path().join("made-by-injected-line");
+    let line = format!("echo 'touch {}' > /proc/self/fd/0", made.display());
+    let mut child = env
+        .ssh("box")
+        .arg("-T")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{line}").expect("write line");
+    stdin.flush().expect("flush");
+    let approval = env.wait_approval();
+    assert_eq!(approval["rule"], "ssh-hold-hidden", "{approval}");
+    assert_eq!(approval["detail"], line.as_str(), "{approval}");
+    assert!(
+        approval.to_string().contains("the shell's own input"),
+        "{approval}"
+    );
+    env.store().ok(&[
+        "approvals",
+        "deny",
+        &str_field(&approval, "id"),
+        "--reason",
+        "writes into the shell's input",
+    ]);
+    writeln!(stdin, "echo still-here").expect("write line");
+    drop(stdin);
+    let out = wait_output(child, T);
+    assert!(
+        ssh_support::text(&out.stdout).contains("still-here"),
+        "{}",
+        ssh_support::text(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!made.exists(), "the injected line ran");
+}

@@ -215,6 +215,9 @@ pub fn runs_later(path: &str) -> Option<String> {
     if DOTFILES.contains(&name) {
         return why(&format!("a start-up file ({name})"));
     }
+    if let Some(why) = command_stream(path, &parts) {
+        return Some(why);
+    }
     if HOOK_NAMES.contains(&name) {
         return why(&format!("a file git runs as a hook ({name})"));
     }
@@ -251,6 +254,39 @@ pub fn runs_later(path: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A write that reaches the shell's own command stream or memory, or a kernel hook that runs a
+/// program: a judged shell without a terminal reads its commands from a pipe, and
+/// `echo 'rm -r /x' > /proc/self/fd/0` (the builtin's `self` is the shell) puts a line in it
+/// that proctor never judged; `/proc/PID/mem` rewrites a running process; the kernel runs
+/// `core_pattern` and `modprobe` programs as root. A relative `0` or `mem` counts too (after a
+/// `cd /proc/self/fd` on an earlier line). `/dev/stdout`, `/dev/stderr` and `/dev/fd/1|2`
+/// write output; duplicating the standard input onto them is hidden by the lexer.
+fn command_stream(path: &str, parts: &[&str]) -> Option<String> {
+    let why = || {
+        Some(format!(
+            "writes {path}, which may reach the shell's own input or memory (lines proctor never judged) or a program the kernel runs"
+        ))
+    };
+    let name = parts.last().copied().unwrap_or("");
+    if !path.starts_with('/') {
+        let digits = !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit());
+        return (digits || matches!(name, "mem" | "stdin"))
+            .then(why)
+            .flatten();
+    }
+    match parts {
+        ["dev", "stdin"] | ["dev", "fd"] | ["dev", "fd", _, ..] if !matches!(name, "1" | "2") => {
+            why()
+        }
+        ["proc", _, "fd", ..] | ["proc", _, "mem"] | ["proc", _, "task", _, "fd", ..] => why(),
+        ["proc", _, "task", _, "mem"] => why(),
+        ["proc", "sys", "kernel", "core_pattern" | "modprobe"]
+        | ["sys", "kernel", "uevent_helper"]
+        | ["proc", "sys", "fs", "binfmt_misc", ..] => why(),
+        _ => None,
+    }
 }
 
 /// Whether some file below the directory `dir` (a tree written by `scp -t`, `rsync`, `cp -r`,
@@ -316,6 +352,14 @@ mod tests {
             "/etc/ld.so.preload",
             "/var/spool/cron/crontabs/root",
             "/etc/sudoers.d/x",
+            "/proc/self/fd/0",
+            "/proc/1234/fd/0",
+            "/dev/stdin",
+            "/dev/fd/0",
+            "/dev/fd/3",
+            "/proc/1/mem",
+            "/proc/sys/kernel/core_pattern",
+            "0",
             "pre-commit",
             "evil.service",
             "x.timer",
@@ -331,6 +375,11 @@ mod tests {
             "/srv/app/src/main.rs",
             "/home/a/notes.bashrc",
             "build.sh",
+            "/dev/stdout",
+            "/dev/stderr",
+            "/dev/fd/2",
+            "/dev/null",
+            "out.1.log",
         ] {
             assert!(runs_later(p).is_none(), "{p}");
         }

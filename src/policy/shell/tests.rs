@@ -668,3 +668,31 @@ fn writes_to_files_that_run_commands_later_are_hidden() {
         assert_clear(line);
     }
 }
+
+#[test]
+fn writes_into_the_shells_own_input_are_hidden() {
+    // Without a terminal the judged shell reads commands from a pipe; these put a line in it.
+    for line in [
+        "echo 'rm -r /v' > /proc/self/fd/0",
+        "cat /tmp/cmds > /dev/stdin",
+        "cp /tmp/cmds /dev/fd/0",
+        "echo 'rm -r /v' > /proc/4242/fd/0",
+        "cat /tmp/cmds 3<&0 > /dev/fd/3",
+        "cat /tmp/cmds 1<&0 > /dev/stdout",
+        "cd /proc/self/fd && echo 'rm -r /v' > 0",
+        "ln -s /proc/self/fd/0 /tmp/in",
+        "dd of=/proc/4242/mem bs=1 seek=4096",
+        "echo '|/tmp/x' > /proc/sys/kernel/core_pattern",
+    ] {
+        assert_hidden(line);
+    }
+    for line in [
+        "echo err > /dev/stderr",
+        "echo x >&2",
+        "cmd 2>&1 | tee out.log",
+        "echo x > /dev/null",
+        "exec_thing 2>/dev/fd/1",
+    ] {
+        assert_clear(line);
+    }
+}
