@@ -438,10 +438,10 @@ pub fn extra_trees(program: &str, args: &[Word]) -> Vec<Word> {
                 },
             );
             let mut out = values(&opts, &["backup-dir"]);
-            if has(&opts, &["remove-source-files"]) {
-                if let Some((_, srcs)) = operands.split_last() {
-                    out.extend(srcs.iter().cloned());
-                }
+            if has(&opts, &["remove-source-files"])
+                && let Some((_, srcs)) = operands.split_last()
+            {
+                out.extend(srcs.iter().cloned());
             }
             out
         }
