@@ -138,6 +138,11 @@ struct Reader {
     wrapped: usize,
     /// Where the last `write_target` call's paths begin in `facts.write_paths`.
     tree_mark: usize,
+    /// A `cd` on this line went where proctor cannot know (`cd "$D"`, `cd -`, `popd`, `cd`
+    /// after `HOME=`): relative writes after it are hidden.
+    cwd_unknown: bool,
+    /// The line assigns HOME, so `cd` and `~` may be anywhere.
+    home_changed: bool,
     /// `cwd` is where the shell is (only absolute `cd`s since it was set), not a lexical guess
     /// through a relative `cd` that `CDPATH` or a link may send elsewhere.
     cwd_exact: bool,
@@ -216,6 +221,7 @@ impl Reader {
         self.cwd = match operands.as_slice() {
             [dir] if dir.is_literal() && dir.text.starts_with('/') => {
                 self.cwd_exact = true;
+                self.cwd_unknown = false;
                 Some(normalize_path(&format!("{}/", dir.text)))
             }
             // A relative directory is looked up in `CDPATH` first (which the login's
@@ -228,7 +234,24 @@ impl Reader {
                     .as_ref()
                     .map(|cwd| normalize_path(&format!("{cwd}/{}/", dir.text)))
             }
-            _ => None,
+            // The login's home (`cd`, `cd ~/x`) is where an exec starts, so a relative write
+            // there is judged as any relative one, unless the line set HOME.
+            [] => {
+                self.cwd_unknown |= self.home_changed;
+                None
+            }
+            [dir] if dir.is_literal() && dir.text.starts_with('~') => {
+                // `~user` is another login's home.
+                let other = dir.text != "~" && !dir.text.starts_with("~/");
+                self.cwd_unknown |= self.home_changed || other;
+                None
+            }
+            // `cd -`, `popd`, `cd "$D"`: a directory known only at run time. A relative write
+            // after it on this line may land anywhere, `/etc/cron.d` included.
+            _ => {
+                self.cwd_unknown = true;
+                None
+            }
         };
     }
 
@@ -268,6 +291,12 @@ impl Reader {
             Some(paths) => {
                 for p in paths {
                     let relative = !p.starts_with('/') && !p.is_empty();
+                    if relative && self.cwd_unknown {
+                        self.hide(format!(
+                            "writes a relative path ({}) after a cd to a directory known only at run time",
+                            shown(&p)
+                        ));
+                    }
                     let mut landed = vec![normalize_path(&p)];
                     if let (Some(cwd), true) = (&self.cwd, relative) {
                         let guess = normalize_path(&format!("{cwd}/{p}"));
@@ -307,6 +336,7 @@ impl Reader {
                 // substitutions are read separately).
                 "for" | "select" | "case" if first.is_literal() => return,
                 w if is_assignment(w) => {
+                    self.home_changed |= w.starts_with("HOME=");
                     if let Some(h) = risky_assignment(std::slice::from_ref(first)) {
                         self.hide(h);
                     }
@@ -397,14 +427,22 @@ impl Reader {
             ));
         }
         if matches!(program.as_str(), "cd" | "pushd" | "popd") {
-            self.change_directory(if program == "popd" { &[] } else { args });
+            if program == "popd" {
+                // Back to a directory of the stack: known only at run time.
+                self.cwd = None;
+                self.cwd_unknown = true;
+            } else {
+                self.change_directory(args);
+            }
         }
         if matches!(
             program.as_str(),
             "export" | "declare" | "typeset" | "local" | "readonly"
-        ) && let Some(h) = risky_assignment(args)
-        {
-            self.hide(h);
+        ) {
+            self.home_changed |= args.iter().any(|a| a.text.starts_with("HOME="));
+            if let Some(h) = risky_assignment(args) {
+                self.hide(h);
+            }
         }
         let trees = writes::as_trees(&program, args);
         for w in writes::targets(&program, args) {

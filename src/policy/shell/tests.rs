@@ -696,3 +696,25 @@ fn writes_into_the_shells_own_input_are_hidden() {
         assert_clear(line);
     }
 }
+
+#[test]
+fn relative_writes_after_a_cd_known_only_at_run_time_are_hidden() {
+    for line in [
+        "HOME=/etc/cron.d; cd; echo '* * * * * root rm -r /v' > job",
+        "D=/etc/cron.d; cd \"$D\" && echo x > job",
+        "cd /etc/cron.d; cd /tmp; cd -; echo x > job",
+        "pushd /etc/cron.d; pushd /tmp; popd; echo x > job",
+        "cd ~root && echo x > job",
+    ] {
+        assert_hidden(line);
+    }
+    for line in [
+        "cd && echo x > notes.txt",
+        "cd ~/project && echo x > notes.txt",
+        "cd /srv/app && echo x > notes.txt",
+        "cd src && echo x > notes.txt",
+        "cd \"$D\" && echo x > /tmp/abs.txt",
+    ] {
+        assert_clear(line);
+    }
+}
