@@ -9,6 +9,7 @@ mod arith;
 pub mod brace;
 mod embedded;
 mod later;
+mod outputs;
 mod programs;
 pub mod startup;
 mod unpack;
@@ -455,8 +456,29 @@ impl Reader {
             self.write_target(&w);
             self.last_write_is_tree();
         }
-        if let Some(why) = unpack::writes_unseen(&program, args) {
+        if let Some(why) =
+            unpack::writes_unseen(&program, args).or_else(|| outputs::server_named(&program, args))
+        {
             self.hide(why);
+        }
+        // `env -C DIR`, `sudo -D DIR`: the command runs in DIR, so its relative writes may land
+        // there (kept as a guess beside the relative path, as after a relative `cd`).
+        if matches!(program.as_str(), "env" | "sudo") {
+            let flag = if program == "env" { "-C" } else { "-D" };
+            let dir = args.iter().enumerate().find_map(|(i, a)| {
+                if a.text == flag || a.text == "--chdir" {
+                    args.get(i + 1).cloned()
+                } else {
+                    a.text.strip_prefix("--chdir=").map(|v| Word {
+                        text: v.to_string(),
+                        ..a.clone()
+                    })
+                }
+            });
+            if let Some(d) = dir {
+                self.change_directory(std::slice::from_ref(&d));
+                self.cwd_exact = false;
+            }
         }
         if programs::is_posix_shell(&program) {
             self.shell(&program, args, stdin, depth);

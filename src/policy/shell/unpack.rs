@@ -147,6 +147,16 @@ pub fn writes_unseen(program: &str, args: &[Word]) -> Option<String> {
             .flatten()
         }
         "npx" | "pnpx" => scripts(),
+        // A unit file linked or enabled by path runs what it says when systemd starts it.
+        "systemctl"
+            if a.iter()
+                .any(|x| matches!(*x, "link" | "enable" | "reenable" | "preset"))
+                && a.iter().any(|x| x.contains('/')) =>
+        {
+            Some(format!(
+                "{program} links a unit file proctor has not read into systemd"
+            ))
+        }
         "pip" | "pip3" | "pipx" => matches!(
             subcommand(&a, &["--prefix", "--target", "-t", "--root"]),
             Some("install" | "download" | "wheel" | "run")
@@ -208,8 +218,8 @@ fn git(a: &[&str]) -> Option<String> {
         "worktree" => matches!(rest.first(), Some(&"add")),
         "submodule" => matches!(rest.first(), Some(&"update")),
         "read-tree" => rest.iter().any(|x| *x == "-u" || x.starts_with("--reset")),
-        "am" | "checkout" | "restore" | "switch" | "merge" | "pull" | "rebase" | "cherry-pick"
-        | "revert" | "checkout-index" | "bisect" => true,
+        "am" | "clone" | "checkout" | "restore" | "switch" | "merge" | "pull" | "rebase"
+        | "cherry-pick" | "revert" | "checkout-index" | "bisect" => true,
         _ => false,
     };
     writes.then(|| {
@@ -258,6 +268,9 @@ mod tests {
             "cargo build",
             "go run .",
             "sudo tar xf a.tar -C /",
+            "git clone /tmp/repo /etc/cron.d",
+            "systemctl --user link /tmp/x.service",
+            "systemctl enable /tmp/x.service",
         ] {
             let f = analyze(line);
             assert!(!f.hidden.is_empty(), "{line} should be hidden: {f:?}");
@@ -281,6 +294,7 @@ mod tests {
             "pip list",
             "cargo --version",
             "go version",
+            "systemctl enable nginx",
         ] {
             let f = analyze(line);
             assert!(f.hidden.is_empty(), "{line}: {f:?}");

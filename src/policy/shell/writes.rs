@@ -70,8 +70,17 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
                 })
             })
             .collect(),
-        "curl" => option_values(args, "o", &["output"], "eEKuUxXHdFTwAbcCm"),
-        "wget" => option_values(args, "OP", &["output-document", "directory-prefix"], "aeio"),
+        "curl" => {
+            let mut out = option_values(args, "o", &["output"], "eEKuUxXHdFTwAbcCm");
+            out.extend(super::outputs::remote_names(program, args));
+            out
+        }
+        "wget" => {
+            let mut out =
+                option_values(args, "OP", &["output-document", "directory-prefix"], "aeio");
+            out.extend(super::outputs::remote_names(program, args));
+            out
+        }
         "sort" => option_values(args, "o", &["output"], "kStT"),
         "scp" | "rsync" => {
             let (_, operands) = permuted(
@@ -212,7 +221,7 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
             let (opts, operands) = permuted(args, &copy_grammar(program));
             copy_targets(program, &opts, operands)
         }
-        _ => Vec::new(),
+        _ => super::outputs::targets(program, args),
     }
 }
 
