@@ -718,3 +718,23 @@ fn relative_writes_after_a_cd_known_only_at_run_time_are_hidden() {
         assert_clear(line);
     }
 }
+
+#[test]
+fn the_kernels_links_to_a_process_directories_are_followed() {
+    assert_eq!(normalize_path("/proc/self/root/etc/shadow"), "/etc/shadow");
+    assert_eq!(
+        normalize_path("/proc/1/task/1/root/etc//shadow"),
+        "/etc/shadow"
+    );
+    assert_eq!(
+        normalize_path("/proc/self/root/proc/self/root/etc/shadow"),
+        "/etc/shadow"
+    );
+    assert_eq!(normalize_path("/proc/self/cwd/shadow"), "shadow");
+    assert_eq!(normalize_path("/proc/self/fd/3/shadow"), "shadow");
+    assert_eq!(normalize_path("/dev/fd/3/x/shadow"), "x/shadow");
+    assert_eq!(normalize_path("/proc/self/fd/0"), "/proc/self/fd/0");
+    assert_eq!(normalize_path("/proc/self/root"), "/");
+    assert_writes("echo x >> /proc/self/root/etc/shadow", "/etc/shadow");
+    assert_hidden("echo x > /proc/self/root/proc/self/fd/0");
+}
