@@ -7,9 +7,11 @@
 
 mod arith;
 pub mod brace;
+mod cwd;
 mod embedded;
 mod later;
 mod outputs;
+mod paths;
 mod programs;
 pub mod startup;
 mod unpack;
@@ -17,6 +19,7 @@ mod words;
 mod wrappers;
 mod writes;
 
+pub use paths::normalize_path;
 use words::{DYNAMIC, Tok, Word};
 use wrappers::Inner;
 
@@ -44,75 +47,6 @@ pub struct ShellFacts {
     /// reading its terminal or standard input, a script file, a word known only at run time
     /// where a program or option stands, a write to a path known only at run time...
     pub hidden: Vec<String>,
-}
-
-/// A path with `//`, `/./` and (for absolute paths) `/../` resolved lexically, so
-/// `/etc//shadow` and `/etc/ssh/../shadow` read as `/etc/shadow`. The kernel's links to a
-/// process's directories are followed: `/proc/PID/root/etc/shadow` is `/etc/shadow`, and
-/// `/proc/PID/cwd/x`, `/proc/PID/fd/N/x` and `/dev/fd/N/x` are `x` under a directory proctor
-/// does not know (a relative path).
-pub fn normalize_path(p: &str) -> String {
-    let mut path = lexical_path(p);
-    // Bounded: each step removes at least two parts.
-    for _ in 0..16 {
-        match through_proc_link(&path) {
-            Some(next) => path = lexical_path(&next),
-            None => break,
-        }
-    }
-    path
-}
-
-/// `/proc/X/root/REST` -> `/REST`; `/proc/X/cwd/REST`, `/proc/X/fd/N/REST`,
-/// `/dev/fd/N/REST` (and their `/proc/X/task/Y/` forms) -> `REST`, relative.
-fn through_proc_link(path: &str) -> Option<String> {
-    let parts: Vec<&str> = path.split('/').collect();
-    // parts[0] is "" for an absolute path.
-    if parts.first() != Some(&"") {
-        return None;
-    }
-    let (link, at) = match parts.get(1..) {
-        Some(["proc", _, "task", _, link, ..]) => (*link, 6),
-        Some(["proc", _, link, ..]) => (*link, 4),
-        Some(["dev", "fd", _, ..]) => ("fd", 4),
-        _ => return None,
-    };
-    let at = if link == "fd" && parts[1] == "proc" {
-        at + 1
-    } else {
-        at
-    };
-    match link {
-        "root" => Some(format!("/{}", parts.get(at..)?.join("/"))),
-        "cwd" | "fd" if parts.len() > at => {
-            let rest = parts[at..].join("/");
-            (!rest.is_empty()).then_some(rest)
-        }
-        _ => None,
-    }
-}
-
-fn lexical_path(p: &str) -> String {
-    if !p.contains("//") && !p.contains("/.") {
-        return p.to_string();
-    }
-    let absolute = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." if absolute => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    if absolute {
-        format!("/{joined}")
-    } else {
-        joined
-    }
 }
 
 fn basename(word: &str) -> String {
@@ -255,49 +189,6 @@ impl Reader {
         for body in lexed.nested {
             self.line(&body, depth + 1);
         }
-    }
-
-    /// Follows `cd`/`pushd` with a literal directory; anything else forgets the directory.
-    fn change_directory(&mut self, args: &[Word]) {
-        let operands: Vec<&Word> = args
-            .iter()
-            .filter(|a| !(a.is_literal() && a.text.starts_with('-') && a.text != "-"))
-            .collect();
-        self.cwd = match operands.as_slice() {
-            [dir] if dir.is_literal() && dir.text.starts_with('/') => {
-                self.cwd_exact = true;
-                self.cwd_unknown = false;
-                Some(normalize_path(&format!("{}/", dir.text)))
-            }
-            // A relative directory is looked up in `CDPATH` first (which the login's
-            // environment or start-up files may set: `CDPATH=/`, then `cd etc` is `/etc`), and
-            // may be a link: where it lands is not known. The lexical guess is kept beside
-            // the relative path (a write after `cd /etc; cd cron.d` may be `/etc/cron.d/x`).
-            [dir] if dir.is_literal() && dir.text != "-" && !dir.text.starts_with('~') => {
-                self.cwd_exact = false;
-                self.cwd
-                    .as_ref()
-                    .map(|cwd| normalize_path(&format!("{cwd}/{}/", dir.text)))
-            }
-            // The login's home (`cd`, `cd ~/x`) is where an exec starts, so a relative write
-            // there is judged as any relative one, unless the line set HOME.
-            [] => {
-                self.cwd_unknown |= self.home_changed;
-                None
-            }
-            [dir] if dir.is_literal() && dir.text.starts_with('~') => {
-                // `~user` is another login's home.
-                let other = dir.text != "~" && !dir.text.starts_with("~/");
-                self.cwd_unknown |= self.home_changed || other;
-                None
-            }
-            // `cd -`, `popd`, `cd "$D"`: a directory known only at run time. A relative write
-            // after it on this line may land anywhere, `/etc/cron.d` included.
-            _ => {
-                self.cwd_unknown = true;
-                None
-            }
-        };
     }
 
     /// The paths the last `write_target` call added are directories anything below which may
@@ -471,15 +362,7 @@ impl Reader {
                 "{program} changes what later commands run in a way proctor does not follow"
             ));
         }
-        if matches!(program.as_str(), "cd" | "pushd" | "popd") {
-            if program == "popd" {
-                // Back to a directory of the stack: known only at run time.
-                self.cwd = None;
-                self.cwd_unknown = true;
-            } else {
-                self.change_directory(args);
-            }
-        }
+        self.directory_change(&program, args);
         if matches!(
             program.as_str(),
             "export" | "declare" | "typeset" | "local" | "readonly"
@@ -505,25 +388,7 @@ impl Reader {
         {
             self.hide(why);
         }
-        // `env -C DIR`, `sudo -D DIR`: the command runs in DIR, so its relative writes may land
-        // there (kept as a guess beside the relative path, as after a relative `cd`).
-        if matches!(program.as_str(), "env" | "sudo") {
-            let flag = if program == "env" { "-C" } else { "-D" };
-            let dir = args.iter().enumerate().find_map(|(i, a)| {
-                if a.text == flag || a.text == "--chdir" {
-                    args.get(i + 1).cloned()
-                } else {
-                    a.text.strip_prefix("--chdir=").map(|v| Word {
-                        text: v.to_string(),
-                        ..a.clone()
-                    })
-                }
-            });
-            if let Some(d) = dir {
-                self.change_directory(std::slice::from_ref(&d));
-                self.cwd_exact = false;
-            }
-        }
+        self.chdir_option(&program, args);
         if programs::is_posix_shell(&program) {
             self.shell(&program, args, stdin, depth);
         } else if programs::is_other_shell(&program) || programs::is_interpreter(&program) {
