@@ -169,10 +169,20 @@ impl Policy {
                 continue;
             }
             // A hold for hidden text says what could not be read, so the approver knows.
-            let reason = match (rule.hidden, subject.shell()) {
-                (Some(true), Some(facts)) if !facts.hidden.is_empty() => {
+            let sftp = match subject.action {
+                Action::SftpChange {
+                    op,
+                    path,
+                    target_path,
+                    ..
+                } if rule.hidden == Some(true) => sftp_hidden(op, path, target_path),
+                _ => None,
+            };
+            let reason = match (rule.hidden, subject.shell(), sftp) {
+                (Some(true), Some(facts), _) if !facts.hidden.is_empty() => {
                     format!("{}: {}", rule.reason, facts.hidden.join("; "))
                 }
+                (_, _, Some(why)) => format!("{}: {why}", rule.reason),
                 _ => rule.reason.clone(),
             };
             return Judgement {
@@ -284,6 +294,33 @@ impl<'a> Subject<'a> {
     }
 }
 
+/// The paths an SFTP change writes, each with whether everything below it counts: a removed
+/// or renamed directory takes everything below it along; a symbolic link makes everything below
+/// its target writable through it.
+fn sftp_ends<'p>(op: &str, path: &'p str, target_path: &'p str) -> [(&'p str, bool); 2] {
+    let whole_tree = matches!(op, "remove" | "rmdir" | "rename");
+    [
+        (path, whole_tree),
+        (target_path, whole_tree || op == "symlink"),
+    ]
+}
+
+/// Why an SFTP change is hidden: it writes a file that runs commands later (`~/.bashrc`,
+/// `/etc/cron.d/x`), as the same write by a shell line is.
+fn sftp_hidden(op: &str, path: &str, target_path: &str) -> Option<String> {
+    sftp_ends(op, path, target_path)
+        .iter()
+        .filter(|(p, _)| !p.is_empty())
+        .find_map(|&(p, tree)| {
+            let p = shell::normalize_path(p);
+            if tree {
+                shell::startup::tree_runs_later(&p)
+            } else {
+                shell::startup::runs_later(&p)
+            }
+        })
+}
+
 fn any_glob(globs: &[globset::GlobMatcher], value: &str) -> bool {
     globs.is_empty() || globs.iter().any(|g| g.is_match(value))
 }
@@ -364,24 +401,29 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
             || rule.command.is_some()
             || rule.line.is_some()
             || rule.pipe_to_shell.is_some()
-            || rule.hidden.is_some()
+        {
+            return false;
+        }
+        // A removed or renamed directory takes everything below it along; a symbolic link
+        // makes everything below its target writable through it.
+        let ends = sftp_ends(op, path, target_path);
+        let ends = ends.iter().filter(|(p, _)| !p.is_empty());
+        if let Some(want) = rule.hidden
+            && sftp_hidden(op, path, target_path).is_some() != want
         {
             return false;
         }
         if let Some(re) = &rule.writes {
             // Both ends of a rename or link are written: the file moved away and the one
-            // replaced (or created). A removal changes the file as surely as a write, and a
-            // removed or renamed directory takes everything below it along.
-            let whole_tree = matches!(op.as_str(), "remove" | "rmdir" | "rename");
-            let hits = |p: &str| {
+            // replaced (or created). A removal changes the file as surely as a write.
+            return ends.clone().any(|&(p, tree)| {
                 let p = shell::normalize_path(p);
-                if whole_tree {
+                if tree {
                     re.may_match_tree(&p)
                 } else {
                     re.may_match(&p)
                 }
-            };
-            return hits(path) || (!target_path.is_empty() && hits(target_path));
+            });
         }
         return true;
     }

@@ -56,14 +56,25 @@ pub fn changes_later_lines(program: &str, args: &[Word]) -> Option<&'static str>
             if literal_args(args).any(|a| {
                 matches!(
                     a,
-                    "vi" | "emacs" | "histexpand" | "history" | "functrace" | "-T" | "+T"
+                    "vi" | "emacs"
+                        | "histexpand"
+                        | "history"
+                        | "functrace"
+                        | "keyword"
+                        | "-T"
+                        | "+T"
                 ) || (a.len() > 1
                     && (a.starts_with('-') || a.starts_with('+'))
                     && !a.starts_with("--")
-                    && a[1..].chars().any(|c| c == 'H' || c == 'T'))
+                    && a[1..].chars().any(|c| matches!(c, 'H' | 'T' | 'k')))
             }) =>
         {
-            Some("set changes line editing, history expansion or trap inheritance")
+            // `set -k` makes `NAME=value` anywhere in a later command an assignment to its
+            // environment (`ls LD_PRELOAD=/tmp/x.so` preloads), which the reader takes for an
+            // argument.
+            Some(
+                "set changes line editing, history expansion, trap inheritance or where assignments may stand",
+            )
         }
         "shopt" if has_short(args, "su") => {
             Some("shopt changes shell options (aliases, history, debugging traps)")
@@ -189,6 +200,12 @@ mod tests {
             "history -s 'rm -r /x'",
             "history -r /tmp/h",
             "fc -s",
+            "set -k",
+            "set -o keyword",
+            "set -ek",
+            "MAILPATH='/tmp/m?$(id)'",
+            "GLOBIGNORE=x",
+            "EXECIGNORE=/usr/bin/ls",
             "exec python3",
             "exec bash",
             "vim /etc/hosts",

@@ -7,13 +7,19 @@
 
 mod arith;
 pub mod brace;
+mod cwd;
 mod embedded;
 mod later;
+mod outputs;
+mod paths;
 mod programs;
+pub mod startup;
+mod unpack;
 mod words;
 mod wrappers;
 mod writes;
 
+pub use paths::normalize_path;
 use words::{DYNAMIC, Tok, Word};
 use wrappers::Inner;
 
@@ -41,31 +47,6 @@ pub struct ShellFacts {
     /// reading its terminal or standard input, a script file, a word known only at run time
     /// where a program or option stands, a write to a path known only at run time...
     pub hidden: Vec<String>,
-}
-
-/// A path with `//`, `/./` and (for absolute paths) `/../` resolved lexically, so
-/// `/etc//shadow` and `/etc/ssh/../shadow` read as `/etc/shadow`.
-pub fn normalize_path(p: &str) -> String {
-    if !p.contains("//") && !p.contains("/.") {
-        return p.to_string();
-    }
-    let absolute = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." if absolute => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    if absolute {
-        format!("/{joined}")
-    } else {
-        joined
-    }
 }
 
 fn basename(word: &str) -> String {
@@ -134,6 +115,16 @@ struct Reader {
     cwd: Option<String>,
     /// Wrappers around the command being read.
     wrapped: usize,
+    /// Where the last `write_target` call's paths begin in `facts.write_paths`.
+    tree_mark: usize,
+    /// A `cd` on this line went where proctor cannot know (`cd "$D"`, `cd -`, `popd`, `cd`
+    /// after `HOME=`): relative writes after it are hidden.
+    cwd_unknown: bool,
+    /// The line assigns HOME, so `cd` and `~` may be anywhere.
+    home_changed: bool,
+    /// `cwd` is where the shell is (only absolute `cd`s since it was set), not a lexical guess
+    /// through a relative `cd` that `CDPATH` or a link may send elsewhere.
+    cwd_exact: bool,
 }
 
 impl Reader {
@@ -200,25 +191,21 @@ impl Reader {
         }
     }
 
-    /// Follows `cd`/`pushd` with a literal directory; anything else forgets the directory.
-    fn change_directory(&mut self, args: &[Word]) {
-        let operands: Vec<&Word> = args
-            .iter()
-            .filter(|a| !(a.is_literal() && a.text.starts_with('-') && a.text != "-"))
-            .collect();
-        self.cwd = match operands.as_slice() {
-            [dir] if dir.is_literal() && dir.text.starts_with('/') => {
-                Some(normalize_path(&format!("{}/", dir.text)))
+    /// The paths the last `write_target` call added are directories anything below which may
+    /// be written. (A brace expansion adds several.)
+    fn last_write_is_tree(&mut self) {
+        let from = self.tree_mark.min(self.facts.write_paths.len());
+        let landed = self.facts.write_paths[from..].to_vec();
+        for d in &landed {
+            if let Some(why) = startup::tree_runs_later(d) {
+                self.hide(why);
             }
-            [dir] if dir.is_literal() && dir.text != "-" && !dir.text.starts_with('~') => self
-                .cwd
-                .as_ref()
-                .map(|cwd| normalize_path(&format!("{cwd}/{}/", dir.text))),
-            _ => None,
-        };
+        }
+        self.facts.write_trees.extend(landed);
     }
 
     fn write_target(&mut self, w: &Word) {
+        self.tree_mark = self.facts.write_paths.len();
         if !w.is_literal() {
             self.hide(format!(
                 "writes to a path known only at run time ({})",
@@ -239,13 +226,28 @@ impl Reader {
         match expanded {
             Some(paths) => {
                 for p in paths {
-                    let p = match &self.cwd {
-                        Some(cwd) if !p.starts_with('/') && !p.is_empty() => {
-                            normalize_path(&format!("{cwd}/{p}"))
+                    let relative = !p.starts_with('/') && !p.is_empty();
+                    if relative && self.cwd_unknown {
+                        self.hide(format!(
+                            "writes a relative path ({}) after a cd to a directory known only at run time",
+                            shown(&p)
+                        ));
+                    }
+                    let mut landed = vec![normalize_path(&p)];
+                    if let (Some(cwd), true) = (&self.cwd, relative) {
+                        let guess = normalize_path(&format!("{cwd}/{p}"));
+                        if self.cwd_exact {
+                            landed = vec![guess];
+                        } else {
+                            landed.push(guess);
                         }
-                        _ => normalize_path(&p),
-                    };
-                    self.facts.write_paths.push(p);
+                    }
+                    for p in landed {
+                        if let Some(why) = startup::runs_later(&p) {
+                            self.hide(why);
+                        }
+                        self.facts.write_paths.push(p);
+                    }
                 }
             }
             None => self.hide("a brace expansion too large to follow".into()),
@@ -270,6 +272,7 @@ impl Reader {
                 // substitutions are read separately).
                 "for" | "select" | "case" if first.is_literal() => return,
                 w if is_assignment(w) => {
+                    self.home_changed |= w.starts_with("HOME=");
                     if let Some(h) = risky_assignment(std::slice::from_ref(first)) {
                         self.hide(h);
                     }
@@ -359,29 +362,33 @@ impl Reader {
                 "{program} changes what later commands run in a way proctor does not follow"
             ));
         }
-        if matches!(program.as_str(), "cd" | "pushd" | "popd") {
-            self.change_directory(if program == "popd" { &[] } else { args });
-        }
+        self.directory_change(&program, args);
         if matches!(
             program.as_str(),
             "export" | "declare" | "typeset" | "local" | "readonly"
-        ) && let Some(h) = risky_assignment(args)
-        {
-            self.hide(h);
-        }
-        for w in writes::targets(&program, args) {
-            let before = self.facts.write_paths.len();
-            self.write_target(&w);
-            if matches!(
-                program.as_str(),
-                "scp" | "rsync" | "rm" | "unlink" | "rmdir"
-            ) {
-                // What lands inside is named by the protocol, and a removed directory takes
-                // everything below it along: anything below may be written.
-                let landed = self.facts.write_paths[before..].to_vec();
-                self.facts.write_trees.extend(landed);
+        ) {
+            self.home_changed |= args.iter().any(|a| a.text.starts_with("HOME="));
+            if let Some(h) = risky_assignment(args) {
+                self.hide(h);
             }
         }
+        let trees = writes::as_trees(&program, args);
+        for w in writes::targets(&program, args) {
+            self.write_target(&w);
+            if trees {
+                self.last_write_is_tree();
+            }
+        }
+        for w in writes::extra_trees(&program, args) {
+            self.write_target(&w);
+            self.last_write_is_tree();
+        }
+        if let Some(why) =
+            unpack::writes_unseen(&program, args).or_else(|| outputs::server_named(&program, args))
+        {
+            self.hide(why);
+        }
+        self.chdir_option(&program, args);
         if programs::is_posix_shell(&program) {
             self.shell(&program, args, stdin, depth);
         } else if programs::is_other_shell(&program) || programs::is_interpreter(&program) {

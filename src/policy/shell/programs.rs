@@ -223,6 +223,12 @@ pub const RISKY_VARIABLES: &[&str] = &[
     "GCONV_PATH",
     "IFS",
     "CDPATH",
+    // An interactive bash expands MAILPATH's messages (command substitutions included) before
+    // a prompt once the file changes.
+    "MAILPATH",
+    // Which files a glob or a `PATH` search may find.
+    "GLOBIGNORE",
+    "EXECIGNORE",
     "GIT_SSH_COMMAND",
     "EDITOR",
     "VISUAL",

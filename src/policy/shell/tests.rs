@@ -419,8 +419,11 @@ fn service_scripts_read_as_service() {
 #[test]
 fn relative_writes_after_a_literal_cd() {
     assert_writes("cd /etc && echo x > shadow", "/etc/shadow");
-    assert_writes("cd /etc/ssh; cd ..; cp /tmp/s shadow", "/etc/shadow");
-    assert_writes("cd /; cd etc && tee -a ./shadow", "/etc/shadow");
+    // A relative `cd` may go through CDPATH or a link: the directory is forgotten, and the
+    // relative write is judged under any directory (it still meets the shadow rule).
+    assert_writes("cd /etc/ssh; cd ..; cp /tmp/s shadow", "shadow");
+    assert_writes("cd /; cd etc && tee -a ./shadow", "./shadow");
+    assert_writes("cd /tmp; cd etc; : > shadow", "shadow");
     assert_writes("cd /tmp && echo x > ../etc/shadow", "/etc/shadow");
     assert_writes("cd \"$D\"; echo x > shadow", "shadow");
     assert_writes("echo x > shadow", "shadow");
@@ -604,4 +607,134 @@ fn commands_named_in_arguments_are_hidden() {
     }
     assert_clear("sed -n 's/a/b/p' /etc/hosts");
     assert_clear("rsync -a -e ssh /src/ h:/dst/");
+}
+
+#[test]
+fn trees_written_by_copies_links_and_rsync() {
+    let trees = |line: &str| analyze(line).write_trees;
+    // A recursive copy merges into the destination: `/tmp/etc/shadow` lands in `/etc/shadow`.
+    for line in [
+        "cp -r /tmp/etc /",
+        "cp -a /tmp/etc /",
+        "cp --recursive /tmp/x/. /etc",
+        "cp -rT /tmp/etc /etc",
+        "cp --parents etc/shadow /",
+    ] {
+        let t = trees(line);
+        assert!(t.iter().any(|d| d == "/" || d == "/etc"), "{line}: {t:?}");
+    }
+    // A link's target is writable through the link, below it too.
+    assert!(trees("ln -s /etc /tmp/e").contains(&"/etc".to_string()));
+    assert!(trees("cp -rs /etc /tmp/e").contains(&"/etc".to_string()));
+    // Replaced files move into rsync's backup directory by name; removed sources are written.
+    assert!(trees("rsync -b --backup-dir=/etc /tmp/x /tmp/shadow").contains(&"/etc".to_string()));
+    assert!(trees("rsync -r --remove-source-files /etc/ /tmp/y/").contains(&"/etc/".to_string()));
+    // One file, or an empty directory, is not a tree.
+    assert!(trees("rm /tmp/x").is_empty());
+    assert!(trees("rmdir /tmp/d").is_empty());
+    assert!(trees("cp a /tmp/b").is_empty());
+    assert_eq!(trees("rm -r /tmp/x"), ["/tmp/x"]);
+}
+
+#[test]
+fn writes_to_files_that_run_commands_later_are_hidden() {
+    for line in [
+        "sed -i '1i rm -r /victim' ~/.bashrc",
+        "echo 'rm -r /v' >> .profile",
+        "cp /tmp/x ~/.ssh/rc",
+        "printf 'command=\"rm -r /v\" ssh-ed25519 AAAA\\n' >> ~/.ssh/authorized_keys",
+        "echo '* * * * * root rm -r /v' > /etc/cron.d/job",
+        "cd /etc/cron.d && echo x > job",
+        "cd /etc; cd cron.d; echo x > job",
+        "cd .git/hooks && echo 'rm -r /v' > pre-commit",
+        "echo '[Service]' > evil.service",
+        "echo 'import os' > /usr/lib/python3/dist-packages/x.pth",
+        "ln -s /tmp/hook .git/hooks/pre-commit",
+        "mv /tmp/x ~/.config/systemd/user/x.service",
+        "scp -t ~/",
+        "rsync --server -logDtpre.iLsfxCIvu . /var/lib/agent/",
+        "cp -r /tmp/dotfiles/. ~",
+    ] {
+        assert_hidden(line);
+    }
+    for line in [
+        "echo done >> notes.txt",
+        "cp a.conf b.conf",
+        "scp -t /tmp/upload/",
+        "rsync -a -e ssh /src/ h:/dst/",
+        "cat ~/.bashrc",
+        "rm /tmp/x",
+    ] {
+        assert_clear(line);
+    }
+}
+
+#[test]
+fn writes_into_the_shells_own_input_are_hidden() {
+    // Without a terminal the judged shell reads commands from a pipe; these put a line in it.
+    for line in [
+        "echo 'rm -r /v' > /proc/self/fd/0",
+        "cat /tmp/cmds > /dev/stdin",
+        "cp /tmp/cmds /dev/fd/0",
+        "echo 'rm -r /v' > /proc/4242/fd/0",
+        "cat /tmp/cmds 3<&0 > /dev/fd/3",
+        "cat /tmp/cmds 1<&0 > /dev/stdout",
+        "cd /proc/self/fd && echo 'rm -r /v' > 0",
+        "ln -s /proc/self/fd/0 /tmp/in",
+        "dd of=/proc/4242/mem bs=1 seek=4096",
+        "echo '|/tmp/x' > /proc/sys/kernel/core_pattern",
+    ] {
+        assert_hidden(line);
+    }
+    for line in [
+        "echo err > /dev/stderr",
+        "echo x >&2",
+        "cmd 2>&1 | tee out.log",
+        "echo x > /dev/null",
+        "exec_thing 2>/dev/fd/1",
+    ] {
+        assert_clear(line);
+    }
+}
+
+#[test]
+fn relative_writes_after_a_cd_known_only_at_run_time_are_hidden() {
+    for line in [
+        "HOME=/etc/cron.d; cd; echo '* * * * * root rm -r /v' > job",
+        "D=/etc/cron.d; cd \"$D\" && echo x > job",
+        "cd /etc/cron.d; cd /tmp; cd -; echo x > job",
+        "pushd /etc/cron.d; pushd /tmp; popd; echo x > job",
+        "cd ~root && echo x > job",
+    ] {
+        assert_hidden(line);
+    }
+    for line in [
+        "cd && echo x > notes.txt",
+        "cd ~/project && echo x > notes.txt",
+        "cd /srv/app && echo x > notes.txt",
+        "cd src && echo x > notes.txt",
+        "cd \"$D\" && echo x > /tmp/abs.txt",
+    ] {
+        assert_clear(line);
+    }
+}
+
+#[test]
+fn the_kernels_links_to_a_process_directories_are_followed() {
+    assert_eq!(normalize_path("/proc/self/root/etc/shadow"), "/etc/shadow");
+    assert_eq!(
+        normalize_path("/proc/1/task/1/root/etc//shadow"),
+        "/etc/shadow"
+    );
+    assert_eq!(
+        normalize_path("/proc/self/root/proc/self/root/etc/shadow"),
+        "/etc/shadow"
+    );
+    assert_eq!(normalize_path("/proc/self/cwd/shadow"), "shadow");
+    assert_eq!(normalize_path("/proc/self/fd/3/shadow"), "shadow");
+    assert_eq!(normalize_path("/dev/fd/3/x/shadow"), "x/shadow");
+    assert_eq!(normalize_path("/proc/self/fd/0"), "/proc/self/fd/0");
+    assert_eq!(normalize_path("/proc/self/root"), "/");
+    assert_writes("echo x >> /proc/self/root/etc/shadow", "/etc/shadow");
+    assert_hidden("echo x > /proc/self/root/proc/self/fd/0");
 }

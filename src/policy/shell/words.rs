@@ -325,14 +325,28 @@ impl Lexer<'_> {
         }
     }
 
+    /// Skips the descriptor after `>&` or `<&`. Duplicating the standard input (`3<&0`,
+    /// `1>&0`) gives a command a descriptor that `/dev/stdout` or `/dev/fd/3` reopens for
+    /// writing: without a terminal, the shell's command stream.
+    fn duplicated_descriptor(&mut self) {
+        let start = self.i;
+        while self.peek(0).is_some_and(|d| d.is_ascii_digit() || d == '-') {
+            self.i += 1;
+        }
+        let fd: String = self.chars[start..self.i].iter().collect();
+        if fd.trim_end_matches('-').trim_start_matches('0').is_empty() && fd.starts_with('0') {
+            self.out.hidden.push(
+                "duplicates the standard input (the shell's command stream without a terminal) onto another descriptor".into(),
+            );
+        }
+    }
+
     fn greater(&mut self) {
         if self.peek(1) == Some('&') {
             self.i += 2;
             if self.peek(0).is_some_and(|d| d.is_ascii_digit() || d == '-') {
                 // `>&2`, `2>&1`, `>&-`: a descriptor is duplicated or closed; no word follows.
-                while self.peek(0).is_some_and(|d| d.is_ascii_digit() || d == '-') {
-                    self.i += 1;
-                }
+                self.duplicated_descriptor();
             } else {
                 // `>& file` writes the file (like `&>`).
                 self.out.toks.push(Tok::Write);
@@ -369,9 +383,7 @@ impl Lexer<'_> {
             // `<&0`, `<&-`: descriptor duplication.
             (Some('&'), _) => {
                 self.i += 2;
-                while self.peek(0).is_some_and(|d| d.is_ascii_digit() || d == '-') {
-                    self.i += 1;
-                }
+                self.duplicated_descriptor();
             }
             _ => {
                 self.out.toks.push(Tok::Read);

@@ -70,8 +70,17 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
                 })
             })
             .collect(),
-        "curl" => option_values(args, "o", &["output"], "eEKuUxXHdFTwAbcCm"),
-        "wget" => option_values(args, "OP", &["output-document", "directory-prefix"], "aeio"),
+        "curl" => {
+            let mut out = option_values(args, "o", &["output"], "eEKuUxXHdFTwAbcCm");
+            out.extend(super::outputs::remote_names(program, args));
+            out
+        }
+        "wget" => {
+            let mut out =
+                option_values(args, "OP", &["output-document", "directory-prefix"], "aeio");
+            out.extend(super::outputs::remote_names(program, args));
+            out
+        }
         "sort" => option_values(args, "o", &["output"], "kStT"),
         "scp" | "rsync" => {
             let (_, operands) = permuted(
@@ -209,25 +218,10 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
             operands.into_iter().skip(skip).collect()
         }
         "cp" | "mv" | "install" | "ln" => {
-            let (opts, operands) = permuted(
-                args,
-                &Grammar {
-                    short_arg: if program == "install" { "gmoSt" } else { "St" },
-                    long_arg: &[
-                        "suffix",
-                        "target-directory",
-                        "group",
-                        "mode",
-                        "owner",
-                        "strip-program",
-                    ],
-                    long_flag: &[],
-                    numeric: false,
-                },
-            );
+            let (opts, operands) = permuted(args, &copy_grammar(program));
             copy_targets(program, &opts, operands)
         }
-        _ => Vec::new(),
+        _ => super::outputs::targets(program, args),
     }
 }
 
@@ -367,11 +361,101 @@ fn copy_targets(program: &str, opts: &[(String, Option<Word>)], operands: Vec<Wo
             out.push(into_dir(d, s));
         }
     }
-    // A moved file is changed where it was; a link makes its target writable by another name.
-    if matches!(program, "mv" | "ln") {
+    // A moved file is changed where it was. (A link's target is a tree: `extra_trees`.)
+    if program == "mv" {
         out.extend(sources);
     }
     out
+}
+
+fn recursive(opts: &[(String, Option<Word>)], letters: &str, long: &[&str]) -> bool {
+    opts.iter()
+        .any(|(n, _)| long.contains(&n.as_str()) || (n.len() == 1 && letters.contains(n.as_str())))
+}
+
+fn copy_grammar(program: &str) -> Grammar {
+    Grammar {
+        short_arg: if program == "install" { "gmoSt" } else { "St" },
+        long_arg: &[
+            "suffix",
+            "target-directory",
+            "group",
+            "mode",
+            "owner",
+            "strip-program",
+        ],
+        long_flag: &[],
+        numeric: false,
+    }
+}
+
+/// Whether every path `targets` gives is a directory whose whole tree may be written: what
+/// `scp`/`rsync` receive is named by the protocol, `rm -r` takes everything below, and `cp -r`
+/// (`-a`, `--parents`) merges a tree into the destination (`cp -r /tmp/etc /` writes
+/// `/etc/shadow` when `/tmp/etc/shadow` exists). A plain `rm`, `unlink` or `rmdir` removes one
+/// file or an empty directory.
+pub fn as_trees(program: &str, args: &[Word]) -> bool {
+    match program {
+        "scp" | "rsync" => true,
+        "rm" => {
+            let g = Grammar {
+                short_arg: "",
+                long_arg: &[],
+                long_flag: &["recursive", "force", "dir", "interactive"],
+                numeric: false,
+            };
+            let (opts, _) = permuted(args, &g);
+            recursive(&opts, "rR", &["recursive"])
+        }
+        "cp" => {
+            let (opts, _) = permuted(args, &copy_grammar(program));
+            recursive(&opts, "rRa", &["recursive", "archive", "parents"])
+        }
+        _ => false,
+    }
+}
+
+/// Directories whose whole tree a command makes writable or writes besides `targets`: the
+/// target of a link (`ln -s /etc /tmp/e` makes `/tmp/e/shadow` a write to `/etc/shadow`; so do
+/// `cp -s` and `cp -l`), rsync's `--backup-dir` (replaced files move there by name) and the
+/// sources of `rsync --remove-source-files`.
+pub fn extra_trees(program: &str, args: &[Word]) -> Vec<Word> {
+    match program {
+        "ln" | "cp" => {
+            let (opts, operands) = permuted(args, &copy_grammar(program));
+            let links = program == "ln" || recursive(&opts, "sl", &["symbolic-link", "link"]);
+            if !links {
+                return Vec::new();
+            }
+            let dirs = values(&opts, &["t", "target-directory"]);
+            match operands.split_last() {
+                _ if !dirs.is_empty() => operands,
+                Some((_, srcs)) if !srcs.is_empty() => srcs.to_vec(),
+                // `ln -s TARGET` links into the working directory.
+                Some((only, _)) => vec![only.clone()],
+                None => Vec::new(),
+            }
+        }
+        "rsync" => {
+            let (opts, operands) = permuted(
+                args,
+                &Grammar {
+                    short_arg: "eBMTf",
+                    long_arg: RSYNC_ARGS,
+                    long_flag: &[],
+                    numeric: false,
+                },
+            );
+            let mut out = values(&opts, &["backup-dir"]);
+            if has(&opts, &["remove-source-files"])
+                && let Some((_, srcs)) = operands.split_last()
+            {
+                out.extend(srcs.iter().cloned());
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -412,7 +496,7 @@ mod tests {
         );
         assert_eq!(
             t("ln", "-sf /etc/shadow /tmp/l"),
-            ["/tmp/l", "/tmp/l/shadow", "/etc/shadow"]
+            ["/tmp/l", "/tmp/l/shadow"]
         );
         assert_eq!(t("tee", "-a /etc/shadow /tmp/y"), ["/etc/shadow", "/tmp/y"]);
         assert_eq!(t("sed", "-i s/a/b/ /etc/shadow"), ["/etc/shadow"]);
