@@ -77,6 +77,35 @@ fn a_held_line_shows_the_directory_the_target_gives() {
     assert_eq!(working_directory(&approval), second.display().to_string());
     deny(&env, &pty, &approval);
     assert!(first.join("victim").exists() && second.join("victim").exists());
+
+    // The directory adds to the judgement: any file written in a git hooks directory runs
+    // later, and only the directory says this relative write lands there.
+    let hooks = env.dir.path().join("repo/.git/hooks");
+    std::fs::create_dir_all(&hooks).expect("hooks");
+    pty.type_in(format!("cd {}\r", hooks.display()).as_bytes());
+    pty.quiet();
+    pty.type_in(b"echo 'rm -r ../../../first*' > foo\r");
+    let approval = env.wait_approval();
+    assert_eq!(approval["rule"], "ssh-hold-hidden", "{approval}");
+    assert!(
+        approval["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("into .git/hooks")),
+        "{approval}"
+    );
+    assert_eq!(working_directory(&approval), hooks.display().to_string());
+    deny(&env, &pty, &approval);
+    assert!(!hooks.join("foo").exists());
+
+    // A line typed while an earlier command still runs: where it runs is not known yet.
+    pty.type_in(format!("sleep 1; cd {}\r", first.display()).as_bytes());
+    pty.type_in(b"rm -r victim\r");
+    let approval = env.wait_approval();
+    assert_eq!(working_directory(&approval), "unknown", "{approval}");
+    let note = approval["settings"][0]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("still running"), "{approval}");
+    deny(&env, &pty, &approval);
+    assert!(first.join("victim").exists());
     pty.type_in(b"exit\r");
     drop(pty);
 

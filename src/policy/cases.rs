@@ -55,6 +55,8 @@ struct CaseSpec {
     extended: bool,
     exec: Option<String>,
     line: Option<String>,
+    /// For a `line`: the judged shell's working directory as the target gave it.
+    cwd: Option<String>,
     #[serde(alias = "sftp-change")]
     sftp_change: Option<String>,
     channel: Option<String>,
@@ -317,6 +319,7 @@ pub fn run(policy: &Policy, cases_file: &Path) -> Result<Report, PolicyError> {
             login: pick(&c.login, &d.login, "case-login"),
             privilege,
             protocol,
+            shell_cwd: c.cwd.as_deref(),
         };
         let (j, alerts) = decide(policy, &ctx, &actions);
         for r in std::iter::once(&j.rule).chain(alerts.iter()) {

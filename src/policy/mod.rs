@@ -51,6 +51,11 @@ pub struct Context<'a> {
     pub login: &'a str,
     pub privilege: Privilege,
     pub protocol: Protocol,
+    /// For a line of a judged shell: its working directory as the target's kernel last gave
+    /// it. It can only add to what a relative write is judged as (a guess beside the path
+    /// matched under any directory), never take away: it may be stale (a command typed ahead)
+    /// or a program may fake the prompt after which it is read.
+    pub shell_cwd: Option<&'a str>,
 }
 
 /// The outcome of evaluating an action.
@@ -151,6 +156,7 @@ impl Policy {
 
     pub fn judge(&self, ctx: &Context<'_>, action: &Action) -> Judgement {
         let mut subject = Subject::new(action);
+        subject.shell_cwd = ctx.shell_cwd;
         let mut alerts = Vec::new();
         for rule in &self.rules {
             if !matches_rule(rule, ctx, &mut subject) {
@@ -209,6 +215,7 @@ struct Subject<'a> {
     normalized_sql: Option<std::sync::Arc<str>>,
     unqualified: Option<bool>,
     shell: Option<ShellFacts>,
+    shell_cwd: Option<&'a str>,
 }
 
 impl<'a> Subject<'a> {
@@ -218,6 +225,7 @@ impl<'a> Subject<'a> {
             normalized_sql: None,
             unqualified: None,
             shell: None,
+            shell_cwd: None,
         }
     }
 
@@ -273,7 +281,10 @@ impl<'a> Subject<'a> {
     fn shell(&mut self) -> Option<&ShellFacts> {
         let text = self.command_text()?;
         if self.shell.is_none() {
-            self.shell = Some(shell::analyze(text));
+            self.shell = Some(match self.action {
+                Action::CommandLine { .. } => shell::analyze_in(text, self.shell_cwd),
+                _ => shell::analyze(text),
+            });
         }
         self.shell.as_ref()
     }

@@ -346,12 +346,17 @@ impl SessionGate {
     /// Policy, monitor, break-glass and kill checks for one action; no I/O.
     fn judge(&self, action: Action) -> JudgedAction {
         let policy = self.core.policy();
+        let shell_cwd = match &action {
+            Action::CommandLine { channel, .. } => lock(&self.shells).cwd(*channel),
+            _ => None,
+        };
         let ctx = Context {
             agent: &self.live.agent,
             target: &self.live.target,
             login: &self.live.login,
             privilege: self.live.privilege,
             protocol: self.live.protocol,
+            shell_cwd: shell_cwd.as_deref(),
         };
         let limits = &self.core.config.limits;
         // An oversized statement is refused before policy and the detectors read it: neither

@@ -36,6 +36,14 @@ impl ShellContexts {
         Some(text)
     }
 
+    /// The directory last read for `channel`, if it could be read.
+    pub fn cwd(&self, channel: u32) -> Option<String> {
+        self.cwd
+            .get(&channel)
+            .and_then(|c| c.as_ref().ok())
+            .cloned()
+    }
+
     /// What the card of a line on `channel` shows.
     pub fn view(&self, channel: u32) -> Vec<Setting> {
         let (value, note) = match self.cwd.get(&channel) {

@@ -108,7 +108,11 @@ impl Editor {
     }
 
     fn text(&self) -> String {
-        self.buf.iter().collect()
+        let mut text: String = self.buf.iter().collect();
+        // Bytes of a character not yet complete are part of what the shell reads if the line
+        // ends here.
+        text.push_str(&String::from_utf8_lossy(&self.utf8));
+        text
     }
 
     /// Feeds one byte; tells whether it submits the line.

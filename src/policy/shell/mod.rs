@@ -96,7 +96,19 @@ enum Stdin {
 
 /// Reads a command line.
 pub fn analyze(line: &str) -> ShellFacts {
-    let mut r = Reader::default();
+    analyze_in(line, None)
+}
+
+/// Reads a command line of a shell last seen in `cwd`: a relative write is judged both under
+/// any directory (as without it) and under `cwd`, so the directory can add a hold (`echo >
+/// job` in `/etc/cron.d`) but never lift one.
+pub fn analyze_in(line: &str, cwd: Option<&str>) -> ShellFacts {
+    let mut r = Reader {
+        cwd: cwd
+            .filter(|c| c.starts_with('/'))
+            .map(|c| normalize_path(&format!("{c}/"))),
+        ..Reader::default()
+    };
     r.line(line, 0);
     if later::defines_function(line) {
         r.hide("a function definition changes what a later command name runs".into());

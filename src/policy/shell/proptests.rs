@@ -186,6 +186,7 @@ fn judge(policy: &Policy, line: &str) -> RuleAction {
         login: "root",
         privilege: Privilege::Elevated,
         protocol: Protocol::Ssh,
+        shell_cwd: None,
     };
     let action = Action::Exec {
         channel: 0,

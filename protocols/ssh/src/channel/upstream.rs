@@ -20,6 +20,7 @@ use super::{
     ChanCtx, DownEnd, Flow, Interrupt, Judged, Style, Watches, close_agent, notice, record_failed,
     sig_from_name, sig_name,
 };
+use crate::judged::CwdDue;
 use crate::lines::LineTracker;
 
 /// How long a line read from the screen waits for the echo to settle.
@@ -113,8 +114,23 @@ impl Upstream {
             .lock()
             .map(|mut d| d.cwd_due())
             .map_err(|_| Interrupt::Down(DownEnd::Internal))?;
-        let Some(pid) = due else {
-            return Ok(());
+        let pid = match due {
+            CwdDue::Unchanged => return Ok(()),
+            CwdDue::Read(pid) => pid,
+            CwdDue::Busy => {
+                return self
+                    .ctx
+                    .sess
+                    .gate
+                    .shell_context(
+                        self.ctx.num(),
+                        None,
+                        "a command sent before this line was still running when it was judged; \
+                         the line runs wherever that command leaves the shell",
+                    )
+                    .await
+                    .map_err(|_| record_failed());
+            }
         };
         let read = tokio::time::timeout(CWD_WAIT, self.cwd.read(&self.ctx.sess.conn.handle, pid));
         let (cwd, why) = tokio::select! {

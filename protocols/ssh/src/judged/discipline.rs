@@ -117,8 +117,10 @@ impl Discipline {
 
     /// The shell's process id when its working directory should be read again (see
     /// [`Prompts::cwd_due`]).
-    pub fn cwd_due(&mut self) -> Option<u32> {
-        self.prompts.as_mut().and_then(Prompts::cwd_due)
+    pub fn cwd_due(&mut self) -> super::prompts::CwdDue {
+        self.prompts
+            .as_mut()
+            .map_or(super::prompts::CwdDue::Unchanged, Prompts::cwd_due)
     }
 
     /// The target's output ended: what was held back as a possible marker's start was not.

@@ -13,5 +13,5 @@ mod proptests;
 mod start;
 
 pub use discipline::{Discipline, Out};
-pub use prompts::Prompts;
+pub use prompts::{CwdDue, Prompts};
 pub use start::{command, plain_shell, pty_modes};

@@ -32,6 +32,21 @@ pub struct Prompts {
     shell_pid: Option<u32>,
     /// A prompt came since the working directory was last read: a command ran.
     cwd_stale: bool,
+    /// Commands sent whose closing `PS1` has not come: bash is still running them, so a line
+    /// judged now runs after them, wherever they leave the shell.
+    running: usize,
+}
+
+/// Whether the shell's working directory should be read before the next line is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CwdDue {
+    /// Nothing ran since the last reading (or the shell's process id is unknown).
+    Unchanged,
+    /// A command ended since: read it from process `pid`.
+    Read(u32),
+    /// A command sent earlier is still running: the directory the next line runs in is not
+    /// known yet.
+    Busy,
 }
 
 /// Digits of a process id at most (Linux's `pid_max` is below 2^22; 10 covers any u32).
@@ -59,6 +74,7 @@ impl Prompts {
             prompted: false,
             shell_pid: None,
             cwd_stale: false,
+            running: 0,
         }
     }
 
@@ -67,11 +83,24 @@ impl Prompts {
         &self.pid_prefix
     }
 
-    /// The shell's process id when its working directory should be read again (a prompt came
-    /// since the last reading); `None` when it need not be, or the id is unknown.
-    pub fn cwd_due(&mut self) -> Option<u32> {
-        let pid = self.shell_pid?;
-        std::mem::take(&mut self.cwd_stale).then_some(pid)
+    /// Whether the shell's working directory should be read again before a line is judged.
+    /// The count of running commands rests on the prompt markers, which a program that learnt
+    /// them can print: so the reading only ever adds to a judgement, and the card says when it
+    /// was read.
+    pub fn cwd_due(&mut self) -> CwdDue {
+        let Some(pid) = self.shell_pid else {
+            return CwdDue::Unchanged;
+        };
+        if self.running > 0 {
+            // Read again once the shell is back at its prompt.
+            self.cwd_stale = true;
+            return CwdDue::Busy;
+        }
+        if std::mem::take(&mut self.cwd_stale) {
+            CwdDue::Read(pid)
+        } else {
+            CwdDue::Unchanged
+        }
     }
 
     pub fn ps1(&self) -> &str {
@@ -84,6 +113,7 @@ impl Prompts {
 
     /// A judged command went to the target: one prompt for each line after its first.
     pub fn sent(&mut self, text: &str) {
+        self.running = self.running.saturating_add(1);
         self.owed = self.owed.saturating_add(text.matches('\n').count());
     }
 
@@ -141,6 +171,9 @@ impl Prompts {
                     self.owed -= 1;
                 } else if rest.starts_with(ps2) {
                     out.unfinished = true;
+                } else {
+                    // The prompt for a new command: the oldest one sent has ended.
+                    self.running = self.running.saturating_sub(1);
                 }
                 i += ps1.len();
                 continue;
@@ -228,19 +261,30 @@ mod tests {
     fn the_shell_pid_is_believed_only_before_the_first_prompt() {
         let mut p = Prompts::new(9);
         let (m1, pid) = (p.ps1().to_string(), p.pid_prefix().to_string());
-        assert_eq!(p.cwd_due(), None);
+        assert_eq!(p.cwd_due(), CwdDue::Unchanged);
         // Cut across two reads, then the first prompt.
         let whole = format!("{pid}4242]{m1}u@h:~$ ");
         let (a, b) = whole.as_bytes().split_at(pid.len() + 2);
         assert_eq!(p.scan(a).shown, b"");
         assert_eq!(p.scan(b).shown, b"u@h:~$ ");
-        assert_eq!(p.cwd_due(), Some(4242));
-        assert_eq!(p.cwd_due(), None, "read once per prompt");
+        assert_eq!(p.cwd_due(), CwdDue::Read(4242));
+        assert_eq!(p.cwd_due(), CwdDue::Unchanged, "read once per prompt");
         // After the first prompt, a marker in a command's output is shown and not believed.
         p.sent("cd /tmp");
+        // A line typed while it runs: the directory is not known yet.
+        assert_eq!(p.cwd_due(), CwdDue::Busy);
+        p.sent("rm -r data");
         let s = p.scan(format!("{pid}1]{m1}$ ").as_bytes());
         assert_eq!(s.shown, format!("{pid}1]$ ").as_bytes());
-        assert_eq!(p.cwd_due(), Some(4242));
+        assert_eq!(p.cwd_due(), CwdDue::Busy, "one of two commands still runs");
+        p.scan(m1.as_bytes());
+        assert_eq!(p.cwd_due(), CwdDue::Read(4242));
+        // A continuation prompt owed while bash reads a command does not end it.
+        p.sent("if true\nthen cd /\nfi");
+        p.scan(format!("{}{}", p.ps2(), p.ps2()).as_bytes());
+        assert_eq!(p.cwd_due(), CwdDue::Busy);
+        p.scan(m1.as_bytes());
+        assert_eq!(p.cwd_due(), CwdDue::Read(4242));
         // Not digits: shown as it is.
         let mut q = Prompts::new(3);
         let qp = q.pid_prefix().to_string();
@@ -248,7 +292,7 @@ mod tests {
             q.scan(format!("{qp}x]").as_bytes()).shown,
             format!("{qp}x]").as_bytes()
         );
-        assert_eq!(q.cwd_due(), None);
+        assert_eq!(q.cwd_due(), CwdDue::Unchanged);
     }
 
     /// Output with markers at random places, cut into random pieces: the agent sees exactly

@@ -150,7 +150,9 @@ impl UpCore {
     fn submit_raw_line(&mut self) -> CoreResult<()> {
         let t = self.tracker()?;
         let line = lock(&t, |t| t.line())?;
-        if line.trim().is_empty() {
+        // Blank by its bytes, not by the text read from them: a byte the tracker could not
+        // read is still something the shell runs.
+        if self.raw_line.iter().all(u8::is_ascii_whitespace) {
             return self.apply_raw_verdict(&line, Verdict::Allow, false);
         }
         self.ask(&line);
