@@ -249,8 +249,12 @@ test("an auditor finds a recorded SSH session by its commands and plays it", { t
   const commands = await timeline.locator(".item-command .cmd").allTextContents();
   for (const line of lines) assert.ok(commands.includes(`$ ${line}`), `timeline lists ${line}: ${commands}`);
   // Reasoning and alerts in line with the commands.
-  await timeline.locator(".item-annotation", { hasText: "checked the arithmetic before leaving" }).waitFor();
-  assert.match(await timeline.locator(".item-annotation .label").first().textContent(), /dev-agent.*planner/);
+  const reasoning = timeline.locator(".item-annotation", { hasText: "checked the arithmetic before leaving" });
+  await reasoning.waitFor();
+  assert.match(await reasoning.locator(".label").textContent(), /reasoning.*dev-agent.*planner/);
+  // Proctor's own notes (here the shell's working directory) are not labelled as reasoning.
+  const notes = await timeline.locator(".item-annotation", { hasText: "working directory" }).locator(".label").allTextContents();
+  assert.ok(notes.length > 0 && notes.every((l) => l === "proctor's note"), `proctor's notes: ${notes}`);
   assert.ok((await timeline.locator(".item-alert").count()) > 0, "first-use alerts are shown");
 
   // Seek by command: from "echo two" on, the player shows the output that followed.

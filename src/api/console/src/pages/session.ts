@@ -215,9 +215,14 @@ function timeline(meta: SessionMeta, events: RecordJson[], seek: (t: number) => 
       case "alert":
         add(e, "alert", [badge(`alert ${str(e.severity)}`, "warn"), " ", h("strong", null, str(e.rule)), ` ${str(e.message)}`]);
         break;
-      case "annotation":
-        add(e, "annotation", [h("div", { className: "label" }, `reasoning · ${str(e.source)}`), h("div", { className: "text" }, str(e.text))]);
+      case "annotation": {
+        // Proctor's own notes (the shell's working directory, unenforced verdicts) are not
+        // anyone's reasoning; an API annotation's source always names its credential, so only
+        // proctor writes "proctor".
+        const label = str(e.source) === "proctor" ? "proctor's note" : `reasoning · ${str(e.source)}`;
+        add(e, "annotation", [h("div", { className: "label" }, label), h("div", { className: "text" }, str(e.text))]);
         break;
+      }
       case "sftp":
         add(e, "sftp", [h("code", null, `sftp ${str(e.op)} ${str(e.path)}${e.target_path ? ` → ${str(e.target_path)}` : ""}`), e.status ? ` (${str(e.status)})` : ""]);
         break;
