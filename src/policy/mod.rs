@@ -308,11 +308,30 @@ impl<'a> Subject<'a> {
 /// The paths an SFTP change writes, each with whether everything below it counts: a removed
 /// or renamed directory takes everything below it along; a symbolic link makes everything below
 /// its target writable through it.
-fn sftp_ends<'p>(op: &str, path: &'p str, target_path: &'p str) -> [(&'p str, bool); 2] {
+fn sftp_ends<'p>(
+    op: &str,
+    path: &'p str,
+    target_path: &'p str,
+) -> [(std::borrow::Cow<'p, str>, bool); 2] {
     let whole_tree = matches!(op, "remove" | "rmdir" | "rename");
+    // A link's relative target is resolved from the link's own directory. Only a plain one
+    // (no `..`, which the kernel resolves through the directory's real parent) is resolved
+    // here; any other relative target is judged as if it could be under any directory.
+    let target: std::borrow::Cow<'p, str> = match path.rsplit_once('/') {
+        Some((dir, _))
+            if op == "symlink"
+                && path.starts_with('/')
+                && !target_path.is_empty()
+                && !target_path.starts_with('/')
+                && !target_path.split('/').any(|c| c == "..") =>
+        {
+            format!("{dir}/{target_path}").into()
+        }
+        _ => target_path.into(),
+    };
     [
-        (path, whole_tree),
-        (target_path, whole_tree || op == "symlink"),
+        (path.into(), whole_tree),
+        (target, whole_tree || op == "symlink"),
     ]
 }
 
@@ -322,8 +341,8 @@ fn sftp_hidden(op: &str, path: &str, target_path: &str) -> Option<String> {
     sftp_ends(op, path, target_path)
         .iter()
         .filter(|(p, _)| !p.is_empty())
-        .find_map(|&(p, tree)| {
-            let p = shell::normalize_path(p);
+        .find_map(|(p, tree)| {
+            let (p, tree) = (shell::normalize_path(p), *tree);
             if tree {
                 shell::startup::tree_runs_later(&p)
             } else {
@@ -427,8 +446,8 @@ fn matches_rule(rule: &Rule, ctx: &Context<'_>, subject: &mut Subject<'_>) -> bo
         if let Some(re) = &rule.writes {
             // Both ends of a rename or link are written: the file moved away and the one
             // replaced (or created). A removal changes the file as surely as a write.
-            return ends.clone().any(|&(p, tree)| {
-                let p = shell::normalize_path(p);
+            return ends.clone().any(|(p, tree)| {
+                let (p, tree) = (shell::normalize_path(p), *tree);
                 if tree {
                     re.may_match_tree(&p)
                 } else {
