@@ -9,23 +9,8 @@
 
 mod ssh_support;
 
-use std::process::Command;
-
 use serde_json::Value;
-use ssh_support::{AGENT, Env, Pty, PtyWait, T, eventually, of_kind, str_field};
-
-fn shell(env: &Env) -> Pty {
-    let mut cmd = Command::new("ssh");
-    cmd.args(env.client_options(&env.key)).args([
-        "-tt",
-        "-p",
-        &env.port.to_string(),
-        "-l",
-        "box",
-        "127.0.0.1",
-    ]);
-    Pty::spawn(cmd)
-}
+use ssh_support::{AGENT, Env, PtyWait, T, eventually, of_kind, str_field};
 
 #[test]
 fn a_command_bash_reads_on_is_judged_whole() {
@@ -33,7 +18,7 @@ fn a_command_bash_reads_on_is_judged_whole() {
     let victim = env.dir.path().join("victim");
     std::fs::create_dir_all(victim.join("inner")).expect("victim");
     let v = victim.display().to_string();
-    let mut pty = shell(&env);
+    let mut pty = env.terminal();
     pty.quiet();
     pty.type_in(b"echo ready-$((1+1))\r");
     assert!(pty.wait_for("ready-2", 1), "{}", pty.output());
@@ -109,7 +94,7 @@ fn a_command_bash_reads_on_is_judged_whole() {
 #[test]
 fn an_unchecked_command_is_held_and_the_targets_prompt_is_the_backstop() {
     let env = Env::start();
-    let mut pty = shell(&env);
+    let mut pty = env.terminal();
     pty.quiet();
     pty.type_in(b"echo ready-$((1+1))\r");
     assert!(pty.wait_for("ready-2", 1), "{}", pty.output());

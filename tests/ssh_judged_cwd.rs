@@ -6,23 +6,8 @@
 
 mod ssh_support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use ssh_support::{AGENT, Env, Pty, PtyWait, T, eventually, of_kind, str_field};
-
-fn shell(env: &Env) -> Pty {
-    let mut cmd = Command::new("ssh");
-    cmd.args(env.client_options(&env.key)).args([
-        "-tt",
-        "-p",
-        &env.port.to_string(),
-        "-l",
-        "box",
-        "127.0.0.1",
-    ]);
-    Pty::spawn(cmd)
-}
 
 fn working_directory(approval: &Value) -> String {
     approval["settings"]
@@ -52,7 +37,7 @@ fn a_held_line_shows_the_directory_the_target_gives() {
     for d in [&first, &second] {
         std::fs::create_dir_all(d.join("victim/inner")).expect("victim");
     }
-    let mut pty = shell(&env);
+    let mut pty = env.terminal();
     pty.quiet();
     pty.type_in(format!("cd '{}'\r", first.display()).as_bytes());
     pty.quiet();

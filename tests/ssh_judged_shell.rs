@@ -9,23 +9,10 @@
 mod ssh_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 use ssh_support::{AGENT, Env, Options, Pty, PtyWait, T, eventually, of_kind, str_field, text};
-
-fn shell(env: &Env) -> Pty {
-    let mut cmd = Command::new("ssh");
-    cmd.args(env.client_options(&env.key)).args([
-        "-tt",
-        "-p",
-        &env.port.to_string(),
-        "-l",
-        "box",
-        "127.0.0.1",
-    ]);
-    Pty::spawn(cmd)
-}
 
 /// Waits for the pending approval of `line` (under `rule`) and denies it.
 fn deny(env: &Env, pty: &Pty, line: &str, rule: &str) {
@@ -71,7 +58,7 @@ fn every_technique_is_held_or_judged_as_it_runs() {
     let env = Env::start();
     let (victim, v) = guarded(&env);
     let rm = format!("rm -r {v}");
-    let mut pty = shell(&env);
+    let mut pty = env.terminal();
     pty.quiet();
     pty.type_in(b"echo ready-$((1+1))\r");
     assert!(pty.wait_for("ready-2", 1), "{}", pty.output());
@@ -266,7 +253,7 @@ fn a_record_only_shell_says_its_verdicts_are_not_enforced_and_alerts_on_holds() 
     });
     let (victim, v) = guarded(&env);
     let rm = format!("rm -r {v}");
-    let mut pty = shell(&env);
+    let mut pty = env.terminal();
     pty.quiet();
     pty.type_in(b"echo ro-$((1+2))\r");
     assert!(pty.wait_for("ro-3", 1), "{}", pty.output());
@@ -300,7 +287,7 @@ fn a_target_without_bash_fails_closed_with_a_message() {
         sshd_extra: vec!["SetEnv PATH=/nonexistent".into()],
         ..Options::default()
     });
-    let mut pty = shell(&env);
+    let mut pty = env.terminal();
     assert!(
         pty.wait_for("this target has no bash; a judged shell needs one", 1),
         "{}",

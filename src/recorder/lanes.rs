@@ -104,6 +104,7 @@ mod tests {
     use proctor_gate::{Event, Outcome, OutputStream};
 
     use super::super::codec::Body;
+    use super::super::tests::start;
     use super::super::{Store, Urgency, WriterOptions, reader, verify};
 
     fn output(session: usize, n: u32, large: bool) -> Event {
@@ -116,19 +117,6 @@ mod tests {
             stream: OutputStream::Stdout,
             data: Bytes::from(text),
         }
-    }
-
-    fn start(i: usize) -> Event {
-        Event::SessionStart(proctor_gate::SessionInfo {
-            agent: format!("agent-{i}"),
-            target: "db".into(),
-            protocol: proctor_gate::Protocol::Postgres,
-            login: "app".into(),
-            privilege: proctor_gate::Privilege::Routine,
-            client_addr: "127.0.0.1:1".into(),
-            grant: "g".into(),
-            proctor_version: "test".into(),
-        })
     }
 
     /// Sessions mixing large records (set aside, committed alone) with small urgent and lazy

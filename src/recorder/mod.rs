@@ -561,7 +561,8 @@ mod tests {
         }
     }
 
-    fn start(i: usize) -> Event {
+    /// A session's first record, for tests of the recorder's modules.
+    pub(super) fn start(i: usize) -> Event {
         Event::SessionStart(proctor_gate::SessionInfo {
             agent: format!("agent-{i}"),
             target: "db".into(),

@@ -254,6 +254,20 @@ logins = ["{login}"]
         self.ssh_with_key(&self.key, user)
     }
 
+    /// An interactive `ssh -tt` to `box` as the agent, in a pty driven by keystrokes.
+    pub fn terminal(&self) -> Pty {
+        let mut cmd = Command::new("ssh");
+        cmd.args(self.client_options(&self.key)).args([
+            "-tt",
+            "-p",
+            &self.port.to_string(),
+            "-l",
+            "box",
+            "127.0.0.1",
+        ]);
+        Pty::spawn(cmd)
+    }
+
     /// Runs `command` on `box` and returns its output (bounded by `T`).
     pub fn exec(&self, command: &str) -> Output {
         let child = self.ssh("box").arg(command).spawn().expect("ssh");
