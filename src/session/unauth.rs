@@ -116,6 +116,10 @@ pub struct Unauthenticated {
     limits: UnauthLimits,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
     window: Mutex<Window>,
+    /// One summary write at a time: the final write at shutdown waits for a periodic one
+    /// still in flight instead of finding the window already taken and the task that took
+    /// it about to be aborted (which lost the summary).
+    writing: tokio::sync::Mutex<()>,
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -134,6 +138,7 @@ impl Unauthenticated {
             limits,
             buckets: Mutex::new(HashMap::new()),
             window: Mutex::new(Window::new()),
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -305,7 +310,8 @@ impl Unauthenticated {
     }
 }
 
-/// Writes a summary to the store journal every `summary_every` and once more at shutdown.
+/// Writes a summary to the store journal every `summary_every`. The last one is written by
+/// `Server::stop` before this task is aborted, so at shutdown this task only returns.
 /// A summary that cannot be written is kept for the next attempt.
 pub async fn run_summaries(
     core: std::sync::Arc<super::Core>,
@@ -316,18 +322,16 @@ pub async fn run_summaries(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        let last = tokio::select! {
-            _ = tick.tick() => false,
-            _ = crate::serve::stopped(&mut shutdown) => true,
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::serve::stopped(&mut shutdown) => return,
         };
         write_summary(&core, &unauth).await;
-        if last {
-            return;
-        }
     }
 }
 
 pub async fn write_summary(core: &super::Core, unauth: &Unauthenticated) {
+    let _one_at_a_time = unauth.writing.lock().await;
     let Some(summary) = unauth.take() else {
         return;
     };
