@@ -26,5 +26,6 @@ pub mod redact;
 pub mod replay;
 pub mod retention;
 pub mod serve;
+pub mod service;
 pub mod session;
 pub mod webhooks;

@@ -17,6 +17,7 @@ use crate::credentials::ssh_ca::SshCa;
 use crate::listeners;
 use crate::policy::Policy;
 use crate::recorder::{Store, WriterOptions};
+use crate::service::Service;
 use crate::session::authority::admin_target;
 use crate::session::{Core, CoreAuthority};
 
@@ -89,9 +90,16 @@ pub async fn start(config: Config) -> Result<Server> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
+    // The one application layer every door calls: the API, the control socket, and the
+    // commands other cluster nodes send.
+    let peers = cluster.as_ref().map(|c| {
+        Arc::new(crate::cluster::api::ClusterPeers::new(c.clone()))
+            as Arc<dyn crate::service::Peers>
+    });
+    let service = Service::new(core.clone(), peers);
     if let Some(c) = cluster {
         tracing::info!(node = %c.node, "cluster mode: live state and commands on the control plane");
-        tasks.extend(c.spawn(core.clone(), shutdown_rx.clone()));
+        tasks.extend(c.spawn(service.clone(), shutdown_rx.clone()));
         let _ = core.cluster.set(c);
     }
     reap_roles(&core, true).await;
@@ -104,9 +112,9 @@ pub async fn start(config: Config) -> Result<Server> {
         shutdown_rx.clone(),
     )));
     let sock = crate::control::socket_path(&data);
-    let (c, rx) = (core.clone(), shutdown_rx.clone());
+    let (s, rx) = (service.clone(), shutdown_rx.clone());
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = crate::control::serve(c, sock, rx).await {
+        if let Err(e) = crate::control::serve(s, sock, rx).await {
             tracing::error!(error = %e, "control socket failed");
         }
     }));
@@ -120,8 +128,14 @@ pub async fn start(config: Config) -> Result<Server> {
         .map_err(|e| anyhow::anyhow!("[ledger.timestamp]: {e}"))?,
     );
     let unauth = authority.unauth.clone();
-    let started =
-        listeners::start(&core, authority, &config, shutdown_rx.clone(), &mut tasks).await?;
+    let started = listeners::start(
+        &service,
+        authority,
+        &config,
+        shutdown_rx.clone(),
+        &mut tasks,
+    )
+    .await?;
     Ok(Server {
         core,
         started,

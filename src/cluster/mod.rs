@@ -23,8 +23,6 @@ use tokio::sync::watch;
 
 pub use config::ClusterConfig;
 
-use crate::session::Core;
-
 #[derive(Debug, Error)]
 pub enum ClusterError {
     #[error("the cluster control plane is unreachable: {0}")]
@@ -112,18 +110,19 @@ impl Cluster {
     }
 
     /// Starts the registry publisher and the command listener.
+    /// Commands from other nodes are applied through `service`, as this node's own are.
     pub fn spawn(
         self: &Arc<Self>,
-        core: Arc<Core>,
+        service: crate::service::Service,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
             tokio::spawn(registry::publish_loop(
                 self.clone(),
-                core.clone(),
+                service.core().clone(),
                 shutdown.clone(),
             )),
-            tokio::spawn(listener::run(self.clone(), core, shutdown)),
+            tokio::spawn(listener::run(self.clone(), service, shutdown)),
         ]
     }
 }
