@@ -222,3 +222,55 @@ impl Service {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holds() -> Vec<Candidate> {
+        vec![
+            Candidate::new("a1b2c3d4e5", "agent-a"),
+            Candidate::new("a1b2c3ffff", "agent-\u{202e}b"),
+            Candidate::new("0000000000", "agent-c"),
+        ]
+    }
+
+    #[test]
+    fn a_hold_prefix_several_holds_share_is_refused_naming_each_with_its_agent() {
+        match resolve_hold("a1b2c3", holds()) {
+            Err(ServiceError::Ambiguous {
+                message,
+                candidates,
+            }) => {
+                assert_eq!(candidates.len(), 2);
+                assert!(message.contains("matches 2 held actions"), "{message}");
+                assert!(message.contains("a1b2c3d4e5 (agent agent-a)"), "{message}");
+                assert!(message.contains("a1b2c3ffff"), "{message}");
+                // The agent's name is agent-controlled: its override is shown, not obeyed.
+                assert!(!message.contains('\u{202e}'), "{message:?}");
+            }
+            other => panic!("expected ambiguity, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hold_is_found_by_its_id_or_a_prefix_only_it_has() {
+        assert_eq!(
+            resolve_hold("a1b2c3d", holds()).ok().as_deref(),
+            Some("a1b2c3d4e5")
+        );
+        assert_eq!(
+            resolve_hold("0000000000", holds()).ok().as_deref(),
+            Some("0000000000")
+        );
+        // Too short, or nothing: the approvals core's own "not found".
+        for p in ["a1b", "ffff"] {
+            match resolve_hold(p, holds()) {
+                Err(ServiceError::NotFound(m)) => {
+                    assert!(m.starts_with("no pending approval"), "{m}")
+                }
+                other => panic!("{p}: expected not found, got {other:?}"),
+            }
+        }
+    }
+}
