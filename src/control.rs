@@ -279,7 +279,7 @@ pub async fn serve(
                 Ok((s, _)) => { tokio::spawn(serve_one(service.clone(), s)); }
                 Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
             },
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
     }
     let _ = std::fs::remove_file(&path);

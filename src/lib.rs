@@ -28,4 +28,5 @@ pub mod retention;
 pub mod serve;
 pub mod service;
 pub mod session;
+pub mod shutdown;
 pub mod webhooks;

@@ -9,7 +9,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::serve::Started;
 
 /// The agent-facing TLS configuration and, when the certificate allows it, the
 /// `tls-server-end-point` binding data for SCRAM-SHA-256-PLUS.
@@ -58,6 +57,14 @@ fn postgres_tls(config: &Config) -> Result<Option<PostgresTls>> {
     .context("postgres.tls_cert/tls_key: the key does not match the certificate")?;
     tls.alpn_protocols = vec![proctor_postgres::ALPN_PROTOCOL.to_vec()];
     Ok(Some((Arc::new(tls), binding)))
+}
+
+/// What a started server tells its caller (dev mode prints and writes these).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub postgres: Option<std::net::SocketAddr>,
+    pub ssh: Option<std::net::SocketAddr>,
+    pub api: Option<std::net::SocketAddr>,
 }
 
 pub async fn start(

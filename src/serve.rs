@@ -21,13 +21,7 @@ use crate::service::Service;
 use crate::session::authority::admin_target;
 use crate::session::{Core, CoreAuthority};
 
-/// What a started server tells its caller (dev mode prints and writes these).
-#[derive(Debug, Clone)]
-pub struct Started {
-    pub postgres: Option<std::net::SocketAddr>,
-    pub ssh: Option<std::net::SocketAddr>,
-    pub api: Option<std::net::SocketAddr>,
-}
+pub use crate::listeners::Started;
 
 pub struct Server {
     pub core: Arc<Core>,
@@ -259,7 +253,7 @@ async fn housekeeping(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
             _ = flush.tick() => core.store.flush_index(),
             _ = reap.tick() => reap_roles(&core, false).await,
             _ = retry.tick(), if core.pg_roles.pending() > 0 => retry_revocations(&core).await,
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
     }
 }
@@ -278,7 +272,7 @@ async fn reload_on_sighup(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) 
                 }
                 Err(e) => tracing::error!(error = %e, "policy reload failed; keeping the previous rules"),
             },
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
     }
 }
@@ -314,8 +308,5 @@ pub async fn wait_for_termination() {
     tracing::info!("shutting down");
 }
 
-/// Resolves once `rx` says the server is stopping (the guard `wait_for` returns is not held
-/// across other awaits, which would make the task !Send).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
+/// Kept for callers in modules this layer does not own (the timestamp client).
+pub use crate::shutdown::stopped;

@@ -22,7 +22,7 @@ pub async fn run(cluster: Arc<Cluster>, service: Service, mut shutdown: watch::R
         tokio::select! {
             _ = tick.tick() => {}
             _ = wake.notified() => {}
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
         if let Err(e) = cluster.drain(&service).await {
             tracing::debug!(error = %e, "cannot take commands from the control plane");

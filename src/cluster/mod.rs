@@ -44,6 +44,13 @@ pub enum ClusterError {
     NoAnswer(String),
 }
 
+#[async_trait::async_trait]
+impl crate::session::core::ClusterAdmission for Cluster {
+    async fn admit(&self) -> Result<(), String> {
+        Cluster::admit(self).await.map_err(|e| e.to_string())
+    }
+}
+
 /// One node's handle on the control plane.
 pub struct Cluster {
     pub node: String,

@@ -177,7 +177,7 @@ pub async fn publish_loop(
             _ = tick.tick() => {}
             _ = bus.recv() => {}
             _ = holds.recv() => {}
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
         let sessions: Vec<Value> = core.sessions.list().into_iter().map(|v| json!(v)).collect();
         let pending = core.approvals.list();
