@@ -87,7 +87,7 @@ pub async fn start(config: Config) -> Result<Server> {
     // The one application layer every door calls: the API, the control socket, and the
     // commands other cluster nodes send.
     let peers = cluster.as_ref().map(|c| {
-        Arc::new(crate::cluster::api::ClusterPeers::new(c.clone()))
+        Arc::new(crate::cluster::peers::ClusterPeers::new(c.clone()))
             as Arc<dyn crate::service::Peers>
     });
     let service = Service::new(core.clone(), peers);

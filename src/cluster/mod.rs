@@ -7,11 +7,11 @@
 //! This slice holds live state and commands only: recordings, the index and the ledger stay
 //! in each node's own store.
 
-pub mod api;
 pub mod commands;
 pub mod config;
 mod db;
 mod listener;
+pub mod peers;
 pub mod registry;
 pub mod schema;
 
