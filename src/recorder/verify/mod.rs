@@ -17,10 +17,12 @@ use super::segment::{self, Scanned, Scanner};
 use super::signing;
 use super::store_checkpoint::ChainPosition;
 
+mod anchoring;
 mod archived;
 mod chain;
 mod crosscheck;
 
+pub use anchoring::{AnchorSource, Anchoring, Tracker};
 pub use archived::archive_completeness;
 pub use chain::{ChainCheck, ChainProblem, EndInfo, UnsignedTail, check_record};
 
@@ -125,6 +127,10 @@ pub struct Report {
     /// failure, not plain OK either.
     pub unsigned_tails: Vec<UnsignedTail>,
     pub notes: Vec<String>,
+    /// What the ledger and the journal's anchors pin, for the anchoring summary (not part of
+    /// the report's JSON: `verify` prints `anchoring` beside it).
+    #[serde(skip)]
+    pub anchors: Tracker,
 }
 
 /// The three outcomes of a verification.
@@ -270,6 +276,7 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
     // a segment, so segments read afterwards hold everything this ledger covers, even while
     // proctor writes (read the other way round, a session sealed in between looks truncated).
     let ledger_scan = ledger::scan_ledger(&ledger::ledger_path(data))?;
+    let mut anchors = Tracker::from_ledger(&ledger_scan);
     let segments = segment::list_segments(data)?;
     let last_segment = segments.last().copied();
     report.segments = segments.len() as u64;
@@ -319,8 +326,12 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                     {
                         problems.add(s, Some(seq), kind, detail);
                     }
+                    if !c.is_bad() {
+                        anchors.record(s, record.header.seq, record.header.ts_ns);
+                    }
                     if let Some(signed) = c.store_signed.take() {
                         store_signed(&mut checks, &signed, &mut problems);
+                        anchors.store_checkpoint(record.header.seq, &signed);
                     }
                 }
                 Scanned::Damage { offset, what, .. } => match guess_header(&buf, offset) {
@@ -418,6 +429,7 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
         .sort_by(|a, b| (&a.session, a.from_seq).cmp(&(&b.session, b.from_seq)));
     report.problems = general_problems;
     report.problems.extend(problems.0.into_values());
+    report.anchors = anchors;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
