@@ -29,6 +29,13 @@ def facts(out):
     for k in ("sessions", "sealed", "open", "tampered", "records", "ledger_leaves", "tree_heads", "segments"):
         if k in rep:
             f[k] = rep[k]
+    an = out.get("anchoring")
+    if an:
+        f["anchoring"] = {
+            "leaves": [an["anchored_leaves"], an["ledger_leaves"], an["sessions_anchored_whole"]],
+            "sources": sorted((s["kind"], s["tree_size"]) for s in an["sources"]),
+            "chains": sorted(json.dumps(g, sort_keys=True) for g in ([an["journal"]] if an["journal"] else []) + an["sessions"]),
+        }
     ts = out.get("timestamps")
     if ts:
         nt = ts.get("not_timestamped")

@@ -215,8 +215,7 @@ def verify_store(root, pubkey, known_heads=()):
     for c in getattr(chains, "ledger_only", []):
         rep.add(*c)
 
-    for kh in known_heads:
-        check_known_head(kh, leaves, pubkey, kid, rep)
+    chains.good_known_heads = [kh for kh in known_heads if check_known_head(kh, leaves, pubkey, kid, rep)]
 
     report = {
         **counts,
@@ -229,17 +228,20 @@ def verify_store(root, pubkey, known_heads=()):
         "unsigned_tails": tails,
         "notes": rep.notes,
     }
-    return report, leaves, heads, last_head, all_heads
+    return report, leaves, heads, last_head, all_heads, chains
 
 
 def check_known_head(kh, leaves, pubkey, kid, rep):
     if kh["key_id"] != kid or not crypto.verify_strict(pubkey, tree_head_message(kh["size"], kh["root"], kh["ts_ns"]), kh["signature"]):
         rep.add("bad_signature", None, None, "known head: bad signature")
-        return
+        return False
     if len(leaves) < kh["size"]:
         rep.add("rolled_back", None, None, "ledger has %d leaves, the known head %d" % (len(leaves), kh["size"]))
-    elif crypto.root_of([crypto.leaf_hash(l["data"]) for l in leaves[: kh["size"]]]) != kh["root"]:
+        return False
+    if crypto.root_of([crypto.leaf_hash(l["data"]) for l in leaves[: kh["size"]]]) != kh["root"]:
         rep.add("rolled_back", None, None, "the first %d leaves do not have the known head's root" % kh["size"])
+        return False
+    return True
 
 
 def cross_check(chains, leaves, present, records, live):

@@ -220,10 +220,13 @@ impl Anchoring {
         use std::fmt::Write as _;
         let fmt = crate::clock::format_ns;
         if self.sources.is_empty() {
+            // Every chain would say the same: one line (the JSON still lists each).
             let _ = writeln!(
                 t,
-                "NOT ANCHORED outside the host: no timestamp token checked (--tsa-cert) and no --known-head; whoever holds the recorder key could have cut or rewritten any of it"
+                "NOT ANCHORED outside the host: no timestamp token checked (--tsa-cert) and no --known-head; whoever holds the recorder key could have cut or rewritten any of the {} sessions and the journal",
+                self.sessions.len() as u64 + self.sessions_anchored_whole
             );
+            return;
         } else {
             for s in &self.sources {
                 let _ = writeln!(
