@@ -18,8 +18,8 @@ def anchoring(chains, leaves, sources):
     out = {"sources": sources, "anchored_leaves": min(size, len(leaves)), "ledger_leaves": len(leaves), "journal": None, "sessions": [], "sessions_anchored_whole": 0}
     for s in sorted(chains.chains):
         c = chains.chains[s]
-        if not c.records:
-            continue
+        if not c.records or c.finding is not None:
+            continue  # a chain with a finding is failed already: no anchoring stated
         last = c.last
         if s == JOURNAL:
             to = j_to

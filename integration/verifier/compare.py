@@ -57,15 +57,18 @@ def main(argv):
     try:
         a = facts(json.loads(ref.stdout))
     except ValueError:
-        a = {"error": (ref.stdout + ref.stderr)[-400:]}
+        a = {"error": True}  # no report (exit 2 or a crash): the exit status tells which
     try:
         b = facts(json.loads(mine.stdout))
     except ValueError:
-        b = {"error": (mine.stdout + mine.stderr)[-400:]}
+        b = {"error": True}
     a["exit"], b["exit"] = ref.returncode, mine.returncode
     same = a == b
     print("proctor : %s" % json.dumps(a, sort_keys=True))
     print("outside : %s" % json.dumps(b, sort_keys=True))
+    for name, r in (("proctor", ref), ("outside", mine)):
+        if "error" in (a if name == "proctor" else b):
+            print("%s said: %s" % (name, (r.stdout + r.stderr)[-300:].strip()))
     print("AGREE" if same else "DISAGREE")
     return 0 if same else 1
 

@@ -301,13 +301,17 @@ def cross_check(chains, leaves, present, records, live):
             if start["agent"] != l["agent"] or start["target"] != l["target"]:
                 c.fail("metadata", 0, "opened leaf fields differ from the session_start")
     for s, c in chains.chains.items():
-        if s == JOURNAL or c.finding is not None:
+        if s == JOURNAL:
             continue
-        if c.sealed and s not in sealed_leaf and not recent(c.last.ts):
+        if c.finding is None and c.sealed and s not in sealed_leaf and not recent(c.last.ts):
             c.fail("not_in_ledger", c.last.seq, "sealed session without a sealed leaf")
         elif fmt_at is not None and s not in opened_leaf and c.records:
+            # One finding per session, the one at the lowest seq (FORMAT.md, "What a verifier
+            # checks"): a session the ledger never opened is named at seq 0 even when its chain
+            # also breaks later (a foreign or renamed session).
             if not (s in sealed_leaf and sealed_leaf[s] < fmt_at) and not recent(c.records[0].ts):
-                c.fail("not_in_ledger", 0, "session without an opened leaf")
+                if c.finding is None or c.finding[1] > 0:
+                    c.finding = ("not_in_ledger", 0, "session without an opened leaf")
     anchors = [l for l in leaves if l["kind"] == 6]
     if anchors:
         j = chains.chains.get(JOURNAL)

@@ -182,7 +182,11 @@ def main(argv):
     if a.bundle:
         import bundle
 
-        report, man, head = bundle.verify_bundle(a.bundle, pinned)
+        try:
+            report, man, head = bundle.verify_bundle(a.bundle, pinned)
+        except bundle.Unreadable as e:
+            sys.stderr.write("unreadable bundle: %s\n" % e)
+            return 2
         pub = pinned or crypto.load_pubkey(man["public_key_pem"])
         kid = crypto.key_id(pub)
         ts = None

@@ -72,6 +72,12 @@ impl Tracker {
         self.last.insert(s, (seq, ts));
     }
 
+    /// A chain with a finding is left out: what it says is already a failure.
+    pub fn drop_chain(&mut self, s: &SessionKey) {
+        self.last.remove(s);
+        self.listed.remove(s);
+    }
+
     /// A verified store checkpoint at journal seq `journal_seq` lists these chain positions.
     /// It is anchored by the first journal anchor at or after it (whose chain hash covers it).
     pub fn store_checkpoint(&mut self, journal_seq: u64, signed: &[ChainPosition]) {

@@ -391,6 +391,9 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
         &mut general_problems,
         &mut report,
     );
+    for s in checks.keys().filter(|s| problems.contains(s)) {
+        anchors.drop_chain(s);
+    }
     for (s, c) in &checks {
         let id = session_id_string(s);
         let tails = c.unsigned_tails(&id);
