@@ -151,3 +151,36 @@ fn without_an_anchor_verify_says_nothing_is_anchored() {
     let (_, text) = verify_code(&data, &[]);
     assert!(text.contains("NOT ANCHORED outside the host"), "{text}");
 }
+
+/// A store holding only open sessions had nothing to cross-check once its ledger was deleted
+/// or cut back to its header (it then read as a version-1 store): both are now `ledger`.
+#[test]
+fn a_deleted_or_emptied_ledger_is_a_finding_even_without_sealed_sessions() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let data = base.path().join("store");
+    make_store_open(&data, 1, 5, 1);
+    let (code, v) = verify_json(&data, &[]);
+    assert_ne!(code, Some(1), "intact: {v}");
+
+    let deleted = base.path().join("deleted");
+    copy_dir(&data, &deleted);
+    std::fs::remove_file(ledger::ledger_path(&deleted)).expect("rm ledger");
+    let emptied = base.path().join("emptied");
+    copy_dir(&data, &emptied);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(ledger::ledger_path(&emptied))
+        .expect("open ledger");
+    f.set_len(16).expect("cut to the header");
+    for d in [&deleted, &emptied] {
+        let (code, v) = verify_json(d, &[]);
+        assert_eq!(code, Some(1), "{v}");
+        let kinds: Vec<&str> = v["report"]["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .filter_map(|p| p["kind"].as_str())
+            .collect();
+        assert_eq!(kinds, ["ledger"], "{v}");
+    }
+}

@@ -200,6 +200,15 @@ def token_for_older_head_file(store):
     os.rename(src, os.path.join(os.path.dirname(src), "0000000000000001" + base[16:]))
 
 
+def ledger_deleted(store):
+    os.remove(os.path.join(store, "ledger", "ledger.log"))
+
+
+def ledger_cut_to_header(store):
+    p = os.path.join(store, "ledger", "ledger.log")
+    open(p, "r+b").truncate(16)
+
+
 # ---- bundle cases ----
 
 
@@ -285,6 +294,8 @@ def main(argv):
         ("journal-cut-after-last-anchor", journal_cut_after_anchor),
         ("token-reused-under-another-issuer", token_reused),
         ("token-file-renamed-to-another-size", token_for_older_head_file),
+        ("ledger-deleted", ledger_deleted),
+        ("ledger-cut-to-its-header", ledger_cut_to_header),
     ]
     rows, bad = [], 0
     for name, f in store_cases:

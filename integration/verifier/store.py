@@ -192,6 +192,12 @@ def verify_store(root, pubkey, known_heads=()):
     chains.run(records)
 
     leaves, heads, last_head, n_heads, all_heads = read_ledger(root, rep, pubkey, kid)
+    # FORMAT.md "Versions": records of kinds 66/67 exist only from version 2 on, so a ledger
+    # without its format leaf beside them lost leaves (unless a ledger finding says so already).
+    later = next((r for r in records if r.kind in (66, 67)), None)
+    has_format = any(l["kind"] == 5 and l["final_seq"] >= 2 for l in leaves)
+    if later is not None and not has_format and not any(p["kind"] == "ledger" for p in rep.problems):
+        rep.add("ledger", None, None, "no format leaf, yet %s seq %d is of kind %d" % (uuid_text(later.session), later.seq, later.kind))
     cross_check(chains, leaves, present, records, live)
 
     sessions = [c for s, c in chains.chains.items() if s != JOURNAL and c.count]

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::super::codec::kind::{RECOVERED, STORE_CHECKPOINT};
 use super::super::frame::{JOURNAL_SESSION, SessionKey};
 use super::super::index::session_id_string;
 use super::super::ledger::{Entry, LedgerScan, Leaf};
@@ -16,6 +17,7 @@ use super::super::store_checkpoint::ChainPosition;
 
 const LEAF_SEALED: u8 = 1;
 const LEAF_OPENED: u8 = 4;
+const LEAF_FORMAT: u8 = 5;
 const LEAF_JOURNAL: u8 = 6;
 
 /// What the verification pass collects for the anchoring summary: the ledger's leaves that pin
@@ -34,6 +36,11 @@ pub struct Tracker {
     /// (seq, ts) a verified store checkpoint at or before that anchor lists, increasing.
     listed: BTreeMap<SessionKey, Vec<(usize, u64, i64)>>,
     leaves: u64,
+    /// Whether the ledger has a format leaf of version 2 or later, and the first record of a
+    /// kind only version 2 and later write (recovered, store checkpoint): with such records and
+    /// no format leaf, leaves were removed so that the store reads as version 1.
+    pub format_leaf: bool,
+    pub later_record: Option<(SessionKey, u64, u8)>,
 }
 
 impl Tracker {
@@ -61,10 +68,18 @@ impl Tracker {
                         .or_insert((pos, leaf.started_ns));
                 }
                 LEAF_JOURNAL => t.journal_anchors.push((pos, leaf.final_seq, leaf.ended_ns)),
+                LEAF_FORMAT => t.format_leaf |= leaf.final_seq >= 2,
                 _ => {}
             }
         }
         t
+    }
+
+    /// Notes a record of a kind version 2 added or later (see `later_record`).
+    pub fn kind_seen(&mut self, s: SessionKey, seq: u64, kind: u8) {
+        if self.later_record.is_none() && (kind == RECOVERED || kind == STORE_CHECKPOINT) {
+            self.later_record = Some((s, seq, kind));
+        }
     }
 
     /// A record read in a chain that has no finding (so far).

@@ -265,6 +265,41 @@ fn store_signed(
     }
 }
 
+/// Deleting the ledger, or cutting it back to its header, must not make a store read as a
+/// version-1 store with nothing to cross-check: proctor creates the ledger (with its format
+/// leaf) before it writes any record, and records of kinds 66 and 67 exist only in version 2 and
+/// later. Reported only when no other ledger finding already explains it.
+fn ledger_presence(
+    data: &Path,
+    absent: bool,
+    anchors: &Tracker,
+    general_problems: &mut Vec<Problem>,
+) {
+    if general_problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::Ledger)
+    {
+        return;
+    }
+    if absent {
+        general_problems.push(general(
+            ProblemKind::Ledger,
+            format!(
+                "{} is missing (proctor creates it before any record)",
+                ledger::ledger_path(data).display()
+            ),
+        ));
+    } else if let (false, Some((s, seq, kind))) = (anchors.format_leaf, anchors.later_record) {
+        general_problems.push(general(
+            ProblemKind::Ledger,
+            format!(
+                "the ledger has no format leaf, yet session {} seq {seq} is a record of kind {kind}, which only version 2 and later write: leaves were removed",
+                session_id_string(&s)
+            ),
+        ));
+    }
+}
+
 pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report> {
     let started = Instant::now();
     let key_id = signing::key_id(&opts.key);
@@ -277,6 +312,8 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
     // proctor writes (read the other way round, a session sealed in between looks truncated).
     let ledger_scan = ledger::scan_ledger(&ledger::ledger_path(data))?;
     let mut anchors = Tracker::from_ledger(&ledger_scan);
+    // scan_ledger reads a missing file as an empty ledger; an empty file fails its magic.
+    let ledger_absent = ledger_scan.file_len == 0 && ledger_scan.problem.is_none();
     let segments = segment::list_segments(data)?;
     let last_segment = segments.last().copied();
     report.segments = segments.len() as u64;
@@ -312,6 +349,7 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                         continue;
                     }
                     report.records += 1;
+                    anchors.kind_seen(s, record.header.seq, record.header.kind);
                     // One session alone is read without the journal, so without the store
                     // checkpoints that may sign its newest records (FORMAT.md, "Store
                     // checkpoints"): its tail is judged from its own signatures.
@@ -391,6 +429,7 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
         &mut general_problems,
         &mut report,
     );
+    ledger_presence(data, ledger_absent, &anchors, &mut general_problems);
     for s in checks.keys().filter(|s| problems.contains(s)) {
         anchors.drop_chain(s);
     }
