@@ -200,6 +200,10 @@ def token_for_older_head_file(store):
     os.rename(src, os.path.join(os.path.dirname(src), "0000000000000001" + base[16:]))
 
 
+def key_file_deleted(store):
+    os.remove(os.path.join(store, "keys", "recorder.pub"))
+
+
 def ledger_deleted(store):
     os.remove(os.path.join(store, "ledger", "ledger.log"))
 
@@ -308,6 +312,12 @@ def main(argv):
     d = os.path.join(out, "journal-cut-after-last-anchor")
     ok, text = compare(binary, extra + ["--known-head", os.path.join(td, "heads", "earlier.json"), d])
     rows.append(("journal-cut-after-last-anchor+known-head", text))
+    bad += not ok
+    # The store's own key file gone and no key pinned: neither verifier can make a report.
+    d = copy_store(store, os.path.join(out, "key-file-deleted-unpinned"))
+    key_file_deleted(d)
+    ok, text = compare(binary, [d])
+    rows.append(("key-file-deleted-unpinned", text))
     bad += not ok
     bundle_cases = [
         ("bundle-head-smaller-than-its-token", lambda d: bundle_head_smaller_than_token(bundle, d, os.path.join(td, "heads", "earlier.json")), extra),

@@ -209,7 +209,11 @@ def main(argv):
         root = a.store
         key_note = "pinned key %s" % a.pubkey
         if pinned is None:
-            pinned = crypto.load_pubkey(open(os.path.join(root, "keys", "recorder.pub")).read())
+            try:
+                pinned = crypto.load_pubkey(open(os.path.join(root, "keys", "recorder.pub")).read())
+            except OSError as e:
+                sys.stderr.write("no key to verify with: %s (pass --pubkey)\n" % e)
+                return 2  # FORMAT.md: no report at all
             key_note = "the store's own keys/recorder.pub (integrity, not origin)"
         kid = crypto.key_id(pinned)
         known = []
