@@ -302,17 +302,22 @@ def main(argv):
         ("ledger-cut-to-its-header", ledger_cut_to_header),
     ]
     rows, bad = [], 0
+    has_tokens = bool(glob.glob(os.path.join(store, "ledger", "attestations", "*-rfc3161-*.json")))
     for name, f in store_cases:
+        if name.startswith("token-") and not has_tokens:
+            continue  # a store without attestations (e.g. from `proctor dev`)
         d = copy_store(store, os.path.join(out, name))
         f(d)
         ok, text = compare(binary, extra + [d])
         rows.append((name, text))
         bad += not ok
     # The named gap with the saved earlier head: the cut is past it, so nothing can tell.
-    d = os.path.join(out, "journal-cut-after-last-anchor")
-    ok, text = compare(binary, extra + ["--known-head", os.path.join(td, "heads", "earlier.json"), d])
-    rows.append(("journal-cut-after-last-anchor+known-head", text))
-    bad += not ok
+    earlier = os.path.join(td, "heads", "earlier.json")
+    if os.path.exists(earlier):
+        d = os.path.join(out, "journal-cut-after-last-anchor")
+        ok, text = compare(binary, extra + ["--known-head", earlier, d])
+        rows.append(("journal-cut-after-last-anchor+known-head", text))
+        bad += not ok
     # The store's own key file gone and no key pinned: neither verifier can make a report.
     d = copy_store(store, os.path.join(out, "key-file-deleted-unpinned"))
     key_file_deleted(d)
@@ -328,7 +333,10 @@ def main(argv):
         ("bundle-session-id-braces", lambda d: bundle_session_id(bundle, d, "braces"), extra),
         ("bundle-session-id-fullwidth-digits", lambda d: bundle_session_id(bundle, d, "fullwidth"), extra),
     ]
+    has_bundle_tokens = bool(bundle_parts(bundle)[1].get("timestamps"))
     for name, f, args in bundle_cases:
+        if "token" in name and not has_bundle_tokens:
+            continue
         d = os.path.join(out, name + ".bundle")
         f(d)
         ok, text = compare(binary, args + ["--bundle", d])
