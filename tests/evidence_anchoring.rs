@@ -121,7 +121,9 @@ fn verify_names_the_anchor_boundary_and_a_cut_beyond_it_is_the_named_gap() {
     cut_ledger_to(&cut, size);
     let (code, v) = verify_json(&cut, &["--known-head", kh]);
     assert!(
-        v["report"]["problems"].as_array().is_some_and(|p| p.is_empty()),
+        v["report"]["problems"]
+            .as_array()
+            .is_some_and(|p| p.is_empty()),
         "the cut past the anchor is undetectable by design: {v}"
     );
     assert_ne!(code, Some(1), "{v}");
@@ -147,7 +149,10 @@ fn without_an_anchor_verify_says_nothing_is_anchored() {
     let (code, v) = verify_json(&data, &[]);
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["anchoring"]["anchored_leaves"], 0);
-    assert_eq!(gap_of(&v, &ids[0])["anchored_to_seq"], serde_json::Value::Null);
+    assert_eq!(
+        gap_of(&v, &ids[0])["anchored_to_seq"],
+        serde_json::Value::Null
+    );
     let (_, text) = verify_code(&data, &[]);
     assert!(text.contains("NOT ANCHORED outside the host"), "{text}");
 }

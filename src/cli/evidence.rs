@@ -282,12 +282,16 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
     // checkpoints carry the anchors of open sessions: no summary then).
     let anchoring = full_id.is_none().then(|| {
         if let Some(s) = &stamps {
-            sources.extend(s.tokens.iter().map(|t| crate::recorder::verify::AnchorSource {
-                kind: "rfc3161".into(),
-                tree_size: t.tree_size,
-                tree_head_ts_ns: t.tree_head_ts_ns,
-                gen_time_ns: Some(t.gen_time_ns),
-            }));
+            sources.extend(
+                s.tokens
+                    .iter()
+                    .map(|t| crate::recorder::verify::AnchorSource {
+                        kind: "rfc3161".into(),
+                        tree_size: t.tree_size,
+                        tree_head_ts_ns: t.tree_head_ts_ns,
+                        gen_time_ns: Some(t.gen_time_ns),
+                    }),
+            );
         }
         let size = sources.iter().map(|s| s.tree_size).max().unwrap_or(0);
         report.anchors.summarize(size, sources)

@@ -5,14 +5,14 @@
 //! rewritten it without any finding: this names, per session and for the journal, where that
 //! begins, instead of leaving it to the reader to work out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
 use super::super::codec::kind::{RECOVERED, STORE_CHECKPOINT};
 use super::super::frame::{JOURNAL_SESSION, SessionKey};
 use super::super::index::session_id_string;
-use super::super::ledger::{Entry, LedgerScan, Leaf};
+use super::super::ledger::{Entry, Leaf, LedgerScan};
 use super::super::store_checkpoint::ChainPosition;
 
 const LEAF_SEALED: u8 = 1;
@@ -31,7 +31,8 @@ pub struct Tracker {
     sealed: BTreeMap<SessionKey, (u64, u64, i64)>,
     opened: BTreeMap<SessionKey, (u64, i64)>,
     /// Per session: the last record read in a chain without a finding so far (seq, ts).
-    last: BTreeMap<SessionKey, (u64, i64)>,
+    /// (A hash map: it is updated for every record read, the hot path of `verify`.)
+    last: HashMap<SessionKey, (u64, i64)>,
     /// Per session, for each journal anchor (index into `journal_anchors`) the highest
     /// (seq, ts) a verified store checkpoint at or before that anchor lists, increasing.
     listed: BTreeMap<SessionKey, Vec<(usize, u64, i64)>>,
@@ -143,7 +144,9 @@ impl Tracker {
                 last_ts,
             ));
         }
-        for (s, &(last_seq, last_ts)) in &self.last {
+        let mut chains: Vec<(&SessionKey, &(u64, i64))> = self.last.iter().collect();
+        chains.sort_unstable_by_key(|(s, _)| **s);
+        for (s, &(last_seq, last_ts)) in chains {
             if *s == JOURNAL_SESSION {
                 continue;
             }
@@ -264,9 +267,7 @@ impl Anchoring {
         let _ = writeln!(
             t,
             "ANCHORED the first {} of {} ledger leaves; {} sessions anchored whole",
-            self.anchored_leaves,
-            self.ledger_leaves,
-            self.sessions_anchored_whole
+            self.anchored_leaves, self.ledger_leaves, self.sessions_anchored_whole
         );
         for g in self.journal.iter().chain(&self.sessions) {
             let who = if g.session == session_id_string(&JOURNAL_SESSION) {
