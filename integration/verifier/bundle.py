@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import struct
 
 import crypto
@@ -24,9 +25,23 @@ def parse_bundle(data):
     return json.loads(manifest_line), frames
 
 
+REQUIRED = ("format", "session", "meta", "public_key_pem", "leaf_data", "leaf_index", "inclusion_proof", "tree_head", "frames", "frames_sha256")
+SESSION_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class Unreadable(Exception):
+    """A manifest without a required field, or whose session is not in the one spelling:
+    no report (exit 2), as FORMAT.md "Bundles" says."""
+
+
 def verify_bundle(path, pinned):
     data = open(path, "rb").read()
     man, frames = parse_bundle(data)
+    missing = [f for f in REQUIRED if f not in man]
+    if missing:
+        raise Unreadable("manifest lacks %s" % ", ".join(missing))
+    if not isinstance(man["session"], str) or not SESSION_TEXT.match(man["session"]):
+        raise Unreadable("session %r is not a UUID in hyphenated lower-case form" % man["session"])
     problems = []
     notes = []
 

@@ -307,6 +307,13 @@ fn verify_manifest(
     let Some(session_key) = parse_session_id(&id) else {
         return Err(format!("bundle session id {id:?} is not a UUID"));
     };
+    // One spelling only (FORMAT.md, Bundles): a braced, upper-case or urn: form would make the
+    // report name the session as the manifest spells it, not as the records do.
+    if index::session_id_string(&session_key) != id {
+        return Err(format!(
+            "bundle session id {id:?} is not in the hyphenated lower-case form"
+        ));
+    }
     let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
     let leaf = Leaf::decode(&leaf_data);
     let (store_signed, store_problems) =
