@@ -20,6 +20,7 @@ use super::store_checkpoint::ChainPosition;
 mod archived;
 mod chain;
 mod crosscheck;
+pub mod external;
 
 pub use archived::archive_completeness;
 pub use chain::{ChainCheck, ChainProblem, EndInfo, UnsignedTail, check_record};
@@ -318,6 +319,10 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                     if let Some((seq, kind, detail)) = check_record(c, &record, &opts.key, &key_id)
                     {
                         problems.add(s, Some(seq), kind, detail);
+                    } else if let Some((kind, detail)) =
+                        external::check_in_store(data, &s, record.header.kind, record.body)
+                    {
+                        problems.add(s, Some(record.header.seq), kind, detail);
                     }
                     if let Some(signed) = c.store_signed.take() {
                         store_signed(&mut checks, &signed, &mut problems);

@@ -1,0 +1,225 @@
+//! Issue 18: one agent's large records must not stall the others. A body of a megabyte or more
+//! is written out of line (FORMAT.md, "External bodies") by its own session, so the group
+//! commit every other session's small records share never writes or flushes it.
+//!
+//! A real recorder on the real disk (the temporary directory), no mocks: one session records
+//! 32 MiB outputs while another commits small records one after the other.
+
+mod evidence_support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proctor::clock::now_ns;
+use proctor::recorder::codec::{Body, kind};
+use proctor::recorder::{Store, WriterOptions, blobs, reader};
+use proctor_gate::{Event, Outcome, OutputStream, Privilege, Protocol, SessionInfo};
+
+fn start(agent: &str) -> Event {
+    Event::SessionStart(SessionInfo {
+        agent: agent.into(),
+        target: "db".into(),
+        protocol: Protocol::Ssh,
+        login: "box".into(),
+        privilege: Privilege::Routine,
+        client_addr: "127.0.0.1:5555".into(),
+        grant: "g".into(),
+        proctor_version: "test".into(),
+    })
+}
+
+fn output(data: Vec<u8>) -> Event {
+    Event::Output {
+        channel: 0,
+        stream: OutputStream::Stdout,
+        data: Bytes::from(data),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// While one session's 32 MiB record is being made durable, another session's small records
+/// keep committing. Before bodies went out of line, the large record was written, hashed and
+/// flushed by the writer in a commit of its own, and every small record that arrived meanwhile
+/// waited for all of it: at most one or two small commits finished during each large append,
+/// each waiting about as long as the large append itself. Judged relative to the large append
+/// in the same run, so a slow or loaded disk slows both sides alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_commits_do_not_wait_for_a_large_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut store = Store::open(&data, WriterOptions::default()).expect("store opens");
+    store.finish_recovery().await.expect("recovery");
+    let rec = store.recorder.clone();
+    let big = *uuid::Uuid::now_v7().as_bytes();
+    let small = *uuid::Uuid::now_v7().as_bytes();
+    rec.record(big, now_ns(), &start("flooder"))
+        .await
+        .expect("start");
+    rec.record(small, now_ns(), &start("other"))
+        .await
+        .expect("start");
+
+    // The other session: one small urgent record after another, each awaited.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done: Arc<Mutex<Vec<(Instant, Duration)>>> = Arc::default();
+    let other = {
+        let (rec, stop, done) = (rec.clone(), stop.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                rec.record(small, now_ns(), &output(format!("{n}\n").into_bytes()))
+                    .await
+                    .expect("small record");
+                let t1 = Instant::now();
+                done.lock().expect("lock").push((t1, t1 - t0));
+                n += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut windows = Vec::new();
+    for i in 0..6u8 {
+        // A distinct body each time (nothing is shared between records).
+        let body = vec![b'a' + i; 32 << 20];
+        let t0 = Instant::now();
+        rec.record(big, now_ns(), &output(body))
+            .await
+            .expect("large record");
+        windows.push((t0, Instant::now()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    other.await.expect("other session");
+
+    let done = done.lock().expect("lock").clone();
+    let mut during = Vec::new();
+    let mut counts = Vec::new();
+    let mut large_ms = Vec::new();
+    for (a, b) in &windows {
+        large_ms.push((*b - *a).as_secs_f64() * 1e3);
+        let inside: Vec<f64> = done
+            .iter()
+            .filter(|(t, _)| t > a && t < b)
+            .map(|(_, d)| d.as_secs_f64() * 1e3)
+            .collect();
+        counts.push(inside.len() as f64);
+        during.extend(inside);
+    }
+    let (large, count, small_ms) = (
+        median(large_ms.clone()),
+        median(counts.clone()),
+        median(during),
+    );
+    let figures = format!(
+        "large appends (ms): {large_ms:.1?}; small commits finished during each: {counts:?}; \
+         median small commit during them: {small_ms:.2} ms"
+    );
+    eprintln!("{figures}");
+    assert!(
+        count >= 3.0,
+        "the other session's records waited for the large one: {figures}"
+    );
+    assert!(
+        small_ms * 3.0 < large,
+        "the other session's commits took about as long as the large one: {figures}"
+    );
+
+    rec.seal(big, now_ns(), Outcome::Completed, "done")
+        .await
+        .expect("seal");
+    rec.seal(small, now_ns(), Outcome::Completed, "done")
+        .await
+        .expect("seal");
+    store.shutdown().await;
+}
+
+/// A large body is stored as a blob and read back whole where it was recorded; the chain
+/// holds a kind-68 record naming its size and SHA-256, and the store verifies. Then each kind
+/// of damage to the blob is named at that record: deleted (*missing*), cut (*truncated*),
+/// changed (*edited*).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_reads_back_and_damage_to_its_blob_is_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut store = Store::open(&data, WriterOptions::default()).expect("store opens");
+    store.finish_recovery().await.expect("recovery");
+    let rec = store.recorder.clone();
+    let key = *uuid::Uuid::now_v7().as_bytes();
+    let id = uuid::Uuid::from_bytes(key).hyphenated().to_string();
+    rec.record(key, now_ns(), &start("a")).await.expect("start");
+    let body: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+    rec.record(key, now_ns(), &output(body.clone()))
+        .await
+        .expect("large record");
+    rec.record(key, now_ns(), &output(b"small\n".to_vec()))
+        .await
+        .expect("small record");
+    rec.seal(key, now_ns(), Outcome::Completed, "done")
+        .await
+        .expect("seal");
+    store.flush_index();
+    let meta = store.index().get(&key).expect("index").expect("session");
+    let records = reader::read_all(&data, &meta).expect("read");
+    let outputs: Vec<(u8, Vec<u8>)> = records
+        .iter()
+        .filter_map(|(h, _, b)| match b {
+            Ok(Body::Event(Event::Output { data, .. })) => Some((h.kind, data.to_vec())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs.len(), 2, "both outputs read back");
+    assert_eq!(
+        outputs[0].0,
+        kind::EXTERNAL,
+        "the large one is stored out of line"
+    );
+    assert!(outputs[0].1 == body, "the large body reads back exactly");
+    assert_eq!(outputs[1], (kind::OUTPUT, b"small\n".to_vec()));
+    // The segments never held it.
+    let segments: u64 = std::fs::read_dir(data.join("segments"))
+        .expect("segments")
+        .map(|e| e.expect("entry").metadata().expect("meta").len())
+        .sum();
+    assert!(segments < (3 << 20), "segments hold {segments} bytes");
+    store.shutdown().await;
+    drop(store);
+
+    let (ok, text) = evidence_support::verify(&data, &[]);
+    assert!(ok, "an intact store with a blob verifies:\n{text}");
+    let blob_dir = blobs::session_dir(&data, &key);
+    let blob = std::fs::read_dir(&blob_dir)
+        .expect("blob dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| !p.to_string_lossy().ends_with(".tmp"))
+        .expect("a blob");
+    let original = std::fs::read(&blob).expect("blob");
+
+    std::fs::write(&blob, &original[..original.len() / 2]).expect("cut");
+    let (ok, text) = evidence_support::verify(&data, &[]);
+    assert!(!ok, "a cut blob is found:\n{text}");
+    evidence_support::assert_detected(&text, &id, Some(1), "truncated");
+
+    let mut changed = original.clone();
+    changed[12345] ^= 1;
+    std::fs::write(&blob, &changed).expect("edit");
+    let (ok, text) = evidence_support::verify(&data, &[]);
+    assert!(!ok, "a changed blob is found:\n{text}");
+    evidence_support::assert_detected(&text, &id, Some(1), "edited");
+
+    std::fs::remove_file(&blob).expect("delete");
+    let (ok, text) = evidence_support::verify(&data, &[]);
+    assert!(!ok, "a deleted blob is found:\n{text}");
+    evidence_support::assert_detected(&text, &id, Some(1), "missing");
+
+    std::fs::write(&blob, &original).expect("restore");
+    let (ok, text) = evidence_support::verify(&data, &[]);
+    assert!(ok, "restored, it verifies again:\n{text}");
+}
