@@ -194,6 +194,62 @@ async fn a_large_body_reads_back_and_damage_to_its_blob_is_found() {
 
     let (ok, text) = evidence_support::verify(&data, &[]);
     assert!(ok, "an intact store with a blob verifies:\n{text}");
+    assert_eq!(outside(&[data.as_os_str()]), Vec::new(), "outside verifier");
+    // A bundle carries the blob and verifies on its own, in proctor and outside; without the
+    // blob in its manifest, the record is named *missing* by both.
+    let bundle = dir.path().join("s.bundle");
+    evidence_support::export_bundle(&data, &id, &bundle);
+    let (ok, text) = evidence_support::proctor()
+        .arg("verify")
+        .arg("--bundle")
+        .arg(&bundle)
+        .output()
+        .map(|o| {
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+            )
+        })
+        .expect("verify --bundle runs");
+    assert!(ok, "the bundle verifies:\n{text}");
+    assert_eq!(
+        outside(&["--bundle".as_ref(), bundle.as_os_str()]),
+        Vec::new()
+    );
+    // The manifest is the second line; the frames after it are binary.
+    let raw = std::fs::read(&bundle).expect("bundle");
+    let first = raw.iter().position(|&b| b == b'\n').expect("magic line") + 1;
+    let second = first
+        + raw[first..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("manifest");
+    let manifest = String::from_utf8(raw[first..second].to_vec()).expect("utf-8 manifest");
+    let cut = regex::Regex::new(r#","external_bodies":\[[^\]]*\]"#).expect("regex");
+    assert!(cut.is_match(&manifest), "the manifest lists the blob");
+    let mut edited = raw[..first].to_vec();
+    edited.extend_from_slice(cut.replace(&manifest, "").as_bytes());
+    edited.extend_from_slice(&raw[second..]);
+    let stripped = dir.path().join("stripped.bundle");
+    std::fs::write(&stripped, &edited).expect("write");
+    let out = evidence_support::proctor()
+        .arg("verify")
+        .arg("--bundle")
+        .arg(&stripped)
+        .output()
+        .expect("verify --bundle runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a bundle without its blob fails:\n{text}"
+    );
+    assert!(text.contains("missing"), "{text}");
+    let found = outside(&["--bundle".as_ref(), stripped.as_os_str()]);
+    assert_eq!(
+        found,
+        vec![("missing".to_string(), Some(1))],
+        "outside verifier"
+    );
     let blob_dir = blobs::session_dir(&data, &key);
     let blob = std::fs::read_dir(&blob_dir)
         .expect("blob dir")
@@ -206,6 +262,11 @@ async fn a_large_body_reads_back_and_damage_to_its_blob_is_found() {
     let (ok, text) = evidence_support::verify(&data, &[]);
     assert!(!ok, "a cut blob is found:\n{text}");
     evidence_support::assert_detected(&text, &id, Some(1), "truncated");
+    assert_eq!(
+        outside(&[data.as_os_str()]),
+        vec![("truncated".to_string(), Some(1))],
+        "outside verifier"
+    );
 
     let mut changed = original.clone();
     changed[12345] ^= 1;
@@ -213,13 +274,65 @@ async fn a_large_body_reads_back_and_damage_to_its_blob_is_found() {
     let (ok, text) = evidence_support::verify(&data, &[]);
     assert!(!ok, "a changed blob is found:\n{text}");
     evidence_support::assert_detected(&text, &id, Some(1), "edited");
+    assert_eq!(
+        outside(&[data.as_os_str()]),
+        vec![("edited".to_string(), Some(1))],
+        "outside verifier"
+    );
 
     std::fs::remove_file(&blob).expect("delete");
     let (ok, text) = evidence_support::verify(&data, &[]);
     assert!(!ok, "a deleted blob is found:\n{text}");
     evidence_support::assert_detected(&text, &id, Some(1), "missing");
+    assert_eq!(
+        outside(&[data.as_os_str()]),
+        vec![("missing".to_string(), Some(1))],
+        "outside verifier"
+    );
 
     std::fs::write(&blob, &original).expect("restore");
     let (ok, text) = evidence_support::verify(&data, &[]);
     assert!(ok, "restored, it verifies again:\n{text}");
+}
+
+/// The problems (kind, seq) the outside verifier (`integration/verifier/verify.py`, written
+/// from FORMAT.md alone) finds; empty when python3 or its `cryptography` is missing, said so.
+fn outside(args: &[&std::ffi::OsStr]) -> Vec<(String, Option<u64>)> {
+    let ready = std::process::Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        eprintln!("SKIPPED the outside verifier: python3 with `cryptography` is not installed");
+        return Vec::new();
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/verifier/verify.py");
+    let out = std::process::Command::new("python3")
+        .arg("-B")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "outside verifier output is not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let report = v.get("report").unwrap_or(&v);
+    report["problems"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        p["kind"].as_str().unwrap_or("").to_string(),
+                        p["seq"].as_u64(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
