@@ -44,11 +44,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// While one session's 32 MiB record is being made durable, another session's small records
-/// keep committing. Before bodies went out of line, the large record was written, hashed and
-/// flushed by the writer in a commit of its own, and every small record that arrived meanwhile
-/// waited for all of it: at most one or two small commits finished during each large append,
-/// each waiting about as long as the large append itself. Judged relative to the large append
-/// in the same run, so a slow or loaded disk slows both sides alike.
+/// keep committing. Before bodies went out of line, the writer framed, hashed, wrote and
+/// flushed the large record in a commit of its own while the small record in flight waited for
+/// all of it: the slowest small commit during each large append took longer than a 32 MiB
+/// write and fdatasync (measured with the old path: 128-394 ms, median 170 ms, against 130 ms
+/// for the write and flush: this test then fails). Judged against that write and flush, timed
+/// on the same disk in the same run, so a slow or loaded disk slows both sides alike. With
+/// bodies out of line the small commits still feel the blob's flush on a loaded disk (the
+/// journal is shared): measured 18-190 ms, medians 55-110 ms, against 114-389 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_commits_do_not_wait_for_a_large_record() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -100,36 +103,50 @@ async fn small_commits_do_not_wait_for_a_large_record() {
     other.await.expect("other session");
 
     let done = done.lock().expect("lock").clone();
-    let mut during = Vec::new();
+    // What the writer used to do for each large record while every small one waited: write
+    // 32 MiB and fdatasync it, on the same disk, now.
+    let flush_ms = median(
+        (0..3)
+            .map(|i| {
+                let path = dir.path().join(format!("flush-{i}"));
+                let t0 = Instant::now();
+                let mut f = std::fs::File::create(&path).expect("create");
+                std::io::Write::write_all(&mut f, &vec![b'z'; 32 << 20]).expect("write");
+                f.sync_data().expect("fdatasync");
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                std::fs::remove_file(&path).expect("remove");
+                ms
+            })
+            .collect(),
+    );
+    let mut slowest = Vec::new();
     let mut counts = Vec::new();
     let mut large_ms = Vec::new();
     for (a, b) in &windows {
         large_ms.push((*b - *a).as_secs_f64() * 1e3);
+        // A small record that finished during the large append, or the first one after it (the
+        // one that was waiting for it).
         let inside: Vec<f64> = done
             .iter()
-            .filter(|(t, _)| t > a && t < b)
+            .filter(|(t, d)| *t > *a && t.checked_sub(*d).is_some_and(|sent| sent < *b))
             .map(|(_, d)| d.as_secs_f64() * 1e3)
             .collect();
-        counts.push(inside.len() as f64);
-        during.extend(inside);
+        counts.push(inside.len());
+        slowest.push(inside.iter().copied().fold(0.0, f64::max));
     }
-    let (large, count, small_ms) = (
-        median(large_ms.clone()),
-        median(counts.clone()),
-        median(during),
-    );
+    // The median over the six large appends of the longest small commit during each: one
+    // disk hiccup does not decide it either way.
+    let typical = median(slowest.clone());
     let figures = format!(
-        "large appends (ms): {large_ms:.1?}; small commits finished during each: {counts:?}; \
-         median small commit during them: {small_ms:.2} ms"
+        "large appends (ms): {large_ms:.1?}; 32 MiB write+fdatasync on this disk: {flush_ms:.1} ms; \
+         small commits during each large append: {counts:?}, the slowest of them (ms): \
+         {slowest:.1?}"
     );
     eprintln!("{figures}");
     assert!(
-        count >= 3.0,
-        "the other session's records waited for the large one: {figures}"
-    );
-    assert!(
-        small_ms * 3.0 < large,
-        "the other session's commits took about as long as the large one: {figures}"
+        typical < flush_ms,
+        "the other session's commits waited about as long as a 32 MiB write and flush \
+         (median of the slowest: {typical:.1} ms): {figures}"
     );
 
     rec.seal(big, now_ns(), Outcome::Completed, "done")
