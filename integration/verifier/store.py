@@ -5,6 +5,7 @@ import re
 import struct
 
 import crypto
+import external
 from chains import Chains, unsigned_tail
 from codec import JOURNAL, ZERO32, DecodeError, Reader, crc32, decode_leaf, decode_tree_head, read_frames, tree_head_message, uuid_text
 
@@ -190,6 +191,7 @@ def verify_store(root, pubkey, known_heads=()):
         else:
             rep.add("damaged", None, None, "segment %d offset %d: %s" % (num, off, detail))
     chains.run(records)
+    external.check_store(root, chains, records)
 
     leaves, heads, last_head, n_heads, all_heads = read_ledger(root, rep, pubkey, kid)
     # FORMAT.md "Versions": records of kinds 66/67 exist only from version 2 on, so a ledger

@@ -146,6 +146,10 @@ pub struct Manifest {
     /// from older bundles and when none lists it (FORMAT.md, "Bundles").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub store_checkpoints: Vec<String>,
+    /// The bodies the frames store out of line, each once; absent when none is (FORMAT.md,
+    /// "External bodies").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_bodies: Vec<super::bundle_external::ExternalBody>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +201,10 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> Result<(),
         timestamps: crate::recorder::timestamp::check::for_bundle(data, &head)?,
         store_checkpoints: match parse_session_id(&meta.id) {
             Some(k) => super::store_signatures::collect(data, meta, k)?,
+            None => Vec::new(),
+        },
+        external_bodies: match parse_session_id(&meta.id) {
+            Some(k) => super::bundle_external::collect(data, &k, &frames)?,
             None => Vec::new(),
         },
     };
@@ -324,7 +332,7 @@ fn verify_manifest(
     let (chain, mut chain_problem) = super::bundle_frames::check_frames(
         frames,
         &id,
-        (session_key, &store_signed),
+        (session_key, &store_signed, &manifest.external_bodies),
         &key,
         &key_id,
         &mut report,

@@ -21,6 +21,7 @@ mod anchoring;
 mod archived;
 mod chain;
 mod crosscheck;
+pub mod external;
 
 pub use anchoring::{AnchorSource, Anchoring, Tracker};
 pub use archived::archive_completeness;
@@ -363,6 +364,10 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                     if let Some((seq, kind, detail)) = check_record(c, &record, &opts.key, &key_id)
                     {
                         problems.add(s, Some(seq), kind, detail);
+                    } else if let Some((kind, detail)) =
+                        external::check_in_store(data, &s, record.header.kind, record.body)
+                    {
+                        problems.add(s, Some(record.header.seq), kind, detail);
                     }
                     if !c.is_bad() {
                         anchors.record(s, record.header.seq, record.header.ts_ns);
