@@ -189,3 +189,95 @@ fn a_deleted_or_emptied_ledger_is_a_finding_even_without_sealed_sessions() {
         assert_eq!(kinds, ["ledger"], "{v}");
     }
 }
+
+/// The journal's ledger anchor follows the store checkpoints while only sessions are written:
+/// before, a store checkpoint did not count toward the journal's own checkpoint, so with no
+/// journal note the journal got no kind-6 leaf at all while sessions ran (34 s behind in a real
+/// run, everything those store checkpoints alone signed cuttable unnoticed). And at idle
+/// nothing is written: the journal's checkpoint does not start another store checkpoint.
+#[test]
+fn the_journal_anchor_keeps_up_while_only_sessions_are_written_and_rests_at_idle() {
+    use bytes::Bytes;
+    use proctor::clock::now_ns;
+    use proctor_gate::{Event, OutputStream, Privilege, Protocol, SessionInfo};
+    use std::time::{Duration, Instant};
+
+    let base = tempfile::tempdir().expect("tempdir");
+    let data = base.path().join("store");
+    let journal_leaves = |data: &Path| {
+        ledger::scan_ledger(&ledger::ledger_path(data))
+            .expect("scan")
+            .entries
+            .iter()
+            .filter(|(_, e)| match e {
+                Entry::Leaf { data, .. } => {
+                    ledger::Leaf::decode(data).is_ok_and(|l| l.kind == ledger::LEAF_JOURNAL)
+                }
+                Entry::TreeHead(_) => false,
+            })
+            .count()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let opts = WriterOptions {
+            checkpoint_every: Duration::from_millis(300),
+            store_checkpoint_every: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let mut store = Store::open(&data, opts).expect("store opens");
+        store.finish_recovery().await.expect("recovery");
+        let key = *uuid::Uuid::now_v7().as_bytes();
+        let rec = &store.recorder;
+        rec.record(
+            key,
+            now_ns(),
+            &Event::SessionStart(SessionInfo {
+                agent: "a".into(),
+                target: "db".into(),
+                protocol: Protocol::Postgres,
+                login: "app".into(),
+                privilege: Privilege::Elevated,
+                client_addr: "127.0.0.1:5555".into(),
+                grant: "g".into(),
+                proctor_version: "test".into(),
+            }),
+        )
+        .await
+        .expect("start");
+        // Let recovery's own journal notes and their checkpoint settle first.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let before = journal_leaves(&data);
+        let t = Instant::now();
+        let mut n = 0u64;
+        while t.elapsed() < Duration::from_millis(2100) {
+            rec.record(
+                key,
+                now_ns(),
+                &Event::Output {
+                    channel: 0,
+                    stream: OutputStream::Stdout,
+                    data: Bytes::from(format!("line {n}\n")),
+                },
+            )
+            .await
+            .expect("output");
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let during = journal_leaves(&data) - before;
+        // ~2.1 s of store checkpoints with a 300 ms journal cadence: several anchors (the old
+        // code wrote none until the next journal note or shutdown).
+        assert!(during >= 3, "journal anchors while sessions ran: {during}");
+        // Idle: nothing more after the last one (no checkpoint <-> store checkpoint loop).
+        let rested = journal_leaves(&data);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(journal_leaves(&data), rested, "the journal rests at idle");
+        store.close();
+    });
+    let (code, v) = verify_json(&data, &[]);
+    assert_eq!(code, Some(0), "{v}");
+}
