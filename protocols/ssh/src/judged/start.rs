@@ -29,8 +29,14 @@ pub fn command(pty: bool, prompts: Option<&super::Prompts>) -> String {
     let pid = prompts.map_or(String::new(), |p| {
         format!("printf '%s%s]' '{}' \"$$\"; ", p.pid_prefix())
     });
+    // The target's own `LANG` (pam_env's default, not the agent's: proctor refuses a `SetEnv`
+    // of another character set) is kept only if bash would read the agent's lines in it as
+    // proctor does (see `proctor_gate::locale`): under BIG5 or SJIS a `\` inside a character is
+    // no quote to bash. `LC_ALL`/`LC_CTYPE` are dropped with the rest of the environment.
     format!(
         "if command -v bash >/dev/null 2>&1; then {pid}\
+         case \"${{LANG:-C.UTF-8}}\" in *[!A-Za-z0-9_.@-]*) LANG=C.UTF-8;; C|POSIX|*.[Uu][Tt][Ff]-8|*.[Uu][Tt][Ff]8|*.[Uu][Tt][Ff]-8@*|*.[Uu][Tt][Ff]8@*) ;; \
+         *) LANG=C.UTF-8;; esac; \
          exec env -i HOME=\"$HOME\" USER=\"$USER\" LOGNAME=\"$LOGNAME\" SHELL=\"$SHELL\" \
          TERM=\"${{TERM:-dumb}}\" LANG=\"${{LANG:-C.UTF-8}}\" PATH={PATH} \
          PS1='{ps1}\\u@\\h:\\w\\$ ' PS2='{ps2}' \
