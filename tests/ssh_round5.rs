@@ -179,3 +179,67 @@ fn a_locale_bash_reads_otherwise_never_reaches_the_target() {
     );
     env.verify();
 }
+
+/// A repository with more commits than a screen holds, so `git log` would page.
+fn long_repository(dir: &Path) {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    std::fs::create_dir_all(dir).expect("repo dir");
+    git(&["init", "-q", "."]);
+    for i in 0..80 {
+        git(&["commit", "-q", "--allow-empty", "-m", &format!("commit-{i}")]);
+    }
+}
+
+#[test]
+fn a_pager_started_by_an_allowed_command_runs_no_command_typed_to_it() {
+    let env = Env::start();
+    let repo = env.dir.path().join("repo");
+    long_repository(&repo);
+    let made = env.dir.path().join("made-by-less");
+    let mut pty = env.terminal();
+    pty.quiet();
+    pty.type_in(format!("cd {} && git log\r", repo.display()).as_bytes());
+    // The pager is `cat`: the whole log is shown and the shell prompts again.
+    assert!(pty.wait_for("commit-0", 1), "{}", pty.output());
+    pty.quiet();
+    // With `less` as the pager, this line was a shell command to it.
+    let bang = format!("!touch {}", made.display());
+    pty.type_in(format!("{bang}\r").as_bytes());
+    assert!(pty.wait_for("command not found", 1), "{}", pty.output());
+    pty.quiet();
+    assert!(!made.exists(), "less ran the typed line");
+    // Undoing the quiet settings is held.
+    for line in [
+        "unset LESSSECURE",
+        "env -u GIT_PAGER git log",
+        "GIT_PAGER=less git log",
+    ] {
+        pty.type_in(format!("{line}\r").as_bytes());
+        deny(&env, &pty, line);
+    }
+    pty.type_in(b"exit\r");
+    assert!(eventually(T, || pty.exited()), "{}", pty.output());
+    assert!(!made.exists(), "less ran the typed line");
+
+    let s = env
+        .store()
+        .sealed_session(|s: &Value| s["agent"] == AGENT && s["target"] == "box");
+    let recs = env.export(&str_field(&s, "id"));
+    let lines: Vec<String> = of_kind(&recs, "command_line")
+        .iter()
+        .map(|r| str_field(r, "line"))
+        .collect();
+    assert!(lines.contains(&bang), "{lines:?}");
+    env.verify();
+}

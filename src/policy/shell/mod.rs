@@ -366,7 +366,9 @@ impl Reader {
             ));
         }
         self.directory_change(&program, args);
-        if let Some(h) = variables::assigns_by_name(&program, args) {
+        if let Some(h) = variables::assigns_by_name(&program, args)
+            .or_else(|| variables::removes_by_name(&program, args))
+        {
             self.hide(h);
         }
         if matches!(

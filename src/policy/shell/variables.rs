@@ -129,6 +129,59 @@ pub(super) fn assigns_by_name(program: &str, args: &[Word]) -> Option<String> {
     None
 }
 
+/// Builtins that remove a variable, or its export, by name: `unset NAME`, `export -n NAME`,
+/// `declare +x NAME`. A judged shell's quiet pager and editor settings (`LESSSECURE=1`,
+/// `PAGER=cat`) are in its environment; without them `git log` starts a `less` that runs
+/// commands.
+pub(super) fn removes_by_name(program: &str, args: &[Word]) -> Option<String> {
+    let removing = match program {
+        "unset" => !args.iter().any(|a| a.text == "-f"),
+        "export" => args
+            .iter()
+            .any(|a| a.text.starts_with('-') && a.text.contains('n')),
+        "declare" | "typeset" | "local" => args
+            .iter()
+            .any(|a| a.text.starts_with('+') && a.text.contains('x')),
+        _ => false,
+    };
+    if !removing {
+        return None;
+    }
+    args.iter()
+        .filter(|a| !(a.is_literal() && (a.text.starts_with('-') || a.text.starts_with('+'))))
+        .find_map(|a| {
+            let name = assigned_name(&a.text).unwrap_or(&a.text);
+            if risky_name(name) {
+                Some(format!(
+                    "{program} removes {name}, which changes what later commands run"
+                ))
+            } else if !a.is_literal() {
+                Some(format!(
+                    "{program} removes a variable named only at run time ({})",
+                    super::shown(&a.text)
+                ))
+            } else {
+                None
+            }
+        })
+}
+
+/// `env -u NAME`: why removing NAME holds the line, if it does.
+pub(super) fn removed_by_env(name: &Word) -> Option<String> {
+    if !name.is_literal() {
+        return Some(format!(
+            "env removes a variable named only at run time ({})",
+            super::shown(&name.text)
+        ));
+    }
+    risky_name(&name.text).then(|| {
+        format!(
+            "env removes {}, which changes what later commands run",
+            name.text
+        )
+    })
+}
+
 /// Why assigning to `name` (the word `word`) holds the line, if it does.
 fn named(program: &str, word: &Word, name: &str) -> Option<String> {
     if risky_name(name) {
@@ -190,6 +243,15 @@ mod tests {
             "PROMPT_COMMAND+=reboot",
             "PROMPT_COMMAND[0]='rm -r victim'",
             "export PROMPT_COMMAND+=id",
+            "unset LESSSECURE",
+            "unset -v PAGER",
+            "export -n GIT_PAGER",
+            "declare +x EDITOR",
+            "unset \"$v\"",
+            "env -u LESSSECURE git log",
+            "env --unset=PAGER git log",
+            "env -i git log",
+            "LESSSECURE= git log",
         ] {
             assert!(hidden(line), "{line}");
         }
@@ -203,6 +265,8 @@ mod tests {
             "mapfile -t lines < f",
             "wait \"$pid\"",
             "x+=1",
+            "unset x y",
+            "unset -f PATH",
         ] {
             assert!(
                 !hidden(line),

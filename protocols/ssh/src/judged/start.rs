@@ -6,6 +6,15 @@ use russh::Pty;
 /// target's rc files exported decides which program a judged word runs.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Pagers and editors read keys, not lines, and run commands from inside (`less`'s `!rm -r
+/// /x`, vim's `:!`): an allowed `git log`, `systemctl status` or `journalctl` would start one,
+/// and the next line the agent types, judged as a shell line, would be a command to it. So a
+/// judged shell's pagers are `cat` and its editors refuse (`false`); a `less` started anyway
+/// (or through a pager setting proctor did not see) runs in its secure mode, without shell
+/// commands, pipes, editors or log files. Lines that set or unset these are `hidden`.
+const QUIET_PROGRAMS: &str = "PAGER=cat GIT_PAGER=cat SYSTEMD_PAGER=cat MANPAGER=cat \
+     LESSSECURE=1 SYSTEMD_PAGERSECURE=1 EDITOR=false VISUAL=false GIT_EDITOR=false";
+
 /// The `exec` request that starts a judged shell on the target, through the login's own
 /// shell (sshd runs it with `-c`). The environment is emptied (`env -i`): no exported
 /// functions, `PROMPT_COMMAND`, `BASH_ENV`, `ENV` or `PS0`-`PS4` from rc files; bash reads no
@@ -38,7 +47,7 @@ pub fn command(pty: bool, prompts: Option<&super::Prompts>) -> String {
          case \"${{LANG:-C.UTF-8}}\" in *[!A-Za-z0-9_.@-]*) LANG=C.UTF-8;; C|POSIX|*.[Uu][Tt][Ff]-8|*.[Uu][Tt][Ff]8|*.[Uu][Tt][Ff]-8@*|*.[Uu][Tt][Ff]8@*) ;; \
          *) LANG=C.UTF-8;; esac; \
          exec env -i HOME=\"$HOME\" USER=\"$USER\" LOGNAME=\"$LOGNAME\" SHELL=\"$SHELL\" \
-         TERM=\"${{TERM:-dumb}}\" LANG=\"${{LANG:-C.UTF-8}}\" PATH={PATH} \
+         TERM=\"${{TERM:-dumb}}\" LANG=\"${{LANG:-C.UTF-8}}\" PATH={PATH} {QUIET_PROGRAMS} \
          PS1='{ps1}\\u@\\h:\\w\\$ ' PS2='{ps2}' \
          bash --noprofile --norc {long}+H +o history +O expand_aliases {short}; \
          else echo 'proctor: this target has no bash; a judged shell needs one' >&2; exit 127; fi"
