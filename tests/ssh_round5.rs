@@ -197,7 +197,13 @@ fn long_repository(dir: &Path) {
     std::fs::create_dir_all(dir).expect("repo dir");
     git(&["init", "-q", "."]);
     for i in 0..80 {
-        git(&["commit", "-q", "--allow-empty", "-m", &format!("commit-{i}")]);
+        git(&[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            &format!("commit-{i}"),
+        ]);
     }
 }
 

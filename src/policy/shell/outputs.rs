@@ -93,7 +93,9 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
         "gzip" | "xz" | "lzma" | "bzip2" | "zstd" | "lzip" | "lz4" | "brotli"
             if args.iter().any(|a| {
                 matches!(a.text.as_str(), "-d" | "--decompress" | "--uncompress")
-                    || (a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('d'))
+                    || (a.text.starts_with('-')
+                        && !a.text.starts_with("--")
+                        && a.text.contains('d'))
             }) =>
         {
             decompressed(args)

@@ -252,6 +252,8 @@ mod tests {
             "env --unset=PAGER git log",
             "env -i git log",
             "LESSSECURE= git log",
+            "exec -c git log",
+            "exec -lc git log",
         ] {
             assert!(hidden(line), "{line}");
         }
@@ -267,6 +269,7 @@ mod tests {
             "x+=1",
             "unset x y",
             "unset -f PATH",
+            "exec -a name git log",
         ] {
             assert!(
                 !hidden(line),

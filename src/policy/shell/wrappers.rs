@@ -245,7 +245,21 @@ pub fn unwrap(program: &str, args: &[Word]) -> Option<Unwrapped> {
                 u.runs.push(inner);
             }
         }
-        "exec" => simple(args, "a", NONE, NONE, &mut u),
+        "exec" => {
+            simple(args, "a", NONE, NONE, &mut u);
+            // `exec -c` clears the environment, a judged shell's quiet pagers and editors
+            // included (`exec -c git log` starts a `less` that runs commands).
+            let cleared = args
+                .iter()
+                .take_while(|a| a.text.starts_with('-') && a.text != "--")
+                .any(|a| a.text.contains('c'));
+            if cleared {
+                u.hidden = Some(
+                    "exec -c clears the environment, quiet pager and editor settings included"
+                        .into(),
+                );
+            }
+        }
         "command" => {
             let p = parse(
                 args,
