@@ -85,16 +85,14 @@ pub(super) fn assigns_by_name(program: &str, args: &[Word]) -> Option<String> {
     if program == "printf" {
         // `printf -v NAME` or `printf -vNAME`, before the format; the rest is data.
         let mut it = args.iter().take_while(|a| a.text != "--");
-        while let Some(a) = it.next() {
-            let name = match a.text.strip_prefix("-v") {
-                Some("") => it.next()?,
-                Some(_) => a,
-                None => return None,
-            };
-            let text = name.text.strip_prefix("-v").unwrap_or(&name.text);
-            return named(program, name, text.split('[').next().unwrap_or(text));
-        }
-        return None;
+        let a = it.next()?;
+        let name = match a.text.strip_prefix("-v") {
+            Some("") => it.next()?,
+            Some(_) => a,
+            None => return None,
+        };
+        let text = name.text.strip_prefix("-v").unwrap_or(&name.text);
+        return named(program, name, text.split('[').next().unwrap_or(text));
     }
     if program == "getopts" {
         // `getopts OPTSTRING NAME [ARGS]`: only the second word is a name.

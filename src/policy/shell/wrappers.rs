@@ -212,7 +212,7 @@ pub fn unwrap(program: &str, args: &[Word]) -> Option<Unwrapped> {
             if let Some(h) = p
                 .values(&["u", "unset"])
                 .iter()
-                .find_map(|n| super::variables::removed_by_env(n))
+                .find_map(super::variables::removed_by_env)
             {
                 u.hidden = Some(h);
             }
