@@ -249,6 +249,9 @@ pub const RISKY_VARIABLES: &[&str] = &[
     "MANOPT",
     "BROWSER",
     "FCEDIT",
+    // `BASH_CMDS[ls]=/tmp/x` is `hash -p /tmp/x ls`.
+    "BASH_CMDS",
+    "BASH_ALIASES",
 ];
 
 /// Programs that run commands later or inside a terminal of their own, where proctor does

@@ -46,6 +46,18 @@ fn risky_name(name: &str) -> bool {
 pub(super) fn risky_assignment(words: &[Word]) -> Option<String> {
     words.iter().find_map(|w| {
         let name = assigned_name(&w.text)?;
+        // `a[i]=…`: an indexed array's subscript is arithmetic, which evaluates the value of a
+        // variable named in it as code (`x='y[$(rm -r /v)]'; a[x]=1` runs the rm). Only a
+        // number is read.
+        let head = &w.text[..w.text.find('=').unwrap_or(0)];
+        if let Some((_, sub)) = head.trim_end_matches('+').split_once('[') {
+            let sub = sub.trim_end_matches(']');
+            if w.expands || sub.is_empty() || !sub.bytes().all(|b| b.is_ascii_digit()) {
+                return Some(format!(
+                    "assigns to an element of {name} whose subscript is evaluated as arithmetic"
+                ));
+            }
+        }
         if locale::CHARSET_VARIABLES.contains(&name) && name != "LOCPATH" {
             let value = w.text.split_once('=').map_or("", |(_, v)| v);
             let plain = w.is_literal() && !w.text.contains("+=") && locale::reads_as_proctor(value);
@@ -251,6 +263,10 @@ mod tests {
             "env -i git log",
             "LESSSECURE= git log",
             "exec -c git log",
+            "a[x]=1",
+            "a[$x]=1",
+            "a[1+x]+=1",
+            "BASH_CMDS[ls]=/tmp/evil",
             "exec -lc git log",
         ] {
             assert!(hidden(line), "{line}");
@@ -268,6 +284,8 @@ mod tests {
             "unset x y",
             "unset -f PATH",
             "exec -a name git log",
+            "a[0]=1",
+            "a[12]+=x",
         ] {
             assert!(
                 !hidden(line),
