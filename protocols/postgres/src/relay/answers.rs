@@ -12,7 +12,7 @@ use super::*;
 use crate::results::{Columns, CopyAcc, ResultAcc};
 use crate::wire::{ErrorFields, Reader, lossy, put_ready, typed_frame_len};
 
-impl Relay {
+impl Core {
     // ----- ordering of answers -----
 
     pub(super) fn expect_reply(&mut self, e: Expect) {
@@ -47,7 +47,7 @@ impl Relay {
 
     // ----- target side -----
 
-    pub(super) async fn process_target(&mut self) -> Result<(), End> {
+    pub(super) fn process_target(&mut self) -> Result<(), End> {
         let mut tin = std::mem::take(&mut self.tin);
         let mut off = 0;
         let result = loop {
@@ -64,7 +64,8 @@ impl Relay {
         tin.advance(off);
         self.tin = tin;
         result?;
-        self.flush_events().await
+        self.flush_events();
+        Ok(())
     }
 
     pub(super) fn on_target_frame(&mut self, frame: &[u8]) -> Result<(), End> {
