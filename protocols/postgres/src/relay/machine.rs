@@ -417,6 +417,11 @@ impl Core {
         &mut self.tout
     }
 
+    /// How many bytes wait to go to the target.
+    pub fn target_pending(&self) -> usize {
+        self.tout.len()
+    }
+
     pub fn client_in(&mut self) -> &mut BytesMut {
         &mut self.cin
     }
@@ -428,13 +433,6 @@ impl Core {
     /// Durability tickets given and not yet acked.
     pub fn unacked(&self) -> usize {
         self.release.pending()
-    }
-
-    /// The names model, for the property test's check that it changes only on the server's
-    /// word.
-    #[cfg(feature = "fuzzing")]
-    pub(crate) fn names(&self) -> &names::Names {
-        &self.names
     }
 
     // ----- internals -----
@@ -547,5 +545,24 @@ fn gate_error(f: GateFailure) -> End {
     match f.error {
         GateError::Recorder(m) => End::Recorder(m),
         GateError::Closed(m) => End::Killed(m),
+    }
+}
+
+/// The names model as the property test sees it: the text of what the core takes a name to
+/// hold, only where it is sure.
+#[cfg(feature = "fuzzing")]
+impl Core {
+    pub(crate) fn known_statement(&self, name: &str) -> Option<String> {
+        match self.names.statement(name) {
+            names::Lookup::Known(p) => Some(p.judged.text.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn known_portal(&self, name: &str) -> Option<Option<String>> {
+        match self.names.portal(name) {
+            names::Lookup::Known(p) => Some(p.judged.as_ref().map(|j| j.text.clone())),
+            _ => None,
+        }
     }
 }
