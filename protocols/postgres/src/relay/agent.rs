@@ -96,7 +96,7 @@ impl Core {
             b'E' => frontend::execute(frame)
                 .is_ok_and(|e| matches!(self.names.portal(&e.portal), Lookup::Wait)),
             // An earlier statement may start a COPY FROM STDIN, in which the server would not
-            // take the call as a call (see `Relay::function_call`); once one has, nothing is
+            // take the call as a call (see `Core::function_call`); once one has, nothing is
             // left to wait for.
             b'F' => !self.copy_in && self.earlier_block_unanswered(),
             _ => false,
