@@ -9,7 +9,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -17,8 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::approvals::Approver;
-use crate::ops::{self, Filter};
-use crate::session::Core;
+use crate::ops::Filter;
+use crate::service::{Actor, Service};
 
 pub fn socket_path(data: &Path) -> PathBuf {
     data.join("control.sock")
@@ -141,102 +140,28 @@ fn user_name(uid: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
-/// The socket's caller as another cluster node will name it.
-fn issuer(a: &Approver) -> crate::cluster::commands::Issuer {
-    crate::cluster::commands::Issuer {
-        identity: a.identity().to_string(),
-        label: a.label().map(str::to_string),
+/// Answers with `r`'s value, or its error as text (the CLI prints it).
+fn answer<T: Serialize, E: std::fmt::Display>(r: Result<T, E>) -> Response {
+    match r.map(|v| serde_json::to_value(v)) {
+        Ok(Ok(v)) => Response::ok(v),
+        Ok(Err(e)) => Response::err(format!("the answer could not be encoded: {e}")),
+        Err(e) => Response::err(e),
     }
 }
 
-/// A request from the socket: every field that names who acts is replaced by (or, for a label
-/// the caller typed, put beside) the peer's identity before the request is handled.
-pub async fn handle_local(core: &Arc<Core>, req: Request, who: &LocalUser) -> Response {
-    match req {
-        Request::Approve {
-            id,
-            approver,
-            reason,
-        } => {
-            let a = Approver::os_user(&who.name, Some(&approver));
-            let kind = crate::cluster::commands::Kind::Approve;
-            match crate::cluster::api::decide(core, kind, &id, &issuer(&a), &reason).await {
-                Ok(Some(v)) => return Response::ok(v),
-                Ok(None) => {}
-                Err(e) => return Response::err(e),
-            }
-            match core.approvals.approve(&id, &a, &reason) {
-                Ok(released) => {
-                    Response::ok(json!({ "released": released, "approver": a.shown() }))
-                }
-                Err(e) => Response::err(e),
-            }
-        }
-        Request::Deny {
-            id,
-            approver,
-            reason,
-        } => {
-            let a = Approver::os_user(&who.name, Some(&approver));
-            let kind = crate::cluster::commands::Kind::Deny;
-            match crate::cluster::api::decide(core, kind, &id, &issuer(&a), &reason).await {
-                Ok(Some(v)) => return Response::ok(v),
-                Ok(None) => {}
-                Err(e) => return Response::err(e),
-            }
-            match core.approvals.deny(&id, &a, &reason) {
-                Ok(()) => Response::ok(json!({ "denied": true, "approver": a.shown() })),
-                Err(e) => Response::err(e),
-            }
-        }
-        Request::Kill { id, reason } => {
-            let me = issuer(&Approver::os_user(&who.name, None));
-            let id = match crate::cluster::api::kill(core, &id, &me, &reason).await {
-                Ok(crate::cluster::api::Routed::Local(id)) => id,
-                Ok(crate::cluster::api::Routed::Done(v)) => return Response::ok(v),
-                Err(e) => return Response::err(e),
-            };
-            let reason = format!("{reason} (killed by {})", who.shown(""));
-            handle(core, Request::Kill { id, reason }).await
-        }
-        Request::Purge { session, by } => {
-            let by = who.shown(&by);
-            handle(core, Request::Purge { session, by }).await
-        }
-        Request::LegalHold {
-            session,
-            reason,
-            release,
-            by,
-        } => {
-            let by = who.shown(&by);
-            handle(
-                core,
-                Request::LegalHold {
-                    session,
-                    reason,
-                    release,
-                    by,
-                },
-            )
-            .await
-        }
-        Request::Annotate { id, source, text } => {
-            let source = format!("{}/{source}", who.shown(""));
-            handle(core, Request::Annotate { id, source, text }).await
-        }
-        Request::Journal { topic, text } => {
-            let text = format!("{}: {text}", who.shown(""));
-            handle(core, Request::Journal { topic, text }).await
-        }
-        other => handle(core, other).await,
-    }
-}
-
-/// Handles one request against the running core. In-process callers only (the HTTP API, which
-/// has authenticated its caller and names it in the request); the socket goes through
-/// [`handle_local`].
-pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
+/// Handles one request from the socket. Whoever acts is `who`, the peer the kernel named:
+/// every field of the request that names who acts is replaced by that identity or, for a label
+/// the caller typed, put beside it.
+pub async fn handle(service: &Service, req: Request, who: &LocalUser) -> Response {
+    let core = service.core();
+    let me = Actor::Local {
+        user: who.name.clone(),
+        label: None,
+    };
+    let labelled = |label: String| Actor::Local {
+        user: who.name.clone(),
+        label: Some(label),
+    };
     match req {
         Request::Status => Response::ok(json!({
             "data_dir": core.data_dir(),
@@ -245,59 +170,21 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
             "recorder_failure": core.recorder.failure(),
             "version": env!("CARGO_PKG_VERSION"),
         })),
-        Request::SessionsList { filter } => {
-            core.store.flush_index();
-            let index = core.store.index();
-            match ops::list_sessions(index, &filter) {
-                Ok(v) => Response::ok(json!(v)),
-                Err(e) => Response::err(e),
-            }
-        }
-        Request::SessionsShow { id } => {
-            core.store.flush_index();
-            let index = core.store.index();
-            match ops::find_session(index, &id) {
-                Ok(m) => Response::ok(json!(m)),
-                Err(e) => Response::err(e),
-            }
-        }
-        Request::Live => Response::ok(crate::cluster::api::live(core).await),
-        Request::ApprovalsList => Response::ok(crate::cluster::api::holds(core).await),
+        Request::SessionsList { filter } => answer(service.sessions(filter).await),
+        Request::SessionsShow { id } => answer(service.session(&id).await),
+        Request::Live => answer(service.live(&me).await),
+        Request::ApprovalsList => answer(service.holds(&me).await),
         Request::Approve {
             id,
             approver,
             reason,
-        } => match core
-            .approvals
-            .approve(&id, &Approver::token(&approver), &reason)
-        {
-            Ok(released) => Response::ok(json!({ "released": released })),
-            Err(e) => Response::err(e),
-        },
+        } => answer(service.approve(&labelled(approver), &id, &reason).await),
         Request::Deny {
             id,
             approver,
             reason,
-        } => match core
-            .approvals
-            .deny(&id, &Approver::token(&approver), &reason)
-        {
-            Ok(()) => Response::ok(json!({ "denied": true })),
-            Err(e) => Response::err(e),
-        },
-        Request::Kill { id, reason } => {
-            let live = core.sessions.list();
-            match ops::resolve_prefix(&id, live.iter().map(|s| s.id.as_str())) {
-                Ok(chosen) => {
-                    core.sessions.kill(&chosen, &reason);
-                    Response::ok(json!({ "killed": chosen }))
-                }
-                Err(ops::OpsError::NoSuchSession(_)) => {
-                    Response::err(format!("no live session matches {id:?}"))
-                }
-                Err(e) => Response::err(e),
-            }
-        }
+        } => answer(service.deny(&labelled(approver), &id, &reason).await),
+        Request::Kill { id, reason } => answer(service.kill(&me, &id, &reason).await),
         Request::Archive { older_than, to } => {
             let older = match older_than
                 .as_deref()
@@ -307,37 +194,30 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
                 Ok(d) => d,
                 Err(e) => return Response::err(e),
             };
-            match crate::retention::archive(&core.store, older, &to, core.config.retention.online)
-                .await
-            {
-                Ok(r) => Response::ok(json!(r)),
-                Err(e) => Response::err(e),
-            }
+            answer(
+                crate::retention::archive(&core.store, older, &to, core.config.retention.online)
+                    .await,
+            )
         }
-        Request::Purge { session, by } => {
-            match crate::retention::purge(
+        Request::Purge { session, by } => answer(
+            crate::retention::purge(
                 &core.store,
                 session.as_deref(),
                 core.config.retention.total,
-                &by,
+                &who.shown(&by),
             )
-            .await
-            {
-                Ok(r) => Response::ok(json!(r)),
-                Err(e) => Response::err(e),
-            }
-        }
+            .await,
+        ),
         Request::LegalHold {
             session,
             reason,
             release,
             by,
-        } => {
-            match crate::retention::legal_hold(&core.store, &session, &reason, release, &by).await {
-                Ok(id) => Response::ok(json!({ "session": id })),
-                Err(e) => Response::err(e),
-            }
-        }
+        } => answer(
+            crate::retention::legal_hold(&core.store, &session, &reason, release, &who.shown(&by))
+                .await
+                .map(|id| json!({ "session": id })),
+        ),
         Request::Journal { topic, text } => {
             // Only audit notes: recovery, policy and reaper notes are proctor's own.
             if topic != "audit" {
@@ -345,39 +225,34 @@ pub async fn handle(core: &Arc<Core>, req: Request) -> Response {
                     "journal topic {topic:?}: only \"audit\" may be written"
                 ));
             }
-            match core.recorder.journal(&topic, &text).await {
-                Ok(()) => Response::ok(json!({ "recorded": true })),
-                Err(e) => Response::err(e),
-            }
-        }
-        Request::Annotate { id, source, text } => match core.sessions.get(&id) {
-            None => Response::err(format!("no live session {id:?}")),
-            Some(s) => {
-                // Annotations bypass the session gate: redact them here.
-                let text = core.redactor().text(&s.id, &text).into_owned();
-                s.add_reasoning(&text);
-                let ev = proctor_gate::Event::Annotation { source, text };
-                match core
-                    .recorder
-                    .record(s.key, crate::clock::now_ns(), &ev)
+            let text = format!("{}: {text}", who.shown(""));
+            answer(
+                core.recorder
+                    .journal(&topic, &text)
                     .await
-                {
-                    Ok(()) => Response::ok(json!({ "recorded": true })),
-                    Err(e) => Response::err(e),
-                }
-            }
-        },
+                    .map(|()| json!({ "recorded": true })),
+            )
+        }
+        Request::Annotate { id, source, text } => {
+            let source = format!("{}/{source}", who.shown(""));
+            answer(
+                service
+                    .annotate(&id, &source, &text)
+                    .await
+                    .map(|()| json!({ "recorded": true })),
+            )
+        }
     }
 }
 
-async fn serve_one(core: Arc<Core>, stream: UnixStream) {
+async fn serve_one(service: Service, stream: UnixStream) {
     // Fail closed: a caller the kernel cannot name does not act.
     let who = stream.peer_cred().map(|c| LocalUser::from_uid(c.uid()));
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     let resp = match lines.next_line().await {
         Ok(Some(line)) => match (serde_json::from_str::<Request>(&line), &who) {
-            (Ok(req), Ok(who)) => handle_local(&core, req, who).await,
+            (Ok(req), Ok(who)) => handle(&service, req, who).await,
             (Ok(_), Err(e)) => Response::err(format!("cannot tell who is calling: {e}")),
             (Err(e), _) => Response::err(format!("bad request: {e}")),
         },
@@ -391,7 +266,7 @@ async fn serve_one(core: Arc<Core>, stream: UnixStream) {
 
 /// Binds the socket (replacing a stale one) with owner-only permissions and serves it.
 pub async fn serve(
-    core: Arc<Core>,
+    service: Service,
     path: PathBuf,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -401,10 +276,10 @@ pub async fn serve(
     loop {
         tokio::select! {
             a = listener.accept() => match a {
-                Ok((s, _)) => { tokio::spawn(serve_one(core.clone(), s)); }
+                Ok((s, _)) => { tokio::spawn(serve_one(service.clone(), s)); }
                 Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
             },
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
     }
     let _ = std::fs::remove_file(&path);

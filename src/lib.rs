@@ -26,5 +26,7 @@ pub mod redact;
 pub mod replay;
 pub mod retention;
 pub mod serve;
+pub mod service;
 pub mod session;
+pub mod shutdown;
 pub mod webhooks;

@@ -9,8 +9,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::serve::Started;
-use crate::session::Core;
 
 /// The agent-facing TLS configuration and, when the certificate allows it, the
 /// `tls-server-end-point` binding data for SCRAM-SHA-256-PLUS.
@@ -61,13 +59,22 @@ fn postgres_tls(config: &Config) -> Result<Option<PostgresTls>> {
     Ok(Some((Arc::new(tls), binding)))
 }
 
+/// What a started server tells its caller (dev mode prints and writes these).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub postgres: Option<std::net::SocketAddr>,
+    pub ssh: Option<std::net::SocketAddr>,
+    pub api: Option<std::net::SocketAddr>,
+}
+
 pub async fn start(
-    core: &Arc<Core>,
+    service: &crate::service::Service,
     core_authority: Arc<crate::session::CoreAuthority>,
     config: &Config,
     shutdown: watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Started> {
+    let core = service.core();
     tasks.push(tokio::spawn(crate::session::unauth::run_summaries(
         core.clone(),
         core_authority.unauth.clone(),
@@ -148,7 +155,7 @@ pub async fn start(
             .await
             .with_context(|| format!("listen.api: cannot listen on {addr}"))?;
         started.api = Some(listener.local_addr()?);
-        let app = crate::api::router(core.clone(), shutdown.clone());
+        let app = crate::api::router(service.clone(), shutdown.clone());
         tasks.push(tokio::spawn(crate::api::serve(
             listener,
             app,

@@ -11,6 +11,19 @@ fn main() {
     // One crypto provider for every TLS config in the process (rustls panics when it must guess).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = proctor::cli::Cli::parse();
+    // A printing command ends quietly when its reader goes away (`proctor sessions list |
+    // head`), as coreutils do, instead of panicking in `println!`. The long-running server
+    // keeps Rust's default (SIGPIPE ignored, EPIPE returned) so a closed pipe or socket of
+    // one peer never ends the process.
+    if !matches!(
+        cli.command,
+        proctor::cli::Command::Serve { .. } | proctor::cli::Command::Dev(_)
+    ) {
+        // SAFETY: called before any thread is spawned; restores the default disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+use proctor_gate::inert::Line;
+
 use crate::export;
 use crate::recorder::index::{Index, SessionMeta};
 use crate::recorder::reader;
@@ -21,8 +23,13 @@ pub enum OpsError {
     NoSuchSession(String),
     /// A prefix shared by several sessions (UUIDv7 ids of sessions started in the same
     /// moment share long prefixes): nothing is chosen for the caller.
-    #[error("{0:?} matches {n} sessions; give more of the id: {list}", n = .1.len(), list = .1.join(", "))]
-    Ambiguous(String, Vec<String>),
+    #[error("{} matches {n} {what}; give more of the id: {list}", Line(.prefix), n = .candidates.len(), list = Candidates(.candidates))]
+    Ambiguous {
+        prefix: String,
+        /// What the ids name ("sessions", "held actions"), for the message.
+        what: &'static str,
+        candidates: Vec<Candidate>,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -83,28 +90,64 @@ pub fn list_sessions(index: &Index, filter: &Filter) -> Result<Vec<SessionMeta>,
 /// Shortest prefix accepted: shorter ones would match too much to be meant.
 pub const MIN_PREFIX: usize = 4;
 
-/// Picks the one id among `ids` that equals `id` or starts with it. Several matches are
-/// refused with every candidate named, never resolved to the first.
-pub fn resolve_prefix<'a>(
-    id: &str,
-    ids: impl IntoIterator<Item = &'a str>,
-) -> Result<String, OpsError> {
-    let id = id.trim();
-    let mut found: Vec<String> = Vec::new();
-    for candidate in ids {
-        if candidate == id {
-            return Ok(candidate.to_string());
-        }
-        if id.len() >= MIN_PREFIX && candidate.starts_with(id) {
-            found.push(candidate.to_string());
+/// One id a prefix could mean, with whose it is, so a person can tell the candidates apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub id: String,
+    pub agent: String,
+}
+
+impl Candidate {
+    pub fn new(id: &str, agent: &str) -> Candidate {
+        Candidate {
+            id: id.to_string(),
+            agent: agent.to_string(),
         }
     }
-    found.sort();
-    found.dedup();
+}
+
+/// The candidates as a person reads them: agent names are agent-controlled text, so inert.
+struct Candidates<'a>(&'a [Candidate]);
+
+impl std::fmt::Display for Candidates<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} (agent {})", Line(&c.id), Line(&c.agent))?;
+        }
+        Ok(())
+    }
+}
+
+/// Picks the one candidate that equals `id` or starts with it. Several matches are refused
+/// with every candidate named, never resolved to the first; `what` names them in the message.
+pub fn resolve_prefix(
+    id: &str,
+    what: &'static str,
+    candidates: impl IntoIterator<Item = Candidate>,
+) -> Result<Candidate, OpsError> {
+    let id = id.trim();
+    let mut found: Vec<Candidate> = Vec::new();
+    for candidate in candidates {
+        if candidate.id == id {
+            return Ok(candidate);
+        }
+        if id.len() >= MIN_PREFIX && candidate.id.starts_with(id) {
+            found.push(candidate);
+        }
+    }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found.dedup_by(|a, b| a.id == b.id);
     match found.len() {
         0 => Err(OpsError::NoSuchSession(id.to_string())),
         1 => Ok(found.remove(0)),
-        _ => Err(OpsError::Ambiguous(id.to_string(), found)),
+        _ => Err(OpsError::Ambiguous {
+            prefix: id.to_string(),
+            what,
+            candidates: found,
+        }),
     }
 }
 
@@ -124,10 +167,14 @@ pub fn find_session(index: &Index, id: &str) -> Result<SessionMeta, OpsError> {
     let all = index
         .all_sessions()
         .map_err(|e| OpsError::Failed(e.to_string()))?;
-    let chosen = resolve_prefix(id, all.iter().map(|m| m.id.as_str()))?;
+    let chosen = resolve_prefix(
+        id,
+        "sessions",
+        all.iter().map(|m| Candidate::new(&m.id, &m.agent)),
+    )?;
     all.into_iter()
-        .find(|m| m.id == chosen)
-        .ok_or(OpsError::NoSuchSession(chosen))
+        .find(|m| m.id == chosen.id)
+        .ok_or(OpsError::NoSuchSession(chosen.id))
 }
 
 /// Records of a session as JSON, from `from_seq`, at most `limit`.
@@ -226,16 +273,26 @@ mod prefix_tests {
     const A: &str = "01930b7e-1111-7000-8000-000000000001";
     const B: &str = "01930b7e-1111-7000-8000-000000000002";
 
+    fn of(ids: &[&str]) -> Vec<Candidate> {
+        ids.iter().map(|id| Candidate::new(id, "agent-x")).collect()
+    }
+
+    fn resolved(id: &str, ids: &[&str]) -> Option<String> {
+        resolve_prefix(id, "sessions", of(ids)).ok().map(|c| c.id)
+    }
+
     #[test]
     fn an_ambiguous_prefix_is_refused_with_every_candidate() {
-        match resolve_prefix("01930b7e", [A, B]) {
-            Err(OpsError::Ambiguous(p, c)) => {
-                assert_eq!(p, "01930b7e");
-                assert_eq!(c, vec![A.to_string(), B.to_string()]);
+        match resolve_prefix("01930b7e", "sessions", of(&[A, B])) {
+            Err(OpsError::Ambiguous {
+                prefix, candidates, ..
+            }) => {
+                assert_eq!(prefix, "01930b7e");
+                assert_eq!(candidates, of(&[A, B]));
             }
             other => panic!("expected ambiguity, got {other:?}"),
         }
-        let text = resolve_prefix("01930b7e", [B, A])
+        let text = resolve_prefix("01930b7e", "sessions", of(&[B, A]))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -243,24 +300,39 @@ mod prefix_tests {
     }
 
     #[test]
+    fn the_candidates_agents_are_shown_inert() {
+        let evil = "agent\u{1b}]52;c;AAAA\u{7}\u{202e}x";
+        let c = vec![Candidate::new(A, evil), Candidate::new(B, "ok")];
+        let text = resolve_prefix("01930b7e", "sessions", c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(text.contains("(agent ok)"), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+    }
+
+    #[test]
     fn a_unique_prefix_or_full_id_resolves() {
         assert_eq!(
-            resolve_prefix("01930b7e-1111-7000-8000-000000000002", [A, B]).ok(),
+            resolved("01930b7e-1111-7000-8000-000000000002", &[A, B]),
             Some(B.to_string())
         );
         assert_eq!(
-            resolve_prefix("01930b7e-1111-7000-8000-0000000000", [A]).ok(),
+            resolved("01930b7e-1111-7000-8000-0000000000", &[A]),
             Some(A.to_string())
         );
         // A full id is never ambiguous, even if it prefixes nothing else.
-        assert_eq!(resolve_prefix(A, [A, B]).ok(), Some(A.to_string()));
+        assert_eq!(resolved(A, &[A, B]), Some(A.to_string()));
         assert!(matches!(
-            resolve_prefix("0193", ["ffff"]),
+            resolve_prefix("0193", "sessions", of(&["ffff"])),
             Err(OpsError::NoSuchSession(_))
         ));
         // Too short to mean anything.
         assert!(matches!(
-            resolve_prefix("019", [A]),
+            resolve_prefix("019", "sessions", of(&[A])),
             Err(OpsError::NoSuchSession(_))
         ));
     }

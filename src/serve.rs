@@ -17,16 +17,11 @@ use crate::credentials::ssh_ca::SshCa;
 use crate::listeners;
 use crate::policy::Policy;
 use crate::recorder::{Store, WriterOptions};
+use crate::service::Service;
 use crate::session::authority::admin_target;
 use crate::session::{Core, CoreAuthority};
 
-/// What a started server tells its caller (dev mode prints and writes these).
-#[derive(Debug, Clone)]
-pub struct Started {
-    pub postgres: Option<std::net::SocketAddr>,
-    pub ssh: Option<std::net::SocketAddr>,
-    pub api: Option<std::net::SocketAddr>,
-}
+pub use crate::listeners::Started;
 
 pub struct Server {
     pub core: Arc<Core>,
@@ -89,9 +84,16 @@ pub async fn start(config: Config) -> Result<Server> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
+    // The one application layer every door calls: the API, the control socket, and the
+    // commands other cluster nodes send.
+    let peers = cluster.as_ref().map(|c| {
+        Arc::new(crate::cluster::peers::ClusterPeers::new(c.clone()))
+            as Arc<dyn crate::service::Peers>
+    });
+    let service = Service::new(core.clone(), peers);
     if let Some(c) = cluster {
         tracing::info!(node = %c.node, "cluster mode: live state and commands on the control plane");
-        tasks.extend(c.spawn(core.clone(), shutdown_rx.clone()));
+        tasks.extend(c.spawn(service.clone(), shutdown_rx.clone()));
         let _ = core.cluster.set(c);
     }
     reap_roles(&core, true).await;
@@ -104,9 +106,9 @@ pub async fn start(config: Config) -> Result<Server> {
         shutdown_rx.clone(),
     )));
     let sock = crate::control::socket_path(&data);
-    let (c, rx) = (core.clone(), shutdown_rx.clone());
+    let (s, rx) = (service.clone(), shutdown_rx.clone());
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = crate::control::serve(c, sock, rx).await {
+        if let Err(e) = crate::control::serve(s, sock, rx).await {
             tracing::error!(error = %e, "control socket failed");
         }
     }));
@@ -120,8 +122,14 @@ pub async fn start(config: Config) -> Result<Server> {
         .map_err(|e| anyhow::anyhow!("[ledger.timestamp]: {e}"))?,
     );
     let unauth = authority.unauth.clone();
-    let started =
-        listeners::start(&core, authority, &config, shutdown_rx.clone(), &mut tasks).await?;
+    let started = listeners::start(
+        &service,
+        authority,
+        &config,
+        shutdown_rx.clone(),
+        &mut tasks,
+    )
+    .await?;
     Ok(Server {
         core,
         started,
@@ -245,7 +253,7 @@ async fn housekeeping(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
             _ = flush.tick() => core.store.flush_index(),
             _ = reap.tick() => reap_roles(&core, false).await,
             _ = retry.tick(), if core.pg_roles.pending() > 0 => retry_revocations(&core).await,
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
     }
 }
@@ -264,7 +272,7 @@ async fn reload_on_sighup(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) 
                 }
                 Err(e) => tracing::error!(error = %e, "policy reload failed; keeping the previous rules"),
             },
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
     }
 }
@@ -300,8 +308,5 @@ pub async fn wait_for_termination() {
     tracing::info!("shutting down");
 }
 
-/// Resolves once `rx` says the server is stopping (the guard `wait_for` returns is not held
-/// across other awaits, which would make the task !Send).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
+/// Kept for callers in modules this layer does not own (the timestamp client).
+pub use crate::shutdown::stopped;

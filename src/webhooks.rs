@@ -272,7 +272,7 @@ async fn intake(
     loop {
         let next = tokio::select! {
             r = rx.recv() => r,
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         };
         let event = match next {
             Ok(e) => e,
@@ -371,7 +371,7 @@ async fn sender(core: Arc<Core>, hook: Arc<Hook>, mut shutdown: watch::Receiver<
         let Some(d) = hook.queue.pop() else {
             tokio::select! {
                 _ = hook.queue.notify.notified() => continue,
-                _ = crate::serve::stopped(&mut shutdown) => break,
+                _ = crate::shutdown::stopped(&mut shutdown) => break,
             }
         };
         tokio::select! {
@@ -380,7 +380,7 @@ async fn sender(core: Arc<Core>, hook: Arc<Hook>, mut shutdown: watch::Receiver<
                 let text = format!("webhook {}: delivery {} ({}) failed: {e}", hook.name, d.id, d.kind);
                 let _ = core.recorder.journal("webhook", &text).await;
             },
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use evidence_support::*;
 use proctor::clock::now_ns;
+use proctor::recorder::frame::JOURNAL_SESSION;
 use proctor::recorder::ledger::{
     self, Entry, Frontier, LEAF_SESSION_ARCHIVED, LEAF_SESSION_PURGED, LEAF_SESSION_SEALED, Leaf,
     TreeHead,
@@ -24,8 +25,12 @@ fn frame_entry(out: &mut Vec<u8>, entry: &[u8]) {
 }
 
 /// Rewrites the ledger as proctor's version 1 wrote it: only sealed, archived and purged
-/// leaves, a signed tree head after each.
+/// leaves, a signed tree head after each. The journal goes too: its store checkpoints (kind 67)
+/// are a later version's records, which a ledger without a format leaf must not sit beside.
 fn downgrade_to_v1(data: &Path) {
+    remove_frames(data, |f| f.session == JOURNAL_SESSION);
+    // The derived index still knows the journal: rebuilt at the next start from the segments.
+    std::fs::remove_dir_all(data.join("index")).expect("remove the index");
     let key = RecorderKey::load(data).expect("key");
     let path = ledger::ledger_path(data);
     let scan = ledger::scan_ledger(&path).expect("scan");

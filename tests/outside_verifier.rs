@@ -115,3 +115,37 @@ fn outside_verifier_agrees_with_proctor_on_damage_outside_the_vectors() {
     assert!(out.status.success(), "disagreements:\n{}", text(&out));
     assert!(text(&out).contains("0 disagreement(s)"), "{}", text(&out));
 }
+
+/// Second round (`damage2.py`): a foreign store's segment spliced in, a session moved under a
+/// new id, a checkpoint by a key enrolled nowhere, a ledger leaf for no session, the journal
+/// duplicated, zero-length and padding-only segments, the ledger deleted or cut to its header,
+/// the named anchoring gap (with and without a saved head), reused and renamed tokens, a
+/// bundle's head older than its token, a bundle without its key, other spellings of a bundle's
+/// session id, an archive manifest listing a file twice. Both verifiers must agree on each,
+/// anchoring summary included.
+#[test]
+fn outside_verifier_agrees_with_proctor_on_second_round_damage() {
+    if !python_ready() {
+        return;
+    }
+    let td = root().join("src/recorder/testdata");
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        &[
+            &verifier("damage2.py"),
+            Path::new(env!("CARGO_BIN_EXE_proctor")),
+            &td.join("stores/untouched"),
+            &td.join("bundles/untouched.bundle"),
+            &td.join("v2/stores/untouched"),
+            &out_dir.path().join("cases"),
+        ],
+        &[
+            "--pubkey",
+            td.join("recorder.pub").to_str().expect("utf-8 path"),
+            "--tsa-cert",
+            td.join("tsa/ca.pem").to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(out.status.success(), "disagreements:\n{}", text(&out));
+    assert!(text(&out).contains("0 disagreement(s)"), "{}", text(&out));
+}

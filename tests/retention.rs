@@ -46,7 +46,13 @@ async fn session(
             &Event::Output {
                 channel: 0,
                 stream: OutputStream::Stdout,
-                data: Bytes::from(format!("{agent} output {i}\n")),
+                // The first is over 1 MiB: stored out of line (FORMAT.md, "External bodies"),
+                // so archives carry a blob and retention must remove it.
+                data: Bytes::from(if i == 0 {
+                    format!("{agent} output {i}\n{}", "x".repeat(1 << 20))
+                } else {
+                    format!("{agent} output {i}\n")
+                }),
             },
         )
         .await
@@ -158,6 +164,13 @@ async fn archive_purge_and_legal_hold() {
         .expect("purge");
     assert_eq!(purge.purged, vec![gone_id.clone()]);
     assert_eq!(frames_of(&data, &gone_key), 0);
+    // Their bodies stored out of line went with their records; others' stayed.
+    let blobs = |k: &SessionKey| proctor::recorder::blobs::session_dir(&data, k).exists();
+    assert!(
+        !blobs(&old_key) && !blobs(&gone_key),
+        "archived and purged blobs removed"
+    );
+    assert!(blobs(&fresh_key), "a session still online keeps its blob");
     // `held` was archived too (its online period ended), but its ledger entry says archived,
     // never purged.
     assert!(report.archived.contains(&held_id));

@@ -2,9 +2,11 @@
 
 import hashlib
 import json
+import re
 import struct
 
 import crypto
+import external
 from chains import STORE_CP_CONTEXT, Chains, unsigned_tail
 from codec import JOURNAL, DecodeError, crc32, decode_leaf, head_from_json, parse_record, read_frames, tree_head_message, uuid_text
 
@@ -24,9 +26,23 @@ def parse_bundle(data):
     return json.loads(manifest_line), frames
 
 
+REQUIRED = ("format", "session", "meta", "public_key_pem", "leaf_data", "leaf_index", "inclusion_proof", "tree_head", "frames", "frames_sha256")
+SESSION_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class Unreadable(Exception):
+    """A manifest without a required field, or whose session is not in the one spelling:
+    no report (exit 2), as FORMAT.md "Bundles" says."""
+
+
 def verify_bundle(path, pinned):
     data = open(path, "rb").read()
     man, frames = parse_bundle(data)
+    missing = [f for f in REQUIRED if f not in man]
+    if missing:
+        raise Unreadable("manifest lacks %s" % ", ".join(missing))
+    if not isinstance(man["session"], str) or not SESSION_TEXT.match(man["session"]):
+        raise Unreadable("session %r is not a UUID in hyphenated lower-case form" % man["session"])
     problems = []
     notes = []
 
@@ -80,6 +96,8 @@ def verify_bundle(path, pinned):
                     c.fail("edited", sc[0], "chain does not stand where the store checkpoint signed it")
                 else:
                     c.signed_through = max(c.signed_through, sc[0])
+
+    external.check_bundle(man, c, records)
 
     # The sealed leaf, the audit path and the tree head.
     head = head_from_json(man["tree_head"])
@@ -222,11 +240,11 @@ def meta_diff(meta, recs, nbytes, man):
         last_ts_ns=last.ts,
         events=len(recs),
         record_bytes=nbytes,
-        statements=sum(1 for r in recs if r.kind == 15),
-        commands=sum(1 for r in recs if r.kind in (9, 10)),
+        statements=sum(1 for r in recs if external.kind_of(r) == 15),
+        commands=sum(1 for r in recs if external.kind_of(r) in (9, 10)),
         holds=sum(1 for v in verdicts if v["verdict"] == "hold"),
         denies=sum(1 for v in verdicts if v["verdict"] == "deny"),
-        alerts=sum(1 for r in recs if r.kind == 21),
+        alerts=sum(1 for r in recs if external.kind_of(r) == 21),
     )
     out = [k for k, v in want.items() if meta.get(k) != v]
     if meta.get("ledger_index") != man.get("leaf_index"):

@@ -27,6 +27,7 @@ class Chain:
         self.recovered = None  # (record, its unsigned_from, own value)
         self.count = 0  # every record of the session in the log, readable frames
         self.last_sc = None  # hash of the previous kind-67 record (journal)
+        self.listings = []  # (journal seq, seq, ts) where a verified store checkpoint lists it
 
     def fail(self, kind, seq, detail):
         if self.finding is None:
@@ -157,7 +158,10 @@ class Chains:
         for sess, seq, h in body["chains"]:
             if sess not in self.present or sess == JOURNAL:
                 continue
-            self.apply_listing(self.get(sess), seq, h, self._pos)
+            t = self.get(sess)
+            self.apply_listing(t, seq, h, self._pos)
+            if t.finding is None:
+                t.listings.append((rec.seq, seq, t.last.ts))
         return True
 
     def apply_listing(self, t, seq, h, pos):

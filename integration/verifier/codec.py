@@ -7,6 +7,8 @@ import hashlib
 import struct
 import zlib
 
+import external
+
 MAX_FRAME = 64 * 1024 * 1024
 MIN_RECORD = 66
 ZERO32 = b"\x00" * 32
@@ -153,6 +155,7 @@ BODIES = {
     65: _signed,
     66: lambda r: {"unsigned_from": r.u64(), "note": r.str()},
     67: _store_checkpoint,
+    68: external.decode_body,
     96: lambda r: {"topic": r.str(), "text": r.str()},
 }
 

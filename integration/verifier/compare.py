@@ -29,6 +29,13 @@ def facts(out):
     for k in ("sessions", "sealed", "open", "tampered", "records", "ledger_leaves", "tree_heads", "segments"):
         if k in rep:
             f[k] = rep[k]
+    an = out.get("anchoring")
+    if an:
+        f["anchoring"] = {
+            "leaves": [an["anchored_leaves"], an["ledger_leaves"], an["sessions_anchored_whole"]],
+            "sources": sorted((s["kind"], s["tree_size"]) for s in an["sources"]),
+            "chains": sorted(json.dumps(g, sort_keys=True) for g in ([an["journal"]] if an["journal"] else []) + an["sessions"]),
+        }
     ts = out.get("timestamps")
     if ts:
         nt = ts.get("not_timestamped")
@@ -50,15 +57,18 @@ def main(argv):
     try:
         a = facts(json.loads(ref.stdout))
     except ValueError:
-        a = {"error": (ref.stdout + ref.stderr)[-400:]}
+        a = {"error": True}  # no report (exit 2 or a crash): the exit status tells which
     try:
         b = facts(json.loads(mine.stdout))
     except ValueError:
-        b = {"error": (mine.stdout + mine.stderr)[-400:]}
+        b = {"error": True}
     a["exit"], b["exit"] = ref.returncode, mine.returncode
     same = a == b
     print("proctor : %s" % json.dumps(a, sort_keys=True))
     print("outside : %s" % json.dumps(b, sort_keys=True))
+    for name, r in (("proctor", ref), ("outside", mine)):
+        if "error" in (a if name == "proctor" else b):
+            print("%s said: %s" % (name, (r.stdout + r.stderr)[-300:].strip()))
     print("AGREE" if same else "DISAGREE")
     return 0 if same else 1
 

@@ -5,6 +5,7 @@ import re
 import struct
 
 import crypto
+import external
 from chains import Chains, unsigned_tail
 from codec import JOURNAL, ZERO32, DecodeError, Reader, crc32, decode_leaf, decode_tree_head, read_frames, tree_head_message, uuid_text
 
@@ -190,8 +191,15 @@ def verify_store(root, pubkey, known_heads=()):
         else:
             rep.add("damaged", None, None, "segment %d offset %d: %s" % (num, off, detail))
     chains.run(records)
+    external.check_store(root, chains, records)
 
     leaves, heads, last_head, n_heads, all_heads = read_ledger(root, rep, pubkey, kid)
+    # FORMAT.md "Versions": records of kinds 66/67 exist only from version 2 on, so a ledger
+    # without its format leaf beside them lost leaves (unless a ledger finding says so already).
+    later = next((r for r in records if r.kind in (66, 67)), None)
+    has_format = any(l["kind"] == 5 and l["final_seq"] >= 2 for l in leaves)
+    if later is not None and not has_format and not any(p["kind"] == "ledger" for p in rep.problems):
+        rep.add("ledger", None, None, "no format leaf, yet %s seq %d is of kind %d" % (uuid_text(later.session), later.seq, later.kind))
     cross_check(chains, leaves, present, records, live)
 
     sessions = [c for s, c in chains.chains.items() if s != JOURNAL and c.count]
@@ -215,8 +223,7 @@ def verify_store(root, pubkey, known_heads=()):
     for c in getattr(chains, "ledger_only", []):
         rep.add(*c)
 
-    for kh in known_heads:
-        check_known_head(kh, leaves, pubkey, kid, rep)
+    chains.good_known_heads = [kh for kh in known_heads if check_known_head(kh, leaves, pubkey, kid, rep)]
 
     report = {
         **counts,
@@ -229,17 +236,20 @@ def verify_store(root, pubkey, known_heads=()):
         "unsigned_tails": tails,
         "notes": rep.notes,
     }
-    return report, leaves, heads, last_head, all_heads
+    return report, leaves, heads, last_head, all_heads, chains
 
 
 def check_known_head(kh, leaves, pubkey, kid, rep):
     if kh["key_id"] != kid or not crypto.verify_strict(pubkey, tree_head_message(kh["size"], kh["root"], kh["ts_ns"]), kh["signature"]):
         rep.add("bad_signature", None, None, "known head: bad signature")
-        return
+        return False
     if len(leaves) < kh["size"]:
         rep.add("rolled_back", None, None, "ledger has %d leaves, the known head %d" % (len(leaves), kh["size"]))
-    elif crypto.root_of([crypto.leaf_hash(l["data"]) for l in leaves[: kh["size"]]]) != kh["root"]:
+        return False
+    if crypto.root_of([crypto.leaf_hash(l["data"]) for l in leaves[: kh["size"]]]) != kh["root"]:
         rep.add("rolled_back", None, None, "the first %d leaves do not have the known head's root" % kh["size"])
+        return False
+    return True
 
 
 def cross_check(chains, leaves, present, records, live):
@@ -299,13 +309,17 @@ def cross_check(chains, leaves, present, records, live):
             if start["agent"] != l["agent"] or start["target"] != l["target"]:
                 c.fail("metadata", 0, "opened leaf fields differ from the session_start")
     for s, c in chains.chains.items():
-        if s == JOURNAL or c.finding is not None:
+        if s == JOURNAL:
             continue
-        if c.sealed and s not in sealed_leaf and not recent(c.last.ts):
+        if c.finding is None and c.sealed and s not in sealed_leaf and not recent(c.last.ts):
             c.fail("not_in_ledger", c.last.seq, "sealed session without a sealed leaf")
         elif fmt_at is not None and s not in opened_leaf and c.records:
+            # One finding per session, the one at the lowest seq (FORMAT.md, "What a verifier
+            # checks"): a session the ledger never opened is named at seq 0 even when its chain
+            # also breaks later (a foreign or renamed session).
             if not (s in sealed_leaf and sealed_leaf[s] < fmt_at) and not recent(c.records[0].ts):
-                c.fail("not_in_ledger", 0, "session without an opened leaf")
+                if c.finding is None or c.finding[1] > 0:
+                    c.finding = ("not_in_ledger", 0, "session without an opened leaf")
     anchors = [l for l in leaves if l["kind"] == 6]
     if anchors:
         j = chains.chains.get(JOURNAL)

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use super::auth::{Principal, Role};
 use super::{ApiError, ApiJson, ApiPath, ApiState};
-use crate::control::{self, Request};
 
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 pub const MAX_SOURCE_BYTES: usize = 128;
@@ -72,17 +71,7 @@ pub async fn create(
     if body.text.len() > MAX_TEXT_BYTES {
         return Err(refuse_oversized(&st, &id, &source, &body.text).await);
     }
-    let resp = control::handle(
-        &st.core,
-        Request::Annotate {
-            id: id.clone(),
-            source: source.clone(),
-            text: body.text,
-        },
-    )
-    .await;
-    if !resp.ok {
-        let e = resp.error.unwrap_or_default();
+    if let Err(e) = st.service.annotate(&id, &source, &body.text).await {
         return Err(if st.core.sessions.get(&id).is_none() {
             ApiError::Conflict(format!(
                 "session {id} ended before the annotation was recorded"

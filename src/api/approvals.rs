@@ -5,41 +5,18 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::auth::{Principal, Role};
 use super::{ApiError, ApiJson, ApiPath, ApiState};
-use crate::approvals::{ApprovalError, Approver, PendingView};
+use crate::approvals::PendingView;
+use crate::service::{Decision, Placed};
 
-impl From<ApprovalError> for ApiError {
-    fn from(e: ApprovalError) -> Self {
-        match e {
-            ApprovalError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            ApprovalError::SelfApproval(_) => ApiError::Forbidden(e.to_string()),
-            ApprovalError::AlreadyApproved { .. } => ApiError::Conflict(e.to_string()),
-            ApprovalError::ReasonRequired => ApiError::BadRequest(e.to_string()),
-        }
-    }
-}
-
-pub async fn list(State(st): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(st): State<ApiState>,
+    p: Principal,
+) -> Result<Json<Vec<Placed<PendingView>>>, ApiError> {
     p.require(&[Role::Approver], "list held actions")?;
-    Ok(Json(crate::cluster::api::holds(&st.core).await))
-}
-
-/// In cluster mode, a hold pending on another node is decided there (`None`: it is local).
-async fn relayed(
-    st: &ApiState,
-    p: &Principal,
-    kind: crate::cluster::commands::Kind,
-    id: &str,
-    reason: &str,
-) -> Result<Option<Value>, ApiError> {
-    let who = crate::cluster::commands::Issuer {
-        identity: p.name.clone(),
-        label: None,
-    };
-    Ok(crate::cluster::api::decide(&st.core, kind, id, &who, reason).await?)
+    Ok(Json(st.service.holds(&p.actor()).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,45 +26,31 @@ pub struct DecisionBody {
     pub reason: String,
 }
 
+/// Approves the hold the id or prefix names, on whichever node holds it.
 pub async fn approve(
     State(st): State<ApiState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<DecisionBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Decision>, ApiError> {
     p.require(&[Role::Approver], "approve held actions")?;
-    let kind = crate::cluster::commands::Kind::Approve;
-    if let Some(v) = relayed(&st, &p, kind, &id, body.reason.trim()).await? {
-        return Ok(Json(v));
-    }
-    let released = st
-        .core
-        .approvals
-        .approve(&id, &Approver::token(&p.name), body.reason.trim())?;
-    tracing::info!(approval = %proctor_gate::inert::Line(&id), approver = %p.name, released, "approval given over the API");
-    Ok(Json(
-        json!({ "id": id, "approver": p.name, "released": released }),
-    ))
+    let d = st
+        .service
+        .approve(&p.actor(), &id, body.reason.trim())
+        .await?;
+    Ok(Json(d))
 }
 
+/// Denies the hold the id or prefix names, on whichever node holds it.
 pub async fn deny(
     State(st): State<ApiState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<DecisionBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Decision>, ApiError> {
     p.require(&[Role::Approver], "deny held actions")?;
-    let kind = crate::cluster::commands::Kind::Deny;
-    if let Some(v) = relayed(&st, &p, kind, &id, body.reason.trim()).await? {
-        return Ok(Json(v));
-    }
-    st.core
-        .approvals
-        .deny(&id, &Approver::token(&p.name), body.reason.trim())?;
-    tracing::info!(approval = %proctor_gate::inert::Line(&id), approver = %p.name, "held action denied over the API");
-    Ok(Json(
-        json!({ "id": id, "approver": p.name, "denied": true }),
-    ))
+    let d = st.service.deny(&p.actor(), &id, body.reason.trim()).await?;
+    Ok(Json(d))
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,11 +76,7 @@ pub async fn reveal(
             "key: the auditor public key in hex".into(),
         ));
     }
-    let hold = st
-        .core
-        .approvals
-        .get(&id)
-        .ok_or_else(|| ApiError::from(ApprovalError::NotFound(id.clone())))?;
+    let hold = st.service.hold(&p.actor(), &id)?;
     let note = crate::approval_queue::reveal_note(&format!("approver {:?}", p.name), &hold, key);
     st.core
         .recorder

@@ -4,42 +4,13 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, ApiState};
 use crate::config::ApiToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Operator,
-    Approver,
-    Auditor,
-    Agent,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "operator" => Some(Role::Operator),
-            "approver" => Some(Role::Approver),
-            "auditor" => Some(Role::Auditor),
-            "agent" => Some(Role::Agent),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Approver => "approver",
-            Role::Auditor => "auditor",
-            Role::Agent => "agent",
-        }
-    }
-}
+pub use crate::service::Role;
 
 /// The caller, as named by its token's config entry.
 #[derive(Debug, Clone)]
@@ -51,6 +22,14 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The caller as the service layer knows it.
+    pub fn actor(&self) -> crate::service::Actor {
+        crate::service::Actor::Token {
+            name: self.name.clone(),
+            role: self.role,
+        }
+    }
+
     /// 403 unless the caller has one of `roles`; `what` completes "may not ...".
     pub fn require(&self, roles: &[Role], what: &str) -> Result<(), ApiError> {
         if roles.contains(&self.role) {

@@ -59,7 +59,7 @@ pub async fn stream(
             loop {
                 let next = tokio::select! {
                     r = rx.recv() => r,
-                    _ = crate::serve::stopped(&mut shutdown) => return None,
+                    _ = crate::shutdown::stopped(&mut shutdown) => return None,
                 };
                 match next {
                     Ok(e) if visible(&st, &p, &e) => {

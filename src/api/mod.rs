@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::ops::OpsError;
+use crate::service::{Service, ServiceError};
 use crate::session::Core;
 
 pub use auth::{Principal, Role, Tokens};
@@ -47,6 +48,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct ApiState {
     pub core: Arc<Core>,
+    /// What the handlers ask of the running proctor (they translate HTTP to it and back).
+    pub service: Service,
     pub tokens: Arc<Tokens>,
     /// Ends long-lived responses (the event stream) when proctor stops.
     pub shutdown: watch::Receiver<bool>,
@@ -108,8 +111,26 @@ impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> Self {
         match e {
             OpsError::NoSuchSession(_) => ApiError::NotFound(e.to_string()),
-            OpsError::Ambiguous(..) | OpsError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            OpsError::Ambiguous { .. } | OpsError::Invalid(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
             OpsError::Failed(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let message = e.to_string();
+        match e {
+            ServiceError::NotFound(_) => ApiError::NotFound(message),
+            ServiceError::Ambiguous { .. } | ServiceError::BadRequest(_) => {
+                ApiError::BadRequest(message)
+            }
+            ServiceError::Forbidden(_) => ApiError::Forbidden(message),
+            ServiceError::Conflict(_) => ApiError::Conflict(message),
+            ServiceError::Unavailable(_) => ApiError::Unavailable(message),
+            ServiceError::Failed(_) => ApiError::Internal(message),
         }
     }
 }
@@ -299,10 +320,12 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// The API router with its state; a web console may merge its own routes beside it.
-pub fn router(core: Arc<Core>, shutdown: watch::Receiver<bool>) -> Router {
+pub fn router(service: Service, shutdown: watch::Receiver<bool>) -> Router {
+    let core = service.core().clone();
     let tokens = Arc::new(Tokens::from_config(&core.config.api.tokens));
     let state = ApiState {
         core,
+        service,
         tokens,
         shutdown,
     };

@@ -58,7 +58,7 @@ pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Rece
     let mut refused_logged = std::collections::HashSet::new();
     loop {
         tokio::select! {
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let permit = match limiter.try_acquire(peer.ip()) {
@@ -89,7 +89,7 @@ pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Rece
                                     tracing::debug!(%peer, error = %e, "HTTP API connection ended");
                                 }
                             }
-                            _ = crate::serve::stopped(&mut stop) => {
+                            _ = crate::shutdown::stopped(&mut stop) => {
                                 conn.as_mut().graceful_shutdown();
                                 let _ = tokio::time::timeout(DRAIN, conn).await;
                             }

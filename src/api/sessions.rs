@@ -1,26 +1,19 @@
 //! Sessions: search, one session's record and its events (auditor); live sessions and kill
 //! (operator).
 
-use std::ops::ControlFlow;
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use proctor_gate::Event;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{Principal, Role, audit};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiState, blocking};
-use crate::control::{self, Request};
-use crate::ops::{self, Filter};
-use crate::recorder::codec::Body;
-use crate::recorder::index::text_filter::{TextFilter, TrigramSet};
-use crate::recorder::index::{Index, SessionMeta};
-use crate::recorder::reader;
+use crate::ops;
+use crate::recorder::index::SessionMeta;
+use crate::service::{Filter, Killed, Placed};
+use crate::session::registry::LiveView;
 
 pub const DEFAULT_LIST_LIMIT: usize = 500;
 pub const MAX_LIST_LIMIT: usize = 10_000;
@@ -32,11 +25,12 @@ pub const MAX_EVENTS_LIMIT: usize = 5_000;
 /// matches it reports per session. When a bound stops it early the response says so in the
 /// `X-Proctor-Search-Incomplete` header (how many candidate sessions were left unread).
 pub const MAX_QUERY_CHARS: usize = 256;
-pub const TEXT_SCAN_SESSIONS: usize = 2_000;
-pub const TEXT_SCAN_BYTES: u64 = 512 * 1024 * 1024;
-pub const TEXT_SCAN_TIME: Duration = Duration::from_secs(10);
-pub const MATCHES_PER_SESSION: usize = 5;
 pub const SEARCH_INCOMPLETE_HEADER: &str = "x-proctor-search-incomplete";
+
+pub use crate::service::{
+    MATCHES_PER_SESSION, TEXT_SCAN_BYTES, TEXT_SCAN_SESSIONS, TEXT_SCAN_TIME, TextSearch,
+    search_text,
+};
 
 /// The CLI's `sessions list` filters. Unknown parameters are refused: a misspelt filter must
 /// not silently widen a search into "everything".
@@ -95,13 +89,7 @@ impl ListQuery {
 
 /// Finds a session by full id or unique prefix (as the CLI does).
 pub async fn find(state: &ApiState, id: String) -> Result<SessionMeta, ApiError> {
-    let core = state.core.clone();
-    blocking(move || {
-        core.store.flush_index();
-        let index = core.store.index();
-        Ok(ops::find_session(index, &id)?)
-    })
-    .await
+    Ok(state.service.session(&id).await?)
 }
 
 pub async fn list(
@@ -113,13 +101,7 @@ pub async fn list(
     let text = q.q.take().map(|t| t.trim().to_string());
     let mut filter = q.into_filter()?;
     let Some(text) = text.filter(|t| !t.is_empty()) else {
-        let core = st.core.clone();
-        let found = blocking(move || {
-            core.store.flush_index();
-            let index = core.store.index();
-            Ok(ops::list_sessions(index, &filter)?)
-        })
-        .await?;
+        let found = st.service.sessions(filter).await?;
         return Ok(Json(found).into_response());
     };
     if text.chars().count() > MAX_QUERY_CHARS {
@@ -134,7 +116,7 @@ pub async fn list(
     let search = super::search_lane::run(move || {
         core.store.flush_index();
         let index = core.store.index();
-        let candidates = ops::list_sessions(index, &filter)?;
+        let candidates = crate::service::list_sessions(index, &filter)?;
         let search = search_text(index, &data, candidates, &needle, wanted);
         // The answer is built here too, at the search's priority: it can be large.
         let body = serde_json::to_vec(&search.found)
@@ -174,107 +156,6 @@ pub async fn list(
             .insert(SEARCH_INCOMPLETE_HEADER, HeaderValue::from(search.unread));
     }
     Ok(resp)
-}
-
-pub struct TextSearch {
-    /// Each matching session's record with `matches`: `[{seq, kind, ts_ns, text}]`.
-    pub found: Vec<Value>,
-    /// Candidate sessions whose recordings were read.
-    pub scanned: usize,
-    /// Candidate sessions left unread because a bound was reached (0: the search was complete).
-    pub unread: usize,
-}
-
-/// Searches the statements, exec commands and command lines of `candidates` (newest first)
-/// for `needle`, case-insensitively, within the `TEXT_SCAN_*` bounds, until `wanted` sessions
-/// matched. Sealed sessions whose text filter shows they cannot match are not read (nor
-/// counted against the bounds); a sealed session read to its end gets its filter.
-pub fn search_text(
-    index: &Index,
-    data: &Path,
-    candidates: Vec<SessionMeta>,
-    needle: &str,
-    wanted: usize,
-) -> TextSearch {
-    let needle = needle.to_lowercase();
-    let started = Instant::now();
-    let mut bytes = 0u64;
-    let mut out = TextSearch {
-        found: Vec::new(),
-        scanned: 0,
-        unread: 0,
-    };
-    let total = candidates.len();
-    for (i, meta) in candidates.into_iter().enumerate() {
-        if out.found.len() >= wanted {
-            break;
-        }
-        // Sessions with nothing to search, or whose frames are no longer online.
-        if (meta.statements == 0 && meta.commands == 0) || meta.purged || meta.archived.is_some() {
-            continue;
-        }
-        match index.text_filter(&meta) {
-            Ok(Some(filter)) if !filter.may_contain(&needle) => continue,
-            Ok(_) => {}
-            Err(e) => tracing::debug!(session = %meta.id, error = %e, "no text filter"),
-        }
-        if out.scanned >= TEXT_SCAN_SESSIONS
-            || bytes.saturating_add(meta.record_bytes) > TEXT_SCAN_BYTES
-            || started.elapsed() > TEXT_SCAN_TIME
-        {
-            out.unread = total - i;
-            break;
-        }
-        out.scanned += 1;
-        bytes += meta.record_bytes;
-        let mut matches = Vec::new();
-        // Collected only while the read may still reach the end of a sealed session.
-        let mut trigrams = meta.sealed.then(TrigramSet::default);
-        let result = reader::for_each_record(data, &meta, |r| {
-            let Ok(Body::Event(e)) = &r.body else {
-                return ControlFlow::Continue(());
-            };
-            let (kind, text) = match e {
-                Event::Statement(s) => ("statement", s.text.as_str()),
-                Event::Exec { command, .. } => ("exec", command.as_str()),
-                Event::CommandLine { line, .. } => ("command_line", line.as_str()),
-                _ => return ControlFlow::Continue(()),
-            };
-            let lowered = text.to_lowercase();
-            if let Some(set) = &mut trigrams {
-                set.add(&lowered);
-            }
-            if lowered.contains(&needle) {
-                matches.push(json!({
-                    "seq": r.header.seq,
-                    "kind": kind,
-                    "ts_ns": r.header.ts_ns,
-                    "text": text,
-                }));
-                if matches.len() >= MATCHES_PER_SESSION {
-                    trigrams = None;
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        });
-        if let Err(e) = result {
-            tracing::warn!(session = %meta.id, error = %e, "text search could not read a session");
-            continue;
-        }
-        // Read to the end: the filter describes every text the session has.
-        if let Some(set) = trigrams
-            && let Err(e) = index.set_text_filter(&meta, &TextFilter::build(&set))
-        {
-            tracing::debug!(session = %meta.id, error = %e, "text filter not kept");
-        }
-        if !matches.is_empty() {
-            let mut v = json!(meta);
-            v["matches"] = Value::Array(matches);
-            out.found.push(v);
-        }
-    }
-    out
 }
 
 pub async fn show(
@@ -334,9 +215,12 @@ pub async fn events(
     ))
 }
 
-pub async fn live(State(st): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn live(
+    State(st): State<ApiState>,
+    p: Principal,
+) -> Result<Json<Vec<Placed<LiveView>>>, ApiError> {
     p.require(&[Role::Operator], "list live sessions")?;
-    Ok(Json(crate::cluster::api::live(&st.core).await))
+    Ok(Json(st.service.live(&p.actor()).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,67 +229,21 @@ pub struct KillBody {
     pub reason: String,
 }
 
+/// Kills the live session the id or prefix names, on whichever node owns it (an ambiguous
+/// prefix is a 400 listing the candidates); the seal's reason names the operator.
 pub async fn kill(
     State(st): State<ApiState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<KillBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Killed>, ApiError> {
     p.require(&[Role::Operator], "kill sessions")?;
     if body.reason.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "a reason is required to kill a session".into(),
         ));
     }
-    // In cluster mode a session on another node is killed there, in the owner's record.
-    let who = crate::cluster::commands::Issuer {
-        identity: p.name.clone(),
-        label: None,
-    };
-    let id = match crate::cluster::api::kill(&st.core, &id, &who, body.reason.trim()).await? {
-        crate::cluster::api::Routed::Local(id) => id,
-        crate::cluster::api::Routed::Done(v) => return Ok(Json(v)),
-    };
-    // The seal's reason names the operator, so the recording says who ended it.
-    let reason = format!("{} (killed by {})", body.reason.trim(), p.name);
-    // Resolved here so an ambiguous prefix is a 400 listing the candidates, not a 404.
-    let live = st.core.sessions.list();
-    let id = match ops::resolve_prefix(&id, live.iter().map(|s| s.id.as_str())) {
-        Ok(full) => full,
-        Err(ops::OpsError::NoSuchSession(_)) => {
-            return Err(ApiError::NotFound(format!(
-                "no live session matches {id:?}"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let resp = control::handle(
-        &st.core,
-        Request::Kill {
-            id,
-            reason: reason.clone(),
-        },
-    )
-    .await;
-    if !resp.ok {
-        return Err(ApiError::NotFound(
-            resp.error.unwrap_or_else(|| "no such live session".into()),
-        ));
-    }
-    let killed = resp
-        .result
-        .get("killed")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    tracing::info!(session = %killed, operator = %p.name, "session killed over the API");
-    let _ = st
-        .core
-        .recorder
-        .journal(
-            "kill",
-            &format!("operator {:?} killed session {killed}: {reason}", p.name),
-        )
-        .await;
-    Ok(Json(json!({ "killed": killed, "reason": reason })))
+    Ok(Json(
+        st.service.kill(&p.actor(), &id, body.reason.trim()).await?,
+    ))
 }

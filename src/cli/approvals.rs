@@ -7,6 +7,7 @@ use super::{RemoteArgs, StoreArgs, is_running};
 use crate::api::client::{ApiClient, segment};
 use crate::approvals::PendingView;
 use crate::control::{self, Request};
+use crate::ops::{self, Candidate};
 use proctor_gate::inert::{line, text};
 
 #[derive(Subcommand)]
@@ -84,6 +85,11 @@ async fn call(store: &StoreArgs, req: Request) -> Result<serde_json::Value> {
     control::call(&data, &req).await.map_err(|e| anyhow!(e))
 }
 
+/// The id a decision names (the full id, where the caller gave a prefix).
+fn decided<'a>(v: &'a serde_json::Value, asked: &'a str) -> &'a str {
+    v.get("id").and_then(|i| i.as_str()).unwrap_or(asked)
+}
+
 /// With --server the approver is the token's name, so `--as` would be a lie in the evidence.
 fn remote_decider(remote: &RemoteArgs, a: &Option<String>) -> Result<Option<ApiClient>> {
     let client = remote.client()?;
@@ -123,11 +129,18 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
         } => {
             let v = pending(&store, &remote).await?;
             let list: Vec<PendingView> = serde_json::from_value(v)?;
-            let Some(mut p) = list.into_iter().find(|p| p.id == id) else {
-                bail!(
+            // A full id or a prefix only one hold has, as `approve` and `deny` take.
+            let candidates = list.iter().map(|p| Candidate::new(&p.id, &p.agent));
+            let chosen = match ops::resolve_prefix(&id, "held actions", candidates) {
+                Ok(c) => c.id,
+                Err(ops::OpsError::NoSuchSession(_)) => bail!(
                     "no pending approval {} (it may have been decided, timed out or cancelled)",
                     line(&id)
-                );
+                ),
+                Err(e) => bail!("{e}"),
+            };
+            let Some(mut p) = list.into_iter().find(|p| p.id == chosen) else {
+                bail!("no pending approval {}", line(&chosen));
             };
             if reveal && let Some(key) = key {
                 p = reveal_sealed(&store, &remote, p, &key).await?;
@@ -166,12 +179,14 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
                     .await?
                 }
             };
+            // The hold's full id, as the service resolved a prefix.
+            let id = decided(&v, &id);
             if v.get("released").and_then(|r| r.as_bool()) == Some(true) {
-                println!("approved {}: the action proceeds", line(&id));
+                println!("approved {}: the action proceeds", line(id));
             } else {
                 println!(
                     "approval of {} recorded; more distinct approvers are needed",
-                    line(&id)
+                    line(id)
                 );
             }
             Ok(0)
@@ -183,13 +198,13 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
             reason,
             approver: a,
         } => {
-            match remote_decider(&remote, &a)? {
+            let v = match remote_decider(&remote, &a)? {
                 Some(c) => {
                     c.post(
                         &format!("/api/approvals/{}/deny", segment(&id)),
                         &serde_json::json!({ "reason": reason }),
                     )
-                    .await?;
+                    .await?
                 }
                 None => {
                     call(
@@ -200,10 +215,10 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<i32> {
                             reason,
                         },
                     )
-                    .await?;
+                    .await?
                 }
-            }
-            println!("denied {}", line(&id));
+            };
+            println!("denied {}", line(decided(&v, &id)));
             Ok(0)
         }
     }

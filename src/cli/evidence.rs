@@ -169,7 +169,10 @@ fn check_known_head(
     data: &std::path::Path,
     pubkey: Option<&std::path::Path>,
     file: &std::path::Path,
-) -> Result<Option<crate::recorder::verify::Problem>> {
+) -> Result<(
+    Option<crate::recorder::verify::Problem>,
+    crate::recorder::ledger::TreeHead,
+)> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let head = crate::export::bundle::parse_known_head(&bytes)
         .map_err(|e| anyhow!("{}: {e}", file.display()))?;
@@ -177,9 +180,8 @@ fn check_known_head(
         Some(p) => signing::load_public_key(p)?,
         None => signing::load_public_key(&signing::public_key_path(data))?,
     };
-    Ok(crate::recorder::consistency::check_known_head(
-        data, &key, &head,
-    )?)
+    let problem = crate::recorder::consistency::check_known_head(data, &key, &head)?;
+    Ok((problem, head))
 }
 
 pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
@@ -243,10 +245,17 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
         Some(s) => Some(find_session(&store, s).await?.id),
     };
     let (mut report, key_source) = ops::verify(&data, full_id.as_deref(), pubkey.as_deref(), live)?;
+    let mut sources = Vec::new();
     if let Some(file) = &known_head {
         // Reported first: a rolled-back ledger explains sessions that are missing from it.
-        if let Some(p) = check_known_head(&data, pubkey.as_deref(), file)? {
-            report.problems.insert(0, p);
+        match check_known_head(&data, pubkey.as_deref(), file)? {
+            (Some(p), _) => report.problems.insert(0, p),
+            (None, head) => sources.push(crate::recorder::verify::AnchorSource {
+                kind: "known_head".into(),
+                tree_size: head.size,
+                tree_head_ts_ns: head.ts_ns,
+                gen_time_ns: None,
+            }),
         }
     }
     let stamps = match &trusted {
@@ -269,6 +278,24 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
             None
         }
     };
+    // What an outside anchor pins (one session alone is read without the journal, whose store
+    // checkpoints carry the anchors of open sessions: no summary then).
+    let anchoring = full_id.is_none().then(|| {
+        if let Some(s) = &stamps {
+            sources.extend(
+                s.tokens
+                    .iter()
+                    .map(|t| crate::recorder::verify::AnchorSource {
+                        kind: "rfc3161".into(),
+                        tree_size: t.tree_size,
+                        tree_head_ts_ns: t.tree_head_ts_ns,
+                        gen_time_ns: Some(t.gen_time_ns),
+                    }),
+            );
+        }
+        let size = sources.iter().map(|s| s.tree_size).max().unwrap_or(0);
+        report.anchors.summarize(size, sources)
+    });
     let code = match report.verdict() {
         crate::recorder::verify::Verdict::Ok => 0,
         crate::recorder::verify::Verdict::UnsignedTail => EXIT_UNSIGNED_TAIL,
@@ -284,11 +311,17 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
         if let Some(s) = &stamps {
             v["timestamps"] = serde_json::to_value(s)?;
         }
+        if let Some(a) = &anchoring {
+            v["anchoring"] = serde_json::to_value(a)?;
+        }
         format!("{}\n", serde_json::to_string_pretty(&v)?)
     } else {
         let mut t = String::new();
         if let Some(s) = &stamps {
             super::timestamps::text(&mut t, s);
+        }
+        if let Some(a) = &anchoring {
+            a.text(&mut t);
         }
         t.push_str(&store_text(&report, &key_source));
         t

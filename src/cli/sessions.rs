@@ -6,7 +6,7 @@ use clap::Subcommand;
 use super::{RemoteArgs, StoreArgs, is_running, ts};
 use crate::api::client::segment;
 use crate::control::{self, Request};
-use crate::ops::{self, Filter};
+use crate::ops::Filter;
 use crate::recorder::index::SessionMeta;
 use proctor_gate::inert::line;
 
@@ -67,7 +67,7 @@ pub async fn query_sessions(store: &StoreArgs, filter: Filter) -> Result<Vec<Ses
     }
     let _lock = crate::recorder::lock_data_dir(&data)?;
     let (index, _) = crate::recorder::recover::index_for_reading(&data)?;
-    Ok(ops::list_sessions(&index, &filter)?)
+    Ok(crate::service::list_sessions(&index, &filter)?)
 }
 
 pub async fn find_session(store: &StoreArgs, id: &str) -> Result<SessionMeta> {
@@ -80,7 +80,7 @@ pub async fn find_session(store: &StoreArgs, id: &str) -> Result<SessionMeta> {
     }
     let _lock = crate::recorder::lock_data_dir(&data)?;
     let (index, _) = crate::recorder::recover::index_for_reading(&data)?;
-    Ok(ops::find_session(&index, id)?)
+    Ok(crate::service::find_session(&index, id)?)
 }
 
 fn parse_time(s: &Option<String>) -> Result<Option<i64>> {

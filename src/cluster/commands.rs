@@ -9,32 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Cluster, ClusterError};
-use crate::approvals::{ApprovalError, Approver};
-use crate::control::{self, Request};
-use crate::session::Core;
+use crate::service::{Actor, Command, Service, ServiceError};
 
 /// How long the node that took the request waits for the owner's answer.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// Commands older than this when claimed are not applied (their issuer stopped waiting).
 pub const STALE_AFTER_SECS: f64 = 30.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Kill,
-    Approve,
-    Deny,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Kill => "kill",
-            Kind::Approve => "approve",
-            Kind::Deny => "deny",
-        }
-    }
-}
 
 /// Who asked: the identity the issuing node authenticated, and the label they typed (if any).
 #[derive(Debug, Clone)]
@@ -64,7 +45,7 @@ impl Cluster {
     pub async fn relay(
         &self,
         node: &str,
-        kind: Kind,
+        kind: Command,
         subject: &str,
         who: &Issuer,
         reason: &str,
@@ -250,12 +231,12 @@ impl Cluster {
     }
 
     /// Applies every command waiting for this node.
-    pub async fn drain(&self, core: &std::sync::Arc<Core>) -> Result<(), ClusterError> {
+    pub async fn drain(&self, service: &Service) -> Result<(), ClusterError> {
         while let Some(c) = self.claim().await? {
             let result = if c.stale {
                 Err(error_json("no_answer", "expired before this node took it"))
             } else {
-                apply(core, &c).await
+                apply(service, &c).await
             };
             if let Err(e) = self.finish(c.id, result).await {
                 tracing::error!(command = c.id, error = %e, "command applied but its result could not be written");
@@ -265,77 +246,42 @@ impl Cluster {
     }
 }
 
-/// Applies one command through the local code paths, naming the issuer and its node.
-async fn apply(core: &std::sync::Arc<Core>, c: &Claimed) -> Result<Value, String> {
-    let who = Approver::relayed(&c.issued_by, c.label.as_deref(), &c.from);
+/// Applies one command through the service, as this node's own request would be, naming the
+/// issuer and its node.
+async fn apply(service: &Service, c: &Claimed) -> Result<Value, String> {
+    let who = Actor::Relayed {
+        identity: c.issued_by.clone(),
+        label: c.label.clone(),
+        node: c.from.clone(),
+    };
     tracing::info!(command = c.id, kind = %c.kind, from = %proctor_gate::inert::Line(&c.from), by = %proctor_gate::inert::Line(&c.issued_by), "applying a command from another node");
-    match c.kind.as_str() {
-        "kill" => {
-            let reason = format!("{} (killed by {})", c.reason, who.shown());
-            let resp = control::handle(
-                core,
-                Request::Kill {
-                    id: c.subject.clone(),
-                    reason: reason.clone(),
-                },
-            )
-            .await;
-            if !resp.ok {
-                return Err(error_json(
-                    "not_found",
-                    &resp.error.unwrap_or_else(|| "no such live session".into()),
-                ));
-            }
-            let killed = resp
-                .result
-                .get("killed")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let _ = core
-                .recorder
-                .journal(
-                    "kill",
-                    &format!(
-                        "operator {:?} on node {:?} killed session {killed}: {reason}",
-                        c.issued_by, c.from
-                    ),
-                )
-                .await;
-            Ok(json!({ "killed": killed, "reason": reason, "node": core_node(core) }))
+    let refused = |e: ServiceError| error_json(e.kind(), &e.to_string());
+    let encoded = |v: Result<Value, serde_json::Error>| {
+        v.map_err(|e| error_json("failed", &format!("the answer could not be encoded: {e}")))
+    };
+    match Command::parse(&c.kind) {
+        Some(Command::Kill) => {
+            let k = service
+                .kill_here(&who, &c.subject, &c.reason)
+                .await
+                .map_err(refused)?;
+            encoded(serde_json::to_value(k))
         }
-        "approve" => match core.approvals.approve(&c.subject, &who, &c.reason) {
-            Ok(released) => Ok(
-                json!({ "id": c.subject, "approver": who.shown(), "released": released, "node": core_node(core) }),
-            ),
-            Err(e) => Err(approval_error(&e)),
-        },
-        "deny" => match core.approvals.deny(&c.subject, &who, &c.reason) {
-            Ok(()) => Ok(
-                json!({ "id": c.subject, "approver": who.shown(), "denied": true, "node": core_node(core) }),
-            ),
-            Err(e) => Err(approval_error(&e)),
-        },
-        other => Err(error_json(
+        Some(Command::Approve) => {
+            let d = service
+                .approve_here(&who, &c.subject, &c.reason)
+                .map_err(refused)?;
+            encoded(serde_json::to_value(d))
+        }
+        Some(Command::Deny) => {
+            let d = service
+                .deny_here(&who, &c.subject, &c.reason)
+                .map_err(refused)?;
+            encoded(serde_json::to_value(d))
+        }
+        None => Err(error_json(
             "bad_request",
-            &format!("unknown command kind {other:?}"),
+            &format!("unknown command kind {:?}", c.kind),
         )),
     }
-}
-
-fn core_node(core: &Core) -> String {
-    core.cluster
-        .get()
-        .map(|c| c.node.clone())
-        .unwrap_or_default()
-}
-
-fn approval_error(e: &ApprovalError) -> String {
-    let kind = match e {
-        ApprovalError::NotFound(_) => "not_found",
-        ApprovalError::SelfApproval(_) => "forbidden",
-        ApprovalError::AlreadyApproved { .. } => "conflict",
-        ApprovalError::ReasonRequired => "bad_request",
-    };
-    error_json(kind, &e.to_string())
 }

@@ -8,9 +8,9 @@ use tokio::sync::{Notify, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::Cluster;
-use crate::session::Core;
+use crate::service::Service;
 
-pub async fn run(cluster: Arc<Cluster>, core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(cluster: Arc<Cluster>, service: Service, mut shutdown: watch::Receiver<bool>) {
     let wake = Arc::new(Notify::new());
     let listen = cluster
         .config
@@ -22,9 +22,9 @@ pub async fn run(cluster: Arc<Cluster>, core: Arc<Core>, mut shutdown: watch::Re
         tokio::select! {
             _ = tick.tick() => {}
             _ = wake.notified() => {}
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
-        if let Err(e) = cluster.drain(&core).await {
+        if let Err(e) = cluster.drain(&service).await {
             tracing::debug!(error = %e, "cannot take commands from the control plane");
         }
     }

@@ -7,11 +7,11 @@
 //! This slice holds live state and commands only: recordings, the index and the ledger stay
 //! in each node's own store.
 
-pub mod api;
 pub mod commands;
 pub mod config;
 mod db;
 mod listener;
+pub mod peers;
 pub mod registry;
 pub mod schema;
 
@@ -22,8 +22,6 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub use config::ClusterConfig;
-
-use crate::session::Core;
 
 #[derive(Debug, Error)]
 pub enum ClusterError {
@@ -44,6 +42,13 @@ pub enum ClusterError {
     Refused { kind: String, message: String },
     #[error("{0}")]
     NoAnswer(String),
+}
+
+#[async_trait::async_trait]
+impl crate::session::core::ClusterAdmission for Cluster {
+    async fn admit(&self) -> Result<(), String> {
+        Cluster::admit(self).await.map_err(|e| e.to_string())
+    }
 }
 
 /// One node's handle on the control plane.
@@ -112,18 +117,19 @@ impl Cluster {
     }
 
     /// Starts the registry publisher and the command listener.
+    /// Commands from other nodes are applied through `service`, as this node's own are.
     pub fn spawn(
         self: &Arc<Self>,
-        core: Arc<Core>,
+        service: crate::service::Service,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
             tokio::spawn(registry::publish_loop(
                 self.clone(),
-                core.clone(),
+                service.core().clone(),
                 shutdown.clone(),
             )),
-            tokio::spawn(listener::run(self.clone(), core, shutdown)),
+            tokio::spawn(listener::run(self.clone(), service, shutdown)),
         ]
     }
 }

@@ -10,15 +10,9 @@ use tokio::sync::watch;
 
 use super::{Cluster, ClusterError};
 use crate::approvals::PendingView;
-use crate::ops;
+use crate::service::{NodeTag, Placed};
 use crate::session::Core;
-
-/// Where a live session or hold lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    Local(String),
-    Remote { node: String, id: String },
-}
+use crate::session::registry::LiveView;
 
 /// A remote row: its node, whether that node still heartbeats, and the view it published.
 struct Row {
@@ -118,120 +112,47 @@ impl Cluster {
             .collect())
     }
 
-    /// Every live session in the cluster, this node's first-hand, each with its node.
-    pub async fn live(&self, core: &Core) -> Result<Vec<Value>, ClusterError> {
-        let remote = self.rows("proctor_live_sessions").await?;
-        let mut out: Vec<Value> = core
-            .sessions
-            .list()
-            .into_iter()
-            .map(|v| self.tag(json!(v), &self.node, &self.advertise, true))
-            .collect();
-        out.extend(
-            remote
-                .into_iter()
-                .map(|r| self.tag(r.view, &r.node, &r.advertise, r.alive)),
-        );
-        out.sort_by_key(|v| {
-            v.get("started_ns")
-                .and_then(Value::as_i64)
-                .unwrap_or_default()
-        });
-        Ok(out)
+    /// This node, as the lists tag what it owns.
+    pub fn here(&self) -> NodeTag {
+        NodeTag {
+            node: self.node.clone(),
+            node_advertise: self.advertise.clone(),
+            node_heartbeating: true,
+        }
     }
 
-    /// Every pending hold in the cluster, in the queue's order, each with its node.
-    pub async fn holds(&self, core: &Core) -> Result<Vec<Value>, ClusterError> {
-        let remote = self.rows("proctor_pending_holds").await?;
-        let mut nodes = std::collections::HashMap::new();
-        let mut all = core.approvals.list();
-        for v in &all {
-            nodes.insert(
-                v.id.clone(),
-                (self.node.clone(), self.advertise.clone(), true),
-            );
-        }
-        for r in remote {
-            if let Ok(v) = serde_json::from_value::<PendingView>(r.view) {
-                nodes.insert(v.id.clone(), (r.node, r.advertise, r.alive));
-                all.push(v);
-            }
-        }
-        crate::approval_queue::order(&mut all);
-        Ok(all
+    /// What the other nodes published in `table`, each with its node; a view this node cannot
+    /// read (from a much older or newer node) is left out.
+    async fn published<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+    ) -> Result<Vec<Placed<T>>, ClusterError> {
+        Ok(self
+            .rows(table)
+            .await?
             .into_iter()
-            .map(|v| {
-                let (node, adv, alive) = nodes.get(&v.id).cloned().unwrap_or_default();
-                self.tag(json!(v), &node, &adv, alive)
+            .filter_map(|r| {
+                let item = serde_json::from_value(r.view).ok()?;
+                Some(Placed::on(
+                    item,
+                    NodeTag {
+                        node: r.node,
+                        node_advertise: r.advertise,
+                        node_heartbeating: r.alive,
+                    },
+                ))
             })
             .collect())
     }
 
-    pub fn tag(&self, mut v: Value, node: &str, advertise: &str, alive: bool) -> Value {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("node".into(), json!(node));
-            o.insert("node_advertise".into(), json!(advertise));
-            o.insert("node_heartbeating".into(), json!(alive));
-        }
-        v
+    /// The live sessions the other nodes published.
+    pub async fn remote_live(&self) -> Result<Vec<Placed<LiveView>>, ClusterError> {
+        self.published("proctor_live_sessions").await
     }
 
-    /// Which node holds the live session `prefix` names, resolved over the whole cluster so a
-    /// prefix is unambiguous across nodes. With the control plane down only this node's
-    /// sessions can be found (killing them stays possible).
-    pub async fn route_session(&self, core: &Core, prefix: &str) -> Result<Owner, ClusterError> {
-        let local: Vec<String> = core.sessions.list().into_iter().map(|s| s.id).collect();
-        let remote = match self.rows("proctor_live_sessions").await {
-            Ok(r) => r,
-            Err(e) => {
-                return match ops::resolve_prefix(prefix, local.iter().map(String::as_str)) {
-                    Ok(id) => Ok(Owner::Local(id)),
-                    Err(_) => Err(e),
-                };
-            }
-        };
-        let remote: Vec<(String, String)> = remote
-            .into_iter()
-            .filter_map(|r| Some((r.view.get("id")?.as_str()?.to_string(), r.node)))
-            .collect();
-        let ids = local
-            .iter()
-            .map(String::as_str)
-            .chain(remote.iter().map(|(id, _)| id.as_str()));
-        match ops::resolve_prefix(prefix, ids) {
-            Ok(id) if local.contains(&id) => Ok(Owner::Local(id)),
-            Ok(id) => {
-                let node = remote
-                    .iter()
-                    .find(|(r, _)| *r == id)
-                    .map(|(_, n)| n.clone())
-                    .unwrap_or_default();
-                Ok(Owner::Remote { node, id })
-            }
-            Err(ops::OpsError::NoSuchSession(_)) => Err(ClusterError::NotFound(format!(
-                "no live session matches {prefix:?} on any node"
-            ))),
-            Err(e) => Err(ClusterError::Ambiguous(e.to_string())),
-        }
-    }
-
-    /// Which node holds the pending hold `id`, when it is not this one.
-    pub async fn hold_owner(&self, id: &str) -> Result<Option<String>, ClusterError> {
-        let id = id.to_string();
-        let node = self.node.clone();
-        let row = self
-            .db
-            .run(move |c| {
-                Box::pin(async move {
-                    c.query_opt(
-                        "SELECT node FROM proctor_pending_holds WHERE hold_id = $1 AND node <> $2",
-                        &[&id, &node],
-                    )
-                    .await
-                })
-            })
-            .await?;
-        Ok(row.and_then(|r| r.try_get(0).ok()))
+    /// The pending holds the other nodes published.
+    pub async fn remote_holds(&self) -> Result<Vec<Placed<PendingView>>, ClusterError> {
+        self.published("proctor_pending_holds").await
     }
 }
 
@@ -256,7 +177,7 @@ pub async fn publish_loop(
             _ = tick.tick() => {}
             _ = bus.recv() => {}
             _ = holds.recv() => {}
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         }
         let sessions: Vec<Value> = core.sessions.list().into_iter().map(|v| json!(v)).collect();
         let pending = core.approvals.list();

@@ -146,6 +146,10 @@ pub struct Manifest {
     /// from older bundles and when none lists it (FORMAT.md, "Bundles").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub store_checkpoints: Vec<String>,
+    /// The bodies the frames store out of line, each once; absent when none is (FORMAT.md,
+    /// "External bodies").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_bodies: Vec<super::bundle_external::ExternalBody>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +201,10 @@ pub fn write(data: &Path, meta: &SessionMeta, out: &mut dyn Write) -> Result<(),
         timestamps: crate::recorder::timestamp::check::for_bundle(data, &head)?,
         store_checkpoints: match parse_session_id(&meta.id) {
             Some(k) => super::store_signatures::collect(data, meta, k)?,
+            None => Vec::new(),
+        },
+        external_bodies: match parse_session_id(&meta.id) {
+            Some(k) => super::bundle_external::collect(data, &k, &frames)?,
             None => Vec::new(),
         },
     };
@@ -307,6 +315,13 @@ fn verify_manifest(
     let Some(session_key) = parse_session_id(&id) else {
         return Err(format!("bundle session id {id:?} is not a UUID"));
     };
+    // One spelling only (FORMAT.md, Bundles): a braced, upper-case or urn: form would make the
+    // report name the session as the manifest spells it, not as the records do.
+    if index::session_id_string(&session_key) != id {
+        return Err(format!(
+            "bundle session id {id:?} is not in the hyphenated lower-case form"
+        ));
+    }
     let leaf_data = hex::decode(&manifest.leaf_data).map_err(|e| format!("leaf_data: {e}"))?;
     let leaf = Leaf::decode(&leaf_data);
     let (store_signed, store_problems) =
@@ -317,7 +332,7 @@ fn verify_manifest(
     let (chain, mut chain_problem) = super::bundle_frames::check_frames(
         frames,
         &id,
-        (session_key, &store_signed),
+        (session_key, &store_signed, &manifest.external_bodies),
         &key,
         &key_id,
         &mut report,

@@ -9,14 +9,18 @@ use ed25519_dalek::VerifyingKey;
 use super::bundle::{BundleReport, problem};
 use crate::recorder::frame::FRAME_HEADER_LEN;
 use crate::recorder::segment::{Scanned, Scanner};
-use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, check_record};
+use crate::recorder::verify::{ChainCheck, Problem, ProblemKind, check_record, external};
 
 /// Checks the frames as one chain; returns it and its first problem, if any.
 /// `store_signed`: the chain positions the bundle's store checkpoints sign (seq to hash).
 pub(super) fn check_frames(
     frames: &[u8],
     id: &str,
-    (session_key, store_signed): ([u8; 16], &BTreeMap<u64, [u8; 32]>),
+    (session_key, store_signed, external): (
+        [u8; 16],
+        &BTreeMap<u64, [u8; 32]>,
+        &[super::bundle_external::ExternalBody],
+    ),
     key: &VerifyingKey,
     key_id: &[u8; 32],
     report: &mut BundleReport,
@@ -39,7 +43,17 @@ pub(super) fn check_frames(
                 report.records += 1;
                 if let Some((seq, kind, detail)) = check_record(&mut chain, &record, key, key_id) {
                     first.get_or_insert(problem(id, Some(seq), kind, detail));
-                } else if let Some(hash) = store_signed.get(&record.header.seq)
+                    continue;
+                }
+                // The body a kind-68 record names travels in the manifest.
+                if let Some((kind, detail)) =
+                    external::check(record.header.kind, record.body, |ext| {
+                        super::bundle_external::load(external, ext)
+                    })
+                {
+                    first.get_or_insert(problem(id, Some(record.header.seq), kind, detail));
+                }
+                if let Some(hash) = store_signed.get(&record.header.seq)
                     && let Some((seq, kind, detail)) =
                         chain.signed_by_store(record.header.seq, hash)
                 {

@@ -162,6 +162,14 @@ pub fn record_json(
         "kind": codec::kind_name(header.kind),
         "hash": hex::encode(hash),
     });
+    // A body stored out of line is read back from its blob: the record is shown as the one it
+    // stands for, and says where its body was (FORMAT.md, "External bodies").
+    if header.kind == codec::kind::EXTERNAL
+        && let (Ok(b), Value::Object(dst)) = (body, &mut o)
+    {
+        dst.insert("kind".into(), json!(codec::kind_name(codec::kind_of(b))));
+        dst.insert("stored".into(), json!("external"));
+    }
     let fields = match body {
         Ok(Body::Event(e)) => event_fields(e),
         Ok(Body::Checkpoint(s)) | Ok(Body::Seal(s)) => json!({
@@ -181,6 +189,9 @@ pub fn record_json(
                 "seq": p.seq, "hash": hex::encode(p.hash),
             })).collect::<Vec<_>>(),
             "key_id": hex::encode(c.signed.key_id), "signature": hex::encode(c.signed.signature),
+        }),
+        Ok(Body::External(x)) => json!({
+            "external_kind": codec::kind_name(x.kind), "size": x.size, "sha256": hex::encode(x.sha256),
         }),
         Err(e) => json!({ "decode_error": e.to_string() }),
     };

@@ -3,6 +3,7 @@
 
 pub mod asciicast;
 pub mod bundle;
+pub mod bundle_external;
 mod bundle_frames;
 pub mod json;
 pub mod jsonl;

@@ -61,12 +61,13 @@ pub fn rebuild(data: &Path, index: &Index) -> Result<u64, BaselineError> {
             };
             let h = record.header;
             if !matches!(
-                h.kind,
+                super::blobs::effective_kind(h.kind, record.body),
                 kind::SESSION_START | kind::STATEMENT | kind::EXEC | kind::COMMAND_LINE
             ) {
                 continue;
             }
-            let Ok(Body::Event(event)) = codec::decode_body(h.kind, record.body) else {
+            let body = codec::decode_body(h.kind, record.body);
+            let Ok(Body::Event(event)) = super::blobs::resolve(data, &h.session, body) else {
                 continue;
             };
             if let Event::SessionStart(info) = &event {

@@ -36,6 +36,9 @@ pub enum Body {
     /// The store checkpoint: one signature over the latest position of every chain written
     /// since the previous one (store journal only; see `store_checkpoint`).
     StoreCheckpoint(super::store_checkpoint::StoreCheckpoint),
+    /// A body stored out of line (FORMAT.md, "External bodies"): the record stands for a
+    /// record of `kind` whose body is the blob of `size` bytes with this SHA-256.
+    External(super::blobs::External),
     /// Store-level facts (recovery, auditor access...), only in the store journal chain.
     JournalNote {
         topic: String,
@@ -74,6 +77,7 @@ pub mod kind {
     pub const SEAL: u8 = 65;
     pub const RECOVERED: u8 = 66;
     pub const STORE_CHECKPOINT: u8 = 67;
+    pub const EXTERNAL: u8 = 68;
     pub const JOURNAL_NOTE: u8 = 96;
 }
 
@@ -84,6 +88,7 @@ pub fn kind_of(body: &Body) -> u8 {
         Body::JournalNote { .. } => kind::JOURNAL_NOTE,
         Body::Recovered { .. } => kind::RECOVERED,
         Body::StoreCheckpoint(_) => kind::STORE_CHECKPOINT,
+        Body::External(_) => kind::EXTERNAL,
         Body::Event(e) => event_kind(e),
     }
 }
@@ -154,6 +159,7 @@ pub fn kind_name(code: u8) -> &'static str {
         SEAL => "seal",
         RECOVERED => "recovered",
         STORE_CHECKPOINT => "store_checkpoint",
+        EXTERNAL => "external",
         JOURNAL_NOTE => "journal_note",
         _ => "unknown",
     }
@@ -203,6 +209,7 @@ pub fn encode_body(body: &Body, w: &mut Writer) {
             w.str(note);
         }
         Body::StoreCheckpoint(c) => c.encode(w),
+        Body::External(e) => e.encode(w),
         Body::Event(e) => encode_event_into(e, w),
     }
 }
@@ -444,6 +451,7 @@ pub fn decode_body(kind_code: u8, data: &[u8]) -> Result<Body, DecodeError> {
             unsigned_from: r.u64()?,
             note: r.str()?,
         },
+        EXTERNAL => Body::External(super::blobs::External::decode(&mut r)?),
         STORE_CHECKPOINT => {
             Body::StoreCheckpoint(super::store_checkpoint::StoreCheckpoint::decode(&mut r)?)
         }

@@ -1,5 +1,10 @@
 //! Large records commit on their own, after the small ones queued with them.
 //!
+//! Most large bodies no longer reach the writer at all: a session writes a body of 1 MiB or
+//! more to a blob of its own and queues only a small record naming it (`blobs`). What still
+//! arrives here large is the few kinds kept in the segment (metadata is derived from them, e.g.
+//! a session_start or a verdict of megabytes), and this keeps them from holding up the rest.
+//!
 //! The writer acknowledges a batch with one fdatasync, so a record waits for everything written
 //! in its batch. A record of megabytes (a statement of 16 MiB, a big bound parameter) costs its
 //! write and fdatasync hundreds of milliseconds on a busy disk; in the same batch as other

@@ -3,6 +3,7 @@
 //! The byte layout is specified in `FORMAT.md` beside this file.
 
 pub mod baseline;
+pub mod blobs;
 pub mod codec;
 pub mod consistency;
 pub mod frame;
@@ -145,6 +146,8 @@ pub struct Recorder {
     budget_max: usize,
     failed: watch::Receiver<Option<String>>,
     gauges: Arc<gauges::Gauges>,
+    /// The data directory, where large bodies are written out of line (`blobs`).
+    data: Arc<PathBuf>,
 }
 
 impl Recorder {
@@ -197,6 +200,7 @@ impl Recorder {
         urgency: Urgency,
     ) -> Result<Ticket, RecorderError> {
         let urgent = urgency == Urgency::Now;
+        let (kind, body) = self.out_of_line(session, kind, body).await?;
         let bytes = body.len() + 128;
         let mut ticket = self
             .send_weighted(bytes, |ack, permit| Command::Append {
@@ -213,6 +217,34 @@ impl Recorder {
             ticket.nudge = Some(self.tx.clone());
         }
         Ok(ticket)
+    }
+
+    /// A large body is written to its own blob file and made durable there, on a blocking
+    /// thread, before anything is queued (see `blobs`): the record queued for the chain is
+    /// the small kind-68 record that names it. Other bodies are returned as they are.
+    async fn out_of_line(
+        &self,
+        session: SessionKey,
+        kind: u8,
+        body: Vec<u8>,
+    ) -> Result<(u8, Vec<u8>), RecorderError> {
+        if !blobs::goes_external(&session, kind, body.len()) {
+            return Ok((kind, body));
+        }
+        let data = self.data.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || blobs::store(&data, &session, kind, &body))
+                .await
+                .map_err(|e| RecorderError::Failed(format!("blob writer stopped: {e}")))?;
+        match stored {
+            Ok(reference) => Ok((codec::kind::EXTERNAL, reference)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write a large record body; the action is refused");
+                Err(RecorderError::Failed(format!(
+                    "cannot write a large record body: {e}"
+                )))
+            }
+        }
     }
 
     /// Waits for `bytes` of the writer's memory budget, then queues the command built with the
@@ -248,13 +280,12 @@ impl Recorder {
         events: &[(i64, &Event)],
     ) -> Result<Ticket, RecorderError> {
         self.check()?;
-        let records: Vec<(u8, i64, Vec<u8>)> = events
-            .iter()
-            .map(|(ts, ev)| {
-                let (kind, body) = encode_event(ev);
-                (kind, *ts, body)
-            })
-            .collect();
+        let mut records: Vec<(u8, i64, Vec<u8>)> = Vec::with_capacity(events.len());
+        for (ts, ev) in events {
+            let (kind, body) = encode_event(ev);
+            let (kind, body) = self.out_of_line(session, kind, body).await?;
+            records.push((kind, *ts, body));
+        }
         let bytes: usize = records.iter().map(|(_, _, b)| b.len() + 128).sum();
         self.send_weighted(bytes, |ack, permit| Command::AppendMany {
             session,
@@ -427,6 +458,7 @@ impl Store {
                 large_budget: Arc::new(Semaphore::new(DEFAULT_QUEUE_BUDGET)),
                 budget_max: DEFAULT_QUEUE_BUDGET,
                 failed: failed_rx,
+                data: Arc::new(data.to_path_buf()),
                 gauges,
             },
             key,

@@ -118,6 +118,7 @@ fn walk_span(
         };
         if record.header.session == *key {
             let body = codec::decode_body(record.header.kind, record.body);
+            let body = super::blobs::resolve(data, key, body);
             let step = f(StoredRecord {
                 header: record.header,
                 hash: record.hash,
@@ -134,11 +135,12 @@ fn walk_span(
         return Ok(ControlFlow::Continue(()));
     }
     let rest = segment::read_range(data, span.segment, at, Some(end))?;
-    Ok(visit(&rest, key, f))
+    Ok(visit(data, &rest, key, f))
 }
 
 /// Scans frames held in memory, calling `f` for those of `key`.
 fn visit(
+    data: &Path,
     buf: &[u8],
     key: &SessionKey,
     f: &mut impl FnMut(StoredRecord<'_>) -> ControlFlow<()>,
@@ -148,6 +150,7 @@ fn visit(
             && record.header.session == *key
         {
             let body = codec::decode_body(record.header.kind, record.body);
+            let body = super::blobs::resolve(data, key, body);
             f(StoredRecord {
                 header: record.header,
                 hash: record.hash,

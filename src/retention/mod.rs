@@ -139,6 +139,11 @@ async fn drop_online(store: &Store, sessions: &HashSet<SessionKey>) -> Result<u6
                 .map_err(failed)?;
         }
     }
+    // Their records are gone from the segments: so are the bodies stored out of line
+    // (FORMAT.md, "External bodies").
+    for key in sessions {
+        crate::recorder::blobs::remove_session(&store.data, key)?;
+    }
     store.flush_index();
     Ok(removed)
 }

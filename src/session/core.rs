@@ -32,7 +32,14 @@ pub struct Core {
     /// OpenSSH public key (`algo base64`) -> agent name.
     pub ssh_keys: HashMap<String, String>,
     /// `[cluster]`: the control plane, set once at start (empty on a single node).
-    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    pub cluster: std::sync::OnceLock<Arc<dyn ClusterAdmission>>,
+}
+
+/// What a session start asks of the cluster (implemented there, so sessions do not depend on
+/// it): that the control plane takes this node's writes, or why not.
+#[async_trait::async_trait]
+pub trait ClusterAdmission: Send + Sync {
+    async fn admit(&self) -> Result<(), String>;
 }
 
 /// `algo base64` of an OpenSSH public key line, without its comment.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use proctor_gate::{Privilege, Protocol};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::recorder::frame::SessionKey;
@@ -34,8 +34,10 @@ pub struct LiveSession {
     pub active_hours: Option<(u32, u32)>,
 }
 
-/// A live session as the CLI and API show it.
-#[derive(Debug, Clone, Serialize)]
+/// A live session as the CLI and API show it (and as cluster nodes publish it: a field an
+/// older node did not publish reads as empty).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LiveView {
     pub id: String,
     pub agent: String,

@@ -324,7 +324,7 @@ pub async fn run_summaries(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = crate::serve::stopped(&mut shutdown) => return,
+            _ = crate::shutdown::stopped(&mut shutdown) => return,
         };
         write_summary(&core, &unauth).await;
     }

@@ -8,6 +8,7 @@ pub mod action;
 pub mod event;
 pub mod gate;
 pub mod inert;
+pub mod locale;
 pub mod preauth;
 
 pub use action::{Action, Decision, DenyCause, Hold, RULE_STATEMENT_SIZE, Resolution};

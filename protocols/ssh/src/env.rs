@@ -2,7 +2,9 @@
 //! judged command does without changing its text (`BASH_ENV`, `LD_PRELOAD`, `PATH`,
 //! `PROMPT_COMMAND`...), so only names on an allow-list are passed on; every other request is
 //! refused to the client and recorded as refused. Patterns are sshd `AcceptEnv` style: `*`
-//! matches any run of characters, `?` one character.
+//! matches any run of characters, `?` one character. A locale variable that would make the
+//! target's shell read a command in another character set than proctor reads it (`LANG=zh_TW.BIG5`,
+//! see [`proctor_gate::locale`]) is refused whatever the patterns say.
 
 /// The names passed on when the configuration says nothing.
 pub const DEFAULT_ACCEPT_ENV: &[&str] = &["LANG", "LC_*", "TERM", "TZ", "PROCTOR_REASON"];
@@ -23,13 +25,17 @@ impl EnvAllowList {
         EnvAllowList { patterns }
     }
 
-    /// Whether `name` may be set on the target. A name that is not a plain identifier
-    /// (`=`, spaces, control characters, empty) never is, whatever the patterns say.
-    pub fn allows(&self, name: &str) -> bool {
+    /// Whether `name` may be set to `value` on the target. A name that is not a plain
+    /// identifier (`=`, spaces, control characters, empty) never is, nor a locale that is not
+    /// UTF-8 (or `C`), whatever the patterns say.
+    pub fn allows(&self, name: &str, value: &str) -> bool {
         let plain = !name.is_empty()
             && name.len() <= 256
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let charset_ok = !proctor_gate::locale::CHARSET_VARIABLES.contains(&name)
+            || proctor_gate::locale::reads_as_proctor(value);
         plain
+            && charset_ok
             && self
                 .patterns
                 .iter()
@@ -72,8 +78,17 @@ mod tests {
     fn defaults_pass_locale_and_reason_only() {
         let a = EnvAllowList::default();
         for ok in ["LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "PROCTOR_REASON"] {
-            assert!(a.allows(ok), "{ok}");
+            assert!(a.allows(ok, "C.UTF-8"), "{ok}");
         }
+        // A character set in which bash splits a line where proctor does not.
+        for no in ["LANG", "LC_ALL", "LC_CTYPE"] {
+            assert!(!a.allows(no, "zh_TW.BIG5"), "{no}");
+            assert!(!a.allows(no, "zh_TW"), "{no}");
+        }
+        assert!(a.allows("LC_TIME", "zh_TW.BIG5"));
+        let all = EnvAllowList::new(vec!["*".into()]);
+        assert!(!all.allows("LOCPATH", "/tmp/loc"));
+        assert!(!all.allows("LC_ALL", "ja_JP.SJIS"));
         for no in [
             "BASH_ENV",
             "LD_PRELOAD",
@@ -87,19 +102,19 @@ mod tests {
             "LC_A=B",
             "LC_ X",
         ] {
-            assert!(!a.allows(no), "{no}");
+            assert!(!a.allows(no, "x"), "{no}");
         }
     }
 
     #[test]
     fn patterns_are_sshd_style() {
         let a = EnvAllowList::new(vec!["APP_*_MODE".into(), "X?".into(), "*".into()]);
-        assert!(a.allows("ANYTHING"));
+        assert!(a.allows("ANYTHING", "x"));
         let a = EnvAllowList::new(vec!["APP_*_MODE".into(), "X?".into()]);
-        assert!(a.allows("APP_A_B_MODE"));
-        assert!(a.allows("XY"));
-        assert!(!a.allows("X"));
-        assert!(!a.allows("APP_MODE"));
-        assert!(!EnvAllowList::new(vec![]).allows("LANG"));
+        assert!(a.allows("APP_A_B_MODE", "x"));
+        assert!(a.allows("XY", "x"));
+        assert!(!a.allows("X", "x"));
+        assert!(!a.allows("APP_MODE", "x"));
+        assert!(!EnvAllowList::new(vec![]).allows("LANG", "x"));
     }
 }

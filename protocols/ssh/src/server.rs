@@ -417,10 +417,15 @@ impl server::Handler for AgentHandler {
         &mut self,
         channel: ChannelId,
         variable_name: &str,
-        _variable_value: &str,
+        variable_value: &str,
         session: &mut server::Session,
     ) -> Result<(), Self::Error> {
-        if self.fe.config.accept_env.allows(variable_name) {
+        if self
+            .fe
+            .config
+            .accept_env
+            .allows(variable_name, variable_value)
+        {
             session.channel_success(channel)?;
         } else {
             session.channel_failure(channel)?;

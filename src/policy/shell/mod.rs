@@ -15,11 +15,13 @@ mod paths;
 mod programs;
 pub mod startup;
 mod unpack;
+mod variables;
 mod words;
 mod wrappers;
 mod writes;
 
 pub use paths::normalize_path;
+use variables::{is_assignment, risky_assignment};
 use words::{DYNAMIC, Tok, Word};
 use wrappers::Inner;
 
@@ -51,24 +53,6 @@ pub struct ShellFacts {
 
 fn basename(word: &str) -> String {
     word.rsplit('/').next().unwrap_or(word).to_string()
-}
-
-fn is_assignment(word: &str) -> bool {
-    match word.find('=') {
-        Some(eq) if eq > 0 => word[..eq]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        _ => false,
-    }
-}
-
-/// An assignment to a variable that changes what later commands run (`PATH=`, `LD_PRELOAD=`).
-fn risky_assignment(words: &[Word]) -> Option<String> {
-    words.iter().find_map(|w| {
-        let (name, _) = w.text.split_once('=')?;
-        (programs::RISKY_VARIABLES.contains(&name) || embedded::COMMAND_VARIABLES.contains(&name))
-            .then(|| format!("sets {name}, which changes what later commands run"))
-    })
 }
 
 /// Most nested shells (`bash -c "sh -c '...'"`) and substitutions read before the line counts
@@ -282,7 +266,14 @@ impl Reader {
                 }
                 // `for NAME in WORDS`, `select ...`, `case WORD in`: words, not a command (their
                 // substitutions are read separately).
-                "for" | "select" | "case" if first.is_literal() => return,
+                "for" | "select" | "case" if first.is_literal() => {
+                    if first.text != "case"
+                        && let Some(h) = variables::loop_variable(rest)
+                    {
+                        self.hide(h);
+                    }
+                    return;
+                }
                 w if is_assignment(w) => {
                     self.home_changed |= w.starts_with("HOME=");
                     if let Some(h) = risky_assignment(std::slice::from_ref(first)) {
@@ -375,6 +366,11 @@ impl Reader {
             ));
         }
         self.directory_change(&program, args);
+        if let Some(h) = variables::assigns_by_name(&program, args)
+            .or_else(|| variables::removes_by_name(&program, args))
+        {
+            self.hide(h);
+        }
         if matches!(
             program.as_str(),
             "export" | "declare" | "typeset" | "local" | "readonly"

@@ -82,6 +82,24 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
         "iconv" => output_option(args, 'o', "output"),
         "gpg" | "gpg2" => output_option(args, 'o', "output"),
         "strip" => output_option(args, 'o', "output"),
+        "shuf" => output_option(args, 'o', "output"),
+        "msgfmt" => output_option(args, 'o', "output-file"),
+        // A named pipe or device node is created at each path named.
+        "mkfifo" => operands(args, "mZ").into_iter().cloned().collect(),
+        "mknod" => nth("mZ", 0),
+        "gunzip" | "unxz" | "unlzma" | "bunzip2" | "unzstd" | "lunzip" | "unlz4" => {
+            decompressed(args)
+        }
+        "gzip" | "xz" | "lzma" | "bzip2" | "zstd" | "lzip" | "lz4" | "brotli"
+            if args.iter().any(|a| {
+                matches!(a.text.as_str(), "-d" | "--decompress" | "--uncompress")
+                    || (a.text.starts_with('-')
+                        && !a.text.starts_with("--")
+                        && a.text.contains('d'))
+            }) =>
+        {
+            decompressed(args)
+        }
         "openssl" => word_after(args, &["-out", "-keyout"])
             .into_iter()
             .cloned()
@@ -110,6 +128,45 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
 }
 
 /// `tar` writes its archive file when it creates, appends or updates one.
+/// A decompressor writes each operand's name without its suffix (`gunzip /etc/shadow.gz`
+/// writes `/etc/shadow`), unless it writes to standard output or only tests or lists. A name
+/// without a known suffix (`-S`, `.tgz`) is judged as the operand and as what it may become.
+fn decompressed(args: &[Word]) -> Vec<Word> {
+    let to_stdout = args.iter().any(|a| {
+        matches!(
+            a.text.as_str(),
+            "--stdout" | "--to-stdout" | "--test" | "--list"
+        ) || (a.text.starts_with('-')
+            && !a.text.starts_with("--")
+            && a.text[1..].contains(['c', 't', 'l']))
+    });
+    if to_stdout {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for w in operands(args, "S") {
+        let stem = [
+            ".gz", ".z", ".Z", ".xz", ".lzma", ".bz2", ".zst", ".lz", ".lz4", ".br", ".tgz",
+            ".txz", ".tbz2",
+        ]
+        .iter()
+        .find_map(|suffix| w.text.strip_suffix(suffix));
+        match stem {
+            Some(stem) => out.push(Word {
+                text: stem.to_string(),
+                ..w.clone()
+            }),
+            // Unknown suffix (`-S .x`): the name may become anything below its directory.
+            None => out.push(Word {
+                text: format!("{}*", w.text),
+                glob: true,
+                ..w.clone()
+            }),
+        }
+    }
+    out
+}
+
 fn tar_archive(args: &[Word]) -> Vec<Word> {
     let t: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
     let bundled = t.first().is_some_and(|a| !a.starts_with('-'));

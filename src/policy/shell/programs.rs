@@ -235,6 +235,23 @@ pub const RISKY_VARIABLES: &[&str] = &[
     "PAGER",
     "SYSTEMD_PAGER",
     "LESSOPEN",
+    // A judged shell starts its pagers and editors quiet (`PAGER=cat`, `LESSSECURE=1`,
+    // `EDITOR=false`): these would let `less` run commands again, or start another program.
+    "LESSSECURE",
+    "SYSTEMD_PAGERSECURE",
+    "LESS",
+    "LESSKEY",
+    "LESSKEYIN",
+    "LESSKEY_CONTENT",
+    "LESSEDIT",
+    "LESSCLOSE",
+    "SYSTEMD_LESS",
+    "MANOPT",
+    "BROWSER",
+    "FCEDIT",
+    // `BASH_CMDS[ls]=/tmp/x` is `hash -p /tmp/x ls`.
+    "BASH_CMDS",
+    "BASH_ALIASES",
 ];
 
 /// Programs that run commands later or inside a terminal of their own, where proctor does

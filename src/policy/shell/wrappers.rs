@@ -199,6 +199,23 @@ pub fn unwrap(program: &str, args: &[Word]) -> Option<Unwrapped> {
             if let Some(h) = super::risky_assignment(&words[..k]) {
                 u.hidden = Some(h);
             }
+            // Removing a variable undoes a judged shell's quiet pagers and editors
+            // (`LESSSECURE=1`, `PAGER=cat`): `env -u LESSSECURE git log` starts a `less` that
+            // runs commands.
+            if p.has(&["i", "ignore-environment"])
+                || args.get(p.rest).is_some_and(|a| a.text == "-")
+            {
+                u.hidden = Some(
+                    "env clears the environment, quiet pager and editor settings included".into(),
+                );
+            }
+            if let Some(h) = p
+                .values(&["u", "unset"])
+                .iter()
+                .find_map(super::variables::removed_by_env)
+            {
+                u.hidden = Some(h);
+            }
             if let Some(inner) = command_after(&words, k, false) {
                 u.runs.push(inner);
             }
@@ -228,7 +245,21 @@ pub fn unwrap(program: &str, args: &[Word]) -> Option<Unwrapped> {
                 u.runs.push(inner);
             }
         }
-        "exec" => simple(args, "a", NONE, NONE, &mut u),
+        "exec" => {
+            simple(args, "a", NONE, NONE, &mut u);
+            // `exec -c` clears the environment, a judged shell's quiet pagers and editors
+            // included (`exec -c git log` starts a `less` that runs commands).
+            let cleared = args
+                .iter()
+                .take_while(|a| a.text.starts_with('-') && a.text != "--")
+                .any(|a| a.text.contains('c'));
+            if cleared {
+                u.hidden = Some(
+                    "exec -c clears the environment, quiet pager and editor settings included"
+                        .into(),
+                );
+            }
+        }
         "command" => {
             let p = parse(
                 args,

@@ -19,7 +19,9 @@ pub fn derive(meta: &mut SessionMeta, rec: &Indexed<'_>) -> bool {
     meta.last_hash = hex::encode(rec.hash);
     meta.last_ts_ns = rec.ts_ns;
     meta.record_bytes += rec.frame_len;
-    match rec.kind {
+    // A record stored out of line counts as the record it stands for (FORMAT.md, "External
+    // bodies"); its kind is in the record itself, so no blob is read.
+    match crate::recorder::blobs::effective_kind(rec.kind, rec.body) {
         kind::STATEMENT => meta.statements += 1,
         kind::EXEC | kind::COMMAND_LINE => meta.commands += 1,
         kind::ALERT => meta.alerts += 1,
@@ -97,5 +99,6 @@ pub fn wants_body(kind_code: u8) -> bool {
             | kind::RETENTION
             | kind::JOURNAL_NOTE
             | kind::STORE_CHECKPOINT
+            | kind::EXTERNAL
     )
 }

@@ -17,10 +17,13 @@ use super::segment::{self, Scanned, Scanner};
 use super::signing;
 use super::store_checkpoint::ChainPosition;
 
+mod anchoring;
 mod archived;
 mod chain;
 mod crosscheck;
+pub mod external;
 
+pub use anchoring::{AnchorSource, Anchoring, Tracker};
 pub use archived::archive_completeness;
 pub use chain::{ChainCheck, ChainProblem, EndInfo, UnsignedTail, check_record};
 
@@ -125,6 +128,10 @@ pub struct Report {
     /// failure, not plain OK either.
     pub unsigned_tails: Vec<UnsignedTail>,
     pub notes: Vec<String>,
+    /// What the ledger and the journal's anchors pin, for the anchoring summary (not part of
+    /// the report's JSON: `verify` prints `anchoring` beside it).
+    #[serde(skip)]
+    pub anchors: Tracker,
 }
 
 /// The three outcomes of a verification.
@@ -259,6 +266,41 @@ fn store_signed(
     }
 }
 
+/// Deleting the ledger, or cutting it back to its header, must not make a store read as a
+/// version-1 store with nothing to cross-check: proctor creates the ledger (with its format
+/// leaf) before it writes any record, and records of kinds 66 and 67 exist only in version 2 and
+/// later. Reported only when no other ledger finding already explains it.
+fn ledger_presence(
+    data: &Path,
+    absent: bool,
+    anchors: &Tracker,
+    general_problems: &mut Vec<Problem>,
+) {
+    if general_problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::Ledger)
+    {
+        return;
+    }
+    if absent {
+        general_problems.push(general(
+            ProblemKind::Ledger,
+            format!(
+                "{} is missing (proctor creates it before any record)",
+                ledger::ledger_path(data).display()
+            ),
+        ));
+    } else if let (false, Some((s, seq, kind))) = (anchors.format_leaf, anchors.later_record) {
+        general_problems.push(general(
+            ProblemKind::Ledger,
+            format!(
+                "the ledger has no format leaf, yet session {} seq {seq} is a record of kind {kind}, which only version 2 and later write: leaves were removed",
+                session_id_string(&s)
+            ),
+        ));
+    }
+}
+
 pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report> {
     let started = Instant::now();
     let key_id = signing::key_id(&opts.key);
@@ -270,6 +312,9 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
     // a segment, so segments read afterwards hold everything this ledger covers, even while
     // proctor writes (read the other way round, a session sealed in between looks truncated).
     let ledger_scan = ledger::scan_ledger(&ledger::ledger_path(data))?;
+    let mut anchors = Tracker::from_ledger(&ledger_scan);
+    // scan_ledger reads a missing file as an empty ledger; an empty file fails its magic.
+    let ledger_absent = ledger_scan.file_len == 0 && ledger_scan.problem.is_none();
     let segments = segment::list_segments(data)?;
     let last_segment = segments.last().copied();
     report.segments = segments.len() as u64;
@@ -305,6 +350,7 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                         continue;
                     }
                     report.records += 1;
+                    anchors.kind_seen(s, record.header.seq, record.header.kind);
                     // One session alone is read without the journal, so without the store
                     // checkpoints that may sign its newest records (FORMAT.md, "Store
                     // checkpoints"): its tail is judged from its own signatures.
@@ -318,9 +364,17 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
                     if let Some((seq, kind, detail)) = check_record(c, &record, &opts.key, &key_id)
                     {
                         problems.add(s, Some(seq), kind, detail);
+                    } else if let Some((kind, detail)) =
+                        external::check_in_store(data, &s, record.header.kind, record.body)
+                    {
+                        problems.add(s, Some(record.header.seq), kind, detail);
+                    }
+                    if !c.is_bad() {
+                        anchors.record(s, record.header.seq, record.header.ts_ns);
                     }
                     if let Some(signed) = c.store_signed.take() {
                         store_signed(&mut checks, &signed, &mut problems);
+                        anchors.store_checkpoint(record.header.seq, &signed);
                     }
                 }
                 Scanned::Damage { offset, what, .. } => match guess_header(&buf, offset) {
@@ -380,6 +434,10 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
         &mut general_problems,
         &mut report,
     );
+    ledger_presence(data, ledger_absent, &anchors, &mut general_problems);
+    for s in checks.keys().filter(|s| problems.contains(s)) {
+        anchors.drop_chain(s);
+    }
     for (s, c) in &checks {
         let id = session_id_string(s);
         let tails = c.unsigned_tails(&id);
@@ -418,6 +476,7 @@ pub fn verify_store(data: &Path, opts: &VerifyOptions) -> std::io::Result<Report
         .sort_by(|a, b| (&a.session, a.from_seq).cmp(&(&b.session, b.from_seq)));
     report.problems = general_problems;
     report.problems.extend(problems.0.into_values());
+    report.anchors = anchors;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -154,7 +154,7 @@ async fn session_channel(ctx: ChanCtx, channel: russh::Channel<server::Msg>) {
                 variable_value,
                 ..
             } => {
-                let allowed = ctx.sess.accept_env.allows(&variable_name);
+                let allowed = ctx.sess.accept_env.allows(&variable_name, &variable_value);
                 if let Err(i) = record_env(&ctx, &variable_name, &variable_value, allowed).await {
                     // Fail closed: a variable whose record failed never reaches the target.
                     end_on_interrupt(&ctx, &i, Style::Plain).await;

@@ -74,7 +74,11 @@ impl Upstream {
                     variable_value,
                     ..
                 } => {
-                    let allowed = self.ctx.sess.accept_env.allows(&variable_name);
+                    let allowed = self
+                        .ctx
+                        .sess
+                        .accept_env
+                        .allows(&variable_name, &variable_value);
                     self.core
                         .env_request(&variable_name, &variable_value, allowed);
                 }

@@ -6,6 +6,15 @@ use russh::Pty;
 /// target's rc files exported decides which program a judged word runs.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Pagers and editors read keys, not lines, and run commands from inside (`less`'s `!rm -r
+/// /x`, vim's `:!`): an allowed `git log`, `systemctl status` or `journalctl` would start one,
+/// and the next line the agent types, judged as a shell line, would be a command to it. So a
+/// judged shell's pagers are `cat` and its editors refuse (`false`); a `less` started anyway
+/// (or through a pager setting proctor did not see) runs in its secure mode, without shell
+/// commands, pipes, editors or log files. Lines that set or unset these are `hidden`.
+const QUIET_PROGRAMS: &str = "PAGER=cat GIT_PAGER=cat SYSTEMD_PAGER=cat MANPAGER=cat \
+     LESSSECURE=1 SYSTEMD_PAGERSECURE=1 EDITOR=false VISUAL=false GIT_EDITOR=false";
+
 /// The `exec` request that starts a judged shell on the target, through the login's own
 /// shell (sshd runs it with `-c`). The environment is emptied (`env -i`): no exported
 /// functions, `PROMPT_COMMAND`, `BASH_ENV`, `ENV` or `PS0`-`PS4` from rc files; bash reads no
@@ -29,10 +38,16 @@ pub fn command(pty: bool, prompts: Option<&super::Prompts>) -> String {
     let pid = prompts.map_or(String::new(), |p| {
         format!("printf '%s%s]' '{}' \"$$\"; ", p.pid_prefix())
     });
+    // The target's own `LANG` (pam_env's default, not the agent's: proctor refuses a `SetEnv`
+    // of another character set) is kept only if bash would read the agent's lines in it as
+    // proctor does (see `proctor_gate::locale`): under BIG5 or SJIS a `\` inside a character is
+    // no quote to bash. `LC_ALL`/`LC_CTYPE` are dropped with the rest of the environment.
     format!(
         "if command -v bash >/dev/null 2>&1; then {pid}\
+         case \"${{LANG:-C.UTF-8}}\" in *[!A-Za-z0-9_.@-]*) LANG=C.UTF-8;; C|POSIX|*.[Uu][Tt][Ff]-8|*.[Uu][Tt][Ff]8|*.[Uu][Tt][Ff]-8@*|*.[Uu][Tt][Ff]8@*) ;; \
+         *) LANG=C.UTF-8;; esac; \
          exec env -i HOME=\"$HOME\" USER=\"$USER\" LOGNAME=\"$LOGNAME\" SHELL=\"$SHELL\" \
-         TERM=\"${{TERM:-dumb}}\" LANG=\"${{LANG:-C.UTF-8}}\" PATH={PATH} \
+         TERM=\"${{TERM:-dumb}}\" LANG=\"${{LANG:-C.UTF-8}}\" PATH={PATH} {QUIET_PROGRAMS} \
          PS1='{ps1}\\u@\\h:\\w\\$ ' PS2='{ps2}' \
          bash --noprofile --norc {long}+H +o history +O expand_aliases {short}; \
          else echo 'proctor: this target has no bash; a judged shell needs one' >&2; exit 127; fi"
