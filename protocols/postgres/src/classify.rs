@@ -989,7 +989,10 @@ fn listed_function(name: &ObjectName) -> bool {
 /// What a statement's effects can outlive (see `durability`). Anything not recognised as a
 /// plain query, plain DML, `BEGIN` or `SAVEPOINT` is lasting.
 fn effects_of(stmt: &Ast, walk: &Walk) -> Effects {
-    if walk.impure || walk.select_into || walk.settings_role || walk.functions.is_some() {
+    if walk.impure {
+        return Effects::Code;
+    }
+    if walk.select_into || walk.settings_role || walk.functions.is_some() {
         return Effects::Lasting;
     }
     let dml = |q: &Query| {

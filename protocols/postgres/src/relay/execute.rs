@@ -44,6 +44,7 @@ fn changes_names(judged: &Judged) -> bool {
         || judged.info.class == StatementClass::Unknown
         || first == "PREPARE"
         || PORTAL_COMMANDS.contains(&first)
+        || super::names::runs_code(&judged.info)
 }
 
 /// The statement may be forwarded before its record is durable (issue 15).

@@ -100,6 +100,11 @@ impl Relay {
         if !plain_execute {
             self.note_sql_changes(id, info);
         }
+        if names::runs_code(&resolved.info) {
+            // What it runs (its own text, or the statement an EXECUTE or FETCH runs) may
+            // change any name by dynamic SQL.
+            self.names.push(Key::Statement(id), Change::CodeRan);
+        }
         resolved
     }
 
@@ -164,7 +169,9 @@ impl Relay {
             Some((p, j)) => {
                 let mut c = Classified::clone(&j.info);
                 c.prepared = None;
-                c.effects = crate::durability::Effects::Lasting;
+                if c.effects != crate::durability::Effects::Code {
+                    c.effects = crate::durability::Effects::Lasting;
+                }
                 Resolved {
                     info: Arc::new(c),
                     runs: Some(j.text.clone()),
@@ -214,7 +221,11 @@ impl Relay {
                     note: None,
                     prepared: None,
                     // What an `EXECUTE` runs is judged without its arguments: it waits.
-                    effects: crate::durability::Effects::Lasting,
+                    // (`Code` stays: what the body calls may change names.)
+                    effects: match info.effects {
+                        crate::durability::Effects::Code => info.effects,
+                        _ => crate::durability::Effects::Lasting,
+                    },
                 };
                 let judged = Judged {
                     text: body.clone(),
@@ -237,7 +248,8 @@ impl Relay {
         let first = info.command.split(' ').next().unwrap_or("");
         let unknown = info.class == proctor_gate::StatementClass::Unknown;
         if unknown || first == "DO" {
-            // Dynamic SQL can PREPARE or DEALLOCATE behind proctor's back.
+            // Dynamic SQL can PREPARE or DEALLOCATE behind proctor's back (`CodeRan`, pushed
+            // by `judged_info`, also covers a failure half-way).
             self.names.push(key, Change::ForgetStatements);
         }
         if unknown

@@ -51,6 +51,21 @@ pub(super) fn server_name(name: &str) -> Option<&str> {
     }
 }
 
+/// The statement runs code proctor cannot see into, which may PREPARE, DEALLOCATE, open or
+/// close cursors by dynamic SQL (plpgsql `EXECUTE 'DEALLOCATE q; PREPARE q AS DELETE ...'`):
+/// a call of a function not known to be free of side effects (or of an operator proctor cannot
+/// name), `DO`, `CALL`. (A statement proctor could not classify forgets every statement and
+/// portal too, but does not make every cursor suspect: it is held by default, and the
+/// approver sees its text.) What a statement reaches
+/// implicitly (triggers, views, column defaults, rules) is not seen, as for the durability
+/// rule; creating any of those is DDL, judged and recorded before it runs.
+pub(super) fn runs_code(info: &crate::classify::Classified) -> bool {
+    let first = info.command.split(' ').next().unwrap_or("");
+    info.effects == crate::durability::Effects::Code
+        || first.eq_ignore_ascii_case("DO")
+        || first.eq_ignore_ascii_case("CALL")
+}
+
 /// A prepared statement as the server holds it.
 #[derive(Clone)]
 pub(super) struct Prepared {
@@ -92,21 +107,36 @@ pub(super) enum Change {
     /// A statement that may close or open portals by SQL (`CLOSE`, `DECLARE`, transaction
     /// control, `DO`, `CALL`, anything unknown): afterwards no portal is known for sure.
     ForgetPortals,
+    /// A statement that runs code proctor cannot see into ([`runs_code`]): by dynamic SQL it
+    /// may have deallocated and re-prepared any statement, and closed or opened any portal or
+    /// cursor. Afterwards no name is known, and any cursor may run what proctor never saw.
+    /// Unlike the other changes it takes effect whatever the server answers: a function that
+    /// re-prepares a name and then raises an error leaves the new statement in place
+    /// (prepared statements are not transactional).
+    CodeRan,
 }
 
 impl Change {
     fn touches_statement(&self, name: &str) -> bool {
         match self {
             Change::Statement(n, _) | Change::CloseStatement(n) => n == name,
-            Change::ForgetStatements => true,
+            Change::ForgetStatements | Change::CodeRan => true,
             _ => false,
         }
+    }
+
+    /// Forgets names rather than setting one: taken even when the statement fails.
+    fn forgets(&self) -> bool {
+        matches!(
+            self,
+            Change::ForgetStatements | Change::ForgetPortals | Change::CodeRan
+        )
     }
 
     fn touches_portal(&self, name: &str) -> bool {
         match self {
             Change::Portal(n, _) | Change::ClosePortal(n) => n == name,
-            Change::ForgetPortals => true,
+            Change::ForgetPortals | Change::CodeRan => true,
             _ => false,
         }
     }
@@ -226,7 +256,13 @@ impl Names {
         let mut first = None;
         while let Some(i) = self.pending.iter().position(|p| p.key == key) {
             if let Some(p) = self.pending.remove(i) {
-                first.get_or_insert(p.change);
+                if p.change.forgets() {
+                    // It may have failed half-way, after its dynamic SQL changed names;
+                    // forgetting is never wrong, only costs a hold.
+                    self.apply(p.change);
+                } else {
+                    first.get_or_insert(p.change);
+                }
             }
         }
         first
@@ -253,8 +289,16 @@ impl Names {
     /// The server answered a sync point: SQL statements up to `last_statement` that it did not
     /// confirm did not take effect (they failed, or were skipped after an earlier error).
     pub fn settle_statements(&mut self, last_statement: u64) {
-        self.pending
-            .retain(|p| !matches!(p.key, Key::Statement(id) if id <= last_statement));
+        let mut left = VecDeque::with_capacity(self.pending.len());
+        while let Some(p) = self.pending.pop_front() {
+            if !matches!(p.key, Key::Statement(id) if id <= last_statement) {
+                left.push_back(p);
+            } else if p.change.forgets() {
+                // A failed statement's dynamic SQL may have changed names before the error.
+                self.apply(p.change);
+            }
+        }
+        self.pending = left;
     }
 
     /// The server left its transaction (ReadyForQuery `I`): it dropped every portal.
@@ -380,7 +424,14 @@ impl Names {
                 self.portals.remove(&name);
             }
             Change::ForgetPortals => self.portals.clear(),
+            Change::CodeRan => self.forget_everything(),
         }
+    }
+
+    fn forget_everything(&mut self) {
+        self.statements.clear();
+        self.portals.clear();
+        self.bound_overflow = true;
     }
 
     fn forget_touched(&mut self, change: &Change) {
@@ -393,6 +444,7 @@ impl Names {
                 self.portals.remove(n);
             }
             Change::ForgetPortals => self.portals.clear(),
+            Change::CodeRan => self.forget_everything(),
         }
     }
 
@@ -413,7 +465,9 @@ pub(super) fn describe(change: Option<&Change>) -> String {
             format!("Bind of portal {name:?} to statement {:?}", p.statement)
         }
         Some(Change::ClosePortal(name)) => format!("Close of portal {name:?}"),
-        Some(Change::ForgetStatements | Change::ForgetPortals) | None => "a message".into(),
+        Some(Change::ForgetStatements | Change::ForgetPortals | Change::CodeRan) | None => {
+            "a message".into()
+        }
     }
 }
 
