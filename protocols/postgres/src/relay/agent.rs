@@ -166,6 +166,7 @@ impl Relay {
                 let prepared = Prepared {
                     judged: Arc::new(judged),
                     columns: None,
+                    param_types: Arc::from(p.types),
                 };
                 self.names.push(key, Change::Statement(p.name, prepared));
                 self.forward(&frame);
@@ -174,21 +175,23 @@ impl Relay {
             }
             b'B' => {
                 let b = frontend::bind(&frame).map_err(malformed)?;
-                let (judged, columns) = match self.names.statement(&b.statement) {
+                let (judged, columns, param_types) = match self.names.statement(&b.statement) {
                     Lookup::Known(p) => (
                         Some(p.judged.clone()),
                         p.columns
                             .as_ref()
                             .map(|c| Arc::new(c.with_bind_formats(&b.result_formats))),
+                        p.param_types.clone(),
                     ),
                     // `must_wait` held back a Bind that would wait; were one to get here, its
                     // portal is unknown, which is judged as such at Execute.
-                    Lookup::Absent | Lookup::Wait => (None, None),
+                    Lookup::Absent | Lookup::Wait => (None, None, Arc::from([])),
                 };
                 let portal = Portal {
                     statement: b.statement,
                     judged,
                     params: b.params,
+                    param_types,
                     result_formats: b.result_formats,
                     columns,
                     executed: None,

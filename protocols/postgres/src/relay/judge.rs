@@ -235,6 +235,7 @@ impl Relay {
                 let prepared = Prepared {
                     judged: Arc::new(judged),
                     columns: None,
+                    param_types: Arc::from([]),
                 };
                 self.names
                     .push(key, Change::Statement(name.clone(), prepared));

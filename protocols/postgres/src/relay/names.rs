@@ -66,11 +66,23 @@ pub(super) fn runs_code(info: &crate::classify::Classified) -> bool {
         || first.eq_ignore_ascii_case("CALL")
 }
 
+/// The parameter types to hand the core for a statement bound with `params`: only when a value
+/// is in binary format (a text value reads as itself).
+pub(super) fn binary_types(
+    params: &[proctor_gate::Param],
+    types: &Arc<[u32]>,
+) -> Option<Arc<[u32]>> {
+    params.iter().any(|p| p.binary).then(|| types.clone())
+}
+
 /// A prepared statement as the server holds it.
 #[derive(Clone)]
 pub(super) struct Prepared {
     pub judged: Arc<Judged>,
     pub columns: Option<Arc<Columns>>,
+    /// Parameter type OIDs: the Parse's, then the server's ParameterDescription once a
+    /// Describe answered (to show binary values on cards: `crate::params`).
+    pub param_types: Arc<[u32]>,
 }
 
 /// A portal as the server holds it.
@@ -80,6 +92,8 @@ pub(super) struct Portal {
     /// What the portal runs; `None` when its statement was unknown to proctor at Bind.
     pub judged: Option<Arc<Judged>>,
     pub params: Vec<proctor_gate::Param>,
+    /// The statement's parameter types when it was bound.
+    pub param_types: Arc<[u32]>,
     pub result_formats: Vec<i16>,
     pub columns: Option<Arc<Columns>>,
     /// Set once an Execute of this portal was allowed: later Executes (after PortalSuspended)
@@ -490,6 +504,7 @@ pub(crate) fn fuzz(data: &[u8]) {
                 let p = Prepared {
                     judged: judged.clone(),
                     columns: None,
+                    param_types: Arc::from([]),
                 };
                 n.push(k, Change::Statement(name.into(), p));
                 keys.push(k);
@@ -500,6 +515,7 @@ pub(crate) fn fuzz(data: &[u8]) {
                     statement: name.into(),
                     judged: None,
                     params: Vec::new(),
+                    param_types: Arc::from([]),
                     result_formats: Vec::new(),
                     columns: None,
                     executed: None,
@@ -562,6 +578,7 @@ mod tests {
         Prepared {
             judged: Arc::new(classify_prepared(sql, LexContext::default())),
             columns: None,
+            param_types: Arc::from([]),
         }
     }
 
@@ -622,6 +639,7 @@ mod tests {
             statement: String::new(),
             judged: None,
             params: Vec::new(),
+            param_types: Arc::from([]),
             result_formats: Vec::new(),
             columns: None,
             executed: None,
