@@ -82,6 +82,11 @@ pub struct LexContext {
     /// server converts non-ASCII bytes from it, while proctor reads them as UTF-8, so what
     /// proctor would show and record is not what the server reads.
     pub converted_encoding: bool,
+    /// The session set a `search_path` that puts a schema before `pg_catalog`
+    /// ([`shadows_catalog`]): an unqualified function or operator (`lower(x)`, `id = 1`) may
+    /// then resolve to a user's own, which may do anything, so no query or DML is taken to
+    /// run only built-ins.
+    pub catalog_shadowed: bool,
 }
 
 impl Default for LexContext {
@@ -90,8 +95,33 @@ impl Default for LexContext {
             standard_strings: true,
             unsafe_encoding: false,
             converted_encoding: false,
+            catalog_shadowed: false,
         }
     }
+}
+
+/// Whether `text` may set a `search_path` that puts another schema before `pg_catalog`
+/// (`SET search_path = public, pg_catalog`, `set_config('search_path', $1, false)`): after
+/// `search_path`, `pg_catalog` is named but not first, or the value is a parameter. PostgreSQL
+/// searches `pg_catalog` first unless the path names it later, so a path without it (the
+/// default `"$user", public`, pg_dump's `''`) shadows no built-in.
+pub fn shadows_catalog(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.match_indices("search_path").any(|(at, _)| {
+        let rest = &lower[at + "search_path".len()..];
+        let mut value = rest
+            .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '=' | '\'' | '"' | ','));
+        if let Some(v) = value.strip_prefix("to")
+            && v.starts_with(char::is_whitespace)
+        {
+            value = v;
+        }
+        let value =
+            value.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '\'' | '"'));
+        // Only this assignment's own value: up to the end of the statement.
+        let own = rest.split(';').next().unwrap_or(rest);
+        value.starts_with('$') || (own.contains("pg_catalog") && !value.starts_with("pg_catalog"))
+    })
 }
 
 impl LexContext {
@@ -202,6 +232,21 @@ pub fn classify_prepared(sql: &str, ctx: LexContext) -> Judged {
 }
 
 fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
+    let c = classify_piece_text(p, ctx);
+    let body_runs = matches!(c.prepared, Some(SqlPrepared::Prepare { .. }));
+    if ctx.catalog_shadowed
+        && (matches!(c.effects, Effects::Transient | Effects::Transactional) || body_runs)
+        && c.effects != Effects::Code
+    {
+        // Any function or operator may be a user's: see `LexContext::catalog_shadowed`.
+        let mut shadowed = Classified::clone(&c);
+        shadowed.effects = Effects::Code;
+        return Arc::new(shadowed);
+    }
+    c
+}
+
+fn classify_piece_text(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
     if p.backslash_in_string && !ctx.standard_strings {
         return Arc::new(unknown(
             leading_words(&p.key),
@@ -232,10 +277,15 @@ fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
         ));
     }
     let c = cached(&p.key);
-    if c.class == StatementClass::Dcl
+    // `UPDATE pg_settings` and `PREPARE`: see below and `SqlPrepared::Prepare::body`.
+    let prepare = matches!(c.prepared, Some(SqlPrepared::Prepare { .. }));
+    if (prepare
+        || (c.class == StatementClass::Dcl
+            && c.tables.iter().any(|t| pg_settings::is_pg_settings(t))))
         && !p.backslash_in_string
-        && c.tables.iter().any(|t| pg_settings::is_pg_settings(t))
     {
+        // A PREPARE's body is what an approver is shown beside each EXECUTE of it: with its
+        // literals (`WHERE id > 1000`), never the cache key's zeros.
         // `UPDATE pg_settings` is a SET, and which setting it sets is in its literals, which the
         // cache key erased: judge the text with its literals (still cached, by that text). Not
         // when a string holds a backslash: then sqlparser's reading of the literals is not
@@ -1579,6 +1629,48 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].info.command, "CREATE RULE");
         assert_eq!(v[1].info.class, Read);
+    }
+
+    #[test]
+    fn search_paths_that_shadow_built_ins() {
+        for shadows in [
+            "SET search_path = public, pg_catalog",
+            "set search_path to \"public\",pg_catalog",
+            "SELECT set_config('search_path', 'public, pg_catalog', false)",
+            "SELECT pg_catalog.set_config('search_path', $1, false)",
+            "SET search_path = pg_catalog; SET search_path = public, pg_catalog",
+            "ALTER ROLE r SET search_path = x, pg_catalog",
+        ] {
+            assert!(shadows_catalog(shadows), "{shadows}");
+        }
+        for not in [
+            "SET search_path = public",
+            "SET search_path TO pg_catalog, public",
+            "SELECT pg_catalog.set_config('search_path', '', false)",
+            "SHOW search_path",
+            "SELECT lower(x) FROM pg_catalog.pg_class",
+        ] {
+            assert!(!shadows_catalog(not), "{not}");
+        }
+        let shadowed = LexContext {
+            catalog_shadowed: true,
+            ..LexContext::default()
+        };
+        for sql in [
+            "SELECT lower('x')",
+            "DELETE FROM t WHERE id = 1",
+            "PREPARE q AS SELECT 1",
+        ] {
+            assert_eq!(
+                classify_query(sql, shadowed)[0].info.effects,
+                Effects::Code,
+                "{sql}"
+            );
+            assert_ne!(
+                classify_query(sql, LexContext::default())[0].info.effects,
+                Effects::Code
+            );
+        }
     }
 
     #[test]

@@ -188,3 +188,62 @@ async fn a_statement_replaced_by_dynamic_sql_is_never_judged_as_the_old_one() {
     assert_eq!(s.class, StatementClass::Write, "{s:?}");
     assert_eq!(s.text, "DELETE FROM accounts WHERE id = 1");
 }
+
+/// A `search_path` that puts `public` before `pg_catalog` lets a user's `lower(text)` stand in
+/// for the built-in one proctor takes as harmless: after such a SET, every query and DML is
+/// taken to run code. And preparing a statement that calls code runs nothing: the name stays
+/// known, and its EXECUTE is judged as what it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadowed_built_in_is_code_and_preparing_code_runs_nothing() {
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    f.pg().psql(TARGET, SETUP).expect("setup");
+    f.pg()
+        .psql(
+            TARGET,
+            "CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE 'DEALLOCATE q'; EXECUTE 'PREPARE q AS DELETE FROM accounts';
+             RETURN $1; END $$;
+             INSERT INTO accounts SELECT generate_series(1, 5);
+             GRANT ALL ON accounts TO PUBLIC",
+        )
+        .expect("shadowing function");
+    let mut raw = RawClient::login(f.port).await;
+    let mut b = BytesMut::new();
+    query(&mut b, "PREPARE r AS SELECT swap()");
+    query(&mut b, "DEALLOCATE r");
+    query(&mut b, "SET search_path = public, pg_catalog");
+    query(&mut b, "PREPARE q AS SELECT 1");
+    query(&mut b, "SELECT lower('X')");
+    query(&mut b, "EXECUTE q");
+    let tags = exchange(&mut raw, &b, 6).await;
+    assert!(!tags.contains('E'), "{tags}");
+    let left = f
+        .pg()
+        .psql(TARGET, "SELECT count(*) FROM accounts")
+        .expect("count");
+    assert_eq!(left, "0", "the server ran the swapped DELETE");
+    let s = last_statement_for_tag(&f, "DELETE 5");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+
+    // PREPARE of a statement that calls code keeps the name: its EXECUTE is judged as it.
+    let mut b = BytesMut::new();
+    query(&mut b, "SET search_path = public");
+    query(
+        &mut b,
+        "PREPARE r2 AS SELECT count(*) FROM accounts WHERE swap() = 1",
+    );
+    query(&mut b, "EXECUTE r2");
+    exchange(&mut raw, &b, 3).await;
+    let g = f.authority.session(0);
+    let s = g
+        .statements()
+        .into_iter()
+        .rev()
+        .find(|s| s.text == "EXECUTE r2")
+        .expect("the EXECUTE");
+    assert_eq!(s.class, StatementClass::Read, "{s:?}");
+    assert_eq!(
+        s.runs.as_deref(),
+        Some("SELECT count(*) FROM accounts WHERE swap() = 1")
+    );
+}

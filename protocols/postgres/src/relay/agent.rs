@@ -158,6 +158,7 @@ impl Relay {
             }
             b'P' => {
                 let p = frontend::parse(&frame).map_err(malformed)?;
+                self.lex.catalog_shadowed |= classify::shadows_catalog(&p.query);
                 let mut judged = classify::classify_prepared(&p.query, self.lex);
                 if self.statement_in_block && needs_settled_lex(&p.query) {
                     judged.info = unsettled(&judged.info);

@@ -216,7 +216,7 @@ impl Relay {
                     let Ok(p) = frontend::parse(&frame) else {
                         break;
                     };
-                    if needs_settled_lex(&p.query) {
+                    if needs_settled_lex(&p.query) || classify::shadows_catalog(&p.query) {
                         break;
                     }
                     let judged = Arc::new(classify::classify_prepared(&p.query, self.lex));

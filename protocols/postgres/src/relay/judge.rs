@@ -100,7 +100,8 @@ impl Relay {
         if !plain_execute {
             self.note_sql_changes(id, info);
         }
-        if names::runs_code(&resolved.info) {
+        let prepares = matches!(info.prepared, Some(SqlPrepared::Prepare { .. }));
+        if names::runs_code(&resolved.info) && !prepares {
             // What it runs (its own text, or the statement an EXECUTE or FETCH runs) may
             // change any name by dynamic SQL.
             self.names.push(Key::Statement(id), Change::CodeRan);
@@ -269,6 +270,7 @@ impl Relay {
     }
 
     pub(super) async fn simple_query(&mut self, frame: Frame, text: &str) -> Result<(), End> {
+        self.lex.catalog_shadowed |= classify::shadows_catalog(text);
         let mut judged = classify::classify_query(text, self.lex);
         if self.statement_in_block && needs_settled_lex(text) {
             for j in &mut judged {
