@@ -247,3 +247,35 @@ async fn a_shadowed_built_in_is_code_and_preparing_code_runs_nothing() {
         Some("SELECT count(*) FROM accounts WHERE swap() = 1")
     );
 }
+
+/// A cursor's query runs when it is fetched, and a WITH HOLD cursor's at COMMIT, where it is
+/// materialised: a cursor declared over code makes those statements run code too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_cursor_over_code_runs_it_at_commit() {
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    f.pg().psql(TARGET, SETUP).expect("setup");
+    f.pg()
+        .psql(
+            TARGET,
+            "INSERT INTO accounts SELECT generate_series(1, 5); GRANT ALL ON accounts TO PUBLIC",
+        )
+        .expect("rows");
+    let mut raw = RawClient::login(f.port).await;
+    let mut b = BytesMut::new();
+    query(&mut b, "PREPARE q AS SELECT 1");
+    query(&mut b, "BEGIN");
+    query(&mut b, "DECLARE c CURSOR WITH HOLD FOR SELECT swap()");
+    query(&mut b, "DEALLOCATE q");
+    query(&mut b, "PREPARE q AS SELECT 1");
+    query(&mut b, "COMMIT");
+    query(&mut b, "EXECUTE q");
+    let tags = exchange(&mut raw, &b, 7).await;
+    assert!(!tags.contains('E'), "{tags}");
+    let left = f
+        .pg()
+        .psql(TARGET, "SELECT count(*) FROM accounts")
+        .expect("count");
+    assert_eq!(left, "0", "COMMIT ran swap(), and EXECUTE q the DELETE");
+    let s = last_statement_for_tag(&f, "DELETE 5");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+}

@@ -101,7 +101,14 @@ impl Relay {
             self.note_sql_changes(id, info);
         }
         let prepares = matches!(info.prepared, Some(SqlPrepared::Prepare { .. }));
-        if names::runs_code(&resolved.info) && !prepares {
+        let first = info.command.split(' ').next().unwrap_or("");
+        if first == "DECLARE" && names::runs_code(&resolved.info) {
+            self.names.code_cursor = true;
+        }
+        // A cursor's query runs when it is fetched (a WITH HOLD one also at COMMIT).
+        let cursor_runs =
+            self.names.code_cursor && matches!(first, "FETCH" | "MOVE" | "COMMIT" | "END");
+        if (names::runs_code(&resolved.info) && !prepares) || cursor_runs {
             // What it runs (its own text, or the statement an EXECUTE or FETCH runs) may
             // change any name by dynamic SQL.
             self.names.push(Key::Statement(id), Change::CodeRan);

@@ -186,6 +186,9 @@ pub(super) struct Names {
     bound: std::collections::HashSet<String>,
     /// More names were bound than `bound` keeps: any name may be a portal.
     bound_overflow: bool,
+    /// A cursor was declared over code ([`runs_code`]): its query runs at each FETCH or MOVE
+    /// (and, WITH HOLD, at COMMIT), so those count as running code from then on.
+    pub code_cursor: bool,
 }
 
 impl Names {
