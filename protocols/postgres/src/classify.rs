@@ -1024,6 +1024,75 @@ fn function_class(name: &str) -> Option<StatementClass> {
 
 /// A function on the side-effect-free list, as the server would resolve the name: unqualified
 /// or in `pg_catalog` (the name in another schema is anyone's function), folded as unquoted.
+/// Built-ins with effects beyond the statement that run no SQL of their own, so cannot
+/// PREPARE, DEALLOCATE or open cursors (see `relay::names::runs_code`): sequences, advisory
+/// locks, notifications, sleeping, random values, large objects, signalling backends.
+/// `set_config` is here too: the one setting that changes what names mean, `search_path`, is
+/// caught by its text (`shadows_catalog`).
+fn runs_no_sql(name: &str) -> bool {
+    const LIST: &[&str] = &[
+        "currval",
+        "gen_random_uuid",
+        "lastval",
+        "lo_close",
+        "lo_creat",
+        "lo_create",
+        "lo_export",
+        "lo_from_bytea",
+        "lo_get",
+        "lo_import",
+        "lo_lseek",
+        "lo_lseek64",
+        "lo_open",
+        "lo_put",
+        "lo_tell",
+        "lo_tell64",
+        "lo_truncate",
+        "lo_truncate64",
+        "lo_unlink",
+        "loread",
+        "lowrite",
+        "nextval",
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_advisory_unlock",
+        "pg_advisory_unlock_all",
+        "pg_advisory_unlock_shared",
+        "pg_advisory_xact_lock",
+        "pg_advisory_xact_lock_shared",
+        "pg_cancel_backend",
+        "pg_current_xact_id",
+        "pg_notify",
+        "pg_sleep",
+        "pg_sleep_for",
+        "pg_sleep_until",
+        "pg_terminate_backend",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "pg_try_advisory_xact_lock",
+        "pg_try_advisory_xact_lock_shared",
+        "random",
+        "set_config",
+        "setseed",
+        "setval",
+        "txid_current",
+    ];
+    LIST.contains(&name)
+}
+
+/// A built-in of [`runs_no_sql`], named as `listed_function` names built-ins.
+fn builtin_without_sql(name: &ObjectName) -> bool {
+    let parts: Vec<&sqlparser::ast::Ident> = name.0.iter().filter_map(|p| p.as_ident()).collect();
+    if parts.len() != name.0.len() {
+        return false;
+    }
+    match parts.as_slice() {
+        [f] => runs_no_sql(&folded(f)),
+        [schema, f] => folded(schema) == "pg_catalog" && runs_no_sql(&folded(f)),
+        _ => false,
+    }
+}
+
 fn listed_function(name: &ObjectName) -> bool {
     let parts: Vec<&sqlparser::ast::Ident> = name.0.iter().filter_map(|p| p.as_ident()).collect();
     if parts.len() != name.0.len() {
@@ -1039,10 +1108,10 @@ fn listed_function(name: &ObjectName) -> bool {
 /// What a statement's effects can outlive (see `durability`). Anything not recognised as a
 /// plain query, plain DML, `BEGIN` or `SAVEPOINT` is lasting.
 fn effects_of(stmt: &Ast, walk: &Walk) -> Effects {
-    if walk.impure {
+    if walk.code {
         return Effects::Code;
     }
-    if walk.select_into || walk.settings_role || walk.functions.is_some() {
+    if walk.impure || walk.select_into || walk.settings_role || walk.functions.is_some() {
         return Effects::Lasting;
     }
     let dml = |q: &Query| {
@@ -1076,6 +1145,9 @@ struct Walk {
     /// A function not known to be free of side effects, or an operator proctor cannot name
     /// (any function may lie behind it).
     impure: bool,
+    /// Of those, one that may run SQL of its own (a user's function, an operator proctor
+    /// cannot name): not a built-in of [`runs_no_sql`].
+    code: bool,
     depth: u32,
 }
 
@@ -1094,8 +1166,9 @@ impl Walk {
         {
             self.functions = Some(c);
         }
-        if !self.impure && !listed_function(name) {
+        if !listed_function(name) {
             self.impure = true;
+            self.code |= !builtin_without_sql(name);
         }
     }
 
@@ -1183,7 +1256,10 @@ impl Visitor for Walk {
             Expr::BinaryOp {
                 op: BinaryOperator::Custom(_) | BinaryOperator::PGCustomBinaryOperator(_),
                 ..
-            } => self.impure = true,
+            } => {
+                self.impure = true;
+                self.code = true;
+            }
             _ => {}
         }
         ControlFlow::Continue(())
@@ -1652,6 +1728,19 @@ mod tests {
         ] {
             assert!(!shadows_catalog(not), "{not}");
         }
+        // Built-ins with effects but no SQL of their own are not code; a user's function is.
+        let effects = |sql: &str| classify_query(sql, LexContext::default())[0].info.effects;
+        assert_eq!(
+            effects("SELECT nextval('s'), pg_advisory_lock(1)"),
+            Effects::Lasting
+        );
+        assert_eq!(
+            effects("SELECT pg_catalog.setval('s', 1)"),
+            Effects::Lasting
+        );
+        assert_eq!(effects("SELECT my_fn()"), Effects::Code);
+        assert_eq!(effects("SELECT public.nextval('s')"), Effects::Code);
+        assert_eq!(effects("SELECT a ### b FROM t"), Effects::Code);
         let shadowed = LexContext {
             catalog_shadowed: true,
             ..LexContext::default()
