@@ -416,7 +416,7 @@ fn act(core: &mut Core, world: &mut World, c: &mut Choices<'_>) {
                     core.durable(Ok(()));
                 }
             }
-            Out::CancelBackend => {}
+            Out::ParamTypes { .. } | Out::CancelBackend => {}
             Out::Withdraw(id) => {
                 if world
                     .held

@@ -159,6 +159,7 @@ impl Core {
             }
             b'P' => {
                 let p = frontend::parse(&frame).map_err(malformed)?;
+                self.lex.catalog_shadowed |= classify::shadows_catalog(&p.query);
                 let mut judged = classify::classify_prepared(&p.query, self.lex);
                 if self.statement_in_block && needs_settled_lex(&p.query) {
                     judged.info = unsettled(&judged.info);
@@ -167,6 +168,7 @@ impl Core {
                 let prepared = Prepared {
                     judged: Arc::new(judged),
                     columns: None,
+                    param_types: Arc::from(p.types),
                 };
                 self.names.push(key, Change::Statement(p.name, prepared));
                 self.forward(&frame);
@@ -175,21 +177,23 @@ impl Core {
             }
             b'B' => {
                 let b = frontend::bind(&frame).map_err(malformed)?;
-                let (judged, columns) = match self.names.statement(&b.statement) {
+                let (judged, columns, param_types) = match self.names.statement(&b.statement) {
                     Lookup::Known(p) => (
                         Some(p.judged.clone()),
                         p.columns
                             .as_ref()
                             .map(|c| Arc::new(c.with_bind_formats(&b.result_formats))),
+                        p.param_types.clone(),
                     ),
                     // `must_wait` held back a Bind that would wait; were one to get here, its
                     // portal is unknown, which is judged as such at Execute.
-                    Lookup::Absent | Lookup::Wait => (None, None),
+                    Lookup::Absent | Lookup::Wait => (None, None, Arc::from([])),
                 };
                 let portal = Portal {
                     statement: b.statement,
                     judged,
                     params: b.params,
+                    param_types,
                     result_formats: b.result_formats,
                     columns,
                     executed: None,

@@ -127,6 +127,19 @@ impl Core {
                     _ => {}
                 }
             }
+            b't' => {
+                // ParameterDescription: the types the server gave a statement's parameters,
+                // for showing values bound in binary (the Parse may have left them to it).
+                if let Some(Expect::Describe {
+                    portal: false,
+                    name,
+                }) = self.expect.front()
+                    && let Some(types) = parameter_types(body)
+                    && let Some(s) = self.names.confirmed_statement_mut(name)
+                {
+                    s.param_types = types;
+                }
+            }
             b'n' => {
                 if matches!(self.expect.front(), Some(Expect::Describe { .. })) {
                     self.pop_head();
@@ -533,4 +546,18 @@ impl Core {
             }
         }
     }
+}
+
+/// The OIDs of a ParameterDescription body; `None` when its count and length disagree.
+fn parameter_types(body: &[u8]) -> Option<Arc<[u32]>> {
+    let (n, rest) = body.split_first_chunk::<2>()?;
+    let n = usize::from(u16::from_be_bytes(*n));
+    if rest.len() != n * 4 {
+        return None;
+    }
+    Some(
+        rest.chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
 }

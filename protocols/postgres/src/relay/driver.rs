@@ -159,6 +159,7 @@ impl Relay {
                         self.core.durable(r);
                     }
                 }
+                Out::ParamTypes { statement, types } => self.gate.param_types(statement, types),
                 Out::CancelBackend => {
                     if let Some(b) = self.backend_cancel.clone() {
                         tokio::spawn(crate::cancel::cancel_backend(b));

@@ -19,7 +19,13 @@ use crate::wire::Frame;
 
 /// A portal bound during the look-ahead: statement name, its classification, parameters, and
 /// whether an Execute already ran it.
-type LookaheadPortal = (String, Option<Arc<Judged>>, Vec<proctor_gate::Param>, bool);
+type LookaheadPortal = (
+    String,
+    Option<Arc<Judged>>,
+    Vec<proctor_gate::Param>,
+    bool,
+    Arc<[u32]>,
+);
 
 fn unknown_statement(id: u64, portal: String) -> Statement {
     Statement {
@@ -45,6 +51,7 @@ fn changes_names(judged: &Judged) -> bool {
         || judged.info.class == StatementClass::Unknown
         || first == "PREPARE"
         || PORTAL_COMMANDS.contains(&first)
+        || super::names::runs_code(&judged.info)
 }
 
 /// The statement may be forwarded before its record is durable (issue 15).
@@ -87,6 +94,7 @@ impl Core {
         let statement = portal.statement.clone();
         let formats = portal.result_formats.clone();
         let params = portal.params.clone();
+        let types = super::names::binary_types(&params, &portal.param_types);
         let judged = portal.judged.clone();
         if let Some(p) = self.predecided.pop_front() {
             let matches =
@@ -121,6 +129,12 @@ impl Core {
             None => unknown_statement(self.next_statement_id(), String::new()),
         };
         stmt.params = params;
+        if let Some(t) = types {
+            self.out.push_back(Out::ParamTypes {
+                statement: stmt.id,
+                types: t,
+            });
+        }
         stmt.statement_name = statement.clone();
         stmt.portal = portal_name.clone();
         let mut wait = ExecWait {
@@ -209,7 +223,7 @@ impl Core {
     fn lookahead_executes(&mut self, tx: TxStatus) -> Vec<(String, Statement, bool)> {
         let mut out = Vec::new();
         let mut off = 0usize;
-        let mut statements: HashMap<String, Arc<Judged>> = HashMap::new();
+        let mut statements: HashMap<String, (Arc<Judged>, Arc<[u32]>)> = HashMap::new();
         let mut portals: HashMap<String, LookaheadPortal> = HashMap::new();
         while out.len() < MAX_PIPELINE_BATCH {
             let rest = &self.cin[off..];
@@ -227,7 +241,7 @@ impl Core {
                     let Ok(p) = frontend::parse(&frame) else {
                         break;
                     };
-                    if needs_settled_lex(&p.query) {
+                    if needs_settled_lex(&p.query) || classify::shadows_catalog(&p.query) {
                         break;
                     }
                     let judged = Arc::new(classify::classify_prepared(&p.query, self.lex));
@@ -235,7 +249,7 @@ impl Core {
                     let Some(name) = server_name(&p.name) else {
                         break;
                     };
-                    statements.insert(name.to_string(), judged);
+                    statements.insert(name.to_string(), (judged, Arc::from(p.types)));
                 }
                 b'B' => {
                     let Ok(b) = frontend::bind(&frame) else { break };
@@ -244,15 +258,16 @@ impl Core {
                     else {
                         break;
                     };
-                    let judged = match statements.get(statement) {
-                        Some(j) => Some(j.clone()),
+                    let (judged, types) = match statements.get(statement) {
+                        Some((j, t)) => (Some(j.clone()), t.clone()),
                         None => match self.names.statement(&b.statement) {
-                            Lookup::Known(p) => Some(p.judged.clone()),
-                            Lookup::Absent => None,
+                            Lookup::Known(p) => (Some(p.judged.clone()), p.param_types.clone()),
+                            Lookup::Absent => (None, Arc::from([])),
                             Lookup::Wait => break,
                         },
                     };
-                    portals.insert(portal.to_string(), (b.statement, judged, b.params, false));
+                    let p = (b.statement, judged, b.params, false, types);
+                    portals.insert(portal.to_string(), p);
                 }
                 b'E' => {
                     let Ok(e) = frontend::execute(&frame) else {
@@ -261,11 +276,12 @@ impl Core {
                     let Some(portal) = server_name(&e.portal) else {
                         break;
                     };
-                    let (statement, judged, params) = match portals.get_mut(portal) {
-                        Some((_, _, _, true)) => continue,
-                        Some((name, judged, params, executed)) => {
+                    let (statement, judged, params, types) = match portals.get_mut(portal) {
+                        Some((_, _, _, true, _)) => continue,
+                        Some((name, judged, params, executed, types)) => {
                             *executed = true;
-                            (name.clone(), judged.clone(), params.clone())
+                            let types = super::names::binary_types(params, types);
+                            (name.clone(), judged.clone(), params.clone(), types)
                         }
                         // A portal bound before this batch: a continuation needs no decision,
                         // anything else is left to the normal path.
@@ -280,6 +296,12 @@ impl Core {
                     }
                     let mut stmt = self.statement_from(&judged, &judged.info, true);
                     stmt.params = params;
+                    if let Some(t) = types {
+                        self.out.push_back(Out::ParamTypes {
+                            statement: stmt.id,
+                            types: t,
+                        });
+                    }
                     stmt.statement_name = statement;
                     stmt.portal = e.portal.clone();
                     out.push((e.portal, stmt, answer_only(&judged, tx)));

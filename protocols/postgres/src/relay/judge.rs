@@ -101,6 +101,19 @@ impl Core {
         if !plain_execute {
             self.note_sql_changes(id, info);
         }
+        let prepares = matches!(info.prepared, Some(SqlPrepared::Prepare { .. }));
+        let first = info.command.split(' ').next().unwrap_or("");
+        if first == "DECLARE" && names::runs_code(&resolved.info) {
+            self.names.code_cursor = true;
+        }
+        // A cursor's query runs when it is fetched (a WITH HOLD one also at COMMIT).
+        let cursor_runs =
+            self.names.code_cursor && matches!(first, "FETCH" | "MOVE" | "COMMIT" | "END");
+        if (names::runs_code(&resolved.info) && !prepares) || cursor_runs {
+            // What it runs (its own text, or the statement an EXECUTE or FETCH runs) may
+            // change any name by dynamic SQL.
+            self.names.push(Key::Statement(id), Change::CodeRan);
+        }
         resolved
     }
 
@@ -165,7 +178,9 @@ impl Core {
             Some((p, j)) => {
                 let mut c = Classified::clone(&j.info);
                 c.prepared = None;
-                c.effects = crate::durability::Effects::Lasting;
+                if c.effects != crate::durability::Effects::Code {
+                    c.effects = crate::durability::Effects::Lasting;
+                }
                 Resolved {
                     info: Arc::new(c),
                     runs: Some(j.text.clone()),
@@ -215,7 +230,11 @@ impl Core {
                     note: None,
                     prepared: None,
                     // What an `EXECUTE` runs is judged without its arguments: it waits.
-                    effects: crate::durability::Effects::Lasting,
+                    // (`Code` stays: what the body calls may change names.)
+                    effects: match info.effects {
+                        crate::durability::Effects::Code => info.effects,
+                        _ => crate::durability::Effects::Lasting,
+                    },
                 };
                 let judged = Judged {
                     text: body.clone(),
@@ -225,6 +244,7 @@ impl Core {
                 let prepared = Prepared {
                     judged: Arc::new(judged),
                     columns: None,
+                    param_types: Arc::from([]),
                 };
                 self.names
                     .push(key, Change::Statement(name.clone(), prepared));
@@ -238,7 +258,8 @@ impl Core {
         let first = info.command.split(' ').next().unwrap_or("");
         let unknown = info.class == proctor_gate::StatementClass::Unknown;
         if unknown || first == "DO" {
-            // Dynamic SQL can PREPARE or DEALLOCATE behind proctor's back.
+            // Dynamic SQL can PREPARE or DEALLOCATE behind proctor's back (`CodeRan`, pushed
+            // by `judged_info`, also covers a failure half-way).
             self.names.push(key, Change::ForgetStatements);
         }
         if unknown
@@ -257,6 +278,7 @@ impl Core {
     }
 
     pub(super) fn simple_query(&mut self, frame: Frame, text: &str) -> Result<(), End> {
+        self.lex.catalog_shadowed |= classify::shadows_catalog(text);
         let mut judged = classify::classify_query(text, self.lex);
         if self.statement_in_block && needs_settled_lex(text) {
             for j in &mut judged {

@@ -53,6 +53,12 @@ pub enum Out {
     /// More than `pending` durability tickets are unacked: wait for the oldest (acking each
     /// with [`Core::durable`]) until at most `pending` remain.
     Bound { pending: usize },
+    /// The parameter type OIDs of statement `statement`, sent before it is judged when some of
+    /// its values are binary (`Gate::param_types`: the card shows them decoded).
+    ParamTypes {
+        statement: u64,
+        types: std::sync::Arc<[u32]>,
+    },
     /// Pass a CancelRequest on to the target backend.
     CancelBackend,
     /// The held statement with this approval is withdrawn: drop its approval.
