@@ -56,6 +56,9 @@ pub struct SessionGate {
     pg_settings: std::sync::Mutex<super::pg_settings::PgSettings>,
     /// Judged shells' working directories, as the target gave them, for approval cards.
     shells: std::sync::Mutex<super::shell_context::ShellContexts>,
+    /// Parameter types of statements about to be judged whose values are in binary format,
+    /// by statement id (taken when judged), to show those values decoded.
+    param_types: std::sync::Mutex<std::collections::HashMap<u64, Arc<[u32]>>>,
 }
 
 fn recorder_err(e: RecorderError) -> GateError {
@@ -106,7 +109,7 @@ fn action_event(action: &Action) -> Event {
 /// A statement as an approver must see it to judge it: its text, the statement an EXECUTE
 /// runs (the name alone says nothing), and every bound parameter value in full (`UPDATE
 /// accounts SET owner = $1` says nothing without `$1`).
-fn statement_detail(s: &proctor_gate::Statement) -> String {
+fn statement_detail(s: &proctor_gate::Statement, types: Option<&[u32]>) -> String {
     use std::fmt::Write;
     let mut out = s.text.clone();
     if out.is_empty() && s.extended {
@@ -125,7 +128,11 @@ fn statement_detail(s: &proctor_gate::Statement) -> String {
     for (i, p) in s.params.iter().enumerate() {
         let value = match &p.value {
             None => "NULL".to_string(),
-            Some(v) if p.binary => format!("(binary) \\x{}", hex::encode(v)),
+            // Decoded by the type the server gives it, or its bytes with the type named.
+            Some(v) if p.binary => match types.and_then(|t| t.get(i)) {
+                Some(&oid) => proctor_postgres::params::show_binary(oid, v),
+                None => format!("(binary) \\x{}", hex::encode(v)),
+            },
             Some(v) => match std::str::from_utf8(v) {
                 Ok(t) => format!("'{}'", t.replace('\'', "''")),
                 // Shown as the bytes they are, never as U+FFFD: two different values must
@@ -139,11 +146,17 @@ fn statement_detail(s: &proctor_gate::Statement) -> String {
 }
 
 /// How an approver sees the action: its kind, text, class and tables.
+#[cfg(test)]
 fn describe(action: &Action) -> (String, String, String, Vec<String>) {
+    describe_typed(action, None)
+}
+
+/// [`describe`], with the parameter types of a statement whose values are in binary format.
+fn describe_typed(action: &Action, types: Option<&[u32]>) -> (String, String, String, Vec<String>) {
     match action {
         Action::Statement(s) => (
             "statement".into(),
-            statement_detail(s),
+            statement_detail(s, types),
             s.class.as_str().into(),
             s.tables.clone(),
         ),
@@ -197,6 +210,7 @@ impl SessionGate {
                 login_search_path,
             )),
             shells: std::sync::Mutex::default(),
+            param_types: std::sync::Mutex::default(),
             admission: std::sync::Mutex::new(admission),
             redaction: std::sync::Mutex::new(crate::redact::SessionRedaction::new(&live.id)),
             core,
@@ -340,6 +354,34 @@ struct JudgedAction {
     /// What the statement changes of `search_path` or the role, read from the clear text
     /// here (off the shared worker for large actions), applied once the server confirms it.
     settings_change: Option<super::pg_settings::Pending>,
+    /// Parameter types of a statement with values in binary format (`Gate::param_types`).
+    param_types: Option<Arc<[u32]>>,
+}
+
+/// A proctor note recorded after a statement with values bound in binary format: each such
+/// value as the server reads it (the statement's record keeps the bytes as sent). Read from
+/// the recorded (redacted) statement: a sealed value is a marker, never decoded.
+fn binary_values_note(action: &Action, types: Option<&Arc<[u32]>>) -> Option<Event> {
+    let (Action::Statement(s), Some(types)) = (action, types) else {
+        return None;
+    };
+    let mut text = format!(
+        "statement {}: values bound in binary format, as the server reads them",
+        s.id
+    );
+    let mut any = false;
+    for (i, p) in s.params.iter().enumerate() {
+        if let (true, Some(v)) = (p.binary, &p.value) {
+            any = true;
+            let oid = types.get(i).copied().unwrap_or(0);
+            let shown = proctor_postgres::params::show_binary(oid, v);
+            text.push_str(&format!("\n${} = {shown}", i + 1));
+        }
+    }
+    any.then(|| Event::Annotation {
+        source: "proctor".into(),
+        text,
+    })
 }
 
 impl SessionGate {
@@ -483,6 +525,10 @@ impl SessionGate {
             .redactor()
             .action(&mut lock(&self.redaction), &action);
         let mut action = redacted.unwrap_or(action);
+        let param_types = match &action {
+            Action::Statement(s) => lock(&self.param_types).remove(&s.id),
+            _ => None,
+        };
         // A statement refused for its size is recorded cut (with its size and digest), cut
         // after redaction so that no secret is split: see `limits::oversized_recorded`.
         if oversize.is_some()
@@ -524,6 +570,7 @@ impl SessionGate {
             approval_id,
             kill_after,
             settings_change,
+            param_types,
         }
     }
 
@@ -544,6 +591,9 @@ impl SessionGate {
             let redactor = self.core.redactor();
             for j in judged {
                 events.push(action_event(&j.action));
+                if let Some(ev) = binary_values_note(&j.action, j.param_types.as_ref()) {
+                    events.push(redactor.event(&mut red, &ev).unwrap_or(ev));
+                }
                 for a in &j.judgement.alerts {
                     let ev = Event::Alert(a.clone());
                     events.push(redactor.event(&mut red, &ev).unwrap_or(ev));
@@ -596,6 +646,7 @@ impl SessionGate {
             action,
             judgement,
             approval_id,
+            param_types,
             ..
         } = j;
         match judgement.action {
@@ -604,7 +655,7 @@ impl SessionGate {
                 reason: judgement.reason,
             },
             RuleAction::Hold => {
-                let (kind, detail, class, tables) = describe(&action);
+                let (kind, detail, class, tables) = describe_typed(&action, param_types.as_deref());
                 let settings = match &action {
                     Action::Statement(_) => lock(&self.pg_settings).view(),
                     Action::CommandLine { channel, .. } => lock(&self.shells).view(*channel),
@@ -794,6 +845,16 @@ impl Gate for SessionGate {
         let mut out = self.commit_judged(vec![judged]).await?;
         out.pop()
             .ok_or_else(|| GateError::Recorder("no decision was produced".into()))
+    }
+
+    fn param_types(&self, statement: u64, types: Arc<[u32]>) {
+        let mut m = lock(&self.param_types);
+        // Taken when the statement is judged; one that never is (a look-ahead cut short) must
+        // not grow this: past a bound the oldest are simply not shown decoded.
+        if m.len() >= 4096 {
+            m.clear();
+        }
+        m.insert(statement, types);
     }
 
     async fn shell_context(

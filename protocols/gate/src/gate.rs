@@ -108,6 +108,14 @@ pub trait Gate: Send + Sync {
         Ok(())
     }
 
+    /// The parameter type OIDs of statement `statement` (about to be decided, one per bound
+    /// parameter, 0 where neither the client nor the server named one), sent when some of its
+    /// values are in binary format: the core shows those values decoded on the approval card
+    /// and records them beside the statement. The default, a core without cards, ignores them.
+    fn param_types(&self, statement: u64, types: std::sync::Arc<[u32]>) {
+        let _ = (statement, types);
+    }
+
     /// Asks the target shell's own grammar (bash's parser, run by the core without executing
     /// anything) whether `text` is a complete command, before a judged shell sends it. The
     /// default is a core without the check: it answers `Unchecked`, and the line is held.

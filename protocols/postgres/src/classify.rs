@@ -82,6 +82,11 @@ pub struct LexContext {
     /// server converts non-ASCII bytes from it, while proctor reads them as UTF-8, so what
     /// proctor would show and record is not what the server reads.
     pub converted_encoding: bool,
+    /// The session set a `search_path` that puts a schema before `pg_catalog`
+    /// ([`shadows_catalog`]): an unqualified function or operator (`lower(x)`, `id = 1`) may
+    /// then resolve to a user's own, which may do anything, so no query or DML is taken to
+    /// run only built-ins.
+    pub catalog_shadowed: bool,
 }
 
 impl Default for LexContext {
@@ -90,8 +95,33 @@ impl Default for LexContext {
             standard_strings: true,
             unsafe_encoding: false,
             converted_encoding: false,
+            catalog_shadowed: false,
         }
     }
+}
+
+/// Whether `text` may set a `search_path` that puts another schema before `pg_catalog`
+/// (`SET search_path = public, pg_catalog`, `set_config('search_path', $1, false)`): after
+/// `search_path`, `pg_catalog` is named but not first, or the value is a parameter. PostgreSQL
+/// searches `pg_catalog` first unless the path names it later, so a path without it (the
+/// default `"$user", public`, pg_dump's `''`) shadows no built-in.
+pub fn shadows_catalog(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.match_indices("search_path").any(|(at, _)| {
+        let rest = &lower[at + "search_path".len()..];
+        let mut value = rest
+            .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '=' | '\'' | '"' | ','));
+        if let Some(v) = value.strip_prefix("to")
+            && v.starts_with(char::is_whitespace)
+        {
+            value = v;
+        }
+        let value =
+            value.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '\'' | '"'));
+        // Only this assignment's own value: up to the end of the statement.
+        let own = rest.split(';').next().unwrap_or(rest);
+        value.starts_with('$') || (own.contains("pg_catalog") && !value.starts_with("pg_catalog"))
+    })
 }
 
 impl LexContext {
@@ -202,6 +232,21 @@ pub fn classify_prepared(sql: &str, ctx: LexContext) -> Judged {
 }
 
 fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
+    let c = classify_piece_text(p, ctx);
+    let body_runs = matches!(c.prepared, Some(SqlPrepared::Prepare { .. }));
+    if ctx.catalog_shadowed
+        && (matches!(c.effects, Effects::Transient | Effects::Transactional) || body_runs)
+        && c.effects != Effects::Code
+    {
+        // Any function or operator may be a user's: see `LexContext::catalog_shadowed`.
+        let mut shadowed = Classified::clone(&c);
+        shadowed.effects = Effects::Code;
+        return Arc::new(shadowed);
+    }
+    c
+}
+
+fn classify_piece_text(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
     if p.backslash_in_string && !ctx.standard_strings {
         return Arc::new(unknown(
             leading_words(&p.key),
@@ -232,10 +277,15 @@ fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
         ));
     }
     let c = cached(&p.key);
-    if c.class == StatementClass::Dcl
+    // `UPDATE pg_settings` and `PREPARE`: see below and `SqlPrepared::Prepare::body`.
+    let prepare = matches!(c.prepared, Some(SqlPrepared::Prepare { .. }));
+    if (prepare
+        || (c.class == StatementClass::Dcl
+            && c.tables.iter().any(|t| pg_settings::is_pg_settings(t))))
         && !p.backslash_in_string
-        && c.tables.iter().any(|t| pg_settings::is_pg_settings(t))
     {
+        // A PREPARE's body is what an approver is shown beside each EXECUTE of it: with its
+        // literals (`WHERE id > 1000`), never the cache key's zeros.
         // `UPDATE pg_settings` is a SET, and which setting it sets is in its literals, which the
         // cache key erased: judge the text with its literals (still cached, by that text). Not
         // when a string holds a backslash: then sqlparser's reading of the literals is not
@@ -974,6 +1024,75 @@ fn function_class(name: &str) -> Option<StatementClass> {
 
 /// A function on the side-effect-free list, as the server would resolve the name: unqualified
 /// or in `pg_catalog` (the name in another schema is anyone's function), folded as unquoted.
+/// Built-ins with effects beyond the statement that run no SQL of their own, so cannot
+/// PREPARE, DEALLOCATE or open cursors (see `relay::names::runs_code`): sequences, advisory
+/// locks, notifications, sleeping, random values, large objects, signalling backends.
+/// `set_config` is here too: the one setting that changes what names mean, `search_path`, is
+/// caught by its text (`shadows_catalog`).
+fn runs_no_sql(name: &str) -> bool {
+    const LIST: &[&str] = &[
+        "currval",
+        "gen_random_uuid",
+        "lastval",
+        "lo_close",
+        "lo_creat",
+        "lo_create",
+        "lo_export",
+        "lo_from_bytea",
+        "lo_get",
+        "lo_import",
+        "lo_lseek",
+        "lo_lseek64",
+        "lo_open",
+        "lo_put",
+        "lo_tell",
+        "lo_tell64",
+        "lo_truncate",
+        "lo_truncate64",
+        "lo_unlink",
+        "loread",
+        "lowrite",
+        "nextval",
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_advisory_unlock",
+        "pg_advisory_unlock_all",
+        "pg_advisory_unlock_shared",
+        "pg_advisory_xact_lock",
+        "pg_advisory_xact_lock_shared",
+        "pg_cancel_backend",
+        "pg_current_xact_id",
+        "pg_notify",
+        "pg_sleep",
+        "pg_sleep_for",
+        "pg_sleep_until",
+        "pg_terminate_backend",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "pg_try_advisory_xact_lock",
+        "pg_try_advisory_xact_lock_shared",
+        "random",
+        "set_config",
+        "setseed",
+        "setval",
+        "txid_current",
+    ];
+    LIST.contains(&name)
+}
+
+/// A built-in of [`runs_no_sql`], named as `listed_function` names built-ins.
+fn builtin_without_sql(name: &ObjectName) -> bool {
+    let parts: Vec<&sqlparser::ast::Ident> = name.0.iter().filter_map(|p| p.as_ident()).collect();
+    if parts.len() != name.0.len() {
+        return false;
+    }
+    match parts.as_slice() {
+        [f] => runs_no_sql(&folded(f)),
+        [schema, f] => folded(schema) == "pg_catalog" && runs_no_sql(&folded(f)),
+        _ => false,
+    }
+}
+
 fn listed_function(name: &ObjectName) -> bool {
     let parts: Vec<&sqlparser::ast::Ident> = name.0.iter().filter_map(|p| p.as_ident()).collect();
     if parts.len() != name.0.len() {
@@ -989,6 +1108,9 @@ fn listed_function(name: &ObjectName) -> bool {
 /// What a statement's effects can outlive (see `durability`). Anything not recognised as a
 /// plain query, plain DML, `BEGIN` or `SAVEPOINT` is lasting.
 fn effects_of(stmt: &Ast, walk: &Walk) -> Effects {
+    if walk.code {
+        return Effects::Code;
+    }
     if walk.impure || walk.select_into || walk.settings_role || walk.functions.is_some() {
         return Effects::Lasting;
     }
@@ -1023,6 +1145,9 @@ struct Walk {
     /// A function not known to be free of side effects, or an operator proctor cannot name
     /// (any function may lie behind it).
     impure: bool,
+    /// Of those, one that may run SQL of its own (a user's function, an operator proctor
+    /// cannot name): not a built-in of [`runs_no_sql`].
+    code: bool,
     depth: u32,
 }
 
@@ -1041,8 +1166,9 @@ impl Walk {
         {
             self.functions = Some(c);
         }
-        if !self.impure && !listed_function(name) {
+        if !listed_function(name) {
             self.impure = true;
+            self.code |= !builtin_without_sql(name);
         }
     }
 
@@ -1130,7 +1256,10 @@ impl Visitor for Walk {
             Expr::BinaryOp {
                 op: BinaryOperator::Custom(_) | BinaryOperator::PGCustomBinaryOperator(_),
                 ..
-            } => self.impure = true,
+            } => {
+                self.impure = true;
+                self.code = true;
+            }
             _ => {}
         }
         ControlFlow::Continue(())
@@ -1576,6 +1705,61 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].info.command, "CREATE RULE");
         assert_eq!(v[1].info.class, Read);
+    }
+
+    #[test]
+    fn search_paths_that_shadow_built_ins() {
+        for shadows in [
+            "SET search_path = public, pg_catalog",
+            "set search_path to \"public\",pg_catalog",
+            "SELECT set_config('search_path', 'public, pg_catalog', false)",
+            "SELECT pg_catalog.set_config('search_path', $1, false)",
+            "SET search_path = pg_catalog; SET search_path = public, pg_catalog",
+            "ALTER ROLE r SET search_path = x, pg_catalog",
+        ] {
+            assert!(shadows_catalog(shadows), "{shadows}");
+        }
+        for not in [
+            "SET search_path = public",
+            "SET search_path TO pg_catalog, public",
+            "SELECT pg_catalog.set_config('search_path', '', false)",
+            "SHOW search_path",
+            "SELECT lower(x) FROM pg_catalog.pg_class",
+        ] {
+            assert!(!shadows_catalog(not), "{not}");
+        }
+        // Built-ins with effects but no SQL of their own are not code; a user's function is.
+        let effects = |sql: &str| classify_query(sql, LexContext::default())[0].info.effects;
+        assert_eq!(
+            effects("SELECT nextval('s'), pg_advisory_lock(1)"),
+            Effects::Lasting
+        );
+        assert_eq!(
+            effects("SELECT pg_catalog.setval('s', 1)"),
+            Effects::Lasting
+        );
+        assert_eq!(effects("SELECT my_fn()"), Effects::Code);
+        assert_eq!(effects("SELECT public.nextval('s')"), Effects::Code);
+        assert_eq!(effects("SELECT a ### b FROM t"), Effects::Code);
+        let shadowed = LexContext {
+            catalog_shadowed: true,
+            ..LexContext::default()
+        };
+        for sql in [
+            "SELECT lower('x')",
+            "DELETE FROM t WHERE id = 1",
+            "PREPARE q AS SELECT 1",
+        ] {
+            assert_eq!(
+                classify_query(sql, shadowed)[0].info.effects,
+                Effects::Code,
+                "{sql}"
+            );
+            assert_ne!(
+                classify_query(sql, LexContext::default())[0].info.effects,
+                Effects::Code
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub enum Effects {
     Transactional,
     /// Anything else, or anything not understood.
     Lasting,
+    /// Lasting, because it calls a function not known to be free of side effects or an
+    /// operator proctor cannot name: code proctor cannot see into, which may also change the
+    /// session's prepared statements and cursors by dynamic SQL (the relay forgets them).
+    Code,
 }
 
 /// The transaction status as the server last reported it (ReadyForQuery), known only while

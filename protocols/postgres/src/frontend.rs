@@ -16,6 +16,8 @@ pub fn query_text(frame: &Frame) -> Result<String, Malformed> {
 pub struct Parse {
     pub name: String,
     pub query: String,
+    /// Parameter type OIDs as the client gave them (0: left to the server).
+    pub types: Vec<u32>,
 }
 
 pub fn parse(frame: &Frame) -> Result<Parse, Malformed> {
@@ -23,9 +25,12 @@ pub fn parse(frame: &Frame) -> Result<Parse, Malformed> {
     let name = lossy(r.cstr()?);
     let query = lossy(r.cstr()?);
     let n = r.count(4)?;
-    r.take(n * 4)?;
+    let mut types = Vec::with_capacity(n);
+    for _ in 0..n {
+        types.push(r.i32()? as u32);
+    }
     r.finish()?;
-    Ok(Parse { name, query })
+    Ok(Parse { name, query, types })
 }
 
 pub struct Bind {

@@ -8,6 +8,7 @@
 //! runs the real relay (no copy of its dispatch) over both sides' bytes at once, and checks
 //! what reached the target against what was judged.
 
+mod relay_core;
 #[cfg(test)]
 mod relay_property;
 mod relay_run;
@@ -294,7 +295,15 @@ pub const TARGETS: &[Target] = &[
     ("pg_scram", scram),
     ("pg_classifier", classifier),
     ("pg_names", names),
+    ("pg_core", core),
 ];
+
+/// The relay's I/O-free core driven directly (no adapter, no tokio): pipelines, verdicts,
+/// late approvals and durability acks, recording failures, and a model server answering in
+/// order; checked against rules 1 and 3 and the names model.
+pub fn core(data: &[u8]) {
+    relay_core::run(data);
+}
 
 /// The relay's model of the server's prepared statements and portals (I/O-free), driven by
 /// any sequence of changes, sync points, confirmations and refusals.

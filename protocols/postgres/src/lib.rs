@@ -33,6 +33,7 @@ pub mod durability;
 pub mod frontend;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod params;
 mod pg_settings;
 pub mod relay;
 pub mod results;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use proctor_gate::{Direction, Event};
 
+use super::machine::{Out, Waiting};
 use super::names::{Change, Lookup, Portal, Prepared};
 use super::*;
 use crate::classify::{self, Classified, SqlPrepared};
@@ -36,11 +37,11 @@ pub(super) fn unsettled(info: &Classified) -> Arc<Classified> {
     })
 }
 
-impl Relay {
+impl Core {
     // ----- client side -----
 
-    pub(super) async fn process_client(&mut self) -> Result<(), End> {
-        while self.paused.is_none() && self.tout.len() < HIGH_WATER {
+    pub(super) fn process_client(&mut self) -> Result<(), End> {
+        while self.paused.is_none() && self.waiting.is_none() && self.tout.len() < HIGH_WATER {
             let frame = match self.deferred.take() {
                 Some(f) => f,
                 None => match take_typed_frame(&mut self.cin, self.cfg.max_message_bytes) {
@@ -60,7 +61,7 @@ impl Relay {
                 self.deferred = Some(frame);
                 break;
             }
-            self.on_client_frame(frame).await?;
+            self.on_client_frame(frame)?;
         }
         Ok(())
     }
@@ -95,7 +96,7 @@ impl Relay {
             b'E' => frontend::execute(frame)
                 .is_ok_and(|e| matches!(self.names.portal(&e.portal), Lookup::Wait)),
             // An earlier statement may start a COPY FROM STDIN, in which the server would not
-            // take the call as a call (see `Relay::function_call`); once one has, nothing is
+            // take the call as a call (see `Core::function_call`); once one has, nothing is
             // left to wait for.
             b'F' => !self.copy_in && self.earlier_block_unanswered(),
             _ => false,
@@ -145,7 +146,7 @@ impl Relay {
         self.next_id
     }
 
-    pub(super) async fn on_client_frame(&mut self, frame: Frame) -> Result<(), End> {
+    pub(super) fn on_client_frame(&mut self, frame: Frame) -> Result<(), End> {
         let malformed = |e: Malformed| End::Agent("08P01", e.to_string());
         if self.skip_until_sync && !matches!(frame.tag, b'S' | b'H' | b'X') {
             // The server would discard these after an error; the client expects no answer.
@@ -154,10 +155,11 @@ impl Relay {
         match frame.tag {
             b'Q' => {
                 let text = frontend::query_text(&frame).map_err(malformed)?;
-                self.simple_query(frame, &text).await
+                self.simple_query(frame, &text)
             }
             b'P' => {
                 let p = frontend::parse(&frame).map_err(malformed)?;
+                self.lex.catalog_shadowed |= classify::shadows_catalog(&p.query);
                 let mut judged = classify::classify_prepared(&p.query, self.lex);
                 if self.statement_in_block && needs_settled_lex(&p.query) {
                     judged.info = unsettled(&judged.info);
@@ -166,6 +168,7 @@ impl Relay {
                 let prepared = Prepared {
                     judged: Arc::new(judged),
                     columns: None,
+                    param_types: Arc::from(p.types),
                 };
                 self.names.push(key, Change::Statement(p.name, prepared));
                 self.forward(&frame);
@@ -174,21 +177,23 @@ impl Relay {
             }
             b'B' => {
                 let b = frontend::bind(&frame).map_err(malformed)?;
-                let (judged, columns) = match self.names.statement(&b.statement) {
+                let (judged, columns, param_types) = match self.names.statement(&b.statement) {
                     Lookup::Known(p) => (
                         Some(p.judged.clone()),
                         p.columns
                             .as_ref()
                             .map(|c| Arc::new(c.with_bind_formats(&b.result_formats))),
+                        p.param_types.clone(),
                     ),
                     // `must_wait` held back a Bind that would wait; were one to get here, its
                     // portal is unknown, which is judged as such at Execute.
-                    Lookup::Absent | Lookup::Wait => (None, None),
+                    Lookup::Absent | Lookup::Wait => (None, None, Arc::from([])),
                 };
                 let portal = Portal {
                     statement: b.statement,
                     judged,
                     params: b.params,
+                    param_types,
                     result_formats: b.result_formats,
                     columns,
                     executed: None,
@@ -211,7 +216,7 @@ impl Relay {
             }
             b'E' => {
                 let e = frontend::execute(&frame).map_err(malformed)?;
-                self.execute(frame, e.portal).await
+                self.execute(frame, e.portal)
             }
             b'C' => {
                 let (kind, name) = frontend::target(&frame, "Close").map_err(malformed)?;
@@ -283,30 +288,34 @@ impl Relay {
                 if frame.tag == b'c' {
                     // CopyDone commits the rows (in autocommit): their record is durable
                     // before it is forwarded.
-                    self.flush_events().await?;
-                    self.tickets
-                        .settle()
-                        .await
-                        .map_err(|e| self.gate_error(e))?;
+                    self.flush_events();
+                    self.out.push_back(Out::Settle);
+                    self.waiting = Some(Waiting::CopyDone(frame));
+                    return Ok(());
                 }
-                self.forward(&frame);
-                if self.ignore_syncs_in_copy {
-                    self.ignore_syncs_in_copy = false;
-                } else {
-                    self.expect.push_back(Expect::CopyEnd);
-                    self.emit_ready_injects();
-                }
+                self.copy_end_forward(&frame);
                 Ok(())
             }
             b'X' => {
                 self.forward(&frame);
                 Err(End::Client("client terminated the session".into()))
             }
-            b'F' => self.function_call(frame).await,
+            b'F' => self.function_call(frame),
             other => Err(End::Agent(
                 "08P01",
                 format!("invalid frontend message type {}", other as char),
             )),
+        }
+    }
+
+    /// Forwards the end of a COPY from the client (CopyDone once its records are durable).
+    pub(super) fn copy_end_forward(&mut self, frame: &Frame) {
+        self.forward(frame);
+        if self.ignore_syncs_in_copy {
+            self.ignore_syncs_in_copy = false;
+        } else {
+            self.expect.push_back(Expect::CopyEnd);
+            self.emit_ready_injects();
         }
     }
 

@@ -12,7 +12,7 @@ use super::*;
 use crate::results::{Columns, CopyAcc, ResultAcc};
 use crate::wire::{ErrorFields, Reader, lossy, put_ready, typed_frame_len};
 
-impl Relay {
+impl Core {
     // ----- ordering of answers -----
 
     pub(super) fn expect_reply(&mut self, e: Expect) {
@@ -47,7 +47,7 @@ impl Relay {
 
     // ----- target side -----
 
-    pub(super) async fn process_target(&mut self) -> Result<(), End> {
+    pub(super) fn process_target(&mut self) -> Result<(), End> {
         let mut tin = std::mem::take(&mut self.tin);
         let mut off = 0;
         let result = loop {
@@ -64,7 +64,8 @@ impl Relay {
         tin.advance(off);
         self.tin = tin;
         result?;
-        self.flush_events().await
+        self.flush_events();
+        Ok(())
     }
 
     pub(super) fn on_target_frame(&mut self, frame: &[u8]) -> Result<(), End> {
@@ -124,6 +125,19 @@ impl Relay {
                         self.with_result(|acc| acc.set_columns(cols));
                     }
                     _ => {}
+                }
+            }
+            b't' => {
+                // ParameterDescription: the types the server gave a statement's parameters,
+                // for showing values bound in binary (the Parse may have left them to it).
+                if let Some(Expect::Describe {
+                    portal: false,
+                    name,
+                }) = self.expect.front()
+                    && let Some(types) = parameter_types(body)
+                    && let Some(s) = self.names.confirmed_statement_mut(name)
+                {
+                    s.param_types = types;
                 }
             }
             b'n' => {
@@ -532,4 +546,18 @@ impl Relay {
             }
         }
     }
+}
+
+/// The OIDs of a ParameterDescription body; `None` when its count and length disagree.
+fn parameter_types(body: &[u8]) -> Option<Arc<[u32]>> {
+    let (n, rest) = body.split_first_chunk::<2>()?;
+    let n = usize::from(u16::from_be_bytes(*n));
+    if rest.len() != n * 4 {
+        return None;
+    }
+    Some(
+        rest.chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
 }

@@ -1,4 +1,5 @@
-//! Kill, shutdown and CancelRequests, and the durability tickets of enqueued events.
+//! Kill, shutdown and CancelRequests, and the durability tickets of enqueued events (the
+//! adapter's side: futures the core never sees).
 
 use super::*;
 
@@ -96,34 +97,5 @@ impl Tickets {
             }
         }
         self.bytes = 0;
-    }
-}
-
-impl Relay {
-    /// Hands the events gathered so far to the recorder, keeping their durability tickets.
-    pub(super) async fn flush_events(&mut self) -> Result<(), End> {
-        if self.events.is_empty() {
-            return Ok(());
-        }
-        // Swapped out and back so the vector's allocation is reused.
-        let mut events = std::mem::take(&mut self.events);
-        let mut result = Ok(());
-        for ev in events.drain(..) {
-            let w = ev.weight();
-            let d = match self.gate.enqueue(ev).await {
-                Ok(d) => d,
-                Err(e) => {
-                    result = Err(self.gate_error(e));
-                    break;
-                }
-            };
-            if let Err(e) = self.tickets.push(d, w).await {
-                result = Err(self.gate_error(e));
-                break;
-            }
-        }
-        events.clear();
-        self.events = events;
-        result
     }
 }

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use proctor_gate::{Action, Decision, Statement, StatementClass};
+use proctor_gate::{Action, Statement, StatementClass};
 
 use super::agent::needs_settled_lex;
 use super::judge::PORTAL_COMMANDS;
+use super::machine::{Ask, ExecWait, Out, Waiting};
 use super::names::{Lookup, server_name};
 use super::*;
 use crate::classify::{self, Judged};
@@ -18,7 +19,13 @@ use crate::wire::Frame;
 
 /// A portal bound during the look-ahead: statement name, its classification, parameters, and
 /// whether an Execute already ran it.
-type LookaheadPortal = (String, Option<Arc<Judged>>, Vec<proctor_gate::Param>, bool);
+type LookaheadPortal = (
+    String,
+    Option<Arc<Judged>>,
+    Vec<proctor_gate::Param>,
+    bool,
+    Arc<[u32]>,
+);
 
 fn unknown_statement(id: u64, portal: String) -> Statement {
     Statement {
@@ -44,6 +51,7 @@ fn changes_names(judged: &Judged) -> bool {
         || judged.info.class == StatementClass::Unknown
         || first == "PREPARE"
         || PORTAL_COMMANDS.contains(&first)
+        || super::names::runs_code(&judged.info)
 }
 
 /// The statement may be forwarded before its record is durable (issue 15).
@@ -51,8 +59,8 @@ fn answer_only(judged: &Judged, tx: TxStatus) -> bool {
     durability(&judged.info, false, tx) == Durability::BeforeAnswer
 }
 
-impl Relay {
-    pub(super) async fn execute(&mut self, frame: Frame, portal_name: String) -> Result<(), End> {
+impl Core {
+    pub(super) fn execute(&mut self, frame: Frame, portal_name: String) -> Result<(), End> {
         let portal = match self.names.portal(&portal_name) {
             Lookup::Known(p) => p,
             // Unknown to proctor (never bound, refused by the server, forgotten, or opened by
@@ -60,16 +68,20 @@ impl Relay {
             // an Execute whose portal would wait.)
             Lookup::Absent | Lookup::Wait => {
                 let stmt = unknown_statement(self.next_statement_id(), portal_name.clone());
-                let id = stmt.id;
-                let decision = self.decide(stmt).await?;
-                return self.apply_execute_decision(
+                let wait = ExecWait {
                     frame,
-                    decision,
-                    id,
-                    portal_name,
-                    String::new(),
-                    Vec::new(),
+                    id: stmt.id,
+                    portal: portal_name,
+                    statement: String::new(),
+                    result_formats: Vec::new(),
+                    lookahead: Vec::new(),
+                };
+                self.ask(
+                    Ask::One,
+                    vec![Action::Statement(stmt)],
+                    Waiting::Execute(Box::new(wait)),
                 );
+                return Ok(());
             }
         };
         if let Some(id) = portal.executed {
@@ -82,6 +94,7 @@ impl Relay {
         let statement = portal.statement.clone();
         let formats = portal.result_formats.clone();
         let params = portal.params.clone();
+        let types = super::names::binary_types(&params, &portal.param_types);
         let judged = portal.judged.clone();
         if let Some(p) = self.predecided.pop_front() {
             let matches =
@@ -96,12 +109,17 @@ impl Relay {
                     formats,
                 );
             }
-            // Cannot happen unless the look-ahead misread the pipeline: judge afresh.
+            // Cannot happen unless the look-ahead misread the pipeline: judge afresh (a held
+            // decision's approval is withdrawn).
             tracing::warn!(
-                session = self.gate.session_id(),
+                session = self.session_id,
                 "postgres: pipelined decision did not match its Execute; judging it again"
             );
-            self.predecided.clear();
+            for p in std::iter::once(p).chain(self.predecided.drain(..)) {
+                if let Verdict::Held(h) = p.decision {
+                    self.out.push_back(Out::Withdraw(h.approval_id));
+                }
+            }
         }
         let batchable = judged.as_ref().is_some_and(|j| !changes_names(j));
         let tx = self.tx_status();
@@ -111,63 +129,72 @@ impl Relay {
             None => unknown_statement(self.next_statement_id(), String::new()),
         };
         stmt.params = params;
+        if let Some(t) = types {
+            self.out.push_back(Out::ParamTypes {
+                statement: stmt.id,
+                types: t,
+            });
+        }
         stmt.statement_name = statement.clone();
         stmt.portal = portal_name.clone();
-        let id = stmt.id;
-        let decision = if batchable {
-            self.decide_with_lookahead(stmt, overlap, tx).await?
-        } else {
-            self.decide(stmt).await?
+        let mut wait = ExecWait {
+            frame,
+            id: stmt.id,
+            portal: portal_name,
+            statement,
+            result_formats: formats,
+            lookahead: Vec::new(),
         };
-        self.apply_execute_decision(frame, decision, id, portal_name, statement, formats)?;
-        self.release.bound().await.map_err(|e| self.gate_error(e))
+        let (ask, actions) = if batchable {
+            self.with_lookahead(stmt, overlap, tx, &mut wait.lookahead)
+        } else {
+            (Ask::One, vec![Action::Statement(stmt)])
+        };
+        self.ask(ask, actions, Waiting::Execute(Box::new(wait)));
+        Ok(())
     }
 
     /// Judges an Execute, together with the Executes of the same pipeline already waiting in
-    /// the client buffer: one durable write for the batch instead of one per statement. When
-    /// `overlap` and every Execute of the batch may be forwarded before its record is durable
-    /// (judged under `tx`, the status before the batch, which none of them can end), the
-    /// answers are held back instead (`hold_answers`).
-    async fn decide_with_lookahead(
+    /// the client buffer: one durable write for the batch instead of one per statement
+    /// (`lookahead` gets the later ones' portal, id and text). When `overlap` and every Execute
+    /// of the batch may be forwarded before its record is durable (judged under `tx`, the
+    /// status before the batch, which none of them can end), the answers are held back instead
+    /// (`hold_answers`).
+    fn with_lookahead(
         &mut self,
         stmt: Statement,
         overlap: bool,
         tx: TxStatus,
-    ) -> Result<Decision, End> {
+        lookahead: &mut Vec<(String, u64, String)>,
+    ) -> (Ask, Vec<Action>) {
         let extra = self.lookahead_executes(tx);
         let overlap = overlap && extra.iter().all(|(_, _, o)| *o);
         if extra.is_empty() && !overlap {
-            return self.decide(stmt).await;
+            return (Ask::One, vec![Action::Statement(stmt)]);
         }
-        let meta: Vec<(String, u64, String)> = extra
-            .iter()
-            .map(|(p, s, _)| (p.clone(), s.id, s.text.clone()))
-            .collect();
+        lookahead.extend(
+            extra
+                .iter()
+                .map(|(p, s, _)| (p.clone(), s.id, s.text.clone())),
+        );
         let mut actions = Vec::with_capacity(extra.len() + 1);
         actions.push(Action::Statement(stmt));
         actions.extend(extra.into_iter().map(|(_, s, _)| Action::Statement(s)));
-        let decisions = if overlap {
-            let (d, ticket) = self
-                .gate
-                .decide_all_overlapped(actions)
-                .await
-                .map_err(|e| self.gate_error(e))?;
-            if let Some(t) = ticket {
-                // Every decision is Allow: the first Execute is forwarded next.
-                self.hold_answers(t);
-            }
-            d
-        } else {
-            self.gate
-                .decide_all(actions)
-                .await
-                .map_err(|e| self.gate_error(e))?
-        };
+        let ask = if overlap { Ask::Overlapped } else { Ask::All };
+        (ask, actions)
+    }
+
+    /// The gate's decisions on an Execute and the pipeline's Executes judged with it.
+    pub(super) fn execute_verdict(
+        &mut self,
+        w: ExecWait,
+        decisions: Vec<Verdict>,
+    ) -> Result<(), End> {
         let mut decisions = decisions.into_iter();
         let Some(first) = decisions.next() else {
             return Err(End::Recorder("the gate returned no decision".into()));
         };
-        for ((portal, id, text), decision) in meta.into_iter().zip(decisions) {
+        for ((portal, id, text), decision) in w.lookahead.into_iter().zip(decisions) {
             self.predecided.push_back(Predecided {
                 portal,
                 id,
@@ -175,7 +202,16 @@ impl Relay {
                 decision,
             });
         }
-        Ok(first)
+        self.apply_execute_decision(
+            w.frame,
+            first,
+            w.id,
+            w.portal,
+            w.statement,
+            w.result_formats,
+        )?;
+        self.bound();
+        Ok(())
     }
 
     /// Statements of the Executes that follow in the client buffer (complete frames only),
@@ -187,7 +223,7 @@ impl Relay {
     fn lookahead_executes(&mut self, tx: TxStatus) -> Vec<(String, Statement, bool)> {
         let mut out = Vec::new();
         let mut off = 0usize;
-        let mut statements: HashMap<String, Arc<Judged>> = HashMap::new();
+        let mut statements: HashMap<String, (Arc<Judged>, Arc<[u32]>)> = HashMap::new();
         let mut portals: HashMap<String, LookaheadPortal> = HashMap::new();
         while out.len() < MAX_PIPELINE_BATCH {
             let rest = &self.cin[off..];
@@ -205,7 +241,7 @@ impl Relay {
                     let Ok(p) = frontend::parse(&frame) else {
                         break;
                     };
-                    if needs_settled_lex(&p.query) {
+                    if needs_settled_lex(&p.query) || classify::shadows_catalog(&p.query) {
                         break;
                     }
                     let judged = Arc::new(classify::classify_prepared(&p.query, self.lex));
@@ -213,7 +249,7 @@ impl Relay {
                     let Some(name) = server_name(&p.name) else {
                         break;
                     };
-                    statements.insert(name.to_string(), judged);
+                    statements.insert(name.to_string(), (judged, Arc::from(p.types)));
                 }
                 b'B' => {
                     let Ok(b) = frontend::bind(&frame) else { break };
@@ -222,15 +258,16 @@ impl Relay {
                     else {
                         break;
                     };
-                    let judged = match statements.get(statement) {
-                        Some(j) => Some(j.clone()),
+                    let (judged, types) = match statements.get(statement) {
+                        Some((j, t)) => (Some(j.clone()), t.clone()),
                         None => match self.names.statement(&b.statement) {
-                            Lookup::Known(p) => Some(p.judged.clone()),
-                            Lookup::Absent => None,
+                            Lookup::Known(p) => (Some(p.judged.clone()), p.param_types.clone()),
+                            Lookup::Absent => (None, Arc::from([])),
                             Lookup::Wait => break,
                         },
                     };
-                    portals.insert(portal.to_string(), (b.statement, judged, b.params, false));
+                    let p = (b.statement, judged, b.params, false, types);
+                    portals.insert(portal.to_string(), p);
                 }
                 b'E' => {
                     let Ok(e) = frontend::execute(&frame) else {
@@ -239,11 +276,12 @@ impl Relay {
                     let Some(portal) = server_name(&e.portal) else {
                         break;
                     };
-                    let (statement, judged, params) = match portals.get_mut(portal) {
-                        Some((_, _, _, true)) => continue,
-                        Some((name, judged, params, executed)) => {
+                    let (statement, judged, params, types) = match portals.get_mut(portal) {
+                        Some((_, _, _, true, _)) => continue,
+                        Some((name, judged, params, executed, types)) => {
                             *executed = true;
-                            (name.clone(), judged.clone(), params.clone())
+                            let types = super::names::binary_types(params, types);
+                            (name.clone(), judged.clone(), params.clone(), types)
                         }
                         // A portal bound before this batch: a continuation needs no decision,
                         // anything else is left to the normal path.
@@ -258,6 +296,12 @@ impl Relay {
                     }
                     let mut stmt = self.statement_from(&judged, &judged.info, true);
                     stmt.params = params;
+                    if let Some(t) = types {
+                        self.out.push_back(Out::ParamTypes {
+                            statement: stmt.id,
+                            types: t,
+                        });
+                    }
                     stmt.statement_name = statement;
                     stmt.portal = e.portal.clone();
                     out.push((e.portal, stmt, answer_only(&judged, tx)));
@@ -273,22 +317,22 @@ impl Relay {
     pub(super) fn apply_execute_decision(
         &mut self,
         frame: Frame,
-        decision: Decision,
+        decision: Verdict,
         id: u64,
         portal: String,
         statement: String,
         result_formats: Vec<i16>,
     ) -> Result<(), End> {
         match decision {
-            Decision::Allow => {
+            Verdict::Allow => {
                 self.forward_execute(&frame, id, portal, statement, result_formats);
             }
-            Decision::Deny { rule, reason } => {
+            Verdict::Deny { rule, reason } => {
                 self.drop_changes([id]);
                 self.deny_message(&rule, &reason, false);
                 self.skip_until_sync = true;
             }
-            Decision::Held(hold) => {
+            Verdict::Held(hold) => {
                 self.hold_notice(&hold);
                 self.paused = Some(Paused {
                     hold,

@@ -11,8 +11,9 @@
 
 use std::sync::Arc;
 
-use proctor_gate::{Decision, Statement, StatementClass};
+use proctor_gate::{Action, Statement, StatementClass};
 
+use super::machine::{Ask, Waiting};
 use super::*;
 use crate::classify;
 use crate::frontend::{self, FunctionCall};
@@ -129,8 +130,8 @@ pub fn as_data_row(body: &[u8]) -> Vec<u8> {
     row
 }
 
-impl Relay {
-    pub(super) async fn function_call(&mut self, frame: Frame) -> Result<(), End> {
+impl Core {
+    pub(super) fn function_call(&mut self, frame: Frame) -> Result<(), End> {
         // In copy-in mode the server takes a FunctionCall as a broken COPY, not as a call, and
         // an Execute of this block not answered yet may have started one (its answers may wait
         // for a Sync, so waiting for them could wait forever). Either way proctor cannot say
@@ -158,10 +159,25 @@ impl Relay {
             names: vec![column],
             formats: vec![call.result_format],
         });
-        match self.decide(stmt).await? {
-            Decision::Allow => self.forward_function_call(&frame, id, columns),
-            Decision::Deny { rule, reason } => self.deny_message(&rule, &reason, true),
-            Decision::Held(hold) => {
+        self.ask(
+            Ask::One,
+            vec![Action::Statement(stmt)],
+            Waiting::FunctionCall { frame, id, columns },
+        );
+        Ok(())
+    }
+
+    pub(super) fn function_call_verdict(
+        &mut self,
+        frame: Frame,
+        id: u64,
+        columns: Arc<Columns>,
+        decision: Verdict,
+    ) {
+        match decision {
+            Verdict::Allow => self.forward_function_call(&frame, id, columns),
+            Verdict::Deny { rule, reason } => self.deny_message(&rule, &reason, true),
+            Verdict::Held(hold) => {
                 self.hold_notice(&hold);
                 self.paused = Some(Paused {
                     hold,
@@ -169,7 +185,6 @@ impl Relay {
                 });
             }
         }
-        Ok(())
     }
 
     pub(super) fn forward_function_call(&mut self, frame: &Frame, id: u64, columns: Arc<Columns>) {

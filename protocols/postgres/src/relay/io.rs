@@ -57,24 +57,36 @@ impl Relay {
             self.control = Box::pin(control(rx));
             return Poll::Ready(Ev::Control(ev));
         }
-        if let Some(p) = self.paused.as_mut()
-            && let Poll::Ready(r) = p.hold.outcome.as_mut().poll(cx)
+        if let Some(id) = self.core.held()
+            && let Some(h) = self.holds.iter_mut().find(|h| h.approval_id == id)
+            && let Poll::Ready(r) = h.outcome.as_mut().poll(cx)
         {
             return Poll::Ready(Ev::Hold(r));
         }
+        // Durability acks, oldest first (registering the waker on the first unresolved one).
+        while let Some(d) = self.durables.front_mut() {
+            match d.0.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.durables.pop_front();
+                    self.core.durable(Ok(()));
+                }
+                Poll::Ready(Err(e)) => {
+                    // A resolved future is never polled again.
+                    self.durables.clear();
+                    return Poll::Ready(Ev::RecordFailed(e));
+                }
+                Poll::Pending => break,
+            }
+        }
         // Writes, to the agent only as far as the records before them are durable.
-        let mut sendable = match self.release.poll_sendable(cx, self.cout.len()) {
-            Ok(n) => n,
-            Err(e) => return Poll::Ready(Ev::RecordFailed(e)),
-        };
+        let mut sendable = self.core.client_sendable();
         while sendable > 0 {
-            match Pin::new(&mut self.client).poll_write(cx, &self.cout[..sendable]) {
+            match Pin::new(&mut self.client).poll_write(cx, &self.core.to_client()[..sendable]) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Ev::ClientGone("client connection closed".into()));
                 }
                 Poll::Ready(Ok(n)) => {
-                    self.cout.advance(n);
-                    self.release.wrote(n);
+                    self.core.wrote_client(n);
                     sendable -= n;
                     self.c_dirty = true;
                 }
@@ -93,13 +105,13 @@ impl Relay {
                 Poll::Pending => {}
             }
         }
-        while !self.tout.is_empty() {
-            match Pin::new(&mut self.target).poll_write(cx, &self.tout) {
+        while !self.core.tout.is_empty() {
+            match Pin::new(&mut self.target).poll_write(cx, &self.core.tout) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Ev::TargetGone("the target closed the connection".into()));
                 }
                 Poll::Ready(Ok(n)) => {
-                    self.tout.advance(n);
+                    self.core.tout.advance(n);
                     self.t_dirty = true;
                 }
                 Poll::Ready(Err(e)) => {
@@ -110,7 +122,7 @@ impl Relay {
                 Poll::Pending => break,
             }
         }
-        if self.tout.is_empty() && self.t_dirty {
+        if self.core.tout.is_empty() && self.t_dirty {
             match Pin::new(&mut self.target).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.t_dirty = false,
                 Poll::Ready(Err(e)) => {
@@ -122,11 +134,11 @@ impl Relay {
             }
         }
         // Reads, each side only while the other side's outgoing buffer has room.
-        if self.cout.len() < HIGH_WATER {
-            if self.tin.capacity() - self.tin.len() < TARGET_READ_CHUNK / 4 {
-                self.tin.reserve(TARGET_READ_CHUNK);
+        if self.core.cout.len() < HIGH_WATER {
+            if self.core.tin.capacity() - self.core.tin.len() < TARGET_READ_CHUNK / 4 {
+                self.core.tin.reserve(TARGET_READ_CHUNK);
             }
-            match poll_read_buf(Pin::new(&mut self.target), cx, &mut self.tin) {
+            match poll_read_buf(Pin::new(&mut self.target), cx, &mut self.core.tin) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Ev::TargetGone("the target closed the connection".into()));
                 }
@@ -141,9 +153,12 @@ impl Relay {
         }
         // Client messages left unprocessed while the target's buffer was full: process them now
         // that it has drained (nothing else would wake the loop for them).
-        if self.paused.is_none() && self.deferred.is_none() && self.tout.len() < HIGH_WATER {
-            match crate::wire::typed_frame_len(&self.cin, self.cfg.max_message_bytes) {
-                Ok(Some(len)) if self.cin.len() >= len => return Poll::Ready(Ev::ClientData),
+        if self.core.paused.is_none()
+            && self.core.deferred.is_none()
+            && self.core.tout.len() < HIGH_WATER
+        {
+            match crate::wire::typed_frame_len(&self.core.cin, self.core.cfg.max_message_bytes) {
+                Ok(Some(len)) if self.core.cin.len() >= len => return Poll::Ready(Ev::ClientData),
                 // Let process_client report the bad frame.
                 Err(_) => return Poll::Ready(Ev::ClientData),
                 _ => {}
@@ -151,16 +166,16 @@ impl Relay {
         }
         // While a message waits for a hold or for the server's answers, the client is read
         // only so far (and to notice it going away).
-        let client_room = if self.paused.is_some() || self.deferred.is_some() {
-            self.cin.len() < PAUSED_READ_LIMIT
+        let client_room = if self.core.paused.is_some() || self.core.deferred.is_some() {
+            self.core.cin.len() < PAUSED_READ_LIMIT
         } else {
-            self.tout.len() < HIGH_WATER
+            self.core.tout.len() < HIGH_WATER
         };
         if client_room {
-            if self.cin.capacity() - self.cin.len() < CLIENT_READ_CHUNK / 4 {
-                self.cin.reserve(CLIENT_READ_CHUNK);
+            if self.core.cin.capacity() - self.core.cin.len() < CLIENT_READ_CHUNK / 4 {
+                self.core.cin.reserve(CLIENT_READ_CHUNK);
             }
-            match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.cin) {
+            match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.core.cin) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Ev::ClientGone("client disconnected".into()));
                 }
@@ -183,7 +198,7 @@ impl Relay {
 
     /// Everything still queued for the target, then the end of its stream.
     pub(super) async fn write_target_goodbye(&mut self) {
-        let _ = self.target.write_all(&self.tout).await;
+        let _ = self.target.write_all(&self.core.tout).await;
         let _ = self.target.flush().await;
         let _ = self.target.shutdown().await;
     }

@@ -5,9 +5,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use proctor_gate::{Action, Decision, DenyCause, Event, GateError, Hold, Resolution, Statement};
+use proctor_gate::{Action, DenyCause, Event, Resolution, Statement};
 
 use super::agent::{needs_settled_lex, unsettled};
+use super::machine::{Ask, Out, Waiting};
 use super::names::{Change, Key, Lookup, Prepared};
 use super::*;
 use crate::classify::{self, Classified, Judged};
@@ -58,7 +59,7 @@ fn unknown_nested(info: &Classified, what: &str) -> Resolved {
     }
 }
 
-impl Relay {
+impl Core {
     pub(super) fn statement_from(
         &mut self,
         judged: &Judged,
@@ -99,6 +100,19 @@ impl Relay {
             );
         if !plain_execute {
             self.note_sql_changes(id, info);
+        }
+        let prepares = matches!(info.prepared, Some(SqlPrepared::Prepare { .. }));
+        let first = info.command.split(' ').next().unwrap_or("");
+        if first == "DECLARE" && names::runs_code(&resolved.info) {
+            self.names.code_cursor = true;
+        }
+        // A cursor's query runs when it is fetched (a WITH HOLD one also at COMMIT).
+        let cursor_runs =
+            self.names.code_cursor && matches!(first, "FETCH" | "MOVE" | "COMMIT" | "END");
+        if (names::runs_code(&resolved.info) && !prepares) || cursor_runs {
+            // What it runs (its own text, or the statement an EXECUTE or FETCH runs) may
+            // change any name by dynamic SQL.
+            self.names.push(Key::Statement(id), Change::CodeRan);
         }
         resolved
     }
@@ -164,7 +178,9 @@ impl Relay {
             Some((p, j)) => {
                 let mut c = Classified::clone(&j.info);
                 c.prepared = None;
-                c.effects = crate::durability::Effects::Lasting;
+                if c.effects != crate::durability::Effects::Code {
+                    c.effects = crate::durability::Effects::Lasting;
+                }
                 Resolved {
                     info: Arc::new(c),
                     runs: Some(j.text.clone()),
@@ -214,7 +230,11 @@ impl Relay {
                     note: None,
                     prepared: None,
                     // What an `EXECUTE` runs is judged without its arguments: it waits.
-                    effects: crate::durability::Effects::Lasting,
+                    // (`Code` stays: what the body calls may change names.)
+                    effects: match info.effects {
+                        crate::durability::Effects::Code => info.effects,
+                        _ => crate::durability::Effects::Lasting,
+                    },
                 };
                 let judged = Judged {
                     text: body.clone(),
@@ -224,6 +244,7 @@ impl Relay {
                 let prepared = Prepared {
                     judged: Arc::new(judged),
                     columns: None,
+                    param_types: Arc::from([]),
                 };
                 self.names
                     .push(key, Change::Statement(name.clone(), prepared));
@@ -237,7 +258,8 @@ impl Relay {
         let first = info.command.split(' ').next().unwrap_or("");
         let unknown = info.class == proctor_gate::StatementClass::Unknown;
         if unknown || first == "DO" {
-            // Dynamic SQL can PREPARE or DEALLOCATE behind proctor's back.
+            // Dynamic SQL can PREPARE or DEALLOCATE behind proctor's back (`CodeRan`, pushed
+            // by `judged_info`, also covers a failure half-way).
             self.names.push(key, Change::ForgetStatements);
         }
         if unknown
@@ -255,7 +277,8 @@ impl Relay {
         }
     }
 
-    pub(super) async fn simple_query(&mut self, frame: Frame, text: &str) -> Result<(), End> {
+    pub(super) fn simple_query(&mut self, frame: Frame, text: &str) -> Result<(), End> {
+        self.lex.catalog_shadowed |= classify::shadows_catalog(text);
         let mut judged = classify::classify_query(text, self.lex);
         if self.statement_in_block && needs_settled_lex(text) {
             for j in &mut judged {
@@ -286,77 +309,87 @@ impl Relay {
                 runs: r.runs,
             });
         }
-        self.judge_query(frame, ids, rest, overlap).await
+        self.judge_query(frame, ids, rest, overlap);
+        Ok(())
     }
 
     /// Decides the statements of a simple query in order; forwards the message once all are
     /// allowed. `overlap`: every statement may be forwarded before its record is durable
     /// (`durability`), its answer held back until it is.
-    pub(super) async fn judge_query(
+    pub(super) fn judge_query(
         &mut self,
         frame: Frame,
         ids: Vec<u64>,
         mut rest: VecDeque<Statement>,
         overlap: bool,
+    ) {
+        if rest.is_empty() {
+            return self.query_allowed(frame, ids);
+        }
+        // All statements of the message are judged in one batch (one durable write); the gate
+        // stops at the first one that is not allowed.
+        let (ask, actions) = if overlap {
+            let actions = rest.iter().cloned().map(Action::Statement).collect();
+            (Ask::Overlapped, actions)
+        } else if rest.len() == 1 {
+            (Ask::One, rest.drain(..).map(Action::Statement).collect())
+        } else {
+            let actions = rest.iter().cloned().map(Action::Statement).collect();
+            (Ask::All, actions)
+        };
+        self.ask(
+            ask,
+            actions,
+            Waiting::Query {
+                frame,
+                ids,
+                rest,
+                overlap,
+                ask,
+            },
+        );
+    }
+
+    /// The gate's decisions on (the next batch of) a simple query's statements.
+    pub(super) fn query_verdict(
+        &mut self,
+        frame: Frame,
+        ids: Vec<u64>,
+        mut rest: VecDeque<Statement>,
+        overlap: bool,
+        ask: Ask,
+        decisions: Vec<Verdict>,
     ) -> Result<(), End> {
-        let mut ticket = None;
-        while !rest.is_empty() {
-            // All statements of the message are judged in one batch (one durable write); the
-            // gate stops at the first one that is not allowed.
-            let decisions = if overlap {
-                let actions = rest.iter().cloned().map(Action::Statement).collect();
-                let (d, t) = self
-                    .gate
-                    .decide_all_overlapped(actions)
-                    .await
-                    .map_err(|e| self.gate_error(e))?;
-                if d.is_empty() {
-                    return Err(End::Recorder("the gate returned no decision".into()));
+        if decisions.is_empty() {
+            return Err(End::Recorder("the gate returned no decision".into()));
+        }
+        if ask != Ask::One {
+            rest.drain(..decisions.len().min(rest.len()));
+        }
+        for d in decisions {
+            match d {
+                Verdict::Allow => {}
+                Verdict::Deny { rule, reason } => {
+                    self.drop_changes(ids.iter().copied());
+                    self.deny_message(&rule, &reason, true);
+                    return Ok(());
                 }
-                rest.drain(..d.len().min(rest.len()));
-                ticket = t;
-                d
-            } else if rest.len() == 1 {
-                let stmt = rest.pop_front().map(Action::Statement);
-                match stmt {
-                    Some(a) => vec![self.gate.decide(a).await.map_err(|e| self.gate_error(e))?],
-                    None => break,
-                }
-            } else {
-                let actions = rest.iter().cloned().map(Action::Statement).collect();
-                let d = self
-                    .gate
-                    .decide_all(actions)
-                    .await
-                    .map_err(|e| self.gate_error(e))?;
-                if d.is_empty() {
-                    return Err(End::Recorder("the gate returned no decision".into()));
-                }
-                rest.drain(..d.len().min(rest.len()));
-                d
-            };
-            for d in decisions {
-                match d {
-                    Decision::Allow => {}
-                    Decision::Deny { rule, reason } => {
-                        self.drop_changes(ids.iter().copied());
-                        self.deny_message(&rule, &reason, true);
-                        return Ok(());
-                    }
-                    Decision::Held(hold) => {
-                        self.hold_notice(&hold);
-                        self.paused = Some(Paused {
-                            hold,
-                            cont: Cont::Query { frame, ids, rest },
-                        });
-                        return Ok(());
-                    }
+                Verdict::Held(hold) => {
+                    self.hold_notice(&hold);
+                    self.paused = Some(Paused {
+                        hold,
+                        cont: Cont::Query { frame, ids, rest },
+                    });
+                    return Ok(());
                 }
             }
         }
-        if let Some(t) = ticket {
-            self.hold_answers(t);
-        }
+        self.judge_query(frame, ids, rest, overlap);
+        Ok(())
+    }
+
+    /// Every statement of the query was allowed: it goes to the server.
+    fn query_allowed(&mut self, frame: Frame, ids: Vec<u64>) {
         self.forward(&frame);
         // A Query ends a block, unless the server is skipping up to a Sync after an error (it
         // then skips the Query too, and its block goes on to that Sync).
@@ -370,7 +403,7 @@ impl Relay {
             acc: None,
             next_start: Instant::now(),
         })));
-        self.release.bound().await.map_err(|e| self.gate_error(e))
+        self.bound();
     }
 
     /// The transaction status the next statement runs in, on the server's word: the last
@@ -397,30 +430,13 @@ impl Relay {
         }
     }
 
-    /// Everything queued to the agent from now on waits until `ticket` resolves.
-    pub(super) fn hold_answers(&mut self, ticket: proctor_gate::Durable) {
+    /// Everything queued to the agent from now on waits until the ticket just given resolves.
+    pub(super) fn hold_answers(&mut self) {
         let mark = self.release.mark(self.cout.len());
-        self.release.hold(ticket, mark);
+        self.release.hold(mark);
     }
 
-    pub(super) async fn decide(&mut self, stmt: Statement) -> Result<Decision, End> {
-        match self.gate.decide(Action::Statement(stmt)).await {
-            Ok(d) => Ok(d),
-            Err(e) => Err(self.gate_error(e)),
-        }
-    }
-
-    pub(super) fn gate_error(&self, e: GateError) -> End {
-        if let Some(reason) = self.kill_view.borrow().clone() {
-            return End::Killed(reason);
-        }
-        match e {
-            GateError::Recorder(m) => End::Recorder(m),
-            GateError::Closed(m) => End::Killed(m),
-        }
-    }
-
-    pub(super) fn hold_notice(&mut self, hold: &Hold) {
+    pub(super) fn hold_notice(&mut self, hold: &HoldInfo) {
         let text = self
             .cfg
             .hold_notice
@@ -442,7 +458,11 @@ impl Relay {
         self.inject(error_bytes(Severity::Error, code, &msg), ready);
     }
 
-    pub(super) async fn hold_resolved(&mut self, res: Resolution) -> Result<(), End> {
+    pub(super) fn hold_resolved(
+        &mut self,
+        res: Resolution,
+        killed: Option<String>,
+    ) -> Result<(), End> {
         let Some(paused) = self.paused.take() else {
             return Ok(());
         };
@@ -450,7 +470,10 @@ impl Relay {
         match res {
             Resolution::Allow => match paused.cont {
                 // Approved: it was durable before it was held, and waits as it did.
-                Cont::Query { frame, ids, rest } => self.judge_query(frame, ids, rest, false).await,
+                Cont::Query { frame, ids, rest } => {
+                    self.judge_query(frame, ids, rest, false);
+                    Ok(())
+                }
                 Cont::Execute {
                     frame,
                     id,
@@ -483,7 +506,7 @@ impl Relay {
                         format!("proctor: approval {approval_id} timed out; statement not run"),
                     ),
                     DenyCause::Killed => {
-                        let reason = self.kill_view.borrow().clone().unwrap_or(reason);
+                        let reason = killed.unwrap_or(reason);
                         return Err(End::Killed(reason));
                     }
                     DenyCause::Approver => (
@@ -527,9 +550,7 @@ impl Relay {
                         .into()
                 },
             });
-            if let Some(b) = self.backend_cancel.clone() {
-                tokio::spawn(crate::cancel::cancel_backend(b));
-            }
+            self.out.push_back(Out::CancelBackend);
             return Ok(());
         };
         let ready = !matches!(paused.cont, Cont::Execute { .. });
@@ -539,7 +560,7 @@ impl Relay {
         }
         // Dropping the hold cancels the approval.
         let id = paused.hold.approval_id.clone();
-        drop(paused);
+        self.out.push_back(Out::Withdraw(id.clone()));
         self.events.push(Event::TargetMessage {
             kind: "cancel_request".into(),
             text: format!("a CancelRequest withdrew the held statement (approval {id})"),

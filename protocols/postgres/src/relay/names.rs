@@ -51,11 +51,38 @@ pub(super) fn server_name(name: &str) -> Option<&str> {
     }
 }
 
+/// The statement runs code proctor cannot see into, which may PREPARE, DEALLOCATE, open or
+/// close cursors by dynamic SQL (plpgsql `EXECUTE 'DEALLOCATE q; PREPARE q AS DELETE ...'`):
+/// a call of a function not known to be free of side effects (or of an operator proctor cannot
+/// name), `DO`, `CALL`. (A statement proctor could not classify forgets every statement and
+/// portal too, but does not make every cursor suspect: it is held by default, and the
+/// approver sees its text.) What a statement reaches
+/// implicitly (triggers, views, column defaults, rules) is not seen, as for the durability
+/// rule; creating any of those is DDL, judged and recorded before it runs.
+pub(super) fn runs_code(info: &crate::classify::Classified) -> bool {
+    let first = info.command.split(' ').next().unwrap_or("");
+    info.effects == crate::durability::Effects::Code
+        || first.eq_ignore_ascii_case("DO")
+        || first.eq_ignore_ascii_case("CALL")
+}
+
+/// The parameter types to hand the core for a statement bound with `params`: only when a value
+/// is in binary format (a text value reads as itself).
+pub(super) fn binary_types(
+    params: &[proctor_gate::Param],
+    types: &Arc<[u32]>,
+) -> Option<Arc<[u32]>> {
+    params.iter().any(|p| p.binary).then(|| types.clone())
+}
+
 /// A prepared statement as the server holds it.
 #[derive(Clone)]
 pub(super) struct Prepared {
     pub judged: Arc<Judged>,
     pub columns: Option<Arc<Columns>>,
+    /// Parameter type OIDs: the Parse's, then the server's ParameterDescription once a
+    /// Describe answered (to show binary values on cards: `crate::params`).
+    pub param_types: Arc<[u32]>,
 }
 
 /// A portal as the server holds it.
@@ -65,6 +92,8 @@ pub(super) struct Portal {
     /// What the portal runs; `None` when its statement was unknown to proctor at Bind.
     pub judged: Option<Arc<Judged>>,
     pub params: Vec<proctor_gate::Param>,
+    /// The statement's parameter types when it was bound.
+    pub param_types: Arc<[u32]>,
     pub result_formats: Vec<i16>,
     pub columns: Option<Arc<Columns>>,
     /// Set once an Execute of this portal was allowed: later Executes (after PortalSuspended)
@@ -92,21 +121,36 @@ pub(super) enum Change {
     /// A statement that may close or open portals by SQL (`CLOSE`, `DECLARE`, transaction
     /// control, `DO`, `CALL`, anything unknown): afterwards no portal is known for sure.
     ForgetPortals,
+    /// A statement that runs code proctor cannot see into ([`runs_code`]): by dynamic SQL it
+    /// may have deallocated and re-prepared any statement, and closed or opened any portal or
+    /// cursor. Afterwards no name is known, and any cursor may run what proctor never saw.
+    /// Unlike the other changes it takes effect whatever the server answers: a function that
+    /// re-prepares a name and then raises an error leaves the new statement in place
+    /// (prepared statements are not transactional).
+    CodeRan,
 }
 
 impl Change {
     fn touches_statement(&self, name: &str) -> bool {
         match self {
             Change::Statement(n, _) | Change::CloseStatement(n) => n == name,
-            Change::ForgetStatements => true,
+            Change::ForgetStatements | Change::CodeRan => true,
             _ => false,
         }
+    }
+
+    /// Forgets names rather than setting one: taken even when the statement fails.
+    fn forgets(&self) -> bool {
+        matches!(
+            self,
+            Change::ForgetStatements | Change::ForgetPortals | Change::CodeRan
+        )
     }
 
     fn touches_portal(&self, name: &str) -> bool {
         match self {
             Change::Portal(n, _) | Change::ClosePortal(n) => n == name,
-            Change::ForgetPortals => true,
+            Change::ForgetPortals | Change::CodeRan => true,
             _ => false,
         }
     }
@@ -142,6 +186,9 @@ pub(super) struct Names {
     bound: std::collections::HashSet<String>,
     /// More names were bound than `bound` keeps: any name may be a portal.
     bound_overflow: bool,
+    /// A cursor was declared over code ([`runs_code`]): its query runs at each FETCH or MOVE
+    /// (and, WITH HOLD, at COMMIT), so those count as running code from then on.
+    pub code_cursor: bool,
 }
 
 impl Names {
@@ -226,7 +273,13 @@ impl Names {
         let mut first = None;
         while let Some(i) = self.pending.iter().position(|p| p.key == key) {
             if let Some(p) = self.pending.remove(i) {
-                first.get_or_insert(p.change);
+                if p.change.forgets() {
+                    // It may have failed half-way, after its dynamic SQL changed names;
+                    // forgetting is never wrong, only costs a hold.
+                    self.apply(p.change);
+                } else {
+                    first.get_or_insert(p.change);
+                }
             }
         }
         first
@@ -253,8 +306,16 @@ impl Names {
     /// The server answered a sync point: SQL statements up to `last_statement` that it did not
     /// confirm did not take effect (they failed, or were skipped after an earlier error).
     pub fn settle_statements(&mut self, last_statement: u64) {
-        self.pending
-            .retain(|p| !matches!(p.key, Key::Statement(id) if id <= last_statement));
+        let mut left = VecDeque::with_capacity(self.pending.len());
+        while let Some(p) = self.pending.pop_front() {
+            if !matches!(p.key, Key::Statement(id) if id <= last_statement) {
+                left.push_back(p);
+            } else if p.change.forgets() {
+                // A failed statement's dynamic SQL may have changed names before the error.
+                self.apply(p.change);
+            }
+        }
+        self.pending = left;
     }
 
     /// The server left its transaction (ReadyForQuery `I`): it dropped every portal.
@@ -380,7 +441,14 @@ impl Names {
                 self.portals.remove(&name);
             }
             Change::ForgetPortals => self.portals.clear(),
+            Change::CodeRan => self.forget_everything(),
         }
+    }
+
+    fn forget_everything(&mut self) {
+        self.statements.clear();
+        self.portals.clear();
+        self.bound_overflow = true;
     }
 
     fn forget_touched(&mut self, change: &Change) {
@@ -393,6 +461,7 @@ impl Names {
                 self.portals.remove(n);
             }
             Change::ForgetPortals => self.portals.clear(),
+            Change::CodeRan => self.forget_everything(),
         }
     }
 
@@ -413,7 +482,9 @@ pub(super) fn describe(change: Option<&Change>) -> String {
             format!("Bind of portal {name:?} to statement {:?}", p.statement)
         }
         Some(Change::ClosePortal(name)) => format!("Close of portal {name:?}"),
-        Some(Change::ForgetStatements | Change::ForgetPortals) | None => "a message".into(),
+        Some(Change::ForgetStatements | Change::ForgetPortals | Change::CodeRan) | None => {
+            "a message".into()
+        }
     }
 }
 
@@ -436,6 +507,7 @@ pub(crate) fn fuzz(data: &[u8]) {
                 let p = Prepared {
                     judged: judged.clone(),
                     columns: None,
+                    param_types: Arc::from([]),
                 };
                 n.push(k, Change::Statement(name.into(), p));
                 keys.push(k);
@@ -446,6 +518,7 @@ pub(crate) fn fuzz(data: &[u8]) {
                     statement: name.into(),
                     judged: None,
                     params: Vec::new(),
+                    param_types: Arc::from([]),
                     result_formats: Vec::new(),
                     columns: None,
                     executed: None,
@@ -508,6 +581,7 @@ mod tests {
         Prepared {
             judged: Arc::new(classify_prepared(sql, LexContext::default())),
             columns: None,
+            param_types: Arc::from([]),
         }
     }
 
@@ -568,6 +642,7 @@ mod tests {
             statement: String::new(),
             judged: None,
             params: Vec::new(),
+            param_types: Arc::from([]),
             result_formats: Vec::new(),
             columns: None,
             executed: None,

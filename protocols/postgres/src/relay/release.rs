@@ -3,25 +3,24 @@
 //! A statement forwarded before its record is durable (see `crate::durability`) leaves a mark:
 //! the position in the stream of bytes to the agent where the answers to it begin. Bytes
 //! before the oldest mark still pending may be written; bytes after it wait until its ticket
-//! resolves. Marks fall on message boundaries (everything reaches the outgoing buffer as whole
+//! is acked. Marks fall on message boundaries (everything reaches the outgoing buffer as whole
 //! messages), so what is held back is always whole messages, and can be dropped whole when a
 //! record fails.
+//!
+//! The tickets themselves (futures) live in the adapter, which acks them oldest first; this
+//! keeps only their marks, so it is plain state.
 
 use std::collections::VecDeque;
-use std::task::{Context, Poll};
-use std::time::Duration;
-
-use proctor_gate::{Durable, GateError};
 
 /// Pending tickets allowed before the session waits for the oldest (a pipelining client could
 /// otherwise pile them up without bound).
-const MAX_PENDING: usize = 256;
+pub(super) const MAX_PENDING: usize = 256;
 
 #[derive(Default)]
 pub(super) struct Release {
-    /// Tickets in the order the statements were forwarded, each with the stream position
-    /// (bytes ever queued to the agent) at which the answers to its statements begin.
-    pending: VecDeque<(Durable, u64)>,
+    /// For each unacked ticket, in the order they were given, the stream position (bytes ever
+    /// queued to the agent) at which the answers to its statements begin.
+    pending: VecDeque<u64>,
     /// Bytes written to the agent so far.
     written: u64,
     /// Where the answers of a statement whose record failed begin: nothing from there on is
@@ -30,23 +29,27 @@ pub(super) struct Release {
 }
 
 impl Release {
-    /// Holds back everything queued to the agent from `mark` on until `ticket` resolves.
-    pub(super) fn hold(&mut self, ticket: Durable, mark: u64) {
-        self.pending.push_back((ticket, mark));
+    /// Holds back everything queued to the agent from `mark` on until the next ticket is acked.
+    pub(super) fn hold(&mut self, mark: u64) {
+        self.pending.push_back(mark);
     }
 
-    /// Waits for the oldest tickets while too many are pending.
-    pub(super) async fn bound(&mut self) -> Result<(), GateError> {
-        while self.pending.len() > MAX_PENDING {
-            if let Some((d, mark)) = self.pending.pop_front()
-                && let Err(e) = d.wait().await
-            {
-                self.pending.clear();
-                self.failed_at = Some(mark);
-                return Err(e);
-            }
+    /// The oldest ticket resolved.
+    pub(super) fn ack(&mut self) {
+        self.pending.pop_front();
+    }
+
+    /// The oldest ticket failed (or did not resolve in time at the end): nothing held may ever
+    /// be written.
+    pub(super) fn fail(&mut self) {
+        if self.failed_at.is_none() {
+            self.failed_at = self.pending.front().copied().or(Some(self.written));
         }
-        Ok(())
+        self.pending.clear();
+    }
+
+    pub(super) fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// The stream position after `queued` more bytes than written so far.
@@ -58,33 +61,12 @@ impl Release {
         self.written += n as u64;
     }
 
-    /// How many of the `queued` bytes may be written now. Polls the pending tickets oldest
-    /// first (registering the waker on the first unresolved one); a failed ticket is the
-    /// recorder's error, after which nothing held may ever be written.
-    pub(super) fn poll_sendable(
-        &mut self,
-        cx: &mut Context<'_>,
-        queued: usize,
-    ) -> Result<usize, GateError> {
-        if let Some(mark) = self.failed_at {
-            return Ok(self.room(queued, mark));
+    /// How many of the `queued` bytes may be written now.
+    pub(super) fn sendable(&self, queued: usize) -> usize {
+        match self.failed_at.or_else(|| self.pending.front().copied()) {
+            Some(mark) => self.room(queued, mark),
+            None => queued,
         }
-        while let Some((d, mark)) = self.pending.front_mut() {
-            let mark = *mark;
-            match d.0.as_mut().poll(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.pending.pop_front();
-                }
-                Poll::Ready(Err(e)) => {
-                    // A resolved future is never polled again.
-                    self.pending.clear();
-                    self.failed_at = Some(mark);
-                    return Err(e);
-                }
-                Poll::Pending => return Ok(self.room(queued, mark)),
-            }
-        }
-        Ok(queued)
     }
 
     /// How many of `queued` bytes lie before stream position `mark`.
@@ -92,25 +74,24 @@ impl Release {
         let room = mark.saturating_sub(self.written);
         queued.min(usize::try_from(room).unwrap_or(usize::MAX))
     }
+}
 
-    /// At the end of a session: waits (up to `limit`) for the pending tickets and says how
-    /// many of the `queued` bytes may still be written; a ticket that fails or does not
-    /// resolve in time keeps everything from its mark on from the agent.
-    pub(super) async fn settle(&mut self, queued: usize, limit: Duration) -> usize {
-        if let Some(mark) = self.failed_at {
-            return self.room(queued, mark);
-        }
-        let deadline = tokio::time::Instant::now() + limit;
-        while let Some((d, mark)) = self.pending.pop_front() {
-            match tokio::time::timeout_at(deadline, d.wait()).await {
-                Ok(Ok(())) => {}
-                _ => {
-                    self.pending.clear();
-                    self.failed_at = Some(mark);
-                    return self.room(queued, mark);
-                }
-            }
-        }
-        queued
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_bytes_wait_for_their_ack_and_never_go_after_a_failure() {
+        let mut r = Release::default();
+        r.hold(r.mark(10));
+        assert_eq!(r.sendable(25), 10);
+        r.wrote(10);
+        r.hold(r.mark(20));
+        r.ack();
+        assert_eq!(r.sendable(25), 20);
+        r.fail();
+        assert_eq!(r.sendable(25), 20);
+        r.wrote(20);
+        assert_eq!(r.sendable(5), 0);
     }
 }

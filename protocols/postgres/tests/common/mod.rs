@@ -48,6 +48,8 @@ pub struct TestGate {
     pub overlap: Mutex<Option<watch::Receiver<Option<bool>>>>,
     /// Texts of the statements decided with an overlapping ticket.
     pub overlapped: Mutex<Vec<String>>,
+    /// Recording fails once this many events are recorded (rule 4 tests).
+    pub fail_at: AtomicUsize,
 }
 
 impl TestGate {
@@ -90,6 +92,19 @@ impl TestGate {
         self.events.lock().unwrap().push(e);
     }
 
+    /// Recording fails after `n` more events.
+    pub fn fail_recording_after(&self, n: usize) {
+        let at = self.events.lock().unwrap().len() + n;
+        self.fail_at.store(at, Ordering::SeqCst);
+    }
+
+    fn recording(&self) -> Result<(), GateError> {
+        if self.events.lock().unwrap().len() >= self.fail_at.load(Ordering::SeqCst) {
+            return Err(GateError::Recorder("test: the disk is gone".into()));
+        }
+        Ok(())
+    }
+
     /// Overlapping tickets from now on, resolved by `durable`.
     pub fn overlap_with(&self, durable: watch::Receiver<Option<bool>>) {
         *self.overlap.lock().unwrap() = Some(durable);
@@ -107,11 +122,13 @@ impl Gate for TestGate {
     }
 
     async fn record(&self, event: Event) -> Result<(), GateError> {
+        self.recording()?;
         self.push(event);
         Ok(())
     }
 
     async fn enqueue(&self, event: Event) -> Result<Durable, GateError> {
+        self.recording()?;
         self.push(event);
         Ok(Durable(Box::pin(async { Ok(()) })))
     }
@@ -124,6 +141,7 @@ impl Gate for TestGate {
             });
         };
         let subject = format!("statement {}", s.id);
+        self.recording()?;
         self.push(Event::Statement(s.clone()));
         // An EXECUTE is judged with the statement it runs, as the real policy does.
         let text = format!("{} {}", s.text, s.runs.as_deref().unwrap_or("")).to_ascii_lowercase();
@@ -176,6 +194,7 @@ impl Gate for TestGate {
                 }),
             }));
         }
+        self.recording()?;
         self.push(verdict(VerdictKind::Allow, "default", "", ""));
         Ok(Decision::Allow)
     }
@@ -279,6 +298,7 @@ impl Authority for TestAuthority {
             hold_seq: AtomicUsize::new(0),
             overlap: Mutex::new(None),
             overlapped: Mutex::new(Vec::new()),
+            fail_at: AtomicUsize::new(usize::MAX),
         });
         self.sessions.lock().unwrap().push(gate.clone());
         Ok(OpenSession {

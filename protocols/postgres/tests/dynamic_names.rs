@@ -1,0 +1,281 @@
+//! Names changed by dynamic SQL: a function, procedure or `DO` block can `DEALLOCATE` and
+//! re-`PREPARE` a statement the session holds (plpgsql `EXECUTE 'PREPARE q AS DELETE ...'`), so
+//! a later `EXECUTE q` or protocol Bind of `q` runs a statement proctor never saw. Proctor
+//! cannot see into such code, so after it no name is known: every use of a name prepared
+//! before it is `unknown` (held by the default policies), never judged as the old text.
+//!
+//! Ground truth is the target's table: the test gate allows everything, so the server runs
+//! the swapped DELETE, and the record must not call it the `SELECT 1` prepared before.
+
+mod common;
+
+use bytes::BytesMut;
+use common::*;
+use postgres_protocol::message::frontend;
+use proctor_gate::StatementClass;
+use proctor_postgres::PgFrontendConfig;
+
+fn parse(b: &mut BytesMut, name: &str, sql: &str) {
+    frontend::parse(name, sql, [], b).unwrap();
+}
+
+fn bind(b: &mut BytesMut, portal: &str, statement: &str) {
+    frontend::bind(
+        portal,
+        statement,
+        [],
+        [] as [Option<&[u8]>; 0],
+        |v: Option<&[u8]>, buf: &mut BytesMut| {
+            buf.extend_from_slice(v.unwrap_or_default());
+            Ok(postgres_protocol::IsNull::No)
+        },
+        [],
+        b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+}
+
+fn query(b: &mut BytesMut, sql: &str) {
+    frontend::query(sql, b).unwrap();
+}
+
+/// Sends `b` in one write and reads until `readies` ReadyForQuery messages; returns the tags.
+async fn exchange(raw: &mut RawClient, b: &BytesMut, readies: usize) -> String {
+    raw.send(b).await;
+    let mut tags = String::new();
+    let mut seen = 0;
+    while seen < readies {
+        let (tag, _) = raw.read().await.expect("an answer");
+        tags.push(tag as char);
+        seen += usize::from(tag == b'Z');
+    }
+    tags
+}
+
+const SETUP: &str = "CREATE TABLE accounts(id int);
+CREATE FUNCTION swap() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN EXECUTE 'DEALLOCATE q'; EXECUTE 'PREPARE q AS DELETE FROM accounts'; RETURN 1; END $$;
+CREATE FUNCTION swap_then_fail() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN EXECUTE 'DEALLOCATE q'; EXECUTE 'PREPARE q AS DELETE FROM accounts';
+RAISE EXCEPTION 'after the swap'; END $$;
+CREATE PROCEDURE swap_p() LANGUAGE plpgsql AS $$
+BEGIN EXECUTE 'DEALLOCATE q'; EXECUTE 'PREPARE q AS DELETE FROM accounts'; END $$;";
+
+/// The statement recorded for the last Execute whose result was `tag`.
+fn last_statement_for_tag(f: &Fixture, tag: &str) -> proctor_gate::Statement {
+    let g = f.authority.session(0);
+    let result = g
+        .results()
+        .into_iter()
+        .rev()
+        .find(|r| r.tag == tag)
+        .unwrap_or_else(|| panic!("a result tagged {tag}"));
+    g.statements()
+        .into_iter()
+        .find(|s| s.id == result.statement_id)
+        .expect("the statement of that result")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_replaced_by_dynamic_sql_is_never_judged_as_the_old_one() {
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    f.pg().psql(TARGET, SETUP).expect("setup");
+    f.pg()
+        .psql(TARGET, "GRANT ALL ON accounts TO PUBLIC")
+        .expect("grant");
+    let mut raw = RawClient::login(f.port).await;
+    let callers = [
+        "SELECT swap()",
+        "CALL swap_p()",
+        "SELECT swap_then_fail()",
+        "SELECT n FROM (SELECT swap() AS n) s",
+        "DO $$ BEGIN PERFORM swap_then_fail(); END $$",
+    ];
+    let mut case = 0;
+    for caller in callers {
+        for sql_prepare in [true, false] {
+            for sql_execute in [true, false] {
+                for one_write in [false, true] {
+                    case += 1;
+                    let what = format!(
+                        "{caller:?} prepared by {}, run by {}, one write: {one_write}",
+                        if sql_prepare { "PREPARE" } else { "Parse" },
+                        if sql_execute { "EXECUTE" } else { "Bind" },
+                    );
+                    f.pg()
+                        .psql(
+                            TARGET,
+                            "TRUNCATE accounts; INSERT INTO accounts SELECT generate_series(1, 5)",
+                        )
+                        .expect("rows");
+                    let mut b = BytesMut::new();
+                    query(&mut b, "DEALLOCATE ALL");
+                    exchange(&mut raw, &b, 1).await;
+                    let mut blocks = Vec::new();
+                    let mut b = BytesMut::new();
+                    if sql_prepare {
+                        query(&mut b, "PREPARE q AS SELECT 1");
+                    } else {
+                        parse(&mut b, "q", "SELECT 1");
+                        frontend::sync(&mut b);
+                    }
+                    blocks.push(b);
+                    let mut b = BytesMut::new();
+                    query(&mut b, caller);
+                    blocks.push(b);
+                    let mut b = BytesMut::new();
+                    if sql_execute {
+                        query(&mut b, "EXECUTE q");
+                    } else {
+                        bind(&mut b, "", "q");
+                        frontend::execute("", 0, &mut b).unwrap();
+                        frontend::sync(&mut b);
+                    }
+                    blocks.push(b);
+                    if one_write {
+                        let all: BytesMut = blocks.iter().flat_map(|b| b.iter().copied()).collect();
+                        exchange(&mut raw, &all, 3).await;
+                    } else {
+                        for b in &blocks {
+                            exchange(&mut raw, b, 1).await;
+                        }
+                    }
+                    let left = f
+                        .pg()
+                        .psql(TARGET, "SELECT count(*) FROM accounts")
+                        .expect("count");
+                    assert_eq!(left, "0", "the server ran the swapped DELETE: {what}");
+                    let s = last_statement_for_tag(&f, "DELETE 5");
+                    assert_eq!(
+                        s.class,
+                        StatementClass::Unknown,
+                        "judged as unknown, not as what was prepared before: {what}: {s:?}"
+                    );
+                    assert_ne!(s.runs.as_deref(), Some("SELECT 1"), "{what}");
+                    assert!(!s.text.contains("SELECT 1"), "{what}: {s:?}");
+                    assert_eq!(
+                        f.authority.session(0).results().len(),
+                        f.authority
+                            .session(0)
+                            .results()
+                            .iter()
+                            .map(|r| r.statement_id)
+                            .collect::<std::collections::HashSet<_>>()
+                            .len(),
+                        "one outcome per statement"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(case, 40);
+
+    // What it costs: only names prepared before the code ran are forgotten. A statement
+    // prepared afterwards is judged as itself, and a call of a function known to be harmless
+    // forgets nothing.
+    let mut b = BytesMut::new();
+    query(&mut b, "DEALLOCATE ALL");
+    query(&mut b, "SELECT swap()");
+    parse(&mut b, "r", "DELETE FROM accounts WHERE id = 1");
+    frontend::sync(&mut b);
+    query(&mut b, "SELECT lower('X'), now()");
+    bind(&mut b, "", "r");
+    frontend::execute("", 0, &mut b).unwrap();
+    frontend::sync(&mut b);
+    exchange(&mut raw, &b, 5).await;
+    let s = last_statement_for_tag(&f, "DELETE 0");
+    assert_eq!(s.class, StatementClass::Write, "{s:?}");
+    assert_eq!(s.text, "DELETE FROM accounts WHERE id = 1");
+}
+
+/// A `search_path` that puts `public` before `pg_catalog` lets a user's `lower(text)` stand in
+/// for the built-in one proctor takes as harmless: after such a SET, every query and DML is
+/// taken to run code. And preparing a statement that calls code runs nothing: the name stays
+/// known, and its EXECUTE is judged as what it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadowed_built_in_is_code_and_preparing_code_runs_nothing() {
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    f.pg().psql(TARGET, SETUP).expect("setup");
+    f.pg()
+        .psql(
+            TARGET,
+            "CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE 'DEALLOCATE q'; EXECUTE 'PREPARE q AS DELETE FROM accounts';
+             RETURN $1; END $$;
+             INSERT INTO accounts SELECT generate_series(1, 5);
+             GRANT ALL ON accounts TO PUBLIC",
+        )
+        .expect("shadowing function");
+    let mut raw = RawClient::login(f.port).await;
+    let mut b = BytesMut::new();
+    query(&mut b, "PREPARE r AS SELECT swap()");
+    query(&mut b, "DEALLOCATE r");
+    query(&mut b, "SET search_path = public, pg_catalog");
+    query(&mut b, "PREPARE q AS SELECT 1");
+    query(&mut b, "SELECT lower('X')");
+    query(&mut b, "EXECUTE q");
+    let tags = exchange(&mut raw, &b, 6).await;
+    assert!(!tags.contains('E'), "{tags}");
+    let left = f
+        .pg()
+        .psql(TARGET, "SELECT count(*) FROM accounts")
+        .expect("count");
+    assert_eq!(left, "0", "the server ran the swapped DELETE");
+    let s = last_statement_for_tag(&f, "DELETE 5");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+
+    // PREPARE of a statement that calls code keeps the name: its EXECUTE is judged as it.
+    let mut b = BytesMut::new();
+    query(&mut b, "SET search_path = public");
+    query(
+        &mut b,
+        "PREPARE r2 AS SELECT count(*) FROM accounts WHERE swap() = 1",
+    );
+    query(&mut b, "EXECUTE r2");
+    exchange(&mut raw, &b, 3).await;
+    let g = f.authority.session(0);
+    let s = g
+        .statements()
+        .into_iter()
+        .rev()
+        .find(|s| s.text == "EXECUTE r2")
+        .expect("the EXECUTE");
+    assert_eq!(s.class, StatementClass::Read, "{s:?}");
+    assert_eq!(
+        s.runs.as_deref(),
+        Some("SELECT count(*) FROM accounts WHERE swap() = 1")
+    );
+}
+
+/// A cursor's query runs when it is fetched, and a WITH HOLD cursor's at COMMIT, where it is
+/// materialised: a cursor declared over code makes those statements run code too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_cursor_over_code_runs_it_at_commit() {
+    let f = Fixture::start(PgFrontendConfig::default()).await;
+    f.pg().psql(TARGET, SETUP).expect("setup");
+    f.pg()
+        .psql(
+            TARGET,
+            "INSERT INTO accounts SELECT generate_series(1, 5); GRANT ALL ON accounts TO PUBLIC",
+        )
+        .expect("rows");
+    let mut raw = RawClient::login(f.port).await;
+    let mut b = BytesMut::new();
+    query(&mut b, "PREPARE q AS SELECT 1");
+    query(&mut b, "BEGIN");
+    query(&mut b, "DECLARE c CURSOR WITH HOLD FOR SELECT swap()");
+    query(&mut b, "DEALLOCATE q");
+    query(&mut b, "PREPARE q AS SELECT 1");
+    query(&mut b, "COMMIT");
+    query(&mut b, "EXECUTE q");
+    let tags = exchange(&mut raw, &b, 7).await;
+    assert!(!tags.contains('E'), "{tags}");
+    let left = f
+        .pg()
+        .psql(TARGET, "SELECT count(*) FROM accounts")
+        .expect("count");
+    assert_eq!(left, "0", "COMMIT ran swap(), and EXECUTE q the DELETE");
+    let s = last_statement_for_tag(&f, "DELETE 5");
+    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+}
