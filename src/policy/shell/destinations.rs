@@ -5,7 +5,10 @@
 //! directory `split PREFIX` / `csplit -f PREFIX` write into. A prefix is judged as a tree of
 //! its directory: the names are the prefix and a generated suffix (`split -b1 x /etc/sha`
 //! with `-a3` reaches `/etc/shadow` at the chunk `dow`), so any name there may be written.
-//! Sources an archiver deletes (`7z a -sdel`, `rar m`) are removed, judged as trees like `rm -r`.
+//! Sources an archiver deletes (`7z a -sdel`, `rar m`) and the operands a compressor replaces
+//! (`gzip /etc/shadow` leaves only `/etc/shadow.gz`; `zstd --rm`) are removed, judged as trees
+//! like `rm -r` (`gzip -r DIR` takes a directory); `zstd|lzip|brotli -o FILE` and `lz4 SRC DST`
+//! write their output file.
 
 use super::words::Word;
 use super::wrappers::Grammar;
@@ -185,7 +188,10 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
             let Some((key, rest)) = ar_key(args) else {
                 return Vec::new();
             };
-            if !key.chars().any(|c| matches!(c, 'd' | 'm' | 'q' | 'r' | 's')) {
+            if !key
+                .chars()
+                .any(|c| matches!(c, 'd' | 'm' | 'q' | 'r' | 's'))
+            {
                 return Vec::new();
             }
             // A position member (`a`, `b`, `i`) and a count (`N`) come before the archive.
@@ -193,8 +199,71 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
             rest.get(at).map(|w| (*w).clone()).into_iter().collect()
         }
         "git" => git_files(args),
+        "zstd" | "lzip" | "brotli" | "lz4" if !to_stdout(args) => {
+            let (opts, operands) = permuted(args, &compressor(program));
+            let mut out: Vec<Word> = opts
+                .iter()
+                .filter(|(n, _)| n == "o" || n == "output")
+                .filter_map(|(_, v)| v.clone())
+                .collect();
+            // `lz4 SRC DST` (both ways) unless `-m` names several sources.
+            let multiple = opts.iter().any(|(n, _)| n == "m" || n == "multiple");
+            if program == "lz4" && !multiple {
+                out.extend(operands.get(1).cloned());
+            }
+            out
+        }
         _ => Vec::new(),
     }
+}
+
+/// A compressor writing to standard output, or only testing or listing, leaves files alone.
+fn to_stdout(args: &[Word]) -> bool {
+    args.iter().any(|a| {
+        matches!(
+            a.text.as_str(),
+            "--stdout" | "--to-stdout" | "--test" | "--list"
+        ) || (a.text.starts_with('-')
+            && !a.text.starts_with("--")
+            && a.text[1..].contains(['c', 't', 'l']))
+    })
+}
+
+/// Short options that take a value, per compressor (the rest are flags).
+fn compressor(program: &str) -> Grammar {
+    Grammar {
+        short_arg: match program {
+            "gzip" => "S",
+            "xz" | "lzma" => "SCFMT",
+            "lzip" => "bmoS",
+            "zstd" => "oDT",
+            "brotli" => "oqwS",
+            _ => "",
+        },
+        long_arg: &["suffix", "output", "format", "check", "threads", "memlimit"],
+        long_flag: &["keep", "rm", "force", "recursive", "decompress", "stdout"],
+        numeric: true,
+    }
+}
+
+/// Operands a compressor removes once it has written their compressed (or decompressed) copy.
+fn compressor_removes(program: &str, args: &[Word]) -> Vec<Word> {
+    if to_stdout(args) {
+        return Vec::new();
+    }
+    let (opts, operands) = permuted(args, &compressor(program));
+    let flag = |short: &str, long: &str| {
+        opts.iter()
+            .any(|(n, _)| n == long || (!short.is_empty() && n == short))
+    };
+    let removes = match program {
+        // These keep the source only when told to.
+        "gzip" | "xz" | "lzma" | "bzip2" | "lzip" => !flag("k", "keep"),
+        // These remove it only when told to.
+        "brotli" => flag("j", "rm"),
+        _ => flag("", "rm"),
+    };
+    if removes { operands } else { Vec::new() }
 }
 
 /// Directories below which `program args` may write (or remove) any name.
@@ -233,6 +302,9 @@ pub fn trees(program: &str, args: &[Word]) -> Vec<Word> {
                 return Vec::new();
             }
             words.iter().skip(2).map(|w| (*w).clone()).collect()
+        }
+        "gzip" | "xz" | "lzma" | "bzip2" | "lzip" | "zstd" | "lz4" | "brotli" => {
+            compressor_removes(program, args)
         }
         _ => Vec::new(),
     }
@@ -307,6 +379,11 @@ mod tests {
             ("git archive -o /etc/shadow HEAD", "/etc/shadow"),
             ("git archive --output=/etc/shadow HEAD", "/etc/shadow"),
             ("git bundle create /etc/shadow HEAD", "/etc/shadow"),
+            ("zstd /tmp/x -o /etc/shadow", "/etc/shadow"),
+            ("zstd -d /tmp/x.zst -o /etc/shadow", "/etc/shadow"),
+            ("lz4 /tmp/x /etc/shadow", "/etc/shadow"),
+            ("lz4 -d /tmp/x.lz4 /etc/shadow", "/etc/shadow"),
+            ("brotli -o /etc/shadow /tmp/x", "/etc/shadow"),
         ] {
             let f = analyze(line);
             assert!(f.write_paths.iter().any(|p| p == path), "{line}: {f:?}");
@@ -321,6 +398,13 @@ mod tests {
             ("git format-patch --output-directory=/etc HEAD~", "/etc"),
             ("7z a -sdel /tmp/a.7z /etc/shadow", "/etc/shadow"),
             ("rar m /tmp/a.rar /etc/shadow", "/etc/shadow"),
+            ("gzip /etc/shadow", "/etc/shadow"),
+            ("xz -9 /etc/shadow", "/etc/shadow"),
+            ("gzip -S .x /etc/shadow", "/etc/shadow"),
+            ("bzip2 /etc/shadow", "/etc/shadow"),
+            ("gzip -r /etc", "/etc"),
+            ("zstd --rm /etc/shadow", "/etc/shadow"),
+            ("lz4 --rm /etc/shadow", "/etc/shadow"),
         ] {
             let f = analyze(line);
             assert!(f.write_trees.iter().any(|p| p == dir), "{line}: {f:?}");
@@ -343,6 +427,10 @@ mod tests {
             "git log --oneline",
             "git bundle verify a.bundle",
             "split -b 1M big.log",
+            "gzip -c /etc/shadow",
+            "gzip -k /tmp/x",
+            "zstd /tmp/x",
+            "lz4 -m /tmp/a /tmp/b",
         ] {
             let f = analyze(line);
             assert!(

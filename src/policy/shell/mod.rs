@@ -392,8 +392,7 @@ impl Reader {
             self.write_target(&w);
             self.last_write_is_tree();
         }
-        if let Some(why) =
-            unpack::writes_unseen(&program, args)
+        if let Some(why) = unpack::writes_unseen(&program, args)
             .or_else(|| outputs::server_named(&program, args))
             .or_else(|| destinations::runs_commands(&program, args))
         {

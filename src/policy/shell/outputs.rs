@@ -97,7 +97,9 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
                         && a.text.contains('d'))
             }) =>
         {
-            decompressed(args)
+            let mut out = decompressed(args);
+            out.extend(super::destinations::targets(program, args));
+            out
         }
         "openssl" => word_after(args, &["-out", "-keyout"])
             .into_iter()
