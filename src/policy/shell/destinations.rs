@@ -282,7 +282,7 @@ pub fn trees(program: &str, args: &[Word]) -> Vec<Word> {
         }
         "git" => {
             let (dirs, sub, rest) = git_parts(args);
-            if !sub.is_some_and(|s| s.text == "format-patch") {
+            if sub.is_none_or(|s| s.text != "format-patch") {
                 return Vec::new();
             }
             option_value(rest, Some("-o"), "output-directory")
