@@ -8,7 +8,7 @@
 //! Sources an archiver deletes (`7z a -sdel`, `rar m`) and the operands a compressor replaces
 //! (`gzip /etc/shadow` leaves only `/etc/shadow.gz`; `zstd --rm`) are removed, judged as trees
 //! like `rm -r` (`gzip -r DIR` takes a directory); `zstd|lzip|brotli -o FILE` and `lz4 SRC DST`
-//! write their output file.
+//! write their output file; `tar --remove-files` and `zip -m` remove what they archived.
 
 use super::words::Word;
 use super::wrappers::Grammar;
@@ -306,8 +306,35 @@ pub fn trees(program: &str, args: &[Word]) -> Vec<Word> {
         "gzip" | "xz" | "lzma" | "bzip2" | "lzip" | "zstd" | "lz4" | "brotli" => {
             compressor_removes(program, args)
         }
+        // `tar --remove-files` and `zip -m` delete what they archived. Every word that is not
+        // an option counts (the archive too, which is written anyway, and a `-C` directory,
+        // under which the relative names are): judged wider than it is, never narrower.
+        "tar" | "gtar" | "bsdtar"
+            if args
+                .iter()
+                .any(|a| a.text.len() > 4 && "--remove-files".starts_with(a.text.as_str())) =>
+        {
+            not_options(args)
+        }
+        "zip"
+            if args.iter().any(|a| {
+                a.text == "--move"
+                    || (a.text.starts_with('-')
+                        && !a.text.starts_with("--")
+                        && a.text.contains('m'))
+            }) =>
+        {
+            not_options(args)
+        }
         _ => Vec::new(),
     }
+}
+
+fn not_options(args: &[Word]) -> Vec<Word> {
+    args.iter()
+        .filter(|a| !a.text.starts_with('-'))
+        .cloned()
+        .collect()
 }
 
 /// Why `program args` runs a command proctor does not judge.
@@ -405,6 +432,12 @@ mod tests {
             ("gzip -r /etc", "/etc"),
             ("zstd --rm /etc/shadow", "/etc/shadow"),
             ("lz4 --rm /etc/shadow", "/etc/shadow"),
+            (
+                "tar cf /tmp/a.tar --remove-files /etc/shadow",
+                "/etc/shadow",
+            ),
+            ("tar -czf /tmp/a.tgz --remove /etc", "/etc"),
+            ("zip -m /tmp/a.zip /etc/shadow", "/etc/shadow"),
         ] {
             let f = analyze(line);
             assert!(f.write_trees.iter().any(|p| p == dir), "{line}: {f:?}");
