@@ -8,6 +8,7 @@
 mod arith;
 pub mod brace;
 mod cwd;
+mod destinations;
 mod embedded;
 mod later;
 mod outputs;
@@ -391,8 +392,9 @@ impl Reader {
             self.write_target(&w);
             self.last_write_is_tree();
         }
-        if let Some(why) =
-            unpack::writes_unseen(&program, args).or_else(|| outputs::server_named(&program, args))
+        if let Some(why) = unpack::writes_unseen(&program, args)
+            .or_else(|| outputs::server_named(&program, args))
+            .or_else(|| destinations::runs_commands(&program, args))
         {
             self.hide(why);
         }

@@ -1,8 +1,9 @@
 //! More programs that write a file named in their arguments: archivers creating an archive
 //! (`tar cf FILE`, `zip FILE`), converters with an output operand or option (`xxd`, `uniq`,
-//! `objcopy`, `iconv -o`, `gpg -o`, `strip -o`, `openssl -out`), `split` and `csplit` output
-//! prefixes, `ssh-keygen -f`, and the files `curl -O` and `wget` name after the URL (a URL
-//! ending in `/.bashrc` writes `.bashrc`). Each path is judged like a redirection's.
+//! `objcopy`, `iconv -o`, `gpg -o`, `strip -o`, `openssl -out`), `ssh-keygen -f`, and the
+//! files `curl -O` and `wget` name after the URL (a URL ending in `/.bashrc` writes
+//! `.bashrc`). Each path is judged like a redirection's. (`7z`, `rar`, `ar`, git's output
+//! files and the `split` prefixes are in `destinations`.)
 
 use super::words::Word;
 
@@ -77,8 +78,6 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
         "xxd" => nth("cglosn", 1),
         "uniq" => nth("fsw", 1),
         "objcopy" => nth("jRIOBK", 1),
-        "split" => nth("abClnt", 1),
-        "csplit" => output_option(args, 'f', "prefix"),
         "iconv" => output_option(args, 'o', "output"),
         "gpg" | "gpg2" => output_option(args, 'o', "output"),
         "strip" => output_option(args, 'o', "output"),
@@ -98,7 +97,9 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
                         && a.text.contains('d'))
             }) =>
         {
-            decompressed(args)
+            let mut out = decompressed(args);
+            out.extend(super::destinations::targets(program, args));
+            out
         }
         "openssl" => word_after(args, &["-out", "-keyout"])
             .into_iter()
@@ -123,7 +124,7 @@ pub fn targets(program: &str, args: &[Word]) -> Vec<Word> {
             out.extend(pubs);
             out
         }
-        _ => Vec::new(),
+        _ => super::destinations::targets(program, args),
     }
 }
 
@@ -287,7 +288,6 @@ mod tests {
             ("strip -o /etc/shadow x", "/etc/shadow"),
             ("openssl enc -in x -out /etc/shadow", "/etc/shadow"),
             ("ssh-keygen -f /etc/shadow -N ''", "/etc/shadow"),
-            ("split -b 1 x /etc/cron.d/j", "/etc/cron.d/j"),
             ("curl -O http://h/x/.bashrc", ".bashrc"),
             ("wget http://h/.profile", ".profile"),
             (

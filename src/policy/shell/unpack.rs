@@ -96,9 +96,12 @@ pub fn writes_unseen(program: &str, args: &[Word]) -> Option<String> {
         .flatten(),
         "pax" => cluster_has(&a, "r", false).then(archive).flatten(),
         "ar" => cluster_has(&a, "x", true).then(archive).flatten(),
-        "7z" | "7za" | "7zr" | "unrar" | "rar" => matches!(a.first(), Some(&("x" | "e")))
-            .then(archive)
-            .flatten(),
+        // The command is the first word that is not a switch (`7z -y x a.7z`).
+        "7z" | "7za" | "7zr" | "unrar" | "rar" => {
+            matches!(a.iter().find(|x| !x.starts_with('-')), Some(&("x" | "e")))
+                .then(archive)
+                .flatten()
+        }
         "patch" => (!long_has(&a, "dry-run", 3)).then(|| {
             format!(
                 "{program} writes the files the patch names (any path), which proctor cannot \

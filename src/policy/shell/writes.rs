@@ -9,7 +9,7 @@ use super::words::Word;
 use super::wrappers::Grammar;
 
 /// Options, read wherever they appear (GNU programs permute their arguments), and operands.
-fn permuted(args: &[Word], g: &Grammar) -> (Vec<(String, Option<Word>)>, Vec<Word>) {
+pub(super) fn permuted(args: &[Word], g: &Grammar) -> (Vec<(String, Option<Word>)>, Vec<Word>) {
     let mut opts = Vec::new();
     let mut operands = Vec::new();
     let mut i = 0;
@@ -454,7 +454,7 @@ pub fn extra_trees(program: &str, args: &[Word]) -> Vec<Word> {
             }
             out
         }
-        _ => Vec::new(),
+        _ => super::destinations::trees(program, args),
     }
 }
 
