@@ -14,10 +14,13 @@ fn main() {
     // A printing command ends quietly when its reader goes away (`proctor sessions list |
     // head`), as coreutils do, instead of panicking in `println!`. The long-running server
     // keeps Rust's default (SIGPIPE ignored, EPIPE returned) so a closed pipe or socket of
-    // one peer never ends the process.
+    // one peer never ends the process; so does `verify`, which exits 1 then (FORMAT.md: the
+    // full result was not delivered).
     if !matches!(
         cli.command,
-        proctor::cli::Command::Serve { .. } | proctor::cli::Command::Dev(_)
+        proctor::cli::Command::Serve { .. }
+            | proctor::cli::Command::Dev(_)
+            | proctor::cli::Command::Verify { .. }
     ) {
         // SAFETY: called before any thread is spawned; restores the default disposition.
         unsafe {

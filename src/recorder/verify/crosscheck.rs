@@ -305,10 +305,26 @@ fn read_leaves(
         ));
     }
     if covered < frontier.size() && mismatched == 0 {
-        general_problems.push(ledger_problem(format!(
-            "{} ledger leaves are not covered by a valid signed tree head",
-            frontier.size() - covered
-        )));
+        let uncovered = frontier.size() - covered;
+        // On a running bastion the append of leaves and their head is one write, which a
+        // reader can see half done (the leaves, not yet the head): an unfinished append, like
+        // a torn tail, when every uncovered leaf was logged moments ago.
+        let tail = usize::try_from(uncovered)
+            .ok()
+            .and_then(|n| leaves.len().checked_sub(n))
+            .map(|from| &leaves[from..]);
+        let now = crate::clock::now_ns();
+        let being_written =
+            opts.live && tail.is_some_and(|t| t.iter().all(|l| now - l.logged_ns < LIVE_GRACE_NS));
+        if being_written {
+            report.notes.push(format!(
+                "{uncovered} ledger leaves were logged moments ago; their tree head is being written"
+            ));
+        } else {
+            general_problems.push(ledger_problem(format!(
+                "{uncovered} ledger leaves are not covered by a valid signed tree head"
+            )));
+        }
     }
     leaves
 }
