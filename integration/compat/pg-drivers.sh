@@ -134,7 +134,7 @@ psql -X -q -v ON_ERROR_STOP=1 "$ADMIN_DSN" -f "$HERE/schema.sql" >"$WORK/schema.
   || { log "FAIL: creating the test tables"; cat "$WORK/schema.log"; exit 1; }
 
 # --- run the drivers -------------------------------------------------------------------------
-DRIVERS=(psycopg3 psycopg2 asyncpg nodepg jdbc)
+DRIVERS=(${COMPAT_DRIVERS:-psycopg3 psycopg2 asyncpg nodepg jdbc})
 declare -A RESULT=()
 # Runs a driver program with a deadline; when it passes, names what proctor holds (a statement
 # waiting for an approver looks like a hang to the driver) before stopping the program.

@@ -453,6 +453,9 @@ fn search_paths_that_shadow_built_ins() {
         Effects::Lasting
     );
     assert_eq!(effects("SELECT my_fn()"), Effects::Code);
+    // Range constructors are pure built-ins (asyncpg runs `int4range(1, 5)` between uses of
+    // its named statements: counted as code, every name was forgotten and held).
+    assert_ne!(effects("SELECT $1::text[], int4range(1, 5)"), Effects::Code);
     assert_eq!(effects("SELECT public.nextval('s')"), Effects::Code);
     assert_eq!(effects("SELECT a ### b FROM t"), Effects::Code);
     let shadowed = LexContext {
