@@ -37,6 +37,15 @@ impl Default for LexContext {
 /// searches `pg_catalog` first unless the path names it later, so a path without it (the
 /// default `"$user", public`, pg_dump's `''`) shadows no built-in.
 pub fn shadows_catalog(text: &str) -> bool {
+    // Called for every Query and Parse: most never name the setting, so they are not copied.
+    const NAME: &[u8] = b"search_path";
+    if !text
+        .as_bytes()
+        .windows(NAME.len())
+        .any(|w| w.eq_ignore_ascii_case(NAME))
+    {
+        return false;
+    }
     let lower = text.to_ascii_lowercase();
     lower.match_indices("search_path").any(|(at, _)| {
         let rest = &lower[at + "search_path".len()..];
