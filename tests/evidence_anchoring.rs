@@ -199,7 +199,7 @@ fn a_deleted_or_emptied_ledger_is_a_finding_even_without_sealed_sessions() {
 fn the_journal_anchor_keeps_up_while_only_sessions_are_written_and_rests_at_idle() {
     use bytes::Bytes;
     use proctor::clock::now_ns;
-    use proctor_gate::{Event, OutputStream, Privilege, Protocol, SessionInfo};
+    use proctor_gate::{Event, OutputStream};
     use std::time::{Duration, Instant};
 
     let base = tempfile::tempdir().expect("tempdir");
@@ -231,22 +231,9 @@ fn the_journal_anchor_keeps_up_while_only_sessions_are_written_and_rests_at_idle
         store.finish_recovery().await.expect("recovery");
         let key = *uuid::Uuid::now_v7().as_bytes();
         let rec = &store.recorder;
-        rec.record(
-            key,
-            now_ns(),
-            &Event::SessionStart(SessionInfo {
-                agent: "a".into(),
-                target: "db".into(),
-                protocol: Protocol::Postgres,
-                login: "app".into(),
-                privilege: Privilege::Elevated,
-                client_addr: "127.0.0.1:5555".into(),
-                grant: "g".into(),
-                proctor_version: "test".into(),
-            }),
-        )
-        .await
-        .expect("start");
+        rec.record(key, now_ns(), &session_start("a"))
+            .await
+            .expect("start");
         // Let recovery's own journal notes and their checkpoint settle first.
         tokio::time::sleep(Duration::from_millis(800)).await;
         let before = journal_leaves(&data);

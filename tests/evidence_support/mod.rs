@@ -20,6 +20,20 @@ pub fn proctor() -> Command {
 }
 
 /// Writes `n` sealed sessions of `events` outputs each; returns their ids.
+/// The first record of a test session of `agent` (a PostgreSQL session on target `db`).
+pub fn session_start(agent: &str) -> Event {
+    Event::SessionStart(SessionInfo {
+        agent: agent.into(),
+        target: "db".into(),
+        protocol: Protocol::Postgres,
+        login: "app_write".into(),
+        privilege: Privilege::Elevated,
+        client_addr: "127.0.0.1:5555".into(),
+        grant: "g".into(),
+        proctor_version: "test".into(),
+    })
+}
+
 pub fn make_store(data: &Path, n: usize, events: u64) -> Vec<String> {
     make_store_open(data, n, events, 0)
 }
@@ -43,22 +57,9 @@ pub fn make_store_open(data: &Path, n: usize, events: u64, open: usize) -> Vec<S
             let id = uuid::Uuid::now_v7();
             let key = *id.as_bytes();
             let rec = &store.recorder;
-            rec.record(
-                key,
-                now_ns(),
-                &Event::SessionStart(SessionInfo {
-                    agent: format!("agent-{i}"),
-                    target: "db".into(),
-                    protocol: Protocol::Postgres,
-                    login: "app_write".into(),
-                    privilege: Privilege::Elevated,
-                    client_addr: "127.0.0.1:5555".into(),
-                    grant: "g".into(),
-                    proctor_version: "test".into(),
-                }),
-            )
-            .await
-            .expect("start");
+            rec.record(key, now_ns(), &session_start(&format!("agent-{i}")))
+                .await
+                .expect("start");
             for e in 0..events {
                 rec.record(
                     key,
