@@ -307,7 +307,8 @@ pub async fn run(
             ..(*config).clone()
         })
     };
-    let relay = Relay::new(
+    let startup_path = target::startup_setting(&params, "search_path");
+    let mut relay = Relay::new(
         open.gate.clone(),
         config.clone(),
         Box::new(s.stream),
@@ -318,6 +319,9 @@ pub async fn run(
         hold_cancel,
         backend_cancel,
     );
+    if let Some(path) = startup_path {
+        relay.startup_search_path(&path);
+    }
     tracing::info!(session = open.session_id, %peer, agent = %proctor_gate::inert::Line(&agent), target = %proctor_gate::inert::Line(&target), "postgres: session started");
     // Run in its own task so that even a panic (a bug) ends in `Gate::end` and not in a
     // session left open.

@@ -501,3 +501,43 @@ fn session_context() {
         Unknown
     );
 }
+
+#[test]
+fn code_shadows_the_catalog_for_the_statements_after_it() {
+    // A user's function may set search_path (set_config in its body): the statements after it
+    // in the same string may call a user's `lower`; the ones before it may not.
+    let all = classify_query(
+        "SELECT lower('x'); SELECT set_path(); SELECT lower('x'); DELETE FROM t WHERE id = 1",
+        LexContext::default(),
+    );
+    let effects: Vec<Effects> = all.iter().map(|j| j.info.effects).collect();
+    assert_eq!(
+        effects,
+        [
+            Effects::Transient,
+            Effects::Code,
+            Effects::Code,
+            Effects::Code
+        ]
+    );
+    for (sql, after) in [
+        ("SELECT set_path()", true),
+        ("DO $$ BEGIN END $$", true),
+        ("CALL p()", true),
+        ("SELECT lower('x'), now(), nextval('s')", false),
+        ("PREPARE q AS SELECT set_path()", false),
+        ("SELECT 1", false),
+    ] {
+        let j = &classify_query(sql, LexContext::default())[0];
+        assert_eq!(crate::classify::may_shadow_after(&j.info), after, "{sql}");
+    }
+    // A statement read before the path changed is judged as running code after it.
+    let before = classify_query("SELECT lower('x')", LexContext::default())[0]
+        .info
+        .clone();
+    assert_eq!(crate::classify::shadowed(&before).effects, Effects::Code);
+    let set = classify_query("SET work_mem = '1MB'", LexContext::default())[0]
+        .info
+        .clone();
+    assert_eq!(crate::classify::shadowed(&set).effects, set.effects);
+}
