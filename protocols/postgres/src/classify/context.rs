@@ -16,7 +16,9 @@ pub struct LexContext {
     /// The session set a `search_path` that puts a schema before `pg_catalog`
     /// ([`shadows_catalog`]): an unqualified function or operator (`lower(x)`, `id = 1`) may
     /// then resolve to a user's own, which may do anything, so no query or DML is taken to
-    /// run only built-ins.
+    /// run only built-ins. Also set when proctor cannot see the path (after code ran, from the
+    /// startup packet), and when the target defines functions named like built-ins outside
+    /// `pg_catalog` (`builtin_names`), which argument types can select whatever the path.
     pub catalog_shadowed: bool,
 }
 

@@ -26,6 +26,7 @@ use cache::cached;
 use statement::unknown;
 
 pub use context::{LexContext, shadows_catalog};
+pub use functions::builtin_names;
 pub use kind::explain_runs;
 pub use statement::leading_words;
 

@@ -45,6 +45,13 @@ impl Relay {
         self.core.lex.catalog_shadowed |=
             classify::shadows_catalog(&format!("search_path = {value}"));
     }
+
+    /// The target's database defines code that a built-in's name may resolve to (the core
+    /// asked at login: `Credential::PostgresRole::builtins_overloaded`): as under a shadowing
+    /// `search_path`, every query and DML may run code.
+    pub fn builtins_overloaded(&mut self) {
+        self.core.lex.catalog_shadowed = true;
+    }
 }
 
 impl Core {
