@@ -197,8 +197,8 @@ pub fn shadowed(info: &Arc<Classified>) -> Arc<Classified> {
 /// Whether the session's `search_path` may shadow built-ins once `info` has run, though its
 /// text names no `search_path`: it runs code proctor cannot see into (a user's function may
 /// call `set_config('search_path', 'public, pg_catalog', false)`, and PostgreSQL before 18
-/// does not report `search_path` in ParameterStatus), `DO`/`CALL`, or it is `unknown` (held;
-/// once approved it may do anything). Sticky for the session: proctor cannot tell when such a
+/// does not report `search_path` in ParameterStatus), `DO`/`CALL`, it is `unknown` (held;
+/// once approved it may do anything), or it is DDL. Sticky for the session: proctor cannot tell when such a
 /// path is undone.
 pub fn may_shadow_after(info: &Classified) -> bool {
     let first = info.command.split(' ').next().unwrap_or("");
@@ -206,6 +206,10 @@ pub fn may_shadow_after(info: &Classified) -> bool {
     let prepares = matches!(info.prepared, Some(SqlPrepared::Prepare { .. }));
     (info.effects == Effects::Code && !prepares)
         || info.class == StatementClass::Unknown
+        // DDL may define what a built-in's name resolves to (`CREATE FUNCTION
+        // public.lower(integer)`, an operator, a cast) or code that later statements run
+        // implicitly (a trigger, rule, policy, column default).
+        || info.class == StatementClass::Ddl
         || first.eq_ignore_ascii_case("DO")
         || first.eq_ignore_ascii_case("CALL")
 }

@@ -527,6 +527,8 @@ fn code_shadows_the_catalog_for_the_statements_after_it() {
         ("SELECT lower('x'), now(), nextval('s')", false),
         ("PREPARE q AS SELECT set_path()", false),
         ("SELECT 1", false),
+        ("CREATE FUNCTION public.lower(integer) RETURNS text LANGUAGE sql AS 'SELECT 1'", true),
+        ("CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION f()", true),
     ] {
         let j = &classify_query(sql, LexContext::default())[0];
         assert_eq!(crate::classify::may_shadow_after(&j.info), after, "{sql}");
