@@ -233,6 +233,11 @@ mod tests {
             "DELETE FROM accounts WHERE id IN (SELECT id FROM accounts)",
             "DELETE FROM accounts WHERE EXISTS (SELECT 1 FROM accounts b WHERE b.id = accounts.id)",
             "WITH d AS (DELETE FROM accounts WHERE id = id RETURNING *) SELECT 1",
+            "DELETE FROM accounts WHERE id IN (id, 5)",
+            "DELETE FROM accounts WHERE id BETWEEN id - 1 AND 10",
+            "DELETE FROM accounts WHERE id = ANY (SELECT id FROM accounts)",
+            "DELETE FROM accounts WHERE id = (SELECT id)",
+            "DELETE FROM accounts WHERE (id, name) = (id, name)",
         ] {
             assert!(has_unqualified_dml(sql), "{sql}");
             assert!(dml_candidate(sql), "{sql}");

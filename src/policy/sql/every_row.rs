@@ -213,9 +213,18 @@ fn row_independent(leaf: &Expr, target: &Target) -> bool {
             let (l, r) = (columns(a, target), columns(b, target));
             !l.is_empty() && l == r
         }
-        Expr::InList { .. }
-        | Expr::InSubquery { .. }
-        | Expr::Between { .. }
+        // `id IN (id, 5)`, `id BETWEEN id AND id + 1`.
+        Expr::InList { expr, list, .. } => {
+            let c = columns(expr, target);
+            !c.is_empty() && list.iter().any(|x| columns(x, target) == c)
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => {
+            let c = columns(expr, target);
+            !c.is_empty() && (columns(low, target) == c || columns(high, target) == c)
+        }
+        Expr::InSubquery { .. }
         | Expr::Like { .. }
         | Expr::ILike { .. }
         | Expr::SimilarTo { .. }
