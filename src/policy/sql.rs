@@ -234,7 +234,7 @@ mod tests {
             "DELETE FROM accounts WHERE EXISTS (SELECT 1 FROM accounts b WHERE b.id = accounts.id)",
             "WITH d AS (DELETE FROM accounts WHERE id = id RETURNING *) SELECT 1",
             "DELETE FROM accounts WHERE id IN (id, 5)",
-            "DELETE FROM accounts WHERE id BETWEEN id - 1 AND 10",
+            "DELETE FROM accounts WHERE id BETWEEN id - 1 AND id + 1",
             "DELETE FROM accounts WHERE id = ANY (SELECT id FROM accounts)",
             "DELETE FROM accounts WHERE id = (SELECT id)",
             "DELETE FROM accounts WHERE (id, name) = (id, name)",
@@ -262,6 +262,7 @@ mod tests {
             "DELETE FROM accounts WHERE lower(name) = 'x'",
             "DELETE FROM accounts WHERE coalesce(active, false)",
             "DELETE FROM accounts a USING other o WHERE a.id = o.id",
+            "DELETE FROM accounts WHERE id BETWEEN id AND 10",
         ] {
             assert!(!has_unqualified_dml(sql), "{sql}");
         }

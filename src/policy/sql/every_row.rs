@@ -213,7 +213,7 @@ fn row_independent(leaf: &Expr, target: &Target) -> bool {
             let (l, r) = (columns(a, target), columns(b, target));
             !l.is_empty() && l == r
         }
-        // `id IN (id, 5)`, `id BETWEEN id AND id + 1`.
+        // `id IN (id, 5)`, `id BETWEEN id - 1 AND id + 1` (each bound of the row alone).
         Expr::InList { expr, list, .. } => {
             let c = columns(expr, target);
             !c.is_empty() && list.iter().any(|x| columns(x, target) == c)
@@ -222,7 +222,7 @@ fn row_independent(leaf: &Expr, target: &Target) -> bool {
             expr, low, high, ..
         } => {
             let c = columns(expr, target);
-            !c.is_empty() && (columns(low, target) == c || columns(high, target) == c)
+            !c.is_empty() && columns(low, target) == c && columns(high, target) == c
         }
         Expr::InSubquery { .. }
         | Expr::Like { .. }
