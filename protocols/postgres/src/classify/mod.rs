@@ -178,6 +178,29 @@ fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
     c
 }
 
+/// DDL that defines no code and attaches none beyond what its own text calls (a function in a
+/// column default, CHECK or index expression makes the statement itself run code, so
+/// [`may_shadow_after`] holds for it anyway): tables, sequences, schemas, indexes, and any DROP
+/// or COMMENT.
+fn attaches_no_code(command: &str) -> bool {
+    const PLAIN: &[&str] = &[
+        "CREATE TABLE",
+        "CREATE TEMP TABLE",
+        "CREATE TEMPORARY TABLE",
+        "CREATE UNLOGGED TABLE",
+        "CREATE SEQUENCE",
+        "CREATE SCHEMA",
+        "CREATE INDEX",
+        "CREATE UNIQUE INDEX",
+        "DROP",
+        "COMMENT",
+    ];
+    let c = command.to_ascii_uppercase();
+    PLAIN
+        .iter()
+        .any(|p| c == *p || c.strip_prefix(p).is_some_and(|rest| rest.starts_with(' ')))
+}
+
 /// `info` as judged under a `search_path` that may shadow built-ins: a query, DML or `PREPARE`
 /// runs code (any function or operator in it may be a user's: see
 /// `LexContext::catalog_shadowed`). The relay applies it again when a statement judged before
@@ -209,7 +232,7 @@ pub fn may_shadow_after(info: &Classified) -> bool {
         // DDL may define what a built-in's name resolves to (`CREATE FUNCTION
         // public.lower(integer)`, an operator, a cast) or code that later statements run
         // implicitly (a trigger, rule, policy, column default).
-        || info.class == StatementClass::Ddl
+        || (info.class == StatementClass::Ddl && !attaches_no_code(&info.command))
         || first.eq_ignore_ascii_case("DO")
         || first.eq_ignore_ascii_case("CALL")
 }

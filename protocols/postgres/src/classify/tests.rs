@@ -529,6 +529,12 @@ fn code_shadows_the_catalog_for_the_statements_after_it() {
         ("SELECT 1", false),
         ("CREATE FUNCTION public.lower(integer) RETURNS text LANGUAGE sql AS 'SELECT 1'", true),
         ("CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION f()", true),
+        ("CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", true),
+        ("ALTER TABLE t ALTER COLUMN v SET DEFAULT f()", true),
+        ("CREATE TABLE t (v int)", false),
+        ("CREATE TABLE t (v int DEFAULT f())", true),
+        ("CREATE SEQUENCE s", false),
+        ("DROP TABLE t", false),
     ] {
         let j = &classify_query(sql, LexContext::default())[0];
         assert_eq!(crate::classify::may_shadow_after(&j.info), after, "{sql}");
