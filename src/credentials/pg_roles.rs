@@ -63,7 +63,10 @@ pub struct Issued {
 /// built-in: a function outside `pg_catalog` (and `information_schema`) named like one proctor
 /// takes as a built-in (PostgreSQL picks `public.lower(integer)` for `lower(5)` over the
 /// built-in `lower(text)`, whatever the `search_path`), any operator outside them (`=` on a
-/// user's argument types), or a cast through a function outside them. Asked on the admin
+/// user's argument types), a cast through a function outside them, or code outside them that
+/// statements reach implicitly: a trigger, a view or rule, a column default or generated
+/// column, a CHECK constraint, a domain, a row-level policy or an event trigger that calls
+/// such a function (as the catalog's dependencies record it). Asked on the admin
 /// connection when the session's role is made, so the agent's backend runs nothing proctor
 /// did not judge. `true` too when it cannot tell (the admin connection is to another database,
 /// the query failed): the session then judges every query and DML as running code.
@@ -74,7 +77,14 @@ async fn builtins_overloaded(client: &tokio_postgres::Client, dbname: &str) -> b
         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_operator o \
             WHERE o.oprnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)) \
         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) c.castfunc \
-            WHERE p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace))";
+            WHERE p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)) \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.refobjid \
+            WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass \
+            AND d.classid IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass, \
+                'pg_catalog.pg_constraint'::pg_catalog.regclass, 'pg_catalog.pg_trigger'::pg_catalog.regclass, \
+                'pg_catalog.pg_policy'::pg_catalog.regclass, 'pg_catalog.pg_event_trigger'::pg_catalog.regclass, \
+                'pg_catalog.pg_type'::pg_catalog.regclass) \
+            AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace))";
     let names: Vec<&str> = proctor_postgres::classify::builtin_names();
     match client.query_one(SQL, &[&dbname, &names]).await {
         Ok(row) => !row.try_get::<_, bool>(0).unwrap_or(false),
