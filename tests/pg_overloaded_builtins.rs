@@ -34,7 +34,11 @@ async fn a_built_in_overloaded_outside_pg_catalog_is_code() {
     // No overload yet: the built-in lower(text) runs, `q` stays known and its EXECUTE is
     // judged as what was prepared: no hold.
     let out = p
-        .psql(AGENT_A, SECRET_A, "PREPARE q AS SELECT 1; SELECT lower('X'); EXECUTE q")
+        .psql(
+            AGENT_A,
+            SECRET_A,
+            "PREPARE q AS SELECT 1; SELECT lower('X'); EXECUTE q",
+        )
         .wait_with_output()
         .await
         .expect("psql");

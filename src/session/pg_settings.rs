@@ -563,7 +563,10 @@ mod tests {
         for name in ["search_path", "role"] {
             let v = get(&m, name);
             assert!(v.value.contains("unknown"), "{name}: {v:?}");
-            assert!(v.value.contains("set_path()") || v.note.contains("set_path()"), "{v:?}");
+            assert!(
+                v.value.contains("set_path()") || v.note.contains("set_path()"),
+                "{v:?}"
+            );
         }
     }
 

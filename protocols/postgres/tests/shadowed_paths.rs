@@ -100,9 +100,23 @@ async fn a_path_set_by_a_function_body_makes_built_ins_suspect() {
     // lower() read before the path changed (a protocol Parse, a SQL PREPARE), or after it, in
     // the same query string as the call or in a message of its own.
     let shapes: [&[&str]; 3] = [
-        &["SELECT set_path()", "PREPARE q AS SELECT 1", "SELECT lower('x')", "EXECUTE q"],
-        &["SELECT set_path(); PREPARE q AS SELECT 1; SELECT lower('x')", "EXECUTE q"],
-        &["PREPARE l AS SELECT lower('x')", "SELECT set_path()", "PREPARE q AS SELECT 1", "EXECUTE l", "EXECUTE q"],
+        &[
+            "SELECT set_path()",
+            "PREPARE q AS SELECT 1",
+            "SELECT lower('x')",
+            "EXECUTE q",
+        ],
+        &[
+            "SELECT set_path(); PREPARE q AS SELECT 1; SELECT lower('x')",
+            "EXECUTE q",
+        ],
+        &[
+            "PREPARE l AS SELECT lower('x')",
+            "SELECT set_path()",
+            "PREPARE q AS SELECT 1",
+            "EXECUTE l",
+            "EXECUTE q",
+        ],
     ];
     for shape in shapes {
         case += 1;
@@ -114,7 +128,11 @@ async fn a_path_set_by_a_function_body_makes_built_ins_suspect() {
             let tags = exchange(&mut raw, &b, 1).await;
             assert!(!tags.contains('E'), "{sql}: {tags}");
         }
-        assert_eq!(left(&f), "0", "the server ran the swapped DELETE: {shape:?}");
+        assert_eq!(
+            left(&f),
+            "0",
+            "the server ran the swapped DELETE: {shape:?}"
+        );
         let s = statement_for_tag(&f, case - 1, "DELETE 5");
         assert_eq!(s.class, StatementClass::Unknown, "{shape:?}: {s:?}");
         assert_ne!(s.runs.as_deref(), Some("SELECT 1"), "{shape:?}");
@@ -135,7 +153,11 @@ async fn a_path_set_by_a_function_body_makes_built_ins_suspect() {
     frontend::sync(&mut b);
     let tags = exchange(&mut raw, &b, 3).await;
     assert!(!tags.contains('E'), "{tags}");
-    assert_eq!(left(&f), "0", "the server ran the swapped DELETE (protocol)");
+    assert_eq!(
+        left(&f),
+        "0",
+        "the server ran the swapped DELETE (protocol)"
+    );
     let s = statement_for_tag(&f, case, "DELETE 5");
     assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
     assert!(!s.text.contains("SELECT 1"), "{s:?}");
@@ -170,10 +192,20 @@ async fn a_path_from_the_startup_packet_makes_built_ins_suspect() {
     // A startup path that keeps pg_catalog first shadows nothing: the same sequence, with the
     // built-in lower(), is judged as what was prepared.
     refill(&f);
-    let conninfo = format!("{} options='-c search_path=pg_catalog,public'", f.conninfo());
+    let conninfo = format!(
+        "{} options='-c search_path=pg_catalog,public'",
+        f.conninfo()
+    );
     let out = psql(
         &conninfo,
-        &["-c", "PREPARE q AS SELECT 1", "-c", "SELECT lower('x')", "-c", "EXECUTE q"],
+        &[
+            "-c",
+            "PREPARE q AS SELECT 1",
+            "-c",
+            "SELECT lower('x')",
+            "-c",
+            "EXECUTE q",
+        ],
     );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(left(&f), "5", "the built-in lower() ran");

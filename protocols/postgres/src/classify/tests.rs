@@ -527,9 +527,18 @@ fn code_shadows_the_catalog_for_the_statements_after_it() {
         ("SELECT lower('x'), now(), nextval('s')", false),
         ("PREPARE q AS SELECT set_path()", false),
         ("SELECT 1", false),
-        ("CREATE FUNCTION public.lower(integer) RETURNS text LANGUAGE sql AS 'SELECT 1'", true),
-        ("CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION f()", true),
-        ("CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", true),
+        (
+            "CREATE FUNCTION public.lower(integer) RETURNS text LANGUAGE sql AS 'SELECT 1'",
+            true,
+        ),
+        (
+            "CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION f()",
+            true,
+        ),
+        (
+            "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            true,
+        ),
         ("ALTER TABLE t ALTER COLUMN v SET DEFAULT f()", true),
         ("CREATE TABLE t (v int)", false),
         ("CREATE TABLE t (v int DEFAULT f())", true),
