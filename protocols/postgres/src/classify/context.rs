@@ -66,6 +66,20 @@ pub fn shadows_catalog(text: &str) -> bool {
     })
 }
 
+/// Whether a `search_path` value (as the server or a startup packet states it, not SQL text)
+/// names `pg_catalog` after another schema: PostgreSQL searches `pg_catalog` first unless the
+/// path names it later.
+pub fn path_shadows(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    let first = lower
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
+    lower.contains("pg_catalog") && first != "pg_catalog"
+}
+
 impl LexContext {
     pub fn set_client_encoding(&mut self, enc: &str) {
         let e = enc.to_ascii_uppercase().replace(['-', '_'], "");

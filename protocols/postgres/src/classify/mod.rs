@@ -25,7 +25,7 @@ use crate::sqllex::{self, Piece};
 use cache::cached;
 use statement::unknown;
 
-pub use context::{LexContext, shadows_catalog};
+pub use context::{LexContext, path_shadows, shadows_catalog};
 pub use functions::builtin_names;
 pub use kind::explain_runs;
 pub use statement::leading_words;

@@ -558,3 +558,13 @@ fn code_shadows_the_catalog_for_the_statements_after_it() {
         .clone();
     assert_eq!(crate::classify::shadowed(&set).effects, set.effects);
 }
+
+#[test]
+fn a_stated_path_shadows_only_with_pg_catalog_after_another_schema() {
+    use crate::classify::path_shadows;
+    assert!(path_shadows("public,pg_catalog"));
+    assert!(path_shadows("\"$user\", public, pg_catalog"));
+    assert!(!path_shadows("pg_catalog, public"));
+    assert!(!path_shadows("\"$user\", public"));
+    assert!(!path_shadows("audit"));
+}

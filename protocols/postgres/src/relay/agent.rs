@@ -42,8 +42,7 @@ impl Relay {
     /// passed on to the target: PostgreSQL before 18 does not report it in ParameterStatus, so
     /// the session's own startup is the only word proctor has of it.
     pub fn startup_search_path(&mut self, value: &str) {
-        self.core.lex.catalog_shadowed |=
-            classify::shadows_catalog(&format!("search_path = {value}"));
+        self.core.lex.catalog_shadowed |= classify::path_shadows(value);
     }
 
     /// The target's database defines code that a built-in's name may resolve to (the core
