@@ -174,6 +174,7 @@ fn sql_err(target: &str, action: &str) -> impl Fn(tokio_postgres::Error) -> Role
 impl PgRoles {
     /// Creates the session's role. The password is sent as a SCRAM verifier so that statement
     /// logging on the target never sees it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn issue(
         &self,
         target: &AdminTarget,
