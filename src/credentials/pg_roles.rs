@@ -66,7 +66,9 @@ pub struct Issued {
 /// user's argument types), a cast through a function outside them, or code outside them that
 /// statements reach implicitly: a trigger, a view or rule, a column default or generated
 /// column, a CHECK constraint, a domain, a row-level policy or an event trigger that calls
-/// such a function (as the catalog's dependencies record it). Asked on the admin
+/// such a function (as the catalog's dependencies record it); or a default `search_path` for
+/// the database (or every role) that names `pg_catalog` (`ALTER DATABASE app SET search_path =
+/// public, pg_catalog`, in force at this login). Asked on the admin
 /// connection when the session's role is made, so the agent's backend runs nothing proctor
 /// did not judge. `true` too when it cannot tell (the admin connection is to another database,
 /// the query failed): the session then judges every query and DML as running code.
@@ -84,7 +86,11 @@ async fn builtins_overloaded(client: &tokio_postgres::Client, dbname: &str) -> b
                 'pg_catalog.pg_constraint'::pg_catalog.regclass, 'pg_catalog.pg_trigger'::pg_catalog.regclass, \
                 'pg_catalog.pg_policy'::pg_catalog.regclass, 'pg_catalog.pg_event_trigger'::pg_catalog.regclass, \
                 'pg_catalog.pg_type'::pg_catalog.regclass) \
-            AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace))";
+            AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)) \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) AS c(v) \
+            WHERE s.setrole OPERATOR(pg_catalog.=) 0 \
+            AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $1)) \
+            AND pg_catalog.lower(c.v) OPERATOR(pg_catalog.~~) 'search_path=%pg_catalog%')";
     let names: Vec<&str> = proctor_postgres::classify::builtin_names();
     match client.query_one(SQL, &[&dbname, &names]).await {
         Ok(row) => !row.try_get::<_, bool>(0).unwrap_or(false),
