@@ -54,6 +54,51 @@ pub struct Issued {
     pub user: String,
     pub password: Zeroizing<String>,
     pub record: CredentialRecord,
+    /// The target's database may resolve a built-in's name to someone's code
+    /// ([`builtins_overloaded`]).
+    pub builtins_overloaded: bool,
+}
+
+/// Whether a statement in database `dbname` may call someone's code where proctor sees a
+/// built-in: a function outside `pg_catalog` (and `information_schema`) named like one proctor
+/// takes as a built-in (PostgreSQL picks `public.lower(integer)` for `lower(5)` over the
+/// built-in `lower(text)`, whatever the `search_path`), any operator outside them (`=` on a
+/// user's argument types), a cast through a function outside them, or code outside them that
+/// statements reach implicitly: a trigger, a view or rule, a column default or generated
+/// column, a CHECK constraint, a domain, a row-level policy or an event trigger that calls
+/// such a function (as the catalog's dependencies record it); or a default `search_path` for
+/// the database (or every role) that names `pg_catalog` (`ALTER DATABASE app SET search_path =
+/// public, pg_catalog`, in force at this login). Asked on the admin
+/// connection when the session's role is made, so the agent's backend runs nothing proctor
+/// did not judge. `true` too when it cannot tell (the admin connection is to another database,
+/// the query failed): the session then judges every query and DML as running code.
+async fn builtins_overloaded(client: &tokio_postgres::Client, dbname: &str) -> bool {
+    const SQL: &str = "SELECT pg_catalog.current_database() OPERATOR(pg_catalog.=) $1 \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.proname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]) \
+            AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)) \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_operator o \
+            WHERE o.oprnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)) \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) c.castfunc \
+            WHERE p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)) \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.refobjid \
+            WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass \
+            AND d.classid IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass, \
+                'pg_catalog.pg_constraint'::pg_catalog.regclass, 'pg_catalog.pg_trigger'::pg_catalog.regclass, \
+                'pg_catalog.pg_policy'::pg_catalog.regclass, 'pg_catalog.pg_event_trigger'::pg_catalog.regclass, \
+                'pg_catalog.pg_type'::pg_catalog.regclass) \
+            AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)) \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) AS c(v) \
+            WHERE s.setrole OPERATOR(pg_catalog.=) 0 \
+            AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $1)) \
+            AND pg_catalog.lower(c.v) OPERATOR(pg_catalog.~~) 'search_path=%pg_catalog%')";
+    let names: Vec<&str> = proctor_postgres::classify::builtin_names();
+    match client.query_one(SQL, &[&dbname, &names]).await {
+        Ok(row) => !row.try_get::<_, bool>(0).unwrap_or(false),
+        Err(e) => {
+            tracing::warn!(error = %e, "postgres: cannot tell whether built-ins are overloaded; judging every statement as running code");
+            true
+        }
+    }
 }
 
 /// A drop still owed.
@@ -135,6 +180,7 @@ fn sql_err(target: &str, action: &str) -> impl Fn(tokio_postgres::Error) -> Role
 impl PgRoles {
     /// Creates the session's role. The password is sent as a SCRAM verifier so that statement
     /// logging on the target never sees it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn issue(
         &self,
         target: &AdminTarget,
@@ -143,6 +189,7 @@ impl PgRoles {
         member_of: &str,
         valid_for: Duration,
         connection_limit: u32,
+        dbname: &str,
     ) -> Result<Issued, RoleError> {
         let client = self.admins.get(target, Purpose::Issue).await?;
         let user = role_name(agent, session_id);
@@ -166,7 +213,9 @@ impl PgRoles {
             .batch_execute(&sql)
             .await
             .map_err(sql_err(&target.name, "CREATE ROLE"))?;
+        let overloaded = builtins_overloaded(&client, dbname).await;
         Ok(Issued {
+            builtins_overloaded: overloaded,
             user: user.clone(),
             password,
             record: CredentialRecord {
@@ -177,8 +226,13 @@ impl PgRoles {
                 valid_after_ns: valid_after,
                 valid_before_ns: valid_before,
                 detail: format!(
-                    "target={}; member of {member_of}, acts as {member_of} (SET role at login); connection limit {connection_limit}",
-                    target.name
+                    "target={}; member of {member_of}, acts as {member_of} (SET role at login); connection limit {connection_limit}{}",
+                    target.name,
+                    if overloaded {
+                        "; built-in names may resolve to code outside pg_catalog (every query and DML judged as running code)"
+                    } else {
+                        ""
+                    }
                 ),
             },
         })

@@ -220,6 +220,24 @@ mod tests {
             "PREPARE p AS DELETE FROM accounts WHERE true",
             "EXPLAIN ANALYZE MERGE INTO accounts USING other ON true WHEN MATCHED THEN DELETE",
             "COPY (DELETE FROM accounts RETURNING *) TO STDOUT",
+            // A test of the target against itself (round 4).
+            "DELETE FROM accounts WHERE coalesce(true, id = 1)",
+            "DELETE FROM accounts WHERE CASE WHEN id = 1 THEN true ELSE true END",
+            "DELETE FROM accounts WHERE id = id + 0",
+            "DELETE FROM accounts WHERE lower(name) = lower(name)",
+            "DELETE FROM accounts WHERE ctid = ctid",
+            "DELETE FROM accounts a USING accounts b WHERE a.id = b.id",
+            "DELETE FROM accounts a USING public.accounts b WHERE b.id = 1",
+            "UPDATE accounts a SET balance = 0 FROM accounts b WHERE a.id = b.id",
+            "MERGE INTO accounts a USING accounts b ON a.id = b.id WHEN MATCHED THEN DELETE",
+            "DELETE FROM accounts WHERE id IN (SELECT id FROM accounts)",
+            "DELETE FROM accounts WHERE EXISTS (SELECT 1 FROM accounts b WHERE b.id = accounts.id)",
+            "WITH d AS (DELETE FROM accounts WHERE id = id RETURNING *) SELECT 1",
+            "DELETE FROM accounts WHERE id IN (id, 5)",
+            "DELETE FROM accounts WHERE id BETWEEN id - 1 AND id + 1",
+            "DELETE FROM accounts WHERE id = ANY (SELECT id FROM accounts)",
+            "DELETE FROM accounts WHERE id = (SELECT id)",
+            "DELETE FROM accounts WHERE (id, name) = (id, name)",
         ] {
             assert!(has_unqualified_dml(sql), "{sql}");
             assert!(dml_candidate(sql), "{sql}");
@@ -240,6 +258,11 @@ mod tests {
             "INSERT INTO accounts SELECT * FROM other ON CONFLICT (id) DO UPDATE SET balance = 0 WHERE accounts.balance < 0",
             "INSERT INTO accounts SELECT * FROM other ON CONFLICT DO NOTHING",
             "INSERT INTO accounts SELECT * FROM other",
+            "UPDATE accounts SET active = false WHERE balance > credit_limit",
+            "DELETE FROM accounts WHERE lower(name) = 'x'",
+            "DELETE FROM accounts WHERE coalesce(active, false)",
+            "DELETE FROM accounts a USING other o WHERE a.id = o.id",
+            "DELETE FROM accounts WHERE id BETWEEN id AND 10",
         ] {
             assert!(!has_unqualified_dml(sql), "{sql}");
         }

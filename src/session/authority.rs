@@ -543,6 +543,7 @@ impl CoreAuthority {
                     &member_of,
                     grant.max_session,
                     grant.connection_limit,
+                    &target.dbname.clone().unwrap_or_else(|| target.name.clone()),
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -550,6 +551,7 @@ impl CoreAuthority {
                 Credential::PostgresRole {
                     user: issued.user.clone(),
                     password: issued.password,
+                    builtins_overloaded: issued.builtins_overloaded,
                 },
                 Revocation::PostgresRole {
                     target: admin,

@@ -107,7 +107,8 @@ impl PgSettings {
         // What proctor cannot read into (a `DO` block, a procedure, anything `unknown`, each
         // run only once a person approved it) may set either through dynamic SQL.
         let opaque = s.class == proctor_gate::StatementClass::Unknown
-            || matches!(s.command.split(' ').next(), Some("DO" | "CALL"));
+            || matches!(s.command.split(' ').next(), Some("DO" | "CALL"))
+            || calls_code(text);
         let mut changes = if may_change(text) {
             changes_of(text)
         } else {
@@ -268,6 +269,18 @@ fn first_line(text: &str) -> String {
         out.push_str(" …");
     }
     out
+}
+
+/// Whether `text` calls a function (or an operator) that may run SQL of its own: a user's
+/// function may call `set_config('search_path', ...)` or `set_config('role', ...)`, and the
+/// calling statement names neither. Only text with a `(` or an operator character is read
+/// again (cached by its normalized form, as the relay classified it).
+fn calls_code(text: &str) -> bool {
+    use proctor_postgres::classify;
+    text.contains(['(', '~', '!', '@', '#', '%', '^', '&', '|', '`', '?'])
+        && classify::classify_query(text, classify::LexContext::default())
+            .iter()
+            .any(|j| classify::may_shadow_after(&j.info))
 }
 
 /// How the unchanged `search_path` is named where a value is described in words.
@@ -535,6 +548,26 @@ mod tests {
             .into_iter()
             .find(|s| s.name == name)
             .expect("setting")
+    }
+
+    #[test]
+    fn a_call_of_a_user_function_makes_both_settings_unknown() {
+        let mut m = PgSettings::new("app_rw", None);
+        // Built-ins run no SQL of their own: nothing changes.
+        m.decide(&stmt(1, "SELECT lower('X'), now()"));
+        m.answered(&ok(1));
+        assert_eq!(get(&m, "search_path").value, "(target default)");
+        // A user's function may call set_config('search_path', ...) in its body.
+        m.decide(&stmt(2, "SELECT set_path()"));
+        m.answered(&ok(2));
+        for name in ["search_path", "role"] {
+            let v = get(&m, name);
+            assert!(v.value.contains("unknown"), "{name}: {v:?}");
+            assert!(
+                v.value.contains("set_path()") || v.note.contains("set_path()"),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

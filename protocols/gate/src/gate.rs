@@ -259,6 +259,9 @@ pub enum Credential {
     PostgresRole {
         user: String,
         password: Zeroizing<String>,
+        /// The target's database defines functions, operators or casts outside `pg_catalog`
+        /// that a built-in's name may resolve to: every query and DML may run code.
+        builtins_overloaded: bool,
     },
     SshCertificate {
         login: String,

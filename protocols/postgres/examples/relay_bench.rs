@@ -72,6 +72,7 @@ impl Authority for BenchAuthority {
             credential: Credential::PostgresRole {
                 user: ROLE.into(),
                 password: Zeroizing::new(PASSWORD.into()),
+                builtins_overloaded: false,
             },
         })
     }

@@ -94,6 +94,12 @@ pub fn is_side_effect_free(name: &str) -> bool {
     SIDE_EFFECT_FREE.binary_search(&name).is_ok()
 }
 
+/// The names of [`is_side_effect_free`] (the core asks the target whether any of them is also
+/// defined outside `pg_catalog`: see `classify::builtin_names`).
+pub fn side_effect_free_names() -> &'static [&'static str] {
+    SIDE_EFFECT_FREE
+}
+
 /// Sorted (a test checks): binary-searched.
 const SIDE_EFFECT_FREE: &[&str] = &[
     "abs",

@@ -78,8 +78,12 @@ pub fn show_binary(oid: u32, value: &[u8]) -> String {
             "(binary {n}, not a valid {n} value) \\x{}",
             hex::encode(value)
         ),
+        // Type 0: the Parse left the type to the server, and its ParameterDescription had
+        // not come when the value was judged (a Bind pipelined with its Parse). The bytes are
+        // shown as sent, never read as whatever type their length suggests.
         (_, None) if oid == 0 => format!(
-            "(binary, type not known to proctor) \\x{}",
+            "(binary, type not declared by the client and not yet described by the server: \
+             not decoded) \\x{}",
             hex::encode(value)
         ),
         (_, None) => format!(
@@ -448,7 +452,8 @@ mod tests {
         );
         assert_eq!(
             show_binary(0, &[1]),
-            "(binary, type not known to proctor) \\x01"
+            "(binary, type not declared by the client and not yet described by the server: \
+             not decoded) \\x01"
         );
         assert_eq!(
             show_binary(25, &[0xff]),

@@ -216,10 +216,15 @@ pub async fn run(
             .await;
         msg
     };
-    let (pg, user, password) = match (open.target, open.credential) {
-        (TargetEndpoint::Postgres(pg), Credential::PostgresRole { user, password }) => {
-            (pg, user, password)
-        }
+    let (pg, user, password, builtins_overloaded) = match (open.target, open.credential) {
+        (
+            TargetEndpoint::Postgres(pg),
+            Credential::PostgresRole {
+                user,
+                password,
+                builtins_overloaded,
+            },
+        ) => (pg, user, password, builtins_overloaded),
         _ => {
             let msg = fail("the core issued a non-PostgreSQL target or credential".into()).await;
             put_error(
@@ -307,7 +312,8 @@ pub async fn run(
             ..(*config).clone()
         })
     };
-    let relay = Relay::new(
+    let startup_path = target::startup_setting(&params, "search_path");
+    let mut relay = Relay::new(
         open.gate.clone(),
         config.clone(),
         Box::new(s.stream),
@@ -318,6 +324,12 @@ pub async fn run(
         hold_cancel,
         backend_cancel,
     );
+    if let Some(path) = startup_path {
+        relay.startup_search_path(&path);
+    }
+    if builtins_overloaded {
+        relay.builtins_overloaded();
+    }
     tracing::info!(session = open.session_id, %peer, agent = %proctor_gate::inert::Line(&agent), target = %proctor_gate::inert::Line(&target), "postgres: session started");
     // Run in its own task so that even a panic (a bug) ends in `Gate::end` and not in a
     // session left open.

@@ -5,16 +5,22 @@
 //! name inside one) in a test that is not trivially true (`id = id`, `x IS NOT NULL`). `AND`
 //! restricts when either side does, `OR` only when both do, `NOT` swaps the two. So `WHERE true`,
 //! `1 = 1`, `x OR true`, `NOT false`, `coalesce(true)` and `WHERE other.col = 1` are every row.
+//! Nor does a test that compares the target with itself ([`row_independent`]): `id = id + 0`, a
+//! self-join's `a.id = b.id`, `id IN (SELECT id FROM accounts)`, `coalesce(true, id = 1)`.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, Expr, MergeAction, MergeClauseKind, ObjectName, OnConflictAction, OnInsert,
-    Query, SetExpr, Statement, TableFactor, TableObject, UnaryOperator, Visit, Visitor,
+    Query, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, UnaryOperator,
+    UpdateTableFromKind, Visit, Visitor,
 };
 
-/// The names a target table's columns may be qualified by (its name and alias, folded).
-struct Target(Vec<String>);
+/// The names a target table's columns may be qualified by (its name and alias, folded); the
+/// table's own name (`table`); and the aliases of other copies of the same table joined in by
+/// `USING`/`FROM`/a MERGE source (`copies`: `DELETE FROM accounts a USING accounts b WHERE a.id
+/// = b.id` joins every row with itself).
+struct Target(Vec<String>, String, Vec<String>);
 
 fn fold(i: &sqlparser::ast::Ident) -> String {
     if i.quote_style.is_some() {
@@ -27,13 +33,14 @@ fn fold(i: &sqlparser::ast::Ident) -> String {
 impl Target {
     fn of_name(name: &ObjectName, alias: Option<&sqlparser::ast::Ident>) -> Target {
         let mut names = Vec::new();
-        if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
-            names.push(fold(last));
+        let table = last_name(name);
+        if !table.is_empty() {
+            names.push(table.clone());
         }
         if let Some(a) = alias {
             names.push(fold(a));
         }
-        Target(names)
+        Target(names, table, Vec::new())
     }
 
     fn of_factor(f: &TableFactor) -> Target {
@@ -41,9 +48,42 @@ impl Target {
             TableFactor::Table { name, alias, .. } => {
                 Target::of_name(name, alias.as_ref().map(|a| &a.name))
             }
-            _ => Target(Vec::new()),
+            _ => Target(Vec::new(), String::new(), Vec::new()),
         }
     }
+
+    /// Notes the copies of the target table among `joined` (a copy without an alias is
+    /// named as the target is, so its columns already count as the target's).
+    fn with_copies<'a>(mut self, joined: impl IntoIterator<Item = &'a TableFactor>) -> Target {
+        for f in joined {
+            if let TableFactor::Table {
+                name,
+                alias: Some(a),
+                ..
+            } = f
+                && !self.1.is_empty()
+                && last_name(name) == self.1
+            {
+                self.2.push(fold(&a.name));
+            }
+        }
+        self
+    }
+}
+
+fn last_name(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(fold)
+        .unwrap_or_default()
+}
+
+/// Every table factor of `tables`, joins included.
+fn factors(tables: &[TableWithJoins]) -> impl Iterator<Item = &TableFactor> {
+    tables
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
 }
 
 /// Whether `s` (one statement, not its nested ones) may modify every row of its target.
@@ -56,15 +96,25 @@ pub(super) fn touches_every_row(s: &Statement) -> bool {
             };
             let target = tables
                 .first()
-                .map_or(Target(Vec::new()), |t| Target::of_factor(&t.relation));
+                .map_or(Target(Vec::new(), String::new(), Vec::new()), |t| {
+                    Target::of_factor(&t.relation)
+                })
+                .with_copies(factors(d.using.as_deref().unwrap_or_default()));
             !d.selection.as_ref().is_some_and(|w| restricts(w, &target))
         }
         Statement::Update(u) => {
-            let target = Target::of_factor(&u.table.relation);
+            let from = match &u.from {
+                Some(UpdateTableFromKind::BeforeSet(t) | UpdateTableFromKind::AfterSet(t)) => {
+                    t.as_slice()
+                }
+                None => &[],
+            };
+            let target = Target::of_factor(&u.table.relation)
+                .with_copies(factors(from).chain(u.table.joins.iter().map(|j| &j.relation)));
             !u.selection.as_ref().is_some_and(|w| restricts(w, &target))
         }
         Statement::Merge(m) => {
-            let target = Target::of_factor(&m.table);
+            let target = Target::of_factor(&m.table).with_copies([&m.source]);
             let on = restricts(&m.on, &target);
             m.clauses.iter().any(|c| {
                 let modifies = matches!(
@@ -139,8 +189,120 @@ fn polarity(e: &Expr, target: &Target, negated: bool) -> bool {
                 } else {
                     trivially_true(leaf)
                 }
+                && !row_independent(leaf, target)
         }
     }
+}
+
+/// A test that references the target yet says nothing about which of its rows it picks, in
+/// either polarity: it compares the target with a copy of itself (a self-join's alias, a
+/// subquery over the target table: `id IN (SELECT id FROM accounts)`), compares an expression
+/// of some columns with another of exactly those columns (`id = id + 0`,
+/// `lower(name) = lower(name)`), or is not a comparison and holds a literal `true` that may
+/// decide it (`coalesce(true, id = 1)`, `CASE WHEN id = 1 THEN true ELSE true END`).
+fn row_independent(leaf: &Expr, target: &Target) -> bool {
+    if reads_copy(leaf, target) {
+        return true;
+    }
+    match leaf {
+        Expr::BinaryOp { left, right, .. } => {
+            let (l, r) = (columns(left, target), columns(right, target));
+            !l.is_empty() && l == r
+        }
+        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
+            let (l, r) = (columns(a, target), columns(b, target));
+            !l.is_empty() && l == r
+        }
+        // `id IN (id, 5)`, `id BETWEEN id - 1 AND id + 1` (each bound of the row alone).
+        Expr::InList { expr, list, .. } => {
+            let c = columns(expr, target);
+            !c.is_empty() && list.iter().any(|x| columns(x, target) == c)
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => {
+            let c = columns(expr, target);
+            !c.is_empty() && columns(low, target) == c && columns(high, target) == c
+        }
+        Expr::InSubquery { .. }
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::SimilarTo { .. }
+        | Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsNotFalse(_)
+        | Expr::Identifier(_)
+        | Expr::CompoundIdentifier(_) => false,
+        other => holds_true(other),
+    }
+}
+
+/// A literal `true` anywhere in `e`.
+fn holds_true(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        if let Expr::Value(v) = x
+            && matches!(v.value, sqlparser::ast::Value::Boolean(true))
+        {
+            found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
+/// Whether `e` reads a column of a copy of the target (a self-join's alias) or has a
+/// subquery that reads the target table.
+fn reads_copy(e: &Expr, target: &Target) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_relations(e, |r| {
+        if !target.1.is_empty() && last_name(r) == target.1 {
+            found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found
+        || (!target.2.is_empty()
+            && sqlparser::ast::visit_expressions(e, |x| match x {
+                Expr::CompoundIdentifier(parts)
+                    if parts
+                        .len()
+                        .checked_sub(2)
+                        .and_then(|i| parts.get(i))
+                        .is_some_and(|q| target.2.contains(&fold(q))) =>
+                {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            })
+            .is_break())
+}
+
+/// The target's columns `e` reads outside subqueries, folded and sorted.
+fn columns(e: &Expr, target: &Target) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        match x {
+            Expr::Identifier(i) if !NILADIC.contains(&fold(i).as_str()) => out.push(fold(i)),
+            Expr::CompoundIdentifier(parts) => {
+                if let [.., q, c] = parts.as_slice()
+                    && target.0.contains(&fold(q))
+                {
+                    out.push(fold(c));
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Tests false for every row whatever the column holds (NULLs aside): the mirror of

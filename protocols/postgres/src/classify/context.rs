@@ -16,7 +16,9 @@ pub struct LexContext {
     /// The session set a `search_path` that puts a schema before `pg_catalog`
     /// ([`shadows_catalog`]): an unqualified function or operator (`lower(x)`, `id = 1`) may
     /// then resolve to a user's own, which may do anything, so no query or DML is taken to
-    /// run only built-ins.
+    /// run only built-ins. Also set when proctor cannot see the path (after code ran, from the
+    /// startup packet), and when the target defines functions named like built-ins outside
+    /// `pg_catalog` (`builtin_names`), which argument types can select whatever the path.
     pub catalog_shadowed: bool,
 }
 
@@ -62,6 +64,20 @@ pub fn shadows_catalog(text: &str) -> bool {
         let own = rest.split(';').next().unwrap_or(rest);
         value.starts_with('$') || (own.contains("pg_catalog") && !value.starts_with("pg_catalog"))
     })
+}
+
+/// Whether a `search_path` value (as the server or a startup packet states it, not SQL text)
+/// names `pg_catalog` after another schema: PostgreSQL searches `pg_catalog` first unless the
+/// path names it later.
+pub fn path_shadows(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    let first = lower
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
+    lower.contains("pg_catalog") && first != "pg_catalog"
 }
 
 impl LexContext {

@@ -60,55 +60,66 @@ pub(super) fn function_class(name: &str) -> Option<StatementClass> {
 /// `set_config` is here too: the one setting that changes what names mean, `search_path`, is
 /// caught by its text (`shadows_catalog`).
 fn runs_no_sql(name: &str) -> bool {
-    const LIST: &[&str] = &[
-        "currval",
-        "gen_random_uuid",
-        "lastval",
-        "lo_close",
-        "lo_creat",
-        "lo_create",
-        "lo_export",
-        "lo_from_bytea",
-        "lo_get",
-        "lo_import",
-        "lo_lseek",
-        "lo_lseek64",
-        "lo_open",
-        "lo_put",
-        "lo_tell",
-        "lo_tell64",
-        "lo_truncate",
-        "lo_truncate64",
-        "lo_unlink",
-        "loread",
-        "lowrite",
-        "nextval",
-        "pg_advisory_lock",
-        "pg_advisory_lock_shared",
-        "pg_advisory_unlock",
-        "pg_advisory_unlock_all",
-        "pg_advisory_unlock_shared",
-        "pg_advisory_xact_lock",
-        "pg_advisory_xact_lock_shared",
-        "pg_cancel_backend",
-        "pg_current_xact_id",
-        "pg_notify",
-        "pg_sleep",
-        "pg_sleep_for",
-        "pg_sleep_until",
-        "pg_terminate_backend",
-        "pg_try_advisory_lock",
-        "pg_try_advisory_lock_shared",
-        "pg_try_advisory_xact_lock",
-        "pg_try_advisory_xact_lock_shared",
-        "random",
-        "set_config",
-        "setseed",
-        "setval",
-        "txid_current",
-    ];
-    LIST.contains(&name)
+    RUNS_NO_SQL.contains(&name)
 }
+
+/// Every name proctor takes as a built-in when called unqualified or in `pg_catalog`: a
+/// function of the same name in another schema may be chosen over it by argument types
+/// (`public.lower(integer)` is what `lower(5)` calls, whatever the `search_path`), so the core
+/// asks the target at login whether any exists (`LexContext::catalog_shadowed`).
+pub fn builtin_names() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = crate::durability::side_effect_free_names().to_vec();
+    all.extend_from_slice(RUNS_NO_SQL);
+    all
+}
+
+const RUNS_NO_SQL: &[&str] = &[
+    "currval",
+    "gen_random_uuid",
+    "lastval",
+    "lo_close",
+    "lo_creat",
+    "lo_create",
+    "lo_export",
+    "lo_from_bytea",
+    "lo_get",
+    "lo_import",
+    "lo_lseek",
+    "lo_lseek64",
+    "lo_open",
+    "lo_put",
+    "lo_tell",
+    "lo_tell64",
+    "lo_truncate",
+    "lo_truncate64",
+    "lo_unlink",
+    "loread",
+    "lowrite",
+    "nextval",
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_all",
+    "pg_advisory_unlock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_cancel_backend",
+    "pg_current_xact_id",
+    "pg_notify",
+    "pg_sleep",
+    "pg_sleep_for",
+    "pg_sleep_until",
+    "pg_terminate_backend",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+    "random",
+    "set_config",
+    "setseed",
+    "setval",
+    "txid_current",
+];
 
 /// A built-in of [`runs_no_sql`], named as `listed_function` names built-ins.
 pub(super) fn builtin_without_sql(name: &ObjectName) -> bool {

@@ -25,7 +25,8 @@ use crate::sqllex::{self, Piece};
 use cache::cached;
 use statement::unknown;
 
-pub use context::{LexContext, shadows_catalog};
+pub use context::{LexContext, path_shadows, shadows_catalog};
+pub use functions::builtin_names;
 pub use kind::explain_runs;
 pub use statement::leading_words;
 
@@ -109,14 +110,23 @@ fn classify_query_now(sql: &str, ctx: LexContext) -> Vec<Judged> {
                 effects: Effects::Lasting,
             }),
         }],
-        Ok(pieces) => pieces
-            .into_iter()
-            .map(|p| Judged {
-                text: p.text.to_string(),
-                reasoning: p.reason.clone(),
-                info: classify_piece(&p, ctx),
-            })
-            .collect(),
+        Ok(pieces) => {
+            let mut ctx = ctx;
+            pieces
+                .into_iter()
+                .map(|p| {
+                    let info = classify_piece(&p, ctx);
+                    // What runs code (or what proctor cannot read) may change `search_path`
+                    // for the statements after it (`set_config` in a function's body).
+                    ctx.catalog_shadowed |= may_shadow_after(&info);
+                    Judged {
+                        text: p.text.to_string(),
+                        reasoning: p.reason.clone(),
+                        info,
+                    }
+                })
+                .collect()
+        }
         Err(e) => vec![Judged {
             text: sql.trim().to_string(),
             reasoning: None,
@@ -162,17 +172,69 @@ pub fn classify_prepared(sql: &str, ctx: LexContext) -> Judged {
 
 fn classify_piece(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {
     let c = classify_piece_text(p, ctx);
-    let body_runs = matches!(c.prepared, Some(SqlPrepared::Prepare { .. }));
-    if ctx.catalog_shadowed
-        && (matches!(c.effects, Effects::Transient | Effects::Transactional) || body_runs)
-        && c.effects != Effects::Code
+    if ctx.catalog_shadowed {
+        return shadowed(&c);
+    }
+    c
+}
+
+/// DDL that defines no code and attaches none beyond what its own text calls (a function in a
+/// column default, CHECK or index expression makes the statement itself run code, so
+/// [`may_shadow_after`] holds for it anyway): tables, sequences, schemas, indexes, and any DROP
+/// or COMMENT.
+fn attaches_no_code(command: &str) -> bool {
+    const PLAIN: &[&str] = &[
+        "CREATE TABLE",
+        "CREATE TEMP TABLE",
+        "CREATE TEMPORARY TABLE",
+        "CREATE UNLOGGED TABLE",
+        "CREATE SEQUENCE",
+        "CREATE SCHEMA",
+        "CREATE INDEX",
+        "CREATE UNIQUE INDEX",
+        "DROP",
+        "COMMENT",
+    ];
+    let c = command.to_ascii_uppercase();
+    PLAIN
+        .iter()
+        .any(|p| c == *p || c.strip_prefix(p).is_some_and(|rest| rest.starts_with(' ')))
+}
+
+/// `info` as judged under a `search_path` that may shadow built-ins: a query, DML or `PREPARE`
+/// runs code (any function or operator in it may be a user's: see
+/// `LexContext::catalog_shadowed`). The relay applies it again when a statement judged before
+/// the path changed runs after (a Bind of an earlier Parse, `EXECUTE` of an earlier PREPARE).
+pub fn shadowed(info: &Arc<Classified>) -> Arc<Classified> {
+    let body_runs = matches!(info.prepared, Some(SqlPrepared::Prepare { .. }));
+    if (matches!(info.effects, Effects::Transient | Effects::Transactional) || body_runs)
+        && info.effects != Effects::Code
     {
-        // Any function or operator may be a user's: see `LexContext::catalog_shadowed`.
-        let mut shadowed = Classified::clone(&c);
+        let mut shadowed = Classified::clone(info);
         shadowed.effects = Effects::Code;
         return Arc::new(shadowed);
     }
-    c
+    info.clone()
+}
+
+/// Whether the session's `search_path` may shadow built-ins once `info` has run, though its
+/// text names no `search_path`: it runs code proctor cannot see into (a user's function may
+/// call `set_config('search_path', 'public, pg_catalog', false)`, and PostgreSQL before 18
+/// does not report `search_path` in ParameterStatus), `DO`/`CALL`, it is `unknown` (held;
+/// once approved it may do anything), or it is DDL. Sticky for the session: proctor cannot tell when such a
+/// path is undone.
+pub fn may_shadow_after(info: &Classified) -> bool {
+    let first = info.command.split(' ').next().unwrap_or("");
+    // A PREPARE runs nothing: its EXECUTE is judged as the statement prepared.
+    let prepares = matches!(info.prepared, Some(SqlPrepared::Prepare { .. }));
+    (info.effects == Effects::Code && !prepares)
+        || info.class == StatementClass::Unknown
+        // DDL may define what a built-in's name resolves to (`CREATE FUNCTION
+        // public.lower(integer)`, an operator, a cast) or code that later statements run
+        // implicitly (a trigger, rule, policy, column default).
+        || (info.class == StatementClass::Ddl && !attaches_no_code(&info.command))
+        || first.eq_ignore_ascii_case("DO")
+        || first.eq_ignore_ascii_case("CALL")
 }
 
 fn classify_piece_text(p: &Piece<'_>, ctx: LexContext) -> Arc<Classified> {

@@ -501,3 +501,70 @@ fn session_context() {
         Unknown
     );
 }
+
+#[test]
+fn code_shadows_the_catalog_for_the_statements_after_it() {
+    // A user's function may set search_path (set_config in its body): the statements after it
+    // in the same string may call a user's `lower`; the ones before it may not.
+    let all = classify_query(
+        "SELECT lower('x'); SELECT set_path(); SELECT lower('x'); DELETE FROM t WHERE id = 1",
+        LexContext::default(),
+    );
+    let effects: Vec<Effects> = all.iter().map(|j| j.info.effects).collect();
+    assert_eq!(
+        effects,
+        [
+            Effects::Transient,
+            Effects::Code,
+            Effects::Code,
+            Effects::Code
+        ]
+    );
+    for (sql, after) in [
+        ("SELECT set_path()", true),
+        ("DO $$ BEGIN END $$", true),
+        ("CALL p()", true),
+        ("SELECT lower('x'), now(), nextval('s')", false),
+        ("PREPARE q AS SELECT set_path()", false),
+        ("SELECT 1", false),
+        (
+            "CREATE FUNCTION public.lower(integer) RETURNS text LANGUAGE sql AS 'SELECT 1'",
+            true,
+        ),
+        (
+            "CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION f()",
+            true,
+        ),
+        (
+            "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            true,
+        ),
+        ("ALTER TABLE t ALTER COLUMN v SET DEFAULT f()", true),
+        ("CREATE TABLE t (v int)", false),
+        ("CREATE TABLE t (v int DEFAULT f())", true),
+        ("CREATE SEQUENCE s", false),
+        ("DROP TABLE t", false),
+    ] {
+        let j = &classify_query(sql, LexContext::default())[0];
+        assert_eq!(crate::classify::may_shadow_after(&j.info), after, "{sql}");
+    }
+    // A statement read before the path changed is judged as running code after it.
+    let before = classify_query("SELECT lower('x')", LexContext::default())[0]
+        .info
+        .clone();
+    assert_eq!(crate::classify::shadowed(&before).effects, Effects::Code);
+    let set = classify_query("SET work_mem = '1MB'", LexContext::default())[0]
+        .info
+        .clone();
+    assert_eq!(crate::classify::shadowed(&set).effects, set.effects);
+}
+
+#[test]
+fn a_stated_path_shadows_only_with_pg_catalog_after_another_schema() {
+    use crate::classify::path_shadows;
+    assert!(path_shadows("public,pg_catalog"));
+    assert!(path_shadows("\"$user\", public, pg_catalog"));
+    assert!(!path_shadows("pg_catalog, public"));
+    assert!(!path_shadows("\"$user\", public"));
+    assert!(!path_shadows("audit"));
+}

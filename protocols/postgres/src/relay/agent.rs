@@ -37,7 +37,39 @@ pub(super) fn unsettled(info: &Classified) -> Arc<Classified> {
     })
 }
 
+impl Relay {
+    /// The `search_path` the client's startup packet set (`PGOPTIONS='-c search_path=...'`),
+    /// passed on to the target: PostgreSQL before 18 does not report it in ParameterStatus, so
+    /// the session's own startup is the only word proctor has of it.
+    pub fn startup_search_path(&mut self, value: &str) {
+        self.core.lex.catalog_shadowed |= classify::path_shadows(value);
+    }
+
+    /// The target's database defines code that a built-in's name may resolve to (the core
+    /// asked at login: `Credential::PostgresRole::builtins_overloaded`): as under a shadowing
+    /// `search_path`, every query and DML may run code.
+    pub fn builtins_overloaded(&mut self) {
+        self.core.lex.catalog_shadowed = true;
+    }
+}
+
 impl Core {
+    /// A statement read at its Parse, as judged when it runs: under a `search_path` that may
+    /// now shadow built-ins (set since, by text or by code), it runs code.
+    pub(super) fn shadowed_now(&self, j: Arc<classify::Judged>) -> Arc<classify::Judged> {
+        if !self.lex.catalog_shadowed {
+            return j;
+        }
+        let info = classify::shadowed(&j.info);
+        if Arc::ptr_eq(&info, &j.info) {
+            return j;
+        }
+        Arc::new(classify::Judged {
+            info,
+            ..classify::Judged::clone(&j)
+        })
+    }
+
     // ----- client side -----
 
     pub(super) fn process_client(&mut self) -> Result<(), End> {

@@ -95,7 +95,7 @@ impl Core {
         let formats = portal.result_formats.clone();
         let params = portal.params.clone();
         let types = super::names::binary_types(&params, &portal.param_types);
-        let judged = portal.judged.clone();
+        let judged = portal.judged.clone().map(|j| self.shadowed_now(j));
         if let Some(p) = self.predecided.pop_front() {
             let matches =
                 p.portal == portal_name && judged.as_ref().is_some_and(|j| j.text == p.text);
@@ -291,6 +291,7 @@ impl Core {
                         },
                     };
                     let Some(judged) = judged else { break };
+                    let judged = self.shadowed_now(judged);
                     if changes_names(&judged) {
                         break;
                     }

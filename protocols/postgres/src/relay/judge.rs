@@ -88,7 +88,14 @@ impl Core {
     /// holds); the changes it asks of the session's names are noted, to take effect when the
     /// server confirms the statement.
     pub(super) fn judged_info(&mut self, id: u64, info: &Arc<Classified>) -> Resolved {
-        let resolved = self.resolve_sql_execute(info);
+        let mut resolved = self.resolve_sql_execute(info);
+        // Judged under the search_path in force when it runs, not the one when it was read
+        // (an EXECUTE of a PREPARE sent before the path changed); and what runs code may
+        // change the path for what follows.
+        if self.lex.catalog_shadowed {
+            resolved.info = classify::shadowed(&resolved.info);
+        }
+        self.lex.catalog_shadowed |= classify::may_shadow_after(&resolved.info);
         // An EXECUTE of a known query or DML changes no names (what it runs cannot PREPARE,
         // DEALLOCATE or open portals); any other EXECUTE is taken to change them all, so the
         // same prepared SELECT can be executed twice without the second being `unknown`.

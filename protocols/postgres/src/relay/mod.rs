@@ -182,6 +182,8 @@ pub(crate) fn note_parameter(lex: &mut LexContext, name: &str, value: &str) {
     match name {
         "standard_conforming_strings" => lex.standard_strings = value.eq_ignore_ascii_case("on"),
         "client_encoding" => lex.set_client_encoding(value),
+        // Reported from PostgreSQL 18 on: a path that shadows built-ins counts from then on.
+        "search_path" => lex.catalog_shadowed |= crate::classify::path_shadows(value),
         _ => {}
     }
 }

@@ -309,6 +309,7 @@ impl Authority for TestAuthority {
             credential: Credential::PostgresRole {
                 user: ROLE.into(),
                 password: Zeroizing::new(ROLE_PASSWORD.into()),
+                builtins_overloaded: false,
             },
         })
     }
