@@ -207,7 +207,16 @@ fn attaches_no_code(command: &str) -> bool {
 /// the path changed runs after (a Bind of an earlier Parse, `EXECUTE` of an earlier PREPARE).
 pub fn shadowed(info: &Arc<Classified>) -> Arc<Classified> {
     let body_runs = matches!(info.prepared, Some(SqlPrepared::Prepare { .. }));
-    if (matches!(info.effects, Effects::Transient | Effects::Transactional) || body_runs)
+    // A query or DML judged `Lasting` (a prepared body is stored so) calls functions and
+    // operators too: under such a path any of them may be a user's.
+    let first = info.command.split(' ').next().unwrap_or("");
+    let query_or_dml = matches!(
+        first,
+        "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE" | "WITH"
+    );
+    if (matches!(info.effects, Effects::Transient | Effects::Transactional)
+        || body_runs
+        || query_or_dml)
         && info.effects != Effects::Code
     {
         let mut shadowed = Classified::clone(info);
