@@ -4,10 +4,11 @@
 //! This file holds the file model (`Config`), loading and look-ups; the sections are in
 //! `config/sections.rs` (listeners, front ends, recorder, approvals, API, webhooks,
 //! redaction, retention), who may reach what in `config/access.rs` (agents, targets,
-//! grants), the checks in `config/validate.rs`, and the TOML value formats in
-//! `config/formats.rs`.
+//! grants), `[cluster]` in `config/cluster.rs`, the checks in `config/validate.rs`, and the
+//! TOML value formats in `config/formats.rs`.
 
 mod access;
+pub mod cluster;
 mod formats;
 mod sections;
 mod validate;
@@ -88,7 +89,7 @@ pub struct Config {
     pub ledger: crate::recorder::timestamp::LedgerSettings,
     /// `[cluster]`: several nodes on a PostgreSQL control plane (absent: one node).
     #[serde(default)]
-    pub cluster: Option<crate::cluster::ClusterConfig>,
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 impl Config {

@@ -16,7 +16,7 @@ impl Config {
             message,
         };
         if let Some(c) = &self.cluster {
-            crate::cluster::config::validate(c).map_err(|(k, m)| invalid(k, m))?;
+            super::cluster::validate(c).map_err(|(k, m)| invalid(k, m))?;
         }
         let mut names = HashSet::new();
         for (i, a) in self.agents.iter().enumerate() {
