@@ -11,6 +11,15 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{broadcast, oneshot};
 
+/// One setting as the approval card shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+    /// Where the value comes from, or why it is uncertain.
+    pub note: String,
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ApprovalError {
     #[error("no pending approval {0} (it may have been decided, timed out or cancelled)")]
@@ -52,7 +61,7 @@ pub struct PendingView {
     pub approvals: Vec<String>,
     /// Session settings that change what the action means (PostgreSQL: `search_path`, role).
     #[serde(default)]
-    pub settings: Vec<crate::session::pg_settings::Setting>,
+    pub settings: Vec<Setting>,
     /// How dangerous the action is, from its class and rule: the queue shows the worst first.
     #[serde(default)]
     pub severity: crate::approval_queue::Severity,

@@ -17,6 +17,7 @@ pub mod export;
 pub mod fsutil;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod http_client;
 pub mod listeners;
 pub mod monitor;
 pub mod ops;

@@ -8,16 +8,23 @@
 //!
 //! Each finding is an alert recorded in the session; a detector may also hold the session's next
 //! action or kill it.
+//!
+//! This file holds the detectors' state and the burst, hours and egress checks; the first-use
+//! baseline is in `monitor/first_use.rs`, the `[monitor]` settings in `monitor/settings.rs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+mod first_use;
+mod settings;
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use proctor_gate::{Action, AlertRecord, Event, StatementClass};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::policy::shell;
+
+pub use self::first_use::bounded_name;
+pub use self::settings::MonitorConfig;
 
 /// What a detector does besides alerting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -28,132 +35,6 @@ pub enum Response {
     /// Hold the session's next action for approval.
     Hold,
     Kill,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MonitorConfig {
-    /// Destructive actions within `burst_window` that make a burst.
-    #[serde(default = "d_burst_count")]
-    pub burst_count: u32,
-    #[serde(default = "d_burst_window", with = "humantime_serde")]
-    pub burst_window: Duration,
-    #[serde(default)]
-    pub burst_action: Response,
-    #[serde(default = "d_true")]
-    pub first_use: bool,
-    #[serde(default)]
-    pub first_use_action: Response,
-    /// Tables whose first use is not worth an alert (`*` matches any run of characters, case
-    /// is ignored). Defaults to the system catalogs every driver and `psql \d` read.
-    #[serde(default = "d_first_use_ignore_tables")]
-    pub first_use_ignore_tables: Vec<String>,
-    /// Programs whose first use is not worth an alert: by default, utilities that only look
-    /// (`ls`, `cat`, `grep`...). Setting the list replaces the default.
-    #[serde(default = "d_first_use_ignore_programs")]
-    pub first_use_ignore_programs: Vec<String>,
-    #[serde(default = "d_egress_rows")]
-    pub egress_rows: u64,
-    #[serde(default = "d_egress_bytes")]
-    pub egress_bytes: u64,
-    #[serde(default)]
-    pub egress_action: Response,
-    #[serde(default)]
-    pub outside_hours_action: Response,
-    /// Longer table or program names are kept (baseline, memory, alerts) as their start and a
-    /// SHA-256 of the whole name, so one name cannot cost more than this.
-    #[serde(default = "d_first_use_name_bytes")]
-    pub first_use_name_bytes: usize,
-    /// Items of one action checked against the baseline; the rest are counted in the alert
-    /// as not checked (a statement naming 87,000 tables costs 1,000 look-ups, not 87,000).
-    #[serde(default = "d_first_use_per_action")]
-    pub first_use_per_action: usize,
-    /// Baseline entries one agent may add per proctor run; past it first uses still alert
-    /// but are no longer stored.
-    #[serde(default = "d_first_use_per_agent")]
-    pub first_use_per_agent: u64,
-    /// Names quoted in one collapsed first-use alert.
-    #[serde(default = "d_first_use_examples")]
-    pub first_use_examples: usize,
-}
-
-fn d_burst_count() -> u32 {
-    10
-}
-fn d_burst_window() -> Duration {
-    Duration::from_secs(60)
-}
-fn d_true() -> bool {
-    true
-}
-fn d_first_use_ignore_tables() -> Vec<String> {
-    // Unqualified `pg_*` names resolve to pg_catalog first (it leads every search_path).
-    ["pg_catalog.*", "information_schema.*", "pg_*"]
-        .map(String::from)
-        .to_vec()
-}
-fn d_first_use_ignore_programs() -> Vec<String> {
-    "ls cat echo printf pwd cd true false test [ head tail wc grep egrep fgrep zgrep sort uniq \
-     cut tr date whoami id hostname uname env printenv which type command stat file df du free \
-     uptime ps less more sleep basename dirname realpath readlink diff cmp md5sum sha256sum tty \
-     locale clear exit set export unset read"
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
-fn d_first_use_name_bytes() -> usize {
-    256
-}
-fn d_first_use_per_action() -> usize {
-    1000
-}
-fn d_first_use_per_agent() -> u64 {
-    10_000
-}
-fn d_first_use_examples() -> usize {
-    5
-}
-fn d_egress_rows() -> u64 {
-    100_000
-}
-fn d_egress_bytes() -> u64 {
-    256 * 1024 * 1024
-}
-
-impl Default for MonitorConfig {
-    fn default() -> Self {
-        MonitorConfig {
-            burst_count: d_burst_count(),
-            burst_window: d_burst_window(),
-            burst_action: Response::Alert,
-            first_use: true,
-            first_use_action: Response::Alert,
-            first_use_ignore_tables: d_first_use_ignore_tables(),
-            first_use_ignore_programs: d_first_use_ignore_programs(),
-            egress_rows: d_egress_rows(),
-            egress_bytes: d_egress_bytes(),
-            egress_action: Response::Alert,
-            outside_hours_action: Response::Alert,
-            first_use_name_bytes: d_first_use_name_bytes(),
-            first_use_per_action: d_first_use_per_action(),
-            first_use_per_agent: d_first_use_per_agent(),
-            first_use_examples: d_first_use_examples(),
-        }
-    }
-}
-
-mod humantime_serde {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        humantime::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
 }
 
 /// A detector's finding.
@@ -176,31 +57,6 @@ pub struct Watch {
     /// The agent had a baseline before this session: first uses are worth an alert.
     pub established: bool,
     seen: HashSet<String>,
-}
-
-/// Whether `name` matches `pattern`, where `*` matches any run of characters; ASCII case is
-/// ignored (unquoted SQL names are case-insensitive; program names rarely differ by case).
-fn matches_pattern(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    // Where the last `*` was, and the name position it is currently stretched to.
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if pi < p.len() && p[pi].eq_ignore_ascii_case(&n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Active hours `HH:MM-HH:MM` (UTC); a range past midnight wraps.
@@ -248,38 +104,12 @@ const DESTRUCTIVE_PROGRAMS: &[&str] = &[
     "chown", "mv",
 ];
 
-/// (agent, item) pairs cached in memory at most: the cache is emptied when full (the
-/// baseline in the store stays the truth).
-const KNOWN_CACHE_MAX: usize = 100_000;
-/// Items one session remembers having seen; emptied when full.
-const SEEN_MAX: usize = 4096;
-
 pub struct Monitor {
     pub config: MonitorConfig,
     /// (agent, item) pairs known to the baseline, cached in memory.
     known: Mutex<HashSet<(String, String)>>,
     /// Baseline entries each agent added in this run (`first_use_per_agent`).
     added: Mutex<HashMap<String, u64>>,
-}
-
-/// `name` if it fits in `max` bytes, else its start, `...` and the SHA-256 of all of it.
-pub fn bounded_name(name: &str, max: usize) -> String {
-    if name.len() <= max {
-        return name.to_string();
-    }
-    let mut end = max.min(64);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    let digest = hex::encode(Sha256::digest(name.as_bytes()));
-    format!("{}...[{} bytes, sha256 {digest}]", &name[..end], name.len())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 impl Watch {
@@ -308,31 +138,6 @@ impl Monitor {
                 message,
             },
             response,
-        }
-    }
-
-    /// Items an action uses, for the baseline: tables (SQL) or programs (SSH), less the ones
-    /// whose first use is configured as not worth an alert.
-    fn items(&self, action: &Action) -> Vec<String> {
-        let ignored =
-            |patterns: &[String], name: &str| patterns.iter().any(|p| matches_pattern(p, name));
-        let max = self.config.first_use_name_bytes;
-        match action {
-            Action::Statement(s) => s
-                .tables
-                .iter()
-                .filter(|t| !ignored(&self.config.first_use_ignore_tables, t))
-                .map(|t| format!("table:{}", bounded_name(t, max)))
-                .collect(),
-            Action::Exec { command, .. } | Action::CommandLine { line: command, .. } => {
-                shell::analyze(command)
-                    .programs
-                    .into_iter()
-                    .filter(|p| !ignored(&self.config.first_use_ignore_programs, p))
-                    .map(|p| format!("program:{}", bounded_name(&p, max)))
-                    .collect()
-            }
-            _ => Vec::new(),
         }
     }
 
@@ -410,96 +215,6 @@ impl Monitor {
         }
         if self.config.first_use {
             out.extend(self.first_use(agent, watch, action, &mut baseline));
-        }
-        out
-    }
-
-    /// First uses in one action, as at most one alert per kind (table, program) with a count
-    /// and a few names: one statement naming thousands of new tables is one alert, and the
-    /// baseline work it causes is bounded (`first_use_per_action`, `first_use_per_agent`).
-    fn first_use(
-        &self,
-        agent: &str,
-        watch: &mut Watch,
-        action: &Action,
-        baseline: &mut impl FnMut(&str) -> bool,
-    ) -> Vec<Finding> {
-        let items = self.items(action);
-        let per_action = self.config.first_use_per_action;
-        let unchecked = items.len().saturating_sub(per_action);
-        // kind -> names used for the first time, in order.
-        let mut new_by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for item in items.into_iter().take(per_action) {
-            if watch.seen.len() >= SEEN_MAX {
-                watch.seen.clear();
-            }
-            if !watch.seen.insert(item.clone()) {
-                continue;
-            }
-            let key = (agent.to_string(), item.clone());
-            if lock(&self.known).contains(&key) {
-                continue;
-            }
-            let stored = lock(&self.added).get(agent).copied().unwrap_or(0);
-            let new = if stored < self.config.first_use_per_agent {
-                let new = baseline(&item);
-                if new {
-                    *lock(&self.added).entry(agent.to_string()).or_default() += 1;
-                }
-                let mut k = lock(&self.known);
-                if k.len() >= KNOWN_CACHE_MAX {
-                    k.clear();
-                }
-                k.insert(key);
-                new
-            } else {
-                // The agent's baseline is full for this run: still new, not stored.
-                true
-            };
-            if new && watch.established {
-                let (kind, name) = item.split_once(':').unwrap_or(("item", &item));
-                new_by_kind
-                    .entry(kind.to_string())
-                    .or_default()
-                    .push(name.to_string());
-            }
-        }
-        let mut out = Vec::new();
-        for (kind, names) in new_by_kind {
-            let message = if names.len() == 1 {
-                format!("{agent} used {kind} {} for the first time", names[0])
-            } else {
-                let shown = self.config.first_use_examples.max(1).min(names.len());
-                let more = names.len() - shown;
-                format!(
-                    "{agent} used {} {kind}s for the first time in one action: {}{}",
-                    names.len(),
-                    names[..shown].join(", "),
-                    if more > 0 {
-                        format!(" (and {more} more)")
-                    } else {
-                        String::new()
-                    }
-                )
-            };
-            out.push(Self::alert(
-                "first-use",
-                "medium",
-                message,
-                self.config.first_use_action,
-            ));
-        }
-        if unchecked > 0 && watch.established {
-            out.push(Self::alert(
-                "first-use",
-                "medium",
-                format!(
-                    "{agent} named {unchecked} further tables or programs in one action that were \
-                     not checked against the baseline (limit {per_action}, [monitor] \
-                     first_use_per_action)"
-                ),
-                self.config.first_use_action,
-            ));
         }
         out
     }
@@ -636,20 +351,6 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert!(f[0].alert.message.contains("3 programs"), "{f:?}");
     }
-
-    #[test]
-    fn patterns_match_with_stars_and_ignore_case() {
-        assert!(matches_pattern("pg_catalog.*", "PG_CATALOG.pg_type"));
-        assert!(matches_pattern("*", ""));
-        assert!(matches_pattern("a*b*c", "axxbyyc"));
-        assert!(matches_pattern("a*b*c", "abcbc"));
-        assert!(!matches_pattern("a*b*c", "axxbyy"));
-        assert!(!matches_pattern("pg_*", "public.pg_x"));
-        assert!(!matches_pattern("ls", "lsof"));
-        assert!(matches_pattern("", ""));
-        assert!(!matches_pattern("", "x"));
-    }
-
     #[test]
     fn first_use_only_for_established_agents() {
         let m = Monitor::new(MonitorConfig::default());

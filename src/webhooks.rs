@@ -28,9 +28,9 @@ use thiserror::Error;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, watch};
 
-use crate::api::client::{HttpClient, error_chain, http_client};
 use crate::bus::LiveEvent;
 use crate::config::Webhook;
+use crate::http_client::{HttpClient, error_chain, http_client};
 use crate::session::Core;
 
 #[derive(Debug, Error)]

@@ -37,11 +37,7 @@ fn search(store: &Store, data: &std::path::Path, needle: &str) -> (BTreeSet<Stri
     let candidates = ops::list_sessions(index, &Filter::default()).expect("list");
     let s = search_text(index, data, candidates, needle, 500);
     assert_eq!(s.unread, 0);
-    let ids = s
-        .found
-        .iter()
-        .map(|v| v["id"].as_str().expect("id").to_string())
-        .collect();
+    let ids = s.found.iter().map(|hit| hit.session.id.clone()).collect();
     (ids, s.scanned)
 }
 

@@ -8,7 +8,8 @@
 //! in each node's own store.
 
 pub mod commands;
-pub mod config;
+// `[cluster]` is a section of the configuration; its types live there, below the cluster.
+pub use crate::config::cluster as config;
 mod db;
 mod listener;
 pub mod peers;

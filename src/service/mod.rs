@@ -21,8 +21,8 @@ pub use actor::{Actor, Role};
 pub use approvals::Decision;
 pub use peers::{Command, NodeTag, Peers, Placed};
 pub use recorded::{
-    MATCHES_PER_SESSION, TEXT_SCAN_BYTES, TEXT_SCAN_SESSIONS, TEXT_SCAN_TIME, TextSearch,
-    find_session, list_sessions, search_text,
+    MATCHES_PER_SESSION, SessionHit, TEXT_SCAN_BYTES, TEXT_SCAN_SESSIONS, TEXT_SCAN_TIME,
+    TextMatch, TextSearch, find_session, list_sessions, search_text,
 };
 pub use sessions::Killed;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use proctor_gate::Event;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::{Service, ServiceError};
 use crate::ops::{self, Filter};
@@ -69,9 +69,30 @@ where
         .map_err(|e| ServiceError::Failed(format!("background task failed: {e}")))?
 }
 
+/// One recorded statement, exec command or command line that contains the searched text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextMatch {
+    /// The record's place in its session's chain.
+    pub seq: u64,
+    /// `statement`, `exec` or `command_line`.
+    pub kind: &'static str,
+    pub ts_ns: i64,
+    /// The recorded (redacted) text, whole.
+    pub text: String,
+}
+
+/// A session with text that matched: its index record and its first matches. Serialised (at
+/// the HTTP edge) as the session's fields with `matches` beside them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionHit {
+    #[serde(flatten)]
+    pub session: SessionMeta,
+    pub matches: Vec<TextMatch>,
+}
+
 pub struct TextSearch {
-    /// Each matching session's record with `matches`: `[{seq, kind, ts_ns, text}]`.
-    pub found: Vec<Value>,
+    /// Each matching session, newest first, with at most `MATCHES_PER_SESSION` matches.
+    pub found: Vec<SessionHit>,
     /// Candidate sessions whose recordings were read.
     pub scanned: usize,
     /// Candidate sessions left unread because a bound was reached (0: the search was complete).
@@ -138,12 +159,12 @@ pub fn search_text(
                 set.add(&lowered);
             }
             if lowered.contains(&needle) {
-                matches.push(json!({
-                    "seq": r.header.seq,
-                    "kind": kind,
-                    "ts_ns": r.header.ts_ns,
-                    "text": text,
-                }));
+                matches.push(TextMatch {
+                    seq: r.header.seq,
+                    kind,
+                    ts_ns: r.header.ts_ns,
+                    text: text.to_string(),
+                });
                 if matches.len() >= MATCHES_PER_SESSION {
                     trigrams = None;
                     return ControlFlow::Break(());
@@ -162,9 +183,10 @@ pub fn search_text(
             tracing::debug!(session = %meta.id, error = %e, "text filter not kept");
         }
         if !matches.is_empty() {
-            let mut v = json!(meta);
-            v["matches"] = Value::Array(matches);
-            out.found.push(v);
+            out.found.push(SessionHit {
+                session: meta,
+                matches,
+            });
         }
     }
     out

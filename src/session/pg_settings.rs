@@ -13,16 +13,10 @@
 //! body calls `set_config` is not visible in the statement that calls it; README says so.
 
 use proctor_gate::{Statement, StatementResult};
-use serde::{Deserialize, Serialize};
 
-/// One setting as the approval card shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Setting {
-    pub name: String,
-    pub value: String,
-    /// Where the value comes from, or why it is uncertain.
-    pub note: String,
-}
+// The card's line is the approvals' vocabulary: the session fills it in, approvals never
+// reach into the session for it.
+pub use crate::approvals::Setting;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Value {

@@ -15,8 +15,8 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 
 use super::{Attestation, TimestampSettings, TsaSettings, TsaStatus, token};
-use crate::api::client::{HttpClient, error_chain, http_client};
 use crate::export::bundle::TreeHeadJson;
+use crate::http_client::{HttpClient, error_chain, http_client};
 use crate::recorder::ledger::{self, ENTRY_TREE_HEAD, LEDGER_HEADER_LEN, MAX_ENTRY_LEN, TreeHead};
 
 /// How often the ledger file is looked at for new heads.
