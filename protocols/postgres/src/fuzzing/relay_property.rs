@@ -58,6 +58,10 @@ const SQL: &[&str] = &[
     "SELECT 'x\\'' ; DELETE FROM accounts; -- '",
     "COPY t FROM STDIN",
     "SELECT $1::int",
+    // A user function (code proctor cannot see into): names are forgotten, and their next use
+    // makes the relay ask the target (its own query, answered by whatever the target says).
+    "SELECT swap()",
+    "EXECUTE s1",
     "",
 ];
 
@@ -100,8 +104,31 @@ fn agent_message(r: &mut Rng) -> Vec<u8> {
     }
 }
 
+/// A row of the answer to the relay's own query of prepared statements: name, text, whether
+/// SQL `PREPARE` held it, parameter type OIDs.
+fn statement_row(r: &mut Rng) -> Vec<u8> {
+    let cols: [&[u8]; 4] = [
+        r.pick(NAMES).as_bytes(),
+        r.pick(&[
+            "DELETE FROM accounts",
+            "PREPARE q AS DELETE FROM accounts",
+            "SELECT 1; PREPARE s1 AS SELECT 2",
+        ])
+        .as_bytes(),
+        r.pick(&["t", "f"]).as_bytes(),
+        r.pick(&["{}", "{23}", "{x"]).as_bytes(),
+    ];
+    let mut b = vec![0, 4];
+    for c in cols {
+        b.extend((c.len() as i32).to_be_bytes());
+        b.extend(c);
+    }
+    typed(b'D', &b)
+}
+
 fn target_message(r: &mut Rng) -> Vec<u8> {
-    match r.below(11) {
+    match r.below(12) {
+        11 => statement_row(r),
         0 => typed(b'1', b""),
         1 => typed(b'2', b""),
         2 => typed(b'3', b""),

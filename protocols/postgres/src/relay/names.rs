@@ -189,6 +189,10 @@ pub(super) struct Names {
     /// A cursor was declared over code ([`runs_code`]): its query runs at each FETCH or MOVE
     /// (and, WITH HOLD, at COMMIT), so those count as running code from then on.
     pub code_cursor: bool,
+    /// Statement names were forgotten (code ran, or a change was dropped) and not learnt back
+    /// from the server since: a name absent here may still be held by the server
+    /// ([`super::introspect`]).
+    stale: bool,
 }
 
 impl Names {
@@ -371,7 +375,50 @@ impl Names {
         }
     }
 
-    /// The portal an allowed Execute runs, to mark it executed (pending or confirmed).
+    /// `name` is a named statement proctor forgot and the server may still hold: asking the
+    /// server would tell what it is. Only when nothing is pending (the server is settled).
+    pub fn forgotten_statement(&self, name: &str) -> bool {
+        self.stale
+            && self.pending.is_empty()
+            && server_name(name).is_some_and(|n| !n.is_empty() && !self.statements.contains_key(n))
+    }
+
+    /// Some statement names were forgotten and not learnt back.
+    pub fn statements_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// The server listed every named statement it holds (nothing pending): `learnt` is what
+    /// proctor could read of each (`None`: stays unknown). A named statement the server does not
+    /// list does not exist; the unnamed one is not listed and is kept as it is.
+    pub fn learn_statements(&mut self, learnt: Vec<(String, Option<Prepared>)>) {
+        self.stale = false;
+        if !self.pending.is_empty() {
+            // Not at a sync point after all: learn nothing (names stay unknown).
+            return;
+        }
+        let unnamed = self.statements.remove("");
+        let mut old = std::mem::take(&mut self.statements);
+        for (name, p) in learnt {
+            let Some(p) = p else { continue };
+            if self.statements.len() >= MAX_NAMES {
+                break;
+            }
+            // A statement proctor already knew with the same text keeps what Describe added.
+            let keep = old.remove(&name).filter(|o| o.judged.text == p.judged.text);
+            self.statements.insert(name, keep.unwrap_or(p));
+        }
+        if let Some(u) = unnamed {
+            self.statements.insert(String::new(), u);
+        }
+    }
+
+    /// The server's answer could not be used: the forgotten names stay unknown, and are not
+    /// asked about again until code runs again.
+    pub fn give_up_learning(&mut self) {
+        self.stale = false;
+    }
+
     /// Whether a protocol Bind of a portal named `name` was ever sent in this session.
     pub fn ever_bound(&self, name: &str) -> bool {
         self.bound_overflow || server_name(name).is_none_or(|n| self.bound.contains(n))
@@ -429,7 +476,10 @@ impl Names {
             Change::CloseStatement(name) => {
                 self.statements.remove(&name);
             }
-            Change::ForgetStatements => self.statements.clear(),
+            Change::ForgetStatements => {
+                self.statements.clear();
+                self.stale = true;
+            }
             Change::Portal(name, portal) => {
                 if self.portals.len() < MAX_NAMES || self.portals.contains_key(&name) {
                     self.portals.insert(name, *portal);
@@ -447,6 +497,7 @@ impl Names {
 
     fn forget_everything(&mut self) {
         self.statements.clear();
+        self.stale = true;
         self.portals.clear();
         self.bound_overflow = true;
     }
@@ -455,8 +506,12 @@ impl Names {
         match change {
             Change::Statement(n, _) | Change::CloseStatement(n) => {
                 self.statements.remove(n);
+                self.stale = true;
             }
-            Change::ForgetStatements => self.statements.clear(),
+            Change::ForgetStatements => {
+                self.statements.clear();
+                self.stale = true;
+            }
             Change::Portal(n, _) | Change::ClosePortal(n) => {
                 self.portals.remove(n);
             }
