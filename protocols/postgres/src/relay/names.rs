@@ -556,7 +556,7 @@ pub(crate) fn fuzz(data: &[u8]) {
         let (code, arg) = (op[0], op.get(1).copied().unwrap_or(0));
         let name = NAMES[usize::from(arg) % NAMES.len()];
         let pick = |keys: &Vec<Key>| keys.get(usize::from(arg) % keys.len().max(1)).copied();
-        match code % 12 {
+        match code % 13 {
             0 => {
                 let k = n.ticket();
                 let p = Prepared {
@@ -605,6 +605,20 @@ pub(crate) fn fuzz(data: &[u8]) {
             8 => n.settle_statements(u64::from(arg)),
             9 => n.settle_earlier_blocks(),
             10 => n.transaction_ended(),
+            // The server's list of its statements (an introspection after code ran).
+            11 => {
+                let p = Prepared {
+                    judged: judged.clone(),
+                    columns: None,
+                    param_types: Arc::from([]),
+                };
+                let known = n.forgotten_statement(name);
+                n.learn_statements(vec![(name.into(), (arg & 1 == 0).then_some(p))]);
+                assert!(!n.statements_stale());
+                if known && n.is_settled() && arg & 1 == 0 && !name.is_empty() {
+                    assert!(matches!(n.statement(name), Lookup::Known(_)));
+                }
+            }
             _ => {
                 let _ = n.portal_mut(name);
                 let _ = n.statement(name);
@@ -687,6 +701,56 @@ mod tests {
         n.settle_statements(3);
         assert_eq!(text(n.statement("q")), None);
         assert_eq!(n.pending_len(), 0);
+    }
+
+    /// The fuzz entry over pseudo-random inputs (the `pg_core` smoke replays its corpus).
+    #[cfg(feature = "fuzzing")]
+    #[test]
+    fn the_names_fuzz_entry_holds_on_random_inputs() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..3000usize {
+            let data: Vec<u8> = (0..len % 300)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            fuzz(&data);
+        }
+    }
+
+    #[test]
+    fn names_forgotten_after_code_are_learnt_back_from_the_server_only() {
+        let mut n = Names::default();
+        for (name, sql) in [("q", "SELECT 1"), ("r", "SELECT 2"), ("", "SELECT 3")] {
+            let k = n.ticket();
+            n.push(k, Change::Statement(name.into(), prepared(sql)));
+            n.confirm(k);
+        }
+        assert!(!n.forgotten_statement("q"), "known, nothing to ask");
+        n.push(Key::Statement(1), Change::CodeRan);
+        n.sync_point();
+        n.confirm(Key::Statement(1));
+        assert!(n.forgotten_statement("q"));
+        assert!(
+            !n.forgotten_statement(""),
+            "the server does not list the unnamed statement"
+        );
+        // The server lists q (re-prepared by the code) and s; r is gone.
+        n.learn_statements(vec![
+            ("q".into(), Some(prepared("DELETE FROM a"))),
+            ("s".into(), None),
+        ]);
+        assert_eq!(text(n.statement("q")).as_deref(), Some("DELETE FROM a"));
+        assert_eq!(text(n.statement("r")), None);
+        assert_eq!(
+            text(n.statement("s")),
+            None,
+            "listed but not read exactly: unknown"
+        );
+        assert!(!n.forgotten_statement("r"), "asked once; absent now");
     }
 
     #[test]
