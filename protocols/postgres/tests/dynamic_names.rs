@@ -1,8 +1,9 @@
 //! Names changed by dynamic SQL: a function, procedure or `DO` block can `DEALLOCATE` and
 //! re-`PREPARE` a statement the session holds (plpgsql `EXECUTE 'PREPARE q AS DELETE ...'`), so
 //! a later `EXECUTE q` or protocol Bind of `q` runs a statement proctor never saw. Proctor
-//! cannot see into such code, so after it no name is known: every use of a name prepared
-//! before it is `unknown` (held by the default policies), never judged as the old text.
+//! cannot see into such code, so after it every name is forgotten; the first use of a
+//! forgotten name makes proctor ask the target what it holds (`pg_prepared_statements`), and
+//! the use is judged as what the server will run, never as the old text.
 //!
 //! Ground truth is the target's table: the test gate allows everything, so the server runs
 //! the swapped DELETE, and the record must not call it the `SELECT 1` prepared before.
@@ -61,6 +62,21 @@ BEGIN EXECUTE 'DEALLOCATE q'; EXECUTE 'PREPARE q AS DELETE FROM accounts';
 RAISE EXCEPTION 'after the swap'; END $$;
 CREATE PROCEDURE swap_p() LANGUAGE plpgsql AS $$
 BEGIN EXECUTE 'DEALLOCATE q'; EXECUTE 'PREPARE q AS DELETE FROM accounts'; END $$;";
+
+/// The texts of the session's `names_learnt` records (proctor asked the target its names).
+fn names_learnt(f: &Fixture) -> Vec<String> {
+    f.authority
+        .session(0)
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            proctor_gate::Event::TargetMessage { kind, text } if kind == "names_learnt" => {
+                Some(text)
+            }
+            _ => None,
+        })
+        .collect()
+}
 
 /// The statement recorded for the last Execute whose result was `tag`.
 fn last_statement_for_tag(f: &Fixture, tag: &str) -> proctor_gate::Statement {
@@ -149,11 +165,22 @@ async fn a_statement_replaced_by_dynamic_sql_is_never_judged_as_the_old_one() {
                     let s = last_statement_for_tag(&f, "DELETE 5");
                     assert_eq!(
                         s.class,
-                        StatementClass::Unknown,
-                        "judged as unknown, not as what was prepared before: {what}: {s:?}"
+                        StatementClass::Write,
+                        "judged as what the server holds, learnt from it: {what}: {s:?}"
                     );
-                    assert_ne!(s.runs.as_deref(), Some("SELECT 1"), "{what}");
-                    assert!(!s.text.contains("SELECT 1"), "{what}: {s:?}");
+                    if sql_execute {
+                        assert_eq!(s.text, "EXECUTE q", "{what}");
+                        assert_eq!(s.runs.as_deref(), Some("DELETE FROM accounts"), "{what}");
+                    } else {
+                        assert_eq!(s.text, "DELETE FROM accounts", "{what}: {s:?}");
+                    }
+                    let learnt = names_learnt(&f);
+                    assert!(
+                        learnt
+                            .last()
+                            .is_some_and(|t| t.contains("\"q\" holds \"DELETE FROM accounts\"")),
+                        "the record says what was asked and learnt: {what}: {learnt:?}"
+                    );
                     assert_eq!(
                         f.authority.session(0).results().len(),
                         f.authority
@@ -239,7 +266,8 @@ async fn a_shadowed_built_in_is_code_and_preparing_code_runs_nothing() {
         .expect("count");
     assert_eq!(left, "0", "the server ran the swapped DELETE");
     let s = last_statement_for_tag(&f, "DELETE 5");
-    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert_eq!(s.class, StatementClass::Write, "{s:?}");
+    assert_eq!(s.runs.as_deref(), Some("DELETE FROM accounts"), "{s:?}");
 
     // PREPARE of a statement that calls code keeps the name: its EXECUTE is judged as it.
     let mut b = BytesMut::new();
@@ -293,5 +321,6 @@ async fn a_hold_cursor_over_code_runs_it_at_commit() {
         .expect("count");
     assert_eq!(left, "0", "COMMIT ran swap(), and EXECUTE q the DELETE");
     let s = last_statement_for_tag(&f, "DELETE 5");
-    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert_eq!(s.class, StatementClass::Write, "{s:?}");
+    assert_eq!(s.runs.as_deref(), Some("DELETE FROM accounts"), "{s:?}");
 }

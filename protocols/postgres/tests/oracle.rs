@@ -43,6 +43,9 @@ impl Rng {
 }
 
 const END_MARKER: &str = "SELECT 'oracle-end'";
+/// Proctor's own query of the target's prepared statements (`relay/introspect.rs`).
+const INTROSPECTION: &str = "SELECT name, statement, from_sql, \
+     parameter_types::pg_catalog.oid[]::pg_catalog.text FROM pg_catalog.pg_prepared_statements";
 const STATEMENTS: &[&str] = &["", "s1", "s2", "q"];
 const PORTALS: &[&str] = &["", "p1"];
 /// Statements with this marker are held by the test gate, and the oracle denies every hold:
@@ -85,6 +88,7 @@ const QUERY_SQL: &[&str] = &[
     "SET standard_conforming_strings = on",
     "SELECT 'c\\' || 'd'",
     "SELECT 'needs_approval'",
+    "SELECT swap_q()",
 ];
 
 /// One random sequence; returns the bytes and how many ReadyForQuery messages it earns.
@@ -288,7 +292,20 @@ async fn the_server_runs_only_what_proctor_recorded() {
             });
         }
     });
+    // A user function that re-prepares `q` by dynamic SQL: proctor forgets every name after it,
+    // and asks the target at the next use of one.
+    f.pg()
+        .psql(
+            TARGET,
+            "CREATE FUNCTION swap_q() RETURNS int LANGUAGE plpgsql AS $$
+             BEGIN
+               BEGIN EXECUTE 'DEALLOCATE q'; EXCEPTION WHEN OTHERS THEN NULL; END;
+               EXECUTE 'PREPARE q AS DELETE FROM accounts WHERE id = 6'; RETURN 1;
+             END $$",
+        )
+        .expect("swap_q");
     let mut rng = Rng(seed | 1);
+    let mut introspections = 0;
     for case in 0..cases {
         let mut raw = RawClient::login(f.port).await;
         let mut b = BytesMut::new();
@@ -343,6 +360,27 @@ async fn the_server_runs_only_what_proctor_recorded() {
             .into_iter()
             .filter(|(_, t, _)| !t.contains("pg_backend_pid") && t != END_MARKER)
             .collect();
+        // Proctor's own query of the target's prepared statements (after names were forgotten)
+        // is not an agent's statement: each one the server ran has its `names_learnt` record.
+        let asked = log.iter().filter(|(_, t, _)| t == INTROSPECTION).count();
+        let learnt = g
+            .events()
+            .iter()
+            .filter(|e| {
+                matches!(e, proctor_gate::Event::TargetMessage { kind, text }
+                    if kind == "names_learnt" && text.contains(INTROSPECTION))
+            })
+            .count();
+        assert_eq!(
+            asked, learnt,
+            "case {case}: every introspection is recorded"
+        );
+        introspections += asked;
+        let log: Vec<_> = log
+            .into_iter()
+            .filter(|(_, t, _)| t != INTROSPECTION)
+            .collect();
         check(case, &log, &records, &ops);
     }
+    eprintln!("{cases} cases, {introspections} introspections of the target's prepared statements");
 }

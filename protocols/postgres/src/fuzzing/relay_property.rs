@@ -58,12 +58,22 @@ const SQL: &[&str] = &[
     "SELECT 'x\\'' ; DELETE FROM accounts; -- '",
     "COPY t FROM STDIN",
     "SELECT $1::int",
+    // A user function (code proctor cannot see into): names are forgotten, and their next use
+    // makes the relay ask the target (its own query, answered by whatever the target says).
+    "SELECT swap()",
+    "EXECUTE s1",
     "",
 ];
 
 fn agent_message(r: &mut Rng) -> Vec<u8> {
     match r.below(12) {
-        0 | 1 => typed(b'Q', &cstr(r.pick(SQL))),
+        0 => typed(b'Q', &cstr(r.pick(SQL))),
+        // Code, then a use of a name it may have changed: the relay asks the target first.
+        1 => match r.below(3) {
+            0 => typed(b'Q', &cstr("SELECT swap()")),
+            1 => typed(b'Q', &cstr(r.pick(&["EXECUTE q", "EXECUTE s1"]))),
+            _ => typed(b'Q', &cstr(r.pick(SQL))),
+        },
         2 | 3 => {
             let mut b = cstr(r.pick(NAMES));
             b.extend(cstr(r.pick(SQL)));
@@ -100,8 +110,31 @@ fn agent_message(r: &mut Rng) -> Vec<u8> {
     }
 }
 
+/// A row of the answer to the relay's own query of prepared statements: name, text, whether
+/// SQL `PREPARE` held it, parameter type OIDs.
+fn statement_row(r: &mut Rng) -> Vec<u8> {
+    let cols: [&[u8]; 4] = [
+        r.pick(NAMES).as_bytes(),
+        r.pick(&[
+            "DELETE FROM accounts",
+            "PREPARE q AS DELETE FROM accounts",
+            "SELECT 1; PREPARE s1 AS SELECT 2",
+        ])
+        .as_bytes(),
+        r.pick(&["t", "f"]).as_bytes(),
+        r.pick(&["{}", "{23}", "{x"]).as_bytes(),
+    ];
+    let mut b = vec![0, 4];
+    for c in cols {
+        b.extend((c.len() as i32).to_be_bytes());
+        b.extend(c);
+    }
+    typed(b'D', &b)
+}
+
 fn target_message(r: &mut Rng) -> Vec<u8> {
-    match r.below(11) {
+    match r.below(12) {
+        11 => statement_row(r),
         0 => typed(b'1', b""),
         1 => typed(b'2', b""),
         2 => typed(b'3', b""),
@@ -163,15 +196,20 @@ fn generated_sessions_keep_the_relay_invariants() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(400);
     let mut r = Rng(0x5eed_0f2e_1a00_u64);
-    let (mut judged, mut forwarded) = (0, 0);
+    let (mut judged, mut forwarded, mut asked) = (0, 0, 0);
     for _ in 0..cases {
-        let (j, f) = run_counted(&session(&mut r));
+        let (j, f, a) = run_counted(&session(&mut r));
         judged += j;
         forwarded += f;
+        asked += a;
     }
     eprintln!(
-        "{cases} generated sessions: {judged} statements judged, {forwarded} messages forwarded"
+        "{cases} generated sessions: {judged} statements judged, {forwarded} messages forwarded, \
+         {asked} introspections of the target's prepared statements"
     );
+    // Names forgotten after `SELECT swap()` are asked about (the relay's own query, checked by
+    // `check` as the one message it may send that the agent did not).
+    assert!(asked > 0, "no introspection in {cases} sessions");
     // The sessions get past the first messages: most of what they send is judged or forwarded.
     assert!(
         judged > cases,

@@ -233,8 +233,9 @@ pub fn run(data: &[u8]) {
     let _ = run_counted(data);
 }
 
-/// [`run`], saying how many statements were judged and how many messages reached the target.
-pub(super) fn run_counted(data: &[u8]) -> (usize, usize) {
+/// [`run`], saying how many statements were judged, how many messages reached the target, and
+/// how many times the relay asked the target its prepared statements.
+pub(super) fn run_counted(data: &[u8]) -> (usize, usize, usize) {
     let (seed, flags, rest) = match data {
         [s, f, rest @ ..] => (*s, *f, rest),
         _ => (0, 0, data),
@@ -243,7 +244,7 @@ pub(super) fn run_counted(data: &[u8]) -> (usize, usize) {
         .enable_time()
         .build()
     else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     let (kill, _) = watch::channel(None);
     let gate = Arc::new(MemGate {
@@ -257,7 +258,12 @@ pub(super) fn run_counted(data: &[u8]) -> (usize, usize) {
     let (agent_sent, forwarded) = rt.block_on(session(gate.clone(), &steps));
     let log = gate.log();
     check(&agent_sent, &forwarded, &log.decided);
-    (log.decided.len(), frames(&forwarded).len())
+    let asked = log
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::TargetMessage { kind, .. } if kind == "names_learnt"))
+        .count();
+    (log.decided.len(), frames(&forwarded).len(), asked)
 }
 
 /// The session over in-memory pipes: returns every byte the agent sent and every byte the
@@ -373,6 +379,11 @@ fn check(agent_sent: &[u8], forwarded: &[u8], decided: &[Judgement]) {
     // 1: a greedy in-order match of forwarded frames to the agent's.
     let mut matched = Vec::with_capacity(fwd.len());
     let mut at = 0;
+    let own = |f: &Frame| {
+        f.tag == b'Q'
+            && crate::frontend::query_text(f).is_ok_and(|t| t == crate::relay::INTROSPECT_QUERY)
+    };
+    let fwd: Vec<Frame> = fwd.into_iter().filter(|f| !own(f)).collect();
     for (k, f) in fwd.iter().enumerate() {
         match sent[at..].iter().position(|s| s.bytes == f.bytes) {
             Some(p) => {
@@ -457,15 +468,20 @@ fn check(agent_sent: &[u8], forwarded: &[u8], decided: &[Judgement]) {
 /// Queries that were refused are passed over, so the first such group that is wholly allowed
 /// is the Query's; none means it reached the target unjudged or refused. Returns the new
 /// cursor.
+/// A recorded statement's text without the line proctor adds to say what it runs by name.
+fn bare(text: &str) -> &str {
+    text.split("\n-- proctor: ").next().unwrap_or(text)
+}
+
 fn query_judgements(text: &str, decided: &[Judgement], cursor: usize) -> usize {
     let simple = |s: &Statement| !s.extended && !s.text.contains("fast-path FunctionCall");
     for start in cursor..decided.len() {
         let (s, v, first) = &decided[start];
-        if !*first || !simple(s) || !text.contains(s.text.as_str()) {
+        if !*first || !simple(s) || !text.contains(bare(&s.text)) {
             continue;
         }
         let mut allowed = v.allows();
-        let mut off = text.find(s.text.as_str()).unwrap_or(0) + s.text.len();
+        let mut off = text.find(bare(&s.text)).unwrap_or(0) + bare(&s.text).len();
         let mut prev = s;
         let mut k = start + 1;
         while let Some((s, v, _)) = decided.get(k) {
@@ -473,14 +489,14 @@ fn query_judgements(text: &str, decided: &[Judgement], cursor: usize) -> usize {
                 break;
             }
             let rest = text.get(off..).unwrap_or_default();
-            let Some(pos) = rest.find(s.text.as_str()) else {
+            let Some(pos) = rest.find(bare(&s.text)) else {
                 break;
             };
-            if !(rest[..pos].contains(';') || prev.text.ends_with(';')) {
+            if !(rest[..pos].contains(';') || bare(&prev.text).ends_with(';')) {
                 break;
             }
             allowed &= v.allows();
-            off += pos + s.text.len();
+            off += pos + bare(&s.text).len();
             prev = s;
             k += 1;
         }
@@ -488,7 +504,13 @@ fn query_judgements(text: &str, decided: &[Judgement], cursor: usize) -> usize {
             return k;
         }
     }
-    panic!("a Query reached the target without an allowed judgement");
+    let left: Vec<_> = decided[cursor..]
+        .iter()
+        .map(|(s, v, f)| (s.id, s.text.as_str(), s.extended, *v, *f))
+        .collect();
+    panic!(
+        "a Query reached the target without an allowed judgement: {text:?}; judgements left: {left:?}"
+    );
 }
 
 #[cfg(test)]
@@ -534,7 +556,7 @@ mod tests {
             v
         };
         // Q, P, B, E, S and proctor's Terminate.
-        assert_eq!(run_counted(&input(0)), (3, 6));
+        assert_eq!(run_counted(&input(0)), (3, 6, 0));
         let gate_denies_first = (1..=255u8)
             .find(|&s| {
                 let g = MemGate {
@@ -548,7 +570,7 @@ mod tests {
             })
             .unwrap_or(0);
         assert_ne!(gate_denies_first, 0);
-        let (judged, forwarded) = run_counted(&input(gate_denies_first));
+        let (judged, forwarded, _) = run_counted(&input(gate_denies_first));
         assert!(judged >= 1);
         // The Query is refused whole; P, B, S and the Terminate still go through, the Execute
         // only if its own judgement allowed it.

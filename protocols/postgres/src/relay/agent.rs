@@ -93,6 +93,20 @@ impl Core {
                 self.deferred = Some(frame);
                 break;
             }
+            // A name forgotten after code ran: the server is asked what it holds before the
+            // message is judged; nothing from the client goes on until it has answered.
+            match self.introspection_need(&frame) {
+                introspect::Need::No => {}
+                introspect::Need::Wait => {
+                    self.deferred = Some(frame);
+                    break;
+                }
+                introspect::Need::Ask(what) => {
+                    self.start_introspection(what);
+                    self.deferred = Some(frame);
+                    break;
+                }
+            }
             self.on_client_frame(frame)?;
         }
         Ok(())
@@ -170,6 +184,7 @@ impl Core {
     }
 
     pub(super) fn forward(&mut self, frame: &Frame) {
+        self.block_open = true;
         self.tout.extend_from_slice(&frame.bytes);
     }
 
@@ -362,5 +377,6 @@ impl Core {
     pub(super) fn sync_point(&mut self) {
         self.names.sync_point();
         self.statement_in_block = false;
+        self.block_open = false;
     }
 }

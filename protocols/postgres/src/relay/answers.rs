@@ -71,6 +71,9 @@ impl Core {
     pub(super) fn on_target_frame(&mut self, frame: &[u8]) -> Result<(), End> {
         let tag = frame[0];
         let body = &frame[5..];
+        if self.introspection_answer(tag, body)? {
+            return Ok(());
+        }
         // Forwarded before the bookkeeping below, which may release proctor's own answers
         // queued behind this one. Never relay the target's own cancel key or authentication.
         if !matches!(tag, b'K' | b'R' | b'v') {

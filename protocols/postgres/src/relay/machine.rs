@@ -172,6 +172,9 @@ pub struct Core {
     /// An Execute went to the server since the last Sync: settings it changes are reported
     /// only at the next ReadyForQuery, so text that depends on them cannot be read yet.
     pub(super) statement_in_block: bool,
+    /// A client message went to the server since the last sync point (Sync, Query): the server
+    /// is inside an extended-protocol block, where proctor cannot slip in a query of its own.
+    pub(super) block_open: bool,
     /// The target reported an error in an extended-protocol block and skips every message
     /// up to the next Sync (the error, for the record of what it skipped).
     pub(super) target_skipping: Option<crate::wire::ErrorFields>,
@@ -239,6 +242,7 @@ impl Core {
             names: names::Names::default(),
             deferred: None,
             statement_in_block: false,
+            block_open: false,
             target_skipping: None,
             expect: VecDeque::new(),
             skip_until_sync: false,

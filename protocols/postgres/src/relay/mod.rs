@@ -27,6 +27,7 @@ mod driver;
 mod execute;
 pub mod fastpath;
 mod finish;
+mod introspect;
 mod io;
 mod judge;
 pub mod machine;
@@ -133,6 +134,9 @@ enum Expect {
     },
     /// Where the client ended a COPY; Syncs before it were ignored by the server.
     CopyEnd,
+    /// Proctor's own query of the target's prepared statements ([`introspect`]): its answer
+    /// is consumed, never forwarded.
+    Introspect(Box<introspect::Introspection>),
 }
 
 enum Cont {
@@ -171,6 +175,11 @@ struct Predecided {
 
 /// Most Executes judged in one batch.
 const MAX_PIPELINE_BATCH: usize = 64;
+
+/// Proctor's own query of the target's prepared statements: the one message it sends the
+/// target that the agent did not (see [`introspect`]).
+#[cfg(feature = "fuzzing")]
+pub(crate) const INTROSPECT_QUERY: &str = introspect::QUERY;
 
 /// See [`names::fuzz`].
 #[cfg(feature = "fuzzing")]

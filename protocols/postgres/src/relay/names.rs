@@ -189,6 +189,10 @@ pub(super) struct Names {
     /// A cursor was declared over code ([`runs_code`]): its query runs at each FETCH or MOVE
     /// (and, WITH HOLD, at COMMIT), so those count as running code from then on.
     pub code_cursor: bool,
+    /// Statement names were forgotten (code ran, or a change was dropped) and not learnt back
+    /// from the server since: a name absent here may still be held by the server
+    /// ([`super::introspect`]).
+    stale: bool,
 }
 
 impl Names {
@@ -371,7 +375,50 @@ impl Names {
         }
     }
 
-    /// The portal an allowed Execute runs, to mark it executed (pending or confirmed).
+    /// `name` is a named statement proctor forgot and the server may still hold: asking the
+    /// server would tell what it is. Only when nothing is pending (the server is settled).
+    pub fn forgotten_statement(&self, name: &str) -> bool {
+        self.stale
+            && self.pending.is_empty()
+            && server_name(name).is_some_and(|n| !n.is_empty() && !self.statements.contains_key(n))
+    }
+
+    /// Some statement names were forgotten and not learnt back.
+    pub fn statements_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// The server listed every named statement it holds (nothing pending): `learnt` is what
+    /// proctor could read of each (`None`: stays unknown). A named statement the server does not
+    /// list does not exist; the unnamed one is not listed and is kept as it is.
+    pub fn learn_statements(&mut self, learnt: Vec<(String, Option<Prepared>)>) {
+        self.stale = false;
+        if !self.pending.is_empty() {
+            // Not at a sync point after all: learn nothing (names stay unknown).
+            return;
+        }
+        let unnamed = self.statements.remove("");
+        let mut old = std::mem::take(&mut self.statements);
+        for (name, p) in learnt {
+            let Some(p) = p else { continue };
+            if self.statements.len() >= MAX_NAMES {
+                break;
+            }
+            // A statement proctor already knew with the same text keeps what Describe added.
+            let keep = old.remove(&name).filter(|o| o.judged.text == p.judged.text);
+            self.statements.insert(name, keep.unwrap_or(p));
+        }
+        if let Some(u) = unnamed {
+            self.statements.insert(String::new(), u);
+        }
+    }
+
+    /// The server's answer could not be used: the forgotten names stay unknown, and are not
+    /// asked about again until code runs again.
+    pub fn give_up_learning(&mut self) {
+        self.stale = false;
+    }
+
     /// Whether a protocol Bind of a portal named `name` was ever sent in this session.
     pub fn ever_bound(&self, name: &str) -> bool {
         self.bound_overflow || server_name(name).is_none_or(|n| self.bound.contains(n))
@@ -429,7 +476,10 @@ impl Names {
             Change::CloseStatement(name) => {
                 self.statements.remove(&name);
             }
-            Change::ForgetStatements => self.statements.clear(),
+            Change::ForgetStatements => {
+                self.statements.clear();
+                self.stale = true;
+            }
             Change::Portal(name, portal) => {
                 if self.portals.len() < MAX_NAMES || self.portals.contains_key(&name) {
                     self.portals.insert(name, *portal);
@@ -447,6 +497,7 @@ impl Names {
 
     fn forget_everything(&mut self) {
         self.statements.clear();
+        self.stale = true;
         self.portals.clear();
         self.bound_overflow = true;
     }
@@ -455,8 +506,12 @@ impl Names {
         match change {
             Change::Statement(n, _) | Change::CloseStatement(n) => {
                 self.statements.remove(n);
+                self.stale = true;
             }
-            Change::ForgetStatements => self.statements.clear(),
+            Change::ForgetStatements => {
+                self.statements.clear();
+                self.stale = true;
+            }
             Change::Portal(n, _) | Change::ClosePortal(n) => {
                 self.portals.remove(n);
             }
@@ -501,7 +556,7 @@ pub(crate) fn fuzz(data: &[u8]) {
         let (code, arg) = (op[0], op.get(1).copied().unwrap_or(0));
         let name = NAMES[usize::from(arg) % NAMES.len()];
         let pick = |keys: &Vec<Key>| keys.get(usize::from(arg) % keys.len().max(1)).copied();
-        match code % 12 {
+        match code % 13 {
             0 => {
                 let k = n.ticket();
                 let p = Prepared {
@@ -550,6 +605,20 @@ pub(crate) fn fuzz(data: &[u8]) {
             8 => n.settle_statements(u64::from(arg)),
             9 => n.settle_earlier_blocks(),
             10 => n.transaction_ended(),
+            // The server's list of its statements (an introspection after code ran).
+            11 => {
+                let p = Prepared {
+                    judged: judged.clone(),
+                    columns: None,
+                    param_types: Arc::from([]),
+                };
+                let known = n.forgotten_statement(name);
+                n.learn_statements(vec![(name.into(), (arg & 1 == 0).then_some(p))]);
+                assert!(!n.statements_stale());
+                if known && n.is_settled() && arg & 1 == 0 && !name.is_empty() {
+                    assert!(matches!(n.statement(name), Lookup::Known(_)));
+                }
+            }
             _ => {
                 let _ = n.portal_mut(name);
                 let _ = n.statement(name);
@@ -632,6 +701,56 @@ mod tests {
         n.settle_statements(3);
         assert_eq!(text(n.statement("q")), None);
         assert_eq!(n.pending_len(), 0);
+    }
+
+    /// The fuzz entry over pseudo-random inputs (the `pg_core` smoke replays its corpus).
+    #[cfg(feature = "fuzzing")]
+    #[test]
+    fn the_names_fuzz_entry_holds_on_random_inputs() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..3000usize {
+            let data: Vec<u8> = (0..len % 300)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            fuzz(&data);
+        }
+    }
+
+    #[test]
+    fn names_forgotten_after_code_are_learnt_back_from_the_server_only() {
+        let mut n = Names::default();
+        for (name, sql) in [("q", "SELECT 1"), ("r", "SELECT 2"), ("", "SELECT 3")] {
+            let k = n.ticket();
+            n.push(k, Change::Statement(name.into(), prepared(sql)));
+            n.confirm(k);
+        }
+        assert!(!n.forgotten_statement("q"), "known, nothing to ask");
+        n.push(Key::Statement(1), Change::CodeRan);
+        n.sync_point();
+        n.confirm(Key::Statement(1));
+        assert!(n.forgotten_statement("q"));
+        assert!(
+            !n.forgotten_statement(""),
+            "the server does not list the unnamed statement"
+        );
+        // The server lists q (re-prepared by the code) and s; r is gone.
+        n.learn_statements(vec![
+            ("q".into(), Some(prepared("DELETE FROM a"))),
+            ("s".into(), None),
+        ]);
+        assert_eq!(text(n.statement("q")).as_deref(), Some("DELETE FROM a"));
+        assert_eq!(text(n.statement("r")), None);
+        assert_eq!(
+            text(n.statement("s")),
+            None,
+            "listed but not read exactly: unknown"
+        );
+        assert!(!n.forgotten_statement("r"), "asked once; absent now");
     }
 
     #[test]
