@@ -157,7 +157,11 @@ fn without_an_anchor_verify_says_nothing_is_anchored() {
     assert_eq!(n["sessions"], 1, "{a}");
     assert_eq!(n["journal"], true, "{a}");
     let records = v["report"]["records"].as_u64().expect("records");
-    assert_eq!(n["records"].as_u64(), Some(records), "every record, none anchored: {v}");
+    assert_eq!(
+        n["records"].as_u64(),
+        Some(records),
+        "every record, none anchored: {v}"
+    );
     assert!(!ids.is_empty());
     let (_, text) = verify_code(&data, &[]);
     assert!(text.contains("NOT ANCHORED outside the host"), "{text}");

@@ -171,7 +171,11 @@ fn regenerate() {
     // Without its blob: `external_bodies` taken out of the manifest.
     let raw = std::fs::read(bundles.join("untouched.bundle")).expect("bundle");
     let first = raw.iter().position(|&b| b == b'\n').expect("magic") + 1;
-    let second = first + raw[first..].iter().position(|&b| b == b'\n').expect("manifest");
+    let second = first
+        + raw[first..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("manifest");
     let mut man: Value = serde_json::from_slice(&raw[first..second]).expect("manifest");
     man.as_object_mut()
         .expect("object")
@@ -183,7 +187,10 @@ fn regenerate() {
     std::fs::write(bundles.join("blob-missing.bundle"), stripped).expect("write");
 
     for name in names(&stores) {
-        let v = normalize(&verify_json(&["--data".as_ref(), stores.join(&name).as_os_str()]));
+        let v = normalize(&verify_json(&[
+            "--data".as_ref(),
+            stores.join(&name).as_os_str(),
+        ]));
         write_json(&stores.join(&name).join("expected.json"), &v);
     }
     for name in names(&bundles) {

@@ -222,7 +222,10 @@ fn store_with_blobs(data: &Path) -> Vec<String> {
         let now = proctor::clock::now_ns;
         let mut ids = Vec::new();
         for (agent, bodies) in [
-            ("a", vec![b"x\n".to_vec(), vec![b'a'; 1 << 20], b"y\n".to_vec()]),
+            (
+                "a",
+                vec![b"x\n".to_vec(), vec![b'a'; 1 << 20], b"y\n".to_vec()],
+            ),
             ("b", vec![vec![b'b'; 1 << 20]]),
             ("c", vec![vec![b'a'; 1 << 20]]),
         ] {
