@@ -271,6 +271,12 @@ def compare(binary, args):
 def main(argv):
     binary, store, bundle, other_pub, out = argv[:5]
     extra = argv[5:]
+    pki = {}
+    for flag in ("--trusted-pki", "--other-pki"):
+        if flag in extra:
+            i = extra.index(flag)
+            pki[flag] = extra[i + 1]
+            extra = extra[:i] + extra[i + 2 :]
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     store_cases = [
@@ -286,11 +292,9 @@ def main(argv):
         ("key-file-swapped-unpinned", lambda s: key_file_swapped(s, other_pub), []),
         ("key-file-swapped-pinned", lambda s: key_file_swapped(s, other_pub), extra),
     ]
-    if "--trusted-pki" in extra:
+    if "--trusted-pki" in pki:
         # Tokens: checked with --tsa-cert of the trusted PKI's CA only.
-        trusted = extra[extra.index("--trusted-pki") + 1]
-        other = extra[extra.index("--other-pki") + 1]
-        extra = [a for i, a in enumerate(extra) if a not in ("--trusted-pki", "--other-pki") and (i == 0 or extra[i - 1] not in ("--trusted-pki", "--other-pki"))]
+        trusted, other = pki["--trusted-pki"], pki["--other-pki"]
         tsa = extra + ["--tsa-cert", os.path.join(trusted, "ca.pem")]
         store_cases += [
             ("token-from-the-configured-tsa", lambda s: add_token(s, trusted, "http://trusted.example/"), tsa),
