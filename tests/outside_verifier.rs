@@ -8,6 +8,9 @@
 //! Needs `python3` with `cryptography` (`integration/test.sh` installs `python3-cryptography`);
 //! without them the tests say so and pass.
 
+mod evidence_support;
+mod tsa_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -148,4 +151,98 @@ fn outside_verifier_agrees_with_proctor_on_second_round_damage() {
     );
     assert!(out.status.success(), "disagreements:\n{}", text(&out));
     assert!(text(&out).contains("0 disagreement(s)"), "{}", text(&out));
+}
+
+/// Third round (`damage3.py`), on a fresh store from the real recorder whose sessions A and B
+/// each hold a blob of the same size (and C the same body as A): a blob swapped between A and
+/// B, replaced by a symbolic link (to the same bytes), a directory or a FIFO, its session
+/// directory renamed to upper case, A's records cut after its kind-68 record, the last ledger
+/// leaf duplicated at the end, the last tree head re-signed (with the host's key) at a time
+/// before the one before it, the key file swapped for another valid key (pinned or not); and
+/// in A's bundle: a blob no record names, the blob listed twice (true bytes first or last), its
+/// name in upper case, its base64 unpadded; a real token over the last head from the TSA
+/// `--tsa-cert` trusts, and one with the same imprint from another TSA. Both verifiers must
+/// agree on each, anchoring included.
+#[test]
+fn outside_verifier_agrees_with_proctor_on_third_round_damage() {
+    if !python_ready() {
+        return;
+    }
+    let base = tempfile::tempdir().expect("tempdir");
+    let data = base.path().join("store");
+    let ids = store_with_blobs(&data);
+    let bundle = base.path().join("a.bundle");
+    evidence_support::export_bundle(&data, &ids[0], &bundle);
+    let td = root().join("src/recorder/testdata");
+    // Two real TSAs (openssl ts): the one `--tsa-cert` trusts, and another.
+    let trusted = tsa_support::make_pki(base.path(), "trusted", true);
+    let other = tsa_support::make_pki(base.path(), "other", true);
+    let out = run(
+        &[
+            &verifier("damage3.py"),
+            Path::new(env!("CARGO_BIN_EXE_proctor")),
+            &data,
+            &bundle,
+            &td.join("v2/recorder.pub"),
+            &base.path().join("cases"),
+        ],
+        &[
+            "--pubkey",
+            data.join("keys/recorder.pub").to_str().expect("utf-8 path"),
+            "--trusted-pki",
+            trusted.dir.to_str().expect("utf-8 path"),
+            "--other-pki",
+            other.dir.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(out.status.success(), "disagreements:\n{}", text(&out));
+    assert!(text(&out).contains("0 disagreement(s)"), "{}", text(&out));
+}
+
+/// Sessions A (start, output, a 1 MiB output out of line at seq 2, output, sealed), B (start,
+/// a 1 MiB output of other bytes at seq 1, sealed) and C (A's large body, sealed); the host's
+/// key stays in `keys/`.
+fn store_with_blobs(data: &Path) -> Vec<String> {
+    use bytes::Bytes;
+    use proctor::recorder::{Store, WriterOptions};
+    use proctor_gate::{Event, Outcome, OutputStream};
+    let out = |d: Vec<u8>| Event::Output {
+        channel: 0,
+        stream: OutputStream::Stdout,
+        data: Bytes::from(d),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let mut store = Store::open(data, WriterOptions::default()).expect("store opens");
+        store.finish_recovery().await.expect("recovery");
+        let rec = store.recorder.clone();
+        let now = proctor::clock::now_ns;
+        let mut ids = Vec::new();
+        for (agent, bodies) in [
+            (
+                "a",
+                vec![b"x\n".to_vec(), vec![b'a'; 1 << 20], b"y\n".to_vec()],
+            ),
+            ("b", vec![vec![b'b'; 1 << 20]]),
+            ("c", vec![vec![b'a'; 1 << 20]]),
+        ] {
+            let id = uuid::Uuid::now_v7();
+            let key = *id.as_bytes();
+            rec.record(key, now(), &evidence_support::session_start(agent))
+                .await
+                .expect("start");
+            for b in bodies {
+                rec.record(key, now(), &out(b)).await.expect("output");
+            }
+            rec.seal(key, now(), Outcome::Completed, "done")
+                .await
+                .expect("seal");
+            ids.push(id.hyphenated().to_string());
+        }
+        store.shutdown().await;
+        ids
+    })
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs verify.py over src/recorder/testdata (and v2/) and compares with each expected.json.
+"""Runs verify.py over src/recorder/testdata (and v2/, v4/) and compares with each expected.json.
 
     check_vectors.py TESTDATA_DIR [--flip NAME]
 
@@ -74,7 +74,7 @@ def run(args):
 
 
 def cases(td):
-    for sub, with_ts in (("", True), ("v2", False)):
+    for sub, with_ts in (("", True), ("v2", False), ("v4", False)):
         base = os.path.join(td, sub)
         pub = os.path.join(base, "recorder.pub")
         extra = ["--tsa-cert", os.path.join(td, "tsa", "ca.pem")] if with_ts else []

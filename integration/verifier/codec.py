@@ -99,8 +99,16 @@ def _signed(r):
     covered_seq = r.u64()
     covered_hash = r.h32()
     key_id = r.h32()
-    sig = r.bytes()
+    sig = _sig(r)
     return {"covered_seq": covered_seq, "covered_hash": covered_hash, "key_id": key_id, "sig": sig}
+
+
+def _sig(r):
+    # FORMAT.md, Signatures: the length is 64; any other makes the body malformed (*edited*).
+    sig = r.bytes()
+    if len(sig) != 64:
+        raise DecodeError("signature length %d, not 64" % len(sig))
+    return sig
 
 
 def _store_checkpoint(r):
@@ -111,7 +119,7 @@ def _store_checkpoint(r):
     chains = r.list(lambda: (r.take(16), r.u64(), r.h32()))
     signed_part = r.data[start : r.pos]
     key_id = r.h32()
-    sig = r.bytes()
+    sig = _sig(r)
     return {
         "covered_seq": covered_seq,
         "covered_hash": covered_hash,

@@ -30,11 +30,18 @@ def facts(out):
         if k in rep:
             f[k] = rep[k]
     an = out.get("anchoring")
-    if an:
+    if an and "leaf_index" in an:  # a bundle's
+        f["anchoring"] = {
+            "bundle": [an["leaf_index"], an["tree_size"], an["anchored_whole"], len(an["notes"])],
+            "sources": sorted((s["kind"], s["tree_size"]) for s in an["sources"]),
+            "session": an["session"],
+        }
+    elif an:
         f["anchoring"] = {
             "leaves": [an["anchored_leaves"], an["ledger_leaves"], an["sessions_anchored_whole"]],
             "sources": sorted((s["kind"], s["tree_size"]) for s in an["sources"]),
             "chains": sorted(json.dumps(g, sort_keys=True) for g in ([an["journal"]] if an["journal"] else []) + an["sessions"]),
+            "nothing_anchored": an.get("nothing_anchored"),
         }
     ts = out.get("timestamps")
     if ts:

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import os
+import stat
 
 EXTERNAL = 68
 # 3..25 except verdict (19), credential_issued (23), credential_revoked (24).
@@ -76,6 +77,15 @@ def _store_blob(root, rec):
     sid = rec.session.hex()
     uid = "%s-%s-%s-%s-%s" % (sid[:8], sid[8:12], sid[12:16], sid[16:20], sid[20:])
     path = os.path.join(root, "blobs", uid, ext["sha256"].hex())
+    # FORMAT.md: a regular file in real directories; a link is not followed and a FIFO or
+    # device is not opened: either is a file that cannot be read (*missing*).
+    for p, want_dir in ((os.path.join(root, "blobs"), True), (os.path.join(root, "blobs", uid), True), (path, False)):
+        try:
+            m = os.lstat(p).st_mode
+        except OSError:
+            return None
+        if not (stat.S_ISDIR(m) if want_dir else stat.S_ISREG(m)):
+            return None
     try:
         with open(path, "rb") as f:
             return f.read(ext["size"] + 1)

@@ -149,6 +149,22 @@ def verify_archive(d, pinned, store_dir=None):
     return out
 
 
+def load_known_head(f):
+    """A --known-head file: a head `proctor ledger head` printed (with `consistency_from` and
+    `consistency_proof` when made with --from), or a bundle (its manifest's tree_head)."""
+    raw = open(f, "rb").read()
+    if raw.startswith(b"PROCTOR-BUNDLE 1\n"):
+        o = json.loads(raw.split(b"\n", 2)[1])  # a bundle: its manifest's tree_head
+    else:
+        o = json.loads(raw)
+    cons = None
+    if isinstance(o, dict) and "consistency_from" in o and "consistency_proof" in o:
+        cons = (int(o["consistency_from"]), [bytes.fromhex(h) for h in o["consistency_proof"]])
+    if isinstance(o, dict) and "tree_head" in o:
+        o = o["tree_head"]
+    return head_from_json(o), cons
+
+
 def verdict(report):
     if report["problems"]:
         return "failed"
@@ -199,10 +215,26 @@ def main(argv):
             ts = timestamps(man.get("timestamps") or [], pub, kid, in_bundle, trusted, head["size"], head["ts_ns"], [(head["size"], head["ts_ns"])])
             for p in ts["problems"]:
                 report["problems"].append({"session": None, "seq": None, "kind": "timestamp", "detail": p["detail"]})
+        from anchoring import bundle_anchoring, bundle_known_head
+
+        failed = any(p["kind"] != "timestamp" for p in report["problems"])
+        sources, notes = [], []
+        for f in a.known_head:
+            kh, cons = load_known_head(f)
+            r = bundle_known_head(kh, cons, head, pub, kid)
+            if r[0] == "anchor":
+                sources.append(r[1])
+            elif r[0] == "problem":
+                report["problems"].insert(0, {"session": man["session"], "seq": None, "kind": r[1], "detail": r[2]})
+            else:
+                notes.append(r[1])
+        sources += [{"kind": "rfc3161", "tree_size": t["tree_size"], "tree_head_ts_ns": t["tree_head_ts_ns"], "gen_time_ns": t["gen_time_ns"]} for t in (ts or {}).get("tokens", [])]
         # Like `proctor verify --bundle --json`: the bundle's report itself (FORMAT.md).
         out = dict(report)
         if ts is not None:
             out["timestamps"] = ts
+        out["anchoring"] = bundle_anchoring(report, man, sources, failed)
+        out["anchoring"]["notes"] = notes
     else:
         import store
 
@@ -216,16 +248,7 @@ def main(argv):
                 return 2  # FORMAT.md: no report at all
             key_note = "the store's own keys/recorder.pub (integrity, not origin)"
         kid = crypto.key_id(pinned)
-        known = []
-        for f in a.known_head:
-            raw = open(f, "rb").read()
-            if raw.startswith(b"PROCTOR-BUNDLE 1\n"):
-                o = json.loads(raw.split(b"\n", 2)[1])  # a bundle: its manifest's tree_head
-            else:
-                o = json.loads(raw)
-            if isinstance(o, dict) and "tree_head" in o:
-                o = o["tree_head"]
-            known.append(head_from_json(o))
+        known = [load_known_head(f)[0] for f in a.known_head]
         report, leaves, heads, newest, all_heads, chains = store.verify_store(root, pinned, known)
         atts = []
         for f in sorted(glob.glob(os.path.join(root, "ledger", "attestations", "*.json"))):

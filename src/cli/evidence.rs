@@ -184,6 +184,87 @@ fn check_known_head(
     Ok((problem, head))
 }
 
+/// What of a bundle's session an outside head pins (FORMAT.md, "Anchoring"): the tokens that
+/// checked out and a `--known-head` linked to the bundle's head. A known head that is not signed
+/// by the key, or that forks from the bundle's head, is added to the report's problems.
+fn bundle_anchoring(
+    bytes: &[u8],
+    pinned: Option<&ed25519_dalek::VerifyingKey>,
+    report: &mut crate::export::bundle::BundleReport,
+    stamps: Option<&crate::recorder::timestamp::check::TimestampReport>,
+    known_head: Option<&std::path::Path>,
+) -> Result<crate::recorder::verify::BundleAnchoring> {
+    use crate::recorder::verify::{AnchorSource, BundleAnchoring, KnownHeadUse, ProblemKind};
+    // Decided before a known head's own problem is added: that one says nothing of the
+    // session's records (as a rolled-back store keeps its chains' anchoring).
+    let failed = report
+        .problems
+        .iter()
+        .any(|p| p.kind != ProblemKind::Timestamp);
+    let (manifest, _) = crate::export::bundle::read_manifest(bytes).map_err(|e| anyhow!(e))?;
+    let leaf = hex::decode(&manifest.leaf_data)
+        .ok()
+        .and_then(|d| crate::recorder::ledger::Leaf::decode(&d).ok());
+    let sealed = crate::recorder::verify::SealedLeaf {
+        session: manifest.session.clone(),
+        leaf_index: manifest.leaf_index,
+        final_seq: leaf.as_ref().map_or(0, |l| l.final_seq),
+        ended_ns: leaf.as_ref().map_or(0, |l| l.ended_ns),
+    };
+    let mut sources: Vec<AnchorSource> = Vec::new();
+    let mut notes = Vec::new();
+    if let Some(file) = known_head {
+        let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let head = crate::export::bundle::parse_known_head(&raw)
+            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        let key = match pinned {
+            Some(k) => *k,
+            None => signing::parse_public_key(&manifest.public_key_pem)
+                .map_err(|e| anyhow!("bundle public key: {e}"))?,
+        };
+        let bundle_head = manifest
+            .tree_head
+            .to_head()
+            .ok_or_else(|| anyhow!("the bundle's tree head is malformed"))?;
+        match crate::recorder::verify::known_head_for_bundle(
+            &head,
+            consistency_of(&raw),
+            &bundle_head,
+            &key,
+            &manifest.session,
+        ) {
+            KnownHeadUse::Anchor(a) => sources.push(a),
+            KnownHeadUse::Problem(p) => report.problems.insert(0, p),
+            KnownHeadUse::Unlinked(n) => notes.push(n),
+        }
+    }
+    if let Some(s) = stamps {
+        sources.extend(s.tokens.iter().map(|t| AnchorSource {
+            kind: "rfc3161".into(),
+            tree_size: t.tree_size,
+            tree_head_ts_ns: t.tree_head_ts_ns,
+            gen_time_ns: Some(t.gen_time_ns),
+        }));
+    }
+    let mut a = BundleAnchoring::new(sources, &sealed, manifest.tree_head.size, failed);
+    a.notes = notes;
+    Ok(a)
+}
+
+/// `consistency_from` and `consistency_proof` of a head `proctor ledger head --from M` printed;
+/// None when the file has none (or they are malformed: the head is then not linked).
+fn consistency_of(raw: &[u8]) -> Option<(u64, Vec<[u8; 32]>)> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let from = v.get("consistency_from")?.as_u64()?;
+    let proof = v
+        .get("consistency_proof")?
+        .as_array()?
+        .iter()
+        .map(|h| hex::decode(h.as_str()?).ok()?.try_into().ok())
+        .collect::<Option<Vec<[u8; 32]>>>()?;
+    Some((from, proof))
+}
+
 pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
     let VerifyArgs {
         session,
@@ -213,6 +294,13 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
         if let Some(s) = &stamps {
             report.problems.extend(s.problems.iter().cloned());
         }
+        let anchoring = bundle_anchoring(
+            &bytes,
+            key.as_ref(),
+            &mut report,
+            stamps.as_ref(),
+            known_head.as_deref(),
+        )?;
         let code = if !report.problems.is_empty() {
             1
         } else if !report.unsigned_tails.is_empty() {
@@ -225,12 +313,14 @@ pub async fn verify(store: StoreArgs, args: VerifyArgs) -> Result<i32> {
             if let Some(s) = &stamps {
                 v["timestamps"] = serde_json::to_value(s)?;
             }
+            v["anchoring"] = serde_json::to_value(&anchoring)?;
             format!("{}\n", serde_json::to_string_pretty(&v)?)
         } else {
             let mut t = String::new();
             if let Some(s) = &stamps {
                 super::timestamps::text(&mut t, s);
             }
+            anchoring.text(&mut t);
             t.push_str(&bundle_text(&path, &report));
             t
         };

@@ -52,6 +52,9 @@ pub(super) fn check_frames(
                     })
                 {
                     first.get_or_insert(problem(id, Some(record.header.seq), kind, detail));
+                    // The blob's finding is the chain's (FORMAT.md, "External bodies"): the
+                    // session is then not reported sealed, as in a store.
+                    chain.mark_bad();
                 }
                 if let Some(hash) = store_signed.get(&record.header.seq)
                     && let Some((seq, kind, detail)) =

@@ -178,6 +178,22 @@ impl Tracker {
             out.sessions
                 .push(gap(session_id_string(s), to, last_seq, last_ts));
         }
+        if out.anchored_leaves == 0 {
+            // No leaf is anchored, so no record of any chain is: one entry says so for the
+            // whole store instead of one per chain that would all say the same.
+            out.nothing_anchored = Some(NothingAnchored {
+                sessions: out.sessions.len() as u64,
+                journal: out.journal.is_some(),
+                records: out
+                    .journal
+                    .iter()
+                    .chain(&out.sessions)
+                    .map(|g| g.unanchored_records)
+                    .sum(),
+            });
+            out.journal = None;
+            out.sessions.clear();
+        }
         out
     }
 }
@@ -236,6 +252,21 @@ pub struct Anchoring {
     pub sessions: Vec<AnchorGap>,
     /// Sessions whose every record is anchored.
     pub sessions_anchored_whole: u64,
+    /// Set when no ledger leaf is anchored (`anchored_leaves` 0): then `journal` is null and
+    /// `sessions` empty, and this counts the chains (without a finding) and their records, none
+    /// of which is anchored.
+    pub nothing_anchored: Option<NothingAnchored>,
+}
+
+/// The compact form of "nothing is anchored" (FORMAT.md, "Anchoring").
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NothingAnchored {
+    /// Sessions with a record and no finding.
+    pub sessions: u64,
+    /// Whether the store has a journal without a finding.
+    pub journal: bool,
+    /// Records of those chains (the journal's included).
+    pub records: u64,
 }
 
 impl Anchoring {
@@ -243,12 +274,14 @@ impl Anchoring {
     pub fn text(&self, t: &mut String) {
         use std::fmt::Write as _;
         let fmt = crate::clock::format_ns;
-        if self.sources.is_empty() {
-            // Every chain would say the same: one line (the JSON still lists each).
+        if let (true, Some(n)) = (self.sources.is_empty(), &self.nothing_anchored) {
+            // Every chain would say the same: one line, as the JSON has one entry.
             let _ = writeln!(
                 t,
-                "NOT ANCHORED outside the host: no timestamp token checked (--tsa-cert) and no --known-head; whoever holds the recorder key could have cut or rewritten any of the {} sessions and the journal",
-                self.sessions.len() as u64 + self.sessions_anchored_whole
+                "NOT ANCHORED outside the host: no timestamp token checked (--tsa-cert) and no --known-head; whoever holds the recorder key could have cut or rewritten any of the {} sessions{} ({} records)",
+                n.sessions,
+                if n.journal { " and the journal" } else { "" },
+                n.records
             );
             return;
         } else {
@@ -269,6 +302,15 @@ impl Anchoring {
             "ANCHORED the first {} of {} ledger leaves; {} sessions anchored whole",
             self.anchored_leaves, self.ledger_leaves, self.sessions_anchored_whole
         );
+        if let Some(n) = &self.nothing_anchored {
+            let _ = writeln!(
+                t,
+                "NOT ANCHORED any record: the outside heads cover no ledger leaf; the {} sessions{} ({} records) are signed only with the host's key",
+                n.sessions,
+                if n.journal { " and the journal" } else { "" },
+                n.records
+            );
+        }
         for g in self.journal.iter().chain(&self.sessions) {
             let who = if g.session == session_id_string(&JOURNAL_SESSION) {
                 "the journal".to_string()

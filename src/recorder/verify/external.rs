@@ -53,5 +53,48 @@ pub fn check_in_store(
     kind_code: u8,
     body: &[u8],
 ) -> Option<(ProblemKind, String)> {
-    check(kind_code, body, |ext| blobs::load(data, session, ext))
+    check(kind_code, body, |ext| {
+        not_a_plain_file(data, session, &ext.sha256)?;
+        blobs::load(data, session, ext)
+    })
+}
+
+/// The blob must be a regular file in real directories of the store (FORMAT.md, "External
+/// bodies"): a symbolic link is not followed (it leads outside the evidence, so what a copy of
+/// the store proves would change), and a FIFO or device is never opened (opening a FIFO blocks
+/// the verifier forever). Either is a file that cannot be read: *missing*.
+fn not_a_plain_file(
+    data: &Path,
+    session: &SessionKey,
+    sha256: &[u8; 32],
+) -> Result<(), blobs::BlobFault> {
+    let file = blobs::blob_path(data, session, sha256);
+    let dir = blobs::session_dir(data, session);
+    let top = data.join("blobs");
+    for (path, want_dir) in [(&top, true), (&dir, true), (&file, false)] {
+        let t = match std::fs::symlink_metadata(path) {
+            Ok(m) => m.file_type(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(blobs::BlobFault::Missing);
+            }
+            Err(e) => return Err(blobs::BlobFault::Unreadable(e.to_string())),
+        };
+        let plain = if want_dir { t.is_dir() } else { t.is_file() };
+        if !plain {
+            return Err(blobs::BlobFault::Unreadable(format!(
+                "{} is a {} (a blob is a regular file in real directories; links are not followed)",
+                path.strip_prefix(data).unwrap_or(path).display(),
+                if t.is_symlink() {
+                    "symbolic link"
+                } else if t.is_dir() {
+                    "directory"
+                } else if want_dir {
+                    "file, not a directory"
+                } else {
+                    "special file"
+                }
+            )));
+        }
+    }
+    Ok(())
 }

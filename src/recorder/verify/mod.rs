@@ -19,12 +19,14 @@ use super::store_checkpoint::ChainPosition;
 
 mod anchoring;
 mod archived;
+mod bundle_anchoring;
 mod chain;
 mod crosscheck;
 pub mod external;
 
 pub use anchoring::{AnchorSource, Anchoring, Tracker};
 pub use archived::archive_completeness;
+pub use bundle_anchoring::{BundleAnchoring, KnownHeadUse, SealedLeaf, known_head_for_bundle};
 pub use chain::{ChainCheck, ChainProblem, EndInfo, UnsignedTail, check_record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
