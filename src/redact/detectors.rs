@@ -10,10 +10,12 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 mod cards;
+mod prefilter;
 mod sql_password;
 
 use self::cards::card_numbers;
 pub use self::cards::{is_card_number, luhn};
+pub use self::prefilter::Candidates;
 use self::sql_password::sql_passwords;
 
 /// A built-in detector. `name` is how configuration and policy files refer to it; `kind` is
@@ -142,9 +144,18 @@ impl Builtin {
 
     /// Appends the byte spans of every secret of this kind in `text`.
     pub fn find(self, text: &str, out: &mut Vec<(usize, usize)>) {
-        if !self.may_match(text) {
-            return;
+        if self.may_match(text) {
+            self.search(text, out);
         }
+    }
+
+    /// [`Self::find`] for a text [`Candidates`] named this detector for: its own test was
+    /// part of the prefilter's pass (or asked there), so only the search is left.
+    pub fn find_candidate(self, text: &str, out: &mut Vec<(usize, usize)>) {
+        self.search(text, out);
+    }
+
+    fn search(self, text: &str, out: &mut Vec<(usize, usize)>) {
         match self {
             Builtin::SqlPassword => sql_passwords(text, out),
             Builtin::CardNumber => card_numbers(text, out),

@@ -15,6 +15,16 @@ impl Redactor {
     /// The statement as it is recorded: secrets redacted, sensitive columns sealed in its text
     /// and parameters. Remembers which result columns to seal.
     fn statement(&self, st: &mut SessionRedaction, s: &Statement) -> Option<Statement> {
+        self.statement_checked(st, s).0
+    }
+
+    /// [`Self::statement`], and what [`Redactor::hides_code`] says of its text, from one
+    /// search of the text.
+    fn statement_checked(
+        &self,
+        st: &mut SessionRedaction,
+        s: &Statement,
+    ) -> (Option<Statement>, Option<String>) {
         let sid = st.session_id.as_str();
         let sensitive = if self.columns.is_empty() {
             None
@@ -50,7 +60,9 @@ impl Redactor {
                 }
             }
         }
+        let detected_from = hits.len();
         self.find(&s.text, &mut hits);
+        let hides = super::hides_in(&s.text, &hits[detected_from..]);
         let text = self.apply(sid, &s.text, hits);
         let mut params: Option<Vec<Param>> = None;
         for (i, p) in s.params.iter().enumerate() {
@@ -88,7 +100,7 @@ impl Redactor {
             st.results.insert(s.id, Arc::new(c));
         }
         if text.is_none() && params.is_none() && reasoning.is_none() {
-            return None;
+            return (None, hides);
         }
         let mut out = s.clone();
         if let Some(t) = text {
@@ -100,7 +112,38 @@ impl Redactor {
         if reasoning.is_some() {
             out.reasoning = reasoning;
         }
-        Some(out)
+        (Some(out), hides)
+    }
+
+    /// [`Self::action`], and the kind of a secret whose redaction would hide code in the
+    /// action's text ([`Redactor::hides_code`] of a statement, command or line), from one
+    /// search of the text: judging a statement of megabytes searched it twice.
+    pub fn action_checked(
+        &self,
+        st: &mut SessionRedaction,
+        action: &Action,
+    ) -> (Option<Action>, Option<String>) {
+        if !self.enabled {
+            return (None, None);
+        }
+        let sid = st.session_id.clone();
+        match action {
+            Action::Statement(s) => {
+                let (s, hides) = self.statement_checked(st, s);
+                (s.map(Action::Statement), hides)
+            }
+            Action::Exec { channel, command } => {
+                let (command, hides) = self.text_checked(&sid, command);
+                let channel = *channel;
+                (command.map(|command| Action::Exec { channel, command }), hides)
+            }
+            Action::CommandLine { channel, line } => {
+                let (line, hides) = self.text_checked(&sid, line);
+                let channel = *channel;
+                (line.map(|line| Action::CommandLine { channel, line }), hides)
+            }
+            _ => (self.action(st, action), None),
+        }
     }
 
     /// The action as it may be recorded and shown to approvers; `None` when unchanged.

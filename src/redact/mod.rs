@@ -30,7 +30,7 @@ use regex::Regex;
 use thiserror::Error;
 
 use self::columns::{SensitiveColumn, StatementColumns};
-use self::detectors::Builtin;
+use self::detectors::{Builtin, Candidates};
 use self::rules::{Matcher, Mode, RedactRule};
 use self::seal::Sealer;
 use crate::config::RedactionSettings;
@@ -57,6 +57,8 @@ struct Det {
 pub struct Redactor {
     enabled: bool,
     dets: Vec<Det>,
+    /// The built-in detectors among `dets`, for the prefilter.
+    builtins: Vec<Builtin>,
     columns: Vec<SensitiveColumn>,
     sealer: Option<Sealer>,
     /// Said at start-up: what is on, and any fallback.
@@ -120,6 +122,7 @@ impl Redactor {
         Redactor {
             enabled: false,
             dets: Vec::new(),
+            builtins: Vec::new(),
             columns: Vec::new(),
             sealer: None,
             notes: vec!["redaction is OFF: recordings keep secrets in the clear".into()],
@@ -213,8 +216,16 @@ impl Redactor {
             ),
             None => {}
         }
+        let builtins = dets
+            .iter()
+            .filter_map(|d| match d.matcher {
+                Matcher::Builtin(b) => Some(b),
+                Matcher::Pattern(_) => None,
+            })
+            .collect();
         Ok(Redactor {
             enabled: true,
+            builtins,
             dets,
             columns,
             sealer,
@@ -263,6 +274,29 @@ impl Redactor {
     }
 
     fn find<'a>(&'a self, text: &str, hits: &mut Vec<Hit<'a>>) {
+        // One pass decides which built-in detectors may match at all (`Candidates`).
+        let candidates = Candidates::of(text, &self.builtins);
+        let mut spans = Vec::new();
+        for d in &self.dets {
+            spans.clear();
+            match &d.matcher {
+                Matcher::Builtin(b) if candidates.has(*b) => b.find_candidate(text, &mut spans),
+                Matcher::Builtin(_) => {}
+                Matcher::Pattern(re) => detectors::find_regex(re, text, &mut spans),
+            }
+            hits.extend(spans.iter().map(|&(start, end)| Hit {
+                start,
+                end,
+                kind: &d.kind,
+                mode: d.mode,
+            }));
+        }
+    }
+
+    /// [`Self::find`] without the shared prefilter: each detector asks its own test, as
+    /// before it (kept to check that both find the same).
+    #[cfg(test)]
+    fn find_each<'a>(&'a self, text: &str, hits: &mut Vec<Hit<'a>>) {
         let mut spans = Vec::new();
         for d in &self.dets {
             spans.clear();
@@ -334,14 +368,7 @@ impl Redactor {
         }
         let mut hits = Vec::new();
         self.find(text, &mut hits);
-        hits.iter().find_map(|h| {
-            let (s, e) = (floor_char(text, h.start), ceil_char(text, h.end));
-            let span = &text[s..e];
-            let separators = ["\n", "\r", ";", "|", "&", "`", "$(", "--", "/*", "*/"];
-            let risky = separators.iter().any(|c| span.contains(c))
-                || (e == text.len() && span.chars().any(char::is_whitespace));
-            risky.then(|| h.kind.to_string())
-        })
+        hides_in(text, &hits)
     }
 
     /// `text` with every detected secret replaced; borrowed when nothing was found.
@@ -362,6 +389,17 @@ impl Redactor {
             Cow::Owned(s) => Some(s),
             Cow::Borrowed(_) => None,
         }
+    }
+
+    /// [`Self::text_opt`] and [`Self::hides_code`] from one search of the text.
+    fn text_checked(&self, session: &str, text: &str) -> (Option<String>, Option<String>) {
+        if !self.enabled || text.is_empty() {
+            return (None, None);
+        }
+        let mut hits = Vec::new();
+        self.find(text, &mut hits);
+        let hides = hides_in(text, &hits);
+        (self.apply(session, text, hits), hides)
     }
 
     /// A terminal chunk. `key_open` says the stream is inside a private key block (and is
@@ -418,6 +456,19 @@ impl Redactor {
 
 }
 
+/// The kind of the first of `hits` (detector spans in `text`) whose redaction would hide more
+/// than a value (see [`Redactor::hides_code`]).
+fn hides_in(text: &str, hits: &[Hit<'_>]) -> Option<String> {
+    hits.iter().find_map(|h| {
+        let (s, e) = (floor_char(text, h.start), ceil_char(text, h.end));
+        let span = &text[s..e];
+        let separators = ["\n", "\r", ";", "|", "&", "`", "$(", "--", "/*", "*/"];
+        let risky = separators.iter().any(|c| span.contains(c))
+            || (e == text.len() && span.chars().any(char::is_whitespace));
+        risky.then(|| h.kind.to_string())
+    })
+}
+
 fn floor_char(s: &str, mut i: usize) -> usize {
     i = i.min(s.len());
     while !s.is_char_boundary(i) {
@@ -447,3 +498,6 @@ pub fn log_filter(base: tracing_subscriber::EnvFilter) -> tracing_subscriber::En
     .filter_map(|d| d.parse().ok())
     .fold(base, |f, d| f.add_directive(d))
 }
+
+#[cfg(test)]
+mod prefilter_tests;
