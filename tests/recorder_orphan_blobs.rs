@@ -107,7 +107,10 @@ async fn blobs_no_record_names_are_moved_aside_at_recovery() {
             "the recovery record names {name}: {notes}"
         );
     }
-    assert!(notes.contains(&format!("blobs/orphans/{stranger_id}/{orphan}")), "{notes}");
+    assert!(
+        notes.contains(&format!("blobs/orphans/{stranger_id}/{orphan}")),
+        "{notes}"
+    );
 
     // The recorded body still reads back whole from its blob, and the recovery notes are in
     // the store's journal.

@@ -50,7 +50,9 @@ pub fn sweep(data: &Path, index: &Index) -> Vec<String> {
         };
         let key: SessionKey = *id.as_bytes();
         if let Err(e) = sweep_session(data, index, &key, &name, &mut notes) {
-            notes.push(format!("blobs of session {name}: cannot check for orphans: {e}"));
+            notes.push(format!(
+                "blobs of session {name}: cannot check for orphans: {e}"
+            ));
         }
     }
     notes

@@ -135,12 +135,18 @@ impl Redactor {
             Action::Exec { channel, command } => {
                 let (command, hides) = self.text_checked(&sid, command);
                 let channel = *channel;
-                (command.map(|command| Action::Exec { channel, command }), hides)
+                (
+                    command.map(|command| Action::Exec { channel, command }),
+                    hides,
+                )
             }
             Action::CommandLine { channel, line } => {
                 let (line, hides) = self.text_checked(&sid, line);
                 let channel = *channel;
-                (line.map(|line| Action::CommandLine { channel, line }), hides)
+                (
+                    line.map(|line| Action::CommandLine { channel, line }),
+                    hides,
+                )
             }
             _ => (self.action(st, action), None),
         }

@@ -453,7 +453,6 @@ impl Redactor {
         }
         changed.then(|| Bytes::from(out))
     }
-
 }
 
 /// The kind of the first of `hits` (detector spans in `text`) whose redaction would hide more

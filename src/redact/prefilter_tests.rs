@@ -24,7 +24,8 @@ fn redactor() -> Redactor {
 }
 
 fn corpus() -> Vec<String> {
-    let key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----";
+    let key =
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----";
     let mut texts: Vec<String> = [
         "",
         "select 1",
@@ -56,9 +57,16 @@ fn corpus() -> Vec<String> {
     .collect();
     texts.push(format!("select '{key}' as k; select 2"));
     // One word over and over: the prefilter gives up and asks each detector (REPEATS).
-    texts.push(format!("{} PGPASSWORD=x {}", "key".repeat(2000), "ya29.abcdefghijklmnopqrstuvwxyz"));
+    texts.push(format!(
+        "{} PGPASSWORD=x {}",
+        "key".repeat(2000),
+        "ya29.abcdefghijklmnopqrstuvwxyz"
+    ));
     texts.push(format!("{}Bearer abcdefghijkl", "tokenKEY".repeat(600)));
-    texts.push(format!("{} -----BEGIN PRIVATE KEY-----\nabc", "secret ".repeat(500)));
+    texts.push(format!(
+        "{} -----BEGIN PRIVATE KEY-----\nabc",
+        "secret ".repeat(500)
+    ));
     // Large texts with none of the words, or a secret at the very end.
     texts.push(format!("select length('{}')", "y".repeat(300_000)));
     texts.push(format!("{} password='tail'", "a".repeat(300_000)));
