@@ -90,11 +90,11 @@ impl Candidates {
         let mut out = 0u32;
         for &d in wanted {
             let may = match d {
-                // Word and character: both must be there.
-                Builtin::UriPassword => set & bit(d) != 0 && b.contains(&b'@'),
                 // Words seen over and over: each detector asks its own test, as without
                 // the prefilter.
                 _ if gave_up => d.may_match(text),
+                // Word and character: both must be there.
+                Builtin::UriPassword => set & bit(d) != 0 && b.contains(&b'@'),
                 Builtin::AwsAccessKey
                 | Builtin::CardNumber
                 | Builtin::UsSsn
