@@ -66,7 +66,9 @@ fn sweep_session(
     notes: &mut Vec<String>,
 ) -> io::Result<()> {
     let dir = blobs::session_dir(data, key);
-    let meta = index.get(key).map_err(io::Error::other)?;
+    let meta = index
+        .get(key)
+        .map_err(|e| io::Error::other(e.to_string()))?;
     // Blobs the session's durable records name; `None`: every finished blob is named.
     let named: Option<HashSet<String>> = match &meta {
         None => Some(HashSet::new()),
@@ -103,12 +105,14 @@ fn sweep_session(
         tracing::warn!("{msg}");
         notes.push(msg);
     }
-    // The moves must survive a crash as the recovery record does.
+    // The moves must survive a crash as the recovery record does. A directory left empty (a
+    // session the log does not know) goes too.
     segment::sync_dir(&dir)?;
     segment::sync_dir(&to_dir)?;
-    if let Some(parent) = to_dir.parent() {
-        segment::sync_dir(parent)?;
-    }
+    let _ = fs::remove_dir(&dir);
+    let root = data.join(BLOBS_DIR);
+    segment::sync_dir(&root.join(ORPHANS_DIR))?;
+    segment::sync_dir(&root)?;
     Ok(())
 }
 
