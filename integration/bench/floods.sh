@@ -22,7 +22,8 @@
 # Env: PROCTOR_BIN (default: build target/release/proctor), DURATION (s per phase, default 15),
 # RATE (round trips per second, default 100), PHASES (default "idle huge large unauth-pg
 # unauth-ssh"),
-# KEEP=1 keeps the work directory.
+# KEEP=1 keeps the work directory, PERF=PREFIX records proctor with `perf record -g` during each
+# phase's probes into PREFIX.PHASE (read it with `perf report -i PREFIX.PHASE`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
@@ -221,6 +222,9 @@ for phase in $phases; do
       -T "$duration" -l --log-prefix="$dir/lat-$phase-$via" "$conn" >"$dir/pgbench-$phase-$via.out" 2>&1 &
     bg_pids+=($!)
   done
+  if [[ -n "${PERF:-}" ]]; then
+    perf record -q -F 499 -g -p "$proctor_pid" -o "$PERF.$phase" -- sleep "$duration" >/dev/null 2>&1 &
+  fi
   # Both probes run at once; wait for them (the flooders run on until stopped).
   for p in "${bg_pids[@]: -2}"; do wait "$p" || { cat "$dir/pgbench-$phase-"*.out >&2; exit 1; }; done
   load=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -13,6 +13,7 @@ mod indexer;
 mod interrupted;
 mod lanes;
 pub mod ledger;
+pub mod orphans;
 pub mod reader;
 pub mod recover;
 pub mod segment;

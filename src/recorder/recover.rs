@@ -235,6 +235,8 @@ fn restore_ledger_positions(data: &Path, index: &Index) -> Result<(), StoreError
 pub fn prepare(data: &Path, key: &RecorderKey) -> Result<Prepared, StoreError> {
     let mut report = RecoveryReport::default();
     let index = open_index(data, &mut report, true)?;
+    // Blobs a crash left without their record, now that the log's tail is settled.
+    report.notes.extend(super::orphans::sweep(data, &index));
     let (mut ledger, note) = Ledger::open(data).map_err(StoreError::io("open the ledger"))?;
     report.notes.extend(note);
     if ledger.size() == 0 {

@@ -16,6 +16,7 @@
 
 pub mod columns;
 pub mod detectors;
+mod events;
 pub mod reveal;
 pub mod rules;
 pub mod seal;
@@ -25,12 +26,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
-use proctor_gate::{Action, Event, Param, Statement};
 use regex::Regex;
 use thiserror::Error;
 
 use self::columns::{SensitiveColumn, StatementColumns};
-use self::detectors::Builtin;
+use self::detectors::{Builtin, Candidates};
 use self::rules::{Matcher, Mode, RedactRule};
 use self::seal::Sealer;
 use crate::config::RedactionSettings;
@@ -57,6 +57,8 @@ struct Det {
 pub struct Redactor {
     enabled: bool,
     dets: Vec<Det>,
+    /// The built-in detectors among `dets`, for the prefilter.
+    builtins: Vec<Builtin>,
     columns: Vec<SensitiveColumn>,
     sealer: Option<Sealer>,
     /// Said at start-up: what is on, and any fallback.
@@ -120,6 +122,7 @@ impl Redactor {
         Redactor {
             enabled: false,
             dets: Vec::new(),
+            builtins: Vec::new(),
             columns: Vec::new(),
             sealer: None,
             notes: vec!["redaction is OFF: recordings keep secrets in the clear".into()],
@@ -213,8 +216,16 @@ impl Redactor {
             ),
             None => {}
         }
+        let builtins = dets
+            .iter()
+            .filter_map(|d| match d.matcher {
+                Matcher::Builtin(b) => Some(b),
+                Matcher::Pattern(_) => None,
+            })
+            .collect();
         Ok(Redactor {
             enabled: true,
+            builtins,
             dets,
             columns,
             sealer,
@@ -263,6 +274,29 @@ impl Redactor {
     }
 
     fn find<'a>(&'a self, text: &str, hits: &mut Vec<Hit<'a>>) {
+        // One pass decides which built-in detectors may match at all (`Candidates`).
+        let candidates = Candidates::of(text, &self.builtins);
+        let mut spans = Vec::new();
+        for d in &self.dets {
+            spans.clear();
+            match &d.matcher {
+                Matcher::Builtin(b) if candidates.has(*b) => b.find_candidate(text, &mut spans),
+                Matcher::Builtin(_) => {}
+                Matcher::Pattern(re) => detectors::find_regex(re, text, &mut spans),
+            }
+            hits.extend(spans.iter().map(|&(start, end)| Hit {
+                start,
+                end,
+                kind: &d.kind,
+                mode: d.mode,
+            }));
+        }
+    }
+
+    /// [`Self::find`] without the shared prefilter: each detector asks its own test, as
+    /// before it (kept to check that both find the same).
+    #[cfg(test)]
+    fn find_each<'a>(&'a self, text: &str, hits: &mut Vec<Hit<'a>>) {
         let mut spans = Vec::new();
         for d in &self.dets {
             spans.clear();
@@ -334,14 +368,7 @@ impl Redactor {
         }
         let mut hits = Vec::new();
         self.find(text, &mut hits);
-        hits.iter().find_map(|h| {
-            let (s, e) = (floor_char(text, h.start), ceil_char(text, h.end));
-            let span = &text[s..e];
-            let separators = ["\n", "\r", ";", "|", "&", "`", "$(", "--", "/*", "*/"];
-            let risky = separators.iter().any(|c| span.contains(c))
-                || (e == text.len() && span.chars().any(char::is_whitespace));
-            risky.then(|| h.kind.to_string())
-        })
+        hides_in(text, &hits)
     }
 
     /// `text` with every detected secret replaced; borrowed when nothing was found.
@@ -362,6 +389,17 @@ impl Redactor {
             Cow::Owned(s) => Some(s),
             Cow::Borrowed(_) => None,
         }
+    }
+
+    /// [`Self::text_opt`] and [`Self::hides_code`] from one search of the text.
+    fn text_checked(&self, session: &str, text: &str) -> (Option<String>, Option<String>) {
+        if !self.enabled || text.is_empty() {
+            return (None, None);
+        }
+        let mut hits = Vec::new();
+        self.find(text, &mut hits);
+        let hides = hides_in(text, &hits);
+        (self.apply(session, text, hits), hides)
     }
 
     /// A terminal chunk. `key_open` says the stream is inside a private key block (and is
@@ -415,313 +453,19 @@ impl Redactor {
         }
         changed.then(|| Bytes::from(out))
     }
-
-    /// The statement as it is recorded: secrets redacted, sensitive columns sealed in its text
-    /// and parameters. Remembers which result columns to seal.
-    fn statement(&self, st: &mut SessionRedaction, s: &Statement) -> Option<Statement> {
-        let sid = st.session_id.as_str();
-        let sensitive = if self.columns.is_empty() {
-            None
-        } else {
-            let relevant = columns::relevant(&self.columns, &s.tables);
-            (!relevant.is_empty()).then(|| columns::analyze(&s.text, &relevant))
-        };
-        let mut hits = Vec::new();
-        let mut literal_fields: Vec<String> = Vec::new();
-        if let Some(c) = &sensitive {
-            literal_fields = c.literals.iter().map(|(_, _, f)| f.clone()).collect();
-        }
-        if let Some(c) = &sensitive {
-            for ((start, end, _), field) in c.literals.iter().zip(&literal_fields) {
-                let (mut a, mut b) = (*start, *end);
-                let lit = &s.text.as_bytes()[a..b];
-                // Keep the quotes so the recorded statement still reads as SQL.
-                if lit.len() >= 2 && lit[lit.len() - 1] == b'\'' {
-                    if lit[0] == b'\'' {
-                        a += 1;
-                    } else if lit.len() >= 3 && lit[1] == b'\'' {
-                        a += 2;
-                    }
-                    b -= 1;
-                }
-                if a < b {
-                    hits.push(Hit {
-                        start: a,
-                        end: b,
-                        kind: field,
-                        mode: Mode::Seal,
-                    });
-                }
-            }
-        }
-        self.find(&s.text, &mut hits);
-        let text = self.apply(sid, &s.text, hits);
-        let mut params: Option<Vec<Param>> = None;
-        for (i, p) in s.params.iter().enumerate() {
-            let Some(v) = &p.value else { continue };
-            let field = sensitive.as_ref().and_then(|c| {
-                c.params
-                    .iter()
-                    .find(|(n, _)| *n == i + 1)
-                    .map(|(_, f)| f.as_str())
-            });
-            let new = match field {
-                Some(f) => Some(self.seal_bytes(sid, f, v)),
-                None if !p.binary => std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|t| self.text_opt(sid, t)),
-                None => None,
-            };
-            if let Some(new) = new {
-                let ps = params.get_or_insert_with(|| s.params.clone());
-                // The marker is text, whatever the value's wire format was.
-                ps[i] = Param {
-                    binary: false,
-                    value: Some(Bytes::from(new)),
-                };
-            }
-        }
-        let reasoning = s.reasoning.as_deref().and_then(|r| self.text_opt(sid, r));
-        if let Some(c) = sensitive
-            && !c.outputs.is_empty()
-        {
-            if st.results.len() >= 4096 {
-                // Statements denied or abandoned never get a result; do not grow forever.
-                st.results.clear();
-            }
-            st.results.insert(s.id, Arc::new(c));
-        }
-        if text.is_none() && params.is_none() && reasoning.is_none() {
-            return None;
-        }
-        let mut out = s.clone();
-        if let Some(t) = text {
-            out.text = t;
-        }
-        if let Some(p) = params {
-            out.params = p;
-        }
-        if reasoning.is_some() {
-            out.reasoning = reasoning;
-        }
-        Some(out)
-    }
-
-    /// The action as it may be recorded and shown to approvers; `None` when unchanged.
-    pub fn action(&self, st: &mut SessionRedaction, action: &Action) -> Option<Action> {
-        if !self.enabled {
-            return None;
-        }
-        let sid = st.session_id.clone();
-        match action {
-            Action::Statement(s) => self.statement(st, s).map(Action::Statement),
-            Action::Exec { channel, command } => {
-                self.text_opt(&sid, command).map(|command| Action::Exec {
-                    channel: *channel,
-                    command,
-                })
-            }
-            Action::CommandLine { channel, line } => {
-                self.text_opt(&sid, line).map(|line| Action::CommandLine {
-                    channel: *channel,
-                    line,
-                })
-            }
-            Action::Channel {
-                channel,
-                kind,
-                detail,
-            } => self.text_opt(&sid, detail).map(|detail| Action::Channel {
-                channel: *channel,
-                kind: *kind,
-                detail,
-            }),
-            // SFTP paths are not secrets, and policy rules name them.
-            Action::SftpChange { .. } => None,
-        }
-    }
-
-    /// The event as it is recorded; `None` when unchanged.
-    pub fn event(&self, st: &mut SessionRedaction, event: &Event) -> Option<Event> {
-        if !self.enabled {
-            return None;
-        }
-        let sid = st.session_id.clone();
-        let t = |s: &str| self.text_opt(&sid, s);
-        match event {
-            Event::Statement(s) => self.statement(st, s).map(Event::Statement),
-            Event::StatementResult(r) => {
-                let cols = if r.suspended {
-                    st.results.get(&r.statement_id).cloned()
-                } else {
-                    st.results.remove(&r.statement_id)
-                };
-                let fields: Vec<Option<&str>> = r
-                    .columns
-                    .iter()
-                    .map(|name| {
-                        let lower = name.to_ascii_lowercase();
-                        cols.as_ref().and_then(|c| {
-                            c.outputs
-                                .iter()
-                                .find(|(n, _)| *n == lower)
-                                .map(|(_, f)| f.as_str())
-                        })
-                    })
-                    .collect();
-                let mut changed = false;
-                let rows: Vec<Vec<Option<String>>> = r
-                    .sample_rows
-                    .iter()
-                    .map(|row| {
-                        row.iter()
-                            .enumerate()
-                            .map(|(i, v)| {
-                                let v = v.as_deref()?;
-                                let new = match fields.get(i).copied().flatten() {
-                                    Some(f) => Some(self.seal_bytes(&sid, f, v.as_bytes())),
-                                    None => t(v),
-                                };
-                                changed |= new.is_some();
-                                Some(new.unwrap_or_else(|| v.to_string()))
-                            })
-                            .collect()
-                    })
-                    .collect();
-                let message = r.error.as_ref().and_then(|e| t(&e.message));
-                if !changed && message.is_none() {
-                    return None;
-                }
-                let mut out = r.clone();
-                out.sample_rows = rows;
-                if let (Some(m), Some(e)) = (message, out.error.as_mut()) {
-                    e.message = m;
-                }
-                Some(Event::StatementResult(out))
-            }
-            Event::Input { channel, data } => {
-                let mut open = st.key_open.contains(&(*channel, 0));
-                let new = self.stream_bytes(&sid, data, &mut open);
-                set_open(&mut st.key_open, (*channel, 0), open);
-                new.map(|data| Event::Input {
-                    channel: *channel,
-                    data,
-                })
-            }
-            Event::Output {
-                channel,
-                stream,
-                data,
-            } => {
-                let dir = match stream {
-                    proctor_gate::OutputStream::Stdout => 1,
-                    proctor_gate::OutputStream::Stderr => 2,
-                };
-                let mut open = st.key_open.contains(&(*channel, dir));
-                let new = self.stream_bytes(&sid, data, &mut open);
-                set_open(&mut st.key_open, (*channel, dir), open);
-                new.map(|data| Event::Output {
-                    channel: *channel,
-                    stream: *stream,
-                    data,
-                })
-            }
-            Event::Exec { channel, command } => t(command).map(|command| Event::Exec {
-                channel: *channel,
-                command,
-            }),
-            Event::CommandLine { channel, line } => t(line).map(|line| Event::CommandLine {
-                channel: *channel,
-                line,
-            }),
-            Event::Annotation { source, text } => t(text).map(|text| Event::Annotation {
-                source: source.clone(),
-                text,
-            }),
-            Event::ClientParams { params } => {
-                let new: Vec<Option<String>> = params.iter().map(|(_, v)| t(v)).collect();
-                new.iter()
-                    .any(Option::is_some)
-                    .then(|| Event::ClientParams {
-                        params: params
-                            .iter()
-                            .zip(new)
-                            .map(|((k, v), n)| (k.clone(), n.unwrap_or_else(|| v.clone())))
-                            .collect(),
-                    })
-            }
-            Event::ChannelOpen {
-                channel,
-                kind,
-                detail,
-            } => t(detail).map(|detail| Event::ChannelOpen {
-                channel: *channel,
-                kind: *kind,
-                detail,
-            }),
-            Event::ChannelRequest {
-                channel,
-                request,
-                detail,
-                accepted,
-            } => t(detail).map(|detail| Event::ChannelRequest {
-                channel: *channel,
-                request: request.clone(),
-                detail,
-                accepted: *accepted,
-            }),
-            Event::ExitSignal {
-                channel,
-                signal,
-                message,
-            } => t(message).map(|message| Event::ExitSignal {
-                channel: *channel,
-                signal: signal.clone(),
-                message,
-            }),
-            Event::TargetMessage { kind, text } => t(text).map(|text| Event::TargetMessage {
-                kind: kind.clone(),
-                text,
-            }),
-            Event::Alert(a) => t(&a.message).map(|message| {
-                let mut a = a.clone();
-                a.message = message;
-                Event::Alert(a)
-            }),
-            Event::Verdict(v) => {
-                let (subject, reason) = (t(&v.subject), t(&v.reason));
-                (subject.is_some() || reason.is_some()).then(|| {
-                    let mut v = v.clone();
-                    if let Some(s) = subject {
-                        v.subject = s;
-                    }
-                    if let Some(r) = reason {
-                        v.reason = r;
-                    }
-                    Event::Verdict(v)
-                })
-            }
-            Event::ProtocolError { party, message } => {
-                t(message).map(|message| Event::ProtocolError {
-                    party: *party,
-                    message,
-                })
-            }
-            Event::SessionEnd { outcome, reason } => t(reason).map(|reason| Event::SessionEnd {
-                outcome: *outcome,
-                reason,
-            }),
-            _ => None,
-        }
-    }
 }
 
-fn set_open(set: &mut HashSet<(u32, u8)>, key: (u32, u8), open: bool) {
-    if open {
-        set.insert(key);
-    } else {
-        set.remove(&key);
-    }
+/// The kind of the first of `hits` (detector spans in `text`) whose redaction would hide more
+/// than a value (see [`Redactor::hides_code`]).
+fn hides_in(text: &str, hits: &[Hit<'_>]) -> Option<String> {
+    hits.iter().find_map(|h| {
+        let (s, e) = (floor_char(text, h.start), ceil_char(text, h.end));
+        let span = &text[s..e];
+        let separators = ["\n", "\r", ";", "|", "&", "`", "$(", "--", "/*", "*/"];
+        let risky = separators.iter().any(|c| span.contains(c))
+            || (e == text.len() && span.chars().any(char::is_whitespace));
+        risky.then(|| h.kind.to_string())
+    })
 }
 
 fn floor_char(s: &str, mut i: usize) -> usize {
@@ -753,3 +497,6 @@ pub fn log_filter(base: tracing_subscriber::EnvFilter) -> tracing_subscriber::En
     .filter_map(|d| d.parse().ok())
     .fold(base, |f, d| f.add_directive(d))
 }
+
+#[cfg(test)]
+mod prefilter_tests;

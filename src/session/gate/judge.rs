@@ -134,10 +134,16 @@ impl SessionGate {
             judgement.rule = "killed".into();
             judgement.reason = reason;
         }
+        // Policy judged the clear action; what is recorded, and shown to approvers, is the
+        // redacted one (one search of the text for both: `action_checked`).
+        let (redacted, hides_code) = self
+            .core
+            .redactor()
+            .action_checked(&mut lock(&self.redaction), &action);
         // What is recorded and shown to approvers is the redacted action, so redaction must
         // not hide code: an action where it would is held, whatever the policy said.
         if matches!(judgement.action, RuleAction::Allow | RuleAction::Alert)
-            && let Some(kind) = redaction_hides_code(&self.core.redactor(), &action)
+            && let Some(kind) = hides_code
         {
             judgement.action = RuleAction::Hold;
             judgement.rule = "redaction-hides-text".into();
@@ -163,12 +169,6 @@ impl SessionGate {
                 judgement.rule = "limit:pending-holds".into();
             }
         }
-        // Policy judged the clear action; what is recorded, and shown to approvers, is the
-        // redacted one.
-        let redacted = self
-            .core
-            .redactor()
-            .action(&mut lock(&self.redaction), &action);
         let mut action = redacted.unwrap_or(action);
         let param_types = match &action {
             Action::Statement(s) => lock(&self.param_types).remove(&s.id),
@@ -240,15 +240,5 @@ impl SessionGate {
         } else {
             self.judge(action)
         }
-    }
-}
-
-/// The kind of a secret whose redaction would hide more than a value in the action's text.
-fn redaction_hides_code(redactor: &crate::redact::Redactor, action: &Action) -> Option<String> {
-    match action {
-        Action::Statement(s) => redactor.hides_code(&s.text),
-        Action::Exec { command, .. } => redactor.hides_code(command),
-        Action::CommandLine { line, .. } => redactor.hides_code(line),
-        _ => None,
     }
 }
