@@ -255,6 +255,40 @@ fn trees_written_by_copies_links_and_rsync() {
     // Replaced files move into rsync's backup directory by name; removed sources are written.
     assert!(trees("rsync -b --backup-dir=/etc /tmp/x /tmp/shadow").contains(&"/etc".to_string()));
     assert!(trees("rsync -r --remove-source-files /etc/ /tmp/y/").contains(&"/etc/".to_string()));
+    // The receiving side writes its log, batch, temporary and partial files where they are
+    // named, and hard-links `--link-dest` files into the destination (round 6:
+    // `rsync -M--log-file=/etc/shadow` appended to the guarded file).
+    for (line, tree) in [
+        (
+            "rsync --server -e.LsfxC --log-file=/etc/shadow . /tmp/w/",
+            "/etc/shadow",
+        ),
+        (
+            "rsync -M--log-file=/etc/shadow /tmp/x h:/tmp/w/",
+            "/etc/shadow",
+        ),
+        (
+            "rsync --server -re.iLsfxC --link-dest /etc . /tmp/w/",
+            "/etc",
+        ),
+        ("rsync --server -e.LsfxC --temp-dir /etc . /tmp/w/", "/etc"),
+        ("rsync -T /etc /tmp/x /tmp/w/", "/etc"),
+        ("rsync --partial-dir=/etc /tmp/x /tmp/w/", "/etc"),
+        (
+            "rsync --write-batch=/etc/cron.d/b /tmp/x /tmp/w/",
+            "/etc/cron.d/b.sh",
+        ),
+        (
+            "rsync --only-write-batch /etc/shadow /tmp/x /tmp/w/",
+            "/etc/shadow",
+        ),
+    ] {
+        assert!(
+            trees(line).iter().any(|d| d == tree),
+            "{line}: {:?}",
+            trees(line)
+        );
+    }
     // One file, or an empty directory, is not a tree.
     assert!(trees("rm /tmp/x").is_empty());
     assert!(trees("rmdir /tmp/d").is_empty());
