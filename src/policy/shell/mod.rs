@@ -10,6 +10,7 @@ pub mod brace;
 mod cwd;
 mod destinations;
 mod embedded;
+mod extract;
 mod interpreters;
 mod later;
 mod outputs;
@@ -393,6 +394,7 @@ impl Reader {
             self.write_target(&w);
             self.last_write_is_tree();
         }
+        self.extraction(&program, args);
         if let Some(why) = unpack::writes_unseen(&program, args)
             .or_else(|| outputs::server_named(&program, args))
             .or_else(|| destinations::runs_commands(&program, args))
@@ -440,6 +442,50 @@ impl Reader {
                 Inner::Shell => self.hide(format!(
                     "{program} starts a shell that reads commands proctor does not judge"
                 )),
+            }
+        }
+    }
+
+    /// `tar x` and `unzip`: a write to the tree below each destination. Members that land in
+    /// the working directory are judged there only when this line set it (`cd /tmp/w && tar
+    /// x`): the directory read from the target may be stale, so it can add a hold, not lift one.
+    fn extraction(&mut self, program: &str, args: &[Word]) {
+        let Some(landing) = extract::landing(program, args) else {
+            return;
+        };
+        if self.facts.programs.iter().any(|p| p == "busybox") {
+            // Busybox's extractor was not checked for what GNU tar and UnZip refuse.
+            self.hide(format!(
+                "busybox {program} may write outside its destination"
+            ));
+        }
+        let landing = match landing {
+            Ok(l) => l,
+            Err(why) => return self.hide(why),
+        };
+        for d in &landing.dirs {
+            self.write_target(d);
+            self.last_write_is_tree();
+        }
+        if !landing.here {
+            return;
+        }
+        match &self.cwd {
+            Some(cwd) if self.cwd_exact && !self.cwd_unknown => {
+                let here = Word {
+                    text: cwd.clone(),
+                    ..Word::default()
+                };
+                self.write_target(&here);
+                self.last_write_is_tree();
+            }
+            known => {
+                if let Some(cwd) = known.clone() {
+                    self.facts.write_trees.push(cwd);
+                }
+                self.hide(format!(
+                    "{program} extracts into the working directory, which this line does not set"
+                ));
             }
         }
     }
