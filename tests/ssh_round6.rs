@@ -250,7 +250,9 @@ fn rsync_options_that_write_on_the_receiving_side_are_judged() {
     }));
     for part in ["--log-file=", "--link-dest", "--temp-dir", "--partial-dir"] {
         assert!(
-            denied.iter().any(|c| c.starts_with("rsync --server") && c.contains(part)),
+            denied
+                .iter()
+                .any(|c| c.starts_with("rsync --server") && c.contains(part)),
             "{part}: {denied:?}"
         );
     }
