@@ -245,8 +245,10 @@ mod tests {
             ("sudo tar xf a.tar -C /", "/"),
         ] {
             let f = analyze(line);
+            // (A tree under a system directory is also hidden by `startup`: it may receive
+            // files that run commands later.)
             assert!(
-                f.write_trees.iter().any(|d| d == dir) && f.hidden.is_empty(),
+                f.write_trees.iter().any(|d| d == dir),
                 "{line} should write the tree {dir}: {f:?}"
             );
         }
