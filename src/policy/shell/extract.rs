@@ -114,7 +114,7 @@ fn tar(program: &str, args: &[Word]) -> Option<Result<Landing, String>> {
                 || long_is(t, "keep-directory-symlink", 6)
                 || long_is(t, "transform", 3)
                 || long_is(t, "xform", 2)
-                || long_is(t, "files-from", 3)
+                || long_is(t, "files-from", 5)
             {
                 escape = Some(t);
             } else if value.is_none() && long_takes_value(t) {
