@@ -45,6 +45,8 @@ pub struct Options {
     pub sshd_extra: Vec<String>,
     /// The `box` grant's `shell` (`judged`, `record-only`, `deny`); unset: the default.
     pub shell: Option<&'static str>,
+    /// Rules loaded before the shipped policies (a write guard on a scratch path).
+    pub extra_rules: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             approval_timeout: "2m",
             sshd_extra: Vec::new(),
             shell: None,
+            extra_rules: None,
         }
     }
 }
@@ -107,7 +110,15 @@ impl Env {
             .expect("known_hosts");
         let login = current_user();
         let config = dir.path().join("proctor.toml");
-        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let policies = match opts.extra_rules {
+            Some(rules) => {
+                let extra = dir.path().join("00-extra.toml");
+                std::fs::write(&extra, rules).expect("extra rules");
+                format!("{}\", \"{}", extra.display(), shipped.display())
+            }
+            None => shipped.display().to_string(),
+        };
         let target = |name: &str, keys: &str| {
             format!(
                 "[[targets]]\nname = \"{name}\"\nkind = \"ssh\"\nhost = \"127.0.0.1\"\nport = {}\n{keys}\nconnect_timeout = \"5s\"\n",
@@ -161,7 +172,6 @@ privilege = "routine"
 logins = ["{login}"]
 "#,
             data = data.display(),
-            policies = policies.display(),
             host_key = host_key.display(),
             timeout = opts.approval_timeout,
             privilege = opts.privilege,

@@ -339,6 +339,9 @@ fn not_options(args: &[Word]) -> Vec<Word> {
 
 /// Why `program args` runs a command proctor does not judge.
 pub fn runs_commands(program: &str, args: &[Word]) -> Option<String> {
+    if matches!(program, "tar" | "gtar") {
+        return remote_archive(args);
+    }
     if program != "split" {
         return None;
     }
@@ -346,6 +349,26 @@ pub fn runs_commands(program: &str, args: &[Word]) -> Option<String> {
     opts.iter()
         .any(|(n, _)| n == "filter")
         .then(|| "split --filter runs a shell command for each piece".to_string())
+}
+
+/// GNU tar takes an archive named `HOST:FILE` (no `/` before the colon) as a file on another
+/// host, reached by running `rsh` (or `--rsh-command`) and `/etc/rmt` there: the host may be
+/// this one, and the file is written or read where the line cannot say (round 6: `tar cf
+/// localhost:/etc/shadow x` was not judged as a write). `--force-local` turns it off. Any word
+/// of that shape counts, a member name with a colon included (held, not misread).
+fn remote_archive(args: &[Word]) -> Option<String> {
+    if args.iter().any(|a| a.text == "--force-local") {
+        return None;
+    }
+    let remote = args.iter().find_map(|a| {
+        let t = a.text.strip_prefix("--file=").unwrap_or(&a.text);
+        let t = t.strip_prefix("-f").filter(|r| !r.is_empty()).unwrap_or(t);
+        let (host, _) = t.split_once(':')?;
+        (!host.is_empty() && !host.contains('/') && !host.starts_with('-')).then(|| t.to_string())
+    })?;
+    Some(format!(
+        "tar runs a remote shell for an archive on another host ({remote}), which may be this one"
+    ))
 }
 
 const SPLIT: Grammar = Grammar {
@@ -446,6 +469,9 @@ mod tests {
             "7z -y x a.7z -o/",
             "7za e a.7z",
             "split --filter='sh -c id' x",
+            "tar cf localhost:/etc/shadow /tmp/x",
+            "tar -c --file=root@h:/etc/shadow /tmp/x",
+            "tar -x -fh:/tmp/a.tar -C /tmp/w",
             // A prefix in an unknown working directory may be a home: `.b` + `a` + `shrc`.
             "split -a1 --additional-suffix=shrc x .b",
         ] {

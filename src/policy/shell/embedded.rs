@@ -63,6 +63,9 @@ pub const COMMAND_VARIABLES: &[&str] = &[
     "RSYNC_RSH",
     "RSYNC_CONNECT_PROG",
     "TAR_OPTIONS",
+    // Options unzip reads before its own (`UNZIP=-:` keeps `../` in member names).
+    "UNZIP",
+    "UNZIPOPT",
     "MAKEFLAGS",
 ];
 

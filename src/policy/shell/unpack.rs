@@ -1,5 +1,6 @@
 //! Programs whose writes, or whose commands, are named in their input rather than on the
-//! command line: archive extraction (`tar x`, `unzip`, `cpio -i`, `ar x`, `7z x`, `pax -r`),
+//! command line: archive extraction that keeps absolute or `..` names (`cpio -i`, `ar x`, `7z
+//! x`, `pax -r`; `tar x` and `unzip` do not, and `extract` judges them by where they land),
 //! patches (`patch`, `git apply`, `git am`), git commands that write the work tree from the
 //! repository (`git checkout`, `restore`, `reset --hard`, `pull`...), and package and build
 //! tools that run scripts from the files they read (`dpkg -i`, `npm install`, `pip install`,
@@ -83,12 +84,7 @@ pub fn writes_unseen(program: &str, args: &[Word]) -> Option<String> {
         ))
     };
     match program {
-        "tar" | "gtar" | "bsdtar" => {
-            (cluster_has(&a, "x", true) || long_has(&a, "extract", 4) || long_has(&a, "get", 2))
-                .then(archive)
-                .flatten()
-        }
-        "unzip" => (!cluster_has(&a, "lvtzZp", false)).then(archive).flatten(),
+        // `tar x` and `unzip` keep their members below a destination: `extract` judges them.
         "cpio" => (cluster_has(&a, "ip", false)
             || long_has(&a, "extract", 3)
             || long_has(&a, "pass-through", 3))

@@ -415,10 +415,27 @@ pub fn as_trees(program: &str, args: &[Word]) -> bool {
     }
 }
 
+/// rsync's options that name a directory written besides the destination, or a file it writes
+/// (taken as a tree, which includes the file itself): `--backup-dir` (replaced files move
+/// there by name), `--link-dest` (files there are hard-linked into the destination, so a later
+/// write through the link changes them), `--temp-dir` and `--partial-dir` (files are written
+/// there, partial ones kept by name), `--log-file` and the batch files (the receiving side
+/// writes them: `rsync -M--log-file=/etc/shadow` appended its log to the guarded file).
+const RSYNC_WRITTEN_DIRS: &[&str] = &[
+    "backup-dir",
+    "link-dest",
+    "temp-dir",
+    "T",
+    "partial-dir",
+    "log-file",
+    "write-batch",
+    "only-write-batch",
+];
+
 /// Directories whose whole tree a command makes writable or writes besides `targets`: the
 /// target of a link (`ln -s /etc /tmp/e` makes `/tmp/e/shadow` a write to `/etc/shadow`; so do
-/// `cp -s` and `cp -l`), rsync's `--backup-dir` (replaced files move there by name) and the
-/// sources of `rsync --remove-source-files`.
+/// `cp -s` and `cp -l`), the directories and files of [`RSYNC_WRITTEN_DIRS`] and the sources of
+/// `rsync --remove-source-files`.
 pub fn extra_trees(program: &str, args: &[Word]) -> Vec<Word> {
     match program {
         "ln" | "cp" => {
@@ -446,7 +463,25 @@ pub fn extra_trees(program: &str, args: &[Word]) -> Vec<Word> {
                     numeric: false,
                 },
             );
-            let mut out = values(&opts, &["backup-dir"]);
+            let mut out = values(&opts, RSYNC_WRITTEN_DIRS);
+            // `-M`/`--remote-option` hands an option to the other side, which may be this host.
+            for v in values(&opts, &["M", "remote-option"]) {
+                if let Some((name, dir)) = v.text.strip_prefix("--").and_then(|o| o.split_once('='))
+                    && RSYNC_WRITTEN_DIRS.contains(&name)
+                {
+                    out.push(Word {
+                        text: dir.to_string(),
+                        ..v.clone()
+                    });
+                }
+            }
+            // A batch file is written with a shell script beside it (`FILE.sh`).
+            for v in values(&opts, &["write-batch", "only-write-batch"]) {
+                out.push(Word {
+                    text: format!("{}.sh", v.text),
+                    ..v.clone()
+                });
+            }
             if has(&opts, &["remove-source-files"])
                 && let Some((_, srcs)) = operands.split_last()
             {
