@@ -400,7 +400,6 @@ async fn fetch_of_a_protocol_portal_is_judged_as_what_the_portal_runs() {
         "{s:?}"
     );
 
-
     // One step further: a protocol-prepared `FETCH ALL FROM p2` run by a protocol Execute is
     // p2's DELETE; run by SQL EXECUTE it is unknown (proctor follows one name, not chains).
     let mut b = BytesMut::new();
