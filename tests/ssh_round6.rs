@@ -100,31 +100,33 @@ fn extraction_is_judged_by_where_it_lands() {
         evil.display()
     )));
 
-    // Into a scratch directory named on the line: runs, and the verdict is recorded.
+    // Into a scratch directory named on the line: judged there, and still held, because a
+    // member may be a start-up file, hook or unit, which counts wherever it lands (an earlier
+    // version let these run). Denied, nothing lands, and the verdict is recorded.
     let work = root.join("work");
     std::fs::create_dir_all(&work).expect("work");
     let (t, w, r) = (tar.display(), work.display(), root.display());
-    let allowed = [
-        format!("tar xf {t} -C {w}"),
-        // (A relative `cd` after an absolute one is not followed: held, so the test names it.)
-        format!("mkdir -p {r}/w2 && cd {r}/w2 && tar -xf {t}"),
-        format!("unzip -o {} -d {w}/z", zip.display()),
+    let scratch = [
+        (format!("tar xf {t} -C {w}"), work.join(&pkg)),
+        (
+            format!("mkdir -p {r}/w2 && cd {r}/w2 && tar -xf {t}"),
+            root.join("w2").join(&pkg),
+        ),
+        (
+            format!("unzip -o {} -d {w}/z", zip.display()),
+            work.join("z").join(&pkg),
+        ),
     ];
-    for command in &allowed {
-        let out = env.exec(command);
-        assert!(out.status.success(), "{command}: {}", text(&out.stderr));
-        assert!(env.approvals().is_empty(), "{command} was held");
-    }
-    assert!(work.join(&pkg).join("one").exists());
-    assert!(root.join("w2").join(&pkg).join("one").exists());
-    assert!(work.join("z").join(&pkg).join("one").exists());
-    for command in &allowed {
+    for (command, path) in &scratch {
+        let child = env.ssh("box").arg(command).spawn().expect("ssh");
+        deny_hidden(&env, command, "named inside the archive");
+        let out = wait_output(child, T);
+        assert!(!out.status.success(), "{command} ran");
+        gone(path);
+        let v = verdicts_for(&env, command);
         assert!(
-            eventually(T, || verdicts_for(&env, command)
-                .iter()
-                .any(|v| v.starts_with("allow"))),
-            "{command}: {:?}",
-            verdicts_for(&env, command)
+            v.iter().any(|v| v == "hold ssh-hold-hidden"),
+            "{command}: {v:?}"
         );
     }
 

@@ -301,9 +301,14 @@ mod tests {
             "unzip -o /tmp/a.zip -d /tmp/work",
             "tar -x -f a.tar --strip-components 1 -C /tmp/work",
         ] {
+            // Judged where it lands (a guard there denies), and still hidden: a member may be
+            // a start-up file, which counts wherever it lands.
             let f = analyze(line);
             assert!(
-                f.hidden.is_empty() && !f.write_trees.is_empty(),
+                f.hidden
+                    .iter()
+                    .any(|h| h.contains("named inside the archive"))
+                    && f.write_trees.iter().any(|d| d.starts_with("/tmp/work")),
                 "{line}: {f:?}"
             );
         }

@@ -467,9 +467,23 @@ impl Reader {
             self.write_target(d);
             self.last_write_is_tree();
         }
+        // Where it lands is judged (a guard on the destination denies), but never lifts the
+        // hold: a member may be a start-up file, a git hook or a unit, and such names count
+        // wherever they land (`startup`), in any directory, which may be a login's home.
+        let members = format!(
+            "{program} writes files named inside the archive (a start-up file, hook or unit \
+             among them runs commands later, wherever it lands), which proctor cannot judge \
+             from the line"
+        );
         if !landing.here {
-            return;
+            return self.hide(members);
         }
+        self.extract_here(program);
+        self.hide(members);
+    }
+
+    /// Members that land in the working directory: judged there when this line set it.
+    fn extract_here(&mut self, program: &str) {
         match &self.cwd {
             Some(cwd) if self.cwd_exact && !self.cwd_unknown => {
                 let here = Word {
