@@ -183,7 +183,10 @@ async fn a_driver_reusing_a_named_statement_after_code_is_not_held() {
             .iter()
             .all(|s| s.class != StatementClass::Unknown)
     );
-    assert_eq!(names_learnt(&f).len(), ROUNDS as usize);
+    // At least one question per round; two when the function call also made the session's
+    // built-ins suspect (a user function may set search_path), so that each later use of the
+    // name, itself counted as running code, forgets it again.
+    assert!(names_learnt(&f).len() >= ROUNDS as usize);
     eprintln!(
         "introspection round trip: {:.2} ms per use after code ({:.2} ms with, {:.2} ms without, \
          over {ROUNDS} rounds)",

@@ -62,6 +62,16 @@ CREATE FUNCTION set_path() RETURNS int LANGUAGE plpgsql AS $$
 BEGIN PERFORM set_config('search_path', 'public, pg_catalog', false); RETURN 1; END $$;
 GRANT ALL ON accounts TO PUBLIC";
 
+/// The statement that ran the swapped DELETE is recorded as what proctor could know of it:
+/// `unknown` (held by the default policies), or, once proctor asked the target for the names
+/// the function changed (`names_learnt`), the DELETE itself. Never the old `SELECT 1`.
+fn assert_swap_seen(s: &proctor_gate::Statement) {
+    let unknown = s.class == StatementClass::Unknown;
+    let learnt =
+        s.class == StatementClass::Write && s.runs.as_deref() == Some("DELETE FROM accounts");
+    assert!(unknown || learnt, "{s:?}");
+}
+
 fn refill(f: &Fixture) {
     f.pg()
         .psql(
@@ -135,7 +145,7 @@ async fn a_path_set_by_a_function_body_makes_built_ins_suspect() {
             "the server ran the swapped DELETE: {shape:?}"
         );
         let s = statement_for_tag(&f, case - 1, "DELETE 5");
-        assert_eq!(s.class, StatementClass::Unknown, "{shape:?}: {s:?}");
+        assert_swap_seen(&s);
         assert_ne!(s.runs.as_deref(), Some("SELECT 1"), "{shape:?}");
     }
 
@@ -161,7 +171,7 @@ async fn a_path_set_by_a_function_body_makes_built_ins_suspect() {
         "the server ran the swapped DELETE (protocol)"
     );
     let s = statement_for_tag(&f, case, "DELETE 5");
-    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert_swap_seen(&s);
     assert!(!s.text.contains("SELECT 1"), "{s:?}");
 }
 
@@ -188,7 +198,7 @@ async fn a_path_from_the_startup_packet_makes_built_ins_suspect() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(left(&f), "0", "the server ran the swapped DELETE");
     let s = statement_for_tag(&f, 0, "DELETE 5");
-    assert_eq!(s.class, StatementClass::Unknown, "{s:?}");
+    assert_swap_seen(&s);
     assert_ne!(s.runs.as_deref(), Some("SELECT 1"));
 
     // A startup path that keeps pg_catalog first shadows nothing: the same sequence, with the
