@@ -28,10 +28,6 @@ EXECUTE 'PREPARE q AS DELETE FROM needs_approval_accounts'; RETURN 1; END $$;
 CREATE FUNCTION forget_all() RETURNS int LANGUAGE plpgsql AS $$
 BEGIN EXECUTE 'DEALLOCATE ALL'; RETURN 1; END $$;";
 
-fn parse(b: &mut BytesMut, name: &str, sql: &str) {
-    frontend::parse(name, sql, [], b).unwrap();
-}
-
 fn bind_execute_sync(b: &mut BytesMut, statement: &str) {
     frontend::bind(
         "",
@@ -49,23 +45,6 @@ fn bind_execute_sync(b: &mut BytesMut, statement: &str) {
     .unwrap();
     frontend::execute("", 0, b).unwrap();
     frontend::sync(b);
-}
-
-fn query(b: &mut BytesMut, sql: &str) {
-    frontend::query(sql, b).unwrap();
-}
-
-/// Sends `b` and reads until `readies` ReadyForQuery messages; returns the tags.
-async fn exchange(raw: &mut RawClient, b: &BytesMut, readies: usize) -> String {
-    raw.send(b).await;
-    let mut tags = String::new();
-    let mut seen = 0;
-    while seen < readies {
-        let (tag, _) = raw.read().await.expect("an answer");
-        tags.push(tag as char);
-        seen += usize::from(tag == b'Z');
-    }
-    tags
 }
 
 fn names_learnt(f: &Fixture) -> Vec<String> {

@@ -2,6 +2,10 @@
 //! real proctor listener.
 #![allow(dead_code)]
 
+mod messages;
+#[allow(unused_imports)] // Not every test file sends raw messages.
+pub use messages::{bind, exchange, parse, query};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
