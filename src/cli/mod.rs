@@ -1,5 +1,6 @@
 //! The `proctor` command line. Command names and flags are an interface: scripts depend on them.
 
+mod admin;
 mod approvals;
 // Load generator for benchmarks and the crash tests; not in the release binary.
 #[cfg(feature = "bench")]
@@ -157,7 +158,7 @@ pub enum Command {
     /// The recorder's key pair and the SSH user CA.
     Keys {
         #[command(subcommand)]
-        command: evidence::KeysCommand,
+        command: admin::KeysCommand,
     },
     /// Rebuild the index from the log.
     Reindex {
@@ -192,7 +193,7 @@ pub enum Command {
     /// Check and test policy files.
     Policy {
         #[command(subcommand)]
-        command: evidence::PolicyCommand,
+        command: admin::PolicyCommand,
     },
 }
 
@@ -250,8 +251,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Archive(args) => retention::archive(args).await,
         Command::Purge(args) => retention::purge(args).await,
         Command::Hold(args) => retention::hold(args).await,
-        Command::Keys { command } => evidence::keys(command),
-        Command::Reindex { store } => evidence::reindex(store),
+        Command::Keys { command } => admin::keys(command),
+        Command::Reindex { store } => admin::reindex(store),
         Command::Approvals { command } => approvals::run(command).await,
         Command::Kill {
             store,
@@ -280,7 +281,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
-        Command::Policy { command } => evidence::policy(command),
+        Command::Policy { command } => admin::policy(command),
         #[cfg(feature = "bench")]
         Command::BenchRecorder(args) => bench::run(args).await,
     }
