@@ -1,12 +1,12 @@
 """Verification of an export bundle (FORMAT.md "Bundles")."""
 
 import hashlib
-import json
 import re
 import struct
 
 import crypto
 import external
+import strictjson
 from chains import STORE_CP_CONTEXT, Chains, unsigned_tail
 from codec import JOURNAL, DecodeError, crc32, decode_leaf, head_from_json, parse_record, read_frames, tree_head_message, uuid_text
 
@@ -19,11 +19,18 @@ class BundleChains(Chains):
 
 
 def parse_bundle(data):
-    first, rest = data.split(b"\n", 1)
+    # A first line that is not the magic, or a manifest line without its end, is no bundle: no
+    # report (exit 2), as proctor.
+    first, _, rest = data.partition(b"\n")
     if first != b"PROCTOR-BUNDLE 1":
-        raise ValueError("not a proctor bundle (line 1)")
-    manifest_line, frames = rest.split(b"\n", 1)
-    return json.loads(manifest_line), frames
+        raise Unreadable("not a proctor bundle (line 1)")
+    manifest_line, nl, frames = rest.partition(b"\n")
+    if not nl:
+        raise Unreadable("bundle manifest is cut")
+    try:
+        return strictjson.loads(manifest_line), frames
+    except strictjson.Invalid as e:
+        raise Unreadable("manifest: %s" % e)
 
 
 REQUIRED = ("format", "session", "meta", "public_key_pem", "leaf_data", "leaf_index", "inclusion_proof", "tree_head", "frames", "frames_sha256")
@@ -31,8 +38,9 @@ SESSION_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 
 
 class Unreadable(Exception):
-    """A manifest without a required field, or whose session is not in the one spelling:
-    no report (exit 2), as FORMAT.md "Bundles" says."""
+    """A manifest that is not strict JSON (FORMAT.md "JSON"), lacks a required field, has a field
+    of another type, or whose session is not in the one spelling: no report (exit 2), as
+    FORMAT.md "Bundles" says."""
 
 
 def verify_bundle(path, pinned):
@@ -41,6 +49,10 @@ def verify_bundle(path, pinned):
     missing = [f for f in REQUIRED if f not in man]
     if missing:
         raise Unreadable("manifest lacks %s" % ", ".join(missing))
+    try:
+        strictjson.check(man, strictjson.MANIFEST)
+    except strictjson.Invalid as e:
+        raise Unreadable(str(e))
     if not isinstance(man["session"], str) or not SESSION_TEXT.match(man["session"]):
         raise Unreadable("session %r is not a UUID in hyphenated lower-case form" % man["session"])
     problems = []

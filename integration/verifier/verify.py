@@ -152,11 +152,19 @@ def verify_archive(d, pinned, store_dir=None):
 def load_known_head(f):
     """A --known-head file: a head `proctor ledger head` printed (with `consistency_from` and
     `consistency_proof` when made with --from), or a bundle (its manifest's tree_head)."""
+    import strictjson
+
     raw = open(f, "rb").read()
     if raw.startswith(b"PROCTOR-BUNDLE 1\n"):
-        o = json.loads(raw.split(b"\n", 2)[1])  # a bundle: its manifest's tree_head
-    else:
-        o = json.loads(raw)
+        raw = raw.split(b"\n", 2)[1]  # a bundle: its manifest's tree_head
+    try:
+        # FORMAT.md "JSON": strict, or no report at all (exit 2), as proctor does.
+        o = strictjson.loads(raw)
+        strictjson.check(o["tree_head"] if isinstance(o, dict) and "tree_head" in o else o, strictjson.HEAD, "known head")
+        head_from_json(o["tree_head"] if "tree_head" in o else o)
+    except (strictjson.Invalid, ValueError) as e:
+        sys.stderr.write("%s: not a tree head or bundle: %s\n" % (f, e))
+        raise SystemExit(2)
     cons = None
     if isinstance(o, dict) and "consistency_from" in o and "consistency_proof" in o:
         cons = (int(o["consistency_from"]), [bytes.fromhex(h) for h in o["consistency_proof"]])
@@ -250,14 +258,20 @@ def main(argv):
         kid = crypto.key_id(pinned)
         known = [load_known_head(f)[0] for f in a.known_head]
         report, leaves, heads, newest, all_heads, chains = store.verify_store(root, pinned, known)
-        atts = []
+        import strictjson
+
+        atts, unreadable = [], []
         for f in sorted(glob.glob(os.path.join(root, "ledger", "attestations", "*.json"))):
             if os.path.basename(f) == "status.json":
                 continue
+            # FORMAT.md "JSON": strict JSON of the attestation's layout, or unreadable (a
+            # *timestamp* finding when tokens are checked).
             try:
-                atts.append(json.load(open(f)))
-            except ValueError:
-                report["notes"].append("unreadable attestation %s" % f)
+                att = strictjson.loads(open(f, "rb").read())
+                strictjson.check(att, ("obj", strictjson.ATTESTATION), os.path.basename(f))
+                atts.append(att)
+            except (OSError, strictjson.Invalid) as e:
+                unreadable.append("%s: unreadable attestation: %s" % (os.path.basename(f), e))
         ts = None
         if trusted is not None:
             leaf_hashes = [crypto.leaf_hash(l["data"]) for l in leaves]
@@ -266,10 +280,11 @@ def main(argv):
                 return h["size"] <= len(leaf_hashes) and crypto.root_of(leaf_hashes[: h["size"]]) == h["root"]
 
             ts = timestamps(atts, pinned, kid, in_store, trusted, newest and newest["size"], newest and newest["ts_ns"], all_heads)
+            ts["problems"] += [{"kind": "timestamp", "tree_size": None, "issuer": None, "detail": u} for u in unreadable]
             for p in ts["problems"]:
                 report["problems"].append({"session": None, "seq": None, "kind": "timestamp", "detail": p["detail"]})
-        elif atts:
-            report["notes"].append("%d attestations not checked (no --tsa-cert)" % len(atts))
+        elif atts or unreadable:
+            report["notes"].append("%d attestations not checked (no --tsa-cert)" % (len(atts) + len(unreadable)))
         out = {"ok": not report["problems"], "verdict": verdict(report), "key": key_note, "report": report}
         if ts is not None:
             out["timestamps"] = ts

@@ -116,6 +116,8 @@ pub fn parse_known_head(bytes: &[u8]) -> Result<TreeHead, String> {
     } else {
         bytes
     };
+    super::strict_json::no_duplicate_keys(json)
+        .map_err(|e| format!("not a tree head or bundle: {e}"))?;
     let v: serde_json::Value =
         serde_json::from_slice(json).map_err(|e| format!("not a tree head or bundle: {e}"))?;
     let head = v.get("tree_head").unwrap_or(&v);
@@ -270,6 +272,8 @@ pub fn read_manifest(bytes: &[u8]) -> Result<(Manifest, &[u8]), String> {
         .iter()
         .position(|&b| b == b'\n')
         .ok_or("bundle manifest is cut")?;
+    super::strict_json::no_duplicate_keys(&rest[..nl2])
+        .map_err(|e| format!("bundle manifest is unreadable: {e}"))?;
     let manifest: Manifest = serde_json::from_slice(&rest[..nl2])
         .map_err(|e| format!("bundle manifest is unreadable: {e}"))?;
     Ok((manifest, &rest[nl2 + 1..]))

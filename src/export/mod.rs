@@ -8,6 +8,7 @@ mod bundle_frames;
 pub mod json;
 pub mod jsonl;
 pub mod store_signatures;
+pub mod strict_json;
 
 use std::io::{self, Write};
 use std::ops::ControlFlow;

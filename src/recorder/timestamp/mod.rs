@@ -226,9 +226,10 @@ pub fn list(data: &Path) -> io::Result<Vec<(PathBuf, Result<Attestation, String>
     Ok(names(data)?
         .into_iter()
         .map(|n| {
-            let parsed = fs::read(&n.path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Attestation>(&b).map_err(|e| e.to_string()));
+            let parsed = fs::read(&n.path).map_err(|e| e.to_string()).and_then(|b| {
+                crate::export::strict_json::no_duplicate_keys(&b)?;
+                serde_json::from_slice::<Attestation>(&b).map_err(|e| e.to_string())
+            });
             (n.path, parsed)
         })
         .collect())
