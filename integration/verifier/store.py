@@ -316,10 +316,11 @@ def cross_check(chains, leaves, present, records, live):
             continue
         if c.finding is None and c.sealed and s not in sealed_leaf and not recent(c.last.ts):
             c.fail("not_in_ledger", c.last.seq, "sealed session without a sealed leaf")
-        elif fmt_at is not None and s not in opened_leaf and c.records:
+        if fmt_at is not None and s not in opened_leaf and c.records:
             # One finding per session, the one at the lowest seq (FORMAT.md, "What a verifier
             # checks"): a session the ledger never opened is named at seq 0 even when its chain
-            # also breaks later (a foreign or renamed session).
+            # also breaks later (a foreign or renamed session), or its sealed leaf is missing
+            # too (the ledger cut back past both: found by damage4's ledger cuts).
             if not (s in sealed_leaf and sealed_leaf[s] < fmt_at) and not recent(c.records[0].ts):
                 if c.finding is None or c.finding[1] > 0:
                     c.finding = ("not_in_ledger", 0, "session without an opened leaf")
