@@ -199,6 +199,53 @@ fn outside_verifier_agrees_with_proctor_on_third_round_damage() {
     assert!(text(&out).contains("0 disagreement(s)"), "{}", text(&out));
 }
 
+/// Fourth round (`damage4.py`), on the vectors' untouched store and bundle: the JSON a verifier
+/// reads (FORMAT.md "JSON": a key twice, known or not, at any depth; `format` as 1.0, "1",
+/// true or past u32; counts and sizes negative, fractional, NaN or past u64; `meta` fields
+/// missing or null; an attestation cut short, with a key twice or a `format` string; a known
+/// head with a key twice or a fractional size), and cuts after each of the last records of the
+/// last segment and after each of the ledger's last entries. Both verifiers must agree on each
+/// (before this round verify.py took the last of two keys and read 1.0 and true as 1).
+#[test]
+fn outside_verifier_agrees_with_proctor_on_fourth_round_damage() {
+    if !python_ready() {
+        return;
+    }
+    let td = root().join("src/recorder/testdata");
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        &[
+            &verifier("damage4.py"),
+            Path::new(env!("CARGO_BIN_EXE_proctor")),
+            &td.join("stores/untouched"),
+            &td.join("bundles/untouched.bundle"),
+            &td.join("heads/earlier.json"),
+            &out_dir.path().join("cases"),
+        ],
+        &[
+            "--pubkey",
+            td.join("recorder.pub").to_str().expect("utf-8 path"),
+            "--tsa-cert",
+            td.join("tsa/ca.pem").to_str().expect("utf-8 path"),
+        ],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "disagreements:\n{t}");
+    assert!(t.contains("0 disagreement(s)"), "{t}");
+    // The JSON cases are refused by both (no report), not agreed on by accident.
+    for case in [
+        "bundle-format-twice-last-2",
+        "bundle-unknown-key-twice",
+        "known-head-size-twice",
+    ] {
+        let block = t
+            .split("== ")
+            .find(|b| b.starts_with(case))
+            .unwrap_or_else(|| panic!("case {case} missing:\n{t}"));
+        assert!(block.contains("\"exit\": 2"), "{case}: {block}");
+    }
+}
+
 /// Sessions A (start, output, a 1 MiB output out of line at seq 2, output, sealed), B (start,
 /// a 1 MiB output of other bytes at seq 1, sealed) and C (A's large body, sealed); the host's
 /// key stays in `keys/`.
