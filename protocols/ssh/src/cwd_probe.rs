@@ -304,8 +304,16 @@ mod tests {
         let status = [&2u32.to_be_bytes()[..], &s(b"No such file"), &s(b"")].concat();
         let mut buf = reply(FXP_STATUS, 3, &status);
         let (kind, body) = take_packet(&mut buf).unwrap().unwrap();
+        // NO_SUCH_FILE is told apart (an SFTP path whose directory is missing); other codes
+        // are refusals.
         assert!(
-            matches!(parse_reply(kind, body, 3), Err(ProbeError::Refused(m)) if m.contains("No such file"))
+            matches!(parse_reply(kind, body, 3), Err(ProbeError::NoSuchFile(m)) if m.contains("No such file"))
+        );
+        let status = [&3u32.to_be_bytes()[..], &s(b"Permission denied"), &s(b"")].concat();
+        let mut buf = reply(FXP_STATUS, 4, &status);
+        let (kind, body) = take_packet(&mut buf).unwrap().unwrap();
+        assert!(
+            matches!(parse_reply(kind, body, 4), Err(ProbeError::Refused(m)) if m.contains("Permission"))
         );
         // A name with bytes that are not UTF-8 is shown, not dropped.
         let odd = [
