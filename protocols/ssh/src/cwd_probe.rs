@@ -14,9 +14,12 @@ use russh::client;
 /// SFTP version 3 (draft-ietf-secsh-filexfer-02), the version OpenSSH speaks.
 const FXP_INIT: u8 = 1;
 const FXP_VERSION: u8 = 2;
+const FXP_REALPATH: u8 = 16;
 const FXP_READLINK: u8 = 19;
 const FXP_STATUS: u8 = 101;
 const FXP_NAME: u8 = 104;
+/// SSH_FX_NO_SUCH_FILE.
+const FX_NO_SUCH_FILE: u32 = 2;
 /// A reply longer than this is no answer to a readlink (a path is at most 4 KiB on Linux).
 const MAX_REPLY: usize = 64 * 1024;
 
@@ -26,6 +29,8 @@ pub(crate) enum ProbeError {
     Channel(String),
     #[error("the target's SFTP server refused: {0}")]
     Refused(String),
+    #[error("the target has no such file: {0}")]
+    NoSuchFile(String),
     #[error("the target's SFTP server sent a malformed reply")]
     Malformed,
     #[error("the target's SFTP channel closed")]
@@ -34,9 +39,13 @@ pub(crate) enum ProbeError {
 
 /// The request for one reading.
 pub(crate) fn readlink_packet(id: u32, pid: u32) -> Bytes {
-    let path = format!("/proc/{pid}/cwd");
+    path_packet(FXP_READLINK, id, &format!("/proc/{pid}/cwd"))
+}
+
+/// A request naming one path.
+fn path_packet(kind: u8, id: u32, path: &str) -> Bytes {
     let mut body = BytesMut::new();
-    body.put_u8(FXP_READLINK);
+    body.put_u8(kind);
     body.put_u32(id);
     body.put_u32(path.len() as u32);
     body.put_slice(path.as_bytes());
@@ -112,10 +121,12 @@ pub(crate) fn parse_reply(
                 0
             };
             let msg = string(&mut body).unwrap_or_default();
-            Err(ProbeError::Refused(format!(
-                "status {code} {}",
-                String::from_utf8_lossy(&msg)
-            )))
+            let msg = format!("status {code} {}", String::from_utf8_lossy(&msg));
+            Err(if code == FX_NO_SUCH_FILE {
+                ProbeError::NoSuchFile(msg)
+            } else {
+                ProbeError::Refused(msg)
+            })
         }
         _ => Err(ProbeError::Malformed),
     }
@@ -135,7 +146,8 @@ fn shown_path(raw: &[u8]) -> String {
     }
 }
 
-/// The side channel of one judged shell, opened at its first reading and kept.
+/// The side channel of one judged shell or SFTP channel, opened at its first question and
+/// kept: the working directory of a judged shell, and where an SFTP change's path lands.
 #[derive(Default)]
 pub(crate) struct CwdProbe {
     chan: Option<russh::Channel<client::Msg>>,
@@ -155,10 +167,32 @@ impl CwdProbe {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let r = self.try_read(handle, pid).await;
-        // A broken side channel stays broken; a refused readlink may be one-off.
+        self.ask(handle, |id| readlink_packet(id, pid)).await
+    }
+
+    /// Asks the target's SFTP server for `realpath(path)`: every link resolved, a last
+    /// component that does not exist kept as it is (OpenSSH's behaviour).
+    pub(crate) async fn realpath<H: client::Handler>(
+        &mut self,
+        handle: &client::Handle<H>,
+        path: &str,
+    ) -> Result<String, ProbeError> {
+        self.ask(handle, |id| path_packet(FXP_REALPATH, id, path))
+            .await
+    }
+
+    async fn ask<H: client::Handler>(
+        &mut self,
+        handle: &client::Handle<H>,
+        packet: impl FnOnce(u32) -> Bytes,
+    ) -> Result<String, ProbeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let r = self.try_ask(handle, packet).await;
+        // A broken side channel stays broken; a refused question may be one-off.
         if let Err(e) = &r
-            && !matches!(e, ProbeError::Refused(_))
+            && !matches!(e, ProbeError::Refused(_) | ProbeError::NoSuchFile(_))
         {
             self.failed = Some(e.clone());
             if let Some(ch) = self.chan.take() {
@@ -168,10 +202,10 @@ impl CwdProbe {
         r
     }
 
-    async fn try_read<H: client::Handler>(
+    async fn try_ask<H: client::Handler>(
         &mut self,
         handle: &client::Handle<H>,
-        pid: u32,
+        packet: impl FnOnce(u32) -> Bytes,
     ) -> Result<String, ProbeError> {
         if self.chan.is_none() {
             let ch = handle
@@ -195,7 +229,7 @@ impl CwdProbe {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         let ch = self.chan.as_ref().ok_or(ProbeError::Closed)?;
-        ch.data(&readlink_packet(id, pid)[..])
+        ch.data(&packet(id)[..])
             .await
             .map_err(|_| ProbeError::Closed)?;
         loop {
@@ -270,8 +304,16 @@ mod tests {
         let status = [&2u32.to_be_bytes()[..], &s(b"No such file"), &s(b"")].concat();
         let mut buf = reply(FXP_STATUS, 3, &status);
         let (kind, body) = take_packet(&mut buf).unwrap().unwrap();
+        // NO_SUCH_FILE is told apart (an SFTP path whose directory is missing); other codes
+        // are refusals.
         assert!(
-            matches!(parse_reply(kind, body, 3), Err(ProbeError::Refused(m)) if m.contains("No such file"))
+            matches!(parse_reply(kind, body, 3), Err(ProbeError::NoSuchFile(m)) if m.contains("No such file"))
+        );
+        let status = [&3u32.to_be_bytes()[..], &s(b"Permission denied"), &s(b"")].concat();
+        let mut buf = reply(FXP_STATUS, 4, &status);
+        let (kind, body) = take_packet(&mut buf).unwrap().unwrap();
+        assert!(
+            matches!(parse_reply(kind, body, 4), Err(ProbeError::Refused(m)) if m.contains("Permission"))
         );
         // A name with bytes that are not UTF-8 is shown, not dropped.
         let odd = [

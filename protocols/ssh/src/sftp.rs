@@ -7,6 +7,7 @@
 //! against `MAX_PACKET` before anything is allocated from them.
 
 mod request;
+mod resolve;
 mod wire;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ pub(crate) use request::{Change, FX_PERMISSION_DENIED, Request, parse_request};
 use request::{
     FXF_APPEND, FXF_CREAT, FXF_TRUNC, FXF_WRITE, FXP_DATA, FXP_HANDLE, FXP_STATUS, Kind, flags_text,
 };
+pub(crate) use resolve::{Answer, Ask, asks, resolved};
 #[cfg(feature = "fuzzing")]
 pub(crate) use wire::MAX_PACKET;
 pub(crate) use wire::{Framer, SftpError, status_packet};
@@ -49,6 +51,8 @@ pub(crate) struct SftpTracker {
     handles: HashMap<Vec<u8>, HandleStats>,
     replies: Framer,
     replies_broken: bool,
+    /// A request was forwarded while `pending` was full, so its answer is not followed.
+    untracked: bool,
     completed: Vec<SftpOp>,
 }
 
@@ -75,6 +79,7 @@ impl SftpTracker {
             handles: HashMap::new(),
             replies: Framer::default(),
             replies_broken: false,
+            untracked: false,
             completed: Vec::new(),
         }
     }
@@ -117,6 +122,17 @@ impl SftpTracker {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// Whether a forwarded request that may change the target's names is still unanswered.
+    pub(crate) fn unanswered(&self) -> bool {
+        // Past the tracking limit a forwarded request may be in flight unseen: never settled.
+        self.untracked
+            || self.replies_broken && !self.pending.is_empty()
+            || self
+                .pending
+                .values()
+                .any(|p| !matches!(p, Pending::Read { .. }))
     }
 
     fn handle_path(&self, h: &[u8]) -> String {
@@ -199,6 +215,8 @@ impl SftpTracker {
         };
         if self.pending.len() < MAX_PENDING {
             self.pending.insert(id, pending);
+        } else {
+            self.untracked = true;
         }
     }
 

@@ -20,14 +20,18 @@ use super::{
     ChanCtx, DownEnd, Flow, Interrupt, Judged, Style, Watches, close_agent, notice, record_failed,
     sig_from_name, sig_name,
 };
+use crate::cwd_probe::ProbeError;
 use crate::judged::CwdDue;
 use crate::lines::LineTracker;
+use crate::sftp;
 
 /// How long a line read from the screen waits for the echo to settle.
 const ECHO_QUIET: Duration = Duration::from_millis(40);
 const ECHO_MAX_WAIT: Duration = Duration::from_millis(500);
 /// How long the card waits for a judged shell's working directory before it says unknown.
 const CWD_WAIT: Duration = Duration::from_millis(500);
+/// How long an SFTP change waits for the target to say where its paths land.
+const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) struct Upstream {
     pub ctx: Arc<ChanCtx>,
@@ -200,6 +204,11 @@ impl Upstream {
                 .await;
                 self.answer(v)
             }
+            UpAction::Resolve(asks) => {
+                let answers = self.resolve(asks).await?;
+                self.core.resolved(answers);
+                Ok(())
+            }
             UpAction::CheckSyntax(text) => {
                 let syntax = tokio::select! {
                     s = gate.shell_syntax(&text) => s,
@@ -256,6 +265,63 @@ impl Upstream {
                 Err(Interrupt::AgentGone)
             }
         }
+    }
+
+    /// Asks the target where each SFTP path lands. The requests already forwarded on this
+    /// channel are answered first (a rename or link the agent pipelined before this change
+    /// would otherwise land after the question). An answer that is late, refused or about a
+    /// path proctor could not decode exactly is a failure, and the core refuses the change.
+    async fn resolve(&mut self, asks: Vec<sftp::Ask>) -> Flow<Vec<sftp::Answer>> {
+        let Mode::Sftp(t) = self.core.mode() else {
+            return Err(Interrupt::Down(DownEnd::Internal));
+        };
+        let t = t.clone();
+        let began = Instant::now();
+        loop {
+            let pending = t
+                .lock()
+                .map(|t| t.unanswered())
+                .map_err(|_| Interrupt::Down(DownEnd::Internal))?;
+            if !pending {
+                break;
+            }
+            if began.elapsed() >= RESOLVE_WAIT {
+                let why = "requests sent before it were still unanswered".to_string();
+                return Ok(asks
+                    .iter()
+                    .map(|_| sftp::Answer::Failed(why.clone()))
+                    .collect());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                i = self.w.interrupted() => return Err(i),
+            }
+        }
+        let mut answers = Vec::with_capacity(asks.len());
+        for ask in asks {
+            if ask.query.contains('\u{FFFD}') {
+                answers.push(sftp::Answer::Failed(
+                    "the path is not valid UTF-8, so proctor cannot name it exactly".into(),
+                ));
+                continue;
+            }
+            let left = RESOLVE_WAIT.saturating_sub(began.elapsed());
+            let read = tokio::time::timeout(
+                left,
+                self.cwd.realpath(&self.ctx.sess.conn.handle, &ask.query),
+            );
+            let answer = tokio::select! {
+                r = read => match r {
+                    Ok(Ok(real)) => sftp::Answer::Real(real),
+                    Ok(Err(ProbeError::NoSuchFile(_))) => sftp::Answer::Missing,
+                    Ok(Err(e)) => sftp::Answer::Failed(e.to_string()),
+                    Err(_) => sftp::Answer::Failed("the target did not answer in time".into()),
+                },
+                i = self.w.interrupted() => return Err(i),
+            };
+            answers.push(answer);
+        }
+        Ok(answers)
     }
 
     /// Feeds a verdict to the core; a channel that ended while judging stops here.

@@ -77,6 +77,9 @@ pub(crate) enum UpAction {
         label: String,
         why: String,
     },
+    /// Ask the target where these SFTP paths land (REALPATH); answer with `resolved`, one
+    /// answer per question, in order.
+    Resolve(Vec<sftp::Ask>),
     /// Ask bash's parser whether the text is a complete command; answer with `syntax`.
     CheckSyntax(String),
     /// Wait until the target's echo stopped changing the screen; answer with `echo_settled`.
@@ -138,6 +141,12 @@ enum Wait {
     Syntax,
     /// A verdict on a judged shell's command.
     JudgedLine { text: String },
+    /// The target's answers on where an SFTP request's paths land.
+    Resolve {
+        req: Request,
+        packet: Bytes,
+        changes: Vec<Change>,
+    },
     /// Verdicts on the changes of one SFTP request, one by one.
     Sftp {
         req: Request,
@@ -310,6 +319,23 @@ impl UpCore {
                 return;
             }
         };
+        self.settle(r);
+    }
+
+    /// The target's answers to the `Resolve` last returned.
+    pub(crate) fn resolved(&mut self, answers: Vec<sftp::Answer>) {
+        if !matches!(self.wait, Some(Wait::Resolve { .. })) {
+            return;
+        }
+        let Some(Wait::Resolve {
+            req,
+            packet,
+            changes,
+        }) = self.wait.take()
+        else {
+            return;
+        };
+        let r = self.sftp_resolved(req, packet, changes, answers);
         self.settle(r);
     }
 

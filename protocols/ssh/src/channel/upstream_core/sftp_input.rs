@@ -37,11 +37,70 @@ impl UpCore {
             // Keep request order: what was allowed so far goes first.
             let allowed = self.sftp_out.split().freeze();
             self.forward(allowed);
-            return self.next_change(t, req, packet, changes.into());
+            return self.resolve(t, req, packet, changes);
         }
         let allowed = self.sftp_out.split().freeze();
         self.forward(allowed);
         Ok(())
+    }
+
+    /// Asks the target where the change's paths land before any is judged; a change with no
+    /// path to ask about (a handle proctor never saw opened) is judged as it stands.
+    fn resolve(
+        &mut self,
+        t: &Mutex<SftpTracker>,
+        req: Request,
+        packet: Bytes,
+        changes: Vec<Change>,
+    ) -> CoreResult<()> {
+        let asks = sftp::asks(&changes);
+        if asks.is_empty() {
+            return self.next_change(t, req, packet, changes.into());
+        }
+        self.out.push_back(UpAction::Resolve(asks));
+        self.wait = Some(Wait::Resolve {
+            req,
+            packet,
+            changes,
+        });
+        Ok(())
+    }
+
+    /// Judges each change as written and, where the target resolves a path elsewhere, as
+    /// resolved too (each resolution recorded first). A path the target could not be asked
+    /// about may pass through a link into anything: the request is refused (rule 2).
+    pub(super) fn sftp_resolved(
+        &mut self,
+        req: Request,
+        packet: Bytes,
+        changes: Vec<Change>,
+        answers: Vec<sftp::Answer>,
+    ) -> CoreResult<()> {
+        let Mode::Sftp(t) = &self.mode else {
+            return Err(CoreEnd::Internal);
+        };
+        let t = t.clone();
+        let failed = answers.iter().find_map(|a| match a {
+            sftp::Answer::Failed(why) => Some(why.clone()),
+            _ => None,
+        });
+        if let Some(why) = failed.or_else(|| {
+            (answers.len() != sftp::asks(&changes).len())
+                .then(|| "the target gave no answer for every path".to_string())
+        }) {
+            let msg = format!(
+                "proctor could not ask the target where this path lands ({why}), \
+                 so it cannot judge the write"
+            );
+            return self.sftp_verdict(req, packet, VecDeque::new(), Verdict::Deny(msg));
+        }
+        let (more, notes) = sftp::resolved(&changes, &answers);
+        for n in notes {
+            self.note(n);
+        }
+        let mut all: VecDeque<Change> = changes.into();
+        all.extend(more);
+        self.next_change(&t, req, packet, all)
     }
 
     /// Asks for the next change's verdict, or forwards the request once all are allowed.
