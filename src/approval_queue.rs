@@ -85,7 +85,9 @@ pub fn severity(action: &Action, rule: &str) -> Severity {
 
 /// The text look-alike holds share: SQL keyed by the front end's own lexer (comments
 /// dropped, every literal a placeholder), anything else with digit runs replaced; both
-/// lower-cased with whitespace collapsed.
+/// lower-cased with whitespace collapsed. Only ASCII is folded: a Unicode space is a letter to
+/// PostgreSQL and the shell, and the Kelvin sign lower-cases to `k`, so folding them would
+/// show the group's header as something other than what runs.
 pub fn normalise(action: &Action) -> String {
     let text = match action {
         Action::Statement(s) => match proctor_postgres::sqllex::split(&s.text) {
@@ -101,10 +103,10 @@ pub fn normalise(action: &Action) -> String {
         Action::Channel { kind, detail, .. } => format!("{} {}", kind.as_str(), detail),
         Action::SftpChange { op, path, .. } => format!("{op} {}", digits_folded(path)),
     };
-    text.split_whitespace()
+    text.split_ascii_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
-        .to_lowercase()
+        .to_ascii_lowercase()
 }
 
 fn digits_folded(s: &str) -> String {
@@ -267,6 +269,32 @@ mod tests {
         let sel = statement("SELECT 1", StatementClass::Read, "SELECT");
         assert_eq!(severity(&sel, "r"), Severity::Low);
         assert_eq!(severity(&sel, "redaction-hides-text"), Severity::Critical);
+    }
+
+    /// Round 3: an en space is a letter to PostgreSQL (`x\u{2002}WHERE...` is one alias) and
+    /// the Kelvin sign is not `k`: the group's header keeps both, so the inert display shows
+    /// them, and they do not join the group of what they look like.
+    #[test]
+    fn the_group_header_keeps_what_only_looks_like_space_or_ascii() {
+        let alias = statement(
+            "DELETE FROM t x\u{2002}WHERE\u{2002}id\u{2002}IS\u{2002}NULL",
+            StatementClass::Write,
+            "DELETE",
+        );
+        assert_eq!(
+            normalise(&alias),
+            "delete from t x\u{2002}where\u{2002}id\u{2002}is\u{2002}null"
+        );
+        let kelvin = Action::Exec {
+            channel: 0,
+            command: "rm -rf /srv/\u{212a}eys".into(),
+        };
+        assert_eq!(normalise(&kelvin), "rm -rf /srv/\u{212a}eys");
+        let plain = Action::Exec {
+            channel: 0,
+            command: "rm -rf /srv/keys".into(),
+        };
+        assert_ne!(group("a", "exec", &kelvin), group("a", "exec", &plain));
     }
 
     /// Issue 18: one `DELETE FROM accounts` among 120 look-alike holds comes first, its group

@@ -263,3 +263,57 @@ async fn hostile_text_reaches_people_inert() {
     );
     drop(kept);
 }
+
+/// Round 3: text that *looks* like something else. An en space (U+2002) is a letter to
+/// PostgreSQL, so `x<U+2002>WHERE<U+2002>id<U+2002>IS<U+2002>NULL` is one alias and the DELETE
+/// has no WHERE: before the fix the card read as deleting nothing, was approved, and emptied
+/// the table. Cyrillic letters inside ASCII words, a slash overlay that turns `=` into a
+/// not-equal sign, a strike-through and a stack of accents are shown as code points too, in
+/// `approvals list`, `approvals show` and `replay` under a real pty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookalike_text_is_shown_for_what_it_is() {
+    let p = Proctor::start("").await;
+    let data = p.dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let sql = "DELETE FROM t x\u{2002}WHERE\u{2002}id\u{2002}IS\u{2002}NULL /* \u{430}ccounts \u{51d}here id =\u{338} 1, z\u{300}\u{301}\u{302}\u{303}\u{304}, D\u{336}ROP */";
+    let shown_sql = "DELETE FROM t x<U+2002>WHERE<U+2002>id<U+2002>IS<U+2002>NULL /* <U+0430>ccounts <U+051D>here id =<U+0338> 1, z\u{300}\u{301}<U+0302><U+0303><U+0304>, D<U+0336>ROP */";
+    let psql = p.psql(AGENT_A, SECRET_A, sql);
+    let hold = p.wait_for_hold("DELETE FROM t x").await;
+    assert_eq!(hold["detail"], sql, "the queue holds the exact text");
+    assert_eq!(hold["rule"], "pg-hold-unqualified-dml", "{hold}");
+    let id = hold["id"].as_str().unwrap().to_string();
+    let session = hold["session_id"].as_str().unwrap().to_string();
+
+    for args in [
+        vec!["approvals", "list", "--data", data],
+        vec!["approvals", "show", &id, "--data", data],
+    ] {
+        let out = on_a_terminal(&args);
+        assert_inert(&out, &args.join(" "));
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(shown_sql), "{args:?}: {text}");
+        for c in [
+            '\u{2002}', '\u{430}', '\u{51d}', '\u{338}', '\u{336}', '\u{302}',
+        ] {
+            assert!(!text.contains(c), "{args:?}: raw {c:?} in {text}");
+        }
+    }
+
+    let (s, _) = p
+        .post(
+            APPROVER,
+            &format!("/api/approvals/{id}/deny"),
+            json!({ "reason": "not what it looks like" }),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(!psql.wait_with_output().await.unwrap().status.success());
+    // Ground truth: nothing was deleted.
+    assert_eq!(p.pg.psql("app", "select count(*) from t").unwrap(), "5");
+
+    // The auditor's replay shows the same tokens.
+    let out = on_a_terminal(&["replay", &session, "--step", "--data", data]);
+    assert_inert(&out, "replay");
+    assert!(String::from_utf8_lossy(&out).contains(shown_sql));
+    p.stop().await;
+}

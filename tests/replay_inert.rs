@@ -63,6 +63,9 @@ fn record_session(data: &Path) -> String {
                 line: format!("echo {CLIPBOARD}done"),
             },
             output("done\r\n$ "),
+            // Output that imitates `--step`'s own markers: a command that never ran and a
+            // denial of the rm that did.
+            output("\r\n=== +0.500s command: ls /tmp\r\n--- +0.600s deny by rule no-rm: rm -r /victim\r\n$ "),
         ];
         for e in &events {
             rec.record(key, now_ns(), e).await.expect("event");
@@ -137,5 +140,21 @@ fn replay_drops_what_acts_outside_the_screen_and_marks_erased_lines() {
     assert!(
         step.contains("\\r\\x1b[2K$ ls /tmp") && step.contains("\\x1b]52;c;cm0gLXJmIH4=\\x07"),
         "{step:?}"
+    );
+    // Recorded output sits behind a gutter: its imitation markers cannot start a line.
+    assert!(
+        step.contains("| === +0.500s command: ls /tmp") && step.contains("| --- +0.600s deny"),
+        "{step:?}"
+    );
+    let markers: Vec<&str> = step
+        .lines()
+        .filter(|l| l.starts_with("===") || l.starts_with("---"))
+        .collect();
+    assert_eq!(markers.len(), 2, "only the two recorded lines: {markers:?}");
+    assert!(
+        markers
+            .iter()
+            .all(|m| m.contains("command: rm -r /victim") || m.contains("command: echo")),
+        "{markers:?}"
     );
 }

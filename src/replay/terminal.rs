@@ -109,6 +109,26 @@ pub fn inert_output(data: &[u8]) -> String {
     s
 }
 
+/// Recorded output for `--step`: inert, and every line behind a `| ` gutter, so output that
+/// prints `=== +1.000s command: ls` or `--- ... deny` at the start of a line cannot pass for
+/// proctor's own markers (round 3: it did, and a fake "deny" note could follow an `rm` that
+/// ran).
+fn step_output(data: &[u8]) -> String {
+    if data.is_empty() {
+        return String::new();
+    }
+    let shown = inert_output(data);
+    let mut s = String::with_capacity(shown.len() + 16);
+    for l in shown.split_inclusive('\n') {
+        s.push_str("| ");
+        s.push_str(l);
+    }
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
 /// Prints each command with the output that followed it, without timing. Consecutive output
 /// chunks are joined first, so a character or a sequence split between chunks reads as one.
 fn step_print(frames: &[(f64, Frame)], start: f64, out: &mut impl Write) -> io::Result<()> {
@@ -118,7 +138,7 @@ fn step_print(frames: &[(f64, Frame)], start: f64, out: &mut impl Write) -> io::
             pending.extend_from_slice(d);
             continue;
         }
-        out.write_all(inert_output(&pending).as_bytes())?;
+        out.write_all(step_output(&pending).as_bytes())?;
         pending.clear();
         match f {
             Frame::Marker(m) => write!(out, "\n=== +{t:.3}s command: {}\n", line(m))?,
@@ -126,7 +146,7 @@ fn step_print(frames: &[(f64, Frame)], start: f64, out: &mut impl Write) -> io::
             Frame::Output(_) => {}
         }
     }
-    out.write_all(inert_output(&pending).as_bytes())?;
+    out.write_all(step_output(&pending).as_bytes())?;
     writeln!(out)?;
     out.flush()
 }

@@ -12,9 +12,24 @@
 //! a statement or a script; a one-line field ([`Keep::Nothing`]) keeps no control at all.
 //! Note the tokens are not an unambiguous encoding (an agent can type a literal `\x1b`):
 //! they are for people; machine-readable outputs stay JSON.
+//!
+//! Three more things look like something they are not, so they are shown too:
+//! - spaces other than U+0020 (no-break, en, em, thin, ideographic...): a person reads a word
+//!   break where PostgreSQL reads a letter of one identifier, so `x<U+2002>WHERE<U+2002>id IS
+//!   NULL` is an alias and the DELETE has no WHERE;
+//! - letters of a script with Latin look-alikes (Cyrillic, Greek, Armenian, Cherokee, IPA...)
+//!   inside a word that also has ASCII letters (`<U+0430>ccounts`, `<U+051D>here`), and
+//!   fullwidth and mathematical letters anywhere: a word in one such script alone (Russian
+//!   text) is left as it is;
+//! - combining marks that can hide or change what they sit on: overlays and enclosing marks
+//!   (a struck-through `DELETE`), marks on an ASCII character that is not a letter or digit
+//!   (`=` plus U+0338 reads as a not-equal sign), and any mark past the second on one
+//!   character (stacks that spill over the lines around them).
 
 use std::borrow::Cow;
 use std::fmt::{self, Write};
+
+use unicode_normalization::char::is_combining_mark;
 
 /// Which layout characters a caller keeps as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +79,91 @@ fn is_hazard(c: char) -> bool {
         | 0x1bca0..=0x1bca3 | 0x1d173..=0x1d17a
         // Tag characters (invisible ASCII look-alikes) and variation selectors supplement.
         | 0xe0000..=0xe007f | 0xe0100..=0xe01ef
+        // Spaces that are not U+0020: no-break, Ogham, en/em/thin/hair..., narrow no-break,
+        // medium mathematical, ideographic. A reader sees a word break; PostgreSQL and the
+        // shell see a letter.
+        | 0x00a0 | 0x1680 | 0x2000..=0x200a | 0x202f | 0x205f | 0x3000
+        // Latin letters that pass for punctuation (dental and lateral clicks: `|`, `!`).
+        | 0x01c0..=0x01c3
+        // Fullwidth ASCII and mathematical letters and digits: styled copies of ASCII.
+        | 0xff01..=0xff5e | 0x1d400..=0x1d7ff
     )
+}
+
+/// Letters of scripts with Latin look-alikes: shown when they share a word with ASCII letters.
+fn lookalike_script(c: char) -> bool {
+    matches!(
+        c as u32,
+        // Dotless i, dotless j; IPA; Greek; Cyrillic; Armenian.
+        0x0131 | 0x0237 | 0x0250..=0x02af | 0x0370..=0x03ff | 0x0400..=0x052f | 0x0530..=0x058f
+        // Cherokee; Cyrillic extended C; phonetic extensions (small capitals); Greek extended.
+        | 0x13a0..=0x13ff | 0x1c80..=0x1c8f | 0x1d00..=0x1dbf | 0x1f00..=0x1fff
+        // Letterlike symbols; Coptic; Cyrillic extended A and B; Lisu; Cherokee supplement.
+        | 0x2100..=0x214f | 0x2c80..=0x2cff | 0x2de0..=0x2dff | 0xa640..=0xa69f
+        | 0xa4d0..=0xa4ff | 0xab70..=0xabbf
+    ) && c.is_alphabetic()
+}
+
+/// Overlays (strike-through, slash) and enclosing marks: they cover what they sit on.
+fn covering_mark(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x0334..=0x0338 | 0x0488 | 0x0489 | 0x20d2..=0x20d3 | 0x20d8..=0x20da | 0x20dd..=0x20e0
+            | 0x20e2..=0x20e6 | 0x20ea | 0x20eb | 0xa670..=0xa672
+    )
+}
+
+/// Part of a word for the look-alike check: what PostgreSQL and shells read as one name.
+fn word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$' || is_combining_mark(c)
+}
+
+/// Calls `token(index, char)` for every character of `text` that is shown as a token, in
+/// order: the per-character hazards, look-alike letters in mixed words, and combining marks
+/// that hide or change what they sit on. One linear pass (plus one look at each word).
+fn for_each_token(
+    text: &str,
+    keep: Keep,
+    mut token: impl FnMut(usize, char) -> fmt::Result,
+) -> fmt::Result {
+    // The character the next combining mark sits on, whether it was shown as a token, and
+    // how many marks it already carries.
+    let mut base: Option<char> = None;
+    let mut base_shown = true;
+    let mut marks = 0usize;
+    // End of the current word, and whether it mixes ASCII letters with look-alike letters.
+    let mut word_end = 0usize;
+    let mut mixed = false;
+    for (i, c) in text.char_indices() {
+        if i >= word_end && word_char(c) {
+            let rest = &text[i..];
+            let len = rest
+                .char_indices()
+                .find(|&(_, c)| !word_char(c))
+                .map_or(rest.len(), |(j, _)| j);
+            word_end = i + len;
+            let word = &rest[..len];
+            mixed = !word.is_ascii()
+                && word.chars().any(|c| c.is_ascii_alphabetic())
+                && word.chars().any(lookalike_script);
+        }
+        let in_word = i < word_end;
+        let shown = if is_combining_mark(c) {
+            marks += 1;
+            let on_symbol = base.is_none_or(|b| b.is_ascii() && !b.is_ascii_alphanumeric());
+            base_shown || on_symbol || covering_mark(c) || marks > 2 || needs_escape(c, keep)
+        } else {
+            let shown = needs_escape(c, keep) || (in_word && mixed && lookalike_script(c));
+            base = Some(c);
+            base_shown = shown;
+            marks = 0;
+            shown
+        };
+        if shown {
+            token(i, c)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the visible token for a character that [`needs_escape`].
@@ -80,18 +179,20 @@ fn write_token(out: &mut impl Write, c: char) -> fmt::Result {
 
 /// Writes `text` inert to `out`.
 pub fn write_inert(out: &mut impl Write, text: &str, keep: Keep) -> fmt::Result {
-    let mut rest = text;
-    while let Some((i, c)) = rest.char_indices().find(|&(_, c)| needs_escape(c, keep)) {
-        out.write_str(&rest[..i])?;
+    let mut last = 0;
+    for_each_token(text, keep, |i, c| {
+        out.write_str(&text[last..i])?;
         write_token(out, c)?;
-        rest = &rest[i + c.len_utf8()..];
-    }
-    out.write_str(rest)
+        last = i + c.len_utf8();
+        Ok(())
+    })?;
+    out.write_str(&text[last..])
 }
 
 /// `text` made inert, borrowed when it needs no change (the common case).
 pub fn inert(text: &str, keep: Keep) -> Cow<'_, str> {
-    if !text.chars().any(|c| needs_escape(c, keep)) {
+    // Stops at the first token: `Err` is only the early exit here.
+    if for_each_token(text, keep, |_, _| Err(fmt::Error)).is_ok() {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);

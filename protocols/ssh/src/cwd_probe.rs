@@ -132,8 +132,8 @@ pub(crate) fn parse_reply(
     }
 }
 
-/// The path as text; bytes that are not UTF-8 are written `\xNN` so the card shows them.
-fn shown_path(raw: &[u8]) -> String {
+/// Bytes as text; bytes that are not UTF-8 are written `\xNN` so a person sees them.
+pub(crate) fn shown_path(raw: &[u8]) -> String {
     match std::str::from_utf8(raw) {
         Ok(s) => s.to_string(),
         Err(_) => raw.utf8_chunks().fold(String::new(), |mut out, chunk| {

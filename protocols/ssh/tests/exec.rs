@@ -131,6 +131,65 @@ async fn denied_exec_gets_126_and_the_reason() {
     assert!(!std::path::Path::new("/tmp/forbidden-proctor-test").exists());
 }
 
+/// A command that is not UTF-8 would be recorded, judged and shown with U+FFFD where the
+/// target runs the bytes (round 3 ran `rm -rf /tmp/pv/\xc0\xaf\xff`, shown and recorded as
+/// `/tmp/pv/\u{fffd}\u{fffd}\u{fffd}`, which `\xfe` would have read as too). It is refused,
+/// nothing runs, and the record names the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_that_is_not_utf8_is_refused_and_recorded_as_bytes() {
+    use std::os::unix::ffi::OsStringExt;
+    let env = Env::start().await;
+    let marker = env.dir.path().join("ran");
+    let mut cmd = format!("touch {}", marker.display()).into_bytes();
+    cmd.extend_from_slice(b"\xc0\xaf\xff");
+    let out = env
+        .ssh("web1")
+        .arg(std::ffi::OsString::from_vec(cmd))
+        .output()
+        .await
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not UTF-8"),
+        "{}",
+        text(&out.stderr)
+    );
+    let parent = marker.parent().unwrap();
+    assert!(
+        std::fs::read_dir(parent).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(b"ran")),
+        "nothing ran on the target"
+    );
+    let events = env.session(0).events();
+    let refused = events.iter().find_map(|e| match e {
+        Event::ChannelRequest {
+            request,
+            detail,
+            accepted: false,
+            ..
+        } if request == "exec" => Some(detail.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        refused.as_deref(),
+        Some(
+            format!(
+                "refused: the command is not UTF-8: touch {}\\xc0\\xaf\\xff",
+                marker.display()
+            )
+            .as_str()
+        ),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Exec { .. })),
+        "no exec was judged from a lossy text: {events:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_exec_runs_after_approval_without_blocking_other_channels() {
     let env = Env::start().await;

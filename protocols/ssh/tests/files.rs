@@ -165,6 +165,44 @@ async fn sftp_batch_records_operations_and_denies_changes() {
     assert!(verdicts >= 5, "{verdicts}");
 }
 
+/// An SFTP path that is not UTF-8 would be judged, recorded and shown with U+FFFD where the
+/// target writes the bytes themselves: the channel ends with the bytes in the record as `\xNN`,
+/// and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_path_that_is_not_utf8_ends_the_channel() {
+    let env = Env::start().await;
+    let remote_dir = tempfile::tempdir().expect("remote dir");
+    let r = remote_dir.path().display().to_string();
+    let local = env.dir.path().join("f.txt");
+    std::fs::write(&local, b"sftp content\n").expect("write");
+    let batch = env.dir.path().join("batch");
+    let mut script = format!("put {} {r}/x", local.display()).into_bytes();
+    script.extend_from_slice(b"\xc0\xaf\xff\n");
+    std::fs::write(&batch, script).expect("batch");
+    let out = tokio::process::Command::new("sftp")
+        .args(env.ssh_options())
+        .args(["-P", &env.port.to_string(), "-b"])
+        .arg(&batch)
+        .arg("web1@127.0.0.1")
+        .output()
+        .await
+        .expect("sftp");
+    assert!(!out.status.success(), "sftp: {}", text(&out.stdout));
+    assert_eq!(
+        std::fs::read_dir(remote_dir.path()).unwrap().count(),
+        0,
+        "nothing was written on the target"
+    );
+    let gate = env.session(0);
+    assert!(eventually(T, || gate.outcome().is_some()).await);
+    let events = gate.events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::ProtocolError { message, .. }
+            if message.contains(&format!("not UTF-8, so it cannot be recorded or shown exactly: {r}/x\\xc0\\xaf\\xff")))),
+        "{events:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsync_over_exec() {
     let env = Env::start().await;

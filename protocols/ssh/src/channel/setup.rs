@@ -293,6 +293,31 @@ async fn session_channel(ctx: ChanCtx, channel: russh::Channel<server::Msg>) {
         refuse_channel(&ctx, msg, style).await;
         return;
     }
+    // A command is recorded, judged and shown as text. Bytes that are not UTF-8 would reach
+    // all three as U+FFFD while the target runs the bytes themselves (`rm -rf d/\xff` and
+    // `rm -rf d/\xfe` read the same), so such a command is refused, with the bytes in the
+    // record as `\xNN`. `$'\xff'` in the command says the same to the shell in ASCII.
+    if let Activation::Exec(cmd) = &activation
+        && std::str::from_utf8(cmd).is_err()
+    {
+        let shown = crate::cwd_probe::shown_path(cmd);
+        let recorded = gate
+            .record(Event::ChannelRequest {
+                channel: num,
+                request: "exec".into(),
+                detail: format!("refused: the command is not UTF-8: {shown}"),
+                accepted: false,
+            })
+            .await;
+        if recorded.is_err() {
+            end_on_interrupt(&ctx, &record_failed(), style).await;
+            return;
+        }
+        let msg = "proctor: this command is not UTF-8, so it cannot be recorded or shown to an \
+                   approver exactly; write such bytes as $'\\xNN'";
+        refuse_channel(&ctx, msg, style).await;
+        return;
+    }
     let judged = matches!(activation, Activation::Shell) && shell_mode == ShellMode::Judged;
     match judge(&ctx, action, &label, style, &mut input, &mut w).await {
         Judged::Allow => {}

@@ -21,6 +21,10 @@ pub(crate) enum SftpError {
     Empty,
     #[error("malformed SFTP packet")]
     Malformed,
+    /// Judged, recorded and shown as text, the path would read U+FFFD where the target uses
+    /// the bytes themselves, so the channel ends instead.
+    #[error("SFTP path is not UTF-8, so it cannot be recorded or shown exactly: {0}")]
+    NotUtf8(String),
 }
 
 /// Splits a byte stream into whole SFTP packets (length prefix included).
@@ -98,7 +102,10 @@ impl<'a> Reader<'a> {
     pub(super) fn path(&mut self) -> Result<String, SftpError> {
         let s = self.string()?;
         let s = &s[..s.len().min(MAX_PATH)];
-        Ok(String::from_utf8_lossy(s).into_owned())
+        match std::str::from_utf8(s) {
+            Ok(p) => Ok(p.to_string()),
+            Err(_) => Err(SftpError::NotUtf8(crate::cwd_probe::shown_path(s))),
+        }
     }
 
     /// SFTP v3 ATTRS, rendered as text.

@@ -346,6 +346,38 @@ test("an approval card shows bidi overrides and invisible characters instead of 
   await page.context().close();
 });
 
+test("an approval card shows spaces that are letters, look-alike letters and covering marks", { timeout: 60_000 }, async () => {
+  const page = await newPage("approver-lookalike");
+  await login(page, dev.info.tokens.approver, "approver");
+  // U+2002 is a letter to PostgreSQL: `x WHERE id IS NULL` is one alias and this DELETE has
+  // no WHERE. Cyrillic а and ԝ inside ASCII words, `=` with a slash overlay, a struck-through
+  // word and a stack of accents.
+  const sql =
+    "delete from ledger x\u2002WHERE\u2002id\u2002IS\u2002NULL /* \u0430ccounts \u051dhere id =\u0338 1, z\u0300\u0301\u0302\u0303, D\u0336ROP, \u0444\u0430\u0439\u043b */";
+  const psql = run("psql", [dev.info.postgres_dsn, "-XAtc", sql], {
+    env: { ...process.env, PGCONNECT_TIMEOUT: "10" },
+  });
+  const card = page.locator("article.card", { hasText: "delete from ledger x" });
+  await card.waitFor({ timeout: 10_000 });
+  const detail = card.locator("pre.detail");
+  assert.equal(await detail.locator('.cp[data-cp="U+2002"]').count(), 4, "every en space is marked");
+  assert.match(await detail.locator('.cp[data-cp="U+2002"]').first().getAttribute("title"), /EN SPACE/);
+  assert.match(await detail.locator('.cp[data-cp="U+0430"]').first().getAttribute("title"), /looks like a Latin/);
+  const shown = await detail.innerText();
+  assert.equal(
+    shown,
+    "delete from ledger x<U+2002>WHERE<U+2002>id<U+2002>IS<U+2002>NULL /* <U+0430>ccounts <U+051D>here id =<U+0338> 1, z\u0300\u0301<U+0302><U+0303>, D<U+0336>ROP, \u0444\u0430\u0439\u043b */",
+    "a whole Cyrillic word is text, not disguise",
+  );
+  await shot(page, "7b-approval-lookalikes");
+  await card.locator("textarea").fill("console test: look-alikes");
+  await card.getByRole("button", { name: "Deny" }).click();
+  await card.waitFor({ state: "detached", timeout: 10_000 });
+  const r = await psql.done(20_000);
+  assert.notEqual(r.code, 0, "the denied statement failed");
+  await page.context().close();
+});
+
 test("the approval queue groups look-alikes, puts the dangerous hold first and shows search_path", { timeout: 90_000 }, async () => {
   const page = await newPage("approver-queue");
   await login(page, dev.info.tokens.approver, "approver");
