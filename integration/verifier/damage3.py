@@ -153,9 +153,15 @@ def leaf_duplicated_at_end(store):
 
 
 def _signer(original):
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    """The host's key from its PKCS#8 PEM. Read by hand: proctor writes PKCS#8 v2 (RFC 5958, the
+    public key included as [1]), which python-cryptography 48 refuses ("extra data")."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    return load_pem_private_key(open(os.path.join(original, "keys", "recorder.key"), "rb").read(), None)
+    pem = open(os.path.join(original, "keys", "recorder.key")).read()
+    der = base64.b64decode("".join(l for l in pem.splitlines() if l and not l.startswith("-----")))
+    # SEQUENCE { INTEGER, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) }, ... }
+    at = der.index(bytes.fromhex("0420"), 12)
+    return Ed25519PrivateKey.from_private_bytes(der[at + 2 : at + 34])
 
 
 def head_back_in_time(store, original):
