@@ -369,6 +369,9 @@ test("an approval card shows spaces that are letters, look-alike letters and cov
     "delete from ledger x<U+2002>WHERE<U+2002>id<U+2002>IS<U+2002>NULL /* <U+0430>ccounts <U+051D>here id =<U+0338> 1, z\u0300\u0301<U+0302><U+0303>, D<U+0336>ROP, \u0444\u0430\u0439\u043b */",
     "a whole Cyrillic word is text, not disguise",
   );
+  // The group's header folds only ASCII: the en spaces are not turned into spaces there.
+  const group = page.locator("details.group", { has: card });
+  assert.equal(await group.locator('summary code .cp[data-cp="U+2002"]').count(), 4, "the header keeps the en spaces");
   await shot(page, "7b-approval-lookalikes");
   await card.locator("textarea").fill("console test: look-alikes");
   await card.getByRole("button", { name: "Deny" }).click();
