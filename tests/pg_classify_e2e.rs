@@ -109,6 +109,25 @@ fn disguised_every_row_set_role_admin_and_two_phase_are_held() {
             "write",
             "pg-hold-unqualified-dml",
         ),
+        // A pattern that matches every string restricts nothing (fifth round: each ran).
+        (
+            vec!["-c", "DELETE FROM t WHERE v LIKE '%'"],
+            "WHERE v LIKE '%'",
+            "write",
+            "pg-hold-unqualified-dml",
+        ),
+        (
+            vec!["-c", "UPDATE t SET v = 'gone' WHERE v SIMILAR TO '%'"],
+            "SIMILAR TO '%'",
+            "write",
+            "pg-hold-unqualified-dml",
+        ),
+        (
+            vec!["-c", "DELETE FROM t WHERE v ~ ''"],
+            "WHERE v ~ ''",
+            "write",
+            "pg-hold-unqualified-dml",
+        ),
         (
             vec!["-c", "LOCK TABLE t IN ACCESS EXCLUSIVE MODE"],
             "LOCK TABLE t",

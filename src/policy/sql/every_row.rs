@@ -7,6 +7,10 @@
 //! `1 = 1`, `x OR true`, `NOT false`, `coalesce(true)` and `WHERE other.col = 1` are every row.
 //! Nor does a test that compares the target with itself ([`row_independent`]): `id = id + 0`, a
 //! self-join's `a.id = b.id`, `id IN (SELECT id FROM accounts)`, `coalesce(true, id = 1)`.
+//! A pattern test whose literal pattern matches every string restricts no more than
+//! `IS NOT NULL` does: `LIKE '%'`, `ILIKE '%%'`, `SIMILAR TO '%'`, `~ ''`, `~ '.*'`
+//! ([`pattern`]); so does one that matches a column against a pattern built from that same
+//! column (`owner LIKE owner`).
 
 use std::ops::ControlFlow;
 
@@ -20,7 +24,10 @@ use sqlparser::ast::{
 /// table's own name (`table`); and the aliases of other copies of the same table joined in by
 /// `USING`/`FROM`/a MERGE source (`copies`: `DELETE FROM accounts a USING accounts b WHERE a.id
 /// = b.id` joins every row with itself).
-struct Target(Vec<String>, String, Vec<String>);
+///
+/// `lits`: the statement's literals are as written (not placeholders), so a literal pattern
+/// may be judged.
+struct Target(Vec<String>, String, Vec<String>, bool);
 
 fn fold(i: &sqlparser::ast::Ident) -> String {
     if i.quote_style.is_some() {
@@ -40,7 +47,7 @@ impl Target {
         if let Some(a) = alias {
             names.push(fold(a));
         }
-        Target(names, table, Vec::new())
+        Target(names, table, Vec::new(), false)
     }
 
     fn of_factor(f: &TableFactor) -> Target {
@@ -48,7 +55,7 @@ impl Target {
             TableFactor::Table { name, alias, .. } => {
                 Target::of_name(name, alias.as_ref().map(|a| &a.name))
             }
-            _ => Target(Vec::new(), String::new(), Vec::new()),
+            _ => Target(Vec::new(), String::new(), Vec::new(), false),
         }
     }
 
@@ -69,6 +76,11 @@ impl Target {
         }
         self
     }
+
+    fn literals(mut self, literals: bool) -> Target {
+        self.3 = literals;
+        self
+    }
 }
 
 fn last_name(name: &ObjectName) -> String {
@@ -86,8 +98,9 @@ fn factors(tables: &[TableWithJoins]) -> impl Iterator<Item = &TableFactor> {
         .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
 }
 
-/// Whether `s` (one statement, not its nested ones) may modify every row of its target.
-pub(super) fn touches_every_row(s: &Statement) -> bool {
+/// Whether `s` (one statement, not its nested ones) may modify every row of its target;
+/// `literals`: its literals are as written, not placeholders.
+pub(super) fn touches_every_row(s: &Statement, literals: bool) -> bool {
     match s {
         Statement::Delete(d) => {
             let tables = match &d.from {
@@ -96,10 +109,11 @@ pub(super) fn touches_every_row(s: &Statement) -> bool {
             };
             let target = tables
                 .first()
-                .map_or(Target(Vec::new(), String::new(), Vec::new()), |t| {
+                .map_or(Target(Vec::new(), String::new(), Vec::new(), false), |t| {
                     Target::of_factor(&t.relation)
                 })
-                .with_copies(factors(d.using.as_deref().unwrap_or_default()));
+                .with_copies(factors(d.using.as_deref().unwrap_or_default()))
+                .literals(literals);
             !d.selection.as_ref().is_some_and(|w| restricts(w, &target))
         }
         Statement::Update(u) => {
@@ -110,11 +124,14 @@ pub(super) fn touches_every_row(s: &Statement) -> bool {
                 None => &[],
             };
             let target = Target::of_factor(&u.table.relation)
-                .with_copies(factors(from).chain(u.table.joins.iter().map(|j| &j.relation)));
+                .with_copies(factors(from).chain(u.table.joins.iter().map(|j| &j.relation)))
+                .literals(literals);
             !u.selection.as_ref().is_some_and(|w| restricts(w, &target))
         }
         Statement::Merge(m) => {
-            let target = Target::of_factor(&m.table).with_copies([&m.source]);
+            let target = Target::of_factor(&m.table)
+                .with_copies([&m.source])
+                .literals(literals);
             let on = restricts(&m.on, &target);
             m.clauses.iter().any(|c| {
                 let modifies = matches!(
@@ -143,7 +160,8 @@ pub(super) fn touches_every_row(s: &Statement) -> bool {
             let TableObject::TableName(name) = &i.table else {
                 return true;
             };
-            let target = Target::of_name(name, i.table_alias.as_ref().map(|a| &a.alias));
+            let target =
+                Target::of_name(name, i.table_alias.as_ref().map(|a| &a.alias)).literals(literals);
             // Rows written out as VALUES each update at most the one row they conflict with;
             // a query as the source can propose every row of the table.
             let from_values = i
@@ -185,9 +203,9 @@ fn polarity(e: &Expr, target: &Target, negated: bool) -> bool {
         leaf => {
             references_target(leaf, target)
                 && !if negated {
-                    trivially_false(leaf)
+                    trivially_false(leaf) || target.3 && pattern(leaf) == Some(true)
                 } else {
-                    trivially_true(leaf)
+                    trivially_true(leaf) || target.3 && pattern(leaf) == Some(false)
                 }
                 && !row_independent(leaf, target)
         }
@@ -224,10 +242,14 @@ fn row_independent(leaf: &Expr, target: &Target) -> bool {
             let c = columns(expr, target);
             !c.is_empty() && columns(low, target) == c && columns(high, target) == c
         }
+        // `owner LIKE owner`, `owner ILIKE owner || '%'`: a pattern made of the row itself.
+        Expr::Like { expr, pattern, .. }
+        | Expr::ILike { expr, pattern, .. }
+        | Expr::SimilarTo { expr, pattern, .. } => {
+            let c = columns(expr, target);
+            !c.is_empty() && columns(pattern, target) == c
+        }
         Expr::InSubquery { .. }
-        | Expr::Like { .. }
-        | Expr::ILike { .. }
-        | Expr::SimilarTo { .. }
         | Expr::IsNull(_)
         | Expr::IsNotNull(_)
         | Expr::IsTrue(_)
@@ -238,6 +260,96 @@ fn row_independent(leaf: &Expr, target: &Target) -> bool {
         | Expr::CompoundIdentifier(_) => false,
         other => holds_true(other),
     }
+}
+
+/// For a pattern test whose literal pattern matches every string (NULLs aside), whether the
+/// test is negated (`NOT LIKE '%'` matches no row); `None` for any other leaf. LIKE, ILIKE
+/// (and `~~`, `~~*`) and SIMILAR TO: a pattern of `%` only, without an ESCAPE clause. Regex
+/// (`~`, `~*`): a pattern that matches the empty string and holds no anchor, escape or
+/// embedded option (`^ $ \ (?`, `***`), so it matches at the start of any string.
+fn pattern(leaf: &Expr) -> Option<bool> {
+    let all_percent =
+        |p: &Expr| literal(p).is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b == b'%'));
+    match leaf {
+        Expr::Nested(inner) => pattern(inner),
+        Expr::Like {
+            negated,
+            any: false,
+            pattern: p,
+            escape_char: None,
+            ..
+        }
+        | Expr::ILike {
+            negated,
+            any: false,
+            pattern: p,
+            escape_char: None,
+            ..
+        }
+        | Expr::SimilarTo {
+            negated,
+            pattern: p,
+            escape_char: None,
+            ..
+        } if all_percent(p) => Some(*negated),
+        Expr::BinaryOp { op, right, .. } => match op {
+            BinaryOperator::PGLikeMatch | BinaryOperator::PGILikeMatch if all_percent(right) => {
+                Some(false)
+            }
+            BinaryOperator::PGNotLikeMatch | BinaryOperator::PGNotILikeMatch
+                if all_percent(right) =>
+            {
+                Some(true)
+            }
+            BinaryOperator::PGRegexMatch | BinaryOperator::PGRegexIMatch
+                if literal(right).is_some_and(regex_matches_all) =>
+            {
+                Some(false)
+            }
+            BinaryOperator::PGRegexNotMatch | BinaryOperator::PGRegexNotIMatch
+                if literal(right).is_some_and(regex_matches_all) =>
+            {
+                Some(true)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The text of a string literal (through parentheses and casts).
+fn literal(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Nested(inner) => literal(inner),
+        Expr::Cast { expr, .. } => literal(expr),
+        Expr::Value(v) => match &v.value {
+            sqlparser::ast::Value::SingleQuotedString(s)
+            | sqlparser::ast::Value::EscapedStringLiteral(s) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether a PostgreSQL regex matches every string: without anchors, escapes or embedded
+/// options, a pattern that can match the empty string matches at the start of any string.
+/// Rust's regex syntax agrees with PostgreSQL's on what is left; a pattern it cannot compile
+/// counts as not matching everything (the server's own errors stop such a statement).
+fn regex_matches_all(p: &str) -> bool {
+    !p.contains(['^', '$', '\\'])
+        && !p.contains("(?")
+        && !p.starts_with("***")
+        && regex::Regex::new(p).is_ok_and(|r| r.is_match(""))
+}
+
+/// Whether a DML statement's key (literals as placeholders) holds a pattern test, whose
+/// pattern decides whether it matches every row.
+pub(super) fn pattern_test_in_dml(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["delete", "update", "merge", "conflict"]
+        .iter()
+        .any(|w| k.contains(w))
+        && (k.contains("like") || k.contains("similar") || k.contains('~'))
 }
 
 /// A literal `true` anywhere in `e`.
