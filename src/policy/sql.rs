@@ -93,6 +93,13 @@ fn row_cache() -> &'static RowCache {
 /// the pattern decides whether the test matches every row.
 /// Unparseable text answers `false`; such statements are class `unknown` and judged as such.
 pub fn has_unqualified_dml(sql: &str) -> bool {
+    has_unqualified_dml_with(sql, &[])
+}
+
+/// [`has_unqualified_dml`] for a statement run with these parameter values (`$1` first; `None`
+/// for NULL or a value not known as text): a pattern test against a parameter is judged by
+/// the value bound to it (`LIKE $1` with `'%'` is every row).
+pub fn has_unqualified_dml_with(sql: &str, params: &[Option<String>]) -> bool {
     let Ok(pieces) = sqllex::split(sql) else {
         return false;
     };
@@ -119,17 +126,33 @@ pub fn has_unqualified_dml(sql: &str) -> bool {
         || pieces
             .iter()
             .any(|p| every_row::pattern_test_in_dml(&p.key))
-            && sqllex::split_literals(sql)
-                .is_ok_and(|lit| lit.iter().any(|p| touches_every_row_in(&p.key, true)))
+            && sqllex::split_literals(sql).is_ok_and(|lit| {
+                lit.iter()
+                    .any(|p| touches_every_row_in(&p.key, Some(params)))
+            })
+}
+
+/// The arguments of a SQL `EXECUTE name(args)` as the values its parameters take: a string
+/// literal's text (through casts), `None` for anything else. Empty when `sql` is not one
+/// EXECUTE.
+pub fn execute_args(sql: &str) -> Vec<Option<String>> {
+    let parsed = std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, sql));
+    let Ok(Ok(statements)) = parsed else {
+        return Vec::new();
+    };
+    let [Statement::Execute { parameters, .. }] = statements.as_slice() else {
+        return Vec::new();
+    };
+    parameters.iter().map(every_row::string_literal).collect()
 }
 
 fn key_touches_every_row(key: &str) -> bool {
-    touches_every_row_in(key, false)
+    touches_every_row_in(key, None)
 }
 
 /// Whether a statement of `text` may touch every row; `literals`: the text holds its literals
-/// as written (not placeholders), so literal patterns may be judged.
-fn touches_every_row_in(text: &str, literals: bool) -> bool {
+/// as written (not placeholders), so literal patterns may be judged, and its parameters' values.
+fn touches_every_row_in(text: &str, literals: Option<&[Option<String>]>) -> bool {
     let parsed = std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, text));
     let Ok(Ok(statements)) = parsed else {
         return false;
@@ -228,6 +251,8 @@ mod tests {
             "delete from t where owner like owner",
             "delete from t where owner ilike owner || '%'",
             "delete from t where owner like E'%'",
+            "delete from t where owner like '%' escape ''",
+            "delete from t where owner ilike '%%' escape '#'",
             "select 1; delete from t where id = 1; delete from t where owner like '%'",
         ] {
             assert!(has_unqualified_dml(every), "{every}");
@@ -247,6 +272,32 @@ mod tests {
         ] {
             assert!(!has_unqualified_dml(restricted), "{restricted}");
         }
+        let pct = [Some("%".to_string())];
+        assert!(has_unqualified_dml_with(
+            "delete from t where owner like $1",
+            &pct
+        ));
+        assert!(has_unqualified_dml_with(
+            "prepare p(text) as delete from t where owner ilike $1::text",
+            &pct
+        ));
+        assert!(!has_unqualified_dml_with(
+            "delete from t where owner like $1",
+            &[Some("a%".into())]
+        ));
+        assert!(!has_unqualified_dml_with(
+            "delete from t where owner like $2",
+            &pct
+        ));
+        assert!(!has_unqualified_dml_with(
+            "delete from t where owner like $1",
+            &[None]
+        ));
+        assert_eq!(
+            execute_args("EXECUTE p('%', 5, 'a'::text)"),
+            vec![Some("%".to_string()), None, Some("a".to_string())]
+        );
+        assert!(execute_args("select 1").is_empty());
     }
 
     #[test]

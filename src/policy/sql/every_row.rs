@@ -25,9 +25,15 @@ use sqlparser::ast::{
 /// `USING`/`FROM`/a MERGE source (`copies`: `DELETE FROM accounts a USING accounts b WHERE a.id
 /// = b.id` joins every row with itself).
 ///
-/// `lits`: the statement's literals are as written (not placeholders), so a literal pattern
-/// may be judged.
-struct Target(Vec<String>, String, Vec<String>, bool);
+/// The fourth: `Some` when the statement's literals are as written (not placeholders), so a
+/// literal pattern may be judged, with the values of its parameters (`$1` is the first; `None`
+/// for NULL or a value not known as text).
+struct Target(
+    Vec<String>,
+    String,
+    Vec<String>,
+    Option<Vec<Option<String>>>,
+);
 
 fn fold(i: &sqlparser::ast::Ident) -> String {
     if i.quote_style.is_some() {
@@ -47,7 +53,7 @@ impl Target {
         if let Some(a) = alias {
             names.push(fold(a));
         }
-        Target(names, table, Vec::new(), false)
+        Target(names, table, Vec::new(), None)
     }
 
     fn of_factor(f: &TableFactor) -> Target {
@@ -55,7 +61,7 @@ impl Target {
             TableFactor::Table { name, alias, .. } => {
                 Target::of_name(name, alias.as_ref().map(|a| &a.name))
             }
-            _ => Target(Vec::new(), String::new(), Vec::new(), false),
+            _ => Target(Vec::new(), String::new(), Vec::new(), None),
         }
     }
 
@@ -77,8 +83,8 @@ impl Target {
         self
     }
 
-    fn literals(mut self, literals: bool) -> Target {
-        self.3 = literals;
+    fn literals(mut self, literals: Option<&[Option<String>]>) -> Target {
+        self.3 = literals.map(<[_]>::to_vec);
         self
     }
 }
@@ -99,8 +105,8 @@ fn factors(tables: &[TableWithJoins]) -> impl Iterator<Item = &TableFactor> {
 }
 
 /// Whether `s` (one statement, not its nested ones) may modify every row of its target;
-/// `literals`: its literals are as written, not placeholders.
-pub(super) fn touches_every_row(s: &Statement, literals: bool) -> bool {
+/// `literals`: its literals are as written, not placeholders, and its parameters' values.
+pub(super) fn touches_every_row(s: &Statement, literals: Option<&[Option<String>]>) -> bool {
     match s {
         Statement::Delete(d) => {
             let tables = match &d.from {
@@ -109,7 +115,7 @@ pub(super) fn touches_every_row(s: &Statement, literals: bool) -> bool {
             };
             let target = tables
                 .first()
-                .map_or(Target(Vec::new(), String::new(), Vec::new(), false), |t| {
+                .map_or(Target(Vec::new(), String::new(), Vec::new(), None), |t| {
                     Target::of_factor(&t.relation)
                 })
                 .with_copies(factors(d.using.as_deref().unwrap_or_default()))
@@ -203,9 +209,17 @@ fn polarity(e: &Expr, target: &Target, negated: bool) -> bool {
         leaf => {
             references_target(leaf, target)
                 && !if negated {
-                    trivially_false(leaf) || target.3 && pattern(leaf) == Some(true)
+                    trivially_false(leaf)
+                        || target
+                            .3
+                            .as_deref()
+                            .is_some_and(|p| pattern(leaf, p) == Some(true))
                 } else {
-                    trivially_true(leaf) || target.3 && pattern(leaf) == Some(false)
+                    trivially_true(leaf)
+                        || target
+                            .3
+                            .as_deref()
+                            .is_some_and(|p| pattern(leaf, p) == Some(false))
                 }
                 && !row_independent(leaf, target)
         }
@@ -264,34 +278,38 @@ fn row_independent(leaf: &Expr, target: &Target) -> bool {
 
 /// For a pattern test whose literal pattern matches every string (NULLs aside), whether the
 /// test is negated (`NOT LIKE '%'` matches no row); `None` for any other leaf. LIKE, ILIKE
-/// (and `~~`, `~~*`) and SIMILAR TO: a pattern of `%` only, without an ESCAPE clause. Regex
+/// (and `~~`, `~~*`) and SIMILAR TO: a pattern of `%` only, with no ESCAPE clause or one whose
+/// literal character is not `%` (`ESCAPE ''` turns escaping off). Regex
 /// (`~`, `~*`): a pattern that matches the empty string and holds no anchor, escape or
 /// embedded option (`^ $ \ (?`, `***`), so it matches at the start of any string.
-fn pattern(leaf: &Expr) -> Option<bool> {
-    let all_percent =
-        |p: &Expr| literal(p).is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b == b'%'));
+/// A pattern passed as a parameter (`LIKE $1`) is judged by the value bound to it.
+fn pattern(leaf: &Expr, params: &[Option<String>]) -> Option<bool> {
+    let all_percent = |p: &Expr| {
+        literal(p, params).is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b == b'%'))
+    };
+    let regex_all = |p: &Expr| literal(p, params).is_some_and(regex_matches_all);
     match leaf {
-        Expr::Nested(inner) => pattern(inner),
+        Expr::Nested(inner) => pattern(inner, params),
         Expr::Like {
             negated,
             any: false,
             pattern: p,
-            escape_char: None,
+            escape_char: e,
             ..
         }
         | Expr::ILike {
             negated,
             any: false,
             pattern: p,
-            escape_char: None,
+            escape_char: e,
             ..
         }
         | Expr::SimilarTo {
             negated,
             pattern: p,
-            escape_char: None,
+            escape_char: e,
             ..
-        } if all_percent(p) => Some(*negated),
+        } if all_percent(p) && plain_escape(e.as_deref(), params) => Some(*negated),
         Expr::BinaryOp { op, right, .. } => match op {
             BinaryOperator::PGLikeMatch | BinaryOperator::PGILikeMatch if all_percent(right) => {
                 Some(false)
@@ -301,13 +319,11 @@ fn pattern(leaf: &Expr) -> Option<bool> {
             {
                 Some(true)
             }
-            BinaryOperator::PGRegexMatch | BinaryOperator::PGRegexIMatch
-                if literal(right).is_some_and(regex_matches_all) =>
-            {
+            BinaryOperator::PGRegexMatch | BinaryOperator::PGRegexIMatch if regex_all(right) => {
                 Some(false)
             }
             BinaryOperator::PGRegexNotMatch | BinaryOperator::PGRegexNotIMatch
-                if literal(right).is_some_and(regex_matches_all) =>
+                if regex_all(right) =>
             {
                 Some(true)
             }
@@ -317,18 +333,33 @@ fn pattern(leaf: &Expr) -> Option<bool> {
     }
 }
 
-/// The text of a string literal (through parentheses and casts).
-fn literal(e: &Expr) -> Option<&str> {
+/// Whether an ESCAPE clause leaves `%` a wildcard: none, or a literal other than `%`.
+fn plain_escape(escape: Option<&Expr>, params: &[Option<String>]) -> bool {
+    escape.is_none_or(|e| literal(e, params).is_some_and(|c| c != "%"))
+}
+
+/// The text of a string literal or of the parameter's value (through parentheses and casts).
+fn literal<'a>(e: &'a Expr, params: &'a [Option<String>]) -> Option<&'a str> {
     match e {
-        Expr::Nested(inner) => literal(inner),
-        Expr::Cast { expr, .. } => literal(expr),
+        Expr::Nested(inner) => literal(inner, params),
+        Expr::Cast { expr, .. } => literal(expr, params),
         Expr::Value(v) => match &v.value {
             sqlparser::ast::Value::SingleQuotedString(s)
             | sqlparser::ast::Value::EscapedStringLiteral(s) => Some(s),
+            sqlparser::ast::Value::Placeholder(p) => p
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| params.get(n.checked_sub(1)?))
+                .and_then(|v| v.as_deref()),
             _ => None,
         },
         _ => None,
     }
+}
+
+/// The text of a string literal (through parentheses and casts).
+pub(super) fn string_literal(e: &Expr) -> Option<String> {
+    literal(e, &[]).map(str::to_string)
 }
 
 /// Whether a PostgreSQL regex matches every string: without anchors, escapes or embedded
