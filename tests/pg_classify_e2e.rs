@@ -109,6 +109,25 @@ fn disguised_every_row_set_role_admin_and_two_phase_are_held() {
             "write",
             "pg-hold-unqualified-dml",
         ),
+        // A pattern that matches every string restricts nothing (fifth round: each ran).
+        (
+            vec!["-c", "DELETE FROM t WHERE v LIKE '%'"],
+            "WHERE v LIKE '%'",
+            "write",
+            "pg-hold-unqualified-dml",
+        ),
+        (
+            vec!["-c", "UPDATE t SET v = 'gone' WHERE v SIMILAR TO '%'"],
+            "SIMILAR TO '%'",
+            "write",
+            "pg-hold-unqualified-dml",
+        ),
+        (
+            vec!["-c", "DELETE FROM t WHERE v ~ ''"],
+            "WHERE v ~ ''",
+            "write",
+            "pg-hold-unqualified-dml",
+        ),
         (
             vec!["-c", "LOCK TABLE t IN ACCESS EXCLUSIVE MODE"],
             "LOCK TABLE t",
@@ -399,5 +418,82 @@ fn explain_analyse_and_sql_running_functions_are_held() {
     }
     let (s, _) = recorded(&records, "EXPLAIN (COSTS off)");
     assert_eq!(s["class"], "read", "{s}");
+    env.verify();
+}
+
+/// A pattern passed as a parameter is judged by the value bound to it (fifth round: `EXECUTE
+/// p('%')` of `PREPARE p(text) AS DELETE ... WHERE owner LIKE $1` ran `DELETE 5` unheld): the
+/// SQL EXECUTE's literal argument and a real driver's Bind (tokio-postgres, binary text) are
+/// each held and denied; a restricting value runs. The target keeps every row, and the record
+/// holds each held statement with its hold.
+#[test]
+fn a_pattern_bound_as_a_parameter_is_judged_by_its_value() {
+    let env = Env::start();
+    held_then_denied(
+        &env,
+        &[
+            "-c",
+            "PREPARE pl(text) AS DELETE FROM t WHERE v LIKE $1",
+            "-c",
+            "EXECUTE pl('%')",
+        ],
+        "EXECUTE pl('%')",
+        "write",
+        "pg-hold-unqualified-dml",
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let conninfo = env.conninfo(AGENT, SECRET);
+    let sql = "DELETE FROM t WHERE v LIKE $1";
+    let task = runtime.spawn(async move {
+        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .expect("agent connects through proctor");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let all = client
+            .execute(sql, &[&"%"])
+            .await
+            .map_err(|e| e.to_string());
+        let none = client
+            .execute(sql, &[&"no such row%"])
+            .await
+            .map_err(|e| e.to_string());
+        (all, none)
+    });
+    let a = env.wait_approval(sql);
+    assert_eq!(a["rule"], "pg-hold-unqualified-dml", "{a}");
+    let id = a["id"].as_str().expect("approval id").to_string();
+    env.store()
+        .ok(&["approvals", "deny", &id, "--reason", "e2e says no"]);
+    let (all, none) = runtime.block_on(task).expect("driver task");
+    assert!(all.is_err(), "the every-row DELETE ran: {all:?}");
+    assert_eq!(none, Ok(0), "the restricting DELETE");
+    assert_eq!(count(&env, "SELECT count(*) FROM t"), "5");
+
+    let mut records = Vec::new();
+    assert!(
+        eventually(T, || {
+            records = sessions_records(&env, AGENT);
+            let has = |n: &str| {
+                records.iter().flatten().any(|r| {
+                    r["kind"] == "statement" && r["text"].as_str().is_some_and(|t| t.contains(n))
+                })
+            };
+            has("EXECUTE pl('%')") && has(sql)
+        }),
+        "the sessions were not recorded"
+    );
+    for needle in ["EXECUTE pl('%')", sql] {
+        let (_, verdicts) = recorded(&records, needle);
+        assert!(
+            verdicts.contains(&("hold".to_string(), "pg-hold-unqualified-dml".to_string())),
+            "{needle}: {verdicts:?}"
+        );
+    }
     env.verify();
 }

@@ -263,7 +263,7 @@ impl<'a> Subject<'a> {
         // is judged by the statement it runs.
         let v = self.statement().is_some_and(|s| {
             let text = s.runs.as_deref().unwrap_or(&s.text);
-            sql::dml_candidate(text) && sql::has_unqualified_dml(text)
+            sql::dml_candidate(text) && sql::has_unqualified_dml_with(text, &params_of(s))
         });
         self.unqualified = Some(v);
         v
@@ -349,6 +349,24 @@ fn sftp_hidden(op: &str, path: &str, target_path: &str) -> Option<String> {
                 shell::startup::runs_later(&p)
             }
         })
+}
+
+/// The values a statement's parameters take, as the every-row check reads them: a SQL
+/// `EXECUTE name(args)` binds its literal arguments; a protocol Bind its values, as text
+/// (a binary value is the same bytes for a text parameter, which is what a pattern is).
+fn params_of(s: &Statement) -> Vec<Option<String>> {
+    if s.runs.is_some() {
+        return sql::execute_args(&s.text);
+    }
+    s.params
+        .iter()
+        .map(|p| {
+            p.value
+                .as_ref()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 fn any_glob(globs: &[globset::GlobMatcher], value: &str) -> bool {

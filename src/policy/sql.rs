@@ -88,13 +88,22 @@ fn row_cache() -> &'static RowCache {
 /// (including inside CTEs, and run by `EXPLAIN ANALYZE` or `PREPARE`) may touch every row of its
 /// table: no WHERE, or one that does not restrict the rows (see `every_row`). Judged on the
 /// statements' classification keys (literals collapsed: which literal a condition compares with
-/// does not change whether it restricts), so the answer is cached across literal values.
+/// does not change whether it restricts), so the answer is cached across literal values; a
+/// statement with a pattern test (LIKE, SIMILAR TO, `~`) is also judged with its literals, since
+/// the pattern decides whether the test matches every row.
 /// Unparseable text answers `false`; such statements are class `unknown` and judged as such.
 pub fn has_unqualified_dml(sql: &str) -> bool {
+    has_unqualified_dml_with(sql, &[])
+}
+
+/// [`has_unqualified_dml`] for a statement run with these parameter values (`$1` first; `None`
+/// for NULL or a value not known as text): a pattern test against a parameter is judged by
+/// the value bound to it (`LIKE $1` with `'%'` is every row).
+pub fn has_unqualified_dml_with(sql: &str, params: &[Option<String>]) -> bool {
     let Ok(pieces) = sqllex::split(sql) else {
         return false;
     };
-    pieces.iter().any(|p| {
+    let on_keys = pieces.iter().any(|p| {
         let lock = || match row_cache().lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -109,11 +118,42 @@ pub fn has_unqualified_dml(sql: &str) -> bool {
         }
         c.insert(p.key.as_str().into(), v);
         v
-    })
+    });
+    // Which pattern a LIKE, SIMILAR TO or regex compares with decides whether it matches every
+    // row (`owner LIKE '%'` does), and the keys hold no literals; so a DML statement with such a
+    // test is judged again on its text with literals as written (not cached: that text varies).
+    on_keys
+        || pieces
+            .iter()
+            .any(|p| every_row::pattern_test_in_dml(&p.key))
+            && sqllex::split_literals(sql).is_ok_and(|lit| {
+                lit.iter()
+                    .any(|p| touches_every_row_in(&p.key, Some(params)))
+            })
+}
+
+/// The arguments of a SQL `EXECUTE name(args)` as the values its parameters take: a string
+/// literal's text (through casts), `None` for anything else. Empty when `sql` is not one
+/// EXECUTE.
+pub fn execute_args(sql: &str) -> Vec<Option<String>> {
+    let parsed = std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, sql));
+    let Ok(Ok(statements)) = parsed else {
+        return Vec::new();
+    };
+    let [Statement::Execute { parameters, .. }] = statements.as_slice() else {
+        return Vec::new();
+    };
+    parameters.iter().map(every_row::string_literal).collect()
 }
 
 fn key_touches_every_row(key: &str) -> bool {
-    let parsed = std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, key));
+    touches_every_row_in(key, None)
+}
+
+/// Whether a statement of `text` may touch every row; `literals`: the text holds its literals
+/// as written (not placeholders), so literal patterns may be judged, and its parameters' values.
+fn touches_every_row_in(text: &str, literals: Option<&[Option<String>]>) -> bool {
+    let parsed = std::panic::catch_unwind(|| Parser::parse_sql(&PostgreSqlDialect {}, text));
     let Ok(Ok(statements)) = parsed else {
         return false;
     };
@@ -121,7 +161,7 @@ fn key_touches_every_row(key: &str) -> bool {
     let runs = |s: &&Statement| classify::explain_runs(s);
     let statements: Vec<Statement> = statements.iter().filter(runs).cloned().collect();
     visit_statements(&statements, |s| {
-        if every_row::touches_every_row(s) {
+        if every_row::touches_every_row(s, literals) {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -193,6 +233,71 @@ mod tests {
             "EXPLAIN (VERBOSE, ANALYSE on) UPDATE t SET a = 1"
         ));
         assert!(has_unqualified_dml("delete from t where a = 1 or true"));
+    }
+
+    #[test]
+    fn patterns_that_match_every_string_are_every_row() {
+        for every in [
+            "delete from t where owner like '%'",
+            "DELETE FROM t WHERE owner ILIKE '%%'",
+            "delete from t where owner similar to '%'",
+            "delete from t where owner ~ ''",
+            "delete from t where owner ~* '.*'",
+            "delete from t where owner ~ 'x|'",
+            "delete from t where owner ~~ '%'",
+            "update t set a = 1 where owner like '%'::text",
+            "delete from t where not (owner not like '%')",
+            "delete from t where not (owner !~ '')",
+            "delete from t where owner like owner",
+            "delete from t where owner ilike owner || '%'",
+            "delete from t where owner like E'%'",
+            "delete from t where owner like '%' escape ''",
+            "delete from t where owner ilike '%%' escape '#'",
+            "select 1; delete from t where id = 1; delete from t where owner like '%'",
+        ] {
+            assert!(has_unqualified_dml(every), "{every}");
+        }
+        for restricted in [
+            "delete from t where owner like 'a%'",
+            "delete from t where owner like '%' escape '%'",
+            "delete from t where owner like '_%'",
+            "delete from t where owner not like '%'",
+            "delete from t where owner ~ '^a'",
+            "delete from t where owner ~ 'a*$'",
+            "delete from t where owner ~ '\\w*'",
+            "delete from t where owner ~ '(?i)x*'",
+            "delete from t where owner ~ 'a'",
+            "delete from t where owner like $1",
+            "select * from t where owner like '%'",
+        ] {
+            assert!(!has_unqualified_dml(restricted), "{restricted}");
+        }
+        let pct = [Some("%".to_string())];
+        assert!(has_unqualified_dml_with(
+            "delete from t where owner like $1",
+            &pct
+        ));
+        assert!(has_unqualified_dml_with(
+            "prepare p(text) as delete from t where owner ilike $1::text",
+            &pct
+        ));
+        assert!(!has_unqualified_dml_with(
+            "delete from t where owner like $1",
+            &[Some("a%".into())]
+        ));
+        assert!(!has_unqualified_dml_with(
+            "delete from t where owner like $2",
+            &pct
+        ));
+        assert!(!has_unqualified_dml_with(
+            "delete from t where owner like $1",
+            &[None]
+        ));
+        assert_eq!(
+            execute_args("EXECUTE p('%', 5, 'a'::text)"),
+            vec![Some("%".to_string()), None, Some("a".to_string())]
+        );
+        assert!(execute_args("select 1").is_empty());
     }
 
     #[test]

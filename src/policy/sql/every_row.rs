@@ -7,6 +7,10 @@
 //! `1 = 1`, `x OR true`, `NOT false`, `coalesce(true)` and `WHERE other.col = 1` are every row.
 //! Nor does a test that compares the target with itself ([`row_independent`]): `id = id + 0`, a
 //! self-join's `a.id = b.id`, `id IN (SELECT id FROM accounts)`, `coalesce(true, id = 1)`.
+//! A pattern test whose literal pattern matches every string restricts no more than
+//! `IS NOT NULL` does: `LIKE '%'`, `ILIKE '%%'`, `SIMILAR TO '%'`, `~ ''`, `~ '.*'`
+//! ([`pattern`]); so does one that matches a column against a pattern built from that same
+//! column (`owner LIKE owner`).
 
 use std::ops::ControlFlow;
 
@@ -20,7 +24,16 @@ use sqlparser::ast::{
 /// table's own name (`table`); and the aliases of other copies of the same table joined in by
 /// `USING`/`FROM`/a MERGE source (`copies`: `DELETE FROM accounts a USING accounts b WHERE a.id
 /// = b.id` joins every row with itself).
-struct Target(Vec<String>, String, Vec<String>);
+///
+/// The fourth: `Some` when the statement's literals are as written (not placeholders), so a
+/// literal pattern may be judged, with the values of its parameters (`$1` is the first; `None`
+/// for NULL or a value not known as text).
+struct Target(
+    Vec<String>,
+    String,
+    Vec<String>,
+    Option<Vec<Option<String>>>,
+);
 
 fn fold(i: &sqlparser::ast::Ident) -> String {
     if i.quote_style.is_some() {
@@ -40,7 +53,7 @@ impl Target {
         if let Some(a) = alias {
             names.push(fold(a));
         }
-        Target(names, table, Vec::new())
+        Target(names, table, Vec::new(), None)
     }
 
     fn of_factor(f: &TableFactor) -> Target {
@@ -48,7 +61,7 @@ impl Target {
             TableFactor::Table { name, alias, .. } => {
                 Target::of_name(name, alias.as_ref().map(|a| &a.name))
             }
-            _ => Target(Vec::new(), String::new(), Vec::new()),
+            _ => Target(Vec::new(), String::new(), Vec::new(), None),
         }
     }
 
@@ -69,6 +82,11 @@ impl Target {
         }
         self
     }
+
+    fn literals(mut self, literals: Option<&[Option<String>]>) -> Target {
+        self.3 = literals.map(<[_]>::to_vec);
+        self
+    }
 }
 
 fn last_name(name: &ObjectName) -> String {
@@ -86,8 +104,9 @@ fn factors(tables: &[TableWithJoins]) -> impl Iterator<Item = &TableFactor> {
         .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
 }
 
-/// Whether `s` (one statement, not its nested ones) may modify every row of its target.
-pub(super) fn touches_every_row(s: &Statement) -> bool {
+/// Whether `s` (one statement, not its nested ones) may modify every row of its target;
+/// `literals`: its literals are as written, not placeholders, and its parameters' values.
+pub(super) fn touches_every_row(s: &Statement, literals: Option<&[Option<String>]>) -> bool {
     match s {
         Statement::Delete(d) => {
             let tables = match &d.from {
@@ -96,10 +115,11 @@ pub(super) fn touches_every_row(s: &Statement) -> bool {
             };
             let target = tables
                 .first()
-                .map_or(Target(Vec::new(), String::new(), Vec::new()), |t| {
+                .map_or(Target(Vec::new(), String::new(), Vec::new(), None), |t| {
                     Target::of_factor(&t.relation)
                 })
-                .with_copies(factors(d.using.as_deref().unwrap_or_default()));
+                .with_copies(factors(d.using.as_deref().unwrap_or_default()))
+                .literals(literals);
             !d.selection.as_ref().is_some_and(|w| restricts(w, &target))
         }
         Statement::Update(u) => {
@@ -110,11 +130,14 @@ pub(super) fn touches_every_row(s: &Statement) -> bool {
                 None => &[],
             };
             let target = Target::of_factor(&u.table.relation)
-                .with_copies(factors(from).chain(u.table.joins.iter().map(|j| &j.relation)));
+                .with_copies(factors(from).chain(u.table.joins.iter().map(|j| &j.relation)))
+                .literals(literals);
             !u.selection.as_ref().is_some_and(|w| restricts(w, &target))
         }
         Statement::Merge(m) => {
-            let target = Target::of_factor(&m.table).with_copies([&m.source]);
+            let target = Target::of_factor(&m.table)
+                .with_copies([&m.source])
+                .literals(literals);
             let on = restricts(&m.on, &target);
             m.clauses.iter().any(|c| {
                 let modifies = matches!(
@@ -143,7 +166,8 @@ pub(super) fn touches_every_row(s: &Statement) -> bool {
             let TableObject::TableName(name) = &i.table else {
                 return true;
             };
-            let target = Target::of_name(name, i.table_alias.as_ref().map(|a| &a.alias));
+            let target =
+                Target::of_name(name, i.table_alias.as_ref().map(|a| &a.alias)).literals(literals);
             // Rows written out as VALUES each update at most the one row they conflict with;
             // a query as the source can propose every row of the table.
             let from_values = i
@@ -186,8 +210,16 @@ fn polarity(e: &Expr, target: &Target, negated: bool) -> bool {
             references_target(leaf, target)
                 && !if negated {
                     trivially_false(leaf)
+                        || target
+                            .3
+                            .as_deref()
+                            .is_some_and(|p| pattern(leaf, p) == Some(true))
                 } else {
                     trivially_true(leaf)
+                        || target
+                            .3
+                            .as_deref()
+                            .is_some_and(|p| pattern(leaf, p) == Some(false))
                 }
                 && !row_independent(leaf, target)
         }
@@ -224,10 +256,14 @@ fn row_independent(leaf: &Expr, target: &Target) -> bool {
             let c = columns(expr, target);
             !c.is_empty() && columns(low, target) == c && columns(high, target) == c
         }
+        // `owner LIKE owner`, `owner ILIKE owner || '%'`: a pattern made of the row itself.
+        Expr::Like { expr, pattern, .. }
+        | Expr::ILike { expr, pattern, .. }
+        | Expr::SimilarTo { expr, pattern, .. } => {
+            let c = columns(expr, target);
+            !c.is_empty() && columns(pattern, target) == c
+        }
         Expr::InSubquery { .. }
-        | Expr::Like { .. }
-        | Expr::ILike { .. }
-        | Expr::SimilarTo { .. }
         | Expr::IsNull(_)
         | Expr::IsNotNull(_)
         | Expr::IsTrue(_)
@@ -238,6 +274,113 @@ fn row_independent(leaf: &Expr, target: &Target) -> bool {
         | Expr::CompoundIdentifier(_) => false,
         other => holds_true(other),
     }
+}
+
+/// For a pattern test whose literal pattern matches every string (NULLs aside), whether the
+/// test is negated (`NOT LIKE '%'` matches no row); `None` for any other leaf. LIKE, ILIKE
+/// (and `~~`, `~~*`) and SIMILAR TO: a pattern of `%` only, with no ESCAPE clause or one whose
+/// literal character is not `%` (`ESCAPE ''` turns escaping off). Regex
+/// (`~`, `~*`): a pattern that matches the empty string and holds no anchor, escape or
+/// embedded option (`^ $ \ (?`, `***`), so it matches at the start of any string.
+/// A pattern passed as a parameter (`LIKE $1`) is judged by the value bound to it.
+fn pattern(leaf: &Expr, params: &[Option<String>]) -> Option<bool> {
+    let all_percent = |p: &Expr| {
+        literal(p, params).is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b == b'%'))
+    };
+    let regex_all = |p: &Expr| literal(p, params).is_some_and(regex_matches_all);
+    match leaf {
+        Expr::Nested(inner) => pattern(inner, params),
+        Expr::Like {
+            negated,
+            any: false,
+            pattern: p,
+            escape_char: e,
+            ..
+        }
+        | Expr::ILike {
+            negated,
+            any: false,
+            pattern: p,
+            escape_char: e,
+            ..
+        }
+        | Expr::SimilarTo {
+            negated,
+            pattern: p,
+            escape_char: e,
+            ..
+        } if all_percent(p) && plain_escape(e.as_deref(), params) => Some(*negated),
+        Expr::BinaryOp { op, right, .. } => match op {
+            BinaryOperator::PGLikeMatch | BinaryOperator::PGILikeMatch if all_percent(right) => {
+                Some(false)
+            }
+            BinaryOperator::PGNotLikeMatch | BinaryOperator::PGNotILikeMatch
+                if all_percent(right) =>
+            {
+                Some(true)
+            }
+            BinaryOperator::PGRegexMatch | BinaryOperator::PGRegexIMatch if regex_all(right) => {
+                Some(false)
+            }
+            BinaryOperator::PGRegexNotMatch | BinaryOperator::PGRegexNotIMatch
+                if regex_all(right) =>
+            {
+                Some(true)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether an ESCAPE clause leaves `%` a wildcard: none, or a literal other than `%`.
+fn plain_escape(escape: Option<&Expr>, params: &[Option<String>]) -> bool {
+    escape.is_none_or(|e| literal(e, params).is_some_and(|c| c != "%"))
+}
+
+/// The text of a string literal or of the parameter's value (through parentheses and casts).
+fn literal<'a>(e: &'a Expr, params: &'a [Option<String>]) -> Option<&'a str> {
+    match e {
+        Expr::Nested(inner) => literal(inner, params),
+        Expr::Cast { expr, .. } => literal(expr, params),
+        Expr::Value(v) => match &v.value {
+            sqlparser::ast::Value::SingleQuotedString(s)
+            | sqlparser::ast::Value::EscapedStringLiteral(s) => Some(s),
+            sqlparser::ast::Value::Placeholder(p) => p
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| params.get(n.checked_sub(1)?))
+                .and_then(|v| v.as_deref()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The text of a string literal (through parentheses and casts).
+pub(super) fn string_literal(e: &Expr) -> Option<String> {
+    literal(e, &[]).map(str::to_string)
+}
+
+/// Whether a PostgreSQL regex matches every string: without anchors, escapes or embedded
+/// options, a pattern that can match the empty string matches at the start of any string.
+/// Rust's regex syntax agrees with PostgreSQL's on what is left; a pattern it cannot compile
+/// counts as not matching everything (the server's own errors stop such a statement).
+fn regex_matches_all(p: &str) -> bool {
+    !p.contains(['^', '$', '\\'])
+        && !p.contains("(?")
+        && !p.starts_with("***")
+        && regex::Regex::new(p).is_ok_and(|r| r.is_match(""))
+}
+
+/// Whether a DML statement's key (literals as placeholders) holds a pattern test, whose
+/// pattern decides whether it matches every row.
+pub(super) fn pattern_test_in_dml(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["delete", "update", "merge", "conflict"]
+        .iter()
+        .any(|w| k.contains(w))
+        && (k.contains("like") || k.contains("similar") || k.contains('~'))
 }
 
 /// A literal `true` anywhere in `e`.
