@@ -4,6 +4,7 @@ mod approvals;
 // Load generator for benchmarks and the crash tests; not in the release binary.
 #[cfg(feature = "bench")]
 mod bench;
+mod bucket;
 mod evidence;
 mod ledger;
 mod replay;
@@ -189,6 +190,8 @@ pub enum Command {
     #[cfg(feature = "bench")]
     #[command(hide = true)]
     BenchRecorder(bench::BenchArgs),
+    /// Verify the evidence shipped to an object-store bucket, with only the public key.
+    VerifyBucket(bucket::BucketArgs),
     /// Check and test policy files.
     Policy {
         #[command(subcommand)]
@@ -281,6 +284,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Policy { command } => evidence::policy(command),
+        Command::VerifyBucket(args) => bucket::verify(args).await,
         #[cfg(feature = "bench")]
         Command::BenchRecorder(args) => bench::run(args).await,
     }
