@@ -10,6 +10,7 @@
 mod access;
 pub mod cluster;
 mod formats;
+pub mod object_store;
 mod sections;
 mod validate;
 
@@ -90,6 +91,9 @@ pub struct Config {
     /// `[cluster]`: several nodes on a PostgreSQL control plane (absent: one node).
     #[serde(default)]
     pub cluster: Option<cluster::ClusterConfig>,
+    /// `[object_store]`: evidence shipped as write-once objects (absent: local store only).
+    #[serde(default)]
+    pub object_store: Option<object_store::ObjectStoreConfig>,
 }
 
 impl Config {

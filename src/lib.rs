@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod credentials;
 pub mod dev;
+pub mod evidence_store;
 pub mod export;
 pub mod fsutil;
 #[cfg(feature = "fuzzing")]

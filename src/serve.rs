@@ -121,6 +121,13 @@ pub async fn start(config: Config) -> Result<Server> {
         )
         .map_err(|e| anyhow::anyhow!("[ledger.timestamp]: {e}"))?,
     );
+    // Evidence to write-once object storage; its own task, recording never waits for it.
+    if let Some(os) = &config.object_store {
+        tasks.push(
+            crate::evidence_store::start(&core, os, shutdown_rx.clone())
+                .map_err(|e| anyhow::anyhow!("[object_store]: {e}"))?,
+        );
+    }
     let unauth = authority.unauth.clone();
     let started = listeners::start(
         &service,

@@ -5,6 +5,7 @@ mod approvals;
 // Load generator for benchmarks and the crash tests; not in the release binary.
 #[cfg(feature = "bench")]
 mod bench;
+mod bucket;
 mod evidence;
 mod ledger;
 mod replay;
@@ -190,6 +191,8 @@ pub enum Command {
     #[cfg(feature = "bench")]
     #[command(hide = true)]
     BenchRecorder(bench::BenchArgs),
+    /// Verify the evidence shipped to an object-store bucket, with only the public key.
+    VerifyBucket(bucket::BucketArgs),
     /// Check and test policy files.
     Policy {
         #[command(subcommand)]
@@ -282,6 +285,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Policy { command } => admin::policy(command),
+        Command::VerifyBucket(args) => bucket::verify(args).await,
         #[cfg(feature = "bench")]
         Command::BenchRecorder(args) => bench::run(args).await,
     }

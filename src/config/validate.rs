@@ -18,6 +18,9 @@ impl Config {
         if let Some(c) = &self.cluster {
             super::cluster::validate(c).map_err(|(k, m)| invalid(k, m))?;
         }
+        if let Some(c) = &self.object_store {
+            super::object_store::validate(c).map_err(|(k, m)| invalid(k, m))?;
+        }
         let mut names = HashSet::new();
         for (i, a) in self.agents.iter().enumerate() {
             if !valid_name(&a.name) {

@@ -286,6 +286,16 @@ impl Authority for CoreAuthority {
                 .await;
             return Err(refusal);
         }
+        // `[object_store]`: evidence that cannot be shipped piles up in the spool; past its bound
+        // no new session adds to it (live ones go on and are recorded).
+        if let Some(e) = self.core.evidence.get()
+            && let Err(msg) = e.admit()
+        {
+            let refusal = Refusal::new(RefusalKind::Overloaded, msg);
+            self.record_refusal(&req, &refusal, privilege, &grant.name)
+                .await;
+            return Err(refusal);
+        }
         let mut events = vec![Event::SessionStart(SessionInfo {
             agent: req.agent.clone(),
             target: req.target.clone(),

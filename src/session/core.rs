@@ -33,6 +33,8 @@ pub struct Core {
     pub ssh_keys: HashMap<String, String>,
     /// `[cluster]`: the control plane, set once at start (empty on a single node).
     pub cluster: std::sync::OnceLock<Arc<dyn ClusterAdmission>>,
+    /// `[object_store]`: the spool's room, set once at start (empty without the table).
+    pub evidence: std::sync::OnceLock<Arc<dyn EvidenceAdmission>>,
 }
 
 /// What a session start asks of the cluster (implemented there, so sessions do not depend on
@@ -40,6 +42,12 @@ pub struct Core {
 #[async_trait::async_trait]
 pub trait ClusterAdmission: Send + Sync {
     async fn admit(&self) -> Result<(), String>;
+}
+
+/// What a session start asks of the object-store shipper (implemented there): that its spool
+/// has room, or why not.
+pub trait EvidenceAdmission: Send + Sync {
+    fn admit(&self) -> Result<(), String>;
 }
 
 /// `algo base64` of an OpenSSH public key line, without its comment.
@@ -84,6 +92,7 @@ impl Core {
             admissions: Arc::default(),
             ssh_keys,
             cluster: std::sync::OnceLock::new(),
+            evidence: std::sync::OnceLock::new(),
         }
     }
 
