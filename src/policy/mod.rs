@@ -263,7 +263,7 @@ impl<'a> Subject<'a> {
         // is judged by the statement it runs.
         let v = self.statement().is_some_and(|s| {
             let text = s.runs.as_deref().unwrap_or(&s.text);
-            sql::dml_candidate(text) && sql::has_unqualified_dml_with(text, &params_of(s))
+            sql::dml_candidate(text) && sql::has_unqualified_dml_given(text, || params_of(s))
         });
         self.unqualified = Some(v);
         v

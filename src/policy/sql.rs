@@ -100,6 +100,12 @@ pub fn has_unqualified_dml(sql: &str) -> bool {
 /// for NULL or a value not known as text): a pattern test against a parameter is judged by
 /// the value bound to it (`LIKE $1` with `'%'` is every row).
 pub fn has_unqualified_dml_with(sql: &str, params: &[Option<String>]) -> bool {
+    has_unqualified_dml_given(sql, || params.to_vec())
+}
+
+/// [`has_unqualified_dml_with`], asking for the parameter values only when a pattern test needs
+/// them: most DML has none, and copying every bound value of each statement is wasted work.
+pub fn has_unqualified_dml_given(sql: &str, params: impl FnOnce() -> Vec<Option<String>>) -> bool {
     let Ok(pieces) = sqllex::split(sql) else {
         return false;
     };
@@ -127,8 +133,9 @@ pub fn has_unqualified_dml_with(sql: &str, params: &[Option<String>]) -> bool {
             .iter()
             .any(|p| every_row::pattern_test_in_dml(&p.key))
             && sqllex::split_literals(sql).is_ok_and(|lit| {
+                let params = params();
                 lit.iter()
-                    .any(|p| touches_every_row_in(&p.key, Some(params)))
+                    .any(|p| touches_every_row_in(&p.key, Some(&params)))
             })
 }
 
